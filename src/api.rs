@@ -1,0 +1,527 @@
+//! The `PredictiveScaler` custom resource (`prescaler.dev/v1alpha1`): spec, status, defaults,
+//! and the semantic checks that the CRD schema cannot express.
+//!
+//! Field names follow the HorizontalPodAutoscaler (`scaleTargetRef`, `minReplicas`, `behavior`,
+//! `stabilizationWindowSeconds`, `policies`) so that the resource reads like one SREs already know.
+//! Every doc comment becomes the field's description in the CRD, and so what `kubectl explain` shows.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// A duration written the way Prometheus and Kubernetes users write them: `90s`, `5m`, `1h30m`, `28d`, `2w`.
+const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d|w))+$";
+
+/// PredictiveScaler scales a workload ahead of its load: it combines the live load from Prometheus
+/// with the daily and weekly patterns learned from its history, so that enough replicas are ready
+/// when a spike arrives, and holds minimum replicas during known peak windows.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "prescaler.dev",
+    version = "v1alpha1",
+    kind = "PredictiveScaler",
+    plural = "predictivescalers",
+    shortname = "psc",
+    category = "autoscaling",
+    namespaced,
+    status = "PredictiveScalerStatus",
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.scaleTargetRef.name",
+        description = "The workload being scaled"
+    ),
+    printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
+    printcolumn(
+        name = "Current",
+        type_ = "integer",
+        json_path = ".status.currentReplicas",
+        description = "Replicas the target has now"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas",
+        description = "Replicas prescaler asks for"
+    ),
+    printcolumn(
+        name = "Forecast",
+        type_ = "integer",
+        json_path = ".status.forecastReplicas",
+        description = "Replicas the forecast needs within the lead time"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        description = "Which term decided the desired replicas",
+        priority = 1
+    ),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveScalerSpec {
+    /// The workload to scale. It must be in the PredictiveScaler's own namespace and expose the
+    /// `/scale` subresource (Deployment, StatefulSet, ReplicaSet, or any custom resource with `/scale`).
+    pub scale_target_ref: ScaleTargetRef,
+
+    /// The lower bound for the replica count. prescaler never asks for fewer.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+
+    /// The upper bound for the replica count. prescaler never asks for more, whatever the forecast says.
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+
+    /// `Auto` scales the target; `ForecastOnly` computes and publishes the forecast and the decision
+    /// in status and metrics but never writes to the target (a safe trial); `Off` does nothing.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// The load metric: the total load on the workload and how much of it one replica should carry.
+    pub metric: MetricSpec,
+
+    /// How the seasonal forecast is learned and how far ahead it provisions.
+    #[serde(default)]
+    pub forecast: ForecastSpec,
+
+    /// Known peaks with a hard replica floor, e.g. a weekday lunch rush or a scheduled campaign.
+    /// prescaler reaches the floor `forecast.leadTime` before each window opens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub peak_windows: Vec<PeakWindow>,
+
+    /// Stabilization and rate limits for scaling up and down, in the HorizontalPodAutoscaler's terms.
+    #[serde(default)]
+    pub behavior: Behavior,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+/// The workload to scale, as in the HorizontalPodAutoscaler's `scaleTargetRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// API version of the target, e.g. `apps/v1`.
+    #[serde(default = "default_target_api_version")]
+    pub api_version: String,
+    /// Kind of the target, e.g. `Deployment` or `StatefulSet`.
+    #[schemars(length(min = 1))]
+    pub kind: String,
+    /// Name of the target, in the PredictiveScaler's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+fn default_target_api_version() -> String {
+    "apps/v1".into()
+}
+
+/// What prescaler does with its decision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Mode {
+    /// Scale the target.
+    #[default]
+    Auto,
+    /// Compute and publish everything, write nothing to the target.
+    ForecastOnly,
+    /// Do nothing.
+    Off,
+}
+
+/// The load metric.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpec {
+    /// A PromQL expression for the total load on the workload, returning one series,
+    /// e.g. `sum(rate(http_requests_total{service="checkout"}[2m]))`.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// The load one replica should carry, in the query's unit (e.g. 80 requests/s).
+    /// The replicas needed for a load are `ceil(load / targetPerReplica)`.
+    #[schemars(range(min = 0.000001))]
+    pub target_per_replica: f64,
+}
+
+/// How the forecast is learned and used.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastSpec {
+    /// How much history to learn the seasonal pattern from. At least one full period of the
+    /// longest seasonality is needed before the forecast is used; two or more make it robust.
+    #[serde(default = "default_history")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub history: String,
+
+    /// The seasonal periods to learn. `weekly` also captures the daily cycle of each weekday.
+    #[serde(default = "default_seasonality")]
+    #[schemars(length(min = 1, max = 2))]
+    pub seasonality: Vec<Seasonality>,
+
+    /// How far ahead to provision: replicas for the load forecast up to this far in the future are
+    /// asked for now. Set it to the workload's pod start-up time plus the metric's delay.
+    #[serde(default = "default_lead_time")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub lead_time: String,
+
+    /// A fixed safety margin on top of the forecast, in percent. prescaler adds, on top of it, the
+    /// margin that its own recent forecast errors call for (see `targetQuantile`).
+    #[serde(default = "default_headroom_percent")]
+    #[schemars(range(min = 0, max = 500))]
+    pub headroom_percent: i32,
+
+    /// The share of recent lead-time windows, in percent, that the provisioned capacity should have
+    /// covered. prescaler measures its forecast's error over the last day and adds the margin that
+    /// would have covered this share of it. Higher means fewer under-provisioned minutes at more cost.
+    #[serde(default = "default_target_quantile")]
+    #[schemars(range(min = 50, max = 100))]
+    pub target_quantile: i32,
+}
+
+impl Default for ForecastSpec {
+    fn default() -> Self {
+        Self {
+            history: default_history(),
+            seasonality: default_seasonality(),
+            lead_time: default_lead_time(),
+            headroom_percent: default_headroom_percent(),
+            target_quantile: default_target_quantile(),
+        }
+    }
+}
+
+fn default_history() -> String {
+    "28d".into()
+}
+fn default_seasonality() -> Vec<Seasonality> {
+    vec![Seasonality::Daily, Seasonality::Weekly]
+}
+fn default_lead_time() -> String {
+    "6m".into()
+}
+fn default_headroom_percent() -> i32 {
+    0
+}
+fn default_target_quantile() -> i32 {
+    95
+}
+
+/// A seasonal period.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Seasonality {
+    /// A 24-hour cycle.
+    Daily,
+    /// A 7-day cycle.
+    Weekly,
+}
+
+impl Seasonality {
+    pub fn period(self) -> Duration {
+        match self {
+            Seasonality::Daily => Duration::from_secs(86_400),
+            Seasonality::Weekly => Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// A recurring window with a replica floor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeakWindow {
+    /// A name for the window, shown in status and Events when it decides the replica count.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// When the window opens: a cron expression (`minute hour day-of-month month day-of-week`)
+    /// in `timeZone`, e.g. `0 11 * * 1-5` for 11:00 on weekdays. On a day when the clock springs
+    /// forward past the time, the window opens right after the jump; when the clock falls back,
+    /// it opens once, at the first occurrence.
+    #[schemars(length(min = 1))]
+    pub schedule: String,
+    /// How long the window stays open, in elapsed time (`3h` is three hours even across a DST change).
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub duration: String,
+    /// The IANA time zone of the schedule, e.g. `Europe/Berlin`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// The minimum replica count while the window is open (still capped by `maxReplicas`).
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// Scaling behaviour, shaped like the HorizontalPodAutoscaler's `behavior`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Behavior {
+    /// Rules for scaling up. By default prescaler scales up at once: a pre-scale that is rate
+    /// limited arrives late.
+    #[serde(default = "ScalingRules::default_up")]
+    pub scale_up: ScalingRules,
+    /// Rules for scaling down. By default the highest recommendation of the last 5 minutes is kept
+    /// (as the HPA does), and at most 20% of the replicas are removed per minute.
+    #[serde(default = "ScalingRules::default_down")]
+    pub scale_down: ScalingRules,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Self {
+            scale_up: ScalingRules::default_up(),
+            scale_down: ScalingRules::default_down(),
+        }
+    }
+}
+
+/// Stabilization and rate limits for one direction.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    /// For scale-down: the highest recommendation of this many past seconds is used; for scale-up:
+    /// the lowest. Damps flapping on noisy load.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3600))]
+    pub stabilization_window_seconds: i32,
+    /// Rate limits. With several, `selectPolicy` says which applies. With none, the change is not limited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<ScalingPolicy>,
+    /// `Max` applies the policy that allows the largest change, `Min` the smallest,
+    /// `Disabled` forbids scaling in this direction.
+    #[serde(default)]
+    pub select_policy: SelectPolicy,
+}
+
+impl ScalingRules {
+    fn default_up() -> Self {
+        Self {
+            stabilization_window_seconds: 0,
+            policies: vec![],
+            select_policy: SelectPolicy::Max,
+        }
+    }
+    fn default_down() -> Self {
+        Self {
+            stabilization_window_seconds: 300,
+            policies: vec![ScalingPolicy {
+                type_: PolicyType::Percent,
+                value: 20,
+                period_seconds: 60,
+            }],
+            select_policy: SelectPolicy::Max,
+        }
+    }
+}
+
+/// One rate limit: at most `value` pods or percent of the replicas per `periodSeconds`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPolicy {
+    /// `Pods` or `Percent`.
+    #[serde(rename = "type")]
+    pub type_: PolicyType,
+    /// How many pods, or what percentage of the replicas at the start of the period.
+    #[schemars(range(min = 1))]
+    pub value: i32,
+    /// The period the limit applies to.
+    #[schemars(range(min = 1, max = 1800))]
+    pub period_seconds: i32,
+}
+
+/// The unit of a scaling policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PolicyType {
+    Pods,
+    Percent,
+}
+
+/// Which of several policies applies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SelectPolicy {
+    #[default]
+    Max,
+    Min,
+    Disabled,
+}
+
+/// What prescaler observed and decided. Written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveScalerStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Replicas the target had at the last reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+    /// Replicas prescaler asked for (or would have, in ForecastOnly mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Replicas the live load needs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactive_replicas: Option<i32>,
+    /// Replicas the forecast needs within the lead time, margin included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_replicas: Option<i32>,
+    /// The floor of the peak window that is open or opens within the lead time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_min_replicas: Option<i32>,
+    /// Which term decided `desiredReplicas`: `Reactive`, `Forecast`, `PeakWindow`, `MinReplicas`,
+    /// `MaxReplicas`, `Stabilized`, `RateLimited` or `Hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The forecast load (in the metric's unit) for the lead-time window, without margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_load: Option<f64>,
+    /// The forecast's mean absolute percentage error over the last day, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_error_percent: Option<f64>,
+    /// When prescaler last changed the target's replica count (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ScalingLimited`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Parses a spec duration such as `5m`, `1h30m` or `28d`.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(text).map_err(|e| Error::InvalidSpec {
+        field: field.to_string(),
+        message: format!("{text:?} is not a duration like 90s, 5m, 1h30m or 28d: {e}"),
+    })
+}
+
+/// A spec with every duration parsed and every field checked: what the decision core works with.
+#[derive(Clone, Debug)]
+pub struct ValidatedSpec {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub target_per_replica: f64,
+    pub history: Duration,
+    pub seasonality: Vec<Seasonality>,
+    pub lead_time: Duration,
+    pub headroom: f64,
+    pub target_quantile: f64,
+    pub peak_windows: Vec<crate::schedule::Window>,
+    pub behavior: Behavior,
+}
+
+impl PredictiveScalerSpec {
+    /// Checks what the CRD schema cannot (cron expressions, time zones, durations, cross-field
+    /// rules for objects that did not pass through an API server) and returns the parsed form.
+    /// The error names the offending field.
+    pub fn validate(&self) -> Result<ValidatedSpec, Error> {
+        let invalid = |field: &str, message: String| Error::InvalidSpec {
+            field: field.into(),
+            message,
+        };
+        if self.min_replicas < 1 {
+            return Err(invalid("spec.minReplicas", "must be at least 1".into()));
+        }
+        if self.max_replicas < self.min_replicas {
+            return Err(invalid(
+                "spec.maxReplicas",
+                format!(
+                    "must be at least minReplicas ({}), is {}",
+                    self.min_replicas, self.max_replicas
+                ),
+            ));
+        }
+        let c = self.metric.target_per_replica;
+        if !(c.is_finite() && c > 0.0) {
+            return Err(invalid(
+                "spec.metric.targetPerReplica",
+                format!("must be a positive number, is {c}"),
+            ));
+        }
+        if self.metric.query.trim().is_empty() {
+            return Err(invalid("spec.metric.query", "must not be empty".into()));
+        }
+        let history = parse_duration("spec.forecast.history", &self.forecast.history)?;
+        let lead_time = parse_duration("spec.forecast.leadTime", &self.forecast.lead_time)?;
+        if self.forecast.seasonality.is_empty() {
+            return Err(invalid(
+                "spec.forecast.seasonality",
+                "needs at least one of daily, weekly".into(),
+            ));
+        }
+        if lead_time > Duration::from_secs(6 * 3600) {
+            return Err(invalid(
+                "spec.forecast.leadTime",
+                "must be at most 6h: a longer lead time provisions for load that is hours away"
+                    .into(),
+            ));
+        }
+        if !(0..=500).contains(&self.forecast.headroom_percent) {
+            return Err(invalid(
+                "spec.forecast.headroomPercent",
+                "must be between 0 and 500".into(),
+            ));
+        }
+        if !(50..=100).contains(&self.forecast.target_quantile) {
+            return Err(invalid(
+                "spec.forecast.targetQuantile",
+                "must be between 50 and 100".into(),
+            ));
+        }
+        let mut peak_windows = Vec::with_capacity(self.peak_windows.len());
+        for (i, w) in self.peak_windows.iter().enumerate() {
+            peak_windows.push(crate::schedule::Window::parse(
+                &format!("spec.peakWindows[{i}]"),
+                w,
+            )?);
+        }
+        for (direction, rules) in [
+            ("scaleUp", &self.behavior.scale_up),
+            ("scaleDown", &self.behavior.scale_down),
+        ] {
+            if !(0..=3600).contains(&rules.stabilization_window_seconds) {
+                return Err(invalid(
+                    &format!("spec.behavior.{direction}.stabilizationWindowSeconds"),
+                    "must be between 0 and 3600".into(),
+                ));
+            }
+            for (i, p) in rules.policies.iter().enumerate() {
+                if p.value < 1 || p.period_seconds < 1 {
+                    return Err(invalid(
+                        &format!("spec.behavior.{direction}.policies[{i}]"),
+                        "value and periodSeconds must be at least 1".into(),
+                    ));
+                }
+            }
+        }
+        Ok(ValidatedSpec {
+            min_replicas: self.min_replicas as u32,
+            max_replicas: self.max_replicas as u32,
+            target_per_replica: c,
+            history,
+            seasonality: self.forecast.seasonality.clone(),
+            lead_time,
+            headroom: self.forecast.headroom_percent as f64 / 100.0,
+            target_quantile: self.forecast.target_quantile as f64 / 100.0,
+            peak_windows,
+            behavior: self.behavior.clone(),
+        })
+    }
+}

@@ -1,0 +1,718 @@
+//! The load forecast: seasonal profiles with level correction, calibrated by their own recent errors.
+//!
+//! For a decision at `now` what matters is the highest load in `[now, now + leadTime]`: replicas
+//! asked for now must carry it. Three predictors estimate it from the history seen so far:
+//! - `Flat`: the recent level (the mean of the last few minutes), i.e. "what a reactive scaler sees";
+//! - `Daily` and `Weekly`: the median of the same time of day (of week) over past periods,
+//!   smoothed over a few minutes, times the ratio of the recent load to that profile — the profile
+//!   brings the shape (a morning ramp, a daily campaign), the ratio brings the level (growth,
+//!   holidays, a quiet week).
+//!
+//! Each predictor's forecasts are scored when their window has passed: the ratio of the actual
+//! peak to the forecast peak. Its margin is the `targetQuantile` of those ratios over the last day,
+//! so a noisy series gets a wide margin and a regular one a narrow one, without tuning per workload.
+//! The predictor that would have provisioned the least capacity at that coverage over the last day
+//! is the one used. A predictor without a day of scored forecasts is not trusted.
+//!
+//! Everything here is pure: the history is passed in, and `ErrorTracker` is the memory the caller
+//! keeps between decisions (and can rebuild from history with `ErrorTracker::warm_up`).
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::api::Seasonality;
+
+/// A regularly sampled series: `values[i]` is the load at `start + i * step`; NaN marks a gap.
+/// Prefix sums make the windowed means the predictors need O(1).
+#[derive(Clone, Debug)]
+pub struct History {
+    start: DateTime<Utc>,
+    step: Duration,
+    values: Vec<f64>,
+    /// `sums[i]` = sum of the non-NaN values before index i; `counts[i]` = how many there are.
+    sums: Vec<f64>,
+    counts: Vec<u32>,
+}
+
+impl History {
+    pub fn new(start: DateTime<Utc>, step: Duration, values: Vec<f64>) -> Self {
+        assert!(step > Duration::zero(), "a series needs a positive step");
+        let mut sums = Vec::with_capacity(values.len() + 1);
+        let mut counts = Vec::with_capacity(values.len() + 1);
+        let (mut s, mut c) = (0.0, 0u32);
+        sums.push(s);
+        counts.push(c);
+        for &v in &values {
+            if v.is_finite() {
+                s += v;
+                c += 1;
+            }
+            sums.push(s);
+            counts.push(c);
+        }
+        Self {
+            start,
+            step,
+            values,
+            sums,
+            counts,
+        }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The time of index `i`.
+    pub fn time(&self, i: usize) -> DateTime<Utc> {
+        self.start + self.step * i as i32
+    }
+
+    /// The index of the last sample at or before `t` (None before the start).
+    pub fn index_at_or_before(&self, t: DateTime<Utc>) -> Option<usize> {
+        let d = (t - self.start).num_seconds();
+        if d < 0 {
+            return None;
+        }
+        Some((d / self.step.num_seconds()) as usize)
+    }
+
+    /// A view of this history that ends at `end` (inclusive): what has been observed by then.
+    pub fn view(&self, end: usize) -> View<'_> {
+        View {
+            history: self,
+            end: end.min(self.values.len().saturating_sub(1)),
+        }
+    }
+
+    /// The view ending at the last sample at or before `t`.
+    pub fn view_at(&self, t: DateTime<Utc>) -> Option<View<'_>> {
+        let i = self.index_at_or_before(t)?;
+        if self.values.is_empty() {
+            return None;
+        }
+        Some(self.view(i))
+    }
+
+    fn steps(&self, d: Duration) -> i64 {
+        (d.num_seconds() / self.step.num_seconds()).max(0)
+    }
+}
+
+/// The part of a history observed by some instant: indices `0..=end`. Predictors only read
+/// through it, which is what keeps decisions causal.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    history: &'a History,
+    end: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn history(&self) -> &'a History {
+        self.history
+    }
+    pub fn end(&self) -> usize {
+        self.end
+    }
+    pub fn end_time(&self) -> DateTime<Utc> {
+        self.history.time(self.end)
+    }
+
+    /// Mean of the observed values with index in `[lo, hi]`, clipped to what has been observed.
+    fn mean(&self, lo: i64, hi: i64) -> Option<f64> {
+        let hi = hi.min(self.end as i64);
+        let lo = lo.max(0);
+        if hi < lo {
+            return None;
+        }
+        let (lo, hi) = (lo as usize, hi as usize + 1);
+        let n = self.history.counts[hi] - self.history.counts[lo];
+        (n > 0).then(|| (self.history.sums[hi] - self.history.sums[lo]) / n as f64)
+    }
+
+    /// The mean load over the last `window` (the live level), if anything was observed in it.
+    pub fn recent_mean(&self, window: Duration) -> Option<f64> {
+        let n = self.history.steps(window).max(1);
+        self.mean(self.end as i64 - n + 1, self.end as i64)
+    }
+
+    /// The last observed value, skipping gaps of up to `max_age`.
+    pub fn last_value(&self, max_age: Duration) -> Option<f64> {
+        let n = self.history.steps(max_age) as usize;
+        (self.end.saturating_sub(n)..=self.end)
+            .rev()
+            .map(|i| self.history.values[i])
+            .find(|v| v.is_finite())
+    }
+
+    /// How much history has been observed (from the first sample to the end of the view).
+    pub fn span(&self) -> Duration {
+        self.history.step * self.end as i32
+    }
+
+    /// The highest observed value with index in `[lo, hi]`, if all of it has been observed.
+    fn observed_max(&self, lo: usize, hi: usize) -> Option<f64> {
+        if hi > self.end {
+            return None;
+        }
+        self.history.values[lo..=hi]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .reduce(f64::max)
+    }
+}
+
+/// A way of predicting the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Predictor {
+    /// The recent level, held flat.
+    Flat,
+    /// A seasonal profile of the given period, scaled to the recent level.
+    Seasonal(Seasonality),
+}
+
+impl Predictor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Predictor::Flat => "flat",
+            Predictor::Seasonal(Seasonality::Daily) => "daily",
+            Predictor::Seasonal(Seasonality::Weekly) => "weekly",
+        }
+    }
+}
+
+/// Tunables of the predictors. They are about the physics of load series (noise, how fast a
+/// level moves), not about any one workload; the defaults were chosen on the whole set of traces.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// The window whose mean is the current level for `Flat`.
+    pub flat_window: Duration,
+    /// The window over which the recent load is compared with the profile to correct its level.
+    pub level_window: Duration,
+    /// Half-width of the smoothing applied to past periods' samples.
+    pub smoothing_half_width: Duration,
+    /// How many past periods the profile takes the median of.
+    pub max_periods: usize,
+    /// How often a forecast is recorded for scoring.
+    pub score_interval: Duration,
+    /// How far back scored forecasts count.
+    pub score_window: Duration,
+    /// How many scored forecasts a predictor needs before its margin and rank are trusted.
+    pub min_scores: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            flat_window: Duration::minutes(5),
+            level_window: Duration::minutes(30),
+            smoothing_half_width: Duration::minutes(7),
+            max_periods: 4,
+            score_interval: Duration::minutes(5),
+            score_window: Duration::days(1),
+            min_scores: 48,
+        }
+    }
+}
+
+/// Predicts the highest load in `[from, to]` with `predictor`, from what `view` has observed.
+pub fn predict_peak(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<f64> {
+    match predictor {
+        Predictor::Flat => view.recent_mean(cfg.flat_window),
+        Predictor::Seasonal(season) => {
+            let h = view.history();
+            let period = h.steps(Duration::from_std(season.period()).ok()?);
+            if period == 0 {
+                return None;
+            }
+            // Use only whole periods that have been observed.
+            let periods = ((view.end() as i64) / period).min(cfg.max_periods as i64) as usize;
+            if periods == 0 {
+                return None;
+            }
+            let profile = Profile {
+                view,
+                period,
+                periods,
+                half_width: h.steps(cfg.smoothing_half_width),
+            };
+            let level = profile.level_ratio(h.steps(cfg.level_window).max(1))?;
+            let lo = index_ceil(h, from);
+            let hi = index_floor(h, to).max(lo);
+            (lo..=hi)
+                .filter_map(|i| profile.at(i))
+                .reduce(f64::max)
+                .map(|p| p * level)
+        }
+    }
+}
+
+fn index_ceil(h: &History, t: DateTime<Utc>) -> i64 {
+    let d = (t - h.start()).num_seconds();
+    let s = h.step().num_seconds();
+    d.div_euclid(s) + i64::from(d.rem_euclid(s) != 0)
+}
+
+fn index_floor(h: &History, t: DateTime<Utc>) -> i64 {
+    (t - h.start())
+        .num_seconds()
+        .div_euclid(h.step().num_seconds())
+}
+
+/// The seasonal profile of one period, as seen by `view`.
+struct Profile<'a> {
+    view: View<'a>,
+    period: i64,
+    periods: usize,
+    half_width: i64,
+}
+
+impl Profile<'_> {
+    /// The median over past periods of the smoothed load at the same phase as index `i`.
+    fn at(&self, i: i64) -> Option<f64> {
+        let mut samples = [0.0f64; 8];
+        let mut n = 0;
+        let mut k = 1;
+        while n < self.periods.min(samples.len()) {
+            let c = i - k * self.period;
+            if c + self.half_width < 0 {
+                break;
+            }
+            // A past period counts only once it has been observed (c ≤ end): causality.
+            if c <= self.view.end() as i64
+                && let Some(m) = self.view.mean(c - self.half_width, c + self.half_width)
+            {
+                samples[n] = m;
+                n += 1;
+            }
+            k += 1;
+            if k > self.periods as i64 + 2 {
+                break;
+            }
+        }
+        median(&mut samples[..n])
+    }
+
+    /// The ratio of the load over the last `window` steps to the profile over the same steps.
+    fn level_ratio(&self, window: i64) -> Option<f64> {
+        let end = self.view.end() as i64;
+        let (mut actual, mut expected) = (0.0, 0.0);
+        // Sample the window at up to 8 points: the ratio of sums is robust to noise already.
+        let stride = (window / 8).max(1);
+        let mut i = end;
+        while i > end - window {
+            if let (Some(a), Some(p)) = (self.view.mean(i - stride + 1, i), self.at(i)) {
+                actual += a;
+                expected += p;
+            }
+            i -= stride;
+        }
+        if expected > 0.0 {
+            Some(actual / expected)
+        } else if actual == 0.0 && expected == 0.0 {
+            // Both zero: a quiet phase that the profile knows; keep its level.
+            Some(1.0)
+        } else {
+            None
+        }
+    }
+}
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_unstable_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
+}
+
+/// The `q`-quantile of `xs` (nearest rank, rounding up so the coverage is at least `q`).
+pub fn quantile(xs: &mut [f64], q: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
+    let (_, v, _) = xs.select_nth_unstable_by(rank, f64::total_cmp);
+    Some(*v)
+}
+
+/// One forecast made at `made_at` for the window `[made_at, made_at + lead]`, per predictor.
+#[derive(Clone, Debug)]
+struct Pending {
+    made_at: DateTime<Utc>,
+    predictions: Vec<(Predictor, f64)>,
+}
+
+/// One scored forecast: the actual peak of its window and what a predictor said.
+#[derive(Clone, Copy, Debug)]
+struct Score {
+    made_at: DateTime<Utc>,
+    predicted: f64,
+    actual: f64,
+}
+
+/// What a predictor's recent record says about it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    pub predictor: Predictor,
+    /// The factor that would have covered `targetQuantile` of the recent windows.
+    pub margin: f64,
+    /// Mean absolute percentage error of the recent forecasts.
+    pub error_percent: f64,
+    /// Mean capacity it would have provisioned with that margin (lower is better).
+    pub mean_provision: f64,
+    pub scores: usize,
+}
+
+/// The memory of past forecasts and their errors, kept between decisions.
+#[derive(Clone, Debug, Default)]
+pub struct ErrorTracker {
+    pending: VecDeque<Pending>,
+    scores: Vec<(Predictor, VecDeque<Score>)>,
+    last_recorded: Option<DateTime<Utc>>,
+    /// Recomputed only when a score arrives, not on every decision.
+    calibrations: Vec<Calibration>,
+}
+
+impl ErrorTracker {
+    /// Scores the pending forecasts whose window `view` has now fully observed, and records
+    /// `predictions` made at `now` if a score interval has passed.
+    pub fn update(
+        &mut self,
+        cfg: &ModelConfig,
+        view: View<'_>,
+        now: DateTime<Utc>,
+        lead: Duration,
+        target_quantile: f64,
+        predictions: &[(Predictor, f64)],
+    ) {
+        let h = view.history();
+        let mut scored = false;
+        while let Some(p) = self.pending.front() {
+            let lo = index_ceil(h, p.made_at);
+            let hi = index_floor(h, p.made_at + lead).max(lo);
+            if hi > view.end() as i64 {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            if lo < 0 {
+                continue;
+            }
+            let Some(actual) = view.observed_max(lo as usize, hi as usize) else {
+                continue; // a gap: nothing to learn
+            };
+            for (predictor, predicted) in p.predictions {
+                let list = match self.scores.iter_mut().find(|(q, _)| *q == predictor) {
+                    Some((_, list)) => list,
+                    None => {
+                        self.scores.push((predictor, VecDeque::new()));
+                        &mut self.scores.last_mut().expect("just pushed").1
+                    }
+                };
+                list.push_back(Score {
+                    made_at: p.made_at,
+                    predicted,
+                    actual,
+                });
+            }
+            scored = true;
+        }
+        if scored {
+            let horizon = now - cfg.score_window;
+            for (_, list) in &mut self.scores {
+                while list.front().is_some_and(|s| s.made_at < horizon) {
+                    list.pop_front();
+                }
+            }
+            self.recalibrate(cfg, target_quantile);
+        }
+        let due = self
+            .last_recorded
+            .is_none_or(|t| now - t >= cfg.score_interval);
+        if due && !predictions.is_empty() {
+            self.pending.push_back(Pending {
+                made_at: now,
+                predictions: predictions.to_vec(),
+            });
+            self.last_recorded = Some(now);
+        }
+    }
+
+    fn recalibrate(&mut self, cfg: &ModelConfig, target_quantile: f64) {
+        self.calibrations.clear();
+        for (predictor, list) in &self.scores {
+            if list.len() < cfg.min_scores {
+                continue;
+            }
+            // Ratios of actual to predicted peak; a zero forecast with zero load is exact.
+            let mut ratios: Vec<f64> = list
+                .iter()
+                .map(|s| match (s.predicted > 0.0, s.actual > 0.0) {
+                    (true, _) => s.actual / s.predicted,
+                    (false, false) => 1.0,
+                    (false, true) => f64::INFINITY,
+                })
+                .collect();
+            let Some(margin) = quantile(&mut ratios, target_quantile) else {
+                continue;
+            };
+            if !margin.is_finite() {
+                continue;
+            }
+            let n = list.len() as f64;
+            let mean_provision = list.iter().map(|s| s.predicted).sum::<f64>() / n * margin;
+            let error_percent = 100.0
+                * list
+                    .iter()
+                    .map(|s| (s.actual - s.predicted).abs() / s.actual.max(f64::EPSILON))
+                    .map(|e| e.min(10.0))
+                    .sum::<f64>()
+                / n;
+            self.calibrations.push(Calibration {
+                predictor: *predictor,
+                margin,
+                error_percent,
+                mean_provision,
+                scores: list.len(),
+            });
+        }
+    }
+
+    /// The calibration of each predictor that has enough scored forecasts.
+    pub fn calibrations(&self) -> &[Calibration] {
+        &self.calibrations
+    }
+
+    /// Rebuilds the memory from history alone, as an operator does after a restart: replays the
+    /// forecasts that would have been made over the last score window.
+    pub fn warm_up(
+        cfg: &ModelConfig,
+        history: &History,
+        now: DateTime<Utc>,
+        lag: Duration,
+        lead: Duration,
+        target_quantile: f64,
+        predictors: &[Predictor],
+    ) -> Self {
+        let mut tracker = Self::default();
+        let mut t = now - cfg.score_window - lead;
+        while t < now {
+            if let Some(view) = history.view_at(t - lag) {
+                let predictions = predict_all(cfg, predictors, view, t, t + lead);
+                tracker.update(cfg, view, t, lead, target_quantile, &predictions);
+            }
+            t += cfg.score_interval;
+        }
+        tracker
+    }
+}
+
+/// Every predictor's forecast of the peak in `[from, to]`.
+pub fn predict_all(
+    cfg: &ModelConfig,
+    predictors: &[Predictor],
+    view: View<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(Predictor, f64)> {
+    predictors
+        .iter()
+        .filter_map(|&p| predict_peak(cfg, p, view, from, to).map(|v| (p, v.max(0.0))))
+        .collect()
+}
+
+/// The predictors a spec asks for: always the flat level, plus its seasonalities.
+pub fn predictors_for(seasonality: &[Seasonality]) -> Vec<Predictor> {
+    let mut v = vec![Predictor::Flat];
+    for s in [Seasonality::Daily, Seasonality::Weekly] {
+        if seasonality.contains(&s) {
+            v.push(Predictor::Seasonal(s));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
+    }
+
+    /// A daily pattern: 100 at night, a ramp to 1000 at 09:00 that holds until 17:00.
+    fn daily_load(t: DateTime<Utc>) -> f64 {
+        let minute = (t - t0()).num_minutes().rem_euclid(1440);
+        if (540..1020).contains(&minute) {
+            1000.0
+        } else {
+            100.0
+        }
+    }
+
+    fn history(days: i64, load: impl Fn(DateTime<Utc>) -> f64) -> History {
+        let values = (0..days * 1440)
+            .map(|m| load(t0() + Duration::minutes(m)))
+            .collect();
+        History::new(t0(), Duration::minutes(1), values)
+    }
+
+    #[test]
+    fn seasonal_profile_foresees_a_recurring_step_that_flat_cannot() {
+        let h = history(15, daily_load);
+        // At 08:56 on day 14, with data up to 08:55: the step to 1000 comes at 09:00.
+        let now = t0() + Duration::days(14) + Duration::minutes(536);
+        let view = h.view_at(now - Duration::minutes(1)).unwrap();
+        let cfg = ModelConfig::default();
+        let seasonal = predict_peak(
+            &cfg,
+            Predictor::Seasonal(Seasonality::Daily),
+            view,
+            now,
+            now + Duration::minutes(6),
+        )
+        .unwrap();
+        let flat =
+            predict_peak(&cfg, Predictor::Flat, view, now, now + Duration::minutes(6)).unwrap();
+        assert!((flat - 100.0).abs() < 1e-9, "{flat}");
+        // The smoothed profile at 09:00 is already well above the night level.
+        assert!(seasonal > 400.0, "{seasonal}");
+    }
+
+    #[test]
+    fn level_correction_follows_growth() {
+        // The same shape, but this week the load is twice last week's.
+        let h = history(15, |t| {
+            daily_load(t)
+                * if t >= t0() + Duration::days(14) {
+                    2.0
+                } else {
+                    1.0
+                }
+        });
+        let now = t0() + Duration::days(14) + Duration::minutes(700);
+        let view = h.view_at(now - Duration::minutes(1)).unwrap();
+        let cfg = ModelConfig::default();
+        for season in [Seasonality::Daily, Seasonality::Weekly] {
+            let p = predict_peak(
+                &cfg,
+                Predictor::Seasonal(season),
+                view,
+                now,
+                now + Duration::minutes(6),
+            )
+            .unwrap();
+            assert!((p - 2000.0).abs() < 1.0, "{season:?}: {p}");
+        }
+    }
+
+    #[test]
+    fn predictions_use_only_observed_data() {
+        let h = history(10, daily_load);
+        let truncated = History::new(
+            t0(),
+            Duration::minutes(1),
+            h.values()[..9 * 1440 + 500].to_vec(),
+        );
+        let cfg = ModelConfig::default();
+        let now = t0() + Duration::days(9) + Duration::minutes(500);
+        for p in predictors_for(&[Seasonality::Daily, Seasonality::Weekly]) {
+            let a = predict_peak(
+                &cfg,
+                p,
+                h.view_at(now - Duration::minutes(1)).unwrap(),
+                now,
+                now + Duration::minutes(30),
+            );
+            let b = predict_peak(
+                &cfg,
+                p,
+                truncated.view_at(now - Duration::minutes(1)).unwrap(),
+                now,
+                now + Duration::minutes(30),
+            );
+            assert_eq!(a, b, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn gaps_are_skipped_not_read_as_zero() {
+        let mut values: Vec<f64> = (0..3 * 1440).map(|_| 500.0).collect();
+        for v in &mut values[1440 + 100..1440 + 400] {
+            *v = f64::NAN;
+        }
+        let h = History::new(t0(), Duration::minutes(1), values);
+        let now = t0() + Duration::days(2) + Duration::minutes(200);
+        let view = h.view_at(now - Duration::minutes(1)).unwrap();
+        let p = predict_peak(
+            &ModelConfig::default(),
+            Predictor::Seasonal(Seasonality::Daily),
+            view,
+            now,
+            now + Duration::minutes(6),
+        )
+        .unwrap();
+        assert!((p - 500.0).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn tracker_learns_a_wider_margin_for_noisier_load() {
+        let cfg = ModelConfig::default();
+        let lead = Duration::minutes(6);
+        let margin_for = |noise: f64| {
+            // Deterministic pseudo-noise: a fixed permutation of offsets.
+            let h = history(3, |t| {
+                1000.0 * (1.0 + noise * (((t.timestamp() / 60) * 7919 % 101) as f64 / 50.0 - 1.0))
+            });
+            let now = t0() + Duration::days(3) - Duration::minutes(1);
+            let tracker = ErrorTracker::warm_up(
+                &cfg,
+                &h,
+                now,
+                Duration::minutes(1),
+                lead,
+                0.95,
+                &[Predictor::Flat],
+            );
+            tracker.calibrations()[0].margin
+        };
+        let quiet = margin_for(0.01);
+        let noisy = margin_for(0.3);
+        assert!(quiet > 1.0 && quiet < 1.03, "{quiet}");
+        assert!(noisy > 1.2, "{noisy}");
+    }
+
+    #[test]
+    fn quantile_covers_at_least_q() {
+        let mut xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&mut xs, 0.95), Some(95.0));
+        assert_eq!(quantile(&mut xs, 1.0), Some(100.0));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+}

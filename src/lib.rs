@@ -1,0 +1,33 @@
+//! prescaler: a Kubernetes operator that scales workloads ahead of their load.
+//!
+//! The decision core (`forecast`, `schedule`, `plan`) is pure; `trace` and `backtest` replay
+//! recorded load through it; `api` defines the `PredictiveScaler` resource.
+
+pub mod api;
+pub mod backtest;
+pub mod forecast;
+pub mod plan;
+pub mod schedule;
+pub mod trace;
+
+/// Everything that can go wrong, with the field or file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {field}: {message}")]
+    InvalidSpec { field: String, message: String },
+
+    #[error("{path}: {message}")]
+    Trace { path: String, message: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{context}: {message}")]
+    Parse { context: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,306 @@
+//! The `prescaler` command: `crd` prints the CustomResourceDefinition, `backtest` replays a load
+//! trace (or every scenario of a benchmark file) through the decision core.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use kube::CustomResourceExt;
+
+use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
+use prescaler::backtest::{self, Setup, chart, report, scenarios};
+use prescaler::forecast::ModelConfig;
+use prescaler::trace::Trace;
+use prescaler::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "prescaler",
+    version,
+    about = "Scales Kubernetes workloads ahead of their load"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the PredictiveScaler CustomResourceDefinition as YAML.
+    Crd,
+    /// Replay a load trace through prescaler, the HPA and the oracle, and score them.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+struct BacktestArgs {
+    /// A `timestamp,value` CSV of the load (RFC 3339 UTC timestamps).
+    #[arg(
+        long,
+        required_unless_present = "scenarios",
+        conflicts_with = "scenarios"
+    )]
+    trace: Option<PathBuf>,
+    /// A PredictiveScaler manifest whose spec to replay; flags below override it.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// The load one replica carries (spec.metric.targetPerReplica).
+    #[arg(long)]
+    capacity: Option<f64>,
+    /// spec.minReplicas.
+    #[arg(long)]
+    min: Option<i32>,
+    /// spec.maxReplicas.
+    #[arg(long)]
+    max: Option<i32>,
+    /// spec.forecast.leadTime (default: startup delay + metric lag, unless the spec sets it).
+    #[arg(long)]
+    lead_time: Option<String>,
+    /// Time from asking for a replica until it is ready.
+    #[arg(long, default_value = "5m")]
+    startup_delay: String,
+    /// Time from load happening to the metric showing it.
+    #[arg(long, default_value = "1m")]
+    metric_lag: String,
+    /// First scored minute (default: 14 days after the trace starts).
+    #[arg(long)]
+    eval_start: Option<DateTime<Utc>>,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write one row per minute (demand, needed, desired and ready per strategy) to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Write a chart of load, forecast and replicas to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Start of the chart (default: the evaluation start).
+    #[arg(long)]
+    chart_from: Option<DateTime<Utc>>,
+    /// Length of the chart.
+    #[arg(long, default_value = "3d")]
+    chart_span: String,
+    /// Backtest every scenario of this CSV (see bench/SIMULATION.md) with the default spec.
+    #[arg(long, requires = "traces")]
+    scenarios: Option<PathBuf>,
+    /// The folder the scenarios' traces are in.
+    #[arg(long)]
+    traces: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => print_crd(),
+        Command::Backtest(args) => match &args.scenarios {
+            Some(file) => run_scenarios(&args, file),
+            None => run_backtest(&args),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_crd() -> Result<ExitCode> {
+    let yaml = serde_yaml_ng::to_string(&PredictiveScaler::crd()).map_err(|e| Error::Parse {
+        context: "serializing the CRD".into(),
+        message: e.to_string(),
+    })?;
+    print!("{yaml}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn minutes(flag: &str, text: &str) -> Result<usize> {
+    Ok((prescaler::api::parse_duration(flag, text)?.as_secs() / 60) as usize)
+}
+
+/// The spec to replay: the manifest's (if any), with the flags applied on top.
+fn backtest_spec(args: &BacktestArgs, lead_default: usize) -> Result<PredictiveScalerSpec> {
+    let mut spec = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            let scaler: PredictiveScaler =
+                serde_yaml_ng::from_str(&text).map_err(|e| Error::Parse {
+                    context: format!("{} is not a PredictiveScaler manifest", path.display()),
+                    message: e.to_string(),
+                })?;
+            scaler.spec
+        }
+        None => {
+            let capacity = args.capacity.ok_or_else(|| Error::InvalidSpec {
+                field: "--capacity".into(),
+                message: "is needed without --spec: the load one replica carries".into(),
+            })?;
+            let mut spec = backtest::default_spec(capacity);
+            spec.forecast.lead_time = format!("{lead_default}m");
+            spec
+        }
+    };
+    if let Some(c) = args.capacity {
+        spec.metric.target_per_replica = c;
+    }
+    if let Some(m) = args.min {
+        spec.min_replicas = m;
+    }
+    if let Some(m) = args.max {
+        spec.max_replicas = m;
+    }
+    if let Some(l) = &args.lead_time {
+        spec.forecast.lead_time = l.clone();
+    }
+    Ok(spec)
+}
+
+fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
+    let path = args
+        .trace
+        .as_ref()
+        .expect("clap requires --trace without --scenarios");
+    let trace = Trace::load(path)?;
+    let setup = Setup {
+        startup_delay: minutes("--startup-delay", &args.startup_delay)?,
+        metric_lag: minutes("--metric-lag", &args.metric_lag)?,
+        eval_start: args
+            .eval_start
+            .unwrap_or_else(|| scenarios::default_eval_start(trace.start)),
+    };
+    let spec = backtest_spec(args, setup.startup_delay + setup.metric_lag)?.validate()?;
+    let started = Instant::now();
+    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default());
+    let elapsed = started.elapsed();
+    if args.json {
+        let json = serde_json::json!({
+            "trace": path.display().to_string(),
+            "evalStart": setup.eval_start,
+            "scores": outcome.scores,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("scores serialize")
+        );
+    } else {
+        println!(
+            "{}: {} minutes, scored from {} ({} s)",
+            path.display(),
+            trace.minutes(),
+            setup.eval_start.format("%Y-%m-%d %H:%M"),
+            format_args!("{:.2}", elapsed.as_secs_f64())
+        );
+        print!("{}", report::table(&outcome.scores));
+    }
+    if let Some(csv) = &args.csv {
+        let file = std::fs::File::create(csv).map_err(|source| Error::Io {
+            context: format!("creating {}", csv.display()),
+            source,
+        })?;
+        report::write_csv(
+            std::io::BufWriter::new(file),
+            &trace,
+            setup.startup_delay,
+            &outcome,
+        )
+        .map_err(|source| Error::Io {
+            context: format!("writing {}", csv.display()),
+            source,
+        })?;
+    }
+    if let Some(svg) = &args.svg {
+        let from = args.chart_from.unwrap_or(setup.eval_start);
+        let from = ((from - trace.start).num_minutes().max(0)) as usize;
+        let span = minutes("--chart-span", &args.chart_span)?;
+        chart::write_svg(
+            svg,
+            &trace,
+            &outcome,
+            spec.target_per_replica,
+            setup.startup_delay,
+            from,
+            from + span,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark: the default spec on every scenario, against the HPA at 80 % and the oracle,
+/// with the bar (violation minutes ≤ HPA@80 %'s and cost ≤ 0.90 × HPA@80 %'s) checked per trace.
+fn run_scenarios(args: &BacktestArgs, file: &Path) -> Result<ExitCode> {
+    let dir = args.traces.as_ref().expect("clap requires --traces");
+    let list = scenarios::load(file, dir)?;
+    let mut results = Vec::new();
+    let mut all_met = true;
+    if !args.json {
+        println!(
+            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
+            "trace", "viol.min", "hpa80", "hpa100", "cost", "/hpa80", "/oracle", "secs", "bar"
+        );
+    }
+    for sc in &list {
+        let trace = Trace::load(&sc.trace)?;
+        let setup = Setup {
+            startup_delay: sc.startup_delay_min,
+            metric_lag: sc.metric_lag_min,
+            eval_start: sc
+                .eval_start
+                .unwrap_or_else(|| scenarios::default_eval_start(trace.start)),
+        };
+        let mut spec = backtest::default_spec(sc.capacity);
+        spec.min_replicas = sc.min_replicas as i32;
+        spec.max_replicas = sc.max_replicas as i32;
+        spec.forecast.lead_time = format!("{}m", sc.startup_delay_min + sc.metric_lag_min);
+        let spec = spec.validate()?;
+        let started = Instant::now();
+        let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default());
+        let secs = started.elapsed().as_secs_f64();
+        let get = |name: &str| {
+            outcome
+                .scores
+                .iter()
+                .find(|s| s.strategy == name)
+                .expect("every strategy runs")
+        };
+        let (p, h80, h100) = (get("prescaler"), get("hpa80"), get("hpa100"));
+        let met = p.violation_minutes <= h80.violation_minutes && p.cost <= 0.90 * h80.cost;
+        all_met &= met;
+        let name = sc
+            .trace
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !args.json {
+            println!(
+                "{:<34} {:>9} {:>9} {:>9} {:>9.0} {:>9.3} {:>9.3} {:>8.2} {:>6}",
+                name,
+                p.violation_minutes,
+                h80.violation_minutes,
+                h100.violation_minutes,
+                p.cost,
+                p.cost / h80.cost,
+                p.cost_vs_oracle,
+                secs,
+                if met { "met" } else { "MISSED" }
+            );
+        }
+        results.push(serde_json::json!({ "trace": name, "seconds": secs, "barMet": met, "scores": outcome.scores }));
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).expect("scores serialize")
+        );
+    } else {
+        println!(
+            "bar (violation minutes ≤ hpa80 and cost ≤ 0.90 × hpa80) met on every trace: {all_met}"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

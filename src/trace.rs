@@ -1,0 +1,221 @@
+//! Recorded load: a `timestamp,value` CSV (RFC 3339 UTC timestamps, strictly increasing) turned
+//! into the one-minute series the backtest simulates on.
+//!
+//! Between samples the demand is interpolated linearly (as `bench/SIMULATION.md` prescribes).
+//! A gap — samples further apart than 1.5 times the trace's usual step — is different: the demand
+//! is still interpolated so that the simulation can go on, but the metric is marked missing there
+//! (a real Prometheus would have had no data) and those minutes are not scored.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::{Error, Result};
+
+/// A trace resampled to one-minute steps.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub start: DateTime<Utc>,
+    /// The demand each minute (interpolated).
+    pub demand: Vec<f64>,
+    /// Whether each minute lies between two samples at most 1.5 native steps apart.
+    pub observed: Vec<bool>,
+    /// The trace's usual sample step.
+    pub native_step: Duration,
+}
+
+impl Trace {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("reading trace {}", path.display()),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses CSV text; `name` is used in error messages.
+    pub fn parse(name: &str, text: &str) -> Result<Self> {
+        let err = |line: usize, message: String| Error::Trace {
+            path: name.to_string(),
+            message: format!("line {line}: {message}"),
+        };
+        let mut samples: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (ts, value) = line
+                .split_once(',')
+                .ok_or_else(|| err(n + 1, format!("expected `timestamp,value`, got {line:?}")))?;
+            if n == 0 && ts.trim() == "timestamp" {
+                continue;
+            }
+            let t = DateTime::parse_from_rfc3339(ts.trim())
+                .map_err(|e| err(n + 1, format!("timestamp {ts:?} is not RFC 3339: {e}")))?
+                .with_timezone(&Utc);
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| err(n + 1, format!("value {value:?} is not a number")))?;
+            if !v.is_finite() || v < 0.0 {
+                return Err(err(n + 1, format!("value {v} must be a finite number ≥ 0")));
+            }
+            if let Some((prev, _)) = samples.last()
+                && t <= *prev
+            {
+                return Err(err(n + 1, format!("timestamp {t} does not follow {prev}")));
+            }
+            samples.push((t, v));
+        }
+        if samples.len() < 2 {
+            return Err(Error::Trace {
+                path: name.into(),
+                message: "needs at least two samples".into(),
+            });
+        }
+        Ok(Self::from_samples(&samples))
+    }
+
+    /// Resamples irregular samples onto whole minutes from the first sample's minute.
+    pub fn from_samples(samples: &[(DateTime<Utc>, f64)]) -> Self {
+        let native_step = usual_step(samples);
+        let max_gap = native_step * 3 / 2;
+        let start = floor_minute(samples[0].0);
+        let end = samples.last().expect("two samples").0;
+        let minutes = (end - start).num_minutes() as usize + 1;
+        let mut demand = Vec::with_capacity(minutes);
+        let mut observed = Vec::with_capacity(minutes);
+        let mut k = 0; // samples[k] is at or before the current minute
+        for m in 0..minutes {
+            let t = start + Duration::minutes(m as i64);
+            while k + 1 < samples.len() && samples[k + 1].0 <= t {
+                k += 1;
+            }
+            let (t0, v0) = samples[k];
+            if t < t0 {
+                // Before the first sample (it sits inside the first minute): hold it.
+                demand.push(v0);
+                observed.push(true);
+                continue;
+            }
+            match samples.get(k + 1) {
+                Some(&(t1, v1)) => {
+                    let f = (t - t0).num_seconds() as f64 / (t1 - t0).num_seconds() as f64;
+                    demand.push(v0 + (v1 - v0) * f);
+                    observed.push(t1 - t0 <= max_gap);
+                }
+                None => {
+                    demand.push(v0);
+                    observed.push(true);
+                }
+            }
+        }
+        Self {
+            start,
+            demand,
+            observed,
+            native_step,
+        }
+    }
+
+    pub fn minutes(&self) -> usize {
+        self.demand.len()
+    }
+
+    pub fn time(&self, minute: usize) -> DateTime<Utc> {
+        self.start + Duration::minutes(minute as i64)
+    }
+
+    /// The metric as Prometheus would have had it: the demand, NaN inside gaps.
+    pub fn metric(&self) -> Vec<f64> {
+        self.demand
+            .iter()
+            .zip(&self.observed)
+            .map(|(&d, &o)| if o { d } else { f64::NAN })
+            .collect()
+    }
+
+    /// Only the first `minutes` minutes (to show that later data changes nothing before them).
+    pub fn truncated(&self, minutes: usize) -> Self {
+        let n = minutes.min(self.minutes());
+        Self {
+            start: self.start,
+            demand: self.demand[..n].to_vec(),
+            observed: self.observed[..n].to_vec(),
+            native_step: self.native_step,
+        }
+    }
+}
+
+fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp().div_euclid(60) * 60, 0).expect("in range")
+}
+
+/// The most common difference between consecutive samples.
+fn usual_step(samples: &[(DateTime<Utc>, f64)]) -> Duration {
+    let mut diffs: Vec<i64> = samples
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).num_seconds())
+        .collect();
+    diffs.sort_unstable();
+    let (mut best, mut best_n, mut i) = (diffs[0], 0, 0);
+    while i < diffs.len() {
+        let j = diffs[i..].iter().take_while(|&&d| d == diffs[i]).count();
+        if j > best_n {
+            best = diffs[i];
+            best_n = j;
+        }
+        i += j;
+    }
+    Duration::seconds(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_to_minutes_and_marks_gaps() {
+        let csv = "timestamp,value\n\
+                   2026-01-01T00:00:00Z,0\n\
+                   2026-01-01T00:10:00Z,100\n\
+                   2026-01-01T00:20:00Z,100\n\
+                   2026-01-01T00:30:00Z,100\n\
+                   2026-01-01T01:00:00Z,400\n";
+        let t = Trace::parse("t.csv", csv).unwrap();
+        assert_eq!(t.native_step, Duration::minutes(10));
+        assert_eq!(t.minutes(), 61);
+        assert_eq!(t.demand[5], 50.0);
+        assert_eq!(t.demand[45], 250.0);
+        assert!(t.observed[29]);
+        assert!(!t.observed[30] && !t.observed[59]);
+        assert!(t.observed[60]);
+        assert!(t.metric()[45].is_nan());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_line() {
+        let e = Trace::parse(
+            "x.csv",
+            "timestamp,value\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:00Z,2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.csv: line 3") && e.contains("does not follow"),
+            "{e}"
+        );
+        let e = Trace::parse("x.csv", "timestamp,value\nyesterday,1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("RFC 3339"), "{e}");
+        let e = Trace::parse(
+            "x.csv",
+            "timestamp,value\n2026-01-01T00:00:00Z,-1\n2026-01-01T00:01:00Z,1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("≥ 0"), "{e}");
+    }
+}
