@@ -194,6 +194,12 @@ pub struct ForecastSpec {
     #[serde(default = "default_target_quantile")]
     #[schemars(range(min = 50, max = 100))]
     pub target_quantile: i32,
+
+    /// The most the learned margin may add to the forecast, in percent: a cost guard for very
+    /// noisy load, where covering `targetQuantile` of the noise would cost more than it saves.
+    #[serde(default = "default_max_margin_percent")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_margin_percent: i32,
 }
 
 impl Default for ForecastSpec {
@@ -204,6 +210,7 @@ impl Default for ForecastSpec {
             lead_time: default_lead_time(),
             headroom_percent: default_headroom_percent(),
             target_quantile: default_target_quantile(),
+            max_margin_percent: default_max_margin_percent(),
         }
     }
 }
@@ -221,7 +228,10 @@ fn default_headroom_percent() -> i32 {
     0
 }
 fn default_target_quantile() -> i32 {
-    95
+    99
+}
+fn default_max_margin_percent() -> i32 {
+    20
 }
 
 /// A seasonal period.
@@ -423,6 +433,7 @@ pub struct ValidatedSpec {
     pub lead_time: Duration,
     pub headroom: f64,
     pub target_quantile: f64,
+    pub max_margin: f64,
     pub peak_windows: Vec<crate::schedule::Window>,
     pub behavior: Behavior,
 }
@@ -485,6 +496,12 @@ impl PredictiveScalerSpec {
                 "must be between 50 and 100".into(),
             ));
         }
+        if !(0..=1000).contains(&self.forecast.max_margin_percent) {
+            return Err(invalid(
+                "spec.forecast.maxMarginPercent",
+                "must be between 0 and 1000".into(),
+            ));
+        }
         let mut peak_windows = Vec::with_capacity(self.peak_windows.len());
         for (i, w) in self.peak_windows.iter().enumerate() {
             peak_windows.push(crate::schedule::Window::parse(
@@ -520,6 +537,7 @@ impl PredictiveScalerSpec {
             lead_time,
             headroom: self.forecast.headroom_percent as f64 / 100.0,
             target_quantile: self.forecast.target_quantile as f64 / 100.0,
+            max_margin: self.forecast.max_margin_percent as f64 / 100.0,
             peak_windows,
             behavior: self.behavior.clone(),
         })

@@ -8,11 +8,15 @@
 //!   brings the shape (a morning ramp, a daily campaign), the ratio brings the level (growth,
 //!   holidays, a quiet week).
 //!
-//! Each predictor's forecasts are scored when their window has passed: the ratio of the actual
-//! peak to the forecast peak. Its margin is the `targetQuantile` of those ratios over the last day,
-//! so a noisy series gets a wide margin and a regular one a narrow one, without tuning per workload.
-//! The predictor that would have provisioned the least capacity at that coverage over the last day
-//! is the one used. A predictor without a day of scored forecasts is not trusted.
+//! - `Trend`: the recent level extended along its recent slope (ramps between seasonal points).
+//!
+//! Each predictor's forecasts are scored when their window has passed, every minute, as the error
+//! of the forecast peak in replicas normalized by `sqrt(replicas + 1)` (see `Calibration`). Its
+//! margin is the `targetQuantile` of those errors over the last day, so a noisy series gets a wide
+//! margin and a regular one a narrow one, without tuning per workload; `maxMarginPercent` caps it.
+//! The predictor whose calibrated provision had the lowest pinball (quantile) loss over the last day
+//! is the one used: it weighs how far each miss fell short, so a predictor that is exact on most
+//! minutes but misses every recurring spike loses to one that foresees the spikes. A predictor without a day of scored forecasts is not trusted.
 //!
 //! Everything here is pure: the history is passed in, and `ErrorTracker` is the memory the caller
 //! keeps between decisions (and can rebuild from history with `ErrorTracker::warm_up`).
@@ -181,6 +185,8 @@ impl<'a> View<'a> {
 pub enum Predictor {
     /// The recent level, held flat.
     Flat,
+    /// The recent level, extended along its recent slope.
+    Trend,
     /// A seasonal profile of the given period, scaled to the recent level.
     Seasonal(Seasonality),
 }
@@ -189,6 +195,7 @@ impl Predictor {
     pub fn name(self) -> &'static str {
         match self {
             Predictor::Flat => "flat",
+            Predictor::Trend => "trend",
             Predictor::Seasonal(Seasonality::Daily) => "daily",
             Predictor::Seasonal(Seasonality::Weekly) => "weekly",
         }
@@ -201,6 +208,8 @@ impl Predictor {
 pub struct ModelConfig {
     /// The window whose mean is the current level for `Flat`.
     pub flat_window: Duration,
+    /// The window whose slope `Trend` extends (two such windows are compared).
+    pub trend_window: Duration,
     /// The window over which the recent load is compared with the profile to correct its level.
     pub level_window: Duration,
     /// Half-width of the smoothing applied to past periods' samples.
@@ -209,6 +218,8 @@ pub struct ModelConfig {
     pub max_periods: usize,
     /// How often a forecast is recorded for scoring.
     pub score_interval: Duration,
+    /// How often the margins are recomputed from the scores.
+    pub recalibrate_interval: Duration,
     /// How far back scored forecasts count.
     pub score_window: Duration,
     /// How many scored forecasts a predictor needs before its margin and rank are trusted.
@@ -218,13 +229,15 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
-            flat_window: Duration::minutes(5),
-            level_window: Duration::minutes(30),
-            smoothing_half_width: Duration::minutes(7),
+            flat_window: Duration::minutes(15),
+            trend_window: Duration::minutes(3),
+            level_window: Duration::minutes(60),
+            smoothing_half_width: Duration::minutes(2),
             max_periods: 4,
-            score_interval: Duration::minutes(5),
+            score_interval: Duration::minutes(1),
+            recalibrate_interval: Duration::minutes(5),
             score_window: Duration::days(1),
-            min_scores: 48,
+            min_scores: 240,
         }
     }
 }
@@ -239,6 +252,21 @@ pub fn predict_peak(
 ) -> Option<f64> {
     match predictor {
         Predictor::Flat => view.recent_mean(cfg.flat_window),
+        Predictor::Trend => {
+            let h = view.history();
+            let n = h.steps(cfg.trend_window).max(1);
+            let end = view.end() as i64;
+            let now_level = view.mean(end - n + 1, end)?;
+            let then_level = view.mean(end - 2 * n + 1, end - n)?;
+            // Means of two adjacent windows are `n` steps apart: the slope per step.
+            let slope = (now_level - then_level) / n as f64;
+            // `now_level` is the level at the middle of its window.
+            let centre = end as f64 - (n - 1) as f64 / 2.0;
+            let at = |i: i64| now_level + slope * (i as f64 - centre);
+            let lo = index_ceil(h, from);
+            let hi = index_floor(h, to).max(lo);
+            Some(at(lo).max(at(hi)).max(0.0))
+        }
         Predictor::Seasonal(season) => {
             let h = view.history();
             let period = h.steps(Duration::from_std(season.period()).ok()?);
@@ -377,16 +405,53 @@ struct Score {
 }
 
 /// What a predictor's recent record says about it.
+///
+/// Errors are measured in replicas (load / `unit`) and divided by `sqrt(replicas + 1)`: count-like
+/// load has noise that grows with the square root of its level, so one normalized margin fits a
+/// fleet of 2 at night and of 60 at the peak, where a percentage would be too wide for the one or
+/// too narrow for the other.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Calibration {
     pub predictor: Predictor,
-    /// The factor that would have covered `targetQuantile` of the recent windows.
+    /// The normalized error that `targetQuantile` of the recent windows stayed within.
     pub margin: f64,
+    /// The load one replica carries, the unit the errors are measured in.
+    pub unit: f64,
     /// Mean absolute percentage error of the recent forecasts.
     pub error_percent: f64,
-    /// Mean capacity it would have provisioned with that margin (lower is better).
+    /// Mean capacity (load) it would have provisioned with that margin.
     pub mean_provision: f64,
+    /// Mean pinball loss of that provision at `targetQuantile` (lower is better): the proper
+    /// score for a quantile forecast, which weighs how far a miss falls short, not only how often.
+    pub loss: f64,
     pub scores: usize,
+}
+
+impl Calibration {
+    /// The load to provision for a forecast peak, margin included, the margin capped at
+    /// `max_margin` times the forecast.
+    pub fn provision(&self, predicted: f64, max_margin: f64) -> f64 {
+        provision(predicted, self.margin, self.unit).min(predicted * (1.0 + max_margin))
+    }
+}
+
+fn provision(predicted: f64, margin: f64, unit: f64) -> f64 {
+    let replicas = predicted / unit;
+    ((replicas + margin * (replicas + 1.0).sqrt()) * unit).max(0.0)
+}
+
+/// The quantile loss of provisioning `provided` for `actual` at quantile `q`.
+fn pinball(provided: f64, actual: f64, q: f64) -> f64 {
+    if actual > provided {
+        q * (actual - provided)
+    } else {
+        (1.0 - q) * (provided - actual)
+    }
+}
+
+fn normalized_error(predicted: f64, actual: f64, unit: f64) -> f64 {
+    let (p, a) = (predicted / unit, actual / unit);
+    (a - p) / (p + 1.0).sqrt()
 }
 
 /// The memory of past forecasts and their errors, kept between decisions.
@@ -395,6 +460,7 @@ pub struct ErrorTracker {
     pending: VecDeque<Pending>,
     scores: Vec<(Predictor, VecDeque<Score>)>,
     last_recorded: Option<DateTime<Utc>>,
+    last_calibrated: Option<DateTime<Utc>>,
     /// Recomputed only when a score arrives, not on every decision.
     calibrations: Vec<Calibration>,
 }
@@ -409,6 +475,7 @@ impl ErrorTracker {
         now: DateTime<Utc>,
         lead: Duration,
         target_quantile: f64,
+        unit: f64,
         predictions: &[(Predictor, f64)],
     ) {
         let h = view.history();
@@ -442,14 +509,18 @@ impl ErrorTracker {
             }
             scored = true;
         }
-        if scored {
+        let calibration_due = self
+            .last_calibrated
+            .is_none_or(|t| now - t >= cfg.recalibrate_interval);
+        if scored && calibration_due {
+            self.last_calibrated = Some(now);
             let horizon = now - cfg.score_window;
             for (_, list) in &mut self.scores {
                 while list.front().is_some_and(|s| s.made_at < horizon) {
                     list.pop_front();
                 }
             }
-            self.recalibrate(cfg, target_quantile);
+            self.recalibrate(cfg, target_quantile, unit);
         }
         let due = self
             .last_recorded
@@ -463,29 +534,36 @@ impl ErrorTracker {
         }
     }
 
-    fn recalibrate(&mut self, cfg: &ModelConfig, target_quantile: f64) {
+    fn recalibrate(&mut self, cfg: &ModelConfig, target_quantile: f64, unit: f64) {
         self.calibrations.clear();
         for (predictor, list) in &self.scores {
             if list.len() < cfg.min_scores {
                 continue;
             }
-            // Ratios of actual to predicted peak; a zero forecast with zero load is exact.
-            let mut ratios: Vec<f64> = list
+            let mut errors: Vec<f64> = list
                 .iter()
-                .map(|s| match (s.predicted > 0.0, s.actual > 0.0) {
-                    (true, _) => s.actual / s.predicted,
-                    (false, false) => 1.0,
-                    (false, true) => f64::INFINITY,
-                })
+                .map(|s| normalized_error(s.predicted, s.actual, unit))
                 .collect();
-            let Some(margin) = quantile(&mut ratios, target_quantile) else {
+            let Some(margin) = quantile(&mut errors, target_quantile) else {
                 continue;
             };
-            if !margin.is_finite() {
-                continue;
-            }
             let n = list.len() as f64;
-            let mean_provision = list.iter().map(|s| s.predicted).sum::<f64>() / n * margin;
+            let mean_provision = list
+                .iter()
+                .map(|s| provision(s.predicted, margin, unit))
+                .sum::<f64>()
+                / n;
+            let loss = list
+                .iter()
+                .map(|s| {
+                    pinball(
+                        provision(s.predicted, margin, unit),
+                        s.actual,
+                        target_quantile,
+                    )
+                })
+                .sum::<f64>()
+                / n;
             let error_percent = 100.0
                 * list
                     .iter()
@@ -496,8 +574,10 @@ impl ErrorTracker {
             self.calibrations.push(Calibration {
                 predictor: *predictor,
                 margin,
+                unit,
                 error_percent,
                 mean_provision,
+                loss,
                 scores: list.len(),
             });
         }
@@ -517,6 +597,7 @@ impl ErrorTracker {
         lag: Duration,
         lead: Duration,
         target_quantile: f64,
+        unit: f64,
         predictors: &[Predictor],
     ) -> Self {
         let mut tracker = Self::default();
@@ -524,7 +605,7 @@ impl ErrorTracker {
         while t < now {
             if let Some(view) = history.view_at(t - lag) {
                 let predictions = predict_all(cfg, predictors, view, t, t + lead);
-                tracker.update(cfg, view, t, lead, target_quantile, &predictions);
+                tracker.update(cfg, view, t, lead, target_quantile, unit, &predictions);
             }
             t += cfg.score_interval;
         }
@@ -548,7 +629,7 @@ pub fn predict_all(
 
 /// The predictors a spec asks for: always the flat level, plus its seasonalities.
 pub fn predictors_for(seasonality: &[Seasonality]) -> Vec<Predictor> {
-    let mut v = vec![Predictor::Flat];
+    let mut v = vec![Predictor::Flat, Predictor::Trend];
     for s in [Seasonality::Daily, Seasonality::Weekly] {
         if seasonality.contains(&s) {
             v.push(Predictor::Seasonal(s));
@@ -698,9 +779,11 @@ mod tests {
                 Duration::minutes(1),
                 lead,
                 0.95,
+                100.0,
                 &[Predictor::Flat],
             );
-            tracker.calibrations()[0].margin
+            // The provision for a forecast of 1000, uncapped, relative to the forecast.
+            tracker.calibrations()[0].provision(1000.0, 10.0) / 1000.0
         };
         let quiet = margin_for(0.01);
         let noisy = margin_for(0.3);

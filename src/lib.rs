@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod backtest;
+pub mod demo;
 pub mod forecast;
 pub mod plan;
 pub mod schedule;

@@ -32,6 +32,13 @@ enum Command {
     Crd,
     /// Replay a load trace through prescaler, the HPA and the oracle, and score them.
     Backtest(BacktestArgs),
+    /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
+    DemoTrace {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 21)]
+        days: u32,
+    },
 }
 
 #[derive(Args)]
@@ -94,6 +101,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::DemoTrace { seed, days } => {
+            print!("{}", prescaler::demo::trace_csv(seed, days));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backtest(args) => match &args.scenarios {
             Some(file) => run_scenarios(&args, file),
             None => run_backtest(&args),

@@ -132,12 +132,18 @@ pub fn decide(
     };
 
     // The forecast: every predictor's peak for the lead-time window, scored later against what
-    // happens; the one with the cheapest calibrated provision over the last day is used.
+    // happens; the one whose calibrated provision had the lowest quantile loss is used.
     let predictors = forecast::predictors_for(&spec.seasonality);
     let predictions = forecast::predict_all(model, &predictors, view, now, now + lead);
-    memory
-        .forecast
-        .update(model, view, now, lead, spec.target_quantile, &predictions);
+    memory.forecast.update(
+        model,
+        view,
+        now,
+        lead,
+        spec.target_quantile,
+        c,
+        &predictions,
+    );
     let best = memory
         .forecast
         .calibrations()
@@ -146,7 +152,7 @@ pub fn decide(
             let p = predictions.iter().find(|(p, _)| *p == cal.predictor)?.1;
             Some((*cal, p))
         })
-        .min_by(|a, b| a.0.mean_provision.total_cmp(&b.0.mean_provision));
+        .min_by(|a, b| a.0.loss.total_cmp(&b.0.loss));
 
     let headroom = 1.0 + spec.headroom;
     let reactive_margin = if best.is_some() {
@@ -155,7 +161,8 @@ pub fn decide(
         headroom.max(UNCALIBRATED_MARGIN)
     };
     let reactive = replicas_for(load * reactive_margin);
-    let forecast_replicas = best.map(|(cal, peak)| replicas_for(peak * cal.margin * headroom));
+    let forecast_replicas =
+        best.map(|(cal, peak)| replicas_for(cal.provision(peak, spec.max_margin) * headroom));
 
     // The highest term wins; on a tie the forecast and the schedule are named, as they are the
     // reason prescaler exists.

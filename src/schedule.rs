@@ -169,8 +169,10 @@ mod tests {
         // Saturday: closed.
         assert!(!w.is_open(utc("2026-01-17T10:30:00Z")));
         // In summer (CEST = UTC+2) the same local time is an hour earlier in UTC.
+        assert!(!w.is_open(utc("2026-07-13T08:59:00Z")));
         assert!(w.is_open(utc("2026-07-13T09:00:00Z")));
-        assert!(!w.is_open(utc("2026-07-13T11:00:00Z")));
+        assert!(w.is_open(utc("2026-07-13T11:59:00Z")));
+        assert!(!w.is_open(utc("2026-07-13T12:00:00Z")));
     }
 
     #[test]

@@ -1,0 +1,233 @@
+//! `plan::decide`: each term winning, the bounds, the behaviour rules, and the failure hold.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use prescaler::api::{PolicyType, PredictiveScalerSpec, ScalingPolicy, ValidatedSpec};
+use prescaler::backtest::default_spec;
+use prescaler::forecast::{History, ModelConfig, Predictor};
+use prescaler::plan::{Decision, Memory, Observations, Reason, decide};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
+}
+
+/// Ten replicas' worth of load at night, a step to 40 at 09:00 UTC until 17:00, every day.
+fn daily_step(t: DateTime<Utc>) -> f64 {
+    let minute = (t - t0()).num_minutes().rem_euclid(1440);
+    if (540..1020).contains(&minute) {
+        4000.0
+    } else {
+        1000.0
+    }
+}
+
+fn spec(edit: impl FnOnce(&mut PredictiveScalerSpec)) -> ValidatedSpec {
+    let mut s = default_spec(100.0);
+    s.max_replicas = 100;
+    edit(&mut s);
+    s.validate().expect("valid spec")
+}
+
+/// Replays `load` minute by minute from `t0()` up to `until`, acting on every decision as the
+/// backtest does, and returns the last decision with the memory that led to it.
+fn replay(
+    spec: &ValidatedSpec,
+    load: impl Fn(DateTime<Utc>) -> f64,
+    until: DateTime<Utc>,
+) -> (Decision, Memory, u32) {
+    let minutes = (until - t0()).num_minutes() as usize;
+    let values: Vec<f64> = (0..=minutes)
+        .map(|m| load(t0() + Duration::minutes(m as i64)))
+        .collect();
+    let history = History::new(t0(), Duration::minutes(1), values);
+    let model = ModelConfig::default();
+    let mut memory = Memory::default();
+    let mut current = 10;
+    let mut last = None;
+    for m in 1..=minutes {
+        let now = t0() + Duration::minutes(m as i64);
+        let d = decide(
+            spec,
+            &model,
+            Observations {
+                load: Some(history.view(m - 1)),
+                current_replicas: current,
+            },
+            &mut memory,
+            now,
+        );
+        current = d.desired_replicas;
+        last = Some(d);
+    }
+    (last.expect("at least one decision"), memory, current)
+}
+
+#[test]
+fn forecast_wins_before_a_recurring_step() {
+    // 08:56 on day 10: the live load needs 10 replicas, the step at 09:00 needs 40.
+    let s = spec(|_| {});
+    let (d, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::minutes(536),
+    );
+    assert!(d.forecast_reliable(), "{d:?}");
+    assert!(
+        matches!(d.reason, Reason::Forecast(Predictor::Seasonal(_))),
+        "{d:?}"
+    );
+    assert_eq!(d.reactive_replicas, Some(10));
+    assert!(
+        d.desired_replicas >= 40,
+        "pre-scaled only to {}",
+        d.desired_replicas
+    );
+}
+
+#[test]
+fn reactive_wins_on_an_unforeseen_surge() {
+    // Flat load for days, then a sudden tripling the history has never seen.
+    let s = spec(|_| {});
+    let surge_at = t0() + Duration::days(3);
+    let load = |t: DateTime<Utc>| if t >= surge_at { 3000.0 } else { 1000.0 };
+    let (d, _, _) = replay(&s, load, surge_at + Duration::minutes(2));
+    assert_eq!(d.reason, Reason::Reactive, "{d:?}");
+    assert_eq!(d.desired_replicas, 30);
+}
+
+#[test]
+fn peak_window_floor_wins_and_is_reached_a_lead_time_early() {
+    let s = spec(|s| {
+        s.peak_windows = vec![serde_json::from_value(serde_json::json!({
+            "name": "launch", "schedule": "0 12 * * *", "duration": "1h", "timeZone": "UTC", "minReplicas": 50
+        }))
+        .unwrap()];
+    });
+    let flat = |_: DateTime<Utc>| 1000.0;
+    // Lead time is 6m: at 11:54 the floor applies, at 11:53 not yet.
+    let (d, _, _) = replay(
+        &s,
+        flat,
+        t0() + Duration::days(2) + Duration::minutes(11 * 60 + 54),
+    );
+    assert_eq!(d.reason, Reason::PeakWindow("launch".into()));
+    assert_eq!(d.desired_replicas, 50);
+    let (d, _, _) = replay(
+        &s,
+        flat,
+        t0() + Duration::days(2) + Duration::minutes(11 * 60 + 53),
+    );
+    assert!(d.desired_replicas < 50, "{d:?}");
+}
+
+#[test]
+fn bounds_are_never_left() {
+    let s = spec(|s| {
+        s.min_replicas = 12;
+        s.max_replicas = 20;
+    });
+    let (d, _, _) = replay(&s, |_| 100.0, t0() + Duration::hours(2));
+    assert_eq!((d.desired_replicas, d.reason), (12, Reason::MinReplicas));
+    let (d, _, _) = replay(&s, |_| 9000.0, t0() + Duration::hours(2));
+    assert_eq!((d.desired_replicas, d.reason), (20, Reason::MaxReplicas));
+}
+
+#[test]
+fn scale_down_waits_for_the_stabilization_window_then_follows_the_rate_limit() {
+    // A high load, then a drop to a sixth of it at minute 120.
+    let s = spec(|s| {
+        s.behavior.scale_down.stabilization_window_seconds = 300;
+        s.behavior.scale_down.policies = vec![ScalingPolicy {
+            type_: PolicyType::Percent,
+            value: 20,
+            period_seconds: 60,
+        }];
+    });
+    let drop_at = t0() + Duration::minutes(120);
+    let load = |t: DateTime<Utc>| if t >= drop_at { 1000.0 } else { 6000.0 };
+    let (_, _, before) = replay(&s, load, drop_at);
+    // The drop is seen at +1; until +5 the old recommendation is within the window.
+    let (d, _, held) = replay(&s, load, drop_at + Duration::minutes(5));
+    assert_eq!(held, before, "{d:?}");
+    assert_eq!(d.reason, Reason::Stabilized);
+    // Then at most 20 % of the replicas go per minute (truncated, as the HPA does).
+    let mut previous = held;
+    for minute in 6..=8 {
+        let (d, _, now) = replay(&s, load, drop_at + Duration::minutes(minute));
+        assert_eq!(
+            now,
+            (previous as f64 * 0.8) as u32,
+            "minute {minute}: {d:?}"
+        );
+        assert_eq!(d.reason, Reason::RateLimited);
+        previous = now;
+    }
+    // … until it arrives at what the low load needs.
+    let (d, _, end) = replay(&s, load, drop_at + Duration::minutes(40));
+    assert_eq!(Some(end), d.reactive_replicas, "{d:?}");
+    assert!(end < before / 4);
+}
+
+#[test]
+fn scale_up_is_immediate_by_default_and_limited_when_asked() {
+    let jump_at = t0() + Duration::minutes(60);
+    let load = |t: DateTime<Utc>| if t >= jump_at { 5000.0 } else { 1000.0 };
+    let fast = spec(|_| {});
+    let (_, _, current) = replay(&fast, load, jump_at + Duration::minutes(2));
+    assert!(current >= 50, "{current}");
+    let slow = spec(|s| {
+        s.behavior.scale_up.policies = vec![ScalingPolicy {
+            type_: PolicyType::Pods,
+            value: 4,
+            period_seconds: 60,
+        }];
+    });
+    let (_, _, before) = replay(&slow, load, jump_at);
+    // The jump is seen at +1: +4 then, and +4 at +2 (the first step has left the 60 s period).
+    let (d, _, current) = replay(&slow, load, jump_at + Duration::minutes(2));
+    assert_eq!(current, before + 8, "{d:?}");
+    assert_eq!(d.reason, Reason::RateLimited);
+}
+
+#[test]
+fn missing_metrics_never_scale_down() {
+    let s = spec(|_| {});
+    let now = t0() + Duration::days(3);
+    let (_, mut memory, current) = replay(&s, daily_step, now);
+    // The source fails: no load at all. The current count is held, and said so.
+    let d = decide(
+        &s,
+        &ModelConfig::default(),
+        Observations {
+            load: None,
+            current_replicas: current,
+        },
+        &mut memory,
+        now + Duration::minutes(1),
+    );
+    assert_eq!(d.reason, Reason::Hold);
+    assert!(!d.metrics_available);
+    assert!(d.desired_replicas >= current);
+    // Stale data (the last sample 20 minutes old) is no better than none.
+    let values = vec![10.0; 100];
+    let history = History::new(now - Duration::minutes(120), Duration::minutes(1), values);
+    let d = decide(
+        &s,
+        &ModelConfig::default(),
+        Observations {
+            load: Some(history.view(99)),
+            current_replicas: 37,
+        },
+        &mut Memory::default(),
+        now,
+    );
+    assert_eq!((d.desired_replicas, d.reason), (37, Reason::Hold));
+}
+
+#[test]
+fn without_history_the_reactive_term_runs_with_an_hpa_like_margin() {
+    let s = spec(|_| {});
+    let (d, _, _) = replay(&s, |_| 2000.0, t0() + Duration::minutes(30));
+    assert!(!d.forecast_reliable());
+    assert_eq!(d.reason, Reason::Reactive);
+    assert_eq!(d.reactive_replicas, Some(25)); // 20 replicas' load × 1.25
+}
