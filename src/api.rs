@@ -20,6 +20,8 @@ const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d|w))+$";
 /// PredictiveScaler scales a workload ahead of its load: it combines the live load from Prometheus
 /// with the daily and weekly patterns learned from its history, so that enough replicas are ready
 /// when a spike arrives, and holds minimum replicas during known peak windows.
+// kube's `printcolumn(...)` entries repeat `type_ = ...` by design; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "prescaler.dev",
@@ -414,12 +416,40 @@ pub struct PredictiveScalerStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Parses a spec duration such as `5m`, `1h30m` or `28d`.
+/// Parses a spec duration such as `5m`, `1h30m` or `28d`. Only the grammar of the schema's
+/// pattern is accepted, so that a spec the API server would refuse is refused here too.
 pub fn parse_duration(field: &str, text: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(text).map_err(|e| Error::InvalidSpec {
+    let invalid = |why: String| Error::InvalidSpec {
         field: field.to_string(),
-        message: format!("{text:?} is not a duration like 90s, 5m, 1h30m or 28d: {e}"),
-    })
+        message: format!("{text:?} is not a duration like 90s, 5m, 1h30m or 28d{why}"),
+    };
+    if !matches_duration_pattern(text) {
+        return Err(invalid(String::new()));
+    }
+    humantime::parse_duration(text).map_err(|e| invalid(format!(": {e}")))
+}
+
+/// `^([0-9]+(ms|s|m|h|d|w))+$`, without a regex engine for one pattern.
+fn matches_duration_pattern(text: &str) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A spec with every duration parsed and every field checked: what the decision core works with.
@@ -541,5 +571,22 @@ impl PredictiveScalerSpec {
             peak_windows,
             behavior: self.behavior.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_the_schema_pattern() {
+        assert_eq!(parse_duration("f", "90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("f", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("f", "28d").unwrap(), Duration::from_secs(28 * 86400));
+        assert_eq!(parse_duration("f", "250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "6 minutes", "5", "m", "1.5h", "-5m", "5M"] {
+            let e = parse_duration("spec.forecast.leadTime", bad).unwrap_err().to_string();
+            assert!(e.contains("spec.forecast.leadTime"), "{bad:?}: {e}");
+        }
     }
 }

@@ -454,6 +454,15 @@ fn normalized_error(predicted: f64, actual: f64, unit: f64) -> f64 {
     (a - p) / (p + 1.0).sqrt()
 }
 
+/// What forecasts are scored against: the window they cover, the coverage asked for, and the
+/// load one replica carries (the unit errors are measured in).
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub lead: Duration,
+    pub quantile: f64,
+    pub unit: f64,
+}
+
 /// The memory of past forecasts and their errors, kept between decisions.
 #[derive(Clone, Debug, Default)]
 pub struct ErrorTracker {
@@ -473,11 +482,10 @@ impl ErrorTracker {
         cfg: &ModelConfig,
         view: View<'_>,
         now: DateTime<Utc>,
-        lead: Duration,
-        target_quantile: f64,
-        unit: f64,
+        target: Target,
         predictions: &[(Predictor, f64)],
     ) {
+        let lead = target.lead;
         let h = view.history();
         let mut scored = false;
         while let Some(p) = self.pending.front() {
@@ -520,7 +528,7 @@ impl ErrorTracker {
                     list.pop_front();
                 }
             }
-            self.recalibrate(cfg, target_quantile, unit);
+            self.recalibrate(cfg, target.quantile, target.unit);
         }
         let due = self
             .last_recorded
@@ -595,17 +603,16 @@ impl ErrorTracker {
         history: &History,
         now: DateTime<Utc>,
         lag: Duration,
-        lead: Duration,
-        target_quantile: f64,
-        unit: f64,
+        target: Target,
         predictors: &[Predictor],
     ) -> Self {
+        let lead = target.lead;
         let mut tracker = Self::default();
         let mut t = now - cfg.score_window - lead;
         while t < now {
             if let Some(view) = history.view_at(t - lag) {
                 let predictions = predict_all(cfg, predictors, view, t, t + lead);
-                tracker.update(cfg, view, t, lead, target_quantile, unit, &predictions);
+                tracker.update(cfg, view, t, target, &predictions);
             }
             t += cfg.score_interval;
         }
@@ -777,9 +784,11 @@ mod tests {
                 &h,
                 now,
                 Duration::minutes(1),
-                lead,
-                0.95,
-                100.0,
+                Target {
+                    lead,
+                    quantile: 0.95,
+                    unit: 100.0,
+                },
                 &[Predictor::Flat],
             );
             // The provision for a forecast of 1000, uncapped, relative to the forecast.

@@ -31,7 +31,7 @@ enum Command {
     /// Print the PredictiveScaler CustomResourceDefinition as YAML.
     Crd,
     /// Replay a load trace through prescaler, the HPA and the oracle, and score them.
-    Backtest(BacktestArgs),
+    Backtest(Box<BacktestArgs>),
     /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
     DemoTrace {
         #[arg(long, default_value_t = 7)]

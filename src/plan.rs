@@ -135,15 +135,14 @@ pub fn decide(
     // happens; the one whose calibrated provision had the lowest quantile loss is used.
     let predictors = forecast::predictors_for(&spec.seasonality);
     let predictions = forecast::predict_all(model, &predictors, view, now, now + lead);
-    memory.forecast.update(
-        model,
-        view,
-        now,
+    let target = forecast::Target {
         lead,
-        spec.target_quantile,
-        c,
-        &predictions,
-    );
+        quantile: spec.target_quantile,
+        unit: c,
+    };
+    memory
+        .forecast
+        .update(model, view, now, target, &predictions);
     let best = memory
         .forecast
         .calibrations()

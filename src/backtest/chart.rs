@@ -10,6 +10,9 @@ use super::{Outcome, ready};
 use crate::trace::Trace;
 use crate::{Error, Result};
 
+/// A named, coloured line of (time, replicas) points.
+type Line = (String, RGBColor, Vec<(DateTime<Utc>, f64)>);
+
 /// At most this many points per line: one per bucket, the bucket's maximum, so peaks stay visible.
 const MAX_POINTS: usize = 2000;
 
@@ -43,7 +46,7 @@ pub fn write_svg(
     };
     let demand = series(&|t| trace.demand[t] / capacity);
     let by_name = |name: &str| outcome.runs.iter().find(|r| r.name == name);
-    let mut lines: Vec<(String, RGBColor, Vec<(DateTime<Utc>, f64)>)> = vec![(
+    let mut lines: Vec<Line> = vec![(
         "load / targetPerReplica".into(),
         RGBColor(150, 150, 150),
         demand,

@@ -1,0 +1,132 @@
+//! The CRD: `crds/` matches the Rust types, the schema refuses what it can, the examples are valid.
+
+use kube::CustomResourceExt;
+use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
+
+fn generated() -> String {
+    serde_yaml_ng::to_string(&PredictiveScaler::crd()).unwrap()
+}
+
+#[test]
+fn crds_folder_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/predictivescaler.yaml")).unwrap();
+    assert!(
+        committed == generated(),
+        "crds/predictivescaler.yaml is stale: run `cargo run -- crd > crds/predictivescaler.yaml`"
+    );
+}
+
+fn schema() -> serde_json::Value {
+    let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+}
+
+#[test]
+fn min_above_max_is_refused_by_a_cel_rule() {
+    let ok = serde_json::json!({"minReplicas": 2, "maxReplicas": 5});
+    let bad = serde_json::json!({"minReplicas": 6, "maxReplicas": 5});
+    assert!(PredictiveScalerSpec::validate_cel(&ok, None).is_ok());
+    let err = PredictiveScalerSpec::validate_cel(&bad, None).unwrap_err();
+    assert!(format!("{err:?}").contains("minReplicas must not exceed maxReplicas"), "{err:?}");
+    // And the rule is in the CRD the API server gets.
+    let rules = &schema()["x-kubernetes-validations"];
+    assert_eq!(rules[0]["rule"], "self.minReplicas <= self.maxReplicas");
+}
+
+#[test]
+fn the_schema_bounds_numbers_enums_and_durations() {
+    let s = schema();
+    let p = &s["properties"];
+    assert_eq!(p["minReplicas"]["minimum"], 1.0);
+    assert_eq!(p["maxReplicas"]["minimum"], 1.0);
+    assert!(p["metric"]["properties"]["targetPerReplica"]["minimum"].as_f64().unwrap() > 0.0);
+    let modes: Vec<&str> = p["mode"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(modes, ["Auto", "ForecastOnly", "Off"]);
+    let pattern = p["forecast"]["properties"]["leadTime"]["pattern"].as_str().unwrap();
+    assert_eq!(pattern, "^([0-9]+(ms|s|m|h|d|w))+$");
+    assert_eq!(p["peakWindows"]["items"]["properties"]["duration"]["pattern"], pattern);
+    assert_eq!(p["forecast"]["properties"]["targetQuantile"]["minimum"], 50.0);
+    assert_eq!(p["forecast"]["properties"]["targetQuantile"]["maximum"], 100.0);
+}
+
+/// Every property in the schema has a description, so `kubectl explain` documents every field.
+#[test]
+fn every_field_is_described() {
+    fn walk(path: &str, node: &serde_json::Value, missing: &mut Vec<String>) {
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            for (name, child) in props {
+                let here = format!("{path}.{name}");
+                // Kubernetes' own types (conditions) bring their own descriptions.
+                if child.get("description").is_none() {
+                    missing.push(here.clone());
+                }
+                walk(&here, child, missing);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            walk(&format!("{path}[]"), items, missing);
+        }
+    }
+    let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
+    let mut missing = vec![];
+    walk("", &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut missing);
+    missing.retain(|p| p != ".apiVersion" && p != ".kind" && p != ".metadata");
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+}
+
+#[test]
+fn printer_columns_and_names_read_well() {
+    let crd = PredictiveScaler::crd();
+    assert_eq!(crd.spec.names.short_names, Some(vec!["psc".to_string()]));
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    for c in ["Target", "Min", "Max", "Current", "Desired", "Forecast", "Mode", "Age"] {
+        assert!(columns.contains(&c.to_string()), "missing column {c}: {columns:?}");
+    }
+}
+
+#[test]
+fn examples_parse_and_validate() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scaler: PredictiveScaler = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            scaler.spec.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            PredictiveScalerSpec::validate_cel(&serde_json::to_value(&scaler.spec).unwrap(), None).unwrap();
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example manifests found");
+}
+
+#[test]
+fn semantic_errors_name_the_field() {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/checkout.yaml")).unwrap();
+    let base: PredictiveScaler = serde_yaml_ng::from_str(&yaml).unwrap();
+    let err = |edit: &dyn Fn(&mut PredictiveScalerSpec)| {
+        let mut s = base.spec.clone();
+        edit(&mut s);
+        s.validate().unwrap_err().to_string()
+    };
+    assert!(err(&|s| s.forecast.lead_time = "soon".into()).contains("spec.forecast.leadTime"));
+    assert!(err(&|s| s.min_replicas = 100).contains("spec.maxReplicas"));
+    assert!(err(&|s| s.peak_windows[0].time_zone = "Europe/Atlantis".into()).contains("spec.peakWindows[0].timeZone"));
+    assert!(err(&|s| s.metric.target_per_replica = 0.0).contains("spec.metric.targetPerReplica"));
+    assert!(err(&|s| s.forecast.seasonality.clear()).contains("spec.forecast.seasonality"));
+}
+
+#[test]
+fn unknown_enum_values_are_refused() {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/checkout.yaml")).unwrap();
+    let bad = yaml.replace("mode: Auto", "mode: Sometimes");
+    let err = serde_yaml_ng::from_str::<PredictiveScaler>(&bad).unwrap_err().to_string();
+    assert!(err.contains("Sometimes"), "{err}");
+}
