@@ -581,11 +581,22 @@ mod tests {
     #[test]
     fn durations_follow_the_schema_pattern() {
         assert_eq!(parse_duration("f", "90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("f", "1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("f", "28d").unwrap(), Duration::from_secs(28 * 86400));
-        assert_eq!(parse_duration("f", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("f", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("f", "28d").unwrap(),
+            Duration::from_secs(28 * 86400)
+        );
+        assert_eq!(
+            parse_duration("f", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
         for bad in ["", "6 minutes", "5", "m", "1.5h", "-5m", "5M"] {
-            let e = parse_duration("spec.forecast.leadTime", bad).unwrap_err().to_string();
+            let e = parse_duration("spec.forecast.leadTime", bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("spec.forecast.leadTime"), "{bad:?}: {e}");
         }
     }

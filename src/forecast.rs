@@ -235,7 +235,7 @@ impl Default for ModelConfig {
             smoothing_half_width: Duration::minutes(2),
             max_periods: 4,
             score_interval: Duration::minutes(1),
-            recalibrate_interval: Duration::minutes(5),
+            recalibrate_interval: Duration::minutes(15),
             score_window: Duration::days(1),
             min_scores: 240,
         }

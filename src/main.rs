@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -186,9 +185,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| scenarios::default_eval_start(trace.start)),
     };
     let spec = backtest_spec(args, setup.startup_delay + setup.metric_lag)?.validate()?;
-    let started = Instant::now();
     let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default());
-    let elapsed = started.elapsed();
     if args.json {
         let json = serde_json::json!({
             "trace": path.display().to_string(),
@@ -201,11 +198,11 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "{}: {} minutes, scored from {} ({} s)",
+            "{}: {} minutes, scored from {} (prescaler's replay took {:.2} s)",
             path.display(),
             trace.minutes(),
             setup.eval_start.format("%Y-%m-%d %H:%M"),
-            format_args!("{:.2}", elapsed.as_secs_f64())
+            outcome.prescaler_seconds
         );
         print!("{}", report::table(&outcome.scores));
     }
@@ -252,7 +249,7 @@ fn run_scenarios(args: &BacktestArgs, file: &Path) -> Result<ExitCode> {
     if !args.json {
         println!(
             "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
-            "trace", "viol.min", "hpa80", "hpa100", "cost", "/hpa80", "/oracle", "secs", "bar"
+            "trace", "viol.min", "hpa80", "hpa100", "cost", "/hpa80", "/oracle", "secs*", "bar"
         );
     }
     for sc in &list {
@@ -269,9 +266,8 @@ fn run_scenarios(args: &BacktestArgs, file: &Path) -> Result<ExitCode> {
         spec.max_replicas = sc.max_replicas as i32;
         spec.forecast.lead_time = format!("{}m", sc.startup_delay_min + sc.metric_lag_min);
         let spec = spec.validate()?;
-        let started = Instant::now();
         let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default());
-        let secs = started.elapsed().as_secs_f64();
+        let secs = outcome.prescaler_seconds;
         let get = |name: &str| {
             outcome
                 .scores

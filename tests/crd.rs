@@ -9,7 +9,11 @@ fn generated() -> String {
 
 #[test]
 fn crds_folder_matches_the_code() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/predictivescaler.yaml")).unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/predictivescaler.yaml"
+    ))
+    .unwrap();
     assert!(
         committed == generated(),
         "crds/predictivescaler.yaml is stale: run `cargo run -- crd > crds/predictivescaler.yaml`"
@@ -27,7 +31,10 @@ fn min_above_max_is_refused_by_a_cel_rule() {
     let bad = serde_json::json!({"minReplicas": 6, "maxReplicas": 5});
     assert!(PredictiveScalerSpec::validate_cel(&ok, None).is_ok());
     let err = PredictiveScalerSpec::validate_cel(&bad, None).unwrap_err();
-    assert!(format!("{err:?}").contains("minReplicas must not exceed maxReplicas"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("minReplicas must not exceed maxReplicas"),
+        "{err:?}"
+    );
     // And the rule is in the CRD the API server gets.
     let rules = &schema()["x-kubernetes-validations"];
     assert_eq!(rules[0]["rule"], "self.minReplicas <= self.maxReplicas");
@@ -39,14 +46,35 @@ fn the_schema_bounds_numbers_enums_and_durations() {
     let p = &s["properties"];
     assert_eq!(p["minReplicas"]["minimum"], 1.0);
     assert_eq!(p["maxReplicas"]["minimum"], 1.0);
-    assert!(p["metric"]["properties"]["targetPerReplica"]["minimum"].as_f64().unwrap() > 0.0);
-    let modes: Vec<&str> = p["mode"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(
+        p["metric"]["properties"]["targetPerReplica"]["minimum"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let modes: Vec<&str> = p["mode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(modes, ["Auto", "ForecastOnly", "Off"]);
-    let pattern = p["forecast"]["properties"]["leadTime"]["pattern"].as_str().unwrap();
+    let pattern = p["forecast"]["properties"]["leadTime"]["pattern"]
+        .as_str()
+        .unwrap();
     assert_eq!(pattern, "^([0-9]+(ms|s|m|h|d|w))+$");
-    assert_eq!(p["peakWindows"]["items"]["properties"]["duration"]["pattern"], pattern);
-    assert_eq!(p["forecast"]["properties"]["targetQuantile"]["minimum"], 50.0);
-    assert_eq!(p["forecast"]["properties"]["targetQuantile"]["maximum"], 100.0);
+    assert_eq!(
+        p["peakWindows"]["items"]["properties"]["duration"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        p["forecast"]["properties"]["targetQuantile"]["minimum"],
+        50.0
+    );
+    assert_eq!(
+        p["forecast"]["properties"]["targetQuantile"]["maximum"],
+        100.0
+    );
 }
 
 /// Every property in the schema has a description, so `kubectl explain` documents every field.
@@ -69,9 +97,16 @@ fn every_field_is_described() {
     }
     let crd = serde_json::to_value(PredictiveScaler::crd()).unwrap();
     let mut missing = vec![];
-    walk("", &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut missing);
+    walk(
+        "",
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        &mut missing,
+    );
     missing.retain(|p| p != ".apiVersion" && p != ".kind" && p != ".metadata");
-    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
 }
 
 #[test]
@@ -85,8 +120,13 @@ fn printer_columns_and_names_read_well() {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    for c in ["Target", "Min", "Max", "Current", "Desired", "Forecast", "Mode", "Age"] {
-        assert!(columns.contains(&c.to_string()), "missing column {c}: {columns:?}");
+    for c in [
+        "Target", "Min", "Max", "Current", "Desired", "Forecast", "Mode", "Age",
+    ] {
+        assert!(
+            columns.contains(&c.to_string()),
+            "missing column {c}: {columns:?}"
+        );
     }
 }
 
@@ -98,9 +138,14 @@ fn examples_parse_and_validate() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let scaler: PredictiveScaler = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            scaler.spec.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            PredictiveScalerSpec::validate_cel(&serde_json::to_value(&scaler.spec).unwrap(), None).unwrap();
+            let scaler: PredictiveScaler = serde_yaml_ng::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            scaler
+                .spec
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            PredictiveScalerSpec::validate_cel(&serde_json::to_value(&scaler.spec).unwrap(), None)
+                .unwrap();
             seen += 1;
         }
     }
@@ -109,7 +154,11 @@ fn examples_parse_and_validate() {
 
 #[test]
 fn semantic_errors_name_the_field() {
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/checkout.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/checkout.yaml"
+    ))
+    .unwrap();
     let base: PredictiveScaler = serde_yaml_ng::from_str(&yaml).unwrap();
     let err = |edit: &dyn Fn(&mut PredictiveScalerSpec)| {
         let mut s = base.spec.clone();
@@ -118,15 +167,24 @@ fn semantic_errors_name_the_field() {
     };
     assert!(err(&|s| s.forecast.lead_time = "soon".into()).contains("spec.forecast.leadTime"));
     assert!(err(&|s| s.min_replicas = 100).contains("spec.maxReplicas"));
-    assert!(err(&|s| s.peak_windows[0].time_zone = "Europe/Atlantis".into()).contains("spec.peakWindows[0].timeZone"));
+    assert!(
+        err(&|s| s.peak_windows[0].time_zone = "Europe/Atlantis".into())
+            .contains("spec.peakWindows[0].timeZone")
+    );
     assert!(err(&|s| s.metric.target_per_replica = 0.0).contains("spec.metric.targetPerReplica"));
     assert!(err(&|s| s.forecast.seasonality.clear()).contains("spec.forecast.seasonality"));
 }
 
 #[test]
 fn unknown_enum_values_are_refused() {
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/checkout.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/checkout.yaml"
+    ))
+    .unwrap();
     let bad = yaml.replace("mode: Auto", "mode: Sometimes");
-    let err = serde_yaml_ng::from_str::<PredictiveScaler>(&bad).unwrap_err().to_string();
+    let err = serde_yaml_ng::from_str::<PredictiveScaler>(&bad)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Sometimes"), "{err}");
 }

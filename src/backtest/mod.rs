@@ -274,14 +274,19 @@ pub struct Outcome {
     pub needed: Vec<u32>,
     pub runs: Vec<Run>,
     pub scores: Vec<Score>,
+    /// Wall-clock time of prescaler's own replay (the baselines are not counted).
+    pub prescaler_seconds: f64,
 }
 
 /// Runs prescaler, the HPA at 100 % and 80 %, and the oracle, and scores them.
 pub fn run_all(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &ModelConfig) -> Outcome {
     let needed = needed(trace, spec);
     let oracle = oracle(&needed, setup.startup_delay);
+    let started = std::time::Instant::now();
+    let own = prescaler(trace, setup, spec, model);
+    let prescaler_seconds = started.elapsed().as_secs_f64();
     let runs = vec![
-        prescaler(trace, setup, spec, model),
+        own,
         hpa(trace, setup, spec, 1.0),
         hpa(trace, setup, spec, 0.8),
         oracle,
@@ -295,6 +300,7 @@ pub fn run_all(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &Model
         needed,
         runs,
         scores,
+        prescaler_seconds,
     }
 }
 
