@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test (unit, decision, CRD, backtest).
+# The whole test suite: formatting, lints, and every test (unit, decision, CRD, backtest, and the
+# forecast-method comparison, which needs the `mstl` feature).
 # Needs only the Rust toolchain (cargo with rustfmt and clippy); everything else the tests use is
 # in the repository.
 set -euo pipefail
@@ -12,6 +13,6 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --release --all-targets --locked -- -D warnings
+cargo clippy --release --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
-cargo test --release --locked
+cargo test --release --all-features --locked

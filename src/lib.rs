@@ -7,6 +7,8 @@ pub mod api;
 pub mod backtest;
 pub mod demo;
 pub mod forecast;
+#[cfg(feature = "mstl")]
+pub mod forecast_eval;
 pub mod plan;
 pub mod schedule;
 pub mod trace;
