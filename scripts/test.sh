@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test (unit, decision, CRD, backtest, and the
-# forecast-method comparison, which needs the `mstl` feature).
-# Needs only the Rust toolchain (cargo with rustfmt and clippy); everything else the tests use is
-# in the repository.
+# The whole test suite: formatting, lints, and every test (unit, decision, CRD, backtest, the
+# forecast-method comparison (feature `mstl`), and the Prometheus source and the controller against
+# a real Prometheus).
+# Needs the Rust toolchain; installs what else the tests use when it is missing: rustfmt and
+# clippy, and Debian's `prometheus` package (prometheus + promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "== installing Debian's prometheus (the tests run a real one on 127.0.0.1)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+prometheus --version 2>&1 | head -1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -11,6 +11,7 @@ pub mod forecast;
 pub mod forecast_eval;
 pub mod plan;
 pub mod schedule;
+pub mod source;
 pub mod trace;
 
 /// Everything that can go wrong, with the field or file it concerns.
@@ -31,6 +32,12 @@ pub enum Error {
 
     #[error("{context}: {message}")]
     Parse { context: String, message: String },
+
+    #[error("query {query:?}: {message}")]
+    Source { query: String, message: String },
+
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

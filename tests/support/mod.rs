@@ -1,0 +1,4 @@
+//! Shared test fixtures: a real Prometheus and a fake Kubernetes API.
+#![allow(dead_code)]
+
+pub mod prometheus;
