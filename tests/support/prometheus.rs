@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+/// Samples of one series, at whole seconds.
+pub type Series = Vec<(DateTime<Utc>, f64)>;
+
 /// The metric every test series uses; the query `sum(METRIC)` is the total load.
 pub const METRIC: &str = "shop_requests_per_second";
 
@@ -27,7 +30,7 @@ pub struct TestPrometheus {
 impl TestPrometheus {
     /// Backfills `history` (series label → samples at whole seconds) and starts Prometheus,
     /// scraping an exporter whose values `set_live` changes.
-    pub fn start(history: &[(&str, Vec<(DateTime<Utc>, f64)>)]) -> Self {
+    pub fn start(history: &[(&str, Series)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -135,7 +138,7 @@ impl Drop for TestPrometheus {
 
 /// Writes one OpenMetrics file per UTC day (promtool re-reads a whole file per 2-hour block, so
 /// one big file is slow) and converts them two at a time.
-fn backfill(dir: &Path, data: &Path, history: &[(&str, Vec<(DateTime<Utc>, f64)>)]) {
+fn backfill(dir: &Path, data: &Path, history: &[(&str, Series)]) {
     use std::collections::BTreeMap;
     let mut days: BTreeMap<chrono::NaiveDate, String> = BTreeMap::new();
     for (service, samples) in history {
