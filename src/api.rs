@@ -202,6 +202,13 @@ pub struct ForecastSpec {
     #[serde(default = "default_max_margin_percent")]
     #[schemars(range(min = 0, max = 1000))]
     pub max_margin_percent: i32,
+
+    /// The forecast is demoted (only the reactive term and peak windows count) while its mean
+    /// absolute error over the last day is above this, in percent, and trusted again once it is
+    /// back under it.
+    #[serde(default = "default_max_error_percent")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_error_percent: i32,
 }
 
 impl Default for ForecastSpec {
@@ -213,6 +220,7 @@ impl Default for ForecastSpec {
             headroom_percent: default_headroom_percent(),
             target_quantile: default_target_quantile(),
             max_margin_percent: default_max_margin_percent(),
+            max_error_percent: default_max_error_percent(),
         }
     }
 }
@@ -234,6 +242,9 @@ fn default_target_quantile() -> i32 {
 }
 fn default_max_margin_percent() -> i32 {
     20
+}
+fn default_max_error_percent() -> i32 {
+    50
 }
 
 /// A seasonal period.
@@ -464,6 +475,8 @@ pub struct ValidatedSpec {
     pub headroom: f64,
     pub target_quantile: f64,
     pub max_margin: f64,
+    /// A fraction: 0.5 for 50 %.
+    pub max_error: f64,
     pub peak_windows: Vec<crate::schedule::Window>,
     pub behavior: Behavior,
 }
@@ -499,6 +512,14 @@ impl PredictiveScalerSpec {
         if self.metric.query.trim().is_empty() {
             return Err(invalid("spec.metric.query", "must not be empty".into()));
         }
+        // Caught here with the parser Prometheus' own grammar is ported to, so that a typo is
+        // reported on the object instead of as a failing query every sync.
+        if let Err(e) = promql_parser::parser::parse(&self.metric.query) {
+            return Err(invalid(
+                "spec.metric.query",
+                format!("is not valid PromQL: {}", e.trim()),
+            ));
+        }
         let history = parse_duration("spec.forecast.history", &self.forecast.history)?;
         let lead_time = parse_duration("spec.forecast.leadTime", &self.forecast.lead_time)?;
         if self.forecast.seasonality.is_empty() {
@@ -524,6 +545,12 @@ impl PredictiveScalerSpec {
             return Err(invalid(
                 "spec.forecast.targetQuantile",
                 "must be between 50 and 100".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.forecast.max_error_percent) {
+            return Err(invalid(
+                "spec.forecast.maxErrorPercent",
+                "must be between 1 and 1000".into(),
             ));
         }
         if !(0..=1000).contains(&self.forecast.max_margin_percent) {
@@ -568,6 +595,7 @@ impl PredictiveScalerSpec {
             headroom: self.forecast.headroom_percent as f64 / 100.0,
             target_quantile: self.forecast.target_quantile as f64 / 100.0,
             max_margin: self.forecast.max_margin_percent as f64 / 100.0,
+            max_error: self.forecast.max_error_percent as f64 / 100.0,
             peak_windows,
             behavior: self.behavior.clone(),
         })

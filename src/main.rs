@@ -1,5 +1,6 @@
-//! The `prescaler` command: `crd` prints the CustomResourceDefinition, `backtest` replays a load
-//! trace (or every scenario of a benchmark file) through the decision core.
+//! The `prescaler` command: `run` is the operator, `crd` prints the CustomResourceDefinition,
+//! `backtest` replays a load trace (or every scenario of a benchmark file) through the decision
+//! core.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile every PredictiveScaler in the cluster.
+    Run(Box<RunArgs>),
     /// Print the PredictiveScaler CustomResourceDefinition as YAML.
     Crd,
     /// Replay a load trace through prescaler, the HPA and the oracle, and score them.
@@ -49,6 +52,63 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         days: u32,
     },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Prometheus' base URL.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// A file holding a bearer token for Prometheus (e.g. mounted from a Secret).
+    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE")]
+    prometheus_bearer_token_file: Option<PathBuf>,
+    /// A user name for basic auth to Prometheus.
+    #[arg(
+        long,
+        env = "PROMETHEUS_USERNAME",
+        requires = "prometheus_password_file"
+    )]
+    prometheus_username: Option<String>,
+    /// A file holding the basic-auth password.
+    #[arg(
+        long,
+        env = "PROMETHEUS_PASSWORD_FILE",
+        requires = "prometheus_username"
+    )]
+    prometheus_password_file: Option<PathBuf>,
+    /// A PEM CA bundle to trust for Prometheus' TLS certificate.
+    #[arg(long, env = "PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Timeout of each Prometheus request.
+    #[arg(long, default_value = "10s")]
+    prometheus_timeout: String,
+    /// How often every PredictiveScaler is reconciled.
+    #[arg(long, default_value = "30s")]
+    sync_period: String,
+    /// Resolution of the history read from Prometheus.
+    #[arg(long, default_value = "1m")]
+    history_step: String,
+    /// Reconciles (and Prometheus queries) in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: prescaler::telemetry::LogFormat,
+    /// Run without leader election (only with a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "prescaler")]
+    lease_name: String,
+    /// Namespace of the Lease: the operator's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 #[derive(Args)]
@@ -107,9 +167,74 @@ struct BacktestArgs {
     traces: Option<PathBuf>,
 }
 
+fn run_operator(args: RunArgs) -> Result<ExitCode> {
+    use prescaler::controller::Settings;
+    use prescaler::leader::LeaseSettings;
+    use prescaler::source::PrometheusConfig;
+    prescaler::telemetry::init_logging(args.log_format);
+    let duration = |flag: &str, text: &str| -> Result<std::time::Duration> {
+        prescaler::api::parse_duration(flag, text).map_err(|e| Error::Config {
+            what: flag.into(),
+            message: e.to_string(),
+        })
+    };
+    let read = |path: &Path| -> Result<String> {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| Error::Io {
+                context: format!("reading {}", path.display()),
+                source: e,
+            })
+    };
+    let mut prometheus = PrometheusConfig::new(&args.prometheus_url);
+    prometheus.timeout = duration("--prometheus-timeout", &args.prometheus_timeout)?;
+    prometheus.ca_file = args.prometheus_ca_file.clone();
+    if let Some(path) = &args.prometheus_bearer_token_file {
+        prometheus.bearer_token = Some(read(path)?);
+    }
+    if let (Some(user), Some(path)) = (&args.prometheus_username, &args.prometheus_password_file) {
+        prometheus.basic_auth = Some((user.clone(), read(path)?));
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("prescaler-{}", std::process::id()))
+    });
+    let history_step = duration("--history-step", &args.history_step)?;
+    let settings = Settings {
+        sync_period: duration("--sync-period", &args.sync_period)?,
+        history_step: chrono::Duration::from_std(history_step).map_err(|e| Error::Config {
+            what: "--history-step".into(),
+            message: e.to_string(),
+        })?,
+        concurrency: args.concurrency,
+        instance: identity.clone(),
+        ..Settings::default()
+    };
+    let lease = (!args.no_leader_election).then(|| LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration: std::time::Duration::from_secs(15),
+        retry: std::time::Duration::from_secs(4),
+    });
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Io {
+        context: "starting the async runtime".into(),
+        source: e,
+    })?;
+    runtime.block_on(prescaler::operator::run(
+        prescaler::operator::OperatorConfig {
+            prometheus,
+            settings,
+            listen: args.listen,
+            lease,
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run_operator(*args),
         Command::Crd => print_crd(),
         #[cfg(feature = "mstl")]
         Command::ForecastEval {

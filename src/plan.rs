@@ -97,6 +97,8 @@ pub struct Decision {
     pub forecast_load: Option<f64>,
     /// The calibration of the predictor used, if the forecast is reliable.
     pub calibration: Option<Calibration>,
+    /// The best calibration, when its recent error put it beyond `maxErrorPercent`.
+    pub demoted: Option<Calibration>,
     pub scheduled: Option<ScheduledFloor>,
     /// False when the decision was taken without a live load.
     pub metrics_available: bool,
@@ -152,6 +154,9 @@ pub fn decide(
             Some((*cal, p))
         })
         .min_by(|a, b| a.0.loss.total_cmp(&b.0.loss));
+    // A forecast that has been too wrong lately is not used until it is accurate again.
+    let demoted = best.filter(|(cal, _)| cal.error_percent > spec.max_error * 100.0);
+    let best = best.filter(|_| demoted.is_none());
 
     let headroom = 1.0 + spec.headroom;
     let reactive_margin = if best.is_some() {
@@ -199,6 +204,7 @@ pub fn decide(
         forecast_replicas,
         forecast_load: best.map(|(_, p)| p),
         calibration: best.map(|(c, _)| c),
+        demoted: demoted.map(|(c, _)| c),
         scheduled,
         metrics_available: true,
     }
@@ -231,6 +237,7 @@ fn hold(
         forecast_replicas: None,
         forecast_load: None,
         calibration: None,
+        demoted: None,
         scheduled,
         metrics_available: false,
     }

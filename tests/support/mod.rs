@@ -1,4 +1,5 @@
 //! Shared test fixtures: a real Prometheus and a fake Kubernetes API.
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod prometheus;

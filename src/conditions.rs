@@ -1,0 +1,162 @@
+//! The PredictiveScaler's status conditions and which of their changes deserve an Event.
+//!
+//! Pure: the controller gathers what it found, this module turns it into conditions with reasons
+//! and messages a person understands, and keeps `lastTransitionTime` when nothing changed, as the
+//! Kubernetes API conventions ask. An Event is due when a condition's status or reason changes —
+//! not when only the numbers in its message do — so a steady state makes no Events.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
+pub const FORECAST_RELIABLE: &str = "ForecastReliable";
+pub const SCALING_LIMITED: &str = "ScalingLimited";
+
+/// One condition as the reconcile found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether an Event should tell about this finding: a problem is a Warning.
+    pub fn is_warning(&self) -> bool {
+        match self.type_ {
+            SCALING_LIMITED => false,
+            _ => !self.status,
+        }
+    }
+}
+
+/// The new condition list, and the findings that changed a condition's status or reason.
+pub fn merge(
+    previous: &[Condition],
+    findings: &[Finding],
+    generation: Option<i64>,
+    now: &Time,
+) -> (Vec<Condition>, Vec<Finding>) {
+    let mut conditions = Vec::with_capacity(findings.len());
+    let mut changed = Vec::new();
+    for f in findings {
+        let status = if f.status { "True" } else { "False" };
+        let old = previous.iter().find(|c| c.type_ == f.type_);
+        let transitioned = old.is_none_or(|c| c.status != status);
+        if old.is_none_or(|c| c.status != status || c.reason != f.reason) {
+            changed.push(f.clone());
+        }
+        conditions.push(Condition {
+            type_: f.type_.to_string(),
+            status: status.to_string(),
+            reason: f.reason.clone(),
+            message: f.message.clone(),
+            observed_generation: generation,
+            last_transition_time: match old {
+                Some(c) if !transitioned => c.last_transition_time.clone(),
+                _ => now.clone(),
+            },
+        });
+    }
+    // Conditions this reconcile did not assess keep their last word (e.g. the forecast's while
+    // the target is missing).
+    for c in previous {
+        if !findings.iter().any(|f| f.type_ == c.type_) {
+            conditions.push(c.clone());
+        }
+    }
+    let order = [READY, METRICS_AVAILABLE, FORECAST_RELIABLE, SCALING_LIMITED];
+    conditions.sort_by_key(|c| {
+        order
+            .iter()
+            .position(|t| *t == c.type_)
+            .unwrap_or(order.len())
+    });
+    (conditions, changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn a_steady_state_keeps_its_transition_time_and_makes_no_event() {
+        let f = Finding::new(METRICS_AVAILABLE, true, "QuerySucceeded", "load 120");
+        let (first, changed) = merge(&[], std::slice::from_ref(&f), Some(1), &at(100));
+        assert_eq!(changed.len(), 1, "a new condition is news");
+        let again = Finding::new(METRICS_AVAILABLE, true, "QuerySucceeded", "load 130");
+        let (second, changed) = merge(&first, &[again], Some(1), &at(200));
+        assert!(
+            changed.is_empty(),
+            "a new number in the message is not news"
+        );
+        assert_eq!(second[0].last_transition_time, at(100));
+        assert_eq!(second[0].message, "load 130");
+    }
+
+    #[test]
+    fn a_status_or_reason_change_is_reported() {
+        let ok = Finding::new(READY, true, "Scaling", "");
+        let (c, _) = merge(&[], &[ok], Some(1), &at(100));
+        let broken = Finding::new(
+            READY,
+            false,
+            "TargetNotFound",
+            "Deployment shop/x does not exist",
+        );
+        let (c, changed) = merge(&c, std::slice::from_ref(&broken), Some(2), &at(200));
+        assert_eq!(changed, vec![broken]);
+        assert_eq!(c[0].last_transition_time, at(200));
+        assert_eq!(c[0].observed_generation, Some(2));
+        let other = Finding::new(READY, false, "InvalidSpec", "spec.metric.query: ...");
+        let (c, changed) = merge(&c, &[other], Some(3), &at(300));
+        assert_eq!(changed.len(), 1, "same status, new reason");
+        assert_eq!(
+            c[0].last_transition_time,
+            at(200),
+            "the status did not transition"
+        );
+    }
+
+    #[test]
+    fn unassessed_conditions_are_kept_and_order_is_stable() {
+        let (c, _) = merge(
+            &[],
+            &[
+                Finding::new(SCALING_LIMITED, false, "DesiredWithinRange", ""),
+                Finding::new(FORECAST_RELIABLE, true, "Calibrated", ""),
+                Finding::new(READY, true, "Scaling", ""),
+            ],
+            Some(1),
+            &at(1),
+        );
+        let (c, _) = merge(
+            &c,
+            &[Finding::new(READY, false, "TargetNotFound", "")],
+            Some(1),
+            &at(2),
+        );
+        let types: Vec<_> = c.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, FORECAST_RELIABLE, SCALING_LIMITED]);
+    }
+}

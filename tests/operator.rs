@@ -1,0 +1,593 @@
+//! The controller end to end: a real Prometheus with weeks of backfilled history and a live
+//! exporter, the fake Kubernetes API (`support/fake_api.rs`), and the operator's own reconcile
+//! loop (`controller::run`) between them.
+
+mod support;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, DurationRound, Timelike, Utc};
+use http::Method;
+use prescaler::controller::{self, Context, Settings};
+use prescaler::source::{Prometheus, PrometheusConfig};
+use prescaler::telemetry::Metrics;
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use support::prometheus::{METRIC, TestPrometheus, samples};
+
+const NS: &str = "shop";
+const BASE: f64 = 100.0;
+const SPIKE: f64 = 1000.0;
+const PER_REPLICA: f64 = 50.0;
+
+/// When the daily spike of the shared history starts: a few minutes after the tests start, so
+/// it is inside the 6-minute lead time but has not arrived.
+fn spike_start() -> DateTime<Utc> {
+    static START: OnceLock<DateTime<Utc>> = OnceLock::new();
+    *START.get_or_init(|| {
+        Utc::now().duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(4)
+    })
+}
+
+/// A daily 30-minute spike at `spike_start`'s time of day; flat otherwise.
+fn spiky(t: DateTime<Utc>) -> f64 {
+    let s = spike_start();
+    let day_minute = |t: DateTime<Utc>| (t.hour() * 60 + t.minute()) as i64;
+    let d = (day_minute(t) - day_minute(s)).rem_euclid(1440);
+    if d < 30 { SPIKE } else { BASE }
+}
+
+/// One Prometheus for the tests that do not kill it: 8 days of two services' history.
+fn shared_prometheus() -> &'static TestPrometheus {
+    static PROM: OnceLock<TestPrometheus> = OnceLock::new();
+    PROM.get_or_init(|| {
+        let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+        let (from, to) = (now - Duration::days(8), now - Duration::minutes(2));
+        let prom = TestPrometheus::start(&[
+            ("spiky", samples(from, to, Duration::minutes(1), spiky)),
+            ("steady", samples(from, to, Duration::minutes(1), |_| BASE)),
+        ]);
+        prom.set_live("spiky", Some(BASE));
+        prom.set_live("steady", Some(BASE));
+        prom.wait_for_live("steady", BASE);
+        prom
+    })
+}
+
+fn deployment(name: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": name } } },
+        "status": { "replicas": replicas },
+    })
+}
+
+fn scaler(name: &str, service: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+        "minReplicas": 2, "maxReplicas": 40,
+        "metric": { "query": format!("sum({METRIC}{{service=\"{service}\"}})"), "targetPerReplica": PER_REPLICA },
+        "forecast": { "history": "8d", "seasonality": ["daily"], "leadTime": "6m" },
+    });
+    merge(&mut spec, &extra);
+    json!({
+        "apiVersion": "prescaler.dev/v1alpha1", "kind": "PredictiveScaler",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": spec,
+    })
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Starts the operator's controller against the fake API; stops when the handle is dropped.
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn start_operator(api: &FakeApi, prometheus_url: &str) -> Operator {
+    let mut cfg = PrometheusConfig::new(prometheus_url);
+    cfg.timeout = StdDuration::from_secs(2);
+    let prometheus = Prometheus::new(&cfg).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        sync_period: StdDuration::from_secs(1),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        api.client(),
+        prometheus,
+        metrics.clone(),
+        settings,
+    ));
+    Operator {
+        task: tokio::spawn(controller::run(ctx)),
+        metrics,
+    }
+}
+
+/// Polls until `check` passes or `secs` pass; then fails with what the last look showed.
+async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => tokio::time::sleep(StdDuration::from_millis(200)).await,
+        }
+    }
+}
+
+fn get(api: &FakeApi, api_version: &str, kind: &str, name: &str) -> Value {
+    api.get(api_version, kind, NS, name)
+        .unwrap_or_else(|| panic!("{kind} {name} is gone"))
+}
+
+fn replicas(api: &FakeApi, name: &str) -> i64 {
+    get(api, "apps/v1", "Deployment", name)["spec"]["replicas"]
+        .as_i64()
+        .unwrap()
+}
+
+fn status(api: &FakeApi, name: &str) -> Value {
+    get(api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["status"].clone()
+}
+
+fn condition(api: &FakeApi, name: &str, type_: &str) -> Option<(String, String, String)> {
+    status(api, name)["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Events about one PredictiveScaler, as (type, reason, note).
+fn events(api: &FakeApi, name: &str) -> Vec<(String, String, String)> {
+    api.list("events.k8s.io/v1", "Event")
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expect_condition(
+    api: &FakeApi,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> Result<(), String> {
+    match condition(api, name, type_) {
+        Some((s, r, _)) if s == status && r == reason => Ok(()),
+        other => Err(format!("{type_} is {other:?}, want {status}/{reason}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_spike_is_scaled_for_before_it_arrives() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("checkout", 2));
+    api.put(scaler("checkout", "spiky", json!({})));
+    let op = start_operator(&api, &prom.url());
+
+    // The spike (1000/s = 20 replicas) is 4 minutes away; the live load is still 100/s.
+    let needed = (SPIKE / PER_REPLICA) as i64;
+    eventually(30, "scaled up ahead of the spike", || {
+        let r = replicas(&api, "checkout");
+        if r >= needed {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas"))
+        }
+    })
+    .await;
+    assert!(
+        Utc::now() < spike_start(),
+        "the scale-up came before the spike"
+    );
+    let s = status(&api, "checkout");
+    assert_eq!(s["reason"], "Forecast", "{s}");
+    assert!(s["forecastLoad"].as_f64().unwrap() >= SPIKE * 0.99, "{s}");
+    assert_eq!(s["reactiveReplicas"], 2, "the live load alone needs 2: {s}");
+    assert!(s["lastScaleTime"].is_string());
+    expect_condition(&api, "checkout", "ForecastReliable", "True", "Calibrated").unwrap();
+    expect_condition(
+        &api,
+        "checkout",
+        "MetricsAvailable",
+        "True",
+        "QuerySucceeded",
+    )
+    .unwrap();
+    let ev = events(&api, "checkout");
+    assert!(
+        ev.iter().any(|(t, r, n)| t == "Normal"
+            && r == "ScaledUp"
+            && n.contains("from 2 to")
+            && n.contains("daily forecast")),
+        "{ev:?}"
+    );
+    let text = op.metrics.encode();
+    assert!(
+        text.contains("prescaler_forecast_replicas{namespace=\"shop\",name=\"checkout\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prescaler_desired_replicas{namespace=\"shop\",name=\"checkout\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecast_only_publishes_and_never_writes_the_target() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("trial", 2));
+    api.put(scaler("trial", "spiky", json!({ "mode": "ForecastOnly" })));
+    let _op = start_operator(&api, &prom.url());
+
+    eventually(30, "ForecastOnly publishes the decision", || {
+        let desired = status(&api, "trial")["desiredReplicas"]
+            .as_i64()
+            .unwrap_or(0);
+        if desired >= 20 {
+            Ok(())
+        } else {
+            Err(format!("desired {desired}"))
+        }
+    })
+    .await;
+    expect_condition(&api, "trial", "Ready", "True", "ForecastOnly").unwrap();
+    let (_, _, message) = condition(&api, "trial", "Ready").unwrap();
+    assert!(message.contains("nothing is written"), "{message}");
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(replicas(&api, "trial"), 2);
+    assert_eq!(
+        api.writes_to("/deployments/trial"),
+        0,
+        "no write of any kind to the workload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peak_window_holds_its_floor() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("lunch", 2));
+    // A window that is always open: every minute, for an hour.
+    api.put(scaler(
+        "lunch",
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h",
+                                   "timeZone": "Europe/Berlin", "minReplicas": 7 }] }),
+    ));
+    let _op = start_operator(&api, &prom.url());
+    eventually(30, "the floor is applied", || {
+        let r = replicas(&api, "lunch");
+        if r == 7 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas"))
+        }
+    })
+    .await;
+    let s = status(&api, "lunch");
+    assert_eq!(s["reason"], "PeakWindow", "{s}");
+    assert_eq!(s["scheduledMinReplicas"], 7, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_gets_its_floor_raised_and_restored() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("web", 2));
+    api.put(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": "web", "namespace": NS },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
+                  "minReplicas": 2, "maxReplicas": 30 },
+    }));
+    api.put(scaler("web", "spiky", json!({})));
+    let _op = start_operator(&api, &prom.url());
+
+    let hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
+    eventually(30, "the HPA's floor is raised", || {
+        let min = hpa()["spec"]["minReplicas"].as_i64().unwrap();
+        if min >= 20 {
+            Ok(())
+        } else {
+            Err(format!("minReplicas {min}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        hpa()["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "2"
+    );
+    assert_eq!(
+        api.writes_to("/deployments/web"),
+        0,
+        "the HPA scales the Deployment, not prescaler"
+    );
+    expect_condition(&api, "web", "Ready", "True", "FloorOnHPA").unwrap();
+    assert!(
+        events(&api, "web")
+            .iter()
+            .any(|(_, r, _)| r == "FloorRaised")
+    );
+
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web");
+    eventually(
+        30,
+        "the HPA's own floor is back and the scaler is gone",
+        || {
+            let h = hpa();
+            let min = h["spec"]["minReplicas"].as_i64().unwrap();
+            let gone = api
+                .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web")
+                .is_none();
+            if min == 2
+                && gone
+                && h["metadata"]["annotations"]
+                    .get("prescaler.dev/original-min-replicas")
+                    .is_none()
+            {
+                Ok(())
+            } else {
+                Err(format!("minReplicas {min}, scaler gone {gone}: {h}"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_makes_the_same_decision() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("restart", 2));
+    api.put(scaler(
+        "restart",
+        "spiky",
+        json!({ "mode": "ForecastOnly" }),
+    ));
+    let first = start_operator(&api, &prom.url());
+    eventually(30, "a first decision", || {
+        let s = status(&api, "restart");
+        if s["forecastReplicas"].is_number() {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    let before = status(&api, "restart");
+    drop(first);
+    // A new process: no memory but what is in the cluster and Prometheus.
+    let writes = api.writes_to("/predictivescalers/restart/status");
+    let _second = start_operator(&api, &prom.url());
+    eventually(30, "the restarted operator decides", || {
+        if api.writes_to("/predictivescalers/restart/status") > writes + 1 {
+            Ok(())
+        } else {
+            Err("no status yet".into())
+        }
+    })
+    .await;
+    let after = status(&api, "restart");
+    for field in [
+        "desiredReplicas",
+        "forecastReplicas",
+        "reason",
+        "reactiveReplicas",
+    ] {
+        assert_eq!(before[field], after[field], "{field}: {before} vs {after}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("typo", 5));
+    api.put(scaler(
+        "typo",
+        "steady",
+        json!({ "metric": { "query": "sum(rate(http_requests_total[2m])" } }),
+    ));
+    api.put(deployment("tz", 5));
+    api.put(scaler(
+        "tz",
+        "steady",
+        json!({ "peakWindows": [{ "name": "x", "schedule": "0 9 * * *", "duration": "1h",
+                                   "timeZone": "Europe/Atlantis", "minReplicas": 3 }] }),
+    ));
+    api.put(scaler("missing", "steady", json!({})));
+    api.put(json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": { "name": "noscale", "namespace": NS }, "spec": { "replicas": 1 },
+    }));
+    api.put(scaler(
+        "noscale",
+        "steady",
+        json!({ "scaleTargetRef": { "apiVersion": "v1", "kind": "ReplicationController", "name": "noscale" } }),
+    ));
+    let _op = start_operator(&api, &prom.url());
+
+    let cases = [
+        ("typo", "InvalidSpec", "spec.metric.query"),
+        ("tz", "InvalidSpec", "Europe/Atlantis"),
+        (
+            "missing",
+            "TargetNotFound",
+            "Deployment shop/missing does not exist",
+        ),
+        ("noscale", "ScaleNotSupported", "no /scale subresource"),
+    ];
+    for (name, reason, text) in cases {
+        eventually(30, name, || {
+            expect_condition(&api, name, "Ready", "False", reason)?;
+            let (_, _, message) = condition(&api, name, "Ready").unwrap();
+            if message.contains(text) {
+                Ok(())
+            } else {
+                Err(message)
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    for name in ["typo", "tz", "missing", "noscale"] {
+        let ev = events(&api, name);
+        let warnings: Vec<_> = ev.iter().filter(|(t, _, _)| t == "Warning").collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "one Warning Event, not one per sync: {ev:?}"
+        );
+    }
+    assert_eq!(replicas(&api, "typo"), 5, "an invalid spec scales nothing");
+    assert_eq!(replicas(&api, "tz"), 5);
+    assert_eq!(api.writes_to("/scale"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_is_retried() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("busy", 2));
+    api.put(scaler(
+        "busy",
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 4 }] }),
+    ));
+    // Someone else writes the Deployment between prescaler's read and its write, twice.
+    api.fail_next(Method::PATCH, "/deployments/busy/scale", 409, 2);
+    let _op = start_operator(&api, &prom.url());
+    eventually(30, "scaled despite the conflicts", || {
+        let r = replicas(&api, "busy");
+        if r == 4 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas"))
+        }
+    })
+    .await;
+    let patches = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::PATCH && r.path.ends_with("/deployments/busy/scale"))
+        .count();
+    assert_eq!(patches, 3, "two conflicts, then the write that landed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_down_holds_the_replicas_and_recovers() {
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let mut prom = TestPrometheus::start(&[(
+        "steady",
+        samples(
+            now - Duration::days(2),
+            now - Duration::minutes(2),
+            Duration::minutes(1),
+            |_| 400.0,
+        ),
+    )]);
+    prom.set_live("steady", Some(400.0));
+    prom.wait_for_live("steady", 400.0);
+    let api = FakeApi::new();
+    api.put(deployment("steady", 12));
+    // Scale-down is allowed at once, so a hold is the only thing that keeps the replicas.
+    api.put(scaler(
+        "steady",
+        "steady",
+        json!({ "behavior": { "scaleDown": { "stabilizationWindowSeconds": 0,
+                 "policies": [{ "type": "Percent", "value": 100, "periodSeconds": 15 }] } } }),
+    ));
+    let _op = start_operator(&api, &prom.url());
+    // 400/s needs 8 (10 with the 25 % margin of an uncalibrated forecast): down from 12.
+    eventually(30, "scaled to the live load", || {
+        let r = replicas(&api, "steady");
+        if r < 12 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas"))
+        }
+    })
+    .await;
+    let settled = replicas(&api, "steady");
+
+    prom.kill();
+    eventually(30, "the outage is reported", || {
+        expect_condition(
+            &api,
+            "steady",
+            "MetricsAvailable",
+            "False",
+            "PrometheusUnavailable",
+        )
+    })
+    .await;
+    let (_, _, message) = condition(&api, "steady", "MetricsAvailable").unwrap();
+    assert!(
+        message.contains("could not be reached") && message.contains("holding"),
+        "{message}"
+    );
+    assert_eq!(status(&api, "steady")["reason"], "Hold");
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(
+        replicas(&api, "steady"),
+        settled,
+        "no scaling because of the outage"
+    );
+    let outage_events = events(&api, "steady")
+        .into_iter()
+        .filter(|(_, r, _)| r == "PrometheusUnavailable")
+        .count();
+    assert_eq!(
+        outage_events, 1,
+        "one Event for the outage, not one per sync"
+    );
+
+    prom.restart();
+    eventually(60, "recovered by itself", || {
+        expect_condition(&api, "steady", "MetricsAvailable", "True", "QuerySucceeded")
+    })
+    .await;
+    assert!(
+        events(&api, "steady")
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "QuerySucceeded"),
+        "the recovery is an Event too"
+    );
+}

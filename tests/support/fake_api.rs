@@ -1,0 +1,670 @@
+//! A stateful fake of the Kubernetes API server, for what prescaler uses, served to a real
+//! `kube::Client` as a tower `Service` (no network). No kube-apiserver can run on these machines,
+//! and the fake-client crates have neither watch nor `/scale` (see `../shared/TESTING.md`).
+//!
+//! Which real behaviour each part stands for:
+//! - objects live in one store with a cluster-wide `resourceVersion` counter, bumped on every
+//!   write, as etcd's revision is;
+//! - `metadata.generation` starts at 1 and is bumped only when `spec` changes, never by
+//!   `/status` or metadata-only writes (the API server's rule for resources with a status
+//!   subresource);
+//! - list returns `metadata.resourceVersion`; `watch=true` streams `ADDED`/`MODIFIED`/`DELETED`
+//!   events after the given resourceVersion (replayed from a log, then live), ends after
+//!   `timeoutSeconds` as the real server does, and the watcher re-lists or re-watches;
+//! - merge patches (RFC 7386) and server-side apply patches (treated as merges: prescaler
+//!   applies nothing it shares with another manager) with a `metadata.resourceVersion`
+//!   precondition that fails with 409 Conflict when stale; PUT (replace) checks it too;
+//! - `/status` writes only `status`; `/scale` of Deployments, StatefulSets and ReplicaSets reads
+//!   and writes `spec.replicas` as an `autoscaling/v1` `Scale`, and any other kind has no
+//!   `/scale` (404);
+//! - delete of an object with finalizers only sets `deletionTimestamp`; the object goes once a
+//!   write empties its finalizers;
+//! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
+//! - `fail_next` injects errors (a 409 from a concurrent writer, a 500) for the next matching
+//!   requests, and every request is logged so that a test can assert what was (not) written.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// `apiVersion/plural`, e.g. `apps/v1/deployments` or `v1/configmaps`.
+type Collection = String;
+
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: Method,
+    pub path: String,
+}
+
+struct Fault {
+    method: Method,
+    path_contains: String,
+    code: u16,
+    times: usize,
+}
+
+#[derive(Default)]
+struct Store {
+    revision: u64,
+    objects: BTreeMap<(Collection, String, String), Value>,
+    /// Every change, for watches that start from an older resourceVersion.
+    changes: Vec<(u64, Collection, &'static str, Value)>,
+    faults: Vec<Fault>,
+    log: Vec<Logged>,
+}
+
+/// The fake API server. Clones share the same store.
+#[derive(Clone)]
+pub struct FakeApi {
+    store: Arc<Mutex<Store>>,
+    changes: broadcast::Sender<(u64, Collection, &'static str, Value)>,
+}
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        Self {
+            store: Arc::default(),
+            changes: broadcast::channel(4096).0,
+        }
+    }
+
+    /// A real `kube::Client` whose requests this fake serves.
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Creates or replaces an object, as `kubectl apply` would (the test's way to set things up).
+    pub fn put(&self, mut object: Value) {
+        let collection = collection_of(&object);
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        object["metadata"]["namespace"] = json!(ns);
+        let mut store = self.store.lock().unwrap();
+        let key = (collection.clone(), ns, name);
+        let old = store.objects.get(&key).cloned();
+        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        let generation = match &old {
+            Some(o) if o["spec"] == object["spec"] => {
+                o["metadata"]["generation"].as_i64().unwrap_or(1)
+            }
+            Some(o) => o["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
+            None => 1,
+        };
+        object["metadata"]["generation"] = json!(generation);
+        if let Some(o) = &old {
+            object["metadata"]["uid"] = o["metadata"]["uid"].clone();
+            if object.get("status").is_none() && o.get("status").is_some() {
+                object["status"] = o["status"].clone();
+            }
+            if object["metadata"].get("finalizers").is_none() {
+                object["metadata"]["finalizers"] = o["metadata"]["finalizers"].clone();
+            }
+        } else {
+            object["metadata"]["uid"] = json!(format!("uid-{}", store.revision + 1));
+            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        self.commit(&mut store, key, object, kind);
+    }
+
+    /// The stored object, if any.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = (
+            format!("{api_version}/{}", plural(kind)),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        self.store.lock().unwrap().objects.get(&key).cloned()
+    }
+
+    /// Every stored object of a kind.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let collection = format!("{api_version}/{}", plural(kind));
+        let store = self.store.lock().unwrap();
+        store
+            .objects
+            .iter()
+            .filter(|((c, _, _), _)| *c == collection)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Deletes as `kubectl delete` would: finalizers first.
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
+        let key = (
+            format!("{api_version}/{}", plural(kind)),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let mut store = self.store.lock().unwrap();
+        self.delete_locked(&mut store, key);
+    }
+
+    /// The next `times` requests with this method whose path contains `path_contains` fail with `code`.
+    pub fn fail_next(&self, method: Method, path_contains: &str, code: u16, times: usize) {
+        self.store.lock().unwrap().faults.push(Fault {
+            method,
+            path_contains: path_contains.into(),
+            code,
+            times,
+        });
+    }
+
+    /// Every request served so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.store.lock().unwrap().log.clone()
+    }
+
+    /// Requests that wrote (anything but GET).
+    pub fn writes_to(&self, path_contains: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method != Method::GET && r.path.contains(path_contains))
+            .count()
+    }
+
+    fn commit(
+        &self,
+        store: &mut Store,
+        key: (Collection, String, String),
+        mut object: Value,
+        kind: &'static str,
+    ) {
+        store.revision += 1;
+        object["metadata"]["resourceVersion"] = json!(store.revision.to_string());
+        let change = (store.revision, key.0.clone(), kind, object.clone());
+        if kind == "DELETED" {
+            store.objects.remove(&key);
+        } else {
+            store.objects.insert(key, object);
+        }
+        store.changes.push(change.clone());
+        let _ = self.changes.send(change);
+    }
+
+    fn delete_locked(&self, store: &mut Store, key: (Collection, String, String)) -> Option<Value> {
+        let mut object = store.objects.get(&key)?.clone();
+        let has_finalizers = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            if object["metadata"].get("deletionTimestamp").is_none() {
+                object["metadata"]["deletionTimestamp"] = json!(chrono::Utc::now().to_rfc3339());
+                self.commit(store, key.clone(), object, "MODIFIED");
+            }
+        } else {
+            self.commit(store, key.clone(), object, "DELETED");
+        }
+        store.objects.get(&key).cloned()
+    }
+
+    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let path = uri.path().to_string();
+        let query: BTreeMap<String, String> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        {
+            let mut store = self.store.lock().unwrap();
+            store.log.push(Logged {
+                method: method.clone(),
+                path: path.clone(),
+            });
+            if let Some(f) = store
+                .faults
+                .iter_mut()
+                .find(|f| f.method == method && path.contains(&f.path_contains) && f.times > 0)
+            {
+                f.times -= 1;
+                let code = f.code;
+                return status(code, "Injected", "injected by the test");
+            }
+        }
+        let Some(route) = Route::parse(&path) else {
+            return status(404, "NotFound", &format!("no route for {path}"));
+        };
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return status(
+                        400,
+                        "BadRequest",
+                        &format!("body is not JSON ({content_type}): {e}"),
+                    );
+                }
+            }
+        };
+        match (&method, &route.name) {
+            (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+                self.watch(&route, &query)
+            }
+            (&Method::GET, None) => self.list_response(&route),
+            (&Method::GET, Some(_)) => self.read(&route),
+            (&Method::POST, None) => self.create(&route, body),
+            (&Method::PUT, Some(_)) => self.replace(&route, body),
+            (&Method::PATCH, Some(_)) => self.patch(&route, body),
+            (&Method::DELETE, Some(name)) => {
+                let mut store = self.store.lock().unwrap();
+                let key = (
+                    route.collection.clone(),
+                    route.namespace.clone().unwrap_or_default(),
+                    name.clone(),
+                );
+                match self.delete_locked(&mut store, key) {
+                    Some(o) => ok(o),
+                    None => status(200, "Deleted", "deleted"),
+                }
+            }
+            _ => status(405, "MethodNotAllowed", &format!("{method} {path}")),
+        }
+    }
+
+    fn list_response(&self, route: &Route) -> Response<Body> {
+        let store = self.store.lock().unwrap();
+        let items: Vec<Value> = store
+            .objects
+            .iter()
+            .filter(|((c, ns, _), _)| {
+                *c == route.collection && route.namespace.as_ref().is_none_or(|n| n == ns)
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        ok(json!({
+            "apiVersion": route.api_version,
+            "kind": "List",
+            "metadata": { "resourceVersion": store.revision.to_string() },
+            "items": items,
+        }))
+    }
+
+    fn watch(&self, route: &Route, query: &BTreeMap<String, String>) -> Response<Body> {
+        let since: u64 = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let timeout = query
+            .get("timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(290u64);
+        let mut live = self.changes.subscribe();
+        let backlog: Vec<_> = {
+            let store = self.store.lock().unwrap();
+            store
+                .changes
+                .iter()
+                .filter(|c| c.0 > since)
+                .cloned()
+                .collect()
+        };
+        let last_backlog = backlog.last().map_or(since, |c| c.0);
+        let route = route.clone();
+        let matches = move |c: &(u64, Collection, &'static str, Value)| {
+            c.1 == route.collection
+                && route
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|n| c.3["metadata"]["namespace"].as_str() == Some(n))
+        };
+        let matches2 = matches.clone();
+        let line = |c: &(u64, Collection, &'static str, Value)| {
+            let mut s = serde_json::to_vec(&json!({ "type": c.2, "object": c.3 })).unwrap();
+            s.push(b'\n');
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(s)))
+        };
+        let replay =
+            futures::stream::iter(backlog.into_iter().filter(matches).map(move |c| line(&c)));
+        let follow = async_stream(move |tx| async move {
+            let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => return,
+                    change = live.recv() => match change {
+                        Ok(c) if c.0 > last_backlog && matches2(&c) => {
+                            if tx.send(line(&c)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        let stream = replay.chain(follow);
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+            .unwrap()
+    }
+
+    fn read(&self, route: &Route) -> Response<Body> {
+        let store = self.store.lock().unwrap();
+        let Some(object) = store.objects.get(&route.key()) else {
+            return not_found(route);
+        };
+        match route.subresource.as_deref() {
+            None | Some("status") => ok(object.clone()),
+            Some("scale") if has_scale(&route.collection) => ok(scale_of(object)),
+            Some(sub) => status(
+                404,
+                "NotFound",
+                &format!("the server could not find the requested resource ({sub})"),
+            ),
+        }
+    }
+
+    fn create(&self, route: &Route, mut body: Value) -> Response<Body> {
+        let name = match body["metadata"]["name"].as_str() {
+            Some(n) => n.to_string(),
+            None => match body["metadata"]["generateName"].as_str() {
+                Some(prefix) => format!("{prefix}{}", self.store.lock().unwrap().revision + 1),
+                None => return status(422, "Invalid", "metadata.name is required"),
+            },
+        };
+        let ns = route.namespace.clone().unwrap_or_default();
+        let mut store = self.store.lock().unwrap();
+        let key = (route.collection.clone(), ns.clone(), name.clone());
+        if store.objects.contains_key(&key) {
+            return status(409, "AlreadyExists", &format!("{name} already exists"));
+        }
+        body["metadata"]["name"] = json!(name);
+        body["metadata"]["namespace"] = json!(ns);
+        body["metadata"]["generation"] = json!(1);
+        body["metadata"]["uid"] = json!(format!("uid-{}", store.revision + 1));
+        self.commit(&mut store, key.clone(), body, "ADDED");
+        created(store.objects[&key].clone())
+    }
+
+    fn replace(&self, route: &Route, mut body: Value) -> Response<Body> {
+        let mut store = self.store.lock().unwrap();
+        let key = route.key();
+        let Some(old) = store.objects.get(&key).cloned() else {
+            return not_found(route);
+        };
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && rv
+                != old["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+        {
+            return conflict(route);
+        }
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1)
+            + i64::from(old["spec"] != body["spec"]);
+        body["metadata"]["generation"] = json!(generation);
+        body["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        self.commit(&mut store, key.clone(), body, "MODIFIED");
+        ok(store.objects[&key].clone())
+    }
+
+    fn patch(&self, route: &Route, mut patch: Value) -> Response<Body> {
+        let mut store = self.store.lock().unwrap();
+        let key = route.key();
+        let Some(old) = store.objects.get(&key).cloned() else {
+            return not_found(route);
+        };
+        if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+            && rv
+                != old["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+        {
+            return conflict(route);
+        }
+        if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let mut new = old.clone();
+        match route.subresource.as_deref() {
+            None => {
+                // Writes to the main resource cannot change status (the status subresource rule).
+                if let Some(p) = patch.as_object_mut() {
+                    p.remove("status");
+                }
+                merge(&mut new, &patch);
+            }
+            Some("status") => merge(&mut new["status"], &patch["status"]),
+            Some("scale") if has_scale(&route.collection) => {
+                if let Some(r) = patch["spec"]["replicas"].as_i64() {
+                    new["spec"]["replicas"] = json!(r);
+                }
+            }
+            Some(sub) => return status(404, "NotFound", &format!("no {sub} subresource")),
+        }
+        if new["spec"] != old["spec"] {
+            new["metadata"]["generation"] =
+                json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+        }
+        let deleting = new["metadata"].get("deletionTimestamp").is_some()
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if deleting {
+            self.commit(&mut store, key, new.clone(), "DELETED");
+            return ok(new);
+        }
+        if new != old {
+            self.commit(&mut store, key.clone(), new, "MODIFIED");
+        }
+        let stored = store.objects[&key].clone();
+        match route.subresource.as_deref() {
+            Some("scale") => ok(scale_of(&stored)),
+            _ => ok(stored),
+        }
+    }
+}
+
+/// A channel-fed stream: the generator pushes frames until it returns or the reader goes away.
+fn async_stream<F, Fut, T>(generator: F) -> impl futures::Stream<Item = T> + Send + 'static
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(generator(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().unwrap();
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Route {
+    api_version: String,
+    collection: Collection,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (api_version, rest) = match parts.as_slice() {
+            ["api", v, rest @ ..] => (v.to_string(), rest),
+            ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (plural, name, subresource) = match rest {
+            [p] => (p, None, None),
+            [p, n] => (p, Some(n.to_string()), None),
+            [p, n, s] => (p, Some(n.to_string()), Some(s.to_string())),
+            _ => return None,
+        };
+        Some(Self {
+            collection: format!("{api_version}/{plural}"),
+            api_version,
+            namespace,
+            name,
+            subresource,
+        })
+    }
+
+    fn key(&self) -> (Collection, String, String) {
+        (
+            self.collection.clone(),
+            self.namespace.clone().unwrap_or_default(),
+            self.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+fn plural(kind: &str) -> String {
+    format!("{}s", kind.to_lowercase())
+}
+
+fn collection_of(object: &Value) -> Collection {
+    format!(
+        "{}/{}",
+        object["apiVersion"].as_str().expect("apiVersion"),
+        plural(object["kind"].as_str().expect("kind"))
+    )
+}
+
+fn has_scale(collection: &str) -> bool {
+    [
+        "apps/v1/deployments",
+        "apps/v1/statefulsets",
+        "apps/v1/replicasets",
+    ]
+    .contains(&collection)
+}
+
+fn scale_of(object: &Value) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "resourceVersion": object["metadata"]["resourceVersion"],
+        },
+        "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(1) },
+        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0) },
+    })
+}
+
+fn respond(code: u16, value: Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap())
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed_unsync(Full::new(Bytes::from(
+            serde_json::to_vec(&value).unwrap(),
+        ))))
+        .unwrap()
+}
+
+fn ok(value: Value) -> Response<Body> {
+    respond(200, value)
+}
+
+fn created(value: Value) -> Response<Body> {
+    respond(201, value)
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    respond(
+        code,
+        json!({
+            "apiVersion": "v1", "kind": "Status", "status": if code < 300 { "Success" } else { "Failure" },
+            "message": message, "reason": reason, "code": code,
+        }),
+    )
+}
+
+fn not_found(route: &Route) -> Response<Body> {
+    status(
+        404,
+        "NotFound",
+        &format!(
+            "{} {:?} not found",
+            route.collection,
+            route.name.as_deref().unwrap_or("")
+        ),
+    )
+}
+
+fn conflict(route: &Route) -> Response<Body> {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again",
+            route.collection,
+            route.name.as_deref().unwrap_or("")
+        ),
+    )
+}
