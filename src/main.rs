@@ -116,13 +116,26 @@ struct BacktestArgs {
     /// A `timestamp,value` CSV of the load (RFC 3339 UTC timestamps).
     #[arg(
         long,
-        required_unless_present = "scenarios",
-        conflicts_with = "scenarios"
+        required_unless_present_any = ["scenarios", "prometheus"],
+        conflicts_with_all = ["scenarios", "prometheus"]
     )]
     trace: Option<PathBuf>,
+    /// Replay the spec's own query from this Prometheus instead of a trace file
+    /// ("what would this spec have done last week?").
+    #[arg(long, env = "PROMETHEUS_URL", conflicts_with = "scenarios")]
+    prometheus: Option<String>,
+    /// With --prometheus: how many days up to now to read (the last 7 are scored by default).
+    #[arg(long, default_value_t = 21)]
+    days: u32,
     /// A PredictiveScaler manifest whose spec to replay; flags below override it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scaler")]
     spec: Option<PathBuf>,
+    /// Replay the spec of this PredictiveScaler, read from the cluster (the current kubeconfig).
+    #[arg(long)]
+    scaler: Option<String>,
+    /// The namespace of --scaler.
+    #[arg(short = 'n', long, default_value = "default", requires = "scaler")]
+    namespace: String,
     /// The load one replica carries (spec.metric.targetPerReplica).
     #[arg(long)]
     capacity: Option<f64>,
@@ -274,20 +287,87 @@ fn minutes(flag: &str, text: &str) -> Result<usize> {
 }
 
 /// The spec to replay: the manifest's (if any), with the flags applied on top.
-fn backtest_spec(args: &BacktestArgs, lead_default: usize) -> Result<PredictiveScalerSpec> {
-    let mut spec = match &args.spec {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                context: format!("reading {}", path.display()),
-                source,
+/// The spec given with --spec (a file) or --scaler (from the cluster), if any.
+fn backtest_manifest(args: &BacktestArgs) -> Result<Option<PredictiveScalerSpec>> {
+    if let Some(path) = &args.spec {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        let scaler: PredictiveScaler =
+            serde_yaml_ng::from_str(&text).map_err(|e| Error::Parse {
+                context: format!("{} is not a PredictiveScaler manifest", path.display()),
+                message: e.to_string(),
             })?;
-            let scaler: PredictiveScaler =
-                serde_yaml_ng::from_str(&text).map_err(|e| Error::Parse {
-                    context: format!("{} is not a PredictiveScaler manifest", path.display()),
-                    message: e.to_string(),
-                })?;
-            scaler.spec
-        }
+        return Ok(Some(scaler.spec));
+    }
+    let Some(name) = &args.scaler else {
+        return Ok(None);
+    };
+    let namespace = args.namespace.clone();
+    let name = name.clone();
+    block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| Error::Config {
+                what: "Kubernetes client".into(),
+                message: e.to_string(),
+            })?;
+        let api: kube::Api<PredictiveScaler> = kube::Api::namespaced(client, &namespace);
+        let scaler = api.get(&name).await.map_err(|e| Error::Config {
+            what: format!("PredictiveScaler {namespace}/{name}"),
+            message: e.to_string(),
+        })?;
+        Ok(Some(scaler.spec))
+    })
+}
+
+/// The last `days` of `query` at one-minute steps, as a trace.
+fn prometheus_trace(url: &str, query: &str, days: u32) -> Result<Trace> {
+    use prescaler::source::{Prometheus, PrometheusConfig};
+    let prometheus = Prometheus::new(&PrometheusConfig::new(url))?;
+    let owned = query.to_string();
+    let samples = block_on(async move {
+        let end = Utc::now();
+        prometheus
+            .range(
+                &owned,
+                end - chrono::Duration::days(days as i64),
+                end,
+                chrono::Duration::minutes(1),
+            )
+            .await
+    })?;
+    if samples.len() < 2 {
+        return Err(Error::Source {
+            query: query.into(),
+            message: format!(
+                "{url} returned {} samples over {days} days; nothing to replay",
+                samples.len()
+            ),
+        });
+    }
+    Ok(Trace::from_samples(&samples))
+}
+
+fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "starting the async runtime".into(),
+            source: e,
+        })?
+        .block_on(future)
+}
+
+fn backtest_spec(
+    args: &BacktestArgs,
+    manifest: Option<PredictiveScalerSpec>,
+    lead_default: usize,
+) -> Result<PredictiveScalerSpec> {
+    let mut spec = match manifest {
+        Some(spec) => spec,
         None => {
             let capacity = args.capacity.ok_or_else(|| Error::InvalidSpec {
                 field: "--capacity".into(),
@@ -314,11 +394,24 @@ fn backtest_spec(args: &BacktestArgs, lead_default: usize) -> Result<PredictiveS
 }
 
 fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
-    let path = args
-        .trace
-        .as_ref()
-        .expect("clap requires --trace without --scenarios");
-    let trace = Trace::load(path)?;
+    let manifest = backtest_manifest(args)?;
+    let (trace, source) = match (&args.trace, &args.prometheus) {
+        (Some(path), _) => (Trace::load(path)?, path.display().to_string()),
+        (None, Some(url)) => {
+            let manifest = manifest.as_ref().ok_or_else(|| Error::InvalidSpec {
+                field: "--prometheus".into(),
+                message: "needs --spec or --scaler: the spec's metric.query is what is replayed"
+                    .into(),
+            })?;
+            let query = &manifest.metric.query;
+            (
+                prometheus_trace(url, query, args.days)?,
+                format!("{url} {query:?}"),
+            )
+        }
+        (None, None) => unreachable!("clap requires --trace or --prometheus without --scenarios"),
+    };
+    let path = Path::new(&source);
     let setup = Setup {
         startup_delay: minutes("--startup-delay", &args.startup_delay)?,
         metric_lag: minutes("--metric-lag", &args.metric_lag)?,
@@ -326,7 +419,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<ExitCode> {
             .eval_start
             .unwrap_or_else(|| scenarios::default_eval_start(trace.start)),
     };
-    let spec = backtest_spec(args, setup.startup_delay + setup.metric_lag)?.validate()?;
+    let spec = backtest_spec(args, manifest, setup.startup_delay + setup.metric_lag)?.validate()?;
     let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default());
     if args.json {
         let json = serde_json::json!({

@@ -591,3 +591,55 @@ async fn prometheus_down_holds_the_replicas_and_recovers() {
         "the recovery is an Event too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backtest_replays_a_scaler_from_prometheus() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    api.put(scaler("checkout", "spiky", json!({})));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(dir.path()).await;
+    let eval_start = (Utc::now() - Duration::days(3))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let url = prom.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+            .args([
+                "backtest",
+                "--prometheus",
+                &url,
+                "-n",
+                NS,
+                "--scaler",
+                "checkout",
+                "--days",
+                "8",
+            ])
+            .args(["--eval-start", &eval_start])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("spiky"),
+        "names the query it replayed: {stdout}"
+    );
+    // Three days of a daily spike, scored: prescaler foresees it, the HPA reacts after it.
+    let violations = |name: &str| -> i64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(violations("prescaler") < violations("hpa80"), "{stdout}");
+}

@@ -226,7 +226,36 @@ impl FakeApi {
         store.objects.get(&key).cloned()
     }
 
-    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
+    /// Serves the fake over HTTP on 127.0.0.1, for processes (the `prescaler` binary) that
+    /// connect with a kubeconfig; returns that kubeconfig's path in `dir`.
+    pub async fn serve_http(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = self.clone();
+        let app = axum::Router::new().fallback(move |req: Request<axum::body::Body>| {
+            let api = api.clone();
+            async move { api.handle(req).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\n\
+                 clusters: [{{ name: fake, cluster: {{ server: 'http://127.0.0.1:{port}' }} }}]\n\
+                 users: [{{ name: fake, user: {{}} }}]\n\
+                 contexts: [{{ name: fake, context: {{ cluster: fake, user: fake, namespace: default }} }}]\n\
+                 current-context: fake\n"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body,
+    {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let path = uri.path().to_string();
