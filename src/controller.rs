@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
@@ -144,7 +144,16 @@ impl Context {
 pub async fn run(ctx: Arc<Context>) {
     let api: Api<PredictiveScaler> = Api::all(ctx.client.clone());
     let concurrency = ctx.settings.concurrency;
-    Controller::new(api, watcher::Config::default().any_semantic())
+    // Reconcile on spec changes (and the deletion mark, which bumps the generation) — not on
+    // the controller's own status writes, which would double every sync. The sync period's
+    // requeue brings everything else.
+    let (reader, writer) = reflector::store();
+    let changes = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(changes, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

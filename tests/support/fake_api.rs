@@ -17,8 +17,8 @@
 //! - `/status` writes only `status`; `/scale` of Deployments, StatefulSets and ReplicaSets reads
 //!   and writes `spec.replicas` as an `autoscaling/v1` `Scale`, and any other kind has no
 //!   `/scale` (404);
-//! - delete of an object with finalizers only sets `deletionTimestamp`; the object goes once a
-//!   write empties its finalizers;
+//! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
+//!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
 //! - `fail_next` injects errors (a 409 from a concurrent writer, a 500) for the next matching
 //!   requests, and every request is logged so that a test can assert what was (not) written.
@@ -218,6 +218,9 @@ impl FakeApi {
         if has_finalizers {
             if object["metadata"].get("deletionTimestamp").is_none() {
                 object["metadata"]["deletionTimestamp"] = json!(chrono::Utc::now().to_rfc3339());
+                // The API server bumps the generation when it marks an object for deletion.
+                let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+                object["metadata"]["generation"] = json!(generation + 1);
                 self.commit(store, key.clone(), object, "MODIFIED");
             }
         } else {

@@ -1,0 +1,226 @@
+//! The operator at scale: `prescaler run` (the release binary, its own process) against the
+//! fake API served over HTTP holding N Deployments and N PredictiveScalers, and a real Prometheus
+//! with 4 weeks of history. A benchmark, not a test: it prints numbers and asserts only that the
+//! run completed. Run it with
+//!
+//! ```sh
+//! cargo test --release --test operator_bench -- --ignored --nocapture
+//! ```
+//! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
+//! window, default 120.)
+//!
+//! Prometheus holds 20 backfilled series; scaler `i` queries series `i % 20` through a query of
+//! its own (`sum(...) * (1 + i/100000)`), so every scaler sends its own queries and gets its own
+//! result, as 1,000 distinct services would, without backfilling 1,000 series.
+
+mod support;
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{Duration, DurationRound, Timelike, Utc};
+use serde_json::json;
+use support::fake_api::FakeApi;
+use support::prometheus::{METRIC, TestPrometheus, samples};
+
+const SERIES: usize = 20;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn scrape(port: u16) -> String {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return String::new();
+        };
+        let _ = write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn operator_at_scale() {
+    let n = env_or("PRESCALER_BENCH_SCALERS", 1000) as usize;
+    let steady = env_or("PRESCALER_BENCH_STEADY_SECS", 120);
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let started = Instant::now();
+    let history: Vec<(String, support::prometheus::Series)> = (0..SERIES)
+        .map(|s| {
+            let series = samples(
+                now - Duration::days(28),
+                now - Duration::minutes(2),
+                Duration::minutes(1),
+                |t| {
+                    let hour = t.hour() as f64 + t.minute() as f64 / 60.0;
+                    let daily = (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2);
+                    100.0 + 50.0 * s as f64 + 400.0 * daily
+                },
+            );
+            (format!("s{s}"), series)
+        })
+        .collect();
+    let refs: Vec<(&str, support::prometheus::Series)> = history
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
+    let prom = TestPrometheus::start(&refs);
+    for s in 0..SERIES {
+        prom.set_live(&format!("s{s}"), Some(200.0 + 50.0 * s as f64));
+    }
+    prom.wait_for_live("s0", 200.0);
+    println!(
+        "backfilled {SERIES} series x 28 days and started Prometheus in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let api = FakeApi::new();
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        api.put(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": name, "namespace": "bench" },
+            "spec": { "replicas": 2 }, "status": { "replicas": 2 },
+        }));
+        api.put(json!({
+            "apiVersion": "prescaler.dev/v1alpha1", "kind": "PredictiveScaler",
+            "metadata": { "name": name, "namespace": "bench" },
+            "spec": {
+                "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+                "minReplicas": 2, "maxReplicas": 100,
+                "metric": {
+                    "query": format!("sum({METRIC}{{service=\"s{}\"}}) * {}", i % SERIES, 1.0 + i as f64 / 100_000.0),
+                    "targetPerReplica": 50,
+                },
+            },
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+        .args([
+            "run",
+            "--prometheus-url",
+            &prom.url(),
+            "--no-leader-election",
+            "--sync-period",
+            "30s",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    // Cold start: until every scaler has a status with a decision.
+    let decided = || {
+        api.list("prescaler.dev/v1alpha1", "PredictiveScaler")
+            .iter()
+            .filter(|p| p["status"]["desiredReplicas"].is_number())
+            .count()
+    };
+    let deadline = Instant::now() + StdDuration::from_secs(600);
+    while decided() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} decided in 10 minutes",
+            decided()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the operator exited: {}",
+            std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+    }
+    let cold = start.elapsed().as_secs_f64();
+    let rss_cold = rss_kib(pid, "VmRSS:");
+
+    // Steady state.
+    let before = scrape(port).await;
+    let t0 = Instant::now();
+    tokio::time::sleep(StdDuration::from_secs(steady)).await;
+    let after = scrape(port).await;
+    let minutes = t0.elapsed().as_secs_f64() / 60.0;
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    let queries_per_min = delta("prescaler_prometheus_queries_total") / minutes;
+    let reconciles = delta("prescaler_reconcile_duration_seconds_count");
+    let reconcile_ms =
+        1000.0 * delta("prescaler_reconcile_duration_seconds_sum") / reconciles.max(1.0);
+    let decisions = delta("prescaler_decision_duration_seconds_count");
+    let decision_ms =
+        1000.0 * delta("prescaler_decision_duration_seconds_sum") / decisions.max(1.0);
+    let within_1ms = (metric(
+        &after,
+        "prescaler_decision_duration_seconds_bucket{le=\"0.001\"}",
+    ) - metric(
+        &before,
+        "prescaler_decision_duration_seconds_bucket{le=\"0.001\"}",
+    )) / decisions.max(1.0);
+    let errors = metric(&after, "prescaler_reconcile_errors_total");
+    let rss = rss_kib(pid, "VmRSS:");
+    let hwm = rss_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    println!("scalers                         {n}");
+    println!("cold start (all decided)        {cold:.1} s");
+    println!(
+        "RSS after cold start            {:.1} MiB",
+        rss_cold as f64 / 1024.0
+    );
+    println!(
+        "RSS in steady state             {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "reconciles per minute           {:.0}",
+        reconciles / minutes
+    );
+    println!("Prometheus queries per minute   {queries_per_min:.0}");
+    println!("mean reconcile                  {reconcile_ms:.2} ms");
+    println!(
+        "mean decision                   {decision_ms:.3} ms ({:.1} % within 1 ms)",
+        100.0 * within_1ms
+    );
+    println!("reconcile errors                {errors}");
+    assert!(reconciles > 0.0, "the operator reconciled in steady state");
+}
