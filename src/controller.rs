@@ -43,8 +43,6 @@ pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
 pub struct Settings {
     /// How often every PredictiveScaler is reconciled, changed or not.
     pub sync_period: StdDuration,
-    /// The grid step of the history read from Prometheus.
-    pub history_step: Duration,
     /// Reconciles running at once (and so Prometheus queries in flight).
     pub concurrency: u16,
     pub model: ModelConfig,
@@ -56,7 +54,6 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             sync_period: StdDuration::from_secs(30),
-            history_step: Duration::minutes(1),
             concurrency: 8,
             model: ModelConfig::default(),
             instance: "prescaler".into(),
@@ -70,7 +67,8 @@ struct ScalerState {
     generation: Option<i64>,
     cache: HistoryCache,
     memory: Memory,
-    warmed: bool,
+    /// When the forecast was last calibrated from history.
+    calibrated_at: Option<DateTime<Utc>>,
 }
 
 /// A PredictiveScaler's namespace and name.
@@ -125,11 +123,10 @@ impl Context {
                 generation: ps.metadata.generation,
                 cache: HistoryCache::new(
                     ps.spec.metric.query.clone(),
-                    self.settings.history_step,
                     Duration::from_std(spec.history).unwrap_or(Duration::days(28)),
                 ),
                 memory: Memory::default(),
-                warmed: false,
+                calibrated_at: None,
             }))
         };
         let entry = states.entry(key).or_insert_with(fresh);
@@ -363,19 +360,23 @@ async fn apply(
     };
     let history = state.cache.history();
     let lead = Duration::from_std(spec.lead_time).unwrap_or(Duration::minutes(6));
+    let calibration_due = state
+        .calibrated_at
+        .is_none_or(|t| now - t >= ctx.settings.model.recalibrate_interval);
     if let Some(h) = history
         .as_ref()
-        .filter(|_| !state.warmed && metrics_problem.is_none())
+        .filter(|_| calibration_due && metrics_problem.is_none())
     {
-        // After a start or a spec change: rebuild the forecast's error record from history, so
-        // that a restarted operator decides as the one before it did.
+        // Calibrate the forecast by replaying the last day's forecasts from history: after a
+        // start or a spec change, then every recalibration interval. A restarted operator so
+        // decides as the one before it did, and no day of scores is kept in memory.
         let target = forecast::Target {
             lead,
             quantile: spec.target_quantile,
             unit: spec.target_per_replica,
         };
         let predictors = forecast::predictors_for(&spec.seasonality);
-        state.memory.forecast = ErrorTracker::warm_up(
+        let mut tracker = ErrorTracker::warm_up(
             &ctx.settings.model,
             h,
             now,
@@ -383,7 +384,9 @@ async fn apply(
             target,
             &predictors,
         );
-        state.warmed = true;
+        tracker.freeze();
+        state.memory.forecast = tracker;
+        state.calibrated_at = Some(now);
     }
     let view = history
         .as_ref()

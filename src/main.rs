@@ -85,9 +85,6 @@ struct RunArgs {
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s")]
     sync_period: String,
-    /// Resolution of the history read from Prometheus.
-    #[arg(long, default_value = "1m")]
-    history_step: String,
     /// Reconciles (and Prometheus queries) in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
@@ -211,13 +208,8 @@ fn run_operator(args: RunArgs) -> Result<ExitCode> {
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("prescaler-{}", std::process::id()))
     });
-    let history_step = duration("--history-step", &args.history_step)?;
     let settings = Settings {
         sync_period: duration("--sync-period", &args.sync_period)?,
-        history_step: chrono::Duration::from_std(history_step).map_err(|e| Error::Config {
-            what: "--history-step".into(),
-            message: e.to_string(),
-        })?,
         concurrency: args.concurrency,
         instance: identity.clone(),
         ..Settings::default()

@@ -210,32 +210,66 @@ pub struct Refresh {
     pub samples: usize,
 }
 
-/// The history of one query on a fixed, epoch-aligned grid, kept between syncs. The first refresh
-/// reads `span`; later ones read only what is new, and what falls out of `span` is dropped.
+/// How many fine steps make one coarse step (`forecast::COARSE_BLOCK` at one-minute steps).
+const COARSEN: i32 = 5;
+/// How much recent history is kept at full resolution: what the forecast reads at full
+/// resolution (`forecast::COARSE_AFTER`), for forecasts up to the longest lead time (6 h) and
+/// the level window (1 h) before now, which calibration replays.
+const FINE_SPAN: Duration = Duration::hours(2 * 24 + 8);
+const _: () = assert!(FINE_SPAN.num_hours() >= crate::forecast::COARSE_AFTER.num_hours() + 7);
+
+/// One resolution of the cache: `values[i]` belongs to `start + i * step` (for the coarse
+/// tier: the peak of the block starting there); NaN where Prometheus had nothing. `f32` halves the memory; a load has no need for more digits.
+#[derive(Clone, Debug, Default)]
+struct Tier {
+    start: Option<DateTime<Utc>>,
+    values: Vec<f32>,
+}
+
+/// The history of one query, kept between syncs in two resolutions: the last `FINE_SPAN` at
+/// one-minute steps, the rest of `span` as the peak of each 5-minute block. Four weeks at one
+/// minute would be 160 KB per scaler even as `f32`; this is about 43 KB, and it is all the
+/// forecast reads (see `forecast::COARSE_AFTER`), so the operator and the backtest forecast alike.
+///
+/// The first refresh reads the whole span (the coarse part as `max_over_time` subqueries over
+/// the same one-minute evaluations the fine tier holds); later refreshes read only the newest
+/// minutes; fine values that age out are folded into block peaks, and what leaves the span is
+/// dropped.
 #[derive(Clone, Debug)]
 pub struct HistoryCache {
     query: String,
     step: Duration,
     span: Duration,
-    /// Grid time of `values[0]`.
-    start: Option<DateTime<Utc>>,
-    values: Vec<f64>,
+    fine: Tier,
+    coarse: Tier,
 }
 
 impl HistoryCache {
-    pub fn new(query: impl Into<String>, step: Duration, span: Duration) -> Self {
+    /// A cache at one-minute steps, the forecast's resolution.
+    pub fn new(query: impl Into<String>, span: Duration) -> Self {
+        let step = Duration::minutes(1);
+        debug_assert_eq!(step * COARSEN, crate::forecast::COARSE_BLOCK);
         Self {
             query: query.into(),
             step,
             span,
-            start: None,
-            values: Vec::new(),
+            fine: Tier::default(),
+            coarse: Tier::default(),
         }
     }
 
-    fn align(&self, t: DateTime<Utc>) -> DateTime<Utc> {
-        let s = self.step.num_seconds().max(1);
+    fn coarse_step(&self) -> Duration {
+        self.step * COARSEN
+    }
+
+    fn align(t: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
+        let s = step.num_seconds().max(1);
         DateTime::from_timestamp(t.timestamp().div_euclid(s) * s, 0).expect("in range")
+    }
+
+    fn index(&self, t: DateTime<Utc>, start: DateTime<Utc>, step: Duration) -> Option<usize> {
+        let d = (t - start).num_seconds();
+        (d >= 0).then(|| (d / step.num_seconds()) as usize)
     }
 
     /// Brings the cache up to `now`.
@@ -244,61 +278,212 @@ impl HistoryCache {
         prometheus: &Prometheus,
         now: DateTime<Utc>,
     ) -> Result<Refresh> {
-        let end = self.align(now);
-        let oldest = self.align(now - self.span);
-        // Drop what has left the span.
-        if let Some(start) = self.start
+        let (step, coarse_step) = (self.step, self.coarse_step());
+        let end = Self::align(now, step);
+        let oldest = Self::align(now - self.span, coarse_step);
+        let mut done = Refresh::default();
+        let count = |from: DateTime<Utc>, to: DateTime<Utc>, step: Duration| {
+            let points = (to - from).num_seconds() / step.num_seconds() + 1;
+            (points.max(0) as u64).div_ceil(POINTS_PER_QUERY as u64) as usize
+        };
+
+        if self.fine.values.is_empty() {
+            // Cold: the coarse part, then the fine part; kept only if both reads succeed.
+            let fine_start = Self::align(now - FINE_SPAN, coarse_step).max(oldest);
+            let mut coarse = Tier::default();
+            if oldest < fine_start {
+                let blocks =
+                    ((fine_start - oldest).num_seconds() / coarse_step.num_seconds()) as usize;
+                coarse = Tier {
+                    start: Some(oldest),
+                    values: vec![f32::NAN; blocks],
+                };
+                // A block's peak is evaluated at its last minute.
+                let last_minute = step * (COARSEN - 1);
+                let peak = format!(
+                    "max_over_time(({})[{}s:{}s])",
+                    self.query,
+                    coarse_step.num_seconds(),
+                    step.num_seconds()
+                );
+                let from = oldest + last_minute;
+                let to = fine_start - step;
+                let samples = prometheus.range(&peak, from, to, coarse_step).await?;
+                for (t, v) in &samples {
+                    if let Some(i) = self.index(*t - last_minute, oldest, coarse_step)
+                        && i < blocks
+                    {
+                        coarse.values[i] = *v as f32;
+                    }
+                }
+                done.queries += count(from, to, coarse_step);
+                done.samples += samples.len();
+            }
+            let samples = prometheus.range(&self.query, fine_start, end, step).await?;
+            let len = ((end - fine_start).num_seconds() / step.num_seconds()) as usize + 1;
+            let mut fine = Tier {
+                start: Some(fine_start),
+                values: vec![f32::NAN; len],
+            };
+            for (t, v) in &samples {
+                if let Some(i) = self.index(*t, fine_start, step)
+                    && i < len
+                {
+                    fine.values[i] = *v as f32;
+                }
+            }
+            done.queries += count(fine_start, end, step);
+            done.samples += samples.len();
+            self.coarse = coarse;
+            self.fine = fine;
+        } else {
+            // Warm: the newest minutes, re-reading the last few (the last evaluation may have
+            // run before the last scrape).
+            let start = self.fine.start.expect("set with values");
+            let cached = self.fine.values.len().saturating_sub(REREAD_STEPS);
+            let from = start + step * cached as i32;
+            if from <= end {
+                let samples = prometheus.range(&self.query, from, end, step).await?;
+                let len = ((end - start).num_seconds() / step.num_seconds()) as usize + 1;
+                if len > self.fine.values.len() {
+                    self.fine.values.resize(len, f32::NAN);
+                }
+                for (t, v) in &samples {
+                    if let Some(i) = self.index(*t, start, step)
+                        && i < self.fine.values.len()
+                    {
+                        self.fine.values[i] = *v as f32;
+                    }
+                }
+                done.queries += count(from, end, step);
+                done.samples += samples.len();
+            }
+        }
+        self.fold(now);
+        Ok(done)
+    }
+
+    /// Moves fine values older than `FINE_SPAN` into block peaks, and drops what has left the
+    /// span.
+    fn fold(&mut self, now: DateTime<Utc>) {
+        let (step, coarse_step) = (self.step, self.coarse_step());
+        let oldest = Self::align(now - self.span, coarse_step);
+        let keep_from = Self::align(now - FINE_SPAN, coarse_step).max(oldest);
+        let Some(mut fine_start) = self.fine.start else {
+            return;
+        };
+        let mut folded = 0;
+        while fine_start < keep_from && self.fine.values.len() - folded > COARSEN as usize {
+            let block = &self.fine.values[folded..folded + COARSEN as usize];
+            let peak = block
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .reduce(f32::max)
+                .unwrap_or(f32::NAN);
+            if self.coarse.values.is_empty() {
+                self.coarse.start = Some(fine_start);
+            }
+            self.coarse.values.push(peak);
+            folded += COARSEN as usize;
+            fine_start += coarse_step;
+        }
+        if folded > 0 {
+            self.fine.values.drain(..folded);
+            self.fine.start = Some(fine_start);
+        }
+        if let Some(mut start) = self.coarse.start {
+            let drop = self
+                .index(oldest, start, coarse_step)
+                .unwrap_or(0)
+                .min(self.coarse.values.len());
+            self.coarse.values.drain(..drop);
+            start += coarse_step * drop as i32;
+            self.coarse.start = Some(start);
+        }
+        // A span shorter than the fine tier: drop fine values that left it.
+        if let Some(start) = self.fine.start
             && start < oldest
         {
-            let drop = (((oldest - start).num_seconds() / self.step.num_seconds()) as usize)
-                .min(self.values.len());
-            self.values.drain(..drop);
-            self.start = Some(start + self.step * drop as i32);
+            let drop = self
+                .index(oldest, start, step)
+                .unwrap_or(0)
+                .min(self.fine.values.len());
+            self.fine.values.drain(..drop);
+            self.fine.start = Some(start + step * drop as i32);
         }
-        let from = match self.start {
-            // Re-read the newest points: the last evaluation may have run before the last scrape.
-            Some(start) if !self.values.is_empty() => {
-                let cached = self.values.len().saturating_sub(REREAD_STEPS);
-                start + self.step * cached as i32
-            }
-            _ => {
-                self.start = Some(oldest);
-                self.values.clear();
-                oldest
-            }
-        };
-        if from > end {
-            return Ok(Refresh::default());
-        }
-        let samples = prometheus.range(&self.query, from, end, self.step).await?;
-        let start = self.start.expect("set above");
-        let len = ((end - start).num_seconds() / self.step.num_seconds()) as usize + 1;
-        self.values.resize(len, f64::NAN);
-        for (t, v) in &samples {
-            let i = ((*t - start).num_seconds() / self.step.num_seconds()) as usize;
-            if i < self.values.len() {
-                self.values[i] = *v;
-            }
-        }
-        let span_points = ((end - from).num_seconds() / self.step.num_seconds()) + 1;
-        Ok(Refresh {
-            queries: (span_points as u64).div_ceil(POINTS_PER_QUERY as u64) as usize,
-            samples: samples.len(),
-        })
     }
 
-    /// The cached history, for the forecast.
+    /// The cached history on the fine grid, for the forecast: each block peak stands for the
+    /// minutes of its block.
     pub fn history(&self) -> Option<History> {
-        let start = self.start?;
-        (!self.values.is_empty()).then(|| History::new(start, self.step, self.values.clone()))
+        let fine_start = self.fine.start?;
+        if self.fine.values.is_empty() {
+            return None;
+        }
+        let start = match self.coarse.start {
+            Some(s) if !self.coarse.values.is_empty() => s,
+            _ => fine_start,
+        };
+        let mut values = Vec::with_capacity(
+            self.coarse.values.len() * COARSEN as usize + self.fine.values.len(),
+        );
+        if start < fine_start {
+            for &c in &self.coarse.values {
+                values.extend(std::iter::repeat_n(c as f64, COARSEN as usize));
+            }
+        }
+        values.extend(self.fine.values.iter().map(|&v| v as f64));
+        Some(History::new(start, self.step, values))
     }
 
-    /// The cached samples (NaN where Prometheus had none).
-    pub fn values(&self) -> &[f64] {
-        &self.values
+    /// Bytes of samples held: what a thousand scalers multiply.
+    pub fn held_bytes(&self) -> usize {
+        (self.fine.values.capacity() + self.coarse.values.capacity()) * std::mem::size_of::<f32>()
     }
+}
 
-    pub fn start(&self) -> Option<DateTime<Utc>> {
-        self.start
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn aged_minutes_fold_into_block_peaks_and_the_grid_stays_whole() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let mut cache = HistoryCache::new("q", Duration::days(7));
+        let minutes = 60 * 60;
+        cache.fine = Tier {
+            start: Some(t0),
+            values: (0..minutes).map(|m| (m % 7) as f32).collect(),
+        };
+        let now = t0 + Duration::hours(60);
+        cache.fold(now);
+        // Everything older than FINE_SPAN (56 h) before `now`, in whole 5-minute blocks.
+        let folded = cache.coarse.values.len() * 5;
+        assert_eq!(folded, 4 * 60, "the first 4 hours are coarse");
+        assert_eq!(cache.fine.start, Some(t0 + Duration::hours(4)));
+        assert!(
+            cache
+                .coarse
+                .values
+                .iter()
+                .all(|&v| v == 6.0 || v == 5.0 || v == 4.0)
+        );
+        assert_eq!(cache.coarse.values[0], 4.0, "the peak of 0,1,2,3,4");
+        assert_eq!(cache.coarse.values[1], 6.0, "the peak of 5,6,0,1,2");
+        let h = cache.history().unwrap();
+        assert_eq!(h.start(), t0);
+        assert_eq!(h.len(), minutes, "coarse and fine meet without a gap");
+        assert_eq!(h.values()[7], 6.0);
+        assert_eq!(
+            h.values()[4 * 60 + 3],
+            ((4 * 60 + 3) % 7) as f64,
+            "fine values as they were"
+        );
+
+        // A week later the coarse blocks have left the 7-day span.
+        cache.fold(now + Duration::days(7));
+        assert!(cache.coarse.values.is_empty() || cache.coarse.start.unwrap() >= now);
     }
 }

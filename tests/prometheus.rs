@@ -28,22 +28,62 @@ async fn history_is_read_in_chunks_then_incrementally() {
     let client = Prometheus::new(&PrometheusConfig::new(prom.url())).unwrap();
     let query = format!("sum({METRIC})");
 
-    let mut cache = HistoryCache::new(&query, Duration::minutes(1), Duration::days(7));
+    // 8 days at one minute is 11,520 points: over the 10,000 one query may carry.
+    let from = start + Duration::minutes(1);
+    let all = client
+        .range(
+            &query,
+            from,
+            now - Duration::minutes(3),
+            Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 11_517, "every minute, across the chunk boundary");
+    assert!(
+        all.iter().all(|(t, v)| *v == load(*t)),
+        "each sample on its own minute"
+    );
+    assert!(
+        all.windows(2)
+            .all(|w| w[1].0 - w[0].0 == Duration::minutes(1))
+    );
+
     // The grid ends at the last whole minute; a minute on, that point has seen the live value.
+    let mut cache = HistoryCache::new(&query, Duration::days(7));
     let first = cache
         .refresh(&client, Utc::now() + Duration::minutes(1))
         .await
         .unwrap();
-    // 7 days at 1 minute is 10,081 points: over the 10,000 one query may carry.
-    assert_eq!(first.queries, 2, "{first:?}");
-    assert!(first.samples > 10_070, "{first:?}");
-    let h = cache.history().unwrap();
-    let i = h.index_at_or_before(now - Duration::hours(30)).unwrap();
     assert_eq!(
-        h.values()[i],
-        load(h.time(i)),
-        "a backfilled sample lands on its own minute"
+        first.queries, 2,
+        "the coarse part and the fine part: {first:?}"
     );
+    let h = cache.history().unwrap();
+    assert_eq!(
+        h.start().timestamp() % 300,
+        0,
+        "coarse blocks are aligned to 5 minutes"
+    );
+    assert!(h.len() >= 7 * 1440, "{} minutes", h.len());
+    let recent = h.index_at_or_before(now - Duration::hours(30)).unwrap();
+    assert_eq!(
+        h.values()[recent] as f32,
+        load(h.time(recent)) as f32,
+        "recent history at full resolution"
+    );
+    let old = h.index_at_or_before(now - Duration::days(5)).unwrap();
+    let block = old - old % 5;
+    let peak = (block..block + 5)
+        .map(|i| load(h.time(i)))
+        .fold(f64::MIN, f64::max);
+    for i in block..block + 5 {
+        assert_eq!(
+            h.values()[i] as f32,
+            peak as f32,
+            "older history as 5-minute peaks"
+        );
+    }
     assert_eq!(
         *h.values().last().unwrap(),
         777.0,
@@ -64,10 +104,14 @@ async fn history_is_read_in_chunks_then_incrementally() {
     );
     let h2 = cache.history().unwrap();
     assert_eq!(*h2.values().last().unwrap(), 888.0);
-    assert_eq!(
-        h2.start(),
-        h.start() + Duration::minutes(1),
-        "what left the span is dropped"
+    assert!(
+        h2.len().abs_diff(h.len()) <= 6,
+        "what leaves the span is dropped"
+    );
+    assert!(
+        cache.held_bytes() < 60_000,
+        "{} bytes for a week",
+        cache.held_bytes()
     );
 }
 
