@@ -218,6 +218,19 @@ const COARSEN: i32 = 5;
 const FINE_SPAN: Duration = Duration::hours(2 * 24 + 8);
 const _: () = assert!(FINE_SPAN.num_hours() >= crate::forecast::COARSE_AFTER.num_hours() + 7);
 
+/// Room for the values a tier gains between two folds (which drop as many as they add), so
+/// that steady growth never doubles a vector's capacity: a thousand scalers would otherwise
+/// carry about 40 MB of unused capacity.
+const COARSE_SLACK: usize = 16;
+const FINE_SLACK: usize = 90;
+
+/// `len` NaNs in a vector with room for `slack` more.
+fn with_slack(len: usize, slack: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len + slack);
+    v.resize(len, f32::NAN);
+    v
+}
+
 /// One resolution of the cache: `values[i]` belongs to `start + i * step` (for the coarse
 /// tier: the peak of the block starting there); NaN where Prometheus had nothing. `f32` halves the memory; a load has no need for more digits.
 #[derive(Clone, Debug, Default)]
@@ -296,7 +309,7 @@ impl HistoryCache {
                     ((fine_start - oldest).num_seconds() / coarse_step.num_seconds()) as usize;
                 coarse = Tier {
                     start: Some(oldest),
-                    values: vec![f32::NAN; blocks],
+                    values: with_slack(blocks, COARSE_SLACK),
                 };
                 // A block's peak is evaluated at its last minute.
                 let last_minute = step * (COARSEN - 1);
@@ -323,7 +336,7 @@ impl HistoryCache {
             let len = ((end - fine_start).num_seconds() / step.num_seconds()) as usize + 1;
             let mut fine = Tier {
                 start: Some(fine_start),
-                values: vec![f32::NAN; len],
+                values: with_slack(len, FINE_SLACK),
             };
             for (t, v) in &samples {
                 if let Some(i) = self.index(*t, fine_start, step)

@@ -194,7 +194,7 @@ async fn operator_at_scale() {
         &before,
         "prescaler_decision_duration_seconds_bucket{le=\"0.001\"}",
     )) / decisions.max(1.0);
-    let errors = metric(&after, "prescaler_reconcile_errors_total");
+    let errors = metric(&after, "prescaler_reconcile_errors_total") + 0.0;
     let rss = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
     let _ = child.kill();
