@@ -231,3 +231,35 @@ fn without_history_the_reactive_term_runs_with_an_hpa_like_margin() {
     assert_eq!(d.reason, Reason::Reactive);
     assert_eq!(d.reactive_replicas, Some(25)); // 20 replicas' load × 1.25
 }
+
+#[test]
+fn an_inaccurate_forecast_is_demoted_until_accurate_again() {
+    // Noise of ±30 % around the daily step: every predictor misses by well over 5 %.
+    let noisy = |t: DateTime<Utc>| {
+        let m = (t - t0()).num_minutes();
+        let wobble = if (m * 7919) % 13 < 6 { 0.7 } else { 1.3 };
+        daily_step(t) * wobble
+    };
+    let strict = spec(|s| s.forecast.max_error_percent = 5);
+    let (d, _, _) = replay(
+        &strict,
+        noisy,
+        t0() + Duration::days(3) + Duration::minutes(530),
+    );
+    let demoted = d.demoted.expect("the forecast is demoted");
+    assert!(demoted.error_percent > 5.0, "{demoted:?}");
+    assert!(
+        d.calibration.is_none() && d.forecast_replicas.is_none(),
+        "{d:?}"
+    );
+    assert!(!d.forecast_reliable());
+    assert_ne!(d.reason, Reason::Forecast(demoted.predictor));
+
+    // The same load with the default threshold (50 %) keeps the forecast.
+    let (d, _, _) = replay(
+        &spec(|_| {}),
+        noisy,
+        t0() + Duration::days(3) + Duration::minutes(530),
+    );
+    assert!(d.demoted.is_none() && d.calibration.is_some(), "{d:?}");
+}
