@@ -131,6 +131,11 @@ pub struct ScaleTargetRef {
     /// Name of the target, in the PredictiveScaler's namespace.
     #[schemars(length(min = 1))]
     pub name: String,
+    /// Only the PredictiveScaler's own namespace is allowed (the operator's permission to scale
+    /// must not become a tenant's); a target elsewhere is refused with a condition. Optional: it
+    /// exists so that a manifest naming another namespace is refused, not silently retargeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 fn default_target_api_version() -> String {

@@ -319,6 +319,24 @@ async fn apply(
         return Ok(requeue);
     }
 
+    if let Some(elsewhere) = ps
+        .spec
+        .scale_target_ref
+        .namespace
+        .as_deref()
+        .filter(|n| *n != namespace)
+    {
+        outcome.findings.push(Finding::new(
+            READY,
+            false,
+            "CrossNamespaceTarget",
+            format!(
+                "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
+            ),
+        ));
+        finish(ps, ctx, api, outcome, now).await?;
+        return Ok(requeue);
+    }
     let workload = match target::resolve(&ctx.client, &namespace, &ps.spec.scale_target_ref).await?
     {
         Ok(w) => w,

@@ -442,9 +442,19 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
         "steady",
         json!({ "scaleTargetRef": { "apiVersion": "v1", "kind": "ReplicationController", "name": "noscale" } }),
     ));
+    api.put(scaler(
+        "elsewhere",
+        "steady",
+        json!({ "scaleTargetRef": { "namespace": "payments", "name": "typo" } }),
+    ));
     let _op = start_operator(&api, &prom.url());
 
     let cases = [
+        (
+            "elsewhere",
+            "CrossNamespaceTarget",
+            "only targets in its own namespace",
+        ),
         ("typo", "InvalidSpec", "spec.metric.query"),
         ("tz", "InvalidSpec", "Europe/Atlantis"),
         (
@@ -467,7 +477,7 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
         .await;
     }
     tokio::time::sleep(StdDuration::from_secs(2)).await;
-    for name in ["typo", "tz", "missing", "noscale"] {
+    for name in ["typo", "tz", "missing", "noscale", "elsewhere"] {
         let ev = events(&api, name);
         let warnings: Vec<_> = ev.iter().filter(|(t, _, _)| t == "Warning").collect();
         assert_eq!(
