@@ -2,6 +2,7 @@
 
 use kube::CustomResourceExt;
 use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
+use serde::Deserialize;
 
 fn generated() -> String {
     serde_yaml_ng::to_string(&PredictiveScaler::crd()).unwrap()
@@ -138,18 +139,28 @@ fn examples_parse_and_validate() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let scaler: PredictiveScaler = serde_yaml_ng::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            scaler
-                .spec
-                .validate()
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            PredictiveScalerSpec::validate_cel(&serde_json::to_value(&scaler.spec).unwrap(), None)
+            // A file may hold other objects too (the HPA next to its PredictiveScaler).
+            for document in serde_yaml_ng::Deserializer::from_str(&text) {
+                let value = serde_yaml_ng::Value::deserialize(document).unwrap();
+                if value.get("kind").and_then(|k| k.as_str()) != Some("PredictiveScaler") {
+                    continue;
+                }
+                let scaler: PredictiveScaler = serde_yaml_ng::from_value(value)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                scaler
+                    .spec
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                PredictiveScalerSpec::validate_cel(
+                    &serde_json::to_value(&scaler.spec).unwrap(),
+                    None,
+                )
                 .unwrap();
-            seen += 1;
+                seen += 1;
+            }
         }
     }
-    assert!(seen > 0, "no example manifests found");
+    assert!(seen >= 4, "only {seen} example PredictiveScalers found");
 }
 
 #[test]
