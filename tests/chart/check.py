@@ -214,6 +214,22 @@ class Chart(unittest.TestCase):
             self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")
             self.assertIn("schema", p.stderr.lower(), p.stderr)
 
+    def test_notes_tell_what_to_do_next(self):
+        env_backup = HELM_ENV.get("KUBECONFIG")
+        HELM_ENV["KUBECONFIG"] = os.devnull  # a client-side dry run needs no cluster
+        try:
+            out = helm("install", "psc", CHART, "--dry-run=client", "-n", "prescaler-system").stdout
+        finally:
+            if env_backup is None:
+                HELM_ENV.pop("KUBECONFIG")
+            else:
+                HELM_ENV["KUBECONFIG"] = env_backup
+        notes = out[out.index("NOTES:"):]
+        (svc,) = by_kind(render(), "Service")
+        self.assertIn("kubectl get psc", notes)
+        self.assertIn("--scaler", notes)
+        self.assertIn(f"http://{svc['metadata']['name']}.prescaler-system:8080/metrics", notes)
+
     def test_the_dashboard_plots_the_operators_metrics(self):
         (cm,) = by_kind(render(*ALL_ON), "ConfigMap")
         dash = json.loads(cm["data"]["prescaler.json"])
