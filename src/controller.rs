@@ -171,31 +171,15 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     let action = if ps.meta().deletion_timestamp.is_some() {
         if has_finalizer {
             cleanup(&ps, &ctx).await?;
-            let rest: Vec<&String> = ps.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-            let patch = json!({ "metadata": {
-                "resourceVersion": ps.resource_version(), "finalizers": rest } });
-            api.patch(
-                &ps.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(target::kube_error)?;
+            let rest = ps.finalizers().iter().filter(|f| *f != FINALIZER).cloned();
+            set_finalizers(&api, &ps, rest.collect()).await?;
         }
         Action::await_change()
     } else {
         if !has_finalizer {
             let mut all = ps.finalizers().to_vec();
             all.push(FINALIZER.into());
-            let patch = json!({ "metadata": {
-                "resourceVersion": ps.resource_version(), "finalizers": all } });
-            api.patch(
-                &ps.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(target::kube_error)?;
+            set_finalizers(&api, &ps, all).await?;
         }
         apply(&ps, &ctx, &api).await?
     };
@@ -203,6 +187,25 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     Ok(action)
+}
+
+/// Writes the finalizer list, guarded by the resourceVersion read: a concurrent change to the
+/// list is a 409 and a retry, never a lost finalizer.
+async fn set_finalizers(
+    api: &Api<PredictiveScaler>,
+    ps: &PredictiveScaler,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let patch = json!({ "metadata": {
+        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
+    api.patch(
+        &ps.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(target::kube_error)
 }
 
 /// Retries soon after a failure; the failure is counted and logged.
