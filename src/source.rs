@@ -179,13 +179,22 @@ impl Prometheus {
 }
 
 fn source_error(query: &str, e: prometheus_http_query::Error) -> Error {
-    let message = match &e {
+    let mut message = match &e {
         prometheus_http_query::Error::Prometheus(p) => format!("Prometheus refused it: {p}"),
         prometheus_http_query::Error::Client(c) => {
             format!("Prometheus could not be reached or answered badly: {c}")
         }
         other => other.to_string(),
     };
+    // The cause is what an SRE acts on (refused connection, certificate, 401): name it.
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = c.source();
+    }
     Error::Source {
         query: query.into(),
         message,

@@ -158,3 +158,86 @@ async fn instant_values_and_failures_are_explained() {
     let down = unreachable.instant("up", at).await.unwrap_err().to_string();
     assert!(down.contains("could not be reached"), "{down}");
 }
+
+/// Prometheus behind TLS (a self-signed CA made with openssl) and basic auth (a bcrypt hash of
+/// "scale-ahead", made once with Python's bcrypt): the credentials and the CA bundle reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_basic_auth_are_used() {
+    use support::prometheus::WebConfig;
+    let web = WebConfig {
+        yaml: "tls_server_config: { cert_file: '{dir}/server.crt', key_file: '{dir}/server.key' }\n\
+               basic_auth_users: { prescaler: '$2b$04$L9CkROkQ9bEMcQFFz35ChOXuzCPvHkd3CpAkjACNnN.qv7B/ef9/m' }\n"
+            .into(),
+        prepare: Box::new(|dir| {
+            // A CA, and a server certificate it signs (webpki refuses a CA as the server's).
+            let openssl = |args: &[&str]| {
+                let out = std::process::Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir)
+                    .output()
+                    .expect("run openssl");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            };
+            openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA"]
+                .iter()
+                .copied()
+                .chain(["-keyout", "ca.key", "-out", "ca.crt"])
+                .collect::<Vec<_>>());
+            openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+            std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+            openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                      "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt"]);
+        }),
+    };
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let prom = TestPrometheus::start_with(
+        &[(
+            "checkout",
+            samples(
+                now - Duration::hours(2),
+                now - Duration::minutes(2),
+                Duration::minutes(1),
+                load,
+            ),
+        )],
+        Some(&web),
+    );
+    let query = format!("max_over_time(sum({METRIC})[1h:1m])");
+    let at = Utc::now();
+
+    let mut cfg = PrometheusConfig::new(prom.url());
+    cfg.ca_file = Some(prom.dir().join("ca.crt"));
+    cfg.basic_auth = Some(("prescaler".into(), "scale-ahead".into()));
+    let value = Prometheus::new(&cfg)
+        .unwrap()
+        .instant(&query, at)
+        .await
+        .unwrap();
+    assert!(value.is_some_and(|v| v > 100.0), "{value:?}");
+
+    let mut wrong = cfg.clone();
+    wrong.basic_auth = Some(("prescaler".into(), "guess".into()));
+    let refused = Prometheus::new(&wrong)
+        .unwrap()
+        .instant(&query, at)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("401") || refused.contains("Unauthorized"),
+        "{refused}"
+    );
+
+    let mut untrusted = cfg.clone();
+    untrusted.ca_file = None;
+    let tls = Prometheus::new(&untrusted)
+        .unwrap()
+        .instant(&query, at)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        tls.contains("could not be reached") && tls.contains("certificate"),
+        "{tls}"
+    );
+}

@@ -25,13 +25,35 @@ pub struct TestPrometheus {
     port: u16,
     child: Option<Child>,
     exporter: Exporter,
+    tls: bool,
+}
+
+/// A `--web.config.file` for Prometheus and what must be on disk for it.
+pub struct WebConfig {
+    pub yaml: String,
+    /// Writes certificates and keys into the temporary directory before Prometheus starts.
+    pub prepare: Box<dyn Fn(&Path)>,
 }
 
 impl TestPrometheus {
     /// Backfills `history` (series label → samples at whole seconds) and starts Prometheus,
     /// scraping an exporter whose values `set_live` changes.
     pub fn start(history: &[(&str, Series)]) -> Self {
+        Self::start_with(history, None)
+    }
+
+    /// Like `start`, with Prometheus' `--web.config.file` (TLS, basic auth) holding `web_config`;
+    /// `{dir}` in it stands for the temporary directory, where `write_file` can put certificates.
+    pub fn start_with(history: &[(&str, Series)], web_config: Option<&WebConfig>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(web) = web_config {
+            (web.prepare)(dir.path());
+            std::fs::write(
+                dir.path().join("web.yml"),
+                web.yaml.replace("{dir}", &dir.path().display().to_string()),
+            )
+            .unwrap();
+        }
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         backfill(dir.path(), &data, history);
@@ -54,13 +76,20 @@ impl TestPrometheus {
             port,
             child: None,
             exporter,
+            tls: web_config.is_some_and(|w| w.yaml.contains("tls_server_config")),
         };
         prometheus.restart();
         prometheus
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The temporary directory (certificates live there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Sets the live value of a series (by its `service` label); `None` removes it.
@@ -83,8 +112,14 @@ impl TestPrometheus {
     /// Starts Prometheus (again) on the same port and data, and waits until it is ready.
     pub fn restart(&mut self) {
         self.kill();
-        let log = std::fs::File::create(self.dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(binary("prometheus"))
+        let log_path = self.dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = Command::new(binary("prometheus"));
+        let web = self.dir.path().join("web.yml");
+        if web.exists() {
+            command.arg(format!("--web.config.file={}", web.display()));
+        }
+        let child = command
             .arg(format!(
                 "--config.file={}",
                 self.dir.path().join("prometheus.yml").display()
@@ -103,7 +138,14 @@ impl TestPrometheus {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if http_get(self.port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            // Over TLS or behind auth a plain GET cannot tell: Prometheus' log can.
+            let ready = if web.exists() {
+                std::fs::read_to_string(&log_path)
+                    .is_ok_and(|l| l.contains("Server is ready to receive web requests"))
+            } else {
+                http_get(self.port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
