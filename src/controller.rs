@@ -14,6 +14,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -81,6 +82,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     recorder: Recorder,
+    /// Every HPA in the cluster, kept by a watch (see `run`).
+    hpas: reflector::Store<HorizontalPodAutoscaler>,
+    hpa_writer: std::sync::Mutex<Option<reflector::store::Writer<HorizontalPodAutoscaler>>>,
     states: Mutex<HashMap<ScalerKey, Arc<Mutex<ScalerState>>>>,
     queries: Semaphore,
 }
@@ -100,7 +104,10 @@ impl Context {
             },
         );
         let queries = Semaphore::new(settings.concurrency.max(1) as usize);
+        let (hpas, hpa_writer) = reflector::store();
         Self {
+            hpas,
+            hpa_writer: std::sync::Mutex::new(Some(hpa_writer)),
             client,
             prometheus,
             metrics,
@@ -150,6 +157,26 @@ pub async fn run(ctx: Arc<Context>) {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // HPAs are read from a watched cache, not listed on every reconcile.
+    let writer = ctx.hpa_writer.lock().expect("not poisoned").take();
+    if let Some(writer) = writer {
+        let hpas = watcher(
+            Api::<HorizontalPodAutoscaler>::all(ctx.client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| async {});
+        tokio::spawn(hpas);
+        if tokio::time::timeout(StdDuration::from_secs(30), ctx.hpas.wait_until_ready())
+            .await
+            .is_err()
+        {
+            warn!(
+                "HorizontalPodAutoscalers could not be listed in 30 s; HPA floor mode waits for them"
+            );
+        }
+    }
     Controller::for_stream(changes, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
@@ -240,8 +267,7 @@ async fn cleanup(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
 
 /// Restores the minReplicas of an HPA whose floor this PredictiveScaler holds.
 async fn release_hpa_floor(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Result<bool> {
-    let Some(hpa) = target::find_hpa(&ctx.client, namespace, &ps.spec.scale_target_ref).await?
-    else {
+    let Some(hpa) = target::hpa_for(&ctx.hpas.state(), namespace, &ps.spec.scale_target_ref) else {
         return Ok(false);
     };
     let owned = hpa
@@ -253,9 +279,23 @@ async fn release_hpa_floor(ps: &PredictiveScaler, ctx: &Context, namespace: &str
     if !owned {
         return Ok(false);
     }
-    let restored = target::restore_hpa(&ctx.client, &hpa)
-        .await
-        .map_err(target::kube_error)?;
+    let mut attempt = 0;
+    let restored = with_conflict_retry(|| {
+        attempt += 1;
+        let cached = hpa.clone();
+        async move {
+            // The cached copy first; after a conflict, the API server's.
+            let current = if attempt == 1 {
+                cached
+            } else {
+                target::fresh_hpa(&ctx.client, &cached).await?
+            };
+            target::restore_hpa(&ctx.client, &current)
+                .await
+                .map_err(target::kube_error)
+        }
+    })
+    .await?;
     if restored {
         publish(
             ctx,
@@ -467,16 +507,23 @@ async fn apply(
                 ),
             )
         }
-        _ => match target::find_hpa(&ctx.client, &namespace, &ps.spec.scale_target_ref).await? {
+        _ => match target::hpa_for(&ctx.hpas.state(), &namespace, &ps.spec.scale_target_ref) {
             Some(hpa) => {
-                let raised = with_conflict_retry(|| async {
-                    let fresh =
-                        target::find_hpa(&ctx.client, &namespace, &ps.spec.scale_target_ref)
-                            .await?
-                            .unwrap_or_else(|| hpa.clone());
-                    target::raise_hpa_floor(&ctx.client, &fresh, &ps.name_any(), desired)
-                        .await
-                        .map_err(target::kube_error)
+                let mut attempt = 0;
+                let raised = with_conflict_retry(|| {
+                    attempt += 1;
+                    let cached = hpa.clone();
+                    async move {
+                        // The cached copy first; after a conflict, the API server's.
+                        let current = if attempt == 1 {
+                            cached
+                        } else {
+                            target::fresh_hpa(&ctx.client, &cached).await?
+                        };
+                        target::raise_hpa_floor(&ctx.client, &current, &ps.name_any(), desired)
+                            .await
+                            .map_err(target::kube_error)
+                    }
                 })
                 .await?;
                 if let Some(floor) = raised {

@@ -8,7 +8,7 @@
 
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
@@ -157,26 +157,42 @@ pub fn kube_error(e: kube::Error) -> Error {
     Error::Kube(Box::new(e))
 }
 
-/// The HPA in `namespace` that scales `target`, if any.
-pub async fn find_hpa(
-    client: &kube::Client,
+/// The HPA in `namespace` that scales `target`, if any, among `hpas` (the controller's watched
+/// cache: one watch for the cluster instead of a list per reconcile).
+pub fn hpa_for(
+    hpas: &[std::sync::Arc<HorizontalPodAutoscaler>],
     namespace: &str,
     target: &ScaleTargetRef,
-) -> Result<Option<HorizontalPodAutoscaler>> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let list = api.list(&ListParams::default()).await.map_err(kube_error)?;
+) -> Option<HorizontalPodAutoscaler> {
     let group = |api_version: &str| {
         api_version
             .split_once('/')
             .map_or("", |(g, _)| g)
             .to_string()
     };
-    Ok(list.items.into_iter().find(|hpa| {
-        let r = &hpa.spec.scale_target_ref;
-        r.kind == target.kind
-            && r.name == target.name
-            && group(r.api_version.as_deref().unwrap_or("")) == group(&target.api_version)
-    }))
+    hpas.iter()
+        .find(|hpa| {
+            let r = &hpa.spec.scale_target_ref;
+            hpa.metadata.namespace.as_deref() == Some(namespace)
+                && r.kind == target.kind
+                && r.name == target.name
+                && group(r.api_version.as_deref().unwrap_or("")) == group(&target.api_version)
+        })
+        .map(|hpa| (**hpa).clone())
+}
+
+/// The HPA as the API server has it now (for a write after a conflict).
+pub async fn fresh_hpa(
+    client: &kube::Client,
+    hpa: &HorizontalPodAutoscaler,
+) -> Result<HorizontalPodAutoscaler> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
+        client.clone(),
+        hpa.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    api.get(hpa.metadata.name.as_deref().unwrap_or_default())
+        .await
+        .map_err(kube_error)
 }
 
 /// The HPA's own `minReplicas`: the saved original while prescaler holds the floor.

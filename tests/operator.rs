@@ -318,6 +318,8 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
                   "minReplicas": 2, "maxReplicas": 30 },
     }));
     api.put(scaler("web", "spiky", json!({})));
+    // The HPA controller writes the HPA's status between prescaler's read and its write.
+    api.fail_next(Method::PATCH, "/horizontalpodautoscalers/web", 409, 1);
     let _op = start_operator(&api, &prom.url());
 
     let hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
@@ -338,6 +340,18 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
         api.writes_to("/deployments/web"),
         0,
         "the HPA scales the Deployment, not prescaler"
+    );
+    // HPAs come from one watch, not a list per reconcile.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let reconciles = api.writes_to("/predictivescalers/web/status");
+    let hpa_reads = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/horizontalpodautoscalers"))
+        .count();
+    assert!(
+        reconciles >= 3 && hpa_reads <= 2,
+        "{reconciles} reconciles, {hpa_reads} HPA lists/watches"
     );
     expect_condition(&api, "web", "Ready", "True", "FloorOnHPA").unwrap();
     assert!(
