@@ -279,23 +279,7 @@ async fn release_hpa_floor(ps: &PredictiveScaler, ctx: &Context, namespace: &str
     if !owned {
         return Ok(false);
     }
-    let mut attempt = 0;
-    let restored = with_conflict_retry(|| {
-        attempt += 1;
-        let cached = hpa.clone();
-        async move {
-            // The cached copy first; after a conflict, the API server's.
-            let current = if attempt == 1 {
-                cached
-            } else {
-                target::fresh_hpa(&ctx.client, &cached).await?
-            };
-            target::restore_hpa(&ctx.client, &current)
-                .await
-                .map_err(target::kube_error)
-        }
-    })
-    .await?;
+    let restored = target::restore_hpa(&ctx.client, &hpa).await?;
     if restored {
         publish(
             ctx,
@@ -380,21 +364,21 @@ async fn apply(
         finish(ps, ctx, api, outcome, now).await?;
         return Ok(requeue);
     }
-    let workload = match target::resolve(&ctx.client, &namespace, &ps.spec.scale_target_ref).await?
-    {
-        Ok(w) => w,
-        Err(problem) => {
-            let message = match &problem {
-                TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
-                TargetProblem::NoScaleSubresource(m) => m.clone(),
-            };
-            outcome
-                .findings
-                .push(Finding::new(READY, false, problem.reason(), message));
-            finish(ps, ctx, api, outcome, now).await?;
-            return Ok(requeue);
-        }
-    };
+    let mut workload =
+        match target::resolve(&ctx.client, &namespace, &ps.spec.scale_target_ref).await? {
+            Ok(w) => w,
+            Err(problem) => {
+                let message = match &problem {
+                    TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
+                    TargetProblem::NoScaleSubresource(m) => m.clone(),
+                };
+                outcome
+                    .findings
+                    .push(Finding::new(READY, false, problem.reason(), message));
+                finish(ps, ctx, api, outcome, now).await?;
+                return Ok(requeue);
+            }
+        };
     let current = workload.replicas();
 
     // The load: bring the cached history up to date; a failure means holding, not scaling down.
@@ -509,23 +493,8 @@ async fn apply(
         }
         _ => match target::hpa_for(&ctx.hpas.state(), &namespace, &ps.spec.scale_target_ref) {
             Some(hpa) => {
-                let mut attempt = 0;
-                let raised = with_conflict_retry(|| {
-                    attempt += 1;
-                    let cached = hpa.clone();
-                    async move {
-                        // The cached copy first; after a conflict, the API server's.
-                        let current = if attempt == 1 {
-                            cached
-                        } else {
-                            target::fresh_hpa(&ctx.client, &cached).await?
-                        };
-                        target::raise_hpa_floor(&ctx.client, &current, &ps.name_any(), desired)
-                            .await
-                            .map_err(target::kube_error)
-                    }
-                })
-                .await?;
+                let raised =
+                    target::raise_hpa_floor(&ctx.client, &hpa, &ps.name_any(), desired).await?;
                 if let Some(floor) = raised {
                     outcome.status.last_scale_time = Some(now.to_rfc3339());
                     publish(
@@ -553,16 +522,7 @@ async fn apply(
             }
             None => {
                 if desired != current {
-                    with_conflict_retry(|| async {
-                        let fresh =
-                            target::resolve(&ctx.client, &namespace, &ps.spec.scale_target_ref)
-                                .await?;
-                        match fresh {
-                            Ok(w) => w.set_replicas(desired).await.map_err(target::kube_error),
-                            Err(_) => Ok(()), // gone meanwhile: the next reconcile reports it
-                        }
-                    })
-                    .await?;
+                    workload.set_replicas(desired).await?;
                     outcome.status.last_scale_time = Some(now.to_rfc3339());
                     let verb = if desired > current {
                         "ScaledUp"
@@ -601,25 +561,6 @@ async fn apply(
     outcome.findings.insert(0, ready);
     finish(ps, ctx, api, outcome, now).await?;
     Ok(requeue)
-}
-
-/// Retries an optimistic write a few times when the object changed under it (HTTP 409).
-async fn with_conflict_retry<T, F, Fut>(mut attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut tries = 0;
-    loop {
-        match attempt().await {
-            Err(Error::Kube(e))
-                if tries < 4 && matches!(&*e, kube::Error::Api(s) if s.code == 409) =>
-            {
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// A sentence on why this count: for Events and logs.

@@ -17,6 +17,9 @@ use crate::{Error, Result};
 
 /// Where the HPA's own `minReplicas` is kept while prescaler raises it.
 pub const ORIGINAL_MIN_ANNOTATION: &str = "prescaler.dev/original-min-replicas";
+/// How often an optimistic write is retried after a 409 Conflict.
+const CONFLICT_RETRIES: usize = 4;
+
 /// Which PredictiveScaler raised the HPA's floor.
 pub const OWNER_ANNOTATION: &str = "prescaler.dev/floor-owner";
 
@@ -61,17 +64,30 @@ impl Workload {
     }
 
     /// Sets the replica count through `/scale`. The patch carries the resourceVersion that was
-    /// read, so a concurrent change is a 409 (retried by the caller with fresh data), never
-    /// silently overwritten.
-    pub async fn set_replicas(&self, replicas: u32) -> Result<(), kube::Error> {
-        let patch = json!({
-            "metadata": { "resourceVersion": self.scale.metadata.resource_version },
-            "spec": { "replicas": replicas },
-        });
-        self.api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map(|_| ())
+    /// read, so a concurrent change is a 409, never silently overwritten; then the scale is read
+    /// again and the write retried a few times.
+    pub async fn set_replicas(&mut self, replicas: u32) -> Result<()> {
+        for attempt in 0.. {
+            let patch = json!({
+                "metadata": { "resourceVersion": self.scale.metadata.resource_version },
+                "spec": { "replicas": replicas },
+            });
+            match self
+                .api
+                .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(scale) => {
+                    self.scale = scale;
+                    return Ok(());
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_RETRIES => {
+                    self.scale = self.api.get_scale(&self.name).await.map_err(kube_error)?;
+                }
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+        unreachable!("the loop returns")
     }
 }
 
@@ -181,20 +197,6 @@ pub fn hpa_for(
         .map(|hpa| (**hpa).clone())
 }
 
-/// The HPA as the API server has it now (for a write after a conflict).
-pub async fn fresh_hpa(
-    client: &kube::Client,
-    hpa: &HorizontalPodAutoscaler,
-) -> Result<HorizontalPodAutoscaler> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
-        client.clone(),
-        hpa.metadata.namespace.as_deref().unwrap_or("default"),
-    );
-    api.get(hpa.metadata.name.as_deref().unwrap_or_default())
-        .await
-        .map_err(kube_error)
-}
-
 /// The HPA's own `minReplicas`: the saved original while prescaler holds the floor.
 pub fn hpa_original_min(hpa: &HorizontalPodAutoscaler) -> i32 {
     hpa.metadata
@@ -205,25 +207,27 @@ pub fn hpa_original_min(hpa: &HorizontalPodAutoscaler) -> i32 {
         .unwrap_or_else(|| hpa.spec.min_replicas.unwrap_or(1))
 }
 
-/// Raises the HPA's `minReplicas` to `floor` (never below the HPA's own value, never above its
-/// `maxReplicas`), saving the original. Returns the floor set, if it changed.
-pub async fn raise_hpa_floor(
-    client: &kube::Client,
+fn holds_floor(hpa: &HorizontalPodAutoscaler) -> bool {
+    hpa.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ORIGINAL_MIN_ANNOTATION))
+}
+
+/// The patch that raises the HPA's `minReplicas` to `floor` (never below the HPA's own value,
+/// never above its `maxReplicas`), saving the original; with the floor it sets if that changed.
+/// `None` when there is nothing to write.
+fn floor_patch(
     hpa: &HorizontalPodAutoscaler,
     owner: &str,
     floor: u32,
-) -> Result<Option<i32>, kube::Error> {
+) -> Option<(serde_json::Value, Option<i32>)> {
     let original = hpa_original_min(hpa);
     let max = hpa.spec.max_replicas;
     let wanted = (floor.min(i32::MAX as u32) as i32).clamp(original, max.max(original));
     let current = hpa.spec.min_replicas.unwrap_or(1);
-    let annotated = hpa
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ORIGINAL_MIN_ANNOTATION));
-    if wanted == current && annotated {
-        return Ok(None);
+    if wanted == current && holds_floor(hpa) {
+        return None;
     }
     let patch = json!({
         "metadata": {
@@ -235,48 +239,69 @@ pub async fn raise_hpa_floor(
         },
         "spec": { "minReplicas": wanted },
     });
-    patch_hpa(client, hpa, &patch).await?;
-    Ok((wanted != current).then_some(wanted))
+    Some((patch, (wanted != current).then_some(wanted)))
 }
 
-/// Puts the HPA's own `minReplicas` back and removes prescaler's annotations.
-pub async fn restore_hpa(
-    client: &kube::Client,
-    hpa: &HorizontalPodAutoscaler,
-) -> Result<bool, kube::Error> {
-    let annotated = hpa
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ORIGINAL_MIN_ANNOTATION));
-    if !annotated {
-        return Ok(false);
-    }
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": hpa.metadata.resource_version,
-            "annotations": { ORIGINAL_MIN_ANNOTATION: null, OWNER_ANNOTATION: null },
-        },
-        "spec": { "minReplicas": hpa_original_min(hpa) },
-    });
-    patch_hpa(client, hpa, &patch).await?;
-    Ok(true)
+/// The patch that puts the HPA's own `minReplicas` back and removes prescaler's annotations.
+fn restore_patch(hpa: &HorizontalPodAutoscaler) -> Option<(serde_json::Value, ())> {
+    holds_floor(hpa).then(|| {
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": hpa.metadata.resource_version,
+                "annotations": { ORIGINAL_MIN_ANNOTATION: null, OWNER_ANNOTATION: null },
+            },
+            "spec": { "minReplicas": hpa_original_min(hpa) },
+        });
+        (patch, ())
+    })
 }
 
-async fn patch_hpa(
+/// Raises the HPA's `minReplicas` to `floor`. Returns the floor set, if it changed.
+pub async fn raise_hpa_floor(
     client: &kube::Client,
     hpa: &HorizontalPodAutoscaler,
-    patch: &serde_json::Value,
-) -> Result<(), kube::Error> {
+    owner: &str,
+    floor: u32,
+) -> Result<Option<i32>> {
+    let written = patch_hpa_guarded(client, hpa, |h| floor_patch(h, owner, floor)).await?;
+    Ok(written.flatten())
+}
+
+/// Restores the HPA's own `minReplicas`. Returns whether there was a floor to give back.
+pub async fn restore_hpa(client: &kube::Client, hpa: &HorizontalPodAutoscaler) -> Result<bool> {
+    Ok(patch_hpa_guarded(client, hpa, restore_patch)
+        .await?
+        .is_some())
+}
+
+/// Writes the patch `plan` computes from the HPA, guarded by its resourceVersion. The cached
+/// copy is tried first; after a conflict (the HPA controller writes its status often) the
+/// patch is computed again from the API server's copy. `None` when `plan` had nothing to write.
+async fn patch_hpa_guarded<T>(
+    client: &kube::Client,
+    cached: &HorizontalPodAutoscaler,
+    plan: impl Fn(&HorizontalPodAutoscaler) -> Option<(serde_json::Value, T)>,
+) -> Result<Option<T>> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
         client.clone(),
-        hpa.metadata.namespace.as_deref().unwrap_or("default"),
+        cached.metadata.namespace.as_deref().unwrap_or("default"),
     );
-    api.patch(
-        hpa.metadata.name.as_deref().unwrap_or_default(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    .map(|_| ())
+    let name = cached.metadata.name.clone().unwrap_or_default();
+    let mut current = cached.clone();
+    for attempt in 0.. {
+        let Some((patch, outcome)) = plan(&current) else {
+            return Ok(None);
+        };
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(Some(outcome)),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_RETRIES => {
+                current = api.get(&name).await.map_err(kube_error)?;
+            }
+            Err(e) => return Err(kube_error(e)),
+        }
+    }
+    unreachable!("the loop returns")
 }
