@@ -5,7 +5,11 @@
 //! Kubernetes API conventions ask. An Event is due when a condition's status or reason changes —
 //! not when only the numbers in its message do — so a steady state makes no Events.
 
+use chrono::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::ValidatedSpec;
+use crate::plan::{Decision, Reason};
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
@@ -88,6 +92,113 @@ pub fn merge(
             .unwrap_or(order.len())
     });
     (conditions, changed)
+}
+
+// What a decision means for the conditions. Kept beside `merge` so the controller only gathers
+// and writes; the words and the reasons are decided here.
+
+pub fn metrics_finding(d: &Decision, problem: Option<&str>, query: &str) -> Finding {
+    match (problem, d.metrics_available) {
+        (Some(p), _) => Finding::new(
+            METRICS_AVAILABLE,
+            false,
+            "PrometheusUnavailable",
+            format!("{p}; holding at least the current replicas until the metrics return"),
+        ),
+        (None, false) => Finding::new(
+            METRICS_AVAILABLE,
+            false,
+            "NoRecentData",
+            format!(
+                "the query {query:?} returned no value in the last 5 minutes; holding at least the current replicas"
+            ),
+        ),
+        (None, true) => Finding::new(
+            METRICS_AVAILABLE,
+            true,
+            "QuerySucceeded",
+            format!("the live load is {:.1}", d.load.unwrap_or_default()),
+        ),
+    }
+}
+
+pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec, observed: Duration) -> Finding {
+    if let Some(cal) = &d.calibration {
+        return Finding::new(
+            FORECAST_RELIABLE,
+            true,
+            "Calibrated",
+            format!(
+                "the {} forecast is used; its error over the last day was {:.1}%",
+                cal.predictor.name(),
+                cal.error_percent
+            ),
+        );
+    }
+    if let Some(cal) = &d.demoted {
+        return Finding::new(
+            FORECAST_RELIABLE,
+            false,
+            "ForecastInaccurate",
+            format!(
+                "the forecast's error over the last day was {:.1}%, above maxErrorPercent {:.0}%; scaling on the live load and peak windows until it is accurate again",
+                cal.error_percent,
+                spec.max_error * 100.0
+            ),
+        );
+    }
+    if !d.metrics_available {
+        return Finding::new(
+            FORECAST_RELIABLE,
+            false,
+            "MetricsUnavailable",
+            "no forecast without the live load",
+        );
+    }
+    Finding::new(
+        FORECAST_RELIABLE,
+        false,
+        "InsufficientHistory",
+        format!(
+            "{} of history; the forecast needs a day of scored forecasts (and a week for the weekly pattern); scaling on the live load and peak windows meanwhile",
+            humantime::format_duration(observed.to_std().unwrap_or_default())
+        ),
+    )
+}
+
+pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
+    match d.reason {
+        Reason::MaxReplicas => Finding::new(
+            SCALING_LIMITED,
+            true,
+            "TooManyReplicas",
+            format!(
+                "the desired count was capped at maxReplicas {}",
+                spec.max_replicas
+            ),
+        ),
+        Reason::MinReplicas => Finding::new(
+            SCALING_LIMITED,
+            true,
+            "TooFewReplicas",
+            format!(
+                "the desired count was raised to minReplicas {}",
+                spec.min_replicas
+            ),
+        ),
+        Reason::RateLimited => Finding::new(
+            SCALING_LIMITED,
+            true,
+            "RateLimited",
+            "the change was limited by spec.behavior's policies",
+        ),
+        _ => Finding::new(
+            SCALING_LIMITED,
+            false,
+            "DesiredWithinRange",
+            "the desired count is within the limits",
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -26,11 +26,9 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
-use crate::conditions::{
-    self, FORECAST_RELIABLE, Finding, METRICS_AVAILABLE, READY, SCALING_LIMITED,
-};
+use crate::conditions::{self, Finding, READY, SCALING_LIMITED};
 use crate::forecast::{self, ErrorTracker, ModelConfig};
-use crate::plan::{self, Decision, Memory, Observations, Reason};
+use crate::plan::{self, Decision, Memory, Observations};
 use crate::source::{HistoryCache, Prometheus};
 use crate::target::{self, TargetProblem};
 use crate::telemetry::{ErrorLabels, Metrics, ScalerLabels};
@@ -461,15 +459,19 @@ async fn apply(
     });
     drop(state);
 
-    outcome.findings.push(metrics_finding(
+    outcome.findings.push(conditions::metrics_finding(
         &decision,
         metrics_problem.as_deref(),
         &ps.spec.metric.query,
     ));
+    outcome.findings.push(conditions::forecast_finding(
+        &decision,
+        &spec,
+        observed_span,
+    ));
     outcome
         .findings
-        .push(forecast_finding(&decision, &spec, observed_span));
-    outcome.findings.push(limit_finding(&decision, &spec));
+        .push(conditions::limit_finding(&decision, &spec));
     record_decision(&mut outcome.status, &decision, current);
     publish_metrics(ctx, ps, &decision, current);
 
@@ -505,7 +507,7 @@ async fn apply(
                         format!(
                             "set HorizontalPodAutoscaler {}'s minReplicas to {floor} ({})",
                             hpa.name_any(),
-                            explain(&decision)
+                            decision.explain()
                         ),
                     )
                     .await;
@@ -544,7 +546,7 @@ async fn apply(
                         verb,
                         format!(
                             "{target_name} from {current} to {desired} replicas ({})",
-                            explain(&decision)
+                            decision.explain()
                         ),
                     )
                     .await;
@@ -561,128 +563,6 @@ async fn apply(
     outcome.findings.insert(0, ready);
     finish(ps, ctx, api, outcome, now).await?;
     Ok(requeue)
-}
-
-/// A sentence on why this count: for Events and logs.
-fn explain(d: &Decision) -> String {
-    match &d.reason {
-        Reason::Reactive => format!("the live load {:.1} needs it", d.load.unwrap_or_default()),
-        Reason::Forecast(p) => format!(
-            "the {} forecast expects a peak of {:.1} within the lead time",
-            p.name(),
-            d.forecast_load.unwrap_or_default()
-        ),
-        Reason::PeakWindow(w) => format!("peak window {w:?}"),
-        Reason::MinReplicas => "minReplicas".into(),
-        Reason::MaxReplicas => "capped at maxReplicas".into(),
-        Reason::Stabilized => "held by the stabilization window".into(),
-        Reason::RateLimited => "limited by the scaling policy".into(),
-        Reason::Hold => "metrics unavailable: holding".into(),
-    }
-}
-
-fn metrics_finding(d: &Decision, problem: Option<&str>, query: &str) -> Finding {
-    match (problem, d.metrics_available) {
-        (Some(p), _) => Finding::new(
-            METRICS_AVAILABLE,
-            false,
-            "PrometheusUnavailable",
-            format!("{p}; holding at least the current replicas until the metrics return"),
-        ),
-        (None, false) => Finding::new(
-            METRICS_AVAILABLE,
-            false,
-            "NoRecentData",
-            format!(
-                "the query {query:?} returned no value in the last 5 minutes; holding at least the current replicas"
-            ),
-        ),
-        (None, true) => Finding::new(
-            METRICS_AVAILABLE,
-            true,
-            "QuerySucceeded",
-            format!("the live load is {:.1}", d.load.unwrap_or_default()),
-        ),
-    }
-}
-
-fn forecast_finding(d: &Decision, spec: &ValidatedSpec, observed: Duration) -> Finding {
-    if let Some(cal) = &d.calibration {
-        return Finding::new(
-            FORECAST_RELIABLE,
-            true,
-            "Calibrated",
-            format!(
-                "the {} forecast is used; its error over the last day was {:.1}%",
-                cal.predictor.name(),
-                cal.error_percent
-            ),
-        );
-    }
-    if let Some(cal) = &d.demoted {
-        return Finding::new(
-            FORECAST_RELIABLE,
-            false,
-            "ForecastInaccurate",
-            format!(
-                "the forecast's error over the last day was {:.1}%, above maxErrorPercent {:.0}%; scaling on the live load and peak windows until it is accurate again",
-                cal.error_percent,
-                spec.max_error * 100.0
-            ),
-        );
-    }
-    if !d.metrics_available {
-        return Finding::new(
-            FORECAST_RELIABLE,
-            false,
-            "MetricsUnavailable",
-            "no forecast without the live load",
-        );
-    }
-    Finding::new(
-        FORECAST_RELIABLE,
-        false,
-        "InsufficientHistory",
-        format!(
-            "{} of history; the forecast needs a day of scored forecasts (and a week for the weekly pattern); scaling on the live load and peak windows meanwhile",
-            humantime::format_duration(observed.to_std().unwrap_or_default())
-        ),
-    )
-}
-
-fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
-    match d.reason {
-        Reason::MaxReplicas => Finding::new(
-            SCALING_LIMITED,
-            true,
-            "TooManyReplicas",
-            format!(
-                "the desired count was capped at maxReplicas {}",
-                spec.max_replicas
-            ),
-        ),
-        Reason::MinReplicas => Finding::new(
-            SCALING_LIMITED,
-            true,
-            "TooFewReplicas",
-            format!(
-                "the desired count was raised to minReplicas {}",
-                spec.min_replicas
-            ),
-        ),
-        Reason::RateLimited => Finding::new(
-            SCALING_LIMITED,
-            true,
-            "RateLimited",
-            "the change was limited by spec.behavior's policies",
-        ),
-        _ => Finding::new(
-            SCALING_LIMITED,
-            false,
-            "DesiredWithinRange",
-            "the desired count is within the limits",
-        ),
-    }
 }
 
 fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, current: u32) {

@@ -105,6 +105,27 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A sentence on why this count: for Events and logs.
+    pub fn explain(&self) -> String {
+        match &self.reason {
+            Reason::Reactive => format!(
+                "the live load {:.1} needs it",
+                self.load.unwrap_or_default()
+            ),
+            Reason::Forecast(p) => format!(
+                "the {} forecast expects a peak of {:.1} within the lead time",
+                p.name(),
+                self.forecast_load.unwrap_or_default()
+            ),
+            Reason::PeakWindow(w) => format!("peak window {w:?}"),
+            Reason::MinReplicas => "minReplicas".into(),
+            Reason::MaxReplicas => "capped at maxReplicas".into(),
+            Reason::Stabilized => "held by the stabilization window".into(),
+            Reason::RateLimited => "limited by the scaling policy".into(),
+            Reason::Hold => "metrics unavailable: holding".into(),
+        }
+    }
+
     /// Whether a calibrated forecast took part in the decision.
     pub fn forecast_reliable(&self) -> bool {
         self.calibration.is_some()
