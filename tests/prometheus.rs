@@ -217,12 +217,7 @@ async fn tls_and_basic_auth_are_used() {
 
     let mut wrong = cfg.clone();
     wrong.basic_auth = Some(("prescaler".into(), "guess".into()));
-    let refused = Prometheus::new(&wrong)
-        .unwrap()
-        .instant(&query, at)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = failure(&wrong, &query, at).await;
     assert!(
         refused.contains("401") || refused.contains("Unauthorized"),
         "{refused}"
@@ -230,14 +225,19 @@ async fn tls_and_basic_auth_are_used() {
 
     let mut untrusted = cfg.clone();
     untrusted.ca_file = None;
-    let tls = Prometheus::new(&untrusted)
-        .unwrap()
-        .instant(&query, at)
-        .await
-        .unwrap_err()
-        .to_string();
+    let tls = failure(&untrusted, &query, at).await;
     assert!(
         tls.contains("could not be reached") && tls.contains("certificate"),
         "{tls}"
     );
+}
+
+/// The error a query through `cfg` fails with, as the operator would report it.
+async fn failure(cfg: &PrometheusConfig, query: &str, at: chrono::DateTime<Utc>) -> String {
+    Prometheus::new(cfg)
+        .unwrap()
+        .instant(query, at)
+        .await
+        .unwrap_err()
+        .to_string()
 }
