@@ -26,7 +26,19 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --all-targets --all-features --locked -- -D warnings
+# Tests start Prometheus processes (each under a watchdog that ends it with its test binary):
+# none may outlive the suite.
+leftovers() { pgrep -f -- "--storage.tsdb.path=${TMPDIR:-/tmp}/" >/dev/null 2>&1 && pgrep -af -- "--storage.tsdb.path=${TMPDIR:-/tmp}/" | grep -v defunct || true; }
+before=$(leftovers)
 echo "== cargo test"
 cargo test --release --all-features --locked
 echo "== Helm chart and examples (helm's own engine, kubernetes-validate, the CRD schema)"
 python3 tests/chart/check.py
+echo "== no test process left behind"
+sleep 1
+after=$(leftovers)
+if [ -n "$after" ] && [ "$after" != "$before" ]; then
+  echo "these processes outlived the tests:"; echo "$after"
+  exit 1
+fi
+echo "none"

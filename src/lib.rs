@@ -1,55 +1,19 @@
 //! prescaler: a Kubernetes operator that scales workloads ahead of their load.
 //!
-//! The decision core (`forecast`, `schedule`, `plan`, `conditions`) is pure; `trace` and
-//! `backtest` replay recorded load through it; `api` defines the `PredictiveScaler` resource.
-//! At the edge: `source` (Prometheus), `target` (the workload's `/scale` and its HPA),
-//! `controller` (the reconcile), `leader` (Lease), `telemetry` (logs, metrics, probes) and
-//! `operator` (the process that wires them).
+//! The crate is layered; imports run one way, from the top of this list down:
+//! - `operator` (the process: controller, leader election, telemetry) and `backtest` (replays a
+//!   trace through the same planner on a simulated clock and scores it);
+//! - `adapters`: Prometheus (queries and the per-scaler history cache) and Kubernetes (the
+//!   workload's `/scale` and the HPA that may scale it);
+//! - `planning`: the pure core — forecast, peak windows, the decision, the planner that owns the
+//!   decision's memory, and what a decision means for the status conditions. No I/O, no clock;
+//! - `api`: the `PredictiveScaler` resource, its duration type and its validation.
 
+pub mod adapters;
 pub mod api;
 pub mod backtest;
-pub mod conditions;
-pub mod controller;
-pub mod demo;
-pub mod forecast;
-#[cfg(feature = "mstl")]
-pub mod forecast_eval;
-pub mod leader;
+mod error;
 pub mod operator;
-pub mod plan;
-pub mod schedule;
-pub mod source;
-pub mod target;
-pub mod telemetry;
-pub mod trace;
+pub mod planning;
 
-/// Everything that can go wrong, with the field or file it concerns.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid {field}: {message}")]
-    InvalidSpec { field: String, message: String },
-
-    #[error("{path}: {message}")]
-    Trace { path: String, message: String },
-
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("{context}: {message}")]
-    Parse { context: String, message: String },
-
-    #[error("query {query:?}: {message}")]
-    Source { query: String, message: String },
-
-    #[error("{what}: {message}")]
-    Config { what: String, message: String },
-
-    #[error("Kubernetes API: {0}")]
-    Kube(#[source] Box<kube::Error>),
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, Result};

@@ -1,13 +1,14 @@
-//! The backtest: causality, a golden run, the demo's claim, and the command's outputs.
+//! The backtest: causality, a golden run, the demo's claim, and the command's outputs — including
+//! that it tells the truth about what it cannot do.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use chrono::Duration;
-use prescaler::api::{PredictiveScaler, ValidatedSpec};
-use prescaler::backtest::{self, Setup};
-use prescaler::forecast::ModelConfig;
-use prescaler::trace::Trace;
+use prescaler::api::ValidatedSpec;
+use prescaler::backtest::baselines::{self, HpaModel};
+use prescaler::backtest::trace::Trace;
+use prescaler::backtest::{self, Setup, manifest};
+use prescaler::planning::forecast::ModelConfig;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -15,17 +16,17 @@ fn repo(path: &str) -> PathBuf {
 
 fn demo() -> (Trace, ValidatedSpec) {
     let trace = Trace::load(&repo("examples/demo-trace.csv")).unwrap();
-    let scaler: PredictiveScaler =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap())
-            .unwrap();
+    let text = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    let scaler = manifest::parse("checkout.yaml", &text).unwrap();
     (trace, scaler.spec.validate().unwrap())
 }
 
-fn setup(trace: &Trace) -> Setup {
-    Setup {
-        startup_delay: 5,
-        metric_lag: 1,
-        eval_start: trace.start + Duration::days(14),
+/// The first `minutes` minutes of `trace`.
+fn head(trace: &Trace, minutes: usize) -> Trace {
+    Trace {
+        demand: trace.demand[..minutes].to_vec(),
+        observed: trace.observed[..minutes].to_vec(),
+        ..trace.clone()
     }
 }
 
@@ -33,24 +34,32 @@ fn setup(trace: &Trace) -> Setup {
 #[test]
 fn decisions_do_not_depend_on_the_future() {
     let (full, spec) = demo();
-    let full = full.truncated(16 * 1440);
+    let full = head(&full, 16 * 1440);
     let model = ModelConfig::default();
     // Cut just before a weekday campaign (09:00 Berlin = 08:00Z) and elsewhere.
     for cut in [15 * 1440 + 8 * 60 - 3, 14 * 1440 + 777] {
-        let short = full.truncated(cut);
-        let a = backtest::prescaler(&full, &setup(&full), &spec, &model);
-        let b = backtest::prescaler(&short, &setup(&short), &spec, &model);
+        let short = head(&full, cut);
+        let a = backtest::prescaler(&full, &Setup::for_trace(&full), &spec, &model);
+        let b = backtest::prescaler(&short, &Setup::for_trace(&short), &spec, &model);
         assert_eq!(
             a.desired[..cut],
             b.desired[..],
             "prescaler looked ahead of minute {cut}"
         );
-        let a = backtest::hpa(&full, &setup(&full), &spec, 0.8);
-        let b = backtest::hpa(&short, &setup(&short), &spec, 0.8);
+        let hpa = |t: &Trace| {
+            let model = HpaModel::new(
+                t,
+                1,
+                spec.target_per_replica,
+                spec.min_replicas,
+                spec.max_replicas,
+            );
+            baselines::hpa(&model, 0.8).desired
+        };
         assert_eq!(
-            a.desired[..cut],
-            b.desired[..],
-            "hpa looked ahead of minute {cut}"
+            hpa(&full)[..cut],
+            hpa(&short)[..],
+            "the HPA looked ahead of minute {cut}"
         );
     }
 }
@@ -60,8 +69,14 @@ fn decisions_do_not_depend_on_the_future() {
 #[test]
 fn golden_run_on_the_demo_trace() {
     let (trace, spec) = demo();
-    let trace = trace.truncated(16 * 1440);
-    let outcome = backtest::run_all(&trace, &setup(&trace), &spec, &ModelConfig::default());
+    let trace = head(&trace, 16 * 1440);
+    let outcome = backtest::run_all(
+        &trace,
+        &Setup::for_trace(&trace),
+        &spec,
+        &ModelConfig::default(),
+    )
+    .unwrap();
     let actual = serde_json::to_string_pretty(&outcome.scores).unwrap() + "\n";
     let path = repo("tests/golden/demo-16d.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -73,23 +88,27 @@ fn golden_run_on_the_demo_trace() {
     assert_eq!(actual, expected, "the backtest's scores changed");
 }
 
-/// The demo's point: the weekday campaign is pre-scaled, so prescaler has fewer violation minutes
-/// than the HPA at an 80 % target, for less cost.
+/// The demo's point: the weekday campaign is pre-scaled, so prescaler has fewer violation
+/// minutes than the HPA at an 80 % target, for less cost, and beats the HPA frontier.
 #[test]
 fn prescaler_beats_the_hpa_on_the_demo() {
     let (trace, spec) = demo();
-    let outcome = backtest::run_all(&trace, &setup(&trace), &spec, &ModelConfig::default());
-    let get = |n: &str| {
-        outcome
-            .scores
-            .iter()
-            .find(|s| s.strategy == n)
-            .unwrap()
-            .clone()
-    };
+    let outcome = backtest::run_all(
+        &trace,
+        &Setup::for_trace(&trace),
+        &spec,
+        &ModelConfig::default(),
+    )
+    .unwrap();
+    let get = |n: &str| outcome.score(n).unwrap().clone();
     let (p, h, o) = (get("prescaler"), get("hpa80"), get("oracle"));
     assert!(p.violation_minutes < h.violation_minutes, "{p:?} vs {h:?}");
     assert!(p.cost < h.cost, "{p:?} vs {h:?}");
+    assert!(
+        outcome.comparison.saving_at_equal_violations > 0.0,
+        "{:?}",
+        outcome.comparison
+    );
     assert_eq!(o.violation_minutes, 0, "the oracle is the physical limit");
     assert!(p.cost >= o.cost);
 }
@@ -98,12 +117,20 @@ fn prescaler_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_prescaler"))
 }
 
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn command_writes_table_json_csv_and_svg() {
-    let dir = std::env::temp_dir().join(format!("prescaler-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (csv, svg) = (dir.join("run.csv"), dir.join("run.svg"));
-    let out = prescaler_cmd()
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, svg) = (dir.path().join("run.csv"), dir.path().join("run.svg"));
+    let (ok, stdout, stderr) = run(prescaler_cmd()
         .args(["backtest", "--trace"])
         .arg(repo("examples/demo-trace.csv"))
         .arg("--spec")
@@ -112,15 +139,9 @@ fn command_writes_table_json_csv_and_svg() {
         .arg(&csv)
         .arg("--svg")
         .arg(&svg)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg("--json"));
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let names: Vec<&str> = json["scores"]
         .as_array()
         .unwrap()
@@ -128,6 +149,24 @@ fn command_writes_table_json_csv_and_svg() {
         .map(|s| s["strategy"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["prescaler", "hpa100", "hpa80", "oracle"]);
+    // One key style: camelCase, as Kubernetes writes.
+    fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    keys(&json, &mut all);
+    assert!(all.iter().all(|k| !k.contains('_')), "{all:?}");
+    assert!(json["comparison"]["savingAtEqualViolations"].is_number());
+    assert_eq!(json["frontier"]["sweep"].as_array().unwrap().len(), 31);
 
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
@@ -142,42 +181,52 @@ fn command_writes_table_json_csv_and_svg() {
         "hpa100_desired",
         "oracle_desired",
         "forecast",
+        "scored",
     ] {
         assert!(header.contains(&col), "missing column {col}: {header:?}");
     }
-    assert_eq!(lines.count(), 21 * 1440, "one row a minute");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 21 * 1440, "one row a minute");
+    let scored = header.iter().position(|c| *c == "scored").unwrap();
+    let scored_at = |row: &str| row.split(',').nth(scored).unwrap().to_string();
+    assert_eq!(
+        scored_at(rows[13 * 1440]),
+        "0",
+        "a history-only day is not scored"
+    );
+    assert_eq!(scored_at(rows[15 * 1440]), "1");
 
     let chart = std::fs::read_to_string(&svg).unwrap();
+    for part in [
+        "<svg",
+        "prescaler ready",
+        "prescaler desired",
+        "Europe/Berlin",
+        "peak window open",
+        "<polyline",
+    ] {
+        assert!(chart.contains(part), "the chart lacks {part:?}");
+    }
     assert!(
-        chart.starts_with("<svg")
-            && chart.contains("prescaler ready")
-            && chart.contains("<polyline"),
-        "not a chart"
+        stderr.contains("wrote") && stderr.contains("run.svg"),
+        "{stderr}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn flags_override_the_spec_and_the_table_reads() {
-    let out = prescaler_cmd()
+    let (ok, table, stderr) = run(prescaler_cmd()
         .args(["backtest", "--trace"])
         .arg(repo("examples/demo-trace.csv"))
         .args([
-            "--capacity",
+            "--target-per-replica",
             "50",
             "--max",
             "30",
             "--eval-start",
             "2026-02-20T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+        ]));
+    assert!(ok, "{stderr}");
     assert!(table.contains("scored from 2026-02-20 00:00"), "{table}");
     for row in [
         "prescaler",
@@ -186,6 +235,7 @@ fn flags_override_the_spec_and_the_table_reads() {
         "oracle",
         "violation%",
         "cost/oracle",
+        "however it is tuned",
     ] {
         assert!(table.contains(row), "{table}");
     }
@@ -193,37 +243,116 @@ fn flags_override_the_spec_and_the_table_reads() {
 
 #[test]
 fn bad_input_gets_a_clear_error() {
-    let out = prescaler_cmd()
-        .args(["backtest", "--trace", "/nonexistent.csv", "--capacity", "5"])
-        .output()
+    let fails_with = |cmd: &mut Command, words: &[&str]| {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for w in words {
+            assert!(err.contains(w), "{w:?} not in {err}");
+        }
+    };
+    fails_with(
+        prescaler_cmd().args([
+            "backtest",
+            "--trace",
+            "/nonexistent.csv",
+            "--target-per-replica",
+            "5",
+        ]),
+        &["/nonexistent.csv"],
+    );
+    fails_with(
+        prescaler_cmd()
+            .args(["backtest", "--trace"])
+            .arg(repo("examples/demo-trace.csv")),
+        &["--target-per-replica"],
+    );
+    fails_with(
+        prescaler_cmd()
+            .args(["backtest", "--trace"])
+            .arg(repo("examples/demo-trace.csv"))
+            .args(["--target-per-replica", "5", "--lead-time", "6 minutes"]),
+        &["--lead-time", "not a duration"],
+    );
+    // A trace too short to score says how much history is needed.
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.csv");
+    let demo = std::fs::read_to_string(repo("examples/demo-trace.csv")).unwrap();
+    let three_days: Vec<&str> = demo.lines().take(1 + 3 * 1440).collect();
+    std::fs::write(&short, three_days.join("\n")).unwrap();
+    fails_with(
+        prescaler_cmd()
+            .args(["backtest", "--target-per-replica", "25", "--trace"])
+            .arg(&short),
+        &["nothing to score", "--eval-start", "14 days"],
+    );
+    // A misspelled field is refused with its path, not silently ignored.
+    let manifest = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(&typo, manifest.replace("  peakWindows:", "  peakWindow:")).unwrap();
+    fails_with(
+        prescaler_cmd()
+            .args(["backtest", "--trace"])
+            .arg(repo("examples/demo-trace.csv"))
+            .arg("--spec")
+            .arg(&typo),
+        &["spec.peakWindow", "unknown field"],
+    );
+}
+
+#[test]
+fn what_the_backtest_cannot_honour_is_named() {
+    let manifest = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forecast-only.yaml");
+    std::fs::write(
+        &path,
+        manifest.replace("mode: Auto ", "mode: ForecastOnly "),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(prescaler_cmd()
+        .args(["backtest", "--trace"])
+        .arg(repo("examples/demo-trace.csv"))
+        .arg("--spec")
+        .arg(&path));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: spec.mode is ForecastOnly"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let mut child = prescaler_cmd()
+        .args([
+            "backtest",
+            "--json",
+            "--target-per-replica",
+            "25",
+            "--trace",
+        ])
+        .arg(repo("examples/demo-trace.csv"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Read nothing: close the pipe at once, as `| head -c 0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent.csv"), "{err}");
-
-    let out = prescaler_cmd()
-        .args(["backtest", "--trace"])
-        .arg(repo("examples/demo-trace.csv"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--capacity"));
-
-    let out = prescaler_cmd()
-        .args(["backtest", "--trace"])
-        .arg(repo("examples/demo-trace.csv"))
-        .args(["--capacity", "5", "--lead-time", "6 minutes"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.forecast.leadTime"));
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn bundled_demo_trace_is_what_the_generator_makes() {
     let committed = std::fs::read_to_string(repo("examples/demo-trace.csv")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescaler-bench"))
+        .arg("demo-trace")
+        .output()
+        .unwrap();
     assert!(
-        committed == prescaler::demo::trace_csv(7, 21),
-        "examples/demo-trace.csv is stale: run `cargo run -- demo-trace > examples/demo-trace.csv`"
+        committed.as_bytes() == out.stdout,
+        "examples/demo-trace.csv is stale: run `cargo run --bin prescaler-bench -- demo-trace > examples/demo-trace.csv`"
     );
 }

@@ -1,7 +1,7 @@
 //! The CRD: `crds/` matches the Rust types, the schema refuses what it can, the examples are valid.
 
 use kube::CustomResourceExt;
-use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
+use prescaler::api::{Limits, PredictiveScaler, PredictiveScalerSpec};
 use serde::Deserialize;
 
 fn generated() -> String {
@@ -17,7 +17,7 @@ fn crds_folder_matches_the_code() {
     .unwrap();
     assert!(
         committed == generated(),
-        "crds/predictivescaler.yaml is stale: run `cargo run -- crd > crds/predictivescaler.yaml`"
+        "crds/predictivescaler.yaml is stale: run `cargo run -- crd > crds/predictivescaler.yaml` (and copy it to charts/prescaler/crds/)"
     );
 }
 
@@ -60,14 +60,20 @@ fn the_schema_bounds_numbers_enums_and_durations() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(modes, ["Auto", "ForecastOnly", "Off"]);
-    let pattern = p["forecast"]["properties"]["leadTime"]["pattern"]
-        .as_str()
-        .unwrap();
-    assert_eq!(pattern, "^([0-9]+(ms|s|m|h|d|w))+$");
-    assert_eq!(
-        p["peakWindows"]["items"]["properties"]["duration"]["pattern"],
-        pattern
+    let duration = &p["forecast"]["properties"]["leadTime"];
+    assert!(
+        duration["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^([0-9]+y)?")
     );
+    assert!(duration["maxLength"].as_u64().is_some());
+    for d in [
+        &p["forecast"]["properties"]["history"],
+        &p["peakWindows"]["items"]["properties"]["duration"],
+    ] {
+        assert_eq!(d["pattern"], duration["pattern"]);
+    }
     assert_eq!(
         p["forecast"]["properties"]["targetQuantile"]["minimum"],
         50.0
@@ -75,6 +81,33 @@ fn the_schema_bounds_numbers_enums_and_durations() {
     assert_eq!(
         p["forecast"]["properties"]["targetQuantile"]["maximum"],
         100.0
+    );
+}
+
+/// The schema carries the same bounds as `validate()`, so the API server refuses what the
+/// operator would.
+#[test]
+fn the_schema_and_validation_share_their_limits() {
+    let s = schema();
+    let p = &s["properties"];
+    let window = &p["peakWindows"]["items"]["properties"];
+    let max = Limits::MAX_REPLICAS as f64;
+    assert_eq!(p["maxReplicas"]["maximum"], max);
+    assert_eq!(p["minReplicas"]["maximum"], max);
+    assert_eq!(window["minReplicas"]["maximum"], max);
+    assert_eq!(
+        p["metric"]["properties"]["query"]["maxLength"],
+        Limits::MAX_QUERY_LENGTH
+    );
+    assert_eq!(p["peakWindows"]["maxItems"], Limits::MAX_PEAK_WINDOWS);
+    assert_eq!(window["schedule"]["maxLength"], Limits::MAX_SCHEDULE_LENGTH);
+    assert_eq!(
+        window["timeZone"]["maxLength"],
+        Limits::MAX_TIME_ZONE_LENGTH
+    );
+    assert_eq!(
+        p["behavior"]["properties"]["scaleUp"]["properties"]["policies"]["maxItems"],
+        Limits::MAX_POLICIES
     );
 }
 
@@ -177,13 +210,25 @@ fn semantic_errors_name_the_field() {
         s.validate().unwrap_err().to_string()
     };
     assert!(err(&|s| s.forecast.lead_time = "soon".into()).contains("spec.forecast.leadTime"));
-    assert!(err(&|s| s.min_replicas = 100).contains("spec.maxReplicas"));
+    assert!(err(&|s| s.min_replicas = 100).contains("spec.minReplicas"));
     assert!(
         err(&|s| s.peak_windows[0].time_zone = "Europe/Atlantis".into())
             .contains("spec.peakWindows[0].timeZone")
     );
     assert!(err(&|s| s.metric.target_per_replica = 0.0).contains("spec.metric.targetPerReplica"));
     assert!(err(&|s| s.forecast.seasonality.clear()).contains("spec.forecast.seasonality"));
+    // Values a pattern lets through but that would overflow a date or a buffer.
+    assert!(err(&|s| s.forecast.history = "20000000w".into()).contains("spec.forecast.history"));
+    assert!(err(&|s| s.forecast.history = "100000w".into()).contains("between 1h and 5w"));
+    assert!(
+        err(&|s| s.peak_windows[0].duration = "14000000w".into())
+            .contains("spec.peakWindows[0].duration")
+    );
+    let nested = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(err(&|s| s.metric.query = nested.clone()).contains("spec.metric.query"));
+    let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+    assert!(err(&|s| s.metric.query = deep.clone()).contains("nests brackets 40 deep"));
+    assert!(err(&|s| s.max_replicas = 2_000_000).contains("spec.maxReplicas"));
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! `plan::decide`: each term winning, the bounds, the behaviour rules, and the failure hold.
+//! The planner's decisions: each term winning, the bounds, the behaviour rules, and the
+//! failure hold.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use prescaler::api::{PolicyType, PredictiveScalerSpec, ScalingPolicy, ValidatedSpec};
-use prescaler::backtest::default_spec;
-use prescaler::forecast::{History, ModelConfig, Predictor};
-use prescaler::plan::{Decision, Memory, Observations, Reason, decide};
+use prescaler::planning::forecast::{History, ModelConfig, Predictor};
+use prescaler::planning::plan::{Decision, Reason};
+use prescaler::planning::planner::Planner;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
@@ -21,44 +22,34 @@ fn daily_step(t: DateTime<Utc>) -> f64 {
 }
 
 fn spec(edit: impl FnOnce(&mut PredictiveScalerSpec)) -> ValidatedSpec {
-    let mut s = default_spec(100.0);
-    s.max_replicas = 100;
+    let mut s = PredictiveScalerSpec::new(100.0, 100);
     edit(&mut s);
     s.validate().expect("valid spec")
 }
 
-/// Replays `load` minute by minute from `t0()` up to `until`, acting on every decision as the
-/// backtest does, and returns the last decision with the memory that led to it.
+/// Replays `load` minute by minute from `t0()` up to `until` through a planner, acting on every
+/// decision as the backtest does (the metric one minute behind the load), and returns the last
+/// decision with the planner and the replica count it left.
 fn replay(
     spec: &ValidatedSpec,
     load: impl Fn(DateTime<Utc>) -> f64,
     until: DateTime<Utc>,
-) -> (Decision, Memory, u32) {
+) -> (Decision, Planner, u32) {
     let minutes = (until - t0()).num_minutes() as usize;
-    let values: Vec<f64> = (0..=minutes)
+    let values: Vec<f64> = (0..minutes)
         .map(|m| load(t0() + Duration::minutes(m as i64)))
         .collect();
-    let history = History::new(t0(), Duration::minutes(1), values);
-    let model = ModelConfig::default();
-    let mut memory = Memory::default();
+    // What Prometheus returns at minute m is the load of minute m - 1.
+    let history = History::new(t0() + Duration::minutes(1), Duration::minutes(1), values);
+    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
     let mut current = 10;
     let mut last = None;
     for m in 1..=minutes {
-        let now = t0() + Duration::minutes(m as i64);
-        let d = decide(
-            spec,
-            &model,
-            Observations {
-                load: Some(history.view(m - 1)),
-                current_replicas: current,
-            },
-            &mut memory,
-            now,
-        );
+        let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
         current = d.desired_replicas;
         last = Some(d);
     }
-    (last.expect("at least one decision"), memory, current)
+    (last.expect("at least one decision"), planner, current)
 }
 
 #[test]
@@ -168,12 +159,18 @@ fn scale_down_waits_for_the_stabilization_window_then_follows_the_rate_limit() {
 }
 
 #[test]
-fn scale_up_is_immediate_by_default_and_limited_when_asked() {
+fn scale_up_is_limited_as_the_hpa_by_default_and_as_asked() {
     let jump_at = t0() + Duration::minutes(60);
     let load = |t: DateTime<Utc>| if t >= jump_at { 5000.0 } else { 1000.0 };
-    let fast = spec(|_| {});
-    let (_, _, current) = replay(&fast, load, jump_at + Duration::minutes(2));
+    // By default as the HPA: at most max(+4 pods, +100 %) per 15 s, so doubling per decision.
+    let default = spec(|_| {});
+    let (_, _, before) = replay(&default, load, jump_at);
+    let (d, _, after_one) = replay(&default, load, jump_at + Duration::minutes(1));
+    assert_eq!(after_one, (before * 2).max(before + 4), "{d:?}");
+    assert_eq!(d.reason, Reason::RateLimited);
+    let (_, _, current) = replay(&default, load, jump_at + Duration::minutes(3));
     assert!(current >= 50, "{current}");
+
     let slow = spec(|s| {
         s.behavior.scale_up.policies = vec![ScalingPolicy {
             type_: PolicyType::Pods,
@@ -189,37 +186,41 @@ fn scale_up_is_immediate_by_default_and_limited_when_asked() {
 }
 
 #[test]
+fn one_absurd_sample_moves_the_count_by_at_most_the_rate_limit() {
+    // A single sample of 1e12 (a broken exporter) among steady load.
+    let s = spec(|s| s.max_replicas = 40);
+    let spike_at = t0() + Duration::days(2);
+    let load = |t: DateTime<Utc>| if t == spike_at { 1e12 } else { 1000.0 };
+    let (_, _, before) = replay(&s, load, spike_at + Duration::minutes(1));
+    let (d, _, after) = replay(&s, load, spike_at + Duration::minutes(2));
+    assert!(
+        after <= (before * 2).max(before + 4),
+        "{before} → {after}: {d:?}"
+    );
+    // A negative sample is not load: nothing is scaled down for it.
+    let dip = |t: DateTime<Utc>| if t == spike_at { -5e6 } else { 1000.0 };
+    let (_, _, before) = replay(&s, dip, spike_at + Duration::minutes(1));
+    let (_, _, after) = replay(&s, dip, spike_at + Duration::minutes(2));
+    assert!(after >= before, "{before} → {after}");
+}
+
+#[test]
 fn missing_metrics_never_scale_down() {
     let s = spec(|_| {});
     let now = t0() + Duration::days(3);
-    let (_, mut memory, current) = replay(&s, daily_step, now);
+    let (_, mut planner, current) = replay(&s, daily_step, now);
     // The source fails: no load at all. The current count is held, and said so.
-    let d = decide(
-        &s,
-        &ModelConfig::default(),
-        Observations {
-            load: None,
-            current_replicas: current,
-        },
-        &mut memory,
-        now + Duration::minutes(1),
-    );
+    let d = planner.decide(None, current, now + Duration::minutes(1));
     assert_eq!(d.reason, Reason::Hold);
     assert!(!d.metrics_available);
     assert!(d.desired_replicas >= current);
     // Stale data (the last sample 20 minutes old) is no better than none.
-    let values = vec![10.0; 100];
-    let history = History::new(now - Duration::minutes(120), Duration::minutes(1), values);
-    let d = decide(
-        &s,
-        &ModelConfig::default(),
-        Observations {
-            load: Some(history.view(99)),
-            current_replicas: 37,
-        },
-        &mut Memory::default(),
-        now,
+    let history = History::new(
+        now - Duration::minutes(120),
+        Duration::minutes(1),
+        vec![10.0; 100],
     );
+    let d = Planner::new(s.clone(), ModelConfig::default()).decide(Some(&history), 37, now);
     assert_eq!((d.desired_replicas, d.reason), (37, Reason::Hold));
 }
 

@@ -9,9 +9,11 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Timelike, Utc};
 use http::Method;
-use prescaler::controller::{self, Context, Settings};
-use prescaler::source::{Prometheus, PrometheusConfig};
-use prescaler::telemetry::Metrics;
+use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::operator::controller::Settings;
+use prescaler::operator::telemetry::Health;
+use prescaler::operator::telemetry::Metrics;
+use prescaler::operator::{self, Caches};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::prometheus::{METRIC, TestPrometheus, samples};
@@ -96,6 +98,18 @@ struct Operator {
     metrics: Arc<Metrics>,
 }
 
+impl Operator {
+    /// Reconciles finished so far, from the operator's own metrics.
+    fn reconciles(&self) -> u64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix("prescaler_reconcile_duration_seconds_count "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         self.task.abort();
@@ -103,6 +117,10 @@ impl Drop for Operator {
 }
 
 fn start_operator(api: &FakeApi, prometheus_url: &str) -> Operator {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
     let mut cfg = PrometheusConfig::new(prometheus_url);
     cfg.timeout = StdDuration::from_secs(2);
     let prometheus = Prometheus::new(&cfg).unwrap();
@@ -111,14 +129,16 @@ fn start_operator(api: &FakeApi, prometheus_url: &str) -> Operator {
         sync_period: StdDuration::from_secs(1),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        api.client(),
-        prometheus,
-        metrics.clone(),
-        settings,
-    ));
     Operator {
-        task: tokio::spawn(controller::run(ctx)),
+        task: tokio::spawn(operator::run_controller(
+            api.client(),
+            prometheus,
+            metrics.clone(),
+            Arc::new(Health::default()),
+            settings,
+            None,
+            Caches::new(),
+        )),
         metrics,
     }
 }
@@ -320,7 +340,7 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
     api.put(scaler("web", "spiky", json!({})));
     // The HPA controller writes the HPA's status between prescaler's read and its write.
     api.fail_next(Method::PATCH, "/horizontalpodautoscalers/web", 409, 1);
-    let _op = start_operator(&api, &prom.url());
+    let op = start_operator(&api, &prom.url());
 
     let hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
     eventually(30, "the HPA's floor is raised", || {
@@ -343,7 +363,7 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
     );
     // HPAs come from one watch, not a list per reconcile.
     tokio::time::sleep(StdDuration::from_secs(3)).await;
-    let reconciles = api.writes_to("/predictivescalers/web/status");
+    let reconciles = op.reconciles();
     let hpa_reads = api
         .requests()
         .iter()
@@ -354,11 +374,7 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
         "{reconciles} reconciles, {hpa_reads} HPA lists/watches"
     );
     expect_condition(&api, "web", "Ready", "True", "FloorOnHPA").unwrap();
-    assert!(
-        events(&api, "web")
-            .iter()
-            .any(|(_, r, _)| r == "FloorRaised")
-    );
+    assert!(events(&api, "web").iter().any(|(_, r, _)| r == "FloorSet"));
 
     api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web");
     eventually(
@@ -408,13 +424,12 @@ async fn a_restarted_operator_makes_the_same_decision() {
     let before = status(&api, "restart");
     drop(first);
     // A new process: no memory but what is in the cluster and Prometheus.
-    let writes = api.writes_to("/predictivescalers/restart/status");
-    let _second = start_operator(&api, &prom.url());
+    let second = start_operator(&api, &prom.url());
     eventually(30, "the restarted operator decides", || {
-        if api.writes_to("/predictivescalers/restart/status") > writes + 1 {
+        if second.reconciles() >= 2 {
             Ok(())
         } else {
-            Err("no status yet".into())
+            Err("not reconciled yet".into())
         }
     })
     .await;
@@ -637,8 +652,8 @@ async fn backtest_replays_a_scaler_from_prometheus() {
                 NS,
                 "--scaler",
                 "checkout",
-                "--days",
-                "8",
+                "--range",
+                "8d",
             ])
             .args(["--eval-start", &eval_start])
             .env("KUBECONFIG", kubeconfig)

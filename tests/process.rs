@@ -1,24 +1,24 @@
 //! The operator process's parts around the controller: Lease leader election (against the fake
-//! API) and the telemetry endpoints.
+//! API, with client-go's semantics under faults) and the telemetry endpoints.
 
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use prescaler::leader::{self, LeaseSettings};
-use prescaler::telemetry::{self, Health, Metrics, ScalerLabels};
+use http::Method;
+use prescaler::operator::leader::{Leadership, LeaseSettings};
+use prescaler::operator::telemetry::{self, Health, Metrics, Probes, ScalerLabels};
+use serde_json::json;
 use support::fake_api::FakeApi;
 
-fn candidate(identity: &str) -> LeaseSettings {
-    LeaseSettings {
-        name: "prescaler".into(),
-        namespace: "ops".into(),
-        identity: identity.into(),
-        duration: Duration::from_secs(2),
-        retry: Duration::from_millis(300),
-    }
+/// client-go's 15 s / 10 s / 2 s, scaled down to keep the tests short.
+fn candidate(api: &FakeApi, identity: &str) -> Arc<Leadership> {
+    let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
+    s.lease_duration = Duration::from_millis(1500);
+    s.renew_deadline = Duration::from_millis(1000);
+    s.retry = Duration::from_millis(200);
+    Arc::new(Leadership::new(api.client(), s))
 }
 
 fn holder(api: &FakeApi) -> Option<String> {
@@ -29,28 +29,29 @@ fn holder(api: &FakeApi) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_at_a_time_and_a_standby_takes_over() {
     let api = FakeApi::new();
-    let client = api.client();
-    leader::acquire(&client, &candidate("a")).await;
+    let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
+    a.acquire().await;
     assert_eq!(holder(&api).as_deref(), Some("a"));
+    assert!(a.may_write());
 
     // a renews; b waits.
-    let a = {
-        let client = client.clone();
-        tokio::spawn(async move { leader::hold(&client, &candidate("a")).await })
-    };
-    let b = {
-        let client = client.clone();
-        tokio::spawn(async move { leader::acquire(&client, &candidate("b")).await })
-    };
+    let a_holds = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold().await }
+    });
+    let b_acquires = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire().await }
+    });
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!b.is_finished(), "b must not lead while a renews");
+    assert!(!b_acquires.is_finished(), "b must not lead while a renews");
     assert_eq!(holder(&api).as_deref(), Some("a"));
 
-    // a dies: once its Lease has expired, b leads.
-    a.abort();
-    tokio::time::timeout(Duration::from_secs(10), b)
+    // a dies: once its Lease has gone unchanged for the lease duration, b leads.
+    a_holds.abort();
+    tokio::time::timeout(Duration::from_secs(5), b_acquires)
         .await
-        .expect("b takes over within the lease duration")
+        .expect("b takes over")
         .unwrap();
     let lease = api
         .get("coordination.k8s.io/v1", "Lease", "ops", "prescaler")
@@ -58,17 +59,123 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
 
-    // a comes back: it stands by, and `hold` would tell it it lost.
-    let lost = tokio::time::timeout(
-        Duration::from_secs(5),
-        leader::hold(&client, &candidate("a")),
-    )
-    .await;
+    // a comes back: `hold` tells it that it lost.
+    let lost = tokio::time::timeout(Duration::from_secs(5), a.hold()).await;
     assert!(
         lost.is_ok(),
         "a former leader learns that another holds the Lease"
     );
+    assert!(!a.may_write());
     assert_eq!(holder(&api).as_deref(), Some("b"));
+}
+
+/// A renewal the API server never answers: the leader stops writing at its renew deadline,
+/// before a standby can take over (the lease duration after it last saw a change), so the two
+/// never may write at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_renewal_stops_the_leader_before_a_standby_starts() {
+    let api = FakeApi::new();
+    let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
+    a.acquire().await;
+    let a_holds = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold().await }
+    });
+    let b_acquires = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire().await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    api.hang_next(Method::PUT, "/leases/prescaler", 1_000);
+    let started = tokio::time::Instant::now();
+    let mut a_stopped_at = None;
+    let mut overlap = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        let (a_writes, b_writes) = (a.may_write(), b.may_write());
+        if a_writes && b_writes {
+            overlap += 1;
+        }
+        if !a_writes && a_stopped_at.is_none() {
+            a_stopped_at = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(overlap, 0, "both replicas could write at once");
+    let stopped = a_stopped_at.expect("the leader stops writing");
+    assert!(
+        stopped <= Duration::from_millis(1100),
+        "stopped after {stopped:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), a_holds)
+            .await
+            .is_ok(),
+        "hold returns: the process then exits and restarts as a standby"
+    );
+    b_acquires.abort();
+}
+
+/// The holder's clock runs an hour behind: its `renewTime` looks an hour old to a standby. The
+/// standby judges expiry by when it saw the Lease change, so it waits while the holder renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_does_not_hand_the_lease_over() {
+    let api = FakeApi::new();
+    let skewed = |n: i64| {
+        let t = (chrono::Utc::now() - chrono::Duration::hours(1) + chrono::Duration::seconds(n))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": "prescaler", "namespace": "ops" },
+            "spec": { "holderIdentity": "a", "leaseDurationSeconds": 1,
+                      "acquireTime": t, "renewTime": t, "leaseTransitions": 0 },
+        })
+    };
+    api.put(skewed(0));
+    let b = candidate(&api, "b");
+    let b_acquires = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire().await }
+    });
+    // "a" renews every 200 ms with its skewed clock.
+    for n in 1..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        api.put(skewed(n));
+        assert!(
+            !b_acquires.is_finished(),
+            "b took over a Lease that was being renewed"
+        );
+    }
+    // "a" stops renewing: b takes over a lease duration later.
+    tokio::time::timeout(Duration::from_secs(5), b_acquires)
+        .await
+        .expect("b takes over once the Lease stops changing")
+        .unwrap();
+    assert_eq!(holder(&api).as_deref(), Some("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_lease_is_taken_over_at_once() {
+    let api = FakeApi::new();
+    let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
+    a.acquire().await;
+    // b has seen a's Lease before a releases it.
+    let b_acquires = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.release().await;
+    assert!(!a.may_write());
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), b_acquires)
+        .await
+        .expect("b takes over")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "within a retry of the release, not a lease duration: {:?}",
+        started.elapsed()
+    );
 }
 
 async fn get(port: u16, path: &str) -> (u16, String) {
@@ -92,6 +199,7 @@ async fn get(port: u16, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness_are_served() {
+    let api = FakeApi::new();
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -102,11 +210,20 @@ async fn metrics_health_and_readiness_are_served() {
     };
     metrics.desired_replicas.get_or_create(&labels).set(12);
     metrics.forecast_load.get_or_create(&labels).set(950.5);
+    let lease = candidate(&api, "a");
+    let idle = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(telemetry::serve(
         listener,
         metrics.clone(),
         health.clone(),
-        Duration::from_secs(60),
+        Probes {
+            stall_after: Duration::from_secs(2),
+            lease: Some(lease.clone()),
+            idle: {
+                let idle = idle.clone();
+                Arc::new(move || idle.load(std::sync::atomic::Ordering::Relaxed))
+            },
+        },
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -120,26 +237,49 @@ async fn metrics_health_and_readiness_are_served() {
         body.contains("prescaler_forecast_load{namespace=\"shop\",name=\"checkout\"} 950.5"),
         "{body}"
     );
-    assert!(
-        body.contains("# HELP prescaler_reconcile_duration_seconds"),
-        "{body}"
-    );
 
     assert_eq!(
         get(port, "/readyz").await.0,
         503,
         "not ready before the client works"
     );
-    health.ready.store(true, Ordering::Relaxed);
-    assert_eq!(get(port, "/readyz").await.0, 200);
+    health.set_started();
+    let (code, body) = get(port, "/readyz").await;
+    assert!(code == 200 && body.ends_with("standby"), "{body}");
+    assert_eq!(get(port, "/healthz").await.0, 200, "a standby is healthy");
 
-    assert_eq!(
-        get(port, "/healthz").await.0,
-        503,
-        "no heartbeat yet: stalled"
+    lease.acquire().await;
+    health.set_leading();
+    let (code, body) = get(port, "/readyz").await;
+    assert!(
+        code == 503 && body.contains("waiting"),
+        "leading, stores not synced: {body}"
     );
-    health.beat();
+    health.set_hpas_synced();
+    assert_eq!(get(port, "/readyz").await.0, 200);
     assert_eq!(get(port, "/healthz").await.0, 200);
+
+    // No reconcile finishes while there are scalers: stalled.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (code, body) = get(port, "/healthz").await;
+    assert!(code == 503, "{body}");
+    // (The Lease went unrenewed meanwhile too; which problem is named first does not matter.)
+    lease.acquire().await;
+    health.progress();
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    // Nothing to reconcile is not a stall.
+    idle.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    lease.acquire().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    lease.acquire().await;
+    assert_eq!(get(port, "/healthz").await.0, 200);
+
+    // A leader whose Lease is not renewed is unhealthy, whatever the reconciles do.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    health.progress();
+    let (code, body) = get(port, "/healthz").await;
+    assert!(code == 503 && body.contains("Lease"), "{body}");
 
     metrics.remove(&labels);
     let (_, body) = get(port, "/metrics").await;

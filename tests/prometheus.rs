@@ -3,7 +3,8 @@
 mod support;
 
 use chrono::{Duration, DurationRound, Utc};
-use prescaler::source::{HistoryCache, Prometheus, PrometheusConfig};
+use prescaler::adapters::history::HistoryCache;
+use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
 use support::prometheus::{METRIC, TestPrometheus, samples};
 
 fn load(t: chrono::DateTime<Utc>) -> f64 {
@@ -116,7 +117,7 @@ async fn history_is_read_in_chunks_then_incrementally() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instant_values_and_failures_are_explained() {
+async fn bad_values_and_failures_are_explained() {
     let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
     let prom = TestPrometheus::start(&[(
         "checkout",
@@ -131,31 +132,53 @@ async fn instant_values_and_failures_are_explained() {
     prom.set_live("search", Some(8.0));
     prom.wait_for_live("search", 8.0);
     let client = Prometheus::new(&PrometheusConfig::new(prom.url())).unwrap();
-    // Just after the scrape: an evaluation at a whole second before it would not see it yet.
-    let at = Utc::now() + Duration::seconds(2);
+    // Past this second: the series of "search" exists only since its first scrape, and the
+    // last evaluation must come after it.
+    let (from, to) = (now - Duration::hours(1), Utc::now() + Duration::minutes(1));
+    let range = |q: String| {
+        let client = &client;
+        async move { client.range(&q, from, to, Duration::minutes(1)).await }
+    };
 
-    let total = client.instant(&format!("sum({METRIC})"), at).await.unwrap();
-    assert_eq!(total, Some(50.0));
-    let nothing = client
-        .instant(&format!("sum({METRIC}{{service=\"none\"}})"), at)
+    let nothing = range(format!("sum({METRIC}{{service=\"none\"}})"))
         .await
         .unwrap();
-    assert_eq!(nothing, None, "no series is no measurement, not zero");
-
-    let several = client.instant(METRIC, at).await.unwrap_err().to_string();
+    assert!(nothing.is_empty(), "no series is no measurement, not zero");
+    let several = range(METRIC.to_string()).await.unwrap_err().to_string();
     assert!(
         several.contains("returned 2 series") && several.contains("sum("),
         "{several}"
     );
-    let nan = client.instant("0/0", at).await.unwrap_err().to_string();
-    assert!(nan.contains("NaN"), "{nan}");
-    let inf = client.instant("1/0", at).await.unwrap_err().to_string();
-    assert!(inf.contains("inf"), "{inf}");
-    let bad = client.instant("sum(", at).await.unwrap_err().to_string();
+    let bad = range("sum(".into()).await.unwrap_err().to_string();
     assert!(bad.contains("Prometheus refused it"), "{bad}");
 
+    // Not-a-number and negative values are not load: kept as missing, and counted.
+    for query in ["0/0", "-1 * sum(shop_requests_per_second)"] {
+        let mut cache = HistoryCache::new(query, Duration::hours(2));
+        let refresh = cache.refresh(&client, Utc::now()).await.unwrap();
+        assert!(refresh.rejected > 50, "{query}: {refresh:?}");
+        let h = cache.history().unwrap();
+        assert!(h.values().iter().all(|v| v.is_nan()), "{query}");
+    }
+
+    // A query ending in a comment still reads its coarse history.
+    let mut cache = HistoryCache::new(format!("sum({METRIC}) # the shop"), Duration::days(3));
+    cache.refresh(&client, Utc::now()).await.unwrap();
+    assert!(
+        cache
+            .history()
+            .unwrap()
+            .values()
+            .iter()
+            .any(|v| v.is_finite())
+    );
+
     let unreachable = Prometheus::new(&PrometheusConfig::new("http://127.0.0.1:1")).unwrap();
-    let down = unreachable.instant("up", at).await.unwrap_err().to_string();
+    let down = unreachable
+        .range("up", from, to, Duration::minutes(1))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(down.contains("could not be reached"), "{down}");
 }
 
@@ -202,42 +225,58 @@ async fn tls_and_basic_auth_are_used() {
         )],
         Some(&web),
     );
-    let query = format!("max_over_time(sum({METRIC})[1h:1m])");
-    let at = Utc::now();
-
+    let query = format!("sum({METRIC})");
+    async fn read_from(
+        client: &Prometheus,
+        query: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> prescaler::Result<Vec<(chrono::DateTime<Utc>, f64)>> {
+        client
+            .range(
+                query,
+                now - Duration::hours(1),
+                now - Duration::minutes(3),
+                Duration::minutes(1),
+            )
+            .await
+    }
+    let read = |client| read_from(client, &query, now);
+    let password = prom.dir().join("password");
+    std::fs::write(&password, "scale-ahead\n").unwrap();
     let mut cfg = PrometheusConfig::new(prom.url());
     cfg.ca_file = Some(prom.dir().join("ca.crt"));
-    cfg.basic_auth = Some(("prescaler".into(), "scale-ahead".into()));
-    let value = Prometheus::new(&cfg)
-        .unwrap()
-        .instant(&query, at)
-        .await
-        .unwrap();
-    assert!(value.is_some_and(|v| v > 100.0), "{value:?}");
+    cfg.basic_auth = Some(("prescaler".into(), password.clone()));
+    let client = Prometheus::new(&cfg).unwrap();
+    let values = read(&client).await.unwrap();
+    assert!(
+        values.len() > 50 && values.iter().all(|(_, v)| *v >= 100.0),
+        "{values:?}"
+    );
 
-    let mut wrong = cfg.clone();
-    wrong.basic_auth = Some(("prescaler".into(), "guess".into()));
-    let refused = failure(&wrong, &query, at).await;
+    // The password file is read again when it changes: a rotated secret takes effect without a
+    // restart (and a wrong one is refused).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&password, "guess\n").unwrap();
+    let refused = read(&client).await.unwrap_err().to_string();
     assert!(
         refused.contains("401") || refused.contains("Unauthorized"),
         "{refused}"
     );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&password, "scale-ahead\n").unwrap();
+    assert!(
+        read(&client).await.is_ok(),
+        "the restored secret works again"
+    );
 
     let mut untrusted = cfg.clone();
     untrusted.ca_file = None;
-    let tls = failure(&untrusted, &query, at).await;
+    let tls = read(&Prometheus::new(&untrusted).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         tls.contains("could not be reached") && tls.contains("certificate"),
         "{tls}"
     );
-}
-
-/// The error a query through `cfg` fails with, as the operator would report it.
-async fn failure(cfg: &PrometheusConfig, query: &str, at: chrono::DateTime<Utc>) -> String {
-    Prometheus::new(cfg)
-        .unwrap()
-        .instant(query, at)
-        .await
-        .unwrap_err()
-        .to_string()
 }

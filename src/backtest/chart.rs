@@ -1,36 +1,55 @@
-//! An SVG chart of a backtest: the replicas the demand needs, prescaler's forecast, and the
-//! replicas prescaler and the HPA asked for and had ready, over a chosen span.
+//! An SVG chart of a backtest over a chosen span: the replicas the load needs, prescaler's
+//! forecast, and the replicas prescaler and the HPA at 80 % asked for (dashed) and had ready
+//! (solid). Peak windows and gaps of the trace are shaded; times are in the peak windows' time
+//! zone (else UTC), named on the axis; the legend sits beside the plot, not on it.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use plotters::prelude::*;
 
-use super::{Outcome, ready};
-use crate::trace::Trace;
+use super::Outcome;
+use super::score::ready;
+use super::trace::Trace;
+use crate::api::ValidatedSpec;
+use crate::planning::schedule;
 use crate::{Error, Result};
-
-/// A named, coloured line of (time, replicas) points.
-type Line = (String, RGBColor, Vec<(DateTime<Utc>, f64)>);
 
 /// At most this many points per line: one per bucket, the bucket's maximum, so peaks stay visible.
 const MAX_POINTS: usize = 2000;
+
+struct Line {
+    name: &'static str,
+    color: RGBColor,
+    dashed: bool,
+    points: Vec<(DateTime<Utc>, f64)>,
+}
+
+/// What to draw: minutes `[from, to)` of the trace.
+pub struct Span {
+    pub from: usize,
+    pub to: usize,
+}
 
 pub fn write_svg(
     path: &Path,
     trace: &Trace,
     outcome: &Outcome,
-    capacity: f64,
+    spec: &ValidatedSpec,
     delay: usize,
-    from: usize,
-    to: usize,
+    span: Span,
 ) -> Result<()> {
-    let to = to.min(trace.minutes());
-    let from = from.min(to.saturating_sub(1));
-    let err = |e: String| Error::Io {
-        context: format!("writing chart {}", path.display()),
-        source: std::io::Error::other(e),
+    let to = span.to.min(trace.minutes());
+    let from = span.from.min(to.saturating_sub(1));
+    let err = |e: String| Error::Chart {
+        path: path.display().to_string(),
+        message: e,
     };
+    if to <= from + 1 {
+        return Err(err("the span holds no minutes of the trace".into()));
+    }
+    let time_zone: Tz = spec.peak_windows.first().map_or(Tz::UTC, |w| w.time_zone);
     let bucket = (to - from).div_ceil(MAX_POINTS).max(1);
     let series = |values: &dyn Fn(usize) -> f64| -> Vec<(DateTime<Utc>, f64)> {
         (from..to)
@@ -44,84 +63,182 @@ pub fn write_svg(
             })
             .collect()
     };
-    let demand = series(&|t| trace.demand[t] / capacity);
+    let c = spec.target_per_replica;
+    let mut lines = vec![Line {
+        name: "load / targetPerReplica",
+        color: RGBColor(150, 150, 150),
+        dashed: false,
+        points: series(&|t| trace.demand[t] / c),
+    }];
     let by_name = |name: &str| outcome.runs.iter().find(|r| r.name == name);
-    let mut lines: Vec<Line> = vec![(
-        "load / targetPerReplica".into(),
-        RGBColor(150, 150, 150),
-        demand,
-    )];
     if let Some(run) = by_name("prescaler") {
         if let Some(f) = &run.forecast {
-            lines.push((
-                "forecast with margin / targetPerReplica".into(),
-                RGBColor(255, 160, 0),
-                series(&|t| f[t] / capacity),
-            ));
+            lines.push(Line {
+                name: "forecast with margin / targetPerReplica",
+                color: RGBColor(255, 160, 0),
+                dashed: false,
+                points: series(&|t| f[t] / c),
+            });
         }
         let r = ready(&run.desired, delay);
-        lines.push((
-            "prescaler desired".into(),
-            RGBColor(30, 100, 220),
-            series(&|t| run.desired[t] as f64),
-        ));
-        lines.push((
-            "prescaler ready".into(),
-            RGBColor(0, 170, 80),
-            series(&|t| r[t] as f64),
-        ));
+        lines.push(Line {
+            name: "prescaler ready",
+            color: RGBColor(30, 100, 220),
+            dashed: false,
+            points: series(&|t| r[t] as f64),
+        });
+        lines.push(Line {
+            name: "prescaler desired",
+            color: RGBColor(30, 100, 220),
+            dashed: true,
+            points: series(&|t| run.desired[t] as f64),
+        });
     }
     if let Some(run) = by_name("hpa80") {
         let r = ready(&run.desired, delay);
-        lines.push((
-            "hpa80 ready".into(),
-            RGBColor(220, 40, 40),
-            series(&|t| r[t] as f64),
-        ));
+        lines.push(Line {
+            name: "HPA at 80 % ready",
+            color: RGBColor(220, 40, 40),
+            dashed: false,
+            points: series(&|t| r[t] as f64),
+        });
+        lines.push(Line {
+            name: "HPA at 80 % desired",
+            color: RGBColor(220, 40, 40),
+            dashed: true,
+            points: series(&|t| run.desired[t] as f64),
+        });
     }
     let y_max = lines
         .iter()
-        .flat_map(|(_, _, s)| s.iter().map(|p| p.1))
+        .flat_map(|l| l.points.iter().map(|p| p.1))
         .filter(|v| v.is_finite())
         .fold(1.0, f64::max)
         * 1.1;
 
-    let root = SVGBackend::new(path, (1400, 600)).into_drawing_area();
+    // Runs of minutes to shade: peak windows (open at the minute) and gaps in the trace.
+    let runs_where = |pred: &dyn Fn(usize) -> bool| -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for t in (from..to).step_by(bucket) {
+            match (pred(t), start) {
+                (true, None) => start = Some(t),
+                (false, Some(s)) => {
+                    out.push((s, t));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            out.push((s, to - 1));
+        }
+        out
+    };
+    let peaks = runs_where(&|t| {
+        spec.peak_windows
+            .iter()
+            .any(|w| schedule::is_open(w, trace.time(t)))
+    });
+    let gaps = runs_where(&|t| !trace.observed[t]);
+
+    let root = SVGBackend::new(path, (1500, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot, legend) = root.split_horizontally(1170);
+    let mut chart = ChartBuilder::on(&plot)
         .caption("prescaler backtest: replicas over time", ("sans-serif", 22))
         .margin(12)
-        .x_label_area_size(40)
+        .x_label_area_size(50)
         .y_label_area_size(60)
         .build_cartesian_2d(trace.time(from)..trace.time(to - 1), 0.0..y_max)
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()
         .y_desc("replicas")
+        .x_desc(format!("time ({time_zone})"))
         .x_labels(10)
-        .x_label_formatter(&|t| t.format("%m-%d %H:%M").to_string())
+        .x_label_formatter(&|t| {
+            t.with_timezone(&time_zone)
+                .format("%a %m-%d %H:%M")
+                .to_string()
+        })
         .draw()
         .map_err(|e| err(e.to_string()))?;
-    for (name, color, points) in lines {
-        let style = color.stroke_width(if name.contains("ready") { 2 } else { 1 });
-        chart
-            .draw_series(LineSeries::new(
-                points.into_iter().filter(|p| p.1.is_finite()),
-                style,
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-    }
+    let shade = |runs: &[(usize, usize)], color: RGBAColor| {
+        runs.iter()
+            .map(|&(a, b)| {
+                Rectangle::new(
+                    [(trace.time(a), 0.0), (trace.time(b), y_max)],
+                    color.filled(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
+        .draw_series(shade(&peaks, RGBColor(120, 200, 120).mix(0.18)))
         .map_err(|e| err(e.to_string()))?;
+    chart
+        .draw_series(shade(&gaps, RGBColor(120, 120, 120).mix(0.25)))
+        .map_err(|e| err(e.to_string()))?;
+    for line in &lines {
+        let points = line.points.iter().copied().filter(|p| p.1.is_finite());
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(
+                points,
+                6,
+                4,
+                line.color.stroke_width(1),
+            ))
+        } else {
+            chart.draw_series(LineSeries::new(points, line.color.stroke_width(2)))
+        };
+        drawn.map_err(|e| err(e.to_string()))?;
+    }
+
+    // The legend, beside the plot.
+    let mut y = 60;
+    let mut entry = |label: &str, draw: &dyn Fn(i32) -> Result<()>| -> Result<()> {
+        draw(y)?;
+        legend
+            .draw(&Text::new(
+                label.to_string(),
+                (50, y - 7),
+                ("sans-serif", 14).into_font(),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        y += 26;
+        Ok(())
+    };
+    for line in &lines {
+        let (color, dashed) = (line.color, line.dashed);
+        entry(line.name, &|y| {
+            let style = color.stroke_width(if dashed { 1 } else { 3 });
+            let segments: Vec<(i32, i32)> = if dashed {
+                vec![(10, 16), (22, 28), (34, 40)]
+            } else {
+                vec![(10, 40)]
+            };
+            for (a, b) in segments {
+                legend
+                    .draw(&PathElement::new(vec![(a, y), (b, y)], style))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            Ok(())
+        })?;
+    }
+    for (label, color) in [
+        ("peak window open", RGBColor(120, 200, 120).mix(0.35)),
+        (
+            "gap in the trace (not scored)",
+            RGBColor(120, 120, 120).mix(0.4),
+        ),
+    ] {
+        entry(label, &|y| {
+            legend
+                .draw(&Rectangle::new([(10, y - 6), (40, y + 6)], color.filled()))
+                .map_err(|e| err(e.to_string()))
+        })?;
+    }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

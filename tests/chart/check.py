@@ -237,7 +237,7 @@ class Chart(unittest.TestCase):
         for metric in ("prescaler_load", "prescaler_forecast_load", "prescaler_desired_replicas",
                        "prescaler_current_replicas", "prescaler_forecast_error_percent"):
             self.assertIn(metric, exprs)
-        with open(os.path.join(ROOT, "src", "telemetry.rs")) as f:
+        with open(os.path.join(ROOT, "src", "operator", "telemetry.rs")) as f:
             source = f.read()
         for name in re.findall(r"prescaler_([a-z_]+?)(?:_total|_bucket)?[{\[ )]", exprs):
             self.assertIn(f'"{name}"', source, f"the dashboard uses prescaler_{name}, "

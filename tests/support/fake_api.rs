@@ -1,6 +1,6 @@
 //! A stateful fake of the Kubernetes API server, for what prescaler uses, served to a real
 //! `kube::Client` as a tower `Service` (no network). No kube-apiserver can run on these machines,
-//! and the fake-client crates have neither watch nor `/scale` (see `../shared/TESTING.md`).
+//! and the fake-client crates on crates.io have neither watch nor `/scale`.
 //!
 //! Which real behaviour each part stands for:
 //! - objects live in one store with a cluster-wide `resourceVersion` counter, bumped on every
@@ -11,17 +11,19 @@
 //! - list returns `metadata.resourceVersion`; `watch=true` streams `ADDED`/`MODIFIED`/`DELETED`
 //!   events after the given resourceVersion (replayed from a log, then live), ends after
 //!   `timeoutSeconds` as the real server does, and the watcher re-lists or re-watches;
-//! - merge patches (RFC 7386) and server-side apply patches (treated as merges: prescaler
-//!   applies nothing it shares with another manager) with a `metadata.resourceVersion`
-//!   precondition that fails with 409 Conflict when stale; PUT (replace) checks it too;
+//! - merge patches (RFC 7386) with a `metadata.resourceVersion` precondition that fails with 409
+//!   Conflict when stale; PUT (replace) checks it too; server-side apply of `/status` replaces
+//!   the status (prescaler is its only field manager, so what it stops applying goes, as it does
+//!   on the real API server);
 //! - `/status` writes only `status`; `/scale` of Deployments, StatefulSets and ReplicaSets reads
 //!   and writes `spec.replicas` as an `autoscaling/v1` `Scale`, and any other kind has no
 //!   `/scale` (404);
 //! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
-//! - `fail_next` injects errors (a 409 from a concurrent writer, a 500) for the next matching
-//!   requests, and every request is logged so that a test can assert what was (not) written.
+//! - `fail_next` injects errors for the next matching requests, each with the reason the real
+//!   server gives (409 Conflict from a concurrent writer, 403 Forbidden from RBAC, 429, 500), and
+//!   every request is logged so that a test can assert what was (not) written.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -51,6 +53,7 @@ pub struct Logged {
 struct Fault {
     method: Method,
     path_contains: String,
+    /// 0: never answer (a request lost in a partitioned network).
     code: u16,
     times: usize,
 }
@@ -178,6 +181,12 @@ impl FakeApi {
         });
     }
 
+    /// The next `times` matching requests get no answer at all, as across a network partition
+    /// or from an API server that stopped responding.
+    pub fn hang_next(&self, method: Method, path_contains: &str, times: usize) {
+        self.fail_next(method, path_contains, 0, times);
+    }
+
     /// Every request served so far.
     pub fn requests(&self) -> Vec<Logged> {
         self.store.lock().unwrap().log.clone()
@@ -281,21 +290,35 @@ impl FakeApi {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        {
+        let injected = {
             let mut store = self.store.lock().unwrap();
             store.log.push(Logged {
                 method: method.clone(),
                 path: path.clone(),
             });
-            if let Some(f) = store
+            store
                 .faults
                 .iter_mut()
                 .find(|f| f.method == method && path.contains(&f.path_contains) && f.times > 0)
-            {
-                f.times -= 1;
-                let code = f.code;
-                return status(code, "Injected", "injected by the test");
+                .map(|f| {
+                    f.times -= 1;
+                    f.code
+                })
+        };
+        if let Some(code) = injected {
+            if code == 0 {
+                return std::future::pending().await;
             }
+            // The reason the real API server gives with each code (kube's helpers read it).
+            let reason = match code {
+                403 => "Forbidden",
+                404 => "NotFound",
+                409 => "Conflict",
+                410 => "Expired",
+                429 => "TooManyRequests",
+                _ => "InternalError",
+            };
+            return status(code, reason, "injected by the test");
         }
         let Some(route) = Route::parse(&path) else {
             return status(404, "NotFound", &format!("no route for {path}"));
@@ -322,7 +345,7 @@ impl FakeApi {
             (&Method::GET, Some(_)) => self.read(&route),
             (&Method::POST, None) => self.create(&route, body),
             (&Method::PUT, Some(_)) => self.replace(&route, body),
-            (&Method::PATCH, Some(_)) => self.patch(&route, body),
+            (&Method::PATCH, Some(_)) => self.patch(&route, body, &content_type),
             (&Method::DELETE, Some(name)) => {
                 let mut store = self.store.lock().unwrap();
                 let key = (
@@ -480,7 +503,7 @@ impl FakeApi {
         ok(store.objects[&key].clone())
     }
 
-    fn patch(&self, route: &Route, mut patch: Value) -> Response<Body> {
+    fn patch(&self, route: &Route, mut patch: Value, content_type: &str) -> Response<Body> {
         let mut store = self.store.lock().unwrap();
         let key = route.key();
         let Some(old) = store.objects.get(&key).cloned() else {
@@ -505,6 +528,12 @@ impl FakeApi {
                     p.remove("status");
                 }
                 merge(&mut new, &patch);
+            }
+            // Server-side apply by prescaler, the status' only field manager: the applied status
+            // is the whole status (fields it no longer sets are removed, as the API server
+            // removes fields a manager stops applying). A merge patch merges.
+            Some("status") if content_type.starts_with("application/apply-patch") => {
+                new["status"] = patch["status"].clone();
             }
             Some("status") => merge(&mut new["status"], &patch["status"]),
             Some("scale") if has_scale(&route.collection) => {

@@ -1,11 +1,14 @@
 //! A real Prometheus for tests: Debian's `prometheus` and `promtool` (installed by
 //! `scripts/test.sh`), a temporary data dir with weeks of history backfilled by promtool, and a
 //! tiny exporter for the live value that Prometheus scrapes every second. The recipe and its
-//! pitfalls (retention, seconds timestamps, one file per UTC day) are in `../shared/TESTING.md`.
+//! pitfalls: the default 15-day retention deletes backfilled weeks at start-up (so a long one is
+//! set); promtool takes timestamps in seconds (milliseconds land in the far future); and promtool
+//! re-reads a whole file per 2-hour block, so history is written one file per UTC day.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -104,7 +107,10 @@ impl TestPrometheus {
     /// Kills Prometheus, as a crash or an outage would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // The watchdog and Prometheus share a process group: end both.
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.wait();
         }
     }
@@ -114,7 +120,21 @@ impl TestPrometheus {
         self.kill();
         let log_path = self.dir.path().join("prometheus.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut command = Command::new(binary("prometheus"));
+        // Prometheus runs under a small shell watchdog that ends it when this test process is
+        // gone: a `static` Prometheus shared by a test binary's tests is never dropped, and
+        // must not outlive the binary.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(
+                "\"$@\" & p=$!; \
+                 while kill -0 \"$OWNER\" 2>/dev/null && kill -0 \"$p\" 2>/dev/null; do sleep 0.3; done; \
+                 kill \"$p\" 2>/dev/null; wait \"$p\"",
+            )
+            .arg("prometheus-watchdog")
+            .arg(binary("prometheus"))
+            .env("OWNER", std::process::id().to_string())
+            .process_group(0);
         let web = self.dir.path().join("web.yml");
         if web.exists() {
             command.arg(format!("--web.config.file={}", web.display()));

@@ -5,17 +5,16 @@
 //! `stabilizationWindowSeconds`, `policies`) so that the resource reads like one SREs already know.
 //! Every doc comment becomes the field's description in the CRD, and so what `kubectl explain` shows.
 
-use std::time::Duration;
+mod duration;
+mod validate;
+
+pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
+pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec, Window};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::Error;
-
-/// A duration written the way Prometheus and Kubernetes users write them: `90s`, `5m`, `1h30m`, `28d`, `2w`.
-const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d|w))+$";
 
 /// PredictiveScaler scales a workload ahead of its load: it combines the live load from Prometheus
 /// with the daily and weekly patterns learned from its history, so that enough replicas are ready
@@ -84,11 +83,11 @@ pub struct PredictiveScalerSpec {
 
     /// The lower bound for the replica count. prescaler never asks for fewer.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
     pub min_replicas: i32,
 
     /// The upper bound for the replica count. prescaler never asks for more, whatever the forecast says.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
     pub max_replicas: i32,
 
     /// `Auto` scales the target; `ForecastOnly` computes and publishes the forecast and the decision
@@ -106,12 +105,44 @@ pub struct PredictiveScalerSpec {
     /// Known peaks with a hard replica floor, e.g. a weekday lunch rush or a scheduled campaign.
     /// prescaler reaches the floor `forecast.leadTime` before each window opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = Limits::MAX_PEAK_WINDOWS))]
     pub peak_windows: Vec<PeakWindow>,
 
     /// Stabilization and rate limits for scaling up and down, in the HorizontalPodAutoscaler's terms.
     #[serde(default)]
     pub behavior: Behavior,
+}
+
+/// The CustomResourceDefinition as YAML, as `crds/predictivescaler.yaml` holds it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml_ng::to_string(&PredictiveScaler::crd())
+        .unwrap_or_else(|e| format!("# the CRD could not be serialized: {e}\n"))
+}
+
+impl PredictiveScalerSpec {
+    /// A spec with every default, a load per replica and a maximum: what a backtest without a
+    /// manifest replays (its target and query are placeholders).
+    pub fn new(target_per_replica: f64, max_replicas: i32) -> Self {
+        Self {
+            scale_target_ref: ScaleTargetRef {
+                api_version: default_target_api_version(),
+                kind: "Deployment".into(),
+                name: "backtest".into(),
+                namespace: None,
+            },
+            min_replicas: default_min_replicas(),
+            max_replicas,
+            mode: Mode::default(),
+            metric: MetricSpec {
+                query: "load".into(),
+                target_per_replica,
+            },
+            forecast: ForecastSpec::default(),
+            peak_windows: Vec::new(),
+            behavior: Behavior::default(),
+        }
+    }
 }
 
 fn default_min_replicas() -> i32 {
@@ -126,10 +157,10 @@ pub struct ScaleTargetRef {
     #[serde(default = "default_target_api_version")]
     pub api_version: String,
     /// Kind of the target, e.g. `Deployment` or `StatefulSet`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 63))]
     pub kind: String,
     /// Name of the target, in the PredictiveScaler's namespace.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Only the PredictiveScaler's own namespace is allowed (the operator's permission to scale
     /// must not become a tenant's); a target elsewhere is refused with a condition. Optional: it
@@ -160,7 +191,7 @@ pub enum Mode {
 pub struct MetricSpec {
     /// A PromQL expression for the total load on the workload, returning one series,
     /// e.g. `sum(rate(http_requests_total{service="checkout"}[2m]))`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = Limits::MAX_QUERY_LENGTH))]
     pub query: String,
     /// The load one replica should carry, in the query's unit (e.g. 80 requests/s).
     /// The replicas needed for a load are `ceil(load / targetPerReplica)`.
@@ -172,11 +203,11 @@ pub struct MetricSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForecastSpec {
-    /// How much history to learn the seasonal pattern from. At least one full period of the
-    /// longest seasonality is needed before the forecast is used; two or more make it robust.
+    /// How much history to learn the seasonal pattern from, between `1h` and `35d`. At least one
+    /// full period of the longest seasonality is needed before the forecast is used; two or more
+    /// make it robust (four weekly periods are the most that is read).
     #[serde(default = "default_history")]
-    #[schemars(pattern(DURATION_PATTERN))]
-    pub history: String,
+    pub history: SpecDuration,
 
     /// The seasonal periods to learn. `weekly` also captures the daily cycle of each weekday.
     #[serde(default = "default_seasonality")]
@@ -184,10 +215,10 @@ pub struct ForecastSpec {
     pub seasonality: Vec<Seasonality>,
 
     /// How far ahead to provision: replicas for the load forecast up to this far in the future are
-    /// asked for now. Set it to the workload's pod start-up time plus the metric's delay.
+    /// asked for now. Set it to the workload's pod start-up time plus the metric's delay; between
+    /// `1m` and `6h`.
     #[serde(default = "default_lead_time")]
-    #[schemars(pattern(DURATION_PATTERN))]
-    pub lead_time: String,
+    pub lead_time: SpecDuration,
 
     /// A fixed safety margin on top of the forecast, in percent. prescaler adds, on top of it, the
     /// margin that its own recent forecast errors call for (see `targetQuantile`).
@@ -230,13 +261,13 @@ impl Default for ForecastSpec {
     }
 }
 
-fn default_history() -> String {
+fn default_history() -> SpecDuration {
     "28d".into()
 }
 fn default_seasonality() -> Vec<Seasonality> {
     vec![Seasonality::Daily, Seasonality::Weekly]
 }
-fn default_lead_time() -> String {
+fn default_lead_time() -> SpecDuration {
     "6m".into()
 }
 fn default_headroom_percent() -> i32 {
@@ -263,10 +294,10 @@ pub enum Seasonality {
 }
 
 impl Seasonality {
-    pub fn period(self) -> Duration {
+    pub fn period(self) -> chrono::Duration {
         match self {
-            Seasonality::Daily => Duration::from_secs(86_400),
-            Seasonality::Weekly => Duration::from_secs(7 * 86_400),
+            Seasonality::Daily => chrono::Duration::days(1),
+            Seasonality::Weekly => chrono::Duration::weeks(1),
         }
     }
 }
@@ -282,16 +313,17 @@ pub struct PeakWindow {
     /// in `timeZone`, e.g. `0 11 * * 1-5` for 11:00 on weekdays. On a day when the clock springs
     /// forward past the time, the window opens right after the jump; when the clock falls back,
     /// it opens once, at the first occurrence.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = Limits::MAX_SCHEDULE_LENGTH))]
     pub schedule: String,
-    /// How long the window stays open, in elapsed time (`3h` is three hours even across a DST change).
-    #[schemars(pattern(DURATION_PATTERN))]
-    pub duration: String,
+    /// How long the window stays open, in elapsed time (`3h` is three hours even across a DST
+    /// change); between `1m` and `7d`.
+    pub duration: SpecDuration,
     /// The IANA time zone of the schedule, e.g. `Europe/Berlin`.
     #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: String,
     /// The minimum replica count while the window is open (still capped by `maxReplicas`).
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
     pub min_replicas: i32,
 }
 
@@ -303,8 +335,11 @@ fn default_time_zone() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Behavior {
-    /// Rules for scaling up. By default prescaler scales up at once: a pre-scale that is rate
-    /// limited arrives late.
+    /// Rules for scaling up. Without policies, the HorizontalPodAutoscaler's default: at most 4
+    /// pods or 100 % more (whichever is more) per 15 seconds, so that one bogus metric sample
+    /// cannot send the workload to `maxReplicas` in one step; that default limits what the live
+    /// load asks for, not a peak window's floor or a seasonal forecast, which are known ahead and
+    /// must arrive on time. Policies written here limit every term.
     #[serde(default = "ScalingRules::default_up")]
     pub scale_up: ScalingRules,
     /// Rules for scaling down. By default the highest recommendation of the last 5 minutes is kept
@@ -331,8 +366,10 @@ pub struct ScalingRules {
     #[serde(default)]
     #[schemars(range(min = 0, max = 3600))]
     pub stabilization_window_seconds: i32,
-    /// Rate limits. With several, `selectPolicy` says which applies. With none, the change is not limited.
+    /// Rate limits. With several, `selectPolicy` says which applies. With none, the direction's
+    /// default applies (see `scaleUp` and `scaleDown`); `selectPolicy: Disabled` forbids scaling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = Limits::MAX_POLICIES))]
     pub policies: Vec<ScalingPolicy>,
     /// `Max` applies the policy that allows the largest change, `Min` the smallest,
     /// `Disabled` forbids scaling in this direction.
@@ -341,14 +378,33 @@ pub struct ScalingRules {
 }
 
 impl ScalingRules {
-    fn default_up() -> Self {
+    /// No policies of its own: the HorizontalPodAutoscaler's default applies (see `scaleUp`).
+    pub fn default_up() -> Self {
         Self {
             stabilization_window_seconds: 0,
             policies: vec![],
             select_policy: SelectPolicy::Max,
         }
     }
-    fn default_down() -> Self {
+
+    /// The HorizontalPodAutoscaler's default scale-up policies: at most 4 pods or 100 % more,
+    /// whichever is more, per 15 seconds.
+    pub fn hpa_default_up_policies() -> Vec<ScalingPolicy> {
+        vec![
+            ScalingPolicy {
+                type_: PolicyType::Pods,
+                value: 4,
+                period_seconds: 15,
+            },
+            ScalingPolicy {
+                type_: PolicyType::Percent,
+                value: 100,
+                period_seconds: 15,
+            },
+        ]
+    }
+
+    pub fn default_down() -> Self {
         Self {
             stabilization_window_seconds: 300,
             policies: vec![ScalingPolicy {
@@ -369,7 +425,7 @@ pub struct ScalingPolicy {
     #[serde(rename = "type")]
     pub type_: PolicyType,
     /// How many pods, or what percentage of the replicas at the start of the period.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = Limits::MAX_POLICY_PODS))]
     pub value: i32,
     /// The period the limit applies to.
     #[schemars(range(min = 1, max = 1800))]
@@ -430,207 +486,4 @@ pub struct PredictiveScalerStatus {
     /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ScalingLimited`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-}
-
-/// Parses a spec duration such as `5m`, `1h30m` or `28d`. Only the grammar of the schema's
-/// pattern is accepted, so that a spec the API server would refuse is refused here too.
-pub fn parse_duration(field: &str, text: &str) -> Result<Duration, Error> {
-    let invalid = |why: String| Error::InvalidSpec {
-        field: field.to_string(),
-        message: format!("{text:?} is not a duration like 90s, 5m, 1h30m or 28d{why}"),
-    };
-    if !matches_duration_pattern(text) {
-        return Err(invalid(String::new()));
-    }
-    humantime::parse_duration(text).map_err(|e| invalid(format!(": {e}")))
-}
-
-/// `^([0-9]+(ms|s|m|h|d|w))+$`, without a regex engine for one pattern.
-fn matches_duration_pattern(text: &str) -> bool {
-    let mut rest = text;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h", "d", "w"]
-            .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// A spec with every duration parsed and every field checked: what the decision core works with.
-#[derive(Clone, Debug)]
-pub struct ValidatedSpec {
-    pub min_replicas: u32,
-    pub max_replicas: u32,
-    pub target_per_replica: f64,
-    pub history: Duration,
-    pub seasonality: Vec<Seasonality>,
-    pub lead_time: Duration,
-    pub headroom: f64,
-    pub target_quantile: f64,
-    pub max_margin: f64,
-    /// A fraction: 0.5 for 50 %.
-    pub max_error: f64,
-    pub peak_windows: Vec<crate::schedule::Window>,
-    pub behavior: Behavior,
-}
-
-impl PredictiveScalerSpec {
-    /// Checks what the CRD schema cannot (cron expressions, time zones, durations, cross-field
-    /// rules for objects that did not pass through an API server) and returns the parsed form.
-    /// The error names the offending field.
-    pub fn validate(&self) -> Result<ValidatedSpec, Error> {
-        let invalid = |field: &str, message: String| Error::InvalidSpec {
-            field: field.into(),
-            message,
-        };
-        if self.min_replicas < 1 {
-            return Err(invalid("spec.minReplicas", "must be at least 1".into()));
-        }
-        if self.max_replicas < self.min_replicas {
-            return Err(invalid(
-                "spec.maxReplicas",
-                format!(
-                    "must be at least minReplicas ({}), is {}",
-                    self.min_replicas, self.max_replicas
-                ),
-            ));
-        }
-        let c = self.metric.target_per_replica;
-        if !(c.is_finite() && c >= 0.001) {
-            return Err(invalid(
-                "spec.metric.targetPerReplica",
-                format!("must be a number of at least 0.001, is {c}"),
-            ));
-        }
-        if self.metric.query.trim().is_empty() {
-            return Err(invalid("spec.metric.query", "must not be empty".into()));
-        }
-        // Caught here with the parser Prometheus' own grammar is ported to, so that a typo is
-        // reported on the object instead of as a failing query every sync.
-        if let Err(e) = promql_parser::parser::parse(&self.metric.query) {
-            return Err(invalid(
-                "spec.metric.query",
-                format!("is not valid PromQL: {}", e.trim()),
-            ));
-        }
-        let history = parse_duration("spec.forecast.history", &self.forecast.history)?;
-        let lead_time = parse_duration("spec.forecast.leadTime", &self.forecast.lead_time)?;
-        if self.forecast.seasonality.is_empty() {
-            return Err(invalid(
-                "spec.forecast.seasonality",
-                "needs at least one of daily, weekly".into(),
-            ));
-        }
-        if lead_time > Duration::from_secs(6 * 3600) {
-            return Err(invalid(
-                "spec.forecast.leadTime",
-                "must be at most 6h: a longer lead time provisions for load that is hours away"
-                    .into(),
-            ));
-        }
-        if !(0..=500).contains(&self.forecast.headroom_percent) {
-            return Err(invalid(
-                "spec.forecast.headroomPercent",
-                "must be between 0 and 500".into(),
-            ));
-        }
-        if !(50..=100).contains(&self.forecast.target_quantile) {
-            return Err(invalid(
-                "spec.forecast.targetQuantile",
-                "must be between 50 and 100".into(),
-            ));
-        }
-        if !(1..=1000).contains(&self.forecast.max_error_percent) {
-            return Err(invalid(
-                "spec.forecast.maxErrorPercent",
-                "must be between 1 and 1000".into(),
-            ));
-        }
-        if !(0..=1000).contains(&self.forecast.max_margin_percent) {
-            return Err(invalid(
-                "spec.forecast.maxMarginPercent",
-                "must be between 0 and 1000".into(),
-            ));
-        }
-        let mut peak_windows = Vec::with_capacity(self.peak_windows.len());
-        for (i, w) in self.peak_windows.iter().enumerate() {
-            peak_windows.push(crate::schedule::Window::parse(
-                &format!("spec.peakWindows[{i}]"),
-                w,
-            )?);
-        }
-        for (direction, rules) in [
-            ("scaleUp", &self.behavior.scale_up),
-            ("scaleDown", &self.behavior.scale_down),
-        ] {
-            if !(0..=3600).contains(&rules.stabilization_window_seconds) {
-                return Err(invalid(
-                    &format!("spec.behavior.{direction}.stabilizationWindowSeconds"),
-                    "must be between 0 and 3600".into(),
-                ));
-            }
-            for (i, p) in rules.policies.iter().enumerate() {
-                if p.value < 1 || p.period_seconds < 1 {
-                    return Err(invalid(
-                        &format!("spec.behavior.{direction}.policies[{i}]"),
-                        "value and periodSeconds must be at least 1".into(),
-                    ));
-                }
-            }
-        }
-        Ok(ValidatedSpec {
-            min_replicas: self.min_replicas as u32,
-            max_replicas: self.max_replicas as u32,
-            target_per_replica: c,
-            history,
-            seasonality: self.forecast.seasonality.clone(),
-            lead_time,
-            headroom: self.forecast.headroom_percent as f64 / 100.0,
-            target_quantile: self.forecast.target_quantile as f64 / 100.0,
-            max_margin: self.forecast.max_margin_percent as f64 / 100.0,
-            max_error: self.forecast.max_error_percent as f64 / 100.0,
-            peak_windows,
-            behavior: self.behavior.clone(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_follow_the_schema_pattern() {
-        assert_eq!(parse_duration("f", "90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_duration("f", "1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_duration("f", "28d").unwrap(),
-            Duration::from_secs(28 * 86400)
-        );
-        assert_eq!(
-            parse_duration("f", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
-        for bad in ["", "6 minutes", "5", "m", "1.5h", "-5m", "5M"] {
-            let e = parse_duration("spec.forecast.leadTime", bad)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("spec.forecast.leadTime"), "{bad:?}: {e}");
-        }
-    }
 }

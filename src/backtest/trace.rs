@@ -1,10 +1,10 @@
 //! Recorded load: a `timestamp,value` CSV (RFC 3339 UTC timestamps, strictly increasing) turned
 //! into the one-minute series the backtest simulates on.
 //!
-//! Between samples the demand is interpolated linearly (as `bench/SIMULATION.md` prescribes).
-//! A gap — samples further apart than 1.5 times the trace's usual step — is different: the demand
-//! is still interpolated so that the simulation can go on, but the metric is marked missing there
-//! (a real Prometheus would have had no data) and those minutes are not scored.
+//! Between samples the demand is interpolated linearly (as `docs/simulation.md` says). A gap —
+//! samples further apart than 1.5 times the trace's usual step — is different: the demand is still
+//! interpolated so that the simulation can go on, but the metric is marked missing there (a real
+//! Prometheus would have had no data) and those minutes are not scored.
 
 use std::path::Path;
 
@@ -15,6 +15,8 @@ use crate::{Error, Result};
 /// A trace resampled to one-minute steps.
 #[derive(Clone, Debug)]
 pub struct Trace {
+    /// Where it came from, for messages.
+    pub name: String,
     pub start: DateTime<Utc>,
     /// The demand each minute (interpolated).
     pub demand: Vec<f64>,
@@ -33,38 +35,52 @@ impl Trace {
         Self::parse(&path.display().to_string(), &text)
     }
 
-    /// Parses CSV text; `name` is used in error messages.
+    /// Parses CSV text (an optional `timestamp,value` header, `#` comments); `name` is used in
+    /// error messages.
     pub fn parse(name: &str, text: &str) -> Result<Self> {
-        let err = |line: usize, message: String| Error::Trace {
+        let err = |line: u64, message: String| Error::Trace {
             path: name.to_string(),
             message: format!("line {line}: {message}"),
         };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .comment(Some(b'#'))
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(text.as_bytes());
         let mut samples: Vec<(DateTime<Utc>, f64)> = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+        for (n, record) in reader.records().enumerate() {
+            let record = record.map_err(|source| Error::Csv {
+                context: format!("reading trace {name}"),
+                source,
+            })?;
+            let line = record.position().map_or(n as u64 + 1, |p| p.line());
+            let (Some(ts), Some(value), None) = (record.get(0), record.get(1), record.get(2))
+            else {
+                return Err(err(
+                    line,
+                    format!(
+                        "expected `timestamp,value`, got {:?}",
+                        record.iter().collect::<Vec<_>>()
+                    ),
+                ));
+            };
+            if n == 0 && ts == "timestamp" {
                 continue;
             }
-            let (ts, value) = line
-                .split_once(',')
-                .ok_or_else(|| err(n + 1, format!("expected `timestamp,value`, got {line:?}")))?;
-            if n == 0 && ts.trim() == "timestamp" {
-                continue;
-            }
-            let t = DateTime::parse_from_rfc3339(ts.trim())
-                .map_err(|e| err(n + 1, format!("timestamp {ts:?} is not RFC 3339: {e}")))?
+            let t = DateTime::parse_from_rfc3339(ts)
+                .map_err(|e| err(line, format!("timestamp {ts:?} is not RFC 3339: {e}")))?
                 .with_timezone(&Utc);
             let v: f64 = value
-                .trim()
                 .parse()
-                .map_err(|_| err(n + 1, format!("value {value:?} is not a number")))?;
+                .map_err(|_| err(line, format!("value {value:?} is not a number")))?;
             if !v.is_finite() || v < 0.0 {
-                return Err(err(n + 1, format!("value {v} must be a finite number ≥ 0")));
+                return Err(err(line, format!("value {v} must be a finite number ≥ 0")));
             }
             if let Some((prev, _)) = samples.last()
                 && t <= *prev
             {
-                return Err(err(n + 1, format!("timestamp {t} does not follow {prev}")));
+                return Err(err(line, format!("timestamp {t} does not follow {prev}")));
             }
             samples.push((t, v));
         }
@@ -74,11 +90,12 @@ impl Trace {
                 message: "needs at least two samples".into(),
             });
         }
-        Ok(Self::from_samples(&samples))
+        Ok(Self::from_samples(name, &samples))
     }
 
-    /// Resamples irregular samples onto whole minutes from the first sample's minute.
-    pub fn from_samples(samples: &[(DateTime<Utc>, f64)]) -> Self {
+    /// Resamples irregular samples (at least two, in time order) onto whole minutes from the
+    /// first sample's minute.
+    pub fn from_samples(name: &str, samples: &[(DateTime<Utc>, f64)]) -> Self {
         let native_step = usual_step(samples);
         let max_gap = native_step * 3 / 2;
         let start = floor_minute(samples[0].0);
@@ -112,6 +129,7 @@ impl Trace {
             }
         }
         Self {
+            name: name.to_string(),
             start,
             demand,
             observed,
@@ -135,17 +153,31 @@ impl Trace {
             .map(|(&d, &o)| if o { d } else { f64::NAN })
             .collect()
     }
+}
 
-    /// Only the first `minutes` minutes (to show that later data changes nothing before them).
-    pub fn truncated(&self, minutes: usize) -> Self {
-        let n = minutes.min(self.minutes());
-        Self {
-            start: self.start,
-            demand: self.demand[..n].to_vec(),
-            observed: self.observed[..n].to_vec(),
-            native_step: self.native_step,
-        }
+/// The last `range` of `query` up to `now`, at one-minute steps, read from Prometheus: "what would
+/// this spec have done last week?".
+pub async fn from_prometheus(
+    prometheus: &crate::adapters::prometheus::Prometheus,
+    query: &str,
+    range: Duration,
+    now: DateTime<Utc>,
+) -> Result<Trace> {
+    let end = floor_minute(now);
+    let samples = prometheus
+        .range(query, end - range, end, Duration::minutes(1))
+        .await?;
+    if samples.len() < 2 {
+        return Err(Error::Trace {
+            path: format!("query {query:?}"),
+            message: format!(
+                "Prometheus returned {} samples over the last {}; nothing to replay",
+                samples.len(),
+                crate::api::format_duration(range)
+            ),
+        });
     }
+    Ok(Trace::from_samples(&format!("query {query:?}"), &samples))
 }
 
 fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {

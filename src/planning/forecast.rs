@@ -1,27 +1,16 @@
-//! The load forecast: seasonal profiles with level correction, calibrated by their own recent errors.
+//! The load forecast: the predictors, and the history they read.
 //!
 //! For a decision at `now` what matters is the highest load in `[now, now + leadTime]`: replicas
-//! asked for now must carry it. Three predictors estimate it from the history seen so far:
+//! asked for now must carry it. Four predictors estimate it from the history seen so far:
 //! - `Flat`: the recent level (the mean of the last few minutes), i.e. "what a reactive scaler sees";
+//! - `Trend`: the recent level extended along its recent slope (ramps between seasonal points);
 //! - `Daily` and `Weekly`: the median of the same time of day (of week) over past periods,
 //!   smoothed over a few minutes, times the ratio of the recent load to that profile — the profile
 //!   brings the shape (a morning ramp, a daily campaign), the ratio brings the level (growth,
 //!   holidays, a quiet week).
 //!
-//! - `Trend`: the recent level extended along its recent slope (ramps between seasonal points).
-//!
-//! Each predictor's forecasts are scored when their window has passed, every minute, as the error
-//! of the forecast peak in replicas normalized by `sqrt(replicas + 1)` (see `Calibration`). Its
-//! margin is the `targetQuantile` of those errors over the last day, so a noisy series gets a wide
-//! margin and a regular one a narrow one, without tuning per workload; `maxMarginPercent` caps it.
-//! The predictor whose calibrated provision had the lowest pinball (quantile) loss over the last day
-//! is the one used: it weighs how far each miss fell short, so a predictor that is exact on most
-//! minutes but misses every recurring spike loses to one that foresees the spikes. A predictor without a day of scored forecasts is not trusted.
-//!
-//! Everything here is pure: the history is passed in, and `ErrorTracker` is the memory the caller
-//! keeps between decisions (and can rebuild from history with `ErrorTracker::warm_up`).
-
-use std::collections::VecDeque;
+//! How much each is trusted, and with what margin, is `calibration`'s business. Everything here is
+//! pure: the history is passed in, and a `View` shows only what was observed by some instant.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -40,8 +29,14 @@ pub struct History {
 }
 
 impl History {
-    pub fn new(start: DateTime<Utc>, step: Duration, values: Vec<f64>) -> Self {
+    /// A series from `values`; a negative or non-finite value is not load and becomes a gap.
+    pub fn new(start: DateTime<Utc>, step: Duration, mut values: Vec<f64>) -> Self {
         assert!(step > Duration::zero(), "a series needs a positive step");
+        for v in &mut values {
+            if !(v.is_finite() && *v >= 0.0) {
+                *v = f64::NAN;
+            }
+        }
         let mut sums = Vec::with_capacity(values.len() + 1);
         let mut counts = Vec::with_capacity(values.len() + 1);
         let (mut s, mut c) = (0.0, 0u32);
@@ -98,6 +93,7 @@ impl History {
     pub fn view(&self, end: usize) -> View<'_> {
         View {
             history: self,
+            lo: 0,
             end: end.min(self.values.len().saturating_sub(1)),
         }
     }
@@ -116,11 +112,14 @@ impl History {
     }
 }
 
-/// The part of a history observed by some instant: indices `0..=end`. Predictors only read
-/// through it, which is what keeps decisions causal.
+/// The part of a history observed by some instant, and no older than the spec's
+/// `forecast.history`: indices `lo..=end`. Predictors only read through it, which is what keeps
+/// decisions causal, and what makes `forecast.history` mean the same in the operator (whose cache
+/// holds that much) and in the backtest (whose trace holds more).
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
     history: &'a History,
+    lo: usize,
     end: usize,
 }
 
@@ -135,10 +134,23 @@ impl<'a> View<'a> {
         self.history.time(self.end)
     }
 
-    /// Mean of the observed values with index in `[lo, hi]`, clipped to what has been observed.
+    /// The same view without the samples before `t`.
+    pub fn since(self, t: DateTime<Utc>) -> Self {
+        let lo = match self.history.index_at_or_before(t) {
+            Some(i) if self.history.time(i) < t => i + 1,
+            Some(i) => i,
+            None => 0,
+        };
+        Self {
+            lo: lo.max(self.lo).min(self.end),
+            ..self
+        }
+    }
+
+    /// Mean of the observed values with index in `[lo, hi]`, clipped to what the view shows.
     fn mean(&self, lo: i64, hi: i64) -> Option<f64> {
         let hi = hi.min(self.end as i64);
-        let lo = lo.max(0);
+        let lo = lo.max(self.lo as i64);
         if hi < lo {
             return None;
         }
@@ -156,23 +168,41 @@ impl<'a> View<'a> {
     /// The last observed value, skipping gaps of up to `max_age`.
     pub fn last_value(&self, max_age: Duration) -> Option<f64> {
         let n = self.history.steps(max_age) as usize;
-        (self.end.saturating_sub(n)..=self.end)
+        (self.end.saturating_sub(n).max(self.lo)..=self.end)
             .rev()
             .map(|i| self.history.values[i])
             .find(|v| v.is_finite())
     }
 
-    /// How much history has been observed (from the first sample to the end of the view).
-    pub fn span(&self) -> Duration {
-        self.history.step * self.end as i32
-    }
-
-    /// The highest observed value with index in `[lo, hi]`, if all of it has been observed.
-    fn observed_max(&self, lo: usize, hi: usize) -> Option<f64> {
-        if hi > self.end {
+    /// The index of the first observed (finite) sample in the view: what the view really knows
+    /// starts there, whatever gap precedes it (a cache that holds more span than data, a metric
+    /// that began recently).
+    fn first_observed(&self) -> Option<usize> {
+        let counts = &self.history.counts;
+        let before = counts[self.lo];
+        if counts[self.end + 1] == before {
             return None;
         }
-        self.history.values[lo..=hi]
+        // `counts` never decreases: the first index whose count exceeds `before` is the sample.
+        let offset = counts[self.lo + 1..=self.end + 1].partition_point(|&c| c == before);
+        Some(self.lo + offset)
+    }
+
+    /// How long the view reaches back from its end to its first observed sample.
+    pub fn observed_span(&self) -> Duration {
+        self.first_observed().map_or(Duration::zero(), |i| {
+            self.history.step * (self.end - i) as i32
+        })
+    }
+
+    /// The highest observed value with index in `[lo, hi]`, if the window has been observed
+    /// (ends by the view's end); what lies before the view counts as unobserved.
+    pub(crate) fn observed_max(&self, lo: i64, hi: i64) -> Option<f64> {
+        let lo = lo.max(self.lo as i64);
+        if hi > self.end as i64 || hi < lo {
+            return None;
+        }
+        self.history.values[lo as usize..=hi as usize]
             .iter()
             .copied()
             .filter(|v| v.is_finite())
@@ -228,9 +258,7 @@ pub struct ModelConfig {
     pub smoothing_half_width: Duration,
     /// How many past periods the profile takes the median of.
     pub max_periods: usize,
-    /// How often a forecast is recorded for scoring.
-    pub score_interval: Duration,
-    /// How often the margins are recomputed from the scores.
+    /// How often the calibration is recomputed (on the minute grid: at every multiple of it).
     pub recalibrate_interval: Duration,
     /// How far back scored forecasts count.
     pub score_window: Duration,
@@ -246,7 +274,6 @@ impl Default for ModelConfig {
             level_window: Duration::minutes(60),
             smoothing_half_width: Duration::minutes(2),
             max_periods: 4,
-            score_interval: Duration::minutes(1),
             recalibrate_interval: Duration::minutes(15),
             score_window: Duration::days(1),
             min_scores: 240,
@@ -281,16 +308,22 @@ pub fn predict_peak(
         }
         Predictor::Seasonal(season) => {
             let h = view.history();
-            let period = h.steps(Duration::from_std(season.period()).ok()?);
+            let period = h.steps(season.period());
             if period == 0 {
                 return None;
             }
-            // Use only whole periods that have been observed.
-            let periods = ((view.end() as i64) / period).min(cfg.max_periods as i64) as usize;
+            // Use only whole periods that have been observed, counted from the block of the first
+            // sample: the operator's cache knows old history only as whole blocks.
+            let block = h.steps(COARSE_BLOCK).max(1);
+            let block_phase =
+                (h.start().timestamp() / h.step().num_seconds().max(1)).rem_euclid(block);
+            let first = view.first_observed()? as i64;
+            let first_block = first - (first + block_phase).rem_euclid(block);
+            let observed = view.end() as i64 - first_block;
+            let periods = (observed / period).min(cfg.max_periods as i64) as usize;
             if periods == 0 {
                 return None;
             }
-            let block = h.steps(COARSE_BLOCK).max(1);
             let profile = Profile {
                 view,
                 period,
@@ -298,8 +331,7 @@ pub fn predict_peak(
                 half_width: h.steps(cfg.smoothing_half_width),
                 coarse_lag: h.steps(COARSE_AFTER),
                 block,
-                block_phase: (h.start().timestamp() / h.step().num_seconds().max(1))
-                    .rem_euclid(block),
+                block_phase,
             };
             let level = profile.level_ratio(h.steps(cfg.level_window).max(1))?;
             let lo = index_ceil(h, from);
@@ -312,13 +344,13 @@ pub fn predict_peak(
     }
 }
 
-fn index_ceil(h: &History, t: DateTime<Utc>) -> i64 {
+pub(crate) fn index_ceil(h: &History, t: DateTime<Utc>) -> i64 {
     let d = (t - h.start()).num_seconds();
     let s = h.step().num_seconds();
     d.div_euclid(s) + i64::from(d.rem_euclid(s) != 0)
 }
 
-fn index_floor(h: &History, t: DateTime<Utc>) -> i64 {
+pub(crate) fn index_floor(h: &History, t: DateTime<Utc>) -> i64 {
     (t - h.start())
         .num_seconds()
         .div_euclid(h.step().num_seconds())
@@ -346,18 +378,13 @@ impl Profile<'_> {
         let mut k = 1;
         while n < self.periods.min(samples.len()) {
             let c = i - k * self.period;
-            if c + self.half_width < 0 {
+            if c + self.half_width < self.view.lo as i64 {
                 break;
             }
             // A past period counts only once it has been observed (c ≤ end): causality.
             let smoothed = if k * self.period >= self.coarse_lag {
                 let lo = c - (c + self.block_phase).rem_euclid(self.block);
-                if lo < 0 {
-                    None
-                } else {
-                    self.view
-                        .observed_max(lo as usize, (lo + self.block - 1) as usize)
-                }
+                self.view.observed_max(lo, lo + self.block - 1)
             } else {
                 self.view.mean(c - self.half_width, c + self.half_width)
             };
@@ -420,262 +447,6 @@ fn median(xs: &mut [f64]) -> Option<f64> {
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     })
-}
-
-/// The `q`-quantile of `xs` (nearest rank, rounding up so the coverage is at least `q`).
-pub fn quantile(xs: &mut [f64], q: f64) -> Option<f64> {
-    if xs.is_empty() {
-        return None;
-    }
-    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
-    let (_, v, _) = xs.select_nth_unstable_by(rank, f64::total_cmp);
-    Some(*v)
-}
-
-/// One forecast made at `made_at` for the window `[made_at, made_at + lead]`, per predictor.
-#[derive(Clone, Debug)]
-struct Pending {
-    made_at: DateTime<Utc>,
-    predictions: Vec<(Predictor, f64)>,
-}
-
-/// One scored forecast: the actual peak of its window and what a predictor said.
-#[derive(Clone, Copy, Debug)]
-struct Score {
-    made_at: DateTime<Utc>,
-    predicted: f64,
-    actual: f64,
-}
-
-/// What a predictor's recent record says about it.
-///
-/// Errors are measured in replicas (load / `unit`) and divided by `sqrt(replicas + 1)`: count-like
-/// load has noise that grows with the square root of its level, so one normalized margin fits a
-/// fleet of 2 at night and of 60 at the peak, where a percentage would be too wide for the one or
-/// too narrow for the other.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Calibration {
-    pub predictor: Predictor,
-    /// The normalized error that `targetQuantile` of the recent windows stayed within.
-    pub margin: f64,
-    /// The load one replica carries, the unit the errors are measured in.
-    pub unit: f64,
-    /// Mean absolute percentage error of the recent forecasts.
-    pub error_percent: f64,
-    /// Mean capacity (load) it would have provisioned with that margin.
-    pub mean_provision: f64,
-    /// Mean pinball loss of that provision at `targetQuantile` (lower is better): the proper
-    /// score for a quantile forecast, which weighs how far a miss falls short, not only how often.
-    pub loss: f64,
-    pub scores: usize,
-}
-
-impl Calibration {
-    /// The load to provision for a forecast peak, margin included, the margin capped at
-    /// `max_margin` times the forecast.
-    pub fn provision(&self, predicted: f64, max_margin: f64) -> f64 {
-        provision(predicted, self.margin, self.unit).min(predicted * (1.0 + max_margin))
-    }
-}
-
-fn provision(predicted: f64, margin: f64, unit: f64) -> f64 {
-    let replicas = predicted / unit;
-    ((replicas + margin * (replicas + 1.0).sqrt()) * unit).max(0.0)
-}
-
-/// The quantile loss of provisioning `provided` for `actual` at quantile `q`.
-fn pinball(provided: f64, actual: f64, q: f64) -> f64 {
-    if actual > provided {
-        q * (actual - provided)
-    } else {
-        (1.0 - q) * (provided - actual)
-    }
-}
-
-fn normalized_error(predicted: f64, actual: f64, unit: f64) -> f64 {
-    let (p, a) = (predicted / unit, actual / unit);
-    (a - p) / (p + 1.0).sqrt()
-}
-
-/// What forecasts are scored against: the window they cover, the coverage asked for, and the
-/// load one replica carries (the unit errors are measured in).
-#[derive(Clone, Copy, Debug)]
-pub struct Target {
-    pub lead: Duration,
-    pub quantile: f64,
-    pub unit: f64,
-}
-
-/// The memory of past forecasts and their errors, kept between decisions.
-#[derive(Clone, Debug, Default)]
-pub struct ErrorTracker {
-    pending: VecDeque<Pending>,
-    scores: Vec<(Predictor, VecDeque<Score>)>,
-    last_recorded: Option<DateTime<Utc>>,
-    last_calibrated: Option<DateTime<Utc>>,
-    /// Recomputed only when a score arrives, not on every decision.
-    calibrations: Vec<Calibration>,
-    /// Set by `freeze`: calibrations are kept as they are and nothing is recorded.
-    frozen: bool,
-}
-
-impl ErrorTracker {
-    /// Scores the pending forecasts whose window `view` has now fully observed, and records
-    /// `predictions` made at `now` if a score interval has passed.
-    pub fn update(
-        &mut self,
-        cfg: &ModelConfig,
-        view: View<'_>,
-        now: DateTime<Utc>,
-        target: Target,
-        predictions: &[(Predictor, f64)],
-    ) {
-        if self.frozen {
-            return;
-        }
-        let lead = target.lead;
-        let h = view.history();
-        let mut scored = false;
-        while let Some(p) = self.pending.front() {
-            let lo = index_ceil(h, p.made_at);
-            let hi = index_floor(h, p.made_at + lead).max(lo);
-            if hi > view.end() as i64 {
-                break;
-            }
-            let p = self.pending.pop_front().expect("front exists");
-            if lo < 0 {
-                continue;
-            }
-            let Some(actual) = view.observed_max(lo as usize, hi as usize) else {
-                continue; // a gap: nothing to learn
-            };
-            for (predictor, predicted) in p.predictions {
-                let list = match self.scores.iter_mut().find(|(q, _)| *q == predictor) {
-                    Some((_, list)) => list,
-                    None => {
-                        self.scores.push((predictor, VecDeque::new()));
-                        &mut self.scores.last_mut().expect("just pushed").1
-                    }
-                };
-                list.push_back(Score {
-                    made_at: p.made_at,
-                    predicted,
-                    actual,
-                });
-            }
-            scored = true;
-        }
-        let calibration_due = self
-            .last_calibrated
-            .is_none_or(|t| now - t >= cfg.recalibrate_interval);
-        if scored && calibration_due {
-            self.last_calibrated = Some(now);
-            let horizon = now - cfg.score_window;
-            for (_, list) in &mut self.scores {
-                while list.front().is_some_and(|s| s.made_at < horizon) {
-                    list.pop_front();
-                }
-            }
-            self.recalibrate(cfg, target.quantile, target.unit);
-        }
-        let due = self
-            .last_recorded
-            .is_none_or(|t| now - t >= cfg.score_interval);
-        if due && !predictions.is_empty() {
-            self.pending.push_back(Pending {
-                made_at: now,
-                predictions: predictions.to_vec(),
-            });
-            self.last_recorded = Some(now);
-        }
-    }
-
-    fn recalibrate(&mut self, cfg: &ModelConfig, target_quantile: f64, unit: f64) {
-        self.calibrations.clear();
-        for (predictor, list) in &self.scores {
-            if list.len() < cfg.min_scores {
-                continue;
-            }
-            let mut errors: Vec<f64> = list
-                .iter()
-                .map(|s| normalized_error(s.predicted, s.actual, unit))
-                .collect();
-            let Some(margin) = quantile(&mut errors, target_quantile) else {
-                continue;
-            };
-            let n = list.len() as f64;
-            let mean_provision = list
-                .iter()
-                .map(|s| provision(s.predicted, margin, unit))
-                .sum::<f64>()
-                / n;
-            let loss = list
-                .iter()
-                .map(|s| {
-                    pinball(
-                        provision(s.predicted, margin, unit),
-                        s.actual,
-                        target_quantile,
-                    )
-                })
-                .sum::<f64>()
-                / n;
-            let error_percent = 100.0
-                * list
-                    .iter()
-                    .map(|s| (s.actual - s.predicted).abs() / s.actual.max(f64::EPSILON))
-                    .map(|e| e.min(10.0))
-                    .sum::<f64>()
-                / n;
-            self.calibrations.push(Calibration {
-                predictor: *predictor,
-                margin,
-                unit,
-                error_percent,
-                mean_provision,
-                loss,
-                scores: list.len(),
-            });
-        }
-    }
-
-    /// The calibration of each predictor that has enough scored forecasts.
-    pub fn calibrations(&self) -> &[Calibration] {
-        &self.calibrations
-    }
-
-    /// Keeps the calibrations and forgets the scored forecasts behind them (a day of them per
-    /// predictor, the bulk of a scaler's memory); from then on `update` changes nothing. The
-    /// operator runs `warm_up` again every `recalibrate_interval` instead of tracking scores, so
-    /// a thousand scalers hold calibrations, not days of scores.
-    pub fn freeze(&mut self) {
-        self.pending = VecDeque::new();
-        self.scores = Vec::new();
-        self.frozen = true;
-    }
-
-    /// Rebuilds the memory from history alone, as an operator does after a restart: replays the
-    /// forecasts that would have been made over the last score window.
-    pub fn warm_up(
-        cfg: &ModelConfig,
-        history: &History,
-        now: DateTime<Utc>,
-        lag: Duration,
-        target: Target,
-        predictors: &[Predictor],
-    ) -> Self {
-        let lead = target.lead;
-        let mut tracker = Self::default();
-        let mut t = now - cfg.score_window - lead;
-        while t < now {
-            if let Some(view) = history.view_at(t - lag) {
-                let predictions = predict_all(cfg, predictors, view, t, t + lead);
-                tracker.update(cfg, view, t, target, &predictions);
-            }
-            t += cfg.score_interval;
-        }
-        tracker
-    }
 }
 
 /// Every predictor's forecast of the peak in `[from, to]`.
@@ -856,44 +627,5 @@ mod tests {
         )
         .unwrap();
         assert!((p - 500.0).abs() < 1e-9, "{p}");
-    }
-
-    #[test]
-    fn tracker_learns_a_wider_margin_for_noisier_load() {
-        let cfg = ModelConfig::default();
-        let lead = Duration::minutes(6);
-        let margin_for = |noise: f64| {
-            // Deterministic pseudo-noise: a fixed permutation of offsets.
-            let h = history(3, |t| {
-                1000.0 * (1.0 + noise * (((t.timestamp() / 60) * 7919 % 101) as f64 / 50.0 - 1.0))
-            });
-            let now = t0() + Duration::days(3) - Duration::minutes(1);
-            let tracker = ErrorTracker::warm_up(
-                &cfg,
-                &h,
-                now,
-                Duration::minutes(1),
-                Target {
-                    lead,
-                    quantile: 0.95,
-                    unit: 100.0,
-                },
-                &[Predictor::Flat],
-            );
-            // The provision for a forecast of 1000, uncapped, relative to the forecast.
-            tracker.calibrations()[0].provision(1000.0, 10.0) / 1000.0
-        };
-        let quiet = margin_for(0.01);
-        let noisy = margin_for(0.3);
-        assert!(quiet > 1.0 && quiet < 1.03, "{quiet}");
-        assert!(noisy > 1.2, "{noisy}");
-    }
-
-    #[test]
-    fn quantile_covers_at_least_q() {
-        let mut xs: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&mut xs, 0.95), Some(95.0));
-        assert_eq!(quantile(&mut xs, 1.0), Some(100.0));
-        assert_eq!(quantile(&mut [], 0.5), None);
     }
 }

@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::leader::Leadership;
+
 /// Log format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -65,6 +67,7 @@ pub struct Metrics {
     pub query_duration: Histogram,
     pub query_errors: Counter,
     pub queries: Counter,
+    pub status_writes: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,7 @@ impl Default for Metrics {
             query_duration: Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             query_errors: Counter::default(),
             queries: Counter::default(),
+            status_writes: Counter::default(),
         };
         registry.register(
             "load",
@@ -151,6 +155,11 @@ impl Default for Metrics {
             "Range queries sent to Prometheus",
             m.queries.clone(),
         );
+        registry.register(
+            "status_writes",
+            "PredictiveScaler status writes (only changes are written)",
+            m.status_writes.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -175,18 +184,86 @@ impl Metrics {
     }
 }
 
-/// What `/healthz` and `/readyz` report.
+/// What `/healthz` and `/readyz` report: whether the controller makes progress and the Lease is
+/// renewed, not merely whether a timer ticks.
 #[derive(Default)]
 pub struct Health {
-    /// Set once the Kubernetes client works and the operator takes part in leader election.
-    pub ready: AtomicBool,
-    /// Unix seconds of the last heartbeat of the main loop; `/healthz` fails when it stalls.
-    pub heartbeat: AtomicU64,
+    /// The Kubernetes client works and the operator takes part in leader election.
+    started: AtomicBool,
+    /// This replica leads (or runs without election).
+    leading: AtomicBool,
+    /// The HPA watch has synced: the controller reconciles.
+    hpas_synced: AtomicBool,
+    /// Unix seconds when a reconcile last finished.
+    last_progress: AtomicU64,
 }
 
 impl Health {
-    pub fn beat(&self) {
-        self.heartbeat.store(unix_now(), Ordering::Relaxed);
+    pub fn set_started(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+    pub fn set_leading(&self) {
+        self.last_progress.store(unix_now(), Ordering::Relaxed);
+        self.leading.store(true, Ordering::Relaxed);
+    }
+    pub fn set_hpas_synced(&self) {
+        self.last_progress.store(unix_now(), Ordering::Relaxed);
+        self.hpas_synced.store(true, Ordering::Relaxed);
+    }
+    /// A reconcile finished.
+    pub fn progress(&self) {
+        self.last_progress.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// Why this replica is unhealthy, if it is: a leader whose Lease renewals stopped, or whose
+    /// reconciles stopped finishing (the sync period requeues every scaler, so reconciles finish
+    /// at least that often while there are scalers; `idle` says there are none).
+    pub fn problem(
+        &self,
+        stall_after: Duration,
+        lease: Option<&Leadership>,
+        idle: bool,
+    ) -> Option<String> {
+        if !self.leading.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = unix_now();
+        if let Some(lease) = lease {
+            let age = lease.renewed_at().map(|t| t.elapsed());
+            if age.is_none_or(|a| a > lease.settings().lease_duration) {
+                return Some(match age {
+                    Some(a) => format!("the Lease was last renewed {} s ago", a.as_secs()),
+                    None => "leading without a renewed Lease".into(),
+                });
+            }
+        }
+        let progressed = self.last_progress.load(Ordering::Relaxed);
+        if !idle
+            && self.hpas_synced.load(Ordering::Relaxed)
+            && now.saturating_sub(progressed) > stall_after.as_secs()
+        {
+            return Some(format!(
+                "no reconcile has finished for {} s",
+                now.saturating_sub(progressed)
+            ));
+        }
+        None
+    }
+
+    /// `Ok(what)` when ready: a standby, or a leader whose watches have synced.
+    pub fn readiness(&self) -> Result<&'static str, &'static str> {
+        match (
+            self.started.load(Ordering::Relaxed),
+            self.leading.load(Ordering::Relaxed),
+            self.hpas_synced.load(Ordering::Relaxed),
+        ) {
+            (false, _, _) => Err("starting"),
+            (true, false, _) => Ok("standby"),
+            (true, true, false) => {
+                Err("leading; waiting for the HorizontalPodAutoscaler watch to sync")
+            }
+            (true, true, true) => Ok("leading"),
+        }
     }
 }
 
@@ -196,11 +273,23 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether the controller has nothing to reconcile (for `/healthz`).
+pub type IdleCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Clone)]
 struct ServerState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    stall_after: Duration,
+    probes: Arc<Probes>,
+}
+
+/// What the probes judge by.
+pub struct Probes {
+    /// How long without a finished reconcile means the controller is stuck.
+    pub stall_after: Duration,
+    /// The Lease, whose renewals `/healthz` watches; `None` without election.
+    pub lease: Option<Arc<Leadership>>,
+    pub idle: IdleCheck,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the process ends.
@@ -208,12 +297,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    stall_after: Duration,
+    probes: Probes,
 ) -> std::io::Result<()> {
     let state = ServerState {
         metrics,
         health,
-        stall_after,
+        probes: Arc::new(probes),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -234,18 +323,19 @@ async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<ServerState>) -> impl IntoResponse {
-    let last = s.health.heartbeat.load(Ordering::Relaxed);
-    if unix_now().saturating_sub(last) <= s.stall_after.as_secs() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the main loop has stalled")
+    let p = &s.probes;
+    match s
+        .health
+        .problem(p.stall_after, p.lease.as_deref(), (p.idle)())
+    {
+        None => (StatusCode::OK, "ok".to_string()),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, problem),
     }
 }
 
 async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
-    if s.health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    match s.health.readiness() {
+        Ok(what) => (StatusCode::OK, what),
+        Err(what) => (StatusCode::SERVICE_UNAVAILABLE, what),
     }
 }

@@ -15,9 +15,9 @@ use augurs::mstl::MSTLModel;
 use augurs::{Fit, Predict};
 use chrono::Duration;
 
-use crate::api::Seasonality;
-use crate::forecast::{History, ModelConfig, Predictor, predict_peak};
-use crate::trace::Trace;
+use prescaler::api::Seasonality;
+use prescaler::backtest::trace::Trace;
+use prescaler::planning::forecast::{History, ModelConfig, Predictor, predict_peak};
 
 const STEP_MINUTES: usize = 10;
 const TRAIN_DAYS: usize = 14;
@@ -133,7 +133,7 @@ mod tests {
                 (start + Duration::minutes(m), v)
             })
             .collect();
-        let trace = Trace::from_samples(&samples);
+        let trace = Trace::from_samples("synthetic", &samples);
         let scores = evaluate(&trace, 15 * 1440, 50);
         let get = |name: &str| {
             scores

@@ -5,11 +5,10 @@
 //! Kubernetes API conventions ask. An Event is due when a condition's status or reason changes —
 //! not when only the numbers in its message do — so a steady state makes no Events.
 
-use chrono::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::ValidatedSpec;
-use crate::plan::{Decision, Reason};
+use crate::api::{PredictiveScalerStatus, ValidatedSpec};
+use crate::planning::plan::{Decision, Reason};
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
@@ -97,7 +96,9 @@ pub fn merge(
 // What a decision means for the conditions. Kept beside `merge` so the controller only gathers
 // and writes; the words and the reasons are decided here.
 
-pub fn metrics_finding(d: &Decision, problem: Option<&str>, query: &str) -> Finding {
+/// `MetricsAvailable`: whether the live load was read. Its message carries no figure that
+/// changes every minute, so that a steady state writes no status.
+pub fn metrics_finding(d: &Decision, problem: Option<&str>, rejected_samples: usize) -> Finding {
     match (problem, d.metrics_available) {
         (Some(p), _) => Finding::new(
             METRICS_AVAILABLE,
@@ -109,20 +110,26 @@ pub fn metrics_finding(d: &Decision, problem: Option<&str>, query: &str) -> Find
             METRICS_AVAILABLE,
             false,
             "NoRecentData",
+            "the query returned no usable value in the last 5 minutes; holding at least the current replicas",
+        ),
+        (None, true) if rejected_samples > 0 => Finding::new(
+            METRICS_AVAILABLE,
+            false,
+            "InvalidSamples",
             format!(
-                "the query {query:?} returned no value in the last 5 minutes; holding at least the current replicas"
+                "{rejected_samples} samples of the query were negative or not a number; they are treated as missing and prescaler scales on the others"
             ),
         ),
         (None, true) => Finding::new(
             METRICS_AVAILABLE,
             true,
             "QuerySucceeded",
-            format!("the live load is {:.1}", d.load.unwrap_or_default()),
+            "the query returns the live load",
         ),
     }
 }
 
-pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec, observed: Duration) -> Finding {
+pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
     if let Some(cal) = &d.calibration {
         return Finding::new(
             FORECAST_RELIABLE,
@@ -161,7 +168,7 @@ pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec, observed: Duration) 
         "InsufficientHistory",
         format!(
             "{} of history; the forecast needs a day of scored forecasts (and a week for the weekly pattern); scaling on the live load and peak windows meanwhile",
-            humantime::format_duration(observed.to_std().unwrap_or_default())
+            crate::api::format_duration(d.observed_history)
         ),
     )
 }
@@ -199,6 +206,32 @@ pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
             "the desired count is within the limits",
         ),
     }
+}
+
+/// The decision's figures in the status. Loads are rounded to three significant digits: enough
+/// to read, and steady enough that an unchanged situation writes no status.
+pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, current: u32) {
+    let as_i32 = |v: u32| v.min(i32::MAX as u32) as i32;
+    status.current_replicas = Some(as_i32(current));
+    status.desired_replicas = Some(as_i32(d.desired_replicas));
+    status.reactive_replicas = d.reactive_replicas.map(as_i32);
+    status.forecast_replicas = d.forecast_replicas.map(as_i32);
+    status.scheduled_min_replicas = d.scheduled.as_ref().map(|s| as_i32(s.min_replicas));
+    status.reason = Some(d.reason.as_str().into());
+    status.forecast_load = d.forecast_load.map(significant3);
+    status.forecast_error_percent = d
+        .calibration
+        .or(d.demoted)
+        .map(|c| significant3(c.error_percent));
+}
+
+/// `v` rounded to three significant digits.
+fn significant3(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return 0.0;
+    }
+    let scale = 10f64.powi(2 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
 }
 
 #[cfg(test)]

@@ -1,0 +1,488 @@
+//! The workload a PredictiveScaler scales, through its `/scale` subresource, and the
+//! HorizontalPodAutoscaler that may already scale it.
+//!
+//! When an HPA targets the same workload, prescaler does not write the workload's replicas (the
+//! two would fight every sync); it sets the HPA's `minReplicas` to its own forecast floor
+//! instead, so the HPA stays in charge above that floor. The HPA's own value and what prescaler
+//! set are kept in annotations on the HPA, with the owning PredictiveScaler's uid, so that any
+//! operator replica can restore it after any restart, and a person's later edit of `minReplicas`
+//! is recognised and adopted as the HPA's own value rather than overwritten.
+//!
+//! Every call is bounded by `API_TIMEOUT`: a request the API server never answers must not hold
+//! a reconcile (or a leader's write) forever.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::autoscaling::v1::Scale;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use serde_json::json;
+
+use crate::api::ScaleTargetRef;
+use crate::{Error, Result};
+
+/// The longest any one Kubernetes request may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HPA's own `minReplicas`, kept while prescaler sets it.
+pub const ORIGINAL_MIN_ANNOTATION: &str = "prescaler.dev/original-min-replicas";
+/// The uid of the PredictiveScaler that sets the HPA's floor.
+pub const OWNER_ANNOTATION: &str = "prescaler.dev/floor-owner";
+/// The `minReplicas` prescaler last set: a different value on the HPA is a person's edit.
+pub const FLOOR_ANNOTATION: &str = "prescaler.dev/floor-min-replicas";
+/// A workload carrying this annotation (`"true"`) is never scaled by prescaler.
+pub const PAUSED_ANNOTATION: &str = "prescaler.dev/paused";
+/// KEDA's pause annotation, honoured too.
+pub const KEDA_PAUSED_ANNOTATION: &str = "autoscaling.keda.sh/paused";
+
+/// Runs one Kubernetes request with `API_TIMEOUT`.
+pub async fn call<T>(what: &str, request: impl Future<Output = kube::Result<T>>) -> Result<T> {
+    match tokio::time::timeout(API_TIMEOUT, request).await {
+        Ok(result) => result.map_err(Error::from),
+        Err(_) => Err(Error::Timeout {
+            what: what.to_string(),
+            after: API_TIMEOUT,
+        }),
+    }
+}
+
+/// Why the target cannot be used; each becomes a condition reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetProblem {
+    /// No object of that kind and name in the namespace.
+    NotFound(String),
+    /// The kind is not served, or has no `/scale` subresource.
+    NoScaleSubresource(String),
+}
+
+impl TargetProblem {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TargetProblem::NotFound(_) => "TargetNotFound",
+            TargetProblem::NoScaleSubresource(_) => "ScaleNotSupported",
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            TargetProblem::NotFound(m) | TargetProblem::NoScaleSubresource(m) => m,
+        }
+    }
+}
+
+/// The resolved workload: its API, its current scale, and whether it is paused.
+pub struct Workload {
+    api: Api<DynamicObject>,
+    pub name: String,
+    pub scale: Scale,
+    /// Why prescaler must not write this workload, if it must not (a pause annotation).
+    pub paused: Option<String>,
+}
+
+impl Workload {
+    pub fn replicas(&self) -> u32 {
+        self.scale
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(0)
+            .max(0) as u32
+    }
+
+    /// Sets the replica count through `/scale`. The patch carries the resourceVersion read, so a
+    /// concurrent change (a person, another controller) is a 409 Conflict and an error, never
+    /// silently overwritten: the next reconcile decides again from the fresh count.
+    pub async fn set_replicas(&mut self, replicas: u32) -> Result<()> {
+        let patch = json!({
+            "metadata": { "resourceVersion": self.scale.metadata.resource_version },
+            "spec": { "replicas": replicas },
+        });
+        self.scale = call(
+            "writing /scale",
+            self.api
+                .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The API resource for well-known kinds without a discovery round trip, else by discovery.
+async fn resource_for(
+    client: &kube::Client,
+    target: &ScaleTargetRef,
+) -> Result<Result<ApiResource, TargetProblem>> {
+    let (group, version) = match target.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), target.api_version.clone()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
+    let plural = match (group.as_str(), target.kind.as_str()) {
+        ("apps", "Deployment") => Some("deployments"),
+        ("apps", "StatefulSet") => Some("statefulsets"),
+        ("apps", "ReplicaSet") => Some("replicasets"),
+        ("", "ReplicationController") => Some("replicationcontrollers"),
+        _ => None,
+    };
+    if let Some(plural) = plural {
+        return Ok(Ok(ApiResource::from_gvk_with_plural(&gvk, plural)));
+    }
+    let discovered =
+        match tokio::time::timeout(API_TIMEOUT, kube::discovery::pinned_kind(client, &gvk)).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    what: format!("discovering {}", target.api_version),
+                    after: API_TIMEOUT,
+                });
+            }
+        };
+    let (resource, caps) = match discovered {
+        Ok(found) => found,
+        Err(e) => {
+            return Ok(Err(TargetProblem::NoScaleSubresource(format!(
+                "{} {:?} is not served by the API server: {e}",
+                target.api_version, target.kind
+            ))));
+        }
+    };
+    if !caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
+        return Ok(Err(TargetProblem::NoScaleSubresource(format!(
+            "{} has no /scale subresource; prescaler can scale only kinds that have one",
+            target.kind
+        ))));
+    }
+    Ok(Ok(resource))
+}
+
+/// Reads the target's metadata (for a pause annotation) and its `/scale`. `Ok(Err(problem))` for
+/// a target that cannot be used (a condition for the user to fix), `Err` for a failure worth
+/// retrying.
+pub async fn resolve(
+    client: &kube::Client,
+    namespace: &str,
+    target: &ScaleTargetRef,
+) -> Result<Result<Workload, TargetProblem>> {
+    let resource = match resource_for(client, target).await? {
+        Ok(r) => r,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let Some(meta) = call("reading the target", api.get_metadata_opt(&target.name)).await? else {
+        return Ok(Err(TargetProblem::NotFound(format!(
+            "{} {namespace}/{} does not exist",
+            target.kind, target.name
+        ))));
+    };
+    let annotations = meta.metadata.annotations.unwrap_or_default();
+    let paused = [PAUSED_ANNOTATION, KEDA_PAUSED_ANNOTATION]
+        .into_iter()
+        .find(|a| annotations.get(*a).is_some_and(|v| v == "true"))
+        .map(|a| {
+            format!(
+                "{} {namespace}/{} carries {a}: \"true\"",
+                target.kind, target.name
+            )
+        });
+    match call("reading /scale", api.get_scale(&target.name)).await {
+        Ok(scale) => Ok(Ok(Workload {
+            api,
+            name: target.name.clone(),
+            scale,
+            paused,
+        })),
+        Err(Error::Kube(e)) if matches!(&*e, kube::Error::Api(s) if s.is_not_found()) => {
+            Ok(Err(TargetProblem::NoScaleSubresource(format!(
+                "{} {namespace}/{} has no /scale subresource",
+                target.kind, target.name
+            ))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A PredictiveScaler read from the cluster of the current kubeconfig (for `backtest --scaler`).
+pub async fn get_predictive_scaler(
+    namespace: &str,
+    name: &str,
+) -> Result<crate::api::PredictiveScaler> {
+    let client = kube::Client::try_default().await?;
+    let api: Api<crate::api::PredictiveScaler> = Api::namespaced(client, namespace);
+    match call("reading the PredictiveScaler", api.get_opt(name)).await? {
+        Some(scaler) => Ok(scaler),
+        None => Err(Error::Config {
+            what: format!("PredictiveScaler {namespace}/{name}"),
+            message: "does not exist".into(),
+        }),
+    }
+}
+
+/// Whether an HPA scales `target` in `namespace`.
+pub fn scales(hpa: &HorizontalPodAutoscaler, namespace: &str, target: &ScaleTargetRef) -> bool {
+    let group = |api_version: &str| {
+        api_version
+            .split_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string()
+    };
+    let r = &hpa.spec.scale_target_ref;
+    hpa.metadata.namespace.as_deref() == Some(namespace)
+        && r.kind == target.kind
+        && r.name == target.name
+        && group(r.api_version.as_deref().unwrap_or("")) == group(&target.api_version)
+}
+
+/// The HPA in `namespace` that scales `target`, among `hpas` (the controller's watched store).
+pub fn hpa_for(
+    hpas: &[Arc<HorizontalPodAutoscaler>],
+    namespace: &str,
+    target: &ScaleTargetRef,
+) -> Option<Arc<HorizontalPodAutoscaler>> {
+    hpas.iter().find(|h| scales(h, namespace, target)).cloned()
+}
+
+/// The KEDA ScaledObject that owns this HPA, if one does: KEDA rewrites its HPA on every sync,
+/// so a floor set on it would not hold.
+pub fn keda_owner(hpa: &HorizontalPodAutoscaler) -> Option<String> {
+    hpa.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "ScaledObject" && o.api_version.starts_with("keda.sh/"))
+        .map(|o| o.name.clone())
+}
+
+fn annotation<'a>(hpa: &'a HorizontalPodAutoscaler, key: &str) -> Option<&'a str> {
+    hpa.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Whether prescaler's floor annotations are on this HPA.
+pub fn holds_floor(hpa: &HorizontalPodAutoscaler) -> bool {
+    annotation(hpa, ORIGINAL_MIN_ANNOTATION).is_some()
+}
+
+/// The HPA's own `minReplicas`: the kept original while prescaler sets it, unless a person has
+/// changed `minReplicas` since prescaler last set it (then theirs).
+pub fn hpa_own_min(hpa: &HorizontalPodAutoscaler) -> i32 {
+    let now = hpa.spec.min_replicas.unwrap_or(1);
+    let kept = annotation(hpa, ORIGINAL_MIN_ANNOTATION).and_then(|v| v.parse().ok());
+    let set = annotation(hpa, FLOOR_ANNOTATION).and_then(|v| v.parse::<i32>().ok());
+    match (kept, set) {
+        (Some(kept), Some(set)) if set == now => kept,
+        (Some(kept), None) => kept,
+        _ => now,
+    }
+}
+
+/// The patch that sets the HPA's `minReplicas` to `floor` (never below the HPA's own value,
+/// never above its `maxReplicas`), keeping the HPA's own value and what was set; with the value
+/// set if it changed. `None` when there is nothing to write.
+pub fn floor_patch(
+    hpa: &HorizontalPodAutoscaler,
+    owner_uid: &str,
+    floor: u32,
+) -> Option<(serde_json::Value, Option<i32>)> {
+    let own = hpa_own_min(hpa);
+    let max = hpa.spec.max_replicas;
+    let wanted = (floor.min(i32::MAX as u32) as i32).clamp(own, max.max(own));
+    let current = hpa.spec.min_replicas.unwrap_or(1);
+    let up_to_date = annotation(hpa, ORIGINAL_MIN_ANNOTATION) == Some(own.to_string().as_str())
+        && annotation(hpa, OWNER_ANNOTATION) == Some(owner_uid)
+        && annotation(hpa, FLOOR_ANNOTATION) == Some(wanted.to_string().as_str());
+    if wanted == current && up_to_date {
+        return None;
+    }
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": hpa.metadata.resource_version,
+            "annotations": {
+                ORIGINAL_MIN_ANNOTATION: own.to_string(),
+                OWNER_ANNOTATION: owner_uid,
+                FLOOR_ANNOTATION: wanted.to_string(),
+            },
+        },
+        "spec": { "minReplicas": wanted },
+    });
+    Some((patch, (wanted != current).then_some(wanted)))
+}
+
+/// The patch that gives the HPA its own `minReplicas` back and removes prescaler's annotations;
+/// with the value restored.
+pub fn restore_patch(hpa: &HorizontalPodAutoscaler) -> Option<(serde_json::Value, i32)> {
+    holds_floor(hpa).then(|| {
+        let own = hpa_own_min(hpa);
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": hpa.metadata.resource_version,
+                "annotations": {
+                    ORIGINAL_MIN_ANNOTATION: null,
+                    OWNER_ANNOTATION: null,
+                    FLOOR_ANNOTATION: null,
+                },
+            },
+            "spec": { "minReplicas": own },
+        });
+        (patch, own)
+    })
+}
+
+/// Sets the HPA's `minReplicas` to `floor`. The value set, if it changed.
+pub async fn set_hpa_floor(
+    client: &kube::Client,
+    hpa: &HorizontalPodAutoscaler,
+    owner_uid: &str,
+    floor: u32,
+) -> Result<Option<i32>> {
+    let written = patch_hpa_guarded(client, hpa, |h| floor_patch(h, owner_uid, floor)).await?;
+    Ok(written.flatten())
+}
+
+/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on an HPA that scales `target`,
+/// reading the HPAs from the API server (not a cache, which may lag): the restored value, if
+/// there was a floor to give back.
+pub async fn release_hpa_floor(
+    client: &kube::Client,
+    namespace: &str,
+    target: &ScaleTargetRef,
+    owner_uid: &str,
+) -> Result<Option<(String, i32)>> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let list = call(
+        "listing HorizontalPodAutoscalers",
+        api.list(&Default::default()),
+    )
+    .await?;
+    for hpa in list.items {
+        if !scales(&hpa, namespace, target) || annotation(&hpa, OWNER_ANNOTATION) != Some(owner_uid)
+        {
+            continue;
+        }
+        let name = hpa.metadata.name.clone().unwrap_or_default();
+        if let Some(restored) = patch_hpa_guarded(client, &hpa, restore_patch).await? {
+            return Ok(Some((name, restored)));
+        }
+    }
+    Ok(None)
+}
+
+/// How often an HPA write is computed again from a fresh read after a 409 Conflict (the HPA
+/// controller writes its status often; a person may edit it).
+const CONFLICT_RETRIES: usize = 4;
+
+/// Writes the patch `plan` computes from the HPA, guarded by its resourceVersion. After a
+/// conflict the patch is computed again from the API server's copy. `None` when `plan` had
+/// nothing to write.
+async fn patch_hpa_guarded<T>(
+    client: &kube::Client,
+    cached: &HorizontalPodAutoscaler,
+    plan: impl Fn(&HorizontalPodAutoscaler) -> Option<(serde_json::Value, T)>,
+) -> Result<Option<T>> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
+        client.clone(),
+        cached.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let name = cached.metadata.name.clone().unwrap_or_default();
+    let mut current = cached.clone();
+    let mut attempt = 0;
+    loop {
+        let Some((patch, outcome)) = plan(&current) else {
+            return Ok(None);
+        };
+        match call(
+            "writing a HorizontalPodAutoscaler",
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(_) => return Ok(Some(outcome)),
+            Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                current = call("reading a HorizontalPodAutoscaler", api.get(&name)).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hpa(min: i32, annotations: &[(&str, &str)]) -> HorizontalPodAutoscaler {
+        let mut h: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "shop", "resourceVersion": "7" },
+            "spec": {
+                "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
+                "minReplicas": min, "maxReplicas": 50,
+            },
+        }))
+        .unwrap();
+        h.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_floor_keeps_the_hpas_own_value_and_never_goes_below_it() {
+        let (patch, set) = floor_patch(&hpa(3, &[]), "uid-1", 12).unwrap();
+        assert_eq!(set, Some(12));
+        assert_eq!(patch["spec"]["minReplicas"], 12);
+        assert_eq!(
+            patch["metadata"]["annotations"][ORIGINAL_MIN_ANNOTATION],
+            "3"
+        );
+        assert_eq!(patch["metadata"]["annotations"][OWNER_ANNOTATION], "uid-1");
+        // Below the HPA's own minimum: its own value.
+        let (patch, _) = floor_patch(&hpa(3, &[]), "uid-1", 1).unwrap();
+        assert_eq!(patch["spec"]["minReplicas"], 3);
+        // Nothing to do when it is set.
+        let set_already = hpa(
+            12,
+            &[
+                (ORIGINAL_MIN_ANNOTATION, "3"),
+                (OWNER_ANNOTATION, "uid-1"),
+                (FLOOR_ANNOTATION, "12"),
+            ],
+        );
+        assert!(floor_patch(&set_already, "uid-1", 12).is_none());
+    }
+
+    #[test]
+    fn a_persons_edit_of_min_replicas_is_adopted_not_overwritten() {
+        // prescaler set 12 over the HPA's own 3; a person then set 6.
+        let edited = hpa(
+            6,
+            &[
+                (ORIGINAL_MIN_ANNOTATION, "3"),
+                (OWNER_ANNOTATION, "uid-1"),
+                (FLOOR_ANNOTATION, "12"),
+            ],
+        );
+        assert_eq!(hpa_own_min(&edited), 6);
+        let (patch, _) = floor_patch(&edited, "uid-1", 4).unwrap();
+        assert_eq!(
+            patch["spec"]["minReplicas"], 6,
+            "not below the person's value"
+        );
+        assert_eq!(
+            patch["metadata"]["annotations"][ORIGINAL_MIN_ANNOTATION],
+            "6"
+        );
+        // Restoring gives back the person's value, not the old original.
+        let (patch, restored) = restore_patch(&edited).unwrap();
+        assert_eq!(
+            (patch["spec"]["minReplicas"].as_i64(), restored),
+            (Some(6), 6)
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! What the CRD schema cannot check, checked here, and the spec in the form the planner works
+//! with: durations as durations, cron expressions and time zones parsed, percentages as fractions.
+//!
+//! Every value a tenant writes is bounded, here and (where the schema can say it) in the CRD, by
+//! the same `Limits`: the operator serves many tenants, and one object must not be able to make it
+//! allocate, loop or overflow for everyone. The bounds are what real use needs, with room.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+use super::{
+    PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
+};
+use crate::Error;
+
+/// The bounds of every spec value; the CRD schema carries the same numbers.
+pub struct Limits;
+
+impl Limits {
+    /// A Deployment's replicas are an int32; no workload needs more than this.
+    pub const MAX_REPLICAS: i32 = 100_000;
+    /// A PromQL query longer than this is a mistake or an attack, not a load metric.
+    pub const MAX_QUERY_LENGTH: usize = 2_048;
+    /// Brackets nested deeper than this are refused before parsing: the parser recurses.
+    pub const MAX_QUERY_NESTING: usize = 32;
+    /// The forecast reads four weekly periods; more history is never used.
+    pub const MIN_HISTORY: Duration = Duration::hours(1);
+    pub const MAX_HISTORY: Duration = Duration::days(35);
+    /// Provisioning for load more than six hours away is not forecasting, it is guessing.
+    pub const MIN_LEAD_TIME: Duration = Duration::minutes(1);
+    pub const MAX_LEAD_TIME: Duration = Duration::hours(6);
+    pub const MAX_PEAK_WINDOWS: usize = 32;
+    pub const MIN_WINDOW: Duration = Duration::minutes(1);
+    pub const MAX_WINDOW: Duration = Duration::days(7);
+    pub const MAX_SCHEDULE_LENGTH: usize = 128;
+    pub const MAX_TIME_ZONE_LENGTH: usize = 64;
+    pub const MAX_POLICIES: usize = 8;
+    /// A Pods policy adding more than this per period is no limit at all.
+    pub const MAX_POLICY_PODS: i32 = 100_000;
+    pub const MAX_POLICY_PERCENT: i32 = 1_000;
+}
+
+/// A parsed peak window.
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub name: String,
+    pub cron: Cron,
+    pub time_zone: Tz,
+    pub duration: Duration,
+    pub min_replicas: u32,
+}
+
+/// One direction of `behavior`, with its durations as durations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub stabilization_window: Duration,
+    pub policies: Vec<Policy>,
+    pub select_policy: SelectPolicy,
+    /// The spec set no policies: these are the direction's defaults.
+    pub default_policies: bool,
+}
+
+/// A rate limit: at most `value` pods or percent per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub type_: PolicyType,
+    pub value: u32,
+    pub period: Duration,
+}
+
+/// `behavior`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Behavior {
+    pub scale_up: Rules,
+    pub scale_down: Rules,
+}
+
+/// A spec with every field checked and parsed: what the planner works with.
+#[derive(Clone, Debug)]
+pub struct ValidatedSpec {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// The load one replica carries (`spec.metric.targetPerReplica`).
+    pub target_per_replica: f64,
+    pub history: Duration,
+    pub seasonality: Vec<Seasonality>,
+    pub lead_time: Duration,
+    /// Fractions: 0.1 for 10 %.
+    pub headroom: f64,
+    pub target_quantile: f64,
+    pub max_margin: f64,
+    pub max_error: f64,
+    pub peak_windows: Vec<Window>,
+    pub behavior: Behavior,
+}
+
+impl ValidatedSpec {
+    /// The fields the forecast's calibration depends on: when any of them changes, what was
+    /// learned no longer applies.
+    pub fn calibration_key(&self) -> impl PartialEq + use<> {
+        (
+            self.target_per_replica.to_bits(),
+            self.history,
+            self.seasonality.clone(),
+            self.lead_time,
+            self.target_quantile.to_bits(),
+        )
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::InvalidSpec {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, Error> {
+    if value < min || value > max {
+        return Err(invalid(
+            field,
+            format!("must be between {min} and {max}, is {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+impl PredictiveScalerSpec {
+    /// Checks what the CRD schema cannot (cron expressions, time zones, duration bounds, the
+    /// query's grammar) and what it can, for objects that did not pass through an API server
+    /// (a backtest's manifest, an older CRD). The error names the offending field.
+    pub fn validate(&self) -> Result<ValidatedSpec, Error> {
+        let max_replicas = check_range(
+            "spec.maxReplicas",
+            self.max_replicas,
+            1,
+            Limits::MAX_REPLICAS,
+        )?;
+        let min_replicas = check_range("spec.minReplicas", self.min_replicas, 1, max_replicas)?;
+        let c = self.metric.target_per_replica;
+        if !(c.is_finite() && c >= 0.001) {
+            return Err(invalid(
+                "spec.metric.targetPerReplica",
+                format!("must be a number of at least 0.001, is {c}"),
+            ));
+        }
+        check_query(&self.metric.query)?;
+        let forecast = &self.forecast;
+        let history = forecast.history.parse(
+            "spec.forecast.history",
+            Limits::MIN_HISTORY,
+            Limits::MAX_HISTORY,
+        )?;
+        let lead_time = forecast.lead_time.parse(
+            "spec.forecast.leadTime",
+            Limits::MIN_LEAD_TIME,
+            Limits::MAX_LEAD_TIME,
+        )?;
+        if forecast.seasonality.is_empty() || forecast.seasonality.len() > 2 {
+            return Err(invalid(
+                "spec.forecast.seasonality",
+                "needs one or both of daily, weekly",
+            ));
+        }
+        let percent = |field: &str, value: i32, min: i32, max: i32| {
+            check_range(field, value, min, max).map(|v| v as f64 / 100.0)
+        };
+        let headroom = percent(
+            "spec.forecast.headroomPercent",
+            forecast.headroom_percent,
+            0,
+            500,
+        )?;
+        let target_quantile = percent(
+            "spec.forecast.targetQuantile",
+            forecast.target_quantile,
+            50,
+            100,
+        )?;
+        let max_margin = percent(
+            "spec.forecast.maxMarginPercent",
+            forecast.max_margin_percent,
+            0,
+            1000,
+        )?;
+        let max_error = percent(
+            "spec.forecast.maxErrorPercent",
+            forecast.max_error_percent,
+            1,
+            1000,
+        )?;
+        if self.peak_windows.len() > Limits::MAX_PEAK_WINDOWS {
+            return Err(invalid(
+                "spec.peakWindows",
+                format!("at most {} windows", Limits::MAX_PEAK_WINDOWS),
+            ));
+        }
+        let peak_windows = self
+            .peak_windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| parse_window(&format!("spec.peakWindows[{i}]"), w))
+            .collect::<Result<Vec<_>, _>>()?;
+        let behavior = Behavior {
+            scale_up: parse_rules(
+                "spec.behavior.scaleUp",
+                &self.behavior.scale_up,
+                &ScalingRules::hpa_default_up_policies(),
+            )?,
+            scale_down: parse_rules(
+                "spec.behavior.scaleDown",
+                &self.behavior.scale_down,
+                &ScalingRules::default_down().policies,
+            )?,
+        };
+        Ok(ValidatedSpec {
+            min_replicas: min_replicas as u32,
+            max_replicas: max_replicas as u32,
+            target_per_replica: c,
+            history,
+            seasonality: forecast.seasonality.clone(),
+            lead_time,
+            headroom,
+            target_quantile,
+            max_margin,
+            max_error,
+            peak_windows,
+            behavior,
+        })
+    }
+}
+
+/// The query must be PromQL, of bounded size and nesting. Checked with the parser Prometheus'
+/// own grammar is ported to, so that a typo is reported on the object instead of as a failing
+/// query every sync.
+fn check_query(query: &str) -> Result<(), Error> {
+    let field = "spec.metric.query";
+    if query.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if query.len() > Limits::MAX_QUERY_LENGTH {
+        return Err(invalid(
+            field,
+            format!(
+                "is {} bytes long; at most {} are allowed",
+                query.len(),
+                Limits::MAX_QUERY_LENGTH
+            ),
+        ));
+    }
+    // The parser is recursive descent: a deep nesting would overflow the stack of the thread
+    // that parses it, and take the process down with it.
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    for c in query.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > Limits::MAX_QUERY_NESTING {
+        return Err(invalid(
+            field,
+            format!(
+                "nests brackets {deepest} deep; at most {} are allowed",
+                Limits::MAX_QUERY_NESTING
+            ),
+        ));
+    }
+    promql_parser::parser::parse(query)
+        .map(|_| ())
+        .map_err(|e| invalid(field, format!("is not valid PromQL: {}", e.trim())))
+}
+
+fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
+    let sub = |name: &str| format!("{field}.{name}");
+    if spec.time_zone.len() > Limits::MAX_TIME_ZONE_LENGTH {
+        return Err(invalid(sub("timeZone"), "is too long"));
+    }
+    let time_zone = Tz::from_str(&spec.time_zone).map_err(|_| {
+        invalid(
+            sub("timeZone"),
+            format!(
+                "{:?} is not an IANA time zone name (like Europe/Berlin or UTC)",
+                spec.time_zone
+            ),
+        )
+    })?;
+    if spec.schedule.len() > Limits::MAX_SCHEDULE_LENGTH {
+        return Err(invalid(sub("schedule"), "is too long"));
+    }
+    // Five fields, as in a Kubernetes CronJob: seconds would only invite confusion here.
+    let cron = CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .build()
+        .parse(&spec.schedule)
+        .map_err(|e| {
+            invalid(
+                sub("schedule"),
+                format!(
+                    "{:?} is not a cron expression (minute hour day-of-month month day-of-week): {e}",
+                    spec.schedule
+                ),
+            )
+        })?;
+    // A pattern like `0 0 30 2 *` parses but never fires; refuse it rather than wait forever.
+    let reference: DateTime<Utc> = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+    if cron
+        .find_next_occurrence(&reference.with_timezone(&time_zone), true)
+        .is_err()
+    {
+        return Err(invalid(
+            sub("schedule"),
+            format!("{:?} never fires", spec.schedule),
+        ));
+    }
+    let duration = spec
+        .duration
+        .parse(&sub("duration"), Limits::MIN_WINDOW, Limits::MAX_WINDOW)?;
+    let min_replicas = check_range(
+        &sub("minReplicas"),
+        spec.min_replicas,
+        1,
+        Limits::MAX_REPLICAS,
+    )?;
+    Ok(Window {
+        name: spec.name.clone(),
+        cron,
+        time_zone,
+        duration,
+        min_replicas: min_replicas as u32,
+    })
+}
+
+/// `rules` of one direction; without policies, the direction's `default` policies apply (as the
+/// API server defaults an HPA's).
+fn parse_rules(
+    field: &str,
+    rules: &ScalingRules,
+    default: &[super::ScalingPolicy],
+) -> Result<Rules, Error> {
+    let seconds = check_range(
+        &format!("{field}.stabilizationWindowSeconds"),
+        rules.stabilization_window_seconds,
+        0,
+        3600,
+    )?;
+    if rules.policies.len() > Limits::MAX_POLICIES {
+        return Err(invalid(
+            format!("{field}.policies"),
+            format!("at most {} policies", Limits::MAX_POLICIES),
+        ));
+    }
+    let written = if rules.policies.is_empty() {
+        default
+    } else {
+        &rules.policies
+    };
+    let policies = written
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = format!("{field}.policies[{i}]");
+            let max = match p.type_ {
+                PolicyType::Pods => Limits::MAX_POLICY_PODS,
+                PolicyType::Percent => Limits::MAX_POLICY_PERCENT,
+            };
+            let value = check_range(&format!("{at}.value"), p.value, 1, max)?;
+            let period = check_range(&format!("{at}.periodSeconds"), p.period_seconds, 1, 1800)?;
+            Ok(Policy {
+                type_: p.type_,
+                value: value as u32,
+                period: Duration::seconds(period.into()),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Rules {
+        stabilization_window: Duration::seconds(seconds.into()),
+        policies,
+        select_policy: rules.select_policy,
+        default_policies: rules.policies.is_empty(),
+    })
+}

@@ -1,0 +1,148 @@
+//! The scoring model (`docs/simulation.md`): what the load needs, what a strategy had ready, and
+//! its scores over the evaluation window.
+//!
+//! A minute is scored when it lies in the evaluation window and the trace observed it (it is not
+//! inside a gap): its cost and its violations count, or neither does.
+
+use serde::Serialize;
+
+use super::trace::Trace;
+use super::{Run, Setup};
+
+/// `clamp(ceil(d / targetPerReplica), min, max)` per minute.
+pub fn needed(trace: &Trace, target_per_replica: f64, min: u32, max: u32) -> Vec<u32> {
+    trace
+        .demand
+        .iter()
+        .map(|d| {
+            ((d / target_per_replica).ceil().clamp(0.0, u32::MAX as f64) as u32).clamp(min, max)
+        })
+        .collect()
+}
+
+/// Ready replicas per minute: what was asked for `delay` minutes ago and has not been removed
+/// since (`min(desired(u) for u in [t - delay, t])`). Before the trace started, the fleet is taken
+/// as steady at its first size.
+pub fn ready(desired: &[u32], delay: usize) -> Vec<u32> {
+    // Sliding-window minimum with a monotonic deque: O(n).
+    let mut out = Vec::with_capacity(desired.len());
+    let mut window: std::collections::VecDeque<usize> = Default::default();
+    for (t, &d) in desired.iter().enumerate() {
+        while window.back().is_some_and(|&i| desired[i] >= d) {
+            window.pop_back();
+        }
+        window.push_back(t);
+        while window.front().is_some_and(|&i| i + delay < t) {
+            window.pop_front();
+        }
+        let steady_start = if t < delay { desired[0] } else { u32::MAX };
+        out.push(desired[window[0]].min(steady_start));
+    }
+    out
+}
+
+/// One strategy's scores over the scored minutes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Score {
+    pub strategy: String,
+    pub scored_minutes: usize,
+    pub violation_minutes: usize,
+    pub violation_percent: f64,
+    /// Replica-minutes missing.
+    pub shortfall: f64,
+    /// Replica-hours asked for.
+    pub cost: f64,
+    /// Cost relative to the oracle's (perfect foresight).
+    pub cost_vs_oracle: f64,
+    /// How often the replica count changed.
+    pub changes: usize,
+}
+
+/// Which minutes count: inside the evaluation window and observed by the trace.
+pub fn scored_minutes(trace: &Trace, setup: &Setup) -> Vec<bool> {
+    let first = setup.eval_index(trace);
+    (0..trace.minutes())
+        .map(|t| t >= first && trace.observed[t])
+        .collect()
+}
+
+/// Scores `desired` against `needed` over the `scored` minutes.
+pub fn score(
+    name: &str,
+    desired: &[u32],
+    needed: &[u32],
+    scored: &[bool],
+    delay: usize,
+    oracle_cost: Option<f64>,
+) -> Score {
+    let ready = ready(desired, delay);
+    let (mut minutes, mut violations, mut shortfall, mut cost, mut changes) = (0, 0, 0.0, 0.0, 0);
+    for t in 0..desired.len() {
+        if !scored[t] {
+            continue;
+        }
+        minutes += 1;
+        cost += desired[t] as f64 / 60.0;
+        if t > 0 && desired[t] != desired[t - 1] {
+            changes += 1;
+        }
+        let short = needed[t].saturating_sub(ready[t]);
+        if short > 0 {
+            violations += 1;
+            shortfall += short as f64;
+        }
+    }
+    Score {
+        strategy: name.to_string(),
+        scored_minutes: minutes,
+        violation_minutes: violations,
+        violation_percent: if minutes > 0 {
+            100.0 * violations as f64 / minutes as f64
+        } else {
+            0.0
+        },
+        shortfall,
+        cost,
+        cost_vs_oracle: match oracle_cost {
+            Some(o) if o > 0.0 => cost / o,
+            _ => 1.0,
+        },
+        changes,
+    }
+}
+
+/// The score of `run`.
+pub fn score_run(
+    run: &Run,
+    needed: &[u32],
+    scored: &[bool],
+    delay: usize,
+    oracle_cost: Option<f64>,
+) -> Score {
+    score(&run.name, &run.desired, needed, scored, delay, oracle_cost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_lags_scale_ups_and_follows_scale_downs_at_once() {
+        let desired = [2, 2, 5, 5, 5, 5, 5, 5, 3, 3];
+        assert_eq!(ready(&desired, 3), vec![2, 2, 2, 2, 2, 5, 5, 5, 3, 3]);
+        assert_eq!(ready(&desired, 0), desired.to_vec());
+    }
+
+    #[test]
+    fn a_gap_minute_counts_for_neither_cost_nor_violations() {
+        let desired = [1, 1, 1, 1];
+        let needed = [1, 5, 5, 1];
+        let all = score("s", &desired, &needed, &[true; 4], 0, None);
+        let gap = score("s", &desired, &needed, &[true, false, false, true], 0, None);
+        assert_eq!((all.violation_minutes, all.scored_minutes), (2, 4));
+        assert_eq!((gap.violation_minutes, gap.scored_minutes), (0, 2));
+        assert!((all.cost - 4.0 / 60.0).abs() < 1e-12);
+        assert!((gap.cost - 2.0 / 60.0).abs() < 1e-12);
+    }
+}

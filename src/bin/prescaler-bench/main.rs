@@ -1,0 +1,249 @@
+//! `prescaler-bench`: the project's measuring tools, kept out of the product binary.
+//! - `scenarios`: the quality benchmark — every scenario of a scenario file backtested with
+//!   prescaler's default spec, against the HPA frontier and perfect foresight;
+//! - `demo-trace`: regenerates the bundled synthetic demo trace;
+//! - `forecast-methods` (feature `mstl`): prescaler's predictors against MSTL.
+
+mod bound;
+mod demo;
+#[cfg(feature = "mstl")]
+mod forecast_eval;
+mod scenarios;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::Duration;
+use clap::{Parser, Subcommand};
+use prescaler::api::PredictiveScalerSpec;
+use prescaler::backtest::trace::Trace;
+use prescaler::backtest::{self, Setup};
+use prescaler::planning::forecast::ModelConfig;
+use prescaler::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "prescaler-bench",
+    about = "prescaler's benchmarks and generators"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Backtest every scenario of a scenario file with the default spec; report the saving at
+    /// equal violations against the HPA frontier and the foresight bound.
+    Scenarios {
+        /// The scenario file (CSV: trace, capacity, min_replicas, max_replicas,
+        /// startup_delay_min, metric_lag_min, eval_start).
+        #[arg(long)]
+        scenarios: PathBuf,
+        /// The folder holding the traces it names.
+        #[arg(long)]
+        traces: PathBuf,
+        /// Only scenarios whose trace name contains this.
+        #[arg(long)]
+        only: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
+    DemoTrace {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 21)]
+        days: u32,
+    },
+    /// Compare prescaler's predictors with MSTL on every scenario's trace.
+    #[cfg(feature = "mstl")]
+    ForecastMethods {
+        #[arg(long)]
+        scenarios: PathBuf,
+        #[arg(long)]
+        traces: PathBuf,
+        /// Evaluation instants per trace.
+        #[arg(long, default_value_t = 100)]
+        points: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Scenarios {
+            scenarios,
+            traces,
+            only,
+            json,
+        } => run_scenarios(&scenarios, &traces, only.as_deref(), json),
+        Command::DemoTrace { seed, days } => {
+            print!("{}", demo::trace_csv(seed, days));
+            Ok(())
+        }
+        #[cfg(feature = "mstl")]
+        Command::ForecastMethods {
+            scenarios,
+            traces,
+            points,
+        } => forecast_methods(&scenarios, &traces, points),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One scenario's result.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    trace: String,
+    startup_delay_minutes: u32,
+    violation_percent: f64,
+    hpa80_violation_percent: f64,
+    saving_at_equal_violations: f64,
+    hpa_violation_percent_at_equal_cost: f64,
+    cost_vs_oracle: f64,
+    cost_vs_hpa80: f64,
+    /// The foresight bound's saving at prescaler's violation %, where the trace has an
+    /// un-textured original.
+    bound_saving: Option<f64>,
+    /// prescaler's own replay, in seconds of wall-clock time.
+    replay_seconds: f64,
+}
+
+fn run_scenarios(file: &Path, dir: &Path, only: Option<&str>, json: bool) -> Result<()> {
+    let list = scenarios::load(file, dir)?;
+    let mut rows = Vec::new();
+    if !json {
+        println!(
+            "{:<46} {:>5} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7}",
+            "trace", "delay", "viol%", "hpa80%", "saving", "hpa%@cost", "/oracle", "bound", "secs"
+        );
+    }
+    for sc in list
+        .iter()
+        .filter(|s| only.is_none_or(|o| s.trace.to_string_lossy().contains(o)))
+    {
+        let trace = Trace::load(&sc.trace)?;
+        let mut setup = Setup::for_trace(&trace);
+        setup.startup_delay = Duration::minutes(sc.startup_delay_min.into());
+        setup.metric_lag = Duration::minutes(sc.metric_lag_min.into());
+        if let Some(t) = sc.eval_start {
+            setup.eval_start = t;
+        }
+        // The scenario file's `capacity` is the load one replica carries.
+        let mut spec = PredictiveScalerSpec::new(sc.capacity, sc.max_replicas as i32);
+        spec.min_replicas = sc.min_replicas as i32;
+        spec.forecast.lead_time =
+            prescaler::api::format_duration(setup.startup_delay + setup.metric_lag)
+                .as_str()
+                .into();
+        let spec = spec.validate()?;
+        let model = ModelConfig::default();
+        let started = Instant::now();
+        backtest::prescaler(&trace, &setup, &spec, &model);
+        let replay_seconds = started.elapsed().as_secs_f64();
+        let outcome = backtest::run_all(&trace, &setup, &spec, &model)?;
+        let own = outcome.score("prescaler").cloned().expect("prescaler runs");
+        let hpa80 = outcome.score("hpa80").cloned().expect("hpa80 runs");
+        let bound_saving = bound::original_of(&sc.trace)
+            .map(|original| -> Result<Option<f64>> {
+                let smooth = Trace::load(&original)?;
+                Ok(bound::saving_at(
+                    &trace,
+                    &smooth,
+                    &setup,
+                    &spec,
+                    &outcome,
+                    own.violation_percent,
+                ))
+            })
+            .transpose()?
+            .flatten();
+        let name = sc
+            .trace
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let row = Row {
+            trace: name,
+            startup_delay_minutes: sc.startup_delay_min,
+            violation_percent: own.violation_percent,
+            hpa80_violation_percent: hpa80.violation_percent,
+            saving_at_equal_violations: outcome.comparison.saving_at_equal_violations,
+            hpa_violation_percent_at_equal_cost: outcome
+                .comparison
+                .hpa_violation_percent_at_equal_cost,
+            cost_vs_oracle: own.cost_vs_oracle,
+            cost_vs_hpa80: own.cost / hpa80.cost,
+            bound_saving,
+            replay_seconds,
+        };
+        if !json {
+            println!(
+                "{:<46} {:>5} {:>7.2}% {:>7.2}% {:>7.1}% {:>8.2}% {:>8.3} {:>8} {:>7.2}",
+                row.trace,
+                row.startup_delay_minutes,
+                row.violation_percent,
+                row.hpa80_violation_percent,
+                100.0 * row.saving_at_equal_violations,
+                row.hpa_violation_percent_at_equal_cost,
+                row.cost_vs_oracle,
+                row.bound_saving
+                    .map_or("–".into(), |b| format!("{:.1}%", 100.0 * b)),
+                row.replay_seconds
+            );
+        }
+        rows.push(row);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Config {
+                what: "JSON".into(),
+                message: e.to_string()
+            })?
+        );
+    } else {
+        println!(
+            "viol%: prescaler's violation minutes; hpa80%: the HPA's at an 80 % target; saving: prescaler's saving at equal violations against the HPA frontier (targets 40–100 %)"
+        );
+        println!(
+            "hpa%@cost: the frontier's violation minutes at prescaler's cost; bound: the foresight bound's saving at prescaler's violation %; secs: prescaler's replay alone"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(feature = "mstl")]
+fn forecast_methods(file: &Path, dir: &Path, points: usize) -> Result<()> {
+    println!(
+        "{:<34} {:<26} {:>8} {:>10} {:>6}",
+        "trace", "method", "MAPE%", "ms/fcst", "n"
+    );
+    for sc in scenarios::load(file, dir)? {
+        let trace = Trace::load(&sc.trace)?;
+        let eval_from = sc.eval_start.map_or(14 * 1440, |t| {
+            (t - trace.start).num_minutes().max(0) as usize
+        });
+        let name = sc
+            .trace
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for m in forecast_eval::evaluate(&trace, eval_from, points) {
+            println!(
+                "{:<34} {:<26} {:>8.2} {:>10.3} {:>6}",
+                name, m.method, m.mape_percent, m.millis_per_forecast, m.forecasts
+            );
+        }
+    }
+    Ok(())
+}

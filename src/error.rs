@@ -1,0 +1,84 @@
+//! The one error type of the crate. Each variant names what it concerns (a spec field, a file, a
+//! query) and keeps its cause as a typed source.
+
+/// Everything that can go wrong, with the field, file or query it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A spec value the schema let through but prescaler cannot use; `field` is its path.
+    #[error("invalid {field}: {message}")]
+    InvalidSpec { field: String, message: String },
+
+    /// A load trace that cannot be replayed.
+    #[error("{path}: {message}")]
+    Trace { path: String, message: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{context}: {source}")]
+    Csv {
+        context: String,
+        #[source]
+        source: csv::Error,
+    },
+
+    #[error("{context}: {source}")]
+    Yaml {
+        context: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+
+    #[error("query {query:?}: {source}")]
+    Prometheus {
+        query: String,
+        #[source]
+        source: crate::adapters::prometheus::QueryError,
+    },
+
+    /// A command-line setting or a file it names that cannot be used.
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
+
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] Box<kube::Error>),
+
+    /// A request that got no answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+
+    /// A reconcile panicked; the process carries on (see `operator::controller`).
+    #[error("internal error while reconciling: {0}")]
+    Panicked(String),
+
+    /// The SVG chart could not be drawn.
+    #[error("drawing {path}: {message}")]
+    Chart { path: String, message: String },
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Whether the Kubernetes API answered 409 Conflict (a stale resourceVersion).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(e) if matches!(&**e, kube::Error::Api(s) if s.is_conflict()))
+    }
+
+    /// Whether the Kubernetes API refused the request for lack of permission (RBAC).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Kube(e) if matches!(&**e, kube::Error::Api(s) if s.is_forbidden()))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,860 @@
+//! The reconcile of one PredictiveScaler, in four steps:
+//! - **observe**: validate the spec, find the target and the HPA that may scale it, refuse what
+//!   must not be acted on (a target in another namespace, one another PredictiveScaler already
+//!   scales, a KEDA-owned HPA), and bring the load history up to date;
+//! - **decide**: the scaler's `Planner`, the same one the backtest replays;
+//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it — only
+//!   while this replica leads, never a paused workload, never on a failure's account;
+//! - **report**: status (written only when it changed), conditions, Events and metrics.
+//!
+//! The per-scaler memory kept here (history cache, planner) is rebuilt from Prometheus after a
+//! restart; nothing that matters lives only in this process. A reconcile can fail, but not take
+//! the process down: a panic is caught and reported on its object, and every other scaler keeps
+//! its schedule.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Mutex, Semaphore};
+use tracing::{info, warn};
+
+use super::leader::Leadership;
+use super::telemetry::{ErrorLabels, Health, Metrics, ScalerLabels};
+use crate::adapters::history::{HistoryCache, Refresh};
+use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
+use crate::adapters::prometheus::Prometheus;
+use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
+use crate::planning::conditions::{self, Finding, READY, SCALING_LIMITED};
+use crate::planning::forecast::ModelConfig;
+use crate::planning::plan::Decision;
+use crate::planning::planner::Planner;
+use crate::{Error, Result};
+
+/// Kept on a PredictiveScaler while it holds an HPA's floor, so that the floor is given back
+/// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
+/// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
+pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
+/// The field manager of prescaler's status writes (server-side apply).
+const FIELD_MANAGER: &str = "prescaler";
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often every PredictiveScaler is reconciled, changed or not.
+    pub sync_period: StdDuration,
+    /// Reconciles running at once (and so Prometheus queries in flight).
+    pub concurrency: u16,
+    pub model: ModelConfig,
+    /// The name Events are reported under, usually the pod's.
+    pub instance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sync_period: StdDuration::from_secs(30),
+            concurrency: 8,
+            model: ModelConfig::default(),
+            instance: "prescaler".into(),
+        }
+    }
+}
+
+/// What one PredictiveScaler's reconciles share.
+struct ScalerState {
+    planner: Planner,
+    cache: HistoryCache,
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub client: kube::Client,
+    pub prometheus: Prometheus,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub settings: Settings,
+    recorder: Recorder,
+    /// Every HPA in the cluster, kept by a watch the operator runs.
+    hpas: Store<HorizontalPodAutoscaler>,
+    /// Every PredictiveScaler, kept by the controller's own watch (to find two on one target).
+    scalers: Store<PredictiveScaler>,
+    /// `None` without leader election (a single replica).
+    leadership: Option<Arc<Leadership>>,
+    /// Per PredictiveScaler uid.
+    states: Mutex<HashMap<String, Arc<Mutex<ScalerState>>>>,
+    /// Consecutive failed reconciles per uid, for the retry backoff.
+    failures: std::sync::Mutex<HashMap<String, u32>>,
+    queries: Semaphore,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: kube::Client,
+        prometheus: Prometheus,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        settings: Settings,
+        hpas: Store<HorizontalPodAutoscaler>,
+        scalers: Store<PredictiveScaler>,
+        leadership: Option<Arc<Leadership>>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "prescaler".into(),
+                instance: Some(settings.instance.clone()),
+            },
+        );
+        let queries = Semaphore::new(settings.concurrency.max(1) as usize);
+        Self {
+            client,
+            prometheus,
+            metrics,
+            health,
+            settings,
+            recorder,
+            hpas,
+            scalers,
+            leadership,
+            states: Mutex::default(),
+            failures: Default::default(),
+            queries,
+        }
+    }
+
+    /// Whether this replica may write to workloads and HPAs now.
+    fn may_write(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.may_write())
+    }
+
+    async fn state_for(
+        &self,
+        uid: &str,
+        ps: &PredictiveScaler,
+        spec: &ValidatedSpec,
+    ) -> Arc<Mutex<ScalerState>> {
+        let mut states = self.states.lock().await;
+        let entry = states.entry(uid.to_string()).or_insert_with(|| {
+            let planner = Planner::new(spec.clone(), self.settings.model.clone());
+            let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_span());
+            Arc::new(Mutex::new(ScalerState { planner, cache }))
+        });
+        entry.clone()
+    }
+
+    async fn forget(&self, ps: &PredictiveScaler) {
+        if let Some(uid) = ps.uid() {
+            self.states.lock().await.remove(&uid);
+        }
+        self.metrics.remove(&labels(ps));
+    }
+}
+
+fn labels(ps: &PredictiveScaler) -> ScalerLabels {
+    ScalerLabels {
+        namespace: ps.namespace().unwrap_or_default(),
+        name: ps.name_any(),
+    }
+}
+
+/// Runs the controller over `changes` (the PredictiveScalers' watch, reflected into the
+/// context's store) until the process is asked to stop. Nothing is reconciled before the HPA
+/// store has synced: a `/scale` write for a workload whose HPA is not yet known would fight it.
+pub async fn run(
+    ctx: Arc<Context>,
+    changes: impl Stream<Item = Result<PredictiveScaler, kube::runtime::watcher::Error>>
+    + Send
+    + 'static,
+) {
+    info!("waiting for the HorizontalPodAutoscaler watch to sync");
+    if ctx.hpas.wait_until_ready().await.is_err() {
+        warn!("the HorizontalPodAutoscaler watch stopped before it synced; not reconciling");
+        return;
+    }
+    ctx.health.set_hpas_synced();
+    let concurrency = ctx.settings.concurrency;
+    Controller::for_stream(changes, ctx.scalers.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
+/// condition on this object and a retry with backoff, and the process carries on.
+pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = AssertUnwindSafe(reconcile_inner(&ps, &ctx))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Error::Panicked(message))
+        });
+    if let Err(Error::Panicked(message)) = &result {
+        // Whatever the planner held may be inconsistent: start it afresh.
+        ctx.forget(&ps).await;
+        let finding = Finding::new(
+            READY,
+            false,
+            "InternalError",
+            format!(
+                "prescaler failed on this object ({message}); retrying with backoff, nothing is scaled meanwhile"
+            ),
+        );
+        let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
+    }
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    ctx.health.progress();
+    if result.is_ok()
+        && let Some(uid) = ps.uid()
+    {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&uid);
+    }
+    result
+}
+
+async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action> {
+    if ps.meta().deletion_timestamp.is_some() {
+        give_back_floor(ps, ctx).await?;
+        ctx.forget(ps).await;
+        return Ok(Action::await_change());
+    }
+    apply(ps, ctx).await?;
+    Ok(Action::requeue(ctx.settings.sync_period))
+}
+
+/// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
+/// so that a missing permission or an overloaded API server does not make a hot loop.
+pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> Action {
+    let kind = match error {
+        Error::Kube(_) | Error::Timeout { .. } => "kubernetes",
+        Error::Prometheus { .. } => "prometheus",
+        Error::Panicked(_) => "panic",
+        _ => "other",
+    };
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels { kind: kind.into() })
+        .inc();
+    let failures = {
+        let mut all = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    // A conflict is another writer's fresh change: decide again from it at once.
+    let delay = if error.is_conflict() && failures <= 3 {
+        StdDuration::from_secs(1)
+    } else {
+        StdDuration::from_secs(5 * 2u64.pow(failures.min(6) - 1)).min(StdDuration::from_secs(300))
+    };
+    warn!(namespace = ps.namespace(), name = ps.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// What the reconcile found out about the target, when it can act on it.
+struct Target {
+    spec: ValidatedSpec,
+    workload: Workload,
+    hpa: Option<Arc<HorizontalPodAutoscaler>>,
+}
+
+/// What the history refresh found.
+struct LoadRead {
+    problem: Option<String>,
+    refresh: Refresh,
+}
+
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+    let now = Utc::now();
+    let mut target = match observe(ps, ctx).await {
+        Ok(Ok(target)) => target,
+        Ok(Err(refusal)) => {
+            give_back_floor(ps, ctx).await?;
+            return write_status(ps, ctx, None, vec![refusal], now).await;
+        }
+        Err(e) if e.is_forbidden() => {
+            let finding = Finding::new(
+                READY,
+                false,
+                "Forbidden",
+                format!(
+                    "{e}: prescaler's service account lacks this permission (see the chart's rbac.scaleTargets); retrying with backoff"
+                ),
+            );
+            write_status(ps, ctx, None, vec![finding], now).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let (decision, load) = decide(ps, ctx, &target, now).await;
+    let ready = actuate(ps, ctx, &mut target, &decision).await?;
+    let findings = vec![
+        ready.finding,
+        conditions::metrics_finding(&decision, load.problem.as_deref(), load.refresh.rejected),
+        conditions::forecast_finding(&decision, &target.spec),
+        conditions::limit_finding(&decision, &target.spec),
+    ];
+    publish_metrics(ctx, ps, &decision, ready.current);
+    write_status(
+        ps,
+        ctx,
+        Some(Decided {
+            decision: &decision,
+            current: ready.current,
+            scaled_at: ready.scaled.then_some(now),
+        }),
+        findings,
+        now,
+    )
+    .await
+}
+
+/// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
+async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, Finding>> {
+    let refuse =
+        |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
+    let namespace = ps.namespace().unwrap_or_default();
+    let spec = match ps.spec.validate() {
+        Ok(spec) => spec,
+        Err(e) => {
+            return refuse(
+                "InvalidSpec",
+                format!("{e}; nothing is scaled until it is fixed"),
+            );
+        }
+    };
+    if ps.spec.mode == Mode::Off {
+        return Ok(Err(Finding::new(
+            READY,
+            true,
+            "Off",
+            "mode is Off: prescaler computes nothing and changes nothing",
+        )));
+    }
+    let target_ref = &ps.spec.scale_target_ref;
+    if let Some(elsewhere) = target_ref.namespace.as_deref().filter(|n| *n != namespace) {
+        return refuse(
+            "CrossNamespaceTarget",
+            format!(
+                "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
+            ),
+        );
+    }
+    // Two PredictiveScalers on one target would fight; the oldest keeps it, as the HPA
+    // controller refuses ambiguous selectors rather than guess.
+    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    if let Some(first) = ctx
+        .scalers
+        .state()
+        .iter()
+        .filter(|other| {
+            other.namespace().as_deref() == Some(namespace.as_str())
+                && other.uid() != ps.uid()
+                && other.meta().deletion_timestamp.is_none()
+                && other.spec.scale_target_ref.kind == target_ref.kind
+                && other.spec.scale_target_ref.name == target_ref.name
+                && other.spec.mode != Mode::Off
+        })
+        .min_by_key(|other| key(other))
+        && key(first) < key(ps)
+    {
+        return refuse(
+            "AmbiguousTarget",
+            format!(
+                "PredictiveScaler {} already scales {} {}; this one does nothing while both exist",
+                first.name_any(),
+                target_ref.kind,
+                target_ref.name
+            ),
+        );
+    }
+    let workload = match kubernetes::resolve(&ctx.client, &namespace, target_ref).await? {
+        Ok(w) => w,
+        Err(problem) => {
+            let message = match &problem {
+                TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
+                TargetProblem::NoScaleSubresource(m) => m.clone(),
+            };
+            return refuse(problem.reason(), message);
+        }
+    };
+    let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
+    if let Some(scaled_object) = hpa.as_deref().and_then(kubernetes::keda_owner) {
+        return refuse(
+            "KedaManagedTarget",
+            format!(
+                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {scaled_object}, which would undo any floor prescaler sets; set the ScaledObject's minReplicaCount, or scale with prescaler alone",
+                hpa.as_ref().map(|h| h.name_any()).unwrap_or_default()
+            ),
+        );
+    }
+    Ok(Ok(Target {
+        spec,
+        workload,
+        hpa,
+    }))
+}
+
+/// Brings the scaler's history up to date and asks its planner.
+async fn decide(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> (Decision, LoadRead) {
+    let state = ctx
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .await;
+    let mut state = state.lock().await;
+    state.planner.update_spec(target.spec.clone());
+    let span = state.planner.history_span();
+    if state.cache.query() != ps.spec.metric.query || state.cache.span() != span {
+        state.cache = HistoryCache::new(ps.spec.metric.query.clone(), span);
+    }
+    let refreshed = {
+        let _slot = ctx.queries.acquire().await;
+        let started = Instant::now();
+        let r = state.cache.refresh(&ctx.prometheus, now).await;
+        ctx.metrics
+            .query_duration
+            .observe(started.elapsed().as_secs_f64());
+        r
+    };
+    let load = match refreshed {
+        Ok(refresh) => {
+            ctx.metrics.queries.inc_by(refresh.queries as u64);
+            LoadRead {
+                problem: None,
+                refresh,
+            }
+        }
+        Err(e) => {
+            ctx.metrics.query_errors.inc();
+            LoadRead {
+                problem: Some(e.to_string()),
+                refresh: Refresh::default(),
+            }
+        }
+    };
+    let history = load
+        .problem
+        .is_none()
+        .then(|| state.cache.history())
+        .flatten();
+    let decided_at = Instant::now();
+    let decision = state
+        .planner
+        .decide(history.as_ref(), target.workload.replicas(), now);
+    ctx.metrics
+        .decision_duration
+        .observe(decided_at.elapsed().as_secs_f64());
+    (decision, load)
+}
+
+/// What actuation did.
+struct Actuated {
+    finding: Finding,
+    /// The replicas the workload has after it.
+    current: u32,
+    /// Whether prescaler changed the workload's replicas or an HPA's floor.
+    scaled: bool,
+}
+
+async fn actuate(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    decision: &Decision,
+) -> Result<Actuated> {
+    let current = target.workload.replicas();
+    let target_name = format!(
+        "{} {}",
+        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
+    );
+    let desired = decision.desired_replicas;
+    let done = |finding: Finding, current: u32, scaled: bool| {
+        Ok(Actuated {
+            finding,
+            current,
+            scaled,
+        })
+    };
+    if ps.spec.mode == Mode::ForecastOnly {
+        give_back_floor(ps, ctx).await?;
+        return done(
+            Finding::new(
+                READY,
+                true,
+                "ForecastOnly",
+                format!(
+                    "mode is ForecastOnly: {target_name} would be set to {desired} replicas; nothing is written"
+                ),
+            ),
+            current,
+            false,
+        );
+    }
+    if let Some(why) = &target.workload.paused {
+        give_back_floor(ps, ctx).await?;
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!("{why}: prescaler does not scale it"),
+            ),
+            current,
+            false,
+        );
+    }
+    if current == 0 && target.hpa.is_none() {
+        // The HPA's convention: a workload scaled to zero has scaling disabled.
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!(
+                    "{target_name} has 0 replicas: scaling is disabled until someone scales it up"
+                ),
+            ),
+            current,
+            false,
+        );
+    }
+    if !ctx.may_write() {
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "NotLeader",
+                "this replica lost the Lease; the new leader acts",
+            ),
+            current,
+            false,
+        );
+    }
+    match target.hpa.clone() {
+        Some(hpa) => {
+            let uid = ps.uid().unwrap_or_default();
+            add_finalizer(ps, ctx).await?;
+            let set =
+                kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
+            if let Some(floor) = set {
+                publish(
+                    ctx,
+                    ps,
+                    EventType::Normal,
+                    "FloorSet",
+                    format!(
+                        "set HorizontalPodAutoscaler {}'s minReplicas to {floor} ({})",
+                        hpa.name_any(),
+                        decision.explain()
+                    ),
+                )
+                .await;
+            }
+            done(
+                Finding::new(
+                    READY,
+                    true,
+                    "FloorOnHPA",
+                    format!(
+                        "HorizontalPodAutoscaler {} scales {target_name}; prescaler holds its minReplicas at the forecast floor",
+                        hpa.name_any()
+                    ),
+                ),
+                current,
+                set.is_some(),
+            )
+        }
+        None => {
+            give_back_floor(ps, ctx).await?;
+            let mut scaled = false;
+            if desired != current {
+                target.workload.set_replicas(desired).await?;
+                scaled = true;
+                let verb = if desired > current {
+                    "ScaledUp"
+                } else {
+                    "ScaledDown"
+                };
+                info!(
+                    namespace = ps.namespace(),
+                    name = ps.name_any(),
+                    current,
+                    desired,
+                    reason = decision.reason.as_str(),
+                    "scaling"
+                );
+                publish(
+                    ctx,
+                    ps,
+                    EventType::Normal,
+                    verb,
+                    format!(
+                        "{target_name} from {current} to {desired} replicas ({})",
+                        decision.explain()
+                    ),
+                )
+                .await;
+            }
+            done(
+                Finding::new(
+                    READY,
+                    true,
+                    "Scaling",
+                    format!("prescaler scales {target_name}"),
+                ),
+                target.workload.replicas(),
+                scaled,
+            )
+        }
+    }
+}
+
+/// Adds the finalizer before an HPA floor is set, guarded by the resourceVersion read.
+async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+    if ps.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut all = ps.finalizers().to_vec();
+    all.push(FINALIZER.into());
+    set_finalizers(ps, ctx, all).await
+}
+
+/// Gives back an HPA floor this scaler holds (read from the API server, not the cache), then
+/// drops the finalizer that guarded it.
+async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+    let has_finalizer = ps.finalizers().iter().any(|f| f == FINALIZER);
+    if !has_finalizer {
+        return Ok(());
+    }
+    let namespace = ps.namespace().unwrap_or_default();
+    let uid = ps.uid().unwrap_or_default();
+    if let Some((hpa, restored)) =
+        kubernetes::release_hpa_floor(&ctx.client, &namespace, &ps.spec.scale_target_ref, &uid)
+            .await?
+    {
+        publish(
+            ctx,
+            ps,
+            EventType::Normal,
+            "FloorReleased",
+            format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
+        )
+        .await;
+    }
+    let rest = ps
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(ps, ctx, rest).await
+}
+
+/// Writes the finalizer list, guarded by the resourceVersion read: a concurrent change to the
+/// list is a 409 and a retry, never a lost finalizer.
+async fn set_finalizers(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let api: Api<PredictiveScaler> =
+        Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
+    let patch = json!({ "metadata": {
+        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
+    call(
+        "writing finalizers",
+        api.patch(
+            &ps.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A decision to publish, with the workload's replica count and when it was scaled.
+struct Decided<'a> {
+    decision: &'a Decision,
+    current: u32,
+    scaled_at: Option<DateTime<Utc>>,
+}
+
+/// The status this reconcile found: the decision's figures (or none, when it decided nothing)
+/// and the conditions.
+fn new_status(
+    ps: &PredictiveScaler,
+    decided: Option<&Decided<'_>>,
+    findings: &[Finding],
+    now: DateTime<Utc>,
+) -> (PredictiveScalerStatus, Vec<Finding>) {
+    let previous = ps.status.clone().unwrap_or_default();
+    let time = Time(k8s_openapi::jiff::Timestamp::from_second(now.timestamp()).unwrap_or_default());
+    let (conditions, changed) = conditions::merge(
+        &previous.conditions,
+        findings,
+        ps.metadata.generation,
+        &time,
+    );
+    let mut status = PredictiveScalerStatus {
+        observed_generation: ps.metadata.generation,
+        conditions,
+        last_scale_time: previous.last_scale_time.clone(),
+        ..Default::default()
+    };
+    if let Some(d) = decided {
+        conditions::record_decision(&mut status, d.decision, d.current);
+        if let Some(t) = d.scaled_at {
+            status.last_scale_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
+    (status, changed)
+}
+
+/// Writes the status when it changed (server-side apply: fields this reconcile did not set are
+/// removed), and an Event for every condition whose status or reason changed.
+async fn write_status(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    decided: Option<Decided<'_>>,
+    findings: Vec<Finding>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (status, changed) = new_status(ps, decided.as_ref(), &findings, now);
+    if ps.status.as_ref() != Some(&status) {
+        let api: Api<PredictiveScaler> =
+            Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
+        let patch = json!({
+            "apiVersion": "prescaler.dev/v1alpha1",
+            "kind": "PredictiveScaler",
+            "status": status,
+        });
+        call(
+            "writing status",
+            api.patch_status(
+                &ps.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            ),
+        )
+        .await?;
+        ctx.metrics.status_writes.inc();
+    }
+    let previous = ps
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    for f in changed {
+        // A first healthy condition is not news; a problem, or a recovery from one, is.
+        let recovered = previous
+            .iter()
+            .any(|c| c.type_ == f.type_ && c.status == "False");
+        if f.is_warning() || recovered || f.type_ == SCALING_LIMITED && f.status {
+            let kind = if f.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(
+                ctx,
+                ps,
+                kind,
+                &f.reason,
+                format!("{}: {}", f.type_, f.message),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+fn publish_metrics(ctx: &Context, ps: &PredictiveScaler, d: &Decision, current: u32) {
+    let labels = labels(ps);
+    let m = &ctx.metrics;
+    m.current_replicas
+        .get_or_create(&labels)
+        .set(current as i64);
+    m.desired_replicas
+        .get_or_create(&labels)
+        .set(d.desired_replicas as i64);
+    if let Some(load) = d.load {
+        m.load.get_or_create(&labels).set(load);
+    }
+    if let Some(r) = d.reactive_replicas {
+        m.reactive_replicas.get_or_create(&labels).set(r as i64);
+    }
+    match (d.forecast_load, d.forecast_replicas) {
+        (Some(load), Some(r)) => {
+            m.forecast_load.get_or_create(&labels).set(load);
+            m.forecast_replicas.get_or_create(&labels).set(r as i64);
+        }
+        _ => {
+            m.forecast_load.remove(&labels);
+            m.forecast_replicas.remove(&labels);
+        }
+    }
+    if let Some(c) = d.calibration.or(d.demoted) {
+        m.forecast_error_percent
+            .get_or_create(&labels)
+            .set(c.error_percent);
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let sent = tokio::time::timeout(
+        kubernetes::API_TIMEOUT,
+        ctx.recorder.publish(&event, &ps.object_ref(&())),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        // An Event is information, not state: failing to record one must not stop scaling.
+        warn!(reason, "could not record an Event");
+    }
+}

@@ -1,0 +1,268 @@
+//! Leader election through a `coordination.k8s.io/v1` Lease, with client-go's semantics
+//! (k8s.io/client-go/tools/leaderelection/leaderelection.go: `tryAcquireOrRenew`, `renew`,
+//! `release`), so that two operator replicas never write at once:
+//! - a Lease held by another is taken over only once it has not changed for `lease_duration` as
+//!   measured by *this* replica's clock from when it saw the last change — never by comparing the
+//!   holder's `renewTime` with the local clock, which clock skew would break;
+//! - the leader renews every `retry` period; every Kubernetes call is bounded by a timeout; a
+//!   leader that could not renew within `renew_deadline` stops leading, and the controller writes
+//!   nothing once that deadline has passed (`Leadership::may_write`), which is shorter than the
+//!   lease duration a standby waits;
+//! - on a graceful shutdown the Lease is released, so that a standby takes over at once.
+//!
+//! Written here (about 150 lines) rather than taken from `kube-leader-election` or
+//! `kube-lease-manager`, whose releases pin older kube versions.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Where the Lease lives, who competes for it, and client-go's three durations.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub namespace: String,
+    /// This replica's identity, usually its pod name.
+    pub identity: String,
+    /// How long a standby waits after the Lease last changed before taking it over.
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading; shorter than
+    /// `lease_duration`.
+    pub renew_deadline: Duration,
+    /// How often the leader renews and a standby retries.
+    pub retry: Duration,
+}
+
+impl LeaseSettings {
+    /// client-go's defaults: 15 s, 10 s, 2 s.
+    pub fn new(name: String, namespace: String, identity: String) -> Self {
+        Self {
+            name,
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// This replica's view of the Lease.
+#[derive(Debug)]
+pub struct Leadership {
+    settings: LeaseSettings,
+    api: Api<Lease>,
+    state: Mutex<Observed>,
+}
+
+#[derive(Debug, Default)]
+struct Observed {
+    /// The Lease's spec as last seen, and when (by this replica's clock) it last changed.
+    record: Option<LeaseSpec>,
+    changed_at: Option<Instant>,
+    /// When this replica last renewed its own Lease successfully.
+    renewed_at: Option<Instant>,
+}
+
+impl Leadership {
+    pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &LeaseSettings {
+        &self.settings
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this replica may write: it holds the Lease and renewed it less than
+    /// `renew_deadline` ago.
+    pub fn may_write(&self) -> bool {
+        self.observed()
+            .renewed_at
+            .is_some_and(|t| t.elapsed() < self.settings.renew_deadline)
+    }
+
+    /// When this replica last renewed the Lease.
+    pub fn renewed_at(&self) -> Option<Instant> {
+        self.observed().renewed_at
+    }
+
+    /// One round of client-go's `tryAcquireOrRenew`, bounded by `timeout`. Whether this replica
+    /// holds the Lease afterwards.
+    async fn try_acquire_or_renew(&self, timeout: Duration) -> Result<bool, String> {
+        match tokio::time::timeout(timeout, self.acquire_or_renew()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    async fn acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let s = &self.settings;
+        let now = MicroTime(Timestamp::now());
+        let mut ours = LeaseSpec {
+            holder_identity: Some(s.identity.clone()),
+            lease_duration_seconds: Some(s.lease_duration.as_secs() as i32),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            lease_transitions: Some(0),
+            ..Default::default()
+        };
+        let Some(mut lease) = self.api.get_opt(&s.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(s.name.clone()),
+                    namespace: Some(s.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: Some(ours.clone()),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => {
+                    self.won(ours);
+                    Ok(true)
+                }
+                Err(kube::Error::Api(e)) if e.is_already_exists() || e.is_conflict() => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let current = lease.spec.clone().unwrap_or_default();
+        let holds = current.holder_identity.as_deref() == Some(s.identity.as_str());
+        {
+            let mut seen = self.observed();
+            if seen.record.as_ref() != Some(&current) {
+                seen.record = Some(current.clone());
+                seen.changed_at = Some(Instant::now());
+            }
+            let held_by_other = current
+                .holder_identity
+                .as_deref()
+                .is_some_and(|h| !h.is_empty());
+            let valid = seen
+                .changed_at
+                .is_some_and(|t| t.elapsed() < s.lease_duration);
+            if held_by_other && valid && !holds {
+                return Ok(false);
+            }
+        }
+        if holds {
+            ours.acquire_time = current.acquire_time;
+            ours.lease_transitions = current.lease_transitions;
+        } else {
+            ours.lease_transitions = Some(current.lease_transitions.unwrap_or(0) + 1);
+        }
+        lease.spec = Some(ours.clone());
+        // `replace` carries the resourceVersion read: two candidates cannot both win a round.
+        match self
+            .api
+            .replace(&s.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                self.won(ours);
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn won(&self, record: LeaseSpec) {
+        let mut seen = self.observed();
+        seen.record = Some(record);
+        let now = Instant::now();
+        seen.changed_at = Some(now);
+        seen.renewed_at = Some(now);
+    }
+
+    /// Waits until this replica holds the Lease.
+    pub async fn acquire(&self) {
+        let s = &self.settings;
+        loop {
+            match self.try_acquire_or_renew(s.renew_deadline).await {
+                Ok(true) => {
+                    info!(lease = s.name, identity = s.identity, "became the leader");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "leader election: could not read or write the Lease"),
+            }
+            tokio::time::sleep(s.retry).await;
+        }
+    }
+
+    /// Renews the Lease every `retry` until a renewal has not succeeded within `renew_deadline`
+    /// or another replica holds it; then returns, and the caller must stop acting.
+    pub async fn hold(&self) {
+        let s = &self.settings;
+        loop {
+            tokio::time::sleep(s.retry).await;
+            let deadline = self
+                .renewed_at()
+                .map_or(Instant::now(), |t| t + s.renew_deadline);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                warn!(
+                    lease = s.name,
+                    "could not renew the Lease within the renew deadline"
+                );
+                return;
+            }
+            match self.try_acquire_or_renew(left).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(lease = s.name, "another replica holds the Lease now");
+                    return;
+                }
+                Err(e) => warn!(error = %e, "leader election: renewal failed"),
+            }
+        }
+    }
+
+    /// Gives the Lease up (client-go's `release`): an empty holder and a one-second duration, so
+    /// that a standby takes over at once. Only if this replica still holds it.
+    pub async fn release(&self) {
+        if !self.may_write() {
+            return;
+        }
+        let s = &self.settings;
+        let release = async {
+            let mut lease = self.api.get(&s.name).await?;
+            let current = lease.spec.clone().unwrap_or_default();
+            if current.holder_identity.as_deref() != Some(s.identity.as_str()) {
+                return Ok(());
+            }
+            let now = MicroTime(Timestamp::now());
+            lease.spec = Some(LeaseSpec {
+                holder_identity: None,
+                lease_duration_seconds: Some(1),
+                acquire_time: Some(now.clone()),
+                renew_time: Some(now),
+                lease_transitions: current.lease_transitions,
+                ..Default::default()
+            });
+            self.api
+                .replace(&s.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        };
+        match tokio::time::timeout(s.renew_deadline, release).await {
+            Ok(Ok(())) => info!(lease = s.name, "released the Lease"),
+            Ok(Err(e)) => warn!(error = %e, "could not release the Lease"),
+            Err(_) => warn!("could not release the Lease in time"),
+        }
+        self.observed().renewed_at = None;
+    }
+}

@@ -1,0 +1,188 @@
+//! The operator process: connects to Kubernetes and Prometheus, serves its telemetry, waits for
+//! leadership, and runs the controller (with the watches it reads) while it leads.
+
+pub mod controller;
+pub mod leader;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use tracing::{error, info};
+
+use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
+use crate::api::PredictiveScaler;
+use crate::{Error, Result};
+use controller::{Context, Settings};
+use leader::{Leadership, LeaseSettings};
+use telemetry::{Health, Metrics, Probes};
+
+/// Everything `prescaler run` is configured with.
+pub struct OperatorConfig {
+    pub prometheus: PrometheusConfig,
+    /// How often every PredictiveScaler is reconciled.
+    pub sync_period: Duration,
+    /// Reconciles (and Prometheus queries) in flight at once.
+    pub concurrency: u16,
+    /// This replica's name in Events.
+    pub instance: String,
+    pub listen: SocketAddr,
+    /// `None` runs without leader election (one replica only).
+    pub lease: Option<LeaseSettings>,
+}
+
+/// Runs until a signal (then releases the Lease), or until leadership is lost (the process then
+/// exits so that it restarts as a clean standby, as client-go's controllers do).
+pub async fn run(config: OperatorConfig) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Io {
+            context: format!("listening on {}", config.listen),
+            source: e,
+        })?;
+    let client = kube::Client::try_default().await?;
+    let prometheus = Prometheus::new(&config.prometheus)?;
+    let leadership = config
+        .lease
+        .map(|s| Arc::new(Leadership::new(client.clone(), s)));
+    let caches = Caches::new();
+    let probes = Probes {
+        stall_after: config.sync_period * 4 + Duration::from_secs(60),
+        lease: leadership.clone(),
+        idle: {
+            let scalers = caches.scalers.clone();
+            Arc::new(move || scalers.state().is_empty())
+        },
+    };
+    info!(address = %config.listen, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(telemetry::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        probes,
+    ));
+    health.set_started();
+
+    if let Some(lease) = &leadership {
+        info!(
+            lease = lease.settings().name,
+            identity = lease.settings().identity,
+            "waiting for leadership"
+        );
+        lease.acquire().await;
+    }
+    health.set_leading();
+
+    let settings = Settings {
+        sync_period: config.sync_period,
+        concurrency: config.concurrency,
+        instance: config.instance,
+        ..Settings::default()
+    };
+    let controller = run_controller(
+        client,
+        prometheus,
+        metrics,
+        health,
+        settings,
+        leadership.clone(),
+        caches,
+    );
+    let outcome = match &leadership {
+        Some(lease) => {
+            tokio::select! {
+                _ = controller => {
+                    info!("controller stopped");
+                    lease.release().await;
+                    Ok(())
+                }
+                _ = lease.hold() => {
+                    error!("leadership lost; exiting so that this replica restarts as a standby");
+                    Err(Error::Config {
+                        what: "leader election".into(),
+                        message: "lost the Lease".into(),
+                    })
+                }
+            }
+        }
+        None => {
+            controller.await;
+            Ok(())
+        }
+    };
+    server.abort();
+    outcome
+}
+
+/// The caches the controller reads: every PredictiveScaler and every HPA, each kept by a watch
+/// that `run_controller` starts. They exist before it, so that `/healthz` can see the scalers.
+pub struct Caches {
+    pub scalers: reflector::Store<PredictiveScaler>,
+    scaler_writer: reflector::store::Writer<PredictiveScaler>,
+    pub hpas: reflector::Store<HorizontalPodAutoscaler>,
+    hpa_writer: reflector::store::Writer<HorizontalPodAutoscaler>,
+}
+
+impl Caches {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let (scalers, scaler_writer) = reflector::store();
+        let (hpas, hpa_writer) = reflector::store();
+        Self {
+            scalers,
+            scaler_writer,
+            hpas,
+            hpa_writer,
+        }
+    }
+}
+
+/// Starts the watches and runs the controller until a signal: what a leader does.
+pub async fn run_controller(
+    client: kube::Client,
+    prometheus: Prometheus,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    settings: Settings,
+    leadership: Option<Arc<Leadership>>,
+    caches: Caches,
+) {
+    let hpa_watch = tokio::spawn(
+        watcher(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .reflect(caches.hpa_writer)
+        .for_each(|_| async {}),
+    );
+    // Reconcile on spec changes (and the deletion mark) — not on the controller's own status
+    // writes, which would double every sync. The sync period's requeue brings everything else.
+    let changes = watcher(
+        Api::<PredictiveScaler>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(caches.scaler_writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let ctx = Arc::new(Context::new(
+        client,
+        prometheus,
+        metrics,
+        health,
+        settings,
+        caches.hpas,
+        caches.scalers,
+        leadership,
+    ));
+    controller::run(ctx, changes).await;
+    hpa_watch.abort();
+}

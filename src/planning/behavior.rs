@@ -1,0 +1,203 @@
+//! `spec.behavior`: stabilization windows and rate limits, with the HorizontalPodAutoscaler's own
+//! algorithm (`stabilizeRecommendationWithBehaviors` and `convertDesiredReplicasWithBehaviorRate`
+//! in kubernetes/pkg/controller/podautoscaler/horizontal.go), so that SREs' intuitions carry over.
+//! The backtest's HPA baseline runs through this same code.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::api::{Policy, PolicyType, Rules, SelectPolicy, ValidBehavior};
+
+/// What the rules remember between decisions: recent recommendations (for stabilization) and
+/// recent changes of the replica count (for rate limits). Lost on a restart without harm:
+/// stabilization then starts afresh, as it does for the HPA.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    recommendations: VecDeque<(DateTime<Utc>, u32)>,
+    changes: VecDeque<(DateTime<Utc>, i64)>,
+}
+
+/// Why the shaped count differs from the recommendation, if it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    Stabilized,
+    RateLimited,
+}
+
+/// Pushes `(at, value)`, replacing an entry for the same instant: a second decision at the same
+/// instant (the operator may reconcile twice within a planning minute) revises, not repeats.
+fn record<T>(list: &mut VecDeque<(DateTime<Utc>, T)>, at: DateTime<Utc>, value: T) {
+    if list.back().is_some_and(|(t, _)| *t == at) {
+        list.pop_back();
+    }
+    list.push_back((at, value));
+}
+
+/// Applies `behavior` to `recommendation` for a workload at `current` replicas, and records both.
+/// `foresight` is the part of the recommendation known ahead (a peak window's floor, a seasonal
+/// forecast): the *default* scale-up limit, which guards against bogus live samples, does not hold
+/// it back; policies the spec sets do.
+pub fn shape(
+    behavior: &ValidBehavior,
+    current: u32,
+    recommendation: u32,
+    foresight: u32,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> (u32, Option<Limited>) {
+    let (up, down) = (&behavior.scale_up, &behavior.scale_down);
+    let keep = up.stabilization_window.max(down.stabilization_window);
+    while memory
+        .recommendations
+        .front()
+        .is_some_and(|(t, _)| now - *t > keep)
+    {
+        memory.recommendations.pop_front();
+    }
+
+    // Stabilization: up to the lowest recommendation of the up window, down to the highest of
+    // the down window.
+    let (mut up_rec, mut down_rec) = (recommendation, recommendation);
+    for &(t, r) in &memory.recommendations {
+        if t == now {
+            continue; // being revised
+        }
+        if now - t <= up.stabilization_window {
+            up_rec = up_rec.min(r);
+        }
+        if now - t <= down.stabilization_window {
+            down_rec = down_rec.max(r);
+        }
+    }
+    record(&mut memory.recommendations, now, recommendation);
+    let stabilized = current.max(up_rec).min(down_rec);
+    let mut limited = (stabilized != recommendation).then_some(Limited::Stabilized);
+
+    // Rate limits, relative to the replicas at the start of each policy's period.
+    let longest = up
+        .policies
+        .iter()
+        .chain(&down.policies)
+        .map(|p| p.period)
+        .max()
+        .unwrap_or(Duration::zero());
+    while memory
+        .changes
+        .front()
+        .is_some_and(|(t, _)| now - *t > longest)
+    {
+        memory.changes.pop_front();
+    }
+    if memory.changes.back().is_some_and(|(t, _)| *t == now) {
+        memory.changes.pop_back(); // being revised
+    }
+    let mut desired = stabilized;
+    if stabilized > current {
+        let mut limit = scale_up_limit(up, current, &memory.changes, now).max(current);
+        if up.default_policies {
+            limit = limit.max(foresight.min(stabilized));
+        }
+        if stabilized > limit {
+            desired = limit;
+            limited = Some(Limited::RateLimited);
+        }
+    } else if stabilized < current {
+        let limit = scale_down_limit(down, current, &memory.changes, now).min(current);
+        if stabilized < limit {
+            desired = limit;
+            limited = Some(Limited::RateLimited);
+        }
+    }
+    if desired != current {
+        record(&mut memory.changes, now, desired as i64 - current as i64);
+    }
+    (desired, limited)
+}
+
+/// How many one-minute decisions the scale-up rules take to bring `from` replicas to `to`, with
+/// no recent scale-up counting against them: how much earlier than its lead time a known floor
+/// must be asked for to be ready on time.
+pub fn minutes_to_reach(rules: &Rules, from: u32, to: u32) -> u32 {
+    if rules.default_policies {
+        return 0; // the default limit does not hold a known floor back (see `shape`)
+    }
+    let mut current = from.max(1);
+    let mut minutes = 0;
+    while current < to && minutes < 60 {
+        let next = scale_up_limit(
+            rules,
+            current,
+            &VecDeque::new(),
+            DateTime::<Utc>::UNIX_EPOCH,
+        );
+        if next <= current {
+            return 60; // scaling up is disabled: no lead is enough
+        }
+        current = next;
+        minutes += 1;
+    }
+    minutes
+}
+
+/// The replicas added (`up`) or removed within `period` before `now`.
+fn changes_in_period(
+    changes: &VecDeque<(DateTime<Utc>, i64)>,
+    now: DateTime<Utc>,
+    period: Duration,
+    up: bool,
+) -> i64 {
+    changes
+        .iter()
+        .filter(|(t, _)| now - *t < period)
+        .map(|(_, d)| *d)
+        .filter(|d| if up { *d > 0 } else { *d < 0 })
+        .sum()
+}
+
+fn scale_up_limit(
+    rules: &Rules,
+    current: u32,
+    changes: &VecDeque<(DateTime<Utc>, i64)>,
+    now: DateTime<Utc>,
+) -> u32 {
+    if rules.select_policy == SelectPolicy::Disabled {
+        return current;
+    }
+    let proposals = rules.policies.iter().map(|p: &Policy| {
+        let start = current as i64 - changes_in_period(changes, now, p.period, true);
+        match p.type_ {
+            PolicyType::Pods => start + p.value as i64,
+            PolicyType::Percent => (start as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as i64,
+        }
+    });
+    let limit = match rules.select_policy {
+        SelectPolicy::Min => proposals.min(),
+        _ => proposals.max(),
+    };
+    limit.unwrap_or(i64::MAX).clamp(0, u32::MAX as i64) as u32
+}
+
+fn scale_down_limit(
+    rules: &Rules,
+    current: u32,
+    changes: &VecDeque<(DateTime<Utc>, i64)>,
+    now: DateTime<Utc>,
+) -> u32 {
+    if rules.select_policy == SelectPolicy::Disabled {
+        return current;
+    }
+    let proposals = rules.policies.iter().map(|p: &Policy| {
+        let start = current as i64 - changes_in_period(changes, now, p.period, false);
+        match p.type_ {
+            PolicyType::Pods => start - p.value as i64,
+            PolicyType::Percent => (start as f64 * (1.0 - p.value as f64 / 100.0)) as i64,
+        }
+    });
+    // `Max` is the policy that allows the largest change: for scaling down, the lowest count.
+    let limit = match rules.select_policy {
+        SelectPolicy::Min => proposals.max(),
+        _ => proposals.min(),
+    };
+    limit.unwrap_or(0).clamp(0, u32::MAX as i64) as u32
+}

@@ -1,0 +1,14 @@
+//! The pure core: everything that decides, and nothing that talks to the outside world.
+//! The time, the load history and the workload's replica count are passed in.
+//!
+//! `planner` drives the rest: `forecast` predicts, `calibration` measures how far to trust each
+//! prediction, `schedule` knows the peak windows, `plan` decides and `behavior` shapes the
+//! decision as the HPA would; `conditions` says what a decision means for the status.
+
+pub mod behavior;
+pub mod calibration;
+pub mod conditions;
+pub mod forecast;
+pub mod plan;
+pub mod planner;
+pub mod schedule;

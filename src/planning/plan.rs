@@ -1,0 +1,303 @@
+//! The decision: how many replicas to ask for now, and why.
+//!
+//! `decide` is pure: the spec, what was observed, what the calibration learned and the memory of
+//! earlier decisions are passed in. The planner calls it for the operator and for the backtest
+//! alike, so a backtest of a spec is a preview of what the operator will do with it.
+//!
+//! The replica count is `max(reactive, forecast, scheduled floor)`, clamped to
+//! `[minReplicas, maxReplicas]`, then shaped by `behavior` with the HorizontalPodAutoscaler's own
+//! algorithm (`behavior`), so that SREs' intuitions carry over.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::behavior::{self, Limited};
+use super::calibration::Calibration;
+use super::forecast::Predictor;
+use super::schedule::ScheduledFloor;
+use crate::api::ValidatedSpec;
+
+/// Margin on the reactive term while no forecast is calibrated yet: the HPA's customary 80 %
+/// utilization target, so that a new PredictiveScaler is no worse than the HPA it replaces.
+const UNCALIBRATED_MARGIN: f64 = 1.25;
+
+/// How long the last trustworthy forecast is held while the metrics are unavailable; after it,
+/// prescaler holds the current replicas until the metrics return.
+pub const HOLD_FORECAST_FOR: Duration = Duration::minutes(30);
+
+/// What the planner observed and learned, for one decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The live load; `None` when it was not observed recently (the source failed, a gap).
+    pub load: Option<f64>,
+    /// Every predictor's forecast of the peak load within the lead time.
+    pub forecasts: &'a [(Predictor, f64)],
+    /// What each calibrated predictor's record says about it.
+    pub calibrations: &'a [Calibration],
+    /// The floor of a peak window open within the lead time.
+    pub scheduled: Option<&'a ScheduledFloor>,
+    /// The replica count the target has now.
+    pub current_replicas: u32,
+}
+
+/// What `decide` remembers between calls.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    behavior: behavior::Memory,
+    /// The last decision's forecast-or-reactive count, held through a metrics outage.
+    last_trusted: Option<(DateTime<Utc>, u32)>,
+    /// The last decision's forecast alone: the floor an HPA keeps through an outage.
+    last_forecast: Option<(DateTime<Utc>, u32)>,
+}
+
+/// Which term decided the replica count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The live load needs this many replicas.
+    Reactive,
+    /// The forecast peak within the lead time, with its margin, needs this many.
+    Forecast(Predictor),
+    /// A peak window is open, or opens within the lead time.
+    PeakWindow(String),
+    /// Raised to `minReplicas`.
+    MinReplicas,
+    /// Capped at `maxReplicas`.
+    MaxReplicas,
+    /// Kept by a stabilization window.
+    Stabilized,
+    /// Held back by a rate-limit policy.
+    RateLimited,
+    /// The metrics are unavailable: holding the current replicas (or the last trustworthy forecast).
+    Hold,
+}
+
+impl Reason {
+    /// The word shown in `status.reason` and the `Reason` printer column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Reactive => "Reactive",
+            Reason::Forecast(_) => "Forecast",
+            Reason::PeakWindow(_) => "PeakWindow",
+            Reason::MinReplicas => "MinReplicas",
+            Reason::MaxReplicas => "MaxReplicas",
+            Reason::Stabilized => "Stabilized",
+            Reason::RateLimited => "RateLimited",
+            Reason::Hold => "Hold",
+        }
+    }
+}
+
+/// The decision and the figures behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub desired_replicas: u32,
+    pub reason: Reason,
+    /// The floor for an HPA that scales the workload: the forecast and the peak windows, never
+    /// the live load or the current count (the HPA acts on those itself), within the bounds.
+    pub floor_replicas: u32,
+    /// The live load, if observed.
+    pub load: Option<f64>,
+    pub reactive_replicas: Option<u32>,
+    pub forecast_replicas: Option<u32>,
+    /// The forecast peak load in `[now, now + leadTime]` without margin.
+    pub forecast_load: Option<f64>,
+    /// The calibration of the predictor used, if the forecast is reliable.
+    pub calibration: Option<Calibration>,
+    /// The best calibration, when its recent error put it beyond `maxErrorPercent`.
+    pub demoted: Option<Calibration>,
+    pub scheduled: Option<ScheduledFloor>,
+    /// False when the decision was taken without a live load.
+    pub metrics_available: bool,
+    /// How far back the history the forecast learned from reaches (set by the planner).
+    pub observed_history: Duration,
+}
+
+impl Decision {
+    /// A sentence on why this count: for Events and logs.
+    pub fn explain(&self) -> String {
+        match &self.reason {
+            Reason::Reactive => format!(
+                "the live load {:.1} needs it",
+                self.load.unwrap_or_default()
+            ),
+            Reason::Forecast(p) => format!(
+                "the {} forecast expects a peak of {:.1} within the lead time",
+                p.name(),
+                self.forecast_load.unwrap_or_default()
+            ),
+            Reason::PeakWindow(w) => format!("peak window {w:?}"),
+            Reason::MinReplicas => "minReplicas".into(),
+            Reason::MaxReplicas => "capped at maxReplicas".into(),
+            Reason::Stabilized => "held by the stabilization window".into(),
+            Reason::RateLimited => "limited by the scaling policy".into(),
+            Reason::Hold => "metrics unavailable: holding".into(),
+        }
+    }
+
+    /// Whether a calibrated forecast took part in the decision.
+    pub fn forecast_reliable(&self) -> bool {
+        self.calibration.is_some()
+    }
+}
+
+/// Decides the replica count at `now`.
+pub fn decide(
+    spec: &ValidatedSpec,
+    inputs: Inputs<'_>,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> Decision {
+    let c = spec.target_per_replica;
+    let replicas_for = |load: f64| -> u32 { (load / c).ceil().clamp(0.0, u32::MAX as f64) as u32 };
+    let scheduled = inputs.scheduled.cloned();
+    let Some(load) = inputs.load else {
+        return hold(spec, inputs.current_replicas, scheduled, memory, now);
+    };
+
+    // The forecast: the calibrated predictor with the lowest quantile loss over its record.
+    let best = inputs
+        .calibrations
+        .iter()
+        .filter_map(|cal| {
+            let p = inputs
+                .forecasts
+                .iter()
+                .find(|(p, _)| *p == cal.predictor)?
+                .1;
+            Some((*cal, p))
+        })
+        .min_by(|a, b| a.0.loss.total_cmp(&b.0.loss));
+    // A forecast that has been too wrong lately is not used until it is accurate again.
+    let demoted = best.filter(|(cal, _)| cal.error_percent > spec.max_error * 100.0);
+    let best = best.filter(|_| demoted.is_none());
+
+    let headroom = 1.0 + spec.headroom;
+    let reactive_margin = if best.is_some() {
+        headroom
+    } else {
+        headroom.max(UNCALIBRATED_MARGIN)
+    };
+    let reactive = replicas_for(load * reactive_margin);
+    let forecast_replicas =
+        best.map(|(cal, peak)| replicas_for(cal.provision(peak, spec.max_margin) * headroom));
+
+    // The highest term wins; on a tie the forecast and the schedule are named, as they are the
+    // reason prescaler exists.
+    let mut recommendation = reactive;
+    let mut reason = Reason::Reactive;
+    if let (Some(f), Some((cal, _))) = (forecast_replicas, best)
+        && f >= recommendation
+    {
+        recommendation = f;
+        reason = Reason::Forecast(cal.predictor);
+    }
+    if let Some(s) = &scheduled
+        && s.min_replicas >= recommendation
+    {
+        recommendation = s.min_replicas;
+        reason = Reason::PeakWindow(s.window.clone());
+    }
+    let (bounded, bound_reason) = clamp(spec, recommendation);
+    if let Some(r) = bound_reason {
+        reason = r;
+    }
+
+    // What is known ahead: a peak window's floor, a seasonal forecast (robust to one bad sample:
+    // its level is a median of ratios).
+    let seasonal = forecast_replicas
+        .filter(|_| best.is_some_and(|(cal, _)| matches!(cal.predictor, Predictor::Seasonal(_))));
+    let foresight = clamp(
+        spec,
+        seasonal
+            .unwrap_or(0)
+            .max(scheduled.as_ref().map_or(0, |s| s.min_replicas)),
+    )
+    .0;
+    let (desired, limited) = behavior::shape(
+        &spec.behavior,
+        inputs.current_replicas,
+        bounded,
+        foresight,
+        &mut memory.behavior,
+        now,
+    );
+    match limited {
+        Some(Limited::Stabilized) => reason = Reason::Stabilized,
+        Some(Limited::RateLimited) => reason = Reason::RateLimited,
+        None => {}
+    }
+    if let Some(f) = forecast_replicas {
+        memory.last_trusted = Some((now, f.max(reactive)));
+        memory.last_forecast = Some((now, f));
+    }
+    let floor_replicas = floor(spec, forecast_replicas, scheduled.as_ref());
+    Decision {
+        desired_replicas: desired,
+        reason,
+        floor_replicas,
+        load: Some(load),
+        reactive_replicas: Some(reactive),
+        forecast_replicas,
+        forecast_load: best.map(|(_, p)| p),
+        calibration: best.map(|(c, _)| c),
+        demoted: demoted.map(|(c, _)| c),
+        scheduled,
+        metrics_available: true,
+        observed_history: Duration::zero(),
+    }
+}
+
+/// Without a live load nothing is scaled down because of the failure: hold the higher of the
+/// current replicas and the last trustworthy forecast (for a bounded time), and any peak floor.
+fn hold(
+    spec: &ValidatedSpec,
+    current: u32,
+    scheduled: Option<ScheduledFloor>,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> Decision {
+    let remembered = memory
+        .last_trusted
+        .filter(|(t, _)| now - *t <= HOLD_FORECAST_FOR)
+        .map(|(_, r)| r)
+        .unwrap_or(0);
+    let scheduled_floor = scheduled.as_ref().map_or(0, |s| s.min_replicas);
+    let (desired, _) = clamp(spec, current.max(remembered).max(scheduled_floor));
+    // Never below the current count (within maxReplicas): a failure is no reason to scale down.
+    let desired = desired.max(current.min(spec.max_replicas));
+    let remembered_forecast = memory
+        .last_forecast
+        .filter(|(t, _)| now - *t <= HOLD_FORECAST_FOR)
+        .map(|(_, r)| r);
+    Decision {
+        desired_replicas: desired,
+        reason: Reason::Hold,
+        floor_replicas: floor(spec, remembered_forecast, scheduled.as_ref()),
+        load: None,
+        reactive_replicas: None,
+        forecast_replicas: None,
+        forecast_load: None,
+        calibration: None,
+        demoted: None,
+        scheduled,
+        metrics_available: false,
+        observed_history: Duration::zero(),
+    }
+}
+
+/// The floor an HPA is given: the forecast and the schedule, within the bounds.
+fn floor(spec: &ValidatedSpec, forecast: Option<u32>, scheduled: Option<&ScheduledFloor>) -> u32 {
+    let wanted = forecast
+        .unwrap_or(0)
+        .max(scheduled.map_or(0, |s| s.min_replicas));
+    clamp(spec, wanted).0
+}
+
+fn clamp(spec: &ValidatedSpec, replicas: u32) -> (u32, Option<Reason>) {
+    if replicas < spec.min_replicas {
+        (spec.min_replicas, Some(Reason::MinReplicas))
+    } else if replicas > spec.max_replicas {
+        (spec.max_replicas, Some(Reason::MaxReplicas))
+    } else {
+        (replicas, None)
+    }
+}

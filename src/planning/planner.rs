@@ -1,0 +1,146 @@
+//! The planner: everything that decides for one PredictiveScaler, and the memory it keeps.
+//!
+//! The operator (once per reconcile) and the backtest (once per simulated minute) drive the same
+//! planner with the same history shape: the load as Prometheus returns it at each minute. The
+//! planner works on the minute grid: a decision at 12:00:40 is the decision of minute 12:00, a
+//! second one within the minute revises it, and the forecast's calibration happens at fixed
+//! minutes (multiples of its interval), from the history alone. So what a backtest says a spec
+//! would have done is what the operator does with it, after a restart or a failover too.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use super::calibration::{self, Calibrator, Target};
+use super::forecast::{self, COARSE_BLOCK, History, ModelConfig, View};
+use super::plan::{self, Decision, Inputs, Memory};
+use super::{behavior, schedule};
+use crate::api::ValidatedSpec;
+
+/// Decides for one PredictiveScaler, minute by minute.
+#[derive(Clone, Debug)]
+pub struct Planner {
+    spec: ValidatedSpec,
+    model: ModelConfig,
+    calibrator: Calibrator,
+    memory: Memory,
+    /// The last decision: its minute, the replica count it was made for, and the decision.
+    last: Option<(DateTime<Utc>, u32, Decision)>,
+}
+
+/// The first instant a view at `t` may read for a spec with `history`: aligned to the coarse
+/// block, as the operator's history cache keeps blocks whole.
+pub fn history_start(t: DateTime<Utc>, history: Duration) -> DateTime<Utc> {
+    let from = t - history;
+    from.duration_trunc(COARSE_BLOCK).unwrap_or(from)
+}
+
+/// What `history` shows at `t` for a spec with `span` of history.
+fn view_at(history: &History, t: DateTime<Utc>, span: Duration) -> Option<View<'_>> {
+    history.view_at(t).map(|v| v.since(history_start(t, span)))
+}
+
+impl Planner {
+    pub fn new(spec: ValidatedSpec, model: ModelConfig) -> Self {
+        let calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+        Self {
+            spec,
+            model,
+            calibrator,
+            memory: Memory::default(),
+            last: None,
+        }
+    }
+
+    pub fn spec(&self) -> &ValidatedSpec {
+        &self.spec
+    }
+
+    /// Takes a changed spec. What the forecast learned is forgotten when the change makes it
+    /// meaningless (the metric's unit, the lead time, the seasonality, the history, the quantile);
+    /// the behaviour's records are kept, as the HPA keeps them across a spec change.
+    pub fn update_spec(&mut self, spec: ValidatedSpec) {
+        if spec.calibration_key() != self.spec.calibration_key() {
+            self.calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+        }
+        self.spec = spec;
+        self.last = None;
+    }
+
+    /// How much history, up to now, the caller must hold: the spec's own, plus the score window,
+    /// lead time and interval the calibration replays after a start.
+    pub fn history_span(&self) -> Duration {
+        self.spec.history
+            + self.model.score_window
+            + self.spec.lead_time
+            + self.model.recalibrate_interval
+            + COARSE_BLOCK
+    }
+
+    /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
+    /// Prometheus returns it at each minute up to now, `None` when it could not be read.
+    pub fn decide(
+        &mut self,
+        history: Option<&History>,
+        current_replicas: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
+        // Asked again within the minute, by a workload that is where the decision left it (or
+        // still where it was): the same decision, and the memory untouched. Only a change by
+        // someone else revises the minute's decision.
+        if let Some((at, was, d)) = &self.last
+            && *at == minute
+            && (current_replicas == *was || current_replicas == d.desired_replicas)
+        {
+            return d.clone();
+        }
+        let spec = &self.spec;
+        let span = spec.history;
+        let (mut load, mut observed_history) = (None, Duration::zero());
+        if let Some(h) = history {
+            let target = Target {
+                lead: spec.lead_time,
+                quantile: spec.target_quantile,
+                unit: spec.target_per_replica,
+            };
+            self.calibrator
+                .advance(&self.model, h, |t| view_at(h, t, span), minute, target);
+            if let Some(view) = view_at(h, minute, span) {
+                observed_history = view.observed_span();
+                if minute - view.end_time() <= calibration::MAX_LOAD_AGE {
+                    load = view.last_value(calibration::MAX_LOAD_AGE);
+                }
+            }
+        }
+        let forecasts = self.calibrator.forecasts_at(minute);
+        // A floor is asked for a lead time before it opens, and earlier by as many minutes as
+        // the scale-up rules need to get there from the current count.
+        let highest = spec
+            .peak_windows
+            .iter()
+            .map(|w| w.min_replicas)
+            .max()
+            .unwrap_or(0);
+        let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
+            .saturating_sub(1);
+        let scheduled = schedule::floor(
+            &spec.peak_windows,
+            minute,
+            spec.lead_time + Duration::minutes(ramp.into()),
+        );
+        let mut decision = plan::decide(
+            spec,
+            Inputs {
+                load,
+                forecasts: &forecasts,
+                calibrations: self.calibrator.calibrations(),
+                scheduled: scheduled.as_ref(),
+                current_replicas,
+            },
+            &mut self.memory,
+            minute,
+        );
+        decision.observed_history = observed_history;
+        self.last = Some((minute, current_replicas, decision.clone()));
+        decision
+    }
+}
