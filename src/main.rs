@@ -103,6 +103,14 @@ struct RunArgs {
     /// This replica's identity in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Confine every PredictiveScaler's query to its own namespace: each selector gets
+    /// `<--namespace-label>="<the scaler's namespace>"` (as prom-label-proxy enforces it), so that
+    /// a tenant reads only its own series with the operator's Prometheus credentials.
+    #[arg(long)]
+    confine_queries_to_namespace: bool,
+    /// The label that holds a series' namespace, for --confine-queries-to-namespace.
+    #[arg(long, default_value = "namespace")]
+    namespace_label: String,
 }
 
 #[derive(Args)]
@@ -216,6 +224,9 @@ fn run_operator(args: RunArgs) -> Result<()> {
         sync_period: args.sync_period,
         concurrency: args.concurrency,
         instance: identity,
+        namespace_label: args
+            .confine_queries_to_namespace
+            .then_some(args.namespace_label),
         listen: args.listen,
         lease,
     };

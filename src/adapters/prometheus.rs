@@ -306,3 +306,72 @@ impl RangeSource for Prometheus {
             })
     }
 }
+
+/// Confines `query` to one namespace, as prom-label-proxy does: every selector gets the matcher
+/// `label="namespace"`, replacing any matcher it had on that label (in every `or` alternative).
+/// A tenant's query then reads its own namespace's series and nothing else, whatever it names.
+pub fn confine_to_namespace(query: &str, label: &str, namespace: &str) -> Result<String, String> {
+    use promql_parser::label::{MatchOp, Matcher, Matchers};
+    use promql_parser::parser::{self, Expr};
+
+    fn enforce(matchers: &mut Matchers, label: &str, namespace: &str) {
+        let own = || Matcher::new(MatchOp::Equal, label, namespace);
+        matchers.matchers.retain(|m| m.name != label);
+        matchers.matchers.push(own());
+        for alternative in &mut matchers.or_matchers {
+            alternative.retain(|m| m.name != label);
+            alternative.push(own());
+        }
+    }
+    fn walk(expr: &mut Expr, label: &str, namespace: &str) {
+        match expr {
+            Expr::VectorSelector(vs) => enforce(&mut vs.matchers, label, namespace),
+            Expr::MatrixSelector(ms) => enforce(&mut ms.vs.matchers, label, namespace),
+            Expr::Aggregate(a) => {
+                walk(&mut a.expr, label, namespace);
+                if let Some(p) = &mut a.param {
+                    walk(p, label, namespace);
+                }
+            }
+            Expr::Unary(u) => walk(&mut u.expr, label, namespace),
+            Expr::Binary(b) => {
+                walk(&mut b.lhs, label, namespace);
+                walk(&mut b.rhs, label, namespace);
+            }
+            Expr::Paren(p) => walk(&mut p.expr, label, namespace),
+            Expr::Subquery(s) => walk(&mut s.expr, label, namespace),
+            Expr::Call(c) => c
+                .args
+                .args
+                .iter_mut()
+                .for_each(|a| walk(a, label, namespace)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    let mut expr = parser::parse(query).map_err(|e| e.trim().to_string())?;
+    walk(&mut expr, label, namespace);
+    Ok(expr.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_selector_is_confined_to_the_namespace() {
+        let confine = |q: &str| confine_to_namespace(q, "namespace", "shop").unwrap();
+        assert_eq!(
+            confine("sum(rate(http_requests_total[2m]))"),
+            r#"sum(rate(http_requests_total{namespace="shop"}[2m]))"#
+        );
+        // Another namespace named in the query is replaced, not added to.
+        let q = confine(r#"sum(up{namespace="payments",job="api"}) / sum(up{namespace=~".+"})"#);
+        assert!(!q.contains("payments") && !q.contains(".+"), "{q}");
+        assert_eq!(q.matches(r#"namespace="shop""#).count(), 2, "{q}");
+        // Subqueries, functions, offsets, a trailing comment.
+        let q = confine("max_over_time(sum(load)[1h:1m]) + on() vector(1) # total");
+        assert!(q.contains(r#"load{namespace="shop"}"#), "{q}");
+        assert!(promql_parser::parser::parse(&q).is_ok(), "{q}");
+        assert!(confine_to_namespace("sum(", "namespace", "shop").is_err());
+    }
+}

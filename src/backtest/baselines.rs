@@ -184,7 +184,16 @@ mod tests {
                         (load / target).ceil() as u32
                     }
                     .clamp(model.min_replicas, model.max_replicas);
-                    current = behavior::shape(&hpa, current, rec, 0, &mut memory, now).0;
+                    current = behavior::shape(
+                        &hpa,
+                        (model.min_replicas, model.max_replicas),
+                        current,
+                        rec,
+                        0,
+                        &mut memory,
+                        now,
+                    )
+                    .0;
                 }
             }
             out.push(current);

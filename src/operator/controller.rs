@@ -34,7 +34,7 @@ use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, ScalerLabels};
 use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
-use crate::adapters::prometheus::Prometheus;
+use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
 use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY, SCALING_LIMITED};
 use crate::planning::forecast::ModelConfig;
@@ -59,6 +59,10 @@ pub struct Settings {
     pub model: ModelConfig,
     /// The name Events are reported under, usually the pod's.
     pub instance: String,
+    /// When set, every scaler's query is confined to its own namespace by this label (see
+    /// `prometheus::confine_to_namespace`): tenants cannot read each other's series through
+    /// the operator's credentials.
+    pub namespace_label: Option<String>,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             concurrency: 8,
             model: ModelConfig::default(),
             instance: "prescaler".into(),
+            namespace_label: None,
         }
     }
 }
@@ -283,6 +288,8 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
 /// What the reconcile found out about the target, when it can act on it.
 struct Target {
     spec: ValidatedSpec,
+    /// The query sent to Prometheus: the spec's, confined to the namespace when so configured.
+    query: String,
     workload: Workload,
     hpa: Option<Arc<HorizontalPodAutoscaler>>,
 }
@@ -417,8 +424,16 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
             ),
         );
     }
+    let query = match &ctx.settings.namespace_label {
+        Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
+            Ok(q) => q,
+            Err(e) => return refuse("InvalidSpec", format!("invalid spec.metric.query: {e}")),
+        },
+        None => ps.spec.metric.query.clone(),
+    };
     Ok(Ok(Target {
         spec,
+        query,
         workload,
         hpa,
     }))
@@ -437,8 +452,8 @@ async fn decide(
     let mut state = state.lock().await;
     state.planner.update_spec(target.spec.clone());
     let span = state.planner.history_span();
-    if state.cache.query() != ps.spec.metric.query || state.cache.span() != span {
-        state.cache = HistoryCache::new(ps.spec.metric.query.clone(), span);
+    if state.cache.query() != target.query || state.cache.span() != span {
+        state.cache = HistoryCache::new(target.query.clone(), span);
     }
     let refreshed = {
         let _slot = ctx.queries.acquire().await;

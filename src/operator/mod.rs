@@ -31,6 +31,8 @@ pub struct OperatorConfig {
     pub concurrency: u16,
     /// This replica's name in Events.
     pub instance: String,
+    /// Confine every scaler's query to its namespace by this label (`None`: queries as written).
+    pub namespace_label: Option<String>,
     pub listen: SocketAddr,
     /// `None` runs without leader election (one replica only).
     pub lease: Option<LeaseSettings>,
@@ -84,6 +86,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         sync_period: config.sync_period,
         concurrency: config.concurrency,
         instance: config.instance,
+        namespace_label: config.namespace_label,
         ..Settings::default()
     };
     let controller = run_controller(

@@ -37,9 +37,12 @@ fn record<T>(list: &mut VecDeque<(DateTime<Utc>, T)>, at: DateTime<Utc>, value: 
 /// Applies `behavior` to `recommendation` for a workload at `current` replicas, and records both.
 /// `foresight` is the part of the recommendation known ahead (a peak window's floor, a seasonal
 /// forecast): the *default* scale-up limit, which guards against bogus live samples, does not hold
-/// it back; policies the spec sets do.
+/// it back; policies the spec sets do. The result is always within `bounds`: unlike the HPA,
+/// which walks a count outside its bounds back at the rate its policies allow, prescaler's
+/// `minReplicas` and `maxReplicas` hold at once (a lowered `maxReplicas` means what it says).
 pub fn shape(
     behavior: &ValidBehavior,
+    bounds: (u32, u32),
     current: u32,
     recommendation: u32,
     foresight: u32,
@@ -109,6 +112,7 @@ pub fn shape(
             limited = Some(Limited::RateLimited);
         }
     }
+    let desired = desired.clamp(bounds.0, bounds.1.max(bounds.0));
     if desired != current {
         record(&mut memory.changes, now, desired as i64 - current as i64);
     }

@@ -214,6 +214,7 @@ pub fn decide(
     .0;
     let (desired, limited) = behavior::shape(
         &spec.behavior,
+        (spec.min_replicas, spec.max_replicas),
         inputs.current_replicas,
         bounded,
         foresight,
