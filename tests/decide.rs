@@ -225,6 +225,28 @@ fn missing_metrics_never_scale_down() {
 }
 
 #[test]
+fn an_hour_without_metrics_scales_nothing_down() {
+    let s = spec(|_| {});
+    // At 16:00 on day 3 the load needs 40; then Prometheus is gone for an hour, during which the
+    // real load falls at 17:00. Nothing is scaled down because of the outage, whatever it lasts.
+    let outage = t0() + Duration::days(3) + Duration::hours(16);
+    let (_, mut planner, mut current) = replay(&s, daily_step, outage);
+    let before = current;
+    assert!(before >= 40);
+    for m in 1..=60 {
+        let d = planner.decide(None, current, outage + Duration::minutes(m));
+        assert_eq!(d.reason, Reason::Hold);
+        assert!(
+            d.desired_replicas >= current,
+            "minute {m}: {current} → {}",
+            d.desired_replicas
+        );
+        current = d.desired_replicas;
+    }
+    assert_eq!(current, before);
+}
+
+#[test]
 fn without_history_the_reactive_term_runs_with_an_hpa_like_margin() {
     let s = spec(|_| {});
     let (d, _, _) = replay(&s, |_| 2000.0, t0() + Duration::minutes(30));

@@ -4,24 +4,18 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Timelike, Utc};
 use http::Method;
-use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
-use prescaler::operator::controller::Settings;
-use prescaler::operator::telemetry::Health;
-use prescaler::operator::telemetry::Metrics;
-use prescaler::operator::{self, Caches};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::fake_api::FakeApi;
-use support::prometheus::{METRIC, TestPrometheus, samples};
+use support::harness::*;
+use support::prometheus::{TestPrometheus, samples};
 
-const NS: &str = "shop";
 const BASE: f64 = 100.0;
 const SPIKE: f64 = 1000.0;
-const PER_REPLICA: f64 = 50.0;
 
 /// When the daily spike of the shared history starts: a few minutes after the tests start, so
 /// it is inside the 6-minute lead time but has not arrived.
@@ -55,161 +49,6 @@ fn shared_prometheus() -> &'static TestPrometheus {
         prom.wait_for_live("steady", BASE);
         prom
     })
-}
-
-fn deployment(name: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": name, "namespace": NS },
-        "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": name } } },
-        "status": { "replicas": replicas },
-    })
-}
-
-fn scaler(name: &str, service: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-        "minReplicas": 2, "maxReplicas": 40,
-        "metric": { "query": format!("sum({METRIC}{{service=\"{service}\"}})"), "targetPerReplica": PER_REPLICA },
-        "forecast": { "history": "8d", "seasonality": ["daily"], "leadTime": "6m" },
-    });
-    merge(&mut spec, &extra);
-    json!({
-        "apiVersion": "prescaler.dev/v1alpha1", "kind": "PredictiveScaler",
-        "metadata": { "name": name, "namespace": NS },
-        "spec": spec,
-    })
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-/// Starts the operator's controller against the fake API; stops when the handle is dropped.
-struct Operator {
-    task: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
-}
-
-impl Operator {
-    /// Reconciles finished so far, from the operator's own metrics.
-    fn reconciles(&self) -> u64 {
-        self.metrics
-            .encode()
-            .lines()
-            .find_map(|l| l.strip_prefix("prescaler_reconcile_duration_seconds_count "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn start_operator(api: &FakeApi, prometheus_url: &str) -> Operator {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("warn")
-        .try_init();
-    let mut cfg = PrometheusConfig::new(prometheus_url);
-    cfg.timeout = StdDuration::from_secs(2);
-    let prometheus = Prometheus::new(&cfg).unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let settings = Settings {
-        sync_period: StdDuration::from_secs(1),
-        ..Settings::default()
-    };
-    Operator {
-        task: tokio::spawn(operator::run_controller(
-            api.client(),
-            prometheus,
-            metrics.clone(),
-            Arc::new(Health::default()),
-            settings,
-            None,
-            Caches::new(),
-        )),
-        metrics,
-    }
-}
-
-/// Polls until `check` passes or `secs` pass; then fails with what the last look showed.
-async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(secs);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(e) if tokio::time::Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => tokio::time::sleep(StdDuration::from_millis(200)).await,
-        }
-    }
-}
-
-fn get(api: &FakeApi, api_version: &str, kind: &str, name: &str) -> Value {
-    api.get(api_version, kind, NS, name)
-        .unwrap_or_else(|| panic!("{kind} {name} is gone"))
-}
-
-fn replicas(api: &FakeApi, name: &str) -> i64 {
-    get(api, "apps/v1", "Deployment", name)["spec"]["replicas"]
-        .as_i64()
-        .unwrap()
-}
-
-fn status(api: &FakeApi, name: &str) -> Value {
-    get(api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["status"].clone()
-}
-
-fn condition(api: &FakeApi, name: &str, type_: &str) -> Option<(String, String, String)> {
-    status(api, name)["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_string(),
-                c["reason"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-}
-
-/// Events about one PredictiveScaler, as (type, reason, note).
-fn events(api: &FakeApi, name: &str) -> Vec<(String, String, String)> {
-    api.list("events.k8s.io/v1", "Event")
-        .into_iter()
-        .filter(|e| e["regarding"]["name"] == name)
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or_default().to_string(),
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["note"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn expect_condition(
-    api: &FakeApi,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> Result<(), String> {
-    match condition(api, name, type_) {
-        Some((s, r, _)) if s == status && r == reason => Ok(()),
-        other => Err(format!("{type_} is {other:?}, want {status}/{reason}")),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,17 +207,7 @@ pub async fn run(
 /// condition on this object and a retry with backoff, and the process carries on.
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = AssertUnwindSafe(reconcile_inner(&ps, &ctx))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            Err(Error::Panicked(message))
-        });
+    let result = catch_panic(reconcile_inner(&ps, &ctx)).await;
     if let Err(Error::Panicked(message)) = &result {
         // Whatever the planner held may be inconsistent: start it afresh.
         ctx.forget(&ps).await;
@@ -244,6 +234,22 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
             .remove(&uid);
     }
     result
+}
+
+/// Runs `work`, turning a panic inside it into `Error::Panicked`. kube-runtime's controller
+/// would re-raise it and end the process, stopping every other scaler with it.
+async fn catch_panic<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Error::Panicked(message))
+        })
 }
 
 async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action> {
@@ -302,12 +308,8 @@ struct LoadRead {
 
 async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     let now = Utc::now();
-    let mut target = match observe(ps, ctx).await {
-        Ok(Ok(target)) => target,
-        Ok(Err(refusal)) => {
-            give_back_floor(ps, ctx).await?;
-            return write_status(ps, ctx, None, vec![refusal], now).await;
-        }
+    match observe_decide_act(ps, ctx, now).await {
+        // RBAC lacks a permission: say so on the object; the error policy backs off.
         Err(e) if e.is_forbidden() => {
             let finding = Finding::new(
                 READY,
@@ -318,9 +320,23 @@ async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
                 ),
             );
             write_status(ps, ctx, None, vec![finding], now).await?;
-            return Err(e);
+            Err(e)
         }
-        Err(e) => return Err(e),
+        other => other,
+    }
+}
+
+async fn observe_decide_act(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut target = match observe(ps, ctx).await? {
+        Ok(target) => target,
+        Err(refusal) => {
+            give_back_floor(ps, ctx).await?;
+            return write_status(ps, ctx, None, vec![refusal], now).await;
+        }
     };
     let (decision, load) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
@@ -768,6 +784,10 @@ async fn write_status(
     findings: Vec<Finding>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    // One writer: a replica that may no longer lead writes nothing, not even status.
+    if !ctx.may_write() {
+        return Ok(());
+    }
     let (status, changed) = new_status(ps, decided.as_ref(), &findings, now);
     if ps.status.as_ref() != Some(&status) {
         let api: Api<PredictiveScaler> =
@@ -871,5 +891,27 @@ async fn publish(
     if !matches!(sent, Ok(Ok(()))) {
         // An Event is information, not state: failing to record one must not stop scaling.
         warn!(reason, "could not record an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_becomes_an_error() {
+        let fine = catch_panic(async { Ok::<_, Error>(7) }).await;
+        assert_eq!(fine.unwrap(), 7);
+        let broken = catch_panic(async {
+            let empty: Vec<u32> = Vec::new();
+            Ok::<_, Error>(empty[3])
+        })
+        .await;
+        match broken {
+            Err(Error::Panicked(message)) => {
+                assert!(message.contains("index out of bounds"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

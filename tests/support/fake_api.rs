@@ -15,9 +15,15 @@
 //!   Conflict when stale; PUT (replace) checks it too; server-side apply of `/status` replaces
 //!   the status (prescaler is its only field manager, so what it stops applying goes, as it does
 //!   on the real API server);
-//! - `/status` writes only `status`; `/scale` of Deployments, StatefulSets and ReplicaSets reads
-//!   and writes `spec.replicas` as an `autoscaling/v1` `Scale`, and any other kind has no
-//!   `/scale` (404);
+//! - `/status` writes only `status`; `/scale` of Deployments, StatefulSets, ReplicaSets and
+//!   ReplicationControllers reads and writes `spec.replicas` as an `autoscaling/v1` `Scale`, and
+//!   any other kind has no `/scale` (404);
+//! - `compact` forgets the change log as etcd compaction does: a watch resuming from an older
+//!   resourceVersion gets an ERROR event with 410 Gone and must list again; watches asked for
+//!   bookmarks get one after their replay;
+//! - `touch_status` writes an object's status as its own controller would (the HPA controller
+//!   writes an HPA's status every sync), so guarded writes meet real 409 Conflicts;
+//! - `hang_next` leaves requests unanswered, as a partitioned network or a stuck API server;
 //! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
@@ -61,6 +67,9 @@ struct Fault {
 #[derive(Default)]
 struct Store {
     revision: u64,
+    /// Changes at or before this revision are forgotten (etcd compaction): a watch from an
+    /// older resourceVersion gets 410 Gone and must list again.
+    compacted: u64,
     objects: BTreeMap<(Collection, String, String), Value>,
     /// Every change, for watches that start from an older resourceVersion.
     changes: Vec<(u64, Collection, &'static str, Value)>,
@@ -73,6 +82,8 @@ struct Store {
 pub struct FakeApi {
     store: Arc<Mutex<Store>>,
     changes: broadcast::Sender<(u64, Collection, &'static str, Value)>,
+    /// Bumped by `compact`: open watches end, as the real server drops them.
+    compactions: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for FakeApi {
@@ -86,6 +97,7 @@ impl FakeApi {
         Self {
             store: Arc::default(),
             changes: broadcast::channel(4096).0,
+            compactions: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -185,6 +197,30 @@ impl FakeApi {
     /// or from an API server that stopped responding.
     pub fn hang_next(&self, method: Method, path_contains: &str, times: usize) {
         self.fail_next(method, path_contains, 0, times);
+    }
+
+    /// Compacts the change log, as etcd does: watches resuming from before now get 410 Gone.
+    pub fn compact(&self) {
+        let mut store = self.store.lock().unwrap();
+        store.compacted = store.revision;
+        store.changes.clear();
+        self.compactions.send_modify(|n| *n += 1);
+    }
+
+    /// Writes an object's status without touching its spec, as a controller's status update
+    /// does (the HPA controller writes an HPA's status every sync): a new resourceVersion.
+    pub fn touch_status(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
+        let key = (
+            format!("{api_version}/{}", plural(kind)),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let mut store = self.store.lock().unwrap();
+        if let Some(mut object) = store.objects.get(&key).cloned() {
+            let n = object["status"]["observedWrites"].as_u64().unwrap_or(0) + 1;
+            object["status"]["observedWrites"] = json!(n);
+            self.commit(&mut store, key, object, "MODIFIED");
+        }
     }
 
     /// Every request served so far.
@@ -385,6 +421,30 @@ impl FakeApi {
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let bookmarks = query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true");
+        let (compacted, revision) = {
+            let store = self.store.lock().unwrap();
+            (store.compacted, store.revision)
+        };
+        if since > 0 && since < compacted {
+            // What the real server sends: a 200 and, in the stream, an ERROR event with 410.
+            let gone = json!({ "type": "ERROR", "object": {
+                "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 410,
+                "reason": "Expired", "message": format!("too old resource version: {since} ({compacted})"),
+            }});
+            let mut line = serde_json::to_vec(&gone).unwrap();
+            line.push(b'\n');
+            let stream = futures::stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
+                Bytes::from(line),
+            ))]);
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+                .unwrap();
+        }
         let timeout = query
             .get("timeoutSeconds")
             .and_then(|v| v.parse().ok())
@@ -400,6 +460,8 @@ impl FakeApi {
                 .collect()
         };
         let last_backlog = backlog.last().map_or(since, |c| c.0);
+        let route_api_version = route.api_version.clone();
+        let route_kind = route.kind_hint();
         let route = route.clone();
         let matches = move |c: &(u64, Collection, &'static str, Value)| {
             c.1 == route.collection
@@ -416,12 +478,15 @@ impl FakeApi {
         };
         let replay =
             futures::stream::iter(backlog.into_iter().filter(matches).map(move |c| line(&c)));
+        let mut compactions = self.compactions.subscribe();
+        compactions.mark_unchanged();
         let follow = async_stream(move |tx| async move {
             let deadline = tokio::time::sleep(Duration::from_secs(timeout));
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
                     _ = &mut deadline => return,
+                    _ = compactions.changed() => return,
                     change = live.recv() => match change {
                         Ok(c) if c.0 > last_backlog && matches2(&c) => {
                             if tx.send(line(&c)).await.is_err() {
@@ -435,7 +500,18 @@ impl FakeApi {
                 }
             }
         });
-        let stream = replay.chain(follow);
+        // A bookmark after the replay, as the real server sends them: the watcher learns the
+        // current resourceVersion even when nothing of its kind changed.
+        let bookmark = bookmarks.then(|| {
+            let mut b = serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": {
+                "apiVersion": route_api_version, "kind": route_kind,
+                "metadata": { "resourceVersion": revision.max(last_backlog).to_string() },
+            }}))
+            .unwrap();
+            b.push(b'\n');
+            Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(b)))
+        });
+        let stream = replay.chain(futures::stream::iter(bookmark)).chain(follow);
         Response::builder()
             .status(200)
             .header("content-type", "application/json")
@@ -634,6 +710,17 @@ impl Route {
         })
     }
 
+    /// The kind a collection holds (`deployments` → `Deployment`), for bookmarks.
+    fn kind_hint(&self) -> String {
+        let plural = self.collection.rsplit('/').next().unwrap_or_default();
+        let singular = plural.strip_suffix('s').unwrap_or(plural);
+        let mut chars = singular.chars();
+        chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect())
+            .unwrap_or_default()
+    }
+
     fn key(&self) -> (Collection, String, String) {
         (
             self.collection.clone(),
@@ -660,6 +747,7 @@ fn has_scale(collection: &str) -> bool {
         "apps/v1/deployments",
         "apps/v1/statefulsets",
         "apps/v1/replicasets",
+        "v1/replicationcontrollers",
     ]
     .contains(&collection)
 }

@@ -178,7 +178,7 @@ impl TestPrometheus {
 
     /// Waits until the live value of `service` is queryable (a scrape has happened).
     pub fn wait_for_live(&self, service: &str, value: f64) {
-        let query = format!("{METRIC}{{service=\"{service}\"}}");
+        let query = format!("{METRIC}{{{}}}", labels(service));
         let path = format!("/api/v1/query?query={}", urlencode(&query));
         let want = format!("\"{value}\"");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -208,7 +208,8 @@ fn backfill(dir: &Path, data: &Path, history: &[(&str, Series)]) {
             let day = days.entry(t.date_naive()).or_default();
             // Timestamps in seconds: promtool silently takes milliseconds as seconds.
             day.push_str(&format!(
-                "{METRIC}{{service=\"{service}\"}} {v} {}\n",
+                "{METRIC}{{{}}} {v} {}\n",
+                labels(service),
                 t.timestamp()
             ));
         }
@@ -280,7 +281,7 @@ impl Exporter {
                 }
                 let mut body = format!("# TYPE {METRIC} gauge\n");
                 for (service, v) in shared.lock().unwrap().iter() {
-                    body.push_str(&format!("{METRIC}{{service=\"{service}\"}} {v}\n"));
+                    body.push_str(&format!("{METRIC}{{{}}} {v}\n", labels(service)));
                 }
                 let _ = write!(
                     stream,
@@ -290,6 +291,16 @@ impl Exporter {
             }
         });
         Self { port, values }
+    }
+}
+
+/// A series' labels: `service="<name>"`, or the name itself when it is a label set already
+/// (`service="pay",namespace="payments"`).
+fn labels(service: &str) -> String {
+    if service.contains('=') {
+        service.to_string()
+    } else {
+        format!("service=\"{service}\"")
     }
 }
 

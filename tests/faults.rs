@@ -1,0 +1,532 @@
+//! Trust under faults, end to end: what a careless tenant, a person, another autoscaler, a lost
+//! Lease or an unhealthy API server does, and that no workload is hurt by it. Each test is a row
+//! of `docs/reliability.md`.
+
+mod support;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, DurationRound, Utc};
+use http::Method;
+use prescaler::operator::leader::{Leadership, LeaseSettings};
+use prescaler::operator::telemetry::{Health, Metrics};
+use prescaler::operator::{self, Caches};
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use support::harness::*;
+use support::prometheus::{METRIC, TestPrometheus, samples};
+
+/// A steady 100/s for two days, live too; and the same in two namespaces' own series.
+fn steady_prometheus() -> &'static TestPrometheus {
+    static PROM: OnceLock<TestPrometheus> = OnceLock::new();
+    PROM.get_or_init(|| {
+        let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+        let (from, to) = (now - Duration::days(2), now - Duration::minutes(2));
+        let series = [
+            ("steady", 100.0),
+            (r#"service="pay",namespace="payments""#, 900.0),
+            (r#"service="pay",namespace="shop""#, 100.0),
+        ];
+        let history: Vec<(&str, _)> = series
+            .iter()
+            .map(|(name, v)| (*name, samples(from, to, Duration::minutes(1), |_| *v)))
+            .collect();
+        let prom = TestPrometheus::start(&history);
+        for (name, v) in series {
+            prom.set_live(name, Some(v));
+        }
+        prom.wait_for_live("steady", 100.0);
+        prom
+    })
+}
+
+/// A floor of `min` replicas from a peak window that is always open.
+fn floor(min: i64) -> Value {
+    json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": min }] })
+}
+
+fn hpa(name: &str, min: i64, extra: Value) -> Value {
+    let mut h = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+                  "minReplicas": min, "maxReplicas": 30 },
+    });
+    merge(&mut h, &extra);
+    h
+}
+
+fn scale_writes(api: &FakeApi, name: &str) -> usize {
+    api.writes_to(&format!("/{name}/scale"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_or_scaled_to_zero_workload_is_never_written() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    let mut paused = deployment("paused", 3);
+    paused["metadata"]["annotations"] = json!({ "prescaler.dev/paused": "true" });
+    api.put(paused);
+    api.put(deployment("zero", 0));
+    api.put(scaler("paused", "steady", floor(6)));
+    api.put(scaler("zero", "steady", floor(6)));
+    let _op = start_operator(&api, &prom.url());
+    for name in ["paused", "zero"] {
+        eventually(20, "the reason is told", || {
+            expect_condition(&api, name, "Ready", "False", "ScalingDisabled")
+        })
+        .await;
+    }
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(scale_writes(&api, "paused") + scale_writes(&api, "zero"), 0);
+    assert_eq!((replicas(&api, "paused"), replicas(&api, "zero")), (3, 0));
+    // Unpaused, it is scaled again.
+    api.put(deployment("paused", 3));
+    eventually(20, "scaled once unpaused", || {
+        match replicas(&api, "paused") {
+            6 => Ok(()),
+            r => Err(format!("{r} replicas")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_scaler_on_one_target_does_nothing() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("web", 2));
+    api.put(scaler("web", "steady", floor(5)));
+    let mut second = scaler("web", "steady", floor(9));
+    second["metadata"]["name"] = json!("web-2");
+    api.put(second);
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "the second is refused", || {
+        expect_condition(&api, "web-2", "Ready", "False", "AmbiguousTarget")
+    })
+    .await;
+    let (_, _, message) = condition(&api, "web-2", "Ready").unwrap();
+    assert!(
+        message.contains("PredictiveScaler web already scales"),
+        "{message}"
+    );
+    eventually(20, "the first scales", || match replicas(&api, "web") {
+        5 => Ok(()),
+        r => Err(format!("{r} replicas")),
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(replicas(&api, "web"), 5, "no flapping between 5 and 9");
+    assert_eq!(scale_writes(&api, "web"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_owned_by_keda_is_refused() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("queue", 2));
+    api.put(hpa(
+        "queue",
+        2,
+        json!({ "metadata": { "name": "keda-hpa-queue", "ownerReferences": [{
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "queue", "uid": "u1", "controller": true }] } }),
+    ));
+    api.put(scaler("queue", "steady", floor(6)));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "refused", || {
+        expect_condition(&api, "queue", "Ready", "False", "KedaManagedTarget")
+    })
+    .await;
+    let (_, _, message) = condition(&api, "queue", "Ready").unwrap();
+    assert!(
+        message.contains("ScaledObject queue") && message.contains("minReplicaCount"),
+        "{message}"
+    );
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(api.writes_to("/horizontalpodautoscalers/"), 0);
+    assert_eq!(scale_writes(&api, "queue"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_edit_of_the_hpa_floor_is_adopted_and_given_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("api", 2));
+    api.put(hpa("api", 2, json!({})));
+    api.put(scaler("api", "steady", floor(6)));
+    // The HPA controller writes the HPA's status all along: prescaler's guarded writes conflict.
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            loop {
+                api.touch_status("autoscaling/v2", "HorizontalPodAutoscaler", NS, "api");
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+        })
+    };
+    let _op = start_operator(&api, &prom.url());
+    let the_hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "api");
+    let min = |h: &Value| h["spec"]["minReplicas"].as_i64().unwrap();
+    eventually(20, "the floor is set", || match min(&the_hpa()) {
+        6 => Ok(()),
+        m => Err(format!("minReplicas {m}")),
+    })
+    .await;
+    assert!(
+        get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", "api")["metadata"]["finalizers"]
+            .to_string()
+            .contains("prescaler.dev/hpa-floor")
+    );
+    // A person raises the HPA's minimum to 9: prescaler's floor (6) is lower, so 9 it is.
+    let mut edited = the_hpa();
+    edited["spec"]["minReplicas"] = json!(9);
+    api.put(edited);
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let h = the_hpa();
+    assert_eq!(min(&h), 9, "the person's value stays: {h}");
+    assert_eq!(
+        h["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "9"
+    );
+    // Deleted, the scaler gives back the HPA's own value: the person's, not the first one.
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "api");
+    eventually(20, "given back", || {
+        let h = the_hpa();
+        let clean = h["metadata"]["annotations"]
+            .get("prescaler.dev/original-min-replicas")
+            .is_none();
+        let gone = api
+            .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "api")
+            .is_none();
+        if min(&h) == 9 && clean && gone {
+            Ok(())
+        } else {
+            Err(h.to_string())
+        }
+    })
+    .await;
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_only_while_a_floor_is_held_and_nothing_is_left_stuck() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("direct", 2));
+    api.put(deployment("floored", 2));
+    api.put(hpa("floored", 2, json!({})));
+    api.put(scaler("direct", "steady", floor(4)));
+    api.put(scaler("floored", "steady", floor(4)));
+    let op = start_operator(&api, &prom.url());
+    let finalizers = |name: &str| {
+        get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["metadata"]["finalizers"]
+            .as_array()
+            .map_or(0, |f| f.len())
+    };
+    eventually(20, "both reconciled", || {
+        if replicas(&api, "direct") == 4 && finalizers("floored") == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "direct {} / floored finalizers {}",
+                replicas(&api, "direct"),
+                finalizers("floored")
+            ))
+        }
+    })
+    .await;
+    assert_eq!(
+        finalizers("direct"),
+        0,
+        "nothing to give back, no finalizer"
+    );
+    // ForecastOnly: the floor is given back and the finalizer goes with it.
+    let mut trial = scaler("floored", "steady", floor(4));
+    trial["spec"]["mode"] = json!("ForecastOnly");
+    api.put(trial);
+    eventually(20, "floor given back", || {
+        let min = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "floored")["spec"]["minReplicas"]
+            .as_i64()
+            .unwrap();
+        if min == 2 && finalizers("floored") == 0 {
+            Ok(())
+        } else {
+            Err(format!("minReplicas {min}, finalizers {}", finalizers("floored")))
+        }
+    })
+    .await;
+    // The operator uninstalled: deleting the scalers (or their namespace) leaves nothing stuck.
+    drop(op);
+    for name in ["direct", "floored"] {
+        api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name);
+        assert!(
+            api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name)
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_reported_and_retried_with_backoff() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("locked", 2));
+    api.put(scaler("locked", "steady", floor(4)));
+    api.fail_next(Method::PATCH, "/deployments/locked/scale", 403, 1000);
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "reported", || {
+        expect_condition(&api, "locked", "Ready", "False", "Forbidden")
+    })
+    .await;
+    let before = scale_writes(&api, "locked");
+    tokio::time::sleep(StdDuration::from_secs(10)).await;
+    let attempts = scale_writes(&api, "locked") - before;
+    // A 1-second sync would try 10 times; the backoff (5 s, 10 s, …) tries at most twice.
+    assert!(attempts <= 2, "{attempts} attempts in 10 s");
+    assert_eq!(replicas(&api, "locked"), 2);
+    assert!(
+        events(&api, "locked")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "Forbidden")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_scaler_among_a_hundred_stops_none_of_the_others() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    for i in 0..100 {
+        let name = format!("app-{i:02}");
+        api.put(deployment(&name, 2));
+        let mut s = scaler(&name, "steady", floor(3));
+        if i == 37 {
+            // Bad PromQL that the schema cannot see.
+            s["spec"]["metric"]["query"] = json!("sum(rate(http_requests_total[2m])");
+        }
+        if i == 64 {
+            // A query Prometheus refuses at run time: more than one series.
+            s["spec"]["metric"]["query"] = json!(METRIC);
+        }
+        api.put(s);
+    }
+    let started = tokio::time::Instant::now();
+    let _op = start_operator(&api, &prom.url());
+    eventually(60, "the 98 good ones scaled", || {
+        let done = (0..100)
+            .filter(|i| ![37, 64].contains(i))
+            .filter(|i| replicas(&api, &format!("app-{i:02}")) == 3)
+            .count();
+        if done == 98 {
+            Ok(())
+        } else {
+            Err(format!("{done} of 98"))
+        }
+    })
+    .await;
+    eprintln!("98 scalers reconciled in {:?}", started.elapsed());
+    expect_condition(&api, "app-37", "Ready", "False", "InvalidSpec").unwrap();
+    eventually(20, "the refused query is told", || {
+        expect_condition(
+            &api,
+            "app-64",
+            "MetricsAvailable",
+            "False",
+            "PrometheusUnavailable",
+        )
+    })
+    .await;
+    let (_, _, message) = condition(&api, "app-64", "MetricsAvailable").unwrap();
+    assert!(message.contains("series"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_written_only_when_it_changes_and_stale_fields_go() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("calm", 2));
+    api.put(scaler("calm", "steady", floor(3)));
+    let op = start_operator(&api, &prom.url());
+    eventually(20, "settled", || match replicas(&api, "calm") {
+        3 => Ok(()),
+        r => Err(format!("{r}")),
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let (writes, reconciles) = (
+        api.writes_to("/predictivescalers/calm/status"),
+        op.reconciles(),
+    );
+    tokio::time::sleep(StdDuration::from_secs(10)).await;
+    let (writes, reconciles) = (
+        api.writes_to("/predictivescalers/calm/status") - writes,
+        op.reconciles() - reconciles,
+    );
+    assert!(reconciles >= 8, "{reconciles} reconciles");
+    // A minute boundary may bring a new figure; nothing else does.
+    assert!(
+        writes <= 2,
+        "{writes} status writes in {reconciles} reconciles"
+    );
+    assert!(status(&api, "calm")["desiredReplicas"].is_number());
+    // Off: the decision's figures go from the status, they do not linger.
+    let mut off = scaler("calm", "steady", floor(3));
+    off["spec"]["mode"] = json!("Off");
+    api.put(off);
+    eventually(20, "figures cleared", || {
+        let s = status(&api, "calm");
+        if s.get("desiredReplicas").is_none() && s.get("forecastLoad").is_none() {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_watch_lists_again_and_replication_controllers_scale() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("first", 2));
+    api.put(scaler("first", "steady", floor(3)));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "first", || match replicas(&api, "first") {
+        3 => Ok(()),
+        r => Err(format!("{r}")),
+    })
+    .await;
+    // etcd compacts: open watches end, and resuming from their resourceVersion is 410 Gone.
+    api.compact();
+    api.put(json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": { "name": "legacy", "namespace": NS },
+        "spec": { "replicas": 1 },
+    }));
+    let mut s = scaler("legacy", "steady", floor(4));
+    s["spec"]["scaleTargetRef"] =
+        json!({ "apiVersion": "v1", "kind": "ReplicationController", "name": "legacy" });
+    api.put(s);
+    eventually(
+        30,
+        "a scaler created after the compaction is reconciled",
+        || match get(&api, "v1", "ReplicationController", "legacy")["spec"]["replicas"].as_i64() {
+            Some(4) => Ok(()),
+            r => Err(format!("{r:?}")),
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_returns_holds_up_only_its_own_scaler() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("stuck", 2));
+    api.put(deployment("free", 2));
+    api.hang_next(Method::GET, "/deployments/stuck/scale", 1);
+    api.put(scaler("stuck", "steady", floor(3)));
+    api.put(scaler("free", "steady", floor(3)));
+    let started = tokio::time::Instant::now();
+    let _op = start_operator(&api, &prom.url());
+    eventually(8, "the other scaler goes on", || {
+        match replicas(&api, "free") {
+            3 => Ok(()),
+            r => Err(format!("{r}")),
+        }
+    })
+    .await;
+    assert_eq!(replicas(&api, "stuck"), 2, "still waiting for its answer");
+    // The request times out (10 s) and the reconcile is retried.
+    eventually(30, "the stuck one recovers", || {
+        match replicas(&api, "stuck") {
+            3 => Ok(()),
+            r => Err(format!("{r}")),
+        }
+    })
+    .await;
+    assert!(started.elapsed() >= StdDuration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_renew_deadline_a_leader_writes_nothing() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("led", 2));
+    api.put(scaler("led", "steady", floor(3)));
+    let mut settings = LeaseSettings::new("prescaler".into(), "ops".into(), "a".into());
+    settings.lease_duration = StdDuration::from_millis(1500);
+    settings.renew_deadline = StdDuration::from_millis(1000);
+    settings.retry = StdDuration::from_millis(200);
+    let lease = Arc::new(Leadership::new(api.client(), settings));
+    lease.acquire().await;
+    let holding = tokio::spawn({
+        let lease = lease.clone();
+        async move { lease.hold().await }
+    });
+    let mut prometheus = prescaler::adapters::prometheus::PrometheusConfig::new(prom.url());
+    prometheus.timeout = StdDuration::from_secs(2);
+    let controller = tokio::spawn(operator::run_controller(
+        api.client(),
+        prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap(),
+        Arc::new(Metrics::default()),
+        Arc::new(Health::default()),
+        prescaler::operator::controller::Settings {
+            sync_period: StdDuration::from_secs(1),
+            ..Default::default()
+        },
+        Some(lease.clone()),
+        Caches::new(),
+    ));
+    eventually(20, "scaled while leading", || match replicas(&api, "led") {
+        3 => Ok(()),
+        r => Err(format!("{r}")),
+    })
+    .await;
+    // The Lease renewals hang; a new floor arrives after the renew deadline.
+    api.hang_next(Method::PUT, "/leases/prescaler", 1000);
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert!(!lease.may_write());
+    let status_writes = api.writes_to("/predictivescalers/led/status");
+    api.put(scaler("led", "steady", floor(8)));
+    tokio::time::sleep(StdDuration::from_secs(4)).await;
+    assert_eq!(replicas(&api, "led"), 3, "nothing scaled without the Lease");
+    assert_eq!(
+        api.writes_to("/deployments/led/scale"),
+        1,
+        "the one write made while leading"
+    );
+    assert_eq!(
+        api.writes_to("/predictivescalers/led/status"),
+        status_writes,
+        "no status either"
+    );
+    controller.abort();
+    holding.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_reads_only_its_own_namespace() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("checkout", 2));
+    // The tenant in `shop` asks for the payments team's series.
+    let mut s = scaler("checkout", "steady", json!({}));
+    s["spec"]["metric"]["query"] = json!(format!("sum({METRIC}{{namespace=\"payments\"}})"));
+    api.put(s);
+    let _op = start_operator_with(&api, &prom.url(), |s| {
+        s.namespace_label = Some("namespace".into())
+    });
+    eventually(20, "decided", || {
+        let s = status(&api, "checkout");
+        match s["reactiveReplicas"].as_i64() {
+            Some(_) => Ok(()),
+            None => Err(s.to_string()),
+        }
+    })
+    .await;
+    // shop's own 100/s (2 replicas), not payments' 900/s (18).
+    let s = status(&api, "checkout");
+    assert_eq!(s["reactiveReplicas"], 2, "{s}");
+    assert!(s["forecastLoad"].as_f64().is_some_and(|l| l < 200.0), "{s}");
+}
