@@ -302,13 +302,13 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
     ));
     api.put(scaler("missing", "steady", json!({})));
     api.put(json!({
-        "apiVersion": "v1", "kind": "ReplicationController",
-        "metadata": { "name": "noscale", "namespace": NS }, "spec": { "replicas": 1 },
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": { "name": "noscale", "namespace": NS }, "spec": {},
     }));
     api.put(scaler(
         "noscale",
         "steady",
-        json!({ "scaleTargetRef": { "apiVersion": "v1", "kind": "ReplicationController", "name": "noscale" } }),
+        json!({ "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "noscale" } }),
     ));
     api.put(scaler(
         "elsewhere",

@@ -174,6 +174,13 @@ async fn operator_at_scale() {
     let rss_cold = rss_kib(pid, "VmRSS:");
 
     // Steady state.
+    let writes = |what: &str| {
+        api.requests()
+            .iter()
+            .filter(|r| r.method != http::Method::GET && r.path.contains(what))
+            .count() as f64
+    };
+    let writes_before = ["/status", "/scale", "/events", "/leases", ""].map(writes);
     let before = scrape(port).await;
     let t0 = Instant::now();
     tokio::time::sleep(StdDuration::from_secs(steady)).await;
@@ -195,6 +202,8 @@ async fn operator_at_scale() {
         "prescaler_decision_duration_seconds_bucket{le=\"0.001\"}",
     )) / decisions.max(1.0);
     let errors = metric(&after, "prescaler_reconcile_errors_total") + 0.0;
+    let writes_after = ["/status", "/scale", "/events", "/leases", ""].map(writes);
+    let per_minute = |i: usize| (writes_after[i] - writes_before[i]) / minutes;
     let rss = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
     let _ = child.kill();
@@ -222,5 +231,13 @@ async fn operator_at_scale() {
         100.0 * within_1ms
     );
     println!("reconcile errors                {errors}");
+    println!(
+        "API writes per minute           {:.0} (status {:.0}, /scale {:.0}, Events {:.0}, Lease {:.0})",
+        per_minute(4),
+        per_minute(0),
+        per_minute(1),
+        per_minute(2),
+        per_minute(3)
+    );
     assert!(reconciles > 0.0, "the operator reconciled in steady state");
 }

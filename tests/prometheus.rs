@@ -280,3 +280,34 @@ async fn tls_and_basic_auth_are_used() {
         "{tls}"
     );
 }
+
+/// A Prometheus that accepts the connection and never answers: the query fails within its
+/// timeout instead of holding the reconcile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_that_never_answers_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket); // read nothing, answer nothing
+        }
+    });
+    let mut cfg = PrometheusConfig::new(format!("http://127.0.0.1:{port}"));
+    cfg.timeout = std::time::Duration::from_secs(1);
+    let client = Prometheus::new(&cfg).unwrap();
+    let now = Utc::now();
+    let started = std::time::Instant::now();
+    let err = client
+        .range("up", now - Duration::hours(1), now, Duration::minutes(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("could not be reached"), "{err}");
+    held.abort();
+}

@@ -24,6 +24,8 @@
 //! - `touch_status` writes an object's status as its own controller would (the HPA controller
 //!   writes an HPA's status every sync), so guarded writes meet real 409 Conflicts;
 //! - `hang_next` leaves requests unanswered, as a partitioned network or a stuck API server;
+//! - API discovery lists the core and `apps/v1` kinds with their `/scale` subresources (a
+//!   DaemonSet has none, as on a real server);
 //! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
@@ -355,6 +357,11 @@ impl FakeApi {
                 _ => "InternalError",
             };
             return status(code, reason, "injected by the test");
+        }
+        if method == Method::GET
+            && let Some(list) = discovery(&path)
+        {
+            return ok(list);
         }
         let Some(route) = Route::parse(&path) else {
             return status(404, "NotFound", &format!("no route for {path}"));
@@ -740,6 +747,52 @@ fn collection_of(object: &Value) -> Collection {
         object["apiVersion"].as_str().expect("apiVersion"),
         plural(object["kind"].as_str().expect("kind"))
     )
+}
+
+/// API discovery (`/api/v1`, `/apis/apps/v1`) for the kinds the tests use: which resources exist,
+/// and which have a `/scale` subresource — what kube's discovery reads for kinds prescaler does
+/// not know by name.
+fn discovery(path: &str) -> Option<Value> {
+    let group_version = match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["api", v] => v.to_string(),
+        ["apis", g, v] => format!("{g}/{v}"),
+        _ => return None,
+    };
+    let kinds: &[(&str, &str)] = match group_version.as_str() {
+        "v1" => &[
+            ("ReplicationController", "replicationcontrollers"),
+            ("ConfigMap", "configmaps"),
+        ],
+        "apps/v1" => &[
+            ("Deployment", "deployments"),
+            ("StatefulSet", "statefulsets"),
+            ("ReplicaSet", "replicasets"),
+            ("DaemonSet", "daemonsets"),
+        ],
+        _ => return None,
+    };
+    let mut resources = Vec::new();
+    for (kind, plural) in kinds {
+        let verbs = json!([
+            "get", "list", "watch", "create", "update", "patch", "delete"
+        ]);
+        resources.push(json!({ "name": plural, "singularName": kind.to_lowercase(),
+            "namespaced": true, "kind": kind, "verbs": verbs }));
+        if has_scale(&format!("{group_version}/{plural}")) {
+            resources.push(
+                json!({ "name": format!("{plural}/scale"), "singularName": "",
+                "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale",
+                "verbs": ["get", "patch", "update"] }),
+            );
+        }
+    }
+    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1",
+        "groupVersion": group_version, "resources": resources }))
 }
 
 fn has_scale(collection: &str) -> bool {
