@@ -33,13 +33,17 @@ pub fn table(outcome: &Outcome) -> String {
         );
     }
     if let Some(own) = outcome.score("prescaler") {
-        let _ = writeln!(out, "\n{}", frontier_sentence(own, &outcome.comparison));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            frontier_sentence(own, &outcome.frontier, &outcome.comparison)
+        );
     }
     out
 }
 
 /// "At the availability you have now, this much cheaper than any HPA setting."
-pub fn frontier_sentence(own: &Score, c: &Comparison) -> String {
+pub fn frontier_sentence(own: &Score, frontier: &Frontier, c: &Comparison) -> String {
     let verdict = if c.saving_at_equal_violations >= 0.0 {
         format!(
             "prescaler costs {:.1} % less",
@@ -51,10 +55,23 @@ pub fn frontier_sentence(own: &Score, c: &Comparison) -> String {
             -100.0 * c.saving_at_equal_violations
         )
     };
+    let fewest = frontier
+        .envelope
+        .first()
+        .map_or(0.0, |p| p.violation_percent);
+    let comparison = if own.violation_percent < fewest {
+        format!(
+            "prescaler has fewer violation minutes ({:.3} %) than any HPA setting (the fewest, {:.3} %, cost {:.1} replica-hours), so {verdict} than that one",
+            own.violation_percent, fewest, c.hpa_cost_at_equal_violations
+        )
+    } else {
+        format!(
+            "at prescaler's {:.3} % violation minutes the best HPA setting costs {:.1} replica-hours, so {verdict}",
+            own.violation_percent, c.hpa_cost_at_equal_violations
+        )
+    };
     format!(
-        "Against the HPA however it is tuned (targets 40–100 %): at prescaler's {:.3} % violation minutes the best HPA setting costs {:.1} replica-hours, so {verdict}; at prescaler's cost the best HPA setting has {:.3} % violation minutes.",
-        own.violation_percent,
-        c.hpa_cost_at_equal_violations,
+        "Against the HPA however it is tuned (targets 40–100 %): {comparison}; at prescaler's cost the best HPA setting has {:.3} % violation minutes.",
         c.hpa_violation_percent_at_equal_cost
     )
 }
