@@ -151,6 +151,10 @@ struct BacktestArgs {
     /// spec.forecast.leadTime (default without a spec: start-up delay + metric lag).
     #[arg(long, value_parser = duration)]
     lead_time: Option<Duration>,
+    /// spec.objective.maxUnderprovisionedPercent: the share (%) of minutes that may be short of
+    /// replicas.
+    #[arg(long)]
+    objective: Option<f64>,
     /// Time from asking for a replica until it is ready.
     #[arg(long, default_value = "5m", value_parser = duration)]
     startup_delay: Duration,
@@ -288,6 +292,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         min_replicas: args.min,
         max_replicas: args.max,
         lead_time: args.lead_time,
+        max_underprovisioned_percent: args.objective,
     }
     .apply(&mut spec);
     let validated = spec.validate()?;

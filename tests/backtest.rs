@@ -88,8 +88,9 @@ fn golden_run_on_the_demo_trace() {
     assert_eq!(actual, expected, "the backtest's scores changed");
 }
 
-/// The demo's point: the weekday campaign is pre-scaled, so prescaler has fewer violation
-/// minutes than the HPA at an 80 % target, for less cost, and beats the HPA frontier.
+/// The demo's point: the weekday campaign is pre-scaled, so prescaler meets its objective
+/// (0.1 % of minutes short) with fewer violation minutes than the HPA at an 80 % target, and for
+/// less than any HPA setting as available as it; at its cost every HPA setting is short more.
 #[test]
 fn prescaler_beats_the_hpa_on_the_demo() {
     let (trace, spec) = demo();
@@ -103,11 +104,15 @@ fn prescaler_beats_the_hpa_on_the_demo() {
     let get = |n: &str| outcome.score(n).unwrap().clone();
     let (p, h, o) = (get("prescaler"), get("hpa80"), get("oracle"));
     assert!(p.violation_minutes < h.violation_minutes, "{p:?} vs {h:?}");
-    assert!(p.cost < h.cost, "{p:?} vs {h:?}");
     assert!(
-        outcome.comparison.saving_at_equal_violations > 0.0,
-        "{:?}",
-        outcome.comparison
+        p.violation_percent <= spec.max_underprovisioned * 100.0 * 1.5,
+        "the objective is met: {p:?}"
+    );
+    let c = &outcome.comparison;
+    assert!(c.saving_at_equal_violations > 0.05, "{c:?}");
+    assert!(
+        c.hpa_violation_percent_at_equal_cost > p.violation_percent,
+        "{c:?}"
     );
     assert_eq!(o.violation_minutes, 0, "the oracle is the physical limit");
     assert!(p.cost >= o.cost);

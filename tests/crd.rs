@@ -74,14 +74,10 @@ fn the_schema_bounds_numbers_enums_and_durations() {
     ] {
         assert_eq!(d["pattern"], duration["pattern"]);
     }
-    assert_eq!(
-        p["forecast"]["properties"]["targetQuantile"]["minimum"],
-        50.0
-    );
-    assert_eq!(
-        p["forecast"]["properties"]["targetQuantile"]["maximum"],
-        100.0
-    );
+    let objective = &p["objective"]["properties"]["maxUnderprovisionedPercent"];
+    assert_eq!(objective["minimum"], 0.01);
+    assert_eq!(objective["maximum"], 50.0);
+    assert_eq!(p["objective"]["default"]["maxUnderprovisionedPercent"], 0.1);
 }
 
 /// The schema carries the same bounds as `validate()`, so the API server refuses what the

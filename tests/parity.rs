@@ -7,7 +7,7 @@ use std::future::ready;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
-use prescaler::adapters::history::{HistoryCache, RangeSource};
+use prescaler::adapters::history::{BlockMean, HistoryCache, RangeSource};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, manifest};
 use prescaler::planning::forecast::ModelConfig;
@@ -57,24 +57,29 @@ impl RangeSource for TraceSource {
         ready(Ok(samples))
     }
 
-    fn block_peaks(
+    fn block_means(
         &self,
         _query: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         block: Duration,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
-        // `max_over_time((q)[block:step])` at `t`: the peak of q at the steps of (t - block, t].
+    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+        // `avg_over_time` and `count_over_time` of `(q)[block:step]` at `t`: over the steps of
+        // (t - block, t].
+        let points = block.num_seconds() / step.num_seconds();
         let samples = self
             .grid(start, end, block)
             .into_iter()
-            .filter_map(|t| {
-                let points = block.num_seconds() / step.num_seconds();
-                (0..points)
-                    .filter_map(|k| self.at(t - step * k as i32))
-                    .reduce(f64::max)
-                    .map(|v| (t, v))
+            .filter_map(|at| {
+                let seen: Vec<f64> = (0..points)
+                    .filter_map(|k| self.at(at - step * k as i32))
+                    .collect();
+                (!seen.is_empty()).then(|| BlockMean {
+                    at,
+                    mean: seen.iter().sum::<f64>() / seen.len() as f64,
+                    count: seen.len() as u32,
+                })
             })
             .collect();
         ready(Ok(samples))
@@ -109,7 +114,7 @@ fn the_operators_path_and_the_backtest_decide_alike() {
     };
     let restart_at = 17 * 1440 + 8 * 60 + 17;
     let mut planner = Planner::new(spec.clone(), model.clone());
-    let mut cache = HistoryCache::new("load", planner.history_span());
+    let mut cache = HistoryCache::new("load", planner.history_needs());
     let mut current = replayed[0];
     let mut decided = Vec::with_capacity(trace.minutes());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -119,7 +124,7 @@ fn the_operators_path_and_the_backtest_decide_alike() {
         if m == restart_at {
             // A new operator process: nothing but what the source holds.
             planner = Planner::new(spec.clone(), model.clone());
-            cache = HistoryCache::new("load", planner.history_span());
+            cache = HistoryCache::new("load", planner.history_needs());
         }
         // Reconciles at odd seconds of the minute, sometimes twice in it.
         let seconds: &[i64] = if m % 7 == 0 { &[13, 44] } else { &[31] };

@@ -5,7 +5,12 @@ mod support;
 use chrono::{Duration, DurationRound, Utc};
 use prescaler::adapters::history::HistoryCache;
 use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::planning::planner::HistoryNeeds;
 use support::prometheus::{METRIC, TestPrometheus, samples};
+
+fn needs(span: Duration, fine: Duration) -> HistoryNeeds {
+    HistoryNeeds { span, fine }
+}
 
 fn load(t: chrono::DateTime<Utc>) -> f64 {
     // A daily wave, distinct at every minute so that misplaced samples show.
@@ -51,14 +56,14 @@ async fn history_is_read_in_chunks_then_incrementally() {
     );
 
     // The grid ends at the last whole minute; a minute on, that point has seen the live value.
-    let mut cache = HistoryCache::new(&query, Duration::days(7));
+    let mut cache = HistoryCache::new(&query, needs(Duration::days(7), Duration::hours(56)));
     let first = cache
         .refresh(&client, Utc::now() + Duration::minutes(1))
         .await
         .unwrap();
     assert_eq!(
-        first.queries, 2,
-        "the coarse part and the fine part: {first:?}"
+        first.queries, 3,
+        "the coarse part (means and counts) and the fine part: {first:?}"
     );
     let h = cache.history().unwrap();
     assert_eq!(
@@ -75,14 +80,12 @@ async fn history_is_read_in_chunks_then_incrementally() {
     );
     let old = h.index_at_or_before(now - Duration::days(5)).unwrap();
     let block = old - old % 5;
-    let peak = (block..block + 5)
-        .map(|i| load(h.time(i)))
-        .fold(f64::MIN, f64::max);
+    let mean = (block..block + 5).map(|i| load(h.time(i))).sum::<f64>() / 5.0;
     for i in block..block + 5 {
         assert_eq!(
             h.values()[i] as f32,
-            peak as f32,
-            "older history as 5-minute peaks"
+            mean as f32,
+            "older history as 5-minute means"
         );
     }
     assert_eq!(
@@ -154,7 +157,7 @@ async fn bad_values_and_failures_are_explained() {
 
     // Not-a-number and negative values are not load: kept as missing, and counted.
     for query in ["0/0", "-1 * sum(shop_requests_per_second)"] {
-        let mut cache = HistoryCache::new(query, Duration::hours(2));
+        let mut cache = HistoryCache::new(query, needs(Duration::hours(2), Duration::hours(2)));
         let refresh = cache.refresh(&client, Utc::now()).await.unwrap();
         assert!(refresh.rejected > 50, "{query}: {refresh:?}");
         let h = cache.history().unwrap();
@@ -162,7 +165,10 @@ async fn bad_values_and_failures_are_explained() {
     }
 
     // A query ending in a comment still reads its coarse history.
-    let mut cache = HistoryCache::new(format!("sum({METRIC}) # the shop"), Duration::days(3));
+    let mut cache = HistoryCache::new(
+        format!("sum({METRIC}) # the shop"),
+        needs(Duration::days(3), Duration::days(1)),
+    );
     cache.refresh(&client, Utc::now()).await.unwrap();
     assert!(
         cache

@@ -97,14 +97,14 @@ prop_compose! {
         windows in proptest::collection::vec(window(), 0..3),
         up in rules(),
         down in rules(),
-        quantile in prop_oneof![50i32..=100, any::<i32>()],
+        objective in prop_oneof![0.01f64..=50.0, any::<f64>()],
     ) -> PredictiveScalerSpec {
         let mut s = PredictiveScalerSpec::new(c, max);
         s.min_replicas = min;
         s.metric.query = query;
         s.forecast.history = history.as_str().into();
         s.forecast.lead_time = lead.as_str().into();
-        s.forecast.target_quantile = quantile;
+        s.objective.max_underprovisioned_percent = objective;
         s.peak_windows = windows;
         s.behavior = Behavior { scale_up: up, scale_down: down };
         s
@@ -127,7 +127,7 @@ prop_compose! {
         down in proptest::collection::vec((any::<bool>(), 1i32..100, 1i32..1800), 0..3),
         up_window in 0i32..3600,
         down_window in 0i32..3600,
-        quantile in 50i32..=100,
+        objective in 0.01f64..=50.0,
         headroom in 0i32..100,
     ) -> PredictiveScalerSpec {
         let policies = |list: Vec<(bool, i32, i32)>| {
@@ -144,7 +144,7 @@ prop_compose! {
         s.metric.query = "sum(rate(http_requests_total[2m]))".into();
         s.forecast.history = history.into();
         s.forecast.lead_time = format!("{lead}m").as_str().into();
-        s.forecast.target_quantile = quantile;
+        s.objective.max_underprovisioned_percent = objective;
         s.forecast.headroom_percent = headroom;
         s.peak_windows = windows
             .into_iter()

@@ -1,18 +1,30 @@
 //! The load history of one PredictiveScaler, kept between syncs: read once, then only the newest
 //! minutes each sync, in the shape the planner reads (`forecast::History` at one-minute steps).
 //!
-//! Four weeks at one minute would be 160 KB per scaler even as `f32`; the cache keeps the last
-//! `FINE_SPAN` at one-minute steps and everything older as the peak of each 5-minute block — all
-//! the forecast reads of it (`forecast::COARSE_AFTER`), so the operator and the backtest forecast
-//! alike — in about 45 KB. Samples that are negative or not a number are kept as missing and
-//! counted: they are not load.
+//! Four weeks at one minute would be 160 KB per scaler even as `f32`. The cache keeps at
+//! one-minute steps only the recent part the planner reads minute by minute (`HistoryNeeds::fine`:
+//! the calibration's week and the forecasts it replays), and everything older as the mean and
+//! sample count of each 5-minute block — all the forecast reads of it (`forecast::COARSE_AFTER`),
+//! so the operator and the backtest forecast alike. Samples that are negative or not a number are
+//! kept as missing and counted: they are not load.
 
 use std::future::Future;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::Result;
-use crate::planning::forecast::{COARSE_AFTER, COARSE_BLOCK, History};
+use crate::planning::forecast::{COARSE_BLOCK, History};
+use crate::planning::planner::HistoryNeeds;
+
+/// One block of samples, as `avg_over_time` and `count_over_time` give it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockMean {
+    /// The block's last step.
+    pub at: DateTime<Utc>,
+    pub mean: f64,
+    /// How many steps of the block had a sample.
+    pub count: u32,
+}
 
 /// Where the samples come from: Prometheus, or (in tests) a recorded trace.
 pub trait RangeSource {
@@ -25,27 +37,23 @@ pub trait RangeSource {
         step: Duration,
     ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, f64)>>> + Send;
 
-    /// The peak of `query` evaluated every `step` over each `block`, one sample per block, at the
-    /// block's last step, on the grid `start, start + block, …, ≤ end`.
-    fn block_peaks(
+    /// The mean and count of `query` evaluated every `step` over each `block` (the steps of
+    /// `(at - block, at]`), one per block, on the grid `start, start + block, …, ≤ end`; blocks
+    /// without a sample absent.
+    fn block_means(
         &self,
         query: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         block: Duration,
         step: Duration,
-    ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, f64)>>> + Send;
+    ) -> impl Future<Output = Result<Vec<BlockMean>>> + Send;
 }
 
 /// The history's resolution: the planner's minute.
 const STEP: Duration = Duration::minutes(1);
 /// How many fine steps make one coarse block.
 const COARSEN: usize = (COARSE_BLOCK.num_seconds() / STEP.num_seconds()) as usize;
-/// How much recent history is kept at one-minute steps: what the forecast reads at full
-/// resolution (`COARSE_AFTER`), for forecasts up to the longest lead time (6 h) before now, which
-/// the calibration replays after a start.
-const FINE_SPAN: Duration = Duration::hours(2 * 24 + 8);
-const _: () = assert!(FINE_SPAN.num_hours() >= COARSE_AFTER.num_hours() + 7);
 /// How many of the newest cached minutes each refresh reads again: the last evaluation may have
 /// run before the last scrape.
 const REREAD_STEPS: usize = 2;
@@ -65,13 +73,44 @@ pub struct Refresh {
     pub rejected: usize,
 }
 
-/// One resolution of the cache: `values[i]` belongs to `start + i * step` (for the coarse tier:
-/// the peak of the block starting there); NaN where there was nothing. `f32` halves the memory;
-/// a load has no need for more digits.
+/// The one-minute tier: `values[i]` belongs to `start + i * STEP`; NaN where there was nothing.
+/// `f32` halves the memory; a load has no need for more digits.
 #[derive(Clone, Debug, Default)]
-struct Tier {
+struct Fine {
     start: Option<DateTime<Utc>>,
     values: Vec<f32>,
+}
+
+/// The block tier: `means[i]` and `counts[i]` describe the block starting at
+/// `start + i * COARSE_BLOCK` (a count of 0: nothing observed).
+#[derive(Clone, Debug, Default)]
+struct Coarse {
+    start: Option<DateTime<Utc>>,
+    means: Vec<f32>,
+    counts: Vec<u8>,
+}
+
+impl Coarse {
+    fn with_blocks(start: DateTime<Utc>, blocks: usize) -> Self {
+        let mut means = Vec::with_capacity(blocks + COARSE_SLACK);
+        means.resize(blocks, f32::NAN);
+        let mut counts = Vec::with_capacity(blocks + COARSE_SLACK);
+        counts.resize(blocks, 0);
+        Self {
+            start: Some(start),
+            means,
+            counts,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.means.len()
+    }
+
+    fn drain_front(&mut self, n: usize) {
+        self.means.drain(..n);
+        self.counts.drain(..n);
+    }
 }
 
 /// `len` NaNs in a vector with room for `slack` more.
@@ -95,13 +134,26 @@ fn accept(v: f64, rejected: &mut usize) -> f32 {
     }
 }
 
-/// The history of one query over `span` up to now.
+/// The mean and count of the usable values of one block.
+fn block_of(values: &[f32]) -> (f32, u8) {
+    let (sum, n) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((0.0f64, 0u8), |(s, n), &v| (s + f64::from(v), n + 1));
+    if n == 0 {
+        (f32::NAN, 0)
+    } else {
+        ((sum / f64::from(n)) as f32, n)
+    }
+}
+
+/// The history of one query over `needs.span` up to now.
 #[derive(Clone, Debug)]
 pub struct HistoryCache {
     query: String,
-    span: Duration,
-    fine: Tier,
-    coarse: Tier,
+    needs: HistoryNeeds,
+    fine: Fine,
+    coarse: Coarse,
 }
 
 fn index(t: DateTime<Utc>, start: DateTime<Utc>, step: Duration) -> Option<usize> {
@@ -110,12 +162,12 @@ fn index(t: DateTime<Utc>, start: DateTime<Utc>, step: Duration) -> Option<usize
 }
 
 impl HistoryCache {
-    pub fn new(query: impl Into<String>, span: Duration) -> Self {
+    pub fn new(query: impl Into<String>, needs: HistoryNeeds) -> Self {
         Self {
             query: query.into(),
-            span,
-            fine: Tier::default(),
-            coarse: Tier::default(),
+            needs,
+            fine: Fine::default(),
+            coarse: Coarse::default(),
         }
     }
 
@@ -123,19 +175,25 @@ impl HistoryCache {
         &self.query
     }
 
-    pub fn span(&self) -> Duration {
-        self.span
+    pub fn needs(&self) -> HistoryNeeds {
+        self.needs
     }
 
-    /// Brings the cache up to `now`: the whole span the first time (the coarse part as block
-    /// peaks), then the newest minutes.
+    /// Where the one-minute tier starts for a cache brought up to `now`.
+    fn fine_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let oldest = align(now - self.needs.span, COARSE_BLOCK);
+        align(now - self.needs.fine, COARSE_BLOCK).max(oldest)
+    }
+
+    /// Brings the cache up to `now`: the whole span the first time (the old part as block
+    /// means), then the newest minutes.
     pub async fn refresh(
         &mut self,
         source: &impl RangeSource,
         now: DateTime<Utc>,
     ) -> Result<Refresh> {
         let end = align(now, STEP);
-        let oldest = align(now - self.span, COARSE_BLOCK);
+        let oldest = align(now - self.needs.span, COARSE_BLOCK);
         let mut done = Refresh::default();
         let chunks = |from: DateTime<Utc>, to: DateTime<Utc>, step: Duration| {
             let points = (to - from).num_seconds() / step.num_seconds() + 1;
@@ -144,34 +202,36 @@ impl HistoryCache {
 
         if self.fine.values.is_empty() {
             // Cold: the coarse part, then the fine part; kept only if both reads succeed.
-            let fine_start = align(now - FINE_SPAN, COARSE_BLOCK).max(oldest);
-            let mut coarse = Tier::default();
+            let fine_start = self.fine_from(now);
+            let mut coarse = Coarse::default();
             if oldest < fine_start {
                 let blocks =
                     ((fine_start - oldest).num_seconds() / COARSE_BLOCK.num_seconds()) as usize;
-                coarse = Tier {
-                    start: Some(oldest),
-                    values: with_slack(blocks, COARSE_SLACK),
-                };
-                // A block's peak is evaluated at its last minute.
+                coarse = Coarse::with_blocks(oldest, blocks);
+                // A block is evaluated at its last minute.
                 let last_minute = STEP * (COARSEN as i32 - 1);
                 let (from, to) = (oldest + last_minute, fine_start - STEP);
-                let samples = source
-                    .block_peaks(&self.query, from, to, COARSE_BLOCK, STEP)
+                let blocks_read = source
+                    .block_means(&self.query, from, to, COARSE_BLOCK, STEP)
                     .await?;
-                for (t, v) in &samples {
-                    if let Some(i) = index(*t - last_minute, oldest, COARSE_BLOCK)
+                for b in &blocks_read {
+                    if let Some(i) = index(b.at - last_minute, oldest, COARSE_BLOCK)
                         && i < blocks
                     {
-                        coarse.values[i] = accept(*v, &mut done.rejected);
+                        let mean = accept(b.mean, &mut done.rejected);
+                        if mean.is_finite() && b.count > 0 {
+                            coarse.means[i] = mean;
+                            coarse.counts[i] = b.count.min(COARSEN as u32) as u8;
+                        }
                     }
                 }
-                done.queries += chunks(from, to, COARSE_BLOCK);
-                done.samples += samples.len();
+                // Two queries (mean and count) per chunk.
+                done.queries += 2 * chunks(from, to, COARSE_BLOCK);
+                done.samples += blocks_read.len();
             }
             let samples = source.range(&self.query, fine_start, end, STEP).await?;
             let len = ((end - fine_start).num_seconds() / STEP.num_seconds()) as usize + 1;
-            let mut fine = Tier {
+            let mut fine = Fine {
                 start: Some(fine_start),
                 values: with_slack(len, FINE_SLACK),
             };
@@ -211,26 +271,22 @@ impl HistoryCache {
         Ok(done)
     }
 
-    /// Moves fine values older than `FINE_SPAN` into block peaks, and drops what has left the
-    /// span.
+    /// Moves fine values older than the fine span into block means, and drops what has left
+    /// the span.
     fn fold(&mut self, now: DateTime<Utc>) {
-        let oldest = align(now - self.span, COARSE_BLOCK);
-        let keep_from = align(now - FINE_SPAN, COARSE_BLOCK).max(oldest);
+        let oldest = align(now - self.needs.span, COARSE_BLOCK);
+        let keep_from = self.fine_from(now);
         let Some(mut fine_start) = self.fine.start else {
             return;
         };
         let mut folded = 0;
         while fine_start < keep_from && self.fine.values.len() - folded > COARSEN {
-            let peak = self.fine.values[folded..folded + COARSEN]
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .reduce(f32::max)
-                .unwrap_or(f32::NAN);
-            if self.coarse.values.is_empty() {
+            let (mean, count) = block_of(&self.fine.values[folded..folded + COARSEN]);
+            if self.coarse.len() == 0 {
                 self.coarse.start = Some(fine_start);
             }
-            self.coarse.values.push(peak);
+            self.coarse.means.push(mean);
+            self.coarse.counts.push(count);
             folded += COARSEN;
             fine_start += COARSE_BLOCK;
         }
@@ -241,8 +297,8 @@ impl HistoryCache {
         if let Some(start) = self.coarse.start {
             let drop = index(oldest, start, COARSE_BLOCK)
                 .unwrap_or(0)
-                .min(self.coarse.values.len());
-            self.coarse.values.drain(..drop);
+                .min(self.coarse.len());
+            self.coarse.drain_front(drop);
             self.coarse.start = Some(start + COARSE_BLOCK * drop as i32);
         }
         // A span shorter than the fine tier: drop fine values that left it.
@@ -257,31 +313,36 @@ impl HistoryCache {
         }
     }
 
-    /// The cached history on the one-minute grid, for the planner: each block peak stands for
-    /// the minutes of its block.
+    /// The cached history on the one-minute grid, for the planner. A block stands for its
+    /// minutes as its mean on as many of them as had a sample, and gaps on the rest: the mean of
+    /// any whole blocks, which is what the forecast reads of old history, is then exactly the
+    /// mean of the samples they held.
     pub fn history(&self) -> Option<History> {
         let fine_start = self.fine.start?;
         if self.fine.values.is_empty() {
             return None;
         }
         let start = match self.coarse.start {
-            Some(s) if !self.coarse.values.is_empty() => s,
+            Some(s) if self.coarse.len() > 0 => s,
             _ => fine_start,
         };
-        let mut values =
-            Vec::with_capacity(self.coarse.values.len() * COARSEN + self.fine.values.len());
+        let mut values = Vec::with_capacity(self.coarse.len() * COARSEN + self.fine.values.len());
         if start < fine_start {
-            for &c in &self.coarse.values {
-                values.extend(std::iter::repeat_n(c as f64, COARSEN));
+            for (&mean, &count) in self.coarse.means.iter().zip(&self.coarse.counts) {
+                let count = usize::from(count);
+                values.extend(std::iter::repeat_n(f64::from(mean), count));
+                values.extend(std::iter::repeat_n(f64::NAN, COARSEN - count));
             }
         }
-        values.extend(self.fine.values.iter().map(|&v| v as f64));
+        values.extend(self.fine.values.iter().map(|&v| f64::from(v)));
         Some(History::new(start, STEP, values))
     }
 
     /// Bytes of samples held: what a thousand scalers multiply.
     pub fn held_bytes(&self) -> usize {
-        (self.fine.values.capacity() + self.coarse.values.capacity()) * std::mem::size_of::<f32>()
+        self.fine.values.capacity() * std::mem::size_of::<f32>()
+            + self.coarse.means.capacity() * std::mem::size_of::<f32>()
+            + self.coarse.counts.capacity()
     }
 }
 
@@ -291,26 +352,39 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn aged_minutes_fold_into_block_peaks_and_the_grid_stays_whole() {
+    fn aged_minutes_fold_into_block_means_and_the_grid_stays_whole() {
         let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
-        let mut cache = HistoryCache::new("q", Duration::days(7));
+        let needs = HistoryNeeds {
+            span: Duration::days(7),
+            fine: Duration::hours(56),
+        };
+        let mut cache = HistoryCache::new("q", needs);
         let minutes = 60 * 60;
-        cache.fine = Tier {
+        let mut values: Vec<f32> = (0..minutes).map(|m| (m % 7) as f32).collect();
+        values[7] = f32::NAN; // a gap in the second block
+        cache.fine = Fine {
             start: Some(t0),
-            values: (0..minutes).map(|m| (m % 7) as f32).collect(),
+            values,
         };
         let now = t0 + Duration::hours(60);
         cache.fold(now);
-        // Everything older than FINE_SPAN (56 h) before `now`, in whole 5-minute blocks.
-        let folded = cache.coarse.values.len() * 5;
+        // Everything older than the fine span (56 h) before `now`, in whole 5-minute blocks.
+        let folded = cache.coarse.len() * 5;
         assert_eq!(folded, 4 * 60, "the first 4 hours are coarse");
         assert_eq!(cache.fine.start, Some(t0 + Duration::hours(4)));
-        assert_eq!(cache.coarse.values[0], 4.0, "the peak of 0,1,2,3,4");
-        assert_eq!(cache.coarse.values[1], 6.0, "the peak of 5,6,0,1,2");
+        assert_eq!(cache.coarse.means[0], 2.0, "the mean of 0,1,2,3,4");
+        assert_eq!(cache.coarse.counts[0], 5);
+        assert_eq!(cache.coarse.means[1], 3.5, "the mean of 5,6,1,2 (a gap)");
+        assert_eq!(cache.coarse.counts[1], 4);
         let h = cache.history().unwrap();
         assert_eq!(h.start(), t0);
         assert_eq!(h.len(), minutes, "coarse and fine meet without a gap");
-        assert_eq!(h.values()[7], 6.0);
+        assert_eq!(
+            &h.values()[5..9],
+            &[3.5; 4],
+            "the mean on as many minutes as had a sample"
+        );
+        assert!(h.values()[9].is_nan(), "and a gap for the missing one");
         assert_eq!(
             h.values()[4 * 60 + 3],
             ((4 * 60 + 3) % 7) as f64,
@@ -319,7 +393,7 @@ mod tests {
 
         // A week later the coarse blocks have left the 7-day span.
         cache.fold(now + Duration::days(7));
-        assert!(cache.coarse.values.is_empty() || cache.coarse.start.unwrap() >= now);
+        assert!(cache.coarse.len() == 0 || cache.coarse.start.unwrap() >= now);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration as StdDuration, SystemTime};
 use chrono::{DateTime, Duration, Utc};
 use prometheus_http_query::response::Data;
 
-use super::history::RangeSource;
+use super::history::{BlockMean, RangeSource};
 use crate::{Error, Result};
 
 /// Prometheus refuses range queries with more points than this per series.
@@ -281,29 +281,51 @@ impl RangeSource for Prometheus {
         Prometheus::range(self, query, start, end, step).await
     }
 
-    async fn block_peaks(
+    async fn block_means(
         &self,
         query: &str,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         block: Duration,
         step: Duration,
-    ) -> Result<Vec<(DateTime<Utc>, f64)>> {
-        // The newlines keep a trailing `# comment` in the query from swallowing the bracket.
-        let peak = format!(
-            "max_over_time((\n{query}\n)[{}s:{}s])",
-            block.num_seconds(),
-            step.num_seconds()
-        );
-        Prometheus::range(self, &peak, start, end, block)
+    ) -> Result<Vec<BlockMean>> {
+        // `[299s:60s]` for a 5-minute block: the 5 steps of (t - 300s, t], whether the range is
+        // closed (Prometheus 2) or open (Prometheus 3) on the left. The newlines keep a trailing
+        // `# comment` in the query from swallowing the bracket.
+        let over = |function: &str| {
+            format!(
+                "{function}((\n{query}\n)[{}s:{}s])",
+                block.num_seconds() - 1,
+                step.num_seconds()
+            )
+        };
+        let as_the_query = |e: Error| match e {
+            Error::Prometheus { source, .. } => Error::Prometheus {
+                query: query.into(),
+                source,
+            },
+            other => other,
+        };
+        let means = Prometheus::range(self, &over("avg_over_time"), start, end, block)
             .await
-            .map_err(|e| match e {
-                Error::Prometheus { source, .. } => Error::Prometheus {
-                    query: query.into(),
-                    source,
-                },
-                other => other,
+            .map_err(as_the_query)?;
+        let counts: std::collections::HashMap<DateTime<Utc>, f64> =
+            Prometheus::range(self, &over("count_over_time"), start, end, block)
+                .await
+                .map_err(as_the_query)?
+                .into_iter()
+                .collect();
+        Ok(means
+            .into_iter()
+            .filter_map(|(at, mean)| {
+                let count = *counts.get(&at)?;
+                (count >= 1.0).then(|| BlockMean {
+                    at,
+                    mean,
+                    count: count.min(f64::from(u32::MAX)) as u32,
+                })
             })
+            .collect())
     }
 }
 

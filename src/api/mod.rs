@@ -102,6 +102,11 @@ pub struct PredictiveScalerSpec {
     #[serde(default)]
     pub forecast: ForecastSpec,
 
+    /// The availability asked for. prescaler sets its own margins, and chooses between its
+    /// forecasts and the live load, to meet it at the least cost, by replaying its last week.
+    #[serde(default)]
+    pub objective: ObjectiveSpec,
+
     /// Known peaks with a hard replica floor, e.g. a weekday lunch rush or a scheduled campaign.
     /// prescaler reaches the floor `forecast.leadTime` before each window opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -139,6 +144,7 @@ impl PredictiveScalerSpec {
                 target_per_replica,
             },
             forecast: ForecastSpec::default(),
+            objective: ObjectiveSpec::default(),
             peak_windows: Vec::new(),
             behavior: Behavior::default(),
         }
@@ -220,31 +226,11 @@ pub struct ForecastSpec {
     #[serde(default = "default_lead_time")]
     pub lead_time: SpecDuration,
 
-    /// A fixed safety margin on top of the forecast, in percent. prescaler adds, on top of it, the
-    /// margin that its own recent forecast errors call for (see `targetQuantile`).
+    /// A fixed safety margin on top of everything else, in percent. prescaler sets its own margins
+    /// to meet `objective`; this is extra, for a reason prescaler cannot see.
     #[serde(default = "default_headroom_percent")]
     #[schemars(range(min = 0, max = 500))]
     pub headroom_percent: i32,
-
-    /// The share of recent lead-time windows, in percent, that the provisioned capacity should have
-    /// covered. prescaler measures its forecast's error over the last day and adds the margin that
-    /// would have covered this share of it. Higher means fewer under-provisioned minutes at more cost.
-    #[serde(default = "default_target_quantile")]
-    #[schemars(range(min = 50, max = 100))]
-    pub target_quantile: i32,
-
-    /// The most the learned margin may add to the forecast, in percent: a cost guard for very
-    /// noisy load, where covering `targetQuantile` of the noise would cost more than it saves.
-    #[serde(default = "default_max_margin_percent")]
-    #[schemars(range(min = 0, max = 1000))]
-    pub max_margin_percent: i32,
-
-    /// The forecast is demoted (only the reactive term and peak windows count) while its mean
-    /// absolute error over the last day is above this, in percent, and trusted again once it is
-    /// back under it.
-    #[serde(default = "default_max_error_percent")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_error_percent: i32,
 }
 
 impl Default for ForecastSpec {
@@ -254,9 +240,6 @@ impl Default for ForecastSpec {
             seasonality: default_seasonality(),
             lead_time: default_lead_time(),
             headroom_percent: default_headroom_percent(),
-            target_quantile: default_target_quantile(),
-            max_margin_percent: default_max_margin_percent(),
-            max_error_percent: default_max_error_percent(),
         }
     }
 }
@@ -273,14 +256,28 @@ fn default_lead_time() -> SpecDuration {
 fn default_headroom_percent() -> i32 {
     0
 }
-fn default_target_quantile() -> i32 {
-    99
+
+/// The availability objective.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectiveSpec {
+    /// The share of minutes, in percent, in which the workload may have fewer ready replicas than
+    /// its load needs (between 0.01 and 50). 0.1 is about 10 minutes a week. Lower costs more.
+    #[serde(default = "default_max_underprovisioned_percent")]
+    #[schemars(range(min = 0.01, max = 50.0))]
+    pub max_underprovisioned_percent: f64,
 }
-fn default_max_margin_percent() -> i32 {
-    20
+
+impl Default for ObjectiveSpec {
+    fn default() -> Self {
+        Self {
+            max_underprovisioned_percent: default_max_underprovisioned_percent(),
+        }
+    }
 }
-fn default_max_error_percent() -> i32 {
-    50
+
+fn default_max_underprovisioned_percent() -> f64 {
+    0.1
 }
 
 /// A seasonal period.
@@ -448,6 +445,24 @@ pub enum SelectPolicy {
     Disabled,
 }
 
+/// The margins the objective calls for, and how they did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CalibrationStatus {
+    /// What prescaler provisions for: `live load`, `daily forecast`, `weekly forecast`,
+    /// `daily or weekly forecast` or `daily forecast or live load`.
+    pub basis: String,
+    /// The relative margin on it, in percent.
+    pub margin_percent: f64,
+    /// The absolute margin, in replicas.
+    pub extra_replicas: f64,
+    /// Of the last day's minutes, the share (%) the current margins would have left
+    /// under-provisioned (replayed).
+    pub underprovisioned_percent_last_day: f64,
+    /// The same over the last week: what `spec.objective` is about.
+    pub underprovisioned_percent_last_week: f64,
+}
+
 /// What prescaler observed and decided. Written by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -480,10 +495,13 @@ pub struct PredictiveScalerStatus {
     /// The forecast's mean absolute percentage error over the last day, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast_error_percent: Option<f64>,
+    /// What the margins are and what they achieve, from the last calibration (every 3 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationStatus>,
     /// When prescaler last changed the target's replica count (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<String>,
-    /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ScalingLimited`.
+    /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `ScalingLimited`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -91,24 +91,17 @@ pub struct ValidatedSpec {
     pub lead_time: Duration,
     /// Fractions: 0.1 for 10 %.
     pub headroom: f64,
-    pub target_quantile: f64,
-    pub max_margin: f64,
-    pub max_error: f64,
+    /// The share of minutes that may be under-provisioned, as a fraction.
+    pub max_underprovisioned: f64,
     pub peak_windows: Vec<Window>,
     pub behavior: Behavior,
 }
 
 impl ValidatedSpec {
-    /// The fields the forecast's calibration depends on: when any of them changes, what was
-    /// learned no longer applies.
-    pub fn calibration_key(&self) -> impl PartialEq + use<> {
-        (
-            self.target_per_replica.to_bits(),
-            self.history,
-            self.seasonality.clone(),
-            self.lead_time,
-            self.target_quantile.to_bits(),
-        )
+    /// The fields the forecasts recorded for the calibration depend on: when one of them
+    /// changes, the record no longer applies.
+    pub fn record_key(&self) -> impl PartialEq + use<> {
+        (self.history, self.seasonality.clone(), self.lead_time)
     }
 }
 
@@ -180,24 +173,13 @@ impl PredictiveScalerSpec {
             0,
             500,
         )?;
-        let target_quantile = percent(
-            "spec.forecast.targetQuantile",
-            forecast.target_quantile,
-            50,
-            100,
-        )?;
-        let max_margin = percent(
-            "spec.forecast.maxMarginPercent",
-            forecast.max_margin_percent,
-            0,
-            1000,
-        )?;
-        let max_error = percent(
-            "spec.forecast.maxErrorPercent",
-            forecast.max_error_percent,
-            1,
-            1000,
-        )?;
+        let objective = self.objective.max_underprovisioned_percent;
+        if !(objective.is_finite() && (0.01..=50.0).contains(&objective)) {
+            return Err(invalid(
+                "spec.objective.maxUnderprovisionedPercent",
+                format!("must be between 0.01 and 50, is {objective}"),
+            ));
+        }
         if self.peak_windows.len() > Limits::MAX_PEAK_WINDOWS {
             return Err(invalid(
                 "spec.peakWindows",
@@ -230,9 +212,7 @@ impl PredictiveScalerSpec {
             seasonality: forecast.seasonality.clone(),
             lead_time,
             headroom,
-            target_quantile,
-            max_margin,
-            max_error,
+            max_underprovisioned: objective / 100.0,
             peak_windows,
             behavior,
         })

@@ -91,6 +91,8 @@ pub struct Overrides {
     pub min_replicas: Option<i32>,
     pub max_replicas: Option<i32>,
     pub lead_time: Option<Duration>,
+    /// `spec.objective.maxUnderprovisionedPercent`.
+    pub max_underprovisioned_percent: Option<f64>,
 }
 
 impl Overrides {
@@ -106,6 +108,9 @@ impl Overrides {
         }
         if let Some(l) = self.lead_time {
             spec.forecast.lead_time = crate::api::format_duration(l).as_str().into();
+        }
+        if let Some(p) = self.max_underprovisioned_percent {
+            spec.objective.max_underprovisioned_percent = p;
         }
     }
 }

@@ -101,7 +101,9 @@ pub fn prescaler(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &Mod
         current = decision.desired_replicas;
         desired.push(current);
         forecast.push(match (decision.forecast_load, decision.calibration) {
-            (Some(f), Some(c)) => c.provision(f, spec.max_margin) * (1.0 + spec.headroom),
+            (Some(f), Some(c)) => {
+                c.margins.provision(f, spec.target_per_replica) * (1.0 + spec.headroom)
+            }
             _ => f64::NAN,
         });
     }

@@ -154,7 +154,7 @@ impl Context {
         let mut states = self.states.lock().await;
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
             let planner = Planner::new(spec.clone(), self.settings.model.clone());
-            let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_span());
+            let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
             Arc::new(Mutex::new(ScalerState { planner, cache }))
         });
         entry.clone()
@@ -340,12 +340,13 @@ async fn observe_decide_act(
     };
     let (decision, load) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
-    let findings = vec![
+    let mut findings = vec![
         ready.finding,
         conditions::metrics_finding(&decision, load.problem.as_deref(), load.refresh.rejected),
-        conditions::forecast_finding(&decision, &target.spec),
+        conditions::forecast_finding(&decision),
         conditions::limit_finding(&decision, &target.spec),
     ];
+    findings.extend(conditions::objective_finding(&decision, &target.spec));
     publish_metrics(ctx, ps, &decision, ready.current);
     write_status(
         ps,
@@ -467,9 +468,9 @@ async fn decide(
         .await;
     let mut state = state.lock().await;
     state.planner.update_spec(target.spec.clone());
-    let span = state.planner.history_span();
-    if state.cache.query() != target.query || state.cache.span() != span {
-        state.cache = HistoryCache::new(target.query.clone(), span);
+    let needs = state.planner.history_needs();
+    if state.cache.query() != target.query || state.cache.needs() != needs {
+        state.cache = HistoryCache::new(target.query.clone(), needs);
     }
     let refreshed = {
         let _slot = ctx.queries.acquire().await;
@@ -862,10 +863,13 @@ fn publish_metrics(ctx: &Context, ps: &PredictiveScaler, d: &Decision, current: 
             m.forecast_replicas.remove(&labels);
         }
     }
-    if let Some(c) = d.calibration.or(d.demoted) {
-        m.forecast_error_percent
-            .get_or_create(&labels)
-            .set(c.error_percent);
+    match d.calibration.and_then(|c| c.error_percent) {
+        Some(e) => {
+            m.forecast_error_percent.get_or_create(&labels).set(e);
+        }
+        None => {
+            m.forecast_error_percent.remove(&labels);
+        }
     }
 }
 

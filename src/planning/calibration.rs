@@ -1,97 +1,167 @@
-//! How much each predictor is trusted, and with what margin: measured on its own recent record.
+//! The availability objective: how much margin, on which basis, keeps the share of
+//! under-provisioned minutes within what the SRE allows (`spec.objective`), at the least cost.
 //!
-//! Every minute, every predictor's forecast of the peak in `[minute, minute + leadTime]` is
-//! recorded. At every multiple of `recalibrate_interval` on the minute grid, the forecasts of the
-//! last `score_window` whose window has passed are scored against the peak that came, as the error
-//! in replicas divided by `sqrt(replicas + 1)` (count-like load has noise that grows with the
-//! square root of its level, so one normalized margin fits a fleet of 2 at night and of 60 at the
-//! peak). A predictor's margin is the `targetQuantile` of its errors; the predictor whose provision
-//! with that margin had the lowest pinball (quantile) loss is the one used — a loss that weighs how
-//! far each miss fell short, so a predictor that is exact on most minutes but misses every
-//! recurring spike loses to one that foresees the spikes.
+//! Every minute the daily and weekly forecasts of the peak load within the lead time are recorded.
+//! Every `recalibrate_interval` on the minute grid, the last `calibration_window` of that record is
+//! replayed against the load that came, for five bases a decision may stand on — the live load L,
+//! max(daily, L), max(daily, weekly), weekly and daily — and for each the cheapest margin that
+//! would have met the objective is found in closed form: demand does not depend on the replicas,
+//! so with `desired(u) = ceil(stab(u)·(1 + m)/c + a)` (`stab` the basis held over the scale-down
+//! stabilization window, `c` the load per replica, `a` a few whole replicas) and
+//! `ready(t) = min(desired)` over the start-up time before `t`, minute `t` is covered exactly when
+//! `m > c·(needed(t) − 1)/R(t) − 1 − a·c/R(t)`, `R(t)` being the least `stab` over that start-up
+//! time. The smallest `m` that leaves at most the objective's share of minutes uncovered is one
+//! selection over the window. Minutes that only a margin above `max_margin` would have covered
+//! on every basis (an outage's end, a flash crowd) are unpreventable: they are counted and
+//! reported, but they do not set the margin; minutes one basis covers and another cannot count
+//! against the objective of the one that cannot. The basis and margins of least replayed cost are
+//! used until the next boundary.
 //!
 //! A calibration is a pure function of the history up to its boundary: the operator, which starts
 //! at any minute and may restart, and the backtest, which replays from a trace's first minute,
-//! compute the same one. Only the forecasts are kept (a few floats a minute for a day), not the
-//! history they came from.
+//! compute the same one. Only the forecasts are kept (two half-precision floats a minute for a
+//! week), not the history they came from.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
+use half::f16;
 
-use super::forecast::{self, History, ModelConfig, Predictor, View, index_ceil, index_floor};
+use super::forecast::{self, History, ModelConfig, Predictor, View};
 
-/// How stale the newest sample may be before the load counts as unobserved: no forecast is
-/// recorded (and `plan` holds) without a recent sample.
+/// How stale the newest sample may be before the load counts as unobserved: nothing is recorded
+/// (and `plan` holds) without a recent sample.
 pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 
-/// What a predictor's recent record says about it.
+/// What a decision stands on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Basis {
+    /// The live load.
+    LiveLoad,
+    /// The higher of the daily forecast and the live load.
+    DailyOrLiveLoad,
+    /// The higher of the daily and the weekly forecast.
+    DailyOrWeekly,
+    Weekly,
+    Daily,
+}
+
+const BASES: [Basis; 5] = [
+    Basis::LiveLoad,
+    Basis::DailyOrLiveLoad,
+    Basis::DailyOrWeekly,
+    Basis::Weekly,
+    Basis::Daily,
+];
+
+impl Basis {
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::LiveLoad => "live load",
+            Basis::DailyOrLiveLoad => "daily forecast or live load",
+            Basis::DailyOrWeekly => "daily or weekly forecast",
+            Basis::Weekly => "weekly forecast",
+            Basis::Daily => "daily forecast",
+        }
+    }
+
+    /// Whether a forecast takes part.
+    pub fn forecasts(self) -> bool {
+        self != Basis::LiveLoad
+    }
+
+    /// The basis' load from the live load and the two forecasts; NaN when a part is missing.
+    pub fn load(self, live: f64, daily: f64, weekly: f64) -> f64 {
+        match self {
+            Basis::LiveLoad => live,
+            Basis::DailyOrLiveLoad => both(daily, live),
+            Basis::DailyOrWeekly => both(daily, weekly),
+            Basis::Weekly => weekly,
+            Basis::Daily => daily,
+        }
+    }
+
+    /// The part of the basis known ahead: the forecasts alone, without the live load.
+    pub fn foresight(self, daily: f64, weekly: f64) -> f64 {
+        match self {
+            Basis::LiveLoad => f64::NAN,
+            Basis::DailyOrLiveLoad | Basis::Daily => daily,
+            Basis::DailyOrWeekly => both(daily, weekly),
+            Basis::Weekly => weekly,
+        }
+    }
+}
+
+/// `max(a, b)` when both exist, else NaN.
+fn both(a: f64, b: f64) -> f64 {
+    if a.is_finite() && b.is_finite() {
+        a.max(b)
+    } else {
+        f64::NAN
+    }
+}
+
+/// The margins a decision applies: `ceil(basis · (1 + margin) / c + extra)` replicas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Margins {
+    pub basis: Basis,
+    /// Relative margin on the basis' load.
+    pub margin: f64,
+    /// Absolute margin, in replicas.
+    pub extra: f64,
+}
+
+impl Margins {
+    /// The load to provision for `load` (in the metric's unit), margins included.
+    pub fn provision(&self, load: f64, target_per_replica: f64) -> f64 {
+        load * (1.0 + self.margin) + self.extra * target_per_replica
+    }
+}
+
+/// What the last recalibration found.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Calibration {
-    pub predictor: Predictor,
-    /// The normalized error that `targetQuantile` of the recent windows stayed within.
-    pub margin: f64,
-    /// The load one replica carries, the unit the errors are measured in.
-    pub unit: f64,
-    /// Mean absolute percentage error of the recent forecasts.
-    pub error_percent: f64,
-    /// Mean pinball loss of the provision at `targetQuantile` (lower is better).
-    pub loss: f64,
-    pub scores: usize,
+    pub margins: Margins,
+    /// Of the last day's and week's scored minutes, the share (%) these margins would have left
+    /// under-provisioned, replayed.
+    pub underprovisioned_day_percent: f64,
+    pub underprovisioned_week_percent: f64,
+    /// Of the week's scored minutes, the share (%) no margin up to `max_margin` would have covered.
+    pub unpreventable_percent: f64,
+    /// Of the week's scored minutes, the share (%) whose load needed more than `maxReplicas`.
+    pub above_max_percent: f64,
+    /// The chosen forecast's mean absolute error over the last day (%), if a forecast is chosen.
+    pub error_percent: Option<f64>,
+    /// How many minutes the calibration was scored on.
+    pub scored_minutes: usize,
 }
 
-impl Calibration {
-    /// The load to provision for a forecast peak, margin included, the margin capped at
-    /// `max_margin` times the forecast.
-    pub fn provision(&self, predicted: f64, max_margin: f64) -> f64 {
-        provision(predicted, self.margin, self.unit).min(predicted * (1.0 + max_margin))
-    }
-}
-
-fn provision(predicted: f64, margin: f64, unit: f64) -> f64 {
-    let replicas = predicted / unit;
-    ((replicas + margin * (replicas + 1.0).sqrt()) * unit).max(0.0)
-}
-
-/// The quantile loss of provisioning `provided` for `actual` at quantile `q`.
-fn pinball(provided: f64, actual: f64, q: f64) -> f64 {
-    if actual > provided {
-        q * (actual - provided)
-    } else {
-        (1.0 - q) * (provided - actual)
-    }
-}
-
-fn normalized_error(predicted: f64, actual: f64, unit: f64) -> f64 {
-    let (p, a) = (predicted / unit, actual / unit);
-    (a - p) / (p + 1.0).sqrt()
-}
-
-/// What forecasts are made and scored for.
-#[derive(Clone, Copy, Debug)]
-pub struct Target {
-    /// The window a forecast covers: `[minute, minute + lead]`.
-    pub lead: Duration,
-    /// The share of windows the provision should cover.
-    pub quantile: f64,
+/// What the calibration aims for, from the spec.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Objective {
+    /// The share of minutes that may be under-provisioned, as a fraction (0.001 for 0.1 %).
+    pub max_underprovisioned: f64,
     /// The load one replica carries.
-    pub unit: f64,
+    pub target_per_replica: f64,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// The forecast window, `[minute, minute + lead]`.
+    pub lead: Duration,
+    /// The scale-down stabilization window, which holds a basis' peak that long.
+    pub stabilization: Duration,
 }
 
-/// The predictors a spec asks for have at most this many members.
-const SLOTS: usize = 4;
-
-/// The record of recent forecasts and the calibrations made from it.
+/// The record of recent forecasts and the calibration made from it.
 #[derive(Clone, Debug)]
 pub struct Calibrator {
     predictors: Vec<Predictor>,
     /// The epoch minute of `records[0]`.
     first: i64,
-    /// Per minute, each predictor's forecast (in the order of `predictors`); NaN where none.
-    records: VecDeque<[f32; SLOTS]>,
+    /// Per minute, the daily and the weekly forecast (NaN where none).
+    records: VecDeque<[f16; 2]>,
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
-    calibrations: Vec<Calibration>,
+    calibration: Option<Calibration>,
 }
 
 fn epoch_minute(t: DateTime<Utc>) -> i64 {
@@ -102,59 +172,68 @@ fn minute_time(m: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(m * 60, 0).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
+fn slot(p: Predictor) -> usize {
+    match p {
+        Predictor::Daily => 0,
+        Predictor::Weekly => 1,
+    }
+}
+
 impl Calibrator {
     pub fn new(predictors: Vec<Predictor>) -> Self {
-        assert!(predictors.len() <= SLOTS, "at most {SLOTS} predictors");
         Self {
             predictors,
             first: 0,
             records: VecDeque::new(),
             calibrated_at: None,
-            calibrations: Vec::new(),
+            calibration: None,
         }
     }
 
-    /// The calibration of each predictor that has enough scored forecasts.
-    pub fn calibrations(&self) -> &[Calibration] {
-        &self.calibrations
+    /// Forgets the calibration (not the record): the next `advance` calibrates again, as after a
+    /// change of the objective.
+    pub fn invalidate(&mut self) {
+        self.calibrated_at = None;
+        self.calibration = None;
     }
 
-    /// Every predictor's forecast recorded for the minute of `t`.
-    pub fn forecasts_at(&self, t: DateTime<Utc>) -> Vec<(Predictor, f64)> {
-        let m = epoch_minute(t);
-        let Some(record) = usize::try_from(m - self.first)
+    /// The last calibration, once there is enough record for one.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// The daily and weekly forecasts recorded for the minute of `t` (NaN where none).
+    pub fn forecasts_at(&self, t: DateTime<Utc>) -> (f64, f64) {
+        usize::try_from(epoch_minute(t) - self.first)
             .ok()
             .and_then(|i| self.records.get(i))
-        else {
-            return Vec::new();
-        };
-        self.predictors
-            .iter()
-            .zip(record)
-            .filter(|(_, v)| v.is_finite())
-            .map(|(p, v)| (*p, *v as f64))
-            .collect()
+            .map_or((f64::NAN, f64::NAN), |r| (r[0].to_f64(), r[1].to_f64()))
+    }
+
+    /// Minutes of record a calibration at a boundary reads before it.
+    fn reach(cfg: &ModelConfig, objective: &Objective) -> i64 {
+        cfg.calibration_window.num_minutes()
+            + objective.lead.num_minutes()
+            + objective.stabilization.num_minutes()
     }
 
     /// Records the forecasts of every minute up to `now` not yet recorded, and recalibrates at
     /// the last boundary passed. `view_at` gives what was observed by a minute (the history up to
     /// it, no older than the spec's history). After a start, or a pause longer than the record,
-    /// the record is rebuilt from history: from one score window and lead time before the last
-    /// boundary, so that this calibration is the same as one kept up minute by minute.
+    /// the record is rebuilt from history, from as far before the last boundary as its
+    /// calibration reads, so that it is the same as one kept up minute by minute.
     pub fn advance<'h>(
         &mut self,
         cfg: &ModelConfig,
         history: &'h History,
         view_at: impl Fn(DateTime<Utc>) -> Option<View<'h>>,
         now: DateTime<Utc>,
-        target: Target,
+        objective: &Objective,
     ) {
         let interval = cfg.recalibrate_interval.num_minutes().max(1);
-        let window = cfg.score_window.num_minutes();
-        let lead = target.lead.num_minutes();
         let now_m = epoch_minute(now);
         let boundary = now_m - now_m.rem_euclid(interval);
-        let oldest_needed = boundary - window - lead;
+        let oldest_needed = boundary - Self::reach(cfg, objective);
         let next = self.first + self.records.len() as i64;
         if self.records.is_empty() || next < oldest_needed {
             self.records.clear();
@@ -162,97 +241,311 @@ impl Calibrator {
         }
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
-            let mut record = [f32::NAN; SLOTS];
+            let mut record = [f16::NAN; 2];
             if let Some(view) = view_at(t).filter(|v| t - v.end_time() <= MAX_LOAD_AGE) {
-                for (slot, p) in self.predictors.iter().enumerate() {
-                    if let Some(v) = forecast::predict_peak(cfg, *p, view, t, t + target.lead) {
-                        record[slot] = v.max(0.0) as f32;
+                for p in &self.predictors {
+                    if let Some(v) = forecast::predict_peak(cfg, *p, view, t, t + objective.lead) {
+                        record[slot(*p)] = f16::from_f64(v.max(0.0));
                     }
                 }
             }
             self.records.push_back(record);
         }
-        // What the next boundary needs, and what a decision now needs.
-        let keep_from = (boundary + interval - window - lead).min(now_m);
+        if self.calibrated_at != Some(boundary) && boundary <= now_m {
+            self.calibrated_at = Some(boundary);
+            self.calibration = self.recalibrate(cfg, history, boundary, objective);
+        }
+        // What this boundary's calibration reads (again, after `invalidate`), and what a decision
+        // now needs.
+        let keep_from = oldest_needed.min(now_m);
         while self.first < keep_from && !self.records.is_empty() {
             self.records.pop_front();
             self.first += 1;
         }
-        if self.calibrated_at != Some(boundary) && boundary <= now_m {
-            self.calibrated_at = Some(boundary);
-            if let Some(view) = history.view_at(minute_time(boundary)) {
-                self.recalibrate(cfg, view, boundary, target);
-            }
-        }
     }
 
-    /// Scores the forecasts made in the score window before `boundary` whose lead-time window
-    /// `view` (the history up to the boundary) has fully observed, and derives each predictor's
-    /// margin and loss from them.
-    fn recalibrate(&mut self, cfg: &ModelConfig, view: View<'_>, boundary: i64, target: Target) {
-        self.calibrations.clear();
-        let h = view.history();
-        let from = (boundary - cfg.score_window.num_minutes()).max(self.first);
-        // The peak that came in each forecast's window, or None where the window had a gap.
-        let actuals: Vec<(usize, f64)> = (from..=boundary)
-            .filter_map(|m| {
-                let t = minute_time(m);
-                let lo = index_ceil(h, t);
-                let hi = index_floor(h, t + target.lead).max(lo);
-                let actual = view.observed_max(lo, hi)?;
-                Some(((m - self.first) as usize, actual))
-            })
+    /// Replays the window before `boundary` for every basis and keeps the cheapest margins that
+    /// meet the objective.
+    fn recalibrate(
+        &self,
+        cfg: &ModelConfig,
+        history: &History,
+        boundary: i64,
+        objective: &Objective,
+    ) -> Option<Calibration> {
+        let c = objective.target_per_replica;
+        let lead = objective.lead.num_minutes().max(1);
+        let delay = (objective.lead - cfg.metric_delay)
+            .num_minutes()
+            .clamp(0, lead);
+        let stabilization = objective.stabilization.num_minutes().max(0);
+        let window = cfg.calibration_window.num_minutes();
+        let span_lo = boundary - Self::reach(cfg, objective);
+        let span = (boundary - span_lo + 1) as usize;
+        let scored_lo = boundary - window + 1;
+
+        // What each minute of the span saw: the live load (the last sample at most
+        // `MAX_LOAD_AGE` old, as `Planner::decide` reads it), the forecasts, and the sample
+        // itself. Read by index: this runs over a week of minutes at every boundary.
+        let view = history.view_at(minute_time(boundary))?;
+        let mut live = vec![f64::NAN; span];
+        let mut sample = vec![f64::NAN; span];
+        let mut daily = vec![f64::NAN; span];
+        let mut weekly = vec![f64::NAN; span];
+        let values = history.values();
+        let offset = (minute_time(span_lo) - history.start()).num_seconds();
+        let step = history.step().num_seconds();
+        let max_age = MAX_LOAD_AGE.num_seconds() / step;
+        // The index of the last sample at or before minute k of the span, and whether it is
+        // exactly on that minute (a one-minute history aligned to the minute).
+        let at = |k: usize| -> Option<(usize, bool)> {
+            let d = offset + 60 * k as i64;
+            (d >= 0).then(|| ((d / step) as usize, d % step == 0))
+        };
+        let mut last_seen: Option<usize> = None;
+        let mut scanned = 0usize;
+        for k in 0..span {
+            let Some((i, exact)) = at(k) else { continue };
+            let i = i.min(view.end());
+            // Samples up to i, by a scan that only moves forward.
+            while scanned <= i {
+                if values[scanned].is_finite() {
+                    last_seen = Some(scanned);
+                }
+                scanned += 1;
+            }
+            // As `View::last_value` after `Planner::decide`'s age check: the newest sample is at
+            // most `MAX_LOAD_AGE` old, and the one read at most `MAX_LOAD_AGE` steps before it.
+            let d = offset + 60 * k as i64;
+            if d - i as i64 * step <= max_age * step
+                && let Some(j) = last_seen
+                && j + max_age as usize >= i
+            {
+                live[k] = values[j];
+            }
+            if exact && at(k).is_some_and(|(i, _)| i <= view.end()) {
+                sample[k] = values[i];
+            }
+            if let Some(r) = usize::try_from(span_lo + k as i64 - self.first)
+                .ok()
+                .and_then(|i| self.records.get(i))
+            {
+                (daily[k], weekly[k]) = (r[0].to_f64(), r[1].to_f64());
+            }
+        }
+        let needed = |load: f64| -> u32 {
+            ((load / c).ceil().clamp(0.0, u32::MAX as f64) as u32)
+                .clamp(objective.min_replicas, objective.max_replicas)
+        };
+        let scored: Vec<usize> = (0..span)
+            .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
             .collect();
-        for (slot, predictor) in self.predictors.iter().enumerate() {
-            let scores: Vec<(f64, f64)> = actuals
-                .iter()
-                .filter_map(|&(i, actual)| {
-                    let predicted = self.records.get(i)?[slot];
-                    predicted.is_finite().then_some((predicted as f64, actual))
-                })
+        if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
+            return None;
+        }
+        let allowed = ((objective.max_underprovisioned / cfg.objective_safety)
+            * scored.len() as f64)
+            .floor() as usize;
+
+        /// One basis replayed: what each scored minute needed, and what it held.
+        struct Replayed {
+            basis: Basis,
+            /// The relative margin each scored minute needed (-inf: it cannot be short).
+            requirement: Vec<f64>,
+            /// `c / ready` at each scored minute: how much margin one more replica is.
+            per_ready: Vec<f64>,
+            /// Replica-minutes the basis held, and minutes it held anything.
+            held: f64,
+            kept: usize,
+        }
+        let mut replayed = Vec::with_capacity(BASES.len());
+        for basis in BASES {
+            let base: Vec<f64> = (0..span)
+                .map(|k| basis.load(live[k], daily[k], weekly[k]))
                 .collect();
-            if scores.len() < cfg.min_scores {
+            // A basis that saw less than half the scored minutes (a forecast without enough
+            // history yet) is not judged on the rest.
+            if scored.iter().filter(|&&k| base[k].is_finite()).count() < scored.len() / 2 {
                 continue;
             }
-            let mut errors: Vec<f64> = scores
-                .iter()
-                .map(|&(p, a)| normalized_error(p, a, target.unit))
-                .collect();
-            let Some(margin) = quantile(&mut errors, target.quantile) else {
-                continue;
-            };
-            let n = scores.len() as f64;
-            let loss = scores
-                .iter()
-                .map(|&(p, a)| pinball(provision(p, margin, target.unit), a, target.quantile))
-                .sum::<f64>()
-                / n;
-            let error_percent = 100.0
-                * scores
-                    .iter()
-                    .map(|&(p, a)| ((a - p).abs() / a.max(f64::EPSILON)).min(10.0))
-                    .sum::<f64>()
-                / n;
-            self.calibrations.push(Calibration {
-                predictor: *predictor,
-                margin,
-                unit: target.unit,
-                error_percent,
-                loss,
-                scores: scores.len(),
+            let stab = sliding::<true>(&base, stabilization as usize, 0);
+            let ready = ready_at(&stab, delay as usize, (lead - delay) as usize);
+            let mut requirement = Vec::with_capacity(scored.len());
+            let mut per_ready = Vec::with_capacity(scored.len());
+            let (mut kept, mut held) = (0usize, 0.0);
+            for &k in &scored {
+                let n = needed(sample[k]);
+                let r = ready[k];
+                let usable = r.is_finite() && r > 0.0;
+                requirement.push(if n <= objective.min_replicas {
+                    f64::NEG_INFINITY
+                } else if usable {
+                    c * (n - 1) as f64 / r - 1.0
+                } else {
+                    f64::INFINITY
+                });
+                per_ready.push(if usable { c / r } else { 0.0 });
+                if stab[k].is_finite() {
+                    kept += 1;
+                    held += stab[k];
+                }
+            }
+            replayed.push(Replayed {
+                basis,
+                requirement,
+                per_ready,
+                held: held / c,
+                kept,
             });
         }
+        // The margin minute `i` of a replay needed with `extra` whole replicas.
+        let need = |r: &Replayed, i: usize, extra: f64| {
+            let m = r.requirement[i];
+            if m.is_finite() {
+                m - extra * r.per_ready[i]
+            } else {
+                m
+            }
+        };
+        // Minutes beyond `max_margin` are short whatever the margin. Those that no basis could
+        // have covered (a flash crowd, an outage's end) do not count against the objective;
+        // those another basis would have covered do: a sharp recurring spike that only the
+        // forecast sees is not "unpreventable" for the live load.
+        let beyond = |r: &Replayed, extra: f64| {
+            (0..r.requirement.len())
+                .filter(|&i| need(r, i, extra) > cfg.max_margin)
+                .count()
+        };
+        let unavoidable = replayed
+            .iter()
+            .flat_map(|r| cfg.extra_replicas.iter().map(move |&e| (r, e)))
+            .map(|(r, e)| beyond(r, e))
+            .min()?;
+        let budget = allowed + unavoidable;
+
+        let mut best: Option<(usize, Margins, f64)> = None;
+        let mut xs = Vec::with_capacity(scored.len());
+        for (index, r) in replayed.iter().enumerate() {
+            for &extra in cfg.extra_replicas {
+                xs.clear();
+                let mut short = 0;
+                for i in 0..r.requirement.len() {
+                    let x = need(r, i, extra);
+                    if x > cfg.max_margin {
+                        short += 1;
+                    } else if x > f64::NEG_INFINITY {
+                        xs.push(x);
+                    }
+                }
+                let Some(left) = budget.checked_sub(short) else {
+                    continue; // cannot meet the objective that another basis meets
+                };
+                let margin = if xs.len() <= left {
+                    0.0
+                } else {
+                    let i = xs.len() - 1 - left;
+                    let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
+                    (*v + 1e-9).clamp(0.0, cfg.max_margin)
+                };
+                // Replayed cost in replica-minutes; a ceil adds half a replica on average.
+                let cost = (1.0 + margin) * r.held + (0.5 + extra) * r.kept as f64;
+                if best.as_ref().is_none_or(|(_, _, b)| cost < *b) {
+                    let margins = Margins {
+                        basis: r.basis,
+                        margin,
+                        extra,
+                    };
+                    best = Some((index, margins, cost));
+                }
+            }
+        }
+        let (index, margins, _) = best?;
+        let chosen = &replayed[index];
+        let Margins {
+            basis,
+            margin,
+            extra,
+        } = margins;
+
+        // The figures behind the choice, for the status.
+        let day_lo = boundary - 1440 + 1;
+        let percent = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
+        let (mut short_week, mut short_day, mut day, mut above) = (0, 0, 0, 0);
+        for (i, &k) in scored.iter().enumerate() {
+            let x = need(chosen, i, extra);
+            let in_day = span_lo + k as i64 >= day_lo;
+            day += usize::from(in_day);
+            if x > margin {
+                short_week += 1;
+                short_day += usize::from(in_day);
+            }
+            if (sample[k] / c).ceil() > objective.max_replicas as f64 {
+                above += 1;
+            }
+        }
+        let error_percent = basis.forecasts().then(|| {
+            // The forecast against the peak that came in its window, over the last day.
+            let peaks = sliding::<true>(&sample, 0, lead as usize);
+            let (mut sum, mut n) = (0.0, 0);
+            for k in 0..span {
+                let m = span_lo + k as i64;
+                let f = basis.foresight(daily[k], weekly[k]);
+                if m >= day_lo && m + lead <= boundary && f.is_finite() && peaks[k] > 0.0 {
+                    sum += ((peaks[k] - f).abs() / peaks[k]).min(10.0);
+                    n += 1;
+                }
+            }
+            100.0 * sum / n.max(1) as f64
+        });
+        Some(Calibration {
+            margins,
+            underprovisioned_day_percent: percent(short_day, day),
+            underprovisioned_week_percent: percent(short_week, scored.len()),
+            unpreventable_percent: percent(unavoidable, scored.len()),
+            above_max_percent: percent(above, scored.len()),
+            error_percent,
+            scored_minutes: scored.len(),
+        })
     }
 }
 
-/// The `q`-quantile of `xs` (nearest rank, rounding up so the coverage is at least `q`).
-pub fn quantile(xs: &mut [f64], q: f64) -> Option<f64> {
-    if xs.is_empty() {
-        return None;
+/// What was ready when the load shown at minute `k` happened: the load happened `lag` minutes
+/// before the metric showed it, and a replica is ready `delay` minutes after it was asked for,
+/// so the least of what was asked for over `[k - lag - delay, k - lag]`.
+fn ready_at(asked: &[f64], delay: usize, lag: usize) -> Vec<f64> {
+    let least = sliding::<false>(asked, delay, 0);
+    (0..asked.len())
+        .map(|k| k.checked_sub(lag).map_or(f64::NAN, |j| least[j]))
+        .collect()
+}
+
+/// For each index `k`, the highest (`MAX`) or lowest of the finite values of `xs` in
+/// `[k - back, k + ahead]` (NaN when there are none), with a monotonic deque: O(n).
+fn sliding<const MAX: bool>(xs: &[f64], back: usize, ahead: usize) -> Vec<f64> {
+    let better = |a: f64, b: f64| if MAX { a > b } else { a < b };
+    let mut out = vec![f64::NAN; xs.len()];
+    let mut window: VecDeque<usize> = VecDeque::new();
+    let mut next = 0;
+    for (k, slot) in out.iter_mut().enumerate() {
+        // Admit everything up to k + ahead.
+        while next < xs.len() && next <= k + ahead {
+            let v = xs[next];
+            if v.is_finite() {
+                while window.back().is_some_and(|&i| !better(xs[i], v)) {
+                    window.pop_back();
+                }
+                window.push_back(next);
+            }
+            next += 1;
+        }
+        while window.front().is_some_and(|&i| i + back < k) {
+            window.pop_front();
+        }
+        if let Some(&i) = window.front() {
+            *slot = xs[i];
+        }
     }
-    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
-    let (_, v, _) = xs.select_nth_unstable_by(rank, f64::total_cmp);
-    Some(*v)
+    out
 }
 
 #[cfg(test)]
@@ -260,85 +553,106 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    #[test]
+    fn sliding_extremes_over_a_window() {
+        let xs = [3.0, 1.0, f64::NAN, 4.0, 1.0, 5.0];
+        assert_eq!(
+            sliding::<true>(&xs, 1, 0)[..],
+            [3.0, 3.0, 1.0, 4.0, 4.0, 5.0]
+        );
+        let mins = sliding::<false>(&xs, 2, 0);
+        assert_eq!(mins[..], [3.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let ahead = sliding::<true>(&xs, 0, 2);
+        assert_eq!(ahead[..], [3.0, 4.0, 4.0, 5.0, 5.0, 5.0]);
+        assert!(sliding::<true>(&[f64::NAN], 3, 3)[0].is_nan());
+    }
+
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap()
     }
 
-    fn history(days: i64, load: impl Fn(i64) -> f64) -> History {
-        History::new(
-            t0(),
-            Duration::minutes(1),
-            (0..days * 1440).map(load).collect(),
-        )
-    }
-
-    fn target() -> Target {
-        Target {
+    fn objective(max_underprovisioned: f64) -> Objective {
+        Objective {
+            max_underprovisioned,
+            target_per_replica: 10.0,
+            min_replicas: 1,
+            max_replicas: 1000,
             lead: Duration::minutes(6),
-            quantile: 0.95,
-            unit: 100.0,
+            stabilization: Duration::minutes(5),
         }
     }
 
-    #[test]
-    fn a_wider_margin_for_noisier_load() {
+    /// A daily wave with deterministic noise.
+    fn wave(days: i64, noise: f64) -> History {
+        History::new(
+            t0(),
+            Duration::minutes(1),
+            (0..days * 1440)
+                .map(|m| {
+                    let day = (m % 1440) as f64 / 1440.0;
+                    let shape = 300.0 + 200.0 * (std::f64::consts::TAU * day).sin();
+                    shape * (1.0 + noise * ((m * 7919 % 101) as f64 / 50.0 - 1.0))
+                })
+                .collect(),
+        )
+    }
+
+    fn calibrate(h: &History, objective: &Objective) -> Calibration {
         let cfg = ModelConfig::default();
-        let margin_for = |noise: f64| {
-            // Deterministic pseudo-noise: a fixed permutation of offsets.
-            let h = history(3, |m| {
-                1000.0 * (1.0 + noise * ((m * 7919 % 101) as f64 / 50.0 - 1.0))
-            });
-            let now = t0() + Duration::days(3) - Duration::minutes(1);
-            let mut c = Calibrator::new(vec![Predictor::Flat]);
-            c.advance(&cfg, &h, |t| h.view_at(t), now, target());
-            // The provision for a forecast of 1000, uncapped, relative to the forecast.
-            c.calibrations()[0].provision(1000.0, 10.0) / 1000.0
-        };
-        let quiet = margin_for(0.01);
-        let noisy = margin_for(0.3);
-        assert!(quiet > 1.0 && quiet < 1.03, "{quiet}");
-        assert!(noisy > 1.2, "{noisy}");
+        let mut c = Calibrator::new(vec![Predictor::Daily, Predictor::Weekly]);
+        let now = h.time(h.len() - 1);
+        c.advance(&cfg, h, |t| h.view_at(t), now, objective);
+        *c.calibration().expect("a week of record")
+    }
+
+    #[test]
+    fn a_stricter_objective_or_noisier_load_takes_more_margin() {
+        let loose = calibrate(&wave(10, 0.05), &objective(0.05));
+        let strict = calibrate(&wave(10, 0.05), &objective(0.001));
+        let noisy = calibrate(&wave(10, 0.3), &objective(0.001));
+        let total = |c: &Calibration| c.margins.margin + c.margins.extra * 10.0 / 300.0;
+        assert!(total(&strict) > total(&loose), "{strict:?} vs {loose:?}");
+        assert!(total(&noisy) > total(&strict), "{noisy:?} vs {strict:?}");
+        // The replayed week meets the objective it was fitted for.
+        assert!(strict.underprovisioned_week_percent <= 0.1, "{strict:?}");
+        assert!(loose.underprovisioned_week_percent <= 5.0, "{loose:?}");
     }
 
     #[test]
     fn kept_up_minute_by_minute_or_rebuilt_at_once_it_is_the_same() {
         let cfg = ModelConfig::default();
-        let h = history(4, |m| {
-            500.0 + 400.0 * ((m % 1440) as f64 / 230.0).sin() + (m * 31 % 17) as f64
-        });
-        let predictors = vec![
-            Predictor::Flat,
-            Predictor::Trend,
-            Predictor::Seasonal(crate::api::Seasonality::Daily),
-        ];
+        let h = wave(10, 0.1);
+        let o = objective(0.01);
+        let predictors = vec![Predictor::Daily, Predictor::Weekly];
         let mut steady = Calibrator::new(predictors.clone());
-        let end = t0() + Duration::days(4) - Duration::minutes(1);
-        let mut t = t0() + Duration::days(1);
+        let end = h.time(h.len() - 1);
+        let mut t = t0() + Duration::days(8);
         while t <= end {
-            steady.advance(&cfg, &h, |t| h.view_at(t), t, target());
-            if t.timestamp() % 3600 == 0 || t == end {
+            steady.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+            if t.timestamp() % (3 * 3600) == 5400 {
+                // An objective changed mid-interval: recalibrated from the record kept.
+                steady.invalidate();
+                steady.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+            }
+            if t.timestamp() % (3 * 3600) == 0 || t.timestamp() % (3 * 3600) == 5400 || t == end {
                 // A restarted operator rebuilds its record from history alone.
                 let mut rebuilt = Calibrator::new(predictors.clone());
-                rebuilt.advance(&cfg, &h, |t| h.view_at(t), t, target());
-                assert_eq!(rebuilt.calibrations(), steady.calibrations(), "at {t}");
-                assert_eq!(rebuilt.forecasts_at(t), steady.forecasts_at(t), "at {t}");
+                rebuilt.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+                assert_eq!(rebuilt.calibration(), steady.calibration(), "at {t}");
+                assert_eq!(
+                    format!("{:?}", rebuilt.forecasts_at(t)),
+                    format!("{:?}", steady.forecasts_at(t)),
+                    "at {t}"
+                );
             }
             t += Duration::minutes(1);
         }
-        assert_eq!(steady.calibrations().len(), 3);
-        // Bounded memory: a score window, a lead time and an interval of minutes.
+        assert!(steady.calibration().is_some());
+        // Bounded memory: a week, a lead time, a stabilization window and an interval.
         assert!(
-            steady.records.len() <= 1440 + 6 + 15 + 1,
+            steady.records.len() <= 7 * 1440 + 6 + 5 + 180 + 1,
             "{}",
             steady.records.len()
         );
-    }
-
-    #[test]
-    fn quantile_covers_at_least_q() {
-        let mut xs: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(quantile(&mut xs, 0.95), Some(95.0));
-        assert_eq!(quantile(&mut xs, 1.0), Some(100.0));
-        assert_eq!(quantile(&mut [], 0.5), None);
     }
 }

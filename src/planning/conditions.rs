@@ -7,13 +7,14 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{CalibrationStatus, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::plan::{Decision, Reason};
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 pub const FORECAST_RELIABLE: &str = "ForecastReliable";
 pub const SCALING_LIMITED: &str = "ScalingLimited";
+pub const OBJECTIVE_MET: &str = "ObjectiveMet";
 
 /// One condition as the reconcile found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +84,13 @@ pub fn merge(
             conditions.push(c.clone());
         }
     }
-    let order = [READY, METRICS_AVAILABLE, FORECAST_RELIABLE, SCALING_LIMITED];
+    let order = [
+        READY,
+        METRICS_AVAILABLE,
+        FORECAST_RELIABLE,
+        OBJECTIVE_MET,
+        SCALING_LIMITED,
+    ];
     conditions.sort_by_key(|c| {
         order
             .iter()
@@ -129,29 +136,26 @@ pub fn metrics_finding(d: &Decision, problem: Option<&str>, rejected_samples: us
     }
 }
 
-pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
+/// `ForecastReliable`: whether a forecast takes part in the decisions, and if not, why.
+pub fn forecast_finding(d: &Decision) -> Finding {
     if let Some(cal) = &d.calibration {
-        return Finding::new(
-            FORECAST_RELIABLE,
-            true,
-            "Calibrated",
-            format!(
-                "the {} forecast is used; its error over the last day was {:.1}%",
-                cal.predictor.name(),
-                cal.error_percent
-            ),
-        );
-    }
-    if let Some(cal) = &d.demoted {
+        let basis = cal.margins.basis;
+        if basis.forecasts() {
+            return Finding::new(
+                FORECAST_RELIABLE,
+                true,
+                "Calibrated",
+                format!(
+                    "prescaler provisions for the {} plus its calibrated margin",
+                    basis.name()
+                ),
+            );
+        }
         return Finding::new(
             FORECAST_RELIABLE,
             false,
-            "ForecastInaccurate",
-            format!(
-                "the forecast's error over the last day was {:.1}%, above maxErrorPercent {:.0}%; scaling on the live load and peak windows until it is accurate again",
-                cal.error_percent,
-                spec.max_error * 100.0
-            ),
+            "LiveLoadCheaper",
+            "over the last week the live load with a margin met the objective at less cost than the forecasts; they are tried again at every recalibration",
         );
     }
     if !d.metrics_available {
@@ -167,10 +171,61 @@ pub fn forecast_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
         false,
         "InsufficientHistory",
         format!(
-            "{} of history; the forecast needs a day of scored forecasts (and a week for the weekly pattern); scaling on the live load and peak windows meanwhile",
+            "{} of history; the margins need a day of recorded forecasts (and the weekly forecast a week of history); scaling on the live load with a 25% margin and on peak windows meanwhile",
             crate::api::format_duration(d.observed_history)
         ),
     )
+}
+
+/// `ObjectiveMet`: whether the margins held the share of under-provisioned minutes within the
+/// objective over the last week (replayed), and if not, what stood in the way. `None` before the
+/// first calibration.
+pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> {
+    let cal = d.calibration.as_ref()?;
+    let objective = spec.max_underprovisioned * 100.0;
+    let week = cal.underprovisioned_week_percent;
+    let figures = format!(
+        "{:.2}% of the last week's minutes and {:.2}% of the last day's would have been under-provisioned with the current margins; the objective is {objective}%",
+        week, cal.underprovisioned_day_percent
+    );
+    if week <= objective {
+        return Some(Finding::new(
+            OBJECTIVE_MET,
+            true,
+            "WithinObjective",
+            figures,
+        ));
+    }
+    let (reason, why) = if cal.above_max_percent >= cal.unpreventable_percent
+        && cal.above_max_percent > 0.0
+    {
+        (
+            "MaxReplicasTooLow",
+            format!(
+                "{:.2}% of the minutes needed more than maxReplicas {}; raise it to meet the objective",
+                cal.above_max_percent, spec.max_replicas
+            ),
+        )
+    } else if cal.unpreventable_percent > 0.0 {
+        (
+            "UnforecastableBursts",
+            format!(
+                "{:.2}% of the minutes were bursts no forecast saw and no margin under +100% covers (flash crowds, recoveries from outages)",
+                cal.unpreventable_percent
+            ),
+        )
+    } else {
+        (
+            "ObjectiveNotMet",
+            "the margins are being raised".to_string(),
+        )
+    };
+    Some(Finding::new(
+        OBJECTIVE_MET,
+        false,
+        reason,
+        format!("{figures}: {why}"),
+    ))
 }
 
 pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
@@ -221,8 +276,15 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
     status.forecast_load = d.forecast_load.map(significant3);
     status.forecast_error_percent = d
         .calibration
-        .or(d.demoted)
-        .map(|c| significant3(c.error_percent));
+        .and_then(|c| c.error_percent)
+        .map(significant3);
+    status.calibration = d.calibration.map(|c| CalibrationStatus {
+        basis: c.margins.basis.name().into(),
+        margin_percent: significant3(100.0 * c.margins.margin),
+        extra_replicas: c.margins.extra,
+        underprovisioned_percent_last_day: significant3(c.underprovisioned_day_percent),
+        underprovisioned_percent_last_week: significant3(c.underprovisioned_week_percent),
+    });
 }
 
 /// `v` rounded to three significant digits.

@@ -11,8 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::behavior::{self, Limited};
-use super::calibration::Calibration;
-use super::forecast::Predictor;
+use super::calibration::{Basis, Calibration};
 use super::schedule::ScheduledFloor;
 use crate::api::ValidatedSpec;
 
@@ -29,10 +28,11 @@ pub const HOLD_FORECAST_FOR: Duration = Duration::minutes(30);
 pub struct Inputs<'a> {
     /// The live load; `None` when it was not observed recently (the source failed, a gap).
     pub load: Option<f64>,
-    /// Every predictor's forecast of the peak load within the lead time.
-    pub forecasts: &'a [(Predictor, f64)],
-    /// What each calibrated predictor's record says about it.
-    pub calibrations: &'a [Calibration],
+    /// The daily and weekly forecasts of the peak load within the lead time (NaN where none).
+    pub daily: f64,
+    pub weekly: f64,
+    /// The margins the objective calls for, once calibrated.
+    pub calibration: Option<&'a Calibration>,
     /// The floor of a peak window open within the lead time.
     pub scheduled: Option<&'a ScheduledFloor>,
     /// The replica count the target has now.
@@ -55,7 +55,7 @@ pub enum Reason {
     /// The live load needs this many replicas.
     Reactive,
     /// The forecast peak within the lead time, with its margin, needs this many.
-    Forecast(Predictor),
+    Forecast(Basis),
     /// A peak window is open, or opens within the lead time.
     PeakWindow(String),
     /// Raised to `minReplicas`.
@@ -98,12 +98,11 @@ pub struct Decision {
     pub load: Option<f64>,
     pub reactive_replicas: Option<u32>,
     pub forecast_replicas: Option<u32>,
-    /// The forecast peak load in `[now, now + leadTime]` without margin.
+    /// The forecast peak load in `[now, now + leadTime]` without margin, when a forecast takes
+    /// part in the decision.
     pub forecast_load: Option<f64>,
-    /// The calibration of the predictor used, if the forecast is reliable.
+    /// The margins and what their calibration found; `None` until there is a day of record.
     pub calibration: Option<Calibration>,
-    /// The best calibration, when its recent error put it beyond `maxErrorPercent`.
-    pub demoted: Option<Calibration>,
     pub scheduled: Option<ScheduledFloor>,
     /// False when the decision was taken without a live load.
     pub metrics_available: bool,
@@ -119,9 +118,9 @@ impl Decision {
                 "the live load {:.1} needs it",
                 self.load.unwrap_or_default()
             ),
-            Reason::Forecast(p) => format!(
-                "the {} forecast expects a peak of {:.1} within the lead time",
-                p.name(),
+            Reason::Forecast(b) => format!(
+                "the {} expects a peak of {:.1} within the lead time",
+                b.name(),
                 self.forecast_load.unwrap_or_default()
             ),
             Reason::PeakWindow(w) => format!("peak window {w:?}"),
@@ -133,9 +132,10 @@ impl Decision {
         }
     }
 
-    /// Whether a calibrated forecast took part in the decision.
-    pub fn forecast_reliable(&self) -> bool {
-        self.calibration.is_some()
+    /// Whether a calibrated forecast takes part in the decision.
+    pub fn forecast_used(&self) -> bool {
+        self.calibration
+            .is_some_and(|c| c.margins.basis.forecasts())
     }
 }
 
@@ -153,43 +153,38 @@ pub fn decide(
         return hold(spec, inputs.current_replicas, scheduled, memory, now);
     };
 
-    // The forecast: the calibrated predictor with the lowest quantile loss over its record.
-    let best = inputs
-        .calibrations
-        .iter()
-        .filter_map(|cal| {
-            let p = inputs
-                .forecasts
-                .iter()
-                .find(|(p, _)| *p == cal.predictor)?
-                .1;
-            Some((*cal, p))
-        })
-        .min_by(|a, b| a.0.loss.total_cmp(&b.0.loss));
-    // A forecast that has been too wrong lately is not used until it is accurate again.
-    let demoted = best.filter(|(cal, _)| cal.error_percent > spec.max_error * 100.0);
-    let best = best.filter(|_| demoted.is_none());
-
+    // The basis and margins the objective calls for; until they are calibrated, the live load
+    // with an HPA-like margin.
     let headroom = 1.0 + spec.headroom;
-    let reactive_margin = if best.is_some() {
-        headroom
-    } else {
-        headroom.max(UNCALIBRATED_MARGIN)
-    };
-    let reactive = replicas_for(load * reactive_margin);
-    let forecast_replicas =
-        best.map(|(cal, peak)| replicas_for(cal.provision(peak, spec.max_margin) * headroom));
-
-    // The highest term wins; on a tie the forecast and the schedule are named, as they are the
-    // reason prescaler exists.
-    let mut recommendation = reactive;
-    let mut reason = Reason::Reactive;
-    if let (Some(f), Some((cal, _))) = (forecast_replicas, best)
-        && f >= recommendation
-    {
-        recommendation = f;
-        reason = Reason::Forecast(cal.predictor);
-    }
+    let (mut recommendation, mut reason, reactive, forecast_replicas, forecast_load) =
+        match inputs.calibration {
+            Some(cal) => {
+                let m = cal.margins;
+                let provision = |load: f64| replicas_for(m.provision(load, c) * headroom);
+                let foresight = m.basis.foresight(inputs.daily, inputs.weekly);
+                let base = m.basis.load(load, inputs.daily, inputs.weekly);
+                // A forecast missing this minute (a gap in its history): the live load.
+                let base = if base.is_finite() { base } else { load };
+                let reason = if foresight.is_finite() && foresight >= load {
+                    Reason::Forecast(m.basis)
+                } else {
+                    Reason::Reactive
+                };
+                let forecast = foresight.is_finite().then(|| provision(foresight));
+                (
+                    provision(base),
+                    reason,
+                    provision(load),
+                    forecast,
+                    foresight.is_finite().then_some(foresight),
+                )
+            }
+            None => {
+                let r = replicas_for(load * headroom.max(UNCALIBRATED_MARGIN));
+                (r, Reason::Reactive, r, None, None)
+            }
+        };
+    // The schedule's floor wins a tie: it is the reason the SRE wrote down.
     if let Some(s) = &scheduled
         && s.min_replicas >= recommendation
     {
@@ -201,13 +196,11 @@ pub fn decide(
         reason = r;
     }
 
-    // What is known ahead: a peak window's floor, a seasonal forecast (robust to one bad sample:
-    // its level is a median of ratios).
-    let seasonal = forecast_replicas
-        .filter(|_| best.is_some_and(|(cal, _)| matches!(cal.predictor, Predictor::Seasonal(_))));
+    // What is known ahead, which the default scale-up limit does not hold back: a peak window's
+    // floor, a seasonal forecast (its level is a quarter hour's mean, not one sample).
     let foresight = clamp(
         spec,
-        seasonal
+        forecast_replicas
             .unwrap_or(0)
             .max(scheduled.as_ref().map_or(0, |s| s.min_replicas)),
     )
@@ -226,8 +219,8 @@ pub fn decide(
         Some(Limited::RateLimited) => reason = Reason::RateLimited,
         None => {}
     }
+    memory.last_trusted = Some((now, recommendation));
     if let Some(f) = forecast_replicas {
-        memory.last_trusted = Some((now, f.max(reactive)));
         memory.last_forecast = Some((now, f));
     }
     let floor_replicas = floor(spec, forecast_replicas, scheduled.as_ref());
@@ -238,9 +231,8 @@ pub fn decide(
         load: Some(load),
         reactive_replicas: Some(reactive),
         forecast_replicas,
-        forecast_load: best.map(|(_, p)| p),
-        calibration: best.map(|(c, _)| c),
-        demoted: demoted.map(|(c, _)| c),
+        forecast_load,
+        calibration: inputs.calibration.copied(),
         scheduled,
         metrics_available: true,
         observed_history: Duration::zero(),
@@ -278,7 +270,6 @@ fn hold(
         forecast_replicas: None,
         forecast_load: None,
         calibration: None,
-        demoted: None,
         scheduled,
         metrics_available: false,
         observed_history: Duration::zero(),

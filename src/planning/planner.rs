@@ -9,11 +9,19 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
-use super::calibration::{self, Calibrator, Target};
+use super::calibration::{self, Calibrator, Objective};
 use super::forecast::{self, COARSE_BLOCK, History, ModelConfig, View};
 use super::plan::{self, Decision, Inputs, Memory};
 use super::{behavior, schedule};
 use crate::api::ValidatedSpec;
+
+/// How much history a planner reads: `span` up to now, the newest `fine` of it minute by minute
+/// (older history only through whole `COARSE_BLOCK`s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryNeeds {
+    pub span: Duration,
+    pub fine: Duration,
+}
 
 /// Decides for one PredictiveScaler, minute by minute.
 #[derive(Clone, Debug)]
@@ -31,6 +39,18 @@ pub struct Planner {
 pub fn history_start(t: DateTime<Utc>, history: Duration) -> DateTime<Utc> {
     let from = t - history;
     from.duration_trunc(COARSE_BLOCK).unwrap_or(from)
+}
+
+/// What the calibration aims for, from a spec.
+fn objective(spec: &ValidatedSpec) -> Objective {
+    Objective {
+        max_underprovisioned: spec.max_underprovisioned,
+        target_per_replica: spec.target_per_replica,
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        lead: spec.lead_time,
+        stabilization: spec.behavior.scale_down.stabilization_window,
+    }
 }
 
 /// What `history` shows at `t` for a spec with `span` of history.
@@ -54,25 +74,45 @@ impl Planner {
         &self.spec
     }
 
-    /// Takes a changed spec. What the forecast learned is forgotten when the change makes it
-    /// meaningless (the metric's unit, the lead time, the seasonality, the history, the quantile);
-    /// the behaviour's records are kept, as the HPA keeps them across a spec change.
+    /// Takes a changed spec. The forecasts recorded for the calibration are forgotten when the
+    /// change makes them meaningless (the history, the seasonality, the lead time); any other
+    /// change (the objective, the bounds, the metric's unit) recalibrates from the record at the
+    /// next decision. The behaviour's records are kept, as the HPA keeps them across a spec change.
     pub fn update_spec(&mut self, spec: ValidatedSpec) {
-        if spec.calibration_key() != self.spec.calibration_key() {
+        if spec.record_key() != self.spec.record_key() {
             self.calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+        } else if self.objective() != objective(&spec) {
+            self.calibrator.invalidate();
         }
         self.spec = spec;
         self.last = None;
     }
 
-    /// How much history, up to now, the caller must hold: the spec's own, plus the score window,
-    /// lead time and interval the calibration replays after a start.
-    pub fn history_span(&self) -> Duration {
-        self.spec.history
-            + self.model.score_window
+    fn objective(&self) -> Objective {
+        objective(&self.spec)
+    }
+
+    /// How much history, up to now, the caller must hold, and how much of it at one-minute
+    /// steps. The span: the spec's own history, plus what the calibration replays after a start
+    /// (its window, a lead time, the stabilization window and an interval). At one minute: the
+    /// minutes the calibration scores and the forecasts it replays read at full resolution
+    /// (`forecast::COARSE_AFTER` before each, with the level and smoothing windows) — so that a
+    /// restarted operator rebuilds the same calibration as one that ran all along.
+    pub fn history_needs(&self) -> HistoryNeeds {
+        let replayed = self.model.calibration_window
             + self.spec.lead_time
-            + self.model.recalibrate_interval
-            + COARSE_BLOCK
+            + self.spec.behavior.scale_down.stabilization_window
+            + self.model.recalibrate_interval;
+        let span = self.spec.history + replayed + COARSE_BLOCK;
+        let fine = replayed
+            + forecast::COARSE_AFTER
+            + self.model.level_window
+            + self.model.smoothing_half_width
+            + COARSE_BLOCK * 2;
+        HistoryNeeds {
+            span,
+            fine: fine.min(span),
+        }
     }
 
     /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
@@ -97,13 +137,9 @@ impl Planner {
         let span = spec.history;
         let (mut load, mut observed_history) = (None, Duration::zero());
         if let Some(h) = history {
-            let target = Target {
-                lead: spec.lead_time,
-                quantile: spec.target_quantile,
-                unit: spec.target_per_replica,
-            };
+            let objective = objective(spec);
             self.calibrator
-                .advance(&self.model, h, |t| view_at(h, t, span), minute, target);
+                .advance(&self.model, h, |t| view_at(h, t, span), minute, &objective);
             if let Some(view) = view_at(h, minute, span) {
                 observed_history = view.observed_span();
                 if minute - view.end_time() <= calibration::MAX_LOAD_AGE {
@@ -111,7 +147,7 @@ impl Planner {
                 }
             }
         }
-        let forecasts = self.calibrator.forecasts_at(minute);
+        let (daily, weekly) = self.calibrator.forecasts_at(minute);
         // A floor is asked for a lead time before it opens, and earlier by as many minutes as
         // the scale-up rules need to get there from the current count.
         let highest = spec
@@ -131,8 +167,9 @@ impl Planner {
             spec,
             Inputs {
                 load,
-                forecasts: &forecasts,
-                calibrations: self.calibrator.calibrations(),
+                daily,
+                weekly,
+                calibration: self.calibrator.calibration(),
                 scheduled: scheduled.as_ref(),
                 current_replicas,
             },

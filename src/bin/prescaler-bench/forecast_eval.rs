@@ -15,7 +15,6 @@ use augurs::mstl::MSTLModel;
 use augurs::{Fit, Predict};
 use chrono::Duration;
 
-use prescaler::api::Seasonality;
 use prescaler::backtest::trace::Trace;
 use prescaler::planning::forecast::{History, ModelConfig, Predictor, predict_peak};
 
@@ -53,13 +52,14 @@ pub fn evaluate(trace: &Trace, eval_from: usize, points: usize) -> Vec<MethodSco
     let model = ModelConfig::default();
 
     let mut out = Vec::new();
-    let ours = [
-        Predictor::Flat,
-        Predictor::Trend,
-        Predictor::Seasonal(Seasonality::Daily),
-        Predictor::Seasonal(Seasonality::Weekly),
-    ];
-    for p in ours {
+    // The naive forecast, the last value, is what a reactive autoscaler acts on.
+    let started = Instant::now();
+    let errors: Vec<f64> = instants
+        .iter()
+        .filter_map(|&i| ape(series[i], series[i + 1]))
+        .collect();
+    out.push(score("last value", &errors, started, instants.len()));
+    for p in [Predictor::Daily, Predictor::Weekly] {
         let started = Instant::now();
         let errors: Vec<f64> = instants
             .iter()

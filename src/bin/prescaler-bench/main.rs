@@ -50,6 +50,10 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// spec.objective.maxUnderprovisionedPercent for every scenario (default: the spec's
+        /// default).
+        #[arg(long)]
+        objective: Option<f64>,
     },
     /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
     DemoTrace {
@@ -78,7 +82,8 @@ fn main() -> ExitCode {
             traces,
             only,
             json,
-        } => run_scenarios(&scenarios, &traces, only.as_deref(), json),
+            objective,
+        } => run_scenarios(&scenarios, &traces, only.as_deref(), json, objective),
         Command::DemoTrace { seed, days } => {
             print!("{}", demo::trace_csv(seed, days));
             Ok(())
@@ -118,7 +123,13 @@ struct Row {
     replay_seconds: f64,
 }
 
-fn run_scenarios(file: &Path, dir: &Path, only: Option<&str>, json: bool) -> Result<()> {
+fn run_scenarios(
+    file: &Path,
+    dir: &Path,
+    only: Option<&str>,
+    json: bool,
+    objective: Option<f64>,
+) -> Result<()> {
     let list = scenarios::load(file, dir)?;
     let mut rows = Vec::new();
     if !json {
@@ -141,6 +152,9 @@ fn run_scenarios(file: &Path, dir: &Path, only: Option<&str>, json: bool) -> Res
         // The scenario file's `capacity` is the load one replica carries.
         let mut spec = PredictiveScalerSpec::new(sc.capacity, sc.max_replicas as i32);
         spec.min_replicas = sc.min_replicas as i32;
+        if let Some(p) = objective {
+            spec.objective.max_underprovisioned_percent = p;
+        }
         spec.forecast.lead_time =
             prescaler::api::format_duration(setup.startup_delay + setup.metric_lag)
                 .as_str()
