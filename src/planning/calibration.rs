@@ -410,26 +410,25 @@ impl Calibrator {
         // Minutes beyond `max_margin` are short whatever the margin. Those that no basis could
         // have covered (a flash crowd, an outage's end) do not count against the objective;
         // those another basis would have covered do: a sharp recurring spike that only the
-        // forecast sees is not "unpreventable" for the live load.
-        let beyond = |r: &Replayed, extra: f64| {
-            (0..r.requirement.len())
-                .filter(|&i| need(r, i, extra) > cfg.max_margin)
-                .count()
-        };
-        let unavoidable = replayed
-            .iter()
-            .flat_map(|r| cfg.extra_replicas.iter().map(move |&e| (r, e)))
-            .map(|(r, e)| beyond(r, e))
-            .min()?;
-        let budget = allowed + unavoidable;
+        // forecast sees is not "unpreventable" for the live load. (The most whole replicas
+        // ask the least margin.)
+        let most_extra = cfg.extra_replicas.iter().copied().fold(0.0, f64::max);
+        let unavoidable: Vec<bool> = (0..scored.len())
+            .map(|i| {
+                replayed
+                    .iter()
+                    .all(|r| need(r, i, most_extra) > cfg.max_margin)
+            })
+            .collect();
+        let unavoidable_count = unavoidable.iter().filter(|&&u| u).count();
 
-        let mut best: Option<(usize, Margins, f64)> = None;
+        let mut best: Option<(usize, Margins, usize, f64)> = None;
         let mut xs = Vec::with_capacity(scored.len());
         for (index, r) in replayed.iter().enumerate() {
             for &extra in cfg.extra_replicas {
                 xs.clear();
                 let mut short = 0;
-                for i in 0..r.requirement.len() {
+                for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
                     let x = need(r, i, extra);
                     if x > cfg.max_margin {
                         short += 1;
@@ -437,29 +436,36 @@ impl Calibrator {
                         xs.push(x);
                     }
                 }
-                let Some(left) = budget.checked_sub(short) else {
-                    continue; // cannot meet the objective that another basis meets
-                };
-                let margin = if xs.len() <= left {
-                    0.0
-                } else {
-                    let i = xs.len() - 1 - left;
-                    let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-                    (*v + 1e-9).clamp(0.0, cfg.max_margin)
+                // A basis that misses more minutes than allowed, even at the largest margin, is
+                // ranked after every one that meets the objective, by how many it misses.
+                let (margin, over) = match allowed.checked_sub(short) {
+                    Some(left) if xs.len() > left => {
+                        let i = xs.len() - 1 - left;
+                        let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
+                        ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
+                    }
+                    Some(_) => (0.0, 0),
+                    None => {
+                        let largest = xs.iter().copied().fold(0.0, f64::max);
+                        ((largest + 1e-9).min(cfg.max_margin), short - allowed)
+                    }
                 };
                 // Replayed cost in replica-minutes; a ceil adds half a replica on average.
                 let cost = (1.0 + margin) * r.held + (0.5 + extra) * r.kept as f64;
-                if best.as_ref().is_none_or(|(_, _, b)| cost < *b) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
+                {
                     let margins = Margins {
                         basis: r.basis,
                         margin,
                         extra,
                     };
-                    best = Some((index, margins, cost));
+                    best = Some((index, margins, over, cost));
                 }
             }
         }
-        let (index, margins, _) = best?;
+        let (index, margins, _, _) = best?;
         let chosen = &replayed[index];
         let Margins {
             basis,
@@ -501,7 +507,7 @@ impl Calibrator {
             margins,
             underprovisioned_day_percent: percent(short_day, day),
             underprovisioned_week_percent: percent(short_week, scored.len()),
-            unpreventable_percent: percent(unavoidable, scored.len()),
+            unpreventable_percent: percent(unavoidable_count, scored.len()),
             above_max_percent: percent(above, scored.len()),
             error_percent,
             scored_minutes: scored.len(),
