@@ -21,6 +21,17 @@ fn demo() -> (Trace, ValidatedSpec) {
     (trace, scaler.spec.validate().unwrap())
 }
 
+/// Every strategy on `trace` with the trace's default setup and model.
+fn run_all(trace: &Trace, spec: &ValidatedSpec) -> backtest::Outcome {
+    backtest::run_all(
+        trace,
+        &Setup::for_trace(trace),
+        spec,
+        &ModelConfig::default(),
+    )
+    .unwrap()
+}
+
 /// The first `minutes` minutes of `trace`.
 fn head(trace: &Trace, minutes: usize) -> Trace {
     Trace {
@@ -70,13 +81,7 @@ fn decisions_do_not_depend_on_the_future() {
 fn golden_run_on_the_demo_trace() {
     let (trace, spec) = demo();
     let trace = head(&trace, 16 * 1440);
-    let outcome = backtest::run_all(
-        &trace,
-        &Setup::for_trace(&trace),
-        &spec,
-        &ModelConfig::default(),
-    )
-    .unwrap();
+    let outcome = run_all(&trace, &spec);
     let actual = serde_json::to_string_pretty(&outcome.scores).unwrap() + "\n";
     let path = repo("tests/golden/demo-16d.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -94,13 +99,7 @@ fn golden_run_on_the_demo_trace() {
 #[test]
 fn prescaler_beats_the_hpa_on_the_demo() {
     let (trace, spec) = demo();
-    let outcome = backtest::run_all(
-        &trace,
-        &Setup::for_trace(&trace),
-        &spec,
-        &ModelConfig::default(),
-    )
-    .unwrap();
+    let outcome = run_all(&trace, &spec);
     let get = |n: &str| outcome.score(n).unwrap().clone();
     let (p, h, o) = (get("prescaler"), get("hpa80"), get("oracle"));
     assert!(p.violation_minutes < h.violation_minutes, "{p:?} vs {h:?}");

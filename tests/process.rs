@@ -21,6 +21,18 @@ fn candidate(api: &FakeApi, identity: &str) -> Arc<Leadership> {
     Arc::new(Leadership::new(api.client(), s))
 }
 
+/// Runs `step` (`acquire`, `hold`) of a candidate on its own task.
+fn in_background<F, T>(
+    c: &Arc<Leadership>,
+    step: impl FnOnce(Arc<Leadership>) -> F,
+) -> tokio::task::JoinHandle<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(step(c.clone()))
+}
+
 fn holder(api: &FakeApi) -> Option<String> {
     api.get("coordination.k8s.io/v1", "Lease", "ops", "prescaler")
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
@@ -35,14 +47,8 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
     assert!(a.may_write());
 
     // a renews; b waits.
-    let a_holds = tokio::spawn({
-        let a = a.clone();
-        async move { a.hold().await }
-    });
-    let b_acquires = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire().await }
-    });
+    let a_holds = in_background(&a, |c| async move { c.hold().await });
+    let b_acquires = in_background(&b, |c| async move { c.acquire().await });
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!b_acquires.is_finished(), "b must not lead while a renews");
     assert_eq!(holder(&api).as_deref(), Some("a"));
@@ -77,14 +83,8 @@ async fn a_hung_renewal_stops_the_leader_before_a_standby_starts() {
     let api = FakeApi::new();
     let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
     a.acquire().await;
-    let a_holds = tokio::spawn({
-        let a = a.clone();
-        async move { a.hold().await }
-    });
-    let b_acquires = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire().await }
-    });
+    let a_holds = in_background(&a, |c| async move { c.hold().await });
+    let b_acquires = in_background(&b, |c| async move { c.acquire().await });
     tokio::time::sleep(Duration::from_millis(600)).await;
     api.hang_next(Method::PUT, "/leases/prescaler", 1_000);
     let started = tokio::time::Instant::now();
@@ -132,10 +132,7 @@ async fn a_skewed_clock_does_not_hand_the_lease_over() {
     };
     api.put(skewed(0));
     let b = candidate(&api, "b");
-    let b_acquires = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire().await }
-    });
+    let b_acquires = in_background(&b, |c| async move { c.acquire().await });
     // "a" renews every 200 ms with its skewed clock.
     for n in 1..20 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -159,10 +156,7 @@ async fn a_released_lease_is_taken_over_at_once() {
     let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
     a.acquire().await;
     // b has seen a's Lease before a releases it.
-    let b_acquires = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire().await }
-    });
+    let b_acquires = in_background(&b, |c| async move { c.acquire().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.release().await;
     assert!(!a.may_write());

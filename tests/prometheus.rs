@@ -3,7 +3,7 @@
 mod support;
 
 use chrono::{Duration, DurationRound, Utc};
-use prescaler::adapters::history::HistoryCache;
+use prescaler::adapters::history::{HistoryCache, RangeSource};
 use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
 use prescaler::planning::planner::HistoryNeeds;
 use support::prometheus::{METRIC, TestPrometheus, samples};

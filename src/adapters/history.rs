@@ -92,13 +92,11 @@ struct Coarse {
 
 impl Coarse {
     fn with_blocks(start: DateTime<Utc>, blocks: usize) -> Self {
-        let mut means = Vec::with_capacity(blocks + COARSE_SLACK);
-        means.resize(blocks, f32::NAN);
         let mut counts = Vec::with_capacity(blocks + COARSE_SLACK);
         counts.resize(blocks, 0);
         Self {
             start: Some(start),
-            means,
+            means: with_slack(blocks, COARSE_SLACK),
             counts,
         }
     }

@@ -195,10 +195,44 @@ impl Prometheus {
         }
         Ok(guard.0.clone())
     }
+}
 
+enum BuildError {
+    Query(QueryError),
+    Config(String),
+}
+
+impl From<QueryError> for BuildError {
+    fn from(e: QueryError) -> Self {
+        BuildError::Query(e)
+    }
+}
+
+/// Words for a failed request, naming its cause (a refused connection, a certificate, a 401),
+/// which is what an SRE acts on.
+fn query_error(e: prometheus_http_query::Error) -> QueryError {
+    let mut message = match &e {
+        prometheus_http_query::Error::Prometheus(p) => p.to_string(),
+        other => other.to_string(),
+    };
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = c.source();
+    }
+    match e {
+        prometheus_http_query::Error::Prometheus(_) => QueryError::Refused { message, source: e },
+        _ => QueryError::Unreachable { message, source: e },
+    }
+}
+
+impl RangeSource for Prometheus {
     /// Samples of the query on the grid `start, start + step, …, ≤ end`, in as many range queries
     /// as Prometheus' per-series limit needs. Missing steps are absent.
-    pub async fn range(
+    async fn range(
         &self,
         query: &str,
         start: DateTime<Utc>,
@@ -236,50 +270,6 @@ impl Prometheus {
         }
         Ok(out)
     }
-}
-
-enum BuildError {
-    Query(QueryError),
-    Config(String),
-}
-
-impl From<QueryError> for BuildError {
-    fn from(e: QueryError) -> Self {
-        BuildError::Query(e)
-    }
-}
-
-/// Words for a failed request, naming its cause (a refused connection, a certificate, a 401),
-/// which is what an SRE acts on.
-fn query_error(e: prometheus_http_query::Error) -> QueryError {
-    let mut message = match &e {
-        prometheus_http_query::Error::Prometheus(p) => p.to_string(),
-        other => other.to_string(),
-    };
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        cause = c.source();
-    }
-    match e {
-        prometheus_http_query::Error::Prometheus(_) => QueryError::Refused { message, source: e },
-        _ => QueryError::Unreachable { message, source: e },
-    }
-}
-
-impl RangeSource for Prometheus {
-    async fn range(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        step: Duration,
-    ) -> Result<Vec<(DateTime<Utc>, f64)>> {
-        Prometheus::range(self, query, start, end, step).await
-    }
 
     async fn block_means(
         &self,
@@ -306,15 +296,16 @@ impl RangeSource for Prometheus {
             },
             other => other,
         };
-        let means = Prometheus::range(self, &over("avg_over_time"), start, end, block)
+        let means = self
+            .range(&over("avg_over_time"), start, end, block)
             .await
             .map_err(as_the_query)?;
-        let counts: std::collections::HashMap<DateTime<Utc>, f64> =
-            Prometheus::range(self, &over("count_over_time"), start, end, block)
-                .await
-                .map_err(as_the_query)?
-                .into_iter()
-                .collect();
+        let counts: std::collections::HashMap<DateTime<Utc>, f64> = self
+            .range(&over("count_over_time"), start, end, block)
+            .await
+            .map_err(as_the_query)?
+            .into_iter()
+            .collect();
         Ok(means
             .into_iter()
             .filter_map(|(at, mean)| {

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use super::Run;
 use super::trace::Trace;
+use crate::planning::replicas_for;
 
 /// How the HPA is simulated: its algorithm and defaults (kubernetes/pkg/controller/podautoscaler).
 pub struct HpaModel {
@@ -48,7 +49,7 @@ pub fn hpa(model: &HpaModel, utilization: f64) -> Run {
                 let recommendation = if (ratio - 1.0).abs() <= TOLERANCE {
                     current
                 } else {
-                    (load / target).ceil().clamp(0.0, u32::MAX as f64) as u32
+                    replicas_for(load, target)
                 }
                 .clamp(model.min_replicas, model.max_replicas);
                 while window
@@ -107,10 +108,7 @@ impl HpaModel {
         let seen = (0..trace.minutes())
             .map(|t| t.checked_sub(lag).map_or(f64::NAN, |i| metric[i]))
             .collect();
-        let initial = ((trace.demand[0] / target_per_replica)
-            .ceil()
-            .clamp(0.0, u32::MAX as f64) as u32)
-            .clamp(min, max);
+        let initial = replicas_for(trace.demand[0], target_per_replica).clamp(min, max);
         Self {
             seen,
             target_per_replica,
@@ -181,7 +179,7 @@ mod tests {
                     let rec = if (ratio - 1.0).abs() <= 0.1 {
                         current
                     } else {
-                        (load / target).ceil() as u32
+                        replicas_for(load, target)
                     }
                     .clamp(model.min_replicas, model.max_replicas);
                     current = behavior::shape(

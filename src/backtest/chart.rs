@@ -71,6 +71,24 @@ pub fn write_svg(
         points: series(&|t| trace.demand[t] / c),
     }];
     let by_name = |name: &str| outcome.runs.iter().find(|r| r.name == name);
+    // A strategy's ready replicas (solid) and what it asked for (dashed), in one colour.
+    let replica_lines = |run: &super::Run, names: [&'static str; 2], color: RGBColor| {
+        let r = ready(&run.desired, delay);
+        [
+            Line {
+                name: names[0],
+                color,
+                dashed: false,
+                points: series(&|t| r[t] as f64),
+            },
+            Line {
+                name: names[1],
+                color,
+                dashed: true,
+                points: series(&|t| run.desired[t] as f64),
+            },
+        ]
+    };
     if let Some(run) = by_name("prescaler") {
         if let Some(f) = &run.forecast {
             lines.push(Line {
@@ -80,34 +98,12 @@ pub fn write_svg(
                 points: series(&|t| f[t] / c),
             });
         }
-        let r = ready(&run.desired, delay);
-        lines.push(Line {
-            name: "prescaler ready",
-            color: RGBColor(30, 100, 220),
-            dashed: false,
-            points: series(&|t| r[t] as f64),
-        });
-        lines.push(Line {
-            name: "prescaler desired",
-            color: RGBColor(30, 100, 220),
-            dashed: true,
-            points: series(&|t| run.desired[t] as f64),
-        });
+        let names = ["prescaler ready", "prescaler desired"];
+        lines.extend(replica_lines(run, names, RGBColor(30, 100, 220)));
     }
     if let Some(run) = by_name("hpa80") {
-        let r = ready(&run.desired, delay);
-        lines.push(Line {
-            name: "HPA at 80 % ready",
-            color: RGBColor(220, 40, 40),
-            dashed: false,
-            points: series(&|t| r[t] as f64),
-        });
-        lines.push(Line {
-            name: "HPA at 80 % desired",
-            color: RGBColor(220, 40, 40),
-            dashed: true,
-            points: series(&|t| run.desired[t] as f64),
-        });
+        let names = ["HPA at 80 % ready", "HPA at 80 % desired"];
+        lines.extend(replica_lines(run, names, RGBColor(220, 40, 40)));
     }
     let y_max = lines
         .iter()

@@ -19,6 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::api::ValidatedSpec;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::planner::Planner;
+use crate::planning::{plan, replicas_for};
 use crate::{Error, Result};
 use baselines::HpaModel;
 use frontier::{Comparison, Frontier};
@@ -101,9 +102,7 @@ pub fn prescaler(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &Mod
         current = decision.desired_replicas;
         desired.push(current);
         forecast.push(match (decision.forecast_load, decision.calibration) {
-            (Some(f), Some(c)) => {
-                c.margins.provision(f, spec.target_per_replica) * (1.0 + spec.headroom)
-            }
+            (Some(f), Some(c)) => plan::provisioned_load(spec, &c.margins, f),
             _ => f64::NAN,
         });
     }
@@ -115,9 +114,7 @@ pub fn prescaler(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &Mod
 }
 
 fn initial_replicas(trace: &Trace, spec: &ValidatedSpec) -> u32 {
-    ((trace.demand[0] / spec.target_per_replica)
-        .ceil()
-        .clamp(0.0, u32::MAX as f64) as u32)
+    replicas_for(trace.demand[0], spec.target_per_replica)
         .clamp(spec.min_replicas, spec.max_replicas)
 }
 
@@ -141,13 +138,19 @@ impl Outcome {
 }
 
 /// Runs prescaler, the HPA sweep and the oracle on `trace`, and scores them. An error when no
-/// minute would be scored, with what is needed.
+/// minute would be scored, with what is needed (before the replay).
 pub fn run_all(
     trace: &Trace,
     setup: &Setup,
     spec: &ValidatedSpec,
     model: &ModelConfig,
 ) -> Result<Outcome> {
+    scored_minutes(trace, setup)?;
+    compare(trace, setup, spec, prescaler(trace, setup, spec, model))
+}
+
+/// The minutes of `trace` that are scored, or the error that says why there are none.
+fn scored_minutes(trace: &Trace, setup: &Setup) -> Result<Vec<bool>> {
     let scored = score::scored_minutes(trace, setup);
     if !scored.contains(&true) {
         let end = trace.time(trace.minutes().saturating_sub(1));
@@ -162,6 +165,13 @@ pub fn run_all(
             ),
         });
     }
+    Ok(scored)
+}
+
+/// Scores prescaler's replay `own` (from `prescaler`) against the HPA sweep and the oracle on
+/// the same trace: `run_all` for a caller that has replayed already (the benchmark times it).
+pub fn compare(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, own: Run) -> Result<Outcome> {
+    let scored = scored_minutes(trace, setup)?;
     let delay = setup.delay_minutes();
     let needed = score::needed(
         trace,
@@ -177,7 +187,7 @@ pub fn run_all(
         spec.max_replicas,
     );
     let runs = vec![
-        prescaler(trace, setup, spec, model),
+        own,
         baselines::hpa(&hpa_model, 1.0),
         baselines::hpa(&hpa_model, 0.8),
         baselines::oracle(&needed, delay),

@@ -8,15 +8,14 @@ use serde::Serialize;
 
 use super::trace::Trace;
 use super::{Run, Setup};
+use crate::planning::replicas_for;
 
 /// `clamp(ceil(d / targetPerReplica), min, max)` per minute.
 pub fn needed(trace: &Trace, target_per_replica: f64, min: u32, max: u32) -> Vec<u32> {
     trace
         .demand
         .iter()
-        .map(|d| {
-            ((d / target_per_replica).ceil().clamp(0.0, u32::MAX as f64) as u32).clamp(min, max)
-        })
+        .map(|&d| replicas_for(d, target_per_replica).clamp(min, max))
         .collect()
 }
 

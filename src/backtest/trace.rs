@@ -158,7 +158,7 @@ impl Trace {
 /// The last `range` of `query` up to `now`, at one-minute steps, read from Prometheus: "what would
 /// this spec have done last week?".
 pub async fn from_prometheus(
-    prometheus: &crate::adapters::prometheus::Prometheus,
+    prometheus: &impl crate::adapters::history::RangeSource,
     query: &str,
     range: Duration,
     now: DateTime<Utc>,

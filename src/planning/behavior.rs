@@ -97,7 +97,7 @@ pub fn shape(
     }
     let mut desired = stabilized;
     if stabilized > current {
-        let mut limit = scale_up_limit(up, current, &memory.changes, now).max(current);
+        let mut limit = policy_limit(up, current, &memory.changes, now, Direction::Up).max(current);
         if up.default_policies {
             limit = limit.max(foresight.min(stabilized));
         }
@@ -106,7 +106,7 @@ pub fn shape(
             limited = Some(Limited::RateLimited);
         }
     } else if stabilized < current {
-        let limit = scale_down_limit(down, current, &memory.changes, now).min(current);
+        let limit = policy_limit(down, current, &memory.changes, now, Direction::Down).min(current);
         if stabilized < limit {
             desired = limit;
             limited = Some(Limited::RateLimited);
@@ -129,11 +129,12 @@ pub fn minutes_to_reach(rules: &Rules, from: u32, to: u32) -> u32 {
     let mut current = from.max(1);
     let mut minutes = 0;
     while current < to && minutes < 60 {
-        let next = scale_up_limit(
+        let next = policy_limit(
             rules,
             current,
             &VecDeque::new(),
             DateTime::<Utc>::UNIX_EPOCH,
+            Direction::Up,
         );
         if next <= current {
             return 60; // scaling up is disabled: no lead is enough
@@ -159,49 +160,44 @@ fn changes_in_period(
         .sum()
 }
 
-fn scale_up_limit(
-    rules: &Rules,
-    current: u32,
-    changes: &VecDeque<(DateTime<Utc>, i64)>,
-    now: DateTime<Utc>,
-) -> u32 {
-    if rules.select_policy == SelectPolicy::Disabled {
-        return current;
-    }
-    let proposals = rules.policies.iter().map(|p: &Policy| {
-        let start = current as i64 - changes_in_period(changes, now, p.period, true);
-        match p.type_ {
-            PolicyType::Pods => start + p.value as i64,
-            PolicyType::Percent => (start as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as i64,
-        }
-    });
-    let limit = match rules.select_policy {
-        SelectPolicy::Min => proposals.min(),
-        _ => proposals.max(),
-    };
-    limit.unwrap_or(i64::MAX).clamp(0, u32::MAX as i64) as u32
+/// Which way a limit applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
 }
 
-fn scale_down_limit(
+/// The furthest the rules let the count go from `current` in `direction` now, as the HPA's
+/// `calculateScaleUpLimitWithScalingRules` and `calculateScaleDownLimitWithBehaviors` compute it:
+/// each policy starts from the count before the changes within its period, and `selectPolicy: Max`
+/// picks the policy that allows the largest change.
+fn policy_limit(
     rules: &Rules,
     current: u32,
     changes: &VecDeque<(DateTime<Utc>, i64)>,
     now: DateTime<Utc>,
+    direction: Direction,
 ) -> u32 {
     if rules.select_policy == SelectPolicy::Disabled {
         return current;
     }
+    let up = direction == Direction::Up;
     let proposals = rules.policies.iter().map(|p: &Policy| {
-        let start = current as i64 - changes_in_period(changes, now, p.period, false);
+        let start = current as i64 - changes_in_period(changes, now, p.period, up);
+        let step = if up { 1.0 } else { -1.0 } * p.value as f64;
         match p.type_ {
-            PolicyType::Pods => start - p.value as i64,
-            PolicyType::Percent => (start as f64 * (1.0 - p.value as f64 / 100.0)) as i64,
+            PolicyType::Pods => start + step as i64,
+            PolicyType::Percent if up => (start as f64 * (1.0 + step / 100.0)).ceil() as i64,
+            PolicyType::Percent => (start as f64 * (1.0 + step / 100.0)) as i64,
         }
     });
-    // `Max` is the policy that allows the largest change: for scaling down, the lowest count.
-    let limit = match rules.select_policy {
-        SelectPolicy::Min => proposals.max(),
-        _ => proposals.min(),
+    // Up, `Max` is the highest proposal; down, the lowest; `Min` the other way round.
+    let take_highest = (rules.select_policy == SelectPolicy::Min) != up;
+    let limit = if take_highest {
+        proposals.max()
+    } else {
+        proposals.min()
     };
-    limit.unwrap_or(0).clamp(0, u32::MAX as i64) as u32
+    let no_policy = if up { i64::MAX } else { 0 };
+    limit.unwrap_or(no_policy).clamp(0, u32::MAX as i64) as u32
 }

@@ -33,6 +33,21 @@ use super::forecast::{self, History, ModelConfig, Predictor, View};
 /// (and `plan` holds) without a recent sample.
 pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 
+/// Whether `view`'s newest sample is recent enough at `at` for the load to count as observed.
+fn is_fresh(view: &View<'_>, at: DateTime<Utc>) -> bool {
+    at - view.end_time() <= MAX_LOAD_AGE
+}
+
+/// The live load at `at` as a decision reads it from what `view` has observed: the last sample
+/// within `MAX_LOAD_AGE` of a fresh view's end.
+pub fn live_load(view: View<'_>, at: DateTime<Utc>) -> Option<f64> {
+    if is_fresh(&view, at) {
+        view.last_value(MAX_LOAD_AGE)
+    } else {
+        None
+    }
+}
+
 /// What a decision stands on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Basis {
@@ -242,7 +257,7 @@ impl Calibrator {
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
             let mut record = [f16::NAN; 2];
-            if let Some(view) = view_at(t).filter(|v| t - v.end_time() <= MAX_LOAD_AGE) {
+            if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
                     if let Some(v) = forecast::predict_peak(cfg, *p, view, t, t + objective.lead) {
                         record[slot(*p)] = f16::from_f64(v.max(0.0));
@@ -284,9 +299,10 @@ impl Calibrator {
         let span = (boundary - span_lo + 1) as usize;
         let scored_lo = boundary - window + 1;
 
-        // What each minute of the span saw: the live load (the last sample at most
-        // `MAX_LOAD_AGE` old, as `Planner::decide` reads it), the forecasts, and the sample
-        // itself. Read by index: this runs over a week of minutes at every boundary.
+        // What each minute of the span saw: the live load (as `Planner::decide` reads it), the
+        // forecasts, and the sample itself. Read by index, not through `view_at`: this runs over
+        // a week of minutes at every boundary. (The spec's history, which `view_at` also
+        // applies, is an hour at least: it never hides the few minutes the live load reads.)
         let view = history.view_at(minute_time(boundary))?;
         let mut live = vec![f64::NAN; span];
         let mut sample = vec![f64::NAN; span];
@@ -295,47 +311,27 @@ impl Calibrator {
         let values = history.values();
         let offset = (minute_time(span_lo) - history.start()).num_seconds();
         let step = history.step().num_seconds();
-        let max_age = MAX_LOAD_AGE.num_seconds() / step;
-        // The index of the last sample at or before minute k of the span, and whether it is
-        // exactly on that minute (a one-minute history aligned to the minute).
-        let at = |k: usize| -> Option<(usize, bool)> {
-            let d = offset + 60 * k as i64;
-            (d >= 0).then(|| ((d / step) as usize, d % step == 0))
-        };
-        let mut last_seen: Option<usize> = None;
-        let mut scanned = 0usize;
         for k in 0..span {
-            let Some((i, exact)) = at(k) else { continue };
-            let i = i.min(view.end());
-            // Samples up to i, by a scan that only moves forward.
-            while scanned <= i {
-                if values[scanned].is_finite() {
-                    last_seen = Some(scanned);
-                }
-                scanned += 1;
-            }
-            // As `View::last_value` after `Planner::decide`'s age check: the newest sample is at
-            // most `MAX_LOAD_AGE` old, and the one read at most `MAX_LOAD_AGE` steps before it.
-            let d = offset + 60 * k as i64;
-            if d - i as i64 * step <= max_age * step
-                && let Some(j) = last_seen
-                && j + max_age as usize >= i
-            {
-                live[k] = values[j];
-            }
-            if exact && at(k).is_some_and(|(i, _)| i <= view.end()) {
-                sample[k] = values[i];
-            }
             if let Some(r) = usize::try_from(span_lo + k as i64 - self.first)
                 .ok()
                 .and_then(|i| self.records.get(i))
             {
                 (daily[k], weekly[k]) = (r[0].to_f64(), r[1].to_f64());
             }
+            let d = offset + 60 * k as i64;
+            if d < 0 {
+                continue;
+            }
+            // The sample at or before minute k (on it, for a history aligned to the minute).
+            let i = (d / step) as usize;
+            if d % step == 0 && i <= view.end() {
+                sample[k] = values[i];
+            }
+            let seen = history.view(i.min(view.end()));
+            live[k] = live_load(seen, minute_time(span_lo + k as i64)).unwrap_or(f64::NAN);
         }
-        let needed = |load: f64| -> u32 {
-            ((load / c).ceil().clamp(0.0, u32::MAX as f64) as u32)
-                .clamp(objective.min_replicas, objective.max_replicas)
+        let needed = |load: f64| {
+            super::replicas_for(load, c).clamp(objective.min_replicas, objective.max_replicas)
         };
         let scored: Vec<usize> = (0..span)
             .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())

@@ -12,3 +12,9 @@ pub mod forecast;
 pub mod plan;
 pub mod planner;
 pub mod schedule;
+
+/// The replicas `load` needs at `per_replica` each: `ceil(load / per_replica)`, saturating at
+/// `u32::MAX` (and 0 for a load that is not a number, which the callers never pass on).
+pub fn replicas_for(load: f64, per_replica: f64) -> u32 {
+    (load / per_replica).ceil() as u32
+}

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::behavior::{self, Limited};
-use super::calibration::{Basis, Calibration};
+use super::calibration::{Basis, Calibration, Margins};
 use super::schedule::ScheduledFloor;
 use crate::api::ValidatedSpec;
 
@@ -139,6 +139,12 @@ impl Decision {
     }
 }
 
+/// The load a decision provisions for `load` with the calibrated `margins` and the spec's fixed
+/// headroom, in the metric's unit.
+pub fn provisioned_load(spec: &ValidatedSpec, margins: &Margins, load: f64) -> f64 {
+    margins.provision(load, spec.target_per_replica) * (1.0 + spec.headroom)
+}
+
 /// Decides the replica count at `now`.
 pub fn decide(
     spec: &ValidatedSpec,
@@ -147,7 +153,7 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     let c = spec.target_per_replica;
-    let replicas_for = |load: f64| -> u32 { (load / c).ceil().clamp(0.0, u32::MAX as f64) as u32 };
+    let replicas_for = |load: f64| super::replicas_for(load, c);
     let scheduled = inputs.scheduled.cloned();
     let Some(load) = inputs.load else {
         return hold(spec, inputs.current_replicas, scheduled, memory, now);
@@ -160,7 +166,7 @@ pub fn decide(
         match inputs.calibration {
             Some(cal) => {
                 let m = cal.margins;
-                let provision = |load: f64| replicas_for(m.provision(load, c) * headroom);
+                let provision = |load: f64| replicas_for(provisioned_load(spec, &m, load));
                 let foresight = m.basis.foresight(inputs.daily, inputs.weekly);
                 let base = m.basis.load(load, inputs.daily, inputs.weekly);
                 // A forecast missing this minute (a gap in its history): the live load.

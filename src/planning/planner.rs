@@ -142,9 +142,7 @@ impl Planner {
                 .advance(&self.model, h, |t| view_at(h, t, span), minute, &objective);
             if let Some(view) = view_at(h, minute, span) {
                 observed_history = view.observed_span();
-                if minute - view.end_time() <= calibration::MAX_LOAD_AGE {
-                    load = view.last_value(calibration::MAX_LOAD_AGE);
-                }
+                load = calibration::live_load(view, minute);
             }
         }
         let (daily, weekly) = self.calibrator.forecasts_at(minute);

@@ -14,6 +14,7 @@ use prescaler::backtest::frontier::{Frontier, Point};
 use prescaler::backtest::score::score;
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{Outcome, Setup};
+use prescaler::planning::replicas_for;
 
 /// The un-textured original of `trace`, if it lies beside it (`x_textured_1m.csv` → `x.csv`).
 pub fn original_of(trace: &Path) -> Option<PathBuf> {
@@ -50,8 +51,7 @@ pub fn saving_at(
                         .fold(0.0, f64::max);
                     let seen = t.checked_sub(lag).map_or(0.0, |i| trace.demand[i]);
                     let load = ahead.max(seen) * (1.0 + m);
-                    ((load / c).ceil().clamp(0.0, u32::MAX as f64) as u32)
-                        .clamp(spec.min_replicas, spec.max_replicas)
+                    replicas_for(load, c).clamp(spec.min_replicas, spec.max_replicas)
                 })
                 .collect();
             let s = score(

@@ -162,9 +162,9 @@ fn run_scenarios(
         let spec = spec.validate()?;
         let model = ModelConfig::default();
         let started = Instant::now();
-        backtest::prescaler(&trace, &setup, &spec, &model);
+        let own = backtest::prescaler(&trace, &setup, &spec, &model);
         let replay_seconds = started.elapsed().as_secs_f64();
-        let outcome = backtest::run_all(&trace, &setup, &spec, &model)?;
+        let outcome = backtest::compare(&trace, &setup, &spec, own)?;
         let own = outcome.score("prescaler").cloned().expect("prescaler runs");
         let hpa80 = outcome.score("hpa80").cloned().expect("hpa80 runs");
         let bound_saving = bound::original_of(&sc.trace)
