@@ -289,3 +289,20 @@ fn a_stricter_objective_buys_more_replicas_and_meets_itself() {
         loose.desired_replicas
     );
 }
+
+#[test]
+fn a_large_metric_is_forecast_like_a_small_one() {
+    // The same daily step in bytes per second: a million at night, four at the peak, 100,000 a
+    // replica. The replica counts are those of the step in requests per second.
+    let s = spec(|s| s.metric.target_per_replica = 100_000.0);
+    let (d, _, _) = replay(
+        &s,
+        |t| daily_step(t) * 1000.0,
+        t0() + Duration::days(10) + Duration::minutes(536),
+    );
+    assert!(
+        d.forecast_load.is_some_and(f64::is_finite) && d.desired_replicas >= 40,
+        "{d:?}"
+    );
+    assert!(d.desired_replicas < 100, "not driven to maxReplicas: {d:?}");
+}

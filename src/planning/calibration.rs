@@ -19,13 +19,12 @@
 //!
 //! A calibration is a pure function of the history up to its boundary: the operator, which starts
 //! at any minute and may restart, and the backtest, which replays from a trace's first minute,
-//! compute the same one. Only the forecasts are kept (two half-precision floats a minute for a
-//! week), not the history they came from.
+//! compute the same one. Only the forecasts are kept (two `f32` a minute for a week: half
+//! precision, tried first, overflows at 65 504, well within the range of a byte-rate metric).
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
-use half::f16;
 
 use super::forecast::{self, History, ModelConfig, Predictor, View};
 
@@ -41,11 +40,15 @@ fn is_fresh(view: &View<'_>, at: DateTime<Utc>) -> bool {
 /// The live load at `at` as a decision reads it from what `view` has observed: the last sample
 /// within `MAX_LOAD_AGE` of a fresh view's end.
 pub fn live_load(view: View<'_>, at: DateTime<Utc>) -> Option<f64> {
-    if is_fresh(&view, at) {
-        view.last_value(MAX_LOAD_AGE)
-    } else {
-        None
-    }
+    live_load_after(view, at - view.end_time())
+}
+
+/// `live_load` for a view that ends `age` before the instant: what the calibration's replay
+/// reads a week of minutes with, without a date computation each.
+fn live_load_after(view: View<'_>, age: Duration) -> Option<f64> {
+    (age <= MAX_LOAD_AGE)
+        .then(|| view.last_value(MAX_LOAD_AGE))
+        .flatten()
 }
 
 /// What a decision stands on.
@@ -173,7 +176,7 @@ pub struct Calibrator {
     /// The epoch minute of `records[0]`.
     first: i64,
     /// Per minute, the daily and the weekly forecast (NaN where none).
-    records: VecDeque<[f16; 2]>,
+    records: VecDeque<[f32; 2]>,
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
     calibration: Option<Calibration>,
@@ -222,7 +225,7 @@ impl Calibrator {
         usize::try_from(epoch_minute(t) - self.first)
             .ok()
             .and_then(|i| self.records.get(i))
-            .map_or((f64::NAN, f64::NAN), |r| (r[0].to_f64(), r[1].to_f64()))
+            .map_or((f64::NAN, f64::NAN), |r| (f64::from(r[0]), f64::from(r[1])))
     }
 
     /// Minutes of record a calibration at a boundary reads before it.
@@ -256,11 +259,11 @@ impl Calibrator {
         }
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
-            let mut record = [f16::NAN; 2];
+            let mut record = [f32::NAN; 2];
             if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
                     if let Some(v) = forecast::predict_peak(cfg, *p, view, t, t + objective.lead) {
-                        record[slot(*p)] = f16::from_f64(v.max(0.0));
+                        record[slot(*p)] = v.max(0.0) as f32;
                     }
                 }
             }
@@ -316,7 +319,7 @@ impl Calibrator {
                 .ok()
                 .and_then(|i| self.records.get(i))
             {
-                (daily[k], weekly[k]) = (r[0].to_f64(), r[1].to_f64());
+                (daily[k], weekly[k]) = (f64::from(r[0]), f64::from(r[1]));
             }
             let d = offset + 60 * k as i64;
             if d < 0 {
@@ -327,8 +330,9 @@ impl Calibrator {
             if d % step == 0 && i <= view.end() {
                 sample[k] = values[i];
             }
-            let seen = history.view(i.min(view.end()));
-            live[k] = live_load(seen, minute_time(span_lo + k as i64)).unwrap_or(f64::NAN);
+            let end = i.min(view.end());
+            let age = Duration::seconds(d - end as i64 * step);
+            live[k] = live_load_after(history.view(end), age).unwrap_or(f64::NAN);
         }
         let needed = |load: f64| {
             super::replicas_for(load, c).clamp(objective.min_replicas, objective.max_replicas)
