@@ -52,7 +52,8 @@ fn window() -> impl Strategy<Value = PeakWindow> {
             schedule,
             duration: duration.as_str().into(),
             time_zone,
-            min_replicas,
+            min_replicas: Some(min_replicas),
+            max_replicas: None,
         })
 }
 
@@ -153,7 +154,8 @@ prop_compose! {
                 schedule: format!("{minute} {hour} * * *"),
                 duration: format!("{minutes}m").as_str().into(),
                 time_zone: if berlin { "Europe/Berlin" } else { "UTC" }.into(),
-                min_replicas: floor,
+                min_replicas: Some(floor),
+                max_replicas: None,
             })
             .collect();
         s.behavior = Behavior {

@@ -5,10 +5,12 @@
 //! `stabilizationWindowSeconds`, `policies`) so that the resource reads like one SREs already know.
 //! Every doc comment becomes the field's description in the CRD, and so what `kubectl explain` shows.
 
+mod calendar;
 mod duration;
 mod validate;
 
 pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
+pub use calendar::{Calendar, Dated, Event};
 pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec, Window};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -64,6 +66,13 @@ use serde::{Deserialize, Serialize};
         description = "Which term decided the desired replicas",
         priority = 1
     ),
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".status.schedule",
+        description = "What the peak windows and the calendar hold now",
+        priority = 1
+    ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(
         name = "Age",
@@ -107,11 +116,17 @@ pub struct PredictiveScalerSpec {
     #[serde(default)]
     pub objective: ObjectiveSpec,
 
-    /// Known peaks with a hard replica floor, e.g. a weekday lunch rush or a scheduled campaign.
-    /// prescaler reaches the floor `forecast.leadTime` before each window opens.
+    /// Recurring windows with a replica floor (a weekday lunch rush: prescaler reaches the floor
+    /// `forecast.leadTime` before each opening) or a replica ceiling (quiet hours, a cost cap at
+    /// night, a freeze: it holds while the window is open).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = Limits::MAX_PEAK_WINDOWS))]
     pub peak_windows: Vec<PeakWindow>,
+
+    /// Dated exceptions to the weekly routine: holidays and outages to leave out (`exclusions`),
+    /// and dated events to prepare for (`events`, e.g. a sale with three times the usual load).
+    #[serde(default, skip_serializing_if = "CalendarSpec::is_empty")]
+    pub calendar: CalendarSpec,
 
     /// Stabilization and rate limits for scaling up and down, in the HorizontalPodAutoscaler's terms.
     #[serde(default)]
@@ -146,6 +161,7 @@ impl PredictiveScalerSpec {
             forecast: ForecastSpec::default(),
             objective: ObjectiveSpec::default(),
             peak_windows: Vec::new(),
+            calendar: CalendarSpec::default(),
             behavior: Behavior::default(),
         }
     }
@@ -299,8 +315,12 @@ impl Seasonality {
     }
 }
 
-/// A recurring window with a replica floor.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// A recurring window with a replica floor, a replica ceiling, or both.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas)").message("a peak window needs minReplicas, maxReplicas or both").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"),
+    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct PeakWindow {
     /// A name for the window, shown in status and Events when it decides the replica count.
@@ -309,7 +329,7 @@ pub struct PeakWindow {
     /// When the window opens: a cron expression (`minute hour day-of-month month day-of-week`)
     /// in `timeZone`, e.g. `0 11 * * 1-5` for 11:00 on weekdays. On a day when the clock springs
     /// forward past the time, the window opens right after the jump; when the clock falls back,
-    /// it opens once, at the first occurrence.
+    /// it opens once, at the first occurrence. An opening inside a calendar exclusion is skipped.
     #[schemars(length(min = 1, max = Limits::MAX_SCHEDULE_LENGTH))]
     pub schedule: String,
     /// How long the window stays open, in elapsed time (`3h` is three hours even across a DST
@@ -319,9 +339,133 @@ pub struct PeakWindow {
     #[serde(default = "default_time_zone")]
     #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: String,
-    /// The minimum replica count while the window is open (still capped by `maxReplicas`).
+    /// The minimum replica count while the window is open (still capped by `maxReplicas`),
+    /// reached `forecast.leadTime` before it opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
-    pub min_replicas: i32,
+    pub min_replicas: Option<i32>,
+    /// The maximum replica count while the window is open: quiet hours, a cost ceiling at night,
+    /// a freeze (with `minReplicas` equal to it). It wins over every floor and the forecast, and
+    /// holds only while the window is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    pub max_replicas: Option<i32>,
+}
+
+/// Dated exceptions: holidays, outages and events.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarSpec {
+    /// The IANA time zone of dates and local times that name none, e.g. `America/New_York`.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
+    pub time_zone: String,
+    /// Days or intervals that are not like the rest of the week: holidays, outages, a migration.
+    /// Peak windows do not apply in them, and their load is left out of the seasonal history and
+    /// of the margins' calibration, so that one odd day does not distort the following weeks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = Limits::MAX_EXCLUSIONS))]
+    pub exclusions: Vec<Exclusion>,
+    /// Dated windows to prepare for: a replica floor (reached `forecast.leadTime` before the
+    /// start, as for a peak window), a ceiling, and/or the load expected as a multiple of the
+    /// usual. Their load is left out of the seasonal history too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = Limits::MAX_EVENTS))]
+    pub events: Vec<CalendarEvent>,
+}
+
+impl CalendarSpec {
+    pub fn is_empty(&self) -> bool {
+        self.exclusions.is_empty() && self.events.is_empty() && self.time_zone == "UTC"
+    }
+}
+
+impl Default for CalendarSpec {
+    fn default() -> Self {
+        Self {
+            time_zone: default_time_zone(),
+            exclusions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A day or an interval left out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.date) != (has(self.start) && has(self.end))").message("an exclusion needs either date, or start and end").reason(kube::core::Reason::FieldValueRequired).field_path(".date"),
+    validation = Rule::new("has(self.start) == has(self.end)").message("start and end go together").reason(kube::core::Reason::FieldValueRequired).field_path(".end")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Exclusion {
+    /// A name, shown in status when it applies, e.g. `thanksgiving`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// A whole local day, `YYYY-MM-DD`, in `timeZone` (23 or 25 hours on a DST change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
+    pub date: Option<String>,
+    /// The start of an interval: RFC 3339 (`2026-12-24T18:00:00Z`, `…+01:00`), a local time in
+    /// `timeZone` (`2026-12-24T18:00`), or a date (its local midnight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
+    pub start: Option<String>,
+    /// The end of the interval (exclusive), written as `start`; a date alone means the end of
+    /// that day. At most 31 days after the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
+    pub end: Option<String>,
+    /// The IANA time zone of `date` and local times; the calendar's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
+    pub time_zone: Option<String>,
+}
+
+/// A dated window to prepare for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.end) != has(self.duration)").message("an event needs end or duration, not both").reason(kube::core::Reason::FieldValueRequired).field_path(".end"),
+    validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("an event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"),
+    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarEvent {
+    /// A name, shown in status and Events when it decides the replica count, e.g. `black-friday`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// When it starts: RFC 3339 (`2026-11-27T08:00:00-05:00`), a local time in `timeZone`
+    /// (`2026-11-27T08:00`), or a date (its local midnight). A local time the clock skips
+    /// (spring forward) means the first instant after the jump; one it repeats (fall back) the
+    /// first of the two.
+    #[schemars(length(min = 1, max = Limits::MAX_DATE_LENGTH))]
+    pub start: String,
+    /// When it ends (exclusive), written as `start`; a date alone means the end of that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
+    pub end: Option<String>,
+    /// Or how long it lasts, in elapsed time; between `1m` and `31d` either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<SpecDuration>,
+    /// The IANA time zone of local times; the calendar's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
+    pub time_zone: Option<String>,
+    /// The minimum replica count during the event, reached `forecast.leadTime` before it starts
+    /// (still capped by `maxReplicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    pub min_replicas: Option<i32>,
+    /// The maximum replica count during the event (a freeze, a budget); it wins over every floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    pub max_replicas: Option<i32>,
+    /// The load expected during the event as a multiple of what the seasonal forecast expects
+    /// then (`3` for three times; below 1 for a quiet day), between 0.05 and 100. The forecast
+    /// is multiplied for the event's minutes, and the live level it is scaled by is divided by
+    /// it, so the multiple is not counted twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.05, max = 100.0))]
+    pub load_multiplier: Option<f64>,
 }
 
 fn default_time_zone() -> String {
@@ -482,11 +626,18 @@ pub struct PredictiveScalerStatus {
     /// Replicas the forecast needs within the lead time, margin included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast_replicas: Option<i32>,
-    /// The floor of the peak window that is open or opens within the lead time.
+    /// The floor of the peak window or event that is in force or starts within the lead time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_min_replicas: Option<i32>,
-    /// Which term decided `desiredReplicas`: `Reactive`, `Forecast`, `PeakWindow`, `MinReplicas`,
-    /// `MaxReplicas`, `Stabilized`, `RateLimited` or `Hold`.
+    /// The ceiling of the peak window or event in force now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_max_replicas: Option<i32>,
+    /// What the schedule holds now, e.g. `event "black-friday" min 20` or
+    /// `excluded (thanksgiving)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Which term decided `desiredReplicas`: `Reactive`, `Forecast`, `PeakWindow`, `Event`,
+    /// `MinReplicas`, `MaxReplicas`, `ScheduledMaximum`, `Stabilized`, `RateLimited` or `Hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The forecast load (in the metric's unit) for the lead-time window, without margin.
@@ -501,7 +652,8 @@ pub struct PredictiveScalerStatus {
     /// When prescaler last changed the target's replica count (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<String>,
-    /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `ScalingLimited`.
+    /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `MaxReplicasSufficient`,
+    /// `ScalingLimited`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

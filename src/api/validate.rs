@@ -13,6 +13,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
 use super::{
+    Calendar,
     PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
 };
 use crate::Error;
@@ -42,6 +43,16 @@ impl Limits {
     /// A Pods policy adding more than this per period is no limit at all.
     pub const MAX_POLICY_PODS: i32 = 100_000;
     pub const MAX_POLICY_PERCENT: i32 = 1_000;
+    pub const MAX_EXCLUSIONS: usize = 128;
+    pub const MAX_EVENTS: usize = 64;
+    /// `2026-11-27T08:00:00.000000000+05:45` is 35 characters.
+    pub const MAX_DATE_LENGTH: usize = 40;
+    /// The longest exclusion or event: a holiday season, a month-long campaign.
+    pub const MAX_DATED_SPAN: Duration = Duration::days(31);
+    /// Dated entries are refused outside these years: a typo (`20266-…`, `1026-…`) must not
+    /// become an interval no date computation can handle.
+    pub const MIN_YEAR: i32 = 2000;
+    pub const MAX_YEAR: i32 = 2200;
 }
 
 /// A parsed peak window.
@@ -51,7 +62,8 @@ pub struct Window {
     pub cron: Cron,
     pub time_zone: Tz,
     pub duration: Duration,
-    pub min_replicas: u32,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
 }
 
 /// One direction of `behavior`, with its durations as durations.
@@ -94,18 +106,25 @@ pub struct ValidatedSpec {
     /// The share of minutes that may be under-provisioned, as a fraction.
     pub max_underprovisioned: f64,
     pub peak_windows: Vec<Window>,
+    pub calendar: Calendar,
     pub behavior: Behavior,
 }
 
 impl ValidatedSpec {
     /// The fields the forecasts recorded for the calibration depend on: when one of them
-    /// changes, the record no longer applies.
+    /// changes, the record no longer applies (the calendar's dates change what the seasonal
+    /// history holds, and its multipliers the forecasts themselves).
     pub fn record_key(&self) -> impl PartialEq + use<> {
-        (self.history, self.seasonality.clone(), self.lead_time)
+        (
+            self.history,
+            self.seasonality.clone(),
+            self.lead_time,
+            self.calendar.forecast_key(),
+        )
     }
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
     Error::InvalidSpec {
         field: field.into(),
         message: message.into(),
@@ -192,6 +211,30 @@ impl PredictiveScalerSpec {
             .enumerate()
             .map(|(i, w)| parse_window(&format!("spec.peakWindows[{i}]"), w))
             .collect::<Result<Vec<_>, _>>()?;
+        let calendar = super::calendar::parse(&self.calendar)?;
+        super::calendar::check_contradictions(&peak_windows, &calendar)?;
+        // A schedule's ceiling below minReplicas contradicts the spec's own floor.
+        let ceilings = peak_windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("spec.peakWindows[{i}]"), w.max_replicas))
+            .chain(
+                calendar
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (format!("spec.calendar.events[{i}]"), e.max_replicas)),
+            );
+        for (field, max) in ceilings {
+            if let Some(max) = max
+                && max < min_replicas as u32
+            {
+                return Err(invalid(
+                    format!("{field}.maxReplicas"),
+                    format!("{max} is below spec.minReplicas {min_replicas}"),
+                ));
+            }
+        }
         let behavior = Behavior {
             scale_up: parse_rules(
                 "spec.behavior.scaleUp",
@@ -214,6 +257,7 @@ impl PredictiveScalerSpec {
             headroom,
             max_underprovisioned: objective / 100.0,
             peak_windows,
+            calendar,
             behavior,
         })
     }
@@ -265,20 +309,49 @@ fn check_query(query: &str) -> Result<(), Error> {
         .map_err(|e| invalid(field, format!("is not valid PromQL: {}", e.trim())))
 }
 
+/// An IANA time zone by name; the error names `field`.
+pub(super) fn parse_time_zone(field: &str, name: &str) -> Result<Tz, Error> {
+    if name.len() > Limits::MAX_TIME_ZONE_LENGTH {
+        return Err(invalid(field, "is too long"));
+    }
+    Tz::from_str(name).map_err(|_| {
+        invalid(
+            field,
+            format!("{name:?} is not an IANA time zone name (like Europe/Berlin or UTC)"),
+        )
+    })
+}
+
+/// An optional replica bound of a window or an event.
+pub(super) fn parse_bound(field: &str, value: Option<i32>) -> Result<Option<u32>, Error> {
+    value
+        .map(|v| check_range(field, v, 1, Limits::MAX_REPLICAS).map(|v| v as u32))
+        .transpose()
+}
+
+/// A floor and a ceiling of one window or event: at least one, and the floor not above the
+/// ceiling.
+pub(super) fn parse_bounds(
+    field: &str,
+    min: Option<i32>,
+    max: Option<i32>,
+) -> Result<(Option<u32>, Option<u32>), Error> {
+    let min_replicas = parse_bound(&format!("{field}.minReplicas"), min)?;
+    let max_replicas = parse_bound(&format!("{field}.maxReplicas"), max)?;
+    if let (Some(lo), Some(hi)) = (min_replicas, max_replicas)
+        && lo > hi
+    {
+        return Err(invalid(
+            format!("{field}.minReplicas"),
+            format!("{lo} exceeds the same entry's maxReplicas {hi}"),
+        ));
+    }
+    Ok((min_replicas, max_replicas))
+}
+
 fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
     let sub = |name: &str| format!("{field}.{name}");
-    if spec.time_zone.len() > Limits::MAX_TIME_ZONE_LENGTH {
-        return Err(invalid(sub("timeZone"), "is too long"));
-    }
-    let time_zone = Tz::from_str(&spec.time_zone).map_err(|_| {
-        invalid(
-            sub("timeZone"),
-            format!(
-                "{:?} is not an IANA time zone name (like Europe/Berlin or UTC)",
-                spec.time_zone
-            ),
-        )
-    })?;
+    let time_zone = parse_time_zone(&sub("timeZone"), &spec.time_zone)?;
     if spec.schedule.len() > Limits::MAX_SCHEDULE_LENGTH {
         return Err(invalid(sub("schedule"), "is too long"));
     }
@@ -310,18 +383,20 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
     let duration = spec
         .duration
         .parse(&sub("duration"), Limits::MIN_WINDOW, Limits::MAX_WINDOW)?;
-    let min_replicas = check_range(
-        &sub("minReplicas"),
-        spec.min_replicas,
-        1,
-        Limits::MAX_REPLICAS,
-    )?;
+    let (min_replicas, max_replicas) = parse_bounds(field, spec.min_replicas, spec.max_replicas)?;
+    if min_replicas.is_none() && max_replicas.is_none() {
+        return Err(invalid(
+            sub("minReplicas"),
+            "a peak window needs minReplicas, maxReplicas or both",
+        ));
+    }
     Ok(Window {
         name: spec.name.clone(),
         cron,
         time_zone,
         duration,
-        min_replicas: min_replicas as u32,
+        min_replicas,
+        max_replicas,
     })
 }
 

@@ -131,10 +131,16 @@ pub fn write_svg(
         }
         out
     };
+    // Shaded: what the schedule holds (peak windows with a floor, events with one).
     let peaks = runs_where(&|t| {
-        spec.peak_windows
-            .iter()
-            .any(|w| schedule::is_open(w, trace.time(t)))
+        schedule::scheduled(
+            &spec.peak_windows,
+            &spec.calendar,
+            trace.time(t),
+            chrono::Duration::zero(),
+        )
+        .floor
+        .is_some()
     });
     let gaps = runs_where(&|t| !trace.observed[t]);
 

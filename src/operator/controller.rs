@@ -347,6 +347,7 @@ async fn observe_decide_act(
         conditions::limit_finding(&decision, &target.spec),
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
+    findings.extend(conditions::capacity_finding(&decision, &target.spec));
     publish_metrics(ctx, ps, &decision, ready.current);
     write_status(
         ps,

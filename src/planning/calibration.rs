@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::forecast::{self, History, ModelConfig, Predictor, View};
+use super::forecast::{self, Adjustments, History, ModelConfig, Predictor, View};
 
 /// How stale the newest sample may be before the load counts as unobserved: nothing is recorded
 /// (and `plan` holds) without a recent sample.
@@ -247,6 +247,7 @@ impl Calibrator {
         view_at: impl Fn(DateTime<Utc>) -> Option<View<'h>>,
         now: DateTime<Utc>,
         objective: &Objective,
+        adjust: &Adjustments,
     ) {
         let interval = cfg.recalibrate_interval.num_minutes().max(1);
         let now_m = epoch_minute(now);
@@ -262,7 +263,7 @@ impl Calibrator {
             let mut record = [f32::NAN; 2];
             if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
-                    if let Some(v) = forecast::predict_peak(cfg, *p, view, t, t + objective.lead) {
+                    if let Some(v) = forecast::predict_peak(cfg, *p, view, adjust, t, t + objective.lead) {
                         record[slot(*p)] = v.max(0.0) as f32;
                     }
                 }
@@ -271,7 +272,7 @@ impl Calibrator {
         }
         if self.calibrated_at != Some(boundary) && boundary <= now_m {
             self.calibrated_at = Some(boundary);
-            self.calibration = self.recalibrate(cfg, history, boundary, objective);
+            self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
         }
         // What this boundary's calibration reads (again, after `invalidate`), and what a decision
         // now needs.
@@ -290,6 +291,7 @@ impl Calibrator {
         history: &History,
         boundary: i64,
         objective: &Objective,
+        adjust: &Adjustments,
     ) -> Option<Calibration> {
         let c = objective.target_per_replica;
         let lead = objective.lead.num_minutes().max(1);
@@ -337,8 +339,10 @@ impl Calibrator {
         let needed = |load: f64| {
             super::replicas_for(load, c).clamp(objective.min_replicas, objective.max_replicas)
         };
+        // The calendar's unusual days (holidays, events) do not set the margins of ordinary ones.
         let scored: Vec<usize> = (0..span)
             .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
+            .filter(|&k| !adjust.is_unusual(minute_time(span_lo + k as i64)))
             .collect();
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
@@ -607,7 +611,7 @@ mod tests {
         let cfg = ModelConfig::default();
         let mut c = Calibrator::new(vec![Predictor::Daily, Predictor::Weekly]);
         let now = h.time(h.len() - 1);
-        c.advance(&cfg, h, |t| h.view_at(t), now, objective);
+        c.advance(&cfg, h, |t| h.view_at(t), now, objective, &Adjustments::default());
         *c.calibration().expect("a week of record")
     }
 
@@ -634,16 +638,16 @@ mod tests {
         let end = h.time(h.len() - 1);
         let mut t = t0() + Duration::days(8);
         while t <= end {
-            steady.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+            steady.advance(&cfg, &h, |t| h.view_at(t), t, &o, &Adjustments::default());
             if t.timestamp() % (3 * 3600) == 5400 {
                 // An objective changed mid-interval: recalibrated from the record kept.
                 steady.invalidate();
-                steady.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+                steady.advance(&cfg, &h, |t| h.view_at(t), t, &o, &Adjustments::default());
             }
             if t.timestamp() % (3 * 3600) == 0 || t.timestamp() % (3 * 3600) == 5400 || t == end {
                 // A restarted operator rebuilds its record from history alone.
                 let mut rebuilt = Calibrator::new(predictors.clone());
-                rebuilt.advance(&cfg, &h, |t| h.view_at(t), t, &o);
+                rebuilt.advance(&cfg, &h, |t| h.view_at(t), t, &o, &Adjustments::default());
                 assert_eq!(rebuilt.calibration(), steady.calibration(), "at {t}");
                 assert_eq!(
                     format!("{:?}", rebuilt.forecasts_at(t)),

@@ -15,6 +15,7 @@ pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 pub const FORECAST_RELIABLE: &str = "ForecastReliable";
 pub const SCALING_LIMITED: &str = "ScalingLimited";
 pub const OBJECTIVE_MET: &str = "ObjectiveMet";
+pub const MAX_REPLICAS_SUFFICIENT: &str = "MaxReplicasSufficient";
 
 /// One condition as the reconcile found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +90,7 @@ pub fn merge(
         METRICS_AVAILABLE,
         FORECAST_RELIABLE,
         OBJECTIVE_MET,
+        MAX_REPLICAS_SUFFICIENT,
         SCALING_LIMITED,
     ];
     conditions.sort_by_key(|c| {
@@ -248,6 +250,15 @@ pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
                 spec.min_replicas
             ),
         ),
+        Reason::ScheduledMaximum(ref source) => Finding::new(
+            SCALING_LIMITED,
+            true,
+            "ScheduledMaximum",
+            format!(
+                "the desired count was capped at {} by {source}'s maxReplicas",
+                d.desired_replicas
+            ),
+        ),
         Reason::RateLimited => Finding::new(
             SCALING_LIMITED,
             true,
@@ -263,6 +274,58 @@ pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
     }
 }
 
+/// `MaxReplicasSufficient`: False while the forecast needs more than the bound in force
+/// (`maxReplicas`, or a schedule's ceiling) within the lead time, so that an SRE hears of it a
+/// lead time before the peak, from an Event, and can raise the bound. The message changes only
+/// when the count needed does.
+pub fn capacity_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> {
+    if !d.metrics_available {
+        return None; // nothing new was forecast: keep the last word
+    }
+    let needed = d.forecast_replicas.unwrap_or(0);
+    let (bound, which) = match &d.cap {
+        Some(c) if c.max_replicas < spec.max_replicas => {
+            (c.max_replicas, format!("{}'s maxReplicas", c.source))
+        }
+        _ => (spec.max_replicas, "maxReplicas".to_string()),
+    };
+    Some(if d.forecast_used() && needed > bound {
+        Finding::new(
+            MAX_REPLICAS_SUFFICIENT,
+            false,
+            "ForecastAboveMaxReplicas",
+            format!(
+                "the forecast needs {needed} replicas within the lead time ({}), {which} is {bound}: \
+                 raise it before the peak, or the workload will be under-provisioned",
+                crate::api::format_duration(spec.lead_time)
+            ),
+        )
+    } else {
+        Finding::new(
+            MAX_REPLICAS_SUFFICIENT,
+            true,
+            "ForecastWithinMaxReplicas",
+            "the forecast needs no more than the replicas allowed",
+        )
+    })
+}
+
+/// What the schedule holds now, in a few words for `status.schedule`: the exclusion in force,
+/// the floor asked for (a window or an event), the ceiling.
+pub fn schedule_summary(d: &Decision) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(x) = &d.excluded {
+        parts.push(format!("excluded ({x})"));
+    }
+    if let Some(f) = &d.scheduled {
+        parts.push(format!("{} min {}", f.source, f.min_replicas));
+    }
+    if let Some(c) = &d.cap {
+        parts.push(format!("{} max {}", c.source, c.max_replicas));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// The decision's figures in the status. Loads are rounded to three significant digits: enough
 /// to read, and steady enough that an unchanged situation writes no status.
 pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, current: u32) {
@@ -272,6 +335,8 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
     status.reactive_replicas = d.reactive_replicas.map(as_i32);
     status.forecast_replicas = d.forecast_replicas.map(as_i32);
     status.scheduled_min_replicas = d.scheduled.as_ref().map(|s| as_i32(s.min_replicas));
+    status.scheduled_max_replicas = d.cap.as_ref().map(|c| as_i32(c.max_replicas));
+    status.schedule = schedule_summary(d);
     status.reason = Some(d.reason.as_str().into());
     status.forecast_load = d.forecast_load.map(significant3);
     status.forecast_error_percent = d

@@ -11,9 +11,9 @@
 //! How much each is trusted, and with what margin, is `calibration`'s business. Everything here is
 //! pure: the history is passed in, and a `View` shows only what was observed by some instant.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 
-use crate::api::Seasonality;
+use crate::api::{Calendar, Seasonality};
 
 /// A regularly sampled series: `values[i]` is the load at `start + i * step`; NaN marks a gap.
 /// Prefix sums make the windowed means the predictors need O(1).
@@ -195,6 +195,117 @@ impl<'a> View<'a> {
     }
 }
 
+/// What the calendar changes in the forecasts: the intervals the seasonal history leaves out
+/// (exclusions and events, widened to whole `COARSE_BLOCK`s so that the operator's coarse
+/// history and the backtest's fine one leave out the same load), and the events' multipliers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Adjustments {
+    /// Sorted, disjoint `[start, end)`.
+    gaps: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `[start, end)` and the multiplier, sorted by start.
+    multipliers: Vec<(DateTime<Utc>, DateTime<Utc>, f64)>,
+}
+
+impl Adjustments {
+    pub fn new(calendar: &Calendar) -> Self {
+        let widen = |t: DateTime<Utc>, up: bool| {
+            let down = t.duration_trunc(COARSE_BLOCK).unwrap_or(t);
+            if up && down < t { down + COARSE_BLOCK } else { down }
+        };
+        let mut gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        for (s, e) in calendar.unusual() {
+            let (s, e) = (widen(s, false), widen(e, true));
+            match gaps.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => gaps.push((s, e)),
+            }
+        }
+        let mut multipliers: Vec<_> = calendar
+            .events
+            .iter()
+            .filter_map(|e| Some((e.when.start, e.when.end, e.load_multiplier?)))
+            .collect();
+        multipliers.sort_by_key(|m| m.0);
+        Self { gaps, multipliers }
+    }
+
+    /// Whether `t` is in an interval the seasonal history leaves out.
+    pub fn is_unusual(&self, t: DateTime<Utc>) -> bool {
+        let i = self.gaps.partition_point(|(_, e)| *e <= t);
+        self.gaps.get(i).is_some_and(|(s, _)| *s <= t)
+    }
+
+    /// The expected multiple of the usual load at `t` (the largest of the events under way).
+    fn multiplier_at(&self, t: DateTime<Utc>) -> f64 {
+        self.multipliers
+            .iter()
+            .take_while(|(s, _, _)| *s <= t)
+            .filter(|(_, e, _)| t < *e)
+            .map(|(_, _, m)| *m)
+            .reduce(f64::max)
+            .unwrap_or(1.0)
+    }
+
+    /// Whether an event with a multiplier meets `[from, to]`.
+    fn multiplies(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        self.multipliers
+            .iter()
+            .any(|(s, e, _)| *s <= to && from < *e)
+    }
+}
+
+impl View<'_> {
+    /// The mean of the observed values in `[lo, hi]` outside the calendar's unusual intervals.
+    fn usual_mean(&self, lo: i64, hi: i64, adjust: &Adjustments) -> Option<f64> {
+        if adjust.gaps.is_empty() {
+            return self.mean(lo, hi);
+        }
+        let hi = hi.min(self.end as i64);
+        let lo = lo.max(self.lo as i64);
+        if hi < lo {
+            return None;
+        }
+        let h = self.history;
+        let sum_count = |a: i64, b: i64| {
+            let (a, b) = (a as usize, b as usize + 1);
+            (h.sums[b] - h.sums[a], h.counts[b] - h.counts[a])
+        };
+        let (mut sum, mut count) = sum_count(lo, hi);
+        let (t_lo, t_hi) = (h.time(lo as usize), h.time(hi as usize));
+        let first = adjust.gaps.partition_point(|(_, e)| *e <= t_lo);
+        for &(s, e) in adjust.gaps[first..].iter().take_while(|(s, _)| *s <= t_hi) {
+            let a = index_ceil(h, s).max(lo);
+            let b = (index_ceil(h, e) - 1).min(hi);
+            if a <= b {
+                let (gs, gc) = sum_count(a, b);
+                sum -= gs;
+                count -= gc;
+            }
+        }
+        (count > 0).then(|| sum / count as f64)
+    }
+
+    /// The mean load over `[lo, hi]` as the routine would have had it: each minute during an
+    /// event divided by the event's multiplier, so that an event's expected surge is not read as
+    /// a new level and counted twice.
+    fn routine_mean(&self, lo: i64, hi: i64, adjust: &Adjustments) -> Option<f64> {
+        let h = self.history;
+        let (a, b) = (lo.max(self.lo as i64), hi.min(self.end as i64));
+        if a > b || !adjust.multiplies(h.time(a as usize), h.time(b as usize)) {
+            return self.mean(lo, hi);
+        }
+        let (mut sum, mut n) = (0.0, 0u32);
+        for i in a..=b {
+            let v = h.values[i as usize];
+            if v.is_finite() {
+                sum += v / adjust.multiplier_at(h.time(i as usize));
+                n += 1;
+            }
+        }
+        (n > 0).then(|| sum / f64::from(n))
+    }
+}
+
 /// A way of predicting the load: a seasonal profile of the given period, scaled to the level of
 /// the last minutes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -297,10 +408,14 @@ impl ModelConfig {
 /// Predicts the highest load in `[from, to]` with `predictor`, from what `view` has observed:
 /// the profile (the median over past periods of the load's mean around the same phase), times
 /// the ratio of the last minutes' load to the profile over the same minutes.
+///
+/// The calendar's unusual days are left out of the past periods, and its events' multipliers
+/// scale the profile in their minutes (and are taken out of the current level).
 pub fn predict_peak(
     cfg: &ModelConfig,
     predictor: Predictor,
     view: View<'_>,
+    adjust: &Adjustments,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Option<f64> {
@@ -322,6 +437,7 @@ pub fn predict_peak(
     }
     let past = Past {
         view,
+        adjust,
         period,
         periods,
         coarse_lag: h.steps(COARSE_AFTER),
@@ -331,7 +447,7 @@ pub fn predict_peak(
     let half = h.steps(cfg.smoothing_half_width);
     let end = view.end() as i64;
     let w = h.steps(cfg.level_window).max(1);
-    let now = view.mean(end - w + 1, end)?;
+    let now = view.routine_mean(end - w + 1, end, adjust)?;
     let then = past.median(|c| (c - w + 1, c))?;
     let ratio = if then > 0.0 {
         now / then
@@ -347,6 +463,11 @@ pub fn predict_peak(
     let mut i = lo;
     loop {
         if let Some(p) = past.median_at(i, |c| (c - half, c + half)) {
+            let p = if adjust.multipliers.is_empty() {
+                p
+            } else {
+                p * adjust.multiplier_at(h.time(i.max(0) as usize))
+            };
             peak = Some(peak.map_or(p, |b| b.max(p)));
         }
         if i >= hi {
@@ -372,6 +493,7 @@ pub(crate) fn index_floor(h: &History, t: DateTime<Utc>) -> i64 {
 /// Past periods of one seasonality, as seen by a view.
 struct Past<'a> {
     view: View<'a>,
+    adjust: &'a Adjustments,
     period: i64,
     periods: i64,
     /// Past periods at least this many steps back are read through whole blocks.
@@ -403,9 +525,10 @@ impl Past<'_> {
                 // Whole blocks: from the start of lo's block to the end of hi's.
                 let lo = lo - (lo + self.block_phase).rem_euclid(self.block);
                 let hi = hi - (hi + self.block_phase).rem_euclid(self.block) + self.block - 1;
-                self.view.mean(lo, hi.min(self.view.end() as i64))
+                self.view
+                    .usual_mean(lo, hi.min(self.view.end() as i64), self.adjust)
             } else {
-                self.view.mean(lo, hi)
+                self.view.usual_mean(lo, hi, self.adjust)
             };
             if let Some(m) = mean {
                 samples[n] = m;
@@ -469,6 +592,7 @@ mod tests {
             &ModelConfig::default(),
             p,
             view,
+            &Adjustments::default(),
             now,
             now + Duration::minutes(lead),
         )

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::behavior::{self, Limited};
 use super::calibration::{Basis, Calibration, Margins};
-use super::schedule::ScheduledFloor;
+use super::schedule::{Scheduled, ScheduledCap, ScheduledFloor, Source};
 use crate::api::ValidatedSpec;
 
 /// Margin on the reactive term while no forecast is calibrated yet: the HPA's customary 80 %
@@ -33,8 +33,9 @@ pub struct Inputs<'a> {
     pub weekly: f64,
     /// The margins the objective calls for, once calibrated.
     pub calibration: Option<&'a Calibration>,
-    /// The floor of a peak window open within the lead time.
-    pub scheduled: Option<&'a ScheduledFloor>,
+    /// What the peak windows and the calendar ask for: a floor within the lead time, a
+    /// ceiling now.
+    pub scheduled: &'a Scheduled,
     /// The replica count the target has now.
     pub current_replicas: u32,
 }
@@ -58,6 +59,10 @@ pub enum Reason {
     Forecast(Basis),
     /// A peak window is open, or opens within the lead time.
     PeakWindow(String),
+    /// A calendar event is under way, or starts within the lead time.
+    Event(String),
+    /// Capped by a peak window's or an event's `maxReplicas`.
+    ScheduledMaximum(Source),
     /// Raised to `minReplicas`.
     MinReplicas,
     /// Capped at `maxReplicas`.
@@ -77,6 +82,8 @@ impl Reason {
             Reason::Reactive => "Reactive",
             Reason::Forecast(_) => "Forecast",
             Reason::PeakWindow(_) => "PeakWindow",
+            Reason::Event(_) => "Event",
+            Reason::ScheduledMaximum(_) => "ScheduledMaximum",
             Reason::MinReplicas => "MinReplicas",
             Reason::MaxReplicas => "MaxReplicas",
             Reason::Stabilized => "Stabilized",
@@ -104,6 +111,10 @@ pub struct Decision {
     /// The margins and what their calibration found; `None` until there is a day of record.
     pub calibration: Option<Calibration>,
     pub scheduled: Option<ScheduledFloor>,
+    /// The schedule's ceiling in force, if any.
+    pub cap: Option<ScheduledCap>,
+    /// The calendar exclusion in force, if any (peak windows are off).
+    pub excluded: Option<String>,
     /// False when the decision was taken without a live load.
     pub metrics_available: bool,
     /// How far back the history the forecast learned from reaches (set by the planner).
@@ -124,6 +135,8 @@ impl Decision {
                 self.forecast_load.unwrap_or_default()
             ),
             Reason::PeakWindow(w) => format!("peak window {w:?}"),
+            Reason::Event(e) => format!("event {e:?}"),
+            Reason::ScheduledMaximum(s) => format!("capped by {s}'s maxReplicas"),
             Reason::MinReplicas => "minReplicas".into(),
             Reason::MaxReplicas => "capped at maxReplicas".into(),
             Reason::Stabilized => "held by the stabilization window".into(),
@@ -154,9 +167,21 @@ pub fn decide(
 ) -> Decision {
     let c = spec.target_per_replica;
     let replicas_for = |load: f64| super::replicas_for(load, c);
-    let scheduled = inputs.scheduled.cloned();
+    let scheduled = inputs.scheduled.floor.clone();
+    let cap = inputs.scheduled.cap.clone();
+    // The schedule's ceiling is a bound like `maxReplicas` while it is in force (validation
+    // keeps it at or above `minReplicas`).
+    let bounds = (
+        spec.min_replicas,
+        cap.as_ref()
+            .map_or(spec.max_replicas, |c| c.max_replicas.min(spec.max_replicas))
+            .max(spec.min_replicas),
+    );
     let Some(load) = inputs.load else {
-        return hold(spec, inputs.current_replicas, scheduled, memory, now);
+        let mut d = hold(spec, bounds, inputs.current_replicas, scheduled, memory, now);
+        d.cap = cap;
+        d.excluded = inputs.scheduled.excluded.clone();
+        return d;
     };
 
     // The basis and margins the objective calls for; until they are calibrated, the live load
@@ -195,12 +220,16 @@ pub fn decide(
         && s.min_replicas >= recommendation
     {
         recommendation = s.min_replicas;
-        reason = Reason::PeakWindow(s.window.clone());
+        reason = match &s.source {
+            Source::PeakWindow(w) => Reason::PeakWindow(w.clone()),
+            Source::Event(e) => Reason::Event(e.clone()),
+        };
     }
     let (bounded, bound_reason) = clamp(spec, recommendation);
     if let Some(r) = bound_reason {
         reason = r;
     }
+    let bounded = bounded.min(bounds.1);
 
     // What is known ahead, which the default scale-up limit does not hold back: a peak window's
     // floor, a seasonal forecast (its level is a quarter hour's mean, not one sample).
@@ -210,10 +239,11 @@ pub fn decide(
             .unwrap_or(0)
             .max(scheduled.as_ref().map_or(0, |s| s.min_replicas)),
     )
-    .0;
+    .0
+    .min(bounds.1);
     let (desired, limited) = behavior::shape(
         &spec.behavior,
-        (spec.min_replicas, spec.max_replicas),
+        bounds,
         inputs.current_replicas,
         bounded,
         foresight,
@@ -225,11 +255,19 @@ pub fn decide(
         Some(Limited::RateLimited) => reason = Reason::RateLimited,
         None => {}
     }
+    // The ceiling decided if it holds the count below what the other terms asked for.
+    if let Some(c) = &cap
+        && desired == bounds.1
+        && (recommendation > bounds.1 || limited.is_some())
+        && bounds.1 < spec.max_replicas
+    {
+        reason = Reason::ScheduledMaximum(c.source.clone());
+    }
     memory.last_trusted = Some((now, recommendation));
     if let Some(f) = forecast_replicas {
         memory.last_forecast = Some((now, f));
     }
-    let floor_replicas = floor(spec, forecast_replicas, scheduled.as_ref());
+    let floor_replicas = floor(spec, forecast_replicas, scheduled.as_ref()).min(bounds.1);
     Decision {
         desired_replicas: desired,
         reason,
@@ -240,6 +278,8 @@ pub fn decide(
         forecast_load,
         calibration: inputs.calibration.copied(),
         scheduled,
+        cap,
+        excluded: inputs.scheduled.excluded.clone(),
         metrics_available: true,
         observed_history: Duration::zero(),
     }
@@ -249,6 +289,7 @@ pub fn decide(
 /// current replicas and the last trustworthy forecast (for a bounded time), and any peak floor.
 fn hold(
     spec: &ValidatedSpec,
+    bounds: (u32, u32),
     current: u32,
     scheduled: Option<ScheduledFloor>,
     memory: &mut Memory,
@@ -262,7 +303,8 @@ fn hold(
     let scheduled_floor = scheduled.as_ref().map_or(0, |s| s.min_replicas);
     let (desired, _) = clamp(spec, current.max(remembered).max(scheduled_floor));
     // Never below the current count (within maxReplicas): a failure is no reason to scale down.
-    let desired = desired.max(current.min(spec.max_replicas));
+    // A schedule's ceiling still holds: it is a matter of the clock, not of the metrics.
+    let desired = desired.max(current.min(spec.max_replicas)).min(bounds.1);
     let remembered_forecast = memory
         .last_forecast
         .filter(|(t, _)| now - *t <= HOLD_FORECAST_FOR)
@@ -270,13 +312,15 @@ fn hold(
     Decision {
         desired_replicas: desired,
         reason: Reason::Hold,
-        floor_replicas: floor(spec, remembered_forecast, scheduled.as_ref()),
+        floor_replicas: floor(spec, remembered_forecast, scheduled.as_ref()).min(bounds.1),
         load: None,
         reactive_replicas: None,
         forecast_replicas: None,
         forecast_load: None,
         calibration: None,
         scheduled,
+        cap: None,
+        excluded: None,
         metrics_available: false,
         observed_history: Duration::zero(),
     }

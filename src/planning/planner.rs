@@ -10,7 +10,7 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::calibration::{self, Calibrator, Objective};
-use super::forecast::{self, COARSE_BLOCK, History, ModelConfig, View};
+use super::forecast::{self, Adjustments, COARSE_BLOCK, History, ModelConfig, View};
 use super::plan::{self, Decision, Inputs, Memory};
 use super::{behavior, schedule};
 use crate::api::ValidatedSpec;
@@ -28,6 +28,8 @@ pub struct HistoryNeeds {
 pub struct Planner {
     spec: ValidatedSpec,
     model: ModelConfig,
+    /// What the spec's calendar changes in the forecasts.
+    adjust: Adjustments,
     calibrator: Calibrator,
     memory: Memory,
     /// The last decision: its minute, the replica count it was made for, and the decision.
@@ -62,6 +64,7 @@ impl Planner {
     pub fn new(spec: ValidatedSpec, model: ModelConfig) -> Self {
         let calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
         Self {
+            adjust: Adjustments::new(&spec.calendar),
             spec,
             model,
             calibrator,
@@ -81,6 +84,7 @@ impl Planner {
     pub fn update_spec(&mut self, spec: ValidatedSpec) {
         if spec.record_key() != self.spec.record_key() {
             self.calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+            self.adjust = Adjustments::new(&spec.calendar);
         } else if self.objective() != objective(&spec) {
             self.calibrator.invalidate();
         }
@@ -115,6 +119,22 @@ impl Planner {
         }
     }
 
+    /// What the peak windows and the calendar ask for at `minute`, for a workload at
+    /// `current_replicas`: a floor is asked for a lead time before it opens, and earlier by as
+    /// many minutes as the scale-up rules need to get there from the current count.
+    pub fn scheduled_at(&self, minute: DateTime<Utc>, current_replicas: u32) -> schedule::Scheduled {
+        let spec = &self.spec;
+        let highest = schedule::highest_floor(&spec.peak_windows, &spec.calendar);
+        let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
+            .saturating_sub(1);
+        schedule::scheduled(
+            &spec.peak_windows,
+            &spec.calendar,
+            minute,
+            spec.lead_time + Duration::minutes(ramp.into()),
+        )
+    }
+
     /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
     /// Prometheus returns it at each minute up to now, `None` when it could not be read.
     pub fn decide(
@@ -138,29 +158,22 @@ impl Planner {
         let (mut load, mut observed_history) = (None, Duration::zero());
         if let Some(h) = history {
             let objective = objective(spec);
-            self.calibrator
-                .advance(&self.model, h, |t| view_at(h, t, span), minute, &objective);
+            self.calibrator.advance(
+                &self.model,
+                h,
+                |t| view_at(h, t, span),
+                minute,
+                &objective,
+                &self.adjust,
+            );
             if let Some(view) = view_at(h, minute, span) {
                 observed_history = view.observed_span();
                 load = calibration::live_load(view, minute);
             }
         }
         let (daily, weekly) = self.calibrator.forecasts_at(minute);
-        // A floor is asked for a lead time before it opens, and earlier by as many minutes as
-        // the scale-up rules need to get there from the current count.
-        let highest = spec
-            .peak_windows
-            .iter()
-            .map(|w| w.min_replicas)
-            .max()
-            .unwrap_or(0);
-        let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
-            .saturating_sub(1);
-        let scheduled = schedule::floor(
-            &spec.peak_windows,
-            minute,
-            spec.lead_time + Duration::minutes(ramp.into()),
-        );
+        let scheduled = self.scheduled_at(minute, current_replicas);
+        let spec = &self.spec;
         let mut decision = plan::decide(
             spec,
             Inputs {
@@ -168,7 +181,7 @@ impl Planner {
                 daily,
                 weekly,
                 calibration: self.calibrator.calibration(),
-                scheduled: scheduled.as_ref(),
+                scheduled: &scheduled,
                 current_replicas,
             },
             &mut self.memory,

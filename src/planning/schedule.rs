@@ -1,64 +1,141 @@
-//! Peak windows: a cron schedule in an IANA time zone opens a window of fixed elapsed duration
-//! that holds a replica floor.
+//! What the schedule asks for at an instant: the recurring peak windows and the calendar's
+//! dated events give floors (asked for a lead time ahead, since replicas take that long to be
+//! ready) and ceilings (in force while open); the calendar's exclusions switch peak windows off.
 //!
 //! Cron arithmetic, including daylight-saving transitions, is croner's (it follows the Open Cron
 //! Pattern Specification and Vixie cron): a fixed-time schedule whose time is skipped by a
 //! spring-forward runs right after the jump, and one whose time repeats at a fall-back runs once.
-//! This module only adds the window semantics on top of the windows `api` parsed.
+//! This module only adds the window semantics on top of what `api` parsed.
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::api::Window;
+use crate::api::{Calendar, Window};
 
-/// The floor a window asks for, and which window asks for it.
+/// Who asks for a floor or a ceiling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    PeakWindow(String),
+    Event(String),
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        match self {
+            Source::PeakWindow(n) | Source::Event(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::PeakWindow(n) => write!(f, "peak window {n:?}"),
+            Source::Event(n) => write!(f, "event {n:?}"),
+        }
+    }
+}
+
+/// The floor the schedule asks for, and who asks for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledFloor {
-    pub window: String,
+    pub source: Source,
     pub min_replicas: u32,
 }
 
-/// Whether the window is open at `at`: the latest opening at or before `at` is less than
-/// `duration` ago. (The latest opening also closes last, so earlier ones need no look.)
-pub fn is_open(window: &Window, at: DateTime<Utc>) -> bool {
-    match window
-        .cron
-        .find_previous_occurrence(&at.with_timezone(&window.time_zone), true)
-    {
-        Ok(start) => start
-            .with_timezone(&Utc)
-            .checked_add_signed(window.duration)
-            .is_some_and(|end| at < end),
-        Err(_) => false,
+/// The ceiling the schedule sets, and who sets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledCap {
+    pub source: Source,
+    pub max_replicas: u32,
+}
+
+/// What the schedule asks for at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scheduled {
+    /// The highest floor among the windows and events in force within the lead time.
+    pub floor: Option<ScheduledFloor>,
+    /// The lowest ceiling among the windows and events in force now.
+    pub cap: Option<ScheduledCap>,
+    /// The calendar exclusion in force now, which switches the peak windows off.
+    pub excluded: Option<String>,
+}
+
+/// Whether a peak window's floor is asked for at `now`: open at some instant of
+/// `[now, now + lead]`, through an opening outside every exclusion, and `now` itself outside
+/// them (peak windows do not apply during an exclusion, and an opening inside one is skipped).
+fn window_floor_applies(w: &Window, calendar: &Calendar, now: DateTime<Utc>, lead: Duration) -> bool {
+    let open_now = w.is_open(now).then(|| w.opening_before(now)).flatten();
+    let next = w
+        .opening_after(now)
+        .filter(|t| now.checked_add_signed(lead).is_some_and(|end| *t <= end));
+    [open_now, next]
+        .into_iter()
+        .flatten()
+        .any(|opening| calendar.exclusion_at(opening).is_none())
+}
+
+/// What the windows and the calendar ask for at `now`, floors looking `lead` ahead.
+pub fn scheduled(
+    windows: &[Window],
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+    lead: Duration,
+) -> Scheduled {
+    let excluded = calendar.exclusion_at(now).map(|x| x.name.clone());
+    let end = now.checked_add_signed(lead).unwrap_or(now);
+    let routine = || windows.iter().filter(|_| excluded.is_none());
+    let floors = routine()
+        .filter_map(|w| Some((w.min_replicas?, w)))
+        .filter(|(_, w)| window_floor_applies(w, calendar, now, lead))
+        .map(|(min, w)| (min, Source::PeakWindow(w.name.clone())))
+        .chain(calendar.events.iter().filter_map(|e| {
+            (e.when.meets(now, end))
+                .then_some((e.min_replicas?, Source::Event(e.when.name.clone())))
+        }));
+    // The first of equal floors: the order they are written in.
+    let floor = floors
+        .fold(None::<(u32, Source)>, |best, (m, s)| match best {
+            Some((b, _)) if b >= m => best,
+            _ => Some((m, s)),
+        })
+        .map(|(min_replicas, source)| ScheduledFloor {
+            source,
+            min_replicas,
+        });
+    let caps = routine()
+        .filter_map(|w| Some((w.max_replicas?, w)))
+        .filter(|(_, w)| w.is_open(now))
+        .map(|(max, w)| (max, Source::PeakWindow(w.name.clone())))
+        .chain(calendar.events.iter().filter_map(|e| {
+            e.when
+                .contains(now)
+                .then_some((e.max_replicas?, Source::Event(e.when.name.clone())))
+        }));
+    let cap = caps
+        .fold(None::<(u32, Source)>, |best, (m, s)| match best {
+            Some((b, _)) if b <= m => best,
+            _ => Some((m, s)),
+        })
+        .map(|(max_replicas, source)| ScheduledCap {
+            source,
+            max_replicas,
+        });
+    Scheduled {
+        floor,
+        cap,
+        excluded,
     }
 }
 
-/// Whether the window is open at any instant of `[from, from + lead]`.
-pub fn is_open_within(window: &Window, from: DateTime<Utc>, lead: Duration) -> bool {
-    if is_open(window, from) {
-        return true;
-    }
-    match window
-        .cron
-        .find_next_occurrence(&from.with_timezone(&window.time_zone), false)
-    {
-        Ok(next) => from
-            .checked_add_signed(lead)
-            .is_some_and(|end| next.with_timezone(&Utc) <= end),
-        Err(_) => false,
-    }
-}
-
-/// The highest floor among the windows that are open at some instant of `[now, now + lead]`:
-/// replicas take the lead time to become ready, so a floor is asked for that long before it opens.
-pub fn floor(windows: &[Window], now: DateTime<Utc>, lead: Duration) -> Option<ScheduledFloor> {
+/// The highest floor any window or event can ask for: how far ahead the scale-up rules must
+/// start to reach it.
+pub fn highest_floor(windows: &[Window], calendar: &Calendar) -> u32 {
     windows
         .iter()
-        .filter(|w| is_open_within(w, now, lead))
-        .max_by_key(|w| w.min_replicas)
-        .map(|w| ScheduledFloor {
-            window: w.name.clone(),
-            min_replicas: w.min_replicas,
-        })
+        .filter_map(|w| w.min_replicas)
+        .chain(calendar.events.iter().filter_map(|e| e.min_replicas))
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -73,9 +150,14 @@ mod tests {
             schedule: schedule.into(),
             duration: duration.into(),
             time_zone: tz.into(),
-            min_replicas: 10,
+            min_replicas: Some(10),
+            max_replicas: None,
         }];
         spec.validate().unwrap().peak_windows.remove(0)
+    }
+
+    fn floor(w: &[Window], at: DateTime<Utc>, lead: Duration) -> Option<ScheduledFloor> {
+        scheduled(w, &Calendar::default(), at, lead).floor
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -86,17 +168,17 @@ mod tests {
     fn weekday_window_in_local_time() {
         let w = window("0 11 * * 1-5", "3h", "Europe/Berlin");
         // Monday 2026-01-12, CET = UTC+1: the window is 10:00Z..13:00Z.
-        assert!(!is_open(&w, utc("2026-01-12T09:59:00Z")));
-        assert!(is_open(&w, utc("2026-01-12T10:00:00Z")));
-        assert!(is_open(&w, utc("2026-01-12T12:59:00Z")));
-        assert!(!is_open(&w, utc("2026-01-12T13:00:00Z")));
+        assert!(!w.is_open(utc("2026-01-12T09:59:00Z")));
+        assert!(w.is_open(utc("2026-01-12T10:00:00Z")));
+        assert!(w.is_open(utc("2026-01-12T12:59:00Z")));
+        assert!(!w.is_open(utc("2026-01-12T13:00:00Z")));
         // Saturday: closed.
-        assert!(!is_open(&w, utc("2026-01-17T10:30:00Z")));
+        assert!(!w.is_open(utc("2026-01-17T10:30:00Z")));
         // In summer (CEST = UTC+2) the same local time is an hour earlier in UTC.
-        assert!(!is_open(&w, utc("2026-07-13T08:59:00Z")));
-        assert!(is_open(&w, utc("2026-07-13T09:00:00Z")));
-        assert!(is_open(&w, utc("2026-07-13T11:59:00Z")));
-        assert!(!is_open(&w, utc("2026-07-13T12:00:00Z")));
+        assert!(!w.is_open(utc("2026-07-13T08:59:00Z")));
+        assert!(w.is_open(utc("2026-07-13T09:00:00Z")));
+        assert!(w.is_open(utc("2026-07-13T11:59:00Z")));
+        assert!(!w.is_open(utc("2026-07-13T12:00:00Z")));
     }
 
     #[test]
@@ -116,13 +198,13 @@ mod tests {
         // 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST (01:00Z). 02:30 local does not exist.
         let w = window("30 2 * * *", "1h", "Europe/Berlin");
         // It opens at the first valid minute after the gap, 03:00 CEST = 01:00Z, and lasts one hour.
-        assert!(!is_open(&w, utc("2026-03-29T00:59:00Z")));
-        assert!(is_open(&w, utc("2026-03-29T01:00:00Z")));
-        assert!(is_open(&w, utc("2026-03-29T01:59:00Z")));
-        assert!(!is_open(&w, utc("2026-03-29T02:00:00Z")));
+        assert!(!w.is_open(utc("2026-03-29T00:59:00Z")));
+        assert!(w.is_open(utc("2026-03-29T01:00:00Z")));
+        assert!(w.is_open(utc("2026-03-29T01:59:00Z")));
+        assert!(!w.is_open(utc("2026-03-29T02:00:00Z")));
         // The next day it is back at 02:30 CEST = 00:30Z.
-        assert!(is_open(&w, utc("2026-03-30T00:30:00Z")));
-        assert!(!is_open(&w, utc("2026-03-30T00:29:00Z")));
+        assert!(w.is_open(utc("2026-03-30T00:30:00Z")));
+        assert!(!w.is_open(utc("2026-03-30T00:29:00Z")));
     }
 
     #[test]
@@ -131,20 +213,20 @@ mod tests {
         // A window opening at 01:30 local (23:30Z the day before, CEST) for 3 hours of elapsed time
         // closes at 02:30Z = 03:30 CET, not at 04:30 wall clock.
         let w = window("30 1 * * *", "3h", "Europe/Berlin");
-        assert!(is_open(&w, utc("2026-10-24T23:30:00Z")));
-        assert!(is_open(&w, utc("2026-10-25T01:30:00Z")));
-        assert!(is_open(&w, utc("2026-10-25T02:29:00Z")));
-        assert!(!is_open(&w, utc("2026-10-25T02:30:00Z")));
+        assert!(w.is_open(utc("2026-10-24T23:30:00Z")));
+        assert!(w.is_open(utc("2026-10-25T01:30:00Z")));
+        assert!(w.is_open(utc("2026-10-25T02:29:00Z")));
+        assert!(!w.is_open(utc("2026-10-25T02:30:00Z")));
     }
 
     #[test]
     fn fall_back_window_at_a_repeated_time_opens_once() {
         // 02:30 local happens twice on 2026-10-25 in Berlin: 00:30Z (CEST) and 01:30Z (CET).
         let w = window("30 2 * * *", "30m", "Europe/Berlin");
-        assert!(is_open(&w, utc("2026-10-25T00:30:00Z")));
-        assert!(is_open(&w, utc("2026-10-25T00:59:00Z")));
+        assert!(w.is_open(utc("2026-10-25T00:30:00Z")));
+        assert!(w.is_open(utc("2026-10-25T00:59:00Z")));
         // The repeated 02:30 does not open it a second time.
-        assert!(!is_open(&w, utc("2026-10-25T01:30:00Z")));
-        assert!(!is_open(&w, utc("2026-10-25T01:45:00Z")));
+        assert!(!w.is_open(utc("2026-10-25T01:30:00Z")));
+        assert!(!w.is_open(utc("2026-10-25T01:45:00Z")));
     }
 }

@@ -66,7 +66,7 @@ pub fn evaluate(trace: &Trace, eval_from: usize, points: usize) -> Vec<MethodSco
             .filter_map(|&i| {
                 let view = history.view(i);
                 let next = history.time(i + 1);
-                let f = predict_peak(&model, p, view, next, next)?;
+                let f = predict_peak(&model, p, view, &Default::default(), next, next)?;
                 ape(f, series[i + 1])
             })
             .collect();
