@@ -240,3 +240,151 @@ fn unknown_enum_values_are_refused() {
         .to_string();
     assert!(err.contains("Sometimes"), "{err}");
 }
+
+#[test]
+fn calendar_and_ceiling_mistakes_are_refused_with_the_field_named() {
+    let base = PredictiveScalerSpec::new(10.0, 50);
+    let err = |yaml: &str| {
+        let mut s = base.clone();
+        let extra: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        if let Some(w) = extra.get("peakWindows") {
+            s.peak_windows = serde_json::from_value(w.clone()).unwrap();
+        }
+        if let Some(c) = extra.get("calendar") {
+            s.calendar = serde_json::from_value(c.clone()).unwrap();
+        }
+        s.validate().map(|_| ()).map_err(|e| e.to_string())
+    };
+    let lunch = "{name: lunch, schedule: '0 11 * * 1-5', duration: 3h, minReplicas: 20}";
+    // A floor in force while a lower ceiling is: which wins is the SRE's to say.
+    let e = err(&format!(
+        "{{peakWindows: [{lunch}, {{name: quiet, schedule: '0 12 * * *', duration: 1h, maxReplicas: 5}}]}}"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("spec.peakWindows[0].minReplicas")
+            && e.contains("quiet")
+            && e.contains("spec.peakWindows[1]"),
+        "{e}"
+    );
+    // Not overlapping: fine.
+    err(&format!(
+        "{{peakWindows: [{lunch}, {{name: night, schedule: '0 22 * * *', duration: 8h, maxReplicas: 5}}]}}"
+    ))
+    .unwrap();
+    // A dated freeze over a weekday lunch.
+    let e = err(&format!(
+        "{{peakWindows: [{lunch}], calendar: {{events: [{{name: freeze, start: '2026-12-21T12:00:00Z', duration: 2h, maxReplicas: 4}}]}}}}"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("spec.peakWindows[0].minReplicas")
+            && e.contains("freeze")
+            && e.contains("2026-12-21T12:00:00Z"),
+        "{e}"
+    );
+    // The same freeze on a Sunday does not meet it.
+    err(&format!(
+        "{{peakWindows: [{lunch}], calendar: {{events: [{{name: freeze, start: '2026-12-20T12:00:00Z', duration: 2h, maxReplicas: 4}}]}}}}"
+    ))
+    .unwrap();
+    for (yaml, field) in [
+        (
+            "{peakWindows: [{name: w, schedule: '0 1 * * *', duration: 1h, minReplicas: 9, maxReplicas: 3}]}",
+            "spec.peakWindows[0].minReplicas",
+        ),
+        (
+            "{peakWindows: [{name: w, schedule: '0 1 * * *', duration: 1h}]}",
+            "spec.peakWindows[0].minReplicas",
+        ),
+        (
+            "{calendar: {exclusions: [{name: x, date: '2026-13-01'}]}}",
+            "spec.calendar.exclusions[0].date",
+        ),
+        (
+            "{calendar: {exclusions: [{name: x, date: '2026-12-01', start: '2026-12-01', end: '2026-12-02'}]}}",
+            "spec.calendar.exclusions[0].date",
+        ),
+        (
+            "{calendar: {exclusions: [{name: x, start: '2026-12-02', end: '2026-12-01'}]}}",
+            "spec.calendar.exclusions[0].end",
+        ),
+        (
+            "{calendar: {exclusions: [{name: x, start: '2026-01-01', end: '2026-03-01'}]}}",
+            "spec.calendar.exclusions[0].end",
+        ),
+        (
+            "{calendar: {exclusions: [{name: x, date: '1999-12-31'}]}}",
+            "spec.calendar.exclusions[0].date",
+        ),
+        (
+            "{calendar: {timeZone: Mars/Olympus, exclusions: [{name: x, date: '2026-12-31'}]}}",
+            "spec.calendar.timeZone",
+        ),
+        (
+            "{calendar: {events: [{name: e, start: 'next friday', duration: 1h, minReplicas: 2}]}}",
+            "spec.calendar.events[0].start",
+        ),
+        (
+            "{calendar: {events: [{name: e, start: '2026-11-27T08:00', duration: 1h}]}}",
+            "spec.calendar.events[0].minReplicas",
+        ),
+        (
+            "{calendar: {events: [{name: e, start: '2026-11-27T08:00', duration: 1h, loadMultiplier: 1000}]}}",
+            "spec.calendar.events[0].loadMultiplier",
+        ),
+        (
+            "{calendar: {events: [{name: e, start: '2026-11-27T08:00', end: '2026-11-27T09:00', duration: 1h, minReplicas: 2}]}}",
+            "spec.calendar.events[0].end",
+        ),
+        (
+            "{calendar: {events: [{name: e, start: '2026-11-27T08:00', duration: 1h, maxReplicas: 2}, {name: f, start: '2026-11-27T08:30', duration: 1h, minReplicas: 3}]}}",
+            "spec.calendar.events[1].minReplicas",
+        ),
+    ] {
+        let e = err(yaml).expect_err(yaml);
+        assert!(e.contains(field), "{yaml}: {e}");
+    }
+    // A ceiling below the spec's own floor.
+    let mut s = base.clone();
+    s.min_replicas = 5;
+    s.peak_windows =
+        serde_yaml_ng::from_str("[{name: q, schedule: '0 1 * * *', duration: 1h, maxReplicas: 3}]")
+            .unwrap();
+    assert!(
+        s.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("spec.peakWindows[0].maxReplicas")
+    );
+}
+
+#[test]
+fn calendar_and_window_rules_are_in_the_schema_for_the_api_server() {
+    use prescaler::api::{CalendarEvent, Exclusion, PeakWindow};
+    let bad_window = serde_json::json!({"name": "w", "schedule": "0 1 * * *", "duration": "1h",
+        "minReplicas": 9, "maxReplicas": 3});
+    assert!(PeakWindow::validate_cel(&bad_window, None).is_err());
+    let no_bound = serde_json::json!({"name": "w", "schedule": "0 1 * * *", "duration": "1h"});
+    assert!(PeakWindow::validate_cel(&no_bound, None).is_err());
+    let ceiling_only = serde_json::json!({"name": "w", "schedule": "0 1 * * *", "duration": "1h", "maxReplicas": 3});
+    assert!(PeakWindow::validate_cel(&ceiling_only, None).is_ok());
+    let both = serde_json::json!({"name": "x", "date": "2026-12-25", "start": "2026-12-25", "end": "2026-12-26"});
+    assert!(Exclusion::validate_cel(&both, None).is_err());
+    let day = serde_json::json!({"name": "x", "date": "2026-12-25"});
+    assert!(Exclusion::validate_cel(&day, None).is_ok());
+    let nothing = serde_json::json!({"name": "e", "start": "2026-11-27T08:00", "duration": "1h"});
+    assert!(CalendarEvent::validate_cel(&nothing, None).is_err());
+    let sale = serde_json::json!({"name": "e", "start": "2026-11-27T08:00", "duration": "1h", "loadMultiplier": 3});
+    assert!(CalendarEvent::validate_cel(&sale, None).is_ok());
+    let calendar = &schema()["properties"]["calendar"]["properties"];
+    assert_eq!(calendar["events"]["maxItems"], 64);
+    assert_eq!(calendar["exclusions"]["maxItems"], 128);
+    assert!(
+        calendar["events"]["items"]["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    );
+}

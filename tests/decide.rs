@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use prescaler::api::{PolicyType, PredictiveScalerSpec, ScalingPolicy, ValidatedSpec};
-use prescaler::planning::forecast::{History, ModelConfig};
+use prescaler::planning::conditions;
+use prescaler::planning::forecast::{Adjustments, History, ModelConfig, Predictor, predict_peak};
 use prescaler::planning::plan::{Decision, Reason};
 use prescaler::planning::planner::Planner;
+use prescaler::planning::schedule::Source;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
@@ -305,4 +307,182 @@ fn a_large_metric_is_forecast_like_a_small_one() {
         "{d:?}"
     );
     assert!(d.desired_replicas < 100, "not driven to maxReplicas: {d:?}");
+}
+
+// The calendar: dated events, exclusions and scheduled ceilings, through the same planner.
+
+fn with_calendar(yaml: &str) -> ValidatedSpec {
+    spec(|s| s.calendar = serde_yaml_ng::from_str(yaml).expect("calendar yaml"))
+}
+
+#[test]
+fn an_event_floor_is_reached_a_lead_time_before_it_starts() {
+    // Day 10, 03:00: a quiet night needing 10 replicas; a dated event at 03:10 asks for 60.
+    let s = with_calendar(
+        "{events: [{name: launch, start: '2026-01-15T03:10:00Z', duration: 2h, minReplicas: 60}]}",
+    );
+    let at = |minute: i64| {
+        replay(
+            &s,
+            daily_step,
+            t0() + Duration::days(10) + Duration::minutes(minute),
+        )
+        .0
+    };
+    assert!(at(183).desired_replicas < 60, "not yet: {:?}", at(183));
+    let d = at(184); // 03:04: the 6-minute lead time reaches 03:10
+    assert_eq!(d.desired_replicas, 60, "{d:?}");
+    assert_eq!(d.reason, Reason::Event("launch".into()));
+}
+
+#[test]
+fn a_scheduled_ceiling_caps_the_forecast_and_says_so() {
+    // 08:56 on day 10: the forecast asks for 40 ahead of the 09:00 step; a freeze window caps 25.
+    let s = spec(|s| {
+        s.peak_windows = vec![
+            serde_yaml_ng::from_str(
+                "{name: freeze, schedule: '0 8 * * *', duration: 2h, maxReplicas: 25}",
+            )
+            .unwrap(),
+        ];
+    });
+    let (d, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::minutes(536),
+    );
+    assert_eq!(d.desired_replicas, 25, "{d:?}");
+    assert_eq!(
+        d.reason,
+        Reason::ScheduledMaximum(Source::PeakWindow("freeze".into()))
+    );
+    assert!(
+        d.floor_replicas <= 25,
+        "an HPA's floor respects it too: {d:?}"
+    );
+    let f = conditions::capacity_finding(&d, &s).unwrap();
+    assert!(!f.status && f.message.contains("freeze"), "{f:?}");
+    // When the window closes at 10:00 the forecast's count returns.
+    let (after, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::minutes(601),
+    );
+    assert!(after.desired_replicas >= 40, "{after:?}");
+}
+
+#[test]
+fn an_exclusion_switches_peak_windows_off() {
+    let window = "{name: always, schedule: '* * * * *', duration: 1h, minReplicas: 70}";
+    let s = spec(|s| {
+        s.peak_windows = vec![serde_yaml_ng::from_str(window).unwrap()];
+        s.calendar = serde_yaml_ng::from_str(
+            "{exclusions: [{name: holiday, start: '2026-01-15T00:00:00Z', end: '2026-01-16T00:00:00Z'}]}",
+        )
+        .unwrap();
+    });
+    let (held, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(9) + Duration::hours(3),
+    );
+    assert_eq!(held.desired_replicas, 70);
+    let (off, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::hours(3),
+    );
+    assert!(off.desired_replicas < 70, "{off:?}");
+    assert_eq!(off.excluded.as_deref(), Some("holiday"));
+    assert_eq!(off.scheduled, None);
+}
+
+/// The daily step, except on day 7, a holiday with the night's load all day.
+fn step_with_a_holiday(t: DateTime<Utc>) -> f64 {
+    if (t - t0()).num_days() == 7 {
+        1000.0
+    } else {
+        daily_step(t)
+    }
+}
+
+#[test]
+fn an_excluded_day_is_left_out_of_the_seasonal_history() {
+    // Day 14, 08:56, weekly forecast: the median of the last two weeks' 09:00, one of which was
+    // the flat holiday. Declared, it is left out and the step is foreseen in full.
+    let holiday = with_calendar("{exclusions: [{name: holiday, date: '2026-01-12'}]}");
+    let plain = spec(|_| {});
+    let history = History::new(
+        t0(),
+        Duration::minutes(1),
+        (0..14 * 1440 + 536)
+            .map(|m| step_with_a_holiday(t0() + Duration::minutes(m)))
+            .collect(),
+    );
+    let now = t0() + Duration::days(14) + Duration::minutes(536);
+    let view = history.view_at(now - Duration::minutes(1)).unwrap();
+    let weekly = |s: &ValidatedSpec| {
+        predict_peak(
+            &ModelConfig::default(),
+            Predictor::Weekly,
+            view,
+            &Adjustments::new(&s.calendar),
+            now,
+            now + Duration::minutes(30),
+        )
+        .unwrap()
+    };
+    let (with, without) = (weekly(&holiday), weekly(&plain));
+    assert!(with > 3500.0, "declared: {with}");
+    assert!(
+        without < 3000.0,
+        "undeclared, the holiday halves the step: {without}"
+    );
+}
+
+#[test]
+fn an_event_multiplier_raises_the_forecast_without_counting_twice() {
+    // A sale from 12:00 to 14:00 on day 10 brings three times the usual load (4000 → 12000).
+    let mut s = with_calendar(
+        "{events: [{name: sale, start: '2026-01-15T12:00:00Z', duration: 2h, loadMultiplier: 3}]}",
+    );
+    s.max_replicas = 400;
+    let sale = |t: DateTime<Utc>| {
+        let m = (t - t0()).num_minutes() - 10 * 1440;
+        daily_step(t) * if (720..840).contains(&m) { 3.0 } else { 1.0 }
+    };
+    let day10 = t0() + Duration::days(10);
+    let (before, _, _) = replay(&s, sale, day10 + Duration::minutes(716));
+    let expected = before.forecast_load.unwrap();
+    assert!((11_000.0..13_500.0).contains(&expected), "{before:?}");
+    assert!(before.desired_replicas >= 120, "{before:?}");
+    // Half an hour in, the live level already shows the surge: the forecast divides it out
+    // before multiplying, so it still expects about 12 000, not 36 000.
+    let (during, _, _) = replay(&s, sale, day10 + Duration::minutes(750));
+    let f = during.forecast_load.unwrap();
+    assert!((11_000.0..13_500.0).contains(&f), "{during:?}");
+}
+
+#[test]
+fn a_forecast_above_max_replicas_is_reported_a_lead_time_ahead() {
+    let s = spec(|s| s.max_replicas = 20);
+    let (d, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::minutes(536),
+    );
+    assert_eq!(d.desired_replicas, 20);
+    let f = conditions::capacity_finding(&d, &s).unwrap();
+    assert_eq!(
+        (f.status, f.reason.as_str()),
+        (false, "ForecastAboveMaxReplicas")
+    );
+    assert!(f.message.contains("maxReplicas is 20"), "{f:?}");
+    // At night nothing is coming: no warning.
+    let (night, _, _) = replay(
+        &s,
+        daily_step,
+        t0() + Duration::days(10) + Duration::hours(3),
+    );
+    assert!(conditions::capacity_finding(&night, &s).unwrap().status);
 }

@@ -9,8 +9,8 @@ mod calendar;
 mod duration;
 mod validate;
 
-pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
 pub use calendar::{Calendar, Dated, Event};
+pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
 pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec, Window};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -317,10 +317,9 @@ impl Seasonality {
 
 /// A recurring window with a replica floor, a replica ceiling, or both.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(
-    validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas)").message("a peak window needs minReplicas, maxReplicas or both").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"),
-    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
-)]
+#[x_kube(cel)]
+#[x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas)").message("a peak window needs minReplicas, maxReplicas or both").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct PeakWindow {
     /// A name for the window, shown in status and Events when it decides the replica count.
@@ -392,10 +391,9 @@ impl Default for CalendarSpec {
 
 /// A day or an interval left out.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(
-    validation = Rule::new("has(self.date) != (has(self.start) && has(self.end))").message("an exclusion needs either date, or start and end").reason(kube::core::Reason::FieldValueRequired).field_path(".date"),
-    validation = Rule::new("has(self.start) == has(self.end)").message("start and end go together").reason(kube::core::Reason::FieldValueRequired).field_path(".end")
-)]
+#[x_kube(cel)]
+#[x_kube(validation = Rule::new("has(self.date) != (has(self.start) && has(self.end))").message("an exclusion needs either date, or start and end").reason(kube::core::Reason::FieldValueRequired).field_path(".date"))]
+#[x_kube(validation = Rule::new("has(self.start) == has(self.end)").message("start and end go together").reason(kube::core::Reason::FieldValueRequired).field_path(".end"))]
 #[serde(rename_all = "camelCase")]
 pub struct Exclusion {
     /// A name, shown in status when it applies, e.g. `thanksgiving`.
@@ -423,11 +421,10 @@ pub struct Exclusion {
 
 /// A dated window to prepare for.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(
-    validation = Rule::new("has(self.end) != has(self.duration)").message("an event needs end or duration, not both").reason(kube::core::Reason::FieldValueRequired).field_path(".end"),
-    validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("an event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"),
-    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
-)]
+#[x_kube(cel)]
+#[x_kube(validation = Rule::new("has(self.end) != has(self.duration)").message("an event needs end or duration, not both").reason(kube::core::Reason::FieldValueRequired).field_path(".end"))]
+#[x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("an event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct CalendarEvent {
     /// A name, shown in status and Events when it decides the replica count, e.g. `black-friday`.

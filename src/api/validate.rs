@@ -13,8 +13,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
 use super::{
-    Calendar,
-    PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
+    Calendar, PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
 };
 use crate::Error;
 

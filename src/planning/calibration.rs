@@ -263,7 +263,9 @@ impl Calibrator {
             let mut record = [f32::NAN; 2];
             if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
-                    if let Some(v) = forecast::predict_peak(cfg, *p, view, adjust, t, t + objective.lead) {
+                    if let Some(v) =
+                        forecast::predict_peak(cfg, *p, view, adjust, t, t + objective.lead)
+                    {
                         record[slot(*p)] = v.max(0.0) as f32;
                     }
                 }
@@ -611,7 +613,14 @@ mod tests {
         let cfg = ModelConfig::default();
         let mut c = Calibrator::new(vec![Predictor::Daily, Predictor::Weekly]);
         let now = h.time(h.len() - 1);
-        c.advance(&cfg, h, |t| h.view_at(t), now, objective, &Adjustments::default());
+        c.advance(
+            &cfg,
+            h,
+            |t| h.view_at(t),
+            now,
+            objective,
+            &Adjustments::default(),
+        );
         *c.calibration().expect("a week of record")
     }
 

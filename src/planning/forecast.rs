@@ -210,7 +210,11 @@ impl Adjustments {
     pub fn new(calendar: &Calendar) -> Self {
         let widen = |t: DateTime<Utc>, up: bool| {
             let down = t.duration_trunc(COARSE_BLOCK).unwrap_or(t);
-            if up && down < t { down + COARSE_BLOCK } else { down }
+            if up && down < t {
+                down + COARSE_BLOCK
+            } else {
+                down
+            }
         };
         let mut gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
         for (s, e) in calendar.unusual() {

@@ -178,7 +178,14 @@ pub fn decide(
             .max(spec.min_replicas),
     );
     let Some(load) = inputs.load else {
-        let mut d = hold(spec, bounds, inputs.current_replicas, scheduled, memory, now);
+        let mut d = hold(
+            spec,
+            bounds,
+            inputs.current_replicas,
+            scheduled,
+            memory,
+            now,
+        );
         d.cap = cap;
         d.excluded = inputs.scheduled.excluded.clone();
         return d;

@@ -122,7 +122,11 @@ impl Planner {
     /// What the peak windows and the calendar ask for at `minute`, for a workload at
     /// `current_replicas`: a floor is asked for a lead time before it opens, and earlier by as
     /// many minutes as the scale-up rules need to get there from the current count.
-    pub fn scheduled_at(&self, minute: DateTime<Utc>, current_replicas: u32) -> schedule::Scheduled {
+    pub fn scheduled_at(
+        &self,
+        minute: DateTime<Utc>,
+        current_replicas: u32,
+    ) -> schedule::Scheduled {
         let spec = &self.spec;
         let highest = schedule::highest_floor(&spec.peak_windows, &spec.calendar);
         let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)

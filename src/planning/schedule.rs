@@ -63,7 +63,12 @@ pub struct Scheduled {
 /// Whether a peak window's floor is asked for at `now`: open at some instant of
 /// `[now, now + lead]`, through an opening outside every exclusion, and `now` itself outside
 /// them (peak windows do not apply during an exclusion, and an opening inside one is skipped).
-fn window_floor_applies(w: &Window, calendar: &Calendar, now: DateTime<Utc>, lead: Duration) -> bool {
+fn window_floor_applies(
+    w: &Window,
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+    lead: Duration,
+) -> bool {
     let open_now = w.is_open(now).then(|| w.opening_before(now)).flatten();
     let next = w
         .opening_after(now)
@@ -228,5 +233,138 @@ mod tests {
         // The repeated 02:30 does not open it a second time.
         assert!(!w.is_open(utc("2026-10-25T01:30:00Z")));
         assert!(!w.is_open(utc("2026-10-25T01:45:00Z")));
+    }
+
+    fn calendar(yaml: &str) -> Calendar {
+        let mut spec = crate::api::PredictiveScalerSpec::new(1.0, 100);
+        spec.calendar = serde_yaml_ng::from_str(yaml).unwrap();
+        spec.validate().unwrap().calendar
+    }
+
+    #[test]
+    fn an_exclusion_on_a_spring_forward_day_switches_the_window_off_for_that_local_day() {
+        // 2026-03-29 in Berlin is 23 hours long: 00:00 CET (23:00Z the day before) to 00:00
+        // CEST (22:00Z).
+        let cal = calendar(
+            "{timeZone: Europe/Berlin, exclusions: [{name: easter-prep, date: '2026-03-29'}]}",
+        );
+        let x = &cal.exclusions[0];
+        assert_eq!(x.start, utc("2026-03-28T23:00:00Z"));
+        assert_eq!(x.end, utc("2026-03-29T22:00:00Z"));
+        let w = vec![window("0 11 * * *", "3h", "Europe/Berlin")];
+        let lead = Duration::minutes(6);
+        // 11:00 CEST that day is 09:00Z: excluded, no floor.
+        let s = scheduled(&w, &cal, utc("2026-03-29T09:30:00Z"), lead);
+        assert_eq!(s.floor, None);
+        assert_eq!(s.excluded.as_deref(), Some("easter-prep"));
+        // The day before (CET) and the day after (CEST) the window holds.
+        assert!(
+            scheduled(&w, &cal, utc("2026-03-28T10:30:00Z"), lead)
+                .floor
+                .is_some()
+        );
+        assert!(
+            scheduled(&w, &cal, utc("2026-03-30T09:30:00Z"), lead)
+                .floor
+                .is_some()
+        );
+        // Midnight local after the short day: the exclusion is over.
+        assert_eq!(cal.exclusion_at(utc("2026-03-29T22:00:00Z")), None);
+        assert!(cal.exclusion_at(utc("2026-03-29T21:59:00Z")).is_some());
+    }
+
+    #[test]
+    fn an_event_spanning_the_fall_back_hour_lasts_its_elapsed_time_and_is_prepared_a_lead_ahead() {
+        // 01:30 CEST (23:30Z) to 03:30 CET (02:30Z): three hours of elapsed time, one of them
+        // the repeated 02:00–03:00.
+        let cal = calendar(
+            "{events: [{name: migration, start: '2026-10-25T01:30', end: '2026-10-25T03:30', \
+              timeZone: Europe/Berlin, minReplicas: 12, maxReplicas: 20}]}",
+        );
+        let e = &cal.events[0].when;
+        assert_eq!(
+            (e.start, e.end),
+            (utc("2026-10-24T23:30:00Z"), utc("2026-10-25T02:30:00Z"))
+        );
+        let lead = Duration::minutes(6);
+        let at = |t: &str| scheduled(&[], &cal, utc(t), lead);
+        assert_eq!(at("2026-10-24T23:23:00Z").floor, None);
+        let early = at("2026-10-24T23:24:00Z");
+        assert_eq!(early.floor.map(|f| f.min_replicas), Some(12));
+        // The ceiling holds only while the event is under way, not a lead time ahead.
+        assert_eq!(early.cap, None);
+        let during = at("2026-10-25T02:29:00Z");
+        assert_eq!(
+            during.floor.map(|f| f.source),
+            Some(Source::Event("migration".into()))
+        );
+        assert_eq!(during.cap.map(|c| c.max_replicas), Some(20));
+        assert_eq!(at("2026-10-25T02:30:00Z"), Scheduled::default());
+    }
+
+    #[test]
+    fn local_times_the_clock_skips_or_repeats_resolve_as_cron_does() {
+        // Skipped (spring forward in Berlin, 02:00 → 03:00): the first instant after the jump.
+        // Repeated (fall back, 02:30 happens twice): the first of the two.
+        let cal = calendar(
+            "{timeZone: Europe/Berlin, events: [\
+               {name: skipped, start: '2026-03-29T02:30', duration: 1h, minReplicas: 2},\
+               {name: repeated, start: '2026-10-25T02:30', duration: 1h, minReplicas: 2}]}",
+        );
+        assert_eq!(cal.events[0].when.start, utc("2026-03-29T01:00:00Z"));
+        assert_eq!(cal.events[1].when.start, utc("2026-10-25T00:30:00Z"));
+    }
+
+    #[test]
+    fn a_date_in_a_zone_ahead_of_utc_starts_the_day_before_in_utc() {
+        // Auckland in December is UTC+13: its Christmas Day begins at 11:00Z on the 24th.
+        let cal = calendar(
+            "{timeZone: Pacific/Auckland, exclusions: [{name: christmas, date: '2026-12-25'}], \
+              events: [{name: boxing-day-sale, start: '2026-12-26', end: '2026-12-26', \
+                        loadMultiplier: 3}]}",
+        );
+        let x = &cal.exclusions[0];
+        assert_eq!(
+            (x.start, x.end),
+            (utc("2026-12-24T11:00:00Z"), utc("2026-12-25T11:00:00Z"))
+        );
+        // A date alone as the end means the end of that day.
+        let e = &cal.events[0].when;
+        assert_eq!(
+            (e.start, e.end),
+            (utc("2026-12-25T11:00:00Z"), utc("2026-12-26T11:00:00Z"))
+        );
+        assert_eq!(cal.multiplier_at(utc("2026-12-25T10:59:00Z")), 1.0);
+        assert_eq!(cal.multiplier_at(utc("2026-12-25T11:00:00Z")), 3.0);
+    }
+
+    #[test]
+    fn a_ceiling_holds_while_its_window_is_open_and_the_lowest_wins() {
+        let mut quiet = window("0 22 * * *", "8h", "UTC");
+        quiet.name = "night".into();
+        (quiet.min_replicas, quiet.max_replicas) = (None, Some(4));
+        let mut freeze = window("0 23 * * *", "1h", "UTC");
+        freeze.name = "freeze".into();
+        (freeze.min_replicas, freeze.max_replicas) = (Some(3), Some(3));
+        let w = vec![quiet, freeze];
+        let lead = Duration::minutes(6);
+        let none = Calendar::default();
+        // Not a lead time ahead: a ceiling is no reason to scale down early.
+        assert_eq!(
+            scheduled(&w, &none, utc("2026-01-12T21:57:00Z"), lead).cap,
+            None
+        );
+        let night = scheduled(&w, &none, utc("2026-01-12T22:30:00Z"), lead);
+        assert_eq!(night.cap.map(|c| c.max_replicas), Some(4));
+        let frozen = scheduled(&w, &none, utc("2026-01-12T23:30:00Z"), lead);
+        assert_eq!(
+            frozen.cap.map(|c| (c.max_replicas, c.source)),
+            Some((3, Source::PeakWindow("freeze".into())))
+        );
+        assert_eq!(frozen.floor.map(|f| f.min_replicas), Some(3));
+        assert_eq!(
+            scheduled(&w, &none, utc("2026-01-13T06:00:00Z"), lead).cap,
+            None
+        );
     }
 }

@@ -1,0 +1,462 @@
+//! The calendar (`spec.calendar`) parsed: dated exclusions and events as UTC intervals, and the
+//! window arithmetic both they and the peak windows need.
+//!
+//! Local times follow the same rule as the peak windows' cron schedules (croner's, after Vixie
+//! cron): a local time the clock skips at a spring-forward means the first instant after the
+//! jump, one it repeats at a fall-back means the first of the two. A date alone is the local day
+//! from midnight to midnight, 23 or 25 hours long on a DST change.
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::validate::{Limits, Window, invalid, parse_bounds, parse_time_zone};
+use super::{CalendarEvent, CalendarSpec, Exclusion};
+use crate::Error;
+
+/// A named interval `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dated {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Dated {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t < self.end
+    }
+
+    /// Whether the interval meets `[from, to]`.
+    pub fn meets(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        self.start <= to && from < self.end
+    }
+}
+
+/// A dated event, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub when: Dated,
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    pub load_multiplier: Option<f64>,
+}
+
+/// `spec.calendar`, parsed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Calendar {
+    /// Sorted by start.
+    pub exclusions: Vec<Dated>,
+    /// In the order they are written (errors name them by index).
+    pub events: Vec<Event>,
+}
+
+impl Calendar {
+    /// The exclusion that holds `t`, if one does.
+    pub fn exclusion_at(&self, t: DateTime<Utc>) -> Option<&Dated> {
+        self.exclusions.iter().find(|x| x.contains(t))
+    }
+
+    /// The load multiplier at `t`: the largest of the events under way (1 outside them).
+    pub fn multiplier_at(&self, t: DateTime<Utc>) -> f64 {
+        self.events
+            .iter()
+            .filter(|e| e.when.contains(t))
+            .filter_map(|e| e.load_multiplier)
+            .reduce(f64::max)
+            .unwrap_or(1.0)
+    }
+
+    /// Whether any event sets a load multiplier.
+    pub fn has_multipliers(&self) -> bool {
+        self.events.iter().any(|e| e.load_multiplier.is_some())
+    }
+
+    /// The intervals the seasonal history leaves out: every exclusion and every event, merged
+    /// and sorted. (An event's load is not the routine's either.)
+    pub fn unusual(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let mut all: Vec<_> = self
+            .exclusions
+            .iter()
+            .chain(self.events.iter().map(|e| &e.when))
+            .map(|d| (d.start, d.end))
+            .collect();
+        all.sort();
+        let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::with_capacity(all.len());
+        for (s, e) in all {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+
+    /// What the forecasts depend on: the left-out intervals and the multipliers.
+    pub fn forecast_key(&self) -> Vec<(i64, i64, u64)> {
+        let mut key: Vec<_> = self
+            .unusual()
+            .into_iter()
+            .map(|(s, e)| (s.timestamp(), e.timestamp(), 0))
+            .collect();
+        key.extend(self.events.iter().filter_map(|e| {
+            e.load_multiplier.map(|m| {
+                (
+                    e.when.start.timestamp(),
+                    e.when.end.timestamp(),
+                    m.to_bits(),
+                )
+            })
+        }));
+        key
+    }
+}
+
+impl Window {
+    /// Whether the window is open at `at`: the latest opening at or before `at` is less than
+    /// `duration` ago. (The latest opening also closes last, so earlier ones need no look.)
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        self.opening_before(at)
+            .and_then(|start| start.checked_add_signed(self.duration))
+            .is_some_and(|end| at < end)
+    }
+
+    /// The latest opening at or before `at`.
+    pub fn opening_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&at.with_timezone(&self.time_zone), true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The first opening after `at`.
+    pub fn opening_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&at.with_timezone(&self.time_zone), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Whether the window is open at any instant of `[from, from + span]`.
+    pub fn is_open_within(&self, from: DateTime<Utc>, span: Duration) -> bool {
+        self.is_open(from)
+            || self
+                .opening_after(from)
+                .zip(from.checked_add_signed(span))
+                .is_some_and(|(next, end)| next <= end)
+    }
+}
+
+/// An instant written as RFC 3339, a local date-time in `tz`, or a date (its local midnight, or
+/// with `date_means_end` the next midnight: the end of that day).
+fn parse_instant(
+    field: &str,
+    text: &str,
+    tz: Tz,
+    date_means_end: bool,
+) -> Result<DateTime<Utc>, Error> {
+    let bad = |why: &str| {
+        invalid(
+            field,
+            format!(
+                "{text:?} {why}: write RFC 3339 (2026-11-27T08:00:00Z, …-05:00), a local time \
+                 (2026-11-27T08:00) or a date (2026-11-27)"
+            ),
+        )
+    };
+    if text.len() > Limits::MAX_DATE_LENGTH {
+        return Err(bad("is too long"));
+    }
+    let instant = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        t.with_timezone(&Utc)
+    } else if let Some(local) = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    {
+        resolve_local(tz, local).ok_or_else(|| bad("cannot be placed in the time zone"))?
+    } else if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = if date_means_end {
+            date.succ_opt().ok_or_else(|| bad("is out of range"))?
+        } else {
+            date
+        };
+        resolve_local(
+            tz,
+            day.and_hms_opt(0, 0, 0)
+                .ok_or_else(|| bad("is out of range"))?,
+        )
+        .ok_or_else(|| bad("cannot be placed in the time zone"))?
+    } else {
+        return Err(bad("is not a date or time"));
+    };
+    if !(Limits::MIN_YEAR..=Limits::MAX_YEAR).contains(&instant.year()) {
+        return Err(bad(&format!(
+            "is outside the years {}–{}",
+            Limits::MIN_YEAR,
+            Limits::MAX_YEAR
+        )));
+    }
+    Ok(instant)
+}
+
+/// A local time in `tz`: the first of two at a fall-back; at a spring-forward, the first
+/// instant after the jump (the first local minute that exists, within the few hours any zone's
+/// jump lasts).
+fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => (1..=240).find_map(|m| {
+            let later = local.checked_add_signed(Duration::minutes(m))?;
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        }),
+    }
+}
+
+/// The end of an interval, and its bounds: after the start, at most `MAX_DATED_SPAN` later.
+fn check_span(field: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(), Error> {
+    if end <= start {
+        return Err(invalid(field, "must be after the start"));
+    }
+    if end - start > Limits::MAX_DATED_SPAN {
+        return Err(invalid(
+            field,
+            format!(
+                "is more than {} days after the start",
+                Limits::MAX_DATED_SPAN.num_days()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_exclusion(field: &str, x: &Exclusion, default_tz: Tz) -> Result<Dated, Error> {
+    let sub = |name: &str| format!("{field}.{name}");
+    let tz = match &x.time_zone {
+        Some(name) => parse_time_zone(&sub("timeZone"), name)?,
+        None => default_tz,
+    };
+    let (start, end) = match (&x.date, &x.start, &x.end) {
+        (Some(date), None, None) => {
+            if NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+                return Err(invalid(
+                    sub("date"),
+                    format!("{date:?} is not a date (YYYY-MM-DD)"),
+                ));
+            }
+            (
+                parse_instant(&sub("date"), date, tz, false)?,
+                parse_instant(&sub("date"), date, tz, true)?,
+            )
+        }
+        (None, Some(start), Some(end)) => (
+            parse_instant(&sub("start"), start, tz, false)?,
+            parse_instant(&sub("end"), end, tz, true)?,
+        ),
+        _ => {
+            return Err(invalid(
+                sub("date"),
+                "an exclusion needs either date, or start and end",
+            ));
+        }
+    };
+    check_span(&sub("end"), start, end)?;
+    Ok(Dated {
+        name: x.name.clone(),
+        start,
+        end,
+    })
+}
+
+fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, Error> {
+    let sub = |name: &str| format!("{field}.{name}");
+    let tz = match &e.time_zone {
+        Some(name) => parse_time_zone(&sub("timeZone"), name)?,
+        None => default_tz,
+    };
+    let start = parse_instant(&sub("start"), &e.start, tz, false)?;
+    let end = match (&e.end, &e.duration) {
+        (Some(end), None) => parse_instant(&sub("end"), end, tz, true)?,
+        (None, Some(d)) => {
+            let d = d.parse(&sub("duration"), Limits::MIN_WINDOW, Limits::MAX_DATED_SPAN)?;
+            start
+                .checked_add_signed(d)
+                .ok_or_else(|| invalid(sub("duration"), "is out of range"))?
+        }
+        _ => {
+            return Err(invalid(
+                sub("end"),
+                "an event needs end or duration, not both",
+            ));
+        }
+    };
+    check_span(&sub("end"), start, end)?;
+    let (min_replicas, max_replicas) = parse_bounds(field, e.min_replicas, e.max_replicas)?;
+    let load_multiplier = match e.load_multiplier {
+        Some(m) if !(m.is_finite() && (0.05..=100.0).contains(&m)) => {
+            return Err(invalid(
+                sub("loadMultiplier"),
+                format!("must be between 0.05 and 100, is {m}"),
+            ));
+        }
+        m => m,
+    };
+    if min_replicas.is_none() && max_replicas.is_none() && load_multiplier.is_none() {
+        return Err(invalid(
+            sub("minReplicas"),
+            "an event needs minReplicas, maxReplicas or loadMultiplier",
+        ));
+    }
+    Ok(Event {
+        when: Dated {
+            name: e.name.clone(),
+            start,
+            end,
+        },
+        min_replicas,
+        max_replicas,
+        load_multiplier,
+    })
+}
+
+/// Parses `spec.calendar`; errors name the field.
+pub(super) fn parse(spec: &CalendarSpec) -> Result<Calendar, Error> {
+    let tz = parse_time_zone("spec.calendar.timeZone", &spec.time_zone)?;
+    if spec.exclusions.len() > Limits::MAX_EXCLUSIONS {
+        return Err(invalid(
+            "spec.calendar.exclusions",
+            format!("at most {} exclusions", Limits::MAX_EXCLUSIONS),
+        ));
+    }
+    if spec.events.len() > Limits::MAX_EVENTS {
+        return Err(invalid(
+            "spec.calendar.events",
+            format!("at most {} events", Limits::MAX_EVENTS),
+        ));
+    }
+    let mut exclusions = spec
+        .exclusions
+        .iter()
+        .enumerate()
+        .map(|(i, x)| parse_exclusion(&format!("spec.calendar.exclusions[{i}]"), x, tz))
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = spec
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| parse_event(&format!("spec.calendar.events[{i}]"), e, tz))
+        .collect::<Result<Vec<_>, _>>()?;
+    exclusions.sort_by_key(|x| x.start);
+    Ok(Calendar { exclusions, events })
+}
+
+/// A floor or a ceiling, and where it is written.
+struct Bound<'a> {
+    field: String,
+    name: &'a str,
+    min: Option<u32>,
+    max: Option<u32>,
+    when: When<'a>,
+}
+
+enum When<'a> {
+    Recurring(&'a Window),
+    Dated(&'a Dated),
+}
+
+/// Refuses a floor that would be in force while a lower ceiling is: which should win is the
+/// SRE's to say, not prescaler's to guess. Dated entries are checked exactly; two recurring
+/// windows over their openings in 2024 and 2025 (a leap year and a common one: every
+/// day-of-week and day-of-month combination a cron pattern can name), at most 1 000 openings
+/// of each, since a pattern opening every few minutes shows its overlaps within days.
+pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> Result<(), Error> {
+    let mut bounds: Vec<Bound<'_>> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Bound {
+            field: format!("spec.peakWindows[{i}]"),
+            name: &w.name,
+            min: w.min_replicas,
+            max: w.max_replicas,
+            when: When::Recurring(w),
+        })
+        .collect();
+    bounds.extend(calendar.events.iter().enumerate().map(|(i, e)| Bound {
+        field: format!("spec.calendar.events[{i}]"),
+        name: &e.when.name,
+        min: e.min_replicas,
+        max: e.max_replicas,
+        when: When::Dated(&e.when),
+    }));
+    for floor in &bounds {
+        for ceiling in &bounds {
+            let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
+                continue;
+            };
+            if std::ptr::eq(floor, ceiling) || lo <= hi {
+                continue;
+            }
+            if let Some(at) = overlap(&floor.when, &ceiling.when) {
+                return Err(invalid(
+                    format!("{}.minReplicas", floor.field),
+                    format!(
+                        "{} ({lo}) is in force while {} ({}) caps replicas at {hi}, e.g. at {}: \
+                         lower the floor, raise the ceiling, or move one of them",
+                        floor.name,
+                        ceiling.name,
+                        ceiling.field,
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An instant at which both are in force, if there is one.
+fn overlap(a: &When<'_>, b: &When<'_>) -> Option<DateTime<Utc>> {
+    let just_before = |d: &Dated| d.end - d.start - Duration::seconds(1);
+    match (a, b) {
+        (When::Dated(x), When::Dated(y)) => x
+            .meets(y.start, y.end - Duration::seconds(1))
+            .then(|| x.start.max(y.start)),
+        (When::Recurring(w), When::Dated(d)) | (When::Dated(d), When::Recurring(w)) => {
+            w.is_open_within(d.start, just_before(d)).then(|| {
+                if w.is_open(d.start) {
+                    d.start
+                } else {
+                    w.opening_after(d.start).unwrap_or(d.start)
+                }
+            })
+        }
+        (When::Recurring(x), When::Recurring(y)) => {
+            recurring_overlap(x, y).or_else(|| recurring_overlap(y, x))
+        }
+    }
+}
+
+/// An opening of `x` (in 2024–2025, at most 1 000 of them) during which `y` is open.
+fn recurring_overlap(x: &Window, y: &Window) -> Option<DateTime<Utc>> {
+    let (from, until) = (
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single()?,
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single()?,
+    );
+    let mut at = from;
+    for _ in 0..1_000 {
+        let opening = x.opening_after(at)?;
+        if opening >= until {
+            return None;
+        }
+        if y.is_open_within(opening, x.duration - Duration::seconds(1)) {
+            return Some(if y.is_open(opening) {
+                opening
+            } else {
+                y.opening_after(opening).unwrap_or(opening)
+            });
+        }
+        at = opening;
+    }
+    None
+}
