@@ -547,3 +547,91 @@ async fn backtest_replays_a_scaler_from_prometheus() {
     };
     assert!(violations("prescaler") < violations("hpa80"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
+    let prom = shared_prometheus();
+    let api = FakeApi::new();
+    let now = Utc::now();
+    let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // A dated sale starting in 3 minutes (inside the 6-minute lead time) with a floor.
+    api.put(deployment("sale", 2));
+    api.put(scaler(
+        "sale",
+        "steady",
+        json!({ "calendar": { "events": [{ "name": "black-friday", "start": rfc(now + Duration::minutes(3)),
+                                           "duration": "2h", "minReplicas": 9 }] } }),
+    ));
+    // A peak window that is always open, switched off by today's exclusion (in a zone ahead
+    // of UTC, written as a local date).
+    let auckland: chrono_tz::Tz = "Pacific/Auckland".parse().unwrap();
+    api.put(deployment("holiday", 2));
+    api.put(scaler(
+        "holiday",
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 7 }],
+                "calendar": { "timeZone": "Pacific/Auckland", "exclusions": [
+                    { "name": "day-off", "date": now.with_timezone(&auckland).date_naive().to_string() }] } }),
+    ));
+    // Quiet hours: a ceiling of 4 on a workload running 10.
+    api.put(deployment("quiet", 10));
+    api.put(scaler(
+        "quiet",
+        "steady",
+        json!({ "peakWindows": [{ "name": "night", "schedule": "* * * * *", "duration": "1h", "maxReplicas": 4 }] }),
+    ));
+    // The spike ahead needs 20; maxReplicas is 8.
+    api.put(deployment("small", 2));
+    api.put(scaler(
+        "small",
+        "spiky",
+        every_minute(json!({ "maxReplicas": 8 })),
+    ));
+    let _op = start_operator(&api, &prom.url());
+
+    eventually(30, "the event's floor, the ceiling and the warning", || {
+        let got = (
+            replicas(&api, "sale"),
+            replicas(&api, "quiet"),
+            condition(&api, "small", "MaxReplicasSufficient").map(|c| c.0),
+        );
+        if got == (9, 4, Some("False".into())) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
+    let sale = status(&api, "sale");
+    assert_eq!(sale["reason"], "Event", "{sale}");
+    assert_eq!(sale["scheduledMinReplicas"], 9, "{sale}");
+    assert!(
+        sale["schedule"].as_str().unwrap().contains("black-friday"),
+        "{sale}"
+    );
+
+    let quiet = status(&api, "quiet");
+    assert_eq!(quiet["reason"], "ScheduledMaximum", "{quiet}");
+    assert_eq!(quiet["scheduledMaxReplicas"], 4, "{quiet}");
+    expect_condition(&api, "quiet", "ScalingLimited", "True", "ScheduledMaximum").unwrap();
+
+    let holiday = status(&api, "holiday");
+    assert!(replicas(&api, "holiday") < 7, "{holiday}");
+    assert_eq!(holiday["schedule"], "excluded (day-off)", "{holiday}");
+    assert!(holiday.get("scheduledMinReplicas").is_none(), "{holiday}");
+
+    let (_, reason, message) = condition(&api, "small", "MaxReplicasSufficient").unwrap();
+    assert_eq!(reason, "ForecastAboveMaxReplicas");
+    assert!(message.contains("maxReplicas is 8"), "{message}");
+    assert!(
+        Utc::now() < spike_start(),
+        "the warning came a lead time ahead of the spike"
+    );
+    let ev = events(&api, "small");
+    assert!(
+        ev.iter().any(|(t, r, n)| t == "Warning"
+            && r == "ForecastAboveMaxReplicas"
+            && n.contains("needs")),
+        "{ev:?}"
+    );
+}
