@@ -360,3 +360,43 @@ fn bundled_demo_trace_is_what_the_generator_makes() {
         "examples/demo-trace.csv is stale: run `cargo run --bin prescaler-bench -- demo-trace > examples/demo-trace.csv`"
     );
 }
+
+/// The backtest replays a manifest's calendar as the operator would: an event's floor from one
+/// lead time before it, a ceiling while a window is open, a peak window off on an excluded day.
+#[test]
+fn the_backtest_honours_the_calendar_from_the_spec_file() {
+    let (trace, _) = demo();
+    let text = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    // The demo's checkout with a calendar on the demo trace's dates (2026-02-02 to 02-22).
+    let text = text.replace(
+        "  peakWindows:\n",
+        "  calendar:\n    timeZone: Europe/Berlin\n    exclusions: [{ name: carnival, date: \"2026-02-16\" }]\n    events: [{ name: launch, start: \"2026-02-18T03:00\", duration: 2h, minReplicas: 50 }]\n  peakWindows:\n    - { name: night-cap, schedule: \"0 1 * * *\", duration: 1h, timeZone: Europe/Berlin, maxReplicas: 3 }\n    - { name: drill, schedule: \"0 15 * * *\", duration: 30m, timeZone: Europe/Berlin, minReplicas: 55 }\n",
+    );
+    let scaler = manifest::parse("calendar.yaml", &text).unwrap();
+    let spec = scaler.spec.validate().unwrap();
+    let setup = Setup::for_trace(&trace);
+    let run = backtest::prescaler(&trace, &setup, &spec, &ModelConfig::default());
+    let minute = |iso: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(iso).unwrap();
+        (t.timestamp() - trace.start.timestamp()) as usize / 60
+    };
+    // The launch: 03:00 CET = 02:00Z, asked for a lead time (6m) ahead.
+    assert!(run.desired[minute("2026-02-18T01:53:00Z")] < 50);
+    assert!(
+        run.desired[minute("2026-02-18T01:54:00Z")..minute("2026-02-18T04:00:00Z")]
+            .iter()
+            .all(|&r| r >= 50)
+    );
+    // The night cap: 01:00–02:00 Berlin, every day.
+    for day in ["2026-02-10", "2026-02-19"] {
+        let from = minute(&format!("{day}T00:00:00Z"));
+        assert!(
+            run.desired[from..from + 60].iter().all(|&r| r <= 3),
+            "{day}"
+        );
+    }
+    // The daily drill (55 pods from 15:00 Berlin) holds on the 17th, not on the excluded 16th.
+    let drill = |day: &str| run.desired[minute(&format!("{day}T14:15:00Z"))];
+    assert!(drill("2026-02-17") >= 55, "{}", drill("2026-02-17"));
+    assert!(drill("2026-02-16") < 55, "{}", drill("2026-02-16"));
+}

@@ -54,6 +54,10 @@ enum Command {
         /// default).
         #[arg(long)]
         objective: Option<f64>,
+        /// A YAML file holding a `spec.calendar` (exclusions, events) for every scenario, e.g.
+        /// a trace's holidays.
+        #[arg(long)]
+        calendar: Option<PathBuf>,
     },
     /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
     DemoTrace {
@@ -83,7 +87,15 @@ fn main() -> ExitCode {
             only,
             json,
             objective,
-        } => run_scenarios(&scenarios, &traces, only.as_deref(), json, objective),
+            calendar,
+        } => run_scenarios(
+            &scenarios,
+            &traces,
+            only.as_deref(),
+            json,
+            objective,
+            calendar.as_deref(),
+        ),
         Command::DemoTrace { seed, days } => {
             print!("{}", demo::trace_csv(seed, days));
             Ok(())
@@ -116,6 +128,8 @@ struct Row {
     hpa_violation_percent_at_equal_cost: f64,
     cost_vs_oracle: f64,
     cost_vs_hpa80: f64,
+    /// prescaler's cost, in replica-hours over the scored minutes.
+    replica_hours: f64,
     /// The foresight bound's saving at prescaler's violation %, where the trace has an
     /// un-textured original.
     bound_saving: Option<f64>,
@@ -129,13 +143,33 @@ fn run_scenarios(
     only: Option<&str>,
     json: bool,
     objective: Option<f64>,
+    calendar: Option<&Path>,
 ) -> Result<()> {
     let list = scenarios::load(file, dir)?;
+    let calendar: Option<prescaler::api::CalendarSpec> = calendar
+        .map(|path| -> Result<_> {
+            let bad = |e: String| Error::Config {
+                what: path.display().to_string(),
+                message: e,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))
+        })
+        .transpose()?;
     let mut rows = Vec::new();
     if !json {
         println!(
-            "{:<46} {:>5} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7}",
-            "trace", "delay", "viol%", "hpa80%", "saving", "hpa%@cost", "/oracle", "bound", "secs"
+            "{:<46} {:>5} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
+            "trace",
+            "delay",
+            "viol%",
+            "hpa80%",
+            "saving",
+            "hpa%@cost",
+            "/oracle",
+            "bound",
+            "secs",
+            "replica·h"
         );
     }
     for sc in list
@@ -154,6 +188,9 @@ fn run_scenarios(
         spec.min_replicas = sc.min_replicas as i32;
         if let Some(p) = objective {
             spec.objective.max_underprovisioned_percent = p;
+        }
+        if let Some(c) = &calendar {
+            spec.calendar = c.clone();
         }
         spec.forecast.lead_time =
             prescaler::api::format_duration(setup.startup_delay + setup.metric_lag)
@@ -197,12 +234,13 @@ fn run_scenarios(
                 .hpa_violation_percent_at_equal_cost,
             cost_vs_oracle: own.cost_vs_oracle,
             cost_vs_hpa80: own.cost / hpa80.cost,
+            replica_hours: own.cost,
             bound_saving,
             replay_seconds,
         };
         if !json {
             println!(
-                "{:<46} {:>5} {:>7.2}% {:>7.2}% {:>7.1}% {:>8.2}% {:>8.3} {:>8} {:>7.2}",
+                "{:<46} {:>5} {:>7.2}% {:>7.2}% {:>7.1}% {:>8.2}% {:>8.3} {:>8} {:>7.2} {:>9.0}",
                 row.trace,
                 row.startup_delay_minutes,
                 row.violation_percent,
@@ -212,7 +250,8 @@ fn run_scenarios(
                 row.cost_vs_oracle,
                 row.bound_saving
                     .map_or("–".into(), |b| format!("{:.1}%", 100.0 * b)),
-                row.replay_seconds
+                row.replay_seconds,
+                row.replica_hours
             );
         }
         rows.push(row);
