@@ -486,3 +486,19 @@ fn a_forecast_above_max_replicas_is_reported_a_lead_time_ahead() {
     );
     assert!(conditions::capacity_finding(&night, &s).unwrap().status);
 }
+
+#[test]
+fn a_declared_surge_is_provisioned_for_whatever_basis_was_calibrated() {
+    // A flat load: the calibration rightly prefers the live load, which cannot see a sale
+    // coming. The sale's multiplier is provisioned for a lead time ahead all the same.
+    let s = with_calendar(
+        "{events: [{name: sale, start: '2026-01-15T12:00:00Z', duration: 1h, loadMultiplier: 3}]}",
+    );
+    let flat = |_: DateTime<Utc>| 1000.0;
+    let day10 = t0() + Duration::days(10);
+    let (quiet, _, _) = replay(&s, flat, day10 + Duration::minutes(700));
+    assert!(quiet.desired_replicas < 15, "{quiet:?}");
+    let (ahead, _, _) = replay(&s, flat, day10 + Duration::minutes(716));
+    assert!(ahead.desired_replicas >= 30, "{ahead:?}");
+    assert_eq!(ahead.reason, Reason::Event("sale".into()));
+}

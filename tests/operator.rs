@@ -580,6 +580,14 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
         "steady",
         json!({ "peakWindows": [{ "name": "night", "schedule": "* * * * *", "duration": "1h", "maxReplicas": 4 }] }),
     ));
+    // A declared surge: five times the usual load from 3 minutes on.
+    api.put(deployment("surge", 2));
+    api.put(scaler(
+        "surge",
+        "steady",
+        json!({ "calendar": { "events": [{ "name": "campaign", "start": rfc(now + Duration::minutes(3)),
+                                           "duration": "1h", "loadMultiplier": 5 }] } }),
+    ));
     // The spike ahead needs 20; maxReplicas is 8.
     api.put(deployment("small", 2));
     api.put(scaler(
@@ -594,8 +602,9 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
             replicas(&api, "sale"),
             replicas(&api, "quiet"),
             condition(&api, "small", "MaxReplicasSufficient").map(|c| c.0),
+            replicas(&api, "surge") >= (5.0 * BASE / PER_REPLICA) as i64,
         );
-        if got == (9, 4, Some("False".into())) {
+        if got == (9, 4, Some("False".into()), true) {
             Ok(())
         } else {
             Err(format!("{got:?}"))
@@ -609,6 +618,10 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
         sale["schedule"].as_str().unwrap().contains("black-friday"),
         "{sale}"
     );
+
+    let surge = status(&api, "surge");
+    assert_eq!(surge["reason"], "Event", "{surge}");
+    assert!(surge["forecastLoad"].as_f64().unwrap() >= 4.9 * BASE, "{surge}");
 
     let quiet = status(&api, "quiet");
     assert_eq!(quiet["reason"], "ScheduledMaximum", "{quiet}");

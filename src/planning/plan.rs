@@ -36,8 +36,19 @@ pub struct Inputs<'a> {
     /// What the peak windows and the calendar ask for: a floor within the lead time, a
     /// ceiling now.
     pub scheduled: &'a Scheduled,
+    /// The load a calendar event with a `loadMultiplier` above 1 is expected to bring within
+    /// the lead time, whatever basis the calibration chose.
+    pub event: Option<&'a ExpectedEvent>,
     /// The replica count the target has now.
     pub current_replicas: u32,
+}
+
+/// What a calendar event is expected to bring.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpectedEvent {
+    pub name: String,
+    /// The peak load expected within the lead time, in the metric's unit.
+    pub load: f64,
 }
 
 /// What `decide` remembers between calls.
@@ -194,7 +205,7 @@ pub fn decide(
     // The basis and margins the objective calls for; until they are calibrated, the live load
     // with an HPA-like margin.
     let headroom = 1.0 + spec.headroom;
-    let (mut recommendation, mut reason, reactive, forecast_replicas, forecast_load) =
+    let (mut recommendation, mut reason, reactive, mut forecast_replicas, mut forecast_load) =
         match inputs.calibration {
             Some(cal) => {
                 let m = cal.margins;
@@ -222,6 +233,22 @@ pub fn decide(
                 (r, Reason::Reactive, r, None, None)
             }
         };
+    // An event the SRE declared with a multiplier is provisioned for even when the calibration
+    // chose the live load (which cannot see it coming), with the same margins.
+    if let Some(e) = inputs.event.filter(|e| e.load.is_finite()) {
+        let r = match inputs.calibration {
+            Some(cal) => replicas_for(provisioned_load(spec, &cal.margins, e.load)),
+            None => replicas_for(e.load * headroom.max(UNCALIBRATED_MARGIN)),
+        };
+        if r > forecast_replicas.unwrap_or(0) {
+            forecast_replicas = Some(r);
+            forecast_load = Some(e.load);
+        }
+        if r >= recommendation {
+            recommendation = r;
+            reason = Reason::Event(e.name.clone());
+        }
+    }
     // The schedule's floor wins a tie: it is the reason the SRE wrote down.
     if let Some(s) = &scheduled
         && s.min_replicas >= recommendation

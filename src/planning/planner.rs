@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::calibration::{self, Calibrator, Objective};
 use super::forecast::{self, Adjustments, COARSE_BLOCK, History, ModelConfig, View};
-use super::plan::{self, Decision, Inputs, Memory};
+use super::plan::{self, Decision, ExpectedEvent, Inputs, Memory};
 use super::{behavior, schedule};
 use crate::api::ValidatedSpec;
 
@@ -139,6 +139,29 @@ impl Planner {
         )
     }
 
+    /// The load a declared surge (an event with a `loadMultiplier` above 1) brings within the
+    /// lead time: the seasonal forecasts, which already carry the multiplier, or without them
+    /// the live load as the routine has it, times the multiplier.
+    fn expected_event(
+        &self,
+        minute: DateTime<Utc>,
+        load: Option<f64>,
+        daily: f64,
+        weekly: f64,
+    ) -> Option<ExpectedEvent> {
+        let calendar = &self.spec.calendar;
+        let (name, multiplier) = schedule::surge_within(calendar, minute, self.spec.lead_time)?;
+        let forecast = [daily, weekly]
+            .into_iter()
+            .filter(|f| f.is_finite())
+            .reduce(f64::max);
+        let load = forecast.or_else(|| Some(load? / calendar.multiplier_at(minute) * multiplier))?;
+        Some(ExpectedEvent {
+            name: name.to_string(),
+            load,
+        })
+    }
+
     /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
     /// Prometheus returns it at each minute up to now, `None` when it could not be read.
     pub fn decide(
@@ -177,6 +200,7 @@ impl Planner {
         }
         let (daily, weekly) = self.calibrator.forecasts_at(minute);
         let scheduled = self.scheduled_at(minute, current_replicas);
+        let event = self.expected_event(minute, load, daily, weekly);
         let spec = &self.spec;
         let mut decision = plan::decide(
             spec,
@@ -186,6 +210,7 @@ impl Planner {
                 weekly,
                 calibration: self.calibrator.calibration(),
                 scheduled: &scheduled,
+                event: event.as_ref(),
                 current_replicas,
             },
             &mut self.memory,

@@ -132,6 +132,18 @@ pub fn scheduled(
     }
 }
 
+/// The event with the largest `loadMultiplier` above 1 under way or starting within
+/// `[now, now + lead]`, and that multiplier.
+pub fn surge_within(calendar: &Calendar, now: DateTime<Utc>, lead: Duration) -> Option<(&str, f64)> {
+    let end = now.checked_add_signed(lead).unwrap_or(now);
+    calendar
+        .events
+        .iter()
+        .filter(|e| e.when.meets(now, end))
+        .filter_map(|e| Some((e.when.name.as_str(), e.load_multiplier.filter(|m| *m > 1.0)?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// The highest floor any window or event can ask for: how far ahead the scale-up rules must
 /// start to reach it.
 pub fn highest_floor(windows: &[Window], calendar: &Calendar) -> u32 {
