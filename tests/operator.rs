@@ -621,7 +621,10 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
 
     let surge = status(&api, "surge");
     assert_eq!(surge["reason"], "Event", "{surge}");
-    assert!(surge["forecastLoad"].as_f64().unwrap() >= 4.9 * BASE, "{surge}");
+    assert!(
+        surge["forecastLoad"].as_f64().unwrap() >= 4.9 * BASE,
+        "{surge}"
+    );
 
     let quiet = status(&api, "quiet");
     assert_eq!(quiet["reason"], "ScheduledMaximum", "{quiet}");

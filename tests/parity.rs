@@ -97,6 +97,14 @@ fn the_operators_path_and_the_backtest_decide_alike() {
     let mut scaler = manifest::parse("checkout.yaml", &text).unwrap();
     // Eight days of history keep the test quick; the weekly profile still has a period.
     scaler.spec.forecast.history = "8d".into();
+    // A calendar whose intervals do not fall on the cache's 5-minute blocks: both paths must
+    // leave the same load out of the seasonal history, and multiply the same minutes.
+    scaler.spec.calendar = serde_yaml_ng::from_str(
+        "{exclusions: [{name: odd, start: '2026-02-09T10:07:00Z', end: '2026-02-09T15:02:00Z'},
+                       {name: holiday, date: '2026-02-16'}],
+          events: [{name: sale, start: '2026-02-19T07:03:00Z', duration: 3h, loadMultiplier: 2}]}",
+    )
+    .unwrap();
     let spec = scaler.spec.validate().unwrap();
     let model = ModelConfig::default();
     let setup = Setup::for_trace(&trace);

@@ -357,47 +357,122 @@ struct Bound<'a> {
     name: &'a str,
     min: Option<u32>,
     max: Option<u32>,
-    when: When<'a>,
+    /// When it is in force: `[start, end)` intervals sorted by start (a recurring window's
+    /// openings in the year checked; a dated entry's one interval).
+    intervals: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The recurring window it was made from, if it was.
+    window: Option<&'a Window>,
 }
 
-enum When<'a> {
-    Recurring(&'a Window),
-    Dated(&'a Dated),
+/// How many openings of one recurring window are checked. A window opening at most daily shows
+/// every opening of the year checked; one opening every few minutes repeats its pattern within
+/// days, so its first openings show its overlaps.
+const OPENINGS_CHECKED: usize = 400;
+
+/// A recurring window's openings in 2024, a leap year (so 29 February is among the dates), at
+/// most `OPENINGS_CHECKED` of them.
+fn openings(w: &Window) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let (Some(from), Some(until)) = (
+        Utc.with_ymd_and_hms(2023, 12, 31, 0, 0, 0).single(),
+        Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single(),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = from;
+    while out.len() < OPENINGS_CHECKED {
+        match w.opening_after(at) {
+            Some(opening) if opening < until => {
+                out.push((opening, opening + w.duration));
+                at = opening;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The first instant two sorted interval lists share, if any (a merge sweep: an interval that
+/// ends before the other list's current one starts meets nothing later in it).
+fn first_overlap(
+    a: &[(DateTime<Utc>, DateTime<Utc>)],
+    b: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Option<DateTime<Utc>> {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].1 <= b[j].0 {
+            i += 1;
+        } else if b[j].1 <= a[i].0 {
+            j += 1;
+        } else {
+            return Some(a[i].0.max(b[j].0));
+        }
+    }
+    None
 }
 
 /// Refuses a floor that would be in force while a lower ceiling is: which should win is the
-/// SRE's to say, not prescaler's to guess. Dated entries are checked exactly; two recurring
-/// windows over their openings in 2024 and 2025 (a leap year and a common one: every
-/// day-of-week and day-of-month combination a cron pattern can name), at most 1 000 openings
-/// of each, since a pattern opening every few minutes shows its overlaps within days.
+/// SRE's to say, not prescaler's to guess. Dated entries are checked exactly against each other;
+/// a recurring window through its openings in 2024 (every weekday and day-of-month combination a
+/// cron pattern names recurs within a year), at most `OPENINGS_CHECKED` of them, so that the
+/// check stays cheap for any spec: it runs at every reconcile.
 pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> Result<(), Error> {
-    let mut bounds: Vec<Bound<'_>> = windows
-        .iter()
-        .enumerate()
-        .map(|(i, w)| Bound {
-            field: format!("spec.peakWindows[{i}]"),
-            name: &w.name,
-            min: w.min_replicas,
-            max: w.max_replicas,
-            when: When::Recurring(w),
-        })
-        .collect();
-    bounds.extend(calendar.events.iter().enumerate().map(|(i, e)| Bound {
-        field: format!("spec.calendar.events[{i}]"),
-        name: &e.when.name,
-        min: e.min_replicas,
-        max: e.max_replicas,
-        when: When::Dated(&e.when),
-    }));
-    for floor in &bounds {
-        for ceiling in &bounds {
+    let involved = |min: Option<u32>, max: Option<u32>| min.is_some() || max.is_some();
+    let mut bounds: Vec<Bound<'_>> = Vec::new();
+    let (lowest_ceiling, highest_floor) = (
+        windows
+            .iter()
+            .filter_map(|w| w.max_replicas)
+            .chain(calendar.events.iter().filter_map(|e| e.max_replicas))
+            .min(),
+        windows
+            .iter()
+            .filter_map(|w| w.min_replicas)
+            .chain(calendar.events.iter().filter_map(|e| e.min_replicas))
+            .max(),
+    );
+    // Nothing can contradict without a floor above some ceiling.
+    if !matches!((highest_floor, lowest_ceiling), (Some(f), Some(c)) if f > c) {
+        return Ok(());
+    }
+    for (i, w) in windows.iter().enumerate() {
+        if involved(w.min_replicas, w.max_replicas) {
+            bounds.push(Bound {
+                field: format!("spec.peakWindows[{i}]"),
+                name: &w.name,
+                min: w.min_replicas,
+                max: w.max_replicas,
+                intervals: openings(w),
+                window: Some(w),
+            });
+        }
+    }
+    for (i, e) in calendar.events.iter().enumerate() {
+        bounds.push(Bound {
+            field: format!("spec.calendar.events[{i}]"),
+            name: &e.when.name,
+            min: e.min_replicas,
+            max: e.max_replicas,
+            intervals: vec![(e.when.start, e.when.end)],
+            window: None,
+        });
+    }
+    for (fi, floor) in bounds.iter().enumerate() {
+        for (ci, ceiling) in bounds.iter().enumerate() {
             let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
                 continue;
             };
-            if std::ptr::eq(floor, ceiling) || lo <= hi {
+            if fi == ci || lo <= hi {
                 continue;
             }
-            if let Some(at) = overlap(&floor.when, &ceiling.when) {
+            // A dated entry against a recurring window: the window's own arithmetic over the
+            // entry's span, exact in any year.
+            let at = match (floor.window, ceiling.window) {
+                (Some(w), None) => dated_overlap(w, ceiling.intervals[0]),
+                (None, Some(w)) => dated_overlap(w, floor.intervals[0]),
+                _ => first_overlap(&floor.intervals, &ceiling.intervals),
+            };
+            if let Some(at) = at {
                 return Err(invalid(
                     format!("{}.minReplicas", floor.field),
                     format!(
@@ -415,48 +490,13 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
     Ok(())
 }
 
-/// An instant at which both are in force, if there is one.
-fn overlap(a: &When<'_>, b: &When<'_>) -> Option<DateTime<Utc>> {
-    let just_before = |d: &Dated| d.end - d.start - Duration::seconds(1);
-    match (a, b) {
-        (When::Dated(x), When::Dated(y)) => x
-            .meets(y.start, y.end - Duration::seconds(1))
-            .then(|| x.start.max(y.start)),
-        (When::Recurring(w), When::Dated(d)) | (When::Dated(d), When::Recurring(w)) => {
-            w.is_open_within(d.start, just_before(d)).then(|| {
-                if w.is_open(d.start) {
-                    d.start
-                } else {
-                    w.opening_after(d.start).unwrap_or(d.start)
-                }
-            })
-        }
-        (When::Recurring(x), When::Recurring(y)) => {
-            recurring_overlap(x, y).or_else(|| recurring_overlap(y, x))
-        }
+/// An instant of `[start, end)` at which `w` is open, if there is one.
+fn dated_overlap(
+    w: &Window,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Option<DateTime<Utc>> {
+    if w.is_open(start) {
+        return Some(start);
     }
-}
-
-/// An opening of `x` (in 2024–2025, at most 1 000 of them) during which `y` is open.
-fn recurring_overlap(x: &Window, y: &Window) -> Option<DateTime<Utc>> {
-    let (from, until) = (
-        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single()?,
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single()?,
-    );
-    let mut at = from;
-    for _ in 0..1_000 {
-        let opening = x.opening_after(at)?;
-        if opening >= until {
-            return None;
-        }
-        if y.is_open_within(opening, x.duration - Duration::seconds(1)) {
-            return Some(if y.is_open(opening) {
-                opening
-            } else {
-                y.opening_after(opening).unwrap_or(opening)
-            });
-        }
-        at = opening;
-    }
-    None
+    w.opening_after(start).filter(|t| *t < end)
 }

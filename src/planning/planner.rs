@@ -155,7 +155,8 @@ impl Planner {
             .into_iter()
             .filter(|f| f.is_finite())
             .reduce(f64::max);
-        let load = forecast.or_else(|| Some(load? / calendar.multiplier_at(minute) * multiplier))?;
+        let load =
+            forecast.or_else(|| Some(load? / calendar.multiplier_at(minute) * multiplier))?;
         Some(ExpectedEvent {
             name: name.to_string(),
             load,

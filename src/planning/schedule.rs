@@ -134,13 +134,22 @@ pub fn scheduled(
 
 /// The event with the largest `loadMultiplier` above 1 under way or starting within
 /// `[now, now + lead]`, and that multiplier.
-pub fn surge_within(calendar: &Calendar, now: DateTime<Utc>, lead: Duration) -> Option<(&str, f64)> {
+pub fn surge_within(
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+    lead: Duration,
+) -> Option<(&str, f64)> {
     let end = now.checked_add_signed(lead).unwrap_or(now);
     calendar
         .events
         .iter()
         .filter(|e| e.when.meets(now, end))
-        .filter_map(|e| Some((e.when.name.as_str(), e.load_multiplier.filter(|m| *m > 1.0)?)))
+        .filter_map(|e| {
+            Some((
+                e.when.name.as_str(),
+                e.load_multiplier.filter(|m| *m > 1.0)?,
+            ))
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
