@@ -388,3 +388,44 @@ fn calendar_and_window_rules_are_in_the_schema_for_the_api_server() {
             == 3
     );
 }
+
+#[test]
+fn contradictions_are_found_across_frequencies_and_respect_exclusions() {
+    let validate = |yaml: &str| {
+        let mut s = PredictiveScalerSpec::new(10.0, 50);
+        let extra: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        s.peak_windows = serde_json::from_value(extra["peakWindows"].clone()).unwrap();
+        if let Some(c) = extra.get("calendar") {
+            s.calendar = serde_json::from_value(c.clone()).unwrap();
+        }
+        s.validate().map(|_| ()).map_err(|e| e.to_string())
+    };
+    // An hourly floor and a July ceiling: the hourly window's first openings of the year do not
+    // reach July, its arithmetic over July's openings does.
+    let e = validate(
+        "{peakWindows: [{name: always, schedule: '0 * * * *', duration: 1h, minReplicas: 20},
+                        {name: summer, schedule: '0 12 * 7 *', duration: 1h, maxReplicas: 5}]}",
+    )
+    .unwrap_err();
+    assert!(e.contains("always") && e.contains("summer"), "{e}");
+    // A night ceiling ending when a morning floor opens is no contradiction (the floor's lead
+    // time takes over from the ceiling).
+    validate(
+        "{peakWindows: [{name: night, schedule: '0 1 * * *', duration: 5h, maxReplicas: 4},
+                        {name: morning, schedule: '0 6 * * *', duration: 3h, minReplicas: 30}]}",
+    )
+    .unwrap();
+    // A holiday freeze over a daily floor: the floor is off on the excluded day.
+    validate(
+        "{peakWindows: [{name: daily, schedule: '0 10 * * *', duration: 2h, minReplicas: 20}],
+          calendar: {exclusions: [{name: christmas, date: '2026-12-25'}],
+                     events: [{name: freeze, start: '2026-12-25', end: '2026-12-25', maxReplicas: 4}]}}",
+    )
+    .unwrap();
+    // A whole month in a zone that changes clocks in it: 31 days and an hour.
+    validate(
+        "{peakWindows: [], calendar: {timeZone: Europe/Berlin,
+          exclusions: [{name: october, start: '2026-10-01', end: '2026-10-31'}]}}",
+    )
+    .unwrap();
+}

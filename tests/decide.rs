@@ -502,3 +502,37 @@ fn a_declared_surge_is_provisioned_for_whatever_basis_was_calibrated() {
     assert!(ahead.desired_replicas >= 30, "{ahead:?}");
     assert_eq!(ahead.reason, Reason::Event("sale".into()));
 }
+
+#[test]
+fn a_declared_surge_above_max_replicas_is_reported() {
+    let mut s = with_calendar(
+        "{events: [{name: sale, start: '2026-01-15T12:00:00Z', duration: 1h, loadMultiplier: 3}]}",
+    );
+    s.max_replicas = 20;
+    let (d, _, _) = replay(
+        &s,
+        |_| 1000.0,
+        t0() + Duration::days(10) + Duration::minutes(716),
+    );
+    let f = conditions::capacity_finding(&d, &s).unwrap();
+    assert!(
+        !f.status && f.message.contains("maxReplicas is 20"),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_surge_that_did_not_come_does_not_scale_down_after_the_event() {
+    // Declared ×3, the load stayed as usual: once the sale is over the level is what the load
+    // shows, not a third of it.
+    let s = with_calendar(
+        "{events: [{name: sale, start: '2026-01-15T12:00:00Z', duration: 1h, loadMultiplier: 3}]}",
+    );
+    let day10 = t0() + Duration::days(10);
+    let (usual, _, _) = replay(&spec(|_| {}), daily_step, day10 + Duration::minutes(785));
+    let (after, _, _) = replay(&s, daily_step, day10 + Duration::minutes(785));
+    assert!(
+        after.desired_replicas >= usual.desired_replicas,
+        "{after:?} vs {usual:?}"
+    );
+}

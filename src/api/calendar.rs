@@ -6,7 +6,11 @@
 //! jump, one it repeats at a fall-back means the first of the two. A date alone is the local day
 //! from midnight to midnight, 23 or 25 hours long on a DST change.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::cell::Cell;
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use super::validate::{Limits, Window, invalid, parse_bounds, parse_time_zone};
@@ -205,8 +209,11 @@ fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        // The jump is at a whole minute in every zone: count from the minute, not its seconds.
         LocalResult::None => (1..=240).find_map(|m| {
-            let later = local.checked_add_signed(Duration::minutes(m))?;
+            let later = local
+                .with_second(0)?
+                .checked_add_signed(Duration::minutes(m))?;
             tz.from_local_datetime(&later)
                 .earliest()
                 .map(|t| t.with_timezone(&Utc))
@@ -284,11 +291,14 @@ fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, 
                 .checked_add_signed(d)
                 .ok_or_else(|| invalid(sub("duration"), "is out of range"))?
         }
-        _ => {
+        (Some(_), Some(_)) => {
             return Err(invalid(
                 sub("end"),
                 "an event needs end or duration, not both",
             ));
+        }
+        (None, None) => {
+            return Err(invalid(sub("end"), "an event needs end or duration"));
         }
     };
     check_span(&sub("end"), start, end)?;
@@ -368,6 +378,9 @@ struct Bound<'a> {
 /// every opening of the year checked; one opening every few minutes repeats its pattern within
 /// days, so its first openings show its overlaps.
 const OPENINGS_CHECKED: usize = 400;
+
+/// See `check_contradictions`: about 10 ms of cron arithmetic.
+const CHECK_BUDGET: usize = 5_000;
 
 /// A recurring window's openings in 2024, a leap year (so 29 February is among the dates), at
 /// most `OPENINGS_CHECKED` of them.
@@ -457,6 +470,10 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             window: None,
         });
     }
+    // Window arithmetic allowed for the pairs, beyond the openings listed above: the check runs
+    // at every reconcile, so a spec crafted with many frequent windows must stay cheap. Pairs
+    // left when it runs out are not checked (at run time a ceiling then wins over a floor).
+    let budget = Cell::new(CHECK_BUDGET);
     for (fi, floor) in bounds.iter().enumerate() {
         for (ci, ceiling) in bounds.iter().enumerate() {
             let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
@@ -467,9 +484,20 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             }
             // A dated entry against a recurring window: the window's own arithmetic over the
             // entry's span, exact in any year.
+            // Exclusions switch a window's floor off, never a ceiling.
             let at = match (floor.window, ceiling.window) {
-                (Some(w), None) => dated_overlap(w, ceiling.intervals[0]),
-                (None, Some(w)) => dated_overlap(w, floor.intervals[0]),
+                (Some(w), None) => dated_overlap(w, ceiling.intervals[0], Some(calendar), &budget),
+                (None, Some(w)) => dated_overlap(w, floor.intervals[0], None, &budget),
+                // A window opening more often than `OPENINGS_CHECKED` times a year against a
+                // sparser one: the frequent one's arithmetic over each of the other's openings.
+                (Some(f), Some(_)) if floor.intervals.len() >= OPENINGS_CHECKED => ceiling
+                    .intervals
+                    .iter()
+                    .find_map(|&i| dated_overlap(f, i, Some(calendar), &budget)),
+                (Some(_), Some(c)) if ceiling.intervals.len() >= OPENINGS_CHECKED => floor
+                    .intervals
+                    .iter()
+                    .find_map(|&i| dated_overlap(c, i, None, &budget)),
                 _ => first_overlap(&floor.intervals, &ceiling.intervals),
             };
             if let Some(at) = at {
@@ -490,13 +518,30 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
     Ok(())
 }
 
-/// An instant of `[start, end)` at which `w` is open, if there is one.
+/// An instant of `[start, end)` at which `w` is open, if there is one; with `calendar`, through
+/// an opening outside its exclusions (a floor's window is off in them). At most
+/// `OPENINGS_CHECKED` openings are looked at.
 fn dated_overlap(
     w: &Window,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
+    calendar: Option<&Calendar>,
+    budget: &Cell<usize>,
 ) -> Option<DateTime<Utc>> {
-    if w.is_open(start) {
-        return Some(start);
+    let excluded = |t: DateTime<Utc>| calendar.is_some_and(|c| c.exclusion_at(t).is_some());
+    let mut opening = if w.is_open(start) {
+        w.opening_before(start)?
+    } else {
+        w.opening_after(start)?
+    };
+    for _ in 0..OPENINGS_CHECKED {
+        if opening >= end || budget.get() == 0 {
+            return None;
+        }
+        budget.set(budget.get() - 1);
+        if !excluded(opening) {
+            return Some(opening.max(start));
+        }
+        opening = w.opening_after(opening)?;
     }
-    w.opening_after(start).filter(|t| *t < end)
+    None
 }

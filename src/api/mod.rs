@@ -360,7 +360,7 @@ pub struct CalendarSpec {
     #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: String,
     /// Days or intervals that are not like the rest of the week: holidays, outages, a migration.
-    /// Peak windows do not apply in them, and their load is left out of the seasonal history and
+    /// Peak windows' floors do not apply in them (their ceilings do), and their load is left out of the seasonal history and
     /// of the margins' calibration, so that one odd day does not distort the following weeks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = Limits::MAX_EXCLUSIONS))]
@@ -409,7 +409,7 @@ pub struct Exclusion {
     #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
     pub start: Option<String>,
     /// The end of the interval (exclusive), written as `start`; a date alone means the end of
-    /// that day. At most 31 days after the start.
+    /// that day. At most 32 days after the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
     pub end: Option<String>,
@@ -440,7 +440,7 @@ pub struct CalendarEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = Limits::MAX_DATE_LENGTH))]
     pub end: Option<String>,
-    /// Or how long it lasts, in elapsed time; between `1m` and `31d` either way.
+    /// Or how long it lasts, in elapsed time; between `1m` and `32d` either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<SpecDuration>,
     /// The IANA time zone of local times; the calendar's by default.

@@ -46,8 +46,9 @@ impl Limits {
     pub const MAX_EVENTS: usize = 64;
     /// `2026-11-27T08:00:00.000000000+05:45` is 35 characters.
     pub const MAX_DATE_LENGTH: usize = 40;
-    /// The longest exclusion or event: a holiday season, a month-long campaign.
-    pub const MAX_DATED_SPAN: Duration = Duration::days(31);
+    /// The longest exclusion or event: a holiday season, a month-long campaign (31 local days,
+    /// plus the hour a DST change adds, with room).
+    pub const MAX_DATED_SPAN: Duration = Duration::days(32);
     /// Dated entries are refused outside these years: a typo (`20266-…`, `1026-…`) must not
     /// become an interval no date computation can handle.
     pub const MIN_YEAR: i32 = 2000;

@@ -289,7 +289,8 @@ pub fn capacity_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> {
         }
         _ => (spec.max_replicas, "maxReplicas".to_string()),
     };
-    Some(if d.forecast_used() && needed > bound {
+    // A forecast count exists when a calibrated forecast or a declared surge took part.
+    Some(if d.forecast_replicas.is_some() && needed > bound {
         Finding::new(
             MAX_REPLICAS_SUFFICIENT,
             false,

@@ -451,7 +451,12 @@ pub fn predict_peak(
     let half = h.steps(cfg.smoothing_half_width);
     let end = view.end() as i64;
     let w = h.steps(cfg.level_window).max(1);
-    let now = view.routine_mean(end - w + 1, end, adjust)?;
+    let mut now = view.routine_mean(end - w + 1, end, adjust)?;
+    // Once an event is over, a surge that did not come as declared must not read as a drop of
+    // the level: the forecast never goes below what the load itself shows.
+    if !adjust.multipliers.is_empty() && adjust.multiplier_at(view.end_time()) == 1.0 {
+        now = now.max(view.mean(end - w + 1, end)?);
+    }
     let then = past.median(|c| (c - w + 1, c))?;
     let ratio = if then > 0.0 {
         now / then

@@ -128,7 +128,13 @@ impl Planner {
         current_replicas: u32,
     ) -> schedule::Scheduled {
         let spec = &self.spec;
-        let highest = schedule::highest_floor(&spec.peak_windows, &spec.calendar);
+        // The scale-up rules take at most an hour to reach any floor (`minutes_to_reach`).
+        let highest = schedule::highest_floor(
+            &spec.peak_windows,
+            &spec.calendar,
+            minute,
+            spec.lead_time + Duration::minutes(60),
+        );
         let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
             .saturating_sub(1);
         schedule::scheduled(

@@ -60,26 +60,30 @@ pub struct Scheduled {
     pub excluded: Option<String>,
 }
 
-/// Whether a peak window's floor is asked for at `now`: open at some instant of
-/// `[now, now + lead]`, through an opening outside every exclusion, and `now` itself outside
-/// them (peak windows do not apply during an exclusion, and an opening inside one is skipped).
+/// Whether a peak window's floor is asked for at `now`: the window is open now through an
+/// opening outside every exclusion, with `now` itself outside them (peak windows' floors do not
+/// apply during an exclusion), or it opens within `[now, now + lead]` outside every exclusion
+/// (so a window opening right after an exclusion is prepared for during its last lead time).
 fn window_floor_applies(
     w: &Window,
     calendar: &Calendar,
     now: DateTime<Utc>,
     lead: Duration,
 ) -> bool {
-    let open_now = w.is_open(now).then(|| w.opening_before(now)).flatten();
-    let next = w
-        .opening_after(now)
-        .filter(|t| now.checked_add_signed(lead).is_some_and(|end| *t <= end));
-    [open_now, next]
-        .into_iter()
-        .flatten()
-        .any(|opening| calendar.exclusion_at(opening).is_none())
+    let usual = |t: DateTime<Utc>| calendar.exclusion_at(t).is_none();
+    let open_now = w.is_open(now) && usual(now) && w.opening_before(now).is_some_and(usual);
+    open_now
+        || w.opening_after(now)
+            .filter(|t| now.checked_add_signed(lead).is_some_and(|end| *t <= end))
+            .is_some_and(usual)
 }
 
 /// What the windows and the calendar ask for at `now`, floors looking `lead` ahead.
+///
+/// Exclusions switch peak windows' floors off, not ceilings: a cost cap or a freeze holds on a
+/// holiday too. A ceiling about to end gives way to a higher floor asked for in its last lead
+/// time, so that the floor is ready when it opens (validation refuses a floor and a lower
+/// ceiling in force at the same instant, so this is the only way they meet).
 pub fn scheduled(
     windows: &[Window],
     calendar: &Calendar,
@@ -88,8 +92,8 @@ pub fn scheduled(
 ) -> Scheduled {
     let excluded = calendar.exclusion_at(now).map(|x| x.name.clone());
     let end = now.checked_add_signed(lead).unwrap_or(now);
-    let routine = || windows.iter().filter(|_| excluded.is_none());
-    let floors = routine()
+    let floors = windows
+        .iter()
         .filter_map(|w| Some((w.min_replicas?, w)))
         .filter(|(_, w)| window_floor_applies(w, calendar, now, lead))
         .map(|(min, w)| (min, Source::PeakWindow(w.name.clone())))
@@ -107,17 +111,31 @@ pub fn scheduled(
             source,
             min_replicas,
         });
-    let caps = routine()
+    // Each ceiling in force, and when it ends.
+    let caps = windows
+        .iter()
         .filter_map(|w| Some((w.max_replicas?, w)))
-        .filter(|(_, w)| w.is_open(now))
-        .map(|(max, w)| (max, Source::PeakWindow(w.name.clone())))
+        .filter_map(|(max, w)| {
+            let until = w
+                .opening_before(now)?
+                .checked_add_signed(w.duration)
+                .filter(|until| now < *until)?;
+            Some((max, until, Source::PeakWindow(w.name.clone())))
+        })
         .chain(calendar.events.iter().filter_map(|e| {
-            e.when
-                .contains(now)
-                .then_some((e.max_replicas?, Source::Event(e.when.name.clone())))
-        }));
+            e.when.contains(now).then_some((
+                e.max_replicas?,
+                e.when.end,
+                Source::Event(e.when.name.clone()),
+            ))
+        }))
+        .filter(|(max, until, _)| {
+            !floor
+                .as_ref()
+                .is_some_and(|f| f.min_replicas > *max && *until <= end)
+        });
     let cap = caps
-        .fold(None::<(u32, Source)>, |best, (m, s)| match best {
+        .fold(None::<(u32, Source)>, |best, (m, _, s)| match best {
             Some((b, _)) if b <= m => best,
             _ => Some((m, s)),
         })
@@ -153,13 +171,26 @@ pub fn surge_within(
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// The highest floor any window or event can ask for: how far ahead the scale-up rules must
-/// start to reach it.
-pub fn highest_floor(windows: &[Window], calendar: &Calendar) -> u32 {
+/// The highest floor a window, or an event that meets `[now, now + horizon]`, can ask for: how
+/// far ahead the scale-up rules must start to reach it. (A past or distant event's floor must
+/// not make every window's floor be asked for early.)
+pub fn highest_floor(
+    windows: &[Window],
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+    horizon: Duration,
+) -> u32 {
+    let end = now.checked_add_signed(horizon).unwrap_or(now);
     windows
         .iter()
         .filter_map(|w| w.min_replicas)
-        .chain(calendar.events.iter().filter_map(|e| e.min_replicas))
+        .chain(
+            calendar
+                .events
+                .iter()
+                .filter(|e| e.when.meets(now, end))
+                .filter_map(|e| e.min_replicas),
+        )
         .max()
         .unwrap_or(0)
 }
@@ -387,5 +418,50 @@ mod tests {
             scheduled(&w, &none, utc("2026-01-13T06:00:00Z"), lead).cap,
             None
         );
+    }
+
+    #[test]
+    fn a_ceiling_about_to_end_gives_way_to_the_floor_that_follows_it() {
+        let mut night = window("0 1 * * *", "5h", "UTC");
+        night.name = "night".into();
+        (night.min_replicas, night.max_replicas) = (None, Some(4));
+        let mut morning = window("0 6 * * *", "3h", "UTC");
+        morning.name = "morning".into();
+        morning.min_replicas = Some(30);
+        let w = vec![night, morning];
+        let (none, lead) = (Calendar::default(), Duration::minutes(6));
+        let at = |t: &str| scheduled(&w, &none, utc(t), lead);
+        let still_night = at("2026-01-12T05:53:00Z");
+        assert_eq!(still_night.cap.map(|c| c.max_replicas), Some(4));
+        assert_eq!(still_night.floor, None);
+        // The morning's lead time: its floor, not the night's ceiling, which ends at 06:00.
+        let lead_phase = at("2026-01-12T05:54:00Z");
+        assert_eq!(lead_phase.floor.map(|f| f.min_replicas), Some(30));
+        assert_eq!(lead_phase.cap, None);
+    }
+
+    #[test]
+    fn a_window_opening_right_after_an_exclusion_is_prepared_for_during_it() {
+        let cal = calendar(
+            "{exclusions: [{name: maintenance, start: '2026-12-07T06:00:00Z', end: '2026-12-07T09:00:00Z'}]}",
+        );
+        let w = vec![window("0 9 * * 1-5", "3h", "UTC")];
+        let s = scheduled(&w, &cal, utc("2026-12-07T08:54:00Z"), Duration::minutes(6));
+        assert_eq!(s.excluded.as_deref(), Some("maintenance"));
+        assert_eq!(s.floor.map(|f| f.min_replicas), Some(10));
+    }
+
+    #[test]
+    fn exclusions_switch_floors_off_but_ceilings_hold() {
+        let cal = calendar("{exclusions: [{name: holiday, date: '2026-12-25'}]}");
+        let mut cap = window("0 0 * * *", "24h", "UTC");
+        (cap.min_replicas, cap.max_replicas) = (None, Some(8));
+        let s = scheduled(
+            &[cap],
+            &cal,
+            utc("2026-12-25T12:00:00Z"),
+            Duration::minutes(6),
+        );
+        assert_eq!(s.cap.map(|c| c.max_replicas), Some(8));
     }
 }
