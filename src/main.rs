@@ -111,6 +111,11 @@ struct RunArgs {
     /// The label that holds a series' namespace, for --confine-queries-to-namespace.
     #[arg(long, default_value = "namespace")]
     namespace_label: String,
+    /// KEDA support: for a target whose HPA a KEDA ScaledObject manages, hold the floor on the
+    /// ScaledObject's minReplicaCount (KEDA rewrites its HPA on every sync). Needs get, list and
+    /// patch on scaledobjects.keda.sh (the chart's keda.enabled). Off, such targets are refused.
+    #[arg(long, env = "PRESCALER_KEDA")]
+    keda: bool,
 }
 
 #[derive(Args)]
@@ -231,6 +236,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
         namespace_label: args
             .confine_queries_to_namespace
             .then_some(args.namespace_label),
+        keda: args.keda,
         listen: args.listen,
         lease,
     };

@@ -121,17 +121,51 @@ async fn a_second_scaler_on_one_target_does_nothing() {
     assert_eq!(scale_writes(&api, "web"), 1);
 }
 
+/// A KEDA ScaledObject `name` scaling the Deployment `name`, with the HPA KEDA makes for it
+/// (`keda-hpa-<name>`, owned by the ScaledObject), synced once as KEDA would.
+fn keda_scaled(api: &FakeApi, name: &str, min: i64) {
+    api.put(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "scaleTargetRef": { "name": name }, "minReplicaCount": min, "maxReplicaCount": 30,
+                  "triggers": [{ "type": "prometheus", "metadata": { "threshold": "50" } }] },
+    }));
+    api.put(hpa(
+        name,
+        1,
+        json!({ "metadata": { "name": format!("keda-hpa-{name}"), "ownerReferences": [{
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name, "uid": "u1", "controller": true }] } }),
+    ));
+    api.keda_sync(NS, name);
+}
+
+fn scaled_object(api: &FakeApi, name: &str) -> Value {
+    get(api, "keda.sh/v1alpha1", "ScaledObject", name)
+}
+
+fn min_replica_count(api: &FakeApi, name: &str) -> i64 {
+    scaled_object(api, name)["spec"]["minReplicaCount"]
+        .as_i64()
+        .unwrap()
+}
+
+fn keda_hpa_min(api: &FakeApi, name: &str) -> i64 {
+    get(
+        api,
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        &format!("keda-hpa-{name}"),
+    )["spec"]["minReplicas"]
+        .as_i64()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_hpa_owned_by_keda_is_refused() {
+async fn an_hpa_owned_by_keda_is_refused_without_keda_support() {
     let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("queue", 2));
-    api.put(hpa(
-        "queue",
-        2,
-        json!({ "metadata": { "name": "keda-hpa-queue", "ownerReferences": [{
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "queue", "uid": "u1", "controller": true }] } }),
-    ));
+    keda_scaled(&api, "queue", 2);
     api.put(scaler("queue", "steady", floor(6)));
     let _op = start_operator(&api, &prom.url());
     eventually(20, "refused", || {
@@ -140,12 +174,202 @@ async fn an_hpa_owned_by_keda_is_refused() {
     .await;
     let (_, _, message) = condition(&api, "queue", "Ready").unwrap();
     assert!(
-        message.contains("ScaledObject queue") && message.contains("minReplicaCount"),
-        "{message}"
+        message.contains("ScaledObject queue")
+            && message.contains("minReplicaCount")
+            && message.contains("keda.enabled")
+            && message.contains("--keda"),
+        "says how to enable it: {message}"
     );
     tokio::time::sleep(StdDuration::from_secs(2)).await;
     assert_eq!(api.writes_to("/horizontalpodautoscalers/"), 0);
+    assert_eq!(api.writes_to("/scaledobjects/"), 0);
     assert_eq!(scale_writes(&api, "queue"), 0);
+    assert_eq!(min_replica_count(&api, "queue"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keda_support_the_floor_goes_to_the_scaled_object_and_survives_keda_syncs() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("queue", 2));
+    // minReplicaCount 0 (KEDA's scale to zero): the HPA's minReplicas is 1.
+    keda_scaled(&api, "queue", 0);
+    assert_eq!(keda_hpa_min(&api, "queue"), 1);
+    api.put(scaler("queue", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(
+        20,
+        "the floor reaches the ScaledObject",
+        || match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        },
+    )
+    .await;
+    let so = scaled_object(&api, "queue");
+    assert_eq!(
+        so["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "0"
+    );
+    expect_condition(&api, "queue", "Ready", "True", "FloorOnScaledObject").unwrap();
+    assert!(
+        events(&api, "queue")
+            .iter()
+            .any(|(_, r, n)| r == "FloorSet" && n.contains("ScaledObject queue"))
+    );
+    // KEDA syncs its HPA from the ScaledObject again and again: the floor holds each time, and
+    // prescaler never writes the HPA (KEDA would undo it) nor the Deployment.
+    for sync in 0..10 {
+        api.keda_sync(NS, "queue");
+        assert_eq!(keda_hpa_min(&api, "queue"), 6, "after KEDA sync {sync}");
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+    }
+    assert_eq!(api.writes_to("/horizontalpodautoscalers/"), 0);
+    assert_eq!(scale_writes(&api, "queue"), 0);
+    // Off: the ScaledObject's own value comes back exactly (0, not KEDA's HPA 1).
+    let mut off = scaler("queue", "steady", floor(6));
+    off["spec"]["mode"] = json!("Off");
+    api.put(off);
+    eventually(20, "given back on Off", || {
+        let so = scaled_object(&api, "queue");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/original-min-replicas")
+            .is_none();
+        match so["spec"]["minReplicaCount"].as_i64() {
+            Some(0) if clean => Ok(()),
+            _ => Err(so.to_string()),
+        }
+    })
+    .await;
+    api.keda_sync(NS, "queue");
+    assert_eq!(keda_hpa_min(&api, "queue"), 1);
+    // Auto again, then deleted: the floor comes back, then the original goes back.
+    api.put(scaler("queue", "steady", floor(6)));
+    eventually(20, "the floor again", || {
+        match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        }
+    })
+    .await;
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue");
+    eventually(20, "given back on delete", || {
+        let so = scaled_object(&api, "queue");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/floor-owner")
+            .is_none();
+        let gone = api
+            .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue")
+            .is_none();
+        match so["spec"]["minReplicaCount"].as_i64() {
+            Some(0) if clean && gone => Ok(()),
+            _ => Err(so.to_string()),
+        }
+    })
+    .await;
+    assert!(
+        events(&api, "queue")
+            .iter()
+            .any(|(_, r, n)| r == "FloorReleased" && n.contains("minReplicaCount to 0"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_edit_of_min_replica_count_is_adopted_and_given_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("jobs", 2));
+    keda_scaled(&api, "jobs", 2);
+    // KEDA writes the ScaledObject's status all along: prescaler's guarded writes conflict.
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            loop {
+                api.touch_status("keda.sh/v1alpha1", "ScaledObject", NS, "jobs");
+                api.keda_sync(NS, "jobs");
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+        })
+    };
+    api.put(scaler("jobs", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(20, "the floor is set", || {
+        match (min_replica_count(&api, "jobs"), keda_hpa_min(&api, "jobs")) {
+            (6, 6) => Ok(()),
+            m => Err(format!("minReplicaCount, HPA minReplicas: {m:?}")),
+        }
+    })
+    .await;
+    // A person raises minReplicaCount to 9: prescaler's floor (6) is lower, so 9 it is.
+    let mut edited = scaled_object(&api, "jobs");
+    edited["spec"]["minReplicaCount"] = json!(9);
+    api.put(edited);
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let so = scaled_object(&api, "jobs");
+    assert_eq!(
+        so["spec"]["minReplicaCount"], 9,
+        "the person's value stays: {so}"
+    );
+    assert_eq!(
+        so["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "9"
+    );
+    assert_eq!(keda_hpa_min(&api, "jobs"), 9);
+    // Deleted, the scaler gives back the ScaledObject's own value: the person's.
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "jobs");
+    eventually(20, "given back", || {
+        let so = scaled_object(&api, "jobs");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/original-min-replicas")
+            .is_none();
+        let gone = api
+            .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "jobs")
+            .is_none();
+        if so["spec"]["minReplicaCount"] == 9 && clean && gone {
+            Ok(())
+        } else {
+            Err(so.to_string())
+        }
+    })
+    .await;
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scaled_object_gets_its_own_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("batch", 2));
+    keda_scaled(&api, "batch", 3);
+    api.put(scaler("batch", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(20, "the floor is set", || {
+        match min_replica_count(&api, "batch") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        }
+    })
+    .await;
+    let mut paused = scaled_object(&api, "batch");
+    paused["metadata"]["annotations"]["autoscaling.keda.sh/paused"] = json!("true");
+    api.put(paused);
+    eventually(20, "given back while paused", || {
+        match (
+            min_replica_count(&api, "batch"),
+            expect_condition(&api, "batch", "Ready", "False", "ScalingDisabled"),
+        ) {
+            (3, Ok(())) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let writes = api.writes_to("/scaledobjects/");
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(
+        api.writes_to("/scaledobjects/"),
+        writes,
+        "nothing written while paused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

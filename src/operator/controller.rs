@@ -1,9 +1,10 @@
 //! The reconcile of one PredictiveScaler, in four steps:
 //! - **observe**: validate the spec, find the target and the HPA that may scale it, refuse what
 //!   must not be acted on (a target in another namespace, one another PredictiveScaler already
-//!   scales, a KEDA-owned HPA), and bring the load history up to date;
+//!   scales, a KEDA-owned HPA unless KEDA support is on), and bring the load history up to date;
 //! - **decide**: the scaler's `Planner`, the same one the backtest replays;
-//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it — only
+//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it (of the
+//!   KEDA ScaledObject that manages that HPA, with KEDA support on) — only
 //!   while this replica leads, never a paused workload, never on a failure's account;
 //! - **report**: status (written only when it changed), conditions, Events and metrics.
 //!
@@ -42,7 +43,7 @@ use crate::planning::plan::Decision;
 use crate::planning::planner::Planner;
 use crate::{Error, Result};
 
-/// Kept on a PredictiveScaler while it holds an HPA's floor, so that the floor is given back
+/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
 /// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
 /// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
 pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
@@ -63,6 +64,10 @@ pub struct Settings {
     /// `prometheus::confine_to_namespace`): tenants cannot read each other's series through
     /// the operator's credentials.
     pub namespace_label: Option<String>,
+    /// KEDA support: the floor of a target whose HPA a KEDA ScaledObject manages goes to the
+    /// ScaledObject's `minReplicaCount` (needs `patch` on `scaledobjects.keda.sh`). Off, such a
+    /// target is refused.
+    pub keda: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             model: ModelConfig::default(),
             instance: "prescaler".into(),
             namespace_label: None,
+            keda: false,
         }
     }
 }
@@ -298,6 +304,8 @@ struct Target {
     query: String,
     workload: Workload,
     hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The KEDA ScaledObject that manages `hpa` (with KEDA support on): the floor goes there.
+    scaled_object: Option<String>,
 }
 
 /// What the history refresh found.
@@ -432,11 +440,14 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
         }
     };
     let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
-    if let Some(scaled_object) = hpa.as_deref().and_then(kubernetes::keda_owner) {
+    let scaled_object = hpa.as_deref().and_then(kubernetes::keda_owner);
+    if let Some(name) = scaled_object.as_deref()
+        && !ctx.settings.keda
+    {
         return refuse(
             "KedaManagedTarget",
             format!(
-                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {scaled_object}, which would undo any floor prescaler sets; set the ScaledObject's minReplicaCount, or scale with prescaler alone",
+                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
                 hpa.as_ref().map(|h| h.name_any()).unwrap_or_default()
             ),
         );
@@ -453,6 +464,7 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
         query,
         workload,
         hpa,
+        scaled_object,
     }))
 }
 
@@ -595,6 +607,9 @@ async fn actuate(
             false,
         );
     }
+    if let Some(name) = target.scaled_object.clone() {
+        return actuate_keda(ps, ctx, &name, &target_name, decision, current).await;
+    }
     match target.hpa.clone() {
         Some(hpa) => {
             let uid = ps.uid().unwrap_or_default();
@@ -674,6 +689,70 @@ async fn actuate(
     }
 }
 
+/// Holds the floor on the KEDA ScaledObject `name` that manages the target's HPA: KEDA copies
+/// `minReplicaCount` into its HPA on every sync, where a floor written on the HPA itself would be
+/// undone. Read from the API server each time (only such targets pay for it).
+async fn actuate_keda(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    name: &str,
+    target_name: &str,
+    decision: &Decision,
+    current: u32,
+) -> Result<Actuated> {
+    let namespace = ps.namespace().unwrap_or_default();
+    let finding = |status: bool, reason: &str, message: String| Actuated {
+        finding: Finding::new(READY, status, reason, message),
+        current,
+        scaled: false,
+    };
+    let Some(so) = kubernetes::get_scaled_object(&ctx.client, &namespace, name).await? else {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScaledObjectNotFound",
+            format!(
+                "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its owner, which does not exist; nothing is scaled"
+            ),
+        ));
+    };
+    if let Some(why) = kubernetes::keda_paused(&so) {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScalingDisabled",
+            format!("{why}: prescaler does not scale it"),
+        ));
+    }
+    add_finalizer(ps, ctx).await?;
+    let uid = ps.uid().unwrap_or_default();
+    let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
+        .await?;
+    if let Some(floor) = set {
+        publish(
+            ctx,
+            ps,
+            EventType::Normal,
+            "FloorSet",
+            format!(
+                "set KEDA ScaledObject {name}'s minReplicaCount to {floor} ({})",
+                decision.explain()
+            ),
+        )
+        .await;
+    }
+    Ok(Actuated {
+        scaled: set.is_some(),
+        ..finding(
+            true,
+            "FloorOnScaledObject",
+            format!(
+                "KEDA ScaledObject {name} scales {target_name}; prescaler holds its minReplicaCount at the forecast floor"
+            ),
+        )
+    })
+}
+
 /// Adds the finalizer before an HPA floor is set, guarded by the resourceVersion read.
 async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if ps.finalizers().iter().any(|f| f == FINALIZER) {
@@ -703,6 +782,25 @@ async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
             EventType::Normal,
             "FloorReleased",
             format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
+        )
+        .await;
+    }
+    // Without KEDA support there is no permission to read ScaledObjects, and no floor on one.
+    if ctx.settings.keda
+        && let Some((so, restored)) = kubernetes::release_scaled_object_floor(
+            &ctx.client,
+            &namespace,
+            &ps.spec.scale_target_ref,
+            &uid,
+        )
+        .await?
+    {
+        publish(
+            ctx,
+            ps,
+            EventType::Normal,
+            "FloorReleased",
+            format!("restored KEDA ScaledObject {so}'s minReplicaCount to {restored}"),
         )
         .await;
     }

@@ -29,6 +29,13 @@
 //! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
+//! - KEDA ScaledObjects (`keda.sh/v1alpha1`) are ordinary objects too; `keda_sync` stands for
+//!   KEDA's operator reconciling one: it rewrites the HPA the ScaledObject owns (named by
+//!   `spec.advanced.horizontalPodAutoscalerConfig.name`, else `keda-hpa-<name>`) so that its
+//!   `minReplicas` is `minReplicaCount` (1 when that is 0 or unset) and its `maxReplicas` is
+//!   `maxReplicaCount` (100 when unset) — KEDA's `getHPAMinReplicas`/`getHPAMaxReplicas` in
+//!   controllers/keda/hpa.go; any other edit of those two HPA fields is undone, as KEDA undoes it
+//!   (kedacore/keda#6061);
 //! - `fail_next` injects errors for the next matching requests, each with the reason the real
 //!   server gives (409 Conflict from a concurrent writer, 403 Forbidden from RBAC, 429, 500), and
 //!   every request is logged so that a test can assert what was (not) written.
@@ -223,6 +230,39 @@ impl FakeApi {
             object["status"]["observedWrites"] = json!(n);
             self.commit(&mut store, key, object, "MODIFIED");
         }
+    }
+
+    /// One sync of KEDA's operator for ScaledObject `name` (see the module's notes): its HPA's
+    /// `minReplicas` and `maxReplicas` are rewritten from the ScaledObject, whatever they were.
+    pub fn keda_sync(&self, namespace: &str, name: &str) {
+        let so = self
+            .get("keda.sh/v1alpha1", "ScaledObject", namespace, name)
+            .expect("the ScaledObject exists");
+        let hpa_name = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"]
+            .as_str()
+            .map_or_else(|| format!("keda-hpa-{name}"), str::to_string);
+        let min = so["spec"]["minReplicaCount"]
+            .as_i64()
+            .filter(|m| *m > 0)
+            .unwrap_or(1);
+        let max = so["spec"]["maxReplicaCount"].as_i64().unwrap_or(100);
+        let key = (
+            "autoscaling/v2/horizontalpodautoscalers".to_string(),
+            namespace.to_string(),
+            hpa_name,
+        );
+        let mut store = self.store.lock().unwrap();
+        let Some(mut hpa) = store.objects.get(&key).cloned() else {
+            return;
+        };
+        if hpa["spec"]["minReplicas"] == json!(min) && hpa["spec"]["maxReplicas"] == json!(max) {
+            return;
+        }
+        hpa["spec"]["minReplicas"] = json!(min);
+        hpa["spec"]["maxReplicas"] = json!(max);
+        let generation = hpa["metadata"]["generation"].as_i64().unwrap_or(1);
+        hpa["metadata"]["generation"] = json!(generation + 1);
+        self.commit(&mut store, key, hpa, "MODIFIED");
     }
 
     /// Every request served so far.
