@@ -755,3 +755,167 @@ async fn a_tenant_reads_only_its_own_namespace() {
     assert_eq!(s["reactiveReplicas"], 2, "{s}");
     assert!(s["forecastLoad"].as_f64().is_none_or(|l| l < 200.0), "{s}");
 }
+
+/// A pod of Deployment `app` created `created_ago` before now, Ready `ready_after` after its
+/// creation (not Ready without one), and unschedulable when asked: what the scheduler and the
+/// kubelet would have written.
+fn pod(
+    name: &str,
+    app: &str,
+    created_ago: Duration,
+    ready_after: Option<Duration>,
+    unschedulable: bool,
+) -> Value {
+    let created = Utc::now() - created_ago;
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut conditions = vec![if unschedulable {
+        json!({ "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "lastTransitionTime": at(created) })
+    } else {
+        json!({ "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) })
+    }];
+    conditions.push(match ready_after {
+        Some(d) => {
+            json!({ "type": "Ready", "status": "True", "lastTransitionTime": at(created + d) })
+        }
+        None => json!({ "type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                        "lastTransitionTime": at(created) }),
+    });
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": NS, "labels": { "app": app },
+                      "creationTimestamp": at(created) },
+        "spec": { "containers": [{ "name": "app", "image": "app" }] },
+        "status": { "conditions": conditions },
+    })
+}
+
+fn auto_lead_time() -> Value {
+    let mut extra = floor(3);
+    extra["forecast"] = json!({ "leadTime": "Auto" });
+    extra
+}
+
+/// The operator with `leadTime: Auto` surveys at every sync and takes a new figure on the second
+/// consecutive survey that shows it (the default waits 10 minutes).
+fn start_learning(api: &FakeApi, prom: &TestPrometheus) -> Operator {
+    start_operator_with(api, &prom.url(), |s| {
+        s.pod_survey_interval = StdDuration::ZERO;
+        s.lead_time_settle = StdDuration::ZERO;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_time_auto_learns_the_pods_start_up() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    // Pods that took 2m50s to 3m (fast) and 7m50s to 8m (slow) from creation to Ready, created
+    // over the last hours; and a pod of another app that must not count.
+    for (app, minutes) in [("fast", 3), ("slow", 8)] {
+        api.put(deployment(app, 3));
+        for i in 0..6 {
+            let startup = Duration::minutes(minutes) - Duration::seconds(2 * i);
+            api.put(pod(
+                &format!("{app}-{i}"),
+                app,
+                Duration::hours(i + 1),
+                Some(startup),
+                false,
+            ));
+        }
+        api.put(scaler(app, "steady", auto_lead_time()));
+    }
+    api.put(pod(
+        "other-0",
+        "other",
+        Duration::hours(1),
+        Some(Duration::minutes(25)),
+        false,
+    ));
+    let _op = start_learning(&api, prom);
+    let metric_delay = 60;
+    for (app, startup) in [("fast", 180), ("slow", 480)] {
+        eventually(20, "learned", || {
+            let lead = &status(&api, app)["leadTime"];
+            match (lead["source"].as_str(), lead["seconds"].as_i64()) {
+                (Some("Learned"), Some(_)) => Ok(()),
+                _ => Err(lead.to_string()),
+            }
+        })
+        .await;
+        let lead = status(&api, app)["leadTime"].clone();
+        let seconds = lead["seconds"].as_i64().unwrap();
+        assert!(
+            (seconds - (startup + metric_delay)).abs() <= 30,
+            "{app}: lead time {seconds} s, want {} ± 30: {lead}",
+            startup + metric_delay
+        );
+        let measured = lead["startupSeconds"].as_i64().unwrap();
+        assert!(
+            (measured - startup).abs() <= 30,
+            "{app}: start-up {measured} s: {lead}"
+        );
+        assert_eq!(
+            lead["observations"], 6,
+            "each pod once, only its own: {lead}"
+        );
+        expect_condition(&api, app, "PodsPending", "False", "PodsReadyInTime").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("tight", 3));
+    for i in 0..5 {
+        api.put(pod(
+            &format!("tight-{i}"),
+            "tight",
+            Duration::hours(i + 1),
+            Some(Duration::minutes(2)),
+            false,
+        ));
+    }
+    // No node takes this one: pending for 20 minutes.
+    api.put(pod("tight-new", "tight", Duration::minutes(20), None, true));
+    api.put(scaler("tight", "steady", auto_lead_time()));
+    let _op = start_learning(&api, prom);
+    eventually(20, "pending pods reported", || {
+        expect_condition(&api, "tight", "PodsPending", "True", "Unschedulable")
+    })
+    .await;
+    let (_, _, message) = condition(&api, "tight", "PodsPending").unwrap();
+    assert!(
+        message.contains("1 pod(s) of Deployment tight")
+            && message.contains("for 20 min")
+            && message.contains("PodScheduled=False"),
+        "{message}"
+    );
+    // It counts at its age so far: the learned start-up is at least 20 minutes.
+    let lead = status(&api, "tight")["leadTime"].clone();
+    assert!(
+        lead["startupSeconds"].as_i64().unwrap() >= 20 * 60,
+        "{lead}"
+    );
+    assert!(
+        events(&api, "tight")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "Unschedulable")
+    );
+    // Scheduled at last, and Ready now: the condition clears.
+    let mut ready = pod(
+        "tight-new",
+        "tight",
+        Duration::minutes(21),
+        Some(Duration::minutes(21)),
+        false,
+    );
+    ready["metadata"]["creationTimestamp"] =
+        get(&api, "v1", "Pod", "tight-new")["metadata"]["creationTimestamp"].clone();
+    api.put(ready);
+    eventually(20, "cleared", || {
+        expect_condition(&api, "tight", "PodsPending", "False", "PodsReadyInTime")
+    })
+    .await;
+}

@@ -20,13 +20,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::DateTime;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
 use crate::api::ScaleTargetRef;
+use crate::planning::startup::PodStart;
 use crate::{Error, Result};
 
 /// The longest any one Kubernetes request may take.
@@ -89,6 +93,15 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The label selector of the workload's pods, as `/scale` reports it (`status.selector`).
+    pub fn selector(&self) -> Option<&str> {
+        self.scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+
     pub fn replicas(&self) -> u32 {
         self.scale
             .spec
@@ -511,6 +524,53 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The start-up of the pods `selector` selects in `namespace` (the target's `/scale`
+/// `status.selector`), for `leadTime: Auto`: one list, bounded by `API_TIMEOUT`.
+pub async fn pod_starts(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<PodStart>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = call(
+        "listing the target's pods",
+        api.list(&ListParams::default().labels(selector)),
+    )
+    .await?;
+    Ok(list.items.iter().filter_map(pod_start).collect())
+}
+
+/// A pod's creation, its Ready time (the `Ready` condition's `lastTransitionTime`, when True),
+/// whether it is unschedulable (`PodScheduled=False`), restarted or terminating.
+fn pod_start(pod: &Pod) -> Option<PodStart> {
+    let time =
+        |t: &Time| DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32);
+    let created = time(pod.metadata.creation_timestamp.as_ref()?)?;
+    let status = pod.status.as_ref();
+    let conditions = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let ready_at = condition("Ready")
+        .filter(|c| c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .and_then(time);
+    let unschedulable = condition("PodScheduled").is_some_and(|c| c.status == "False");
+    let restarted = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.restart_count > 0);
+    Some(PodStart {
+        uid: pod.metadata.uid.clone()?,
+        created,
+        ready_at,
+        unschedulable,
+        restarted,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    })
 }
 
 /// KEDA's ScaledObject (`keda.sh/v1alpha1`), read as a dynamic object: prescaler does not depend

@@ -37,10 +37,11 @@ use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
 use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
 use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
-use crate::planning::conditions::{self, Finding, READY, SCALING_LIMITED};
+use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
 use crate::planning::plan::Decision;
 use crate::planning::planner::Planner;
+use crate::planning::startup;
 use crate::{Error, Result};
 
 /// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
@@ -68,6 +69,11 @@ pub struct Settings {
     /// ScaledObject's `minReplicaCount` (needs `patch` on `scaledobjects.keda.sh`). Off, such a
     /// target is refused.
     pub keda: bool,
+    /// With `leadTime: Auto`: how long a new learned lead time must persist before it is used
+    /// (each change restarts the calibration, so it changes rarely).
+    pub lead_time_settle: StdDuration,
+    /// With `leadTime: Auto`: the target's pods are listed at most this often per scaler.
+    pub pod_survey_interval: StdDuration,
 }
 
 impl Default for Settings {
@@ -79,6 +85,8 @@ impl Default for Settings {
             instance: "prescaler".into(),
             namespace_label: None,
             keda: false,
+            lead_time_settle: StdDuration::from_secs(600),
+            pod_survey_interval: StdDuration::from_secs(60),
         }
     }
 }
@@ -87,6 +95,10 @@ impl Default for Settings {
 struct ScalerState {
     planner: Planner,
     cache: HistoryCache,
+    /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
+    startup: startup::Tracker,
+    /// The last survey of the pods and when it was made.
+    survey: Option<(Instant, startup::Survey)>,
 }
 
 /// Shared by all reconciles.
@@ -161,7 +173,14 @@ impl Context {
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
             let planner = Planner::new(spec.clone(), self.settings.model.clone());
             let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
-            Arc::new(Mutex::new(ScalerState { planner, cache }))
+            let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
+                .unwrap_or(startup::DEFAULT_SETTLE);
+            Arc::new(Mutex::new(ScalerState {
+                planner,
+                cache,
+                startup: startup::Tracker::new(settle),
+                survey: None,
+            }))
         });
         entry.clone()
     }
@@ -346,6 +365,10 @@ async fn observe_decide_act(
             return write_status(ps, ctx, None, vec![refusal], now).await;
         }
     };
+    let lead = match target.spec.lead_time_auto {
+        true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
+        false => None,
+    };
     let (decision, load) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     let mut findings = vec![
@@ -355,6 +378,16 @@ async fn observe_decide_act(
         conditions::limit_finding(&decision, &target.spec),
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
+    let target_name = format!(
+        "{} {}",
+        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
+    );
+    if let Some(lead) = &lead {
+        findings.push(conditions::pods_pending_finding(
+            lead.as_ref().map_err(String::as_str),
+            &target_name,
+        ));
+    }
     publish_metrics(ctx, ps, &decision, ready.current);
     write_status(
         ps,
@@ -363,6 +396,10 @@ async fn observe_decide_act(
             decision: &decision,
             current: ready.current,
             scaled_at: ready.scaled.then_some(now),
+            lead_time: lead
+                .as_ref()
+                .and_then(|l| l.as_ref().ok())
+                .map(conditions::lead_time_status),
         }),
         findings,
         now,
@@ -466,6 +503,55 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
         hpa,
         scaled_object,
     }))
+}
+
+/// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets
+/// the spec's lead time to the one the tracker says to use. When the pods cannot be read the
+/// lead time in use stays (the last survey's, else the default), and the error is returned for
+/// the `PodsPending` condition.
+async fn learn_lead_time(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    now: DateTime<Utc>,
+) -> std::result::Result<startup::Survey, String> {
+    let state = ctx
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .await;
+    let mut state = state.lock().await;
+    let fresh = state
+        .survey
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < ctx.settings.pod_survey_interval)
+        .map(|(_, s)| s.clone());
+    let survey = match fresh {
+        Some(s) => Ok(s),
+        None => {
+            let namespace = ps.namespace().unwrap_or_default();
+            match target.workload.selector() {
+                None => Err(format!(
+                    "{} reports no pod selector on its /scale (status.selector)",
+                    target.workload.name
+                )),
+                Some(selector) => kubernetes::pod_starts(&ctx.client, &namespace, selector)
+                    .await
+                    .map(|pods| state.startup.survey(&pods, now))
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    };
+    match &survey {
+        Ok(s) => {
+            target.spec.lead_time = s.lead_time;
+            state.survey = Some((Instant::now(), s.clone()));
+        }
+        Err(_) => {
+            if let Some((_, last)) = &state.survey {
+                target.spec.lead_time = last.lead_time;
+            }
+        }
+    }
+    survey
 }
 
 /// Brings the scaler's history up to date and asks its planner.
@@ -841,6 +927,8 @@ struct Decided<'a> {
     decision: &'a Decision,
     current: u32,
     scaled_at: Option<DateTime<Utc>>,
+    /// `status.leadTime`, with `leadTime: Auto`.
+    lead_time: Option<crate::api::LeadTimeStatus>,
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -867,6 +955,7 @@ fn new_status(
     };
     if let Some(d) = decided {
         conditions::record_decision(&mut status, d.decision, d.current);
+        status.lead_time = d.lead_time.clone();
         if let Some(t) = d.scaled_at {
             status.last_scale_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
@@ -916,8 +1005,8 @@ async fn write_status(
         // A first healthy condition is not news; a problem, or a recovery from one, is.
         let recovered = previous
             .iter()
-            .any(|c| c.type_ == f.type_ && c.status == "False");
-        if f.is_warning() || recovered || f.type_ == SCALING_LIMITED && f.status {
+            .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
+        if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
             let kind = if f.is_warning() {
                 EventType::Warning
             } else {

@@ -191,6 +191,7 @@ class Chart(unittest.TestCase):
                      for v in ("get", "list", "watch", "patch")}
         expected |= {("ClusterRole", "keda.sh", "scaledobjects", v)
                      for v in ("get", "list", "patch")}
+        expected.add(("ClusterRole", "", "pods", "list"))
         expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
         expected |= {("Role", "coordination.k8s.io", "leases", v)
                      for v in ("get", "create", "update")}
