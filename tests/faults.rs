@@ -861,6 +861,16 @@ async fn lead_time_auto_learns_the_pods_start_up() {
         );
         expect_condition(&api, app, "PodsPending", "False", "PodsReadyInTime").unwrap();
     }
+    // The pods can no longer be listed (RBAC taken away): the lead time in use stays, shown,
+    // and the condition says why.
+    api.fail_next(Method::GET, "/namespaces/shop/pods", 403, 100_000);
+    eventually(20, "unreadable pods told", || {
+        expect_condition(&api, "fast", "PodsPending", "False", "PodsUnreadable")
+    })
+    .await;
+    let lead = status(&api, "fast")["leadTime"].clone();
+    assert_eq!(lead["seconds"], 240, "{lead}");
+    assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,6 +926,28 @@ async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     api.put(ready);
     eventually(20, "cleared", || {
         expect_condition(&api, "tight", "PodsPending", "False", "PodsReadyInTime")
+    })
+    .await;
+    // Another one stuck, then the spec goes back to a fixed lead time: the condition does not
+    // linger, and status.leadTime goes.
+    api.put(pod(
+        "tight-later",
+        "tight",
+        Duration::minutes(40),
+        None,
+        true,
+    ));
+    eventually(20, "pending again", || {
+        expect_condition(&api, "tight", "PodsPending", "True", "Unschedulable")
+    })
+    .await;
+    api.put(scaler("tight", "steady", floor(3)));
+    eventually(20, "fixed lead time", || {
+        expect_condition(&api, "tight", "PodsPending", "False", "FixedLeadTime")?;
+        match status(&api, "tight").get("leadTime") {
+            None => Ok(()),
+            Some(l) => Err(format!("leadTime still shown: {l}")),
+        }
     })
     .await;
 }

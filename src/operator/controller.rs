@@ -382,11 +382,26 @@ async fn observe_decide_act(
         "{} {}",
         ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
     );
-    if let Some(lead) = &lead {
-        findings.push(conditions::pods_pending_finding(
-            lead.as_ref().map_err(String::as_str),
+    match &lead {
+        Some((_, survey)) => findings.push(conditions::pods_pending_finding(
+            survey.as_ref().map_err(String::as_str),
             &target_name,
-        ));
+        )),
+        // Back to a fixed lead time: a PodsPending from the Auto days must not linger.
+        None if ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::PODS_PENDING && c.status == "True")
+        }) =>
+        {
+            findings.push(Finding::new(
+                conditions::PODS_PENDING,
+                false,
+                "FixedLeadTime",
+                "spec.forecast.leadTime is fixed: the pods' start-up is not watched",
+            ))
+        }
+        None => {}
     }
     publish_metrics(ctx, ps, &decision, ready.current);
     write_status(
@@ -398,7 +413,7 @@ async fn observe_decide_act(
             scaled_at: ready.scaled.then_some(now),
             lead_time: lead
                 .as_ref()
-                .and_then(|l| l.as_ref().ok())
+                .and_then(|(shown, _)| shown.as_ref())
                 .map(conditions::lead_time_status),
         }),
         findings,
@@ -508,13 +523,16 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
 /// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets
 /// the spec's lead time to the one the tracker says to use. When the pods cannot be read the
 /// lead time in use stays (the last survey's, else the default), and the error is returned for
-/// the `PodsPending` condition.
+/// the `PodsPending` condition. With it, the survey to show in status (this one, else the last).
 async fn learn_lead_time(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &mut Target,
     now: DateTime<Utc>,
-) -> std::result::Result<startup::Survey, String> {
+) -> (
+    Option<startup::Survey>,
+    std::result::Result<startup::Survey, String>,
+) {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
@@ -551,7 +569,8 @@ async fn learn_lead_time(
             }
         }
     }
-    survey
+    let shown = state.survey.as_ref().map(|(_, s)| s.clone());
+    (shown, survey)
 }
 
 /// Brings the scaler's history up to date and asks its planner.
