@@ -111,6 +111,11 @@ struct RunArgs {
     /// The label that holds a series' namespace, for --confine-queries-to-namespace.
     #[arg(long, default_value = "namespace")]
     namespace_label: String,
+    /// KEDA support: for a target whose HPA a KEDA ScaledObject manages, hold the floor on the
+    /// ScaledObject's minReplicaCount (KEDA rewrites its HPA on every sync). Needs get, list and
+    /// patch on scaledobjects.keda.sh (the chart's keda.enabled). Off, such targets are refused.
+    #[arg(long, env = "PRESCALER_KEDA")]
+    keda: bool,
 }
 
 #[derive(Args)]
@@ -148,14 +153,16 @@ struct BacktestArgs {
     /// spec.maxReplicas (default without a spec: 1000).
     #[arg(long)]
     max: Option<i32>,
-    /// spec.forecast.leadTime (default without a spec: start-up delay + metric lag).
+    /// spec.forecast.leadTime (default without a spec: start-up delay + metric lag; a spec's
+    /// `leadTime: Auto` is replayed as the same, rounded up to a minute).
     #[arg(long, value_parser = duration)]
     lead_time: Option<Duration>,
     /// spec.objective.maxUnderprovisionedPercent: the share (%) of minutes that may be short of
     /// replicas.
     #[arg(long)]
     objective: Option<f64>,
-    /// Time from asking for a replica until it is ready.
+    /// Time from asking for a replica until it is ready (the pods' start-up that a spec's
+    /// `leadTime: Auto` learns).
     #[arg(long, default_value = "5m", value_parser = duration)]
     startup_delay: Duration,
     /// Time from load happening to the metric showing it.
@@ -231,6 +238,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
         namespace_label: args
             .confine_queries_to_namespace
             .then_some(args.namespace_label),
+        keda: args.keda,
         listen: args.listen,
         lease,
     };
@@ -295,7 +303,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         max_underprovisioned_percent: args.objective,
     }
     .apply(&mut spec);
-    let validated = spec.validate()?;
+    let mut validated = spec.validate()?;
 
     let trace = match (&args.trace, &args.prometheus) {
         (Some(path), _) => Trace::load(path)?,
@@ -330,6 +338,13 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         setup.eval_start = t;
     } else if args.prometheus.is_some() {
         setup.eval_start = trace.start + (args.range - Duration::days(7)).max(Duration::zero());
+    }
+    if validated.lead_time_auto {
+        backtest::resolve_auto_lead_time(&mut validated, &setup);
+        eprintln!(
+            "note: spec.forecast.leadTime is Auto: replayed with {} (the simulated start-up, --startup-delay, plus --metric-lag, rounded up to a minute), as the operator would learn it",
+            prescaler::api::format_duration(validated.lead_time)
+        );
     }
     let outcome = backtest::run_all(&trace, &setup, &validated, &ModelConfig::default())?;
 

@@ -400,3 +400,47 @@ fn the_backtest_honours_the_calendar_from_the_spec_file() {
     assert!(drill("2026-02-17") >= 55, "{}", drill("2026-02-17"));
     assert!(drill("2026-02-16") < 55, "{}", drill("2026-02-16"));
 }
+
+/// `leadTime: Auto` replays with the simulated start-up plus the metric lag, rounded up to a
+/// minute, as the operator would learn it from pods that start in exactly that time.
+#[test]
+fn lead_time_auto_is_the_simulated_start_up_plus_the_metric_lag() {
+    let text = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    let mut scaler = manifest::parse("checkout.yaml", &text).unwrap();
+    scaler.spec.forecast.lead_time = "Auto".into();
+    let auto = scaler.spec.validate().unwrap();
+    assert!(auto.lead_time_auto);
+    let trace = Trace::load(&repo("examples/demo-trace.csv")).unwrap();
+    let mut setup = Setup::for_trace(&trace);
+    for (startup, lag, lead) in [(480, 60, 9), (150, 60, 4), (300, 120, 7)] {
+        setup.startup_delay = chrono::Duration::seconds(startup);
+        setup.metric_lag = chrono::Duration::seconds(lag);
+        let mut spec = auto.clone();
+        backtest::resolve_auto_lead_time(&mut spec, &setup);
+        assert_eq!(
+            spec.lead_time,
+            chrono::Duration::minutes(lead),
+            "{startup} s + {lag} s"
+        );
+    }
+    // From the command: a manifest with Auto and pods that start in 8 minutes.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("auto.yaml");
+    std::fs::write(&manifest, text.replace("leadTime: 6m ", "leadTime: Auto ")).unwrap();
+    let (ok, _, stderr) = run(prescaler_cmd()
+        .args(["backtest", "--trace"])
+        .arg(repo("examples/demo-trace.csv"))
+        .arg("--spec")
+        .arg(&manifest)
+        .args([
+            "--startup-delay",
+            "8m",
+            "--eval-start",
+            "2026-02-20T00:00:00Z",
+        ]));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("leadTime is Auto: replayed with 9m"),
+        "{stderr}"
+    );
+}

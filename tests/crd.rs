@@ -60,7 +60,7 @@ fn the_schema_bounds_numbers_enums_and_durations() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(modes, ["Auto", "ForecastOnly", "Off"]);
-    let duration = &p["forecast"]["properties"]["leadTime"];
+    let duration = &p["forecast"]["properties"]["history"];
     assert!(
         duration["pattern"]
             .as_str()
@@ -68,11 +68,23 @@ fn the_schema_bounds_numbers_enums_and_durations() {
             .starts_with("^([0-9]+y)?")
     );
     assert!(duration["maxLength"].as_u64().is_some());
-    for d in [
-        &p["forecast"]["properties"]["history"],
-        &p["peakWindows"]["items"]["properties"]["duration"],
+    assert_eq!(
+        p["peakWindows"]["items"]["properties"]["duration"]["pattern"],
+        duration["pattern"]
+    );
+    // leadTime: a duration, or Auto.
+    let lead = &p["forecast"]["properties"]["leadTime"];
+    assert_eq!(lead["maxLength"], duration["maxLength"]);
+    let pattern = regex::Regex::new(lead["pattern"].as_str().unwrap()).unwrap();
+    for (text, ok) in [
+        ("Auto", true),
+        ("6m", true),
+        ("1h30m", true),
+        ("auto", false),
+        ("Auto5m", false),
+        ("6 m", false),
     ] {
-        assert_eq!(d["pattern"], duration["pattern"]);
+        assert_eq!(pattern.is_match(text), ok, "{text}");
     }
     let objective = &p["objective"]["properties"]["maxUnderprovisionedPercent"];
     assert_eq!(objective["minimum"], 0.01);
@@ -206,6 +218,8 @@ fn semantic_errors_name_the_field() {
         s.validate().unwrap_err().to_string()
     };
     assert!(err(&|s| s.forecast.lead_time = "soon".into()).contains("spec.forecast.leadTime"));
+    // `Auto` is the one word taken; it is not a duration to parse.
+    assert!(err(&|s| s.forecast.lead_time = "auto".into()).contains("spec.forecast.leadTime"));
     assert!(err(&|s| s.min_replicas = 100).contains("spec.minReplicas"));
     assert!(
         err(&|s| s.peak_windows[0].time_zone = "Europe/Atlantis".into())

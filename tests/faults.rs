@@ -121,17 +121,51 @@ async fn a_second_scaler_on_one_target_does_nothing() {
     assert_eq!(scale_writes(&api, "web"), 1);
 }
 
+/// A KEDA ScaledObject `name` scaling the Deployment `name`, with the HPA KEDA makes for it
+/// (`keda-hpa-<name>`, owned by the ScaledObject), synced once as KEDA would.
+fn keda_scaled(api: &FakeApi, name: &str, min: i64) {
+    api.put(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "scaleTargetRef": { "name": name }, "minReplicaCount": min, "maxReplicaCount": 30,
+                  "triggers": [{ "type": "prometheus", "metadata": { "threshold": "50" } }] },
+    }));
+    api.put(hpa(
+        name,
+        1,
+        json!({ "metadata": { "name": format!("keda-hpa-{name}"), "ownerReferences": [{
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name, "uid": "u1", "controller": true }] } }),
+    ));
+    api.keda_sync(NS, name);
+}
+
+fn scaled_object(api: &FakeApi, name: &str) -> Value {
+    get(api, "keda.sh/v1alpha1", "ScaledObject", name)
+}
+
+fn min_replica_count(api: &FakeApi, name: &str) -> i64 {
+    scaled_object(api, name)["spec"]["minReplicaCount"]
+        .as_i64()
+        .unwrap()
+}
+
+fn keda_hpa_min(api: &FakeApi, name: &str) -> i64 {
+    get(
+        api,
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        &format!("keda-hpa-{name}"),
+    )["spec"]["minReplicas"]
+        .as_i64()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_hpa_owned_by_keda_is_refused() {
+async fn an_hpa_owned_by_keda_is_refused_without_keda_support() {
     let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("queue", 2));
-    api.put(hpa(
-        "queue",
-        2,
-        json!({ "metadata": { "name": "keda-hpa-queue", "ownerReferences": [{
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "queue", "uid": "u1", "controller": true }] } }),
-    ));
+    keda_scaled(&api, "queue", 2);
     api.put(scaler("queue", "steady", floor(6)));
     let _op = start_operator(&api, &prom.url());
     eventually(20, "refused", || {
@@ -140,12 +174,202 @@ async fn an_hpa_owned_by_keda_is_refused() {
     .await;
     let (_, _, message) = condition(&api, "queue", "Ready").unwrap();
     assert!(
-        message.contains("ScaledObject queue") && message.contains("minReplicaCount"),
-        "{message}"
+        message.contains("ScaledObject queue")
+            && message.contains("minReplicaCount")
+            && message.contains("keda.enabled")
+            && message.contains("--keda"),
+        "says how to enable it: {message}"
     );
     tokio::time::sleep(StdDuration::from_secs(2)).await;
     assert_eq!(api.writes_to("/horizontalpodautoscalers/"), 0);
+    assert_eq!(api.writes_to("/scaledobjects/"), 0);
     assert_eq!(scale_writes(&api, "queue"), 0);
+    assert_eq!(min_replica_count(&api, "queue"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keda_support_the_floor_goes_to_the_scaled_object_and_survives_keda_syncs() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("queue", 2));
+    // minReplicaCount 0 (KEDA's scale to zero): the HPA's minReplicas is 1.
+    keda_scaled(&api, "queue", 0);
+    assert_eq!(keda_hpa_min(&api, "queue"), 1);
+    api.put(scaler("queue", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(
+        20,
+        "the floor reaches the ScaledObject",
+        || match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        },
+    )
+    .await;
+    let so = scaled_object(&api, "queue");
+    assert_eq!(
+        so["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "0"
+    );
+    expect_condition(&api, "queue", "Ready", "True", "FloorOnScaledObject").unwrap();
+    assert!(
+        events(&api, "queue")
+            .iter()
+            .any(|(_, r, n)| r == "FloorSet" && n.contains("ScaledObject queue"))
+    );
+    // KEDA syncs its HPA from the ScaledObject again and again: the floor holds each time, and
+    // prescaler never writes the HPA (KEDA would undo it) nor the Deployment.
+    for sync in 0..10 {
+        api.keda_sync(NS, "queue");
+        assert_eq!(keda_hpa_min(&api, "queue"), 6, "after KEDA sync {sync}");
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+    }
+    assert_eq!(api.writes_to("/horizontalpodautoscalers/"), 0);
+    assert_eq!(scale_writes(&api, "queue"), 0);
+    // Off: the ScaledObject's own value comes back exactly (0, not KEDA's HPA 1).
+    let mut off = scaler("queue", "steady", floor(6));
+    off["spec"]["mode"] = json!("Off");
+    api.put(off);
+    eventually(20, "given back on Off", || {
+        let so = scaled_object(&api, "queue");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/original-min-replicas")
+            .is_none();
+        match so["spec"]["minReplicaCount"].as_i64() {
+            Some(0) if clean => Ok(()),
+            _ => Err(so.to_string()),
+        }
+    })
+    .await;
+    api.keda_sync(NS, "queue");
+    assert_eq!(keda_hpa_min(&api, "queue"), 1);
+    // Auto again, then deleted: the floor comes back, then the original goes back.
+    api.put(scaler("queue", "steady", floor(6)));
+    eventually(20, "the floor again", || {
+        match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        }
+    })
+    .await;
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue");
+    eventually(20, "given back on delete", || {
+        let so = scaled_object(&api, "queue");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/floor-owner")
+            .is_none();
+        let gone = api
+            .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue")
+            .is_none();
+        match so["spec"]["minReplicaCount"].as_i64() {
+            Some(0) if clean && gone => Ok(()),
+            _ => Err(so.to_string()),
+        }
+    })
+    .await;
+    assert!(
+        events(&api, "queue")
+            .iter()
+            .any(|(_, r, n)| r == "FloorReleased" && n.contains("minReplicaCount to 0"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_edit_of_min_replica_count_is_adopted_and_given_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("jobs", 2));
+    keda_scaled(&api, "jobs", 2);
+    // KEDA writes the ScaledObject's status all along: prescaler's guarded writes conflict.
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            loop {
+                api.touch_status("keda.sh/v1alpha1", "ScaledObject", NS, "jobs");
+                api.keda_sync(NS, "jobs");
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+        })
+    };
+    api.put(scaler("jobs", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(20, "the floor is set", || {
+        match (min_replica_count(&api, "jobs"), keda_hpa_min(&api, "jobs")) {
+            (6, 6) => Ok(()),
+            m => Err(format!("minReplicaCount, HPA minReplicas: {m:?}")),
+        }
+    })
+    .await;
+    // A person raises minReplicaCount to 9: prescaler's floor (6) is lower, so 9 it is.
+    let mut edited = scaled_object(&api, "jobs");
+    edited["spec"]["minReplicaCount"] = json!(9);
+    api.put(edited);
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let so = scaled_object(&api, "jobs");
+    assert_eq!(
+        so["spec"]["minReplicaCount"], 9,
+        "the person's value stays: {so}"
+    );
+    assert_eq!(
+        so["metadata"]["annotations"]["prescaler.dev/original-min-replicas"],
+        "9"
+    );
+    assert_eq!(keda_hpa_min(&api, "jobs"), 9);
+    // Deleted, the scaler gives back the ScaledObject's own value: the person's.
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "jobs");
+    eventually(20, "given back", || {
+        let so = scaled_object(&api, "jobs");
+        let clean = so["metadata"]["annotations"]
+            .get("prescaler.dev/original-min-replicas")
+            .is_none();
+        let gone = api
+            .get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "jobs")
+            .is_none();
+        if so["spec"]["minReplicaCount"] == 9 && clean && gone {
+            Ok(())
+        } else {
+            Err(so.to_string())
+        }
+    })
+    .await;
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scaled_object_gets_its_own_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("batch", 2));
+    keda_scaled(&api, "batch", 3);
+    api.put(scaler("batch", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(20, "the floor is set", || {
+        match min_replica_count(&api, "batch") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        }
+    })
+    .await;
+    let mut paused = scaled_object(&api, "batch");
+    paused["metadata"]["annotations"]["autoscaling.keda.sh/paused"] = json!("true");
+    api.put(paused);
+    eventually(20, "given back while paused", || {
+        match (
+            min_replica_count(&api, "batch"),
+            expect_condition(&api, "batch", "Ready", "False", "ScalingDisabled"),
+        ) {
+            (3, Ok(())) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let writes = api.writes_to("/scaledobjects/");
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(
+        api.writes_to("/scaledobjects/"),
+        writes,
+        "nothing written while paused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,4 +754,200 @@ async fn a_tenant_reads_only_its_own_namespace() {
     let s = status(&api, "checkout");
     assert_eq!(s["reactiveReplicas"], 2, "{s}");
     assert!(s["forecastLoad"].as_f64().is_none_or(|l| l < 200.0), "{s}");
+}
+
+/// A pod of Deployment `app` created `created_ago` before now, Ready `ready_after` after its
+/// creation (not Ready without one), and unschedulable when asked: what the scheduler and the
+/// kubelet would have written.
+fn pod(
+    name: &str,
+    app: &str,
+    created_ago: Duration,
+    ready_after: Option<Duration>,
+    unschedulable: bool,
+) -> Value {
+    let created = Utc::now() - created_ago;
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut conditions = vec![if unschedulable {
+        json!({ "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "lastTransitionTime": at(created) })
+    } else {
+        json!({ "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) })
+    }];
+    conditions.push(match ready_after {
+        Some(d) => {
+            json!({ "type": "Ready", "status": "True", "lastTransitionTime": at(created + d) })
+        }
+        None => json!({ "type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                        "lastTransitionTime": at(created) }),
+    });
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": NS, "labels": { "app": app },
+                      "creationTimestamp": at(created) },
+        "spec": { "containers": [{ "name": "app", "image": "app" }] },
+        "status": { "conditions": conditions },
+    })
+}
+
+fn auto_lead_time() -> Value {
+    let mut extra = floor(3);
+    extra["forecast"] = json!({ "leadTime": "Auto" });
+    extra
+}
+
+/// The operator with `leadTime: Auto` surveys at every sync and takes a new figure on the second
+/// consecutive survey that shows it (the default waits 10 minutes).
+fn start_learning(api: &FakeApi, prom: &TestPrometheus) -> Operator {
+    start_operator_with(api, &prom.url(), |s| {
+        s.pod_survey_interval = StdDuration::ZERO;
+        s.lead_time_settle = StdDuration::ZERO;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_time_auto_learns_the_pods_start_up() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    // Pods that took 2m50s to 3m (fast) and 7m50s to 8m (slow) from creation to Ready, created
+    // over the last hours; and a pod of another app that must not count.
+    for (app, minutes) in [("fast", 3), ("slow", 8)] {
+        api.put(deployment(app, 3));
+        for i in 0..6 {
+            let startup = Duration::minutes(minutes) - Duration::seconds(2 * i);
+            api.put(pod(
+                &format!("{app}-{i}"),
+                app,
+                Duration::hours(i + 1),
+                Some(startup),
+                false,
+            ));
+        }
+        api.put(scaler(app, "steady", auto_lead_time()));
+    }
+    api.put(pod(
+        "other-0",
+        "other",
+        Duration::hours(1),
+        Some(Duration::minutes(25)),
+        false,
+    ));
+    let _op = start_learning(&api, prom);
+    let metric_delay = 60;
+    for (app, startup) in [("fast", 180), ("slow", 480)] {
+        eventually(20, "learned", || {
+            let lead = &status(&api, app)["leadTime"];
+            match (lead["source"].as_str(), lead["seconds"].as_i64()) {
+                (Some("Learned"), Some(_)) => Ok(()),
+                _ => Err(lead.to_string()),
+            }
+        })
+        .await;
+        let lead = status(&api, app)["leadTime"].clone();
+        let seconds = lead["seconds"].as_i64().unwrap();
+        assert!(
+            (seconds - (startup + metric_delay)).abs() <= 30,
+            "{app}: lead time {seconds} s, want {} ± 30: {lead}",
+            startup + metric_delay
+        );
+        let measured = lead["startupSeconds"].as_i64().unwrap();
+        assert!(
+            (measured - startup).abs() <= 30,
+            "{app}: start-up {measured} s: {lead}"
+        );
+        assert_eq!(
+            lead["observations"], 6,
+            "each pod once, only its own: {lead}"
+        );
+        expect_condition(&api, app, "PodsPending", "False", "PodsReadyInTime").unwrap();
+    }
+    // The pods can no longer be listed (RBAC taken away): the lead time in use stays, shown,
+    // and the condition says why.
+    api.fail_next(Method::GET, "/namespaces/shop/pods", 403, 100_000);
+    eventually(20, "unreadable pods told", || {
+        expect_condition(&api, "fast", "PodsPending", "False", "PodsUnreadable")
+    })
+    .await;
+    let lead = status(&api, "fast")["leadTime"].clone();
+    assert_eq!(lead["seconds"], 240, "{lead}");
+    assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("tight", 3));
+    for i in 0..5 {
+        api.put(pod(
+            &format!("tight-{i}"),
+            "tight",
+            Duration::hours(i + 1),
+            Some(Duration::minutes(2)),
+            false,
+        ));
+    }
+    // No node takes this one: pending for 20 minutes.
+    api.put(pod("tight-new", "tight", Duration::minutes(20), None, true));
+    api.put(scaler("tight", "steady", auto_lead_time()));
+    let _op = start_learning(&api, prom);
+    eventually(20, "pending pods reported", || {
+        expect_condition(&api, "tight", "PodsPending", "True", "Unschedulable")
+    })
+    .await;
+    let (_, _, message) = condition(&api, "tight", "PodsPending").unwrap();
+    assert!(
+        message.contains("1 pod(s) of Deployment tight")
+            && message.contains("for 20 min")
+            && message.contains("PodScheduled=False"),
+        "{message}"
+    );
+    // It counts at its age so far: the learned start-up is at least 20 minutes.
+    let lead = status(&api, "tight")["leadTime"].clone();
+    assert!(
+        lead["startupSeconds"].as_i64().unwrap() >= 20 * 60,
+        "{lead}"
+    );
+    assert!(
+        events(&api, "tight")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "Unschedulable")
+    );
+    // Scheduled at last, and Ready now: the condition clears.
+    let mut ready = pod(
+        "tight-new",
+        "tight",
+        Duration::minutes(21),
+        Some(Duration::minutes(21)),
+        false,
+    );
+    ready["metadata"]["creationTimestamp"] =
+        get(&api, "v1", "Pod", "tight-new")["metadata"]["creationTimestamp"].clone();
+    api.put(ready);
+    eventually(20, "cleared", || {
+        expect_condition(&api, "tight", "PodsPending", "False", "PodsReadyInTime")
+    })
+    .await;
+    // Another one stuck, then the spec goes back to a fixed lead time: the condition does not
+    // linger, and status.leadTime goes.
+    api.put(pod(
+        "tight-later",
+        "tight",
+        Duration::minutes(40),
+        None,
+        true,
+    ));
+    eventually(20, "pending again", || {
+        expect_condition(&api, "tight", "PodsPending", "True", "Unschedulable")
+    })
+    .await;
+    api.put(scaler("tight", "steady", floor(3)));
+    eventually(20, "fixed lead time", || {
+        expect_condition(&api, "tight", "PodsPending", "False", "FixedLeadTime")?;
+        match status(&api, "tight").get("leadTime") {
+            None => Ok(()),
+            Some(l) => Err(format!("leadTime still shown: {l}")),
+        }
+    })
+    .await;
 }

@@ -8,20 +8,29 @@
 //! operator replica can restore it after any restart, and a person's later edit of `minReplicas`
 //! is recognised and adopted as the HPA's own value rather than overwritten.
 //!
+//! An HPA that KEDA manages cannot hold a floor: KEDA rewrites it from its ScaledObject on every
+//! sync (kedacore/keda#6061). With KEDA support on, the floor goes to the ScaledObject's
+//! `minReplicaCount` instead, with the same bookkeeping (`FloorHolder`).
+//!
 //! Every call is bounded by `API_TIMEOUT`: a request the API server never answers must not hold
 //! a reconcile (or a leader's write) forever.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::DateTime;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
 use crate::api::ScaleTargetRef;
+use crate::planning::startup::PodStart;
 use crate::{Error, Result};
 
 /// The longest any one Kubernetes request may take.
@@ -37,6 +46,8 @@ pub const FLOOR_ANNOTATION: &str = "prescaler.dev/floor-min-replicas";
 pub const PAUSED_ANNOTATION: &str = "prescaler.dev/paused";
 /// KEDA's pause annotation, honoured too.
 pub const KEDA_PAUSED_ANNOTATION: &str = "autoscaling.keda.sh/paused";
+/// KEDA's other pause: the count frozen at this value.
+pub const KEDA_PAUSED_REPLICAS_ANNOTATION: &str = "autoscaling.keda.sh/paused-replicas";
 
 /// Runs one Kubernetes request with `API_TIMEOUT`.
 pub async fn call<T>(what: &str, request: impl Future<Output = kube::Result<T>>) -> Result<T> {
@@ -82,6 +93,15 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// The label selector of the workload's pods, as `/scale` reports it (`status.selector`).
+    pub fn selector(&self) -> Option<&str> {
+        self.scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+
     pub fn replicas(&self) -> u32 {
         self.scale
             .spec
@@ -244,7 +264,7 @@ pub fn hpa_for(
 }
 
 /// The KEDA ScaledObject that owns this HPA, if one does: KEDA rewrites its HPA on every sync,
-/// so a floor set on it would not hold.
+/// so a floor set on it would not hold; the ScaledObject's `minReplicaCount` does.
 pub fn keda_owner(hpa: &HorizontalPodAutoscaler) -> Option<String> {
     hpa.metadata
         .owner_references
@@ -254,30 +274,147 @@ pub fn keda_owner(hpa: &HorizontalPodAutoscaler) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
-fn annotation<'a>(hpa: &'a HorizontalPodAutoscaler, key: &str) -> Option<&'a str> {
-    hpa.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
+/// An object whose replica floor prescaler may hold: an HPA (`spec.minReplicas`, default 1,
+/// bounded by `spec.maxReplicas`) or a KEDA ScaledObject (`spec.minReplicaCount`, default 0,
+/// bounded by `spec.maxReplicaCount`, default 100, as KEDA reads them). The floor's bookkeeping
+/// — the object's own value, the owner and what was set, kept in annotations on the object — is
+/// the same for both: one mechanism, so that a restore, a person's edit and a restart behave
+/// alike whichever object carries the floor.
+#[derive(Clone, Copy, Debug)]
+pub struct FloorHolder<'a> {
+    annotations: Option<&'a BTreeMap<String, String>>,
+    resource_version: Option<&'a str>,
+    /// The floor field's name under `spec`.
+    field: &'static str,
+    /// The floor field's value now (its default when unset).
+    min: i32,
+    /// The highest floor the object allows.
+    max: i32,
+}
+
+impl<'a> FloorHolder<'a> {
+    pub fn hpa(hpa: &'a HorizontalPodAutoscaler) -> Self {
+        Self {
+            annotations: hpa.metadata.annotations.as_ref(),
+            resource_version: hpa.metadata.resource_version.as_deref(),
+            field: "minReplicas",
+            min: hpa.spec.min_replicas.unwrap_or(1),
+            max: hpa.spec.max_replicas,
+        }
+    }
+
+    /// A KEDA ScaledObject: KEDA copies `minReplicaCount` (or 1 when it is 0) and
+    /// `maxReplicaCount` into its HPA on every sync (KEDA's `getHPAMinReplicas` and
+    /// `getHPAMaxReplicas`, controllers/keda/hpa.go), so this is where a floor holds.
+    pub fn scaled_object(so: &'a DynamicObject) -> Self {
+        let count = |key: &str, default: i32| {
+            so.data["spec"][key]
+                .as_i64()
+                .map_or(default, |v| v.clamp(0, i32::MAX as i64) as i32)
+        };
+        Self {
+            annotations: so.metadata.annotations.as_ref(),
+            resource_version: so.metadata.resource_version.as_deref(),
+            field: "minReplicaCount",
+            min: count("minReplicaCount", 0),
+            max: count("maxReplicaCount", 100),
+        }
+    }
+
+    fn annotation(&self, key: &str) -> Option<&'a str> {
+        self.annotations
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    }
+
+    /// Whether prescaler's floor annotations are on the object.
+    pub fn holds_floor(&self) -> bool {
+        self.annotation(ORIGINAL_MIN_ANNOTATION).is_some()
+    }
+
+    /// The uid of the PredictiveScaler that holds the floor, if one does.
+    pub fn owner(&self) -> Option<&'a str> {
+        self.annotation(OWNER_ANNOTATION)
+    }
+
+    /// The object's own floor: the kept original while prescaler sets it, unless a person has
+    /// changed the field since prescaler last set it (then theirs).
+    pub fn own_min(&self) -> i32 {
+        let now = self.min;
+        let kept = self
+            .annotation(ORIGINAL_MIN_ANNOTATION)
+            .and_then(|v| v.parse().ok());
+        let set = self
+            .annotation(FLOOR_ANNOTATION)
+            .and_then(|v| v.parse::<i32>().ok());
+        match (kept, set) {
+            (Some(kept), Some(set)) if set == now => kept,
+            (Some(kept), None) => kept,
+            _ => now,
+        }
+    }
+
+    /// The patch that sets the floor field to `floor` (never below the object's own value, never
+    /// above its maximum), keeping the own value and what was set; with the value set if it
+    /// changed. `None` when there is nothing to write.
+    pub fn floor_patch(
+        &self,
+        owner_uid: &str,
+        floor: u32,
+    ) -> Option<(serde_json::Value, Option<i32>)> {
+        let own = self.own_min();
+        let wanted = (floor.min(i32::MAX as u32) as i32).clamp(own, self.max.max(own));
+        let current = self.min;
+        let up_to_date = self.annotation(ORIGINAL_MIN_ANNOTATION) == Some(own.to_string().as_str())
+            && self.annotation(OWNER_ANNOTATION) == Some(owner_uid)
+            && self.annotation(FLOOR_ANNOTATION) == Some(wanted.to_string().as_str());
+        if wanted == current && up_to_date {
+            return None;
+        }
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": self.resource_version,
+                "annotations": {
+                    ORIGINAL_MIN_ANNOTATION: own.to_string(),
+                    OWNER_ANNOTATION: owner_uid,
+                    FLOOR_ANNOTATION: wanted.to_string(),
+                },
+            },
+            "spec": { self.field: wanted },
+        });
+        Some((patch, (wanted != current).then_some(wanted)))
+    }
+
+    /// The patch that gives the object its own floor back and removes prescaler's annotations;
+    /// with the value restored.
+    pub fn restore_patch(&self) -> Option<(serde_json::Value, i32)> {
+        self.holds_floor().then(|| {
+            let own = self.own_min();
+            let patch = json!({
+                "metadata": {
+                    "resourceVersion": self.resource_version,
+                    "annotations": {
+                        ORIGINAL_MIN_ANNOTATION: null,
+                        OWNER_ANNOTATION: null,
+                        FLOOR_ANNOTATION: null,
+                    },
+                },
+                "spec": { self.field: own },
+            });
+            (patch, own)
+        })
+    }
 }
 
 /// Whether prescaler's floor annotations are on this HPA.
 pub fn holds_floor(hpa: &HorizontalPodAutoscaler) -> bool {
-    annotation(hpa, ORIGINAL_MIN_ANNOTATION).is_some()
+    FloorHolder::hpa(hpa).holds_floor()
 }
 
 /// The HPA's own `minReplicas`: the kept original while prescaler sets it, unless a person has
 /// changed `minReplicas` since prescaler last set it (then theirs).
 pub fn hpa_own_min(hpa: &HorizontalPodAutoscaler) -> i32 {
-    let now = hpa.spec.min_replicas.unwrap_or(1);
-    let kept = annotation(hpa, ORIGINAL_MIN_ANNOTATION).and_then(|v| v.parse().ok());
-    let set = annotation(hpa, FLOOR_ANNOTATION).and_then(|v| v.parse::<i32>().ok());
-    match (kept, set) {
-        (Some(kept), Some(set)) if set == now => kept,
-        (Some(kept), None) => kept,
-        _ => now,
-    }
+    FloorHolder::hpa(hpa).own_min()
 }
 
 /// The patch that sets the HPA's `minReplicas` to `floor` (never below the HPA's own value,
@@ -288,48 +425,13 @@ pub fn floor_patch(
     owner_uid: &str,
     floor: u32,
 ) -> Option<(serde_json::Value, Option<i32>)> {
-    let own = hpa_own_min(hpa);
-    let max = hpa.spec.max_replicas;
-    let wanted = (floor.min(i32::MAX as u32) as i32).clamp(own, max.max(own));
-    let current = hpa.spec.min_replicas.unwrap_or(1);
-    let up_to_date = annotation(hpa, ORIGINAL_MIN_ANNOTATION) == Some(own.to_string().as_str())
-        && annotation(hpa, OWNER_ANNOTATION) == Some(owner_uid)
-        && annotation(hpa, FLOOR_ANNOTATION) == Some(wanted.to_string().as_str());
-    if wanted == current && up_to_date {
-        return None;
-    }
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": hpa.metadata.resource_version,
-            "annotations": {
-                ORIGINAL_MIN_ANNOTATION: own.to_string(),
-                OWNER_ANNOTATION: owner_uid,
-                FLOOR_ANNOTATION: wanted.to_string(),
-            },
-        },
-        "spec": { "minReplicas": wanted },
-    });
-    Some((patch, (wanted != current).then_some(wanted)))
+    FloorHolder::hpa(hpa).floor_patch(owner_uid, floor)
 }
 
 /// The patch that gives the HPA its own `minReplicas` back and removes prescaler's annotations;
 /// with the value restored.
 pub fn restore_patch(hpa: &HorizontalPodAutoscaler) -> Option<(serde_json::Value, i32)> {
-    holds_floor(hpa).then(|| {
-        let own = hpa_own_min(hpa);
-        let patch = json!({
-            "metadata": {
-                "resourceVersion": hpa.metadata.resource_version,
-                "annotations": {
-                    ORIGINAL_MIN_ANNOTATION: null,
-                    OWNER_ANNOTATION: null,
-                    FLOOR_ANNOTATION: null,
-                },
-            },
-            "spec": { "minReplicas": own },
-        });
-        (patch, own)
-    })
+    FloorHolder::hpa(hpa).restore_patch()
 }
 
 /// Sets the HPA's `minReplicas` to `floor`. The value set, if it changed.
@@ -359,8 +461,7 @@ pub async fn release_hpa_floor(
     )
     .await?;
     for hpa in list.items {
-        if !scales(&hpa, namespace, target) || annotation(&hpa, OWNER_ANNOTATION) != Some(owner_uid)
-        {
+        if !scales(&hpa, namespace, target) || FloorHolder::hpa(&hpa).owner() != Some(owner_uid) {
             continue;
         }
         let name = hpa.metadata.name.clone().unwrap_or_default();
@@ -387,7 +488,22 @@ async fn patch_hpa_guarded<T>(
         client.clone(),
         cached.metadata.namespace.as_deref().unwrap_or("default"),
     );
-    let name = cached.metadata.name.clone().unwrap_or_default();
+    patch_guarded(&api, "a HorizontalPodAutoscaler", cached, plan).await
+}
+
+/// Writes the patch `plan` computes from `cached`, guarded by its resourceVersion; after a
+/// conflict, computed again from the API server's copy (up to `CONFLICT_RETRIES` times). `None`
+/// when `plan` had nothing to write.
+async fn patch_guarded<K, T>(
+    api: &Api<K>,
+    what: &str,
+    cached: &K,
+    plan: impl Fn(&K) -> Option<(serde_json::Value, T)>,
+) -> Result<Option<T>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = cached.meta().name.clone().unwrap_or_default();
     let mut current = cached.clone();
     let mut attempt = 0;
     loop {
@@ -395,7 +511,7 @@ async fn patch_hpa_guarded<T>(
             return Ok(None);
         };
         match call(
-            "writing a HorizontalPodAutoscaler",
+            &format!("writing {what}"),
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
         )
         .await
@@ -403,11 +519,152 @@ async fn patch_hpa_guarded<T>(
             Ok(_) => return Ok(Some(outcome)),
             Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
                 attempt += 1;
-                current = call("reading a HorizontalPodAutoscaler", api.get(&name)).await?;
+                current = call(&format!("reading {what}"), api.get(&name)).await?;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The start-up of the pods `selector` selects in `namespace` (the target's `/scale`
+/// `status.selector`), for `leadTime: Auto`: one list, bounded by `API_TIMEOUT`.
+pub async fn pod_starts(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<PodStart>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = call(
+        "listing the target's pods",
+        api.list(&ListParams::default().labels(selector)),
+    )
+    .await?;
+    Ok(list.items.iter().filter_map(pod_start).collect())
+}
+
+/// A pod's creation, its Ready time (the `Ready` condition's `lastTransitionTime`, when True),
+/// whether it is unschedulable (`PodScheduled=False`), restarted or terminating.
+fn pod_start(pod: &Pod) -> Option<PodStart> {
+    let time =
+        |t: &Time| DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32);
+    let created = time(pod.metadata.creation_timestamp.as_ref()?)?;
+    let status = pod.status.as_ref();
+    let conditions = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+    let ready_at = condition("Ready")
+        .filter(|c| c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .and_then(time);
+    let unschedulable = condition("PodScheduled").is_some_and(|c| c.status == "False");
+    let restarted = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.restart_count > 0);
+    Some(PodStart {
+        uid: pod.metadata.uid.clone()?,
+        created,
+        ready_at,
+        unschedulable,
+        restarted,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+/// KEDA's ScaledObject (`keda.sh/v1alpha1`), read as a dynamic object: prescaler does not depend
+/// on KEDA's types, only on the fields it reads and writes.
+fn scaled_objects(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "scaledobjects");
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// The ScaledObject `name` in `namespace`, if it exists.
+pub async fn get_scaled_object(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<DynamicObject>> {
+    call(
+        "reading a KEDA ScaledObject",
+        scaled_objects(client, namespace).get_opt(name),
+    )
+    .await
+}
+
+/// KEDA's pause annotation on a ScaledObject (`autoscaling.keda.sh/paused: "true"`, or
+/// `autoscaling.keda.sh/paused-replicas`, which freezes the count): someone turned KEDA's
+/// scaling off, and prescaler leaves it off too.
+pub fn keda_paused(so: &DynamicObject) -> Option<String> {
+    let annotations = so.metadata.annotations.as_ref()?;
+    let name = so.metadata.name.as_deref().unwrap_or_default();
+    if annotations
+        .get(KEDA_PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
+    {
+        return Some(format!(
+            "KEDA ScaledObject {name} carries {KEDA_PAUSED_ANNOTATION}: \"true\""
+        ));
+    }
+    annotations.get(KEDA_PAUSED_REPLICAS_ANNOTATION).map(|v| {
+        format!("KEDA ScaledObject {name} carries {KEDA_PAUSED_REPLICAS_ANNOTATION}: {v:?}")
+    })
+}
+
+/// Whether a ScaledObject scales `target` (KEDA defaults `scaleTargetRef.kind` to Deployment).
+fn scaled_object_scales(so: &DynamicObject, target: &ScaleTargetRef) -> bool {
+    let r = &so.data["spec"]["scaleTargetRef"];
+    r["name"].as_str() == Some(target.name.as_str())
+        && r["kind"].as_str().unwrap_or("Deployment") == target.kind
+}
+
+/// Sets the ScaledObject's `minReplicaCount` to `floor`, with the HPA floor's bookkeeping. The
+/// value set, if it changed.
+pub async fn set_scaled_object_floor(
+    client: &kube::Client,
+    so: &DynamicObject,
+    owner_uid: &str,
+    floor: u32,
+) -> Result<Option<i32>> {
+    let api = scaled_objects(
+        client,
+        so.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let written = patch_guarded(&api, "a KEDA ScaledObject", so, |s| {
+        FloorHolder::scaled_object(s).floor_patch(owner_uid, floor)
+    })
+    .await?;
+    Ok(written.flatten())
+}
+
+/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on a ScaledObject that scales
+/// `target`, read from the API server: the restored value, if there was a floor to give back.
+pub async fn release_scaled_object_floor(
+    client: &kube::Client,
+    namespace: &str,
+    target: &ScaleTargetRef,
+    owner_uid: &str,
+) -> Result<Option<(String, i32)>> {
+    let api = scaled_objects(client, namespace);
+    let list = call("listing KEDA ScaledObjects", api.list(&Default::default())).await?;
+    for so in list.items {
+        if !scaled_object_scales(&so, target)
+            || FloorHolder::scaled_object(&so).owner() != Some(owner_uid)
+        {
+            continue;
+        }
+        let name = so.metadata.name.clone().unwrap_or_default();
+        let restored = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
+            FloorHolder::scaled_object(s).restore_patch()
+        })
+        .await?;
+        if let Some(restored) = restored {
+            return Ok(Some((name, restored)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -483,6 +740,87 @@ mod tests {
         assert_eq!(
             (patch["spec"]["minReplicas"].as_i64(), restored),
             (Some(6), 6)
+        );
+    }
+
+    fn scaled_object(min: Option<i64>, annotations: &[(&str, &str)]) -> DynamicObject {
+        let mut so: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": { "name": "queue", "namespace": "shop", "resourceVersion": "9" },
+            "spec": { "scaleTargetRef": { "name": "queue" }, "maxReplicaCount": 20 },
+        }))
+        .unwrap();
+        if let Some(min) = min {
+            so.data["spec"]["minReplicaCount"] = json!(min);
+        }
+        so.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        so
+    }
+
+    #[test]
+    fn a_scaled_object_floor_is_kept_like_an_hpa_floor() {
+        let so = scaled_object(Some(2), &[]);
+        let (patch, set) = FloorHolder::scaled_object(&so)
+            .floor_patch("uid-1", 30)
+            .unwrap();
+        // Capped by maxReplicaCount, written to minReplicaCount, guarded by the resourceVersion.
+        assert_eq!(set, Some(20));
+        assert_eq!(patch["spec"]["minReplicaCount"], 20);
+        assert!(patch["spec"].get("minReplicas").is_none());
+        assert_eq!(patch["metadata"]["resourceVersion"], "9");
+        assert_eq!(
+            patch["metadata"]["annotations"][ORIGINAL_MIN_ANNOTATION],
+            "2"
+        );
+        // Unset, KEDA's default (0) is the ScaledObject's own value.
+        let unset = scaled_object(None, &[]);
+        assert_eq!(FloorHolder::scaled_object(&unset).own_min(), 0);
+        // A person's edit after prescaler's is adopted, and given back on restore.
+        let edited = scaled_object(
+            Some(9),
+            &[
+                (ORIGINAL_MIN_ANNOTATION, "2"),
+                (OWNER_ANNOTATION, "uid-1"),
+                (FLOOR_ANNOTATION, "6"),
+            ],
+        );
+        let holder = FloorHolder::scaled_object(&edited);
+        assert_eq!(holder.own_min(), 9);
+        assert_eq!(
+            holder.floor_patch("uid-1", 6).unwrap().0["spec"]["minReplicaCount"],
+            9
+        );
+        let (patch, restored) = holder.restore_patch().unwrap();
+        assert_eq!(
+            (patch["spec"]["minReplicaCount"].as_i64(), restored),
+            (Some(9), 9)
+        );
+        assert!(patch["metadata"]["annotations"][OWNER_ANNOTATION].is_null());
+    }
+
+    #[test]
+    fn keda_pause_annotations_are_read_on_the_scaled_object() {
+        assert!(keda_paused(&scaled_object(Some(1), &[])).is_none());
+        assert!(
+            keda_paused(&scaled_object(
+                Some(1),
+                &[(KEDA_PAUSED_ANNOTATION, "false")]
+            ))
+            .is_none()
+        );
+        let paused = keda_paused(&scaled_object(Some(1), &[(KEDA_PAUSED_ANNOTATION, "true")]));
+        assert!(paused.unwrap().contains("ScaledObject queue"));
+        assert!(
+            keda_paused(&scaled_object(
+                Some(1),
+                &[(KEDA_PAUSED_REPLICAS_ANNOTATION, "3")]
+            ))
+            .is_some()
         );
     }
 }

@@ -238,8 +238,12 @@ pub struct ForecastSpec {
 
     /// How far ahead to provision: replicas for the load forecast up to this far in the future are
     /// asked for now. Set it to the workload's pod start-up time plus the metric's delay; between
-    /// `1m` and `6h`.
+    /// `1m` and `6h`. `Auto` learns it: the 90th percentile of the time the target's pods of the
+    /// last 7 days took from creation to Ready, plus a minute of metric delay, rounded up to a
+    /// whole minute, between `1m` and `30m` (`6m` until 5 pods have been seen; a new figure is
+    /// taken only once it has persisted for 10 minutes, as each change restarts the calibration).
     #[serde(default = "default_lead_time")]
+    #[schemars(schema_with = "lead_time_schema")]
     pub lead_time: SpecDuration,
 
     /// A fixed safety margin on top of everything else, in percent. prescaler sets its own margins
@@ -268,6 +272,22 @@ fn default_seasonality() -> Vec<Seasonality> {
 }
 fn default_lead_time() -> SpecDuration {
     "6m".into()
+}
+
+/// `spec.forecast.leadTime`'s value that learns the lead time from the pods.
+pub const AUTO_LEAD_TIME: &str = "Auto";
+
+/// A duration, or `Auto`.
+fn lead_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let duration = duration::PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": format!("^({AUTO_LEAD_TIME}|{duration})$"),
+        "minLength": 2,
+        "maxLength": duration::MAX_LENGTH,
+    })
 }
 fn default_headroom_percent() -> i32 {
     0
@@ -604,6 +624,27 @@ pub struct CalibrationStatus {
     pub underprovisioned_percent_last_week: f64,
 }
 
+/// The lead time in use, with `spec.forecast.leadTime: Auto`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadTimeStatus {
+    /// The lead time in use, in seconds.
+    pub seconds: i64,
+    /// `Learned` from the target's pods, or `Default` (6 minutes) until 5 have been seen.
+    pub source: String,
+    /// The start-ups it rests on: pods of the last 7 days seen from creation to Ready, and pods
+    /// not Ready for longer than the lead time (counted at their age so far).
+    pub observations: i64,
+    /// The 90th percentile of those start-ups, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<i64>,
+    /// The lead time that percentile makes (plus 60 s of metric delay, rounded up to a minute),
+    /// in seconds; it replaces `seconds` once it has persisted (10 minutes), so that the
+    /// calibration, which restarts on each change, is seldom reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_seconds: Option<i64>,
+}
+
 /// What prescaler observed and decided. Written by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -646,11 +687,14 @@ pub struct PredictiveScalerStatus {
     /// What the margins are and what they achieve, from the last calibration (every 3 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationStatus>,
+    /// With `spec.forecast.leadTime: Auto`: the lead time learned from the pods and in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_time: Option<LeadTimeStatus>,
     /// When prescaler last changed the target's replica count (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<String>,
     /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `MaxReplicasSufficient`,
-    /// `ScalingLimited`.
+    /// `ScalingLimited`, and with `leadTime: Auto` `PodsPending`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -33,6 +33,8 @@ impl Limits {
     /// Provisioning for load more than six hours away is not forecasting, it is guessing.
     pub const MIN_LEAD_TIME: Duration = Duration::minutes(1);
     pub const MAX_LEAD_TIME: Duration = Duration::hours(6);
+    /// The default lead time (`6m`), and `leadTime: Auto`'s until enough pods have been seen.
+    pub const DEFAULT_LEAD_TIME: Duration = Duration::minutes(6);
     pub const MAX_PEAK_WINDOWS: usize = 32;
     pub const MIN_WINDOW: Duration = Duration::minutes(1);
     pub const MAX_WINDOW: Duration = Duration::days(7);
@@ -101,6 +103,9 @@ pub struct ValidatedSpec {
     pub history: Duration,
     pub seasonality: Vec<Seasonality>,
     pub lead_time: Duration,
+    /// `leadTime: Auto`: the lead time is learned from the pods' start-up (`lead_time` is the
+    /// default, 6 minutes, until the operator or the backtest sets it).
+    pub lead_time_auto: bool,
     /// Fractions: 0.1 for 10 %.
     pub headroom: f64,
     /// The share of minutes that may be under-provisioned, as a fraction.
@@ -172,11 +177,16 @@ impl PredictiveScalerSpec {
             Limits::MIN_HISTORY,
             Limits::MAX_HISTORY,
         )?;
-        let lead_time = forecast.lead_time.parse(
-            "spec.forecast.leadTime",
-            Limits::MIN_LEAD_TIME,
-            Limits::MAX_LEAD_TIME,
-        )?;
+        let lead_time_auto = forecast.lead_time.as_str() == super::AUTO_LEAD_TIME;
+        let lead_time = if lead_time_auto {
+            Limits::DEFAULT_LEAD_TIME
+        } else {
+            forecast.lead_time.parse(
+                "spec.forecast.leadTime",
+                Limits::MIN_LEAD_TIME,
+                Limits::MAX_LEAD_TIME,
+            )?
+        };
         if forecast.seasonality.is_empty() || forecast.seasonality.len() > 2 {
             return Err(invalid(
                 "spec.forecast.seasonality",
@@ -254,6 +264,7 @@ impl PredictiveScalerSpec {
             history,
             seasonality: forecast.seasonality.clone(),
             lead_time,
+            lead_time_auto,
             headroom,
             max_underprovisioned: objective / 100.0,
             peak_windows,

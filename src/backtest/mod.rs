@@ -137,6 +137,18 @@ impl Outcome {
     }
 }
 
+/// `spec.forecast.leadTime: Auto` in a replay: the simulated pods start up in exactly
+/// `setup.startup_delay`, so the operator would learn that, plus the metric's delay
+/// (`setup.metric_lag`), rounded up to a whole minute and bounded as it does
+/// (`startup::lead_time_for`). Backtest and operator so read `Auto` alike. A spec with a fixed
+/// lead time is left as it is.
+pub fn resolve_auto_lead_time(spec: &mut ValidatedSpec, setup: &Setup) {
+    if spec.lead_time_auto {
+        spec.lead_time =
+            crate::planning::startup::lead_time_for(setup.startup_delay, setup.metric_lag);
+    }
+}
+
 /// Runs prescaler, the HPA sweep and the oracle on `trace`, and scores them. An error when no
 /// minute would be scored, with what is needed (before the replay).
 pub fn run_all(

@@ -1,9 +1,10 @@
 //! The reconcile of one PredictiveScaler, in four steps:
 //! - **observe**: validate the spec, find the target and the HPA that may scale it, refuse what
 //!   must not be acted on (a target in another namespace, one another PredictiveScaler already
-//!   scales, a KEDA-owned HPA), and bring the load history up to date;
+//!   scales, a KEDA-owned HPA unless KEDA support is on), and bring the load history up to date;
 //! - **decide**: the scaler's `Planner`, the same one the backtest replays;
-//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it — only
+//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it (of the
+//!   KEDA ScaledObject that manages that HPA, with KEDA support on) — only
 //!   while this replica leads, never a paused workload, never on a failure's account;
 //! - **report**: status (written only when it changed), conditions, Events and metrics.
 //!
@@ -36,13 +37,14 @@ use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
 use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
 use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
-use crate::planning::conditions::{self, Finding, READY, SCALING_LIMITED};
+use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
 use crate::planning::plan::Decision;
 use crate::planning::planner::Planner;
+use crate::planning::startup;
 use crate::{Error, Result};
 
-/// Kept on a PredictiveScaler while it holds an HPA's floor, so that the floor is given back
+/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
 /// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
 /// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
 pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
@@ -63,6 +65,15 @@ pub struct Settings {
     /// `prometheus::confine_to_namespace`): tenants cannot read each other's series through
     /// the operator's credentials.
     pub namespace_label: Option<String>,
+    /// KEDA support: the floor of a target whose HPA a KEDA ScaledObject manages goes to the
+    /// ScaledObject's `minReplicaCount` (needs `patch` on `scaledobjects.keda.sh`). Off, such a
+    /// target is refused.
+    pub keda: bool,
+    /// With `leadTime: Auto`: how long a new learned lead time must persist before it is used
+    /// (each change restarts the calibration, so it changes rarely).
+    pub lead_time_settle: StdDuration,
+    /// With `leadTime: Auto`: the target's pods are listed at most this often per scaler.
+    pub pod_survey_interval: StdDuration,
 }
 
 impl Default for Settings {
@@ -73,6 +84,9 @@ impl Default for Settings {
             model: ModelConfig::default(),
             instance: "prescaler".into(),
             namespace_label: None,
+            keda: false,
+            lead_time_settle: StdDuration::from_secs(600),
+            pod_survey_interval: StdDuration::from_secs(60),
         }
     }
 }
@@ -81,6 +95,10 @@ impl Default for Settings {
 struct ScalerState {
     planner: Planner,
     cache: HistoryCache,
+    /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
+    startup: startup::Tracker,
+    /// The last survey of the pods and when it was made.
+    survey: Option<(Instant, startup::Survey)>,
 }
 
 /// Shared by all reconciles.
@@ -155,7 +173,14 @@ impl Context {
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
             let planner = Planner::new(spec.clone(), self.settings.model.clone());
             let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
-            Arc::new(Mutex::new(ScalerState { planner, cache }))
+            let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
+                .unwrap_or(startup::DEFAULT_SETTLE);
+            Arc::new(Mutex::new(ScalerState {
+                planner,
+                cache,
+                startup: startup::Tracker::new(settle),
+                survey: None,
+            }))
         });
         entry.clone()
     }
@@ -298,6 +323,8 @@ struct Target {
     query: String,
     workload: Workload,
     hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The KEDA ScaledObject that manages `hpa` (with KEDA support on): the floor goes there.
+    scaled_object: Option<String>,
 }
 
 /// What the history refresh found.
@@ -338,6 +365,10 @@ async fn observe_decide_act(
             return write_status(ps, ctx, None, vec![refusal], now).await;
         }
     };
+    let lead = match target.spec.lead_time_auto {
+        true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
+        false => None,
+    };
     let (decision, load) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     let mut findings = vec![
@@ -348,6 +379,31 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
+    let target_name = format!(
+        "{} {}",
+        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
+    );
+    match &lead {
+        Some((_, survey)) => findings.push(conditions::pods_pending_finding(
+            survey.as_ref().map_err(String::as_str),
+            &target_name,
+        )),
+        // Back to a fixed lead time: a PodsPending from the Auto days must not linger.
+        None if ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::PODS_PENDING && c.status == "True")
+        }) =>
+        {
+            findings.push(Finding::new(
+                conditions::PODS_PENDING,
+                false,
+                "FixedLeadTime",
+                "spec.forecast.leadTime is fixed: the pods' start-up is not watched",
+            ))
+        }
+        None => {}
+    }
     publish_metrics(ctx, ps, &decision, ready.current);
     write_status(
         ps,
@@ -356,6 +412,10 @@ async fn observe_decide_act(
             decision: &decision,
             current: ready.current,
             scaled_at: ready.scaled.then_some(now),
+            lead_time: lead
+                .as_ref()
+                .and_then(|(shown, _)| shown.as_ref())
+                .map(conditions::lead_time_status),
         }),
         findings,
         now,
@@ -433,11 +493,14 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
         }
     };
     let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
-    if let Some(scaled_object) = hpa.as_deref().and_then(kubernetes::keda_owner) {
+    let scaled_object = hpa.as_deref().and_then(kubernetes::keda_owner);
+    if let Some(name) = scaled_object.as_deref()
+        && !ctx.settings.keda
+    {
         return refuse(
             "KedaManagedTarget",
             format!(
-                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {scaled_object}, which would undo any floor prescaler sets; set the ScaledObject's minReplicaCount, or scale with prescaler alone",
+                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
                 hpa.as_ref().map(|h| h.name_any()).unwrap_or_default()
             ),
         );
@@ -454,7 +517,61 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
         query,
         workload,
         hpa,
+        scaled_object,
     }))
+}
+
+/// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets
+/// the spec's lead time to the one the tracker says to use. When the pods cannot be read the
+/// lead time in use stays (the last survey's, else the default), and the error is returned for
+/// the `PodsPending` condition. With it, the survey to show in status (this one, else the last).
+async fn learn_lead_time(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    now: DateTime<Utc>,
+) -> (
+    Option<startup::Survey>,
+    std::result::Result<startup::Survey, String>,
+) {
+    let state = ctx
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .await;
+    let mut state = state.lock().await;
+    let fresh = state
+        .survey
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < ctx.settings.pod_survey_interval)
+        .map(|(_, s)| s.clone());
+    let survey = match fresh {
+        Some(s) => Ok(s),
+        None => {
+            let namespace = ps.namespace().unwrap_or_default();
+            match target.workload.selector() {
+                None => Err(format!(
+                    "{} reports no pod selector on its /scale (status.selector)",
+                    target.workload.name
+                )),
+                Some(selector) => kubernetes::pod_starts(&ctx.client, &namespace, selector)
+                    .await
+                    .map(|pods| state.startup.survey(&pods, now))
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    };
+    match &survey {
+        Ok(s) => {
+            target.spec.lead_time = s.lead_time;
+            state.survey = Some((Instant::now(), s.clone()));
+        }
+        Err(_) => {
+            if let Some((_, last)) = &state.survey {
+                target.spec.lead_time = last.lead_time;
+            }
+        }
+    }
+    let shown = state.survey.as_ref().map(|(_, s)| s.clone());
+    (shown, survey)
 }
 
 /// Brings the scaler's history up to date and asks its planner.
@@ -596,6 +713,9 @@ async fn actuate(
             false,
         );
     }
+    if let Some(name) = target.scaled_object.clone() {
+        return actuate_keda(ps, ctx, &name, &target_name, decision, current).await;
+    }
     match target.hpa.clone() {
         Some(hpa) => {
             let uid = ps.uid().unwrap_or_default();
@@ -675,6 +795,70 @@ async fn actuate(
     }
 }
 
+/// Holds the floor on the KEDA ScaledObject `name` that manages the target's HPA: KEDA copies
+/// `minReplicaCount` into its HPA on every sync, where a floor written on the HPA itself would be
+/// undone. Read from the API server each time (only such targets pay for it).
+async fn actuate_keda(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    name: &str,
+    target_name: &str,
+    decision: &Decision,
+    current: u32,
+) -> Result<Actuated> {
+    let namespace = ps.namespace().unwrap_or_default();
+    let finding = |status: bool, reason: &str, message: String| Actuated {
+        finding: Finding::new(READY, status, reason, message),
+        current,
+        scaled: false,
+    };
+    let Some(so) = kubernetes::get_scaled_object(&ctx.client, &namespace, name).await? else {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScaledObjectNotFound",
+            format!(
+                "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its owner, which does not exist; nothing is scaled"
+            ),
+        ));
+    };
+    if let Some(why) = kubernetes::keda_paused(&so) {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScalingDisabled",
+            format!("{why}: prescaler does not scale it"),
+        ));
+    }
+    add_finalizer(ps, ctx).await?;
+    let uid = ps.uid().unwrap_or_default();
+    let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
+        .await?;
+    if let Some(floor) = set {
+        publish(
+            ctx,
+            ps,
+            EventType::Normal,
+            "FloorSet",
+            format!(
+                "set KEDA ScaledObject {name}'s minReplicaCount to {floor} ({})",
+                decision.explain()
+            ),
+        )
+        .await;
+    }
+    Ok(Actuated {
+        scaled: set.is_some(),
+        ..finding(
+            true,
+            "FloorOnScaledObject",
+            format!(
+                "KEDA ScaledObject {name} scales {target_name}; prescaler holds its minReplicaCount at the forecast floor"
+            ),
+        )
+    })
+}
+
 /// Adds the finalizer before an HPA floor is set, guarded by the resourceVersion read.
 async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if ps.finalizers().iter().any(|f| f == FINALIZER) {
@@ -704,6 +888,25 @@ async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
             EventType::Normal,
             "FloorReleased",
             format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
+        )
+        .await;
+    }
+    // Without KEDA support there is no permission to read ScaledObjects, and no floor on one.
+    if ctx.settings.keda
+        && let Some((so, restored)) = kubernetes::release_scaled_object_floor(
+            &ctx.client,
+            &namespace,
+            &ps.spec.scale_target_ref,
+            &uid,
+        )
+        .await?
+    {
+        publish(
+            ctx,
+            ps,
+            EventType::Normal,
+            "FloorReleased",
+            format!("restored KEDA ScaledObject {so}'s minReplicaCount to {restored}"),
         )
         .await;
     }
@@ -744,6 +947,8 @@ struct Decided<'a> {
     decision: &'a Decision,
     current: u32,
     scaled_at: Option<DateTime<Utc>>,
+    /// `status.leadTime`, with `leadTime: Auto`.
+    lead_time: Option<crate::api::LeadTimeStatus>,
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -770,6 +975,7 @@ fn new_status(
     };
     if let Some(d) = decided {
         conditions::record_decision(&mut status, d.decision, d.current);
+        status.lead_time = d.lead_time.clone();
         if let Some(t) = d.scaled_at {
             status.last_scale_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
@@ -819,8 +1025,8 @@ async fn write_status(
         // A first healthy condition is not news; a problem, or a recovery from one, is.
         let recovered = previous
             .iter()
-            .any(|c| c.type_ == f.type_ && c.status == "False");
-        if f.is_warning() || recovered || f.type_ == SCALING_LIMITED && f.status {
+            .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
+        if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
             let kind = if f.is_warning() {
                 EventType::Warning
             } else {

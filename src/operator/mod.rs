@@ -33,6 +33,8 @@ pub struct OperatorConfig {
     pub instance: String,
     /// Confine every scaler's query to its namespace by this label (`None`: queries as written).
     pub namespace_label: Option<String>,
+    /// Hold the floor of KEDA-managed targets on their ScaledObject (see `Settings::keda`).
+    pub keda: bool,
     pub listen: SocketAddr,
     /// `None` runs without leader election (one replica only).
     pub lease: Option<LeaseSettings>,
@@ -87,6 +89,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         concurrency: config.concurrency,
         instance: config.instance,
         namespace_label: config.namespace_label,
+        keda: config.keda,
         ..Settings::default()
     };
     let controller = run_controller(

@@ -7,8 +7,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{CalibrationStatus, PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::plan::{Decision, Reason};
+use crate::planning::startup;
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
@@ -16,6 +17,9 @@ pub const FORECAST_RELIABLE: &str = "ForecastReliable";
 pub const SCALING_LIMITED: &str = "ScalingLimited";
 pub const OBJECTIVE_MET: &str = "ObjectiveMet";
 pub const MAX_REPLICAS_SUFFICIENT: &str = "MaxReplicasSufficient";
+/// With `leadTime: Auto`: True when the target's pods stay not Ready for longer than the lead
+/// time — the cluster, not the forecast, is late.
+pub const PODS_PENDING: &str = "PodsPending";
 
 /// One condition as the reconcile found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,10 +47,17 @@ impl Finding {
 
     /// Whether an Event should tell about this finding: a problem is a Warning.
     pub fn is_warning(&self) -> bool {
-        match self.type_ {
-            SCALING_LIMITED => false,
-            _ => !self.status,
-        }
+        is_problem(self.type_, self.status)
+    }
+}
+
+/// Whether a condition of `type_` with `status` reports a problem: `PodsPending` when True,
+/// `ScalingLimited` never (it is news, not a fault), every other when False.
+pub fn is_problem(type_: &str, status: bool) -> bool {
+    match type_ {
+        SCALING_LIMITED => false,
+        PODS_PENDING => status,
+        _ => !status,
     }
 }
 
@@ -92,6 +103,7 @@ pub fn merge(
         OBJECTIVE_MET,
         MAX_REPLICAS_SUFFICIENT,
         SCALING_LIMITED,
+        PODS_PENDING,
     ];
     conditions.sort_by_key(|c| {
         order
@@ -351,6 +363,71 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
         underprovisioned_percent_last_day: significant3(c.underprovisioned_day_percent),
         underprovisioned_percent_last_week: significant3(c.underprovisioned_week_percent),
     });
+}
+
+/// `PodsPending`, from a survey of the target's pods (`leadTime: Auto`), or the reason the pods
+/// could not be read. The age is told in whole minutes, so that the message (and the status)
+/// changes at most once a minute while pods wait.
+pub fn pods_pending_finding(survey: Result<&startup::Survey, &str>, target_name: &str) -> Finding {
+    let survey = match survey {
+        Ok(s) => s,
+        Err(problem) => {
+            return Finding::new(
+                PODS_PENDING,
+                false,
+                "PodsUnreadable",
+                format!(
+                    "the pods of {target_name} could not be read ({problem}); the lead time stays where it was"
+                ),
+            );
+        }
+    };
+    let lead = crate::api::format_duration(survey.lead_time);
+    match &survey.pending {
+        None => Finding::new(
+            PODS_PENDING,
+            false,
+            "PodsReadyInTime",
+            format!(
+                "no pod of {target_name} has waited longer than the lead time ({lead}) to be Ready"
+            ),
+        ),
+        Some(p) => {
+            let minutes = p.longest.num_minutes();
+            let (reason, why) = if p.unschedulable > 0 {
+                (
+                    "Unschedulable",
+                    format!(
+                        "{} of them not scheduled (PodScheduled=False)",
+                        p.unschedulable
+                    ),
+                )
+            } else {
+                ("SlowStart", "scheduled but not Ready".to_string())
+            };
+            Finding::new(
+                PODS_PENDING,
+                true,
+                reason,
+                format!(
+                    "{} pod(s) of {target_name} not Ready after more than the usual lead time ({}), the oldest for {minutes} min, {why}: the cluster, not the forecast, is late; they count in the learned start-up at their age so far",
+                    p.pods,
+                    crate::api::format_duration(p.after)
+                ),
+            )
+        }
+    }
+}
+
+/// `status.leadTime` from a survey.
+pub fn lead_time_status(survey: &startup::Survey) -> LeadTimeStatus {
+    LeadTimeStatus {
+        seconds: survey.lead_time.num_seconds(),
+        source: survey.source.as_str().into(),
+        observations: survey.observations as i64,
+        startup_seconds: survey.startup.map(|d| d.num_seconds()),
+        learned_seconds: survey.learned.map(|d| d.num_seconds()),
+    }
 }
 
 /// `v` rounded to three significant digits.

@@ -12,6 +12,7 @@ pub mod forecast;
 pub mod plan;
 pub mod planner;
 pub mod schedule;
+pub mod startup;
 
 /// The replicas `load` needs at `per_replica` each: `ceil(load / per_replica)`, saturating at
 /// `u32::MAX` (and 0 for a load that is not a number, which the callers never pass on).

@@ -71,6 +71,7 @@ ALL_ON_VALUES = {
     "prometheus": {"url": "https://prometheus.monitoring:9090",
                    "auth": {"existingSecret": "prometheus-auth", "bearerTokenKey": "token"},
                    "caBundle": {"configMap": "prometheus-ca"}},
+    "keda": {"enabled": True},
     "rbac": {"scaleTargets": [{"apiGroup": "apps", "resources": ["deployments", "statefulsets"]},
                               {"apiGroup": "example.com", "resources": ["webapps"]}]},
 }
@@ -189,11 +190,32 @@ class Chart(unittest.TestCase):
                 expected |= {("ClusterRole", group, f"{r}/scale", v) for v in ("get", "patch")}
         expected |= {("ClusterRole", "autoscaling", "horizontalpodautoscalers", v)
                      for v in ("get", "list", "watch", "patch")}
+        expected |= {("ClusterRole", "keda.sh", "scaledobjects", v)
+                     for v in ("get", "list", "patch")}
+        expected.add(("ClusterRole", "", "pods", "list"))
         expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
         expected |= {("Role", "coordination.k8s.io", "leases", v)
                      for v in ("get", "create", "update")}
         self.assertEqual(granted, expected,
                          f"added: {granted - expected}; missing: {expected - granted}")
+
+    def test_keda_permissions_and_flag_only_when_enabled(self):
+        def keda_rules(docs):
+            return [r for role in by_kind(docs, "ClusterRole") for r in role["rules"]
+                    if "keda.sh" in r["apiGroups"]]
+
+        def args(docs):
+            (dep,) = by_kind(docs, "Deployment")
+            return dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        off = render()
+        self.assertEqual(keda_rules(off), [])
+        self.assertNotIn("--keda", args(off))
+        on = render("--set", "keda.enabled=true")
+        self.assertEqual(keda_rules(on), [{"apiGroups": ["keda.sh"],
+                                           "resources": ["scaledobjects"],
+                                           "verbs": ["get", "list", "patch"]}])
+        self.assertIn("--keda", args(on))
 
     def test_standard_labels_everywhere(self):
         for d in render(*ALL_ON):
@@ -210,6 +232,7 @@ class Chart(unittest.TestCase):
                     ["--set", "prometheus.url=prometheus:9090"],
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],
+                    ["--set", "keda.enabled=yes"],
                     ["--set", "replicaCnt=2"]):
             p = helm("template", "psc", CHART, *bad, check=False)
             self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")

@@ -29,6 +29,19 @@
 //! - delete of an object with finalizers only sets `deletionTimestamp` (and bumps the
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
+//! - Pods (`v1`) are ordinary objects too, listed in a namespace with an equality-based
+//!   `labelSelector` (`app=web`, as the real server filters); `/scale` reports the workload's
+//!   `spec.selector.matchLabels` as `status.selector` (`app=web`), as the real server does for
+//!   Deployments, StatefulSets and ReplicaSets. A test writes a pod's `creationTimestamp` and
+//!   conditions itself (the fake keeps a given `creationTimestamp`), standing for the scheduler
+//!   and the kubelet, so that start-ups of minutes need no waiting;
+//! - KEDA ScaledObjects (`keda.sh/v1alpha1`) are ordinary objects too; `keda_sync` stands for
+//!   KEDA's operator reconciling one: it rewrites the HPA the ScaledObject owns (named by
+//!   `spec.advanced.horizontalPodAutoscalerConfig.name`, else `keda-hpa-<name>`) so that its
+//!   `minReplicas` is `minReplicaCount` (1 when that is 0 or unset) and its `maxReplicas` is
+//!   `maxReplicaCount` (100 when unset) — KEDA's `getHPAMinReplicas`/`getHPAMaxReplicas` in
+//!   controllers/keda/hpa.go; any other edit of those two HPA fields is undone, as KEDA undoes it
+//!   (kedacore/keda#6061);
 //! - `fail_next` injects errors for the next matching requests, each with the reason the real
 //!   server gives (409 Conflict from a concurrent writer, 403 Forbidden from RBAC, 429, 500), and
 //!   every request is logged so that a test can assert what was (not) written.
@@ -147,7 +160,10 @@ impl FakeApi {
             }
         } else {
             object["metadata"]["uid"] = json!(format!("uid-{}", store.revision + 1));
-            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            // The API server sets it; a test may give one (pods created in the past).
+            if object["metadata"].get("creationTimestamp").is_none() {
+                object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
         }
         self.commit(&mut store, key, object, kind);
     }
@@ -223,6 +239,39 @@ impl FakeApi {
             object["status"]["observedWrites"] = json!(n);
             self.commit(&mut store, key, object, "MODIFIED");
         }
+    }
+
+    /// One sync of KEDA's operator for ScaledObject `name` (see the module's notes): its HPA's
+    /// `minReplicas` and `maxReplicas` are rewritten from the ScaledObject, whatever they were.
+    pub fn keda_sync(&self, namespace: &str, name: &str) {
+        let so = self
+            .get("keda.sh/v1alpha1", "ScaledObject", namespace, name)
+            .expect("the ScaledObject exists");
+        let hpa_name = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"]
+            .as_str()
+            .map_or_else(|| format!("keda-hpa-{name}"), str::to_string);
+        let min = so["spec"]["minReplicaCount"]
+            .as_i64()
+            .filter(|m| *m > 0)
+            .unwrap_or(1);
+        let max = so["spec"]["maxReplicaCount"].as_i64().unwrap_or(100);
+        let key = (
+            "autoscaling/v2/horizontalpodautoscalers".to_string(),
+            namespace.to_string(),
+            hpa_name,
+        );
+        let mut store = self.store.lock().unwrap();
+        let Some(mut hpa) = store.objects.get(&key).cloned() else {
+            return;
+        };
+        if hpa["spec"]["minReplicas"] == json!(min) && hpa["spec"]["maxReplicas"] == json!(max) {
+            return;
+        }
+        hpa["spec"]["minReplicas"] = json!(min);
+        hpa["spec"]["maxReplicas"] = json!(max);
+        let generation = hpa["metadata"]["generation"].as_i64().unwrap_or(1);
+        hpa["metadata"]["generation"] = json!(generation + 1);
+        self.commit(&mut store, key, hpa, "MODIFIED");
     }
 
     /// Every request served so far.
@@ -384,7 +433,10 @@ impl FakeApi {
             (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
                 self.watch(&route, &query)
             }
-            (&Method::GET, None) => self.list_response(&route),
+            (&Method::GET, None) => {
+                let selector = query.get("labelSelector").map(|s| percent_decode(s));
+                self.list_response(&route, selector.as_deref())
+            }
             (&Method::GET, Some(_)) => self.read(&route),
             (&Method::POST, None) => self.create(&route, body),
             (&Method::PUT, Some(_)) => self.replace(&route, body),
@@ -405,7 +457,7 @@ impl FakeApi {
         }
     }
 
-    fn list_response(&self, route: &Route) -> Response<Body> {
+    fn list_response(&self, route: &Route, selector: Option<&str>) -> Response<Body> {
         let store = self.store.lock().unwrap();
         let items: Vec<Value> = store
             .objects
@@ -413,6 +465,7 @@ impl FakeApi {
             .filter(|((c, ns, _), _)| {
                 *c == route.collection && route.namespace.as_ref().is_none_or(|n| n == ns)
             })
+            .filter(|(_, v)| selector.is_none_or(|s| selects(s, v)))
             .map(|(_, v)| v.clone())
             .collect();
         ok(json!({
@@ -661,6 +714,48 @@ where
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
+/// Whether an equality-based label selector (`app=web,tier=front`, `==` too; what a `/scale`
+/// `status.selector` of a `matchLabels` selector reads) selects `object`. Set-based selectors
+/// (`in`, `notin`, `!=`, `!key`) are not served by this fake.
+fn selects(selector: &str, object: &Value) -> bool {
+    selector
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .all(|requirement| {
+            let (k, v) = requirement
+                .split_once("==")
+                .or_else(|| requirement.split_once('='))
+                .unwrap_or((requirement, ""));
+            object["metadata"]["labels"][k.trim()].as_str() == Some(v.trim())
+        })
+}
+
+/// `%XX` escapes of a query value decoded (label selectors arrive as `app%3Dweb`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// RFC 7386 JSON merge patch.
 fn merge(target: &mut Value, patch: &Value) {
     match patch {
@@ -815,8 +910,24 @@ fn scale_of(object: &Value) -> Value {
             "resourceVersion": object["metadata"]["resourceVersion"],
         },
         "spec": { "replicas": object["spec"]["replicas"].as_i64().unwrap_or(1) },
-        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0) },
+        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+                    "selector": match_labels_selector(object) },
     })
+}
+
+/// The label selector `/scale` reports in `status.selector`, from `spec.selector.matchLabels`
+/// (`app=web`), as the API server serializes a workload's selector; empty without one.
+fn match_labels_selector(object: &Value) -> String {
+    object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 fn respond(code: u16, value: Value) -> Response<Body> {
