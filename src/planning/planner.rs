@@ -115,6 +115,63 @@ impl Planner {
         }
     }
 
+    /// The scheduled floor the decision at `minute` asks for, for a workload at
+    /// `current_replicas`: the one place the scheduled floor comes from, for the decision now
+    /// and for the outlook's future minutes alike. A floor is asked for a lead time before it
+    /// opens, and earlier by as many minutes as the scale-up rules need to get there from the
+    /// current count.
+    pub fn scheduled_at(
+        &self,
+        minute: DateTime<Utc>,
+        current_replicas: u32,
+    ) -> Option<schedule::ScheduledFloor> {
+        let spec = &self.spec;
+        let highest = spec
+            .peak_windows
+            .iter()
+            .map(|w| w.min_replicas)
+            .max()
+            .unwrap_or(0);
+        let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
+            .saturating_sub(1);
+        schedule::floor(
+            &spec.peak_windows,
+            minute,
+            spec.lead_time + Duration::minutes(ramp.into()),
+        )
+    }
+
+    /// The model's tunables.
+    pub fn model(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    /// The calibration in use (from the last `decide`), once there is one.
+    pub fn calibration(&self) -> Option<&calibration::Calibration> {
+        self.calibrator.calibration()
+    }
+
+    /// The predictors the spec's seasonalities ask for.
+    pub fn predictors(&self) -> &[forecast::Predictor] {
+        self.calibrator.predictors()
+    }
+
+    /// What `decide` remembers between calls, for a caller that plays decisions ahead on a copy
+    /// (`outlook`) without touching the planner's own.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// The last decision, its minute and the replica count it was made for.
+    pub fn last_decision(&self) -> Option<(DateTime<Utc>, u32, &Decision)> {
+        self.last.as_ref().map(|(t, r, d)| (*t, *r, d))
+    }
+
+    /// What `history` shows at `t` to this planner (no older than the spec's history).
+    pub fn view<'h>(&self, history: &'h History, t: DateTime<Utc>) -> Option<View<'h>> {
+        view_at(history, t, self.spec.history)
+    }
+
     /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
     /// Prometheus returns it at each minute up to now, `None` when it could not be read.
     pub fn decide(
@@ -146,21 +203,7 @@ impl Planner {
             }
         }
         let (daily, weekly) = self.calibrator.forecasts_at(minute);
-        // A floor is asked for a lead time before it opens, and earlier by as many minutes as
-        // the scale-up rules need to get there from the current count.
-        let highest = spec
-            .peak_windows
-            .iter()
-            .map(|w| w.min_replicas)
-            .max()
-            .unwrap_or(0);
-        let ramp = behavior::minutes_to_reach(&spec.behavior.scale_up, current_replicas, highest)
-            .saturating_sub(1);
-        let scheduled = schedule::floor(
-            &spec.peak_windows,
-            minute,
-            spec.lead_time + Duration::minutes(ramp.into()),
-        );
+        let scheduled = self.scheduled_at(minute, current_replicas);
         let mut decision = plan::decide(
             spec,
             Inputs {
