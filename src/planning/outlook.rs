@@ -20,6 +20,7 @@ use super::forecast::{self, History, Predictor};
 use super::plan::{self, Decision, Inputs, Reason};
 use super::planner::Planner;
 use super::schedule::{self, ScheduledFloor};
+use crate::api::{PlanStatus, PlannedReplicas};
 
 /// The outlook's step, and the grid its steps are aligned to.
 pub const STEP: Duration = Duration::minutes(15);
@@ -89,6 +90,56 @@ impl Outlook {
             }
         }
         Some(peak)
+    }
+}
+
+/// The horizons the plan is published at (status and metrics): a bounded set of label values.
+pub const HORIZONS: [(&str, Duration); 5] = [
+    ("15m", Duration::minutes(15)),
+    ("1h", Duration::hours(1)),
+    ("3h", Duration::hours(3)),
+    ("6h", Duration::hours(6)),
+    ("24h", Duration::hours(24)),
+];
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// What decides a step, in a word or a name: the peak window, or the forecast's basis.
+pub fn decided_by(reason: &Reason) -> Option<String> {
+    match reason {
+        Reason::PeakWindow(w) => Some(w.clone()),
+        Reason::Forecast(b) => Some(b.name().to_string()),
+        _ => None,
+    }
+}
+
+fn planned(s: &Step, ahead: Option<&str>) -> PlannedReplicas {
+    PlannedReplicas {
+        at: rfc3339(s.at),
+        r#in: ahead.map(str::to_string),
+        replicas: s.replicas.min(i32::MAX as u32) as i32,
+        reason: s.reason.as_str().to_string(),
+        by: decided_by(&s.reason),
+    }
+}
+
+impl Outlook {
+    /// The plan in brief, for `status.plan`: a fixed handful of fields whatever the horizon.
+    pub fn summary(&self) -> PlanStatus {
+        let horizon = self.steps.last().map_or(Duration::zero(), |s| s.at - self.from);
+        PlanStatus {
+            computed_at: rfc3339(self.from),
+            horizon: crate::api::format_duration(horizon),
+            held: self.held,
+            next_peak: self.next_peak().map(|s| planned(s, None)),
+            max: self.max().map(|s| planned(s, None)),
+            ahead: HORIZONS
+                .iter()
+                .filter_map(|(name, d)| self.at(*d).map(|s| planned(s, Some(name))))
+                .collect(),
+        }
     }
 }
 
@@ -183,8 +234,7 @@ pub fn outlook(
         // next. Held steps keep the decision now: one decision, at the step's minute.
         let span = if held { 1 } else { step.num_minutes().max(1) };
         let mut m = t - Duration::minutes(span - 1);
-        let mut last = None;
-        loop {
+        let d = loop {
             let scheduled = planner.scheduled_at(m, current);
             let d = plan::decide(
                 spec,
@@ -206,13 +256,11 @@ pub fn outlook(
             let settled = d.desired_replicas == current
                 && !matches!(d.reason, Reason::RateLimited | Reason::Stabilized);
             current = d.desired_replicas;
-            last = Some(d);
             if m >= t {
-                break;
+                break d;
             }
             m = if settled { t } else { m + Duration::minutes(1) };
-        }
-        let d = last.expect("a step decides at least once");
+        };
         steps.push(step_of(planner, &d, t, held));
         t += step;
     }
@@ -310,6 +358,15 @@ mod tests {
         let peak = o.next_peak().unwrap();
         assert_eq!((peak.at, peak.replicas), (now + Duration::hours(2), 17));
         assert_eq!(o.max().unwrap().replicas, 17);
+        let summary = o.summary();
+        assert_eq!(summary.horizon, "1d");
+        let next = summary.next_peak.clone().unwrap();
+        assert_eq!((next.replicas, next.reason.as_str()), (17, "PeakWindow"));
+        assert_eq!(next.by.as_deref(), Some("campaign"));
+        assert_eq!(next.at, "2026-01-08T14:00:00Z");
+        let ahead: Vec<_> = summary.ahead.iter().map(|a| a.r#in.clone().unwrap()).collect();
+        assert_eq!(ahead, ["15m", "1h", "3h", "6h", "24h"]);
+        assert!(summary.ahead.iter().all(|a| a.replicas < 17), "{summary:?}");
     }
 
     #[test]
