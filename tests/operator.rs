@@ -592,7 +592,10 @@ async fn the_plan_shows_a_peak_window_ahead_in_status_and_metrics() {
         let r = next["replicas"].as_i64().unwrap();
         assert!((10..33).contains(&r), "{plan}");
     } else {
-        assert!(next["at"].as_str().unwrap() <= opens_text.as_str(), "{plan}");
+        assert!(
+            next["at"].as_str().unwrap() <= opens_text.as_str(),
+            "{plan}"
+        );
     }
     // Five horizons, bounded: 3 hours ahead is inside the window.
     let ahead = plan["ahead"].as_array().unwrap();
@@ -615,10 +618,16 @@ async fn the_plan_shows_a_peak_window_ahead_in_status_and_metrics() {
     for h in ["15m", "1h", "6h", "24h"] {
         assert!(planned(h).is_some(), "{h}: {text}");
     }
-    assert!(text.contains("prescaler_plan_duration_seconds_count"), "{text}");
+    assert!(
+        text.contains("prescaler_plan_duration_seconds_count"),
+        "{text}"
+    );
     // Made once per quarter hour, not at every sync.
     tokio::time::sleep(StdDuration::from_secs(3)).await;
-    let plans = text_count(&op.metrics.encode(), "prescaler_plan_duration_seconds_count");
+    let plans = text_count(
+        &op.metrics.encode(),
+        "prescaler_plan_duration_seconds_count",
+    );
     assert!(op.reconciles() >= 3 && plans <= 2, "{plans} plans");
 }
 

@@ -104,17 +104,27 @@ async fn plan_on_the_demo_trace_matches_the_golden_table() {
     let step = |hh: u32, mm: u32| {
         o.steps
             .iter()
-            .find(|s| s.at.hour() == hh && s.at.minute() == mm && s.at.date_naive() == now().date_naive())
+            .find(|s| {
+                s.at.hour() == hh && s.at.minute() == mm && s.at.date_naive() == now().date_naive()
+            })
             .unwrap()
     };
     // The lunch window, 10:30 UTC to 13:00 UTC, holds at least its 18.
     let lunch = step(11, 0);
-    assert_eq!(lunch.window_open.as_deref(), Some("weekday-lunch"), "{lunch:?}");
+    assert_eq!(
+        lunch.window_open.as_deref(),
+        Some("weekday-lunch"),
+        "{lunch:?}"
+    );
     assert!(lunch.replicas >= 18, "{lunch:?}");
     // The 09:00 Berlin newsletter spike (08:00 UTC) is planned by the forecast, above the night.
     let spike = step(8, 0);
     assert!(matches!(spike.reason, Reason::Forecast(_)), "{spike:?}");
-    assert!(spike.replicas > o.now.replicas + 2, "{spike:?} vs now {:?}", o.now);
+    assert!(
+        spike.replicas > o.now.replicas + 2,
+        "{spike:?} vs now {:?}",
+        o.now
+    );
     assert!(table.contains("■ weekday-lunch"), "{table}");
     assert!(table.contains("Fri 09:00"), "times in Berlin: {table}");
 
@@ -147,7 +157,10 @@ async fn a_target_without_scale_is_planned_from_the_status_and_said_so() {
         .unwrap();
     assert_eq!(report.current_replicas, 7);
     assert!(
-        report.notes.iter().any(|n| n.contains("does not exist") && n.contains("7 replicas")),
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("does not exist") && n.contains("7 replicas")),
         "{:?}",
         report.notes
     );
@@ -193,26 +206,52 @@ fn why_fixture() -> FakeApi {
     api.put(scaler);
     api.put(event("a", "checkout", "PredictiveScaler", "2026-02-20T08:00:00.000000Z", "ScaledUp",
         "Deployment checkout from 4 to 12 replicas (the daily forecast expects a peak of 290.0 within the lead time)"));
-    api.put(event("b", "checkout", "PredictiveScaler", "2026-02-20T10:24:00.000000Z", "ScaledUp",
-        "Deployment checkout from 12 to 18 replicas (peak window \"weekday-lunch\")"));
-    api.put(event("c", "checkout", "Deployment", "2026-02-20T10:25:00.000000Z", "ScalingReplicaSet",
-        "about the Deployment, not the scaler"));
+    api.put(event(
+        "b",
+        "checkout",
+        "PredictiveScaler",
+        "2026-02-20T10:24:00.000000Z",
+        "ScaledUp",
+        "Deployment checkout from 12 to 18 replicas (peak window \"weekday-lunch\")",
+    ));
+    api.put(event(
+        "c",
+        "checkout",
+        "Deployment",
+        "2026-02-20T10:25:00.000000Z",
+        "ScalingReplicaSet",
+        "about the Deployment, not the scaler",
+    ));
     api
 }
 
 #[tokio::test]
 async fn why_shows_the_status_and_the_scalers_events_newest_first() {
     let api = why_fixture();
-    let report = plugin::why(&api.client(), NS, "checkout", 20).await.unwrap();
+    let report = plugin::why(&api.client(), NS, "checkout", 20)
+        .await
+        .unwrap();
     let reasons: Vec<_> = report.events.iter().map(|e| e.note.as_str()).collect();
     assert_eq!(reasons.len(), 2, "only the scaler's Events: {reasons:?}");
-    assert!(reasons[0].contains("from 12 to 18"), "newest first: {reasons:?}");
+    assert!(
+        reasons[0].contains("from 12 to 18"),
+        "newest first: {reasons:?}"
+    );
     assert!(reasons[1].contains("from 4 to 12"), "{reasons:?}");
     let text = render::why_text(&report, render::Zone::Utc);
-    assert!(text.contains("Decision: 18 replicas (PeakWindow)"), "{text}");
-    assert!(text.contains("next peak 21 replicas at 2026-02-21T08:00:00Z (Forecast daily forecast)"), "{text}");
+    assert!(
+        text.contains("Decision: 18 replicas (PeakWindow)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("next peak 21 replicas at 2026-02-21T08:00:00Z (Forecast daily forecast)"),
+        "{text}"
+    );
     assert!(text.contains("Ready  True    Scaling"), "{text}");
-    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle}: {text}"));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
     assert!(at("from 12 to 18") < at("from 4 to 12"), "{text}");
     // A limit keeps the newest.
     let one = plugin::why(&api.client(), NS, "checkout", 1).await.unwrap();
@@ -242,8 +281,23 @@ async fn the_binary_exits_with_codes_a_script_can_use() {
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
 
     // 0, and -o json for scripts.
-    let out = kubectl_prescaler(s(&["--kubeconfig", &kubeconfig, "-n", NS, "why", "checkout", "-o", "json"])).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl_prescaler(s(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        NS,
+        "why",
+        "checkout",
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["status"]["desiredReplicas"], 18);
     assert_eq!(doc["events"][0]["reason"], "ScaledUp");
@@ -277,7 +331,10 @@ async fn the_binary_exits_with_codes_a_script_can_use() {
 fn the_krew_manifest_names_the_binary_for_every_platform() {
     let text = std::fs::read_to_string(repo("plugins/prescaler.yaml")).unwrap();
     let m: Value = serde_yaml_ng::from_str(&text).unwrap();
-    assert_eq!(m["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
     assert_eq!(m["kind"], "Plugin");
     assert_eq!(m["metadata"]["name"], "prescaler", "kubectl prescaler");
     let platforms = m["spec"]["platforms"].as_array().unwrap();
@@ -285,7 +342,10 @@ fn the_krew_manifest_names_the_binary_for_every_platform() {
     for p in platforms {
         assert_eq!(p["bin"], "kubectl-prescaler", "{p}");
         let sha = p["sha256"].as_str().unwrap();
-        assert!(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()), "{p}");
+        assert!(
+            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "{p}"
+        );
         assert!(p["uri"].as_str().unwrap().ends_with(".tar.gz"), "{p}");
         assert!(p["selector"]["matchLabels"]["os"].is_string(), "{p}");
     }

@@ -70,10 +70,12 @@ impl Outlook {
 
     /// The highest planned step (the first of equals).
     pub fn max(&self) -> Option<&Step> {
-        self.steps.iter().fold(None, |best: Option<&Step>, s| match best {
-            Some(b) if b.replicas >= s.replicas => Some(b),
-            _ => Some(s),
-        })
+        self.steps
+            .iter()
+            .fold(None, |best: Option<&Step>, s| match best {
+                Some(b) if b.replicas >= s.replicas => Some(b),
+                _ => Some(s),
+            })
     }
 
     /// The next peak: the first rise above the replicas asked for now, taken to where it stops
@@ -128,7 +130,10 @@ fn planned(s: &Step, ahead: Option<&str>) -> PlannedReplicas {
 impl Outlook {
     /// The plan in brief, for `status.plan`: a fixed handful of fields whatever the horizon.
     pub fn summary(&self) -> PlanStatus {
-        let horizon = self.steps.last().map_or(Duration::zero(), |s| s.at - self.from);
+        let horizon = self
+            .steps
+            .last()
+            .map_or(Duration::zero(), |s| s.at - self.from);
         PlanStatus {
             computed_at: rfc3339(self.from),
             horizon: crate::api::format_duration(horizon),
@@ -208,7 +213,8 @@ pub fn outlook(
     let mut memory = planner.memory().clone();
     let mut current = decision.desired_replicas;
     let first = minute.duration_trunc(step).unwrap_or(minute) + step;
-    let mut steps = Vec::with_capacity((horizon.num_minutes() / step.num_minutes()).max(0) as usize);
+    let mut steps =
+        Vec::with_capacity((horizon.num_minutes() / step.num_minutes()).max(0) as usize);
     let mut t = first;
     while t <= minute + horizon {
         // The forecasts a decision at `t` would read: the peak within its lead time, predicted
@@ -364,7 +370,11 @@ mod tests {
         assert_eq!((next.replicas, next.reason.as_str()), (17, "PeakWindow"));
         assert_eq!(next.by.as_deref(), Some("campaign"));
         assert_eq!(next.at, "2026-01-08T14:00:00Z");
-        let ahead: Vec<_> = summary.ahead.iter().map(|a| a.r#in.clone().unwrap()).collect();
+        let ahead: Vec<_> = summary
+            .ahead
+            .iter()
+            .map(|a| a.r#in.clone().unwrap())
+            .collect();
         assert_eq!(ahead, ["15m", "1h", "3h", "6h", "24h"]);
         assert!(summary.ahead.iter().all(|a| a.replicas < 17), "{summary:?}");
     }

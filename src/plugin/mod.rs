@@ -55,7 +55,11 @@ pub async fn read_history(
 ) -> Result<History> {
     let needs = Planner::new(spec.clone(), ModelConfig::default()).history_needs();
     let trace = backtest::trace::from_prometheus(source, query, needs.span, now).await?;
-    Ok(History::new(trace.start, Duration::minutes(1), trace.metric()))
+    Ok(History::new(
+        trace.start,
+        Duration::minutes(1),
+        trace.metric(),
+    ))
 }
 
 /// What `plan` found: the scaler, the target's replicas and the outlook.
@@ -286,7 +290,7 @@ pub async fn why(
         })
         .map(event_row)
         .collect();
-    events.sort_by(|a, b| b.time.cmp(&a.time));
+    events.sort_by_key(|e| std::cmp::Reverse(e.time));
     events.truncate(limit);
     let target_ref = &scaler.spec.scale_target_ref;
     Ok(WhyReport {

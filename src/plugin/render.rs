@@ -42,10 +42,10 @@ pub fn bar(value: u32, max: u32, width: usize) -> String {
     if max == 0 || value == 0 {
         return String::new();
     }
-    let eighths = ((value.min(max) as u64 * width as u64 * 8 + max as u64 / 2) / max as u64)
-        .max(1) as usize;
+    let eighths =
+        ((value.min(max) as u64 * width as u64 * 8 + max as u64 / 2) / max as u64).max(1) as usize;
     let mut out = "█".repeat(eighths / 8);
-    if eighths % 8 != 0 {
+    if !eighths.is_multiple_of(8) {
         out.push(PARTS[eighths % 8 - 1]);
     }
     out

@@ -179,7 +179,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Plan(args) => {
                 let prometheus = prometheus(&args.prometheus)?;
                 let now = args.now.unwrap_or_else(Utc::now);
-                let report = plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
+                let report =
+                    plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
                 match output {
                     Output::Table => print(&render::plan_table(&report, args.zone.zone())),
                     _ => structured(output, &report.document()),

@@ -295,7 +295,9 @@ fn time_outlook(trace: &Path, spec: &Path) -> Result<()> {
     for m in 0..trace.minutes() {
         let now = trace.time(m);
         let started = Instant::now();
-        current = planner.decide(Some(&history), current, now).desired_replicas;
+        current = planner
+            .decide(Some(&history), current, now)
+            .desired_replicas;
         if m >= 14 * 1440 {
             decide_time += started.elapsed();
             decisions += 1;
