@@ -546,6 +546,7 @@ pub struct PlannedReplicas {
     /// How far ahead of `computedAt`, e.g. `1h` (only in `ahead`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#in: Option<String>,
+    /// The replicas prescaler expects to ask for then.
     pub replicas: i32,
     /// The term that decides them, as in `status.reason`.
     pub reason: String,
