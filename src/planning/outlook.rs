@@ -58,6 +58,8 @@ pub struct Outlook {
     pub steps: Vec<Step>,
     /// Every step is held: there is no calibrated forecast to plan with.
     pub held: bool,
+    /// How far it looks.
+    pub horizon: Duration,
 }
 
 impl Outlook {
@@ -130,13 +132,9 @@ fn planned(s: &Step, ahead: Option<&str>) -> PlannedReplicas {
 impl Outlook {
     /// The plan in brief, for `status.plan`: a fixed handful of fields whatever the horizon.
     pub fn summary(&self) -> PlanStatus {
-        let horizon = self
-            .steps
-            .last()
-            .map_or(Duration::zero(), |s| s.at - self.from);
         PlanStatus {
             computed_at: rfc3339(self.from),
-            horizon: crate::api::format_duration(horizon),
+            horizon: crate::api::format_duration(self.horizon),
             held: self.held,
             next_peak: self.next_peak().map(|s| planned(s, None)),
             max: self.max().map(|s| planned(s, None)),
@@ -276,6 +274,7 @@ pub fn outlook(
         now: step_of(planner, decision, minute, false),
         steps,
         held,
+        horizon,
     })
 }
 
