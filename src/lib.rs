@@ -15,5 +15,6 @@ pub mod backtest;
 mod error;
 pub mod operator;
 pub mod planning;
+pub mod plugin;
 
 pub use error::{Error, Result};

@@ -693,8 +693,58 @@ pub struct PredictiveScalerStatus {
     /// When prescaler last changed the target's replica count (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<String>,
+    /// The replicas prescaler expects to ask for over the next 24 hours, in brief (the whole
+    /// plan, every 15 minutes: `kubectl prescaler plan`). Recomputed every 15 minutes and when
+    /// the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
     /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `MaxReplicasSufficient`,
     /// `ScalingLimited`, and with `leadTime: Auto` `PodsPending`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The plan in brief: the next peak, the most replicas ahead, and the replicas at a few
+/// horizons. Its size is fixed: a handful of numbers and names, never the plan's 96 steps.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// When the plan was computed (RFC 3339).
+    pub computed_at: String,
+    /// How far it looks ahead, e.g. `24h`.
+    pub horizon: String,
+    /// True when there is no calibrated forecast yet: the plan holds the current decision (and
+    /// the peak windows' floors).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// The next rise above the replicas asked for now, at its highest; absent when nothing
+    /// ahead asks for more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_peak: Option<PlannedReplicas>,
+    /// The most replicas planned within the horizon (the first time they are planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<PlannedReplicas>,
+    /// The replicas planned at fixed horizons: `15m`, `1h`, `3h`, `6h`, `24h`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub ahead: Vec<PlannedReplicas>,
+}
+
+/// The replicas planned for one time, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedReplicas {
+    /// When (RFC 3339).
+    pub at: String,
+    /// How far ahead of `computedAt`, e.g. `1h` (only in `ahead`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#in: Option<String>,
+    /// The replicas prescaler expects to ask for then.
+    pub replicas: i32,
+    /// The term that decides them, as in `status.reason`.
+    pub reason: String,
+    /// The peak window whose floor decides them, or the forecast basis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub by: Option<String>,
 }

@@ -18,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -32,13 +32,14 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use super::leader::Leadership;
-use super::telemetry::{ErrorLabels, Health, Metrics, ScalerLabels};
+use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
 use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
 use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
-use crate::api::{Mode, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
+use crate::planning::outlook;
 use crate::planning::plan::Decision;
 use crate::planning::planner::Planner;
 use crate::planning::startup;
@@ -99,6 +100,15 @@ struct ScalerState {
     startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
     survey: Option<(Instant, startup::Survey)>,
+    /// The last plan (`status.plan`), the quarter hour and the spec generation it was made for.
+    plan: Option<PlanMemo>,
+}
+
+/// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
+/// not cheap enough to make for a thousand scalers at every sync.
+struct PlanMemo {
+    made_for: (DateTime<Utc>, Option<i64>),
+    status: PlanStatus,
 }
 
 /// Shared by all reconciles.
@@ -180,6 +190,7 @@ impl Context {
                 cache,
                 startup: startup::Tracker::new(settle),
                 survey: None,
+                plan: None,
             }))
         });
         entry.clone()
@@ -369,7 +380,7 @@ async fn observe_decide_act(
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load) = decide(ps, ctx, &target, now).await;
+    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     let mut findings = vec![
         ready.finding,
@@ -405,6 +416,7 @@ async fn observe_decide_act(
         None => {}
     }
     publish_metrics(ctx, ps, &decision, ready.current);
+    publish_plan_metrics(ctx, ps, plan.as_ref());
     write_status(
         ps,
         ctx,
@@ -416,6 +428,7 @@ async fn observe_decide_act(
                 .as_ref()
                 .and_then(|(shown, _)| shown.as_ref())
                 .map(conditions::lead_time_status),
+            plan: plan.as_ref(),
         }),
         findings,
         now,
@@ -574,13 +587,14 @@ async fn learn_lead_time(
     (shown, survey)
 }
 
-/// Brings the scaler's history up to date and asks its planner.
+/// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
+/// is older than its quarter hour or was made for another spec.
 async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead) {
+) -> (Decision, LoadRead, Option<PlanStatus>) {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
@@ -627,7 +641,29 @@ async fn decide(
     ctx.metrics
         .decision_duration
         .observe(decided_at.elapsed().as_secs_f64());
-    (decision, load)
+    let made_for = (
+        now.duration_trunc(outlook::STEP).unwrap_or(now),
+        ps.metadata.generation,
+    );
+    if state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+        let planned_at = Instant::now();
+        let plan = outlook::outlook(
+            &state.planner,
+            history.as_ref(),
+            now,
+            outlook::STEP,
+            outlook::HORIZON,
+        );
+        ctx.metrics
+            .plan_duration
+            .observe(planned_at.elapsed().as_secs_f64());
+        state.plan = plan.map(|o| PlanMemo {
+            made_for,
+            status: o.summary(),
+        });
+    }
+    let plan = state.plan.as_ref().map(|p| p.status.clone());
+    (decision, load, plan)
 }
 
 /// What actuation did.
@@ -949,6 +985,8 @@ struct Decided<'a> {
     scaled_at: Option<DateTime<Utc>>,
     /// `status.leadTime`, with `leadTime: Auto`.
     lead_time: Option<crate::api::LeadTimeStatus>,
+    /// The plan in brief (`status.plan`).
+    plan: Option<&'a PlanStatus>,
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -979,6 +1017,7 @@ fn new_status(
         if let Some(t) = d.scaled_at {
             status.last_scale_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
+        status.plan = d.plan.cloned();
     }
     (status, changed)
 }
@@ -1076,6 +1115,25 @@ fn publish_metrics(ctx: &Context, ps: &PredictiveScaler, d: &Decision, current: 
         }
         None => {
             m.forecast_error_percent.remove(&labels);
+        }
+    }
+}
+
+/// `prescaler_planned_replicas` at the plan's fixed horizons (a bounded set of label values).
+fn publish_plan_metrics(ctx: &Context, ps: &PredictiveScaler, plan: Option<&PlanStatus>) {
+    let labels = labels(ps);
+    for (horizon, _) in outlook::HORIZONS {
+        let key = PlanLabels::new(&labels, horizon);
+        match plan.and_then(|p| p.ahead.iter().find(|a| a.r#in.as_deref() == Some(horizon))) {
+            Some(a) => {
+                ctx.metrics
+                    .planned_replicas
+                    .get_or_create(&key)
+                    .set(a.replicas.into());
+            }
+            None => {
+                ctx.metrics.planned_replicas.remove(&key);
+            }
         }
     }
 }

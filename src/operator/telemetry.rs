@@ -44,6 +44,25 @@ pub struct ScalerLabels {
     pub name: String,
 }
 
+/// One PredictiveScaler's plan at one horizon (`15m`, `1h`, `3h`, `6h`, `24h`: five values, so
+/// the series stay bounded at five per scaler).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlanLabels {
+    pub namespace: String,
+    pub name: String,
+    pub horizon: String,
+}
+
+impl PlanLabels {
+    pub fn new(scaler: &ScalerLabels, horizon: &str) -> Self {
+        Self {
+            namespace: scaler.namespace.clone(),
+            name: scaler.name.clone(),
+            horizon: horizon.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
@@ -61,8 +80,10 @@ pub struct Metrics {
     pub desired_replicas: Family<ScalerLabels, Gauge>,
     pub current_replicas: Family<ScalerLabels, Gauge>,
     pub forecast_error_percent: Family<ScalerLabels, FloatGauge>,
+    pub planned_replicas: Family<PlanLabels, Gauge>,
     pub reconcile_duration: Histogram,
     pub decision_duration: Histogram,
+    pub plan_duration: Histogram,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub query_duration: Histogram,
     pub query_errors: Counter,
@@ -82,8 +103,10 @@ impl Default for Metrics {
             desired_replicas: Family::default(),
             current_replicas: Family::default(),
             forecast_error_percent: Family::default(),
+            planned_replicas: Family::default(),
             reconcile_duration: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             decision_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
+            plan_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
             reconcile_errors: Family::default(),
             query_duration: Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             query_errors: Counter::default(),
@@ -126,6 +149,11 @@ impl Default for Metrics {
             m.forecast_error_percent.clone(),
         );
         registry.register(
+            "planned_replicas",
+            "Replicas prescaler expects to ask for at a horizon ahead (15m, 1h, 3h, 6h, 24h): its plan",
+            m.planned_replicas.clone(),
+        );
+        registry.register(
             "reconcile_duration_seconds",
             "Time of one reconcile, Prometheus and Kubernetes calls included",
             m.reconcile_duration.clone(),
@@ -134,6 +162,11 @@ impl Default for Metrics {
             "decision_duration_seconds",
             "Time of the decision alone (forecast, floors, behaviour)",
             m.decision_duration.clone(),
+        );
+        registry.register(
+            "plan_duration_seconds",
+            "Time of one plan (the decisions of the next 24 hours, made every 15 minutes)",
+            m.plan_duration.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -174,6 +207,10 @@ impl Metrics {
         self.desired_replicas.remove(labels);
         self.current_replicas.remove(labels);
         self.forecast_error_percent.remove(labels);
+        for (horizon, _) in crate::planning::outlook::HORIZONS {
+            self.planned_replicas
+                .remove(&PlanLabels::new(labels, horizon));
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -215,6 +215,11 @@ impl Calibrator {
         self.calibration = None;
     }
 
+    /// The predictors whose forecasts are recorded.
+    pub fn predictors(&self) -> &[Predictor] {
+        &self.predictors
+    }
+
     /// The last calibration, once there is enough record for one.
     pub fn calibration(&self) -> Option<&Calibration> {
         self.calibration.as_ref()

@@ -3,12 +3,13 @@
 //!
 //! `planner` drives the rest: `forecast` predicts, `calibration` measures how far to trust each
 //! prediction, `schedule` knows the peak windows, `plan` decides and `behavior` shapes the
-//! decision as the HPA would; `conditions` says what a decision means for the status.
+//! decision as the HPA would; `outlook` plays the decision ahead over the coming hours; `conditions` says what a decision means for the status.
 
 pub mod behavior;
 pub mod calibration;
 pub mod conditions;
 pub mod forecast;
+pub mod outlook;
 pub mod plan;
 pub mod planner;
 pub mod schedule;

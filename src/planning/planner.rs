@@ -120,8 +120,10 @@ impl Planner {
     }
 
     /// What the peak windows and the calendar ask for at `minute`, for a workload at
-    /// `current_replicas`: a floor is asked for a lead time before it opens, and earlier by as
-    /// many minutes as the scale-up rules need to get there from the current count.
+    /// `current_replicas`: the one place the schedule is read, for the decision now
+    /// and for the outlook's future minutes alike. A floor is asked for a lead time before it
+    /// opens, and earlier by as many minutes as the scale-up rules need to get there from the
+    /// current count.
     pub fn scheduled_at(
         &self,
         minute: DateTime<Utc>,
@@ -148,7 +150,7 @@ impl Planner {
     /// The load a declared surge (an event with a `loadMultiplier` above 1) brings within the
     /// lead time: the seasonal forecasts, which already carry the multiplier, or without them
     /// the live load as the routine has it, times the multiplier.
-    fn expected_event(
+    pub(super) fn expected_event(
         &self,
         minute: DateTime<Utc>,
         load: Option<f64>,
@@ -167,6 +169,42 @@ impl Planner {
             name: name.to_string(),
             load,
         })
+    }
+
+    /// What the spec's calendar changes in the forecasts.
+    pub fn adjustments(&self) -> &Adjustments {
+        &self.adjust
+    }
+
+    /// The model's tunables.
+    pub fn model(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    /// The calibration in use (from the last `decide`), once there is one.
+    pub fn calibration(&self) -> Option<&calibration::Calibration> {
+        self.calibrator.calibration()
+    }
+
+    /// The predictors the spec's seasonalities ask for.
+    pub fn predictors(&self) -> &[forecast::Predictor] {
+        self.calibrator.predictors()
+    }
+
+    /// What `decide` remembers between calls, for a caller that plays decisions ahead on a copy
+    /// (`outlook`) without touching the planner's own.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    /// The last decision, its minute and the replica count it was made for.
+    pub fn last_decision(&self) -> Option<(DateTime<Utc>, u32, &Decision)> {
+        self.last.as_ref().map(|(t, r, d)| (*t, *r, d))
+    }
+
+    /// What `history` shows at `t` to this planner (no older than the spec's history).
+    pub fn view<'h>(&self, history: &'h History, t: DateTime<Utc>) -> Option<View<'h>> {
+        view_at(history, t, self.spec.history)
     }
 
     /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as

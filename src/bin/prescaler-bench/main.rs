@@ -66,6 +66,15 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         days: u32,
     },
+    /// Time the plan (`planning::outlook`: 96 quarter hours ahead) against the decision, on a
+    /// trace replayed minute by minute with a spec: a plan every 15 minutes after the first
+    /// 14 days, as the operator makes them.
+    Outlook {
+        #[arg(long)]
+        trace: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// Compare prescaler's predictors with MSTL on every scenario's trace.
     #[cfg(feature = "mstl")]
     ForecastMethods {
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
             objective,
             calendar.as_deref(),
         ),
+        Command::Outlook { trace, spec } => time_outlook(&trace, &spec),
         Command::DemoTrace { seed, days } => {
             print!("{}", demo::trace_csv(seed, days));
             Ok(())
@@ -298,5 +308,68 @@ fn forecast_methods(file: &Path, dir: &Path, points: usize) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Times the decision and the plan on `trace` with the spec of the manifest at `spec`.
+fn time_outlook(trace: &Path, spec: &Path) -> Result<()> {
+    use prescaler::planning::forecast::{History, ModelConfig};
+    use prescaler::planning::outlook;
+    use prescaler::planning::planner::Planner;
+    use std::time::Instant;
+
+    let trace = prescaler::backtest::trace::Trace::load(trace)?;
+    let text = std::fs::read_to_string(spec).map_err(|source| prescaler::Error::Io {
+        context: format!("reading {}", spec.display()),
+        source,
+    })?;
+    let scaler = prescaler::backtest::manifest::parse(&spec.display().to_string(), &text)?;
+    let spec = scaler.spec.validate()?;
+    let history = History::new(trace.start, chrono::Duration::minutes(1), trace.metric());
+    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+    let mut current = spec.min_replicas;
+    let (mut decide_time, mut decisions) = (std::time::Duration::ZERO, 0u32);
+    let mut plans: Vec<f64> = Vec::new();
+    let mut steps = 0;
+    for m in 0..trace.minutes() {
+        let now = trace.time(m);
+        let started = Instant::now();
+        current = planner
+            .decide(Some(&history), current, now)
+            .desired_replicas;
+        if m >= 14 * 1440 {
+            decide_time += started.elapsed();
+            decisions += 1;
+        }
+        if m >= 14 * 1440 && m % 15 == 0 {
+            let started = Instant::now();
+            let o = outlook::outlook(
+                &planner,
+                Some(&history),
+                now,
+                outlook::STEP,
+                outlook::HORIZON,
+            );
+            plans.push(started.elapsed().as_secs_f64() * 1e6);
+            steps = o.map_or(0, |o| o.steps.len());
+        }
+    }
+    plans.sort_by(f64::total_cmp);
+    let mean = plans.iter().sum::<f64>() / plans.len().max(1) as f64;
+    let p99 = plans
+        .get((plans.len() * 99 / 100).min(plans.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
+    let decision = decide_time.as_secs_f64() * 1e6 / f64::from(decisions.max(1));
+    println!(
+        "{} plans of {steps} steps: mean {mean:.0} µs, p99 {p99:.0} µs, max {:.0} µs; a decision (after 14 days): mean {decision:.1} µs",
+        plans.len(),
+        plans.last().copied().unwrap_or(0.0),
+    );
+    println!(
+        "per scaler, one plan per 15 minutes is {:.2} µs per minute against {:.1} µs of decisions per minute (two reconciles)",
+        mean / 15.0,
+        2.0 * decision
+    );
     Ok(())
 }

@@ -1,0 +1,285 @@
+//! `kubectl prescaler`: a kubectl plugin (kubectl runs any `kubectl-prescaler` on the PATH).
+//! Flag parsing, the clients and printing only; what each command does is `prescaler::plugin`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::backtest::report;
+use prescaler::plugin::{self, render};
+use prescaler::{Error, Result};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 an error (the PredictiveScaler not found, the cluster or Prometheus unreachable, an invalid spec), with a message on standard error; 2 a usage error (a bad flag or argument).";
+
+#[derive(Parser)]
+#[command(
+    name = "kubectl prescaler",
+    bin_name = "kubectl prescaler",
+    version,
+    about = "See what a PredictiveScaler will do, and why it did what it did",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(flatten)]
+    kube: KubeArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The kubectl conventions.
+#[derive(Args)]
+struct KubeArgs {
+    /// The namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short = 'n', long, global = true)]
+    namespace: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// How to reach Prometheus (the same client and options as the operator's).
+#[derive(Args)]
+struct PrometheusArgs {
+    /// Prometheus' base URL.
+    #[arg(long, env = "PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// A file holding a bearer token for Prometheus.
+    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE")]
+    prometheus_bearer_token_file: Option<PathBuf>,
+    /// A PEM CA bundle to trust for Prometheus' TLS certificate.
+    #[arg(long, env = "PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Timeout of each Prometheus request.
+    #[arg(long, default_value = "30s", value_parser = std_duration)]
+    prometheus_timeout: std::time::Duration,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The replicas the scaler expects to ask for over the next 24 hours, every 15 minutes, and
+    /// why (computed here with the operator's planner from the spec, the metric's history in
+    /// Prometheus and the target's replicas).
+    Plan(PlanArgs),
+    /// The last decisions and their reasons: status, conditions and Events, newest first.
+    Why(WhyArgs),
+    /// Replay the last weeks of the scaler's metric through its spec, the HPA and perfect
+    /// foresight, and score them (`prescaler backtest` on the cluster's spec).
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The PredictiveScaler.
+    name: String,
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
+    #[command(flatten)]
+    zone: ZoneArgs,
+    /// Plan as of this instant (RFC 3339) instead of now: to reproduce a plan.
+    #[arg(long)]
+    now: Option<DateTime<Utc>>,
+}
+
+#[derive(Args)]
+struct ZoneArgs {
+    /// Show times in UTC (default: local time).
+    #[arg(long, conflicts_with = "time_zone")]
+    utc: bool,
+    /// Show times in this IANA time zone, e.g. Europe/Berlin.
+    #[arg(long)]
+    time_zone: Option<chrono_tz::Tz>,
+}
+
+impl ZoneArgs {
+    fn zone(&self) -> render::Zone {
+        match (self.utc, self.time_zone) {
+            (true, _) => render::Zone::Utc,
+            (false, Some(tz)) => render::Zone::Named(tz),
+            (false, None) => render::Zone::Local,
+        }
+    }
+}
+
+#[derive(Args)]
+struct WhyArgs {
+    /// The PredictiveScaler.
+    name: String,
+    /// How many Events to show.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    #[command(flatten)]
+    zone: ZoneArgs,
+}
+
+#[derive(Args)]
+struct BacktestArgs {
+    /// The PredictiveScaler.
+    name: String,
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
+    /// How much history up to now to replay (the last 7 days are scored).
+    #[arg(long, default_value = "21d", value_parser = duration)]
+    range: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    prescaler::api::parse_duration(text)
+}
+
+fn std_duration(text: &str) -> Result<std::time::Duration, String> {
+    duration(text)?.to_std().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on a usage error, 0 for --help and --version.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let (client, default_namespace) = kube_client(&cli.kube).await?;
+        let namespace = cli.kube.namespace.clone().unwrap_or(default_namespace);
+        let output = cli.kube.output;
+        match cli.command {
+            Command::Plan(args) => {
+                let prometheus = prometheus(&args.prometheus)?;
+                let now = args.now.unwrap_or_else(Utc::now);
+                let report =
+                    plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
+                match output {
+                    Output::Table => print(&render::plan_table(&report, args.zone.zone())),
+                    _ => structured(output, &report.document()),
+                }
+            }
+            Command::Why(args) => {
+                let report =
+                    plugin::why(&client, &namespace, &args.name, args.limit.into()).await?;
+                match output {
+                    Output::Table => print(&render::why_text(&report, args.zone.zone())),
+                    _ => structured(output, &report),
+                }
+            }
+            Command::Backtest(args) => {
+                let prometheus = prometheus(&args.prometheus)?;
+                let r = plugin::backtest(
+                    &client,
+                    &prometheus,
+                    &namespace,
+                    &args.name,
+                    args.range,
+                    Utc::now(),
+                )
+                .await?;
+                for w in &r.warnings {
+                    eprintln!("warning: {w}");
+                }
+                match output {
+                    Output::Table => print(&format!(
+                        "{}: {} minutes, scored from {} ({} minutes scored)\n{}",
+                        r.trace.name,
+                        r.trace.minutes(),
+                        r.setup.eval_start.format("%Y-%m-%d %H:%M UTC"),
+                        r.outcome.scores[0].scored_minutes,
+                        report::table(&r.outcome)
+                    )),
+                    _ => structured(
+                        output,
+                        &report::JsonReport::new(&r.trace, &r.setup, &r.outcome, &r.warnings),
+                    ),
+                }
+            }
+        }
+    })
+}
+
+/// A client as kubectl would make one: `--kubeconfig`, else $KUBECONFIG or ~/.kube/config (else
+/// the in-cluster service account), with `--context`; and the context's namespace.
+async fn kube_client(args: &KubeArgs) -> Result<(kube::Client, String)> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config_error = |message: String| Error::Config {
+        what: "kubeconfig".into(),
+        message,
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| config_error(e.to_string()))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| config_error(e.to_string()))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config)?;
+    Ok((client, namespace))
+}
+
+fn prometheus(args: &PrometheusArgs) -> Result<Prometheus> {
+    let mut config = PrometheusConfig::new(&args.prometheus_url);
+    config.timeout = args.prometheus_timeout;
+    config.bearer_token_file = args.prometheus_bearer_token_file.clone();
+    config.ca_file = args.prometheus_ca_file.clone();
+    Prometheus::new(&config)
+}
+
+fn structured(output: Output, value: &impl serde::Serialize) -> Result<()> {
+    let text = match output {
+        Output::Yaml => serde_yaml_ng::to_string(value).expect("a report serializes"),
+        _ => serde_json::to_string_pretty(value).expect("a report serializes") + "\n",
+    };
+    print(&text)
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io {
+            context: "writing to standard output".into(),
+            source,
+        })
+}

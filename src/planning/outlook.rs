@@ -1,0 +1,455 @@
+//! The outlook: the replicas prescaler expects to ask for over the coming hours, and why.
+//!
+//! KEDA users ask to see the replicas expected ahead (kedacore/keda#3692); AWS's predictive
+//! scaling publishes its forecast. The outlook is made by the same decision path as the decision
+//! now: for each future step, the `Planner`'s scheduled floor (`Planner::scheduled_at`) and
+//! `plan::decide` with the calibrated margins, on a copy of the decision's memory — the planner
+//! itself is only read. What cannot be known is the live load of a future minute; the outlook
+//! takes the calibrated basis' forecast for that minute as the load the live term would see (see
+//! `expected_load`). Without a calibration, or without a forecast for a step, the step holds the
+//! current decision (`plan::decide` without a load, which keeps the current count and any peak
+//! floor), and says so (`held`).
+//!
+//! Cost: at most `horizon / step` forecasts (96 for a day at 15 minutes) and, per step, the
+//! decisions of the minutes that lead to it while the behaviour still limits them (one, when
+//! nothing limits). The operator recomputes it once per step (`docs/benchmarks.md`).
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+
+use super::forecast::{self, History, Predictor};
+use super::plan::{self, Decision, Inputs, Reason};
+use super::planner::Planner;
+use super::schedule::{self, ScheduledFloor};
+use crate::api::{PlanStatus, PlannedReplicas};
+
+/// The outlook's step, and the grid its steps are aligned to.
+pub const STEP: Duration = Duration::minutes(15);
+/// How far the outlook looks.
+pub const HORIZON: Duration = Duration::hours(24);
+
+/// One step of the outlook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The minute the step stands for.
+    pub at: DateTime<Utc>,
+    /// The replicas prescaler expects to ask for then.
+    pub replicas: u32,
+    /// The term that decides them.
+    pub reason: Reason,
+    /// The forecast load taken for the step (the basis' forecast peak within the lead time),
+    /// without margin; `None` when the step is held.
+    pub forecast_load: Option<f64>,
+    /// The scheduled floor the decision asks for (a peak window open within the lead time).
+    pub scheduled: Option<ScheduledFloor>,
+    /// The peak window open at `at` itself (the highest floor among those open), if any.
+    pub window_open: Option<String>,
+    /// No forecast for this step: the current decision held (and any peak floor).
+    pub held: bool,
+}
+
+/// The outlook from one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outlook {
+    /// When it was computed: the decision's minute.
+    pub from: DateTime<Utc>,
+    /// The decision now, as the first step (at `from`).
+    pub now: Step,
+    /// The steps after `from`, on the `step` grid, up to `from + horizon`.
+    pub steps: Vec<Step>,
+    /// Every step is held: there is no calibrated forecast to plan with.
+    pub held: bool,
+    /// How far it looks.
+    pub horizon: Duration,
+}
+
+impl Outlook {
+    /// The step that stands for `ahead` after `from` (the last at or before it), if the outlook
+    /// reaches that far.
+    pub fn at(&self, ahead: Duration) -> Option<&Step> {
+        let t = self.from + ahead;
+        self.steps.iter().rev().find(|s| s.at <= t)
+    }
+
+    /// The highest planned step (the first of equals).
+    pub fn max(&self) -> Option<&Step> {
+        self.steps
+            .iter()
+            .fold(None, |best: Option<&Step>, s| match best {
+                Some(b) if b.replicas >= s.replicas => Some(b),
+                _ => Some(s),
+            })
+    }
+
+    /// The next peak: the first rise above the replicas asked for now, taken to where it stops
+    /// rising (the first of its highest steps). `None` when nothing ahead asks for more.
+    pub fn next_peak(&self) -> Option<&Step> {
+        let base = self.now.replicas;
+        let first = self.steps.iter().position(|s| s.replicas > base)?;
+        let mut peak = &self.steps[first];
+        for s in &self.steps[first + 1..] {
+            if s.replicas > peak.replicas {
+                peak = s;
+            } else if s.replicas < peak.replicas {
+                break;
+            }
+        }
+        Some(peak)
+    }
+}
+
+/// The horizons the plan is published at (status and metrics): a bounded set of label values.
+pub const HORIZONS: [(&str, Duration); 5] = [
+    ("15m", Duration::minutes(15)),
+    ("1h", Duration::hours(1)),
+    ("3h", Duration::hours(3)),
+    ("6h", Duration::hours(6)),
+    ("24h", Duration::hours(24)),
+];
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// What decides a step, in a word or a name: the peak window, or the forecast's basis.
+pub fn decided_by(reason: &Reason) -> Option<String> {
+    match reason {
+        Reason::PeakWindow(w) => Some(w.clone()),
+        Reason::Forecast(b) => Some(b.name().to_string()),
+        _ => None,
+    }
+}
+
+fn planned(s: &Step, ahead: Option<&str>) -> PlannedReplicas {
+    PlannedReplicas {
+        at: rfc3339(s.at),
+        r#in: ahead.map(str::to_string),
+        replicas: s.replicas.min(i32::MAX as u32) as i32,
+        reason: s.reason.as_str().to_string(),
+        by: decided_by(&s.reason),
+    }
+}
+
+impl Outlook {
+    /// The plan in brief, for `status.plan`: a fixed handful of fields whatever the horizon.
+    pub fn summary(&self) -> PlanStatus {
+        PlanStatus {
+            computed_at: rfc3339(self.from),
+            horizon: crate::api::format_duration(self.horizon),
+            held: self.held,
+            next_peak: self.next_peak().map(|s| planned(s, None)),
+            max: self.max().map(|s| planned(s, None)),
+            ahead: HORIZONS
+                .iter()
+                .filter_map(|(name, d)| self.at(*d).map(|s| planned(s, Some(name))))
+                .collect(),
+        }
+    }
+}
+
+/// The load a future minute's live term is taken to see: the calibrated basis' forecast (for a
+/// basis on the live load alone, the forecasts the spec learns — the best estimate of what the
+/// live load will be). NaN when there is none.
+fn expected_load(planner: &Planner, daily: f64, weekly: f64) -> f64 {
+    let Some(cal) = planner.calibration() else {
+        return f64::NAN;
+    };
+    let foresight = cal.margins.basis.foresight(daily, weekly);
+    if foresight.is_finite() {
+        return foresight;
+    }
+    match (daily.is_finite(), weekly.is_finite()) {
+        (true, true) => daily.max(weekly),
+        (true, false) => daily,
+        (false, true) => weekly,
+        (false, false) => f64::NAN,
+    }
+}
+
+/// The name of the peak window or calendar event whose floor is in force at `at` (the highest;
+/// a peak window switched off by an exclusion is not).
+fn open_window(planner: &Planner, at: DateTime<Utc>) -> Option<String> {
+    let spec = planner.spec();
+    schedule::scheduled(&spec.peak_windows, &spec.calendar, at, Duration::zero())
+        .floor
+        .map(|f| f.source.name().to_string())
+}
+
+fn step_of(planner: &Planner, d: &Decision, at: DateTime<Utc>, held: bool) -> Step {
+    Step {
+        at,
+        replicas: d.desired_replicas,
+        reason: d.reason.clone(),
+        forecast_load: if held { None } else { d.forecast_load },
+        scheduled: d.scheduled.clone(),
+        window_open: open_window(planner, at),
+        held,
+    }
+}
+
+/// The outlook of `planner` after its decision at `now` (`Planner::decide` first; without a
+/// decision at `now` there is nothing to plan from and the answer is `None`), from `history`,
+/// the same the decision read: every `step` on the grid after `now` up to `now + horizon`.
+/// The planner is not changed: the decisions ahead are played on a copy of its memory.
+pub fn outlook(
+    planner: &Planner,
+    history: Option<&History>,
+    now: DateTime<Utc>,
+    step: Duration,
+    horizon: Duration,
+) -> Option<Outlook> {
+    let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
+    let (at, _, decision) = planner.last_decision()?;
+    if at != minute {
+        return None;
+    }
+    let step = step.max(Duration::minutes(1));
+    let spec = planner.spec();
+    let view = history.and_then(|h| planner.view(h, minute));
+    let calibrated = planner.calibration().is_some() && view.is_some();
+    let mut memory = planner.memory().clone();
+    let mut current = decision.desired_replicas;
+    let first = minute.duration_trunc(step).unwrap_or(minute) + step;
+    let mut steps =
+        Vec::with_capacity((horizon.num_minutes() / step.num_minutes()).max(0) as usize);
+    let mut t = first;
+    while t <= minute + horizon {
+        // The forecasts a decision at `t` would read: the peak within its lead time, predicted
+        // from what is observed now.
+        let (mut daily, mut weekly) = (f64::NAN, f64::NAN);
+        if let Some(view) = view.filter(|_| calibrated) {
+            for p in planner.predictors() {
+                let f = forecast::predict_peak(
+                    planner.model(),
+                    *p,
+                    view,
+                    planner.adjustments(),
+                    t,
+                    t + spec.lead_time,
+                )
+                .map_or(f64::NAN, |v| v.max(0.0));
+                match p {
+                    Predictor::Daily => daily = f,
+                    Predictor::Weekly => weekly = f,
+                }
+            }
+        }
+        let load = expected_load(planner, daily, weekly);
+        let held = !load.is_finite();
+        // The step's inputs held over the minutes that lead to it, one decision a minute as the
+        // operator makes them, while the behaviour still moves the count (a rate limit, a
+        // stabilization window): the step shows where the operator will be, not one rate-limited
+        // move from where the last step was. Once a decision leaves the count where it was,
+        // unlimited, the minutes up to the step would repeat it: the step's own minute decides
+        // next. Held steps keep the decision now: one decision, at the step's minute.
+        let span = if held { 1 } else { step.num_minutes().max(1) };
+        let mut m = t - Duration::minutes(span - 1);
+        let d = loop {
+            let scheduled = planner.scheduled_at(m, current);
+            let event = planner.expected_event(m, (!held).then_some(load), daily, weekly);
+            let d = plan::decide(
+                spec,
+                Inputs {
+                    load: (!held).then_some(load),
+                    daily,
+                    weekly,
+                    calibration: if held { None } else { planner.calibration() },
+                    scheduled: &scheduled,
+                    event: event.as_ref(),
+                    current_replicas: if held {
+                        decision.desired_replicas
+                    } else {
+                        current
+                    },
+                },
+                &mut memory,
+                m,
+            );
+            let settled = d.desired_replicas == current
+                && !matches!(d.reason, Reason::RateLimited | Reason::Stabilized);
+            current = d.desired_replicas;
+            if m >= t {
+                break d;
+            }
+            m = if settled { t } else { m + Duration::minutes(1) };
+        };
+        steps.push(step_of(planner, &d, t, held));
+        t += step;
+    }
+    let held = steps.iter().all(|s| s.held);
+    Some(Outlook {
+        from: minute,
+        now: step_of(planner, decision, minute, false),
+        steps,
+        held,
+        horizon,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PeakWindow, PredictiveScalerSpec};
+    use crate::planning::forecast::ModelConfig;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
+    }
+
+    /// 100 at night, 1000 from 09:00 to 10:00 UTC every day, with a little deterministic noise.
+    fn daily_step(t: DateTime<Utc>) -> f64 {
+        let m = (t - t0()).num_minutes();
+        let noise = 1.0 + 0.02 * ((m * 7919 % 11) as f64 / 10.0 - 0.5);
+        noise
+            * if (540..600).contains(&m.rem_euclid(1440)) {
+                1000.0
+            } else {
+                100.0
+            }
+    }
+
+    fn history(until: DateTime<Utc>, load: impl Fn(DateTime<Utc>) -> f64) -> History {
+        let n = (until - t0()).num_minutes() + 1;
+        History::new(
+            t0(),
+            Duration::minutes(1),
+            (0..n).map(|m| load(t0() + Duration::minutes(m))).collect(),
+        )
+    }
+
+    fn spec(windows: Vec<PeakWindow>) -> crate::api::ValidatedSpec {
+        let mut spec = PredictiveScalerSpec::new(50.0, 40);
+        spec.min_replicas = 2;
+        spec.forecast.history = "14d".into();
+        spec.forecast.seasonality = vec![crate::api::Seasonality::Daily];
+        spec.peak_windows = windows;
+        spec.validate().unwrap()
+    }
+
+    fn decided(spec: crate::api::ValidatedSpec, h: &History, now: DateTime<Utc>) -> Planner {
+        let mut p = Planner::new(spec, ModelConfig::default());
+        p.decide(Some(h), 2, now);
+        p
+    }
+
+    #[test]
+    fn a_peak_window_two_hours_ahead_appears_at_its_step_with_its_floor() {
+        // Flat load, no calibrated forecast needed: a window at 14:00 UTC, asked for now at 12:00.
+        let now = t0() + Duration::days(3) + Duration::hours(12);
+        let h = history(now, |_| 100.0);
+        let window = PeakWindow {
+            max_replicas: None,
+            name: "campaign".into(),
+            schedule: "0 14 * * *".into(),
+            duration: "1h".into(),
+            time_zone: "UTC".into(),
+            min_replicas: Some(17),
+        };
+        let p = decided(spec(vec![window]), &h, now);
+        let o = outlook(&p, Some(&h), now, STEP, HORIZON).unwrap();
+        assert_eq!(o.steps.len(), 96);
+        assert_eq!(o.steps[0].at, now + STEP);
+        let at = |hh: i64, mm: i64| {
+            o.steps
+                .iter()
+                .find(|s| s.at == now + Duration::hours(hh) + Duration::minutes(mm))
+                .unwrap()
+        };
+        // Before the window: the decision now, not the floor.
+        assert!(at(1, 45).replicas < 17, "{:?}", at(1, 45));
+        assert_eq!(at(1, 45).window_open, None);
+        // From 14:00 to 14:45 the floor holds, named; at 15:00 the window has closed.
+        for mm in [0, 15, 30, 45] {
+            let s = at(2, mm);
+            assert_eq!(s.replicas, 17, "{s:?}");
+            assert_eq!(s.reason, Reason::PeakWindow("campaign".into()), "{s:?}");
+            assert_eq!(s.window_open.as_deref(), Some("campaign"));
+        }
+        assert!(at(3, 15).replicas < 17, "{:?}", at(3, 15));
+        assert_eq!(at(3, 15).window_open, None);
+        // The summary finds it.
+        let peak = o.next_peak().unwrap();
+        assert_eq!((peak.at, peak.replicas), (now + Duration::hours(2), 17));
+        assert_eq!(o.max().unwrap().replicas, 17);
+        let summary = o.summary();
+        assert_eq!(summary.horizon, "1d");
+        let next = summary.next_peak.clone().unwrap();
+        assert_eq!((next.replicas, next.reason.as_str()), (17, "PeakWindow"));
+        assert_eq!(next.by.as_deref(), Some("campaign"));
+        assert_eq!(next.at, "2026-01-08T14:00:00Z");
+        let ahead: Vec<_> = summary
+            .ahead
+            .iter()
+            .map(|a| a.r#in.clone().unwrap())
+            .collect();
+        assert_eq!(ahead, ["15m", "1h", "3h", "6h", "24h"]);
+        assert!(summary.ahead.iter().all(|a| a.replicas < 17), "{summary:?}");
+    }
+
+    #[test]
+    fn a_daily_forecast_step_appears_ahead_of_time() {
+        // Ten days of a daily step to 1000 at 09:00; now is 03:00, well past the calibration's
+        // first day.
+        let now = t0() + Duration::days(10) + Duration::hours(3);
+        let h = history(now, daily_step);
+        let p = decided(spec(vec![]), &h, now);
+        assert!(p.calibration().is_some(), "calibrated on 10 days");
+        let before = p.clone();
+        let o = outlook(&p, Some(&h), now, STEP, HORIZON).unwrap();
+        assert!(!o.held);
+        let need = (1000.0_f64 / 50.0) as u32; // 20 replicas for the step's load
+        let at = |hh: i64, mm: i64| {
+            o.steps
+                .iter()
+                .find(|s| s.at == now + Duration::hours(hh) + Duration::minutes(mm))
+                .unwrap()
+        };
+        // At night: a few replicas.
+        assert!(at(3, 0).replicas <= 4, "{:?}", at(3, 0));
+        // At 09:15 (6 h ahead), inside the step, the forecast asks for the step's replicas.
+        let inside = at(6, 15);
+        assert!(inside.replicas >= need * 9 / 10, "{inside:?}");
+        assert!(matches!(inside.reason, Reason::Forecast(_)), "{inside:?}");
+        assert!(inside.forecast_load.unwrap() > 800.0, "{inside:?}");
+        // After 10:00 (and the scale-down), back to a few.
+        assert!(at(8, 0).replicas <= 4, "{:?}", at(8, 0));
+        // The next peak is the 09:00 step, found from 03:00.
+        let peak = o.next_peak().unwrap();
+        assert!(
+            peak.at >= now + Duration::hours(5) && peak.at <= now + Duration::hours(7),
+            "{peak:?}"
+        );
+        // The planner was only read: the same decision again.
+        assert_eq!(
+            format!("{:?}", p.memory()),
+            format!("{:?}", before.memory())
+        );
+    }
+
+    #[test]
+    fn without_a_calibration_the_decision_now_is_held() {
+        // Six hours of history: no calibration, no forecast.
+        let now = t0() + Duration::hours(6);
+        let h = history(now, |_| 400.0);
+        let p = decided(spec(vec![]), &h, now);
+        let o = outlook(&p, Some(&h), now, STEP, HORIZON).unwrap();
+        assert!(o.held);
+        let desired = p.last_decision().unwrap().2.desired_replicas;
+        assert!(
+            o.steps.iter().all(|s| s.held
+                && s.reason == Reason::Hold
+                && s.forecast_load.is_none()
+                && s.replicas >= desired),
+            "{:?}",
+            o.steps
+        );
+        // Past the time a hold keeps the last recommendation, exactly the decision now.
+        assert!(
+            o.steps[2..].iter().all(|s| s.replicas == desired),
+            "{:?}",
+            o.steps
+        );
+        // Without a decision at `now`, there is nothing to plan from.
+        assert!(outlook(&p, Some(&h), now + Duration::minutes(5), STEP, HORIZON).is_none());
+    }
+}

@@ -1,0 +1,338 @@
+//! `kubectl prescaler`: what a PredictiveScaler will do, and why it did what it did, from a
+//! terminal. The logic lives here, taking a `kube::Client` and a history source (`RangeSource`:
+//! Prometheus, or a recorded trace in tests), so that it is tested end to end in-process; the
+//! binary (`src/bin/kubectl-prescaler`) only parses flags, builds the clients and prints.
+//!
+//! - `plan`: the next 24 hours at 15-minute steps, computed here with the operator's own planner
+//!   and `planning::outlook`, from the cluster's spec, the metric's history read as
+//!   `prescaler backtest --prometheus` reads it, and the target's replicas from its `/scale`;
+//! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
+//!   newest first;
+//! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus.
+
+pub mod render;
+
+use chrono::{DateTime, Duration, Utc};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use crate::adapters::history::RangeSource;
+use crate::adapters::kubernetes::{self, call};
+use crate::api::{PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
+use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
+use crate::planning::forecast::{History, ModelConfig};
+use crate::planning::outlook::{self, Outlook};
+use crate::planning::planner::Planner;
+use crate::{Error, Result};
+
+/// Reads a PredictiveScaler; a missing one is an error that names the namespace (the usual
+/// mistake is the wrong one).
+pub async fn get_scaler(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<PredictiveScaler> {
+    let api: Api<PredictiveScaler> = Api::namespaced(client.clone(), namespace);
+    match call("reading the PredictiveScaler", api.get_opt(name)).await? {
+        Some(scaler) => Ok(scaler),
+        None => Err(Error::Config {
+            what: format!("PredictiveScaler {name:?}"),
+            message: format!(
+                "not found in namespace {namespace:?} (kubectl get psc -A lists them all)"
+            ),
+        }),
+    }
+}
+
+/// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus` reads
+/// it (one-minute steps; gaps stay gaps), as far back as the planner needs.
+pub async fn read_history(
+    source: &impl RangeSource,
+    spec: &ValidatedSpec,
+    query: &str,
+    now: DateTime<Utc>,
+) -> Result<History> {
+    let needs = Planner::new(spec.clone(), ModelConfig::default()).history_needs();
+    let trace = backtest::trace::from_prometheus(source, query, needs.span, now).await?;
+    Ok(History::new(
+        trace.start,
+        Duration::minutes(1),
+        trace.metric(),
+    ))
+}
+
+/// What `plan` found: the scaler, the target's replicas and the outlook.
+pub struct PlanReport {
+    pub namespace: String,
+    pub name: String,
+    pub target: String,
+    pub spec: ValidatedSpec,
+    pub current_replicas: u32,
+    /// Where `current_replicas` came from, when not from the target's `/scale`.
+    pub notes: Vec<String>,
+    pub outlook: Outlook,
+}
+
+/// The plan of PredictiveScaler `namespace/name` from `now`: the decision now and every 15
+/// minutes of the next 24 hours, by the operator's planner.
+pub async fn plan(
+    client: &kube::Client,
+    source: &impl RangeSource,
+    namespace: &str,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<PlanReport> {
+    let scaler = get_scaler(client, namespace, name).await?;
+    let spec = scaler.spec.validate()?;
+    let target_ref = &scaler.spec.scale_target_ref;
+    let target = format!("{} {}", target_ref.kind, target_ref.name);
+    let mut notes = Vec::new();
+    let current_replicas = match kubernetes::resolve(client, namespace, target_ref).await? {
+        Ok(workload) => workload.replicas(),
+        Err(problem) => {
+            // The plan is still worth seeing: start from what the operator last saw.
+            let seen = scaler
+                .status
+                .as_ref()
+                .and_then(|s| s.current_replicas)
+                .map_or(spec.min_replicas, |r| r.max(0) as u32);
+            notes.push(format!(
+                "{}: planned from {seen} replicas",
+                problem.message()
+            ));
+            seen
+        }
+    };
+    let history = read_history(source, &spec, &scaler.spec.metric.query, now).await?;
+    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+    planner.decide(Some(&history), current_replicas, now);
+    let outlook = outlook::outlook(
+        &planner,
+        Some(&history),
+        now,
+        outlook::STEP,
+        outlook::HORIZON,
+    )
+    .ok_or_else(|| Error::Config {
+        what: "the plan".into(),
+        message: "the planner made no decision to plan from".into(),
+    })?;
+    if outlook.held {
+        notes.push(
+            "no calibrated forecast yet (about a day of history is needed): the plan holds the decision now, and the peak windows' floors".into(),
+        );
+    }
+    Ok(PlanReport {
+        namespace: namespace.into(),
+        name: name.into(),
+        target,
+        spec,
+        current_replicas,
+        notes,
+        outlook,
+    })
+}
+
+/// One step of the plan, as `-o json|yaml` prints it.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRow {
+    pub at: String,
+    pub replicas: u32,
+    /// The term that decides, as in `status.reason`.
+    pub reason: &'static str,
+    /// The peak window or the forecast basis behind `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_load: Option<f64>,
+    /// The peak window open at `at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_window: Option<String>,
+    /// The scheduled floor asked for (a window open within the lead time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_min_replicas: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+/// `plan -o json|yaml`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDocument {
+    pub namespace: String,
+    pub name: String,
+    pub target: String,
+    pub current_replicas: u32,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub step: String,
+    pub held: bool,
+    pub notes: Vec<String>,
+    /// The decision now, then every step.
+    pub steps: Vec<PlanRow>,
+    pub summary: crate::api::PlanStatus,
+}
+
+fn row(s: &outlook::Step) -> PlanRow {
+    PlanRow {
+        at: s.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        replicas: s.replicas,
+        reason: s.reason.as_str(),
+        by: outlook::decided_by(&s.reason),
+        forecast_load: s.forecast_load.map(|v| (v * 1000.0).round() / 1000.0),
+        peak_window: s.window_open.clone(),
+        scheduled_min_replicas: s.scheduled.as_ref().map(|f| f.min_replicas),
+        held: s.held,
+    }
+}
+
+impl PlanReport {
+    pub fn document(&self) -> PlanDocument {
+        PlanDocument {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            target: self.target.clone(),
+            current_replicas: self.current_replicas,
+            min_replicas: self.spec.min_replicas,
+            max_replicas: self.spec.max_replicas,
+            step: crate::api::format_duration(outlook::STEP),
+            held: self.outlook.held,
+            notes: self.notes.clone(),
+            steps: std::iter::once(&self.outlook.now)
+                .chain(&self.outlook.steps)
+                .map(row)
+                .collect(),
+            summary: self.outlook.summary(),
+        }
+    }
+}
+
+/// One Event about the scaler.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRow {
+    /// The last time it happened.
+    pub time: Option<DateTime<Utc>>,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub count: i32,
+    pub note: String,
+}
+
+/// What `why` found.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct WhyReport {
+    pub namespace: String,
+    pub name: String,
+    pub target: String,
+    pub mode: String,
+    pub status: PredictiveScalerStatus,
+    /// Newest first.
+    pub events: Vec<EventRow>,
+}
+
+fn jiff_time(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.as_second(), 0)
+}
+
+fn event_row(e: &Event) -> EventRow {
+    // The last time it happened: a series' last observation, else the event's own time, else
+    // the older API's fields, else when the object was made.
+    let time = e
+        .series
+        .as_ref()
+        .map(|s| &s.last_observed_time.0)
+        .or(e.event_time.as_ref().map(|t| &t.0))
+        .or(e.deprecated_last_timestamp.as_ref().map(|t| &t.0))
+        .or(e.metadata.creation_timestamp.as_ref().map(|t| &t.0))
+        .and_then(jiff_time);
+    EventRow {
+        time,
+        type_: e.type_.clone().unwrap_or_default(),
+        reason: e.reason.clone().unwrap_or_default(),
+        count: e
+            .series
+            .as_ref()
+            .map(|s| s.count)
+            .or(e.deprecated_count)
+            .unwrap_or(1),
+        note: e.note.clone().unwrap_or_default(),
+    }
+}
+
+/// The last decisions of `namespace/name` and their reasons: its status, conditions and the
+/// `limit` newest Events about it.
+pub async fn why(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    limit: usize,
+) -> Result<WhyReport> {
+    let scaler = get_scaler(client, namespace, name).await?;
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    // The server filters by the object; the check below keeps a server that does not (or an
+    // Event about a namespace-mate of the same name and another kind) out.
+    let params = ListParams::default().fields(&format!(
+        "regarding.kind=PredictiveScaler,regarding.name={name}"
+    ));
+    let listed = call("listing Events", api.list(&params)).await?;
+    let mut events: Vec<EventRow> = listed
+        .items
+        .iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.name.as_deref() == Some(name) && r.kind.as_deref() == Some("PredictiveScaler")
+            })
+        })
+        .map(event_row)
+        .collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e.time));
+    events.truncate(limit);
+    let target_ref = &scaler.spec.scale_target_ref;
+    Ok(WhyReport {
+        namespace: namespace.into(),
+        name: name.into(),
+        target: format!("{} {}", target_ref.kind, target_ref.name),
+        mode: format!("{:?}", scaler.spec.mode),
+        status: scaler.status.clone().unwrap_or_default(),
+        events,
+    })
+}
+
+/// What `backtest` replayed.
+pub struct BacktestReport {
+    pub trace: Trace,
+    pub setup: Setup,
+    pub outcome: Outcome,
+    pub warnings: Vec<String>,
+}
+
+/// `prescaler backtest --prometheus … --scaler NAME`: the last `range` of the scaler's query
+/// replayed through its spec, the last 7 days of it scored.
+pub async fn backtest(
+    client: &kube::Client,
+    source: &impl RangeSource,
+    namespace: &str,
+    name: &str,
+    range: Duration,
+    now: DateTime<Utc>,
+) -> Result<BacktestReport> {
+    let scaler = get_scaler(client, namespace, name).await?;
+    let warnings = manifest::warnings(&scaler);
+    let spec = scaler.spec.validate()?;
+    let trace =
+        backtest::trace::from_prometheus(source, &scaler.spec.metric.query, range, now).await?;
+    let mut setup = Setup::for_trace(&trace);
+    setup.eval_start = trace.start + (range - Duration::days(7)).max(Duration::zero());
+    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
+    Ok(BacktestReport {
+        trace,
+        setup,
+        outcome,
+        warnings,
+    })
+}

@@ -1,0 +1,319 @@
+//! The plugin's tables, for people at a terminal (`-o json|yaml` is for scripts).
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Local, Utc};
+use chrono_tz::Tz;
+
+use super::{PlanReport, WhyReport};
+use crate::planning::outlook::{self, Step};
+use crate::planning::plan::Reason;
+
+/// The time zone times are shown in.
+#[derive(Clone, Copy, Debug)]
+pub enum Zone {
+    Utc,
+    Local,
+    Named(Tz),
+}
+
+impl Zone {
+    /// `DDD HH:MM`, and the zone's name for the header.
+    fn show(&self, t: DateTime<Utc>, format: &str) -> String {
+        match self {
+            Zone::Utc => t.format(format).to_string(),
+            Zone::Local => t.with_timezone(&Local).format(format).to_string(),
+            Zone::Named(tz) => t.with_timezone(tz).format(format).to_string(),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Local => "local time".into(),
+            Zone::Named(tz) => tz.name().into(),
+        }
+    }
+}
+
+/// A bar of `value / max` of `width` cells, in eighths of a cell.
+pub fn bar(value: u32, max: u32, width: usize) -> String {
+    const PARTS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    if max == 0 || value == 0 {
+        return String::new();
+    }
+    let eighths =
+        ((value.min(max) as u64 * width as u64 * 8 + max as u64 / 2) / max as u64).max(1) as usize;
+    let mut out = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        out.push(PARTS[eighths % 8 - 1]);
+    }
+    out
+}
+
+/// The term column: the reason, and the window or basis behind it.
+fn term(s: &Step) -> String {
+    let word = s.reason.as_str();
+    match (&s.reason, outlook::decided_by(&s.reason)) {
+        (Reason::PeakWindow(_), Some(by)) => format!("{word} {by}"),
+        (Reason::Forecast(_), Some(by)) => format!("{word} ({by})"),
+        _ if s.held => format!("{word} (no forecast)"),
+        _ => word.to_string(),
+    }
+}
+
+/// The window column: the window open at the step (`■ name`), or the floor asked for ahead of
+/// it (`▸ name`, a window opening within the lead time).
+fn window(s: &Step) -> String {
+    match (&s.window_open, &s.scheduled) {
+        (Some(w), _) => format!("■ {w}"),
+        (None, Some(f)) => format!("▸ {}", f.source.name()),
+        (None, None) => String::new(),
+    }
+}
+
+/// `kubectl prescaler plan`'s table.
+pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
+    let o = &r.outlook;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "PredictiveScaler {}/{} scales {}: {} replicas now (min {}, max {})",
+        r.namespace, r.name, r.target, r.current_replicas, r.spec.min_replicas, r.spec.max_replicas
+    );
+    let _ = writeln!(
+        out,
+        "Plan from {} every {} for {} (times in {}); ■ peak window open, ▸ floor asked ahead of it",
+        zone.show(o.from, "%Y-%m-%d %H:%M"),
+        crate::api::format_duration(outlook::STEP),
+        crate::api::format_duration(outlook::HORIZON),
+        zone.name()
+    );
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out.push('\n');
+    let rows: Vec<&Step> = std::iter::once(&o.now).chain(&o.steps).collect();
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let time = zone.show(s.at, "%a %H:%M");
+            [
+                if i == 0 { format!("{time} now") } else { time },
+                s.replicas.to_string(),
+                term(s),
+                s.forecast_load.map_or(String::new(), |l| format!("{l:.1}")),
+                window(s),
+            ]
+        })
+        .collect();
+    let headers = ["TIME", "REPLICAS", "TERM", "LOAD", "WINDOW"];
+    let mut widths = headers.map(|h| h.chars().count());
+    for c in &cells {
+        for (w, v) in widths.iter_mut().zip(c) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let pad = |v: &str, w: usize, right: bool| {
+        let n = w.saturating_sub(v.chars().count());
+        if right {
+            format!("{}{v}", " ".repeat(n))
+        } else {
+            format!("{v}{}", " ".repeat(n))
+        }
+    };
+    let right = [false, true, false, true, false];
+    let line = |cells: [&str; 5], last: &str| {
+        let mut l = String::new();
+        for i in 0..5 {
+            l.push_str(&pad(cells[i], widths[i], right[i]));
+            l.push_str("  ");
+        }
+        l.push_str(last);
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        line(headers, &format!("REPLICAS / MAX {}", r.spec.max_replicas))
+    );
+    for (s, c) in rows.iter().zip(&cells) {
+        let b = bar(s.replicas, r.spec.max_replicas, 40);
+        let cells = [
+            c[0].as_str(),
+            c[1].as_str(),
+            c[2].as_str(),
+            c[3].as_str(),
+            c[4].as_str(),
+        ];
+        let _ = writeln!(out, "{}", line(cells, &b));
+    }
+    let summary = o.summary();
+    out.push('\n');
+    match (&summary.next_peak, o.next_peak()) {
+        (Some(p), Some(s)) => {
+            let _ = writeln!(
+                out,
+                "Next peak: {} replicas at {} ({})",
+                p.replicas,
+                zone.show(s.at, "%a %H:%M"),
+                term(s)
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "Next peak: none above the replicas asked for now");
+        }
+    }
+    if let Some(m) = o.max() {
+        let _ = writeln!(
+            out,
+            "Most replicas: {} at {} ({})",
+            m.replicas,
+            zone.show(m.at, "%a %H:%M"),
+            term(m)
+        );
+    }
+    out
+}
+
+fn since(t: Option<DateTime<Utc>>, zone: Zone) -> String {
+    t.map_or("-".into(), |t| zone.show(t, "%m-%d %H:%M:%S"))
+}
+
+/// `kubectl prescaler why`'s report.
+pub fn why_text(r: &WhyReport, zone: Zone) -> String {
+    let s = &r.status;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "PredictiveScaler {}/{} scales {} (mode {})",
+        r.namespace, r.name, r.target, r.mode
+    );
+    let num = |v: Option<i32>| v.map_or("-".to_string(), |v| v.to_string());
+    match &s.reason {
+        Some(reason) => {
+            let _ = writeln!(
+                out,
+                "Decision: {} replicas ({reason}); current {}, forecast {}, reactive {}, scheduled floor {}",
+                num(s.desired_replicas),
+                num(s.current_replicas),
+                num(s.forecast_replicas),
+                num(s.reactive_replicas),
+                num(s.scheduled_min_replicas)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Decision: none yet (see the conditions)");
+        }
+    }
+    if let Some(l) = s.forecast_load {
+        let _ = writeln!(out, "Forecast load within the lead time: {l}");
+    }
+    if let Some(c) = &s.calibration {
+        let _ = writeln!(
+            out,
+            "Calibration: {} +{}% +{} replicas; short {}% of the last day's minutes, {}% of the last week's",
+            c.basis,
+            c.margin_percent,
+            c.extra_replicas,
+            c.underprovisioned_percent_last_day,
+            c.underprovisioned_percent_last_week
+        );
+    }
+    if let Some(t) = &s.last_scale_time {
+        let _ = writeln!(out, "Last scaled: {t}");
+    }
+    if let Some(p) = &s.plan {
+        let peak = p.next_peak.as_ref().map_or("none".to_string(), |n| {
+            format!(
+                "{} replicas at {} ({}{})",
+                n.replicas,
+                n.at,
+                n.reason,
+                n.by.as_ref().map_or(String::new(), |b| format!(" {b}"))
+            )
+        });
+        let _ = writeln!(out, "Plan ({}): next peak {peak}", p.computed_at);
+    }
+    out.push_str("\nCONDITIONS\n");
+    let mut table = vec![[
+        "TYPE".to_string(),
+        "STATUS".into(),
+        "REASON".into(),
+        "SINCE".into(),
+        "MESSAGE".into(),
+    ]];
+    for c in &s.conditions {
+        table.push([
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            since(super::jiff_time(&c.last_transition_time.0), zone),
+            c.message.clone(),
+        ]);
+    }
+    out.push_str(&columns(&table));
+    let _ = writeln!(out, "\nEVENTS (newest first, times in {})", zone.name());
+    let mut table = vec![[
+        "TIME".to_string(),
+        "TYPE".into(),
+        "REASON".into(),
+        "COUNT".into(),
+        "MESSAGE".into(),
+    ]];
+    for e in &r.events {
+        table.push([
+            since(e.time, zone),
+            e.type_.clone(),
+            e.reason.clone(),
+            e.count.to_string(),
+            e.note.clone(),
+        ]);
+    }
+    if r.events.is_empty() {
+        out.push_str("none\n");
+    } else {
+        out.push_str(&columns(&table));
+    }
+    out
+}
+
+/// Left-aligned columns, the last one unpadded.
+fn columns(rows: &[[String; 5]]) -> String {
+    let mut widths = [0usize; 5];
+    for r in rows {
+        for (w, v) in widths.iter_mut().zip(r) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut l = String::new();
+        for (i, v) in r.iter().enumerate() {
+            l.push_str(v);
+            if i < 4 {
+                l.push_str(&" ".repeat(widths[i] - v.chars().count() + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_maximum_in_eighths() {
+        assert_eq!(bar(0, 60, 40), "");
+        assert_eq!(bar(60, 60, 40), "█".repeat(40));
+        assert_eq!(bar(90, 60, 40), "█".repeat(40), "capped at the maximum");
+        assert_eq!(bar(30, 60, 40), "█".repeat(20));
+        // 1 of 60 over 40 cells is 5.3 eighths: five.
+        assert_eq!(bar(1, 60, 40), "▋");
+        assert_eq!(bar(1, 1000, 4), "▏", "never invisible");
+    }
+}

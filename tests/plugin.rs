@@ -1,0 +1,352 @@
+//! `kubectl prescaler`: the plan golden-tested on the demo trace, `plan` and `why` end to end
+//! against the fake Kubernetes API in-process (the plugin's logic takes a `kube::Client` and a
+//! history source), and the binary's exit codes and messages.
+
+mod support;
+
+use std::future::ready;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use prescaler::adapters::history::{BlockMean, RangeSource};
+use prescaler::backtest::trace::Trace;
+use prescaler::planning::plan::Reason;
+use prescaler::plugin::{self, render};
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use support::harness::{NS, deployment};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A recorded trace served as Prometheus would serve its range queries up to `now`.
+struct TraceSource {
+    trace: Trace,
+    now: DateTime<Utc>,
+}
+
+impl RangeSource for TraceSource {
+    fn range(
+        &self,
+        _query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
+        let metric = self.trace.metric();
+        let mut out = Vec::new();
+        let mut t = start;
+        while t <= end.min(self.now) {
+            if let Ok(m) = usize::try_from((t - self.trace.start).num_minutes())
+                && let Some(v) = metric.get(m).filter(|v| v.is_finite())
+            {
+                out.push((t, *v));
+            }
+            t += step;
+        }
+        ready(Ok(out))
+    }
+
+    fn block_means(
+        &self,
+        _query: &str,
+        _start: DateTime<Utc>,
+        _end: DateTime<Utc>,
+        _block: Duration,
+        _step: Duration,
+    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+        // The plugin reads history as the backtest does, by range queries only.
+        ready(Err(prescaler::Error::Config {
+            what: "the test source".into(),
+            message: "block means are not read by the plugin".into(),
+        }))
+    }
+}
+
+/// The bundled checkout example, as `kubectl apply` would store it.
+fn checkout() -> Value {
+    let text = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// Friday 2026-02-20, 06:50 UTC (07:50 in Berlin): the newsletter spike is at 09:00 Berlin, the
+/// lunch window opens at 11:30 Berlin.
+fn now() -> DateTime<Utc> {
+    "2026-02-20T06:50:00Z".parse().unwrap()
+}
+
+fn demo_source() -> TraceSource {
+    TraceSource {
+        trace: Trace::load(&repo("examples/demo-trace.csv")).unwrap(),
+        now: now(),
+    }
+}
+
+/// The plan's table on a fixed history and instant. Rewrite with `UPDATE_GOLDEN=1 cargo test
+/// --test plugin` after a deliberate change, and read the diff.
+#[tokio::test]
+async fn plan_on_the_demo_trace_matches_the_golden_table() {
+    let api = FakeApi::new();
+    api.put(checkout());
+    api.put(deployment("checkout", 4));
+    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let table = render::plan_table(&report, render::Zone::Named(tz));
+
+    // What the table must show, whatever the golden file says.
+    let o = &report.outlook;
+    assert_eq!(report.current_replicas, 4, "from the Deployment's /scale");
+    assert!(!o.held, "18 days of history: calibrated");
+    assert_eq!(o.steps.len(), 96);
+    let step = |hh: u32, mm: u32| {
+        o.steps
+            .iter()
+            .find(|s| {
+                s.at.hour() == hh && s.at.minute() == mm && s.at.date_naive() == now().date_naive()
+            })
+            .unwrap()
+    };
+    // The lunch window, 10:30 UTC to 13:00 UTC, holds at least its 18.
+    let lunch = step(11, 0);
+    assert_eq!(
+        lunch.window_open.as_deref(),
+        Some("weekday-lunch"),
+        "{lunch:?}"
+    );
+    assert!(lunch.replicas >= 18, "{lunch:?}");
+    // The 09:00 Berlin newsletter spike (08:00 UTC) is planned by the forecast, above the night.
+    let spike = step(8, 0);
+    assert!(matches!(spike.reason, Reason::Forecast(_)), "{spike:?}");
+    assert!(
+        spike.replicas > o.now.replicas + 2,
+        "{spike:?} vs now {:?}",
+        o.now
+    );
+    assert!(table.contains("■ weekday-lunch"), "{table}");
+    assert!(table.contains("Fri 09:00"), "times in Berlin: {table}");
+
+    let path = repo("tests/golden/plan-checkout.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &table).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&path).expect("golden file; create it with UPDATE_GOLDEN=1");
+    assert_eq!(
+        table, golden,
+        "the plan's table changed; if deliberately, UPDATE_GOLDEN=1 rewrites it"
+    );
+
+    // -o json carries the same rows: the decision now, then 96 steps.
+    let doc = serde_json::to_value(report.document()).unwrap();
+    assert_eq!(doc["steps"].as_array().unwrap().len(), 97);
+    assert_eq!(doc["maxReplicas"], 60);
+    assert_eq!(doc["summary"]["max"]["replicas"], o.max().unwrap().replicas);
+}
+
+#[tokio::test]
+async fn a_target_without_scale_is_planned_from_the_status_and_said_so() {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["status"] = json!({ "currentReplicas": 7 });
+    api.put(scaler);
+    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    assert_eq!(report.current_replicas, 7);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("does not exist") && n.contains("7 replicas")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[tokio::test]
+async fn a_missing_scaler_names_the_namespace() {
+    let api = FakeApi::new();
+    let e = plugin::plan(&api.client(), &demo_source(), "payments", "checkout", now())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("\"checkout\"") && e.contains("not found in namespace \"payments\""),
+        "{e}"
+    );
+}
+
+fn event(name: &str, regarding: &str, kind: &str, at: &str, reason: &str, note: &str) -> Value {
+    json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": { "name": name, "namespace": NS },
+        "eventTime": at, "reportingController": "prescaler", "reportingInstance": "prescaler",
+        "action": "Reconcile", "type": "Normal", "reason": reason, "note": note,
+        "regarding": { "apiVersion": "prescaler.dev/v1alpha1", "kind": kind, "name": regarding, "namespace": NS },
+    })
+}
+
+/// A scaler with a status, two Events about it and one about something else.
+fn why_fixture() -> FakeApi {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["status"] = json!({
+        "currentReplicas": 18, "desiredReplicas": 18, "reason": "PeakWindow",
+        "scheduledMinReplicas": 18, "forecastReplicas": 9,
+        "plan": { "computedAt": "2026-02-20T10:30:00Z", "horizon": "1d",
+                  "nextPeak": { "at": "2026-02-21T08:00:00Z", "replicas": 21, "reason": "Forecast", "by": "daily forecast" } },
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "Scaling",
+                         "message": "prescaler scales Deployment checkout",
+                         "lastTransitionTime": "2026-02-20T06:00:00Z" }],
+    });
+    api.put(scaler);
+    api.put(event("a", "checkout", "PredictiveScaler", "2026-02-20T08:00:00.000000Z", "ScaledUp",
+        "Deployment checkout from 4 to 12 replicas (the daily forecast expects a peak of 290.0 within the lead time)"));
+    api.put(event(
+        "b",
+        "checkout",
+        "PredictiveScaler",
+        "2026-02-20T10:24:00.000000Z",
+        "ScaledUp",
+        "Deployment checkout from 12 to 18 replicas (peak window \"weekday-lunch\")",
+    ));
+    api.put(event(
+        "c",
+        "checkout",
+        "Deployment",
+        "2026-02-20T10:25:00.000000Z",
+        "ScalingReplicaSet",
+        "about the Deployment, not the scaler",
+    ));
+    api
+}
+
+#[tokio::test]
+async fn why_shows_the_status_and_the_scalers_events_newest_first() {
+    let api = why_fixture();
+    let report = plugin::why(&api.client(), NS, "checkout", 20)
+        .await
+        .unwrap();
+    let reasons: Vec<_> = report.events.iter().map(|e| e.note.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "only the scaler's Events: {reasons:?}");
+    assert!(
+        reasons[0].contains("from 12 to 18"),
+        "newest first: {reasons:?}"
+    );
+    assert!(reasons[1].contains("from 4 to 12"), "{reasons:?}");
+    let text = render::why_text(&report, render::Zone::Utc);
+    assert!(
+        text.contains("Decision: 18 replicas (PeakWindow)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("next peak 21 replicas at 2026-02-21T08:00:00Z (Forecast daily forecast)"),
+        "{text}"
+    );
+    assert!(text.contains("Ready  True    Scaling"), "{text}");
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(at("from 12 to 18") < at("from 4 to 12"), "{text}");
+    // A limit keeps the newest.
+    let one = plugin::why(&api.client(), NS, "checkout", 1).await.unwrap();
+    assert_eq!(one.events.len(), 1);
+    assert!(one.events[0].note.contains("from 12 to 18"));
+}
+
+/// Runs the binary with `args` (and KUBECONFIG unset, so only `--kubeconfig` counts).
+async fn kubectl_prescaler(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-prescaler"))
+            .args(&args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_with_codes_a_script_can_use() {
+    let api = why_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(dir.path()).await.display().to_string();
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+    // 0, and -o json for scripts.
+    let out = kubectl_prescaler(s(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        NS,
+        "why",
+        "checkout",
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"]["desiredReplicas"], 18);
+    assert_eq!(doc["events"][0]["reason"], "ScaledUp");
+    assert_eq!(doc["events"].as_array().unwrap().len(), 2);
+
+    // 1: a missing scaler, named with its namespace (the kubeconfig context's, `default`).
+    let out = kubectl_prescaler(s(&["--kubeconfig", &kubeconfig, "why", "checkout"])).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not found in namespace \"default\""), "{err}");
+
+    // 1: a kubeconfig that is not there.
+    let missing = dir.path().join("nope").display().to_string();
+    let out = kubectl_prescaler(s(&["--kubeconfig", &missing, "why", "checkout"])).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kubeconfig") && err.contains("nope"), "{err}");
+
+    // 2: usage (no name; an unknown output format).
+    let out = kubectl_prescaler(s(&["why"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = kubectl_prescaler(s(&["why", "checkout", "-o", "xml"])).await;
+    assert_eq!(out.status.code(), Some(2));
+    // The exit codes are in --help.
+    let out = kubectl_prescaler(s(&["--help"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Exit codes: 0 success; 1"));
+}
+
+#[test]
+fn the_krew_manifest_names_the_binary_for_every_platform() {
+    let text = std::fs::read_to_string(repo("plugins/prescaler.yaml")).unwrap();
+    let m: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(m["metadata"]["name"], "prescaler", "kubectl prescaler");
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert!(platforms.len() >= 3);
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-prescaler", "{p}");
+        let sha = p["sha256"].as_str().unwrap();
+        assert!(
+            sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+            "{p}"
+        );
+        assert!(p["uri"].as_str().unwrap().ends_with(".tar.gz"), "{p}");
+        assert!(p["selector"]["matchLabels"]["os"].is_string(), "{p}");
+    }
+}
