@@ -348,7 +348,8 @@ pub struct PeakWindow {
     /// When the window opens: a cron expression (`minute hour day-of-month month day-of-week`)
     /// in `timeZone`, e.g. `0 11 * * 1-5` for 11:00 on weekdays. On a day when the clock springs
     /// forward past the time, the window opens right after the jump; when the clock falls back,
-    /// it opens once, at the first occurrence. An opening inside a calendar exclusion is skipped.
+    /// it opens once, at the first occurrence. An opening inside a calendar exclusion
+    /// is skipped for its floor (a ceiling holds).
     #[schemars(length(min = 1, max = Limits::MAX_SCHEDULE_LENGTH))]
     pub schedule: String,
     /// How long the window stays open, in elapsed time (`3h` is three hours even across a DST
@@ -380,8 +381,9 @@ pub struct CalendarSpec {
     #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: String,
     /// Days or intervals that are not like the rest of the week: holidays, outages, a migration.
-    /// Peak windows' floors do not apply in them (their ceilings do), and their load is left out of the seasonal history and
-    /// of the margins' calibration, so that one odd day does not distort the following weeks.
+    /// Peak windows' floors do not apply in them (their ceilings do), and their load is left out
+    /// of the seasonal history and of the margins' calibration, so that one odd day does not
+    /// distort the following weeks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = Limits::MAX_EXCLUSIONS))]
     pub exclusions: Vec<Exclusion>,
