@@ -898,7 +898,7 @@ async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     let (_, _, message) = condition(&api, "tight", "PodsPending").unwrap();
     assert!(
         message.contains("1 pod(s) of Deployment tight")
-            && message.contains("for 20 min")
+            && message.contains("for over 10 min")
             && message.contains("PodScheduled=False"),
         "{message}"
     );

@@ -461,7 +461,13 @@ pub async fn release_hpa_floor(
     )
     .await?;
     for hpa in list.items {
-        if !scales(&hpa, namespace, target) || FloorHolder::hpa(&hpa).owner() != Some(owner_uid) {
+        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
+        // the ScaledObject's, and the floor is given back there (writing the HPA would be
+        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
+        if !scales(&hpa, namespace, target)
+            || keda_owner(&hpa).is_some()
+            || FloorHolder::hpa(&hpa).owner() != Some(owner_uid)
+        {
             continue;
         }
         let name = hpa.metadata.name.clone().unwrap_or_default();
@@ -549,6 +555,13 @@ fn pod_start(pod: &Pod) -> Option<PodStart> {
         |t: &Time| DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32);
     let created = time(pod.metadata.creation_timestamp.as_ref()?)?;
     let status = pod.status.as_ref();
+    // An evicted or finished pod keeps Ready=False until garbage collection: it is not starting.
+    if status
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| matches!(phase, "Failed" | "Succeeded"))
+    {
+        return None;
+    }
     let conditions = status
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
@@ -600,12 +613,14 @@ pub async fn get_scaled_object(
 pub fn keda_paused(so: &DynamicObject) -> Option<String> {
     let annotations = so.metadata.annotations.as_ref()?;
     let name = so.metadata.name.as_deref().unwrap_or_default();
-    if annotations
+    // KEDA reads the annotation with Go's strconv.ParseBool and pauses on anything that is not
+    // a false value (an unparsable one included).
+    if let Some(v) = annotations
         .get(KEDA_PAUSED_ANNOTATION)
-        .is_some_and(|v| v == "true")
+        .filter(|v| !matches!(v.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False"))
     {
         return Some(format!(
-            "KEDA ScaledObject {name} carries {KEDA_PAUSED_ANNOTATION}: \"true\""
+            "KEDA ScaledObject {name} carries {KEDA_PAUSED_ANNOTATION}: {v:?}"
         ));
     }
     annotations.get(KEDA_PAUSED_REPLICAS_ANNOTATION).map(|v| {
@@ -639,6 +654,30 @@ pub async fn set_scaled_object_floor(
     Ok(written.flatten())
 }
 
+/// The ScaledObjects in a namespace; `None` when the API server does not serve them (KEDA is
+/// not installed, or was removed): there is nothing to give back then.
+async fn list_scaled_objects(api: &Api<DynamicObject>) -> Result<Option<Vec<DynamicObject>>> {
+    match call("listing KEDA ScaledObjects", api.list(&Default::default())).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(Error::Kube(e)) if matches!(&*e, kube::Error::Api(s) if s.is_not_found()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ScaledObject that scales `target`, if KEDA is installed and one does: a target KEDA
+/// scales is never scaled through `/scale` by prescaler, HPA or not (KEDA deletes its HPA while
+/// the ScaledObject is paused).
+pub async fn scaled_object_for(
+    client: &kube::Client,
+    namespace: &str,
+    target: &ScaleTargetRef,
+) -> Result<Option<DynamicObject>> {
+    let api = scaled_objects(client, namespace);
+    Ok(list_scaled_objects(&api)
+        .await?
+        .and_then(|list| list.into_iter().find(|so| scaled_object_scales(so, target))))
+}
+
 /// Gives back the floor this PredictiveScaler (`owner_uid`) holds on a ScaledObject that scales
 /// `target`, read from the API server: the restored value, if there was a floor to give back.
 pub async fn release_scaled_object_floor(
@@ -648,8 +687,10 @@ pub async fn release_scaled_object_floor(
     owner_uid: &str,
 ) -> Result<Option<(String, i32)>> {
     let api = scaled_objects(client, namespace);
-    let list = call("listing KEDA ScaledObjects", api.list(&Default::default())).await?;
-    for so in list.items {
+    let Some(list) = list_scaled_objects(&api).await? else {
+        return Ok(None);
+    };
+    for so in list {
         if !scaled_object_scales(&so, target)
             || FloorHolder::scaled_object(&so).owner() != Some(owner_uid)
         {

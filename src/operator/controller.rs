@@ -107,7 +107,9 @@ struct ScalerState {
 /// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
 /// not cheap enough to make for a thousand scalers at every sync.
 struct PlanMemo {
-    made_for: (DateTime<Utc>, Option<i64>),
+    /// The quarter hour, the spec generation and the lead time in use (a learned one changes
+    /// without a new generation).
+    made_for: (DateTime<Utc>, Option<i64>, i64),
     status: PlanStatus,
 }
 
@@ -518,6 +520,29 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
             ),
         );
     }
+    // KEDA deletes its HPA while a ScaledObject is paused: a target a ScaledObject scales is
+    // never scaled through `/scale` beside it, HPA or not. (One list of the namespace's
+    // ScaledObjects per reconcile, with KEDA support on.)
+    if ctx.settings.keda
+        && scaled_object.is_none()
+        && let Some(so) = kubernetes::scaled_object_for(&ctx.client, &namespace, target_ref).await?
+    {
+        let name = so.name_any();
+        return match kubernetes::keda_paused(&so) {
+            Some(why) => refuse(
+                "ScalingDisabled",
+                format!(
+                    "{why}: KEDA's scaling of the target is paused, so is prescaler's; nothing is written"
+                ),
+            ),
+            None => refuse(
+                "WaitingForKedaHpa",
+                format!(
+                    "KEDA ScaledObject {name} scales this target but its HorizontalPodAutoscaler does not exist yet; prescaler waits for it rather than scale the target beside KEDA"
+                ),
+            ),
+        };
+    }
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
@@ -644,8 +669,11 @@ async fn decide(
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
+        target.spec.lead_time.num_seconds(),
     );
-    if state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+    // Without the history (Prometheus failed this time) the last plan stands until a reconcile
+    // that reads it: a plan of held steps would say nothing for a quarter hour.
+    if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
         let planned_at = Instant::now();
         let plan = outlook::outlook(
             &state.planner,

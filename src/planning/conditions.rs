@@ -393,7 +393,13 @@ pub fn pods_pending_finding(survey: Result<&startup::Survey, &str>, target_name:
             ),
         ),
         Some(p) => {
-            let minutes = p.longest.num_minutes();
+            // In steps (over 10, 30 min, 1, 2, 6 h …), not minutes: the message is in the status,
+            // and a figure that moved every minute would write it every minute.
+            let minutes = [10, 30, 60, 120, 360, 720, 1440]
+                .into_iter()
+                .rev()
+                .find(|m| p.longest.num_minutes() >= *m)
+                .unwrap_or(p.longest.num_minutes().max(0));
             let (reason, why) = if p.unschedulable > 0 {
                 (
                     "Unschedulable",
@@ -410,7 +416,7 @@ pub fn pods_pending_finding(survey: Result<&startup::Survey, &str>, target_name:
                 true,
                 reason,
                 format!(
-                    "{} pod(s) of {target_name} not Ready after more than the usual lead time ({}), the oldest for {minutes} min, {why}: the cluster, not the forecast, is late; they count in the learned start-up at their age so far",
+                    "{} pod(s) of {target_name} not Ready after more than the usual lead time ({}), the oldest for over {minutes} min, {why}: the cluster, not the forecast, is late; they count in the learned start-up at their age so far",
                     p.pods,
                     crate::api::format_duration(p.after)
                 ),

@@ -41,7 +41,8 @@ pub struct Step {
     pub forecast_load: Option<f64>,
     /// The scheduled floor the decision asks for (a peak window open within the lead time).
     pub scheduled: Option<ScheduledFloor>,
-    /// The peak window open at `at` itself (the highest floor among those open), if any.
+    /// What the schedule holds at `at` itself: the window or event whose floor is in force, a
+    /// ceiling (`name ≤N`), an exclusion (`name (excluded)`).
     pub window_open: Option<String>,
     /// No forecast for this step: the current decision held (and any peak floor).
     pub held: bool,
@@ -110,10 +111,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// What decides a step, in a word or a name: the peak window, or the forecast's basis.
+/// What decides a step, in a word or a name: the peak window or event, the ceiling's source, or
+/// the forecast's basis.
 pub fn decided_by(reason: &Reason) -> Option<String> {
     match reason {
-        Reason::PeakWindow(w) => Some(w.clone()),
+        Reason::PeakWindow(w) | Reason::Event(w) => Some(w.clone()),
+        Reason::ScheduledMaximum(source) => Some(source.name().to_string()),
         Reason::Forecast(b) => Some(b.name().to_string()),
         _ => None,
     }
@@ -165,13 +168,22 @@ fn expected_load(planner: &Planner, daily: f64, weekly: f64) -> f64 {
     }
 }
 
-/// The name of the peak window or calendar event whose floor is in force at `at` (the highest;
-/// a peak window switched off by an exclusion is not).
+/// What the schedule holds at `at`: the peak window or calendar event whose floor is in force
+/// (the highest; a peak window switched off by an exclusion is not), the ceiling in force
+/// (`≤ N`), the exclusion (`excluded`), joined.
 fn open_window(planner: &Planner, at: DateTime<Utc>) -> Option<String> {
     let spec = planner.spec();
-    schedule::scheduled(&spec.peak_windows, &spec.calendar, at, Duration::zero())
-        .floor
-        .map(|f| f.source.name().to_string())
+    let s = schedule::scheduled(&spec.peak_windows, &spec.calendar, at, Duration::zero());
+    let parts: Vec<String> = [
+        s.floor.map(|f| f.source.name().to_string()),
+        s.cap
+            .map(|c| format!("{} ≤{}", c.source.name(), c.max_replicas)),
+        s.excluded.map(|x| format!("{x} (excluded)")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn step_of(planner: &Planner, d: &Decision, at: DateTime<Utc>, held: bool) -> Step {
@@ -242,7 +254,8 @@ pub fn outlook(
         // unlimited, the minutes up to the step would repeat it: the step's own minute decides
         // next. Held steps keep the decision now: one decision, at the step's minute.
         let span = if held { 1 } else { step.num_minutes().max(1) };
-        let mut m = t - Duration::minutes(span - 1);
+        // Never before the live decision's minute: those minutes are decided, and in the memory.
+        let mut m = (t - Duration::minutes(span - 1)).max(minute + Duration::minutes(1));
         let d = loop {
             let scheduled = planner.scheduled_at(m, current);
             let event = planner.expected_event(m, (!held).then_some(load), daily, weekly);

@@ -156,9 +156,13 @@ impl Tracker {
         self.seen.retain(|_, (created, _)| *created >= since);
         let recent = pods.iter().filter(|p| p.created >= since && !p.terminating);
         for pod in recent.clone() {
+            // A start-up longer than the longest lead time is not a start-up prescaler can
+            // plan for: most often a pod first seen after an operator restart whose Ready time
+            // moved with a readiness flap since. (A pod still waiting counts below, at its age.)
             if let Some(ready) = pod.ready_at
                 && !pod.restarted
                 && ready >= pod.created
+                && ready - pod.created <= MAX_LEAD_TIME
                 && !self.seen.contains_key(&pod.uid)
             {
                 self.seen

@@ -248,9 +248,9 @@ pub fn why_text(r: &WhyReport, zone: Zone) -> String {
         table.push([
             c.type_.clone(),
             c.status.clone(),
-            c.reason.clone(),
+            printable(&c.reason),
             since(super::jiff_time(&c.last_transition_time.0), zone),
-            c.message.clone(),
+            printable(&c.message),
         ]);
     }
     out.push_str(&columns(&table));
@@ -265,10 +265,10 @@ pub fn why_text(r: &WhyReport, zone: Zone) -> String {
     for e in &r.events {
         table.push([
             since(e.time, zone),
-            e.type_.clone(),
-            e.reason.clone(),
+            printable(&e.type_),
+            printable(&e.reason),
             e.count.to_string(),
-            e.note.clone(),
+            printable(&e.note),
         ]);
     }
     if r.events.is_empty() {
@@ -300,6 +300,14 @@ fn columns(rows: &[[String; 5]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `text` without control characters: Events and conditions are written by whoever may write
+/// them in the namespace, and a terminal must not take escape sequences from them.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]

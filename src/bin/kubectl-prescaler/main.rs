@@ -135,9 +135,21 @@ struct BacktestArgs {
     name: String,
     #[command(flatten)]
     prometheus: PrometheusArgs,
-    /// How much history up to now to replay (the last 7 days are scored).
-    #[arg(long, default_value = "21d", value_parser = duration)]
+    /// How much history up to now to replay, between 8d and 42d (the last 7 days are scored,
+    /// what comes before warms the forecast up).
+    #[arg(long, default_value = "21d", value_parser = backtest_range)]
     range: Duration,
+}
+
+/// A backtest's range: a week scored after at least a day of warm-up, and no more history than
+/// a spec can learn from plus that week (a larger one is only a slower query).
+fn backtest_range(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
+    let (lo, hi) = (Duration::days(8), Duration::days(42));
+    if d < lo || d > hi {
+        return Err(format!("{text:?} must be between 8d and 42d"));
+    }
+    Ok(d)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
