@@ -951,3 +951,33 @@ async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     })
     .await;
 }
+
+/// KEDA deletes its HPA while a ScaledObject is paused: prescaler must not take the target
+/// over through `/scale` then. (The fake's `keda_sync` keeps the HPA; this test deletes it, as
+/// KEDA's operator does on a pause.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scaled_object_without_its_hpa_is_never_scaled_around() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("jobs", 2));
+    keda_scaled(&api, "jobs", 0);
+    let mut so = scaled_object(&api, "jobs");
+    so["metadata"]["annotations"] = json!({ "autoscaling.keda.sh/paused": "1" });
+    api.put(so);
+    api.delete(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        NS,
+        "keda-hpa-jobs",
+    );
+    api.put(scaler("jobs", "steady", floor(6)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(20, "the pause is reported", || {
+        expect_condition(&api, "jobs", "Ready", "False", "ScalingDisabled")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(scale_writes(&api, "jobs"), 0, "nothing scaled around KEDA");
+    assert_eq!(replicas(&api, "jobs"), 2);
+    assert_eq!(min_replica_count(&api, "jobs"), 0);
+}

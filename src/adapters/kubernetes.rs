@@ -712,6 +712,39 @@ pub async fn release_scaled_object_floor(
 mod tests {
     use super::*;
 
+    #[test]
+    fn evicted_and_finished_pods_are_not_starting() {
+        let pod = |phase: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": { "name": "p", "uid": "u", "creationTimestamp": "2026-11-20T10:00:00Z" },
+                "status": { "phase": phase,
+                            "conditions": [{ "type": "Ready", "status": "False" }] },
+            }))
+            .unwrap()
+        };
+        assert!(pod_start(&pod("Pending")).is_some());
+        assert!(pod_start(&pod("Running")).is_some());
+        assert!(pod_start(&pod("Failed")).is_none());
+        assert!(pod_start(&pod("Succeeded")).is_none());
+    }
+
+    #[test]
+    fn keda_pauses_on_anything_but_a_false_value() {
+        let so = |value: &str| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": { "name": "q", "annotations": { KEDA_PAUSED_ANNOTATION: value } },
+            }))
+            .unwrap()
+        };
+        for paused in ["true", "1", "True", "yes"] {
+            assert!(keda_paused(&so(paused)).is_some(), "{paused}");
+        }
+        for running in ["false", "0", "F"] {
+            assert!(keda_paused(&so(running)).is_none(), "{running}");
+        }
+    }
+
     fn hpa(min: i32, annotations: &[(&str, &str)]) -> HorizontalPodAutoscaler {
         let mut h: HorizontalPodAutoscaler = serde_json::from_value(json!({
             "metadata": { "name": "web", "namespace": "shop", "resourceVersion": "7" },

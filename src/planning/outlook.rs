@@ -465,4 +465,42 @@ mod tests {
         // Without a decision at `now`, there is nothing to plan from.
         assert!(outlook(&p, Some(&h), now + Duration::minutes(5), STEP, HORIZON).is_none());
     }
+
+    #[test]
+    fn events_and_ceilings_are_named_in_the_plan() {
+        use crate::planning::schedule::Source;
+        assert_eq!(
+            decided_by(&Reason::Event("sale".into())).as_deref(),
+            Some("sale")
+        );
+        assert_eq!(
+            decided_by(&Reason::ScheduledMaximum(Source::PeakWindow(
+                "night".into()
+            )))
+            .as_deref(),
+            Some("night")
+        );
+        let mut spec = PredictiveScalerSpec::new(100.0, 50);
+        spec.peak_windows = vec![
+            serde_yaml_ng::from_str(
+                "{name: night, schedule: '0 1 * * *', duration: 5h, maxReplicas: 4}",
+            )
+            .unwrap(),
+        ];
+        spec.calendar =
+            serde_yaml_ng::from_str("{exclusions: [{name: holiday, date: '2026-01-06'}]}").unwrap();
+        let planner = Planner::new(spec.validate().unwrap(), ModelConfig::default());
+        let at = |t: &str| {
+            open_window(
+                &planner,
+                chrono::DateTime::parse_from_rfc3339(t).unwrap().into(),
+            )
+        };
+        assert_eq!(at("2026-01-05T02:00:00Z").as_deref(), Some("night ≤4"));
+        assert_eq!(
+            at("2026-01-06T02:00:00Z").as_deref(),
+            Some("night ≤4, holiday (excluded)")
+        );
+        assert_eq!(at("2026-01-05T12:00:00Z"), None);
+    }
 }
