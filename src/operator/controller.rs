@@ -374,6 +374,8 @@ async fn observe_decide_act(
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
+            // A refused scaler plans nothing: its planned replicas must not linger in metrics.
+            publish_plan_metrics(ctx, ps, None);
             give_back_floor(ps, ctx).await?;
             return write_status(ps, ctx, None, vec![refusal], now).await;
         }
