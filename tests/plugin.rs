@@ -166,6 +166,30 @@ async fn a_target_without_scale_is_planned_from_the_status_and_said_so() {
     );
 }
 
+/// With `leadTime: Auto` the plan uses the lead time the operator learned, as its status
+/// says, not the default.
+#[tokio::test]
+async fn an_auto_lead_time_is_planned_with_the_learned_figure() {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["spec"]["forecast"]["leadTime"] = json!("Auto");
+    scaler["status"] =
+        json!({ "leadTime": { "seconds": 540, "source": "Learned", "observations": 12 } });
+    api.put(scaler);
+    api.put(deployment("checkout", 4));
+    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("Auto") && n.contains("9m")),
+        "{:?}",
+        report.notes
+    );
+}
+
 #[tokio::test]
 async fn a_missing_scaler_names_the_namespace() {
     let api = FakeApi::new();

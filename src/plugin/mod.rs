@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::adapters::history::RangeSource;
 use crate::adapters::kubernetes::{self, call};
-use crate::api::{PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{Limits, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
@@ -84,10 +84,26 @@ pub async fn plan(
     now: DateTime<Utc>,
 ) -> Result<PlanReport> {
     let scaler = get_scaler(client, namespace, name).await?;
-    let spec = scaler.spec.validate()?;
+    let mut spec = scaler.spec.validate()?;
     let target_ref = &scaler.spec.scale_target_ref;
     let target = format!("{} {}", target_ref.kind, target_ref.name);
     let mut notes = Vec::new();
+    // `leadTime: Auto`: the lead time the operator learned and uses (its status says), within
+    // the bounds any lead time has.
+    if spec.lead_time_auto
+        && let Some(learned) = scaler
+            .status
+            .as_ref()
+            .and_then(|s| s.lead_time.as_ref())
+            .map(|l| chrono::Duration::seconds(l.seconds))
+            .filter(|d| (Limits::MIN_LEAD_TIME..=Limits::MAX_LEAD_TIME).contains(d))
+    {
+        spec.lead_time = learned;
+        notes.push(format!(
+            "leadTime is Auto: planned with the {} the operator learned",
+            crate::api::format_duration(learned)
+        ));
+    }
     let current_replicas = match kubernetes::resolve(client, namespace, target_ref).await? {
         Ok(workload) => workload.replicas(),
         Err(problem) => {
