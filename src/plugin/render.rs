@@ -27,6 +27,18 @@ impl Zone {
         }
     }
 
+    /// The time format of the plan's rows: with the UTC offset when it changes among `times`
+    /// (a DST change within the horizon), so that a repeated or skipped local hour reads right.
+    fn row_format(&self, times: impl IntoIterator<Item = DateTime<Utc>>) -> &'static str {
+        let mut offsets = times.into_iter().map(|t| self.show(t, "%:z"));
+        let first = offsets.next();
+        if offsets.any(|o| Some(&o) != first.as_ref()) {
+            "%a %H:%M %:z"
+        } else {
+            "%a %H:%M"
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Zone::Utc => "UTC".into(),
@@ -55,7 +67,9 @@ pub fn bar(value: u32, max: u32, width: usize) -> String {
 fn term(s: &Step) -> String {
     let word = s.reason.as_str();
     match (&s.reason, outlook::decided_by(&s.reason)) {
-        (Reason::PeakWindow(_), Some(by)) => format!("{word} {by}"),
+        (Reason::PeakWindow(_) | Reason::Event(_) | Reason::ScheduledMaximum(_), Some(by)) => {
+            format!("{word} {by}")
+        }
         (Reason::Forecast(_), Some(by)) => format!("{word} ({by})"),
         _ if s.held => format!("{word} (no forecast)"),
         _ => word.to_string(),
@@ -94,11 +108,12 @@ pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
     }
     out.push('\n');
     let rows: Vec<&Step> = std::iter::once(&o.now).chain(&o.steps).collect();
+    let format = zone.row_format(rows.iter().map(|s| s.at));
     let cells: Vec<[String; 5]> = rows
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let time = zone.show(s.at, "%a %H:%M");
+            let time = zone.show(s.at, format);
             [
                 if i == 0 { format!("{time} now") } else { time },
                 s.replicas.to_string(),
@@ -323,5 +338,24 @@ mod tests {
         // 1 of 60 over 40 cells is 5.3 eighths: five.
         assert_eq!(bar(1, 60, 40), "▋");
         assert_eq!(bar(1, 1000, 4), "▏", "never invisible");
+    }
+
+    #[test]
+    fn rows_carry_the_offset_only_across_a_dst_change() {
+        let berlin = Zone::Named("Europe/Berlin".parse().unwrap());
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // The night of the fall-back: 02:00-03:00 happens twice.
+        let night = [
+            t("2026-10-24T23:45:00Z"),
+            t("2026-10-25T00:15:00Z"),
+            t("2026-10-25T01:15:00Z"),
+        ];
+        let format = berlin.row_format(night);
+        assert_eq!(format, "%a %H:%M %:z");
+        assert_eq!(berlin.show(night[1], format), "Sun 02:15 +02:00");
+        assert_eq!(berlin.show(night[2], format), "Sun 02:15 +01:00");
+        // A February day: no offset shown.
+        let day = [t("2026-02-20T06:50:00Z"), t("2026-02-21T06:45:00Z")];
+        assert_eq!(berlin.row_format(day), "%a %H:%M");
     }
 }
