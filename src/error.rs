@@ -82,3 +82,18 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A command's exit: success, also when the reader of its output went away (`… | head`);
+/// otherwise the error on stderr and `failure` as the exit code.
+pub fn exit_code(result: Result<()>, failure: u8) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(failure)
+        }
+    }
+}

@@ -17,4 +17,4 @@ pub mod operator;
 pub mod planning;
 pub mod plugin;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, exit_code};

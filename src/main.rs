@@ -195,17 +195,7 @@ fn main() -> ExitCode {
         Command::Crd => print_crd(),
         Command::Backtest(args) => run_backtest(&args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // The reader went away (`prescaler backtest --json | head`): nothing more to say.
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    prescaler::exit_code(result, 2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -60,21 +60,6 @@ impl Calendar {
         self.exclusions.iter().find(|x| x.contains(t))
     }
 
-    /// The load multiplier at `t`: the largest of the events under way (1 outside them).
-    pub fn multiplier_at(&self, t: DateTime<Utc>) -> f64 {
-        self.events
-            .iter()
-            .filter(|e| e.when.contains(t))
-            .filter_map(|e| e.load_multiplier)
-            .reduce(f64::max)
-            .unwrap_or(1.0)
-    }
-
-    /// Whether any event sets a load multiplier.
-    pub fn has_multipliers(&self) -> bool {
-        self.events.iter().any(|e| e.load_multiplier.is_some())
-    }
-
     /// The intervals the seasonal history leaves out: every exclusion and every event, merged
     /// and sorted. (An event's load is not the routine's either.)
     pub fn unusual(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {

@@ -239,8 +239,9 @@ impl Adjustments {
         self.gaps.get(i).is_some_and(|(s, _)| *s <= t)
     }
 
-    /// The expected multiple of the usual load at `t` (the largest of the events under way).
-    fn multiplier_at(&self, t: DateTime<Utc>) -> f64 {
+    /// The expected multiple of the usual load at `t` (the largest of the events under way, 1
+    /// outside them).
+    pub fn multiplier_at(&self, t: DateTime<Utc>) -> f64 {
         self.multipliers
             .iter()
             .take_while(|(s, _, _)| *s <= t)

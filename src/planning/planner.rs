@@ -164,7 +164,7 @@ impl Planner {
             .filter(|f| f.is_finite())
             .reduce(f64::max);
         let load =
-            forecast.or_else(|| Some(load? / calendar.multiplier_at(minute) * multiplier))?;
+            forecast.or_else(|| Some(load? / self.adjust.multiplier_at(minute) * multiplier))?;
         Some(ExpectedEvent {
             name: name.to_string(),
             load,

@@ -386,8 +386,9 @@ mod tests {
             (e.start, e.end),
             (utc("2026-12-25T11:00:00Z"), utc("2026-12-26T11:00:00Z"))
         );
-        assert_eq!(cal.multiplier_at(utc("2026-12-25T10:59:00Z")), 1.0);
-        assert_eq!(cal.multiplier_at(utc("2026-12-25T11:00:00Z")), 3.0);
+        let adjust = crate::planning::forecast::Adjustments::new(&cal);
+        assert_eq!(adjust.multiplier_at(utc("2026-12-25T10:59:00Z")), 1.0);
+        assert_eq!(adjust.multiplier_at(utc("2026-12-25T11:00:00Z")), 3.0);
     }
 
     #[test]

@@ -163,16 +163,7 @@ fn std_duration(text: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     // clap exits with 2 on a usage error, 0 for --help and --version.
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    prescaler::exit_code(run(cli), 1)
 }
 
 fn run(cli: Cli) -> Result<()> {
