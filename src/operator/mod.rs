@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
 use crate::api::PredictiveScaler;
@@ -51,7 +51,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
             context: format!("listening on {}", config.listen),
             source: e,
         })?;
-    let client = kube::Client::try_default().await?;
+    let (client, address) = connect().await?;
     let prometheus = Prometheus::new(&config.prometheus)?;
     let leadership = config
         .lease
@@ -73,6 +73,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         probes,
     ));
     health.set_started();
+    wait_for_api_server(&client, &address).await;
 
     if let Some(lease) = &leadership {
         info!(
@@ -125,6 +126,67 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
     };
     server.abort();
     outcome
+}
+
+/// A client for the API server of the in-cluster service account, else of the kubeconfig, and
+/// that server's address (for messages).
+async fn connect() -> Result<(kube::Client, String)> {
+    let config = kube::Config::infer().await.map_err(|e| Error::Config {
+        what: "Kubernetes client configuration (in-cluster service account, else kubeconfig)"
+            .into(),
+        message: crate::chain(&e),
+    })?;
+    let address = config.cluster_url.to_string();
+    Ok((kube::Client::try_from(config)?, address))
+}
+
+/// The first wait for the API server before its first answer, and the longest between tries.
+pub const API_SERVER_BACKOFF: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(60));
+
+/// Waits until the API server answers (its `/version`), trying again with exponential backoff
+/// (1 s, 2 s, 4 s … 60 s): an unreachable server is logged once per try with its address and
+/// the cause, not at every turn of every loop that would otherwise find it gone. The process
+/// stays up meanwhile (its `/healthz` answers; `/readyz` does not report ready), as client-go's
+/// controllers wait for their caches.
+pub async fn wait_for_api_server(client: &kube::Client, address: &str) {
+    let (mut delay, max) = API_SERVER_BACKOFF;
+    let mut failures = 0u32;
+    loop {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await;
+        let problem = match answer {
+            Ok(Ok(version)) => {
+                info!(
+                    address,
+                    version = %version.git_version,
+                    "connected to the Kubernetes API server"
+                );
+                return;
+            }
+            // It answered, if not with its version (RBAC, an old proxy): it is there.
+            Ok(Err(kube::Error::Api(status))) => {
+                info!(
+                    address,
+                    code = status.code,
+                    "connected to the Kubernetes API server"
+                );
+                return;
+            }
+            Ok(Err(e)) => crate::chain(&e),
+            Err(_) => "no answer within 10s".to_string(),
+        };
+        failures += 1;
+        warn!(
+            address,
+            error = %problem,
+            failures,
+            retry_in = ?delay,
+            "cannot reach the Kubernetes API server"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max);
+    }
 }
 
 /// The caches the controller reads: every PredictiveScaler and every HPA, each kept by a watch
