@@ -247,14 +247,16 @@ fn flags_override_the_spec_and_the_table_reads() {
 
 #[test]
 fn bad_input_gets_a_clear_error() {
-    let fails_with = |cmd: &mut Command, words: &[&str]| {
+    // 1: an error; 2: a usage error, such as a flag's bad value (tests/cli.rs).
+    let exits_with = |code: i32, cmd: &mut Command, words: &[&str]| {
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(out.status.code(), Some(code), "{err}");
         for w in words {
             assert!(err.contains(w), "{w:?} not in {err}");
         }
     };
+    let fails_with = |cmd: &mut Command, words: &[&str]| exits_with(1, cmd, words);
     fails_with(
         prescaler_cmd().args([
             "backtest",
@@ -271,7 +273,8 @@ fn bad_input_gets_a_clear_error() {
             .arg(repo("examples/demo-trace.csv")),
         &["--target-per-replica"],
     );
-    fails_with(
+    exits_with(
+        2,
         prescaler_cmd()
             .args(["backtest", "--trace"])
             .arg(repo("examples/demo-trace.csv"))

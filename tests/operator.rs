@@ -511,7 +511,7 @@ async fn backtest_replays_a_scaler_from_prometheus() {
         std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
             .args([
                 "backtest",
-                "--prometheus",
+                "--prometheus-url",
                 &url,
                 "-n",
                 NS,

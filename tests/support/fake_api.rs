@@ -1228,13 +1228,9 @@ fn unknown_field(object: &Value) -> Option<String> {
                                 return Some(found);
                             }
                         }
-                        None if properties.is_some()
-                            || schema["additionalProperties"].is_object() =>
-                        {
-                            if properties.is_some() {
-                                return Some(here);
-                            }
-                        }
+                        // A schema that lists its properties has no others (a map's schema,
+                        // `additionalProperties`, lists none).
+                        None if properties.is_some() => return Some(here),
                         None => {}
                     }
                 }
