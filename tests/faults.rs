@@ -491,6 +491,303 @@ async fn finalizers_only_while_a_floor_is_held_and_nothing_is_left_stuck() {
     }
 }
 
+fn hpa_min(api: &FakeApi, name: &str) -> i64 {
+    get(api, "autoscaling/v2", "HorizontalPodAutoscaler", name)["spec"]["minReplicas"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Whether an object carries none of prescaler's floor annotations.
+fn clean(object: &Value) -> bool {
+    object["metadata"]["annotations"]
+        .as_object()
+        .is_none_or(|a| !a.keys().any(|k| k.starts_with("prescaler.dev/")))
+}
+
+fn finalizers(api: &FakeApi, name: &str) -> usize {
+    get(api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["metadata"]["finalizers"]
+        .as_array()
+        .map_or(0, |f| f.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_target_gives_its_old_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    for name in ["web", "api", "plain"] {
+        api.put(deployment(name, 2));
+    }
+    api.put(hpa("web", 2, json!({})));
+    api.put(hpa("api", 3, json!({})));
+    let aimed_at = |target: &str| {
+        let mut s = scaler("web", "steady", floor(6));
+        s["spec"]["scaleTargetRef"]["name"] = json!(target);
+        s
+    };
+    api.put(aimed_at("web"));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "web's HPA holds the floor", || {
+        match hpa_min(&api, "web") {
+            6 => Ok(()),
+            m => Err(format!("minReplicas {m}")),
+        }
+    })
+    .await;
+    // Another HPA-scaled target: the old HPA gets its own value back, the new one the floor.
+    api.put(aimed_at("api"));
+    eventually(20, "web given back, api floored", || {
+        let web = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
+        match (hpa_min(&api, "web"), clean(&web), hpa_min(&api, "api")) {
+            (2, true, 6) => Ok(()),
+            other => Err(format!("{other:?}: {web}")),
+        }
+    })
+    .await;
+    // A target without an HPA: prescaler scales it itself, and holds no floor anywhere.
+    api.put(aimed_at("plain"));
+    eventually(20, "api given back, plain scaled", || {
+        let api_hpa = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "api");
+        match (
+            hpa_min(&api, "api"),
+            clean(&api_hpa),
+            replicas(&api, "plain"),
+            finalizers(&api, "web"),
+        ) {
+            (3, true, 6, 0) => Ok(()),
+            other => Err(format!("{other:?}: {api_hpa}")),
+        }
+    })
+    .await;
+    let released: Vec<String> = events(&api, "web")
+        .into_iter()
+        .filter(|(_, r, _)| r == "FloorReleased")
+        .map(|(_, _, note)| note)
+        .collect();
+    assert!(
+        released
+            .iter()
+            .any(|n| n.contains("HorizontalPodAutoscaler web's minReplicas to 2"))
+            && released
+                .iter()
+                .any(|n| n.contains("HorizontalPodAutoscaler api's minReplicas to 3")),
+        "{released:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_keda_support_off_gives_the_scaled_object_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("queue", 2));
+    keda_scaled(&api, "queue", 2);
+    api.put(scaler("queue", "steady", floor(6)));
+    let with_keda = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(
+        20,
+        "the floor on the ScaledObject",
+        || match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        },
+    )
+    .await;
+    // The operator restarts with KEDA support off: the target is refused, and the floor the
+    // ScaledObject carries is given back before the finalizer goes.
+    drop(with_keda);
+    let _without = start_operator(&api, &prom.url());
+    eventually(20, "given back", || {
+        let so = scaled_object(&api, "queue");
+        let refused = expect_condition(&api, "queue", "Ready", "False", "KedaManagedTarget");
+        match (
+            so["spec"]["minReplicaCount"].as_i64(),
+            clean(&so),
+            finalizers(&api, "queue"),
+        ) {
+            (Some(2), true, 0) if refused.is_ok() => Ok(()),
+            other => Err(format!("{other:?} {refused:?}: {so}")),
+        }
+    })
+    .await;
+    api.keda_sync(NS, "queue");
+    assert_eq!(keda_hpa_min(&api, "queue"), 2);
+    // Deleting it now leaves nothing stuck.
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue");
+    eventually(20, "deleted", || {
+        match api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue") {
+            None => Ok(()),
+            Some(ps) => Err(ps.to_string()),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_whose_scaler_is_gone_is_given_back_when_the_operator_starts() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("left", 7));
+    api.put(deployment("kept", 6));
+    api.put(scaler("kept", "steady", floor(6)));
+    let kept_uid =
+        get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", "kept")["metadata"]["uid"].clone();
+    let annotated = |own: i64, owner: Value, set: i64| {
+        json!({ "metadata": { "annotations": {
+            "prescaler.dev/original-min-replicas": own.to_string(),
+            "prescaler.dev/floor-owner": owner,
+            "prescaler.dev/floor-min-replicas": set.to_string() } },
+            "spec": { "minReplicas": set } })
+    };
+    // A floor set by a scaler deleted while no operator ran (its finalizer removed by hand)...
+    api.put(hpa(
+        "left",
+        7,
+        annotated(2, json!("uid-of-a-deleted-scaler"), 7),
+    ));
+    // ... and one a live scaler holds.
+    api.put(hpa("kept", 6, annotated(1, kept_uid, 6)));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "the orphan given back", || {
+        let left = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "left");
+        match (hpa_min(&api, "left"), clean(&left)) {
+            (2, true) => Ok(()),
+            other => Err(format!("{other:?}: {left}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let kept = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "kept");
+    assert_eq!(
+        hpa_min(&api, "kept"),
+        6,
+        "a live scaler's floor stays: {kept}"
+    );
+    assert!(!clean(&kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
+    use prescaler::operator::give_back::{StopOperator, give_back_everything};
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("floored", 2));
+    api.put(hpa("floored", 2, json!({})));
+    api.put(scaler("floored", "steady", floor(6)));
+    api.put(deployment("queue", 2));
+    keda_scaled(&api, "queue", 0);
+    api.put(scaler("queue", "steady", floor(6)));
+    // The operator's own Deployment, in its namespace, and the operator leading through a Lease.
+    api.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "prescaler", "namespace": "ops" },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "prescaler" } } },
+    }));
+    let lease_settings = |identity: &str| {
+        let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
+        s.lease_duration = StdDuration::from_millis(1500);
+        s.renew_deadline = StdDuration::from_millis(1000);
+        s.retry = StdDuration::from_millis(200);
+        s
+    };
+    let lease = Arc::new(Leadership::new(
+        api.client(),
+        lease_settings("operator-pod"),
+    ));
+    lease.acquire().await;
+    let mut prometheus = prescaler::adapters::prometheus::PrometheusConfig::new(prom.url());
+    prometheus.timeout = StdDuration::from_secs(2);
+    let operator_pod = tokio::spawn({
+        let (lease, client) = (lease.clone(), api.client());
+        async move {
+            let controller = operator::run_controller(
+                client,
+                prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap(),
+                Arc::new(Metrics::default()),
+                Arc::new(Health::default()),
+                prescaler::operator::controller::Settings {
+                    sync_period: StdDuration::from_secs(1),
+                    keda: true,
+                    ..Default::default()
+                },
+                Some(lease.clone()),
+                Caches::new(),
+            );
+            tokio::select! { _ = controller => {}, _ = lease.hold() => {} }
+        }
+    });
+    eventually(20, "both floors held", || {
+        match (hpa_min(&api, "floored"), min_replica_count(&api, "queue")) {
+            (6, 6) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The hook while the operator still runs and renews: it waits for the Lease, gives up, and
+    // gives nothing back beside a live operator.
+    let early = give_back_everything(
+        &api.client(),
+        Some(StopOperator {
+            deployment: None,
+            lease: lease_settings("hook"),
+            wait: StdDuration::from_secs(3),
+        }),
+    )
+    .await;
+    let message = early.expect_err("the operator still leads").to_string();
+    assert!(message.contains("still renewed"), "{message}");
+    assert_eq!(hpa_min(&api, "floored"), 6);
+    // Stands for the Deployment controller and the kubelet: once the operator's Deployment is
+    // scaled to 0 its pod stops, and a graceful shutdown releases the Lease.
+    let kubelet = tokio::spawn({
+        let (api, lease) = (api.clone(), lease.clone());
+        async move {
+            loop {
+                let replicas = api
+                    .get("apps/v1", "Deployment", "ops", "prescaler")
+                    .unwrap()["spec"]["replicas"]
+                    .as_i64();
+                if replicas == Some(0) {
+                    operator_pod.abort();
+                    let _ = operator_pod.await;
+                    lease.release().await;
+                    return;
+                }
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+            }
+        }
+    });
+    let summary = give_back_everything(
+        &api.client(),
+        Some(StopOperator {
+            deployment: Some("prescaler".into()),
+            lease: lease_settings("hook"),
+            wait: StdDuration::from_secs(20),
+        }),
+    )
+    .await
+    .expect("given back once the operator stopped");
+    kubelet.await.unwrap();
+    assert_eq!(summary.floors.len(), 2, "{summary:?}");
+    assert_eq!(summary.finalizers.len(), 2, "{summary:?}");
+    let floored = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "floored");
+    assert_eq!(hpa_min(&api, "floored"), 2);
+    assert!(clean(&floored), "{floored}");
+    let so = scaled_object(&api, "queue");
+    assert_eq!(
+        so["spec"]["minReplicaCount"], 0,
+        "KEDA's scale to zero back"
+    );
+    assert!(clean(&so), "{so}");
+    // Nothing left stuck: with the operator gone, deleting the scalers deletes them.
+    for name in ["floored", "queue"] {
+        assert_eq!(finalizers(&api, name), 0);
+        api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name);
+        assert!(
+            api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name)
+                .is_none()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_reported_and_retried_with_backoff() {
     let prom = steady_prometheus();
@@ -678,6 +975,9 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     let api = FakeApi::new();
     api.put(deployment("led", 2));
     api.put(scaler("led", "steady", floor(3)));
+    api.put(deployment("floored", 2));
+    api.put(hpa("floored", 2, json!({})));
+    api.put(scaler("floored", "steady", floor(5)));
     let mut settings = LeaseSettings::new("prescaler".into(), "ops".into(), "a".into());
     settings.lease_duration = StdDuration::from_millis(1500);
     settings.renew_deadline = StdDuration::from_millis(1000);
@@ -702,9 +1002,11 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
         Some(lease.clone()),
         Caches::new(),
     ));
-    eventually(20, "scaled while leading", || match replicas(&api, "led") {
-        3 => Ok(()),
-        r => Err(format!("{r}")),
+    eventually(20, "scaled while leading", || {
+        match (replicas(&api, "led"), hpa_min(&api, "floored")) {
+            (3, 5) => Ok(()),
+            r => Err(format!("{r:?}")),
+        }
     })
     .await;
     // The Lease renewals hang; a new floor arrives after the renew deadline.
@@ -712,8 +1014,29 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     assert!(!lease.may_write());
     let status_writes = api.writes_to("/predictivescalers/led/status");
+    let (hpa_writes, finalizer_writes) = (
+        api.writes_to("/horizontalpodautoscalers/"),
+        api.writes_to("/predictivescalers/floored"),
+    );
+    let events_before = api.writes_to("/events");
     api.put(scaler("led", "steady", floor(8)));
+    // Off would give the HPA's floor back and drop the finalizer: writes too.
+    let mut off = scaler("floored", "steady", floor(5));
+    off["spec"]["mode"] = json!("Off");
+    api.put(off);
     tokio::time::sleep(StdDuration::from_secs(4)).await;
+    assert_eq!(
+        hpa_min(&api, "floored"),
+        5,
+        "no floor given back without the Lease"
+    );
+    assert_eq!(api.writes_to("/horizontalpodautoscalers/"), hpa_writes);
+    assert_eq!(
+        api.writes_to("/predictivescalers/floored"),
+        finalizer_writes,
+        "no finalizer or status write"
+    );
+    assert_eq!(api.writes_to("/events"), events_before, "no Event either");
     assert_eq!(replicas(&api, "led"), 3, "nothing scaled without the Lease");
     assert_eq!(
         api.writes_to("/deployments/led/scale"),

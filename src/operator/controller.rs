@@ -34,7 +34,7 @@ use tracing::{info, warn};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
 use crate::adapters::history::{HistoryCache, Refresh};
-use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
+use crate::adapters::kubernetes::{self, FloorObject, Owners, TargetProblem, Workload, call};
 use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
 use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
@@ -131,6 +131,9 @@ pub struct Context {
     states: Mutex<HashMap<String, Arc<Mutex<ScalerState>>>>,
     /// Consecutive failed reconciles per uid, for the retry backoff.
     failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Per uid, the generation and the floor's holder for which the scaler's other floors were
+    /// last given back (`release_other_floors`).
+    floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
     queries: Semaphore,
 }
 
@@ -166,6 +169,7 @@ impl Context {
             leadership,
             states: Mutex::default(),
             failures: Default::default(),
+            floor_sweeps: Default::default(),
             queries,
         }
     }
@@ -201,6 +205,10 @@ impl Context {
     async fn forget(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
+            self.floor_sweeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -228,6 +236,7 @@ pub async fn run(
         return;
     }
     ctx.health.set_hpas_synced();
+    let orphans = tokio::spawn(release_orphaned_floors(ctx.clone()));
     let concurrency = ctx.settings.concurrency;
     Controller::for_stream(changes, ctx.scalers.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -239,6 +248,49 @@ pub async fn run(
             }
         })
         .await;
+    orphans.abort();
+}
+
+/// Gives back, once when the controller starts, the floors whose PredictiveScaler is gone (it was
+/// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
+/// would stay raised for good. Whether an owner lives is read from the scalers' store after the
+/// floors were listed, so a scaler created meanwhile is seen.
+async fn release_orphaned_floors(ctx: Arc<Context>) {
+    // kube-runtime's `Store::wait_until_ready` wakes only one of several waiters (its
+    // `DelayedInit` keeps a single waker, and the controller waits on this store too): ask again
+    // every second.
+    loop {
+        match tokio::time::timeout(StdDuration::from_secs(1), ctx.scalers.wait_until_ready()).await
+        {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+    if !ctx.may_write() {
+        return;
+    }
+    let live_uids = || -> std::collections::HashSet<String> {
+        ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
+    };
+    let known = std::sync::OnceLock::new();
+    let is_live =
+        |uid: &str| known.get_or_init(live_uids).contains(uid) || live_uids().contains(uid);
+    match kubernetes::release_floors(
+        &ctx.client,
+        None,
+        Owners::NotLive(&is_live),
+        ctx.settings.keda,
+    )
+    .await
+    {
+        Ok(released) => {
+            for r in released {
+                info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not look for floors whose PredictiveScaler is gone"),
+    }
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
@@ -786,21 +838,16 @@ async fn actuate(
         Some(hpa) => {
             let uid = ps.uid().unwrap_or_default();
             add_finalizer(ps, ctx).await?;
+            release_other_floors(ps, ctx, &FloorObject::Hpa(hpa.name_any())).await?;
             let set =
                 kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
             if let Some(floor) = set {
-                publish(
-                    ctx,
-                    ps,
-                    EventType::Normal,
-                    "FloorSet",
-                    format!(
-                        "set HorizontalPodAutoscaler {}'s minReplicas to {floor} ({})",
-                        hpa.name_any(),
-                        decision.explain()
-                    ),
-                )
-                .await;
+                let holder = FloorObject::Hpa(hpa.name_any());
+                let note = format!(
+                    "set {holder}'s minReplicas to {floor} ({})",
+                    decision.explain()
+                );
+                publish_floor(ctx, ps, "FloorSet", &holder, note).await;
             }
             done(
                 Finding::new(
@@ -897,21 +944,17 @@ async fn actuate_keda(
         ));
     }
     add_finalizer(ps, ctx).await?;
+    release_other_floors(ps, ctx, &FloorObject::ScaledObject(name.to_string())).await?;
     let uid = ps.uid().unwrap_or_default();
     let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
         .await?;
     if let Some(floor) = set {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorSet",
-            format!(
-                "set KEDA ScaledObject {name}'s minReplicaCount to {floor} ({})",
-                decision.explain()
-            ),
-        )
-        .await;
+        let holder = FloorObject::ScaledObject(name.to_string());
+        let note = format!(
+            "set {holder}'s minReplicaCount to {floor} ({})",
+            decision.explain()
+        );
+        publish_floor(ctx, ps, "FloorSet", &holder, note).await;
     }
     Ok(Actuated {
         scaled: set.is_some(),
@@ -930,52 +973,21 @@ async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if ps.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
+    // No floor may be set without the finalizer that guards it.
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let mut all = ps.finalizers().to_vec();
     all.push(FINALIZER.into());
     set_finalizers(ps, ctx, all).await
 }
 
-/// Gives back an HPA floor this scaler holds (read from the API server, not the cache), then
-/// drops the finalizer that guarded it.
+/// Gives back every floor this scaler holds, then drops the finalizer that guarded them.
 async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
-    let has_finalizer = ps.finalizers().iter().any(|f| f == FINALIZER);
-    if !has_finalizer {
+    if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write() {
         return Ok(());
     }
-    let namespace = ps.namespace().unwrap_or_default();
-    let uid = ps.uid().unwrap_or_default();
-    if let Some((hpa, restored)) =
-        kubernetes::release_hpa_floor(&ctx.client, &namespace, &ps.spec.scale_target_ref, &uid)
-            .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
-        )
-        .await;
-    }
-    // Without KEDA support there is no permission to read ScaledObjects, and no floor on one.
-    if ctx.settings.keda
-        && let Some((so, restored)) = kubernetes::release_scaled_object_floor(
-            &ctx.client,
-            &namespace,
-            &ps.spec.scale_target_ref,
-            &uid,
-        )
-        .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored KEDA ScaledObject {so}'s minReplicaCount to {restored}"),
-        )
-        .await;
-    }
+    release_floors_but(ps, ctx, None).await?;
     let rest = ps
         .finalizers()
         .iter()
@@ -985,6 +997,66 @@ async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     set_finalizers(ps, ctx, rest).await
 }
 
+/// Gives back the floors this scaler holds anywhere in its namespace but on `keep` (found by
+/// their annotations, not by the target named now), each with an Event. Only a leader writes.
+async fn release_floors_but(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    keep: Option<&FloorObject>,
+) -> Result<()> {
+    if !ctx.may_write() {
+        return Ok(());
+    }
+    let namespace = ps.namespace().unwrap_or_default();
+    let uid = ps.uid().unwrap_or_default();
+    let released = kubernetes::release_floors(
+        &ctx.client,
+        Some(&namespace),
+        Owners::One { uid: &uid, keep },
+        ctx.settings.keda,
+    )
+    .await?;
+    for r in released {
+        let note = format!(
+            "restored {}'s {} to {}",
+            r.object,
+            r.object.field(),
+            r.restored
+        );
+        publish_floor(ctx, ps, "FloorReleased", &r.object, note).await;
+    }
+    Ok(())
+}
+
+/// Before holding the floor on `holder`: gives back any other floor this scaler holds, when it
+/// may hold one elsewhere — the first time this process sees the scaler (an operator may have
+/// stopped between a target change and its sweep) and after every spec change (a new
+/// `scaleTargetRef`). The sweep lists the namespace's HPAs and ScaledObjects, so it is not done
+/// at every sync.
+async fn release_other_floors(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    holder: &FloorObject,
+) -> Result<()> {
+    let uid = ps.uid().unwrap_or_default();
+    let generation = ps.metadata.generation;
+    let swept = ctx
+        .floor_sweeps
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&uid)
+        .is_some_and(|(g, h)| *g == generation && h == holder);
+    if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    release_floors_but(ps, ctx, Some(holder)).await?;
+    ctx.floor_sweeps
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uid, (generation, holder.clone()));
+    Ok(())
+}
+
 /// Writes the finalizer list, guarded by the resourceVersion read: a concurrent change to the
 /// list is a 409 and a retry, never a lost finalizer.
 async fn set_finalizers(
@@ -992,6 +1064,9 @@ async fn set_finalizers(
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<()> {
+    if !ctx.may_write() {
+        return Ok(());
+    }
     let api: Api<PredictiveScaler> =
         Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
     let patch = json!({ "metadata": {
@@ -1175,12 +1250,41 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_about(ctx, ps, type_, reason, note, None).await;
+}
+
+/// An Event about a floor, naming the HPA or ScaledObject that carries it as its `related`
+/// object: the Event's identity (kube-runtime's recorder folds Events of one object, reason and
+/// related object into a series, keeping the first note) then tells two holders apart.
+async fn publish_floor(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    reason: &str,
+    holder: &FloorObject,
+    note: String,
+) {
+    let related = holder.object_ref(&ps.namespace().unwrap_or_default());
+    publish_about(ctx, ps, EventType::Normal, reason, note, Some(related)).await;
+}
+
+async fn publish_about(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    // An Event is a write too: a replica past its renew deadline records nothing.
+    if !ctx.may_write() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: "Reconcile".into(),
-        secondary: None,
+        secondary: related,
     };
     let sent = tokio::time::timeout(
         kubernetes::API_TIMEOUT,

@@ -2,6 +2,7 @@
 //! leadership, and runs the controller (with the watches it reads) while it leads.
 
 pub mod controller;
+pub mod give_back;
 pub mod leader;
 pub mod telemetry;
 
