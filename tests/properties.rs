@@ -238,3 +238,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A window remembers the openings around the last instant it was asked about; whatever
+    /// order it is asked in, it answers as croner does for each instant alone (DST zones
+    /// included).
+    #[test]
+    fn a_windows_memory_answers_as_croner_does(
+        schedule in prop::sample::select(vec!["*/7 * * * *", "30 2 * * *", "0 0 * 2 1#5", "15 1,3 * * 0", "0 9 * * 1-5", "59 23 L * *"]),
+        zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"]),
+        minutes in prop::collection::vec(0i64..(3 * 366 * 1440), 1..40),
+        walk in any::<bool>(),
+    ) {
+        let spec: prescaler::api::PeakWindow = serde_json::from_value(serde_json::json!({
+            "name": "w", "schedule": schedule, "duration": "1h", "timeZone": zone, "minReplicas": 3
+        })).unwrap();
+        let mut s = prescaler::api::PredictiveScalerSpec::new(10.0, 50);
+        s.peak_windows = vec![spec];
+        let remembered = s.validate().unwrap().peak_windows.remove(0);
+        let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let mut at = start;
+        for m in minutes {
+            // Random instants, or a walk from opening to opening as the checks do.
+            at = match remembered.opening_after(at) {
+                Some(next) if walk => next,
+                _ => start + Duration::minutes(m) + Duration::seconds(m % 60),
+            };
+            let fresh = s.validate().unwrap().peak_windows.remove(0);
+            prop_assert_eq!(remembered.opening_before(at), fresh.opening_before(at), "before {}", at);
+            let fresh = s.validate().unwrap().peak_windows.remove(0);
+            prop_assert_eq!(remembered.opening_after(at), fresh.opening_after(at), "after {}", at);
+            let fresh = s.validate().unwrap().peak_windows.remove(0);
+            prop_assert_eq!(remembered.is_open(at), fresh.is_open(at), "open {}", at);
+        }
+    }
+}

@@ -113,6 +113,9 @@ struct PlanMemo {
     status: PlanStatus,
 }
 
+/// A spec generation and what its validation said.
+type Validated = (Option<i64>, std::result::Result<ValidatedSpec, String>);
+
 /// Shared by all reconciles.
 pub struct Context {
     pub client: kube::Client,
@@ -134,6 +137,8 @@ pub struct Context {
     /// Per uid, the generation and the floor's holder for which the scaler's other floors were
     /// last given back (`release_other_floors`).
     floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
+    /// Per uid, the spec generation last validated and what validation said.
+    validated: std::sync::Mutex<HashMap<String, Validated>>,
     queries: Semaphore,
 }
 
@@ -170,7 +175,25 @@ impl Context {
             states: Mutex::default(),
             failures: Default::default(),
             floor_sweeps: Default::default(),
+            validated: Default::default(),
             queries,
+        }
+    }
+
+    /// The scaler's spec validated, once per generation: validation parses cron schedules and
+    /// checks windows against each other, work that one tenant's spec could make cost every
+    /// sync; the spec cannot change without a new generation.
+    fn validated(&self, ps: &PredictiveScaler) -> std::result::Result<ValidatedSpec, String> {
+        let uid = ps.uid().unwrap_or_default();
+        let generation = ps.metadata.generation;
+        let mut all = self.validated.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(&uid) {
+            Some((g, result)) if *g == generation && generation.is_some() => result.clone(),
+            _ => {
+                let result = ps.spec.validate().map_err(|e| e.to_string());
+                all.insert(uid, (generation, result.clone()));
+                result
+            }
         }
     }
 
@@ -206,6 +229,10 @@ impl Context {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
             self.floor_sweeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
+            self.validated
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&uid);
@@ -311,9 +338,14 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         );
         let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
     }
-    ctx.metrics
-        .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    ctx.metrics.reconcile_duration.observe(took);
+    if ps.meta().deletion_timestamp.is_none() {
+        ctx.metrics
+            .scaler_reconcile_seconds
+            .get_or_create(&labels(&ps))
+            .inc_by(took);
+    }
     ctx.health.progress();
     if result.is_ok()
         && let Some(uid) = ps.uid()
@@ -497,7 +529,7 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let refuse =
         |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
     let namespace = ps.namespace().unwrap_or_default();
-    let spec = match ps.spec.validate() {
+    let spec = match ctx.validated(ps) {
         Ok(spec) => spec,
         Err(e) => {
             return refuse(
