@@ -33,9 +33,10 @@ use tracing::{info, warn};
 
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
+use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
-use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
+use crate::adapters::prometheus::Prometheus;
 use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
@@ -548,7 +549,12 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
-            Err(e) => return refuse("InvalidSpec", format!("invalid spec.metric.query: {e}")),
+            Err(e) => {
+                return refuse(
+                    "InvalidSpec",
+                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
+                );
+            }
         },
         None => ps.spec.metric.query.clone(),
     };
