@@ -350,9 +350,14 @@ fn quote() -> impl Strategy<Value = char> {
     prop_oneof![Just('"'), Just('\''), Just('`')]
 }
 
+/// A matcher as (label, operator, value).
+type Match = (String, String, String);
+/// A selector: the sets of matchers of its `or` alternatives (one without `or`).
+type Selector = Vec<Vec<Match>>;
+
 /// The selectors of `expr` as their sets of matchers (the printer sorts them), in order.
-fn matcher_sets(expr: &Expr) -> Vec<Vec<Vec<(String, String, String)>>> {
-    fn set(m: &[Matcher]) -> Vec<(String, String, String)> {
+fn matcher_sets(expr: &Expr) -> Vec<Selector> {
+    fn set(m: &[Matcher]) -> Vec<Match> {
         let mut v: Vec<_> = m
             .iter()
             .map(|m| (m.name.clone(), m.op.to_string(), m.value.clone()))
@@ -360,7 +365,7 @@ fn matcher_sets(expr: &Expr) -> Vec<Vec<Vec<(String, String, String)>>> {
         v.sort();
         v
     }
-    fn walk(e: &Expr, out: &mut Vec<Vec<Vec<(String, String, String)>>>) {
+    fn walk(e: &Expr, out: &mut Vec<Selector>) {
         match e {
             Expr::VectorSelector(vs) => out.push(
                 std::iter::once(set(&vs.matchers.matchers))
