@@ -207,8 +207,9 @@ impl HistoryCache {
 
         if self.fine.values.is_empty() {
             // Cold: a probe first (the weeks of history are the big read), then the coarse
-            // part, then the fine part; kept only if every read succeeds.
-            source.probe(&self.query, end).await?;
+            // part, then the fine part; kept only if every read succeeds. The probe reads at
+            // `now`, the freshest view: a gap at the last whole minute must not let it pass.
+            source.probe(&self.query, now).await?;
             done.queries += 1;
             let fine_start = self.fine_from(now);
             let mut coarse = Coarse::default();

@@ -165,7 +165,7 @@ pub async fn from_prometheus(
 ) -> Result<Trace> {
     let end = floor_minute(now);
     // A query of several series is refused from one instant read, before weeks of each.
-    prometheus.probe(query, end).await?;
+    prometheus.probe(query, now).await?;
     let samples = prometheus
         .range(query, end - range, end, Duration::minutes(1))
         .await?;
