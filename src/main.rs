@@ -10,7 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use prescaler::adapters::kubernetes;
-use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::adapters::prometheus::{
+    DEFAULT_MAX_RESPONSE_BYTES, Prometheus, PrometheusConfig, response_bytes,
+};
 use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
@@ -103,6 +105,11 @@ struct RunArgs {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "10s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB): a larger one is
+    /// dropped unparsed and its scaler told ResponseTooLarge. One series of 10,000 points, what a
+    /// legitimate read returns, is at most 460 KB.
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
+    prometheus_max_response_bytes: u64,
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     sync_period: std::time::Duration,
@@ -155,6 +162,9 @@ struct BacktestArgs {
     /// ("what would this spec have done last week?").
     #[arg(long, env = "PROMETHEUS_URL")]
     prometheus: Option<String>,
+    /// With --prometheus: the most of one Prometheus answer that is read (512 KiB to 1 GiB).
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
+    prometheus_max_response_bytes: u64,
     /// With --prometheus: how much history up to now to read (the last 7 days are scored unless
     /// --eval-start says otherwise).
     #[arg(long, default_value = "21d", value_parser = duration)]
@@ -237,6 +247,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
     prescaler::operator::telemetry::init_logging(args.log_format);
     let mut prometheus = PrometheusConfig::new(&args.prometheus_url);
     prometheus.timeout = args.prometheus_timeout;
+    prometheus.max_response_bytes = args.prometheus_max_response_bytes;
     prometheus.ca_file = args.prometheus_ca_file;
     prometheus.bearer_token_file = args.prometheus_bearer_token_file;
     prometheus.basic_auth = args.prometheus_username.zip(args.prometheus_password_file);
@@ -367,7 +378,9 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
                             .into(),
                 });
             }
-            let prometheus = Prometheus::new(&PrometheusConfig::new(url))?;
+            let mut config = PrometheusConfig::new(url);
+            config.max_response_bytes = args.prometheus_max_response_bytes;
+            let prometheus = Prometheus::new(&config)?;
             runtime()?.block_on(backtest::trace::from_prometheus(
                 &prometheus,
                 &spec.metric.query,

@@ -31,11 +31,13 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
+use super::backoff::{Failure, FailureKind, ReadBackoff, read_key};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
+use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::{self, FloorObject, Owners, TargetProblem, Workload, call};
-use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
+use crate::adapters::prometheus::Prometheus;
 use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
@@ -96,6 +98,8 @@ impl Default for Settings {
 struct ScalerState {
     planner: Planner,
     cache: HistoryCache,
+    /// When the history is read again after a failed read.
+    reads: ReadBackoff,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
     startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
@@ -217,6 +221,7 @@ impl Context {
             Arc::new(Mutex::new(ScalerState {
                 planner,
                 cache,
+                reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,
                 plan: None,
@@ -426,8 +431,24 @@ struct Target {
 
 /// What the history refresh found.
 struct LoadRead {
-    problem: Option<String>,
+    /// Why there is no history this time: the read failed, or waits after failures.
+    failure: Option<Failure>,
     refresh: Refresh,
+}
+
+impl LoadRead {
+    /// `MetricsAvailable`.
+    fn finding(&self, decision: &Decision) -> Finding {
+        match &self.failure {
+            Some(f) => Finding::new(
+                conditions::METRICS_AVAILABLE,
+                false,
+                f.reason(),
+                f.message(),
+            ),
+            None => conditions::metrics_finding(decision, None, self.refresh.rejected),
+        }
+    }
 }
 
 async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
@@ -472,7 +493,7 @@ async fn observe_decide_act(
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     let mut findings = vec![
         ready.finding,
-        conditions::metrics_finding(&decision, load.problem.as_deref(), load.refresh.rejected),
+        load.finding(&decision),
         conditions::forecast_finding(&decision),
         conditions::limit_finding(&decision, &target.spec),
     ];
@@ -632,7 +653,12 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
-            Err(e) => return refuse("InvalidSpec", format!("invalid spec.metric.query: {e}")),
+            Err(e) => {
+                return refuse(
+                    "InvalidSpec",
+                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
+                );
+            }
         },
         None => ps.spec.metric.query.clone(),
     };
@@ -715,33 +741,56 @@ async fn decide(
     if state.cache.query() != target.query || state.cache.needs() != needs {
         state.cache = HistoryCache::new(target.query.clone(), needs);
     }
-    let refreshed = {
-        let _slot = ctx.queries.acquire().await;
-        let started = Instant::now();
-        let r = state.cache.refresh(&ctx.prometheus, now).await;
-        ctx.metrics
-            .query_duration
-            .observe(started.elapsed().as_secs_f64());
-        r
-    };
-    let load = match refreshed {
-        Ok(refresh) => {
-            ctx.metrics.queries.inc_by(refresh.queries as u64);
-            LoadRead {
-                problem: None,
-                refresh,
-            }
-        }
-        Err(e) => {
-            ctx.metrics.query_errors.inc();
-            LoadRead {
-                problem: Some(e.to_string()),
-                refresh: Refresh::default(),
+    // After failed reads, nothing is sent until the backoff says so (see `backoff`): a query
+    // Prometheus cannot answer in time is not sent again at every sync.
+    let key = read_key(ps.metadata.generation, &target.query);
+    let load = match state.reads.gate(key, Instant::now()).cloned() {
+        Some(waiting) => LoadRead {
+            failure: Some(waiting),
+            refresh: Refresh::default(),
+        },
+        None => {
+            let refreshed = {
+                let _slot = ctx.queries.acquire().await;
+                let started = Instant::now();
+                let r = state.cache.refresh(&ctx.prometheus, now).await;
+                ctx.metrics
+                    .query_duration
+                    .observe(started.elapsed().as_secs_f64());
+                r
+            };
+            match refreshed {
+                Ok(refresh) => {
+                    ctx.metrics.queries.inc_by(refresh.queries as u64);
+                    state.reads.succeeded();
+                    LoadRead {
+                        failure: None,
+                        refresh,
+                    }
+                }
+                Err(e) => {
+                    ctx.metrics.query_errors.inc();
+                    let failure =
+                        state
+                            .reads
+                            .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+                    warn!(
+                        namespace = ps.namespace(),
+                        name = ps.name_any(),
+                        error = %e,
+                        retry_in = ?failure.retry_in,
+                        "reading the load failed"
+                    );
+                    LoadRead {
+                        failure: Some(failure.clone()),
+                        refresh: Refresh::default(),
+                    }
+                }
             }
         }
     };
     let history = load
-        .problem
+        .failure
         .is_none()
         .then(|| state.cache.history())
         .flatten();

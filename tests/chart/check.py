@@ -154,6 +154,8 @@ class Chart(unittest.TestCase):
         self.assertEqual(args[0], "run")
         self.assertIn("--prometheus-bearer-token-file=/etc/prescaler/prometheus-auth/token", args)
         self.assertIn("--prometheus-ca-file=/etc/prescaler/prometheus-ca/ca.crt", args)
+        # Written as an integer, not Helm's float (4.194304e+06), which the flag would refuse.
+        self.assertIn("--prometheus-max-response-bytes=4194304", args)
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -271,6 +273,8 @@ class Chart(unittest.TestCase):
                     ["--set", "prometheus.url=prometheus:9090"],
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],
+                    ["--set", "prometheus.maxResponseBytes=1000"],
+                    ["--set", "prometheus.maxResponseBytes=4Mi"],
                     ["--set", "keda.enabled=yes"],
                     ["--set", "replicaCnt=2"]):
             p = helm("template", "psc", CHART, *bad, check=False)
