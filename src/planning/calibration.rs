@@ -405,8 +405,15 @@ impl Calibrator {
                 }
             })
             .collect();
-        let floor = sliding::<true>(&floor, stabilization as usize, 0);
+        let floor: Vec<f64> = sliding::<true>(&floor, stabilization as usize, 0)
+            .into_iter()
+            .map(|f| if f.is_finite() { f } else { 0.0 })
+            .collect();
         let lag = (lead - delay) as usize;
+        // The least and the highest floor over each start-up time: most minutes are covered by
+        // the floor throughout it, or by none of it, and need no look at each minute.
+        let floor_least = sliding::<false>(&floor, delay as usize, 0);
+        let floor_most = sliding::<true>(&floor, delay as usize, 0);
         // The calendar's unusual days (holidays, events) do not set the margins of ordinary ones.
         let scored: Vec<usize> = (0..span)
             .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
@@ -426,9 +433,15 @@ impl Calibrator {
             requirement: Vec<f64>,
             /// `c / ready` at each scored minute: how much margin one more replica is.
             per_ready: Vec<f64>,
-            /// Per scored minute, the basis held over the stabilization window in replicas (NaN
-            /// where it had none) and the live floor (0 where none): what the cost is made of.
-            held: Vec<(f64, f64)>,
+            /// The basis held over the stabilization window, in replicas, summed over the scored
+            /// minutes that had one, and how many they are; the live floor summed over those
+            /// that had none.
+            held: f64,
+            kept: usize,
+            floor_alone: f64,
+            /// The scored minutes whose live floor was above the basis held plus half a replica,
+            /// as (basis, floor): the only ones where some margin leaves the floor the higher.
+            floor_above: Vec<(f64, f64)>,
         }
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
@@ -441,9 +454,11 @@ impl Calibrator {
                 continue;
             }
             let stab = sliding::<true>(&base, stabilization as usize, 0);
+            let stab_least = sliding::<false>(&stab, delay as usize, 0);
             let mut requirement = Vec::with_capacity(scored.len());
             let mut per_ready = Vec::with_capacity(scored.len());
-            let mut held = Vec::with_capacity(scored.len());
+            let (mut held, mut kept, mut floor_alone) = (0.0, 0usize, 0.0);
+            let mut floor_above = Vec::new();
             for &k in &scored {
                 let n = needed(sample[k]);
                 // The load shown at minute k happened `lag` before; what was ready then was
@@ -451,13 +466,20 @@ impl Calibrator {
                 // minutes whose live floor fell short of the need sets the margin.
                 let (mut short, mut r) = (false, f64::NAN);
                 if let Some(last) = k.checked_sub(lag) {
-                    for u in last.saturating_sub(delay as usize)..=last {
-                        if floor[u] >= f64::from(n) {
-                            continue;
-                        }
-                        short = true;
-                        if stab[u].is_finite() && (r.is_nan() || stab[u] < r) {
-                            r = stab[u];
+                    let n = f64::from(n);
+                    if floor_least[last] >= n {
+                        // Covered by the floor throughout.
+                    } else if floor_most[last] < n {
+                        (short, r) = (true, stab_least[last]);
+                    } else {
+                        for u in last.saturating_sub(delay as usize)..=last {
+                            if floor[u] >= n {
+                                continue;
+                            }
+                            short = true;
+                            if stab[u].is_finite() && (r.is_nan() || stab[u] < r) {
+                                r = stab[u];
+                            }
                         }
                     }
                 } else {
@@ -472,16 +494,25 @@ impl Calibrator {
                     f64::INFINITY
                 });
                 per_ready.push(if usable { c / r } else { 0.0 });
-                held.push((
-                    stab[k] / c,
-                    if floor[k].is_finite() { floor[k] } else { 0.0 },
-                ));
+                let b = stab[k] / c;
+                if b.is_finite() {
+                    held += b;
+                    kept += 1;
+                    if floor[k] > b + 0.5 {
+                        floor_above.push((b, floor[k]));
+                    }
+                } else {
+                    floor_alone += floor[k];
+                }
             }
             replayed.push(Replayed {
                 basis,
                 requirement,
                 per_ready,
                 held,
+                kept,
+                floor_alone,
+                floor_above,
             });
         }
         // The margin minute `i` of a replay needed with `extra` whole replicas.
@@ -538,17 +569,14 @@ impl Calibrator {
                 };
                 // Replayed cost in replica-minutes; a ceil adds half a replica on average. The
                 // live floor is paid for where it is above the basis with its margins.
-                let cost: f64 = r
-                    .held
-                    .iter()
-                    .map(|&(b, f)| {
-                        if b.is_finite() {
-                            ((1.0 + margin) * b + extra + 0.5).max(f)
-                        } else {
-                            f
-                        }
-                    })
-                    .sum();
+                let provision = |b: f64| (1.0 + margin) * b + extra + 0.5;
+                let cost = (1.0 + margin) * r.held
+                    + (0.5 + extra) * r.kept as f64
+                    + r.floor_alone
+                    + r.floor_above
+                        .iter()
+                        .map(|&(b, f)| (f - provision(b)).max(0.0))
+                        .sum::<f64>();
                 if best
                     .as_ref()
                     .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))

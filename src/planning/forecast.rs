@@ -11,6 +11,8 @@
 //! How much each is trusted, and with what margin, is `calibration`'s business. Everything here is
 //! pure: the history is passed in, and a `View` shows only what was observed by some instant.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::calibration::{BASES, Basis};
@@ -201,10 +203,15 @@ impl<'a> View<'a> {
     /// steps), its zeros read as the last load before it. Returns the first index and the
     /// values, NaN where nothing was observed. Reads back `persist` further than `lo`, so that a
     /// run of zeros that began before `lo` is judged whole.
-    pub fn held_tail(&self, lo: i64, persist: i64) -> (usize, Vec<f64>) {
+    pub fn held_tail(&self, lo: i64, persist: i64) -> (usize, Cow<'a, [f64]>) {
         let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
         let from = (lo as i64 - persist.max(0)).max(self.lo as i64) as usize;
-        let mut values = self.history.values[from..=self.end].to_vec();
+        let read = &self.history.values[from..=self.end];
+        // Most of the time there is no zero to judge: the samples as they are.
+        if !read.contains(&0.0) {
+            return (lo, Cow::Borrowed(&read[lo - from..]));
+        }
+        let mut values = read.to_vec();
         for (a, b, prev) in zero_blips(&values, persist.max(0) as usize) {
             for v in &mut values[a..=b] {
                 if *v == 0.0 {
@@ -213,7 +220,7 @@ impl<'a> View<'a> {
             }
         }
         values.drain(..lo - from);
-        (lo, values)
+        (lo, Cow::Owned(values))
     }
 
     /// The level over the last `w` steps, with sudden drops to zero held (`held_tail`): its
@@ -773,6 +780,7 @@ mod tests {
         for end in [2 * 1440 + 105, 2 * 1440 + 112] {
             let (_, held) = h.view(end).held_tail(end as i64 - 14, 15);
             assert!(held.iter().all(|v| *v == 400.0), "{end}: {held:?}");
+            assert!(matches!(held, Cow::Owned(_)));
         }
         let now = t0() + Duration::days(2) + Duration::minutes(106);
         let f = peak(&h, Predictor::Daily, now, 6).unwrap();
@@ -782,7 +790,7 @@ mod tests {
         values[2 * 1440 + 100..2 * 1440 + 120].fill(0.0);
         let h = History::new(t0(), Duration::minutes(1), values);
         let (_, held) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15);
-        assert_eq!(held, vec![0.0]);
+        assert_eq!(held[..], [0.0]);
     }
 
     #[test]
