@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::adapters::prometheus::PrometheusConfig;
+use crate::adapters::prometheus::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, response_bytes};
 use crate::{Error, Result};
 
 /// The exit codes of both commands.
@@ -20,7 +20,7 @@ pub const FAILURE: u8 = 1;
 /// How to reach Prometheus: the same flags, environment variables and client in `prescaler run`,
 /// `prescaler backtest` and `kubectl prescaler`. Credentials come from files, so that they never
 /// appear in a process list or a shell history.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct PrometheusArgs {
     /// Prometheus' base URL, e.g. http://prometheus-operated.monitoring:9090.
     #[arg(long = "prometheus-url", env = "PROMETHEUS_URL", value_name = "URL")]
@@ -55,6 +55,29 @@ pub struct PrometheusArgs {
         value_name = "FILE"
     )]
     pub ca_file: Option<PathBuf>,
+    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB): a larger one is
+    /// dropped unparsed (the operator tells its scaler ResponseTooLarge). One series of 10,000
+    /// points, what a legitimate read returns, is at most 460 KB.
+    #[arg(
+        long = "prometheus-max-response-bytes",
+        default_value_t = DEFAULT_MAX_RESPONSE_BYTES,
+        value_parser = response_bytes,
+        value_name = "BYTES"
+    )]
+    pub max_response_bytes: u64,
+}
+
+impl Default for PrometheusArgs {
+    fn default() -> Self {
+        PrometheusArgs {
+            url: None,
+            bearer_token_file: None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
 }
 
 impl PrometheusArgs {
@@ -69,6 +92,7 @@ impl PrometheusArgs {
         config.bearer_token_file = self.bearer_token_file.clone();
         config.basic_auth = self.username.clone().zip(self.password_file.clone());
         config.ca_file = self.ca_file.clone();
+        config.max_response_bytes = self.max_response_bytes;
         Ok(config)
     }
 }

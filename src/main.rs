@@ -40,6 +40,34 @@ enum Command {
     Crd,
     /// Replay a load trace through prescaler, the HPA and perfect foresight, and score them.
     Backtest(Box<BacktestArgs>),
+    /// Give back every floor prescaler holds (HPAs' minReplicas, KEDA ScaledObjects'
+    /// minReplicaCount) and remove its finalizers: what the chart's pre-delete hook runs on
+    /// uninstall.
+    GiveBack(GiveBackArgs),
+}
+
+#[derive(Args)]
+struct GiveBackArgs {
+    /// The operator's Deployment (in --lease-namespace), scaled to 0 first.
+    #[arg(long)]
+    stop_deployment: Option<String>,
+    /// The operator's Lease: taken, as one more candidate, before anything is given back, so
+    /// that no operator replica sets a floor again meanwhile.
+    #[arg(long, default_value = "prescaler")]
+    lease_name: String,
+    /// Namespace of the operator's Lease (and Deployment).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Give back without taking the Lease: only when no operator runs.
+    #[arg(long)]
+    no_leader_election: bool,
+    /// How long to wait for the operator to stop and its Lease to be free.
+    #[arg(long, default_value = "2m", value_parser = std_duration)]
+    wait: std::time::Duration,
+    /// The cluster, as kubectl reaches it (default: $KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account, which the chart's hook runs with).
+    #[command(flatten)]
+    kube: KubeconfigArgs,
 }
 
 /// A duration flag, in the spec's grammar (`90s`, `5m`, `1h30m`, `28d`).
@@ -209,6 +237,7 @@ fn main() -> ExitCode {
             }
             run_backtest(&args)
         }
+        Command::GiveBack(args) => give_back(args),
     };
     prescaler::exit_code(result, cli::FAILURE)
 }
@@ -256,6 +285,44 @@ fn run_operator(args: RunArgs) -> Result<()> {
         lease,
     };
     runtime()?.block_on(operator::run(config))
+}
+
+fn give_back(args: GiveBackArgs) -> Result<()> {
+    prescaler::operator::telemetry::init_logging(LogFormat::Text);
+    let stop = (!args.no_leader_election).then(|| operator::give_back::StopOperator {
+        deployment: args.stop_deployment,
+        lease: LeaseSettings::new(
+            args.lease_name,
+            args.lease_namespace,
+            format!("prescaler-give-back-{}", std::process::id()),
+        ),
+        wait: args.wait,
+    });
+    let summary = runtime()?.block_on(async {
+        let (client, _, address) = cli::kube_client(&args.kube).await?;
+        operator::give_back::give_back_everything(&client, stop)
+            .await
+            .map_err(|e| cli::name_the_server(e, &address))
+    })?;
+    let mut out = String::new();
+    for r in &summary.floors {
+        out += &format!(
+            "gave back {}/{}: {} {}\n",
+            r.namespace,
+            r.object,
+            r.object.field(),
+            r.restored
+        );
+    }
+    for name in &summary.finalizers {
+        out += &format!("removed prescaler's finalizer from PredictiveScaler {name}\n");
+    }
+    out += &format!(
+        "{} floors given back, {} finalizers removed\n",
+        summary.floors.len(),
+        summary.finalizers.len()
+    );
+    print(&out)
 }
 
 fn print_crd() -> Result<()> {

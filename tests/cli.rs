@@ -122,9 +122,23 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
             "--prometheus-password-file",
             "--prometheus-ca-file",
             "--prometheus-timeout",
+            "--prometheus-max-response-bytes",
         ] {
             assert!(help.contains(flag), "prescaler {sub} has no {flag}");
         }
+        // The byte limit's bounds are a usage error, in every command that reads Prometheus.
+        let (code, _, err) = run(prescaler().args([
+            sub,
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--prometheus-max-response-bytes",
+            "1000",
+        ]));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("1000 is outside 524288..=1073741824 bytes"),
+            "{err}"
+        );
     }
     let (_, help, _) =
         run(Command::new(env!("CARGO_BIN_EXE_kubectl-prescaler")).args(["plan", "--help"]));
@@ -132,11 +146,39 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
         "--prometheus-url",
         "--prometheus-username",
         "--prometheus-password-file",
+        "--prometheus-max-response-bytes",
         "--context",
         "--kubeconfig",
     ] {
         assert!(help.contains(flag), "kubectl prescaler plan has no {flag}");
     }
+    let (code, _, err) = run(Command::new(env!("CARGO_BIN_EXE_kubectl-prescaler")).args([
+        "plan",
+        "api",
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--prometheus-max-response-bytes",
+        "4Mi",
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"4Mi\" is not a number of bytes"), "{err}");
+    // give-back (the chart's uninstall hook) lists its flags and the exit codes, and reaches the
+    // cluster as the other commands do.
+    let (code, help, _) = run(prescaler().args(["give-back", "--help"]));
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--stop-deployment",
+        "--lease-name",
+        "--lease-namespace",
+        "--no-leader-election",
+        "--wait",
+        "--kubeconfig",
+        "--context",
+    ] {
+        assert!(help.contains(flag), "prescaler give-back has no {flag}");
+    }
+    let (code, _, err) = run(prescaler().args(["give-back", "--wait", "soon"]));
+    assert_eq!(code, Some(2), "{err}");
 }
 
 #[test]
@@ -256,6 +298,15 @@ fn scaler_from_the_cluster_takes_kubeconfig_and_context_and_names_the_server() {
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("kubeconfig") && err.contains("elsewhere"),
+        "{err}"
+    );
+    // give-back too (exit 1, the server named): nothing was given back.
+    let (code, _, err) = run(prescaler()
+        .args(["give-back", "--no-leader-election", "--kubeconfig"])
+        .arg(&kubeconfig));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the Kubernetes API server at http://127.0.0.1:1/: unreachable"),
         "{err}"
     );
     // The plugin says the same.

@@ -445,39 +445,6 @@ pub async fn set_hpa_floor(
     Ok(written.flatten())
 }
 
-/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on an HPA that scales `target`,
-/// reading the HPAs from the API server (not a cache, which may lag): the restored value, if
-/// there was a floor to give back.
-pub async fn release_hpa_floor(
-    client: &kube::Client,
-    namespace: &str,
-    target: &ScaleTargetRef,
-    owner_uid: &str,
-) -> Result<Option<(String, i32)>> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let list = call(
-        "listing HorizontalPodAutoscalers",
-        api.list(&Default::default()),
-    )
-    .await?;
-    for hpa in list.items {
-        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
-        // the ScaledObject's, and the floor is given back there (writing the HPA would be
-        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
-        if !scales(&hpa, namespace, target)
-            || keda_owner(&hpa).is_some()
-            || FloorHolder::hpa(&hpa).owner() != Some(owner_uid)
-        {
-            continue;
-        }
-        let name = hpa.metadata.name.clone().unwrap_or_default();
-        if let Some(restored) = patch_hpa_guarded(client, &hpa, restore_patch).await? {
-            return Ok(Some((name, restored)));
-        }
-    }
-    Ok(None)
-}
-
 /// How often an HPA write is computed again from a fresh read after a 409 Conflict (the HPA
 /// controller writes its status often; a person may edit it).
 const CONFLICT_RETRIES: usize = 4;
@@ -678,34 +645,157 @@ pub async fn scaled_object_for(
         .and_then(|list| list.into_iter().find(|so| scaled_object_scales(so, target))))
 }
 
-/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on a ScaledObject that scales
-/// `target`, read from the API server: the restored value, if there was a floor to give back.
-pub async fn release_scaled_object_floor(
+/// An object on which prescaler holds (or held) a floor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FloorObject {
+    /// A HorizontalPodAutoscaler's `minReplicas`.
+    Hpa(String),
+    /// A KEDA ScaledObject's `minReplicaCount`.
+    ScaledObject(String),
+}
+
+impl FloorObject {
+    /// A reference to the object, e.g. for an Event's `related`.
+    pub fn object_ref(&self, namespace: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        let (api_version, kind, name) = match self {
+            FloorObject::Hpa(name) => ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+            FloorObject::ScaledObject(name) => ("keda.sh/v1alpha1", "ScaledObject", name),
+        };
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+            name: Some(name.clone()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The floor field's name.
+    pub fn field(&self) -> &'static str {
+        match self {
+            FloorObject::Hpa(_) => "minReplicas",
+            FloorObject::ScaledObject(_) => "minReplicaCount",
+        }
+    }
+}
+
+impl std::fmt::Display for FloorObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FloorObject::Hpa(name) => write!(f, "HorizontalPodAutoscaler {name}"),
+            FloorObject::ScaledObject(name) => write!(f, "KEDA ScaledObject {name}"),
+        }
+    }
+}
+
+/// A floor given back: the object, its namespace, and the value it has again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub namespace: String,
+    pub object: FloorObject,
+    pub restored: i32,
+}
+
+/// Whose floors a sweep gives back.
+#[derive(Clone, Copy)]
+pub enum Owners<'a> {
+    /// One PredictiveScaler's (by uid), except the floor on `keep`, the one it holds now.
+    One {
+        uid: &'a str,
+        keep: Option<&'a FloorObject>,
+    },
+    /// Every floor whose owner is not among the live PredictiveScalers (`is_live(uid)`): what a
+    /// scaler deleted while no operator ran, an older operator or a forced finalizer removal
+    /// left behind; with `|_| false`, every floor of prescaler's (uninstall).
+    NotLive(&'a (dyn Fn(&str) -> bool + Sync)),
+}
+
+impl Owners<'_> {
+    fn gives_back(&self, holder: &FloorHolder<'_>, object: &FloorObject) -> bool {
+        let Some(owner) = holder.owner() else {
+            return false;
+        };
+        match self {
+            Owners::One { uid, keep } => owner == *uid && *keep != Some(object),
+            Owners::NotLive(is_live) => !is_live(owner),
+        }
+    }
+}
+
+/// Gives back the floors `owners` names, found by prescaler's annotations on the HPAs and KEDA
+/// ScaledObjects of `namespace` (all namespaces with `None`), read from the API server — not
+/// from the target the scaler names now: a changed `scaleTargetRef`, KEDA support turned off or
+/// an operator that stopped mid-way leaves no floor behind. ScaledObjects are looked at whether
+/// KEDA support is on or not (a floor set while it was on must come back after it is turned
+/// off); where the API does not serve them (KEDA not installed) there is nothing to give back,
+/// and with KEDA support off a 403 on them means prescaler was never let near them (`keda`
+/// false), so it is not an error.
+pub async fn release_floors(
     client: &kube::Client,
-    namespace: &str,
-    target: &ScaleTargetRef,
-    owner_uid: &str,
-) -> Result<Option<(String, i32)>> {
-    let api = scaled_objects(client, namespace);
-    let Some(list) = list_scaled_objects(&api).await? else {
-        return Ok(None);
+    namespace: Option<&str>,
+    owners: Owners<'_>,
+    keda: bool,
+) -> Result<Vec<Released>> {
+    let mut released = Vec::new();
+    let hpas: Api<HorizontalPodAutoscaler> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    for so in list {
-        if !scaled_object_scales(&so, target)
-            || FloorHolder::scaled_object(&so).owner() != Some(owner_uid)
-        {
+    let list = call(
+        "listing HorizontalPodAutoscalers",
+        hpas.list(&Default::default()),
+    )
+    .await?;
+    for hpa in list.items {
+        let object = FloorObject::Hpa(hpa.metadata.name.clone().unwrap_or_default());
+        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
+        // the ScaledObject's, and the floor is given back there (writing the HPA would be
+        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
+        if keda_owner(&hpa).is_some() || !owners.gives_back(&FloorHolder::hpa(&hpa), &object) {
             continue;
         }
-        let name = so.metadata.name.clone().unwrap_or_default();
+        if let Some(restored) = patch_hpa_guarded(client, &hpa, restore_patch).await? {
+            released.push(Released {
+                namespace: hpa.metadata.namespace.clone().unwrap_or_default(),
+                object,
+                restored,
+            });
+        }
+    }
+    let all_scaled_objects = match namespace {
+        Some(ns) => scaled_objects(client, ns),
+        None => {
+            let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+            Api::all_with(
+                client.clone(),
+                &ApiResource::from_gvk_with_plural(&gvk, "scaledobjects"),
+            )
+        }
+    };
+    let listed = match list_scaled_objects(&all_scaled_objects).await {
+        Err(e) if e.is_forbidden() && !keda => None,
+        other => other?,
+    };
+    for so in listed.into_iter().flatten() {
+        let object = FloorObject::ScaledObject(so.metadata.name.clone().unwrap_or_default());
+        if !owners.gives_back(&FloorHolder::scaled_object(&so), &object) {
+            continue;
+        }
+        let ns = so.metadata.namespace.clone().unwrap_or_default();
+        let api = scaled_objects(client, &ns);
         let restored = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
             FloorHolder::scaled_object(s).restore_patch()
         })
         .await?;
         if let Some(restored) = restored {
-            return Ok(Some((name, restored)));
+            released.push(Released {
+                namespace: ns,
+                object,
+                restored,
+            });
         }
     }
-    Ok(None)
+    Ok(released)
 }
 
 #[cfg(test)]

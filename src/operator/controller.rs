@@ -31,11 +31,13 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
+use super::backoff::{Failure, FailureKind, ReadBackoff, read_key};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
+use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::history::{HistoryCache, Refresh};
-use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
-use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
+use crate::adapters::kubernetes::{self, FloorObject, Owners, TargetProblem, Workload, call};
+use crate::adapters::prometheus::Prometheus;
 use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
@@ -96,6 +98,8 @@ impl Default for Settings {
 struct ScalerState {
     planner: Planner,
     cache: HistoryCache,
+    /// When the history is read again after a failed read.
+    reads: ReadBackoff,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
     startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
@@ -112,6 +116,9 @@ struct PlanMemo {
     made_for: (DateTime<Utc>, Option<i64>, i64),
     status: PlanStatus,
 }
+
+/// A spec generation and what its validation said.
+type Validated = (Option<i64>, std::result::Result<ValidatedSpec, String>);
 
 /// Shared by all reconciles.
 pub struct Context {
@@ -131,6 +138,11 @@ pub struct Context {
     states: Mutex<HashMap<String, Arc<Mutex<ScalerState>>>>,
     /// Consecutive failed reconciles per uid, for the retry backoff.
     failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Per uid, the generation and the floor's holder for which the scaler's other floors were
+    /// last given back (`release_other_floors`).
+    floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
+    /// Per uid, the spec generation last validated and what validation said.
+    validated: std::sync::Mutex<HashMap<String, Validated>>,
     queries: Semaphore,
 }
 
@@ -166,7 +178,26 @@ impl Context {
             leadership,
             states: Mutex::default(),
             failures: Default::default(),
+            floor_sweeps: Default::default(),
+            validated: Default::default(),
             queries,
+        }
+    }
+
+    /// The scaler's spec validated, once per generation: validation parses cron schedules and
+    /// checks windows against each other, work that one tenant's spec could make cost every
+    /// sync; the spec cannot change without a new generation.
+    fn validated(&self, ps: &PredictiveScaler) -> std::result::Result<ValidatedSpec, String> {
+        let uid = ps.uid().unwrap_or_default();
+        let generation = ps.metadata.generation;
+        let mut all = self.validated.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(&uid) {
+            Some((g, result)) if *g == generation && generation.is_some() => result.clone(),
+            _ => {
+                let result = ps.spec.validate().map_err(|e| e.to_string());
+                all.insert(uid, (generation, result.clone()));
+                result
+            }
         }
     }
 
@@ -190,6 +221,7 @@ impl Context {
             Arc::new(Mutex::new(ScalerState {
                 planner,
                 cache,
+                reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,
                 plan: None,
@@ -201,6 +233,14 @@ impl Context {
     async fn forget(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
+            self.floor_sweeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
+            self.validated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -228,6 +268,7 @@ pub async fn run(
         return;
     }
     ctx.health.set_hpas_synced();
+    let orphans = tokio::spawn(release_orphaned_floors(ctx.clone()));
     let concurrency = ctx.settings.concurrency;
     Controller::for_stream(changes, ctx.scalers.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -239,6 +280,49 @@ pub async fn run(
             }
         })
         .await;
+    orphans.abort();
+}
+
+/// Gives back, once when the controller starts, the floors whose PredictiveScaler is gone (it was
+/// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
+/// would stay raised for good. Whether an owner lives is read from the scalers' store after the
+/// floors were listed, so a scaler created meanwhile is seen.
+async fn release_orphaned_floors(ctx: Arc<Context>) {
+    // kube-runtime's `Store::wait_until_ready` wakes only one of several waiters (its
+    // `DelayedInit` keeps a single waker, and the controller waits on this store too): ask again
+    // every second.
+    loop {
+        match tokio::time::timeout(StdDuration::from_secs(1), ctx.scalers.wait_until_ready()).await
+        {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+    if !ctx.may_write() {
+        return;
+    }
+    let live_uids = || -> std::collections::HashSet<String> {
+        ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
+    };
+    let known = std::sync::OnceLock::new();
+    let is_live =
+        |uid: &str| known.get_or_init(live_uids).contains(uid) || live_uids().contains(uid);
+    match kubernetes::release_floors(
+        &ctx.client,
+        None,
+        Owners::NotLive(&is_live),
+        ctx.settings.keda,
+    )
+    .await
+    {
+        Ok(released) => {
+            for r in released {
+                info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not look for floors whose PredictiveScaler is gone"),
+    }
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
@@ -259,9 +343,14 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         );
         let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
     }
-    ctx.metrics
-        .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    ctx.metrics.reconcile_duration.observe(took);
+    if ps.meta().deletion_timestamp.is_none() {
+        ctx.metrics
+            .scaler_reconcile_seconds
+            .get_or_create(&labels(&ps))
+            .inc_by(took);
+    }
     ctx.health.progress();
     if result.is_ok()
         && let Some(uid) = ps.uid()
@@ -342,8 +431,24 @@ struct Target {
 
 /// What the history refresh found.
 struct LoadRead {
-    problem: Option<String>,
+    /// Why there is no history this time: the read failed, or waits after failures.
+    failure: Option<Failure>,
     refresh: Refresh,
+}
+
+impl LoadRead {
+    /// `MetricsAvailable`.
+    fn finding(&self, decision: &Decision) -> Finding {
+        match &self.failure {
+            Some(f) => Finding::new(
+                conditions::METRICS_AVAILABLE,
+                false,
+                f.reason(),
+                f.message(),
+            ),
+            None => conditions::metrics_finding(decision, None, self.refresh.rejected),
+        }
+    }
 }
 
 async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
@@ -388,7 +493,7 @@ async fn observe_decide_act(
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     let mut findings = vec![
         ready.finding,
-        conditions::metrics_finding(&decision, load.problem.as_deref(), load.refresh.rejected),
+        load.finding(&decision),
         conditions::forecast_finding(&decision),
         conditions::limit_finding(&decision, &target.spec),
     ];
@@ -445,7 +550,7 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let refuse =
         |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
     let namespace = ps.namespace().unwrap_or_default();
-    let spec = match ps.spec.validate() {
+    let spec = match ctx.validated(ps) {
         Ok(spec) => spec,
         Err(e) => {
             return refuse(
@@ -548,7 +653,12 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
-            Err(e) => return refuse("InvalidSpec", format!("invalid spec.metric.query: {e}")),
+            Err(e) => {
+                return refuse(
+                    "InvalidSpec",
+                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
+                );
+            }
         },
         None => ps.spec.metric.query.clone(),
     };
@@ -631,33 +741,56 @@ async fn decide(
     if state.cache.query() != target.query || state.cache.needs() != needs {
         state.cache = HistoryCache::new(target.query.clone(), needs);
     }
-    let refreshed = {
-        let _slot = ctx.queries.acquire().await;
-        let started = Instant::now();
-        let r = state.cache.refresh(&ctx.prometheus, now).await;
-        ctx.metrics
-            .query_duration
-            .observe(started.elapsed().as_secs_f64());
-        r
-    };
-    let load = match refreshed {
-        Ok(refresh) => {
-            ctx.metrics.queries.inc_by(refresh.queries as u64);
-            LoadRead {
-                problem: None,
-                refresh,
-            }
-        }
-        Err(e) => {
-            ctx.metrics.query_errors.inc();
-            LoadRead {
-                problem: Some(e.to_string()),
-                refresh: Refresh::default(),
+    // After failed reads, nothing is sent until the backoff says so (see `backoff`): a query
+    // Prometheus cannot answer in time is not sent again at every sync.
+    let key = read_key(ps.metadata.generation, &target.query);
+    let load = match state.reads.gate(key, Instant::now()).cloned() {
+        Some(waiting) => LoadRead {
+            failure: Some(waiting),
+            refresh: Refresh::default(),
+        },
+        None => {
+            let refreshed = {
+                let _slot = ctx.queries.acquire().await;
+                let started = Instant::now();
+                let r = state.cache.refresh(&ctx.prometheus, now).await;
+                ctx.metrics
+                    .query_duration
+                    .observe(started.elapsed().as_secs_f64());
+                r
+            };
+            match refreshed {
+                Ok(refresh) => {
+                    ctx.metrics.queries.inc_by(refresh.queries as u64);
+                    state.reads.succeeded();
+                    LoadRead {
+                        failure: None,
+                        refresh,
+                    }
+                }
+                Err(e) => {
+                    ctx.metrics.query_errors.inc();
+                    let failure =
+                        state
+                            .reads
+                            .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+                    warn!(
+                        namespace = ps.namespace(),
+                        name = ps.name_any(),
+                        error = %e,
+                        retry_in = ?failure.retry_in,
+                        "reading the load failed"
+                    );
+                    LoadRead {
+                        failure: Some(failure.clone()),
+                        refresh: Refresh::default(),
+                    }
+                }
             }
         }
     };
     let history = load
-        .problem
+        .failure
         .is_none()
         .then(|| state.cache.history())
         .flatten();
@@ -786,21 +919,16 @@ async fn actuate(
         Some(hpa) => {
             let uid = ps.uid().unwrap_or_default();
             add_finalizer(ps, ctx).await?;
+            release_other_floors(ps, ctx, &FloorObject::Hpa(hpa.name_any())).await?;
             let set =
                 kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
             if let Some(floor) = set {
-                publish(
-                    ctx,
-                    ps,
-                    EventType::Normal,
-                    "FloorSet",
-                    format!(
-                        "set HorizontalPodAutoscaler {}'s minReplicas to {floor} ({})",
-                        hpa.name_any(),
-                        decision.explain()
-                    ),
-                )
-                .await;
+                let holder = FloorObject::Hpa(hpa.name_any());
+                let note = format!(
+                    "set {holder}'s minReplicas to {floor} ({})",
+                    decision.explain()
+                );
+                publish_floor(ctx, ps, "FloorSet", &holder, note).await;
             }
             done(
                 Finding::new(
@@ -897,21 +1025,17 @@ async fn actuate_keda(
         ));
     }
     add_finalizer(ps, ctx).await?;
+    release_other_floors(ps, ctx, &FloorObject::ScaledObject(name.to_string())).await?;
     let uid = ps.uid().unwrap_or_default();
     let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
         .await?;
     if let Some(floor) = set {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorSet",
-            format!(
-                "set KEDA ScaledObject {name}'s minReplicaCount to {floor} ({})",
-                decision.explain()
-            ),
-        )
-        .await;
+        let holder = FloorObject::ScaledObject(name.to_string());
+        let note = format!(
+            "set {holder}'s minReplicaCount to {floor} ({})",
+            decision.explain()
+        );
+        publish_floor(ctx, ps, "FloorSet", &holder, note).await;
     }
     Ok(Actuated {
         scaled: set.is_some(),
@@ -930,52 +1054,21 @@ async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if ps.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
+    // No floor may be set without the finalizer that guards it.
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let mut all = ps.finalizers().to_vec();
     all.push(FINALIZER.into());
     set_finalizers(ps, ctx, all).await
 }
 
-/// Gives back an HPA floor this scaler holds (read from the API server, not the cache), then
-/// drops the finalizer that guarded it.
+/// Gives back every floor this scaler holds, then drops the finalizer that guarded them.
 async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
-    let has_finalizer = ps.finalizers().iter().any(|f| f == FINALIZER);
-    if !has_finalizer {
+    if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write() {
         return Ok(());
     }
-    let namespace = ps.namespace().unwrap_or_default();
-    let uid = ps.uid().unwrap_or_default();
-    if let Some((hpa, restored)) =
-        kubernetes::release_hpa_floor(&ctx.client, &namespace, &ps.spec.scale_target_ref, &uid)
-            .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
-        )
-        .await;
-    }
-    // Without KEDA support there is no permission to read ScaledObjects, and no floor on one.
-    if ctx.settings.keda
-        && let Some((so, restored)) = kubernetes::release_scaled_object_floor(
-            &ctx.client,
-            &namespace,
-            &ps.spec.scale_target_ref,
-            &uid,
-        )
-        .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored KEDA ScaledObject {so}'s minReplicaCount to {restored}"),
-        )
-        .await;
-    }
+    release_floors_but(ps, ctx, None).await?;
     let rest = ps
         .finalizers()
         .iter()
@@ -985,6 +1078,66 @@ async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     set_finalizers(ps, ctx, rest).await
 }
 
+/// Gives back the floors this scaler holds anywhere in its namespace but on `keep` (found by
+/// their annotations, not by the target named now), each with an Event. Only a leader writes.
+async fn release_floors_but(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    keep: Option<&FloorObject>,
+) -> Result<()> {
+    if !ctx.may_write() {
+        return Ok(());
+    }
+    let namespace = ps.namespace().unwrap_or_default();
+    let uid = ps.uid().unwrap_or_default();
+    let released = kubernetes::release_floors(
+        &ctx.client,
+        Some(&namespace),
+        Owners::One { uid: &uid, keep },
+        ctx.settings.keda,
+    )
+    .await?;
+    for r in released {
+        let note = format!(
+            "restored {}'s {} to {}",
+            r.object,
+            r.object.field(),
+            r.restored
+        );
+        publish_floor(ctx, ps, "FloorReleased", &r.object, note).await;
+    }
+    Ok(())
+}
+
+/// Before holding the floor on `holder`: gives back any other floor this scaler holds, when it
+/// may hold one elsewhere — the first time this process sees the scaler (an operator may have
+/// stopped between a target change and its sweep) and after every spec change (a new
+/// `scaleTargetRef`). The sweep lists the namespace's HPAs and ScaledObjects, so it is not done
+/// at every sync.
+async fn release_other_floors(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    holder: &FloorObject,
+) -> Result<()> {
+    let uid = ps.uid().unwrap_or_default();
+    let generation = ps.metadata.generation;
+    let swept = ctx
+        .floor_sweeps
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&uid)
+        .is_some_and(|(g, h)| *g == generation && h == holder);
+    if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    release_floors_but(ps, ctx, Some(holder)).await?;
+    ctx.floor_sweeps
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uid, (generation, holder.clone()));
+    Ok(())
+}
+
 /// Writes the finalizer list, guarded by the resourceVersion read: a concurrent change to the
 /// list is a 409 and a retry, never a lost finalizer.
 async fn set_finalizers(
@@ -992,6 +1145,9 @@ async fn set_finalizers(
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<()> {
+    if !ctx.may_write() {
+        return Ok(());
+    }
     let api: Api<PredictiveScaler> =
         Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
     let patch = json!({ "metadata": {
@@ -1175,12 +1331,41 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_about(ctx, ps, type_, reason, note, None).await;
+}
+
+/// An Event about a floor, naming the HPA or ScaledObject that carries it as its `related`
+/// object: the Event's identity (kube-runtime's recorder folds Events of one object, reason and
+/// related object into a series, keeping the first note) then tells two holders apart.
+async fn publish_floor(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    reason: &str,
+    holder: &FloorObject,
+    note: String,
+) {
+    let related = holder.object_ref(&ps.namespace().unwrap_or_default());
+    publish_about(ctx, ps, EventType::Normal, reason, note, Some(related)).await;
+}
+
+async fn publish_about(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    // An Event is a write too: a replica past its renew deadline records nothing.
+    if !ctx.may_write() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: "Reconcile".into(),
-        secondary: None,
+        secondary: related,
     };
     let sent = tokio::time::timeout(
         kubernetes::API_TIMEOUT,

@@ -37,18 +37,52 @@ fn is_fresh(view: &View<'_>, at: DateTime<Utc>) -> bool {
     at - view.end_time() <= MAX_LOAD_AGE
 }
 
-/// The live load at `at` as a decision reads it from what `view` has observed: the last sample
-/// within `MAX_LOAD_AGE` of a fresh view's end.
-pub fn live_load(view: View<'_>, at: DateTime<Utc>) -> Option<f64> {
-    live_load_after(view, at - view.end_time())
+/// What a decision reads of the live load.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LiveReading {
+    /// The newest sample within `MAX_LOAD_AGE` of a fresh view's end: what the HPA would act on.
+    pub load: Option<f64>,
+    /// The sustained live load: the median of the newest `ModelConfig::sustained_samples` of
+    /// those samples, so that one odd minute neither raises nor lowers it. When the newest is
+    /// not zero, zeros before it do not count: a metric back from zero is followed at once.
+    pub sustained: Option<f64>,
 }
 
-/// `live_load` for a view that ends `age` before the instant: what the calibration's replay
+/// The live load at `at` as a decision reads it from what `view` has observed. In both figures
+/// a sudden drop to zero is held like a missing sample until it persists
+/// (`forecast::zero_blips`): its zeros read as the load before it.
+pub fn live_reading(cfg: &ModelConfig, view: View<'_>, at: DateTime<Utc>) -> LiveReading {
+    live_reading_after(cfg, view, at - view.end_time())
+}
+
+/// `live_reading` for a view that ends `age` before the instant: what the calibration's replay
 /// reads a week of minutes with, without a date computation each.
-fn live_load_after(view: View<'_>, age: Duration) -> Option<f64> {
-    (age <= MAX_LOAD_AGE)
-        .then(|| view.last_value(MAX_LOAD_AGE))
-        .flatten()
+fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveReading {
+    if age > MAX_LOAD_AGE {
+        return LiveReading::default();
+    }
+    let h = view.history();
+    let (_, values) = view.held_tail(
+        view.end() as i64 - h.steps(MAX_LOAD_AGE),
+        h.steps(cfg.zero_persistence),
+    );
+    let mut newest = values.iter().rev().copied().filter(|v| v.is_finite());
+    let Some(load) = newest.next() else {
+        return LiveReading::default();
+    };
+    let mut recent = [load; 8];
+    let mut n = 1;
+    for v in newest.take(cfg.sustained_samples.clamp(1, recent.len()) - 1) {
+        if load > 0.0 && v == 0.0 {
+            break;
+        }
+        recent[n] = v;
+        n += 1;
+    }
+    LiveReading {
+        load: Some(load),
+        sustained: forecast::median(&mut recent[..n]),
+    }
 }
 
 /// What a decision stands on.
@@ -64,7 +98,7 @@ pub enum Basis {
     Daily,
 }
 
-const BASES: [Basis; 5] = [
+pub const BASES: [Basis; 5] = [
     Basis::LiveLoad,
     Basis::DailyOrLiveLoad,
     Basis::DailyOrWeekly,
@@ -311,12 +345,13 @@ impl Calibrator {
         let span = (boundary - span_lo + 1) as usize;
         let scored_lo = boundary - window + 1;
 
-        // What each minute of the span saw: the live load (as `Planner::decide` reads it), the
-        // forecasts, and the sample itself. Read by index, not through `view_at`: this runs over
+        // What each minute of the span saw: the live load and the sustained live load (as
+        // `Planner::decide` reads them), the forecasts, and the sample itself. Read by index, not through `view_at`: this runs over
         // a week of minutes at every boundary. (The spec's history, which `view_at` also
         // applies, is an hour at least: it never hides the few minutes the live load reads.)
         let view = history.view_at(minute_time(boundary))?;
         let mut live = vec![f64::NAN; span];
+        let mut sustained = vec![f64::NAN; span];
         let mut sample = vec![f64::NAN; span];
         let mut daily = vec![f64::NAN; span];
         let mut weekly = vec![f64::NAN; span];
@@ -341,11 +376,44 @@ impl Calibrator {
             }
             let end = i.min(view.end());
             let age = Duration::seconds(d - end as i64 * step);
-            live[k] = live_load_after(history.view(end), age).unwrap_or(f64::NAN);
+            let reading = live_reading_after(cfg, history.view(end), age);
+            live[k] = reading.load.unwrap_or(f64::NAN);
+            sustained[k] = reading.sustained.unwrap_or(f64::NAN);
+        }
+        // A sudden drop to zero that did not persist is a missing sample to the decisions, and
+        // to the score: what the load really was then is not known.
+        let persist = cfg.zero_persistence.num_minutes().max(0) as usize;
+        for (a, b, _) in forecast::zero_blips(&sample, persist) {
+            for v in &mut sample[a..=b] {
+                *v = f64::NAN;
+            }
         }
         let needed = |load: f64| {
             super::replicas_for(load, c).clamp(objective.min_replicas, objective.max_replicas)
         };
+        // The live floor every decision keeps (`plan::decide`): what the sustained live load
+        // needs, held over the stabilization window like any recommendation. A minute is short
+        // only if some minute of its start-up time asked for less than it needed on both the
+        // basis with its margins and this floor.
+        let floor: Vec<f64> = sustained
+            .iter()
+            .map(|&s| {
+                if s.is_finite() {
+                    f64::from(needed(s))
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        let floor: Vec<f64> = sliding::<true>(&floor, stabilization as usize, 0)
+            .into_iter()
+            .map(|f| if f.is_finite() { f } else { 0.0 })
+            .collect();
+        let lag = (lead - delay) as usize;
+        // The least and the highest floor over each start-up time: most minutes are covered by
+        // the floor throughout it, or by none of it, and need no look at each minute.
+        let floor_least = sliding::<false>(&floor, delay as usize, 0);
+        let floor_most = sliding::<true>(&floor, delay as usize, 0);
         // The calendar's unusual days (holidays, events) do not set the margins of ordinary ones.
         let scored: Vec<usize> = (0..span)
             .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
@@ -365,12 +433,18 @@ impl Calibrator {
             requirement: Vec<f64>,
             /// `c / ready` at each scored minute: how much margin one more replica is.
             per_ready: Vec<f64>,
-            /// Replica-minutes the basis held, and minutes it held anything.
+            /// The basis held over the stabilization window, in replicas, summed over the scored
+            /// minutes that had one, and how many they are; the live floor summed over those
+            /// that had none.
             held: f64,
             kept: usize,
+            floor_alone: f64,
+            /// The scored minutes whose live floor was above the basis held plus half a replica,
+            /// as (basis, floor): the only ones where some margin leaves the floor the higher.
+            floor_above: Vec<(f64, f64)>,
         }
         let mut replayed = Vec::with_capacity(BASES.len());
-        for basis in BASES {
+        for &basis in cfg.bases {
             let base: Vec<f64> = (0..span)
                 .map(|k| basis.load(live[k], daily[k], weekly[k]))
                 .collect();
@@ -380,15 +454,39 @@ impl Calibrator {
                 continue;
             }
             let stab = sliding::<true>(&base, stabilization as usize, 0);
-            let ready = ready_at(&stab, delay as usize, (lead - delay) as usize);
+            let stab_least = sliding::<false>(&stab, delay as usize, 0);
             let mut requirement = Vec::with_capacity(scored.len());
             let mut per_ready = Vec::with_capacity(scored.len());
-            let (mut kept, mut held) = (0usize, 0.0);
+            let (mut held, mut kept, mut floor_alone) = (0.0, 0usize, 0.0);
+            let mut floor_above = Vec::new();
             for &k in &scored {
                 let n = needed(sample[k]);
-                let r = ready[k];
+                // The load shown at minute k happened `lag` before; what was ready then was
+                // asked for over the start-up time before that. The least basis among the
+                // minutes whose live floor fell short of the need sets the margin.
+                let (mut short, mut r) = (false, f64::NAN);
+                if let Some(last) = k.checked_sub(lag) {
+                    let n = f64::from(n);
+                    if floor_least[last] >= n {
+                        // Covered by the floor throughout.
+                    } else if floor_most[last] < n {
+                        (short, r) = (true, stab_least[last]);
+                    } else {
+                        for u in last.saturating_sub(delay as usize)..=last {
+                            if floor[u] >= n {
+                                continue;
+                            }
+                            short = true;
+                            if stab[u].is_finite() && (r.is_nan() || stab[u] < r) {
+                                r = stab[u];
+                            }
+                        }
+                    }
+                } else {
+                    short = true;
+                }
                 let usable = r.is_finite() && r > 0.0;
-                requirement.push(if n <= objective.min_replicas {
+                requirement.push(if n <= objective.min_replicas || !short {
                     f64::NEG_INFINITY
                 } else if usable {
                     c * (n - 1) as f64 / r - 1.0
@@ -396,17 +494,25 @@ impl Calibrator {
                     f64::INFINITY
                 });
                 per_ready.push(if usable { c / r } else { 0.0 });
-                if stab[k].is_finite() {
+                let b = stab[k] / c;
+                if b.is_finite() {
+                    held += b;
                     kept += 1;
-                    held += stab[k];
+                    if floor[k] > b + 0.5 {
+                        floor_above.push((b, floor[k]));
+                    }
+                } else {
+                    floor_alone += floor[k];
                 }
             }
             replayed.push(Replayed {
                 basis,
                 requirement,
                 per_ready,
-                held: held / c,
+                held,
                 kept,
+                floor_alone,
+                floor_above,
             });
         }
         // The margin minute `i` of a replay needed with `extra` whole replicas.
@@ -461,8 +567,16 @@ impl Calibrator {
                         ((largest + 1e-9).min(cfg.max_margin), short - allowed)
                     }
                 };
-                // Replayed cost in replica-minutes; a ceil adds half a replica on average.
-                let cost = (1.0 + margin) * r.held + (0.5 + extra) * r.kept as f64;
+                // Replayed cost in replica-minutes; a ceil adds half a replica on average. The
+                // live floor is paid for where it is above the basis with its margins.
+                let provision = |b: f64| (1.0 + margin) * b + extra + 0.5;
+                let cost = (1.0 + margin) * r.held
+                    + (0.5 + extra) * r.kept as f64
+                    + r.floor_alone
+                    + r.floor_above
+                        .iter()
+                        .map(|&(b, f)| (f - provision(b)).max(0.0))
+                        .sum::<f64>();
                 if best
                     .as_ref()
                     .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
@@ -524,16 +638,6 @@ impl Calibrator {
             scored_minutes: scored.len(),
         })
     }
-}
-
-/// What was ready when the load shown at minute `k` happened: the load happened `lag` minutes
-/// before the metric showed it, and a replica is ready `delay` minutes after it was asked for,
-/// so the least of what was asked for over `[k - lag - delay, k - lag]`.
-fn ready_at(asked: &[f64], delay: usize, lag: usize) -> Vec<f64> {
-    let least = sliding::<false>(asked, delay, 0);
-    (0..asked.len())
-        .map(|k| k.checked_sub(lag).map_or(f64::NAN, |j| least[j]))
-        .collect()
 }
 
 /// For each index `k`, the highest (`MAX`) or lowest of the finite values of `xs` in
@@ -640,6 +744,66 @@ mod tests {
         // The replayed week meets the objective it was fitted for.
         assert!(strict.underprovisioned_week_percent <= 0.1, "{strict:?}");
         assert!(loose.underprovisioned_week_percent <= 5.0, "{loose:?}");
+    }
+
+    #[test]
+    fn the_sustained_live_load_is_a_median_that_follows_a_recovery_at_once() {
+        let cfg = ModelConfig::default();
+        let read = |values: &[f64]| {
+            let h = History::new(t0(), Duration::minutes(1), values.to_vec());
+            live_reading(&cfg, h.view(values.len() - 1), h.time(values.len() - 1))
+        };
+        // One odd minute neither raises nor lowers it; the newest sample is the live load.
+        let r = read(&[100.0, 100.0, 100.0, 300.0]);
+        assert_eq!((r.load, r.sustained), (Some(300.0), Some(100.0)));
+        let r = read(&[100.0, 100.0, 300.0, 300.0]);
+        assert_eq!(r.sustained, Some(300.0));
+        // A metric back from believed zeros is followed at once.
+        let mut values = vec![100.0; 5];
+        values.extend([0.0; 20]);
+        values.push(250.0);
+        assert_eq!(read(&values).sustained, Some(250.0));
+        // A sudden drop that has not persisted reads as the load before it.
+        let r = read(&[100.0, 100.0, 100.0, 0.0, 0.0]);
+        assert_eq!((r.load, r.sustained), (Some(100.0), Some(100.0)));
+        // Nothing recent: nothing read.
+        let h = History::new(t0(), Duration::minutes(1), vec![100.0; 3]);
+        let stale = live_reading(&cfg, h.view(2), h.time(2) + Duration::minutes(6));
+        assert_eq!(stale, LiveReading::default());
+    }
+
+    #[test]
+    fn the_replay_counts_on_the_live_floor() {
+        // A daily wave, and on the last three days a two-hour surge to 1.6 times the load that
+        // no forecast foresees. On the daily forecast alone, the live floor catches each surge
+        // after a median's minute and a start-up time; the replay knows it, so the margin is
+        // not raised to cover six hours of surges (which would take a margin of about 60 %).
+        let mut h = wave(10, 0.05).values().to_vec();
+        for day in 7..10 {
+            for v in &mut h[day * 1440 + 600..day * 1440 + 720] {
+                *v *= 1.6;
+            }
+        }
+        let h = History::new(t0(), Duration::minutes(1), h);
+        let cfg = ModelConfig {
+            bases: &[Basis::Daily],
+            ..ModelConfig::default()
+        };
+        let mut c = Calibrator::new(vec![Predictor::Daily, Predictor::Weekly]);
+        let o = objective(0.01);
+        c.advance(
+            &cfg,
+            &h,
+            |t| h.view_at(t),
+            h.time(h.len() - 1),
+            &o,
+            &Adjustments::default(),
+        );
+        let cal = c.calibration().expect("a week of record");
+        assert_eq!(cal.margins.basis, Basis::Daily);
+        assert!(cal.margins.margin < 0.3, "{cal:?}");
+        // The surges' first minutes, before the floor's replicas are ready, are what is short.
+        assert!(cal.underprovisioned_week_percent < 1.0, "{cal:?}");
     }
 
     #[test]

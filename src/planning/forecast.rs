@@ -11,8 +11,11 @@
 //! How much each is trusted, and with what margin, is `calibration`'s business. Everything here is
 //! pure: the history is passed in, and a `View` shows only what was observed by some instant.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
+use super::calibration::{BASES, Basis};
 use crate::api::{Calendar, Seasonality};
 
 /// A regularly sampled series: `values[i]` is the load at `start + i * step`; NaN marks a gap.
@@ -106,7 +109,8 @@ impl History {
         Some(self.view(i))
     }
 
-    fn steps(&self, d: Duration) -> i64 {
+    /// How many whole steps `d` spans (0 for a negative one).
+    pub(crate) fn steps(&self, d: Duration) -> i64 {
         (d.num_seconds() / self.step.num_seconds()).max(0)
     }
 }
@@ -193,6 +197,84 @@ impl<'a> View<'a> {
             self.history.step * (self.end - i) as i32
         })
     }
+
+    /// The samples of `[lo, end]` (clipped to the view) as a decision reads them: a sudden drop
+    /// to zero is held like a missing sample until it persists (`zero_blips`, with `persist` in
+    /// steps), its zeros read as the last load before it. Returns the first index and the
+    /// values, NaN where nothing was observed. Reads back `persist` further than `lo`, so that a
+    /// run of zeros that began before `lo` is judged whole.
+    pub fn held_tail(&self, lo: i64, persist: i64) -> (usize, Cow<'a, [f64]>) {
+        let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
+        let from = (lo as i64 - persist.max(0)).max(self.lo as i64) as usize;
+        let read = &self.history.values[from..=self.end];
+        // Most of the time there is no zero to judge: the samples as they are.
+        if !read.contains(&0.0) {
+            return (lo, Cow::Borrowed(&read[lo - from..]));
+        }
+        let mut values = read.to_vec();
+        for (a, b, prev) in zero_blips(&values, persist.max(0) as usize) {
+            for v in &mut values[a..=b] {
+                if *v == 0.0 {
+                    *v = prev;
+                }
+            }
+        }
+        values.drain(..lo - from);
+        (lo, Cow::Owned(values))
+    }
+
+    /// The level over the last `w` steps, with sudden drops to zero held (`held_tail`): its
+    /// mean as the routine would have had it (each minute of an event divided by the event's
+    /// multiplier, so that an event's expected surge is not read as a new level and counted
+    /// twice) and its plain mean.
+    fn held_level(&self, w: i64, persist: i64, adjust: &Adjustments) -> Option<(f64, f64)> {
+        let end = self.end as i64;
+        let (first, values) = self.held_tail(end - w + 1, persist);
+        let h = self.history;
+        let multiplies = adjust.multiplies(h.time(first), h.time(self.end));
+        let (mut routine, mut plain, mut n) = (0.0, 0.0, 0u32);
+        for (i, v) in values.iter().enumerate() {
+            if v.is_finite() {
+                plain += v;
+                routine += if multiplies {
+                    v / adjust.multiplier_at(h.time(first + i))
+                } else {
+                    *v
+                };
+                n += 1;
+            }
+        }
+        (n > 0).then(|| (routine / f64::from(n), plain / f64::from(n)))
+    }
+}
+
+/// The sudden drops to zero in `values` (samples in order, NaN for a gap) that have not
+/// persisted: each run of zeros (gaps within it included) that follows a non-zero sample and
+/// spans fewer than `persist` samples from its first zero to its last, as `(first, last, the
+/// sample before it)`. A run at the very start has nothing before it and is believed; a run at
+/// the end is judged by what has been seen of it so far, so a drop that goes on is believed
+/// once it has lasted `persist`.
+pub fn zero_blips(values: &[f64], persist: usize) -> Vec<(usize, usize, f64)> {
+    let mut blips = Vec::new();
+    let mut prev: Option<f64> = None;
+    let mut run: Option<(usize, usize)> = None;
+    let mut close = |run: &mut Option<(usize, usize)>, prev: Option<f64>| {
+        if let (Some((a, b)), Some(p)) = (run.take(), prev)
+            && b - a + 1 < persist
+        {
+            blips.push((a, b, p));
+        }
+    };
+    for (i, &v) in values.iter().enumerate() {
+        if v == 0.0 {
+            run = Some(run.map_or((i, i), |(a, _)| (a, i)));
+        } else if v.is_finite() {
+            close(&mut run, prev);
+            prev = Some(v);
+        }
+    }
+    close(&mut run, prev);
+    blips
 }
 
 /// What the calendar changes in the forecasts: the intervals the seasonal history leaves out
@@ -289,26 +371,6 @@ impl View<'_> {
         }
         (count > 0).then(|| sum / count as f64)
     }
-
-    /// The mean load over `[lo, hi]` as the routine would have had it: each minute during an
-    /// event divided by the event's multiplier, so that an event's expected surge is not read as
-    /// a new level and counted twice.
-    fn routine_mean(&self, lo: i64, hi: i64, adjust: &Adjustments) -> Option<f64> {
-        let h = self.history;
-        let (a, b) = (lo.max(self.lo as i64), hi.min(self.end as i64));
-        if a > b || !adjust.multiplies(h.time(a as usize), h.time(b as usize)) {
-            return self.mean(lo, hi);
-        }
-        let (mut sum, mut n) = (0.0, 0u32);
-        for i in a..=b {
-            let v = h.values[i as usize];
-            if v.is_finite() {
-                sum += v / adjust.multiplier_at(h.time(i as usize));
-                n += 1;
-            }
-        }
-        (n > 0).then(|| sum / f64::from(n))
-    }
 }
 
 /// A way of predicting the load: a seasonal profile of the given period, scaled to the level of
@@ -380,6 +442,18 @@ pub struct ModelConfig {
     /// How late the metric shows the load (a scrape and a rate window): the start-up time the
     /// calibration replays is the lead time less this.
     pub metric_delay: Duration,
+    /// How long a sudden drop of the metric to zero is held like a missing sample before it is
+    /// believed (`zero_blips`): a level window's worth. A whole level window of zeros is a
+    /// level; anything shorter that follows real load is more likely a broken exporter, a
+    /// counter reset or an empty scrape than a workload that stopped within a minute.
+    pub zero_persistence: Duration,
+    /// How many of the newest samples the sustained live load is the median of (see
+    /// `calibration::LiveReading`): one odd sample neither raises nor lowers it, so the live
+    /// floor does not pay for the minute-level texture.
+    pub sustained_samples: usize,
+    /// The bases the calibration may choose among (all five by default; fewer to force one, as
+    /// the tests do).
+    pub bases: &'static [Basis],
 }
 
 impl Default for ModelConfig {
@@ -397,6 +471,9 @@ impl Default for ModelConfig {
             extra_replicas: &[0.0, 0.5, 1.0, 2.0],
             objective_safety: 1.5,
             metric_delay: Duration::minutes(1),
+            zero_persistence: Duration::minutes(15),
+            sustained_samples: 3,
+            bases: &BASES,
         }
     }
 }
@@ -450,13 +527,13 @@ pub fn predict_peak(
         block_phase,
     };
     let half = h.steps(cfg.smoothing_half_width);
-    let end = view.end() as i64;
     let w = h.steps(cfg.level_window).max(1);
-    let mut now = view.routine_mean(end - w + 1, end, adjust)?;
+    // The level: a sudden drop to zero that has not persisted is held like a missing sample.
+    let (mut now, plain) = view.held_level(w, h.steps(cfg.zero_persistence), adjust)?;
     // Once an event is over, a surge that did not come as declared must not read as a drop of
     // the level: the forecast never goes below what the load itself shows.
     if !adjust.multipliers.is_empty() && adjust.multiplier_at(view.end_time()) == 1.0 {
-        now = now.max(view.mean(end - w + 1, end)?);
+        now = now.max(plain);
     }
     let then = past.median(|c| (c - w + 1, c))?;
     let ratio = if then > 0.0 {
@@ -549,7 +626,8 @@ impl Past<'_> {
     }
 }
 
-fn median(xs: &mut [f64]) -> Option<f64> {
+/// The median of `xs` (sorted in place), `None` when empty.
+pub(crate) fn median(xs: &mut [f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
@@ -682,6 +760,37 @@ mod tests {
         for p in [Predictor::Daily, Predictor::Weekly] {
             assert_eq!(peak(&h, p, now, 30), peak(&truncated, p, now, 30), "{p:?}");
         }
+    }
+
+    #[test]
+    fn a_sudden_drop_to_zero_is_held_until_it_persists() {
+        let n = f64::NAN;
+        // A blip of three zeros (a gap inside) after load: held, with the load before it.
+        assert_eq!(zero_blips(&[5.0, 0.0, n, 0.0, 7.0], 15), vec![(1, 3, 5.0)]);
+        // Zeros from the start have nothing before them: believed.
+        assert!(zero_blips(&[0.0, 0.0, 3.0], 15).is_empty());
+        // A run as long as the persistence is believed; one step shorter is not.
+        let long: Vec<f64> = std::iter::once(4.0).chain([0.0; 15]).collect();
+        assert!(zero_blips(&long, 15).is_empty());
+        assert_eq!(zero_blips(&long[..15], 15), vec![(1, 14, 4.0)]);
+        // The level and the live load read the held value, not the zeros.
+        let mut values = vec![400.0; 3 * 1440];
+        values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);
+        let h = History::new(t0(), Duration::minutes(1), values);
+        for end in [2 * 1440 + 105, 2 * 1440 + 112] {
+            let (_, held) = h.view(end).held_tail(end as i64 - 14, 15);
+            assert!(held.iter().all(|v| *v == 400.0), "{end}: {held:?}");
+            assert!(matches!(held, Cow::Owned(_)));
+        }
+        let now = t0() + Duration::days(2) + Duration::minutes(106);
+        let f = peak(&h, Predictor::Daily, now, 6).unwrap();
+        assert!((f - 400.0).abs() < 1e-9, "{f}");
+        // Twenty minutes of zeros are a level: believed once they have lasted a quarter hour.
+        let mut values = vec![400.0; 3 * 1440];
+        values[2 * 1440 + 100..2 * 1440 + 120].fill(0.0);
+        let h = History::new(t0(), Duration::minutes(1), values);
+        let (_, held) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15);
+        assert_eq!(held[..], [0.0]);
     }
 
     #[test]

@@ -263,6 +263,7 @@ pub fn outlook(
                 spec,
                 Inputs {
                     load: (!held).then_some(load),
+                    sustained: (!held).then_some(load),
                     daily,
                     weekly,
                     calibration: if held { None } else { planner.calibration() },

@@ -4,9 +4,29 @@
 //! earlier decisions are passed in. The planner calls it for the operator and for the backtest
 //! alike, so a backtest of a spec is a preview of what the operator will do with it.
 //!
-//! The replica count is `max(reactive, forecast, scheduled floor)`, clamped to
+//! The replica count is `max(basis with its margins, live floor, scheduled floor)`, clamped to
 //! `[minReplicas, maxReplicas]`, then shaped by `behavior` with the HorizontalPodAutoscaler's own
 //! algorithm (`behavior`), so that SREs' intuitions carry over.
+//!
+//! **The live load is always served.** Whatever the basis, a sustained live load is always
+//! served within the HPA's reaction time, and a recovered metric is followed at once:
+//! forecasting may add replicas early, never withhold what the live load plainly needs. The
+//! live floor is what the sustained live load needs, `ceil(sustained / targetPerReplica)`,
+//! where the sustained load is the median of the newest three samples
+//! (`calibration::LiveReading`). It mirrors the HPA at a 100 % target on the same metric:
+//! - the metric lag: the floor reads the same samples the HPA would, no later;
+//! - the sync period: the HPA acts on a new sample at its next 15-second sync; the floor
+//!   applies at the decision of the minute the sample belongs to, and the default scale-up
+//!   limit (which the HPA applies per sync, four times a minute) does not hold it back;
+//! - the tolerance: the HPA ignores a load within 10 % of its target so that one noisy sample
+//!   does not move it; the floor takes the median of three samples instead, so that one odd
+//!   minute neither raises nor lowers it — and then holds the need itself, not 10 % below it.
+//!
+//! A step up is so served one minute after the HPA would act (the second sample of the new
+//! level moves the median), a metric back from zero at once (zeros before it do not count),
+//! and a sudden drop to zero is held like a missing sample until it has lasted a level window
+//! (`forecast::zero_blips`). The calibration replays the floor with the basis
+//! (`calibration`), so its margins only pay for what the floor does not already cover.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -28,6 +48,9 @@ pub const HOLD_FORECAST_FOR: Duration = Duration::minutes(30);
 pub struct Inputs<'a> {
     /// The live load; `None` when it was not observed recently (the source failed, a gap).
     pub load: Option<f64>,
+    /// The sustained live load (`calibration::LiveReading::sustained`): no decision stays below
+    /// what it needs.
+    pub sustained: Option<f64>,
     /// The daily and weekly forecasts of the peak load within the lead time (NaN where none).
     pub daily: f64,
     pub weekly: f64,
@@ -115,6 +138,9 @@ pub struct Decision {
     /// The live load, if observed.
     pub load: Option<f64>,
     pub reactive_replicas: Option<u32>,
+    /// What the sustained live load needs: the live floor, which no decision stays below
+    /// (within the bounds and a schedule's ceiling).
+    pub live_replicas: Option<u32>,
     pub forecast_replicas: Option<u32>,
     /// The forecast peak load in `[now, now + leadTime]` without margin, when a forecast takes
     /// part in the decision.
@@ -233,6 +259,17 @@ pub fn decide(
                 (r, Reason::Reactive, r, None, None)
             }
         };
+    // The live floor: whatever the basis, never below what the sustained live load needs.
+    let live_replicas = inputs
+        .sustained
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(replicas_for);
+    if let Some(n) = live_replicas
+        && n > recommendation
+    {
+        recommendation = n;
+        reason = Reason::Reactive;
+    }
     // An event the SRE declared with a multiplier is provisioned for even when the calibration
     // chose the live load (which cannot see it coming), with the same margins.
     if let Some(e) = inputs.event.filter(|e| e.load.is_finite()) {
@@ -265,13 +302,15 @@ pub fn decide(
     }
     let bounded = bounded.min(bounds.1);
 
-    // What is known ahead, which the default scale-up limit does not hold back: a peak window's
-    // floor, a seasonal forecast (its level is a quarter hour's mean, not one sample).
+    // What the default scale-up limit (a guard against one bogus sample) does not hold back: a
+    // peak window's floor, a seasonal forecast (its level is a quarter hour's mean, not one
+    // sample), and the live floor (a median, which one bogus sample does not move).
     let foresight = clamp(
         spec,
         forecast_replicas
             .unwrap_or(0)
-            .max(scheduled.as_ref().map_or(0, |s| s.min_replicas)),
+            .max(scheduled.as_ref().map_or(0, |s| s.min_replicas))
+            .max(live_replicas.unwrap_or(0)),
     )
     .0
     .min(bounds.1);
@@ -308,6 +347,7 @@ pub fn decide(
         floor_replicas,
         load: Some(load),
         reactive_replicas: Some(reactive),
+        live_replicas,
         forecast_replicas,
         forecast_load,
         calibration: inputs.calibration.copied(),
@@ -349,6 +389,7 @@ fn hold(
         floor_replicas: floor(spec, remembered_forecast, scheduled.as_ref()).min(bounds.1),
         load: None,
         reactive_replicas: None,
+        live_replicas: None,
         forecast_replicas: None,
         forecast_load: None,
         calibration: None,

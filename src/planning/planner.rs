@@ -227,7 +227,8 @@ impl Planner {
         }
         let spec = &self.spec;
         let span = spec.history;
-        let (mut load, mut observed_history) = (None, Duration::zero());
+        let (mut live, mut observed_history) =
+            (calibration::LiveReading::default(), Duration::zero());
         if let Some(h) = history {
             let objective = objective(spec);
             self.calibrator.advance(
@@ -240,17 +241,19 @@ impl Planner {
             );
             if let Some(view) = view_at(h, minute, span) {
                 observed_history = view.observed_span();
-                load = calibration::live_load(view, minute);
+                live = calibration::live_reading(&self.model, view, minute);
             }
         }
         let (daily, weekly) = self.calibrator.forecasts_at(minute);
         let scheduled = self.scheduled_at(minute, current_replicas);
+        let load = live.load;
         let event = self.expected_event(minute, load, daily, weekly);
         let spec = &self.spec;
         let mut decision = plan::decide(
             spec,
             Inputs {
                 load,
+                sustained: live.sustained,
                 daily,
                 weekly,
                 calibration: self.calibrator.calibration(),

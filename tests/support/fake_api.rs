@@ -86,6 +86,8 @@ type Collection = String;
 pub struct Logged {
     pub method: Method,
     pub path: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 struct Fault {
@@ -404,6 +406,7 @@ impl FakeApi {
             store.log.push(Logged {
                 method: method.clone(),
                 path: path.clone(),
+                at: std::time::Instant::now(),
             });
             store
                 .faults
