@@ -7,6 +7,8 @@ FROM docker.io/library/rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other member (prescaler-bench): cargo reads it, the image does not contain it.
+COPY bench ./bench
 RUN cargo build --release --locked --bin prescaler \
  && install -D -m 0755 target/release/prescaler /out/usr/local/bin/prescaler \
  && strip --strip-all /out/usr/local/bin/prescaler \

@@ -122,11 +122,11 @@ before=$(leftovers)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (every target, every feature)"
-cargo clippy --release --all-targets --all-features --locked -- -D warnings
+cargo clippy --release --workspace --all-targets --all-features --locked -- -D warnings
 step "cargo test (the build the README's first command makes, and the tests)"
 cargo test --release --locked
 step "cargo test --features mstl (the forecast-method comparison of prescaler-bench)"
-cargo test --release --locked --features mstl --bin prescaler-bench
+cargo test --release --locked -p prescaler-bench --all-features
 step "the Helm chart and the examples (helm's own engine, kubernetes-validate, the CRD schema)"
 python3 tests/chart/check.py
 step "cargo deny check licenses bans sources (offline; deny.toml)"

@@ -351,19 +351,6 @@ fn a_closed_pipe_ends_quietly() {
     assert!(out.status.success() && !err.contains("panicked"), "{err}");
 }
 
-#[test]
-fn bundled_demo_trace_is_what_the_generator_makes() {
-    let committed = std::fs::read_to_string(repo("examples/demo-trace.csv")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_prescaler-bench"))
-        .arg("demo-trace")
-        .output()
-        .unwrap();
-    assert!(
-        committed.as_bytes() == out.stdout,
-        "examples/demo-trace.csv is stale: run `cargo run --bin prescaler-bench -- demo-trace > examples/demo-trace.csv`"
-    );
-}
-
 /// The backtest replays a manifest's calendar as the operator would: an event's floor from one
 /// lead time before it, a ceiling while a window is open, a peak window off on an excluded day.
 #[test]
