@@ -3,5 +3,5 @@
 # first command prints now: tests/readme.rs, which otherwise fails when they differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PRESCALER_UPDATE_README=1 cargo test --release --locked --test readme the_readme_demo_is_what_the_command_prints -- --nocapture
+PRESCALER_UPDATE_README=1 cargo test --release --locked --test integration readme::the_readme_demo_is_what_the_command_prints -- --nocapture
 git --no-pager diff --stat README.md || true

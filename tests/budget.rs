@@ -4,7 +4,7 @@
 //! Prometheus, with leader election on. The Lease is renewed on time all along, and the
 //! ordinary scaler's peak window is served on schedule. A row of `docs/reliability.md`.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};

@@ -5,7 +5,7 @@
 //! where: the unknown key's path, a duplicate timestamp, the cron field, the API server's
 //! address — and an unreachable API server logged with backoff, not every 2 seconds.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

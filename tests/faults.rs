@@ -2,7 +2,7 @@
 //! Lease or an unhealthy API server does, and that no workload is hurt by it. Each test is a row
 //! of `docs/reliability.md`.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;

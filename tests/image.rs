@@ -5,7 +5,7 @@
 //! and a real Prometheus on the host's network until the scaler is Ready and `/readyz` answers.
 //! No container outlives a test: each is removed (`podman rm -f`) when its guard drops.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

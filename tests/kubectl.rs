@@ -9,7 +9,7 @@
 //! kubectl is `$KUBECTL` when set (scripts/test.sh sets it when the machine has none and it takes
 //! the official one from the helm npm package), else `kubectl` on PATH.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

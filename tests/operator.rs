@@ -2,7 +2,7 @@
 //! exporter, the fake Kubernetes API (`support/fake_api.rs`), and the operator's own reconcile
 //! loop (`controller::run`) between them.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;

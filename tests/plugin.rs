@@ -2,7 +2,7 @@
 //! against the fake Kubernetes API in-process (the plugin's logic takes a `kube::Client` and a
 //! history source), and the binary's exit codes and messages.
 
-mod support;
+use crate::support;
 
 use std::future::ready;
 use std::path::PathBuf;
@@ -84,7 +84,7 @@ fn demo_source() -> TraceSource {
 }
 
 /// The plan's table on a fixed history and instant. Rewrite with `UPDATE_GOLDEN=1 cargo test
-/// --test plugin` after a deliberate change, and read the diff.
+/// --release --test integration plugin::` after a deliberate change, and read the diff.
 #[tokio::test]
 async fn plan_on_the_demo_trace_matches_the_golden_table() {
     let api = FakeApi::new();
