@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -47,11 +49,15 @@ pub struct Summary {
 
 /// Stops the operator (when asked), then gives back every floor prescaler holds in the cluster
 /// and removes its finalizer from every PredictiveScaler, so that nothing is left raised or
-/// stuck once the operator is gone.
-pub async fn give_back_everything(
+/// stuck once the operator is gone. Boxed (see `operator::run`).
+pub fn give_back_everything(
     client: &kube::Client,
     stop: Option<StopOperator>,
-) -> Result<Summary> {
+) -> BoxFuture<'_, Result<Summary>> {
+    stop_then_give_back(client, stop).boxed()
+}
+
+async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) -> Result<Summary> {
     let Some(stop) = stop else {
         return give_back(client).await;
     };

@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -44,7 +45,17 @@ pub struct OperatorConfig {
 
 /// Runs until a signal (then releases the Lease), or until leadership is lost (the process then
 /// exits so that it restarts as a clean standby, as client-go's controllers do).
-pub async fn run(config: OperatorConfig) -> Result<()> {
+///
+/// Boxed, as `run_controller` and `give_back::give_back_everything` are: an `async fn`'s state
+/// machine (and everything it awaits: the controller, kube's runtime, the adapters) is compiled
+/// in each crate that awaits it, so unboxed it was compiled again in the `prescaler` binary and
+/// in the integration tests, in the release profile (the binary took 96 s of CPU to compile, 21 s
+/// since). Boxed in this library, it is compiled once, here; the cost is one allocation per call.
+pub fn run(config: OperatorConfig) -> BoxFuture<'static, Result<()>> {
+    run_operator(config).boxed()
+}
+
+async fn run_operator(config: OperatorConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -214,8 +225,24 @@ impl Caches {
     }
 }
 
-/// Starts the watches and runs the controller until a signal: what a leader does.
-pub async fn run_controller(
+/// Starts the watches and runs the controller until a signal: what a leader does. Boxed (see
+/// `run`).
+pub fn run_controller(
+    client: kube::Client,
+    prometheus: Prometheus,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    settings: Settings,
+    leadership: Option<Arc<Leadership>>,
+    caches: Caches,
+) -> BoxFuture<'static, ()> {
+    controller_until_signal(
+        client, prometheus, metrics, health, settings, leadership, caches,
+    )
+    .boxed()
+}
+
+async fn controller_until_signal(
     client: kube::Client,
     prometheus: Prometheus,
     metrics: Arc<Metrics>,
