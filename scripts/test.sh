@@ -2,9 +2,16 @@
 # The whole test suite: formatting, lints, every test (unit, decision, CRD, backtest, the
 # command lines and their messages, the Prometheus source and the operator against a real
 # Prometheus and the fake Kubernetes API, kubectl against that API, the container image built and
-# run with podman, the README's demo table), the `mstl` benchmark feature in its own small step,
-# the Helm chart, the dependency policy (cargo deny), and the release artefacts checked against
-# the krew manifest.
+# run with podman, the README's demo table, prescaler-bench with its `mstl` feature), the Helm
+# chart, the dependency policy (cargo deny), and the release artefacts checked against the krew
+# manifest.
+#
+# One release build serves everything: `cargo test --workspace --all-features --no-run` compiles
+# the product's binaries exactly as `cargo build --release` (the README's first command, the
+# release) does — a step checks that nothing is compiled again — plus the test binaries and
+# prescaler-bench with mstl. The integration tests (one binary, tests/integration.rs) run
+# $PRESCALER_TEST_THREADS at a time (default 6): most of them wait on a Prometheus, a fake API
+# or a container, not on the CPU.
 #
 # Needs a Rust toolchain, Python 3 (with venv) and npm. Installs what else it needs, and says so
 # as it does:
@@ -112,7 +119,7 @@ ours() {
 leftovers() {
   {
     ours "--storage.tsdb.path=${TMPDIR:-/tmp}/"
-    ours "prescaler run"
+    ours "$ROOT/target/release/"
     (. scripts/containers-env.sh && podman ps -a --format '{{.Names}} {{.Image}}' 2>/dev/null | grep prescaler-test) || true
   }
 }
@@ -121,12 +128,23 @@ before=$(leftovers)
 # --- checks ---------------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy (every target, every feature)"
+step "cargo clippy (the workspace: every target, every feature)"
 cargo clippy --release --workspace --all-targets --all-features --locked -- -D warnings
-step "cargo test (the build the README's first command makes, and the tests)"
-cargo test --release --locked
-step "cargo test --features mstl (the forecast-method comparison of prescaler-bench)"
-cargo test --release --locked -p prescaler-bench --all-features
+step "build (one release build: the product's binaries, the test binaries, prescaler-bench with mstl)"
+cargo test --release --locked --workspace --all-features --no-run
+step "the build is the release's: cargo build --release compiles nothing again"
+rebuilt=$(cargo build --release --locked 2>&1 | grep -E '^ *Compiling ' || true)
+if [ -n "$rebuilt" ]; then
+  echo "cargo build --release compiled again what the suite's build had compiled (a feature or"
+  echo "profile differs between the two: see the comments in Cargo.toml):"
+  echo "$rebuilt"
+  exit 1
+fi
+echo "nothing compiled"
+step "unit tests (the library; prescaler-bench with mstl)"
+cargo test --release --locked --workspace --all-features --lib --bins
+step "integration tests (tests/integration.rs, ${PRESCALER_TEST_THREADS:-6} at a time; prescaler-bench's demo trace)"
+cargo test --release --locked --workspace --all-features --test '*' -- --test-threads="${PRESCALER_TEST_THREADS:-6}"
 step "the Helm chart and the examples (helm's own engine, kubernetes-validate, the CRD schema)"
 python3 tests/chart/check.py
 step "cargo deny check licenses bans sources (offline; deny.toml)"
