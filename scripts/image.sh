@@ -15,7 +15,7 @@
 # root or a user with subordinate ids. Prints the image's size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n '0,/^version = "\(.*\)"/s//\1/p' Cargo.toml)
 binary=target/release/prescaler
 tag="localhost/prescaler:$version"
 archive=""

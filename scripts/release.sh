@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$ROOT/target/tools:$ROOT/target/tools/cargo/bin:$PATH"
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n '0,/^version = "\(.*\)"/s//\1/p' Cargo.toml)
 out="target/dist/v$version"
 base_url="https://github.com/prescaler/prescaler/releases/download/v$version"
 repository="ghcr.io/prescaler/prescaler"
@@ -82,6 +82,9 @@ echo "== the SBOM (CycloneDX)"
 cargo cyclonedx --quiet --format json --spec-version 1.5 --target x86_64-unknown-linux-gnu \
   --override-filename "prescaler_v${version}.cdx" >/dev/null
 mv "prescaler_v${version}.cdx.json" "$out/"
+# cargo-cyclonedx writes one SBOM per workspace member, into its folder: the benchmarks'
+# (bench/) is not a release artefact.
+rm -f "bench/prescaler_v${version}.cdx.json"
 
 echo "== the krew manifest"
 sha=$(sha256sum "$out/$plugin_archive" | cut -d' ' -f1)

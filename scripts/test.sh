@@ -61,7 +61,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-prometheus --version 2>&1 | head -1
+# (sed, not head: with pipefail a writer cut off by head's exit fails the pipeline, and the suite)
+prometheus --version 2>&1 | sed -n 1p
 buildah --version
 podman --version
 
@@ -92,13 +93,13 @@ if command -v kubectl >/dev/null; then
 else
   export KUBECTL=$TOOLS/kubectl
 fi
-"$KUBECTL" version --client 2>/dev/null | head -1
+"$KUBECTL" version --client 2>/dev/null | sed -n 1p
 
 # cargo-cyclonedx: the one already installed (by `cargo install`, in ~/.cargo/bin) when it is
 # this version, else built into target/tools/cargo (a few minutes, once per clone).
 CYCLONEDX_VERSION=0.5.9
 export PATH="$TOOLS/cargo/bin:$PATH"
-if ! cargo cyclonedx --version 2>/dev/null | grep -q " $CYCLONEDX_VERSION$"; then
+if ! cargo cyclonedx --version 2>/dev/null | grep " $CYCLONEDX_VERSION$" >/dev/null; then
   echo "installing cargo-cyclonedx $CYCLONEDX_VERSION into $TOOLS/cargo (cargo install, for the release's SBOM)"
   cargo install --quiet --locked cargo-cyclonedx --version "$CYCLONEDX_VERSION" \
     --root "$TOOLS/cargo" --target-dir "$TOOLS/cargo-build"
@@ -124,6 +125,9 @@ leftovers() {
   }
 }
 before=$(leftovers)
+# Nor may a file the suite writes outside target/ (an SBOM, a chart, a golden file) be left.
+tree() { git status --porcelain --untracked-files=all 2>/dev/null || true; }
+tree_before=$(tree)
 
 # --- checks ---------------------------------------------------------------------------------
 step "cargo fmt --check"
@@ -153,7 +157,7 @@ cargo-deny --offline --log-level error check licenses bans sources
 step "the release artefacts and the krew manifest (scripts/release.sh into target/dist)"
 scripts/release.sh --out target/dist
 python3 tests/release/check.py target/dist
-step "no test process left behind"
+step "nothing left behind (processes, containers, files)"
 # Watchdogs end their Prometheus within a second of their test binary; give them ten.
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   after=$(leftovers)
@@ -165,5 +169,12 @@ if [ -n "$after" ] && [ "$after" != "$before" ]; then
   exit 1
 fi
 echo "none"
+tree_after=$(tree)
+if [ "$tree_after" != "$tree_before" ]; then
+  echo "the suite left files in the tree (git status before and after):"
+  diff <(echo "$tree_before") <(echo "$tree_after") || true
+  exit 1
+fi
+echo "no file left in the tree outside target/"
 step "done"
 echo "suite: $(( $(date +%s) - SUITE_START )) s"
