@@ -60,9 +60,15 @@ async fn five_hundred_hostile_calendars_delay_neither_the_lease_nor_a_bystander(
         api.put(deployment(&name, 2));
         api.put(scaler(&name, "steady", hostile_calendar(i)));
     }
-    // The bystander's peak window opens two minutes from now (UTC): with a one-minute lead
-    // time its floor is asked for from a minute on, while the hostile scalers start up.
-    let opens = now + Duration::minutes(2);
+    // The bystander's peak window opens at the first whole minute that leaves the hostile
+    // scalers at least 40 s to start up before its floor is asked for (one lead time, a minute,
+    // before the opening): counted from here, after Prometheus' start and the 1,000 objects,
+    // which take seconds under load (counted from the test's start, a start late in a minute
+    // had the floor due at once, before half the hostile scalers could be served).
+    let opens = (Utc::now() + Duration::seconds(40) + Duration::minutes(1))
+        .duration_trunc(Duration::minutes(1))
+        .unwrap()
+        + Duration::minutes(1);
     api.put(deployment("bystander", 2));
     api.put(scaler(
         "bystander",
