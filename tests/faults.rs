@@ -1505,6 +1505,11 @@ async fn peak_rss_of_the_operator(
                 "2s",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                // What is measured is the byte limit, not Prometheus' speed: on a loaded machine
+                // the 1,000-series range read took over the default 10 s (QueryTimeout instead
+                // of ResponseTooLarge).
+                "--prometheus-timeout",
+                "60s",
             ])
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "error")
