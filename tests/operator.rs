@@ -601,14 +601,17 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
     ));
     let _op = start_operator(&api, &prom.url());
 
-    eventually(30, "the event's floor, the ceiling and the warning", || {
+    // Every scaler asserted below is waited for, the holiday's exclusion too: under load its
+    // first reconcile can come after the other four have settled.
+    eventually(30, "the event's floor, the ceiling, the exclusion and the warning", || {
         let got = (
             replicas(&api, "sale"),
             replicas(&api, "quiet"),
             condition(&api, "small", "MaxReplicasSufficient").map(|c| c.0),
             replicas(&api, "surge") >= (5.0 * BASE / PER_REPLICA) as i64,
+            status(&api, "holiday")["schedule"].clone(),
         );
-        if got == (9, 4, Some("False".into()), true) {
+        if got == (9, 4, Some("False".into()), true, json!("excluded (day-off)")) {
             Ok(())
         } else {
             Err(format!("{got:?}"))
