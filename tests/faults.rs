@@ -1232,6 +1232,55 @@ async fn lead_time_auto_learns_the_pods_start_up() {
     assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
 }
 
+/// A workload of 1,200 pods is surveyed in pages of 500 (`limit` and `continue`), as
+/// client-go's pager reads a large list: the operator never holds more than a page of pods, and
+/// every page is read (the newest 1,000 start-ups are kept, more than one page holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_workloads_pods_are_listed_in_pages() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("big", 3));
+    for i in 0..1_200 {
+        api.put(pod(
+            &format!("big-{i:04}"),
+            "big",
+            Duration::minutes(10 + i),
+            Some(Duration::minutes(3)),
+            false,
+        ));
+    }
+    api.put(scaler("big", "steady", auto_lead_time()));
+    let _op = start_learning(&api, prom);
+    eventually(30, "learned from every page", || {
+        let lead = &status(&api, "big")["leadTime"];
+        match lead["observations"].as_i64() {
+            Some(1_000) => Ok(()),
+            _ => Err(lead.to_string()),
+        }
+    })
+    .await;
+    let pod_lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/namespaces/shop/pods"))
+        .collect();
+    assert!(
+        pod_lists
+            .iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("500")),
+        "every pod list is paged: {:?}",
+        pod_lists.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+    let continued = pod_lists
+        .iter()
+        .filter(|r| r.query.contains_key("continue"))
+        .count();
+    assert!(
+        continued >= 2,
+        "a survey of 1,200 pods reads three pages: {continued} continued lists"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     let prom = steady_prometheus();
@@ -1616,5 +1665,72 @@ async fn a_query_of_a_thousand_series_does_not_cost_the_operator_its_memory() {
     assert!(
         hostile < baseline + 8 * 1024,
         "peak RSS {hostile} KiB against {baseline} KiB with one scaler"
+    );
+}
+
+/// A Prometheus that goes away and comes back three times: the first outage and the first
+/// recovery are each told by one Event; the flaps after them, within the same ten minutes, change
+/// the condition but write no Event (client-go's EventCorrelator aggregates the same way), so a
+/// flapping Prometheus is not a write storm on the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_prometheus_is_told_once_not_at_every_flap() {
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let mut prom = TestPrometheus::start(&[(
+        "flappy",
+        samples(
+            now - Duration::hours(6),
+            now - Duration::minutes(2),
+            Duration::minutes(1),
+            |_| 400.0,
+        ),
+    )]);
+    prom.set_live("flappy", Some(400.0));
+    prom.wait_for_live("flappy", 400.0);
+    let api = FakeApi::new();
+    api.put(deployment("flappy", 8));
+    api.put(scaler("flappy", "flappy", json!({})));
+    let _op = start_operator(&api, &prom.url());
+    let metrics_available = |status: &'static str| {
+        let api = api.clone();
+        move || {
+            let (s, _, _) = condition(&api, "flappy", "MetricsAvailable")
+                .ok_or_else(|| "no MetricsAvailable yet".to_string())?;
+            if s == status {
+                Ok(())
+            } else {
+                Err(format!("MetricsAvailable={s}"))
+            }
+        }
+    };
+    eventually(30, "metrics available", metrics_available("True")).await;
+    let event_writes = || api.writes_to("/events");
+    let before = event_writes();
+    let mut after_the_first = 0;
+    for flap in 0..3 {
+        prom.kill();
+        eventually(30, "the outage is seen", metrics_available("False")).await;
+        prom.restart();
+        eventually(60, "the recovery is seen", metrics_available("True")).await;
+        if flap == 0 {
+            after_the_first = event_writes();
+            assert!(
+                after_the_first - before >= 2,
+                "the first outage and its recovery are told"
+            );
+        }
+    }
+    assert_eq!(
+        event_writes(),
+        after_the_first,
+        "the second and third flaps, within ten minutes of the first, write no Event"
+    );
+    let told: Vec<_> = events(&api, "flappy")
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    assert!(
+        told.iter().any(|r| r == "PrometheusUnavailable")
+            && told.iter().any(|r| r == "QuerySucceeded"),
+        "{told:?}"
     );
 }

@@ -499,20 +499,33 @@ where
     }
 }
 
+/// Pods per page of the list `pod_starts` reads: one page is what is held in memory at once
+/// (about 5 KiB a pod, so a few MiB), however large the workload.
+pub const POD_PAGE: u32 = 500;
+/// Pages read at most (25,000 pods): a survey is a sample of start-ups, not an inventory.
+const POD_PAGES: usize = 50;
+
 /// The start-up of the pods `selector` selects in `namespace` (the target's `/scale`
-/// `status.selector`), for `leadTime: Auto`: one list, bounded by `API_TIMEOUT`.
+/// `status.selector`), for `leadTime: Auto`: a paged list (`limit` and `continue`, as
+/// client-go's pager reads large lists), each page bounded by `API_TIMEOUT`, of which only the
+/// few fields of `PodStart` are kept.
 pub async fn pod_starts(
     client: &kube::Client,
     namespace: &str,
     selector: &str,
 ) -> Result<Vec<PodStart>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = call(
-        "listing the target's pods",
-        api.list(&ListParams::default().labels(selector)),
-    )
-    .await?;
-    Ok(list.items.iter().filter_map(pod_start).collect())
+    let mut starts = Vec::new();
+    let mut params = ListParams::default().labels(selector).limit(POD_PAGE);
+    for _ in 0..POD_PAGES {
+        let page = call("listing the target's pods", api.list(&params)).await?;
+        starts.extend(page.items.iter().filter_map(pod_start));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(starts)
 }
 
 /// A pod's creation, its Ready time (the `Ready` condition's `lastTransitionTime`, when True),

@@ -32,6 +32,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use super::backoff::{Failure, FailureKind, ReadBackoff, read_key};
+use super::event_filter::{EventFilter, EventKey};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
 use crate::adapters::confine::confine_to_namespace;
@@ -143,6 +144,8 @@ pub struct Context {
     floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
     /// Per uid, the spec generation last validated and what validation said.
     validated: std::sync::Mutex<HashMap<String, Validated>>,
+    /// Condition Events told in the last ten minutes (see `event_filter`).
+    told: std::sync::Mutex<EventFilter>,
     queries: Semaphore,
 }
 
@@ -180,6 +183,7 @@ impl Context {
             failures: Default::default(),
             floor_sweeps: Default::default(),
             validated: Default::default(),
+            told: Default::default(),
             queries,
         }
     }
@@ -241,6 +245,10 @@ impl Context {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&uid);
+            self.told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -437,6 +445,19 @@ struct LoadRead {
 }
 
 impl LoadRead {
+    /// Whether this is the first failure, of a kind that passes (Prometheus unreachable or slow
+    /// once), of a scaler whose metrics were available until now.
+    fn is_a_first_blip(&self, ps: &PredictiveScaler) -> bool {
+        let available_until_now = ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::METRICS_AVAILABLE && c.status == "True")
+        });
+        self.failure.as_ref().is_some_and(|f| {
+            f.in_a_row == 1 && matches!(f.kind, FailureKind::Unreachable | FailureKind::TimedOut)
+        }) && available_until_now
+    }
+
     /// `MetricsAvailable`.
     fn finding(&self, decision: &Decision) -> Finding {
         match &self.failure {
@@ -491,6 +512,18 @@ async fn observe_decide_act(
     };
     let (decision, load, plan) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
+    if load.is_a_first_blip(ps) {
+        // One failed read after a success is held (as any failure is) but not published: a
+        // Prometheus that answers again at the next try would otherwise cost a status write and
+        // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
+        info!(
+            namespace = ps.namespace(),
+            name = ps.name_any(),
+            "a first failed read: status is written if the next one fails too"
+        );
+        publish_metrics(ctx, ps, &decision, ready.current);
+        return Ok(());
+    }
     let mut findings = vec![
         ready.finding,
         load.finding(&decision),
@@ -735,7 +768,7 @@ async fn decide(
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
-    let mut state = state.lock().await;
+    let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
     let needs = state.planner.history_needs();
     if state.cache.query() != target.query || state.cache.needs() != needs {
@@ -789,44 +822,53 @@ async fn decide(
             }
         }
     };
-    let history = load
-        .failure
-        .is_none()
-        .then(|| state.cache.history())
-        .flatten();
-    let decided_at = Instant::now();
-    let decision = state
-        .planner
-        .decide(history.as_ref(), target.workload.replicas(), now);
-    ctx.metrics
-        .decision_duration
-        .observe(decided_at.elapsed().as_secs_f64());
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
         target.spec.lead_time.num_seconds(),
     );
-    // Without the history (Prometheus failed this time) the last plan stands until a reconcile
-    // that reads it: a plan of held steps would say nothing for a quarter hour.
-    if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
-        let planned_at = Instant::now();
-        let plan = outlook::outlook(
-            &state.planner,
-            history.as_ref(),
-            now,
-            outlook::STEP,
-            outlook::HORIZON,
-        );
-        ctx.metrics
-            .plan_duration
-            .observe(planned_at.elapsed().as_secs_f64());
-        state.plan = plan.map(|o| PlanMemo {
-            made_for,
-            status: o.summary(),
-        });
+    let read = load.failure.is_none();
+    let replicas = target.workload.replicas();
+    let metrics = ctx.metrics.clone();
+    // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
+    // CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
+    // the runtime's workers, which renew the Lease and read the watches.
+    let planned = tokio::task::spawn_blocking(move || {
+        let history = read.then(|| state.cache.history()).flatten();
+        let decided_at = Instant::now();
+        let decision = state.planner.decide(history.as_ref(), replicas, now);
+        metrics
+            .decision_duration
+            .observe(decided_at.elapsed().as_secs_f64());
+        // Without the history (Prometheus failed this time) the last plan stands until a
+        // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
+        if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+            let planned_at = Instant::now();
+            let plan = outlook::outlook(
+                &state.planner,
+                history.as_ref(),
+                now,
+                outlook::STEP,
+                outlook::HORIZON,
+            );
+            metrics
+                .plan_duration
+                .observe(planned_at.elapsed().as_secs_f64());
+            state.plan = plan.map(|o| PlanMemo {
+                made_for,
+                status: o.summary(),
+            });
+        }
+        let plan = state.plan.as_ref().map(|p| p.status.clone());
+        (decision, plan)
+    })
+    .await;
+    match planned {
+        Ok((decision, plan)) => (decision, load, plan),
+        // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the planner's task did not finish: {e}"),
     }
-    let plan = state.plan.as_ref().map(|p| p.status.clone());
-    (decision, load, plan)
 }
 
 /// What actuation did.
@@ -1252,6 +1294,21 @@ async fn write_status(
             .iter()
             .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
         if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
+            let key = EventKey {
+                scaler: ps.uid().unwrap_or_default(),
+                condition: f.type_.to_string(),
+                status: f.status,
+                reason: f.reason.clone(),
+            };
+            let news = ctx
+                .told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(key, Instant::now());
+            if !news {
+                // Told within the last ten minutes: the condition says it; the Event would not.
+                continue;
+            }
             let kind = if f.is_warning() {
                 EventType::Warning
             } else {
