@@ -1734,3 +1734,131 @@ async fn a_flapping_prometheus_is_told_once_not_at_every_flap() {
         "{told:?}"
     );
 }
+
+/// A stand-in for Prometheus in front of a real one that never answers a query naming `evil`
+/// (as a Prometheus busy with a query too expensive for it) and passes every other request
+/// through, one request per upstream connection so that no hostile query rides a pooled one.
+async fn selective_hang(upstream: &str) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                loop {
+                    // A GET: the head is the whole request.
+                    let mut buf = [0u8; 8192];
+                    let end = loop {
+                        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = pending.drain(..end).collect();
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let line = text.lines().next().unwrap_or_default();
+                    if line.contains("evil") {
+                        // Held open, never answered, until the client gives up.
+                        let _ = client.read(&mut buf).await;
+                        return;
+                    }
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                    if up.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut answer = Vec::new();
+                    if up.read_to_end(&mut answer).await.is_err()
+                        || client.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+/// One tenant whose queries hang until the timeout, and who edits its sixteen scalers twice a
+/// second with a new query each time (a new query is read at once, whatever the backoff), cannot
+/// hold every Prometheus slot: a namespace has a quarter of them, so another tenant's surge is
+/// still followed within seconds. (Before the share per namespace, the other tenant's workload
+/// stayed at 2 for a minute.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let prom = TestPrometheus::start(&[(
+        "victim",
+        samples(
+            now - Duration::hours(6),
+            now - Duration::minutes(2),
+            Duration::minutes(1),
+            |_| 50.0,
+        ),
+    )]);
+    prom.set_live("victim", Some(50.0));
+    prom.wait_for_live("victim", 50.0);
+    let (url, proxy) = selective_hang(&prom.url()).await;
+    let api = FakeApi::new();
+    api.put(deployment("victim", 2));
+    api.put(scaler("victim", "victim", json!({})));
+    const HOSTILE: usize = 16;
+    let hostile = |i: usize, version: usize| {
+        let mut s = scaler(&format!("h{i}"), "x", json!({}));
+        s["metadata"]["namespace"] = json!("evil");
+        s["spec"]["metric"]["query"] = json!(format!("sum(evil_{version})"));
+        s
+    };
+    for i in 0..HOSTILE {
+        let mut d = deployment(&format!("h{i}"), 2);
+        d["metadata"]["namespace"] = json!("evil");
+        api.put(d);
+        api.put(hostile(i, 0));
+    }
+    let _op = start_operator(&api, &url);
+    eventually(30, "the victim read", || {
+        expect_condition(&api, "victim", "MetricsAvailable", "True", "QuerySucceeded")
+    })
+    .await;
+    let churn = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for version in 1.. {
+                for i in 0..HOSTILE {
+                    api.put(hostile(i, version));
+                }
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+        })
+    };
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    // 5 000/s needs 100 replicas: the most the victim may have, 40.
+    prom.set_live("victim", Some(5_000.0));
+    let surged = tokio::time::Instant::now();
+    eventually(30, "the victim follows its surge", || {
+        let r = replicas(&api, "victim");
+        if r >= 40 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas: {}", status(&api, "victim")))
+        }
+    })
+    .await;
+    let took = surged.elapsed();
+    churn.abort();
+    proxy.abort();
+    // The scrape (1 s), the sync (1 s) and a read slot freed by a hostile read's 2 s timeout.
+    assert!(
+        took < StdDuration::from_secs(15),
+        "the surge was followed after {took:?}"
+    );
+}

@@ -146,7 +146,10 @@ pub struct Context {
     validated: std::sync::Mutex<HashMap<String, Validated>>,
     /// Condition Events told in the last ten minutes (see `event_filter`).
     told: std::sync::Mutex<EventFilter>,
+    /// Prometheus reads in flight, all namespaces together.
     queries: Semaphore,
+    /// Per namespace, its share of `queries` (see `namespace_share`).
+    namespace_reads: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Context {
@@ -185,6 +188,7 @@ impl Context {
             validated: Default::default(),
             told: Default::default(),
             queries,
+            namespace_reads: Default::default(),
         }
     }
 
@@ -203,6 +207,31 @@ impl Context {
                 result
             }
         }
+    }
+
+    /// A slot for one Prometheus read of a scaler in `namespace`, or `None` when the namespace
+    /// already has its share in flight.
+    ///
+    /// Reads and reconciles share `concurrency` slots across the cluster. Without a share per
+    /// namespace, one tenant whose queries hang until the timeout, and who edits its scalers so
+    /// that each new spec is read at once (the backoff starts again with a new query), held every
+    /// slot and stopped every other tenant's scaling. A namespace may have a quarter of the slots
+    /// in reads (at least one). A reconcile that finds them busy does not wait: it holds, as it
+    /// does while its backoff waits, and frees its reconcile slot at once — a reconcile that
+    /// waited would keep the slot, and the controller's queue serves newly triggered objects
+    /// first, so the busy tenant's edits would again crowd everyone else out.
+    fn namespace_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let share = {
+            let mut all = self
+                .namespace_reads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
+            all.entry(namespace.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
+                .clone()
+        };
+        share.try_acquire_owned().ok()
     }
 
     /// Whether this replica may write to workloads and HPAs now.
@@ -442,12 +471,27 @@ struct LoadRead {
     /// Why there is no history this time: the read failed, or waits after failures.
     failure: Option<Failure>,
     refresh: Refresh,
+    /// Not read this time: the namespace's share of reads was in flight (see
+    /// `Context::namespace_share`). The planner holds, as while a backoff waits.
+    deferred: bool,
 }
 
 impl LoadRead {
-    /// Whether this is the first failure, of a kind that passes (Prometheus unreachable or slow
-    /// once), of a scaler whose metrics were available until now.
-    fn is_a_first_blip(&self, ps: &PredictiveScaler) -> bool {
+    fn deferred() -> Self {
+        Self {
+            failure: None,
+            refresh: Refresh::default(),
+            deferred: true,
+        }
+    }
+
+    /// Whether this read says nothing new to publish: it was deferred, or it is the first
+    /// failure, of a kind that passes (Prometheus unreachable or slow once), of a scaler whose
+    /// metrics were available until now.
+    fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
+        if self.deferred {
+            return true;
+        }
         let available_until_now = ps.status.as_ref().is_some_and(|s| {
             s.conditions
                 .iter()
@@ -512,14 +556,16 @@ async fn observe_decide_act(
     };
     let (decision, load, plan) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
-    if load.is_a_first_blip(ps) {
+    if load.tells_nothing_new(ps) {
         // One failed read after a success is held (as any failure is) but not published: a
         // Prometheus that answers again at the next try would otherwise cost a status write and
         // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
+        // A deferred read is held the same way and tells nothing about the query.
         info!(
             namespace = ps.namespace(),
             name = ps.name_any(),
-            "a first failed read: status is written if the next one fails too"
+            deferred = load.deferred,
+            "a first failed or a deferred read: status stays as the last read left it"
         );
         publish_metrics(ctx, ps, &decision, ready.current);
         return Ok(());
@@ -781,53 +827,59 @@ async fn decide(
         Some(waiting) => LoadRead {
             failure: Some(waiting),
             refresh: Refresh::default(),
+            deferred: false,
         },
-        None => {
-            let refreshed = {
-                let _slot = ctx.queries.acquire().await;
-                let started = Instant::now();
-                let r = state.cache.refresh(&ctx.prometheus, now).await;
-                ctx.metrics
-                    .query_duration
-                    .observe(started.elapsed().as_secs_f64());
-                r
-            };
-            match refreshed {
-                Ok(refresh) => {
-                    ctx.metrics.queries.inc_by(refresh.queries as u64);
-                    state.reads.succeeded();
-                    LoadRead {
-                        failure: None,
-                        refresh,
+        None => match ctx.namespace_share(&ps.namespace().unwrap_or_default()) {
+            None => LoadRead::deferred(),
+            Some(_share) => {
+                let refreshed = {
+                    let _slot = ctx.queries.acquire().await;
+                    let started = Instant::now();
+                    let r = state.cache.refresh(&ctx.prometheus, now).await;
+                    ctx.metrics
+                        .query_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    r
+                };
+                match refreshed {
+                    Ok(refresh) => {
+                        ctx.metrics.queries.inc_by(refresh.queries as u64);
+                        state.reads.succeeded();
+                        LoadRead {
+                            failure: None,
+                            refresh,
+                            deferred: false,
+                        }
                     }
-                }
-                Err(e) => {
-                    ctx.metrics.query_errors.inc();
-                    let failure =
-                        state
-                            .reads
-                            .failed(FailureKind::of(&e), e.to_string(), Instant::now());
-                    warn!(
-                        namespace = ps.namespace(),
-                        name = ps.name_any(),
-                        error = %e,
-                        retry_in = ?failure.retry_in,
-                        "reading the load failed"
-                    );
-                    LoadRead {
-                        failure: Some(failure.clone()),
-                        refresh: Refresh::default(),
+                    Err(e) => {
+                        ctx.metrics.query_errors.inc();
+                        let failure =
+                            state
+                                .reads
+                                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+                        warn!(
+                            namespace = ps.namespace(),
+                            name = ps.name_any(),
+                            error = %e,
+                            retry_in = ?failure.retry_in,
+                            "reading the load failed"
+                        );
+                        LoadRead {
+                            failure: Some(failure.clone()),
+                            refresh: Refresh::default(),
+                            deferred: false,
+                        }
                     }
                 }
             }
-        }
+        },
     };
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
         target.spec.lead_time.num_seconds(),
     );
-    let read = load.failure.is_none();
+    let read = load.failure.is_none() && !load.deferred;
     let replicas = target.workload.replicas();
     let metrics = ctx.metrics.clone();
     // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
