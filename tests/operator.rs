@@ -253,7 +253,7 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
 
     api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web");
     eventually(
-        30,
+        60,
         "the HPA's own floor is back and the scaler is gone",
         || {
             let h = hpa();
@@ -593,12 +593,14 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
                 "calendar": { "timeZone": "Pacific/Auckland", "exclusions": [
                     { "name": "day-off", "date": now.with_timezone(&auckland).date_naive().to_string() }] } }),
     ));
-    // Quiet hours: a ceiling of 4 on a workload running 10.
+    // Quiet hours: a ceiling of 4 on a workload running 10 whose load needs 10 (100/s at 10 a
+    // replica), so that the ceiling is what holds it whatever the scale-down rules allow.
     api.put(deployment("quiet", 10));
     api.put(scaler(
         "quiet",
         "steady",
-        json!({ "peakWindows": [{ "name": "night", "schedule": "* * * * *", "duration": "1h", "maxReplicas": 4 }] }),
+        json!({ "metric": { "targetPerReplica": 10.0 },
+                "peakWindows": [{ "name": "night", "schedule": "* * * * *", "duration": "1h", "maxReplicas": 4 }] }),
     ));
     // A declared surge: five times the usual load from 3 minutes on.
     api.put(deployment("surge", 2));

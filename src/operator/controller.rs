@@ -216,8 +216,8 @@ impl Context {
     /// namespace, one tenant whose queries hang until the timeout, and who edits its scalers so
     /// that each new spec is read at once (the backoff starts again with a new query), held every
     /// slot and stopped every other tenant's scaling. A namespace may have a quarter of the slots
-    /// in reads (at least one). A reconcile that finds them busy does not wait: it holds, as it
-    /// does while its backoff waits, and frees its reconcile slot at once — a reconcile that
+    /// in reads (at least one). A reconcile that finds them busy does not wait: it does nothing
+    /// and frees its reconcile slot at once, to come back soon — a reconcile that
     /// waited would keep the slot, and the controller's queue serves newly triggered objects
     /// first, so the busy tenant's edits would again crowd everyone else out.
     fn namespace_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
@@ -422,8 +422,14 @@ async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action>
         ctx.forget(ps).await;
         return Ok(Action::await_change());
     }
-    apply(ps, ctx).await?;
-    Ok(Action::requeue(ctx.settings.sync_period))
+    match apply(ps, ctx).await? {
+        Applied::Done => Ok(Action::requeue(ctx.settings.sync_period)),
+        // Soon, not at once: a quarter of a sync (at least a second), so that a busy share is
+        // not polled in a hot loop.
+        Applied::Deferred => Ok(Action::requeue(
+            (ctx.settings.sync_period / 4).max(StdDuration::from_secs(1)),
+        )),
+    }
 }
 
 /// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
@@ -471,27 +477,13 @@ struct LoadRead {
     /// Why there is no history this time: the read failed, or waits after failures.
     failure: Option<Failure>,
     refresh: Refresh,
-    /// Not read this time: the namespace's share of reads was in flight (see
-    /// `Context::namespace_share`). The planner holds, as while a backoff waits.
-    deferred: bool,
 }
 
 impl LoadRead {
-    fn deferred() -> Self {
-        Self {
-            failure: None,
-            refresh: Refresh::default(),
-            deferred: true,
-        }
-    }
-
-    /// Whether this read says nothing new to publish: it was deferred, or it is the first
-    /// failure, of a kind that passes (Prometheus unreachable or slow once), of a scaler whose
-    /// metrics were available until now.
+    /// Whether this read says nothing new to publish: it is the first failure, of a kind that
+    /// passes (Prometheus unreachable or slow once), of a scaler whose metrics were available
+    /// until now.
     fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
-        if self.deferred {
-            return true;
-        }
         let available_until_now = ps.status.as_ref().is_some_and(|s| {
             s.conditions
                 .iter()
@@ -516,7 +508,14 @@ impl LoadRead {
     }
 }
 
-async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+/// What a reconcile of a live scaler came to.
+enum Applied {
+    Done,
+    /// Nothing read, decided or written: the namespace's share of Prometheus reads was busy.
+    Deferred,
+}
+
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<Applied> {
     let now = Utc::now();
     match observe_decide_act(ps, ctx, now).await {
         // RBAC lacks a permission: say so on the object; the error policy backs off.
@@ -540,35 +539,38 @@ async fn observe_decide_act(
     ps: &PredictiveScaler,
     ctx: &Context,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Applied> {
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
             // A refused scaler plans nothing: its planned replicas must not linger in metrics.
             publish_plan_metrics(ctx, ps, None);
             give_back_floor(ps, ctx).await?;
-            return write_status(ps, ctx, None, vec![refusal], now).await;
+            write_status(ps, ctx, None, vec![refusal], now).await?;
+            return Ok(Applied::Done);
         }
     };
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
+    let Some((decision, load, plan)) = decide(ps, ctx, &target, now).await else {
+        // The namespace's share of reads is busy: this reconcile did not happen, and the
+        // next comes sooner than a sync (see `Context::namespace_share`).
+        return Ok(Applied::Deferred);
+    };
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     if load.tells_nothing_new(ps) {
         // One failed read after a success is held (as any failure is) but not published: a
         // Prometheus that answers again at the next try would otherwise cost a status write and
         // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
-        // A deferred read is held the same way and tells nothing about the query.
         info!(
             namespace = ps.namespace(),
             name = ps.name_any(),
-            deferred = load.deferred,
-            "a first failed or a deferred read: status stays as the last read left it"
+            "a first failed read: status stays as the last read left it"
         );
         publish_metrics(ctx, ps, &decision, ready.current);
-        return Ok(());
+        return Ok(Applied::Done);
     }
     let mut findings = vec![
         ready.finding,
@@ -621,7 +623,8 @@ async fn observe_decide_act(
         findings,
         now,
     )
-    .await
+    .await?;
+    Ok(Applied::Done)
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
@@ -804,13 +807,14 @@ async fn learn_lead_time(
 }
 
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec.
+/// is older than its quarter hour or was made for another spec. `None` when the namespace's
+/// share of reads is busy: nothing is read or decided then.
 async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead, Option<PlanStatus>) {
+) -> Option<(Decision, LoadRead, Option<PlanStatus>)> {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
@@ -827,10 +831,9 @@ async fn decide(
         Some(waiting) => LoadRead {
             failure: Some(waiting),
             refresh: Refresh::default(),
-            deferred: false,
         },
         None => match ctx.namespace_share(&ps.namespace().unwrap_or_default()) {
-            None => LoadRead::deferred(),
+            None => return None,
             Some(_share) => {
                 let refreshed = {
                     let _slot = ctx.queries.acquire().await;
@@ -848,7 +851,6 @@ async fn decide(
                         LoadRead {
                             failure: None,
                             refresh,
-                            deferred: false,
                         }
                     }
                     Err(e) => {
@@ -867,7 +869,6 @@ async fn decide(
                         LoadRead {
                             failure: Some(failure.clone()),
                             refresh: Refresh::default(),
-                            deferred: false,
                         }
                     }
                 }
@@ -879,7 +880,7 @@ async fn decide(
         ps.metadata.generation,
         target.spec.lead_time.num_seconds(),
     );
-    let read = load.failure.is_none() && !load.deferred;
+    let read = load.failure.is_none();
     let replicas = target.workload.replicas();
     let metrics = ctx.metrics.clone();
     // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
@@ -916,7 +917,7 @@ async fn decide(
     })
     .await;
     match planned {
-        Ok((decision, plan)) => (decision, load, plan),
+        Ok((decision, plan)) => Some((decision, load, plan)),
         // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("the planner's task did not finish: {e}"),
