@@ -78,6 +78,9 @@ pub struct Settings {
     pub lead_time_settle: StdDuration,
     /// With `leadTime: Auto`: the target's pods are listed at most this often per scaler.
     pub pod_survey_interval: StdDuration,
+    /// How long after a start-up sweep for orphaned floors that could not give back every one
+    /// (an object the API server refused, a list it did not answer) the sweep runs again.
+    pub orphan_sweep_retry: StdDuration,
 }
 
 impl Default for Settings {
@@ -91,6 +94,7 @@ impl Default for Settings {
             keda: false,
             lead_time_settle: StdDuration::from_secs(600),
             pod_survey_interval: StdDuration::from_secs(60),
+            orphan_sweep_retry: StdDuration::from_secs(300),
         }
     }
 }
@@ -320,10 +324,16 @@ pub async fn run(
     orphans.abort();
 }
 
-/// Gives back, once when the controller starts, the floors whose PredictiveScaler is gone (it was
+/// Gives back, when the controller starts, the floors whose PredictiveScaler is gone (it was
 /// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
 /// would stay raised for good. Whether an owner lives is read from the scalers' store after the
 /// floors were listed, so a scaler created meanwhile is seen.
+///
+/// A sweep that could not give back every such floor (each failure is logged, naming the object,
+/// and the sweep goes on past it) runs again every `orphan_sweep_retry` until one completes: a
+/// periodic retry, the simplest that does not wait for the next restart. Only the floors still
+/// orphaned are written again; a floor given back stays so. A replica that may not write skips
+/// a round (when it loses the Lease the controller, and this task with it, stops).
 async fn release_orphaned_floors(ctx: Arc<Context>) {
     // kube-runtime's `Store::wait_until_ready` wakes only one of several waiters (its
     // `DelayedInit` keeps a single waker, and the controller waits on this store too): ask again
@@ -336,30 +346,43 @@ async fn release_orphaned_floors(ctx: Arc<Context>) {
             Err(_) => {}
         }
     }
-    if !ctx.may_write() {
-        return;
+    loop {
+        if ctx.may_write() && sweep_orphaned_floors(&ctx).await {
+            return;
+        }
+        tokio::time::sleep(ctx.settings.orphan_sweep_retry).await;
     }
+}
+
+/// One sweep for orphaned floors; whether it gave back every one it found.
+async fn sweep_orphaned_floors(ctx: &Context) -> bool {
     let live_uids = || -> std::collections::HashSet<String> {
         ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
     };
     let known = std::sync::OnceLock::new();
     let is_live =
         |uid: &str| known.get_or_init(live_uids).contains(uid) || live_uids().contains(uid);
-    match kubernetes::release_floors(
+    let sweep = kubernetes::release_floors(
         &ctx.client,
         None,
         Owners::NotLive(&is_live),
         ctx.settings.keda,
     )
-    .await
-    {
-        Ok(released) => {
-            for r in released {
-                info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
-            }
-        }
-        Err(e) => warn!(error = %e, "could not look for floors whose PredictiveScaler is gone"),
+    .await;
+    for r in &sweep.released {
+        info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
     }
+    // Each failure was logged by the sweep, naming its object.
+    let complete = sweep.is_complete();
+    if !complete {
+        warn!(
+            not_given_back = sweep.failed.len(),
+            lists_not_read = sweep.unlisted.len(),
+            retry_in = ?ctx.settings.orphan_sweep_retry,
+            "could not give back every floor whose PredictiveScaler is gone; trying again later"
+        );
+    }
+    complete
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
@@ -1185,23 +1208,34 @@ async fn release_floors_but(
     }
     let namespace = ps.namespace().unwrap_or_default();
     let uid = ps.uid().unwrap_or_default();
-    let released = kubernetes::release_floors(
+    let mut sweep = kubernetes::release_floors(
         &ctx.client,
         Some(&namespace),
         Owners::One { uid: &uid, keep },
         ctx.settings.keda,
     )
-    .await?;
-    for r in released {
-        let note = format!(
+    .await;
+    for r in &sweep.released {
+        let mut note = format!(
             "restored {}'s {} to {}",
             r.object,
             r.object.field(),
             r.restored
         );
+        if let Some(kept) = &r.refused {
+            note += &format!(
+                " (its current value: the kept {} {kept:?} is no value it may hold)",
+                kubernetes::ORIGINAL_MIN_ANNOTATION
+            );
+        }
         publish_floor(ctx, ps, "FloorReleased", &r.object, note).await;
     }
-    Ok(())
+    // Every other floor was given back; one not given back fails the reconcile (retried with
+    // backoff, the finalizer kept), with its error; the sweep logged each.
+    match sweep.take_error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Before holding the floor on `holder`: gives back any other floor this scaler holds, when it
