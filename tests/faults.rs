@@ -1674,18 +1674,7 @@ async fn a_query_of_a_thousand_series_does_not_cost_the_operator_its_memory() {
 /// flapping Prometheus is not a write storm on the API server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_prometheus_is_told_once_not_at_every_flap() {
-    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
-    let mut prom = TestPrometheus::start(&[(
-        "flappy",
-        samples(
-            now - Duration::hours(6),
-            now - Duration::minutes(2),
-            Duration::minutes(1),
-            |_| 400.0,
-        ),
-    )]);
-    prom.set_live("flappy", Some(400.0));
-    prom.wait_for_live("flappy", 400.0);
+    let mut prom = TestPrometheus::steady("flappy", 400.0, Duration::hours(6));
     let api = FakeApi::new();
     api.put(deployment("flappy", 8));
     api.put(scaler("flappy", "flappy", json!({})));
@@ -1800,18 +1789,7 @@ async fn selective_hang(
 /// tenant was not read at all and its workload stayed at 2 for a minute.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
-    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
-    let prom = TestPrometheus::start(&[(
-        "victim",
-        samples(
-            now - Duration::hours(6),
-            now - Duration::minutes(2),
-            Duration::minutes(1),
-            |_| 50.0,
-        ),
-    )]);
-    prom.set_live("victim", Some(50.0));
-    prom.wait_for_live("victim", 50.0);
+    let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
     let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (url, proxy) = selective_hang(&prom.url(), passed.clone()).await;
     let api = FakeApi::new();

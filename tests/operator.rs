@@ -437,18 +437,7 @@ async fn a_conflicting_write_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_down_holds_the_replicas_and_recovers() {
-    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
-    let mut prom = TestPrometheus::start(&[(
-        "steady",
-        samples(
-            now - Duration::days(2),
-            now - Duration::minutes(2),
-            Duration::minutes(1),
-            |_| 400.0,
-        ),
-    )]);
-    prom.set_live("steady", Some(400.0));
-    prom.wait_for_live("steady", 400.0);
+    let mut prom = TestPrometheus::steady("steady", 400.0, Duration::days(2));
     let api = FakeApi::new();
     api.put(deployment("steady", 12));
     // Scale-down is allowed at once, so a hold is the only thing that keeps the replicas.

@@ -25,11 +25,12 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::api::ScaleTargetRef;
+use crate::api::{PredictiveScaler, ScaleTargetRef};
 use crate::planning::startup::PodStart;
 use crate::{Error, Result};
 
@@ -609,9 +610,12 @@ fn pod_start(pod: &Pod) -> Option<PodStart> {
 /// KEDA's ScaledObject (`keda.sh/v1alpha1`), read as a dynamic object: prescaler does not depend
 /// on KEDA's types, only on the fields it reads and writes.
 fn scaled_objects(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &scaled_object_resource())
+}
+
+fn scaled_object_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "scaledobjects");
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    ApiResource::from_gvk_with_plural(&gvk, "scaledobjects")
 }
 
 /// The ScaledObject `name` in `namespace`, if it exists.
@@ -696,6 +700,30 @@ pub async fn scaled_object_for(
     Ok(list_scaled_objects(&api)
         .await?
         .and_then(|list| list.into_iter().find(|so| scaled_object_scales(so, target))))
+}
+
+/// Writes a PredictiveScaler's finalizers, guarded by the resourceVersion `ps` was read at: a
+/// concurrent change to the list is a 409 Conflict (for the caller to read again), never a lost
+/// finalizer.
+pub async fn write_finalizers(
+    client: &kube::Client,
+    ps: &PredictiveScaler,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let api: Api<PredictiveScaler> =
+        Api::namespaced(client.clone(), &ps.namespace().unwrap_or_default());
+    let patch = json!({ "metadata": {
+        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
+    call(
+        "writing finalizers",
+        api.patch(
+            &ps.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// An object on which prescaler holds (or held) a floor.
@@ -797,6 +825,34 @@ impl Sweep {
         }
         (!self.failed.is_empty()).then(|| self.failed.remove(0).error)
     }
+
+    /// Records one object's outcome; a failure is logged here, naming the object.
+    fn record(
+        &mut self,
+        namespace: String,
+        object: FloorObject,
+        owner: Option<&str>,
+        written: Result<Option<(i32, Option<String>)>>,
+    ) {
+        match written {
+            Ok(Some((restored, refused))) => self.released.push(Released {
+                namespace,
+                object,
+                restored,
+                refused,
+            }),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(namespace, object = %object, error = %error, "could not give the floor back; going on with the others");
+                self.failed.push(NotReleased {
+                    namespace,
+                    object,
+                    owner: owner.map(str::to_owned),
+                    error,
+                });
+            }
+        }
+    }
 }
 
 /// Whose floors a sweep gives back.
@@ -873,23 +929,12 @@ pub async fn release_floors(
         }
         let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
-        let written = patch_hpa_guarded(client, &hpa, |h| {
-            let holder = FloorHolder::hpa(h);
-            let refused = holder.refused_own().map(str::to_owned);
-            holder.restore_patch().map(|(p, v)| (p, (v, refused)))
-        })
-        .await;
+        let written = patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await;
         sweep.record(namespace, object, holder.owner(), written);
     }
     let all_scaled_objects = match namespace {
         Some(ns) => scaled_objects(client, ns),
-        None => {
-            let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
-            Api::all_with(
-                client.clone(),
-                &ApiResource::from_gvk_with_plural(&gvk, "scaledobjects"),
-            )
-        }
+        None => Api::all_with(client.clone(), &scaled_object_resource()),
     };
     let listed = match list_scaled_objects(&all_scaled_objects).await {
         Ok(listed) => listed,
@@ -910,14 +955,19 @@ pub async fn release_floors(
         warn_refused(&namespace, &object, &holder);
         let api = scaled_objects(client, &namespace);
         let written = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
-            let holder = FloorHolder::scaled_object(s);
-            let refused = holder.refused_own().map(str::to_owned);
-            holder.restore_patch().map(|(p, v)| (p, (v, refused)))
+            restore(FloorHolder::scaled_object(s))
         })
         .await;
         sweep.record(namespace, object, holder.owner(), written);
     }
     sweep
+}
+
+/// The patch that gives a floor back, with the value restored and the kept own value that was
+/// refused (not written back), if any.
+fn restore(holder: FloorHolder<'_>) -> Option<(serde_json::Value, (i32, Option<String>))> {
+    let refused = holder.refused_own().map(str::to_owned);
+    holder.restore_patch().map(|(p, v)| (p, (v, refused)))
 }
 
 /// Logs a Warning naming the object when its kept own value is refused: what is written instead
@@ -935,36 +985,6 @@ fn warn_refused(namespace: &str, object: &FloorObject, holder: &FloorHolder<'_>)
             holder.max,
             object.field(),
         );
-    }
-}
-
-impl Sweep {
-    /// Records one object's outcome; a failure is logged here, naming the object.
-    fn record(
-        &mut self,
-        namespace: String,
-        object: FloorObject,
-        owner: Option<&str>,
-        written: Result<Option<(i32, Option<String>)>>,
-    ) {
-        match written {
-            Ok(Some((restored, refused))) => self.released.push(Released {
-                namespace,
-                object,
-                restored,
-                refused,
-            }),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(namespace, object = %object, error = %error, "could not give the floor back; going on with the others");
-                self.failed.push(NotReleased {
-                    namespace,
-                    object,
-                    owner: owner.map(str::to_owned),
-                    error,
-                });
-            }
-        }
     }
 }
 

@@ -202,7 +202,7 @@ impl Context {
     fn validated(&self, ps: &PredictiveScaler) -> std::result::Result<ValidatedSpec, String> {
         let uid = ps.uid().unwrap_or_default();
         let generation = ps.metadata.generation;
-        let mut all = self.validated.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = locked(&self.validated);
         match all.get(&uid) {
             Some((g, result)) if *g == generation && generation.is_some() => result.clone(),
             _ => {
@@ -226,10 +226,7 @@ impl Context {
     /// first, so the busy tenant's edits would again crowd everyone else out.
     fn namespace_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let share = {
-            let mut all = self
-                .namespace_reads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut all = locked(&self.namespace_reads);
             let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
             all.entry(namespace.to_string())
                 .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
@@ -270,18 +267,9 @@ impl Context {
     async fn forget(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
-            self.floor_sweeps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&uid);
-            self.validated
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&uid);
-            self.told
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .forget(&uid);
+            locked(&self.floor_sweeps).remove(&uid);
+            locked(&self.validated).remove(&uid);
+            locked(&self.told).forget(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -385,6 +373,12 @@ async fn sweep_orphaned_floors(ctx: &Context) -> bool {
     complete
 }
 
+/// A std mutex's guard, poisoned or not: a reconcile that panicked while holding one (the
+/// panic is caught, see `catch_panic`) leaves maps that are still right to read and write.
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
 /// condition on this object and a retry with backoff, and the process carries on.
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
@@ -415,10 +409,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     if result.is_ok()
         && let Some(uid) = ps.uid()
     {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&uid);
+        locked(&ctx.failures).remove(&uid);
     }
     result
 }
@@ -469,7 +460,7 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
         .get_or_create(&ErrorLabels { kind: kind.into() })
         .inc();
     let failures = {
-        let mut all = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = locked(&ctx.failures);
         let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
         *n = n.saturating_add(1);
         *n
@@ -855,48 +846,10 @@ async fn decide(
             failure: Some(waiting),
             refresh: Refresh::default(),
         },
-        None => match ctx.namespace_share(&ps.namespace().unwrap_or_default()) {
-            None => return None,
-            Some(_share) => {
-                let refreshed = {
-                    let _slot = ctx.queries.acquire().await;
-                    let started = Instant::now();
-                    let r = state.cache.refresh(&ctx.prometheus, now).await;
-                    ctx.metrics
-                        .query_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    r
-                };
-                match refreshed {
-                    Ok(refresh) => {
-                        ctx.metrics.queries.inc_by(refresh.queries as u64);
-                        state.reads.succeeded();
-                        LoadRead {
-                            failure: None,
-                            refresh,
-                        }
-                    }
-                    Err(e) => {
-                        ctx.metrics.query_errors.inc();
-                        let failure =
-                            state
-                                .reads
-                                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
-                        warn!(
-                            namespace = ps.namespace(),
-                            name = ps.name_any(),
-                            error = %e,
-                            retry_in = ?failure.retry_in,
-                            "reading the load failed"
-                        );
-                        LoadRead {
-                            failure: Some(failure.clone()),
-                            refresh: Refresh::default(),
-                        }
-                    }
-                }
-            }
-        },
+        None => {
+            let _share = ctx.namespace_share(&ps.namespace().unwrap_or_default())?;
+            read_load(ps, ctx, &mut state, now).await
+        }
     };
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
@@ -944,6 +897,52 @@ async fn decide(
         // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("the planner's task did not finish: {e}"),
+    }
+}
+
+/// Reads the load history up to `now` into the scaler's cache, within the global limit of
+/// reads in flight, and records the outcome in its backoff.
+async fn read_load(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    state: &mut ScalerState,
+    now: DateTime<Utc>,
+) -> LoadRead {
+    let refreshed = {
+        let _slot = ctx.queries.acquire().await;
+        let started = Instant::now();
+        let r = state.cache.refresh(&ctx.prometheus, now).await;
+        ctx.metrics
+            .query_duration
+            .observe(started.elapsed().as_secs_f64());
+        r
+    };
+    match refreshed {
+        Ok(refresh) => {
+            ctx.metrics.queries.inc_by(refresh.queries as u64);
+            state.reads.succeeded();
+            LoadRead {
+                failure: None,
+                refresh,
+            }
+        }
+        Err(e) => {
+            ctx.metrics.query_errors.inc();
+            let failure = state
+                .reads
+                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+            warn!(
+                namespace = ps.namespace(),
+                name = ps.name_any(),
+                error = %e,
+                retry_in = ?failure.retry_in,
+                "reading the load failed"
+            );
+            LoadRead {
+                failure: Some(failure.clone()),
+                refresh: Refresh::default(),
+            }
+        }
     }
 }
 
@@ -1250,20 +1249,14 @@ async fn release_other_floors(
 ) -> Result<()> {
     let uid = ps.uid().unwrap_or_default();
     let generation = ps.metadata.generation;
-    let swept = ctx
-        .floor_sweeps
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let swept = locked(&ctx.floor_sweeps)
         .get(&uid)
         .is_some_and(|(g, h)| *g == generation && h == holder);
     if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
     release_floors_but(ps, ctx, Some(holder)).await?;
-    ctx.floor_sweeps
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(uid, (generation, holder.clone()));
+    locked(&ctx.floor_sweeps).insert(uid, (generation, holder.clone()));
     Ok(())
 }
 
@@ -1277,20 +1270,7 @@ async fn set_finalizers(
     if !ctx.may_write() {
         return Ok(());
     }
-    let api: Api<PredictiveScaler> =
-        Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
-    let patch = json!({ "metadata": {
-        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
-    call(
-        "writing finalizers",
-        api.patch(
-            &ps.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
-    )
-    .await
-    .map(|_| ())
+    kubernetes::write_finalizers(&ctx.client, ps, finalizers).await
 }
 
 /// A decision to publish, with the workload's replica count and when it was scaled.
@@ -1387,11 +1367,7 @@ async fn write_status(
                 status: f.status,
                 reason: f.reason.clone(),
             };
-            let news = ctx
-                .told
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .admit(key, Instant::now());
+            let news = locked(&ctx.told).admit(key, Instant::now());
             if !news {
                 // Told within the last ten minutes: the condition says it; the Event would not.
                 continue;

@@ -206,18 +206,16 @@ async fn remove_finalizer(client: &kube::Client, namespace: &str, name: &str) ->
         let Some(ps) = call("reading a PredictiveScaler", api.get_opt(name)).await? else {
             return Ok(());
         };
-        let rest: Vec<&String> = ps.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let rest: Vec<String> = ps
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
         if rest.len() == ps.finalizers().len() {
             return Ok(());
         }
-        let patch = json!({ "metadata": {
-            "resourceVersion": ps.resource_version(), "finalizers": rest } });
-        match call(
-            "removing prescaler's finalizer",
-            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
-        )
-        .await
-        {
+        match kubernetes::write_finalizers(client, &ps, rest).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_conflict() => warn!(namespace, name, "conflict; reading again"),
             Err(e) => return Err(e),

@@ -9,18 +9,19 @@
 //! algorithm (`behavior`), so that SREs' intuitions carry over.
 //!
 //! **The live load is always served.** Whatever the basis, a sustained live load is always
-//! served within the HPA's reaction time, and a recovered metric is followed at once:
+//! served within the HPA's reaction time, and a recovered metric is followed at its second sample:
 //! forecasting may add replicas early, never withhold what the live load plainly needs. The
 //! live floor is what the sustained live load needs, `ceil(sustained / targetPerReplica)`,
-//! where the sustained load is the median of the newest three samples
-//! (`calibration::LiveReading`). It mirrors the HPA at a 100 % target on the same metric:
+//! where the sustained load is the lower median of the newest samples, at least two and at most
+//! three (`calibration::LiveReading`; "Why two samples" below). It mirrors the HPA at a 100 %
+//! target on the same metric:
 //! - the metric lag: the floor reads the same samples the HPA would, no later;
 //! - the sync period: the HPA acts on a new sample at its next 15-second sync; the floor
 //!   applies at the decision of the minute the sample belongs to, and the default scale-up
 //!   limit (which the HPA applies per sync, four times a minute) does not hold it back;
 //! - the tolerance: the HPA ignores a load within 10 % of its target so that one noisy sample
-//!   does not move it; the floor takes the median of three samples instead, so that one odd
-//!   minute neither raises nor lowers it — and then holds the need itself, not 10 % below it.
+//!   does not move it; the floor takes the lower median of the newest samples instead, so that
+//!   one odd minute neither raises nor lowers it — and then holds the need itself, not 10 % below it.
 //!
 //! A step up is so served one minute after the HPA would act (the second sample of the new
 //! level moves the median), a metric back from zero at its second sample (zeros before it do
