@@ -28,7 +28,7 @@
 # Each step prints its time; the total is the last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+ROOT=$(pwd -P)
 TOOLS=$ROOT/target/tools
 SUITE_START=$(date +%s)
 step_start=$SUITE_START

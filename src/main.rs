@@ -313,6 +313,11 @@ fn give_back(args: GiveBackArgs) -> Result<()> {
             r.object.field(),
             r.restored
         );
+        if let Some(kept) = &r.refused {
+            out += &format!(
+                "  (its current value, clamped: the kept own value {kept:?} is no value it may hold)\n"
+            );
+        }
     }
     for name in &summary.finalizers {
         out += &format!("removed prescaler's finalizer from PredictiveScaler {name}\n");
@@ -322,7 +327,21 @@ fn give_back(args: GiveBackArgs) -> Result<()> {
         summary.floors.len(),
         summary.finalizers.len()
     );
-    print(&out)
+    print(&out)?;
+    // Everything that could be given back was; what could not is named, and the exit is a
+    // failure (the uninstall hook's Job fails loudly rather than leaving a floor raised quietly).
+    let problems = summary.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        what: "giving back".into(),
+        message: format!(
+            "{} not given back; fix or remove it and run this again:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ),
+    })
 }
 
 fn print_crd() -> Result<()> {

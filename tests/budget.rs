@@ -19,7 +19,7 @@ use prescaler::operator::{self, Caches};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::harness::*;
-use support::prometheus::{TestPrometheus, samples};
+use support::prometheus::TestPrometheus;
 
 const HOSTILE: usize = 500;
 
@@ -42,18 +42,7 @@ fn hostile_calendar(i: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_hostile_calendars_delay_neither_the_lease_nor_a_bystander() {
-    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
-    let prom = TestPrometheus::start(&[(
-        "steady",
-        samples(
-            now - Duration::days(2),
-            now - Duration::minutes(2),
-            Duration::minutes(1),
-            |_| 60.0,
-        ),
-    )]);
-    prom.set_live("steady", Some(60.0));
-    prom.wait_for_live("steady", 60.0);
+    let prom = TestPrometheus::steady("steady", 60.0, Duration::days(2));
     let api = FakeApi::new();
     for i in 0..HOSTILE {
         let name = format!("hostile-{i}");

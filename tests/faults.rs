@@ -1232,6 +1232,55 @@ async fn lead_time_auto_learns_the_pods_start_up() {
     assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
 }
 
+/// A workload of 1,200 pods is surveyed in pages of 500 (`limit` and `continue`), as
+/// client-go's pager reads a large list: the operator never holds more than a page of pods, and
+/// every page is read (the newest 1,000 start-ups are kept, more than one page holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_workloads_pods_are_listed_in_pages() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("big", 3));
+    for i in 0..1_200 {
+        api.put(pod(
+            &format!("big-{i:04}"),
+            "big",
+            Duration::minutes(10 + i),
+            Some(Duration::minutes(3)),
+            false,
+        ));
+    }
+    api.put(scaler("big", "steady", auto_lead_time()));
+    let _op = start_learning(&api, prom);
+    eventually(30, "learned from every page", || {
+        let lead = &status(&api, "big")["leadTime"];
+        match lead["observations"].as_i64() {
+            Some(1_000) => Ok(()),
+            _ => Err(lead.to_string()),
+        }
+    })
+    .await;
+    let pod_lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/namespaces/shop/pods"))
+        .collect();
+    assert!(
+        pod_lists
+            .iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("500")),
+        "every pod list is paged: {:?}",
+        pod_lists.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+    let continued = pod_lists
+        .iter()
+        .filter(|r| r.query.contains_key("continue"))
+        .count();
+    assert!(
+        continued >= 2,
+        "a survey of 1,200 pods reads three pages: {continued} continued lists"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     let prom = steady_prometheus();
@@ -1622,4 +1671,184 @@ async fn a_query_of_a_thousand_series_does_not_cost_the_operator_its_memory() {
         hostile < baseline + 8 * 1024,
         "peak RSS {hostile} KiB against {baseline} KiB with one scaler"
     );
+}
+
+/// A Prometheus that goes away and comes back three times: the first outage and the first
+/// recovery are each told by one Event; the flaps after them, within the same ten minutes, change
+/// the condition but write no Event (client-go's EventCorrelator aggregates the same way), so a
+/// flapping Prometheus is not a write storm on the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_prometheus_is_told_once_not_at_every_flap() {
+    let mut prom = TestPrometheus::steady("flappy", 400.0, Duration::hours(6));
+    let api = FakeApi::new();
+    api.put(deployment("flappy", 8));
+    api.put(scaler("flappy", "flappy", json!({})));
+    let _op = start_operator(&api, &prom.url());
+    let metrics_available = |status: &'static str| {
+        let api = api.clone();
+        move || {
+            let (s, _, _) = condition(&api, "flappy", "MetricsAvailable")
+                .ok_or_else(|| "no MetricsAvailable yet".to_string())?;
+            if s == status {
+                Ok(())
+            } else {
+                Err(format!("MetricsAvailable={s}"))
+            }
+        }
+    };
+    eventually(30, "metrics available", metrics_available("True")).await;
+    let event_writes = || api.writes_to("/events");
+    let before = event_writes();
+    let mut after_the_first = 0;
+    for flap in 0..3 {
+        prom.kill();
+        eventually(30, "the outage is seen", metrics_available("False")).await;
+        prom.restart();
+        eventually(60, "the recovery is seen", metrics_available("True")).await;
+        if flap == 0 {
+            after_the_first = event_writes();
+            assert!(
+                after_the_first - before >= 2,
+                "the first outage and its recovery are told"
+            );
+        }
+    }
+    assert_eq!(
+        event_writes(),
+        after_the_first,
+        "the second and third flaps, within ten minutes of the first, write no Event"
+    );
+    let told: Vec<_> = events(&api, "flappy")
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    assert!(
+        told.iter().any(|r| r == "PrometheusUnavailable")
+            && told.iter().any(|r| r == "QuerySucceeded"),
+        "{told:?}"
+    );
+}
+
+/// A stand-in for Prometheus in front of a real one that never answers a query naming `evil`
+/// (as a Prometheus busy with a query too expensive for it) and passes every other request
+/// through, one request per upstream connection so that no hostile query rides a pooled one.
+async fn selective_hang(
+    upstream: &str,
+    passed: Arc<std::sync::atomic::AtomicUsize>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let passed = passed.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                loop {
+                    // A GET: the head is the whole request.
+                    let mut buf = [0u8; 8192];
+                    let end = loop {
+                        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = pending.drain(..end).collect();
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let line = text.lines().next().unwrap_or_default();
+                    if line.contains("evil") {
+                        // Held open, never answered, until the client gives up.
+                        let _ = client.read(&mut buf).await;
+                        return;
+                    }
+                    passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                    if up.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut answer = Vec::new();
+                    if up.read_to_end(&mut answer).await.is_err()
+                        || client.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+/// One tenant whose queries hang until the timeout, and who edits its sixteen scalers twice a
+/// second with a new query each time (a new query is read at once, whatever the backoff), cannot
+/// hold every Prometheus slot: a namespace has a quarter of them, so another tenant's load is
+/// still read at every sync and its surge followed. (Before the share per namespace, the other
+/// tenant was not read at all and its workload stayed at 2 for a minute.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
+    let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
+    let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (url, proxy) = selective_hang(&prom.url(), passed.clone()).await;
+    let api = FakeApi::new();
+    api.put(deployment("victim", 2));
+    api.put(scaler("victim", "victim", json!({})));
+    const HOSTILE: usize = 16;
+    let hostile = |i: usize, version: usize| {
+        let mut s = scaler(&format!("h{i}"), "x", json!({}));
+        s["metadata"]["namespace"] = json!("evil");
+        s["spec"]["metric"]["query"] = json!(format!("sum(evil_{version})"));
+        s
+    };
+    for i in 0..HOSTILE {
+        let mut d = deployment(&format!("h{i}"), 2);
+        d["metadata"]["namespace"] = json!("evil");
+        api.put(d);
+        api.put(hostile(i, 0));
+    }
+    let _op = start_operator(&api, &url);
+    eventually(30, "the victim read", || {
+        expect_condition(&api, "victim", "MetricsAvailable", "True", "QuerySucceeded")
+    })
+    .await;
+    let churn = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for version in 1.. {
+                for i in 0..HOSTILE {
+                    api.put(hostile(i, version));
+                }
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+        })
+    };
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    // Only the victim's reads pass the stand-in: with a 1 s sync, about one a second.
+    let read_before = passed.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(StdDuration::from_secs(10)).await;
+    let reads = passed.load(std::sync::atomic::Ordering::SeqCst) - read_before;
+    assert!(
+        reads >= 5,
+        "the other tenant read {reads} times in 10 s of the hostile tenant's churn"
+    );
+    // 5 000/s needs 100 replicas: it is scaled up as soon as a minute's sample shows it.
+    prom.set_live("victim", Some(5_000.0));
+    eventually(90, "the victim follows its surge", || {
+        let r = replicas(&api, "victim");
+        if r > 2 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas: {}", status(&api, "victim")))
+        }
+    })
+    .await;
+    churn.abort();
+    proxy.abort();
 }

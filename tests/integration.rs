@@ -15,6 +15,7 @@ mod cli;
 mod crd;
 mod decide;
 mod faults;
+mod floors;
 mod image;
 mod kubectl;
 mod live_load;

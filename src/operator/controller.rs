@@ -32,6 +32,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use super::backoff::{Failure, FailureKind, ReadBackoff, read_key};
+use super::event_filter::{EventFilter, EventKey};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
 use crate::adapters::confine::confine_to_namespace;
@@ -77,6 +78,9 @@ pub struct Settings {
     pub lead_time_settle: StdDuration,
     /// With `leadTime: Auto`: the target's pods are listed at most this often per scaler.
     pub pod_survey_interval: StdDuration,
+    /// How long after a start-up sweep for orphaned floors that could not give back every one
+    /// (an object the API server refused, a list it did not answer) the sweep runs again.
+    pub orphan_sweep_retry: StdDuration,
 }
 
 impl Default for Settings {
@@ -90,6 +94,7 @@ impl Default for Settings {
             keda: false,
             lead_time_settle: StdDuration::from_secs(600),
             pod_survey_interval: StdDuration::from_secs(60),
+            orphan_sweep_retry: StdDuration::from_secs(300),
         }
     }
 }
@@ -143,7 +148,12 @@ pub struct Context {
     floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
     /// Per uid, the spec generation last validated and what validation said.
     validated: std::sync::Mutex<HashMap<String, Validated>>,
+    /// Condition Events told in the last ten minutes (see `event_filter`).
+    told: std::sync::Mutex<EventFilter>,
+    /// Prometheus reads in flight, all namespaces together.
     queries: Semaphore,
+    /// Per namespace, its share of `queries` (see `namespace_share`).
+    namespace_reads: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Context {
@@ -180,7 +190,9 @@ impl Context {
             failures: Default::default(),
             floor_sweeps: Default::default(),
             validated: Default::default(),
+            told: Default::default(),
             queries,
+            namespace_reads: Default::default(),
         }
     }
 
@@ -190,7 +202,7 @@ impl Context {
     fn validated(&self, ps: &PredictiveScaler) -> std::result::Result<ValidatedSpec, String> {
         let uid = ps.uid().unwrap_or_default();
         let generation = ps.metadata.generation;
-        let mut all = self.validated.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = locked(&self.validated);
         match all.get(&uid) {
             Some((g, result)) if *g == generation && generation.is_some() => result.clone(),
             _ => {
@@ -199,6 +211,28 @@ impl Context {
                 result
             }
         }
+    }
+
+    /// A slot for one Prometheus read of a scaler in `namespace`, or `None` when the namespace
+    /// already has its share in flight.
+    ///
+    /// Reads and reconciles share `concurrency` slots across the cluster. Without a share per
+    /// namespace, one tenant whose queries hang until the timeout, and who edits its scalers so
+    /// that each new spec is read at once (the backoff starts again with a new query), held every
+    /// slot and stopped every other tenant's scaling. A namespace may have a quarter of the slots
+    /// in reads (at least one). A reconcile that finds them busy does not wait: it does nothing
+    /// and frees its reconcile slot at once, to come back soon — a reconcile that
+    /// waited would keep the slot, and the controller's queue serves newly triggered objects
+    /// first, so the busy tenant's edits would again crowd everyone else out.
+    fn namespace_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let share = {
+            let mut all = locked(&self.namespace_reads);
+            let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
+            all.entry(namespace.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
+                .clone()
+        };
+        share.try_acquire_owned().ok()
     }
 
     /// Whether this replica may write to workloads and HPAs now.
@@ -233,14 +267,9 @@ impl Context {
     async fn forget(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
-            self.floor_sweeps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&uid);
-            self.validated
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&uid);
+            locked(&self.floor_sweeps).remove(&uid);
+            locked(&self.validated).remove(&uid);
+            locked(&self.told).forget(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -283,10 +312,16 @@ pub async fn run(
     orphans.abort();
 }
 
-/// Gives back, once when the controller starts, the floors whose PredictiveScaler is gone (it was
+/// Gives back, when the controller starts, the floors whose PredictiveScaler is gone (it was
 /// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
 /// would stay raised for good. Whether an owner lives is read from the scalers' store after the
 /// floors were listed, so a scaler created meanwhile is seen.
+///
+/// A sweep that could not give back every such floor (each failure is logged, naming the object,
+/// and the sweep goes on past it) runs again every `orphan_sweep_retry` until one completes: a
+/// periodic retry, the simplest that does not wait for the next restart. Only the floors still
+/// orphaned are written again; a floor given back stays so. A replica that may not write skips
+/// a round (when it loses the Lease the controller, and this task with it, stops).
 async fn release_orphaned_floors(ctx: Arc<Context>) {
     // kube-runtime's `Store::wait_until_ready` wakes only one of several waiters (its
     // `DelayedInit` keeps a single waker, and the controller waits on this store too): ask again
@@ -299,30 +334,49 @@ async fn release_orphaned_floors(ctx: Arc<Context>) {
             Err(_) => {}
         }
     }
-    if !ctx.may_write() {
-        return;
+    loop {
+        if ctx.may_write() && sweep_orphaned_floors(&ctx).await {
+            return;
+        }
+        tokio::time::sleep(ctx.settings.orphan_sweep_retry).await;
     }
+}
+
+/// One sweep for orphaned floors; whether it gave back every one it found.
+async fn sweep_orphaned_floors(ctx: &Context) -> bool {
     let live_uids = || -> std::collections::HashSet<String> {
         ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
     };
     let known = std::sync::OnceLock::new();
     let is_live =
         |uid: &str| known.get_or_init(live_uids).contains(uid) || live_uids().contains(uid);
-    match kubernetes::release_floors(
+    let sweep = kubernetes::release_floors(
         &ctx.client,
         None,
         Owners::NotLive(&is_live),
         ctx.settings.keda,
     )
-    .await
-    {
-        Ok(released) => {
-            for r in released {
-                info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
-            }
-        }
-        Err(e) => warn!(error = %e, "could not look for floors whose PredictiveScaler is gone"),
+    .await;
+    for r in &sweep.released {
+        info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
     }
+    // Each failure was logged by the sweep, naming its object.
+    let complete = sweep.is_complete();
+    if !complete {
+        warn!(
+            not_given_back = sweep.failed.len(),
+            lists_not_read = sweep.unlisted.len(),
+            retry_in = ?ctx.settings.orphan_sweep_retry,
+            "could not give back every floor whose PredictiveScaler is gone; trying again later"
+        );
+    }
+    complete
+}
+
+/// A std mutex's guard, poisoned or not: a reconcile that panicked while holding one (the
+/// panic is caught, see `catch_panic`) leaves maps that are still right to read and write.
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
@@ -355,10 +409,7 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     if result.is_ok()
         && let Some(uid) = ps.uid()
     {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&uid);
+        locked(&ctx.failures).remove(&uid);
     }
     result
 }
@@ -385,8 +436,14 @@ async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action>
         ctx.forget(ps).await;
         return Ok(Action::await_change());
     }
-    apply(ps, ctx).await?;
-    Ok(Action::requeue(ctx.settings.sync_period))
+    match apply(ps, ctx).await? {
+        Applied::Done => Ok(Action::requeue(ctx.settings.sync_period)),
+        // Soon, not at once: a quarter of a sync (at least a second), so that a busy share is
+        // not polled in a hot loop.
+        Applied::Deferred => Ok(Action::requeue(
+            (ctx.settings.sync_period / 4).max(StdDuration::from_secs(1)),
+        )),
+    }
 }
 
 /// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
@@ -403,7 +460,7 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
         .get_or_create(&ErrorLabels { kind: kind.into() })
         .inc();
     let failures = {
-        let mut all = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = locked(&ctx.failures);
         let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
         *n = n.saturating_add(1);
         *n
@@ -437,6 +494,20 @@ struct LoadRead {
 }
 
 impl LoadRead {
+    /// Whether this read says nothing new to publish: it is the first failure, of a kind that
+    /// passes (Prometheus unreachable or slow once), of a scaler whose metrics were available
+    /// until now.
+    fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
+        let available_until_now = ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::METRICS_AVAILABLE && c.status == "True")
+        });
+        self.failure.as_ref().is_some_and(|f| {
+            f.in_a_row == 1 && matches!(f.kind, FailureKind::Unreachable | FailureKind::TimedOut)
+        }) && available_until_now
+    }
+
     /// `MetricsAvailable`.
     fn finding(&self, decision: &Decision) -> Finding {
         match &self.failure {
@@ -451,7 +522,14 @@ impl LoadRead {
     }
 }
 
-async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+/// What a reconcile of a live scaler came to.
+enum Applied {
+    Done,
+    /// Nothing read, decided or written: the namespace's share of Prometheus reads was busy.
+    Deferred,
+}
+
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<Applied> {
     let now = Utc::now();
     match observe_decide_act(ps, ctx, now).await {
         // RBAC lacks a permission: say so on the object; the error policy backs off.
@@ -475,22 +553,39 @@ async fn observe_decide_act(
     ps: &PredictiveScaler,
     ctx: &Context,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Applied> {
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
             // A refused scaler plans nothing: its planned replicas must not linger in metrics.
             publish_plan_metrics(ctx, ps, None);
             give_back_floor(ps, ctx).await?;
-            return write_status(ps, ctx, None, vec![refusal], now).await;
+            write_status(ps, ctx, None, vec![refusal], now).await?;
+            return Ok(Applied::Done);
         }
     };
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
+    let Some((decision, load, plan)) = decide(ps, ctx, &target, now).await else {
+        // The namespace's share of reads is busy: this reconcile did not happen, and the
+        // next comes sooner than a sync (see `Context::namespace_share`).
+        return Ok(Applied::Deferred);
+    };
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
+    if load.tells_nothing_new(ps) {
+        // One failed read after a success is held (as any failure is) but not published: a
+        // Prometheus that answers again at the next try would otherwise cost a status write and
+        // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
+        info!(
+            namespace = ps.namespace(),
+            name = ps.name_any(),
+            "a first failed read: status stays as the last read left it"
+        );
+        publish_metrics(ctx, ps, &decision, ready.current);
+        return Ok(Applied::Done);
+    }
     let mut findings = vec![
         ready.finding,
         load.finding(&decision),
@@ -542,7 +637,8 @@ async fn observe_decide_act(
         findings,
         now,
     )
-    .await
+    .await?;
+    Ok(Applied::Done)
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
@@ -725,17 +821,18 @@ async fn learn_lead_time(
 }
 
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec.
+/// is older than its quarter hour or was made for another spec. `None` when the namespace's
+/// share of reads is busy: nothing is read or decided then.
 async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead, Option<PlanStatus>) {
+) -> Option<(Decision, LoadRead, Option<PlanStatus>)> {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
-    let mut state = state.lock().await;
+    let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
     let needs = state.planner.history_needs();
     if state.cache.query() != target.query || state.cache.needs() != needs {
@@ -750,83 +847,103 @@ async fn decide(
             refresh: Refresh::default(),
         },
         None => {
-            let refreshed = {
-                let _slot = ctx.queries.acquire().await;
-                let started = Instant::now();
-                let r = state.cache.refresh(&ctx.prometheus, now).await;
-                ctx.metrics
-                    .query_duration
-                    .observe(started.elapsed().as_secs_f64());
-                r
-            };
-            match refreshed {
-                Ok(refresh) => {
-                    ctx.metrics.queries.inc_by(refresh.queries as u64);
-                    state.reads.succeeded();
-                    LoadRead {
-                        failure: None,
-                        refresh,
-                    }
-                }
-                Err(e) => {
-                    ctx.metrics.query_errors.inc();
-                    let failure =
-                        state
-                            .reads
-                            .failed(FailureKind::of(&e), e.to_string(), Instant::now());
-                    warn!(
-                        namespace = ps.namespace(),
-                        name = ps.name_any(),
-                        error = %e,
-                        retry_in = ?failure.retry_in,
-                        "reading the load failed"
-                    );
-                    LoadRead {
-                        failure: Some(failure.clone()),
-                        refresh: Refresh::default(),
-                    }
-                }
-            }
+            let _share = ctx.namespace_share(&ps.namespace().unwrap_or_default())?;
+            read_load(ps, ctx, &mut state, now).await
         }
     };
-    let history = load
-        .failure
-        .is_none()
-        .then(|| state.cache.history())
-        .flatten();
-    let decided_at = Instant::now();
-    let decision = state
-        .planner
-        .decide(history.as_ref(), target.workload.replicas(), now);
-    ctx.metrics
-        .decision_duration
-        .observe(decided_at.elapsed().as_secs_f64());
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
         target.spec.lead_time.num_seconds(),
     );
-    // Without the history (Prometheus failed this time) the last plan stands until a reconcile
-    // that reads it: a plan of held steps would say nothing for a quarter hour.
-    if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
-        let planned_at = Instant::now();
-        let plan = outlook::outlook(
-            &state.planner,
-            history.as_ref(),
-            now,
-            outlook::STEP,
-            outlook::HORIZON,
-        );
-        ctx.metrics
-            .plan_duration
-            .observe(planned_at.elapsed().as_secs_f64());
-        state.plan = plan.map(|o| PlanMemo {
-            made_for,
-            status: o.summary(),
-        });
+    let read = load.failure.is_none();
+    let replicas = target.workload.replicas();
+    let metrics = ctx.metrics.clone();
+    // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
+    // CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
+    // the runtime's workers, which renew the Lease and read the watches.
+    let planned = tokio::task::spawn_blocking(move || {
+        let history = read.then(|| state.cache.history()).flatten();
+        let decided_at = Instant::now();
+        let decision = state.planner.decide(history.as_ref(), replicas, now);
+        metrics
+            .decision_duration
+            .observe(decided_at.elapsed().as_secs_f64());
+        // Without the history (Prometheus failed this time) the last plan stands until a
+        // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
+        if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+            let planned_at = Instant::now();
+            let plan = outlook::outlook(
+                &state.planner,
+                history.as_ref(),
+                now,
+                outlook::STEP,
+                outlook::HORIZON,
+            );
+            metrics
+                .plan_duration
+                .observe(planned_at.elapsed().as_secs_f64());
+            state.plan = plan.map(|o| PlanMemo {
+                made_for,
+                status: o.summary(),
+            });
+        }
+        let plan = state.plan.as_ref().map(|p| p.status.clone());
+        (decision, plan)
+    })
+    .await;
+    match planned {
+        Ok((decision, plan)) => Some((decision, load, plan)),
+        // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the planner's task did not finish: {e}"),
     }
-    let plan = state.plan.as_ref().map(|p| p.status.clone());
-    (decision, load, plan)
+}
+
+/// Reads the load history up to `now` into the scaler's cache, within the global limit of
+/// reads in flight, and records the outcome in its backoff.
+async fn read_load(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    state: &mut ScalerState,
+    now: DateTime<Utc>,
+) -> LoadRead {
+    let refreshed = {
+        let _slot = ctx.queries.acquire().await;
+        let started = Instant::now();
+        let r = state.cache.refresh(&ctx.prometheus, now).await;
+        ctx.metrics
+            .query_duration
+            .observe(started.elapsed().as_secs_f64());
+        r
+    };
+    match refreshed {
+        Ok(refresh) => {
+            ctx.metrics.queries.inc_by(refresh.queries as u64);
+            state.reads.succeeded();
+            LoadRead {
+                failure: None,
+                refresh,
+            }
+        }
+        Err(e) => {
+            ctx.metrics.query_errors.inc();
+            let failure = state
+                .reads
+                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+            warn!(
+                namespace = ps.namespace(),
+                name = ps.name_any(),
+                error = %e,
+                retry_in = ?failure.retry_in,
+                "reading the load failed"
+            );
+            LoadRead {
+                failure: Some(failure.clone()),
+                refresh: Refresh::default(),
+            }
+        }
+    }
 }
 
 /// What actuation did.
@@ -1090,23 +1207,34 @@ async fn release_floors_but(
     }
     let namespace = ps.namespace().unwrap_or_default();
     let uid = ps.uid().unwrap_or_default();
-    let released = kubernetes::release_floors(
+    let mut sweep = kubernetes::release_floors(
         &ctx.client,
         Some(&namespace),
         Owners::One { uid: &uid, keep },
         ctx.settings.keda,
     )
-    .await?;
-    for r in released {
-        let note = format!(
+    .await;
+    for r in &sweep.released {
+        let mut note = format!(
             "restored {}'s {} to {}",
             r.object,
             r.object.field(),
             r.restored
         );
+        if let Some(kept) = &r.refused {
+            note += &format!(
+                " (its current value: the kept {} {kept:?} is no value it may hold)",
+                kubernetes::ORIGINAL_MIN_ANNOTATION
+            );
+        }
         publish_floor(ctx, ps, "FloorReleased", &r.object, note).await;
     }
-    Ok(())
+    // Every other floor was given back; one not given back fails the reconcile (retried with
+    // backoff, the finalizer kept), with its error; the sweep logged each.
+    match sweep.take_error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Before holding the floor on `holder`: gives back any other floor this scaler holds, when it
@@ -1121,20 +1249,14 @@ async fn release_other_floors(
 ) -> Result<()> {
     let uid = ps.uid().unwrap_or_default();
     let generation = ps.metadata.generation;
-    let swept = ctx
-        .floor_sweeps
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let swept = locked(&ctx.floor_sweeps)
         .get(&uid)
         .is_some_and(|(g, h)| *g == generation && h == holder);
     if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
     release_floors_but(ps, ctx, Some(holder)).await?;
-    ctx.floor_sweeps
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(uid, (generation, holder.clone()));
+    locked(&ctx.floor_sweeps).insert(uid, (generation, holder.clone()));
     Ok(())
 }
 
@@ -1148,20 +1270,7 @@ async fn set_finalizers(
     if !ctx.may_write() {
         return Ok(());
     }
-    let api: Api<PredictiveScaler> =
-        Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
-    let patch = json!({ "metadata": {
-        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
-    call(
-        "writing finalizers",
-        api.patch(
-            &ps.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
-    )
-    .await
-    .map(|_| ())
+    kubernetes::write_finalizers(&ctx.client, ps, finalizers).await
 }
 
 /// A decision to publish, with the workload's replica count and when it was scaled.
@@ -1252,6 +1361,17 @@ async fn write_status(
             .iter()
             .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
         if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
+            let key = EventKey {
+                scaler: ps.uid().unwrap_or_default(),
+                condition: f.type_.to_string(),
+                status: f.status,
+                reason: f.reason.clone(),
+            };
+            let news = locked(&ctx.told).admit(key, Instant::now());
+            if !news {
+                // Told within the last ten minutes: the condition says it; the Event would not.
+                continue;
+            }
             let kind = if f.is_warning() {
                 EventType::Warning
             } else {

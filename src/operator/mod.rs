@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod controller;
+pub mod event_filter;
 pub mod give_back;
 pub mod leader;
 pub mod telemetry;
