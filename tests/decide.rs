@@ -758,6 +758,29 @@ fn a_zero_blip_after_a_bogus_sample_is_held_at_the_level_before_it() {
 }
 
 #[test]
+fn one_bogus_sample_after_a_gap_and_before_zeros_keeps_the_scale_up_limit() {
+    // Two hours at 150, half an hour with no sample (a scrape outage), one sample of 1e6, then a
+    // quarter hour of zeros. Before: the zeros were held at the level before them, and after the
+    // gap that level was the one bogus sample; read as a sustained load it took the workload to
+    // 100 (maxReplicas) a minute later, and held it there. Now one sample is no level: the zeros
+    // are believed, and the sample alone moves the count within the default limit only.
+    let mut v = vec![150.0; 120];
+    v.extend([f64::NAN; 30]);
+    v.push(1e6);
+    v.extend([0.0; 15]);
+    let run = from_two(v);
+    let (from, spike) = &run[150];
+    assert!(within_default_limit(*from, spike), "{from} → {spike:?}");
+    for (from, d) in &run[150..] {
+        assert!(
+            d.desired_replicas <= spike.desired_replicas,
+            "{from} → {d:?}"
+        );
+        assert!(d.live_replicas.is_none_or(|n| n <= 2), "{d:?}");
+    }
+}
+
+#[test]
 fn a_sustained_surge_above_every_forecast_is_served_within_the_hpas_reaction() {
     // Day 15, 12:00: the load doubles (8 000, 80 replicas) for two hours, which no profile
     // foresees. The HPA would see it at 12:01 (the metric's minute of lag) and ask for 80 at

@@ -265,6 +265,12 @@ impl<'a> View<'a> {
 /// zeros) is not what the drop is held at; a run whose level before is zero is no drop. A run
 /// at the very start has nothing before it and is believed; a run at the end is judged by what
 /// has been seen of it so far, so a drop that goes on is believed once it has lasted `persist`.
+///
+/// A level stands on at least `LEVEL_SAMPLES` samples (fewer when `level` is smaller): after a
+/// gap, one sample is all that is read before a run, and a bogus one would otherwise be held
+/// over every zero that follows and read as a sustained load — the zeros are believed then, as
+/// the HPA believes them. A held run counts as its level for the runs after it, a level that
+/// stood on enough samples itself.
 pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, usize, f64)> {
     let mut blips = Vec::new();
     // The newest samples as read, oldest first.
@@ -274,7 +280,9 @@ pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, u
         let Some((a, b)) = run.take() else {
             return;
         };
-        let fill = before.level().filter(|l| *l != 0.0 && b - a + 1 < persist);
+        let fill = before.level().filter(|l| {
+            *l != 0.0 && b - a + 1 < persist && before.len >= LEVEL_SAMPLES.min(before.cap)
+        });
         if let Some(fill) = fill {
             blips.push((a, b, fill));
         }
@@ -295,6 +303,10 @@ pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, u
     close(&mut run, &mut before);
     blips
 }
+
+/// The fewest samples a level before a drop stands on (`zero_blips`): two, as the live floor's
+/// sustained load (one sample alone is no sustained load).
+const LEVEL_SAMPLES: usize = 2;
 
 /// The newest few samples of a sequence, for `zero_blips`: a fixed window without allocation.
 struct Recent {
@@ -836,15 +848,15 @@ mod tests {
         let n = f64::NAN;
         // A blip of three zeros (a gap inside) after load: held, with the load before it.
         assert_eq!(
-            zero_blips(&[5.0, 0.0, n, 0.0, 7.0], 15, 3),
-            vec![(1, 3, 5.0)]
+            zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3),
+            vec![(2, 4, 5.0)]
         );
         // Zeros from the start have nothing before them: believed.
         assert!(zero_blips(&[0.0, 0.0, 3.0], 15, 3).is_empty());
         // A run as long as the persistence is believed; one step shorter is not.
-        let long: Vec<f64> = std::iter::once(4.0).chain([0.0; 15]).collect();
+        let long: Vec<f64> = [4.0, 4.0].into_iter().chain([0.0; 15]).collect();
         assert!(zero_blips(&long, 15, 3).is_empty());
-        assert_eq!(zero_blips(&long[..15], 15, 3), vec![(1, 14, 4.0)]);
+        assert_eq!(zero_blips(&long[..16], 15, 3), vec![(2, 15, 4.0)]);
         // Held at the level before the drop (the lower median of the three samples before it,
         // as read), not at one odd sample just before it.
         assert_eq!(
@@ -852,6 +864,13 @@ mod tests {
             vec![(3, 4, 150.0)]
         );
         assert_eq!(zero_blips(&[150.0, 1e6, 0.0], 15, 3), vec![(2, 2, 150.0)]);
+        // One sample after a gap is no level to hold a drop at (a bogus one would be read as a
+        // sustained load over every zero): the zeros are believed. Two samples are a level.
+        assert!(zero_blips(&[n, n, 1e6, 0.0, 0.0], 15, 3).is_empty());
+        assert_eq!(
+            zero_blips(&[n, 5.0, 6.0, 0.0, 0.0], 15, 3),
+            vec![(3, 4, 5.0)]
+        );
         // An earlier drop counts as held: two blips in a row are held at the same level.
         assert_eq!(
             zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3),
