@@ -179,6 +179,7 @@ fn default_min_replicas() -> i32 {
 pub struct ScaleTargetRef {
     /// API version of the target, e.g. `apps/v1`.
     #[serde(default = "default_target_api_version")]
+    #[schemars(length(max = 253))]
     pub api_version: String,
     /// Kind of the target, e.g. `Deployment` or `StatefulSet`.
     #[schemars(length(min = 1, max = 63))]
@@ -190,6 +191,7 @@ pub struct ScaleTargetRef {
     /// must not become a tenant's); a target elsewhere is refused with a condition. Optional: it
     /// exists so that a manifest naming another namespace is refused, not silently retargeted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub namespace: Option<String>,
 }
 
