@@ -130,13 +130,52 @@ fn keda_scaled(api: &FakeApi, name: &str, min: i64) {
         "spec": { "scaleTargetRef": { "name": name }, "minReplicaCount": min, "maxReplicaCount": 30,
                   "triggers": [{ "type": "prometheus", "metadata": { "threshold": "50" } }] },
     }));
+    // KEDA makes the ScaledObject its HPA's controller, by uid.
+    let uid = scaled_object(api, name)["metadata"]["uid"].clone();
     api.put(hpa(
         name,
         1,
         json!({ "metadata": { "name": format!("keda-hpa-{name}"), "ownerReferences": [{
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name, "uid": "u1", "controller": true }] } }),
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name, "uid": uid, "controller": true }] } }),
     ));
     api.keda_sync(NS, name);
+}
+
+/// An HPA is the tenant's to write, a ScaledObject may be another team's: an HPA of the tenant's
+/// own Deployment that names a ScaledObject of another workload as its controller (its name, or
+/// also a made-up uid) must not make prescaler raise that ScaledObject's floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_that_names_another_workloads_scaled_object_raises_no_floor_there() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("platform-worker", 2));
+    keda_scaled(&api, "platform-worker", 1);
+    api.put(deployment("web", 2));
+    let real_uid = scaled_object(&api, "platform-worker")["metadata"]["uid"].clone();
+    // The forged HPA scales `web` and claims the platform's ScaledObject, with its real uid: the
+    // ScaledObject does not scale `web`.
+    api.put(hpa(
+        "web",
+        1,
+        json!({ "metadata": { "name": "forged", "ownerReferences": [{
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "platform-worker",
+            "uid": real_uid, "controller": true }] } }),
+    ));
+    api.put(scaler("web", "steady", floor(30)));
+    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(30, "refused", || {
+        expect_condition(&api, "web", "Ready", "False", "ScaledObjectMismatch")
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(min_replica_count(&api, "platform-worker"), 1);
+    let so = scaled_object(&api, "platform-worker");
+    assert!(
+        so["metadata"]["annotations"]
+            .get("prescaler.dev/floor-owner")
+            .is_none(),
+        "no prescaler bookkeeping on another team's ScaledObject: {so}"
+    );
 }
 
 fn scaled_object(api: &FakeApi, name: &str) -> Value {
@@ -1787,11 +1826,14 @@ async fn selective_hang(
     (url, task)
 }
 
-/// One tenant whose queries hang until the timeout, and who edits its sixteen scalers twice a
-/// second with a new query each time (a new query is read at once, whatever the backoff), cannot
-/// hold every Prometheus slot: a namespace has a quarter of them, so another tenant's load is
-/// still read at every sync and its surge followed. (Before the share per namespace, the other
-/// tenant was not read at all and its workload stayed at 2 for a minute.)
+/// One tenant whose queries hang until the timeout, and who edits its sixteen scalers, spread
+/// over four namespaces, twice a second with a new query each time (a new query is read at once,
+/// whatever the backoff), cannot hold every Prometheus slot: once its reads are slow its
+/// namespaces are suspect, each may have a quarter of the slots and all of them together half,
+/// so another tenant's load is still read at every sync and its surge followed. (Before any
+/// share, one such namespace stopped the other tenant's reads and its workload stayed at 2 for
+/// a minute; with a share per namespace alone, four namespaces took every slot: no read in
+/// 20 s, still at 2 after 120 s.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
     let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
@@ -1801,15 +1843,18 @@ async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
     api.put(deployment("victim", 2));
     api.put(scaler("victim", "victim", json!({})));
     const HOSTILE: usize = 16;
+    fn namespace(i: usize) -> String {
+        format!("evil-{}", i % 4)
+    }
     let hostile = |i: usize, version: usize| {
         let mut s = scaler(&format!("h{i}"), "x", json!({}));
-        s["metadata"]["namespace"] = json!("evil");
+        s["metadata"]["namespace"] = json!(namespace(i));
         s["spec"]["metric"]["query"] = json!(format!("sum(evil_{version})"));
         s
     };
     for i in 0..HOSTILE {
         let mut d = deployment(&format!("h{i}"), 2);
-        d["metadata"]["namespace"] = json!("evil");
+        d["metadata"]["namespace"] = json!(namespace(i));
         api.put(d);
         api.put(hostile(i, 0));
     }
@@ -1851,4 +1896,45 @@ async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
     .await;
     churn.abort();
     proxy.abort();
+}
+
+/// A scaler that holds no floor carries no finalizer, so its deletion brings no last reconcile:
+/// what the operator keeps of it (planner, history, memos, metrics) must still go, or a tenant
+/// that creates and deletes scalers grows the operator's memory without bound (measured before:
+/// about 230 KiB per deleted scaler, and its metrics kept for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_scaler_without_a_floor_is_forgotten() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    for name in ["kept", "gone"] {
+        api.put(deployment(name, 2));
+        api.put(scaler(name, "steady", json!({})));
+    }
+    let op = start_operator(&api, &prom.url());
+    let series_of = |name: &str| {
+        op.metrics
+            .encode()
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("name=\"{name}\"")))
+            .count()
+    };
+    eventually(30, "both decided", || {
+        match (series_of("kept"), series_of("gone")) {
+            (k, g) if k > 2 && g > 2 => Ok(()),
+            other => Err(format!("{other:?} series")),
+        }
+    })
+    .await;
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "gone");
+    // Forgotten within a sync or two (1 s here).
+    eventually(
+        10,
+        "the deleted scaler's series removed",
+        || match series_of("gone") {
+            0 => Ok(()),
+            n => Err(format!("{n} series left")),
+        },
+    )
+    .await;
+    assert!(series_of("kept") > 2, "the live scaler keeps its series");
 }

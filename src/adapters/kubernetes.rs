@@ -264,15 +264,35 @@ pub fn hpa_for(
     hpas.iter().find(|h| scales(h, namespace, target)).cloned()
 }
 
-/// The KEDA ScaledObject that owns this HPA, if one does: KEDA rewrites its HPA on every sync,
-/// so a floor set on it would not hold; the ScaledObject's `minReplicaCount` does.
+/// The KEDA ScaledObject that controls this HPA, if one does: KEDA rewrites its HPA on every
+/// sync, so a floor set on it would not hold; the ScaledObject's `minReplicaCount` does. KEDA
+/// makes its ScaledObject the HPA's controller (`controllerutil.SetControllerReference`); an
+/// owner reference that is not the controller is no KEDA HPA.
 pub fn keda_owner(hpa: &HorizontalPodAutoscaler) -> Option<String> {
-    hpa.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.kind == "ScaledObject" && o.api_version.starts_with("keda.sh/"))
-        .map(|o| o.name.clone())
+    keda_controller(hpa).map(|o| o.name.clone())
+}
+
+fn keda_controller(
+    hpa: &HorizontalPodAutoscaler,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    hpa.metadata.owner_references.iter().flatten().find(|o| {
+        o.kind == "ScaledObject"
+            && o.api_version.starts_with("keda.sh/")
+            && o.controller == Some(true)
+    })
+}
+
+/// Whether `so` is the very ScaledObject that `hpa` names as its controller (the same uid, not
+/// only the same name) and scales `target`. An HPA is the tenant's to write: one that names
+/// another team's ScaledObject as its owner must not make prescaler raise that ScaledObject's
+/// floor (a write the tenant could not make itself).
+pub fn keda_manages(
+    so: &DynamicObject,
+    hpa: &HorizontalPodAutoscaler,
+    target: &ScaleTargetRef,
+) -> bool {
+    keda_controller(hpa).is_some_and(|o| so.metadata.uid.as_deref() == Some(o.uid.as_str()))
+        && scaled_object_scales(so, target)
 }
 
 /// An object whose replica floor prescaler may hold: an HPA (`spec.minReplicas`, default 1,
@@ -680,12 +700,105 @@ pub async fn set_scaled_object_floor(
 
 /// The ScaledObjects in a namespace; `None` when the API server does not serve them (KEDA is
 /// not installed, or was removed): there is nothing to give back then.
-async fn list_scaled_objects(api: &Api<DynamicObject>) -> Result<Option<Vec<DynamicObject>>> {
-    match call("listing KEDA ScaledObjects", api.list(&Default::default())).await {
-        Ok(list) => Ok(Some(list.items)),
+/// The ScaledObjects `keep` keeps (slimmed, see `slim_scaled_object`), page by page; `None`
+/// when KEDA is not installed.
+async fn list_scaled_objects(
+    api: &Api<DynamicObject>,
+    keep: impl FnMut(&DynamicObject) -> bool,
+    first: bool,
+) -> Result<Option<Vec<DynamicObject>>> {
+    match list_paged(
+        api,
+        "listing KEDA ScaledObjects",
+        keep,
+        slim_scaled_object,
+        first,
+    )
+    .await
+    {
+        Ok(kept) => Ok(Some(kept)),
         Err(Error::Kube(e)) if matches!(&*e, kube::Error::Api(s) if s.is_not_found()) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Objects per page of the lists prescaler reads whole (HPAs and ScaledObjects, to find a
+/// target's or to give floors back): a tenant may make its objects large (annotations, up to the
+/// API server's 1.5 MiB each), and a list read in one answer was held whole — 600 HPAs of
+/// 200 KiB took the operator to 490 MiB. A page is what is held at once, as client-go's pager
+/// reads large lists, and only the objects kept are kept, slimmed.
+pub const LIST_PAGE: u32 = 50;
+
+/// Lists `api` page by page (`limit` and `continue`), keeping the objects `keep` keeps,
+/// `slim`med; with `first`, stops at the first one kept.
+async fn list_paged<K>(
+    api: &Api<K>,
+    what: &str,
+    mut keep: impl FnMut(&K) -> bool,
+    slim: fn(&mut K),
+    first: bool,
+) -> Result<Vec<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut kept = Vec::new();
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = call(what, api.list(&params)).await?;
+        for mut item in page.items {
+            if keep(&item) {
+                slim(&mut item);
+                kept.push(item);
+                if first {
+                    return Ok(kept);
+                }
+            }
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(kept),
+        }
+    }
+}
+
+/// Whether an annotation is one prescaler reads: its own, and KEDA's pause.
+fn read_by_prescaler(key: &str) -> bool {
+    key.starts_with("prescaler.dev/") || key.starts_with("autoscaling.keda.sh/")
+}
+
+/// Keeps of an HPA what prescaler reads — its identity, owners, target, bounds and the
+/// annotations it reads — for the cluster-wide HPA watch and the floor sweeps: a tenant's large
+/// HPAs (annotations, labels, metrics) are not held whole. Writes are merge patches of single
+/// fields, so what is dropped here is never written back.
+pub fn slim_hpa(hpa: &mut HorizontalPodAutoscaler) {
+    let meta = &mut hpa.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| read_by_prescaler(k));
+    }
+    hpa.spec.metrics = None;
+    hpa.spec.behavior = None;
+    hpa.status = None;
+}
+
+/// `slim_hpa` for a ScaledObject: its identity, the annotations prescaler reads, and of its
+/// spec the target and the replica bounds.
+fn slim_scaled_object(so: &mut DynamicObject) {
+    let meta = &mut so.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| read_by_prescaler(k));
+    }
+    let spec = &so.data["spec"];
+    let mut slim = serde_json::Map::new();
+    for field in ["scaleTargetRef", "minReplicaCount", "maxReplicaCount"] {
+        if let Some(v) = spec.get(field) {
+            slim.insert(field.into(), v.clone());
+        }
+    }
+    so.data = json!({ "spec": slim });
 }
 
 /// The ScaledObject that scales `target`, if KEDA is installed and one does: a target KEDA
@@ -697,9 +810,11 @@ pub async fn scaled_object_for(
     target: &ScaleTargetRef,
 ) -> Result<Option<DynamicObject>> {
     let api = scaled_objects(client, namespace);
-    Ok(list_scaled_objects(&api)
-        .await?
-        .and_then(|list| list.into_iter().find(|so| scaled_object_scales(so, target))))
+    Ok(
+        list_scaled_objects(&api, |so| scaled_object_scales(so, target), true)
+            .await?
+            .and_then(|kept| kept.into_iter().next()),
+    )
 }
 
 /// Writes a PredictiveScaler's finalizers, guarded by the resourceVersion `ps` was read at: a
@@ -905,13 +1020,23 @@ pub async fn release_floors(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let listed = call(
+    // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is the
+    // ScaledObject's, and the floor is given back there (writing the HPA would be reverted, and
+    // a `minReplicaCount` of 0 is no valid `minReplicas`).
+    let gives_back_hpa = |hpa: &HorizontalPodAutoscaler| {
+        let object = FloorObject::Hpa(hpa.metadata.name.clone().unwrap_or_default());
+        keda_owner(hpa).is_none() && owners.gives_back(&FloorHolder::hpa(hpa), &object)
+    };
+    let listed = list_paged(
+        &hpas,
         "listing HorizontalPodAutoscalers",
-        hpas.list(&Default::default()),
+        gives_back_hpa,
+        slim_hpa,
+        false,
     )
     .await;
     let hpas = match listed {
-        Ok(list) => list.items,
+        Ok(kept) => kept,
         Err(e) => {
             tracing::warn!(error = %e, "could not list HorizontalPodAutoscalers to give floors back");
             sweep.unlisted.push(e);
@@ -921,12 +1046,6 @@ pub async fn release_floors(
     for hpa in hpas {
         let object = FloorObject::Hpa(hpa.metadata.name.clone().unwrap_or_default());
         let holder = FloorHolder::hpa(&hpa);
-        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
-        // the ScaledObject's, and the floor is given back there (writing the HPA would be
-        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
-        if keda_owner(&hpa).is_some() || !owners.gives_back(&holder, &object) {
-            continue;
-        }
         let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
         let written = patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await;
@@ -936,21 +1055,23 @@ pub async fn release_floors(
         Some(ns) => scaled_objects(client, ns),
         None => Api::all_with(client.clone(), &scaled_object_resource()),
     };
-    let listed = match list_scaled_objects(&all_scaled_objects).await {
-        Ok(listed) => listed,
-        Err(e) if e.is_forbidden() && !keda => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not list KEDA ScaledObjects to give floors back");
-            sweep.unlisted.push(e);
-            None
-        }
+    let gives_back_scaled_object = |so: &DynamicObject| {
+        let object = FloorObject::ScaledObject(so.metadata.name.clone().unwrap_or_default());
+        owners.gives_back(&FloorHolder::scaled_object(so), &object)
     };
+    let listed =
+        match list_scaled_objects(&all_scaled_objects, gives_back_scaled_object, false).await {
+            Ok(listed) => listed,
+            Err(e) if e.is_forbidden() && !keda => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list KEDA ScaledObjects to give floors back");
+                sweep.unlisted.push(e);
+                None
+            }
+        };
     for so in listed.into_iter().flatten() {
         let object = FloorObject::ScaledObject(so.metadata.name.clone().unwrap_or_default());
         let holder = FloorHolder::scaled_object(&so);
-        if !owners.gives_back(&holder, &object) {
-            continue;
-        }
         let namespace = so.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
         let api = scaled_objects(client, &namespace);
@@ -1095,6 +1216,49 @@ mod tests {
             (patch["spec"]["minReplicas"].as_i64(), restored),
             (Some(6), 6)
         );
+    }
+
+    #[test]
+    fn only_the_scaled_object_an_hpa_names_as_controller_by_uid_and_that_scales_its_target_manages_it()
+     {
+        let mut so = scaled_object(Some(1), &[]);
+        so.metadata.uid = Some("so-uid".into());
+        let target = ScaleTargetRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "queue".into(),
+            namespace: None,
+        };
+        let owned_by = |uid: &str, controller: Option<bool>| {
+            let mut h = hpa(1, &[]);
+            h.metadata.owner_references = Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "keda.sh/v1alpha1".into(),
+                    kind: "ScaledObject".into(),
+                    name: "queue".into(),
+                    uid: uid.into(),
+                    controller,
+                    block_owner_deletion: None,
+                },
+            ]);
+            h
+        };
+        assert!(keda_manages(&so, &owned_by("so-uid", Some(true)), &target));
+        // Another object of the same name (a made-up uid): not KEDA's HPA of this one.
+        assert!(!keda_manages(&so, &owned_by("other", Some(true)), &target));
+        // An owner reference that is not the controller is no KEDA HPA.
+        assert_eq!(keda_owner(&owned_by("so-uid", None)), None);
+        assert!(!keda_manages(&so, &owned_by("so-uid", None), &target));
+        // The right object, but it scales another workload.
+        let elsewhere = ScaleTargetRef {
+            name: "web".into(),
+            ..target.clone()
+        };
+        assert!(!keda_manages(
+            &so,
+            &owned_by("so-uid", Some(true)),
+            &elsewhere
+        ));
     }
 
     fn scaled_object(min: Option<i64>, annotations: &[(&str, &str)]) -> DynamicObject {

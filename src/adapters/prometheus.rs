@@ -151,6 +151,13 @@ pub struct Prometheus {
     client: Mutex<(Client, Vec<Option<SystemTime>>)>,
 }
 
+impl Prometheus {
+    /// How long one request may take (`PrometheusConfig::timeout`).
+    pub fn timeout(&self) -> StdDuration {
+        self.config.timeout
+    }
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

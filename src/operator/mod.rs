@@ -19,6 +19,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use tracing::{error, info, warn};
 
+use crate::adapters::kubernetes;
 use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
 use crate::api::PredictiveScaler;
 use crate::{Error, Result};
@@ -253,11 +254,14 @@ async fn controller_until_signal(
     caches: Caches,
 ) {
     let hpa_watch = tokio::spawn(
+        // Slimmed before they are stored, and listed in pages, not in one answer from the watch
+        // cache: HPAs are the tenants' to write and may be large (see `kubernetes::LIST_PAGE`).
         watcher(
             Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
+            watcher::Config::default().page_size(kubernetes::LIST_PAGE),
         )
         .default_backoff()
+        .modify(kubernetes::slim_hpa)
         .reflect(caches.hpa_writer)
         .for_each(|_| async {}),
     );

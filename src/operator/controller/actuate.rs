@@ -1,0 +1,250 @@
+//! **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it (of the
+//! KEDA ScaledObject that manages that HPA, with KEDA support on) — only while this replica
+//! leads, never a paused workload.
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use tracing::info;
+
+use crate::Result;
+use crate::adapters::kubernetes::{self, FloorObject};
+use crate::api::{Mode, PredictiveScaler};
+use crate::planning::conditions::{Finding, READY};
+use crate::planning::plan::Decision;
+
+use super::context::Context;
+use super::floors::{add_finalizer, give_back_floor, release_other_floors};
+use super::observe::Target;
+use super::report::{publish, publish_floor};
+
+/// What actuation did.
+pub(super) struct Actuated {
+    pub(super) finding: Finding,
+    /// The replicas the workload has after it.
+    pub(super) current: u32,
+    /// Whether prescaler changed the workload's replicas or an HPA's floor.
+    pub(super) scaled: bool,
+}
+
+pub(super) async fn actuate(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    decision: &Decision,
+) -> Result<Actuated> {
+    let current = target.workload.replicas();
+    let target_name = format!(
+        "{} {}",
+        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
+    );
+    let desired = decision.desired_replicas;
+    let done = |finding: Finding, current: u32, scaled: bool| {
+        Ok(Actuated {
+            finding,
+            current,
+            scaled,
+        })
+    };
+    if ps.spec.mode == Mode::ForecastOnly {
+        give_back_floor(ps, ctx).await?;
+        return done(
+            Finding::new(
+                READY,
+                true,
+                "ForecastOnly",
+                format!(
+                    "mode is ForecastOnly: {target_name} would be set to {desired} replicas; nothing is written"
+                ),
+            ),
+            current,
+            false,
+        );
+    }
+    if let Some(why) = &target.workload.paused {
+        give_back_floor(ps, ctx).await?;
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!("{why}: prescaler does not scale it"),
+            ),
+            current,
+            false,
+        );
+    }
+    if current == 0 && target.hpa.is_none() {
+        // The HPA's convention: a workload scaled to zero has scaling disabled.
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!(
+                    "{target_name} has 0 replicas: scaling is disabled until someone scales it up"
+                ),
+            ),
+            current,
+            false,
+        );
+    }
+    if !ctx.may_write() {
+        return done(
+            Finding::new(
+                READY,
+                false,
+                "NotLeader",
+                "this replica lost the Lease; the new leader acts",
+            ),
+            current,
+            false,
+        );
+    }
+    if let Some(name) = target.scaled_object.clone() {
+        return actuate_keda(ps, ctx, target, &name, &target_name, decision, current).await;
+    }
+    match target.hpa.clone() {
+        Some(hpa) => {
+            let uid = ps.uid().unwrap_or_default();
+            add_finalizer(ps, ctx).await?;
+            release_other_floors(ps, ctx, &FloorObject::Hpa(hpa.name_any())).await?;
+            let set =
+                kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
+            if let Some(floor) = set {
+                let holder = FloorObject::Hpa(hpa.name_any());
+                let note = format!(
+                    "set {holder}'s minReplicas to {floor} ({})",
+                    decision.explain()
+                );
+                publish_floor(ctx, ps, "FloorSet", &holder, note).await;
+            }
+            done(
+                Finding::new(
+                    READY,
+                    true,
+                    "FloorOnHPA",
+                    format!(
+                        "HorizontalPodAutoscaler {} scales {target_name}; prescaler holds its minReplicas at the forecast floor",
+                        hpa.name_any()
+                    ),
+                ),
+                current,
+                set.is_some(),
+            )
+        }
+        None => {
+            give_back_floor(ps, ctx).await?;
+            let mut scaled = false;
+            if desired != current {
+                target.workload.set_replicas(desired).await?;
+                scaled = true;
+                let verb = if desired > current {
+                    "ScaledUp"
+                } else {
+                    "ScaledDown"
+                };
+                info!(
+                    namespace = ps.namespace(),
+                    name = ps.name_any(),
+                    current,
+                    desired,
+                    reason = decision.reason.as_str(),
+                    "scaling"
+                );
+                publish(
+                    ctx,
+                    ps,
+                    EventType::Normal,
+                    verb,
+                    format!(
+                        "{target_name} from {current} to {desired} replicas ({})",
+                        decision.explain()
+                    ),
+                )
+                .await;
+            }
+            done(
+                Finding::new(
+                    READY,
+                    true,
+                    "Scaling",
+                    format!("prescaler scales {target_name}"),
+                ),
+                target.workload.replicas(),
+                scaled,
+            )
+        }
+    }
+}
+
+/// Holds the floor on the KEDA ScaledObject `name` that manages the target's HPA: KEDA copies
+/// `minReplicaCount` into its HPA on every sync, where a floor written on the HPA itself would be
+/// undone. Read from the API server each time (only such targets pay for it).
+pub(super) async fn actuate_keda(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &Target,
+    name: &str,
+    target_name: &str,
+    decision: &Decision,
+    current: u32,
+) -> Result<Actuated> {
+    let namespace = ps.namespace().unwrap_or_default();
+    let finding = |status: bool, reason: &str, message: String| Actuated {
+        finding: Finding::new(READY, status, reason, message),
+        current,
+        scaled: false,
+    };
+    let Some(so) = kubernetes::get_scaled_object(&ctx.client, &namespace, name).await? else {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScaledObjectNotFound",
+            format!(
+                "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its owner, which does not exist; nothing is scaled"
+            ),
+        ));
+    };
+    let hpa = target.hpa.as_deref();
+    if !hpa.is_some_and(|h| kubernetes::keda_manages(&so, h, &ps.spec.scale_target_ref)) {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScaledObjectMismatch",
+            format!(
+                "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its controller, but {name} is not that object or does not scale {target_name}; nothing is written"
+            ),
+        ));
+    }
+    if let Some(why) = kubernetes::keda_paused(&so) {
+        give_back_floor(ps, ctx).await?;
+        return Ok(finding(
+            false,
+            "ScalingDisabled",
+            format!("{why}: prescaler does not scale it"),
+        ));
+    }
+    add_finalizer(ps, ctx).await?;
+    release_other_floors(ps, ctx, &FloorObject::ScaledObject(name.to_string())).await?;
+    let uid = ps.uid().unwrap_or_default();
+    let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
+        .await?;
+    if let Some(floor) = set {
+        let holder = FloorObject::ScaledObject(name.to_string());
+        let note = format!(
+            "set {holder}'s minReplicaCount to {floor} ({})",
+            decision.explain()
+        );
+        publish_floor(ctx, ps, "FloorSet", &holder, note).await;
+    }
+    Ok(Actuated {
+        scaled: set.is_some(),
+        ..finding(
+            true,
+            "FloorOnScaledObject",
+            format!(
+                "KEDA ScaledObject {name} scales {target_name}; prescaler holds its minReplicaCount at the forecast floor"
+            ),
+        )
+    })
+}

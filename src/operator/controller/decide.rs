@@ -1,0 +1,190 @@
+//! **decide**: bring the scaler's history up to date (within the read limits and the backoff)
+//! and ask its `Planner` for the decision and, once a quarter hour, the plan.
+
+use std::time::Instant;
+
+use chrono::{DateTime, DurationRound, Utc};
+use kube::ResourceExt;
+use tracing::warn;
+
+use crate::adapters::history::{HistoryCache, Refresh};
+use crate::api::{PlanStatus, PredictiveScaler};
+use crate::operator::backoff::{Failure, FailureKind, read_key};
+use crate::planning::conditions::{self, Finding};
+use crate::planning::outlook;
+use crate::planning::plan::Decision;
+
+use super::context::{Context, PlanMemo, ScalerState};
+use super::observe::Target;
+
+/// What the history refresh found.
+pub(super) struct LoadRead {
+    /// Why there is no history this time: the read failed, or waits after failures.
+    pub(super) failure: Option<Failure>,
+    pub(super) refresh: Refresh,
+}
+
+impl LoadRead {
+    /// Whether this read says nothing new to publish: it is the first failure, of a kind that
+    /// passes (Prometheus unreachable or slow once), of a scaler whose metrics were available
+    /// until now.
+    pub(super) fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
+        let available_until_now = ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::METRICS_AVAILABLE && c.status == "True")
+        });
+        self.failure.as_ref().is_some_and(|f| {
+            f.in_a_row == 1 && matches!(f.kind, FailureKind::Unreachable | FailureKind::TimedOut)
+        }) && available_until_now
+    }
+
+    /// `MetricsAvailable`.
+    pub(super) fn finding(&self, decision: &Decision) -> Finding {
+        match &self.failure {
+            Some(f) => Finding::new(
+                conditions::METRICS_AVAILABLE,
+                false,
+                f.reason(),
+                f.message(),
+            ),
+            None => conditions::metrics_finding(decision, None, self.refresh.rejected),
+        }
+    }
+}
+
+/// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
+/// is older than its quarter hour or was made for another spec. `None` when the namespace's
+/// share of reads is busy: nothing is read or decided then.
+pub(super) async fn decide(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> Option<(Decision, LoadRead, Option<PlanStatus>)> {
+    let state = ctx
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .await;
+    let mut state = state.lock_owned().await;
+    state.planner.update_spec(target.spec.clone());
+    let needs = state.planner.history_needs();
+    if state.cache.query() != target.query || state.cache.needs() != needs {
+        state.cache = HistoryCache::new(target.query.clone(), needs);
+    }
+    // After failed reads, nothing is sent until the backoff says so (see `backoff`): a query
+    // Prometheus cannot answer in time is not sent again at every sync.
+    let key = read_key(ps.metadata.generation, &target.query);
+    let load = match state.reads.gate(key, Instant::now()).cloned() {
+        Some(waiting) => LoadRead {
+            failure: Some(waiting),
+            refresh: Refresh::default(),
+        },
+        None => {
+            let namespace = ps.namespace().unwrap_or_default();
+            let _share = ctx.read_share(&namespace)?;
+            let started = Instant::now();
+            let load = read_load(ps, ctx, &mut state, now).await;
+            let timed_out = load
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.kind == FailureKind::TimedOut);
+            if timed_out || started.elapsed() >= ctx.prometheus.timeout() / 2 {
+                ctx.suspect(&namespace);
+            }
+            load
+        }
+    };
+    let made_for = (
+        now.duration_trunc(outlook::STEP).unwrap_or(now),
+        ps.metadata.generation,
+        target.spec.lead_time.num_seconds(),
+    );
+    let read = load.failure.is_none();
+    let replicas = target.workload.replicas();
+    let metrics = ctx.metrics.clone();
+    // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
+    // CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
+    // the runtime's workers, which renew the Lease and read the watches.
+    let planned = tokio::task::spawn_blocking(move || {
+        let history = read.then(|| state.cache.history()).flatten();
+        let decided_at = Instant::now();
+        let decision = state.planner.decide(history.as_ref(), replicas, now);
+        metrics
+            .decision_duration
+            .observe(decided_at.elapsed().as_secs_f64());
+        // Without the history (Prometheus failed this time) the last plan stands until a
+        // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
+        if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+            let planned_at = Instant::now();
+            let plan = outlook::outlook(
+                &state.planner,
+                history.as_ref(),
+                now,
+                outlook::STEP,
+                outlook::HORIZON,
+            );
+            metrics
+                .plan_duration
+                .observe(planned_at.elapsed().as_secs_f64());
+            state.plan = plan.map(|o| PlanMemo {
+                made_for,
+                status: o.summary(),
+            });
+        }
+        let plan = state.plan.as_ref().map(|p| p.status.clone());
+        (decision, plan)
+    })
+    .await;
+    match planned {
+        Ok((decision, plan)) => Some((decision, load, plan)),
+        // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the planner's task did not finish: {e}"),
+    }
+}
+
+/// Reads the load history up to `now` into the scaler's cache, within the global limit of
+/// reads in flight, and records the outcome in its backoff.
+pub(super) async fn read_load(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    state: &mut ScalerState,
+    now: DateTime<Utc>,
+) -> LoadRead {
+    let refreshed = {
+        let _slot = ctx.queries.acquire().await;
+        let started = Instant::now();
+        let r = state.cache.refresh(&ctx.prometheus, now).await;
+        ctx.metrics
+            .query_duration
+            .observe(started.elapsed().as_secs_f64());
+        r
+    };
+    match refreshed {
+        Ok(refresh) => {
+            ctx.metrics.queries.inc_by(refresh.queries as u64);
+            state.reads.succeeded();
+            LoadRead {
+                failure: None,
+                refresh,
+            }
+        }
+        Err(e) => {
+            ctx.metrics.query_errors.inc();
+            let failure = state
+                .reads
+                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+            warn!(
+                namespace = ps.namespace(),
+                name = ps.name_any(),
+                error = %e,
+                retry_in = ?failure.retry_in,
+                "reading the load failed"
+            );
+            LoadRead {
+                failure: Some(failure.clone()),
+                refresh: Refresh::default(),
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The reconcile of one PredictiveScaler, in four steps:
+//! - **observe**: validate the spec, find the target and the HPA that may scale it, refuse what
+//!   must not be acted on (a target in another namespace, one another PredictiveScaler already
+//!   scales, a KEDA-owned HPA unless KEDA support is on), and bring the load history up to date;
+//! - **decide**: the scaler's `Planner`, the same one the backtest replays;
+//! - **actuate**: write the workload's `/scale`, or the floor of the HPA that scales it (of the
+//!   KEDA ScaledObject that manages that HPA, with KEDA support on) — only
+//!   while this replica leads, never a paused workload, never on a failure's account;
+//! - **report**: status (written only when it changed), conditions, Events and metrics.
+//!
+//! The per-scaler memory kept here (history cache, planner) is rebuilt from Prometheus after a
+//! restart; nothing that matters lives only in this process. A reconcile can fail, but not take
+//! the process down: a panic is caught and reported on its object, and every other scaler keeps
+//! its schedule.
+
+mod actuate;
+mod context;
+mod decide;
+mod floors;
+mod observe;
+mod report;
+
+use actuate::actuate;
+pub use context::{Context, Settings};
+use decide::decide;
+pub use floors::FINALIZER;
+use floors::{give_back_floor, release_orphaned_floors};
+use observe::{learn_lead_time, observe};
+use report::{Decided, publish_metrics, publish_plan_metrics, write_status};
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, Stream, StreamExt};
+use kube::runtime::controller::{Action, Controller};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::telemetry::{ErrorLabels, ScalerLabels};
+use crate::api::PredictiveScaler;
+use crate::planning::conditions::{self, Finding, READY};
+use crate::{Error, Result};
+
+fn labels(ps: &PredictiveScaler) -> ScalerLabels {
+    ScalerLabels {
+        namespace: ps.namespace().unwrap_or_default(),
+        name: ps.name_any(),
+    }
+}
+
+/// Runs the controller over `changes` (the PredictiveScalers' watch, reflected into the
+/// context's store) until the process is asked to stop. Nothing is reconciled before the HPA
+/// store has synced: a `/scale` write for a workload whose HPA is not yet known would fight it.
+pub async fn run(
+    ctx: Arc<Context>,
+    changes: impl Stream<Item = Result<PredictiveScaler, kube::runtime::watcher::Error>>
+    + Send
+    + 'static,
+) {
+    info!("waiting for the HorizontalPodAutoscaler watch to sync");
+    if ctx.hpas.wait_until_ready().await.is_err() {
+        warn!("the HorizontalPodAutoscaler watch stopped before it synced; not reconciling");
+        return;
+    }
+    ctx.health.set_hpas_synced();
+    let orphans = tokio::spawn(release_orphaned_floors(ctx.clone()));
+    let forgetting = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(ctx.settings.sync_period);
+            loop {
+                every.tick().await;
+                ctx.forget_gone().await;
+            }
+        }
+    });
+    let concurrency = ctx.settings.concurrency;
+    Controller::for_stream(changes, ctx.scalers.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+    orphans.abort();
+    forgetting.abort();
+}
+
+/// A std mutex's guard, poisoned or not: a reconcile that panicked while holding one (the
+/// panic is caught, see `catch_panic`) leaves maps that are still right to read and write.
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
+/// condition on this object and a retry with backoff, and the process carries on.
+pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = catch_panic(reconcile_inner(&ps, &ctx)).await;
+    if let Err(Error::Panicked(message)) = &result {
+        // Whatever the planner held may be inconsistent: start it afresh.
+        ctx.forget(&ps).await;
+        let finding = Finding::new(
+            READY,
+            false,
+            "InternalError",
+            format!(
+                "prescaler failed on this object ({message}); retrying with backoff, nothing is scaled meanwhile"
+            ),
+        );
+        let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    ctx.metrics.reconcile_duration.observe(took);
+    if ps.meta().deletion_timestamp.is_none() {
+        ctx.metrics
+            .scaler_reconcile_seconds
+            .get_or_create(&labels(&ps))
+            .inc_by(took);
+    }
+    // After the reconcile, whose metrics it records: a deletion seen while it ran is then still
+    // forgotten at the next round (`Context::forget_gone`).
+    ctx.note(&ps);
+    ctx.health.progress();
+    if result.is_ok()
+        && let Some(uid) = ps.uid()
+    {
+        locked(&ctx.failures).remove(&uid);
+    }
+    result
+}
+
+/// Runs `work`, turning a panic inside it into `Error::Panicked`. kube-runtime's controller
+/// would re-raise it and end the process, stopping every other scaler with it.
+async fn catch_panic<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(Error::Panicked(message))
+        })
+}
+
+async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action> {
+    if ps.meta().deletion_timestamp.is_some() {
+        give_back_floor(ps, ctx).await?;
+        ctx.forget(ps).await;
+        return Ok(Action::await_change());
+    }
+    match apply(ps, ctx).await? {
+        Applied::Done => Ok(Action::requeue(ctx.settings.sync_period)),
+        // Soon, not at once: a quarter of a sync (at least a second), so that a busy share is
+        // not polled in a hot loop.
+        Applied::Deferred => Ok(Action::requeue(
+            (ctx.settings.sync_period / 4).max(StdDuration::from_secs(1)),
+        )),
+    }
+}
+
+/// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
+/// so that a missing permission or an overloaded API server does not make a hot loop.
+pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> Action {
+    let kind = match error {
+        Error::Kube(_) | Error::Timeout { .. } => "kubernetes",
+        Error::Prometheus { .. } => "prometheus",
+        Error::Panicked(_) => "panic",
+        _ => "other",
+    };
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels { kind: kind.into() })
+        .inc();
+    let failures = {
+        let mut all = locked(&ctx.failures);
+        let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    // A conflict is another writer's fresh change: decide again from it at once.
+    let delay = if error.is_conflict() && failures <= 3 {
+        StdDuration::from_secs(1)
+    } else {
+        StdDuration::from_secs(5 * 2u64.pow(failures.min(6) - 1)).min(StdDuration::from_secs(300))
+    };
+    warn!(namespace = ps.namespace(), name = ps.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// What a reconcile of a live scaler came to.
+enum Applied {
+    Done,
+    /// Nothing read, decided or written: the namespace's share of Prometheus reads was busy.
+    Deferred,
+}
+
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<Applied> {
+    let now = Utc::now();
+    match observe_decide_act(ps, ctx, now).await {
+        // RBAC lacks a permission: say so on the object; the error policy backs off.
+        Err(e) if e.is_forbidden() => {
+            let finding = Finding::new(
+                READY,
+                false,
+                "Forbidden",
+                format!(
+                    "{e}: prescaler's service account lacks this permission (see the chart's rbac.scaleTargets); retrying with backoff"
+                ),
+            );
+            write_status(ps, ctx, None, vec![finding], now).await?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+async fn observe_decide_act(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Applied> {
+    let mut target = match observe(ps, ctx).await? {
+        Ok(target) => target,
+        Err(refusal) => {
+            // A refused scaler plans nothing: its planned replicas must not linger in metrics.
+            publish_plan_metrics(ctx, ps, None);
+            give_back_floor(ps, ctx).await?;
+            write_status(ps, ctx, None, vec![refusal], now).await?;
+            return Ok(Applied::Done);
+        }
+    };
+    let lead = match target.spec.lead_time_auto {
+        true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
+        false => None,
+    };
+    let Some((decision, load, plan)) = decide(ps, ctx, &target, now).await else {
+        // The namespace's share of reads is busy: this reconcile did not happen, and the
+        // next comes sooner than a sync (see `Context::read_share`).
+        return Ok(Applied::Deferred);
+    };
+    let ready = actuate(ps, ctx, &mut target, &decision).await?;
+    if load.tells_nothing_new(ps) {
+        // One failed read after a success is held (as any failure is) but not published: a
+        // Prometheus that answers again at the next try would otherwise cost a status write and
+        // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
+        info!(
+            namespace = ps.namespace(),
+            name = ps.name_any(),
+            "a first failed read: status stays as the last read left it"
+        );
+        publish_metrics(ctx, ps, &decision, ready.current);
+        return Ok(Applied::Done);
+    }
+    let mut findings = vec![
+        ready.finding,
+        load.finding(&decision),
+        conditions::forecast_finding(&decision),
+        conditions::limit_finding(&decision, &target.spec),
+    ];
+    findings.extend(conditions::objective_finding(&decision, &target.spec));
+    findings.extend(conditions::capacity_finding(&decision, &target.spec));
+    let target_name = format!(
+        "{} {}",
+        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
+    );
+    match &lead {
+        Some((_, survey)) => findings.push(conditions::pods_pending_finding(
+            survey.as_ref().map_err(String::as_str),
+            &target_name,
+        )),
+        // Back to a fixed lead time: a PodsPending from the Auto days must not linger.
+        None if ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::PODS_PENDING && c.status == "True")
+        }) =>
+        {
+            findings.push(Finding::new(
+                conditions::PODS_PENDING,
+                false,
+                "FixedLeadTime",
+                "spec.forecast.leadTime is fixed: the pods' start-up is not watched",
+            ))
+        }
+        None => {}
+    }
+    publish_metrics(ctx, ps, &decision, ready.current);
+    publish_plan_metrics(ctx, ps, plan.as_ref());
+    write_status(
+        ps,
+        ctx,
+        Some(Decided {
+            decision: &decision,
+            current: ready.current,
+            scaled_at: ready.scaled.then_some(now),
+            lead_time: lead
+                .as_ref()
+                .and_then(|(shown, _)| shown.as_ref())
+                .map(conditions::lead_time_status),
+            plan: plan.as_ref(),
+        }),
+        findings,
+        now,
+    )
+    .await?;
+    Ok(Applied::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_becomes_an_error() {
+        let fine = catch_panic(async { Ok::<_, Error>(7) }).await;
+        assert_eq!(fine.unwrap(), 7);
+        let broken = catch_panic(async {
+            let empty: Vec<u32> = Vec::new();
+            Ok::<_, Error>(empty[3])
+        })
+        .await;
+        match broken {
+            Err(Error::Panicked(message)) => {
+                assert!(message.contains("index out of bounds"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! **observe**: validate the spec, find the target and the HPA that may scale it, refuse what
+//! must not be acted on, and (with `leadTime: Auto`) learn the lead time from the target's pods.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::{Resource, ResourceExt};
+
+use crate::Result;
+use crate::adapters::confine::confine_to_namespace;
+use crate::adapters::kubernetes::{self, TargetProblem, Workload};
+use crate::api::{Mode, PredictiveScaler, ValidatedSpec};
+use crate::planning::conditions::{Finding, READY};
+use crate::planning::startup;
+
+use super::context::Context;
+
+/// What the reconcile found out about the target, when it can act on it.
+pub(super) struct Target {
+    pub(super) spec: ValidatedSpec,
+    /// The query sent to Prometheus: the spec's, confined to the namespace when so configured.
+    pub(super) query: String,
+    pub(super) workload: Workload,
+    pub(super) hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The KEDA ScaledObject that manages `hpa` (with KEDA support on): the floor goes there.
+    pub(super) scaled_object: Option<String>,
+}
+
+/// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
+pub(super) async fn observe(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+) -> Result<Result<Target, Finding>> {
+    let refuse =
+        |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
+    let namespace = ps.namespace().unwrap_or_default();
+    let spec = match ctx.validated(ps) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return refuse(
+                "InvalidSpec",
+                format!("{e}; nothing is scaled until it is fixed"),
+            );
+        }
+    };
+    if ps.spec.mode == Mode::Off {
+        return Ok(Err(Finding::new(
+            READY,
+            true,
+            "Off",
+            "mode is Off: prescaler computes nothing and changes nothing",
+        )));
+    }
+    let target_ref = &ps.spec.scale_target_ref;
+    if let Some(elsewhere) = target_ref.namespace.as_deref().filter(|n| *n != namespace) {
+        return refuse(
+            "CrossNamespaceTarget",
+            format!(
+                "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
+            ),
+        );
+    }
+    // Two PredictiveScalers on one target would fight; the oldest keeps it, as the HPA
+    // controller refuses ambiguous selectors rather than guess.
+    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    if let Some(first) = ctx
+        .scalers
+        .state()
+        .iter()
+        .filter(|other| {
+            other.namespace().as_deref() == Some(namespace.as_str())
+                && other.uid() != ps.uid()
+                && other.meta().deletion_timestamp.is_none()
+                && other.spec.scale_target_ref.kind == target_ref.kind
+                && other.spec.scale_target_ref.name == target_ref.name
+                && other.spec.mode != Mode::Off
+        })
+        .min_by_key(|other| key(other))
+        && key(first) < key(ps)
+    {
+        return refuse(
+            "AmbiguousTarget",
+            format!(
+                "PredictiveScaler {} already scales {} {}; this one does nothing while both exist",
+                first.name_any(),
+                target_ref.kind,
+                target_ref.name
+            ),
+        );
+    }
+    let workload = match kubernetes::resolve(&ctx.client, &namespace, target_ref).await? {
+        Ok(w) => w,
+        Err(problem) => {
+            let message = match &problem {
+                TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
+                TargetProblem::NoScaleSubresource(m) => m.clone(),
+            };
+            return refuse(problem.reason(), message);
+        }
+    };
+    let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
+    let scaled_object = hpa.as_deref().and_then(kubernetes::keda_owner);
+    if let Some(name) = scaled_object.as_deref()
+        && !ctx.settings.keda
+    {
+        return refuse(
+            "KedaManagedTarget",
+            format!(
+                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
+                hpa.as_ref().map(|h| h.name_any()).unwrap_or_default()
+            ),
+        );
+    }
+    // KEDA deletes its HPA while a ScaledObject is paused: a target a ScaledObject scales is
+    // never scaled through `/scale` beside it, HPA or not. (One list of the namespace's
+    // ScaledObjects per reconcile, with KEDA support on.)
+    if ctx.settings.keda
+        && scaled_object.is_none()
+        && let Some(so) = kubernetes::scaled_object_for(&ctx.client, &namespace, target_ref).await?
+    {
+        let name = so.name_any();
+        return match kubernetes::keda_paused(&so) {
+            Some(why) => refuse(
+                "ScalingDisabled",
+                format!(
+                    "{why}: KEDA's scaling of the target is paused, so is prescaler's; nothing is written"
+                ),
+            ),
+            None => refuse(
+                "WaitingForKedaHpa",
+                format!(
+                    "KEDA ScaledObject {name} scales this target but its HorizontalPodAutoscaler does not exist yet; prescaler waits for it rather than scale the target beside KEDA"
+                ),
+            ),
+        };
+    }
+    let query = match &ctx.settings.namespace_label {
+        Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
+            Ok(q) => q,
+            Err(e) => {
+                return refuse(
+                    "InvalidSpec",
+                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
+                );
+            }
+        },
+        None => ps.spec.metric.query.clone(),
+    };
+    Ok(Ok(Target {
+        spec,
+        query,
+        workload,
+        hpa,
+        scaled_object,
+    }))
+}
+
+/// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets
+/// the spec's lead time to the one the tracker says to use. When the pods cannot be read the
+/// lead time in use stays (the last survey's, else the default), and the error is returned for
+/// the `PodsPending` condition. With it, the survey to show in status (this one, else the last).
+pub(super) async fn learn_lead_time(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    now: DateTime<Utc>,
+) -> (
+    Option<startup::Survey>,
+    std::result::Result<startup::Survey, String>,
+) {
+    let state = ctx
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .await;
+    let mut state = state.lock().await;
+    let fresh = state
+        .survey
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < ctx.settings.pod_survey_interval)
+        .map(|(_, s)| s.clone());
+    let survey = match fresh {
+        Some(s) => Ok(s),
+        None => {
+            let namespace = ps.namespace().unwrap_or_default();
+            match target.workload.selector() {
+                None => Err(format!(
+                    "{} reports no pod selector on its /scale (status.selector)",
+                    target.workload.name
+                )),
+                Some(selector) => kubernetes::pod_starts(&ctx.client, &namespace, selector)
+                    .await
+                    .map(|pods| state.startup.survey(&pods, now))
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    };
+    match &survey {
+        Ok(s) => {
+            target.spec.lead_time = s.lead_time;
+            state.survey = Some((Instant::now(), s.clone()));
+        }
+        Err(_) => {
+            if let Some((_, last)) = &state.survey {
+                target.spec.lead_time = last.lead_time;
+            }
+        }
+    }
+    let shown = state.survey.as_ref().map(|(_, s)| s.clone());
+    (shown, survey)
+}
