@@ -726,8 +726,11 @@ async fn list_scaled_objects(
 /// target's or to give floors back): a tenant may make its objects large (annotations, up to the
 /// API server's 1.5 MiB each), and a list read in one answer was held whole — 600 HPAs of
 /// 200 KiB took the operator to 490 MiB. A page is what is held at once, as client-go's pager
-/// reads large lists, and only the objects kept are kept, slimmed.
-pub const LIST_PAGE: u32 = 50;
+/// reads large lists, and only the objects kept are kept, slimmed. Ten, not client-go's 500:
+/// measured with 300 HPAs and 300 ScaledObjects of 200 KiB, pages of 50 still peaked 72 MiB
+/// above the operator's normal RSS, pages of 10 at 19 MiB; ordinary objects (a few KiB) cost a
+/// request per ten of them.
+pub const LIST_PAGE: u32 = 10;
 
 /// Lists `api` page by page (`limit` and `continue`), keeping the objects `keep` keeps,
 /// `slim`med; with `first`, stops at the first one kept.
