@@ -54,6 +54,11 @@ pub enum Error {
         after: std::time::Duration,
     },
 
+    /// A write was due while this replica may no longer write (past its Lease's renew
+    /// deadline): the new leader does it.
+    #[error("this replica lost the Lease; the new leader acts")]
+    NotLeader,
+
     /// A reconcile panicked; the process carries on (see `operator::controller`).
     #[error("internal error while reconciling: {0}")]
     Panicked(String),

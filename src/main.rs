@@ -10,7 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use prescaler::adapters::kubernetes;
-use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::adapters::prometheus::{
+    DEFAULT_MAX_RESPONSE_BYTES, Prometheus, PrometheusConfig, response_bytes,
+};
 use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
@@ -38,6 +40,30 @@ enum Command {
     Crd,
     /// Replay a load trace through prescaler, the HPA and perfect foresight, and score them.
     Backtest(Box<BacktestArgs>),
+    /// Give back every floor prescaler holds (HPAs' minReplicas, KEDA ScaledObjects'
+    /// minReplicaCount) and remove its finalizers: what the chart's pre-delete hook runs on
+    /// uninstall.
+    GiveBack(GiveBackArgs),
+}
+
+#[derive(Args)]
+struct GiveBackArgs {
+    /// The operator's Deployment (in --lease-namespace), scaled to 0 first.
+    #[arg(long)]
+    stop_deployment: Option<String>,
+    /// The operator's Lease: taken, as one more candidate, before anything is given back, so
+    /// that no operator replica sets a floor again meanwhile.
+    #[arg(long, default_value = "prescaler")]
+    lease_name: String,
+    /// Namespace of the operator's Lease (and Deployment).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Give back without taking the Lease: only when no operator runs.
+    #[arg(long)]
+    no_leader_election: bool,
+    /// How long to wait for the operator to stop and its Lease to be free.
+    #[arg(long, default_value = "2m", value_parser = std_duration)]
+    wait: std::time::Duration,
 }
 
 /// A duration flag, in the spec's grammar (`90s`, `5m`, `1h30m`, `28d`).
@@ -79,6 +105,11 @@ struct RunArgs {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "10s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB): a larger one is
+    /// dropped unparsed and its scaler told ResponseTooLarge. One series of 10,000 points, what a
+    /// legitimate read returns, is at most 460 KB.
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
+    prometheus_max_response_bytes: u64,
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     sync_period: std::time::Duration,
@@ -131,6 +162,9 @@ struct BacktestArgs {
     /// ("what would this spec have done last week?").
     #[arg(long, env = "PROMETHEUS_URL")]
     prometheus: Option<String>,
+    /// With --prometheus: the most of one Prometheus answer that is read (512 KiB to 1 GiB).
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
+    prometheus_max_response_bytes: u64,
     /// With --prometheus: how much history up to now to read (the last 7 days are scored unless
     /// --eval-start says otherwise).
     #[arg(long, default_value = "21d", value_parser = duration)]
@@ -194,6 +228,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_operator(*args),
         Command::Crd => print_crd(),
         Command::Backtest(args) => run_backtest(&args),
+        Command::GiveBack(args) => give_back(args),
     };
     prescaler::exit_code(result, 2)
 }
@@ -212,6 +247,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
     prescaler::operator::telemetry::init_logging(args.log_format);
     let mut prometheus = PrometheusConfig::new(&args.prometheus_url);
     prometheus.timeout = args.prometheus_timeout;
+    prometheus.max_response_bytes = args.prometheus_max_response_bytes;
     prometheus.ca_file = args.prometheus_ca_file;
     prometheus.bearer_token_file = args.prometheus_bearer_token_file;
     prometheus.basic_auth = args.prometheus_username.zip(args.prometheus_password_file);
@@ -233,6 +269,61 @@ fn run_operator(args: RunArgs) -> Result<()> {
         lease,
     };
     runtime()?.block_on(operator::run(config))
+}
+
+fn give_back(args: GiveBackArgs) -> Result<()> {
+    prescaler::operator::telemetry::init_logging(LogFormat::Text);
+    let stop = (!args.no_leader_election).then(|| operator::give_back::StopOperator {
+        deployment: args.stop_deployment,
+        lease: LeaseSettings::new(
+            args.lease_name,
+            args.lease_namespace,
+            format!("prescaler-give-back-{}", std::process::id()),
+        ),
+        wait: args.wait,
+    });
+    let summary = runtime()?.block_on(async {
+        let client = kube::Client::try_default().await?;
+        operator::give_back::give_back_everything(&client, stop).await
+    })?;
+    let mut out = String::new();
+    for r in &summary.floors {
+        out += &format!(
+            "gave back {}/{}: {} {}\n",
+            r.namespace,
+            r.object,
+            r.object.field(),
+            r.restored
+        );
+        if let Some(kept) = &r.refused {
+            out += &format!(
+                "  (its current value, clamped: the kept own value {kept:?} is no value it may hold)\n"
+            );
+        }
+    }
+    for name in &summary.finalizers {
+        out += &format!("removed prescaler's finalizer from PredictiveScaler {name}\n");
+    }
+    out += &format!(
+        "{} floors given back, {} finalizers removed\n",
+        summary.floors.len(),
+        summary.finalizers.len()
+    );
+    print(&out)?;
+    // Everything that could be given back was; what could not is named, and the exit is a
+    // failure (the uninstall hook's Job fails loudly rather than leaving a floor raised quietly).
+    let problems = summary.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        what: "giving back".into(),
+        message: format!(
+            "{} not given back; fix or remove it and run this again:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ),
+    })
 }
 
 fn print_crd() -> Result<()> {
@@ -306,7 +397,9 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
                             .into(),
                 });
             }
-            let prometheus = Prometheus::new(&PrometheusConfig::new(url))?;
+            let mut config = PrometheusConfig::new(url);
+            config.max_response_bytes = args.prometheus_max_response_bytes;
+            let prometheus = Prometheus::new(&config)?;
             runtime()?.block_on(backtest::trace::from_prometheus(
                 &prometheus,
                 &spec.metric.query,

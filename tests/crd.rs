@@ -443,3 +443,58 @@ fn contradictions_are_found_across_frequencies_and_respect_exclusions() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_contradiction_check_too_expensive_for_its_budget_is_refused_naming_it() {
+    use std::time::Instant;
+    let spec = |windows: Vec<serde_json::Value>, calendar: serde_json::Value| {
+        let mut s = PredictiveScalerSpec::new(10.0, 50);
+        s.peak_windows = serde_json::from_value(windows.into()).unwrap();
+        s.calendar = serde_json::from_value(calendar).unwrap();
+        s
+    };
+    let window = |name: String, schedule: &str, bound: &str, n: u32| serde_json::json!({"name": name, "schedule": schedule, "duration": "1m", bound: n});
+    // Sixteen every-minute floors against sixteen every-minute ceilings an hour apart (no
+    // contradiction): checked in full, within the budget.
+    let disjoint = spec(
+        (0..16)
+            .map(|i| window(format!("f{i}"), "* 10 * * *", "minReplicas", 10))
+            .chain((0..16).map(|i| window(format!("c{i}"), "* 3 * * *", "maxReplicas", 5)))
+            .collect(),
+        serde_json::json!({}),
+    );
+    let started = Instant::now();
+    let valid = disjoint.validate().expect("no contradiction");
+    let searches: u64 = valid.peak_windows.iter().map(|w| w.searches()).sum();
+    assert!(searches <= 20_000, "{searches} searches");
+    eprintln!(
+        "16 × 16 every-minute windows: {searches} searches in {:?}",
+        started.elapsed()
+    );
+    // Every-minute floors whose openings all fall in excluded days, against month-long dated
+    // ceilings: each pair would walk hundreds of openings. Refused, naming the budget, instead
+    // of costing every reconcile (or being checked in part).
+    let excluded: Vec<_> = (0..12)
+        .map(|m| serde_json::json!({"name": format!("x{m}"), "start": format!("2026-{:02}-01", m + 1), "end": format!("2026-{:02}-28", m + 1)}))
+        .collect();
+    let ceilings: Vec<_> = (0..64)
+        .map(|i| serde_json::json!({"name": format!("e{i}"), "start": format!("2026-{:02}-02", i % 12 + 1), "end": format!("2026-{:02}-27", i % 12 + 1), "maxReplicas": 5}))
+        .collect();
+    let hostile = spec(
+        (0..32)
+            .map(|i| window(format!("f{i}"), "* * * * *", "minReplicas", 10))
+            .collect(),
+        serde_json::json!({"exclusions": excluded, "events": ceilings}),
+    );
+    let started = Instant::now();
+    let e = hostile.validate().unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(
+        e.contains("spec.peakWindows")
+            && e.contains("20000 schedule searches")
+            && e.contains("budget"),
+        "{e}"
+    );
+    assert!(took.as_secs_f64() < 2.0, "refused in {took:?}");
+    eprintln!("refused in {took:?}");
+}

@@ -634,10 +634,13 @@ fn a_ten_minute_zero_blip_never_scales_a_busy_workload_below_its_need() {
 }
 
 #[test]
-fn a_metric_back_from_a_believed_zero_is_followed_at_once() {
+fn a_metric_back_from_a_believed_zero_is_followed_from_its_second_sample() {
     // Half an hour of zeros (believed after a quarter hour: the count falls), then the metric
-    // reads 4 000 again. The first decision that sees it asks for the 40 replicas it needs,
-    // whatever the basis — even one whose level is still a quarter hour of zeros.
+    // reads 4 000 again, whatever the basis — even one whose level is still a quarter hour of
+    // zeros. Its first sample alone is not a sustained load (it could be one bogus sample, see
+    // `one_bogus_sample_after_zeros_keeps_the_scale_up_limit`): the first decision that sees it
+    // scales up within the default scale-up limit, as the HPA acts on one sample; the second
+    // confirms it, and from then on every decision asks for the 40 replicas it needs.
     let s = spec(|_| {});
     let metric = |t: DateTime<Utc>| {
         let m = (t - t0()).num_minutes();
@@ -653,15 +656,104 @@ fn a_metric_back_from_a_believed_zero_is_followed_at_once() {
         let run = decisions(&s, forced(basis), metric, BLIP_AT, back + 30);
         let lowest = run.iter().map(|(_, d)| d.desired_replicas).min().unwrap();
         assert!(lowest < 40, "{basis:?}: the believed zeros scaled down");
-        for (m, d) in run.iter().filter(|(m, _)| *m >= back) {
+        let at = |minute: i64| &run.iter().find(|(m, _)| *m == minute).unwrap().1;
+        let (before, first) = (at(back - 1).desired_replicas, at(back));
+        assert_eq!(first.live_replicas, None, "{basis:?}: {first:?}");
+        assert!(
+            first.desired_replicas > before
+                && first.desired_replicas <= (2 * before).max(before + 4),
+            "{basis:?}: {before} → {first:?}"
+        );
+        for (m, d) in run.iter().filter(|(m, _)| *m > back) {
             assert!(
                 d.desired_replicas >= 40,
                 "{basis:?}: {} min after the metric came back: {d:?}",
                 m - back
             );
         }
-        let (_, first) = run.iter().find(|(m, _)| *m == back).unwrap();
-        assert_eq!(first.live_replicas, Some(40), "{basis:?}: {first:?}");
+        assert_eq!(at(back + 1).live_replicas, Some(40), "{basis:?}");
+    }
+}
+
+/// The reviewer's setup: a planner with `targetPerReplica` 100 and `maxReplicas` 100 fed
+/// `values` (one a minute from `t0()`), decided every minute from two replicas and acted on;
+/// every decision with the count it was made for.
+fn from_two(values: Vec<f64>) -> Vec<(u32, Decision)> {
+    let n = values.len();
+    let history = History::new(t0(), Duration::minutes(1), values);
+    let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
+    let mut current = 2;
+    let mut out = Vec::new();
+    for m in 0..n {
+        let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
+        out.push((current, d.clone()));
+        current = d.desired_replicas;
+    }
+    out
+}
+
+/// Whether `d`, made at `from` replicas, stayed within the default scale-up limit (the HPA's
+/// 100 % or 4 pods a period).
+fn within_default_limit(from: u32, d: &Decision) -> bool {
+    d.desired_replicas <= (2 * from).max(from + 4)
+}
+
+#[test]
+fn one_bogus_sample_after_zeros_keeps_the_scale_up_limit() {
+    // Two hours at 150 (two replicas), then one sample of 1e6: the median of three ignores it,
+    // the newest sample moves the count by the default limit only.
+    let mut v = vec![150.0; 120];
+    v.push(1e6);
+    let (from, d) = from_two(v).pop().unwrap();
+    assert!(within_default_limit(from, &d), "{from} → {d:?}");
+    assert_eq!(d.live_replicas, Some(2), "{d:?}");
+    assert_eq!(d.reason, Reason::RateLimited, "{d:?}");
+
+    // Two hours at 0 (believed), then one sample of 1e6. Before: the median of the one non-zero
+    // sample was the sustained load, a live floor of 10 000 replicas, exempt from the limit:
+    // 2 → 100 (MaxReplicas). Now one sample alone is no sustained load: within the limit.
+    let mut v = vec![0.0; 120];
+    v.push(1e6);
+    let (from, d) = from_two(v.clone()).pop().unwrap();
+    assert!(within_default_limit(from, &d), "{from} → {d:?}");
+    assert!(d.desired_replicas < 100, "{d:?}");
+    assert_eq!(d.live_replicas, None, "{d:?}");
+    assert_eq!(d.reason, Reason::RateLimited, "{d:?}");
+    // The real load that follows confirms its own level, not the bogus sample's: of the two
+    // samples after the zeros, the lower.
+    v.extend([150.0; 3]);
+    let run = from_two(v);
+    for (from, d) in &run[121..] {
+        assert!(d.desired_replicas < 100, "{from} → {d:?}");
+        assert!(d.live_replicas.is_none_or(|n| n <= 2), "{d:?}");
+    }
+    assert_eq!(run[122].1.live_replicas, Some(2), "{:?}", run[122]);
+}
+
+#[test]
+fn a_zero_blip_after_a_bogus_sample_is_held_at_the_level_before_it() {
+    // Two hours at 150, one sample of 1e6, ten minutes of zeros (an exporter restart), then 150
+    // again. Before: the zeros were held at the last sample before them, the spike, so the
+    // median read it three times: 100 replicas for eleven decisions, then held there by the
+    // scale-down stabilization. Now they are held at the level before the drop, the lower
+    // median of the three samples before it: 150.
+    let mut v = vec![150.0; 120];
+    v.push(1e6);
+    v.extend([0.0; 10]);
+    v.extend([150.0; 3]);
+    let run = from_two(v);
+    let (from, spike) = &run[120];
+    assert!(within_default_limit(*from, spike), "{from} → {spike:?}");
+    for (from, d) in &run[120..] {
+        assert!(
+            d.desired_replicas <= spike.desired_replicas,
+            "{from} → {d:?}"
+        );
+        assert_eq!(d.live_replicas, Some(2), "{d:?}");
+    }
+    // The held zeros read as 150, the level, not as the spike.
+    for (_, d) in &run[121..131] {
+        assert_eq!(d.load, Some(150.0), "{d:?}");
     }
 }
 

@@ -491,6 +491,303 @@ async fn finalizers_only_while_a_floor_is_held_and_nothing_is_left_stuck() {
     }
 }
 
+fn hpa_min(api: &FakeApi, name: &str) -> i64 {
+    get(api, "autoscaling/v2", "HorizontalPodAutoscaler", name)["spec"]["minReplicas"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Whether an object carries none of prescaler's floor annotations.
+fn clean(object: &Value) -> bool {
+    object["metadata"]["annotations"]
+        .as_object()
+        .is_none_or(|a| !a.keys().any(|k| k.starts_with("prescaler.dev/")))
+}
+
+fn finalizers(api: &FakeApi, name: &str) -> usize {
+    get(api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["metadata"]["finalizers"]
+        .as_array()
+        .map_or(0, |f| f.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_target_gives_its_old_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    for name in ["web", "api", "plain"] {
+        api.put(deployment(name, 2));
+    }
+    api.put(hpa("web", 2, json!({})));
+    api.put(hpa("api", 3, json!({})));
+    let aimed_at = |target: &str| {
+        let mut s = scaler("web", "steady", floor(6));
+        s["spec"]["scaleTargetRef"]["name"] = json!(target);
+        s
+    };
+    api.put(aimed_at("web"));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "web's HPA holds the floor", || {
+        match hpa_min(&api, "web") {
+            6 => Ok(()),
+            m => Err(format!("minReplicas {m}")),
+        }
+    })
+    .await;
+    // Another HPA-scaled target: the old HPA gets its own value back, the new one the floor.
+    api.put(aimed_at("api"));
+    eventually(20, "web given back, api floored", || {
+        let web = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
+        match (hpa_min(&api, "web"), clean(&web), hpa_min(&api, "api")) {
+            (2, true, 6) => Ok(()),
+            other => Err(format!("{other:?}: {web}")),
+        }
+    })
+    .await;
+    // A target without an HPA: prescaler scales it itself, and holds no floor anywhere.
+    api.put(aimed_at("plain"));
+    eventually(20, "api given back, plain scaled", || {
+        let api_hpa = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "api");
+        match (
+            hpa_min(&api, "api"),
+            clean(&api_hpa),
+            replicas(&api, "plain"),
+            finalizers(&api, "web"),
+        ) {
+            (3, true, 6, 0) => Ok(()),
+            other => Err(format!("{other:?}: {api_hpa}")),
+        }
+    })
+    .await;
+    let released: Vec<String> = events(&api, "web")
+        .into_iter()
+        .filter(|(_, r, _)| r == "FloorReleased")
+        .map(|(_, _, note)| note)
+        .collect();
+    assert!(
+        released
+            .iter()
+            .any(|n| n.contains("HorizontalPodAutoscaler web's minReplicas to 2"))
+            && released
+                .iter()
+                .any(|n| n.contains("HorizontalPodAutoscaler api's minReplicas to 3")),
+        "{released:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_keda_support_off_gives_the_scaled_object_floor_back() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("queue", 2));
+    keda_scaled(&api, "queue", 2);
+    api.put(scaler("queue", "steady", floor(6)));
+    let with_keda = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    eventually(
+        20,
+        "the floor on the ScaledObject",
+        || match min_replica_count(&api, "queue") {
+            6 => Ok(()),
+            m => Err(format!("minReplicaCount {m}")),
+        },
+    )
+    .await;
+    // The operator restarts with KEDA support off: the target is refused, and the floor the
+    // ScaledObject carries is given back before the finalizer goes.
+    drop(with_keda);
+    let _without = start_operator(&api, &prom.url());
+    eventually(20, "given back", || {
+        let so = scaled_object(&api, "queue");
+        let refused = expect_condition(&api, "queue", "Ready", "False", "KedaManagedTarget");
+        match (
+            so["spec"]["minReplicaCount"].as_i64(),
+            clean(&so),
+            finalizers(&api, "queue"),
+        ) {
+            (Some(2), true, 0) if refused.is_ok() => Ok(()),
+            other => Err(format!("{other:?} {refused:?}: {so}")),
+        }
+    })
+    .await;
+    api.keda_sync(NS, "queue");
+    assert_eq!(keda_hpa_min(&api, "queue"), 2);
+    // Deleting it now leaves nothing stuck.
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue");
+    eventually(20, "deleted", || {
+        match api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "queue") {
+            None => Ok(()),
+            Some(ps) => Err(ps.to_string()),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_whose_scaler_is_gone_is_given_back_when_the_operator_starts() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("left", 7));
+    api.put(deployment("kept", 6));
+    api.put(scaler("kept", "steady", floor(6)));
+    let kept_uid =
+        get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", "kept")["metadata"]["uid"].clone();
+    let annotated = |own: i64, owner: Value, set: i64| {
+        json!({ "metadata": { "annotations": {
+            "prescaler.dev/original-min-replicas": own.to_string(),
+            "prescaler.dev/floor-owner": owner,
+            "prescaler.dev/floor-min-replicas": set.to_string() } },
+            "spec": { "minReplicas": set } })
+    };
+    // A floor set by a scaler deleted while no operator ran (its finalizer removed by hand)...
+    api.put(hpa(
+        "left",
+        7,
+        annotated(2, json!("uid-of-a-deleted-scaler"), 7),
+    ));
+    // ... and one a live scaler holds.
+    api.put(hpa("kept", 6, annotated(1, kept_uid, 6)));
+    let _op = start_operator(&api, &prom.url());
+    eventually(20, "the orphan given back", || {
+        let left = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "left");
+        match (hpa_min(&api, "left"), clean(&left)) {
+            (2, true) => Ok(()),
+            other => Err(format!("{other:?}: {left}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let kept = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "kept");
+    assert_eq!(
+        hpa_min(&api, "kept"),
+        6,
+        "a live scaler's floor stays: {kept}"
+    );
+    assert!(!clean(&kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
+    use prescaler::operator::give_back::{StopOperator, give_back_everything};
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("floored", 2));
+    api.put(hpa("floored", 2, json!({})));
+    api.put(scaler("floored", "steady", floor(6)));
+    api.put(deployment("queue", 2));
+    keda_scaled(&api, "queue", 0);
+    api.put(scaler("queue", "steady", floor(6)));
+    // The operator's own Deployment, in its namespace, and the operator leading through a Lease.
+    api.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "prescaler", "namespace": "ops" },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "prescaler" } } },
+    }));
+    let lease_settings = |identity: &str| {
+        let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
+        s.lease_duration = StdDuration::from_millis(1500);
+        s.renew_deadline = StdDuration::from_millis(1000);
+        s.retry = StdDuration::from_millis(200);
+        s
+    };
+    let lease = Arc::new(Leadership::new(
+        api.client(),
+        lease_settings("operator-pod"),
+    ));
+    lease.acquire().await;
+    let mut prometheus = prescaler::adapters::prometheus::PrometheusConfig::new(prom.url());
+    prometheus.timeout = StdDuration::from_secs(2);
+    let operator_pod = tokio::spawn({
+        let (lease, client) = (lease.clone(), api.client());
+        async move {
+            let controller = operator::run_controller(
+                client,
+                prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap(),
+                Arc::new(Metrics::default()),
+                Arc::new(Health::default()),
+                prescaler::operator::controller::Settings {
+                    sync_period: StdDuration::from_secs(1),
+                    keda: true,
+                    ..Default::default()
+                },
+                Some(lease.clone()),
+                Caches::new(),
+            );
+            tokio::select! { _ = controller => {}, _ = lease.hold() => {} }
+        }
+    });
+    eventually(20, "both floors held", || {
+        match (hpa_min(&api, "floored"), min_replica_count(&api, "queue")) {
+            (6, 6) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The hook while the operator still runs and renews: it waits for the Lease, gives up, and
+    // gives nothing back beside a live operator.
+    let early = give_back_everything(
+        &api.client(),
+        Some(StopOperator {
+            deployment: None,
+            lease: lease_settings("hook"),
+            wait: StdDuration::from_secs(3),
+        }),
+    )
+    .await;
+    let message = early.expect_err("the operator still leads").to_string();
+    assert!(message.contains("still renewed"), "{message}");
+    assert_eq!(hpa_min(&api, "floored"), 6);
+    // Stands for the Deployment controller and the kubelet: once the operator's Deployment is
+    // scaled to 0 its pod stops, and a graceful shutdown releases the Lease.
+    let kubelet = tokio::spawn({
+        let (api, lease) = (api.clone(), lease.clone());
+        async move {
+            loop {
+                let replicas = api
+                    .get("apps/v1", "Deployment", "ops", "prescaler")
+                    .unwrap()["spec"]["replicas"]
+                    .as_i64();
+                if replicas == Some(0) {
+                    operator_pod.abort();
+                    let _ = operator_pod.await;
+                    lease.release().await;
+                    return;
+                }
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+            }
+        }
+    });
+    let summary = give_back_everything(
+        &api.client(),
+        Some(StopOperator {
+            deployment: Some("prescaler".into()),
+            lease: lease_settings("hook"),
+            wait: StdDuration::from_secs(20),
+        }),
+    )
+    .await
+    .expect("given back once the operator stopped");
+    kubelet.await.unwrap();
+    assert_eq!(summary.floors.len(), 2, "{summary:?}");
+    assert_eq!(summary.finalizers.len(), 2, "{summary:?}");
+    let floored = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "floored");
+    assert_eq!(hpa_min(&api, "floored"), 2);
+    assert!(clean(&floored), "{floored}");
+    let so = scaled_object(&api, "queue");
+    assert_eq!(
+        so["spec"]["minReplicaCount"], 0,
+        "KEDA's scale to zero back"
+    );
+    assert!(clean(&so), "{so}");
+    // Nothing left stuck: with the operator gone, deleting the scalers deletes them.
+    for name in ["floored", "queue"] {
+        assert_eq!(finalizers(&api, name), 0);
+        api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name);
+        assert!(
+            api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, name)
+                .is_none()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_reported_and_retried_with_backoff() {
     let prom = steady_prometheus();
@@ -551,13 +848,7 @@ async fn one_bad_scaler_among_a_hundred_stops_none_of_the_others() {
     eprintln!("98 scalers reconciled in {:?}", started.elapsed());
     expect_condition(&api, "app-37", "Ready", "False", "InvalidSpec").unwrap();
     eventually(20, "the refused query is told", || {
-        expect_condition(
-            &api,
-            "app-64",
-            "MetricsAvailable",
-            "False",
-            "PrometheusUnavailable",
-        )
+        expect_condition(&api, "app-64", "MetricsAvailable", "False", "SeveralSeries")
     })
     .await;
     let (_, _, message) = condition(&api, "app-64", "MetricsAvailable").unwrap();
@@ -678,6 +969,9 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     let api = FakeApi::new();
     api.put(deployment("led", 2));
     api.put(scaler("led", "steady", floor(3)));
+    api.put(deployment("floored", 2));
+    api.put(hpa("floored", 2, json!({})));
+    api.put(scaler("floored", "steady", floor(5)));
     let mut settings = LeaseSettings::new("prescaler".into(), "ops".into(), "a".into());
     settings.lease_duration = StdDuration::from_millis(1500);
     settings.renew_deadline = StdDuration::from_millis(1000);
@@ -702,9 +996,11 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
         Some(lease.clone()),
         Caches::new(),
     ));
-    eventually(20, "scaled while leading", || match replicas(&api, "led") {
-        3 => Ok(()),
-        r => Err(format!("{r}")),
+    eventually(20, "scaled while leading", || {
+        match (replicas(&api, "led"), hpa_min(&api, "floored")) {
+            (3, 5) => Ok(()),
+            r => Err(format!("{r:?}")),
+        }
     })
     .await;
     // The Lease renewals hang; a new floor arrives after the renew deadline.
@@ -712,8 +1008,29 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     assert!(!lease.may_write());
     let status_writes = api.writes_to("/predictivescalers/led/status");
+    let (hpa_writes, finalizer_writes) = (
+        api.writes_to("/horizontalpodautoscalers/"),
+        api.writes_to("/predictivescalers/floored"),
+    );
+    let events_before = api.writes_to("/events");
     api.put(scaler("led", "steady", floor(8)));
+    // Off would give the HPA's floor back and drop the finalizer: writes too.
+    let mut off = scaler("floored", "steady", floor(5));
+    off["spec"]["mode"] = json!("Off");
+    api.put(off);
     tokio::time::sleep(StdDuration::from_secs(4)).await;
+    assert_eq!(
+        hpa_min(&api, "floored"),
+        5,
+        "no floor given back without the Lease"
+    );
+    assert_eq!(api.writes_to("/horizontalpodautoscalers/"), hpa_writes);
+    assert_eq!(
+        api.writes_to("/predictivescalers/floored"),
+        finalizer_writes,
+        "no finalizer or status write"
+    );
+    assert_eq!(api.writes_to("/events"), events_before, "no Event either");
     assert_eq!(replicas(&api, "led"), 3, "nothing scaled without the Lease");
     assert_eq!(
         api.writes_to("/deployments/led/scale"),
@@ -729,31 +1046,73 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     holding.abort();
 }
 
+/// A tenant in `shop` asks for the payments team's series, plainly and through the escapes an
+/// attacker's review found (with promql-parser 0.6's printer): a value in single quotes or
+/// backticks holding `"}` closed the selector, and the rest read every namespace (900/s). Each
+/// query ends in `or sum(M{service="pay"})`, so that confined it reads shop's own 100/s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_reads_only_its_own_namespace() {
     let prom = steady_prometheus();
     let api = FakeApi::new();
-    api.put(deployment("checkout", 2));
-    // The tenant in `shop` asks for the payments team's series.
-    let mut s = scaler("checkout", "steady", json!({}));
-    s["spec"]["metric"]["query"] = json!(format!("sum({METRIC}{{namespace=\"payments\"}})"));
-    api.put(s);
-    let _op = start_operator_with(&api, &prom.url(), |s| {
+    let own = format!(r#"sum({METRIC}{{service="pay"}})"#);
+    let tenants = [
+        ("plain", format!(r#"sum({METRIC}{{namespace="payments"}})"#)),
+        (
+            "single-quotes",
+            format!(r#"sum({METRIC}{{a='", service="pay"}} unless {METRIC}{{z="'}}) or {own}"#),
+        ),
+        (
+            "backticks",
+            format!(r#"sum({METRIC}{{a=`", service="pay"}} unless {METRIC}{{z="`}}) or {own}"#),
+        ),
+        (
+            "metric-name",
+            format!(r#"sum({{__name__='{METRIC}", service="pay"}} unless {{z="'}}) or {own}"#),
+        ),
+        (
+            "or",
+            format!(r#"sum({METRIC}{{a='", service="pay"}} or {METRIC}{{z="'}}) or {own}"#),
+        ),
+    ];
+    for (name, query) in &tenants {
+        api.put(deployment(name, 2));
+        let mut s = scaler(name, "steady", json!({}));
+        s["spec"]["metric"]["query"] = json!(query);
+        api.put(s);
+    }
+    let op = start_operator_with(&api, &prom.url(), |s| {
         s.namespace_label = Some("namespace".into())
     });
-    eventually(20, "decided", || {
-        let s = status(&api, "checkout");
-        match s["reactiveReplicas"].as_i64() {
-            Some(_) => Ok(()),
-            None => Err(s.to_string()),
-        }
-    })
-    .await;
-    // shop's own 100/s (2 replicas), not payments' 900/s (18): the live load and the history
-    // are one query, confined once.
-    let s = status(&api, "checkout");
-    assert_eq!(s["reactiveReplicas"], 2, "{s}");
-    assert!(s["forecastLoad"].as_f64().is_none_or(|l| l < 200.0), "{s}");
+    for (name, _) in &tenants {
+        eventually(30, "decided", || {
+            let s = status(&api, name);
+            match s["reactiveReplicas"].as_i64() {
+                Some(_) => Ok(()),
+                None => Err(format!("{name}: {s}")),
+            }
+        })
+        .await;
+    }
+    // shop's own 100/s (2 replicas), not payments' 900/s (18) or both (20): the live load and
+    // the history are one query, confined once.
+    let metrics = op.metrics.encode();
+    for (name, query) in &tenants {
+        let s = status(&api, name);
+        assert_eq!(s["reactiveReplicas"], 2, "{name} ({query}): {s}");
+        assert!(
+            s["forecastLoad"].as_f64().is_none_or(|l| l < 200.0),
+            "{name}: {s}"
+        );
+        let load = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    r#"prescaler_load{{namespace="shop",name="{name}"}}"#
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert_eq!(load, Some(100.0), "{name} ({query})");
+    }
 }
 
 /// A pod of Deployment `app` created `created_ago` before now, Ready `ready_after` after its
@@ -873,6 +1232,55 @@ async fn lead_time_auto_learns_the_pods_start_up() {
     assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
 }
 
+/// A workload of 1,200 pods is surveyed in pages of 500 (`limit` and `continue`), as
+/// client-go's pager reads a large list: the operator never holds more than a page of pods, and
+/// every page is read (the newest 1,000 start-ups are kept, more than one page holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_workloads_pods_are_listed_in_pages() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("big", 3));
+    for i in 0..1_200 {
+        api.put(pod(
+            &format!("big-{i:04}"),
+            "big",
+            Duration::minutes(10 + i),
+            Some(Duration::minutes(3)),
+            false,
+        ));
+    }
+    api.put(scaler("big", "steady", auto_lead_time()));
+    let _op = start_learning(&api, prom);
+    eventually(30, "learned from every page", || {
+        let lead = &status(&api, "big")["leadTime"];
+        match lead["observations"].as_i64() {
+            Some(1_000) => Ok(()),
+            _ => Err(lead.to_string()),
+        }
+    })
+    .await;
+    let pod_lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::GET && r.path.ends_with("/namespaces/shop/pods"))
+        .collect();
+    assert!(
+        pod_lists
+            .iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("500")),
+        "every pod list is paged: {:?}",
+        pod_lists.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+    let continued = pod_lists
+        .iter()
+        .filter(|r| r.query.contains_key("continue"))
+        .count();
+    assert!(
+        continued >= 2,
+        "a survey of 1,200 pods reads three pages: {continued} continued lists"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     let prom = steady_prometheus();
@@ -980,4 +1388,462 @@ async fn a_paused_scaled_object_without_its_hpa_is_never_scaled_around() {
     assert_eq!(scale_writes(&api, "jobs"), 0, "nothing scaled around KEDA");
     assert_eq!(replicas(&api, "jobs"), 2);
     assert_eq!(min_replica_count(&api, "jobs"), 0);
+}
+
+/// A stand-in for Prometheus in front of a real one: while `hang` is set it accepts each
+/// connection and never answers (as a Prometheus busy with a query too expensive for it);
+/// otherwise it passes connections through. It records when each connection came.
+struct Flaky {
+    port: u16,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    arrivals: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Flaky {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let arrivals: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+        let (h, a) = (hang.clone(), arrivals.clone());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if h.load(std::sync::atomic::Ordering::SeqCst) {
+                    a.lock().unwrap().push(tokio::time::Instant::now());
+                    held.push(socket); // read nothing, answer nothing
+                } else {
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut socket, &mut up).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            hang,
+            arrivals,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        self.arrivals.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A query Prometheus cannot answer in time (`sum(max_over_time({__name__=~".+"}[1d:1s]))` took
+/// 11 s of its CPU until the timeout) is not sent again at every sync: the reads back off
+/// (1 s, 2 s, 4 s, … with a 1 s sync), the planner holds meanwhile, the third timeout in a row
+/// names the query, a new spec is read at once, and the scaler recovers when Prometheus answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_keeps_timing_out_is_retried_with_backoff() {
+    let prom = steady_prometheus();
+    let flaky = Flaky::start(&prom.url()).await;
+    let api = FakeApi::new();
+    api.put(deployment("slow", 5));
+    api.put(scaler("slow", "steady", json!({})));
+    // A 1-second sync; each read times out after 2 s (the harness' client timeout).
+    let _op = start_operator(&api, &flaky.url());
+    eventually(10, "the first read", || match flaky.arrivals().len() {
+        0 => Err("none".into()),
+        _ => Ok(()),
+    })
+    .await;
+    let t0 = flaky.arrivals()[0];
+    tokio::time::sleep_until(t0 + StdDuration::from_secs(20)).await;
+    let reads = flaky
+        .arrivals()
+        .iter()
+        .filter(|t| **t < t0 + StdDuration::from_secs(20))
+        .count();
+    // Without the backoff a read every 3 s (2 s of timeout and a 1 s sync): 7 in 20 s.
+    assert!(reads <= 4, "{reads} reads in 20 s");
+    let (status_, reason, message) = condition(&api, "slow", "MetricsAvailable").unwrap();
+    assert_eq!(
+        (status_.as_str(), reason.as_str()),
+        ("False", "QueryTimeout"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.metric.query timed out") && message.contains("next try in"),
+        "{message}"
+    );
+    assert_eq!(replicas(&api, "slow"), 5, "held while the load is unknown");
+    assert!(
+        events(&api, "slow")
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "QueryTimeout")
+    );
+
+    // A new spec is read at once, however long the backoff.
+    eventually(10, "the fifth read", || match flaky.arrivals().len() {
+        n if n >= 5 => Ok(()),
+        n => Err(format!("{n} reads")),
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_millis(2500)).await; // its timeout
+    let before = flaky.arrivals().len();
+    let mut fixed = scaler("slow", "steady", json!({}));
+    fixed["spec"]["metric"]["query"] = json!(format!("sum({METRIC}{{service=\"steady\"}}) * 1"));
+    api.put(fixed);
+    let asked = tokio::time::Instant::now();
+    eventually(3, "the new query is read at once", || {
+        match flaky.arrivals().len() > before {
+            true => Ok(()),
+            false => Err(format!("no read {:?} after the change", asked.elapsed())),
+        }
+    })
+    .await;
+
+    // Prometheus answers again: the scaler recovers by itself.
+    flaky.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(30, "recovered", || {
+        expect_condition(&api, "slow", "MetricsAvailable", "True", "QuerySucceeded")
+    })
+    .await;
+    assert_eq!(status(&api, "slow")["reactiveReplicas"], 2);
+}
+
+/// Runs `prescaler run` (the release binary, its own process) against `api` served over HTTP and
+/// `prometheus`, until `done` holds and three syncs more; returns its peak RSS (VmHWM) in KiB.
+async fn peak_rss_of_the_operator(
+    api: &FakeApi,
+    prometheus: &str,
+    done: impl FnMut() -> Result<(), String>,
+) -> u64 {
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+            .args([
+                "run",
+                "--prometheus-url",
+                prometheus,
+                "--no-leader-election",
+            ])
+            .args([
+                "--sync-period",
+                "2s",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(60, "the operator got there", done).await;
+    tokio::time::sleep(StdDuration::from_secs(6)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// One tenant's query of 1,000 series with two days of history (95 MB of JSON for the range
+/// read; 1.9 GB of peak RSS with 28 days, an OOM kill in a pod) costs the operator next to
+/// nothing: refused from one instant read (`SeveralSeries`); a query that returns one series
+/// now but 1,000 over its history is cut off at the byte limit (`ResponseTooLarge`). Measured
+/// on the real `prescaler run` process against the same one serving one scaler of one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_of_a_thousand_series_does_not_cost_the_operator_its_memory() {
+    let now = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    // Every 5 minutes for two days (a sample is seen for 5 minutes: a value at every minute
+    // step), distinct values so that the JSON is as long as a real load's.
+    let services: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    let history: Vec<(&str, support::prometheus::Series)> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let load = move |t: chrono::DateTime<Utc>| {
+                100.0 + (t.timestamp() % 86_400) as f64 / 7.0 + i as f64
+            };
+            (
+                s.as_str(),
+                samples(
+                    now - Duration::days(2),
+                    now - Duration::minutes(2),
+                    Duration::minutes(5),
+                    load,
+                ),
+            )
+        })
+        .collect();
+    let prom = TestPrometheus::start(&history);
+    for s in &services {
+        prom.set_live(s, Some(100.0));
+    }
+    prom.wait_for_live("s999", 100.0);
+    let until = (Utc::now() - Duration::minutes(1)).timestamp();
+    let query = |name: &str, query: String| {
+        let mut s = scaler(name, "s0", json!({ "forecast": { "history": "3d" } }));
+        s["spec"]["metric"]["query"] = json!(query);
+        s
+    };
+
+    // The same process with one scaler of one series.
+    let api = FakeApi::new();
+    api.put(deployment("one", 2));
+    api.put(query("one", format!(r#"sum({METRIC}{{service="s0"}})"#)));
+    let one = || match status(&api, "one")["desiredReplicas"].as_i64() {
+        Some(_) => Ok(()),
+        None => Err(status(&api, "one").to_string()),
+    };
+    let baseline = peak_rss_of_the_operator(&api, &prom.url(), one).await;
+
+    // And with the two hostile ones beside it.
+    let api = FakeApi::new();
+    for name in ["one", "several", "churn"] {
+        api.put(deployment(name, 2));
+    }
+    api.put(query("one", format!(r#"sum({METRIC}{{service="s0"}})"#)));
+    api.put(query("several", METRIC.to_string()));
+    // No series now (so the instant read passes), 1,000 until a minute ago.
+    api.put(query(
+        "churn",
+        format!("{METRIC} and on() (vector(time()) < {until})"),
+    ));
+    let refused = || {
+        one()?;
+        expect_condition(
+            &api,
+            "several",
+            "MetricsAvailable",
+            "False",
+            "SeveralSeries",
+        )?;
+        expect_condition(
+            &api,
+            "churn",
+            "MetricsAvailable",
+            "False",
+            "ResponseTooLarge",
+        )
+    };
+    let hostile = peak_rss_of_the_operator(&api, &prom.url(), refused).await;
+    let (_, _, several) = condition(&api, "several", "MetricsAvailable").unwrap();
+    assert!(several.contains("returned 1000 series"), "{several}");
+    let (_, _, churn) = condition(&api, "churn", "MetricsAvailable").unwrap();
+    assert!(churn.contains("--prometheus-max-response-bytes"), "{churn}");
+    eprintln!(
+        "peak RSS: {:.1} MiB with one scaler, {:.1} MiB with the 1,000-series ones beside it",
+        baseline as f64 / 1024.0,
+        hostile as f64 / 1024.0
+    );
+    assert!(
+        hostile < baseline + 8 * 1024,
+        "peak RSS {hostile} KiB against {baseline} KiB with one scaler"
+    );
+}
+
+/// A Prometheus that goes away and comes back three times: the first outage and the first
+/// recovery are each told by one Event; the flaps after them, within the same ten minutes, change
+/// the condition but write no Event (client-go's EventCorrelator aggregates the same way), so a
+/// flapping Prometheus is not a write storm on the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_prometheus_is_told_once_not_at_every_flap() {
+    let mut prom = TestPrometheus::steady("flappy", 400.0, Duration::hours(6));
+    let api = FakeApi::new();
+    api.put(deployment("flappy", 8));
+    api.put(scaler("flappy", "flappy", json!({})));
+    let _op = start_operator(&api, &prom.url());
+    let metrics_available = |status: &'static str| {
+        let api = api.clone();
+        move || {
+            let (s, _, _) = condition(&api, "flappy", "MetricsAvailable")
+                .ok_or_else(|| "no MetricsAvailable yet".to_string())?;
+            if s == status {
+                Ok(())
+            } else {
+                Err(format!("MetricsAvailable={s}"))
+            }
+        }
+    };
+    eventually(30, "metrics available", metrics_available("True")).await;
+    let event_writes = || api.writes_to("/events");
+    let before = event_writes();
+    let mut after_the_first = 0;
+    for flap in 0..3 {
+        prom.kill();
+        eventually(30, "the outage is seen", metrics_available("False")).await;
+        prom.restart();
+        eventually(60, "the recovery is seen", metrics_available("True")).await;
+        if flap == 0 {
+            after_the_first = event_writes();
+            assert!(
+                after_the_first - before >= 2,
+                "the first outage and its recovery are told"
+            );
+        }
+    }
+    assert_eq!(
+        event_writes(),
+        after_the_first,
+        "the second and third flaps, within ten minutes of the first, write no Event"
+    );
+    let told: Vec<_> = events(&api, "flappy")
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    assert!(
+        told.iter().any(|r| r == "PrometheusUnavailable")
+            && told.iter().any(|r| r == "QuerySucceeded"),
+        "{told:?}"
+    );
+}
+
+/// A stand-in for Prometheus in front of a real one that never answers a query naming `evil`
+/// (as a Prometheus busy with a query too expensive for it) and passes every other request
+/// through, one request per upstream connection so that no hostile query rides a pooled one.
+async fn selective_hang(
+    upstream: &str,
+    passed: Arc<std::sync::atomic::AtomicUsize>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let passed = passed.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                loop {
+                    // A GET: the head is the whole request.
+                    let mut buf = [0u8; 8192];
+                    let end = loop {
+                        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = pending.drain(..end).collect();
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let line = text.lines().next().unwrap_or_default();
+                    if line.contains("evil") {
+                        // Held open, never answered, until the client gives up.
+                        let _ = client.read(&mut buf).await;
+                        return;
+                    }
+                    passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                    if up.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut answer = Vec::new();
+                    if up.read_to_end(&mut answer).await.is_err()
+                        || client.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+/// One tenant whose queries hang until the timeout, and who edits its sixteen scalers twice a
+/// second with a new query each time (a new query is read at once, whatever the backoff), cannot
+/// hold every Prometheus slot: a namespace has a quarter of them, so another tenant's load is
+/// still read at every sync and its surge followed. (Before the share per namespace, the other
+/// tenant was not read at all and its workload stayed at 2 for a minute.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
+    let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
+    let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (url, proxy) = selective_hang(&prom.url(), passed.clone()).await;
+    let api = FakeApi::new();
+    api.put(deployment("victim", 2));
+    api.put(scaler("victim", "victim", json!({})));
+    const HOSTILE: usize = 16;
+    let hostile = |i: usize, version: usize| {
+        let mut s = scaler(&format!("h{i}"), "x", json!({}));
+        s["metadata"]["namespace"] = json!("evil");
+        s["spec"]["metric"]["query"] = json!(format!("sum(evil_{version})"));
+        s
+    };
+    for i in 0..HOSTILE {
+        let mut d = deployment(&format!("h{i}"), 2);
+        d["metadata"]["namespace"] = json!("evil");
+        api.put(d);
+        api.put(hostile(i, 0));
+    }
+    let _op = start_operator(&api, &url);
+    eventually(30, "the victim read", || {
+        expect_condition(&api, "victim", "MetricsAvailable", "True", "QuerySucceeded")
+    })
+    .await;
+    let churn = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for version in 1.. {
+                for i in 0..HOSTILE {
+                    api.put(hostile(i, version));
+                }
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+        })
+    };
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    // Only the victim's reads pass the stand-in: with a 1 s sync, about one a second.
+    let read_before = passed.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(StdDuration::from_secs(10)).await;
+    let reads = passed.load(std::sync::atomic::Ordering::SeqCst) - read_before;
+    assert!(
+        reads >= 5,
+        "the other tenant read {reads} times in 10 s of the hostile tenant's churn"
+    );
+    // 5 000/s needs 100 replicas: it is scaled up as soon as a minute's sample shows it.
+    prom.set_live("victim", Some(5_000.0));
+    eventually(90, "the victim follows its surge", || {
+        let r = replicas(&api, "victim");
+        if r > 2 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas: {}", status(&api, "victim")))
+        }
+    })
+    .await;
+    churn.abort();
+    proxy.abort();
 }

@@ -48,6 +48,13 @@ pub trait RangeSource {
         block: Duration,
         step: Duration,
     ) -> impl Future<Output = Result<Vec<BlockMean>>> + Send;
+
+    /// A cheap read of `query` at `at` before any range read, refusing what no range read should
+    /// ask for (Prometheus: a query of several series, from one instant read). A recorded trace
+    /// has nothing to refuse.
+    fn probe(&self, _query: &str, _at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The history's resolution: the planner's minute.
@@ -199,7 +206,11 @@ impl HistoryCache {
         };
 
         if self.fine.values.is_empty() {
-            // Cold: the coarse part, then the fine part; kept only if both reads succeed.
+            // Cold: a probe first (the weeks of history are the big read), then the coarse
+            // part, then the fine part; kept only if every read succeeds. The probe reads at
+            // `now`, the freshest view: a gap at the last whole minute must not let it pass.
+            source.probe(&self.query, now).await?;
+            done.queries += 1;
             let fine_start = self.fine_from(now);
             let mut coarse = Coarse::default();
             if oldest < fine_start {

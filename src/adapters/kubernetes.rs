@@ -25,11 +25,12 @@ use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::api::ScaleTargetRef;
+use crate::api::{PredictiveScaler, ScaleTargetRef};
 use crate::planning::startup::PodStart;
 use crate::{Error, Result};
 
@@ -290,6 +291,10 @@ pub struct FloorHolder<'a> {
     min: i32,
     /// The highest floor the object allows.
     max: i32,
+    /// The lowest value the floor field may hold: 1 for an HPA (the API server refuses
+    /// `minReplicas: 0` unless the HPAScaleToZero feature gate is on, which prescaler does not
+    /// assume), 0 for a ScaledObject (KEDA's scale to zero).
+    lowest: i32,
 }
 
 impl<'a> FloorHolder<'a> {
@@ -300,6 +305,7 @@ impl<'a> FloorHolder<'a> {
             field: "minReplicas",
             min: hpa.spec.min_replicas.unwrap_or(1),
             max: hpa.spec.max_replicas,
+            lowest: 1,
         }
     }
 
@@ -318,6 +324,7 @@ impl<'a> FloorHolder<'a> {
             field: "minReplicaCount",
             min: count("minReplicaCount", 0),
             max: count("maxReplicaCount", 100),
+            lowest: 0,
         }
     }
 
@@ -337,21 +344,55 @@ impl<'a> FloorHolder<'a> {
         self.annotation(OWNER_ANNOTATION)
     }
 
+    /// Whether a person has changed the floor field since prescaler last set it.
+    fn edited(&self) -> bool {
+        self.annotation(FLOOR_ANNOTATION)
+            .and_then(|v| v.parse::<i32>().ok())
+            .is_some_and(|set| set != self.min)
+    }
+
+    /// The kept own value, checked: `Err` with the annotation's text when it is no integer in
+    /// `[lowest, max]`. The annotation is on an object its tenant may edit, so whatever it says
+    /// is checked before it is written back: one refused write would otherwise be a value the
+    /// API server rejects (`minReplicas: 0`, above `maxReplicas`) or one the tenant chose.
+    fn kept(&self) -> Option<std::result::Result<i32, &'a str>> {
+        self.annotation(ORIGINAL_MIN_ANNOTATION)
+            .map(|v| match v.parse::<i32>() {
+                Ok(n) if (self.lowest..=self.max).contains(&n) => Ok(n),
+                _ => Err(v),
+            })
+    }
+
+    /// The value given back in place of a kept own value that is refused: the field's current
+    /// value, clamped into `[lowest, max]`. The kept value was the only record of what the object
+    /// had before prescaler; once it is unusable nothing says what its owner wants, and the
+    /// current value is what runs now — prescaler's floor where it holds one, the tenant's own
+    /// value where the annotations were written by hand — so keeping it never lowers the
+    /// replicas below what serves now on the word of a value no one can vouch for, and leaves a
+    /// tenant's hand-annotated HPA exactly as it was. Clamping makes it a value the API server
+    /// accepts. The cost: a real floor whose record was damaged stays at the floor's height
+    /// until a person lowers it (the sweep logs a Warning naming the object).
+    fn safe_min(&self) -> i32 {
+        self.min.clamp(self.lowest, self.max.max(self.lowest))
+    }
+
     /// The object's own floor: the kept original while prescaler sets it, unless a person has
-    /// changed the field since prescaler last set it (then theirs).
+    /// changed the field since prescaler last set it (then theirs); never a value the object
+    /// may not hold (see `kept`, `safe_min`).
     pub fn own_min(&self) -> i32 {
-        let now = self.min;
-        let kept = self
-            .annotation(ORIGINAL_MIN_ANNOTATION)
-            .and_then(|v| v.parse().ok());
-        let set = self
-            .annotation(FLOOR_ANNOTATION)
-            .and_then(|v| v.parse::<i32>().ok());
-        match (kept, set) {
-            (Some(kept), Some(set)) if set == now => kept,
-            (Some(kept), None) => kept,
-            _ => now,
+        match self.kept() {
+            Some(Ok(kept)) if !self.edited() => kept,
+            _ => self.safe_min(),
         }
+    }
+
+    /// The kept own value's text when it is refused (not an integer in `[lowest, max]`) and
+    /// would have been given back: such a value is never written; `safe_min` is, instead.
+    pub fn refused_own(&self) -> Option<&'a str> {
+        if self.edited() {
+            return None;
+        }
+        self.kept().and_then(std::result::Result::err)
     }
 
     /// The patch that sets the floor field to `floor` (never below the object's own value, never
@@ -445,39 +486,6 @@ pub async fn set_hpa_floor(
     Ok(written.flatten())
 }
 
-/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on an HPA that scales `target`,
-/// reading the HPAs from the API server (not a cache, which may lag): the restored value, if
-/// there was a floor to give back.
-pub async fn release_hpa_floor(
-    client: &kube::Client,
-    namespace: &str,
-    target: &ScaleTargetRef,
-    owner_uid: &str,
-) -> Result<Option<(String, i32)>> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
-    let list = call(
-        "listing HorizontalPodAutoscalers",
-        api.list(&Default::default()),
-    )
-    .await?;
-    for hpa in list.items {
-        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
-        // the ScaledObject's, and the floor is given back there (writing the HPA would be
-        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
-        if !scales(&hpa, namespace, target)
-            || keda_owner(&hpa).is_some()
-            || FloorHolder::hpa(&hpa).owner() != Some(owner_uid)
-        {
-            continue;
-        }
-        let name = hpa.metadata.name.clone().unwrap_or_default();
-        if let Some(restored) = patch_hpa_guarded(client, &hpa, restore_patch).await? {
-            return Ok(Some((name, restored)));
-        }
-    }
-    Ok(None)
-}
-
 /// How often an HPA write is computed again from a fresh read after a 409 Conflict (the HPA
 /// controller writes its status often; a person may edit it).
 const CONFLICT_RETRIES: usize = 4;
@@ -532,20 +540,33 @@ where
     }
 }
 
+/// Pods per page of the list `pod_starts` reads: one page is what is held in memory at once
+/// (about 5 KiB a pod, so a few MiB), however large the workload.
+pub const POD_PAGE: u32 = 500;
+/// Pages read at most (25,000 pods): a survey is a sample of start-ups, not an inventory.
+const POD_PAGES: usize = 50;
+
 /// The start-up of the pods `selector` selects in `namespace` (the target's `/scale`
-/// `status.selector`), for `leadTime: Auto`: one list, bounded by `API_TIMEOUT`.
+/// `status.selector`), for `leadTime: Auto`: a paged list (`limit` and `continue`, as
+/// client-go's pager reads large lists), each page bounded by `API_TIMEOUT`, of which only the
+/// few fields of `PodStart` are kept.
 pub async fn pod_starts(
     client: &kube::Client,
     namespace: &str,
     selector: &str,
 ) -> Result<Vec<PodStart>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = call(
-        "listing the target's pods",
-        api.list(&ListParams::default().labels(selector)),
-    )
-    .await?;
-    Ok(list.items.iter().filter_map(pod_start).collect())
+    let mut starts = Vec::new();
+    let mut params = ListParams::default().labels(selector).limit(POD_PAGE);
+    for _ in 0..POD_PAGES {
+        let page = call("listing the target's pods", api.list(&params)).await?;
+        starts.extend(page.items.iter().filter_map(pod_start));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    Ok(starts)
 }
 
 /// A pod's creation, its Ready time (the `Ready` condition's `lastTransitionTime`, when True),
@@ -589,9 +610,12 @@ fn pod_start(pod: &Pod) -> Option<PodStart> {
 /// KEDA's ScaledObject (`keda.sh/v1alpha1`), read as a dynamic object: prescaler does not depend
 /// on KEDA's types, only on the fields it reads and writes.
 fn scaled_objects(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &scaled_object_resource())
+}
+
+fn scaled_object_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "scaledobjects");
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    ApiResource::from_gvk_with_plural(&gvk, "scaledobjects")
 }
 
 /// The ScaledObject `name` in `namespace`, if it exists.
@@ -678,34 +702,290 @@ pub async fn scaled_object_for(
         .and_then(|list| list.into_iter().find(|so| scaled_object_scales(so, target))))
 }
 
-/// Gives back the floor this PredictiveScaler (`owner_uid`) holds on a ScaledObject that scales
-/// `target`, read from the API server: the restored value, if there was a floor to give back.
-pub async fn release_scaled_object_floor(
+/// Writes a PredictiveScaler's finalizers, guarded by the resourceVersion `ps` was read at: a
+/// concurrent change to the list is a 409 Conflict (for the caller to read again), never a lost
+/// finalizer.
+pub async fn write_finalizers(
     client: &kube::Client,
-    namespace: &str,
-    target: &ScaleTargetRef,
-    owner_uid: &str,
-) -> Result<Option<(String, i32)>> {
-    let api = scaled_objects(client, namespace);
-    let Some(list) = list_scaled_objects(&api).await? else {
-        return Ok(None);
-    };
-    for so in list {
-        if !scaled_object_scales(&so, target)
-            || FloorHolder::scaled_object(&so).owner() != Some(owner_uid)
-        {
-            continue;
-        }
-        let name = so.metadata.name.clone().unwrap_or_default();
-        let restored = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
-            FloorHolder::scaled_object(s).restore_patch()
-        })
-        .await?;
-        if let Some(restored) = restored {
-            return Ok(Some((name, restored)));
+    ps: &PredictiveScaler,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let api: Api<PredictiveScaler> =
+        Api::namespaced(client.clone(), &ps.namespace().unwrap_or_default());
+    let patch = json!({ "metadata": {
+        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
+    call(
+        "writing finalizers",
+        api.patch(
+            &ps.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        ),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// An object on which prescaler holds (or held) a floor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FloorObject {
+    /// A HorizontalPodAutoscaler's `minReplicas`.
+    Hpa(String),
+    /// A KEDA ScaledObject's `minReplicaCount`.
+    ScaledObject(String),
+}
+
+impl FloorObject {
+    /// A reference to the object, e.g. for an Event's `related`.
+    pub fn object_ref(&self, namespace: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        let (api_version, kind, name) = match self {
+            FloorObject::Hpa(name) => ("autoscaling/v2", "HorizontalPodAutoscaler", name),
+            FloorObject::ScaledObject(name) => ("keda.sh/v1alpha1", "ScaledObject", name),
+        };
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+            name: Some(name.clone()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
         }
     }
-    Ok(None)
+
+    /// The floor field's name.
+    pub fn field(&self) -> &'static str {
+        match self {
+            FloorObject::Hpa(_) => "minReplicas",
+            FloorObject::ScaledObject(_) => "minReplicaCount",
+        }
+    }
+}
+
+impl std::fmt::Display for FloorObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FloorObject::Hpa(name) => write!(f, "HorizontalPodAutoscaler {name}"),
+            FloorObject::ScaledObject(name) => write!(f, "KEDA ScaledObject {name}"),
+        }
+    }
+}
+
+/// A floor given back: the object, its namespace, and the value it has again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub namespace: String,
+    pub object: FloorObject,
+    pub restored: i32,
+    /// The kept own value, when it was refused and so not written back (`restored` is then the
+    /// object's current value, clamped: see `FloorHolder::safe_min`).
+    pub refused: Option<String>,
+}
+
+/// A floor that could not be given back: the object, its namespace, the owner its annotations
+/// name, and why.
+#[derive(Debug)]
+pub struct NotReleased {
+    pub namespace: String,
+    pub object: FloorObject,
+    pub owner: Option<String>,
+    pub error: Error,
+}
+
+impl std::fmt::Display for NotReleased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}: {}", self.namespace, self.object, self.error)
+    }
+}
+
+/// What a sweep gave back, and what it could not. One object the API server refuses (a tenant
+/// may write prescaler's annotations on its own HPA, with any value) must not keep every other
+/// floor raised: the sweep goes on past it, and the caller decides what an incomplete sweep
+/// means (the controller retries, the uninstall hook fails after doing all it could).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Sweep {
+    pub released: Vec<Released>,
+    /// Floors found but not given back.
+    pub failed: Vec<NotReleased>,
+    /// Lists that could not be read (of HPAs, of ScaledObjects): the floors there were not
+    /// even looked at.
+    pub unlisted: Vec<Error>,
+}
+
+impl Sweep {
+    /// Whether every floor the sweep was to give back was given back.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty() && self.unlisted.is_empty()
+    }
+
+    /// The first error of an incomplete sweep (a list not read first, then a floor not given
+    /// back); the others are in `unlisted` and `failed`.
+    pub fn take_error(&mut self) -> Option<Error> {
+        if !self.unlisted.is_empty() {
+            return Some(self.unlisted.remove(0));
+        }
+        (!self.failed.is_empty()).then(|| self.failed.remove(0).error)
+    }
+
+    /// Records one object's outcome; a failure is logged here, naming the object.
+    fn record(
+        &mut self,
+        namespace: String,
+        object: FloorObject,
+        owner: Option<&str>,
+        written: Result<Option<(i32, Option<String>)>>,
+    ) {
+        match written {
+            Ok(Some((restored, refused))) => self.released.push(Released {
+                namespace,
+                object,
+                restored,
+                refused,
+            }),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(namespace, object = %object, error = %error, "could not give the floor back; going on with the others");
+                self.failed.push(NotReleased {
+                    namespace,
+                    object,
+                    owner: owner.map(str::to_owned),
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// Whose floors a sweep gives back.
+#[derive(Clone, Copy)]
+pub enum Owners<'a> {
+    /// One PredictiveScaler's (by uid), except the floor on `keep`, the one it holds now.
+    One {
+        uid: &'a str,
+        keep: Option<&'a FloorObject>,
+    },
+    /// Every floor whose owner is not among the live PredictiveScalers (`is_live(uid)`): what a
+    /// scaler deleted while no operator ran, an older operator or a forced finalizer removal
+    /// left behind; with `|_| false`, every floor of prescaler's (uninstall).
+    NotLive(&'a (dyn Fn(&str) -> bool + Sync)),
+}
+
+impl Owners<'_> {
+    fn gives_back(&self, holder: &FloorHolder<'_>, object: &FloorObject) -> bool {
+        let Some(owner) = holder.owner() else {
+            return false;
+        };
+        match self {
+            Owners::One { uid, keep } => owner == *uid && *keep != Some(object),
+            Owners::NotLive(is_live) => !is_live(owner),
+        }
+    }
+}
+
+/// Gives back the floors `owners` names, found by prescaler's annotations on the HPAs and KEDA
+/// ScaledObjects of `namespace` (all namespaces with `None`), read from the API server — not
+/// from the target the scaler names now: a changed `scaleTargetRef`, KEDA support turned off or
+/// an operator that stopped mid-way leaves no floor behind. ScaledObjects are looked at whether
+/// KEDA support is on or not (a floor set while it was on must come back after it is turned
+/// off); where the API does not serve them (KEDA not installed) there is nothing to give back,
+/// and with KEDA support off a 403 on them means prescaler was never let near them (`keda`
+/// false), so it is not an error.
+///
+/// Each object is given back on its own: a write the API server refuses, or a list it does not
+/// answer, is logged and recorded in the `Sweep`, and the sweep goes on to the others. A kept
+/// own value that is no value the object may hold is not written back (see
+/// `FloorHolder::refused_own`); a Warning names the object.
+pub async fn release_floors(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    owners: Owners<'_>,
+    keda: bool,
+) -> Sweep {
+    let mut sweep = Sweep::default();
+    let hpas: Api<HorizontalPodAutoscaler> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let listed = call(
+        "listing HorizontalPodAutoscalers",
+        hpas.list(&Default::default()),
+    )
+    .await;
+    let hpas = match listed {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list HorizontalPodAutoscalers to give floors back");
+            sweep.unlisted.push(e);
+            Vec::new()
+        }
+    };
+    for hpa in hpas {
+        let object = FloorObject::Hpa(hpa.metadata.name.clone().unwrap_or_default());
+        let holder = FloorHolder::hpa(&hpa);
+        // KEDA copies a ScaledObject's annotations onto its HPA: the bookkeeping seen there is
+        // the ScaledObject's, and the floor is given back there (writing the HPA would be
+        // reverted, and a `minReplicaCount` of 0 is no valid `minReplicas`).
+        if keda_owner(&hpa).is_some() || !owners.gives_back(&holder, &object) {
+            continue;
+        }
+        let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
+        warn_refused(&namespace, &object, &holder);
+        let written = patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await;
+        sweep.record(namespace, object, holder.owner(), written);
+    }
+    let all_scaled_objects = match namespace {
+        Some(ns) => scaled_objects(client, ns),
+        None => Api::all_with(client.clone(), &scaled_object_resource()),
+    };
+    let listed = match list_scaled_objects(&all_scaled_objects).await {
+        Ok(listed) => listed,
+        Err(e) if e.is_forbidden() && !keda => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list KEDA ScaledObjects to give floors back");
+            sweep.unlisted.push(e);
+            None
+        }
+    };
+    for so in listed.into_iter().flatten() {
+        let object = FloorObject::ScaledObject(so.metadata.name.clone().unwrap_or_default());
+        let holder = FloorHolder::scaled_object(&so);
+        if !owners.gives_back(&holder, &object) {
+            continue;
+        }
+        let namespace = so.metadata.namespace.clone().unwrap_or_default();
+        warn_refused(&namespace, &object, &holder);
+        let api = scaled_objects(client, &namespace);
+        let written = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
+            restore(FloorHolder::scaled_object(s))
+        })
+        .await;
+        sweep.record(namespace, object, holder.owner(), written);
+    }
+    sweep
+}
+
+/// The patch that gives a floor back, with the value restored and the kept own value that was
+/// refused (not written back), if any.
+fn restore(holder: FloorHolder<'_>) -> Option<(serde_json::Value, (i32, Option<String>))> {
+    let refused = holder.refused_own().map(str::to_owned);
+    holder.restore_patch().map(|(p, v)| (p, (v, refused)))
+}
+
+/// Logs a Warning naming the object when its kept own value is refused: what is written instead
+/// is its current value (clamped), and a person may want to set the right one.
+fn warn_refused(namespace: &str, object: &FloorObject, holder: &FloorHolder<'_>) {
+    if let Some(kept) = holder.refused_own() {
+        tracing::warn!(
+            namespace,
+            object = %object,
+            kept,
+            written = holder.own_min(),
+            "{ORIGINAL_MIN_ANNOTATION} is no value {} may hold (an integer from {} to {}): it is not written back; prescaler's annotations are removed and {} keeps its current value, clamped",
+            object.field(),
+            holder.lowest,
+            holder.max,
+            object.field(),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -875,6 +1155,64 @@ mod tests {
             (Some(9), 9)
         );
         assert!(patch["metadata"]["annotations"][OWNER_ANNOTATION].is_null());
+    }
+
+    #[test]
+    fn a_kept_own_value_the_object_may_not_hold_is_never_given_back() {
+        // maxReplicas 50, minReplicas now 7 (prescaler's floor, or the tenant's own value).
+        for kept in ["0", "-3", "51", "99999999999", "2.5", " 3", "", "lots"] {
+            let h = hpa(
+                7,
+                &[(ORIGINAL_MIN_ANNOTATION, kept), (OWNER_ANNOTATION, "x")],
+            );
+            let holder = FloorHolder::hpa(&h);
+            assert_eq!(holder.refused_own(), Some(kept), "{kept:?}");
+            assert_eq!(holder.own_min(), 7, "{kept:?}: the current value");
+            let (patch, restored) = holder.restore_patch().unwrap();
+            assert_eq!(
+                (patch["spec"]["minReplicas"].as_i64(), restored),
+                (Some(7), 7)
+            );
+            assert!(patch["metadata"]["annotations"][ORIGINAL_MIN_ANNOTATION].is_null());
+        }
+        for kept in ["1", "50"] {
+            let h = hpa(
+                7,
+                &[(ORIGINAL_MIN_ANNOTATION, kept), (OWNER_ANNOTATION, "x")],
+            );
+            assert_eq!(FloorHolder::hpa(&h).refused_own(), None);
+            assert_eq!(FloorHolder::hpa(&h).own_min(), kept.parse::<i32>().unwrap());
+        }
+        // A person's edit wins over the kept value, refused or not: nothing refused is used.
+        let edited = hpa(
+            9,
+            &[(ORIGINAL_MIN_ANNOTATION, "0"), (FLOOR_ANNOTATION, "12")],
+        );
+        assert_eq!(FloorHolder::hpa(&edited).refused_own(), None);
+        assert_eq!(FloorHolder::hpa(&edited).own_min(), 9);
+        // A floor set over a refused own value keeps a valid one.
+        let forged = hpa(
+            3,
+            &[(ORIGINAL_MIN_ANNOTATION, "0"), (OWNER_ANNOTATION, "x")],
+        );
+        let (patch, _) = floor_patch(&forged, "uid-1", 6).unwrap();
+        assert_eq!(
+            patch["metadata"]["annotations"][ORIGINAL_MIN_ANNOTATION],
+            "3"
+        );
+        // A ScaledObject may hold 0 (scale to zero); up to maxReplicaCount (20 here; 100 unset).
+        let so = scaled_object(Some(5), &[(ORIGINAL_MIN_ANNOTATION, "0")]);
+        assert_eq!(FloorHolder::scaled_object(&so).refused_own(), None);
+        assert_eq!(FloorHolder::scaled_object(&so).own_min(), 0);
+        let so = scaled_object(Some(5), &[(ORIGINAL_MIN_ANNOTATION, "21")]);
+        assert_eq!(FloorHolder::scaled_object(&so).refused_own(), Some("21"));
+        assert_eq!(FloorHolder::scaled_object(&so).own_min(), 5);
+        let mut unbounded = scaled_object(Some(5), &[(ORIGINAL_MIN_ANNOTATION, "100")]);
+        unbounded.data["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("maxReplicaCount");
+        assert_eq!(FloorHolder::scaled_object(&unbounded).own_min(), 100);
     }
 
     #[test]

@@ -1,17 +1,31 @@
-//! Prometheus' HTTP API, through `prometheus-http-query`: range queries, chunked under
-//! Prometheus' limit of 11,000 points per series, each request bounded by a timeout. Credentials
-//! come from files (mounted from a Secret) and are read again when a file changes, so that a
-//! rotated token works without a restart.
+//! Prometheus' HTTP API: instant and range queries, range queries chunked under Prometheus'
+//! limit of 11,000 points per series, each request bounded by a timeout and its answer by a size.
+//! Credentials come from files (mounted from a Secret) and are read again when a file changes, so
+//! that a rotated token works without a restart.
+//!
+//! A tenant's query decides how much Prometheus sends back: a query of a thousand series over four
+//! weeks is hundreds of MB of JSON. So every answer is read chunk by chunk and dropped as soon as
+//! it passes `max_response_bytes`, before any of it is parsed; what is parsed keeps only the first
+//! series' samples and counts the others. And before the history's first range read, one instant
+//! read of the query itself refuses a query of several series (`RangeSource::probe`).
+//!
+//! The HTTP requests are made here with reqwest rather than through `prometheus-http-query`
+//! (used until 0.1): its `get()` reads and parses the whole body, with no bound, and its response
+//! envelope is private to it, so its types would not spare the small ones below.
 //!
 //! Every failure comes back as `Error::Prometheus` naming the query and what went wrong in words
-//! an SRE can act on; the caller decides what it means for scaling (the planner holds).
+//! an SRE can act on (Prometheus' own error text, the HTTP status, the connection's or the
+//! certificate's cause); the caller decides what it means for scaling (the planner holds).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration as StdDuration, SystemTime};
 
 use chrono::{DateTime, Duration, Utc};
-use prometheus_http_query::response::Data;
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use super::history::{BlockMean, RangeSource};
 use crate::{Error, Result};
@@ -22,33 +36,65 @@ const PROMETHEUS_MAX_POINTS: i64 = 11_000;
 const POINTS_PER_QUERY: i64 = 10_000;
 const _: () = assert!(POINTS_PER_QUERY < PROMETHEUS_MAX_POINTS);
 
+/// The default bound on one answer. A legitimate read is one series of at most 10,000 points;
+/// a point is `[1717171717.123,"1.2345678901234567e+308"],` at worst, 46 bytes, so 460 KB and a
+/// few labels: 4 MiB leaves a margin of 9 while a thousand series of a day (40 MB) are refused
+/// after their first 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+/// The bounds of `--prometheus-max-response-bytes`: one legitimate read fits in the least.
+pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 512 * 1024..=1024 * 1024 * 1024;
+
+/// Parses `--prometheus-max-response-bytes`: a number of bytes within its bounds.
+pub fn response_bytes(text: &str) -> std::result::Result<u64, String> {
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if MAX_RESPONSE_BYTES_RANGE.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is outside {}..={} bytes",
+            MAX_RESPONSE_BYTES_RANGE.start(),
+            MAX_RESPONSE_BYTES_RANGE.end()
+        ))
+    }
+}
+
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// Prometheus answered with an error (bad PromQL, too many points, a timeout of its own).
+    /// Prometheus answered with an error (bad PromQL, too many samples, an execution error).
     #[error("Prometheus refused it: {message}")]
-    Refused {
-        message: String,
-        #[source]
-        source: prometheus_http_query::Error,
-    },
-    /// No answer, or not one Prometheus' API gives (connection refused, TLS, 401, a timeout).
+    Refused { message: String },
+    /// No answer in time: the client's timeout, or Prometheus' own (`--query.timeout`, or the
+    /// `timeout` parameter prescaler sends).
+    #[error("Prometheus gave no answer in time: {message}")]
+    TimedOut { message: String },
+    /// No answer, or not one Prometheus' API gives (connection refused, TLS, 401, a proxy's page).
     #[error("Prometheus could not be reached or answered badly: {message}")]
-    Unreachable {
-        message: String,
-        #[source]
-        source: prometheus_http_query::Error,
-    },
+    Unreachable { message: String },
+    /// The answer passed the byte limit; it was not read further.
+    #[error(
+        "the answer is larger than {limit} bytes (--prometheus-max-response-bytes): a query for the total load, one series, needs far less; prescaler stopped reading it"
+    )]
+    ResponseTooLarge { limit: u64 },
     #[error("returned {0} series; it must return one, the total load (wrap it in sum(...))")]
     SeveralSeries(usize),
-    #[error("a range query did not return a range of values")]
-    NotARange,
+    #[error("returned {0}, not a number or one series")]
+    NotANumber(String),
     #[error("reading {}: {source}", path.display())]
     Credentials {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl QueryError {
+    /// Whether the query ran out of time (at Prometheus or waiting for it).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, QueryError::TimedOut { .. })
+    }
 }
 
 /// How to reach Prometheus.
@@ -62,8 +108,10 @@ pub struct PrometheusConfig {
     pub basic_auth: Option<(String, PathBuf)>,
     /// A PEM bundle to trust in addition to the system's roots.
     pub ca_file: Option<PathBuf>,
-    /// For each HTTP request, connect included.
+    /// For each HTTP request, connect and body included.
     pub timeout: StdDuration,
+    /// The most of one answer that is read; a larger one is a `ResponseTooLarge` error.
+    pub max_response_bytes: u64,
 }
 
 impl PrometheusConfig {
@@ -74,6 +122,7 @@ impl PrometheusConfig {
             basic_auth: None,
             ca_file: None,
             timeout: StdDuration::from_secs(10),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -87,11 +136,19 @@ impl PrometheusConfig {
     }
 }
 
+/// The HTTP client with its credentials, and where the API is.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    /// The base URL, its path ending in `/` so that `api/v1/...` joins below it.
+    base: reqwest::Url,
+}
+
 /// A Prometheus HTTP API client.
 pub struct Prometheus {
     config: PrometheusConfig,
     /// The client, and the modification times of the credential files it was built with.
-    client: Mutex<(prometheus_http_query::Client, Vec<Option<SystemTime>>)>,
+    client: Mutex<(Client, Vec<Option<SystemTime>>)>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -131,9 +188,22 @@ impl Prometheus {
         })
     }
 
-    fn build(cfg: &PrometheusConfig) -> Result<prometheus_http_query::Client, BuildError> {
+    fn build(cfg: &PrometheusConfig) -> Result<Client, BuildError> {
         // rustls with ring, as kube uses; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut base = reqwest::Url::parse(&cfg.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                BuildError::Config(format!(
+                    "{:?} is not a usable URL: it needs http:// or https:// and a host",
+                    cfg.url
+                ))
+            })?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         let auth = match (&cfg.bearer_token_file, &cfg.basic_auth) {
             (Some(path), _) => Some(format!("Bearer {}", read_secret(path)?)),
@@ -172,12 +242,11 @@ impl Prometheus {
         let http = builder
             .build()
             .map_err(|e| BuildError::Config(e.to_string()))?;
-        prometheus_http_query::Client::from(http, &cfg.url)
-            .map_err(|e| BuildError::Config(format!("{:?} is not a usable URL: {e}", cfg.url)))
+        Ok(Client { http, base })
     }
 
     /// The client, rebuilt first if a credential file changed since it was built.
-    fn client(&self) -> Result<prometheus_http_query::Client, QueryError> {
+    fn client(&self) -> Result<Client, QueryError> {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let stamps: Vec<Option<SystemTime>> = self
             .config
@@ -195,6 +264,138 @@ impl Prometheus {
         }
         Ok(guard.0.clone())
     }
+
+    /// One GET of `endpoint` (`query` or `query_range`) with `params`, its answer read within the
+    /// byte limit and checked for Prometheus' `status`; the `data` it carries is handed to
+    /// `read`, which must not keep the body.
+    async fn get<T>(
+        &self,
+        endpoint: &str,
+        params: &[(&str, String)],
+        read: impl FnOnce(&RawValue) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        let client = self.client()?;
+        let mut url = client
+            .base
+            .join(&format!("api/v1/{endpoint}"))
+            .map_err(|e| QueryError::Unreachable {
+                message: format!("{}api/v1/{endpoint} is not a URL: {e}", client.base),
+            })?;
+        // Prometheus' own evaluation stops at the same timeout.
+        let timeout_ms = self.config.timeout.as_millis().min(u128::from(u64::MAX));
+        url.query_pairs_mut()
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+            .append_pair("timeout", &format!("{timeout_ms}ms"));
+        let response = client
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let body = self.read_bounded(response).await?;
+        if !json {
+            return Err(QueryError::Unreachable {
+                message: format!("HTTP {status}: {}", snippet(&body)),
+            });
+        }
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(&body).map_err(|e| QueryError::Unreachable {
+                message: format!("HTTP {status}, an answer that is not Prometheus' JSON: {e}"),
+            })?;
+        match (envelope.status.as_ref(), envelope.data) {
+            ("success", Some(data)) => read(data),
+            ("error", _) => {
+                let kind = envelope.error_type.as_deref().unwrap_or("error");
+                let message = format!(
+                    "{kind}: {}",
+                    envelope.error.as_deref().unwrap_or("(no message)")
+                );
+                Err(match kind {
+                    "timeout" => QueryError::TimedOut { message },
+                    _ => QueryError::Refused { message },
+                })
+            }
+            (other, _) => Err(QueryError::Unreachable {
+                message: format!("HTTP {status} with status {other:?} and no data"),
+            }),
+        }
+    }
+
+    /// The body, read chunk by chunk and dropped as soon as it passes the limit: no more than
+    /// the limit (and one chunk) is ever held.
+    async fn read_bounded(&self, mut response: reqwest::Response) -> Result<Vec<u8>, QueryError> {
+        let limit = self.config.max_response_bytes;
+        let too_large = QueryError::ResponseTooLarge { limit };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large);
+        }
+        let expected = response.content_length().unwrap_or(64 * 1024).min(limit);
+        let mut body = Vec::with_capacity(expected as usize);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Words for a request that got no answer, naming its cause (a refused connection, a
+    /// certificate, the timeout), which is what an SRE acts on.
+    fn transport_error(&self, e: &reqwest::Error) -> QueryError {
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            cause = c.source();
+        }
+        if e.is_timeout() {
+            QueryError::TimedOut {
+                message: format!(
+                    "no answer within {} (--prometheus-timeout): {message}",
+                    humantime::format_duration(self.config.timeout)
+                ),
+            }
+        } else {
+            QueryError::Unreachable { message }
+        }
+    }
+
+    /// How many series `query` returns at `at`: one instant read, within the byte limit. A
+    /// scalar is one.
+    pub async fn series_count(&self, query: &str, at: DateTime<Utc>) -> Result<usize> {
+        let fail = |source| Error::Prometheus {
+            query: query.into(),
+            source,
+        };
+        let params = [
+            ("query", query.to_string()),
+            ("time", at.timestamp().to_string()),
+        ];
+        self.get("query", &params, |data| {
+            let data: Data<'_> = parse(data)?;
+            match data.result_type.as_ref() {
+                "vector" | "matrix" => Ok(parse::<Count>(data.result)?.0),
+                "scalar" => Ok(1),
+                other => Err(QueryError::NotANumber(format!("a {other}"))),
+            }
+        })
+        .await
+        .map_err(fail)
+    }
 }
 
 enum BuildError {
@@ -208,24 +409,129 @@ impl From<QueryError> for BuildError {
     }
 }
 
-/// Words for a failed request, naming its cause (a refused connection, a certificate, a 401),
-/// which is what an SRE acts on.
-fn query_error(e: prometheus_http_query::Error) -> QueryError {
-    let mut message = match &e {
-        prometheus_http_query::Error::Prometheus(p) => p.to_string(),
-        other => other.to_string(),
-    };
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
+/// Prometheus' answer: `{"status": "success", "data": …}` or
+/// `{"status": "error", "errorType": …, "error": …}`. `data` stays unparsed (borrowed from the
+/// body) until its `resultType` is known.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(rename = "errorType", default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(rename = "resultType", borrow)]
+    result_type: Cow<'a, str>,
+    #[serde(borrow)]
+    result: &'a RawValue,
+}
+
+/// One series of a range answer: its samples; its labels are skipped.
+#[derive(Deserialize)]
+struct RangeSeries {
+    #[serde(default)]
+    values: Points,
+}
+
+/// Samples, `[seconds, "value"]`, parsed as they are read, at most as many as Prometheus gives
+/// one series of a range query: so a series costs 16 bytes a point, whatever its JSON.
+#[derive(Default)]
+struct Points(Vec<(f64, f64)>);
+
+impl<'de> Deserialize<'de> for Points {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> Visitor<'de> for Seq {
+            type Value = Points;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of [seconds, \"value\"]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Points, A::Error> {
+                use serde::de::Error as _;
+                let mut points = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some((at, value)) = seq.next_element::<(f64, Cow<'de, str>)>()? {
+                    if points.len() as i64 >= PROMETHEUS_MAX_POINTS {
+                        return Err(A::Error::custom(format!(
+                            "more than {PROMETHEUS_MAX_POINTS} points in one series"
+                        )));
+                    }
+                    let value = value.parse::<f64>().map_err(|_| {
+                        A::Error::custom(format!("the sample value {value:?} is not a number"))
+                    })?;
+                    points.push((at, value));
+                }
+                Ok(Points(points))
+            }
         }
-        cause = c.source();
+        d.deserialize_seq(Seq)
     }
-    match e {
-        prometheus_http_query::Error::Prometheus(_) => QueryError::Refused { message, source: e },
-        _ => QueryError::Unreachable { message, source: e },
+}
+
+/// A list of series of which only the first is kept, the others counted: a multi-series answer
+/// costs no more memory than its body.
+struct FirstOf<T> {
+    first: Option<T>,
+    count: usize,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for FirstOf<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Seq<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Seq<T> {
+            type Value = FirstOf<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of series")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let first = seq.next_element::<T>()?;
+                let mut count = usize::from(first.is_some());
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                Ok(FirstOf { first, count })
+            }
+        }
+        d.deserialize_seq(Seq(std::marker::PhantomData))
+    }
+}
+
+/// How many entries a list holds, none of them kept.
+struct Count(usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        FirstOf::<IgnoredAny>::deserialize(d).map(|f| Count(f.count))
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, QueryError> {
+    serde_json::from_str(raw.get()).map_err(|e| QueryError::Unreachable {
+        message: format!("an answer that is not Prometheus' JSON: {e}"),
+    })
+}
+
+/// The start of a body that is not Prometheus' JSON (a proxy's error page), on one line.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match line.trim() {
+        "" => "an empty answer".into(),
+        t => t.to_string(),
     }
 }
 
@@ -243,32 +549,55 @@ impl RangeSource for Prometheus {
             query: query.into(),
             source,
         };
-        let client = self.client().map_err(fail)?;
         let step_s = step.num_seconds().max(1);
-        let timeout_ms = self.config.timeout.as_millis().min(i64::MAX as u128) as i64;
         let mut out = Vec::new();
         let mut chunk_start = start.timestamp();
         while chunk_start <= end.timestamp() {
             let chunk_end = (chunk_start + (POINTS_PER_QUERY - 1) * step_s).min(end.timestamp());
-            let response = client
-                .query_range(query, chunk_start, chunk_end, step_s as f64)
-                .timeout(timeout_ms)
-                .get()
-                .await
-                .map_err(|e| fail(query_error(e)))?;
-            match response.data() {
-                Data::Matrix(series) => match series.as_slice() {
-                    [] => {}
-                    [one] => out.extend(one.samples().iter().filter_map(|s| {
-                        DateTime::from_timestamp(s.timestamp() as i64, 0).map(|t| (t, s.value()))
-                    })),
-                    many => return Err(fail(QueryError::SeveralSeries(many.len()))),
-                },
-                _ => return Err(fail(QueryError::NotARange)),
-            }
+            let params = [
+                ("query", query.to_string()),
+                ("start", chunk_start.to_string()),
+                ("end", chunk_end.to_string()),
+                ("step", step_s.to_string()),
+            ];
+            self.get("query_range", &params, |data| {
+                let data: Data<'_> = parse(data)?;
+                if data.result_type != "matrix" {
+                    return Err(QueryError::NotANumber(format!(
+                        "a {} where a range query returns a matrix",
+                        data.result_type
+                    )));
+                }
+                let series: FirstOf<RangeSeries> = parse(data.result)?;
+                if series.count > 1 {
+                    return Err(QueryError::SeveralSeries(series.count));
+                }
+                let points = series.first.map(|s| s.values.0).unwrap_or_default();
+                out.extend(points.into_iter().filter_map(|(at, value)| {
+                    DateTime::from_timestamp(at as i64, 0).map(|t| (t, value))
+                }));
+                Ok(())
+            })
+            .await
+            .map_err(fail)?;
             chunk_start = chunk_end + step_s;
         }
         Ok(out)
+    }
+
+    /// One instant read of the query itself, within the byte limit: a query of several series
+    /// is refused here, before a range read asks for weeks of each. (`count(...)` would answer
+    /// with less, but it costs Prometheus the same evaluation, fails on a scalar, and is one more
+    /// rewrite of the tenant's query to get right; the answer of a few series is small, and one
+    /// of very many is stopped by the byte limit.)
+    async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
+        match self.series_count(query, at).await? {
+            0 | 1 => Ok(()),
+            n => Err(Error::Prometheus {
+                query: query.into(),
+                source: QueryError::SeveralSeries(n),
+            }),
+        }
     }
 
     async fn block_means(
@@ -320,71 +649,202 @@ impl RangeSource for Prometheus {
     }
 }
 
-/// Confines `query` to one namespace, as prom-label-proxy does: every selector gets the matcher
-/// `label="namespace"`, replacing any matcher it had on that label (in every `or` alternative).
-/// A tenant's query then reads its own namespace's series and nothing else, whatever it names.
-pub fn confine_to_namespace(query: &str, label: &str, namespace: &str) -> Result<String, String> {
-    use promql_parser::label::{MatchOp, Matcher, Matchers};
-    use promql_parser::parser::{self, Expr};
-
-    fn enforce(matchers: &mut Matchers, label: &str, namespace: &str) {
-        let own = || Matcher::new(MatchOp::Equal, label, namespace);
-        matchers.matchers.retain(|m| m.name != label);
-        matchers.matchers.push(own());
-        for alternative in &mut matchers.or_matchers {
-            alternative.retain(|m| m.name != label);
-            alternative.push(own());
-        }
-    }
-    fn walk(expr: &mut Expr, label: &str, namespace: &str) {
-        match expr {
-            Expr::VectorSelector(vs) => enforce(&mut vs.matchers, label, namespace),
-            Expr::MatrixSelector(ms) => enforce(&mut ms.vs.matchers, label, namespace),
-            Expr::Aggregate(a) => {
-                walk(&mut a.expr, label, namespace);
-                if let Some(p) = &mut a.param {
-                    walk(p, label, namespace);
-                }
-            }
-            Expr::Unary(u) => walk(&mut u.expr, label, namespace),
-            Expr::Binary(b) => {
-                walk(&mut b.lhs, label, namespace);
-                walk(&mut b.rhs, label, namespace);
-            }
-            Expr::Paren(p) => walk(&mut p.expr, label, namespace),
-            Expr::Subquery(s) => walk(&mut s.expr, label, namespace),
-            Expr::Call(c) => c
-                .args
-                .args
-                .iter_mut()
-                .for_each(|a| walk(a, label, namespace)),
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
-        }
-    }
-    let mut expr = parser::parse(query).map_err(|e| e.trim().to_string())?;
-    walk(&mut expr, label, namespace);
-    Ok(expr.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP server answering every request with `head` (status line and headers, without the
+    /// blank line) and `body`, then, with `endless`, chunks of JSON whitespace until the client
+    /// hangs up. Returns its URL and the body bytes it managed to send.
+    async fn serve(
+        head: &'static str,
+        body: &'static str,
+        endless: bool,
+    ) -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let mut out = format!("{head}\r\n\r\n").into_bytes();
+                    out.extend_from_slice(body.as_bytes());
+                    if socket.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b' '; 64 * 1024];
+                    while endless && socket.write_all(&chunk).await.is_ok() {
+                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        if counter.load(Ordering::Relaxed) > 1 << 30 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, sent)
+    }
+
+    fn client(url: &str, limit: u64) -> Prometheus {
+        let mut cfg = PrometheusConfig::new(url);
+        cfg.max_response_bytes = limit;
+        cfg.timeout = StdDuration::from_secs(5);
+        Prometheus::new(&cfg).unwrap()
+    }
+
+    async fn read(p: &Prometheus) -> Result<Vec<(DateTime<Utc>, f64)>> {
+        let now = Utc::now();
+        p.range("q", now - Duration::hours(1), now, Duration::minutes(1))
+            .await
+    }
+
+    fn query_error(e: Error) -> QueryError {
+        match e {
+            Error::Prometheus { source, .. } => source,
+            other => panic!("{other}"),
+        }
+    }
+
+    /// An answer that never ends (as a query of a million series would be to the client) is
+    /// dropped once it passes the limit: the server's writes stop, far short of its end.
+    #[tokio::test]
+    async fn an_answer_is_read_no_further_than_the_byte_limit() {
+        let (url, sent) = serve(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+            r#"{"status":"success","data":{"resultType":"matrix","result":[ "#,
+            true,
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let err = query_error(read(&client(&url, 1 << 20)).await.unwrap_err());
+        assert!(
+            matches!(err, QueryError::ResponseTooLarge { limit } if limit == 1 << 20),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("--prometheus-max-response-bytes"),
+            "{err}"
+        );
+        assert!(started.elapsed() < StdDuration::from_secs(3));
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        let written = sent.load(Ordering::Relaxed);
+        // What the sockets' buffers took in, and no more: the client stopped reading.
+        assert!(written < 32 << 20, "{written} bytes sent");
+
+        // A Content-Length beyond the limit is refused before the body is read.
+        let (url, _) = serve(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10737418240",
+            "",
+            false,
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let err = query_error(read(&client(&url, 1 << 20)).await.unwrap_err());
+        assert!(matches!(err, QueryError::ResponseTooLarge { .. }), "{err}");
+        assert!(started.elapsed() < StdDuration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn prometheus_own_words_and_the_http_status_are_kept() {
+        for (head, body, want, timeout) in [
+            (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json",
+                r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#,
+                "Prometheus gave no answer in time: timeout: query timed out in expression evaluation",
+                true,
+            ),
+            (
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json",
+                r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"}"#,
+                "Prometheus refused it: bad_data: 1:5: parse error",
+                false,
+            ),
+            (
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain",
+                "Unauthorized\n",
+                "could not be reached or answered badly: HTTP 401 Unauthorized: Unauthorized",
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+                r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#,
+                "returned a string where a range query returns a matrix",
+                false,
+            ),
+        ] {
+            let (url, _) = serve(head, body, false).await;
+            let err = query_error(read(&client(&url, 1 << 20)).await.unwrap_err());
+            assert!(err.to_string().contains(want), "{err}");
+            assert_eq!(err.is_timeout(), timeout, "{err}");
+        }
+        let (url, _) = serve(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]},{"metric":{"a":"3"},"value":[1,"3"]}]}}"#,
+            false,
+        )
+        .await;
+        let err = client(&url, 1 << 20)
+            .probe("q", Utc::now())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("returned 3 series"), "{err}");
+    }
 
     #[test]
-    fn every_selector_is_confined_to_the_namespace() {
-        let confine = |q: &str| confine_to_namespace(q, "namespace", "shop").unwrap();
-        assert_eq!(
-            confine("sum(rate(http_requests_total[2m]))"),
-            r#"sum(rate(http_requests_total{namespace="shop"}[2m]))"#
-        );
-        // Another namespace named in the query is replaced, not added to.
-        let q = confine(r#"sum(up{namespace="payments",job="api"}) / sum(up{namespace=~".+"})"#);
-        assert!(!q.contains("payments") && !q.contains(".+"), "{q}");
-        assert_eq!(q.matches(r#"namespace="shop""#).count(), 2, "{q}");
-        // Subqueries, functions, offsets, a trailing comment.
-        let q = confine("max_over_time(sum(load)[1h:1m]) + on() vector(1) # total");
-        assert!(q.contains(r#"load{namespace="shop"}"#), "{q}");
-        assert!(promql_parser::parser::parse(&q).is_ok(), "{q}");
-        assert!(confine_to_namespace("sum(", "namespace", "shop").is_err());
+    fn one_series_is_kept_the_others_only_counted() {
+        let result = r#"[{"metric":{"service":"a"},"values":[[60,"1.5"],[120,"+Inf"],[180,"NaN"],[240,"-2e3"]]},
+                         {"metric":{"service":"b"},"values":[[60,"7"]]},{"metric":{},"values":[]}]"#;
+        let raw = RawValue::from_string(result.into()).unwrap();
+        let series: FirstOf<RangeSeries> = parse(&raw).unwrap();
+        assert_eq!(series.count, 3);
+        let points = series.first.unwrap().values.0;
+        assert_eq!(points.len(), 4);
+        assert_eq!(points[0], (60.0, 1.5));
+        assert_eq!(points[1].1, f64::INFINITY);
+        assert!(points[2].1.is_nan());
+        assert_eq!(points[3].1, -2000.0);
+        let none: FirstOf<RangeSeries> =
+            parse(&RawValue::from_string("[]".into()).unwrap()).unwrap();
+        assert!(none.first.is_none() && none.count == 0);
+
+        // No more points than Prometheus gives one series.
+        let many: String = (0..=PROMETHEUS_MAX_POINTS)
+            .map(|i| format!("[{i},\"1\"]"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let raw = RawValue::from_string(format!(r#"[{{"values":[{many}]}}]"#)).unwrap();
+        let err = parse::<FirstOf<RangeSeries>>(&raw)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("more than 11000 points"), "{err}");
+        let raw = RawValue::from_string(r#"[{"values":[[1,"one"]]}]"#.into()).unwrap();
+        let err = parse::<FirstOf<RangeSeries>>(&raw)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a number"), "{err}");
+    }
+
+    #[test]
+    fn the_limit_flag_is_bounded() {
+        assert_eq!(response_bytes("4194304"), Ok(4 << 20));
+        assert!(response_bytes("1000").unwrap_err().contains("outside"));
+        assert!(response_bytes("4Mi").unwrap_err().contains("not a number"));
+        assert!(response_bytes("2000000000000").is_err());
     }
 }

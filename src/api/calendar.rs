@@ -6,14 +6,13 @@
 //! jump, one it repeats at a fall-back means the first of the two. A date alone is the local day
 //! from midnight to midnight, 23 or 25 hours long on a DST change.
 
-use std::cell::Cell;
-
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
 };
 use chrono_tz::Tz;
 
-use super::validate::{Limits, Window, invalid, parse_bounds, parse_time_zone};
+use super::validate::{Limits, invalid, parse_bounds, parse_time_zone};
+use super::window::Window;
 use super::{CalendarEvent, CalendarSpec, Exclusion};
 use crate::Error;
 
@@ -97,41 +96,6 @@ impl Calendar {
             })
         }));
         key
-    }
-}
-
-impl Window {
-    /// Whether the window is open at `at`: the latest opening at or before `at` is less than
-    /// `duration` ago. (The latest opening also closes last, so earlier ones need no look.)
-    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
-        self.opening_before(at)
-            .and_then(|start| start.checked_add_signed(self.duration))
-            .is_some_and(|end| at < end)
-    }
-
-    /// The latest opening at or before `at`.
-    pub fn opening_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_previous_occurrence(&at.with_timezone(&self.time_zone), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
-    /// The first opening after `at`.
-    pub fn opening_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&at.with_timezone(&self.time_zone), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
-    /// Whether the window is open at any instant of `[from, from + span]`.
-    pub fn is_open_within(&self, from: DateTime<Utc>, span: Duration) -> bool {
-        self.is_open(from)
-            || self
-                .opening_after(from)
-                .zip(from.checked_add_signed(span))
-                .is_some_and(|(next, end)| next <= end)
     }
 }
 
@@ -364,21 +328,56 @@ struct Bound<'a> {
 /// days, so its first openings show its overlaps.
 const OPENINGS_CHECKED: usize = 400;
 
-/// See `check_contradictions`: about 10 ms of cron arithmetic.
-const CHECK_BUDGET: usize = 5_000;
+/// The schedule searches (croner's, `Window::searches`) one spec's contradiction check may
+/// make: tens of milliseconds at most (a search costs 1–60 µs, the most for a schedule that comes
+/// once in years). A spec whose check needs more is refused with a message naming this budget,
+/// rather than checked in part. (The check runs once per spec generation.)
+pub const CHECK_SEARCHES: u64 = 20_000;
+
+/// `[start, end)`.
+type Interval = (DateTime<Utc>, DateTime<Utc>);
+
+/// What the contradiction check has spent of `CHECK_SEARCHES`.
+struct Budget<'a> {
+    windows: &'a [Window],
+    before: u64,
+}
+
+impl<'a> Budget<'a> {
+    fn new(windows: &'a [Window]) -> Self {
+        Self {
+            windows,
+            before: windows.iter().map(Window::searches).sum(),
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let spent = self.windows.iter().map(Window::searches).sum::<u64>() - self.before;
+        if spent > CHECK_SEARCHES {
+            return Err(invalid(
+                "spec.peakWindows",
+                format!(
+                    "checking whether a floor is in force while a lower ceiling is (peak windows                      and calendar events) takes more than {CHECK_SEARCHES} schedule searches,                      the budget of one spec: use fewer windows with both floors and ceilings, or                      windows that open less often"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A recurring window's openings in 2024, a leap year (so 29 February is among the dates), at
 /// most `OPENINGS_CHECKED` of them.
-fn openings(w: &Window) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+fn openings(w: &Window, budget: &Budget<'_>) -> Result<Vec<Interval>, Error> {
     let (Some(from), Some(until)) = (
         Utc.with_ymd_and_hms(2023, 12, 31, 0, 0, 0).single(),
         Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single(),
     ) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     let mut at = from;
     while out.len() < OPENINGS_CHECKED {
+        budget.check()?;
         match w.opening_after(at) {
             Some(opening) if opening < until => {
                 out.push((opening, opening + w.duration));
@@ -387,7 +386,7 @@ fn openings(w: &Window) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
             _ => break,
         }
     }
-    out
+    Ok(out)
 }
 
 /// The first instant two sorted interval lists share, if any (a merge sweep: an interval that
@@ -433,6 +432,7 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
     if !matches!((highest_floor, lowest_ceiling), (Some(f), Some(c)) if f > c) {
         return Ok(());
     }
+    let budget = Budget::new(windows);
     for (i, w) in windows.iter().enumerate() {
         if involved(w.min_replicas, w.max_replicas) {
             bounds.push(Bound {
@@ -440,7 +440,7 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
                 name: &w.name,
                 min: w.min_replicas,
                 max: w.max_replicas,
-                intervals: openings(w),
+                intervals: openings(w, &budget)?,
                 window: Some(w),
             });
         }
@@ -455,10 +455,14 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             window: None,
         });
     }
-    // Window arithmetic allowed for the pairs, beyond the openings listed above: the check runs
-    // at every reconcile, so a spec crafted with many frequent windows must stay cheap. Pairs
-    // left when it runs out are not checked (at run time a ceiling then wins over a floor).
-    let budget = Cell::new(CHECK_BUDGET);
+    // The pairs' window arithmetic, beyond the openings listed above, counts against the same
+    // budget: a spec crafted with many frequent windows must stay cheap.
+    let overlap_in = |w: &Window, intervals: &[Interval], calendar| {
+        intervals.iter().try_fold(None, |found, &i| match found {
+            Some(at) => Ok(Some(at)),
+            None => dated_overlap(w, i, calendar, &budget),
+        })
+    };
     for (fi, floor) in bounds.iter().enumerate() {
         for (ci, ceiling) in bounds.iter().enumerate() {
             let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
@@ -471,18 +475,16 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             // entry's span, exact in any year.
             // Exclusions switch a window's floor off, never a ceiling.
             let at = match (floor.window, ceiling.window) {
-                (Some(w), None) => dated_overlap(w, ceiling.intervals[0], Some(calendar), &budget),
-                (None, Some(w)) => dated_overlap(w, floor.intervals[0], None, &budget),
+                (Some(w), None) => overlap_in(w, &ceiling.intervals, Some(calendar))?,
+                (None, Some(w)) => overlap_in(w, &floor.intervals, None)?,
                 // A window opening more often than `OPENINGS_CHECKED` times a year against a
                 // sparser one: the frequent one's arithmetic over each of the other's openings.
-                (Some(f), Some(_)) if floor.intervals.len() >= OPENINGS_CHECKED => ceiling
-                    .intervals
-                    .iter()
-                    .find_map(|&i| dated_overlap(f, i, Some(calendar), &budget)),
-                (Some(_), Some(c)) if ceiling.intervals.len() >= OPENINGS_CHECKED => floor
-                    .intervals
-                    .iter()
-                    .find_map(|&i| dated_overlap(c, i, None, &budget)),
+                (Some(f), Some(_)) if floor.intervals.len() >= OPENINGS_CHECKED => {
+                    overlap_in(f, &ceiling.intervals, Some(calendar))?
+                }
+                (Some(_), Some(c)) if ceiling.intervals.len() >= OPENINGS_CHECKED => {
+                    overlap_in(c, &floor.intervals, None)?
+                }
                 _ => first_overlap(&floor.intervals, &ceiling.intervals),
             };
             if let Some(at) = at {
@@ -510,23 +512,30 @@ fn dated_overlap(
     w: &Window,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
     calendar: Option<&Calendar>,
-    budget: &Cell<usize>,
-) -> Option<DateTime<Utc>> {
+    budget: &Budget<'_>,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    budget.check()?;
     let excluded = |t: DateTime<Utc>| calendar.is_some_and(|c| c.exclusion_at(t).is_some());
-    let mut opening = if w.is_open(start) {
-        w.opening_before(start)?
+    let first = if w.is_open(start) {
+        w.opening_before(start)
     } else {
-        w.opening_after(start)?
+        w.opening_after(start)
+    };
+    let Some(mut opening) = first else {
+        return Ok(None);
     };
     for _ in 0..OPENINGS_CHECKED {
-        if opening >= end || budget.get() == 0 {
-            return None;
+        if opening >= end {
+            return Ok(None);
         }
-        budget.set(budget.get() - 1);
         if !excluded(opening) {
-            return Some(opening.max(start));
+            return Ok(Some(opening.max(start)));
         }
-        opening = w.opening_after(opening)?;
+        budget.check()?;
+        let Some(next) = w.opening_after(opening) else {
+            return Ok(None);
+        };
+        opening = next;
     }
-    None
+    Ok(None)
 }

@@ -8,10 +8,12 @@
 mod calendar;
 mod duration;
 mod validate;
+mod window;
 
 pub use calendar::{Calendar, Dated, Event};
 pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
-pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec, Window};
+pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec};
+pub use window::Window;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

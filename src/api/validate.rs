@@ -9,9 +9,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
+use super::window::Window;
 use super::{
     Calendar, PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
 };
@@ -55,17 +55,6 @@ impl Limits {
     /// become an interval no date computation can handle.
     pub const MIN_YEAR: i32 = 2000;
     pub const MAX_YEAR: i32 = 2200;
-}
-
-/// A parsed peak window.
-#[derive(Clone, Debug)]
-pub struct Window {
-    pub name: String,
-    pub cron: Cron,
-    pub time_zone: Tz,
-    pub duration: Duration,
-    pub min_replicas: Option<u32>,
-    pub max_replicas: Option<u32>,
 }
 
 /// One direction of `behavior`, with its durations as durations.
@@ -401,14 +390,14 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
             "a peak window needs minReplicas, maxReplicas or both",
         ));
     }
-    Ok(Window {
-        name: spec.name.clone(),
+    Ok(Window::new(
+        spec.name.clone(),
         cron,
         time_zone,
         duration,
         min_replicas,
         max_replicas,
-    })
+    ))
 }
 
 /// `rules` of one direction; without policies, the direction's `default` policies apply (as the

@@ -164,6 +164,8 @@ pub async fn from_prometheus(
     now: DateTime<Utc>,
 ) -> Result<Trace> {
     let end = floor_minute(now);
+    // A query of several series is refused from one instant read, before weeks of each.
+    prometheus.probe(query, now).await?;
     let samples = prometheus
         .range(query, end - range, end, Duration::minutes(1))
         .await?;

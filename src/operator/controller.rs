@@ -31,11 +31,14 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
+use super::backoff::{Failure, FailureKind, ReadBackoff, read_key};
+use super::event_filter::{EventFilter, EventKey};
 use super::leader::Leadership;
 use super::telemetry::{ErrorLabels, Health, Metrics, PlanLabels, ScalerLabels};
+use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::history::{HistoryCache, Refresh};
-use crate::adapters::kubernetes::{self, TargetProblem, Workload, call};
-use crate::adapters::prometheus::{Prometheus, confine_to_namespace};
+use crate::adapters::kubernetes::{self, FloorObject, Owners, TargetProblem, Workload, call};
+use crate::adapters::prometheus::Prometheus;
 use crate::api::{Mode, PlanStatus, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
 use crate::planning::conditions::{self, Finding, READY};
 use crate::planning::forecast::ModelConfig;
@@ -75,6 +78,9 @@ pub struct Settings {
     pub lead_time_settle: StdDuration,
     /// With `leadTime: Auto`: the target's pods are listed at most this often per scaler.
     pub pod_survey_interval: StdDuration,
+    /// How long after a start-up sweep for orphaned floors that could not give back every one
+    /// (an object the API server refused, a list it did not answer) the sweep runs again.
+    pub orphan_sweep_retry: StdDuration,
 }
 
 impl Default for Settings {
@@ -88,6 +94,7 @@ impl Default for Settings {
             keda: false,
             lead_time_settle: StdDuration::from_secs(600),
             pod_survey_interval: StdDuration::from_secs(60),
+            orphan_sweep_retry: StdDuration::from_secs(300),
         }
     }
 }
@@ -96,6 +103,8 @@ impl Default for Settings {
 struct ScalerState {
     planner: Planner,
     cache: HistoryCache,
+    /// When the history is read again after a failed read.
+    reads: ReadBackoff,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
     startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
@@ -112,6 +121,9 @@ struct PlanMemo {
     made_for: (DateTime<Utc>, Option<i64>, i64),
     status: PlanStatus,
 }
+
+/// A spec generation and what its validation said.
+type Validated = (Option<i64>, std::result::Result<ValidatedSpec, String>);
 
 /// Shared by all reconciles.
 pub struct Context {
@@ -131,7 +143,17 @@ pub struct Context {
     states: Mutex<HashMap<String, Arc<Mutex<ScalerState>>>>,
     /// Consecutive failed reconciles per uid, for the retry backoff.
     failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Per uid, the generation and the floor's holder for which the scaler's other floors were
+    /// last given back (`release_other_floors`).
+    floor_sweeps: std::sync::Mutex<HashMap<String, (Option<i64>, FloorObject)>>,
+    /// Per uid, the spec generation last validated and what validation said.
+    validated: std::sync::Mutex<HashMap<String, Validated>>,
+    /// Condition Events told in the last ten minutes (see `event_filter`).
+    told: std::sync::Mutex<EventFilter>,
+    /// Prometheus reads in flight, all namespaces together.
     queries: Semaphore,
+    /// Per namespace, its share of `queries` (see `namespace_share`).
+    namespace_reads: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Context {
@@ -166,8 +188,51 @@ impl Context {
             leadership,
             states: Mutex::default(),
             failures: Default::default(),
+            floor_sweeps: Default::default(),
+            validated: Default::default(),
+            told: Default::default(),
             queries,
+            namespace_reads: Default::default(),
         }
+    }
+
+    /// The scaler's spec validated, once per generation: validation parses cron schedules and
+    /// checks windows against each other, work that one tenant's spec could make cost every
+    /// sync; the spec cannot change without a new generation.
+    fn validated(&self, ps: &PredictiveScaler) -> std::result::Result<ValidatedSpec, String> {
+        let uid = ps.uid().unwrap_or_default();
+        let generation = ps.metadata.generation;
+        let mut all = locked(&self.validated);
+        match all.get(&uid) {
+            Some((g, result)) if *g == generation && generation.is_some() => result.clone(),
+            _ => {
+                let result = ps.spec.validate().map_err(|e| e.to_string());
+                all.insert(uid, (generation, result.clone()));
+                result
+            }
+        }
+    }
+
+    /// A slot for one Prometheus read of a scaler in `namespace`, or `None` when the namespace
+    /// already has its share in flight.
+    ///
+    /// Reads and reconciles share `concurrency` slots across the cluster. Without a share per
+    /// namespace, one tenant whose queries hang until the timeout, and who edits its scalers so
+    /// that each new spec is read at once (the backoff starts again with a new query), held every
+    /// slot and stopped every other tenant's scaling. A namespace may have a quarter of the slots
+    /// in reads (at least one). A reconcile that finds them busy does not wait: it does nothing
+    /// and frees its reconcile slot at once, to come back soon — a reconcile that
+    /// waited would keep the slot, and the controller's queue serves newly triggered objects
+    /// first, so the busy tenant's edits would again crowd everyone else out.
+    fn namespace_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let share = {
+            let mut all = locked(&self.namespace_reads);
+            let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
+            all.entry(namespace.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
+                .clone()
+        };
+        share.try_acquire_owned().ok()
     }
 
     /// Whether this replica may write to workloads and HPAs now.
@@ -190,6 +255,7 @@ impl Context {
             Arc::new(Mutex::new(ScalerState {
                 planner,
                 cache,
+                reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,
                 plan: None,
@@ -201,6 +267,9 @@ impl Context {
     async fn forget(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);
+            locked(&self.floor_sweeps).remove(&uid);
+            locked(&self.validated).remove(&uid);
+            locked(&self.told).forget(&uid);
         }
         self.metrics.remove(&labels(ps));
     }
@@ -228,6 +297,7 @@ pub async fn run(
         return;
     }
     ctx.health.set_hpas_synced();
+    let orphans = tokio::spawn(release_orphaned_floors(ctx.clone()));
     let concurrency = ctx.settings.concurrency;
     Controller::for_stream(changes, ctx.scalers.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -239,6 +309,74 @@ pub async fn run(
             }
         })
         .await;
+    orphans.abort();
+}
+
+/// Gives back, when the controller starts, the floors whose PredictiveScaler is gone (it was
+/// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
+/// would stay raised for good. Whether an owner lives is read from the scalers' store after the
+/// floors were listed, so a scaler created meanwhile is seen.
+///
+/// A sweep that could not give back every such floor (each failure is logged, naming the object,
+/// and the sweep goes on past it) runs again every `orphan_sweep_retry` until one completes: a
+/// periodic retry, the simplest that does not wait for the next restart. Only the floors still
+/// orphaned are written again; a floor given back stays so. A replica that may not write skips
+/// a round (when it loses the Lease the controller, and this task with it, stops).
+async fn release_orphaned_floors(ctx: Arc<Context>) {
+    // kube-runtime's `Store::wait_until_ready` wakes only one of several waiters (its
+    // `DelayedInit` keeps a single waker, and the controller waits on this store too): ask again
+    // every second.
+    loop {
+        match tokio::time::timeout(StdDuration::from_secs(1), ctx.scalers.wait_until_ready()).await
+        {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+    loop {
+        if ctx.may_write() && sweep_orphaned_floors(&ctx).await {
+            return;
+        }
+        tokio::time::sleep(ctx.settings.orphan_sweep_retry).await;
+    }
+}
+
+/// One sweep for orphaned floors; whether it gave back every one it found.
+async fn sweep_orphaned_floors(ctx: &Context) -> bool {
+    let live_uids = || -> std::collections::HashSet<String> {
+        ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
+    };
+    let known = std::sync::OnceLock::new();
+    let is_live =
+        |uid: &str| known.get_or_init(live_uids).contains(uid) || live_uids().contains(uid);
+    let sweep = kubernetes::release_floors(
+        &ctx.client,
+        None,
+        Owners::NotLive(&is_live),
+        ctx.settings.keda,
+    )
+    .await;
+    for r in &sweep.released {
+        info!(namespace = r.namespace, object = %r.object, restored = r.restored, "gave back a floor whose PredictiveScaler is gone");
+    }
+    // Each failure was logged by the sweep, naming its object.
+    let complete = sweep.is_complete();
+    if !complete {
+        warn!(
+            not_given_back = sweep.failed.len(),
+            lists_not_read = sweep.unlisted.len(),
+            retry_in = ?ctx.settings.orphan_sweep_retry,
+            "could not give back every floor whose PredictiveScaler is gone; trying again later"
+        );
+    }
+    complete
+}
+
+/// A std mutex's guard, poisoned or not: a reconcile that panicked while holding one (the
+/// panic is caught, see `catch_panic`) leaves maps that are still right to read and write.
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
@@ -259,17 +397,19 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         );
         let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
     }
-    ctx.metrics
-        .reconcile_duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    ctx.metrics.reconcile_duration.observe(took);
+    if ps.meta().deletion_timestamp.is_none() {
+        ctx.metrics
+            .scaler_reconcile_seconds
+            .get_or_create(&labels(&ps))
+            .inc_by(took);
+    }
     ctx.health.progress();
     if result.is_ok()
         && let Some(uid) = ps.uid()
     {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&uid);
+        locked(&ctx.failures).remove(&uid);
     }
     result
 }
@@ -296,8 +436,14 @@ async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action>
         ctx.forget(ps).await;
         return Ok(Action::await_change());
     }
-    apply(ps, ctx).await?;
-    Ok(Action::requeue(ctx.settings.sync_period))
+    match apply(ps, ctx).await? {
+        Applied::Done => Ok(Action::requeue(ctx.settings.sync_period)),
+        // Soon, not at once: a quarter of a sync (at least a second), so that a busy share is
+        // not polled in a hot loop.
+        Applied::Deferred => Ok(Action::requeue(
+            (ctx.settings.sync_period / 4).max(StdDuration::from_secs(1)),
+        )),
+    }
 }
 
 /// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
@@ -314,7 +460,7 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
         .get_or_create(&ErrorLabels { kind: kind.into() })
         .inc();
     let failures = {
-        let mut all = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = locked(&ctx.failures);
         let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
         *n = n.saturating_add(1);
         *n
@@ -342,11 +488,48 @@ struct Target {
 
 /// What the history refresh found.
 struct LoadRead {
-    problem: Option<String>,
+    /// Why there is no history this time: the read failed, or waits after failures.
+    failure: Option<Failure>,
     refresh: Refresh,
 }
 
-async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
+impl LoadRead {
+    /// Whether this read says nothing new to publish: it is the first failure, of a kind that
+    /// passes (Prometheus unreachable or slow once), of a scaler whose metrics were available
+    /// until now.
+    fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
+        let available_until_now = ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::METRICS_AVAILABLE && c.status == "True")
+        });
+        self.failure.as_ref().is_some_and(|f| {
+            f.in_a_row == 1 && matches!(f.kind, FailureKind::Unreachable | FailureKind::TimedOut)
+        }) && available_until_now
+    }
+
+    /// `MetricsAvailable`.
+    fn finding(&self, decision: &Decision) -> Finding {
+        match &self.failure {
+            Some(f) => Finding::new(
+                conditions::METRICS_AVAILABLE,
+                false,
+                f.reason(),
+                f.message(),
+            ),
+            None => conditions::metrics_finding(decision, None, self.refresh.rejected),
+        }
+    }
+}
+
+/// What a reconcile of a live scaler came to.
+enum Applied {
+    Done,
+    /// Nothing read, decided or written: the namespace's share of Prometheus reads was busy.
+    Deferred,
+}
+
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<Applied> {
     let now = Utc::now();
     match observe_decide_act(ps, ctx, now).await {
         // RBAC lacks a permission: say so on the object; the error policy backs off.
@@ -370,25 +553,42 @@ async fn observe_decide_act(
     ps: &PredictiveScaler,
     ctx: &Context,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Applied> {
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
             // A refused scaler plans nothing: its planned replicas must not linger in metrics.
             publish_plan_metrics(ctx, ps, None);
             give_back_floor(ps, ctx).await?;
-            return write_status(ps, ctx, None, vec![refusal], now).await;
+            write_status(ps, ctx, None, vec![refusal], now).await?;
+            return Ok(Applied::Done);
         }
     };
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
+    let Some((decision, load, plan)) = decide(ps, ctx, &target, now).await else {
+        // The namespace's share of reads is busy: this reconcile did not happen, and the
+        // next comes sooner than a sync (see `Context::namespace_share`).
+        return Ok(Applied::Deferred);
+    };
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
+    if load.tells_nothing_new(ps) {
+        // One failed read after a success is held (as any failure is) but not published: a
+        // Prometheus that answers again at the next try would otherwise cost a status write and
+        // two Events per scaler for a blip. A second failure in a row, a sync later, is told.
+        info!(
+            namespace = ps.namespace(),
+            name = ps.name_any(),
+            "a first failed read: status stays as the last read left it"
+        );
+        publish_metrics(ctx, ps, &decision, ready.current);
+        return Ok(Applied::Done);
+    }
     let mut findings = vec![
         ready.finding,
-        conditions::metrics_finding(&decision, load.problem.as_deref(), load.refresh.rejected),
+        load.finding(&decision),
         conditions::forecast_finding(&decision),
         conditions::limit_finding(&decision, &target.spec),
     ];
@@ -437,7 +637,8 @@ async fn observe_decide_act(
         findings,
         now,
     )
-    .await
+    .await?;
+    Ok(Applied::Done)
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
@@ -445,7 +646,7 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let refuse =
         |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
     let namespace = ps.namespace().unwrap_or_default();
-    let spec = match ps.spec.validate() {
+    let spec = match ctx.validated(ps) {
         Ok(spec) => spec,
         Err(e) => {
             return refuse(
@@ -548,7 +749,12 @@ async fn observe(ps: &PredictiveScaler, ctx: &Context) -> Result<Result<Target, 
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
-            Err(e) => return refuse("InvalidSpec", format!("invalid spec.metric.query: {e}")),
+            Err(e) => {
+                return refuse(
+                    "InvalidSpec",
+                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
+                );
+            }
         },
         None => ps.spec.metric.query.clone(),
     };
@@ -615,22 +821,93 @@ async fn learn_lead_time(
 }
 
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec.
+/// is older than its quarter hour or was made for another spec. `None` when the namespace's
+/// share of reads is busy: nothing is read or decided then.
 async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead, Option<PlanStatus>) {
+) -> Option<(Decision, LoadRead, Option<PlanStatus>)> {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
-    let mut state = state.lock().await;
+    let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
     let needs = state.planner.history_needs();
     if state.cache.query() != target.query || state.cache.needs() != needs {
         state.cache = HistoryCache::new(target.query.clone(), needs);
     }
+    // After failed reads, nothing is sent until the backoff says so (see `backoff`): a query
+    // Prometheus cannot answer in time is not sent again at every sync.
+    let key = read_key(ps.metadata.generation, &target.query);
+    let load = match state.reads.gate(key, Instant::now()).cloned() {
+        Some(waiting) => LoadRead {
+            failure: Some(waiting),
+            refresh: Refresh::default(),
+        },
+        None => {
+            let _share = ctx.namespace_share(&ps.namespace().unwrap_or_default())?;
+            read_load(ps, ctx, &mut state, now).await
+        }
+    };
+    let made_for = (
+        now.duration_trunc(outlook::STEP).unwrap_or(now),
+        ps.metadata.generation,
+        target.spec.lead_time.num_seconds(),
+    );
+    let read = load.failure.is_none();
+    let replicas = target.workload.replicas();
+    let metrics = ctx.metrics.clone();
+    // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
+    // CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
+    // the runtime's workers, which renew the Lease and read the watches.
+    let planned = tokio::task::spawn_blocking(move || {
+        let history = read.then(|| state.cache.history()).flatten();
+        let decided_at = Instant::now();
+        let decision = state.planner.decide(history.as_ref(), replicas, now);
+        metrics
+            .decision_duration
+            .observe(decided_at.elapsed().as_secs_f64());
+        // Without the history (Prometheus failed this time) the last plan stands until a
+        // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
+        if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+            let planned_at = Instant::now();
+            let plan = outlook::outlook(
+                &state.planner,
+                history.as_ref(),
+                now,
+                outlook::STEP,
+                outlook::HORIZON,
+            );
+            metrics
+                .plan_duration
+                .observe(planned_at.elapsed().as_secs_f64());
+            state.plan = plan.map(|o| PlanMemo {
+                made_for,
+                status: o.summary(),
+            });
+        }
+        let plan = state.plan.as_ref().map(|p| p.status.clone());
+        (decision, plan)
+    })
+    .await;
+    match planned {
+        Ok((decision, plan)) => Some((decision, load, plan)),
+        // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the planner's task did not finish: {e}"),
+    }
+}
+
+/// Reads the load history up to `now` into the scaler's cache, within the global limit of
+/// reads in flight, and records the outcome in its backoff.
+async fn read_load(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    state: &mut ScalerState,
+    now: DateTime<Utc>,
+) -> LoadRead {
     let refreshed = {
         let _slot = ctx.queries.acquire().await;
         let started = Instant::now();
@@ -640,60 +917,33 @@ async fn decide(
             .observe(started.elapsed().as_secs_f64());
         r
     };
-    let load = match refreshed {
+    match refreshed {
         Ok(refresh) => {
             ctx.metrics.queries.inc_by(refresh.queries as u64);
+            state.reads.succeeded();
             LoadRead {
-                problem: None,
+                failure: None,
                 refresh,
             }
         }
         Err(e) => {
             ctx.metrics.query_errors.inc();
+            let failure = state
+                .reads
+                .failed(FailureKind::of(&e), e.to_string(), Instant::now());
+            warn!(
+                namespace = ps.namespace(),
+                name = ps.name_any(),
+                error = %e,
+                retry_in = ?failure.retry_in,
+                "reading the load failed"
+            );
             LoadRead {
-                problem: Some(e.to_string()),
+                failure: Some(failure.clone()),
                 refresh: Refresh::default(),
             }
         }
-    };
-    let history = load
-        .problem
-        .is_none()
-        .then(|| state.cache.history())
-        .flatten();
-    let decided_at = Instant::now();
-    let decision = state
-        .planner
-        .decide(history.as_ref(), target.workload.replicas(), now);
-    ctx.metrics
-        .decision_duration
-        .observe(decided_at.elapsed().as_secs_f64());
-    let made_for = (
-        now.duration_trunc(outlook::STEP).unwrap_or(now),
-        ps.metadata.generation,
-        target.spec.lead_time.num_seconds(),
-    );
-    // Without the history (Prometheus failed this time) the last plan stands until a reconcile
-    // that reads it: a plan of held steps would say nothing for a quarter hour.
-    if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
-        let planned_at = Instant::now();
-        let plan = outlook::outlook(
-            &state.planner,
-            history.as_ref(),
-            now,
-            outlook::STEP,
-            outlook::HORIZON,
-        );
-        ctx.metrics
-            .plan_duration
-            .observe(planned_at.elapsed().as_secs_f64());
-        state.plan = plan.map(|o| PlanMemo {
-            made_for,
-            status: o.summary(),
-        });
     }
-    let plan = state.plan.as_ref().map(|p| p.status.clone());
-    (decision, load, plan)
 }
 
 /// What actuation did.
@@ -786,21 +1036,16 @@ async fn actuate(
         Some(hpa) => {
             let uid = ps.uid().unwrap_or_default();
             add_finalizer(ps, ctx).await?;
+            release_other_floors(ps, ctx, &FloorObject::Hpa(hpa.name_any())).await?;
             let set =
                 kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
             if let Some(floor) = set {
-                publish(
-                    ctx,
-                    ps,
-                    EventType::Normal,
-                    "FloorSet",
-                    format!(
-                        "set HorizontalPodAutoscaler {}'s minReplicas to {floor} ({})",
-                        hpa.name_any(),
-                        decision.explain()
-                    ),
-                )
-                .await;
+                let holder = FloorObject::Hpa(hpa.name_any());
+                let note = format!(
+                    "set {holder}'s minReplicas to {floor} ({})",
+                    decision.explain()
+                );
+                publish_floor(ctx, ps, "FloorSet", &holder, note).await;
             }
             done(
                 Finding::new(
@@ -897,21 +1142,17 @@ async fn actuate_keda(
         ));
     }
     add_finalizer(ps, ctx).await?;
+    release_other_floors(ps, ctx, &FloorObject::ScaledObject(name.to_string())).await?;
     let uid = ps.uid().unwrap_or_default();
     let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
         .await?;
     if let Some(floor) = set {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorSet",
-            format!(
-                "set KEDA ScaledObject {name}'s minReplicaCount to {floor} ({})",
-                decision.explain()
-            ),
-        )
-        .await;
+        let holder = FloorObject::ScaledObject(name.to_string());
+        let note = format!(
+            "set {holder}'s minReplicaCount to {floor} ({})",
+            decision.explain()
+        );
+        publish_floor(ctx, ps, "FloorSet", &holder, note).await;
     }
     Ok(Actuated {
         scaled: set.is_some(),
@@ -930,52 +1171,21 @@ async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if ps.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
     }
+    // No floor may be set without the finalizer that guards it.
+    if !ctx.may_write() {
+        return Err(Error::NotLeader);
+    }
     let mut all = ps.finalizers().to_vec();
     all.push(FINALIZER.into());
     set_finalizers(ps, ctx, all).await
 }
 
-/// Gives back an HPA floor this scaler holds (read from the API server, not the cache), then
-/// drops the finalizer that guarded it.
+/// Gives back every floor this scaler holds, then drops the finalizer that guarded them.
 async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
-    let has_finalizer = ps.finalizers().iter().any(|f| f == FINALIZER);
-    if !has_finalizer {
+    if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write() {
         return Ok(());
     }
-    let namespace = ps.namespace().unwrap_or_default();
-    let uid = ps.uid().unwrap_or_default();
-    if let Some((hpa, restored)) =
-        kubernetes::release_hpa_floor(&ctx.client, &namespace, &ps.spec.scale_target_ref, &uid)
-            .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored HorizontalPodAutoscaler {hpa}'s minReplicas to {restored}"),
-        )
-        .await;
-    }
-    // Without KEDA support there is no permission to read ScaledObjects, and no floor on one.
-    if ctx.settings.keda
-        && let Some((so, restored)) = kubernetes::release_scaled_object_floor(
-            &ctx.client,
-            &namespace,
-            &ps.spec.scale_target_ref,
-            &uid,
-        )
-        .await?
-    {
-        publish(
-            ctx,
-            ps,
-            EventType::Normal,
-            "FloorReleased",
-            format!("restored KEDA ScaledObject {so}'s minReplicaCount to {restored}"),
-        )
-        .await;
-    }
+    release_floors_but(ps, ctx, None).await?;
     let rest = ps
         .finalizers()
         .iter()
@@ -985,6 +1195,71 @@ async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     set_finalizers(ps, ctx, rest).await
 }
 
+/// Gives back the floors this scaler holds anywhere in its namespace but on `keep` (found by
+/// their annotations, not by the target named now), each with an Event. Only a leader writes.
+async fn release_floors_but(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    keep: Option<&FloorObject>,
+) -> Result<()> {
+    if !ctx.may_write() {
+        return Ok(());
+    }
+    let namespace = ps.namespace().unwrap_or_default();
+    let uid = ps.uid().unwrap_or_default();
+    let mut sweep = kubernetes::release_floors(
+        &ctx.client,
+        Some(&namespace),
+        Owners::One { uid: &uid, keep },
+        ctx.settings.keda,
+    )
+    .await;
+    for r in &sweep.released {
+        let mut note = format!(
+            "restored {}'s {} to {}",
+            r.object,
+            r.object.field(),
+            r.restored
+        );
+        if let Some(kept) = &r.refused {
+            note += &format!(
+                " (its current value: the kept {} {kept:?} is no value it may hold)",
+                kubernetes::ORIGINAL_MIN_ANNOTATION
+            );
+        }
+        publish_floor(ctx, ps, "FloorReleased", &r.object, note).await;
+    }
+    // Every other floor was given back; one not given back fails the reconcile (retried with
+    // backoff, the finalizer kept), with its error; the sweep logged each.
+    match sweep.take_error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Before holding the floor on `holder`: gives back any other floor this scaler holds, when it
+/// may hold one elsewhere — the first time this process sees the scaler (an operator may have
+/// stopped between a target change and its sweep) and after every spec change (a new
+/// `scaleTargetRef`). The sweep lists the namespace's HPAs and ScaledObjects, so it is not done
+/// at every sync.
+async fn release_other_floors(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    holder: &FloorObject,
+) -> Result<()> {
+    let uid = ps.uid().unwrap_or_default();
+    let generation = ps.metadata.generation;
+    let swept = locked(&ctx.floor_sweeps)
+        .get(&uid)
+        .is_some_and(|(g, h)| *g == generation && h == holder);
+    if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    release_floors_but(ps, ctx, Some(holder)).await?;
+    locked(&ctx.floor_sweeps).insert(uid, (generation, holder.clone()));
+    Ok(())
+}
+
 /// Writes the finalizer list, guarded by the resourceVersion read: a concurrent change to the
 /// list is a 409 and a retry, never a lost finalizer.
 async fn set_finalizers(
@@ -992,20 +1267,10 @@ async fn set_finalizers(
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<()> {
-    let api: Api<PredictiveScaler> =
-        Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
-    let patch = json!({ "metadata": {
-        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
-    call(
-        "writing finalizers",
-        api.patch(
-            &ps.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ),
-    )
-    .await
-    .map(|_| ())
+    if !ctx.may_write() {
+        return Ok(());
+    }
+    kubernetes::write_finalizers(&ctx.client, ps, finalizers).await
 }
 
 /// A decision to publish, with the workload's replica count and when it was scaled.
@@ -1096,6 +1361,17 @@ async fn write_status(
             .iter()
             .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
         if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
+            let key = EventKey {
+                scaler: ps.uid().unwrap_or_default(),
+                condition: f.type_.to_string(),
+                status: f.status,
+                reason: f.reason.clone(),
+            };
+            let news = locked(&ctx.told).admit(key, Instant::now());
+            if !news {
+                // Told within the last ten minutes: the condition says it; the Event would not.
+                continue;
+            }
             let kind = if f.is_warning() {
                 EventType::Warning
             } else {
@@ -1175,12 +1451,41 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_about(ctx, ps, type_, reason, note, None).await;
+}
+
+/// An Event about a floor, naming the HPA or ScaledObject that carries it as its `related`
+/// object: the Event's identity (kube-runtime's recorder folds Events of one object, reason and
+/// related object into a series, keeping the first note) then tells two holders apart.
+async fn publish_floor(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    reason: &str,
+    holder: &FloorObject,
+    note: String,
+) {
+    let related = holder.object_ref(&ps.namespace().unwrap_or_default());
+    publish_about(ctx, ps, EventType::Normal, reason, note, Some(related)).await;
+}
+
+async fn publish_about(
+    ctx: &Context,
+    ps: &PredictiveScaler,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    // An Event is a write too: a replica past its renew deadline records nothing.
+    if !ctx.may_write() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: "Reconcile".into(),
-        secondary: None,
+        secondary: related,
     };
     let sent = tokio::time::timeout(
         kubernetes::API_TIMEOUT,

@@ -1,7 +1,10 @@
 //! The operator process: connects to Kubernetes and Prometheus, serves its telemetry, waits for
 //! leadership, and runs the controller (with the watches it reads) while it leads.
 
+pub mod backoff;
 pub mod controller;
+pub mod event_filter;
+pub mod give_back;
 pub mod leader;
 pub mod telemetry;
 

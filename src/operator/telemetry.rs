@@ -81,6 +81,9 @@ pub struct Metrics {
     pub current_replicas: Family<ScalerLabels, Gauge>,
     pub forecast_error_percent: Family<ScalerLabels, FloatGauge>,
     pub planned_replicas: Family<PlanLabels, Gauge>,
+    /// Reconcile time per PredictiveScaler: `rate()` of it is the share of a core each one
+    /// costs, which finds the one tenant whose spec is expensive.
+    pub scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
     pub reconcile_duration: Histogram,
     pub decision_duration: Histogram,
     pub plan_duration: Histogram,
@@ -104,6 +107,7 @@ impl Default for Metrics {
             current_replicas: Family::default(),
             forecast_error_percent: Family::default(),
             planned_replicas: Family::default(),
+            scaler_reconcile_seconds: Family::default(),
             reconcile_duration: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             decision_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
             plan_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
@@ -152,6 +156,11 @@ impl Default for Metrics {
             "planned_replicas",
             "Replicas prescaler expects to ask for at a horizon ahead (15m, 1h, 3h, 6h, 24h): its plan",
             m.planned_replicas.clone(),
+        );
+        registry.register(
+            "scaler_reconcile_seconds",
+            "Time spent reconciling each PredictiveScaler (rate() is its share of a core)",
+            m.scaler_reconcile_seconds.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -207,6 +216,7 @@ impl Metrics {
         self.desired_replicas.remove(labels);
         self.current_replicas.remove(labels);
         self.forecast_error_percent.remove(labels);
+        self.scaler_reconcile_seconds.remove(labels);
         for (horizon, _) in crate::planning::outlook::HORIZONS {
             self.planned_replicas
                 .remove(&PlanLabels::new(labels, horizon));

@@ -42,15 +42,23 @@ fn is_fresh(view: &View<'_>, at: DateTime<Utc>) -> bool {
 pub struct LiveReading {
     /// The newest sample within `MAX_LOAD_AGE` of a fresh view's end: what the HPA would act on.
     pub load: Option<f64>,
-    /// The sustained live load: the median of the newest `ModelConfig::sustained_samples` of
-    /// those samples, so that one odd minute neither raises nor lowers it. When the newest is
-    /// not zero, zeros before it do not count: a metric back from zero is followed at once.
+    /// The sustained live load: a level at least two samples confirm, so that one odd minute
+    /// neither raises nor lowers it. It is the lower median (`lower_median`) of the newest
+    /// `ModelConfig::sustained_samples` of those samples; when the newest is not zero, zeros
+    /// before it do not count (a metric back from believed zeros is followed as soon as two
+    /// samples show it), and `None` while fewer than two samples count: one sample alone —
+    /// after believed zeros, after a gap — is never a sustained load (`plan::decide` then
+    /// follows the newest sample within the scale-up limit, as the HPA would).
     pub sustained: Option<f64>,
 }
 
+/// How many samples a sustained load needs (at most `ModelConfig::sustained_samples`): one
+/// sample alone, however odd, must not be exempt from the scale-up limit.
+const CONFIRMING_SAMPLES: usize = 2;
+
 /// The live load at `at` as a decision reads it from what `view` has observed. In both figures
 /// a sudden drop to zero is held like a missing sample until it persists
-/// (`forecast::zero_blips`): its zeros read as the load before it.
+/// (`forecast::zero_blips`): its zeros read as the level before it.
 pub fn live_reading(cfg: &ModelConfig, view: View<'_>, at: DateTime<Utc>) -> LiveReading {
     live_reading_after(cfg, view, at - view.end_time())
 }
@@ -65,14 +73,16 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
     let (_, values) = view.held_tail(
         view.end() as i64 - h.steps(MAX_LOAD_AGE),
         h.steps(cfg.zero_persistence),
+        cfg.sustained_samples,
     );
     let mut newest = values.iter().rev().copied().filter(|v| v.is_finite());
     let Some(load) = newest.next() else {
         return LiveReading::default();
     };
     let mut recent = [load; 8];
+    let wanted = cfg.sustained_samples.clamp(1, recent.len());
     let mut n = 1;
-    for v in newest.take(cfg.sustained_samples.clamp(1, recent.len()) - 1) {
+    for v in newest.take(wanted - 1) {
         if load > 0.0 && v == 0.0 {
             break;
         }
@@ -81,7 +91,11 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
     }
     LiveReading {
         load: Some(load),
-        sustained: forecast::median(&mut recent[..n]),
+        sustained: if n >= CONFIRMING_SAMPLES.min(wanted) {
+            forecast::lower_median(&mut recent[..n])
+        } else {
+            None
+        },
     }
 }
 
@@ -437,7 +451,7 @@ impl Calibrator {
         // A sudden drop to zero that did not persist is a missing sample to the decisions, and
         // to the score: what the load really was then is not known.
         let persist = cfg.zero_persistence.num_minutes().max(0) as usize;
-        for (a, b, _) in forecast::zero_blips(&sample, persist) {
+        for (a, b, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples) {
             for v in &mut sample[a..=b] {
                 *v = f64::NAN;
             }
@@ -917,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sustained_live_load_is_a_median_that_follows_a_recovery_at_once() {
+    fn the_sustained_live_load_is_a_median_that_two_samples_confirm() {
         let cfg = ModelConfig::default();
         let read = |values: &[f64]| {
             let h = History::new(t0(), Duration::minutes(1), values.to_vec());
@@ -928,13 +942,32 @@ mod tests {
         assert_eq!((r.load, r.sustained), (Some(300.0), Some(100.0)));
         let r = read(&[100.0, 100.0, 300.0, 300.0]);
         assert_eq!(r.sustained, Some(300.0));
-        // A metric back from believed zeros is followed at once.
+        // A metric back from believed zeros is followed from its second sample: the first
+        // alone is no sustained load, two are (the lower of them).
         let mut values = vec![100.0; 5];
         values.extend([0.0; 20]);
         values.push(250.0);
+        let r = read(&values);
+        assert_eq!((r.load, r.sustained), (Some(250.0), None));
+        values.push(260.0);
         assert_eq!(read(&values).sustained, Some(250.0));
+        // So one bogus sample after believed zeros is no sustained load, nor does it raise the
+        // one the next real sample confirms.
+        let mut values = vec![0.0; 20];
+        values.push(1e6);
+        assert_eq!(read(&values).sustained, None);
+        values.push(150.0);
+        assert_eq!(read(&values).sustained, Some(150.0));
+        // Nor after a gap of the whole window.
+        let mut values = vec![100.0; 5];
+        values.extend([f64::NAN; 5]);
+        values.push(1e6);
+        assert_eq!(read(&values).sustained, None);
         // A sudden drop that has not persisted reads as the load before it.
         let r = read(&[100.0, 100.0, 100.0, 0.0, 0.0]);
+        assert_eq!((r.load, r.sustained), (Some(100.0), Some(100.0)));
+        // … the level before it, not one bogus sample just before it.
+        let r = read(&[100.0, 100.0, 100.0, 1e6, 0.0, 0.0]);
         assert_eq!((r.load, r.sustained), (Some(100.0), Some(100.0)));
         // Nothing recent: nothing read.
         let h = History::new(t0(), Duration::minutes(1), vec![100.0; 3]);

@@ -185,10 +185,22 @@ pub fn forecast_finding(d: &Decision) -> Finding {
         false,
         "InsufficientHistory",
         format!(
-            "{} of history; the margins need a day of recorded forecasts (and the weekly forecast a week of history); scaling on the live load with a 25% margin and on peak windows meanwhile",
-            crate::api::format_duration(d.observed_history)
+            "{}; the margins need a day of recorded forecasts (and the weekly forecast a week of history); scaling on the live load with a 25% margin and on peak windows meanwhile",
+            history_in_hours(d.observed_history)
         ),
     )
+}
+
+/// The history's length in whole hours: a message that changed every minute would rewrite the
+/// status at every sync until the first calibration.
+fn history_in_hours(history: chrono::Duration) -> String {
+    match history.num_hours() {
+        ..=0 => "less than an hour of history".into(),
+        hours => format!(
+            "{} of history",
+            crate::api::format_duration(chrono::Duration::hours(hours))
+        ),
+    }
 }
 
 /// `ObjectiveMet`: whether the margins held the share of under-provisioned minutes within the
@@ -466,6 +478,15 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn the_history_is_told_in_whole_hours() {
+        let told = |minutes| history_in_hours(chrono::Duration::minutes(minutes));
+        assert_eq!(told(59), "less than an hour of history");
+        assert_eq!(told(5 * 60), told(5 * 60 + 59), "steady within the hour");
+        assert!(told(5 * 60 + 59).starts_with("5h"), "{}", told(5 * 60 + 59));
+        assert_ne!(told(5 * 60), told(6 * 60));
     }
 
     #[test]

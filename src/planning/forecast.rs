@@ -200,22 +200,24 @@ impl<'a> View<'a> {
 
     /// The samples of `[lo, end]` (clipped to the view) as a decision reads them: a sudden drop
     /// to zero is held like a missing sample until it persists (`zero_blips`, with `persist` in
-    /// steps), its zeros read as the last load before it. Returns the first index and the
-    /// values, NaN where nothing was observed. Reads back `persist` further than `lo`, so that a
-    /// run of zeros that began before `lo` is judged whole.
-    pub fn held_tail(&self, lo: i64, persist: i64) -> (usize, Cow<'a, [f64]>) {
+    /// steps), its zeros read as the level before it (the lower median of the `level` samples
+    /// before it, as read). Returns the first index and the values, NaN where nothing was
+    /// observed. Reads back `persist + level` further than `lo`, so that a run of zeros that
+    /// began before `lo` is judged whole, with the level before it.
+    pub fn held_tail(&self, lo: i64, persist: i64, level: usize) -> (usize, Cow<'a, [f64]>) {
         let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
-        let from = (lo as i64 - persist.max(0)).max(self.lo as i64) as usize;
+        let back = persist.max(0) + level as i64;
+        let from = (lo as i64 - back).max(self.lo as i64) as usize;
         let read = &self.history.values[from..=self.end];
         // Most of the time there is no zero to judge: the samples as they are.
         if !read.contains(&0.0) {
             return (lo, Cow::Borrowed(&read[lo - from..]));
         }
         let mut values = read.to_vec();
-        for (a, b, prev) in zero_blips(&values, persist.max(0) as usize) {
+        for (a, b, fill) in zero_blips(&values, persist.max(0) as usize, level) {
             for v in &mut values[a..=b] {
                 if *v == 0.0 {
-                    *v = prev;
+                    *v = fill;
                 }
             }
         }
@@ -227,9 +229,15 @@ impl<'a> View<'a> {
     /// mean as the routine would have had it (each minute of an event divided by the event's
     /// multiplier, so that an event's expected surge is not read as a new level and counted
     /// twice) and its plain mean.
-    fn held_level(&self, w: i64, persist: i64, adjust: &Adjustments) -> Option<(f64, f64)> {
+    fn held_level(
+        &self,
+        w: i64,
+        persist: i64,
+        level: usize,
+        adjust: &Adjustments,
+    ) -> Option<(f64, f64)> {
         let end = self.end as i64;
-        let (first, values) = self.held_tail(end - w + 1, persist);
+        let (first, values) = self.held_tail(end - w + 1, persist, level);
         let h = self.history;
         let multiplies = adjust.multiplies(h.time(first), h.time(self.end));
         let (mut routine, mut plain, mut n) = (0.0, 0.0, 0u32);
@@ -249,32 +257,76 @@ impl<'a> View<'a> {
 }
 
 /// The sudden drops to zero in `values` (samples in order, NaN for a gap) that have not
-/// persisted: each run of zeros (gaps within it included) that follows a non-zero sample and
+/// persisted: each run of zeros (gaps within it included) that follows a non-zero level and
 /// spans fewer than `persist` samples from its first zero to its last, as `(first, last, the
-/// sample before it)`. A run at the very start has nothing before it and is believed; a run at
-/// the end is judged by what has been seen of it so far, so a drop that goes on is believed
-/// once it has lasted `persist`.
-pub fn zero_blips(values: &[f64], persist: usize) -> Vec<(usize, usize, f64)> {
+/// level before it)`. The level before a run is the lower median (`lower_median`) of the
+/// newest `level` samples before it as they are read — earlier drops held, believed zeros as
+/// zeros — so that one odd sample before a drop (a bogus spike, a lone sample after believed
+/// zeros) is not what the drop is held at; a run whose level before is zero is no drop. A run
+/// at the very start has nothing before it and is believed; a run at the end is judged by what
+/// has been seen of it so far, so a drop that goes on is believed once it has lasted `persist`.
+pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, usize, f64)> {
     let mut blips = Vec::new();
-    let mut prev: Option<f64> = None;
+    // The newest samples as read, oldest first.
+    let mut before = Recent::new(level);
     let mut run: Option<(usize, usize)> = None;
-    let mut close = |run: &mut Option<(usize, usize)>, prev: Option<f64>| {
-        if let (Some((a, b)), Some(p)) = (run.take(), prev)
-            && b - a + 1 < persist
-        {
-            blips.push((a, b, p));
+    let mut close = |run: &mut Option<(usize, usize)>, before: &mut Recent| {
+        let Some((a, b)) = run.take() else {
+            return;
+        };
+        let fill = before.level().filter(|l| *l != 0.0 && b - a + 1 < persist);
+        if let Some(fill) = fill {
+            blips.push((a, b, fill));
+        }
+        for v in &values[a..=b] {
+            if v.is_finite() {
+                before.push(fill.unwrap_or(0.0));
+            }
         }
     };
     for (i, &v) in values.iter().enumerate() {
         if v == 0.0 {
             run = Some(run.map_or((i, i), |(a, _)| (a, i)));
         } else if v.is_finite() {
-            close(&mut run, prev);
-            prev = Some(v);
+            close(&mut run, &mut before);
+            before.push(v);
         }
     }
-    close(&mut run, prev);
+    close(&mut run, &mut before);
     blips
+}
+
+/// The newest few samples of a sequence, for `zero_blips`: a fixed window without allocation.
+struct Recent {
+    values: [f64; 8],
+    len: usize,
+    cap: usize,
+}
+
+impl Recent {
+    fn new(cap: usize) -> Self {
+        Self {
+            values: [0.0; 8],
+            len: 0,
+            cap: cap.clamp(1, 8),
+        }
+    }
+
+    fn push(&mut self, v: f64) {
+        if self.len == self.cap {
+            self.values.copy_within(1..self.cap, 0);
+            self.values[self.cap - 1] = v;
+        } else {
+            self.values[self.len] = v;
+            self.len += 1;
+        }
+    }
+
+    /// Their lower median, `None` before any.
+    fn level(&self) -> Option<f64> {
+        let mut xs = self.values;
+        lower_median(&mut xs[..self.len])
+    }
 }
 
 /// What the calendar changes in the forecasts: the intervals the seasonal history leaves out
@@ -565,7 +617,12 @@ pub fn predict_peak(
     let half = h.steps(cfg.smoothing_half_width);
     let w = h.steps(cfg.level_window).max(1);
     // The level: a sudden drop to zero that has not persisted is held like a missing sample.
-    let (mut now, plain) = view.held_level(w, h.steps(cfg.zero_persistence), adjust)?;
+    let (mut now, plain) = view.held_level(
+        w,
+        h.steps(cfg.zero_persistence),
+        cfg.sustained_samples,
+        adjust,
+    )?;
     // Once an event is over, a surge that did not come as declared must not read as a drop of
     // the level: the forecast never goes below what the load itself shows.
     if !adjust.multipliers.is_empty() && adjust.multiplier_at(view.end_time()) == 1.0 {
@@ -734,6 +791,18 @@ pub(crate) fn median(xs: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The lower median of `xs` (sorted in place): the middle one of an odd count, the lower of the
+/// two middle ones of an even count; `None` when empty. Unlike the median it is always one of
+/// the samples, and of two or more it is never above the second-highest: one sample alone,
+/// however high, cannot raise it above every other.
+pub(crate) fn lower_median(xs: &mut [f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_unstable_by(f64::total_cmp);
+    Some(xs[(xs.len() - 1) / 2])
+}
+
 /// The predictors a spec's seasonalities ask for.
 pub fn predictors_for(seasonality: &[Seasonality]) -> Vec<Predictor> {
     [Predictor::Daily, Predictor::Weekly]
@@ -860,19 +929,39 @@ mod tests {
     fn a_sudden_drop_to_zero_is_held_until_it_persists() {
         let n = f64::NAN;
         // A blip of three zeros (a gap inside) after load: held, with the load before it.
-        assert_eq!(zero_blips(&[5.0, 0.0, n, 0.0, 7.0], 15), vec![(1, 3, 5.0)]);
+        assert_eq!(
+            zero_blips(&[5.0, 0.0, n, 0.0, 7.0], 15, 3),
+            vec![(1, 3, 5.0)]
+        );
         // Zeros from the start have nothing before them: believed.
-        assert!(zero_blips(&[0.0, 0.0, 3.0], 15).is_empty());
+        assert!(zero_blips(&[0.0, 0.0, 3.0], 15, 3).is_empty());
         // A run as long as the persistence is believed; one step shorter is not.
         let long: Vec<f64> = std::iter::once(4.0).chain([0.0; 15]).collect();
-        assert!(zero_blips(&long, 15).is_empty());
-        assert_eq!(zero_blips(&long[..15], 15), vec![(1, 14, 4.0)]);
+        assert!(zero_blips(&long, 15, 3).is_empty());
+        assert_eq!(zero_blips(&long[..15], 15, 3), vec![(1, 14, 4.0)]);
+        // Held at the level before the drop (the lower median of the three samples before it,
+        // as read), not at one odd sample just before it.
+        assert_eq!(
+            zero_blips(&[150.0, 150.0, 1e6, 0.0, 0.0], 15, 3),
+            vec![(3, 4, 150.0)]
+        );
+        assert_eq!(zero_blips(&[150.0, 1e6, 0.0], 15, 3), vec![(2, 2, 150.0)]);
+        // An earlier drop counts as held: two blips in a row are held at the same level.
+        assert_eq!(
+            zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3),
+            vec![(3, 5, 150.0), (7, 7, 150.0)]
+        );
+        // Zeros after one sample that follows believed zeros: the level before them is zero,
+        // no drop to hold.
+        let mut lone: Vec<f64> = vec![0.0; 20];
+        lone.extend([1e6, 0.0, 0.0]);
+        assert!(zero_blips(&lone, 15, 3).is_empty());
         // The level and the live load read the held value, not the zeros.
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);
         let h = History::new(t0(), Duration::minutes(1), values);
         for end in [2 * 1440 + 105, 2 * 1440 + 112] {
-            let (_, held) = h.view(end).held_tail(end as i64 - 14, 15);
+            let (_, held) = h.view(end).held_tail(end as i64 - 14, 15, 3);
             assert!(held.iter().all(|v| *v == 400.0), "{end}: {held:?}");
             assert!(matches!(held, Cow::Owned(_)));
         }
@@ -883,7 +972,7 @@ mod tests {
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 120].fill(0.0);
         let h = History::new(t0(), Duration::minutes(1), values);
-        let (_, held) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15);
+        let (_, held) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15, 3);
         assert_eq!(held[..], [0.0]);
     }
 

@@ -9,24 +9,44 @@
 //! algorithm (`behavior`), so that SREs' intuitions carry over.
 //!
 //! **The live load is always served.** Whatever the basis, a sustained live load is always
-//! served within the HPA's reaction time, and a recovered metric is followed at once:
+//! served within the HPA's reaction time, and a recovered metric is followed at its second sample:
 //! forecasting may add replicas early, never withhold what the live load plainly needs. The
 //! live floor is what the sustained live load needs, `ceil(sustained / targetPerReplica)`,
-//! where the sustained load is the median of the newest three samples
-//! (`calibration::LiveReading`). It mirrors the HPA at a 100 % target on the same metric:
+//! where the sustained load is the lower median of the newest samples, at least two and at most
+//! three (`calibration::LiveReading`; "Why two samples" below). It mirrors the HPA at a 100 %
+//! target on the same metric:
 //! - the metric lag: the floor reads the same samples the HPA would, no later;
 //! - the sync period: the HPA acts on a new sample at its next 15-second sync; the floor
 //!   applies at the decision of the minute the sample belongs to, and the default scale-up
 //!   limit (which the HPA applies per sync, four times a minute) does not hold it back;
 //! - the tolerance: the HPA ignores a load within 10 % of its target so that one noisy sample
-//!   does not move it; the floor takes the median of three samples instead, so that one odd
-//!   minute neither raises nor lowers it — and then holds the need itself, not 10 % below it.
+//!   does not move it; the floor takes the lower median of the newest samples instead, so that
+//!   one odd minute neither raises nor lowers it — and then holds the need itself, not 10 % below it.
 //!
 //! A step up is so served one minute after the HPA would act (the second sample of the new
-//! level moves the median), a metric back from zero at once (zeros before it do not count),
-//! and a sudden drop to zero is held like a missing sample until it has lasted a level window
-//! (`forecast::zero_blips`). The calibration replays the floor with the basis
-//! (`calibration`), so its margins only pay for what the floor does not already cover.
+//! level moves the median), a metric back from zero at its second sample (zeros before it do
+//! not count, but one sample alone is no sustained load: its first sample is followed within
+//! the scale-up limit), and a sudden drop to zero is held like a missing sample, at the level
+//! before it, until it has lasted a level window (`forecast::zero_blips`). The calibration
+//! replays the floor with the basis (`calibration`), so its margins only pay for what the
+//! floor does not already cover.
+//!
+//! **Why two samples.** The floor is exempt from the default scale-up limit, which exists to
+//! stop one bogus sample; so the floor must stand on more than one sample in every case — a
+//! median of three does after steady load, but after believed zeros (which do not count) or a
+//! gap it would be the median of one, and a zero blip held at one spike before it would read
+//! the spike three times. Hence: a sustained load is the lower median of at least two samples
+//! (never above the second-highest, so one sample cannot raise it above every other), and a
+//! blip is held at the lower median of the samples before it. Safe both ways:
+//! - never to `maxReplicas` on one sample: one sample alone sets no floor; the decision
+//!   follows it within the default limit (+100 % or +4 pods a decision), as the HPA acts on
+//!   one sample within its scale-up policy (the HPA takes four such steps a minute, one every
+//!   15-second sync; prescaler takes one a minute until a second sample confirms);
+//! - never below a sustained need for longer than the HPA's reaction plus one sample: a level
+//!   that lasts sets the floor at its second sample, one minute after its first. The HPA,
+//!   at most +100 % or +4 pods per 15-second sync from where the zeros left it, is then four
+//!   syncs in: prescaler is at most that minute behind it, and not behind it for any jump
+//!   the HPA needs more than four syncs for.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -49,7 +69,9 @@ pub struct Inputs<'a> {
     /// The live load; `None` when it was not observed recently (the source failed, a gap).
     pub load: Option<f64>,
     /// The sustained live load (`calibration::LiveReading::sustained`): no decision stays below
-    /// what it needs.
+    /// what it needs. `None` with a `load` while one sample alone is observed (the first after
+    /// believed zeros or a gap): the decision then follows that sample within the scale-up
+    /// limit.
     pub sustained: Option<f64>,
     /// The daily and weekly forecasts of the peak load within the lead time (NaN where none).
     pub daily: f64,
@@ -269,7 +291,16 @@ pub fn decide(
         .sustained
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(replicas_for);
-    if let Some(n) = live_replicas
+    // A newest sample no other confirms yet (the first after believed zeros or a gap): what it
+    // needs is asked for, but within the scale-up limit, as the HPA acts on one sample — not
+    // as a floor, which the limit does not hold back.
+    let unconfirmed = inputs
+        .sustained
+        .is_none()
+        .then_some(load)
+        .filter(|l| l.is_finite() && *l >= 0.0)
+        .map(replicas_for);
+    if let Some(n) = live_replicas.or(unconfirmed)
         && n > recommendation
     {
         recommendation = n;
@@ -317,7 +348,8 @@ pub fn decide(
 
     // What the default scale-up limit (a guard against one bogus sample) does not hold back: a
     // peak window's floor, a seasonal forecast (its level is a quarter hour's mean, not one
-    // sample), and the live floor (a median, which one bogus sample does not move).
+    // sample), and the live floor (a level two samples confirm, which one bogus sample does
+    // not move — not even after zeros or a gap).
     let foresight = clamp(
         spec,
         forecast_replicas

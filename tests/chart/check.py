@@ -129,7 +129,9 @@ class Chart(unittest.TestCase):
         default = {d["kind"] for d in render()}
         self.assertEqual(default, {"CustomResourceDefinition", "Deployment", "ServiceAccount",
                                    "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-                                   "Service"})
+                                   "Service", "Job"})
+        without_hook = {d["kind"] for d in render("--set", "uninstall.giveBackFloors=false")}
+        self.assertEqual(default - without_hook, {"Job"})
         on = {d["kind"] for d in render(*ALL_ON)}
         self.assertEqual(on - default, {"ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy",
                                         "ConfigMap"})
@@ -152,6 +154,8 @@ class Chart(unittest.TestCase):
         self.assertEqual(args[0], "run")
         self.assertIn("--prometheus-bearer-token-file=/etc/prescaler/prometheus-auth/token", args)
         self.assertIn("--prometheus-ca-file=/etc/prescaler/prometheus-ca/ca.crt", args)
+        # Written as an integer, not Helm's float (4.194304e+06), which the flag would refuse.
+        self.assertIn("--prometheus-max-response-bytes=4194304", args)
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -196,10 +200,44 @@ class Chart(unittest.TestCase):
         expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
         expected |= {("Role", "coordination.k8s.io", "leases", v)
                      for v in ("get", "create", "update")}
+        # The uninstall hook scales the operator's own Deployment (and nothing else) to 0.
+        expected.add(("Role", "apps", "deployments/scale", "patch"))
+        (scale_rule,) = [r for role in by_kind(docs, "Role") for r in role["rules"]
+                         if "deployments/scale" in r["resources"]]
+        (dep,) = by_kind(docs, "Deployment")
+        self.assertEqual(scale_rule["resourceNames"], [dep["metadata"]["name"]])
         self.assertEqual(granted, expected,
                          f"added: {granted - expected}; missing: {expected - granted}")
 
-    def test_keda_permissions_and_flag_only_when_enabled(self):
+    def test_the_uninstall_hook_gives_floors_back_as_the_operator(self):
+        docs = render(*ALL_ON)
+        (job,) = by_kind(docs, "Job")
+        (dep,) = by_kind(docs, "Deployment")
+        self.assertEqual(job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete")
+        pod = job["spec"]["template"]["spec"]
+        self.assertEqual(pod["serviceAccountName"],
+                         dep["spec"]["template"]["spec"]["serviceAccountName"])
+        (c,) = pod["containers"]
+        self.assertEqual(c["image"], dep["spec"]["template"]["spec"]["containers"][0]["image"])
+        self.assertEqual(c["args"][0], "give-back")
+        name = dep["metadata"]["name"]
+        self.assertIn(f"--stop-deployment={name}", c["args"])
+        self.assertIn(f"--lease-name={name}", c["args"])
+        self.assertIs(c["securityContext"]["readOnlyRootFilesystem"], True)
+        # The operator's Service and PodDisruptionBudget select by these: the hook's pod is not
+        # one of the operator's.
+        selector = dep["spec"]["selector"]["matchLabels"]
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        self.assertFalse(all(labels.get(k) == v for k, v in selector.items()), labels)
+        binary = os.path.join(ROOT, "target", "release", "prescaler")
+        if not os.path.exists(binary):
+            binary = os.path.join(ROOT, "target", "debug", "prescaler")
+        usage = subprocess.run([binary, "give-back", "--help"], capture_output=True,
+                               text=True).stdout
+        for flag in {a.split("=")[0] for a in c["args"] if a.startswith("--")}:
+            self.assertIn(flag, usage, f"`prescaler give-back` has no {flag}")
+
+    def test_keda_flag_only_when_enabled_scaled_objects_always_given_back(self):
         def keda_rules(docs):
             return [r for role in by_kind(docs, "ClusterRole") for r in role["rules"]
                     if "keda.sh" in r["apiGroups"]]
@@ -208,8 +246,11 @@ class Chart(unittest.TestCase):
             (dep,) = by_kind(docs, "Deployment")
             return dep["spec"]["template"]["spec"]["containers"][0]["args"]
 
+        # Off, the floors a ScaledObject got while it was on must still be given back.
         off = render()
-        self.assertEqual(keda_rules(off), [])
+        self.assertEqual(keda_rules(off), [{"apiGroups": ["keda.sh"],
+                                            "resources": ["scaledobjects"],
+                                            "verbs": ["get", "list", "patch"]}])
         self.assertNotIn("--keda", args(off))
         on = render("--set", "keda.enabled=true")
         self.assertEqual(keda_rules(on), [{"apiGroups": ["keda.sh"],
@@ -232,6 +273,8 @@ class Chart(unittest.TestCase):
                     ["--set", "prometheus.url=prometheus:9090"],
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],
+                    ["--set", "prometheus.maxResponseBytes=1000"],
+                    ["--set", "prometheus.maxResponseBytes=4Mi"],
                     ["--set", "keda.enabled=yes"],
                     ["--set", "replicaCnt=2"]):
             p = helm("template", "psc", CHART, *bad, check=False)

@@ -30,7 +30,10 @@
 //!   generation, as the API server does); the object goes once a write empties its finalizers;
 //! - Events (`events.k8s.io/v1`), Leases, HPAs are ordinary objects in the store;
 //! - Pods (`v1`) are ordinary objects too, listed in a namespace with an equality-based
-//!   `labelSelector` (`app=web`, as the real server filters); `/scale` reports the workload's
+//!   `labelSelector` (`app=web`, as the real server filters); any list honours `limit` and
+//!   `continue` as the real server's paged lists do (at most `limit` items, and a `continue`
+//!   token in `metadata` while more remain; the fake's token is the last key, the real one is
+//!   opaque); `/scale` reports the workload's
 //!   `spec.selector.matchLabels` as `status.selector` (`app=web`), as the real server does for
 //!   Deployments, StatefulSets and ReplicaSets. A test writes a pod's `creationTimestamp` and
 //!   conditions itself (the fake keeps a given `creationTimestamp`), standing for the scheduler
@@ -69,6 +72,10 @@ type Collection = String;
 pub struct Logged {
     pub method: Method,
     pub path: String,
+    /// The query string's parameters (`limit`, `continue`, `labelSelector`, …), as sent.
+    pub query: BTreeMap<String, String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 struct Fault {
@@ -382,6 +389,8 @@ impl FakeApi {
             store.log.push(Logged {
                 method: method.clone(),
                 path: path.clone(),
+                query: query.clone(),
+                at: std::time::Instant::now(),
             });
             store
                 .faults
@@ -435,7 +444,15 @@ impl FakeApi {
             }
             (&Method::GET, None) => {
                 let selector = query.get("labelSelector").map(|s| percent_decode(s));
-                self.list_response(&route, selector.as_deref())
+                let page = Page {
+                    limit: query.get("limit").and_then(|l| l.parse().ok()),
+                    after: query.get("continue").and_then(|c| {
+                        let token = percent_decode(c);
+                        let (ns, name) = token.split_once('/')?;
+                        Some((ns.to_string(), name.to_string()))
+                    }),
+                };
+                self.list_response(&route, selector.as_deref(), page)
             }
             (&Method::GET, Some(_)) => self.read(&route),
             (&Method::POST, None) => self.create(&route, body),
@@ -457,22 +474,41 @@ impl FakeApi {
         }
     }
 
-    fn list_response(&self, route: &Route, selector: Option<&str>) -> Response<Body> {
+    fn list_response(&self, route: &Route, selector: Option<&str>, page: Page) -> Response<Body> {
         let store = self.store.lock().unwrap();
-        let items: Vec<Value> = store
+        let mut items = store
             .objects
             .iter()
             .filter(|((c, ns, _), _)| {
                 *c == route.collection && route.namespace.as_ref().is_none_or(|n| n == ns)
             })
-            .filter(|(_, v)| selector.is_none_or(|s| selects(s, v)))
-            .map(|(_, v)| v.clone())
-            .collect();
+            .filter(|((_, ns, name), _)| {
+                page.after
+                    .as_ref()
+                    .is_none_or(|(a_ns, a_name)| (ns, name) > (a_ns, a_name))
+            })
+            .filter(|(_, v)| selector.is_none_or(|s| selects(s, v)));
+        // The store's order (namespace, then name) is the order of the real server's keys in
+        // etcd, which is what its `continue` token resumes from.
+        let mut listed = Vec::new();
+        let mut last = None;
+        for ((_, ns, name), v) in items.by_ref() {
+            if page.limit.is_some_and(|l| l > 0 && listed.len() >= l) {
+                break;
+            }
+            listed.push(v.clone());
+            last = Some(continue_token(ns, name));
+        }
+        let more = items.next().is_some();
+        let mut metadata = json!({ "resourceVersion": store.revision.to_string() });
+        if more && let Some(token) = last {
+            metadata["continue"] = json!(token);
+        }
         ok(json!({
             "apiVersion": route.api_version,
             "kind": "List",
-            "metadata": { "resourceVersion": store.revision.to_string() },
-            "items": items,
+            "metadata": metadata,
+            "items": listed,
         }))
     }
 
@@ -717,6 +753,18 @@ where
 /// Whether an equality-based label selector (`app=web,tier=front`, `==` too; what a `/scale`
 /// `status.selector` of a `matchLabels` selector reads) selects `object`. Set-based selectors
 /// (`in`, `notin`, `!=`, `!key`) are not served by this fake.
+/// A list request's paging: `limit` items at most, after the `continue` token's key.
+struct Page {
+    limit: Option<usize>,
+    /// The namespace and name of the last object of the previous page.
+    after: Option<(String, String)>,
+}
+
+/// The `continue` token of an object: its key (opaque to clients, as the real one is).
+fn continue_token(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 fn selects(selector: &str, object: &Value) -> bool {
     selector
         .split(',')

@@ -87,7 +87,10 @@ pub fn start_operator_with(
 ) -> Operator {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("warn")
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .try_init();
     let mut cfg = PrometheusConfig::new(prometheus_url);
     cfg.timeout = StdDuration::from_secs(2);

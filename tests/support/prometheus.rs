@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 
 /// Samples of one series, at whole seconds.
 pub type Series = Vec<(DateTime<Utc>, f64)>;
@@ -43,6 +43,27 @@ impl TestPrometheus {
     /// scraping an exporter whose values `set_live` changes.
     pub fn start(history: &[(&str, Series)]) -> Self {
         Self::start_with(history, None)
+    }
+
+    /// One series, `service`, at a constant `load`: `span` of history at one minute up to two
+    /// minutes ago (before the exporter's first scrape), and live now; returned once Prometheus
+    /// answers with the live value.
+    pub fn steady(service: &str, load: f64, span: chrono::Duration) -> Self {
+        let now = Utc::now()
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap();
+        let prom = Self::start(&[(
+            service,
+            samples(
+                now - span,
+                now - chrono::Duration::minutes(2),
+                chrono::Duration::minutes(1),
+                |_| load,
+            ),
+        )]);
+        prom.set_live(service, Some(load));
+        prom.wait_for_live(service, load);
+        prom
     }
 
     /// Like `start`, with Prometheus' `--web.config.file` (TLS, basic auth) holding `web_config`;

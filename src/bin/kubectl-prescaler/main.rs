@@ -9,7 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
+use prescaler::adapters::prometheus::{
+    DEFAULT_MAX_RESPONSE_BYTES, Prometheus, PrometheusConfig, response_bytes,
+};
 use prescaler::backtest::report;
 use prescaler::plugin::{self, render};
 use prescaler::{Error, Result};
@@ -70,6 +72,9 @@ struct PrometheusArgs {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB).
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
+    prometheus_max_response_bytes: u64,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +269,7 @@ async fn kube_client(args: &KubeArgs) -> Result<(kube::Client, String)> {
 fn prometheus(args: &PrometheusArgs) -> Result<Prometheus> {
     let mut config = PrometheusConfig::new(&args.prometheus_url);
     config.timeout = args.prometheus_timeout;
+    config.max_response_bytes = args.prometheus_max_response_bytes;
     config.bearer_token_file = args.prometheus_bearer_token_file.clone();
     config.ca_file = args.prometheus_ca_file.clone();
     Prometheus::new(&config)
