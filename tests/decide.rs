@@ -810,13 +810,10 @@ fn the_live_floor_holds_on_every_basis_in_the_pure_decision() {
                     margin: 0.1,
                     extra: 0.0,
                 },
-                rising: None,
                 underprovisioned_day_percent: 0.0,
                 underprovisioned_week_percent: 0.0,
                 unpreventable_percent: 0.0,
                 above_max_percent: 0.0,
-                day_percent_at_earlier_margins: 0.0,
-                shifted: false,
                 error_percent: None,
                 scored_minutes: 10_080,
             };

@@ -626,20 +626,6 @@ pub struct CalibrationStatus {
     pub underprovisioned_percent_last_day: f64,
     /// The same over the last week: what `spec.objective` is about.
     pub underprovisioned_percent_last_week: f64,
-    /// The relative margin, in percent, of the minutes a ramp or a step is coming in (the
-    /// forecast peak within the lead time well above the live load), when they have their own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rising_margin_percent: Option<f64>,
-    /// Of the last week's minutes, the share (%) that were bursts no basis foresaw: no margin up
-    /// to +100 % on any basis would have covered them. They count in
-    /// `underprovisionedPercentLastWeek`, and do not set the margins.
-    #[serde(default)]
-    pub unforeseeable_percent_last_week: f64,
-    /// Of the last day's minutes, the share (%) the margins of the week before it would have
-    /// left short (unforeseeable bursts aside). Far above the objective, the load changed within
-    /// the day, and the margins shown are its recalibration.
-    #[serde(default)]
-    pub underprovisioned_percent_last_day_at_earlier_margins: f64,
 }
 
 /// The lead time in use, with `spec.forecast.leadTime: Auto`.

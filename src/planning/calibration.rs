@@ -177,20 +177,6 @@ pub struct Margins {
     pub extra: f64,
 }
 
-impl Calibration {
-    /// The margins a minute with these forecasts and live load gets: the rising margin when a
-    /// ramp or a step is coming, the steady one otherwise.
-    pub fn margins_at(&self, daily: f64, weekly: f64, sustained: f64, live: f64) -> Margins {
-        match self.rising {
-            Some(r) if is_rising(r.above, daily, weekly, sustained, live) => Margins {
-                margin: r.margin,
-                ..self.margins
-            },
-            _ => self.margins,
-        }
-    }
-}
-
 impl Margins {
     /// The load to provision for `load` (in the metric's unit), margins included.
     pub fn provision(&self, load: f64, target_per_replica: f64) -> f64 {
@@ -198,33 +184,10 @@ impl Margins {
     }
 }
 
-/// The margin of the rising minutes: those whose forecast peak exceeds the sustained live load
-/// by more than `above` (a ramp or a step is coming within the lead time).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rising {
-    pub above: f64,
-    pub margin: f64,
-}
-
-/// Whether a minute is rising: its forecast peak (the daily one, or the weekly without it)
-/// above its sustained live load (or the live load without it) by more than `above`.
-pub fn is_rising(above: f64, daily: f64, weekly: f64, sustained: f64, live: f64) -> bool {
-    let forecast = if daily.is_finite() { daily } else { weekly };
-    let now = if sustained.is_finite() {
-        sustained
-    } else {
-        live
-    };
-    forecast.is_finite() && now.is_finite() && forecast > (1.0 + above) * now
-}
-
 /// What the last recalibration found.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Calibration {
-    /// The basis and the margins of a steady minute.
     pub margins: Margins,
-    /// The margin of a rising minute, when rising minutes have their own.
-    pub rising: Option<Rising>,
     /// Of the last day's and week's scored minutes, the share (%) these margins would have left
     /// under-provisioned, replayed.
     pub underprovisioned_day_percent: f64,
@@ -233,13 +196,6 @@ pub struct Calibration {
     pub unpreventable_percent: f64,
     /// Of the week's scored minutes, the share (%) whose load needed more than `maxReplicas`.
     pub above_max_percent: f64,
-    /// Of the last day's scored minutes, the share (%) that the margins the week before it
-    /// called for would have left short (bursts no basis foresaw aside): far above the
-    /// objective, the load changed within the day and the margins are its recalibration.
-    pub day_percent_at_earlier_margins: f64,
-    /// Whether that share is beyond chance: more short minutes in the last day than the week's
-    /// margins leave short in one day in a thousand (a Poisson tail at the objective's rate).
-    pub shifted: bool,
     /// The chosen forecast's mean absolute error over the last day (%), if a forecast is chosen.
     pub error_percent: Option<f64>,
     /// How many minutes the calibration was scored on.
@@ -482,22 +438,6 @@ impl Calibrator {
         // the floor throughout it, or by none of it, and need no look at each minute.
         let floor_least = sliding::<false>(&floor, delay as usize, 0);
         let floor_most = sliding::<true>(&floor, delay as usize, 0);
-        // Which minutes are rising: the forecast peak within the lead time above the sustained
-        // live load by more than `rising_above` (a ramp or a step is coming). They get a margin
-        // of their own.
-        let class: Vec<usize> = (0..span)
-            .map(|u| {
-                cfg.rising_above.map_or(0, |above| {
-                    usize::from(is_rising(above, daily[u], weekly[u], sustained[u], live[u]))
-                })
-            })
-            .collect();
-        // How many rising minutes precede each minute: whether a start-up time holds any.
-        let mut rising_before = Vec::with_capacity(span + 1);
-        rising_before.push(0usize);
-        for &j in &class {
-            rising_before.push(rising_before.last().copied().unwrap_or(0) + j);
-        }
         // The calendar's unusual days (holidays, events) do not set the margins of ordinary ones.
         let scored: Vec<usize> = (0..span)
             .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
@@ -506,37 +446,26 @@ impl Calibrator {
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
         }
-        // Each minute's weight: 1, or halved every `forgetting_half_life` of age, so that the
-        // objective is met over the recent past first.
-        let weight: Vec<f64> = scored
-            .iter()
-            .map(|&k| match cfg.forgetting_half_life {
-                Some(half_life) if half_life.num_minutes() > 0 => 0.5f64
-                    .powf((boundary - span_lo - k as i64) as f64 / half_life.num_minutes() as f64),
-                _ => 1.0,
-            })
-            .collect();
-        let share = objective.max_underprovisioned / cfg.objective_safety;
-        let needs: Vec<u32> = scored.iter().map(|&k| needed(sample[k])).collect();
+        let allowed = ((objective.max_underprovisioned / cfg.objective_safety)
+            * scored.len() as f64)
+            .floor() as usize;
 
         /// One basis replayed: what each scored minute needed, and what it held.
         struct Replayed {
             basis: Basis,
-            /// Per scored minute and class (steady, rising): the least basis (load) held over
-            /// the stabilization window by the minutes of that class, in the start-up time that
-            /// made its ready replicas, whose live floor fell short of the need. NaN: no such
-            /// minute (the class cannot make it short); 0: one without a usable basis.
-            least: Vec<[f64; 2]>,
-            /// Per class, the basis held over the stabilization window in replicas, summed over
-            /// the scored minutes that had one (weighted), and their weight; the live floor
-            /// summed over those that had none.
-            held: [f64; 2],
-            kept: [f64; 2],
+            /// The relative margin each scored minute needed (-inf: it cannot be short).
+            requirement: Vec<f64>,
+            /// `c / ready` at each scored minute: how much margin one more replica is.
+            per_ready: Vec<f64>,
+            /// The basis held over the stabilization window, in replicas, summed over the scored
+            /// minutes that had one, and how many they are; the live floor summed over those
+            /// that had none.
+            held: f64,
+            kept: usize,
             floor_alone: f64,
             /// The scored minutes whose live floor was above the basis held plus half a replica,
-            /// as (basis, floor, class, weight): the only ones where some margin leaves the floor
-            /// the higher.
-            floor_above: Vec<(f64, f64, usize, f64)>,
+            /// as (basis, floor): the only ones where some margin leaves the floor the higher.
+            floor_above: Vec<(f64, f64)>,
         }
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
@@ -549,86 +478,76 @@ impl Calibrator {
                 continue;
             }
             let stab = sliding::<true>(&base, stabilization as usize, 0);
-            // The least basis over each start-up time, of each class.
-            let of_class = |j: usize| -> Vec<f64> {
-                let xs: Vec<f64> = (0..span)
-                    .map(|u| if class[u] == j { stab[u] } else { f64::NAN })
-                    .collect();
-                sliding::<false>(&xs, delay as usize, 0)
-            };
-            let stab_least = [of_class(0), of_class(1)];
-            let mut least = Vec::with_capacity(scored.len());
-            let (mut held, mut kept, mut floor_alone) = ([0.0; 2], [0.0; 2], 0.0);
+            let stab_least = sliding::<false>(&stab, delay as usize, 0);
+            let mut requirement = Vec::with_capacity(scored.len());
+            let mut per_ready = Vec::with_capacity(scored.len());
+            let (mut held, mut kept, mut floor_alone) = (0.0, 0usize, 0.0);
             let mut floor_above = Vec::new();
-            for (i, &k) in scored.iter().enumerate() {
-                let n = f64::from(needs[i]);
+            for &k in &scored {
+                let n = needed(sample[k]);
                 // The load shown at minute k happened `lag` before; what was ready then was
-                // asked for over the start-up time before that. Of those minutes, the ones whose
-                // live floor fell short of the need and whose basis was least set the margin.
-                let mut constrained = [false; 2];
-                let mut r = [f64::NAN; 2];
+                // asked for over the start-up time before that. The least basis among the
+                // minutes whose live floor fell short of the need sets the margin.
+                let (mut short, mut r) = (false, f64::NAN);
                 if let Some(last) = k.checked_sub(lag) {
-                    let first = last.saturating_sub(delay as usize);
+                    let n = f64::from(n);
                     if floor_least[last] >= n {
                         // Covered by the floor throughout.
                     } else if floor_most[last] < n {
-                        let rising = rising_before[last + 1] - rising_before[first];
-                        constrained = [rising <= last - first, rising > 0];
-                        r = [stab_least[0][last], stab_least[1][last]];
+                        (short, r) = (true, stab_least[last]);
                     } else {
-                        for u in first..=last {
+                        for u in last.saturating_sub(delay as usize)..=last {
                             if floor[u] >= n {
                                 continue;
                             }
-                            let j = class[u];
-                            constrained[j] = true;
-                            if stab[u].is_finite() && (r[j].is_nan() || stab[u] < r[j]) {
-                                r[j] = stab[u];
+                            short = true;
+                            if stab[u].is_finite() && (r.is_nan() || stab[u] < r) {
+                                r = stab[u];
                             }
                         }
                     }
                 } else {
-                    constrained[0] = true;
+                    short = true;
                 }
-                least.push([0, 1].map(|j| match (constrained[j], r[j]) {
-                    (false, _) => f64::NAN,
-                    (true, r) if r > 0.0 => r,
-                    _ => 0.0,
-                }));
-                let (b, f, j, w) = (stab[k] / c, floor[k], class[k], weight[i]);
+                let usable = r.is_finite() && r > 0.0;
+                requirement.push(if n <= objective.min_replicas || !short {
+                    f64::NEG_INFINITY
+                } else if usable {
+                    c * (n - 1) as f64 / r - 1.0
+                } else {
+                    f64::INFINITY
+                });
+                per_ready.push(if usable { c / r } else { 0.0 });
+                let b = stab[k] / c;
                 if b.is_finite() {
-                    held[j] += w * b;
-                    kept[j] += w;
-                    if f > b + 0.5 {
-                        floor_above.push((b, f, j, w));
+                    held += b;
+                    kept += 1;
+                    if floor[k] > b + 0.5 {
+                        floor_above.push((b, floor[k]));
                     }
                 } else {
-                    floor_alone += w * f;
+                    floor_alone += floor[k];
                 }
             }
             replayed.push(Replayed {
                 basis,
-                least,
+                requirement,
+                per_ready,
                 held,
                 kept,
                 floor_alone,
                 floor_above,
             });
         }
-        // The margin scored minute `i` of a replay needed in class `j`, with `extra` whole
-        // replicas (-inf: it cannot be short there; +inf: no margin covers it).
-        let need = |r: &Replayed, i: usize, j: usize, extra: f64| {
-            let l = r.least[i][j];
-            if needs[i] <= objective.min_replicas || l.is_nan() {
-                f64::NEG_INFINITY
-            } else if l > 0.0 {
-                c * (f64::from(needs[i]) - 1.0 - extra) / l - 1.0
+        // The margin minute `i` of a replay needed with `extra` whole replicas.
+        let need = |r: &Replayed, i: usize, extra: f64| {
+            let m = r.requirement[i];
+            if m.is_finite() {
+                m - extra * r.per_ready[i]
             } else {
-                f64::INFINITY
+                m
             }
         };
-        let need_both =
-            |r: &Replayed, i: usize, extra: f64| [need(r, i, 0, extra), need(r, i, 1, extra)];
         // Minutes beyond `max_margin` are short whatever the margin. Those that no basis could
         // have covered (a flash crowd, an outage's end) do not count against the objective;
         // those another basis would have covered do: a sharp recurring spike that only the
@@ -637,146 +556,88 @@ impl Calibrator {
         let most_extra = cfg.extra_replicas.iter().copied().fold(0.0, f64::max);
         let unavoidable: Vec<bool> = (0..scored.len())
             .map(|i| {
-                replayed.iter().all(|r| {
-                    let [a, b] = need_both(r, i, most_extra);
-                    a.max(b) > cfg.max_margin
-                })
+                replayed
+                    .iter()
+                    .all(|r| need(r, i, most_extra) > cfg.max_margin)
             })
             .collect();
         let unavoidable_count = unavoidable.iter().filter(|&&u| u).count();
 
-        // The cheapest margins (steady, rising) of one replay with `extra` whole replicas that
-        // leave at most the objective's share of the included minutes' weight short, and by
-        // how much weight they miss it when no margin up to `max_margin` can.
-        let select = |r: &Replayed, extra: f64, include: &dyn Fn(usize) -> bool| {
-            let mut lists: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-            let (mut short, mut total) = (0.0, 0.0);
-            for i in (0..scored.len()).filter(|&i| include(i)) {
-                total += weight[i];
-                if unavoidable[i] {
-                    continue;
-                }
-                let x = need_both(r, i, extra);
-                if x[0] > cfg.max_margin || x[1] > cfg.max_margin {
-                    short += weight[i];
-                    continue;
-                }
-                for (list, x) in lists.iter_mut().zip(x) {
-                    if x > f64::NEG_INFINITY {
-                        list.push((x, weight[i]));
-                    }
-                }
-            }
-            for list in &mut lists {
-                list.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            }
-            let cover = |list: &[(f64, f64)], left: usize| {
-                list.get(left)
-                    .map_or(0.0, |(x, _)| (x + 1e-9).clamp(0.0, cfg.max_margin))
-            };
-            let budget = share * total - short;
-            if budget < 0.0 {
-                return ([cover(&lists[0], 0), cover(&lists[1], 0)], -budget);
-            }
-            // How many of a list's largest needs fit in `room`: the minutes it leaves short.
-            let fits = |list: &[(f64, f64)], room: f64| {
-                let (mut n, mut used) = (0, 0.0);
-                while n < list.len() && used + list[n].1 <= room + 1e-9 {
-                    used += list[n].1;
-                    n += 1;
-                }
-                n
-            };
-            // The budget split between the classes (each minute counts against both, where
-            // both could leave it short: the split never leaves more short than allowed), of
-            // least cost: every share the steady minutes may take, the rest to the rising ones.
-            let mut best = ([0.0; 2], f64::INFINITY);
-            let (mut left, mut used) = (0usize, 0.0);
-            loop {
-                let m = [
-                    cover(&lists[0], left),
-                    cover(&lists[1], fits(&lists[1], budget - used)),
-                ];
-                let cost = m[0] * r.held[0] + m[1] * r.held[1];
-                if cost < best.1 {
-                    best = (m, cost);
-                }
-                match lists[0].get(left) {
-                    Some(&(_, w)) if used + w <= budget + 1e-9 => {
-                        used += w;
-                        left += 1;
-                    }
-                    _ => break,
-                }
-            }
-            (best.0, 0.0)
-        };
-
-        let mut best: Option<(usize, [f64; 2], f64, f64, f64)> = None;
+        let mut best: Option<(usize, Margins, usize, f64)> = None;
+        let mut xs = Vec::with_capacity(scored.len());
         for (index, r) in replayed.iter().enumerate() {
             for &extra in cfg.extra_replicas {
-                let (m, over) = select(r, extra, &|_| true);
+                xs.clear();
+                let mut short = 0;
+                for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
+                    let x = need(r, i, extra);
+                    if x > cfg.max_margin {
+                        short += 1;
+                    } else if x > f64::NEG_INFINITY {
+                        xs.push(x);
+                    }
+                }
+                // A basis that misses more minutes than allowed, even at the largest margin, is
+                // ranked after every one that meets the objective, by how many it misses.
+                let (margin, over) = match allowed.checked_sub(short) {
+                    Some(left) if xs.len() > left => {
+                        let i = xs.len() - 1 - left;
+                        let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
+                        ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
+                    }
+                    Some(_) => (0.0, 0),
+                    None => {
+                        let largest = xs.iter().copied().fold(0.0, f64::max);
+                        ((largest + 1e-9).min(cfg.max_margin), short - allowed)
+                    }
+                };
                 // Replayed cost in replica-minutes; a ceil adds half a replica on average. The
                 // live floor is paid for where it is above the basis with its margins.
-                let provision = |b: f64, j: usize| (1.0 + m[j]) * b + extra + 0.5;
-                let cost = (0..2)
-                    .map(|j| (1.0 + m[j]) * r.held[j] + (0.5 + extra) * r.kept[j])
-                    .sum::<f64>()
+                let provision = |b: f64| (1.0 + margin) * b + extra + 0.5;
+                let cost = (1.0 + margin) * r.held
+                    + (0.5 + extra) * r.kept as f64
                     + r.floor_alone
                     + r.floor_above
                         .iter()
-                        .map(|&(b, f, j, w)| w * (f - provision(b, j)).max(0.0))
+                        .map(|&(b, f)| (f - provision(b)).max(0.0))
                         .sum::<f64>();
-                // A basis that misses more minutes than allowed, even at the largest margin, is
-                // ranked after every one that meets the objective, by how many it misses.
                 if best
                     .as_ref()
-                    .is_none_or(|(_, _, _, b_over, b)| (over, cost) < (*b_over, *b))
+                    .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
                 {
-                    best = Some((index, m, extra, over, cost));
+                    let margins = Margins {
+                        basis: r.basis,
+                        margin,
+                        extra,
+                    };
+                    best = Some((index, margins, over, cost));
                 }
             }
         }
-        let (index, m, extra, _, _) = best?;
+        let (index, margins, _, _) = best?;
         let chosen = &replayed[index];
-        let basis = chosen.basis;
-        let margins = Margins {
+        let Margins {
             basis,
-            margin: m[0],
+            margin,
             extra,
-        };
-        let rising = cfg.rising_above.map(|above| Rising {
-            above,
-            margin: m[1],
-        });
+        } = margins;
 
         // The figures behind the choice, for the status.
         let day_lo = boundary - 1440 + 1;
-        let in_day = |i: usize| span_lo + scored[i] as i64 >= day_lo;
-        let short = |i: usize, m: [f64; 2]| {
-            let x = need_both(chosen, i, extra);
-            x[0] > m[0] || x[1] > m[1]
-        };
         let percent = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
         let (mut short_week, mut short_day, mut day, mut above) = (0, 0, 0, 0);
         for (i, &k) in scored.iter().enumerate() {
-            day += usize::from(in_day(i));
-            if short(i, m) {
+            let x = need(chosen, i, extra);
+            let in_day = span_lo + k as i64 >= day_lo;
+            day += usize::from(in_day);
+            if x > margin {
                 short_week += 1;
-                short_day += usize::from(in_day(i));
+                short_day += usize::from(in_day);
             }
             if (sample[k] / c).ceil() > objective.max_replicas as f64 {
                 above += 1;
             }
         }
-        // What the last day would have been with the margins the week before it called for:
-        // far above the objective, the load changed within the day, and the margins above
-        // are the recalibration after it.
-        let (before, _) = select(chosen, extra, &|i| !in_day(i));
-        let shifted = (0..scored.len())
-            .filter(|&i| in_day(i) && !unavoidable[i] && short(i, before))
-            .count();
-        let beyond_chance = shifted >= poisson_tail_at(share * day as f64, 1e-3);
         let error_percent = basis.forecasts().then(|| {
             // The forecast against the peak that came in its window, over the last day.
             let peaks = sliding::<true>(&sample, 0, lead as usize);
@@ -793,35 +654,14 @@ impl Calibrator {
         });
         Some(Calibration {
             margins,
-            rising,
             underprovisioned_day_percent: percent(short_day, day),
             underprovisioned_week_percent: percent(short_week, scored.len()),
             unpreventable_percent: percent(unavoidable_count, scored.len()),
             above_max_percent: percent(above, scored.len()),
-            day_percent_at_earlier_margins: percent(shifted, day),
-            shifted: beyond_chance,
             error_percent,
             scored_minutes: scored.len(),
         })
     }
-}
-
-/// The least `k` with `P(X ≥ k) < p` for `X ~ Poisson(lambda)`: more events than chance allows
-/// at that level.
-fn poisson_tail_at(lambda: f64, p: f64) -> usize {
-    if lambda > 500.0 {
-        // e^-lambda underflows; the normal approximation is close there (p = 1e-3: 3.1 sd).
-        return (lambda + 3.1 * lambda.sqrt()).ceil() as usize;
-    }
-    let (mut term, mut below) = ((-lambda).exp(), 0.0);
-    for k in 0..100_000 {
-        if 1.0 - below < p {
-            return k;
-        }
-        below += term;
-        term *= lambda / (k + 1) as f64;
-    }
-    100_000
 }
 
 /// For each index `k`, the highest (`MAX`) or lowest of the finite values of `xs` in

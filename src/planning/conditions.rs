@@ -214,7 +214,7 @@ pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> 
         "{:.2}% of the last week's minutes and {:.2}% of the last day's would have been under-provisioned with the current margins; the objective is {objective}%",
         week, cal.underprovisioned_day_percent
     );
-    if week <= objective && !cal.shifted {
+    if week <= objective {
         return Some(Finding::new(
             OBJECTIVE_MET,
             true,
@@ -232,20 +232,11 @@ pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> 
                 cal.above_max_percent, spec.max_replicas
             ),
         )
-    } else if cal.shifted {
-        (
-            "RecalibratingAfterShift",
-            format!(
-                "the load changed within the last day: {:.2}% of its minutes would have been short with the margins of the week before, far more than the objective; the margins are recalibrated to it (the relative margin is now {:.0}%)",
-                cal.day_percent_at_earlier_margins,
-                100.0 * cal.margins.margin
-            ),
-        )
     } else if cal.unpreventable_percent > 0.0 {
         (
             "UnforecastableBursts",
             format!(
-                "{:.2}% of the minutes were bursts no basis foresaw and no margin under +100% covers (flash crowds, recoveries from outages)",
+                "{:.2}% of the minutes were bursts no forecast saw and no margin under +100% covers (flash crowds, recoveries from outages)",
                 cal.unpreventable_percent
             ),
         )
@@ -383,11 +374,6 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
         extra_replicas: c.margins.extra,
         underprovisioned_percent_last_day: significant3(c.underprovisioned_day_percent),
         underprovisioned_percent_last_week: significant3(c.underprovisioned_week_percent),
-        rising_margin_percent: c.rising.map(|r| significant3(100.0 * r.margin)),
-        unforeseeable_percent_last_week: significant3(c.unpreventable_percent),
-        underprovisioned_percent_last_day_at_earlier_margins: significant3(
-            c.day_percent_at_earlier_margins,
-        ),
     });
 }
 

@@ -523,21 +523,6 @@ pub struct ModelConfig {
     /// The bases the calibration may choose among (all five by default; fewer to force one, as
     /// the tests do).
     pub bases: &'static [Basis],
-    /// Beside the ±`smoothing_half_width` mean, the profile also reads the median of the same
-    /// window (per past period, then across them), and takes the higher: a median keeps a step
-    /// a step (a monotone edge is a fixed point of a median filter), where the mean turns a
-    /// one-minute step at 09:00 into a half-hour ramp.
-    pub profile_median: bool,
-    /// Beside the ±`smoothing_half_width` mean, the higher of it and a mean this narrow (a
-    /// per-minute upper envelope), if set.
-    pub profile_envelope: Option<Duration>,
-    /// Minutes whose forecast peak exceeds the sustained live load by more than this share are
-    /// "rising" (a ramp or a step is coming), and get a margin of their own: the errors of the
-    /// morning ramp are not the night's. `None`: one margin for every minute.
-    pub rising_above: Option<f64>,
-    /// The calibration weighs each replayed minute by `0.5^(age / half-life)`, so that the
-    /// objective is met over the recent past first (weighted conformal calibration), if set.
-    pub forgetting_half_life: Option<Duration>,
 }
 
 impl Default for ModelConfig {
@@ -558,10 +543,6 @@ impl Default for ModelConfig {
             zero_persistence: Duration::minutes(15),
             sustained_samples: 3,
             bases: &BASES,
-            profile_median: false,
-            profile_envelope: None,
-            rising_above: None,
-            forgetting_half_life: None,
         }
     }
 }
@@ -639,22 +620,10 @@ pub fn predict_peak(
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
     let step = h.steps(cfg.profile_step).max(1);
-    let envelope = cfg.profile_envelope.map(|d| h.steps(d));
-    let higher = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
     let mut peak: Option<f64> = None;
     let mut i = lo;
     loop {
-        let mut profile = past.median_at(i, |c| (c - half, c + half));
-        if cfg.profile_median {
-            profile = higher(profile, past.robust_at(i, half));
-        }
-        if let Some(e) = envelope {
-            profile = higher(profile, past.median_at(i, |c| (c - e, c + e)));
-        }
-        if let Some(p) = profile {
+        if let Some(p) = past.median_at(i, |c| (c - half, c + half)) {
             let p = if adjust.multipliers.is_empty() {
                 p
             } else {
@@ -724,52 +693,6 @@ impl Past<'_> {
             };
             if let Some(m) = mean {
                 samples[n] = m;
-                n += 1;
-            }
-        }
-        median(&mut samples[..n])
-    }
-
-    /// The median over past periods of the *median* of the load within `half` of index `i`'s
-    /// phase (of the whole blocks touching that window, for periods read through blocks).
-    fn robust_at(&self, i: i64, half: i64) -> Option<f64> {
-        let mut samples = [0.0f64; 8];
-        let mut n = 0;
-        let mut window = [0.0f64; 128];
-        let end = self.view.end() as i64;
-        let h = self.view.history;
-        for k in 1..=self.periods.min(samples.len() as i64) {
-            let c = i - k * self.period;
-            let (lo, hi) = (c - half, c + half);
-            if hi > end {
-                continue;
-            }
-            let mut m = 0;
-            if k * self.period >= self.coarse_lag {
-                let mut b = lo - (lo + self.block_phase).rem_euclid(self.block);
-                while b <= hi && m < window.len() {
-                    let last = (b + self.block - 1).min(end);
-                    if let Some(v) = self.view.usual_mean(b, last, self.adjust) {
-                        window[m] = v;
-                        m += 1;
-                    }
-                    b += self.block;
-                }
-            } else {
-                for j in lo.max(self.view.lo as i64)..=hi {
-                    let v = h.values[j as usize];
-                    if v.is_finite()
-                        && m < window.len()
-                        && (self.adjust.gaps.is_empty()
-                            || !self.adjust.is_unusual(h.time(j as usize)))
-                    {
-                        window[m] = v;
-                        m += 1;
-                    }
-                }
-            }
-            if let Some(v) = median(&mut window[..m]) {
-                samples[n] = v;
                 n += 1;
             }
         }

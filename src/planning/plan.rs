@@ -256,12 +256,7 @@ pub fn decide(
     let (mut recommendation, mut reason, reactive, mut forecast_replicas, mut forecast_load) =
         match inputs.calibration {
             Some(cal) => {
-                let m = cal.margins_at(
-                    inputs.daily,
-                    inputs.weekly,
-                    inputs.sustained.unwrap_or(f64::NAN),
-                    load,
-                );
+                let m = cal.margins;
                 let provision = |load: f64| replicas_for(provisioned_load(spec, &m, load));
                 let foresight = m.basis.foresight(inputs.daily, inputs.weekly);
                 let base = m.basis.load(load, inputs.daily, inputs.weekly);
@@ -310,15 +305,7 @@ pub fn decide(
     // chose the live load (which cannot see it coming), with the same margins.
     if let Some(e) = inputs.event.filter(|e| e.load.is_finite()) {
         let r = match inputs.calibration {
-            Some(cal) => {
-                let m = cal.margins_at(
-                    inputs.daily,
-                    inputs.weekly,
-                    inputs.sustained.unwrap_or(f64::NAN),
-                    load,
-                );
-                replicas_for(provisioned_load(spec, &m, e.load))
-            }
+            Some(cal) => replicas_for(provisioned_load(spec, &cal.margins, e.load)),
             None => replicas_for(e.load * headroom.max(UNCALIBRATED_MARGIN)),
         };
         if r > forecast_replicas.unwrap_or(0) {

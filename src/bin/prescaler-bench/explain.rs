@@ -17,13 +17,12 @@ pub fn print(
     model: &ModelConfig,
     outcome: &Outcome,
 ) {
-    let mut chosen: Vec<Option<(String, f64, f64, f64, f64)>> = vec![None; trace.minutes()];
+    let mut chosen: Vec<Option<(String, f64, f64, f64)>> = vec![None; trace.minutes()];
     backtest::prescaler_with(trace, setup, spec, model, |t, d| {
         chosen[t] = d.calibration.map(|c| {
             (
                 c.margins.basis.name().to_string(),
                 c.margins.margin,
-                c.rising.map_or(f64::NAN, |r| r.margin),
                 c.margins.extra,
                 c.unpreventable_percent,
             )
@@ -33,14 +32,14 @@ pub fn print(
     let own = score::ready(&outcome.runs[0].desired, delay);
     let hpa80 = score::ready(&outcome.runs[2].desired, delay);
     println!(
-        "  {:<10} {:>5} {:>6} {:>8} {:>7} {:>7} {:>7} {:>5}  basis",
-        "day", "viol", "hpa80", "/oracle", "margin", "rising", "unprev", "extra"
+        "  {:<10} {:>5} {:>6} {:>8} {:>7} {:>7} {:>5}  basis",
+        "day", "viol", "hpa80", "/oracle", "margin", "unprev", "extra"
     );
     let first = setup.eval_index(trace);
     for day_start in (first..trace.minutes()).step_by(1440) {
         let end = (day_start + 1440).min(trace.minutes());
         let (mut viol, mut viol80, mut cost, mut oracle, mut n) = (0, 0, 0.0, 0.0, 0);
-        let (mut margin, mut rising, mut unprev, mut extra, mut m) = (0.0, 0.0, 0.0, 0.0, 0);
+        let (mut margin, mut unprev, mut extra, mut m) = (0.0, 0.0, 0.0, 0);
         let mut bases: HashMap<String, usize> = HashMap::new();
         for t in day_start..end {
             if !outcome.scored[t] {
@@ -51,10 +50,9 @@ pub fn print(
             viol80 += usize::from(hpa80[t] < outcome.needed[t]);
             cost += f64::from(outcome.runs[0].desired[t]);
             oracle += f64::from(outcome.runs[3].desired[t]);
-            if let Some((b, mg, r, e, u)) = &chosen[t] {
+            if let Some((b, mg, e, u)) = &chosen[t] {
                 *bases.entry(b.clone()).or_default() += 1;
                 margin += mg;
-                rising += if r.is_finite() { *r } else { *mg };
                 extra += e;
                 unprev += u;
                 m += 1;
@@ -71,13 +69,12 @@ pub fn print(
             .map(|(b, c)| format!("{b} {:.0}%", 100.0 * *c as f64 / n as f64))
             .collect();
         println!(
-            "  {:<10} {:>5} {:>6} {:>8.3} {:>6.1}% {:>6.1}% {:>6.2}% {:>5.1}  {}",
+            "  {:<10} {:>5} {:>6} {:>8.3} {:>6.1}% {:>6.2}% {:>5.1}  {}",
             trace.time(day_start).format("%Y-%m-%d"),
             viol,
             viol80,
             cost / oracle.max(1.0),
             100.0 * margin / m,
-            100.0 * rising / m,
             unprev / m,
             extra / m,
             bases.join(", ")

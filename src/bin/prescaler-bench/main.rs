@@ -215,13 +215,6 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
                 .map_err(|_| bad(format!("{value:?} is not a number")))
         };
         let minutes = || -> Result<Duration> { Ok(Duration::minutes(number()? as i64)) };
-        let off_or = |f: &dyn Fn() -> Result<Duration>| -> Result<Option<Duration>> {
-            Ok(if value == "off" || value == "0" {
-                None
-            } else {
-                Some(f()?)
-            })
-        };
         match key {
             "level_window_min" => model.level_window = minutes()?,
             "smoothing_half_width_min" => model.smoothing_half_width = minutes()?,
@@ -235,19 +228,6 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "objective_safety" => model.objective_safety = number()?,
             "zero_persistence_min" => model.zero_persistence = minutes()?,
             "sustained_samples" => model.sustained_samples = number()? as usize,
-            "profile_median" => model.profile_median = value == "on" || value == "true",
-            "profile_envelope_min" => model.profile_envelope = off_or(&minutes)?,
-            "rising_above" => {
-                model.rising_above = if value == "off" {
-                    None
-                } else {
-                    Some(number()?)
-                }
-            }
-            "forgetting_half_life_hours" => {
-                model.forgetting_half_life =
-                    off_or(&|| Ok(Duration::minutes((number()? * 60.0) as i64)))?
-            }
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }
