@@ -15,6 +15,9 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 
 use super::trace::Trace;
 
+/// A trace's samples, one a minute, as (time, load).
+pub type Samples = Vec<(DateTime<Utc>, f64)>;
+
 /// The first minute of every scenario: a Monday.
 pub fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
@@ -155,7 +158,7 @@ impl Regime {
 
     /// The scenario's samples, one a minute: the smooth shape and the textured load, without
     /// the outage's minutes in either.
-    pub fn samples(self, seed: u64) -> (Vec<(DateTime<Utc>, f64)>, Vec<(DateTime<Utc>, f64)>) {
+    pub fn samples(self, seed: u64) -> (Samples, Samples) {
         // One generator per scenario, so that each scenario's texture is the same whichever
         // others are generated.
         let mut rng = SplitMix64(seed ^ (self as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));

@@ -63,7 +63,7 @@ pub fn print(
         }
         let m = m.max(1) as f64;
         let mut bases: Vec<_> = bases.into_iter().collect();
-        bases.sort_by(|a, b| b.1.cmp(&a.1));
+        bases.sort_by_key(|b| std::cmp::Reverse(b.1));
         let bases: Vec<String> = bases
             .iter()
             .map(|(b, c)| format!("{b} {:.0}%", 100.0 * *c as f64 / n as f64))

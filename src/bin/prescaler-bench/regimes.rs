@@ -69,10 +69,15 @@ pub fn after_change(regime: Regime, trace: &Trace, outcome: &Outcome, delay: usi
         let from = index(change + chrono::Duration::days(1));
         let to = changes.get(n + 1).map_or(trace.minutes(), |&c| index(c));
         let (mut minutes, mut short) = (0usize, 0usize);
-        for t in from..to {
-            if outcome.scored[t] {
+        let within = from..to.max(from);
+        for ((&scored, &ready), &needed) in outcome.scored[within.clone()]
+            .iter()
+            .zip(&ready[within.clone()])
+            .zip(&outcome.needed[within])
+        {
+            if scored {
                 minutes += 1;
-                short += usize::from(ready[t] < outcome.needed[t]);
+                short += usize::from(ready < needed);
             }
         }
         if minutes > 0 {
