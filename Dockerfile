@@ -1,15 +1,29 @@
-# The operator's image: a static-linked-enough release binary on distroless, non-root.
-# Build: docker build -t ghcr.io/prescaler/prescaler:0.1.0 .
-# (Not built in this project's CI: its machines have no Docker engine.)
-FROM rust:1.89-bookworm AS build
+# The operator's image, by the same recipe as scripts/image.sh (which builds it on machines
+# without registry access, with buildah, from the binary cargo built): FROM scratch, the release
+# binary stripped of its symbols, the shared libraries it links (ldd), the CA bundle, a nonroot
+# user (65532), no shell. On a machine that can pull the Rust image:
+#   docker build -t REGISTRY/prescaler:0.1.0 .        (or: podman build, buildah bud)
+FROM docker.io/library/rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked --bin prescaler && strip target/release/prescaler
+# The workspace's other member (prescaler-bench): cargo reads it, the image does not contain it.
+COPY bench ./bench
+RUN cargo build --release --locked --bin prescaler \
+ && install -D -m 0755 target/release/prescaler /out/usr/local/bin/prescaler \
+ && strip --strip-all /out/usr/local/bin/prescaler \
+ && for lib in $(ldd target/release/prescaler | grep -o '/[^ ]*' | sort -u); do \
+      install -D -m 0755 "$(readlink -f "$lib")" "/out$lib"; \
+    done \
+ && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt \
+ && echo "nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin" > /out/etc/passwd \
+ && echo "nonroot:x:65532:" > /out/etc/group \
+ && install -d -m 1777 /out/tmp
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/prescaler /usr/local/bin/prescaler
+FROM scratch
+COPY --from=build /out/ /
 USER 65532:65532
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/prescaler"]
 CMD ["run"]

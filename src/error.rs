@@ -44,7 +44,7 @@ pub enum Error {
     #[error("{what}: {message}")]
     Config { what: String, message: String },
 
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", chain(&**.0))]
     Kube(#[source] Box<kube::Error>),
 
     /// A request that got no answer in time.
@@ -87,6 +87,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line (`client error (Connect): tcp connect error: Connection
+/// refused (os error 111)`): a wrapper's own text often leaves out what went wrong. A cause whose
+/// text the line already holds is not repeated.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// A command's exit: success, also when the reader of its output went away (`… | head`);
 /// otherwise the error on stderr and `failure` as the exit code.

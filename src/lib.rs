@@ -12,9 +12,10 @@
 pub mod adapters;
 pub mod api;
 pub mod backtest;
+pub mod cli;
 mod error;
 pub mod operator;
 pub mod planning;
 pub mod plugin;
 
-pub use error::{Error, Result, exit_code};
+pub use error::{Error, Result, chain, exit_code};

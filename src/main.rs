@@ -7,16 +7,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use prescaler::adapters::kubernetes;
-use prescaler::adapters::prometheus::{
-    DEFAULT_MAX_RESPONSE_BYTES, Prometheus, PrometheusConfig, response_bytes,
-};
+use prescaler::adapters::prometheus::Prometheus;
 use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, chart, report};
+use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs};
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
@@ -25,7 +24,8 @@ use prescaler::{Error, Result};
 #[command(
     name = "prescaler",
     version,
-    about = "Scales Kubernetes workloads ahead of their load"
+    about = "Scales Kubernetes workloads ahead of their load",
+    after_help = cli::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +64,10 @@ struct GiveBackArgs {
     /// How long to wait for the operator to stop and its Lease to be free.
     #[arg(long, default_value = "2m", value_parser = std_duration)]
     wait: std::time::Duration,
+    /// The cluster, as kubectl reaches it (default: $KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account, which the chart's hook runs with).
+    #[command(flatten)]
+    kube: KubeconfigArgs,
 }
 
 /// A duration flag, in the spec's grammar (`90s`, `5m`, `1h30m`, `28d`).
@@ -78,38 +82,11 @@ fn std_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Prometheus' base URL.
-    #[arg(long, env = "PROMETHEUS_URL")]
-    prometheus_url: String,
-    /// A file holding a bearer token for Prometheus (e.g. mounted from a Secret; re-read when it
-    /// changes).
-    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE")]
-    prometheus_bearer_token_file: Option<PathBuf>,
-    /// A user name for basic auth to Prometheus.
-    #[arg(
-        long,
-        env = "PROMETHEUS_USERNAME",
-        requires = "prometheus_password_file"
-    )]
-    prometheus_username: Option<String>,
-    /// A file holding the basic-auth password (re-read when it changes).
-    #[arg(
-        long,
-        env = "PROMETHEUS_PASSWORD_FILE",
-        requires = "prometheus_username"
-    )]
-    prometheus_password_file: Option<PathBuf>,
-    /// A PEM CA bundle to trust for Prometheus' TLS certificate.
-    #[arg(long, env = "PROMETHEUS_CA_FILE")]
-    prometheus_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "10s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
-    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB): a larger one is
-    /// dropped unparsed and its scaler told ResponseTooLarge. One series of 10,000 points, what a
-    /// legitimate read returns, is at most 460 KB.
-    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
-    prometheus_max_response_bytes: u64,
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     sync_period: std::time::Duration,
@@ -151,33 +128,34 @@ struct RunArgs {
 
 #[derive(Args)]
 struct BacktestArgs {
-    /// A `timestamp,value` CSV of the load (RFC 3339 UTC timestamps).
-    #[arg(
-        long,
-        required_unless_present = "prometheus",
-        conflicts_with = "prometheus"
-    )]
+    /// A `timestamp,value` CSV of the load (RFC 3339 UTC timestamps). PROMETHEUS_URL in the
+    /// environment does not count against it: --trace replays the file.
+    #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Replay the spec's own query from this Prometheus instead of a trace file
-    /// ("what would this spec have done last week?").
-    #[arg(long, env = "PROMETHEUS_URL")]
-    prometheus: Option<String>,
-    /// With --prometheus: the most of one Prometheus answer that is read (512 KiB to 1 GiB).
-    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
-    prometheus_max_response_bytes: u64,
-    /// With --prometheus: how much history up to now to read (the last 7 days are scored unless
+    /// Replay the spec's own query from Prometheus instead of a trace file ("what would this
+    /// spec have done last week?"): --prometheus-url and its credentials, as `prescaler run`
+    /// takes them.
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
+    /// Timeout of each Prometheus request.
+    #[arg(long, default_value = "30s", value_parser = std_duration)]
+    prometheus_timeout: std::time::Duration,
+    /// With --prometheus-url: how much history up to now to read (the last 7 days are scored unless
     /// --eval-start says otherwise).
     #[arg(long, default_value = "21d", value_parser = duration)]
     range: Duration,
     /// A PredictiveScaler manifest whose spec to replay; the flags below override it.
     #[arg(long, conflicts_with = "scaler")]
     spec: Option<PathBuf>,
-    /// Replay the spec of this PredictiveScaler, read from the cluster (the current kubeconfig).
-    #[arg(long)]
+    /// Replay the spec of this PredictiveScaler, read from the cluster (as kubectl reads it:
+    /// --kubeconfig, --context, -n).
+    #[arg(long, value_name = "NAME")]
     scaler: Option<String>,
-    /// The namespace of --scaler.
-    #[arg(short = 'n', long, default_value = "default", requires = "scaler")]
-    namespace: String,
+    /// The namespace of --scaler (default: the kubeconfig context's, else `default`).
+    #[arg(short = 'n', long, requires = "scaler")]
+    namespace: Option<String>,
+    #[command(flatten)]
+    kube: KubeconfigArgs,
     /// The load one replica carries (spec.metric.targetPerReplica).
     #[arg(long, alias = "capacity")]
     target_per_replica: Option<f64>,
@@ -214,23 +192,66 @@ struct BacktestArgs {
     /// Write a chart of load, forecast and replicas to this SVG file.
     #[arg(long)]
     svg: Option<PathBuf>,
-    /// Start of the chart (default: the first scored minute).
+    /// Start of the chart (default: the window centred on the steepest 10-minute rise of the
+    /// load in the scored range — a spike, and how each strategy met it).
     #[arg(long)]
     chart_from: Option<DateTime<Utc>>,
-    /// Length of the chart.
-    #[arg(long, default_value = "3d", value_parser = duration)]
+    /// Length of the chart (`3d` shows the days' pattern, `2h` one spike minute by minute).
+    #[arg(long, default_value = "2h", value_parser = duration)]
     chart_span: Duration,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits with 2 on a usage error, 0 for --help and --version.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Run(args) => run_operator(*args),
+        Command::Run(args) => {
+            if args.prometheus.url.is_none() {
+                usage_error(
+                    "run",
+                    "--prometheus-url <URL> (or PROMETHEUS_URL) is required",
+                );
+            }
+            run_operator(*args)
+        }
         Command::Crd => print_crd(),
-        Command::Backtest(args) => run_backtest(&args),
+        Command::Backtest(mut args) => {
+            let sub = matches
+                .subcommand_matches("backtest")
+                .expect("the backtest's matches");
+            let url_from_env = sub.value_source("url") == Some(ValueSource::EnvVariable);
+            match (args.trace.is_some(), args.prometheus.url.is_some()) {
+                // PROMETHEUS_URL is set for `run` and the plugin; a trace named on the command
+                // line is what the user asked to replay.
+                (true, true) if url_from_env => args.prometheus.url = None,
+                (true, true) => usage_error(
+                    "backtest",
+                    "--trace and --prometheus-url cannot be used together: replay a file or the spec's query",
+                ),
+                (false, false) => usage_error(
+                    "backtest",
+                    "--trace <FILE> or --prometheus-url <URL> (or PROMETHEUS_URL) is required",
+                ),
+                _ => {}
+            }
+            run_backtest(&args)
+        }
         Command::GiveBack(args) => give_back(args),
     };
-    prescaler::exit_code(result, 2)
+    prescaler::exit_code(result, cli::FAILURE)
+}
+
+/// Ends with clap's usage error (exit code 2) for `prescaler <subcommand>`.
+fn usage_error(subcommand: &str, message: &str) -> ! {
+    let mut command = Cli::command();
+    let mut sub = command
+        .find_subcommand_mut(subcommand)
+        .expect("a subcommand")
+        .clone()
+        .bin_name(format!("prescaler {subcommand}"));
+    sub.error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        .exit()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -245,12 +266,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run_operator(args: RunArgs) -> Result<()> {
     prescaler::operator::telemetry::init_logging(args.log_format);
-    let mut prometheus = PrometheusConfig::new(&args.prometheus_url);
-    prometheus.timeout = args.prometheus_timeout;
-    prometheus.max_response_bytes = args.prometheus_max_response_bytes;
-    prometheus.ca_file = args.prometheus_ca_file;
-    prometheus.bearer_token_file = args.prometheus_bearer_token_file;
-    prometheus.basic_auth = args.prometheus_username.zip(args.prometheus_password_file);
+    let prometheus = args.prometheus.config(args.prometheus_timeout)?;
     let identity = args.identity.unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("prescaler-{}", std::process::id()))
     });
@@ -283,8 +299,10 @@ fn give_back(args: GiveBackArgs) -> Result<()> {
         wait: args.wait,
     });
     let summary = runtime()?.block_on(async {
-        let client = kube::Client::try_default().await?;
-        operator::give_back::give_back_everything(&client, stop).await
+        let (client, _, address) = cli::kube_client(&args.kube).await?;
+        operator::give_back::give_back_everything(&client, stop)
+            .await
+            .map_err(|e| cli::name_the_server(e, &address))
     })?;
     let mut out = String::new();
     for r in &summary.floors {
@@ -351,9 +369,13 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
             })?;
             Some(manifest::parse(&path.display().to_string(), &text)?)
         }
-        (None, Some(name)) => {
-            Some(runtime()?.block_on(kubernetes::get_predictive_scaler(&args.namespace, name))?)
-        }
+        (None, Some(name)) => Some(runtime()?.block_on(async {
+            let (client, namespace, address) = cli::kube_client(&args.kube).await?;
+            let namespace = args.namespace.clone().unwrap_or(namespace);
+            prescaler::plugin::get_scaler(&client, &namespace, name)
+                .await
+                .map_err(|e| cli::name_the_server(e, &address))
+        })?),
         (None, None) => None,
     };
     let warnings = scaler.as_ref().map(manifest::warnings).unwrap_or_default();
@@ -386,20 +408,18 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     .apply(&mut spec);
     let mut validated = spec.validate()?;
 
-    let trace = match (&args.trace, &args.prometheus) {
-        (Some(path), _) => Trace::load(path)?,
-        (None, Some(url)) => {
+    let trace = match &args.trace {
+        Some(path) => Trace::load(path)?,
+        None => {
             if scaler.is_none() {
                 return Err(Error::InvalidSpec {
-                    field: "--prometheus".into(),
+                    field: "--prometheus-url".into(),
                     message:
                         "needs --spec or --scaler: the spec's metric.query is what is replayed"
                             .into(),
                 });
             }
-            let mut config = PrometheusConfig::new(url);
-            config.max_response_bytes = args.prometheus_max_response_bytes;
-            let prometheus = Prometheus::new(&config)?;
+            let prometheus = Prometheus::new(&args.prometheus.config(args.prometheus_timeout)?)?;
             runtime()?.block_on(backtest::trace::from_prometheus(
                 &prometheus,
                 &spec.metric.query,
@@ -407,19 +427,13 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
                 Utc::now(),
             ))?
         }
-        (None, None) => {
-            return Err(Error::InvalidSpec {
-                field: "--trace".into(),
-                message: "a trace file or --prometheus is needed".into(),
-            });
-        }
     };
     let mut setup = Setup::for_trace(&trace);
     setup.startup_delay = args.startup_delay;
     setup.metric_lag = args.metric_lag;
     if let Some(t) = args.eval_start {
         setup.eval_start = t;
-    } else if args.prometheus.is_some() {
+    } else if args.trace.is_none() {
         setup.eval_start = trace.start + (args.range - Duration::days(7)).max(Duration::zero());
     }
     if validated.lead_time_auto {
@@ -463,9 +477,14 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         eprintln!("wrote {} (one row a minute)", path.display());
     }
     if let Some(path) = &args.svg {
-        let from = args.chart_from.unwrap_or(setup.eval_start);
-        let from = (from - trace.start).num_minutes().max(0) as usize;
         let span = args.chart_span.num_minutes().max(1) as usize;
+        let from = match args.chart_from {
+            Some(t) => (t - trace.start).num_minutes().max(0) as usize,
+            None => {
+                let scored = (setup.eval_start - trace.start).num_minutes().max(0) as usize;
+                chart::around_steepest_rise(&trace.demand, scored, span)
+            }
+        };
         chart::write_svg(
             path,
             &trace,

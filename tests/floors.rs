@@ -3,7 +3,7 @@
 //! refused. One such object must neither keep every other floor raised nor be written with a
 //! value no one can vouch for. Each test is a row of `docs/reliability.md`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration as StdDuration;
 

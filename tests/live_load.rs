@@ -2,7 +2,7 @@
 //! Kubernetes API and a real Prometheus whose backfilled history ends in a ten-minute drop of
 //! the metric to zero, with the live value back at 4 000 (40 replicas).
 
-mod support;
+use crate::support;
 
 use std::time::Duration as StdDuration;
 

@@ -2,7 +2,7 @@
 //! exporter, the fake Kubernetes API (`support/fake_api.rs`), and the operator's own reconcile
 //! loop (`controller::run`) between them.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
@@ -520,7 +520,7 @@ async fn backtest_replays_a_scaler_from_prometheus() {
         std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
             .args([
                 "backtest",
-                "--prometheus",
+                "--prometheus-url",
                 &url,
                 "-n",
                 NS,

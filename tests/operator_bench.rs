@@ -4,7 +4,7 @@
 //! run completed. Run it with
 //!
 //! ```sh
-//! cargo test --release --test operator_bench -- --ignored --nocapture
+//! cargo test --release --test integration operator_bench -- --ignored --nocapture
 //! ```
 //! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
 //! window, default 120.)
@@ -13,7 +13,7 @@
 //! its own (`sum(...) * (1 + i/100000)`), so every scaler sends its own queries and gets its own
 //! result, as 1,000 distinct services would, without backfilling 1,000 series.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration as StdDuration, Instant};
 

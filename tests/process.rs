@@ -1,7 +1,7 @@
 //! The operator process's parts around the controller: Lease leader election (against the fake
 //! API, with client-go's semantics under faults) and the telemetry endpoints.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The Prometheus source against a real Prometheus (see `support/prometheus.rs`).
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, DurationRound, Utc};
 use prescaler::adapters::history::{HistoryCache, RangeSource};

@@ -364,8 +364,9 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
             invalid(
                 sub("schedule"),
                 format!(
-                    "{:?} is not a cron expression (minute hour day-of-month month day-of-week): {e}",
-                    spec.schedule
+                    "{:?} is not a cron expression (minute hour day-of-month month day-of-week): {}",
+                    spec.schedule,
+                    cron_field_problem(&spec.schedule).unwrap_or_else(|| e.to_string())
                 ),
             )
         })?;
@@ -398,6 +399,38 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
         min_replicas,
         max_replicas,
     ))
+}
+
+/// The five fields of a cron expression, with what each accepts.
+const CRON_FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+];
+
+/// Which field of a five-field expression croner refuses, and why ("the hour field \"25\" is
+/// out of its range 0-23"): croner's own message names no field. Each field is parsed alone,
+/// the others `*`. `None` when the count of fields is not five, or no single field fails.
+fn cron_field_problem(schedule: &str) -> Option<String> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Some(format!("it has {} fields, not 5", fields.len()));
+    }
+    let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
+    fields.iter().enumerate().find_map(|(i, field)| {
+        let mut alone = ["*"; 5];
+        alone[i] = field;
+        let e = parser.parse(&alone.join(" ")).err()?;
+        let (name, range) = CRON_FIELDS[i];
+        let cause = e.to_string();
+        Some(if cause.contains("out of bounds") {
+            format!("the {name} field {field:?} is out of its range {range}")
+        } else {
+            format!("the {name} field {field:?} is not valid ({range}, with `*`, `,`, `-` and `/`): {cause}")
+        })
+    })
 }
 
 /// `rules` of one direction; without policies, the direction's `default` policies apply (as the

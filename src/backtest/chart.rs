@@ -244,3 +244,37 @@ pub fn write_svg(
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }
+
+/// The first minute of a `span`-minute window centred on the steepest 10-minute rise of `demand`
+/// from minute `from` on (the first such rise when several are as steep), within the trace.
+pub fn around_steepest_rise(demand: &[f64], from: usize, span: usize) -> usize {
+    const RISE: usize = 10;
+    if demand.len() <= RISE {
+        return 0;
+    }
+    let last = demand.len() - RISE - 1;
+    let start = from.min(last);
+    let (steepest, _) = (start..=last).fold((start, f64::NEG_INFINITY), |best, m| {
+        let rise = demand[m + RISE] - demand[m];
+        if rise > best.1 { (m, rise) } else { best }
+    });
+    (steepest + RISE)
+        .saturating_sub(span / 2)
+        .min(demand.len().saturating_sub(span))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_chart_is_centred_on_the_steepest_rise_after_the_first_scored_minute() {
+        let mut demand = vec![10.0; 1000];
+        for (m, d) in demand.iter_mut().enumerate().skip(600) {
+            *d = 10.0 + (m.min(610) - 600) as f64 * 10.0; // +100 from 600 to 610
+        }
+        demand[100] = 500.0; // a steeper one, before the scored range
+        assert_eq!(super::around_steepest_rise(&demand, 300, 120), 610 - 60);
+        // Near the end, the window stays within the trace.
+        assert_eq!(super::around_steepest_rise(&demand, 300, 900), 100);
+        assert_eq!(super::around_steepest_rise(&demand[..5], 0, 120), 0);
+    }
+}

@@ -55,30 +55,55 @@ pub fn parse(name: &str, text: &str) -> Result<PredictiveScaler> {
             });
         }
     };
+    // Unknown keys are collected as the value is read (serde_ignored), and a failure names the
+    // path where it happened (serde_path_to_error): a misspelled *required* field fails as a
+    // missing one, and the misspelling is what the user needs to see.
     let mut unknown = Vec::new();
-    let scaler: PredictiveScaler = serde_ignored::deserialize(value, |path| {
-        // `apiVersion` and `kind` were checked above (the derived type reads them itself);
-        // `status` is what the operator writes, which a manifest copied from the cluster carries.
-        let path = path.to_string();
-        if !(path == "apiVersion" || path == "kind" || path.starts_with("status")) {
-            unknown.push(path);
+    let read = {
+        let mut note = |path: serde_ignored::Path| {
+            // `apiVersion` and `kind` were checked above (the derived type reads them itself);
+            // `status` is what the operator writes, which a manifest copied from the cluster
+            // carries.
+            let path = path.to_string();
+            if !(path == "apiVersion" || path == "kind" || path.starts_with("status")) {
+                unknown.push(path);
+            }
+        };
+        let ignored = serde_ignored::Deserializer::new(value, &mut note);
+        serde_path_to_error::deserialize::<_, PredictiveScaler>(ignored)
+    };
+    let also = |from: usize| {
+        if unknown.len() > from {
+            format!("; also unknown: {}", unknown[from..].join(", "))
+        } else {
+            String::new()
         }
-    })
-    .map_err(|source| Error::Yaml {
-        context: format!("{name} is not a valid PredictiveScaler"),
-        source,
-    })?;
+    };
+    let scaler = match read {
+        Ok(scaler) => scaler,
+        Err(e) => {
+            let path = e.path().to_string();
+            let cause = e.into_inner();
+            return Err(match unknown.first() {
+                // The missing field is usually the unknown one, misspelled.
+                Some(first) => Error::InvalidSpec {
+                    field: first.clone(),
+                    message: format!(
+                        "unknown field in {name} (misspelled?), and at {path}: {cause}{}",
+                        also(1)
+                    ),
+                },
+                None => Error::InvalidSpec {
+                    field: path,
+                    message: format!("{cause} (in {name})"),
+                },
+            });
+        }
+    };
     if let Some(first) = unknown.first() {
         return Err(Error::InvalidSpec {
             field: first.clone(),
-            message: format!(
-                "unknown field in {name} (misspelled?){}",
-                if unknown.len() > 1 {
-                    format!("; also unknown: {}", unknown[1..].join(", "))
-                } else {
-                    String::new()
-                }
-            ),
+            message: format!("unknown field in {name} (misspelled?){}", also(1)),
         });
     }
     Ok(scaler)
@@ -196,6 +221,40 @@ spec:
         .unwrap_err()
         .to_string();
         assert!(e.contains("spec.peakWindow"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelled_required_field_is_named_with_its_path() {
+        // Not only "missing field `targetPerReplica`": the unknown key, where it is, and where
+        // the field is missing.
+        let e = parse(
+            "m.yaml",
+            &GOOD.replace("targetPerReplica: 5", "targetPerReplika: 5"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "invalid spec.metric.targetPerReplika: unknown field in m.yaml (misspelled?)"
+            ) && e.contains("at spec.metric: missing field `targetPerReplica`"),
+            "{e}"
+        );
+        // A field missing without a misspelling: its path.
+        let e = parse("m.yaml", &GOOD.replace("  maxReplicas: 10\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid spec: missing field `maxReplicas` (in m.yaml)"),
+            "{e}"
+        );
+        // A wrong type: its path.
+        let e = parse(
+            "m.yaml",
+            &GOOD.replace("maxReplicas: 10", "maxReplicas: ten"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("invalid spec.maxReplicas:"), "{e}");
     }
 
     #[test]

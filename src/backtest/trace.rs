@@ -1,4 +1,5 @@
-//! Recorded load: a `timestamp,value` CSV (RFC 3339 UTC timestamps, strictly increasing) turned
+//! Recorded load: a `timestamp,value` CSV (RFC 3339 UTC timestamps, strictly increasing: a duplicate
+//! or a row out of order is an error naming both lines) turned
 //! into the one-minute series the backtest simulates on.
 //!
 //! Between samples the demand is interpolated linearly (as `docs/simulation.md` says). A gap —
@@ -49,6 +50,7 @@ impl Trace {
             .flexible(true)
             .from_reader(text.as_bytes());
         let mut samples: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        let mut previous_line = 0;
         for (n, record) in reader.records().enumerate() {
             let record = record.map_err(|source| Error::Csv {
                 context: format!("reading trace {name}"),
@@ -77,11 +79,26 @@ impl Trace {
             if !v.is_finite() || v < 0.0 {
                 return Err(err(line, format!("value {v} must be a finite number ≥ 0")));
             }
-            if let Some((prev, _)) = samples.last()
-                && t <= *prev
-            {
-                return Err(err(line, format!("timestamp {t} does not follow {prev}")));
+            if let Some((prev, _)) = samples.last() {
+                if t == *prev {
+                    return Err(err(
+                        line,
+                        format!(
+                            "duplicate timestamp {ts} (also on line {previous_line}): one value a timestamp"
+                        ),
+                    ));
+                }
+                if t < *prev {
+                    return Err(err(
+                        line,
+                        format!(
+                            "timestamp {ts} is before line {previous_line}'s ({}): rows must be in time order",
+                            prev.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                        ),
+                    ));
+                }
             }
+            previous_line = line;
             samples.push((t, v));
         }
         if samples.len() < 2 {
@@ -237,7 +254,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("x.csv: line 3") && e.contains("does not follow"),
+            e.contains("x.csv: line 3: duplicate timestamp 2026-01-01T00:00:00Z (also on line 2)"),
+            "{e}"
+        );
+        let e = Trace::parse(
+            "x.csv",
+            "timestamp,value\n2026-01-01T00:05:00Z,1\n2026-01-01T00:01:00Z,2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "line 3: timestamp 2026-01-01T00:01:00Z is before line 2's (2026-01-01T00:05:00Z)"
+            ),
             "{e}"
         );
         let e = Trace::parse("x.csv", "timestamp,value\nyesterday,1\n")

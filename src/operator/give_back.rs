@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -88,11 +90,15 @@ impl Summary {
 /// stuck once the operator is gone. `Err` when it could not start (the operator not stopped,
 /// the Lease lost); otherwise the `Summary`, which is to be checked: a floor the API server
 /// refused is named there (`Summary::is_complete`, `Summary::problems`) after every other was
-/// given back.
-pub async fn give_back_everything(
+/// given back. Boxed (see `operator::run`).
+pub fn give_back_everything(
     client: &kube::Client,
     stop: Option<StopOperator>,
-) -> Result<Summary> {
+) -> BoxFuture<'_, Result<Summary>> {
+    stop_then_give_back(client, stop).boxed()
+}
+
+async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) -> Result<Summary> {
     let Some(stop) = stop else {
         return give_back(client).await;
     };

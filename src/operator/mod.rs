@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
 use crate::api::PredictiveScaler;
@@ -45,7 +46,17 @@ pub struct OperatorConfig {
 
 /// Runs until a signal (then releases the Lease), or until leadership is lost (the process then
 /// exits so that it restarts as a clean standby, as client-go's controllers do).
-pub async fn run(config: OperatorConfig) -> Result<()> {
+///
+/// Boxed, as `run_controller` and `give_back::give_back_everything` are: an `async fn`'s state
+/// machine (and everything it awaits: the controller, kube's runtime, the adapters) is compiled
+/// in each crate that awaits it, so unboxed it was compiled again in the `prescaler` binary and
+/// in the integration tests, in the release profile (the binary took 96 s of CPU to compile, 21 s
+/// since). Boxed in this library, it is compiled once, here; the cost is one allocation per call.
+pub fn run(config: OperatorConfig) -> BoxFuture<'static, Result<()>> {
+    run_operator(config).boxed()
+}
+
+async fn run_operator(config: OperatorConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -54,7 +65,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
             context: format!("listening on {}", config.listen),
             source: e,
         })?;
-    let client = kube::Client::try_default().await?;
+    let (client, address) = connect().await?;
     let prometheus = Prometheus::new(&config.prometheus)?;
     let leadership = config
         .lease
@@ -76,6 +87,7 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
         probes,
     ));
     health.set_started();
+    wait_for_api_server(&client, &address).await;
 
     if let Some(lease) = &leadership {
         info!(
@@ -130,6 +142,67 @@ pub async fn run(config: OperatorConfig) -> Result<()> {
     outcome
 }
 
+/// A client for the API server of the in-cluster service account, else of the kubeconfig, and
+/// that server's address (for messages).
+async fn connect() -> Result<(kube::Client, String)> {
+    let config = kube::Config::infer().await.map_err(|e| Error::Config {
+        what: "Kubernetes client configuration (in-cluster service account, else kubeconfig)"
+            .into(),
+        message: crate::chain(&e),
+    })?;
+    let address = config.cluster_url.to_string();
+    Ok((kube::Client::try_from(config)?, address))
+}
+
+/// The first wait for the API server before its first answer, and the longest between tries.
+pub const API_SERVER_BACKOFF: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(60));
+
+/// Waits until the API server answers (its `/version`), trying again with exponential backoff
+/// (1 s, 2 s, 4 s … 60 s): an unreachable server is logged once per try with its address and
+/// the cause, not at every turn of every loop that would otherwise find it gone. The process
+/// stays up meanwhile (its `/healthz` answers; `/readyz` does not report ready), as client-go's
+/// controllers wait for their caches.
+pub async fn wait_for_api_server(client: &kube::Client, address: &str) {
+    let (mut delay, max) = API_SERVER_BACKOFF;
+    let mut failures = 0u32;
+    loop {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await;
+        let problem = match answer {
+            Ok(Ok(version)) => {
+                info!(
+                    address,
+                    version = %version.git_version,
+                    "connected to the Kubernetes API server"
+                );
+                return;
+            }
+            // It answered, if not with its version (RBAC, an old proxy): it is there.
+            Ok(Err(kube::Error::Api(status))) => {
+                info!(
+                    address,
+                    code = status.code,
+                    "connected to the Kubernetes API server"
+                );
+                return;
+            }
+            Ok(Err(e)) => crate::chain(&e),
+            Err(_) => "no answer within 10s".to_string(),
+        };
+        failures += 1;
+        warn!(
+            address,
+            error = %problem,
+            failures,
+            retry_in = ?delay,
+            "cannot reach the Kubernetes API server"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max);
+    }
+}
+
 /// The caches the controller reads: every PredictiveScaler and every HPA, each kept by a watch
 /// that `run_controller` starts. They exist before it, so that `/healthz` can see the scalers.
 pub struct Caches {
@@ -153,8 +226,24 @@ impl Caches {
     }
 }
 
-/// Starts the watches and runs the controller until a signal: what a leader does.
-pub async fn run_controller(
+/// Starts the watches and runs the controller until a signal: what a leader does. Boxed (see
+/// `run`).
+pub fn run_controller(
+    client: kube::Client,
+    prometheus: Prometheus,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    settings: Settings,
+    leadership: Option<Arc<Leadership>>,
+    caches: Caches,
+) -> BoxFuture<'static, ()> {
+    controller_until_signal(
+        client, prometheus, metrics, health, settings, leadership, caches,
+    )
+    .boxed()
+}
+
+async fn controller_until_signal(
     client: kube::Client,
     prometheus: Prometheus,
     metrics: Arc<Metrics>,

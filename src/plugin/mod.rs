@@ -5,7 +5,7 @@
 //!
 //! - `plan`: the next 24 hours at 15-minute steps, computed here with the operator's own planner
 //!   and `planning::outlook`, from the cluster's spec, the metric's history read as
-//!   `prescaler backtest --prometheus` reads it, and the target's replicas from its `/scale`;
+//!   `prescaler backtest --prometheus-url` reads it, and the target's replicas from its `/scale`;
 //! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
 //!   newest first;
 //! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus.
@@ -45,7 +45,7 @@ pub async fn get_scaler(
     }
 }
 
-/// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus` reads
+/// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus-url` reads
 /// it (one-minute steps; gaps stay gaps), as far back as the planner needs.
 pub async fn read_history(
     source: &impl RangeSource,
@@ -327,7 +327,7 @@ pub struct BacktestReport {
     pub warnings: Vec<String>,
 }
 
-/// `prescaler backtest --prometheus … --scaler NAME`: the last `range` of the scaler's query
+/// `prescaler backtest --prometheus-url … --scaler NAME`: the last `range` of the scaler's query
 /// replayed through its spec, the last 7 days of it scored.
 pub async fn backtest(
     client: &kube::Client,

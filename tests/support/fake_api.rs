@@ -45,6 +45,23 @@
 //!   `maxReplicaCount` (100 when unset) — KEDA's `getHPAMinReplicas`/`getHPAMaxReplicas` in
 //!   controllers/keda/hpa.go; any other edit of those two HPA fields is undone, as KEDA undoes it
 //!   (kedacore/keda#6061);
+//! - `/version` answers as the API server does (the operator waits for it before it starts);
+//! - for kubectl, a real client on a port (`serve_http`): `/api` and `/apis` list the served
+//!   groups (legacy discovery, which kubectl falls back to when the answer is plain JSON), and
+//!   each group version lists its resources with their short names (`psc`) and categories, as
+//!   the API server publishes a CRD's `names`; `/openapi/v3` says that PATCH takes
+//!   `fieldValidation`, so `kubectl apply` leaves validation to the server, which refuses a
+//!   PredictiveScaler with a field its CRD's schema does not have ("strict decoding error:
+//!   unknown field \"spec.peakWindow\""), as the API server checks a structural schema; a
+//!   create sets `creationTimestamp` to now;
+//! - a list or get asked for as a `meta.k8s.io/v1` Table (`kubectl get`) gets one built from
+//!   the CRD's `additionalPrinterColumns` (JSONPaths evaluated on each object, `date` columns
+//!   as kubectl's ages, priority > 0 only shown by `-o wide`), as the API server's table
+//!   convertor for custom resources builds it; other kinds get NAME and AGE;
+//! - Events written through `events.k8s.io/v1` are also served as core `v1` Events
+//!   (`regarding` as `involvedObject`, `note` as `message`), filtered by `fieldSelector`
+//!   on `involvedObject.*`, as the API server serves one Event storage through both APIs: what
+//!   `kubectl describe` lists under "Events:";
 //! - `fail_next` injects errors for the next matching requests, each with the reason the real
 //!   server gives (409 Conflict from a concurrent writer, 403 Forbidden from RBAC, 429, 500), and
 //!   every request is logged so that a test can assert what was (not) written.
@@ -378,6 +395,11 @@ impl FakeApi {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let as_table = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=Table"));
         let body = req
             .into_body()
             .collect()
@@ -421,6 +443,25 @@ impl FakeApi {
         {
             return ok(list);
         }
+        if method == Method::GET && path == "/version" {
+            return ok(
+                json!({ "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake",
+                              "platform": "linux/amd64" }),
+            );
+        }
+        if method == Method::GET
+            && let Some(doc) = openapi(&path)
+        {
+            return ok(doc);
+        }
+        // Core v1 Events: the events.k8s.io/v1 ones, as kubectl describe reads them.
+        if method == Method::GET && path.ends_with("/events") && path.starts_with("/api/v1/") {
+            let namespace = path
+                .strip_prefix("/api/v1/namespaces/")
+                .and_then(|p| p.strip_suffix("/events"));
+            let selector = query.get("fieldSelector").map(|s| percent_decode(s));
+            return ok(self.core_events(namespace, selector.as_deref()));
+        }
         let Some(route) = Route::parse(&path) else {
             return status(404, "NotFound", &format!("no route for {path}"));
         };
@@ -438,6 +479,20 @@ impl FakeApi {
                 }
             }
         };
+        let writes = [Method::POST, Method::PUT, Method::PATCH].contains(&method);
+        if writes
+            && query.get("fieldValidation").is_some_and(|v| v == "Strict")
+            && route.collection == SCALERS
+            && let Some(unknown) = unknown_field(&body)
+        {
+            return status(
+                400,
+                "BadRequest",
+                &format!(
+                    "PredictiveScaler in version \"v1alpha1\" cannot be handled as a PredictiveScaler: strict decoding error: unknown field \"{unknown}\""
+                ),
+            );
+        }
         match (&method, &route.name) {
             (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
                 self.watch(&route, &query)
@@ -452,7 +507,14 @@ impl FakeApi {
                         Some((ns.to_string(), name.to_string()))
                     }),
                 };
-                self.list_response(&route, selector.as_deref(), page)
+                let list = self.list_response(&route, selector.as_deref(), page);
+                if as_table {
+                    return table_of(list, &query).await;
+                }
+                list
+            }
+            (&Method::GET, Some(_)) if as_table && route.subresource.is_none() => {
+                table_of(self.read(&route), &query).await
             }
             (&Method::GET, Some(_)) => self.read(&route),
             (&Method::POST, None) => self.create(&route, body),
@@ -472,6 +534,48 @@ impl FakeApi {
             }
             _ => status(405, "MethodNotAllowed", &format!("{method} {path}")),
         }
+    }
+
+    /// The stored `events.k8s.io/v1` Events as core `v1` Events, in `namespace` (all without),
+    /// those matching every `involvedObject.<field>=<value>` of `selector`.
+    fn core_events(&self, namespace: Option<&str>, selector: Option<&str>) -> Value {
+        let store = self.store.lock().unwrap();
+        let items: Vec<Value> = store
+            .objects
+            .iter()
+            .filter(|((c, ns, _), _)| {
+                c == "events.k8s.io/v1/events" && namespace.is_none_or(|n| n == ns)
+            })
+            .map(|(_, e)| {
+                json!({
+                    "apiVersion": "v1", "kind": "Event",
+                    "metadata": e["metadata"],
+                    "involvedObject": e["regarding"],
+                    "reason": e["reason"], "message": e["note"], "type": e["type"],
+                    "source": { "component": e["reportingController"] },
+                    "reportingComponent": e["reportingController"],
+                    "reportingInstance": e["reportingInstance"],
+                    "firstTimestamp": e["eventTime"], "lastTimestamp": e["eventTime"],
+                    "eventTime": e["eventTime"],
+                    "count": e["series"]["count"].as_i64().unwrap_or(1),
+                })
+            })
+            .filter(|e| {
+                selector
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .all(|r| {
+                        let (k, v) = r.split_once('=').unwrap_or((r, ""));
+                        let field = k.trim().strip_prefix("involvedObject.").unwrap_or(k.trim());
+                        let have = &e["involvedObject"][field];
+                        have.as_str()
+                            .map_or(v.is_empty() && have.is_null(), |h| h == v)
+                    })
+            })
+            .collect();
+        json!({ "apiVersion": "v1", "kind": "EventList",
+                "metadata": { "resourceVersion": store.revision.to_string() }, "items": items })
     }
 
     fn list_response(&self, route: &Route, selector: Option<&str>, page: Page) -> Response<Body> {
@@ -648,6 +752,8 @@ impl FakeApi {
         body["metadata"]["name"] = json!(name);
         body["metadata"]["namespace"] = json!(ns);
         body["metadata"]["generation"] = json!(1);
+        body["metadata"]["creationTimestamp"] =
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         body["metadata"]["uid"] = json!(format!("uid-{}", store.revision + 1));
         self.commit(&mut store, key.clone(), body, "ADDED");
         created(store.objects[&key].clone())
@@ -892,40 +998,87 @@ fn collection_of(object: &Value) -> Collection {
     )
 }
 
-/// API discovery (`/api/v1`, `/apis/apps/v1`) for the kinds the tests use: which resources exist,
-/// and which have a `/scale` subresource — what kube's discovery reads for kinds prescaler does
-/// not know by name.
-fn discovery(path: &str) -> Option<Value> {
-    let group_version = match path
-        .trim_matches('/')
-        .split('/')
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["api", v] => v.to_string(),
-        ["apis", g, v] => format!("{g}/{v}"),
-        _ => return None,
-    };
-    let kinds: &[(&str, &str)] = match group_version.as_str() {
-        "v1" => &[
+/// The group versions served, with their kinds and plurals.
+const GROUPS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "v1",
+        &[
             ("ReplicationController", "replicationcontrollers"),
             ("ConfigMap", "configmaps"),
+            ("Pod", "pods"),
+            ("Event", "events"),
         ],
-        "apps/v1" => &[
+    ),
+    (
+        "apps/v1",
+        &[
             ("Deployment", "deployments"),
             ("StatefulSet", "statefulsets"),
             ("ReplicaSet", "replicasets"),
             ("DaemonSet", "daemonsets"),
         ],
+    ),
+    (
+        "autoscaling/v2",
+        &[("HorizontalPodAutoscaler", "horizontalpodautoscalers")],
+    ),
+    ("coordination.k8s.io/v1", &[("Lease", "leases")]),
+    ("events.k8s.io/v1", &[("Event", "events")]),
+    ("keda.sh/v1alpha1", &[("ScaledObject", "scaledobjects")]),
+    (
+        "prescaler.dev/v1alpha1",
+        &[("PredictiveScaler", "predictivescalers")],
+    ),
+];
+
+/// The PredictiveScalers' collection.
+const SCALERS: &str = "prescaler.dev/v1alpha1/predictivescalers";
+
+/// API discovery: `/api` and `/apis` (the groups), and `/api/v1`, `/apis/apps/v1`… (each
+/// group version's resources, and which have a `/scale` subresource — what kube's discovery
+/// reads for kinds prescaler does not know by name, and what kubectl reads to resolve `psc`).
+fn discovery(path: &str) -> Option<Value> {
+    let parts = path.trim_matches('/').split('/').collect::<Vec<_>>();
+    let group_version = match parts.as_slice() {
+        ["api"] => {
+            return Some(json!({ "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{ "clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1" }] }));
+        }
+        ["apis"] => {
+            let groups: Vec<Value> = GROUPS
+                .iter()
+                .filter_map(|(gv, _)| gv.split_once('/'))
+                .map(|(g, v)| {
+                    let version = json!({ "groupVersion": format!("{g}/{v}"), "version": v });
+                    json!({ "name": g, "versions": [version], "preferredVersion": version })
+                })
+                .collect();
+            return Some(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }));
+        }
+        ["api", v] => v.to_string(),
+        ["apis", g, v] => format!("{g}/{v}"),
         _ => return None,
     };
+    let (_, kinds) = GROUPS.iter().find(|(gv, _)| *gv == group_version)?;
     let mut resources = Vec::new();
-    for (kind, plural) in kinds {
+    for (kind, plural) in kinds.iter() {
         let verbs = json!([
             "get", "list", "watch", "create", "update", "patch", "delete"
         ]);
-        resources.push(json!({ "name": plural, "singularName": kind.to_lowercase(),
-            "namespaced": true, "kind": kind, "verbs": verbs }));
+        let mut resource = json!({ "name": plural, "singularName": kind.to_lowercase(),
+            "namespaced": true, "kind": kind, "verbs": verbs });
+        if format!("{group_version}/{plural}") == SCALERS {
+            let names = &crd()["spec"]["names"];
+            resource["shortNames"] = names["shortNames"].clone();
+            resource["categories"] = names["categories"].clone();
+            resources.push(resource);
+            resources.push(
+                json!({ "name": format!("{plural}/status"), "singularName": "",
+                "namespaced": true, "kind": kind, "verbs": ["get", "patch", "update"] }),
+            );
+            continue;
+        }
+        resources.push(resource);
         if has_scale(&format!("{group_version}/{plural}")) {
             resources.push(
                 json!({ "name": format!("{plural}/scale"), "singularName": "",
@@ -1028,4 +1181,204 @@ fn conflict(route: &Route) -> Response<Body> {
             route.name.as_deref().unwrap_or("")
         ),
     )
+}
+
+/// The PredictiveScaler CRD, as `crds/predictivescaler.yaml` holds it.
+fn crd() -> &'static Value {
+    static CRD: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    CRD.get_or_init(|| {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/predictivescaler.yaml");
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("the CRD")).expect("YAML")
+    })
+}
+
+/// OpenAPI v3, as far as kubectl reads it before a write: the root lists the group versions,
+/// and each says that its PATCH takes `fieldValidation` (client-go's query-parameter verifier
+/// looks for it on the operation tagged with the kind), so kubectl sends
+/// `fieldValidation=Strict` and leaves the schema to the server.
+fn openapi(path: &str) -> Option<Value> {
+    let gv_doc = |group_version: &str| -> Option<Value> {
+        let (_, kinds) = GROUPS.iter().find(|(gv, _)| *gv == group_version)?;
+        let (group, version) = group_version.split_once('/').unwrap_or(("", group_version));
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let mut paths = serde_json::Map::new();
+        for (kind, plural) in kinds.iter() {
+            let gvk = json!({ "group": group, "version": version, "kind": kind });
+            let param = json!([{ "name": "fieldValidation", "in": "query", "schema": { "type": "string" } }]);
+            paths.insert(
+                format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}"),
+                json!({ "patch": { "x-kubernetes-group-version-kind": gvk, "parameters": param,
+                                   "responses": { "200": { "description": "OK" } } } }),
+            );
+            paths.insert(
+                format!("{prefix}/namespaces/{{namespace}}/{plural}"),
+                json!({ "post": { "x-kubernetes-group-version-kind": gvk, "parameters": param,
+                                  "responses": { "201": { "description": "Created" } } } }),
+            );
+        }
+        Some(
+            json!({ "openapi": "3.0.0", "info": { "title": "Kubernetes", "version": "v1.33.0" },
+                     "paths": paths, "components": { "schemas": {} } }),
+        )
+    };
+    match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["openapi", "v3"] => {
+            let mut paths = serde_json::Map::new();
+            for (gv, _) in GROUPS {
+                let key = if gv.contains('/') {
+                    format!("apis/{gv}")
+                } else {
+                    format!("api/{gv}")
+                };
+                paths.insert(
+                    key.clone(),
+                    json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash=fake") }),
+                );
+            }
+            Some(json!({ "paths": paths }))
+        }
+        ["openapi", "v3", "api", v] => gv_doc(v),
+        ["openapi", "v3", "apis", g, v] => gv_doc(&format!("{g}/{v}")),
+        _ => None,
+    }
+}
+
+/// The first field of a PredictiveScaler that its CRD's schema does not have (`spec.peakWindow`),
+/// as the API server's strict field validation finds it; `metadata`, `apiVersion` and `kind` are
+/// the server's own.
+fn unknown_field(object: &Value) -> Option<String> {
+    fn walk(value: &Value, schema: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::Object(map) => {
+                let properties = schema["properties"].as_object();
+                for (k, v) in map {
+                    let here = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    if path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&k.as_str()) {
+                        continue;
+                    }
+                    match properties.and_then(|p| p.get(k)) {
+                        Some(sub) => {
+                            if let Some(found) = walk(v, sub, &here) {
+                                return Some(found);
+                            }
+                        }
+                        // A schema that lists its properties has no others (a map's schema,
+                        // `additionalProperties`, lists none).
+                        None if properties.is_some() => return Some(here),
+                        None => {}
+                    }
+                }
+                None
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &schema["items"], &format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    let schema = &crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    walk(object, schema, "")
+}
+
+/// A `meta.k8s.io/v1` Table of a list or an object response, as the API server's table
+/// convertor makes it: for PredictiveScalers the CRD's printer columns, for other kinds NAME and
+/// AGE; each row with the object (`includeObject=Object`, kubectl's default for `-o wide` and
+/// namespaces) or its metadata.
+async fn table_of(response: Response<Body>, query: &BTreeMap<String, String>) -> Response<Body> {
+    if !response.status().is_success() {
+        return response;
+    }
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value: Value = serde_json::from_slice(&bytes).unwrap();
+    let objects: Vec<Value> = match value["items"].as_array() {
+        Some(items) => items.clone(),
+        None => vec![value.clone()],
+    };
+    let scalers = objects
+        .first()
+        .is_none_or(|o| o["kind"] == "PredictiveScaler")
+        && value["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("prescaler.dev/"));
+    let mut columns = vec![json!({ "name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0 })];
+    let printer: Vec<Value> = if scalers || objects.iter().any(|o| o["kind"] == "PredictiveScaler")
+    {
+        crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        vec![json!({ "name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp" })]
+    };
+    for c in &printer {
+        columns.push(json!({ "name": c["name"], "type": c["type"], "format": c["format"].as_str().unwrap_or(""),
+            "description": c["description"].as_str().unwrap_or(""), "priority": c["priority"].as_i64().unwrap_or(0) }));
+    }
+    let include_object = query.get("includeObject").map(String::as_str);
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            for c in &printer {
+                let path = c["jsonPath"].as_str().unwrap_or("");
+                let mut v = o;
+                for key in path.trim_start_matches('.').split('.') {
+                    v = &v[key];
+                }
+                cells.push(match (c["type"].as_str(), v) {
+                    (_, Value::Null) => Value::Null,
+                    (Some("date"), Value::String(t)) => json!(age(t)),
+                    (_, v) => v.clone(),
+                });
+            }
+            let object = match include_object {
+                Some("None") => Value::Null,
+                Some("Object") => o.clone(),
+                _ => json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": o["metadata"] }),
+            };
+            json!({ "cells": cells, "object": object })
+        })
+        .collect();
+    ok(json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": { "resourceVersion": value["metadata"]["resourceVersion"] },
+        "columnDefinitions": columns, "rows": rows,
+    }))
+}
+
+/// How long ago `timestamp` was, as kubectl prints ages (`45s`, `3m20s`, `5h`, `12d`).
+fn age(timestamp: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(timestamp) else {
+        return "<invalid>".into();
+    };
+    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86400);
+    match () {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 && s % 60 != 0 => format!("{m}m{}s", s % 60),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 && m % 60 != 0 => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 192 && h % 24 != 0 => format!("{d}d{}h", h % 24),
+        _ => format!("{d}d"),
+    }
 }

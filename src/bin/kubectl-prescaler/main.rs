@@ -2,21 +2,16 @@
 //! Flag parsing, the clients and printing only; what each command does is `prescaler::plugin`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use prescaler::adapters::prometheus::{
-    DEFAULT_MAX_RESPONSE_BYTES, Prometheus, PrometheusConfig, response_bytes,
-};
+use prescaler::adapters::prometheus::Prometheus;
 use prescaler::backtest::report;
+use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs};
 use prescaler::plugin::{self, render};
 use prescaler::{Error, Result};
-
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 an error (the PredictiveScaler not found, the cluster or Prometheus unreachable, an invalid spec), with a message on standard error; 2 a usage error (a bad flag or argument).";
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +19,7 @@ const EXIT_CODES: &str = "Exit codes: 0 success; 1 an error (the PredictiveScale
     bin_name = "kubectl prescaler",
     version,
     about = "See what a PredictiveScaler will do, and why it did what it did",
-    after_help = EXIT_CODES
+    after_help = cli::EXIT_CODES
 )]
 struct Cli {
     #[command(flatten)]
@@ -39,12 +34,8 @@ struct KubeArgs {
     /// The namespace (default: the kubeconfig context's, else `default`).
     #[arg(short = 'n', long, global = true)]
     namespace: Option<String>,
-    /// The kubeconfig context to use.
-    #[arg(long, global = true)]
-    context: Option<String>,
-    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
-    #[arg(long, global = true)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    kubeconfig: KubeconfigArgs,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -57,24 +48,14 @@ enum Output {
     Yaml,
 }
 
-/// How to reach Prometheus (the same client and options as the operator's).
+/// How to reach Prometheus (the same client, flags and credentials as the operator's).
 #[derive(Args)]
-struct PrometheusArgs {
-    /// Prometheus' base URL.
-    #[arg(long, env = "PROMETHEUS_URL")]
-    prometheus_url: String,
-    /// A file holding a bearer token for Prometheus.
-    #[arg(long, env = "PROMETHEUS_BEARER_TOKEN_FILE")]
-    prometheus_bearer_token_file: Option<PathBuf>,
-    /// A PEM CA bundle to trust for Prometheus' TLS certificate.
-    #[arg(long, env = "PROMETHEUS_CA_FILE")]
-    prometheus_ca_file: Option<PathBuf>,
+struct PrometheusFlags {
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
-    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB).
-    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES, value_parser = response_bytes)]
-    prometheus_max_response_bytes: u64,
 }
 
 #[derive(Subcommand)]
@@ -95,7 +76,7 @@ struct PlanArgs {
     /// The PredictiveScaler.
     name: String,
     #[command(flatten)]
-    prometheus: PrometheusArgs,
+    prometheus: PrometheusFlags,
     #[command(flatten)]
     zone: ZoneArgs,
     /// Plan as of this instant (RFC 3339) instead of now: to reproduce a plan.
@@ -139,7 +120,7 @@ struct BacktestArgs {
     /// The PredictiveScaler.
     name: String,
     #[command(flatten)]
-    prometheus: PrometheusArgs,
+    prometheus: PrometheusFlags,
     /// How much history up to now to replay, between 8d and 42d (the last 7 days are scored,
     /// what comes before warms the forecast up).
     #[arg(long, default_value = "21d", value_parser = backtest_range)]
@@ -168,7 +149,27 @@ fn std_duration(text: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     // clap exits with 2 on a usage error, 0 for --help and --version.
     let cli = Cli::parse();
-    prescaler::exit_code(run(cli), 1)
+    let needs_prometheus = match &cli.command {
+        Command::Plan(a) => Some((&a.prometheus, "plan")),
+        Command::Backtest(a) => Some((&a.prometheus, "backtest")),
+        Command::Why(_) => None,
+    };
+    if let Some((flags, sub)) = needs_prometheus
+        && flags.prometheus.url.is_none()
+    {
+        let mut command = Cli::command();
+        let mut sub = command
+            .find_subcommand_mut(sub)
+            .expect("a subcommand")
+            .clone()
+            .bin_name(format!("kubectl prescaler {sub}"));
+        sub.error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--prometheus-url <URL> (or PROMETHEUS_URL) is required",
+        )
+        .exit();
+    }
+    prescaler::exit_code(run(cli), cli::FAILURE)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -180,99 +181,67 @@ fn run(cli: Cli) -> Result<()> {
             source,
         })?;
     runtime.block_on(async {
-        let (client, default_namespace) = kube_client(&cli.kube).await?;
-        let namespace = cli.kube.namespace.clone().unwrap_or(default_namespace);
-        let output = cli.kube.output;
-        match cli.command {
-            Command::Plan(args) => {
-                let prometheus = prometheus(&args.prometheus)?;
-                let now = args.now.unwrap_or_else(Utc::now);
-                let report =
-                    plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
-                match output {
-                    Output::Table => print(&render::plan_table(&report, args.zone.zone())),
-                    _ => structured(output, &report.document()),
-                }
-            }
-            Command::Why(args) => {
-                let report =
-                    plugin::why(&client, &namespace, &args.name, args.limit.into()).await?;
-                match output {
-                    Output::Table => print(&render::why_text(&report, args.zone.zone())),
-                    _ => structured(output, &report),
-                }
-            }
-            Command::Backtest(args) => {
-                let prometheus = prometheus(&args.prometheus)?;
-                let r = plugin::backtest(
-                    &client,
-                    &prometheus,
-                    &namespace,
-                    &args.name,
-                    args.range,
-                    Utc::now(),
-                )
-                .await?;
-                for w in &r.warnings {
-                    eprintln!("warning: {w}");
-                }
-                match output {
-                    Output::Table => print(&format!(
-                        "{}: {} minutes, scored from {} ({} minutes scored)\n{}",
-                        r.trace.name,
-                        r.trace.minutes(),
-                        r.setup.eval_start.format("%Y-%m-%d %H:%M UTC"),
-                        r.outcome.scores[0].scored_minutes,
-                        report::table(&r.outcome)
-                    )),
-                    _ => structured(
-                        output,
-                        &report::JsonReport::new(&r.trace, &r.setup, &r.outcome, &r.warnings),
-                    ),
-                }
-            }
-        }
+        let (client, default_namespace, address) = cli::kube_client(&cli.kube.kubeconfig).await?;
+        commands(&cli, client, default_namespace)
+            .await
+            .map_err(|e| cli::name_the_server(e, &address))
     })
 }
 
-/// A client as kubectl would make one: `--kubeconfig`, else $KUBECONFIG or ~/.kube/config (else
-/// the in-cluster service account), with `--context`; and the context's namespace.
-async fn kube_client(args: &KubeArgs) -> Result<(kube::Client, String)> {
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config_error = |message: String| Error::Config {
-        what: "kubeconfig".into(),
-        message,
-    };
-    let config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let file = Kubeconfig::read_from(path)
-                .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| config_error(format!("{}: {e}", path.display())))?
+async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) -> Result<()> {
+    let namespace = cli.kube.namespace.clone().unwrap_or(default_namespace);
+    let output = cli.kube.output;
+    match &cli.command {
+        Command::Plan(args) => {
+            let prometheus = prometheus(&args.prometheus)?;
+            let now = args.now.unwrap_or_else(Utc::now);
+            let report = plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
+            match output {
+                Output::Table => print(&render::plan_table(&report, args.zone.zone())),
+                _ => structured(output, &report.document()),
+            }
         }
-        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| config_error(e.to_string()))?,
-        (None, None) => kube::Config::infer()
-            .await
-            .map_err(|e| config_error(e.to_string()))?,
-    };
-    let namespace = config.default_namespace.clone();
-    let client = kube::Client::try_from(config)?;
-    Ok((client, namespace))
+        Command::Why(args) => {
+            let report = plugin::why(&client, &namespace, &args.name, args.limit.into()).await?;
+            match output {
+                Output::Table => print(&render::why_text(&report, args.zone.zone())),
+                _ => structured(output, &report),
+            }
+        }
+        Command::Backtest(args) => {
+            let prometheus = prometheus(&args.prometheus)?;
+            let r = plugin::backtest(
+                &client,
+                &prometheus,
+                &namespace,
+                &args.name,
+                args.range,
+                Utc::now(),
+            )
+            .await?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            match output {
+                Output::Table => print(&format!(
+                    "{}: {} minutes, scored from {} ({} minutes scored)\n{}",
+                    r.trace.name,
+                    r.trace.minutes(),
+                    r.setup.eval_start.format("%Y-%m-%d %H:%M UTC"),
+                    r.outcome.scores[0].scored_minutes,
+                    report::table(&r.outcome)
+                )),
+                _ => structured(
+                    output,
+                    &report::JsonReport::new(&r.trace, &r.setup, &r.outcome, &r.warnings),
+                ),
+            }
+        }
+    }
 }
 
-fn prometheus(args: &PrometheusArgs) -> Result<Prometheus> {
-    let mut config = PrometheusConfig::new(&args.prometheus_url);
-    config.timeout = args.prometheus_timeout;
-    config.max_response_bytes = args.prometheus_max_response_bytes;
-    config.bearer_token_file = args.prometheus_bearer_token_file.clone();
-    config.ca_file = args.prometheus_ca_file.clone();
-    Prometheus::new(&config)
+fn prometheus(flags: &PrometheusFlags) -> Result<Prometheus> {
+    Prometheus::new(&flags.prometheus.config(flags.prometheus_timeout)?)
 }
 
 fn structured(output: Output, value: &impl serde::Serialize) -> Result<()> {

@@ -1,0 +1,157 @@
+//! What the two commands, `prescaler` and `kubectl prescaler`, share on their command lines: the
+//! Prometheus flags (one name each, with the credentials the operator takes), the kubeconfig
+//! flags as kubectl spells them, and the exit codes. Parsing with clap; nothing here runs.
+
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::adapters::prometheus::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, response_bytes};
+use crate::{Error, Result};
+
+/// The exit codes of both commands.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 an error (a file, spec, trace or \
+PredictiveScaler that cannot be used, the cluster or Prometheus unreachable), with a message on \
+standard error; 2 a usage error (a bad flag or argument).";
+
+/// An error (exit code 1); a usage error exits with 2 (clap's own code).
+pub const FAILURE: u8 = 1;
+
+/// How to reach Prometheus: the same flags, environment variables and client in `prescaler run`,
+/// `prescaler backtest` and `kubectl prescaler`. Credentials come from files, so that they never
+/// appear in a process list or a shell history.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PrometheusArgs {
+    /// Prometheus' base URL, e.g. http://prometheus-operated.monitoring:9090.
+    #[arg(long = "prometheus-url", env = "PROMETHEUS_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// A file holding a bearer token for Prometheus (re-read when it changes).
+    #[arg(
+        long = "prometheus-bearer-token-file",
+        env = "PROMETHEUS_BEARER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A user name for basic auth to Prometheus (with --prometheus-password-file).
+    #[arg(
+        long = "prometheus-username",
+        env = "PROMETHEUS_USERNAME",
+        requires = "password_file",
+        value_name = "NAME"
+    )]
+    pub username: Option<String>,
+    /// A file holding the basic-auth password (re-read when it changes).
+    #[arg(
+        long = "prometheus-password-file",
+        env = "PROMETHEUS_PASSWORD_FILE",
+        requires = "username",
+        value_name = "FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// A PEM CA bundle to trust for Prometheus' TLS certificate.
+    #[arg(
+        long = "prometheus-ca-file",
+        env = "PROMETHEUS_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// The most of one Prometheus answer that is read (512 KiB to 1 GiB): a larger one is
+    /// dropped unparsed (the operator tells its scaler ResponseTooLarge). One series of 10,000
+    /// points, what a legitimate read returns, is at most 460 KB.
+    #[arg(
+        long = "prometheus-max-response-bytes",
+        default_value_t = DEFAULT_MAX_RESPONSE_BYTES,
+        value_parser = response_bytes,
+        value_name = "BYTES"
+    )]
+    pub max_response_bytes: u64,
+}
+
+impl Default for PrometheusArgs {
+    fn default() -> Self {
+        PrometheusArgs {
+            url: None,
+            bearer_token_file: None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+}
+
+impl PrometheusArgs {
+    /// The client's settings; an error naming the flag when no URL was given.
+    pub fn config(&self, timeout: std::time::Duration) -> Result<PrometheusConfig> {
+        let url = self.url.as_deref().ok_or_else(|| Error::Config {
+            what: "--prometheus-url".into(),
+            message: "is needed (or PROMETHEUS_URL in the environment)".into(),
+        })?;
+        let mut config = PrometheusConfig::new(url);
+        config.timeout = timeout;
+        config.bearer_token_file = self.bearer_token_file.clone();
+        config.basic_auth = self.username.clone().zip(self.password_file.clone());
+        config.ca_file = self.ca_file.clone();
+        config.max_response_bytes = self.max_response_bytes;
+        Ok(config)
+    }
+}
+
+/// Which cluster, as kubectl's flags say it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct KubeconfigArgs {
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else the in-cluster
+    /// service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// A Kubernetes client made as kubectl makes one: `--kubeconfig`, else `$KUBECONFIG` or
+/// `~/.kube/config`, else the in-cluster service account; with `--context`. Also returns the
+/// context's namespace and the API server's address (for messages).
+pub async fn kube_client(args: &KubeconfigArgs) -> Result<(kube::Client, String, String)> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config_error = |message: String| Error::Config {
+        what: "kubeconfig".into(),
+        message,
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| config_error(e.to_string()))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| config_error(e.to_string()))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let address = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)?;
+    Ok((client, namespace, address))
+}
+
+/// A request that never reached the API server (refused, no route, a TLS failure) says where it
+/// was sent: "the Kubernetes API server at https://…: unreachable: …". Other errors are kept.
+pub fn name_the_server(error: Error, address: &str) -> Error {
+    match &error {
+        Error::Kube(e) if matches!(**e, kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+            Error::Config {
+                what: format!("the Kubernetes API server at {address}"),
+                message: format!("unreachable: {}", crate::error::chain(&**e)),
+            }
+        }
+        _ => error,
+    }
+}
