@@ -1,8 +1,8 @@
 //! The synthetic regime suite (`backtest::synthetic`), replayed with the default spec: after
 //! a change of regime the objective is met again within a day, and after a week without metrics
 //! nothing is scaled below what the live load needs. The changes after which it is not met yet
-//! (issue 18) are ignored tests that say by how much; `cargo test --test regimes -- --ignored`
-//! runs them.
+//! (issue 18) are ignored tests that say by how much; `cargo test --release --test integration
+//! regimes:: -- --ignored` runs them.
 
 use prescaler::api::PredictiveScalerSpec;
 use prescaler::backtest::synthetic::{self, Regime};
