@@ -873,3 +873,52 @@ fn the_live_floor_holds_on_every_basis_in_the_pure_decision() {
         }
     }
 }
+
+#[test]
+fn a_calendar_edit_keeps_the_record_unless_it_touches_what_the_record_read() {
+    // Ten days of the daily step, kept up minute by minute; then the calendar is edited.
+    let s = spec(|_| {});
+    let until = 10 * 1440 + 536;
+    let values: Vec<f64> = (0..=until)
+        .map(|m| daily_step(t0() + Duration::minutes(m)))
+        .collect();
+    let history = History::new(t0() + Duration::minutes(1), Duration::minutes(1), values);
+    let run = |spec: &ValidatedSpec, to: i64| {
+        let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+        let mut current = 10;
+        let mut last = None;
+        for m in 1..=to {
+            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m));
+            current = d.desired_replicas;
+            last = Some(d);
+        }
+        (planner, current, last.unwrap())
+    };
+    let past = t0() + Duration::days(8);
+    let now = t0() + Duration::minutes(until + 1);
+    for (calendar, kept) in [
+        // Next week's holiday: nothing the record read. Kept; the calibration is made again.
+        ("{exclusions: [{name: holiday, date: '2026-01-22'}]}", true),
+        // Two days ago declared a holiday: the record read those days. Rebuilt.
+        ("{exclusions: [{name: holiday, date: '2026-01-13'}]}", false),
+    ] {
+        let edited = with_calendar(calendar);
+        let (mut planner, current, _) = run(&s, until);
+        let before = planner.recorded_forecasts(past);
+        assert!(before.0.is_finite(), "{before:?}");
+        planner.update_spec(edited.clone());
+        let after = planner.recorded_forecasts(past);
+        assert_eq!(after.0.is_finite(), kept, "{calendar}: {after:?}");
+        if kept {
+            assert_eq!(format!("{after:?}"), format!("{before:?}"));
+        }
+        // Either way the next calibration is the one a planner that always had the calendar
+        // makes (and, kept, so is the decision: nothing before it differed).
+        let d = planner.decide(Some(&history), current, now);
+        let (_, _, fresh) = run(&edited, until + 1);
+        assert_eq!(d.calibration, fresh.calibration, "{calendar}");
+        if kept {
+            assert_eq!(d.desired_replicas, fresh.desired_replicas, "{calendar}");
+        }
+    }
+}

@@ -27,6 +27,7 @@ mod process;
 mod prometheus;
 mod properties;
 mod readme;
+mod regimes;
 
 /// `autotests = false` (Cargo.toml) compiles only this file: a test file not declared above would
 /// be silently left out.

@@ -1,13 +1,17 @@
 //! `prescaler-bench`: the project's measuring tools, kept out of the product binary.
 //! - `scenarios`: the quality benchmark — every scenario of a scenario file backtested with
 //!   prescaler's default spec, against the HPA frontier and perfect foresight;
+//! - `regimes`: writes the synthetic regime suite (`prescaler::backtest::synthetic`) as scenario
+//!   files;
 //! - `demo-trace`: regenerates the bundled synthetic demo trace;
 //! - `forecast-methods` (feature `mstl`): prescaler's predictors against MSTL.
 
 mod bound;
 mod demo;
+mod explain;
 #[cfg(feature = "mstl")]
 mod forecast_eval;
+mod regimes;
 mod scenarios;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +62,27 @@ enum Command {
         /// a trace's holidays.
         #[arg(long)]
         calendar: Option<PathBuf>,
+        /// A PredictiveScaler manifest whose spec every scenario runs with instead of the default
+        /// one (the scenario's start-up and metric delay still set the simulated world).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Print each scenario's replay day by day: violation minutes, cost against perfect
+        /// foresight, what the calibration chose.
+        #[arg(long)]
+        explain: bool,
+        /// Change one of the model's tunables for an experiment (`KEY=VALUE`, repeatable; see
+        /// `docs/benchmarks.md` for the keys). The defaults are what prescaler runs with.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Write the synthetic regime suite (level shifts, a term break, growth, an inverted week,
+    /// a sharp daily step, a flash crowd, a week without metrics) as traces and a scenario file.
+    Regimes {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the bundled synthetic demo trace (a seeded generator) as CSV.
     DemoTrace {
@@ -97,14 +122,25 @@ fn main() -> ExitCode {
             json,
             objective,
             calendar,
-        } => run_scenarios(
-            &scenarios,
-            &traces,
-            only.as_deref(),
-            json,
-            objective,
-            calendar.as_deref(),
-        ),
+            explain,
+            set,
+            manifest,
+        } => model_with(&set).and_then(|model| {
+            run_scenarios(
+                &scenarios,
+                &traces,
+                Options {
+                    only: only.as_deref(),
+                    json,
+                    objective,
+                    calendar: calendar.as_deref(),
+                    explain,
+                    model,
+                    manifest: manifest.as_deref(),
+                },
+            )
+        }),
+        Command::Regimes { seed, out } => regimes::write(seed, &out),
         Command::Outlook { trace, spec } => time_outlook(&trace, &spec),
         Command::DemoTrace { seed, days } => {
             print!("{}", demo::trace_csv(seed, days));
@@ -145,16 +181,78 @@ struct Row {
     bound_saving: Option<f64>,
     /// prescaler's own replay, in seconds of wall-clock time.
     replay_seconds: f64,
+    /// For a trace of the regime suite: the violation % from a day after each change of regime
+    /// to the next (the worst of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    violation_percent_after_change: Option<f64>,
 }
 
-fn run_scenarios(
-    file: &Path,
-    dir: &Path,
-    only: Option<&str>,
+/// How `scenarios` runs.
+struct Options<'a> {
+    only: Option<&'a str>,
     json: bool,
     objective: Option<f64>,
-    calendar: Option<&Path>,
-) -> Result<()> {
+    calendar: Option<&'a Path>,
+    explain: bool,
+    model: ModelConfig,
+    manifest: Option<&'a Path>,
+}
+
+/// The default model with `settings` (`KEY=VALUE`) applied.
+fn model_with(settings: &[String]) -> Result<ModelConfig> {
+    let mut model = ModelConfig::default();
+    for setting in settings {
+        let bad = |message: String| Error::Config {
+            what: format!("--set {setting}"),
+            message,
+        };
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| bad("expected KEY=VALUE".into()))?;
+        let number = || -> Result<f64> {
+            value
+                .parse::<f64>()
+                .map_err(|_| bad(format!("{value:?} is not a number")))
+        };
+        let minutes = || -> Result<Duration> { Ok(Duration::minutes(number()? as i64)) };
+        match key {
+            "level_window_min" => model.level_window = minutes()?,
+            "smoothing_half_width_min" => model.smoothing_half_width = minutes()?,
+            "daily_periods" => model.daily_periods = number()? as usize,
+            "weekly_periods" => model.weekly_periods = number()? as usize,
+            "calibration_window_days" => {
+                model.calibration_window = Duration::minutes((number()? * 1440.0) as i64)
+            }
+            "recalibrate_interval_min" => model.recalibrate_interval = minutes()?,
+            "max_margin" => model.max_margin = number()?,
+            "objective_safety" => model.objective_safety = number()?,
+            "zero_persistence_min" => model.zero_persistence = minutes()?,
+            "sustained_samples" => model.sustained_samples = number()? as usize,
+            _ => return Err(bad(format!("unknown key {key:?}"))),
+        }
+    }
+    Ok(model)
+}
+
+fn run_scenarios(file: &Path, dir: &Path, options: Options<'_>) -> Result<()> {
+    let Options {
+        only,
+        json,
+        objective,
+        calendar,
+        explain,
+        model,
+        manifest,
+    } = options;
+    let manifest = manifest
+        .map(|path| -> Result<_> {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            Ok(prescaler::backtest::manifest::parse(&path.display().to_string(), &text)?.spec)
+        })
+        .transpose()?;
     let list = scenarios::load(file, dir)?;
     let calendar: Option<prescaler::api::CalendarSpec> = calendar
         .map(|path| -> Result<_> {
@@ -196,6 +294,9 @@ fn run_scenarios(
         // The scenario file's `capacity` is the load one replica carries.
         let mut spec = PredictiveScalerSpec::new(sc.capacity, sc.max_replicas as i32);
         spec.min_replicas = sc.min_replicas as i32;
+        if let Some(m) = &manifest {
+            spec = m.clone();
+        }
         if let Some(p) = objective {
             spec.objective.max_underprovisioned_percent = p;
         }
@@ -207,7 +308,6 @@ fn run_scenarios(
                 .as_str()
                 .into();
         let spec = spec.validate()?;
-        let model = ModelConfig::default();
         let started = Instant::now();
         let own = backtest::prescaler(&trace, &setup, &spec, &model);
         let replay_seconds = started.elapsed().as_secs_f64();
@@ -247,6 +347,8 @@ fn run_scenarios(
             replica_hours: own.cost,
             bound_saving,
             replay_seconds,
+            violation_percent_after_change: regimes::regime_of(&sc.trace)
+                .and_then(|r| regimes::after_change(r, &trace, &outcome, setup.delay_minutes())),
         };
         if !json {
             println!(
@@ -263,6 +365,15 @@ fn run_scenarios(
                 row.replay_seconds,
                 row.replica_hours
             );
+            if let Some(after) = row.violation_percent_after_change {
+                println!(
+                    "{:<46} a day after each change of regime: {after:.3}% violation minutes",
+                    ""
+                );
+            }
+            if explain {
+                explain::print(&trace, &setup, &spec, &model, &outcome);
+            }
         }
         rows.push(row);
     }

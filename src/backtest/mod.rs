@@ -12,6 +12,7 @@ pub mod frontier;
 pub mod manifest;
 pub mod report;
 pub mod score;
+pub mod synthetic;
 pub mod trace;
 
 use chrono::{DateTime, Duration, Utc};
@@ -81,6 +82,17 @@ pub struct Run {
 
 /// prescaler: the planner once a minute, on the metric as Prometheus would have held it.
 pub fn prescaler(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &ModelConfig) -> Run {
+    prescaler_with(trace, setup, spec, model, |_, _| {})
+}
+
+/// `prescaler`, showing `watch` every minute's decision (for the benchmark's explanations).
+pub fn prescaler_with(
+    trace: &Trace,
+    setup: &Setup,
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+    mut watch: impl FnMut(usize, &plan::Decision),
+) -> Run {
     // The value Prometheus returns at minute t is the load of minute t - lag: the history's
     // samples are the trace's, `lag` later; held as `f32`, as the operator's cache holds them.
     let metric = trace
@@ -99,6 +111,7 @@ pub fn prescaler(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, model: &Mod
     let mut forecast = Vec::with_capacity(trace.minutes());
     for t in 0..trace.minutes() {
         let decision = planner.decide(Some(&history), current, trace.time(t));
+        watch(t, &decision);
         current = decision.desired_replicas;
         desired.push(current);
         forecast.push(match (decision.forecast_load, decision.calibration) {

@@ -281,6 +281,16 @@ impl Calibrator {
             .map_or((f64::NAN, f64::NAN), |r| (f64::from(r[0]), f64::from(r[1])))
     }
 
+    /// The first and the last minute recorded, if any.
+    pub fn recorded(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        (!self.records.is_empty()).then(|| {
+            (
+                minute_time(self.first),
+                minute_time(self.first + self.records.len() as i64 - 1),
+            )
+        })
+    }
+
     /// Minutes of record a calibration at a boundary reads before it.
     fn reach(cfg: &ModelConfig, objective: &Objective) -> i64 {
         cfg.calibration_window.num_minutes()

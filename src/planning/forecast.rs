@@ -379,6 +379,23 @@ impl Adjustments {
         Self { gaps, multipliers }
     }
 
+    /// Whether `self` and `other` change the forecasts alike within `[from, to)`: the same
+    /// stretches left out of the seasonal history there, and the same multipliers.
+    pub fn agree_within(&self, other: &Self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        let clip = |s: DateTime<Utc>, e: DateTime<Utc>| {
+            (s < to && from < e).then(|| (s.max(from), e.min(to)))
+        };
+        let gaps =
+            |a: &Self| -> Vec<_> { a.gaps.iter().filter_map(|&(s, e)| clip(s, e)).collect() };
+        let multipliers = |a: &Self| -> Vec<_> {
+            a.multipliers
+                .iter()
+                .filter_map(|&(s, e, m)| clip(s, e).map(|c| (c, m.to_bits())))
+                .collect()
+        };
+        gaps(self) == gaps(other) && multipliers(self) == multipliers(other)
+    }
+
     /// Whether `t` is in an interval the seasonal history leaves out.
     pub fn is_unusual(&self, t: DateTime<Utc>) -> bool {
         let i = self.gaps.partition_point(|(_, e)| *e <= t);

@@ -77,14 +77,43 @@ impl Planner {
         &self.spec
     }
 
-    /// Takes a changed spec. The forecasts recorded for the calibration are forgotten when the
-    /// change makes them meaningless (the history, the seasonality, the lead time); any other
-    /// change (the objective, the bounds, the metric's unit) recalibrates from the record at the
-    /// next decision. The behaviour's records are kept, as the HPA keeps them across a spec change.
+    /// Takes a changed spec. The forecasts recorded for the calibration are rebuilt from the
+    /// history when the change makes them meaningless (the history, the seasonality, the lead
+    /// time, or a calendar edit within what they read); any other change (the objective, the
+    /// bounds, the metric's unit, a calendar edit outside what the record read — declaring next
+    /// week's holiday) recalibrates from the record at the next decision, which is what a
+    /// rebuild would give. The behaviour's records are kept, as the HPA keeps them across a spec
+    /// change.
     pub fn update_spec(&mut self, spec: ValidatedSpec) {
         if spec.record_key() != self.spec.record_key() {
-            self.calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
-            self.adjust = Adjustments::new(&spec.calendar);
+            let adjust = Adjustments::new(&spec.calendar);
+            let same_forecasts = (spec.history, &spec.seasonality, spec.lead_time)
+                == (
+                    self.spec.history,
+                    &self.spec.seasonality,
+                    self.spec.lead_time,
+                );
+            // What the recorded forecasts read of the calendar: the past periods before the
+            // first (the weekly profile's reach, with its smoothing and level windows), up to
+            // the last one's lead time.
+            let reach = Duration::weeks(self.model.weekly_periods as i64)
+                .max(Duration::days(self.model.daily_periods as i64))
+                + self.model.smoothing_half_width
+                + self.model.level_window
+                + COARSE_BLOCK * 2;
+            let unaffected = self.calibrator.recorded().is_some_and(|(first, last)| {
+                adjust.agree_within(
+                    &self.adjust,
+                    first - reach,
+                    last + spec.lead_time + self.model.smoothing_half_width + COARSE_BLOCK,
+                )
+            });
+            if same_forecasts && unaffected {
+                self.calibrator.invalidate();
+            } else {
+                self.calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+            }
+            self.adjust = adjust;
         } else if self.objective() != objective(&spec) {
             self.calibrator.invalidate();
         }
@@ -184,6 +213,11 @@ impl Planner {
     /// The calibration in use (from the last `decide`), once there is one.
     pub fn calibration(&self) -> Option<&calibration::Calibration> {
         self.calibrator.calibration()
+    }
+
+    /// The daily and weekly forecasts recorded for the minute of `t` (NaN where none).
+    pub fn recorded_forecasts(&self, t: DateTime<Utc>) -> (f64, f64) {
+        self.calibrator.forecasts_at(t)
     }
 
     /// The predictors the spec's seasonalities ask for.
