@@ -9,6 +9,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, DurationRound, Utc};
 use http::Method;
+use prescaler::adapters::kubernetes::POD_PAGE;
 use prescaler::operator::leader::{Leadership, LeaseSettings};
 use prescaler::operator::telemetry::{Health, Metrics};
 use prescaler::operator::{self, Caches};
@@ -1271,7 +1272,7 @@ async fn lead_time_auto_learns_the_pods_start_up() {
     assert_eq!(replicas(&api, "fast"), 3, "still scaled, on the floor");
 }
 
-/// A workload of 1,200 pods is surveyed in pages of 500 (`limit` and `continue`), as
+/// A workload of 1,200 pods is surveyed in pages of 25 (`limit` and `continue`), as
 /// client-go's pager reads a large list: the operator never holds more than a page of pods, and
 /// every page is read (the newest 1,000 start-ups are kept, more than one page holds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1306,7 +1307,7 @@ async fn a_large_workloads_pods_are_listed_in_pages() {
     assert!(
         pod_lists
             .iter()
-            .all(|r| r.query.get("limit").map(String::as_str) == Some("500")),
+            .all(|r| r.query.get("limit") == Some(&POD_PAGE.to_string())),
         "every pod list is paged: {:?}",
         pod_lists.iter().map(|r| &r.query).collect::<Vec<_>>()
     );
@@ -1316,7 +1317,7 @@ async fn a_large_workloads_pods_are_listed_in_pages() {
         .count();
     assert!(
         continued >= 2,
-        "a survey of 1,200 pods reads three pages: {continued} continued lists"
+        "a survey of 1,200 pods reads several pages: {continued} continued lists"
     );
 }
 
@@ -1945,8 +1946,10 @@ async fn a_deleted_scaler_without_a_floor_is_forgotten() {
 /// server's object limit). The cluster-wide HPA watch and the lists of a namespace's
 /// ScaledObjects (made at every sync of a target without an HPA, with KEDA support on) held them
 /// whole: 300 ScaledObjects of 200 KiB took the operator to 480 MiB, 600 HPAs to 490 MiB, over
-/// the chart's limit of 384 MiB — an OOM kill at every restart. Listed in pages and slimmed to
-/// what prescaler reads, they cost it a few MiB. Measured on the real `prescaler run` process.
+/// the chart's limit of 384 MiB — an OOM kill at every restart; so did large PredictiveScalers
+/// (430 MiB) and large pods of a `leadTime: Auto` target (pages of 500). Listed in pages and
+/// slimmed to what prescaler reads, they cost it a few MiB. Measured on the real `prescaler run`
+/// process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_memory() {
     let prom = steady_prometheus();
@@ -1991,9 +1994,48 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
                       "minReplicas": 1, "maxReplicas": 10 },
         }));
     }
-    let large = peak_rss_of_the_operator(&api, &prom.url(), &keda, decided(&api)).await;
+    // And what else a tenant writes that the operator reads: its PredictiveScalers (the CRD
+    // bounds their spec, not their metadata; these are Off, so only the watch reads them) and
+    // the pods of a `leadTime: Auto` target (their template's annotations are copied into each).
+    for i in 0..100 {
+        let mut s = scaler(&format!("big{i}"), "steady", json!({ "mode": "Off" }));
+        s["metadata"]["annotations"] = json!({ "pad": pad });
+        api.put(s);
+    }
+    api.put(deployment("pods", 2));
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for i in 0..100 {
+        let created = Utc::now() - Duration::minutes(10 + i);
+        api.put(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": format!("pods-{i}"), "namespace": NS, "labels": { "app": "pods" },
+                          "creationTimestamp": at(created), "annotations": { "pad": pad } },
+            "spec": { "containers": [{ "name": "app", "image": "app" }] },
+            "status": { "conditions": [
+                { "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) },
+                { "type": "Ready", "status": "True",
+                  "lastTransitionTime": at(created + Duration::minutes(3)) } ] },
+        }));
+    }
+    api.put(scaler(
+        "pods",
+        "steady",
+        json!({ "forecast": { "leadTime": "Auto" } }),
+    ));
+    let surveyed = {
+        let api = api.clone();
+        let four = decided(&api);
+        move || {
+            four()?;
+            match status(&api, "pods")["leadTime"]["observations"].as_i64() {
+                Some(n) if n > 0 => Ok(()),
+                _ => Err(format!("pods: {}", status(&api, "pods"))),
+            }
+        }
+    };
+    let large = peak_rss_of_the_operator(&api, &prom.url(), &keda, surveyed).await;
     eprintln!(
-        "peak RSS: {:.1} MiB, {:.1} MiB beside 300 ScaledObjects and 300 HPAs of 200 KiB (117 MiB)",
+        "peak RSS: {:.1} MiB, {:.1} MiB beside 300 ScaledObjects, 300 HPAs, 100 PredictiveScalers and 100 pods of 200 KiB (156 MiB)",
         baseline as f64 / 1024.0,
         large as f64 / 1024.0
     );

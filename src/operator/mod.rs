@@ -267,11 +267,13 @@ async fn controller_until_signal(
     );
     // Reconcile on spec changes (and the deletion mark) — not on the controller's own status
     // writes, which would double every sync. The sync period's requeue brings everything else.
+    // Slimmed before they are stored, and listed in pages (see `kubernetes::slim_scaler`).
     let changes = watcher(
         Api::<PredictiveScaler>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+        watcher::Config::default().page_size(kubernetes::LIST_PAGE),
     )
     .default_backoff()
+    .modify(kubernetes::slim_scaler)
     .reflect(caches.scaler_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());

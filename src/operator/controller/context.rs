@@ -326,8 +326,9 @@ impl Context {
     /// Forgets the scalers that are gone from the watch. A scaler without a finalizer (one that
     /// holds no floor) is deleted without a last reconcile, so nothing else would drop its
     /// planner, history (a few hundred KiB) and metrics: a tenant creating and deleting scalers
-    /// would grow the operator's memory without bound. Also drops the namespaces' read shares
-    /// and suspicions that no scaler needs any more.
+    /// would grow the operator's memory without bound. Also drops the read shares of namespaces
+    /// without scalers, and suspicions once they expire — not before, even when the namespace
+    /// has no scaler left: deleting and re-creating its scalers must not clear a suspicion.
     pub(super) async fn forget_gone(&self) {
         let scalers = self.scalers.state();
         let live: HashSet<String> = scalers.iter().filter_map(|s| s.uid()).collect();
@@ -343,8 +344,7 @@ impl Context {
         // A share in use is kept (its reconcile still runs); a new one is made when needed.
         locked(&self.namespace_reads)
             .retain(|ns, share| namespaces.contains(ns) || Arc::strong_count(share) > 1);
-        locked(&self.suspects)
-            .retain(|ns, at| namespaces.contains(ns) && at.elapsed() < SUSPECT_FOR);
+        locked(&self.suspects).retain(|_, at| at.elapsed() < SUSPECT_FOR);
         if !gone.is_empty() {
             info!(
                 count = gone.len(),
