@@ -305,7 +305,7 @@ fn give_back(args: GiveBackArgs) -> Result<()> {
             .map_err(|e| cli::name_the_server(e, &address))
     })?;
     let mut out = String::new();
-    for r in &summary.floors {
+    for r in &summary.sweep.released {
         out += &format!(
             "gave back {}/{}: {} {}\n",
             r.namespace,
@@ -324,7 +324,7 @@ fn give_back(args: GiveBackArgs) -> Result<()> {
     }
     out += &format!(
         "{} floors given back, {} finalizers removed\n",
-        summary.floors.len(),
+        summary.sweep.released.len(),
         summary.finalizers.len()
     );
     print(&out)?;

@@ -806,7 +806,7 @@ async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
     .await
     .expect("given back once the operator stopped");
     kubelet.await.unwrap();
-    assert_eq!(summary.floors.len(), 2, "{summary:?}");
+    assert_eq!(summary.sweep.released.len(), 2, "{summary:?}");
     assert_eq!(summary.finalizers.len(), 2, "{summary:?}");
     let floored = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "floored");
     assert_eq!(hpa_min(&api, "floored"), 2);

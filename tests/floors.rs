@@ -144,13 +144,13 @@ async fn one_refused_floor_does_not_stop_the_give_back_of_the_others() {
     assert_eq!(queue["spec"]["minReplicaCount"], 0, "{queue}");
     assert!(clean(&queue), "{queue}");
     assert!(!has_prescaler_finalizer(&api, "shop", "checkout"));
-    assert_eq!(summary.floors.len(), 2, "{summary:?}");
+    assert_eq!(summary.sweep.released.len(), 2, "{summary:?}");
     assert_eq!(summary.finalizers, vec!["shop/checkout".to_string()]);
 
     // The refused one is reported, by name, and the whole is incomplete (the command exits
     // non-zero on it).
     assert!(!summary.is_complete());
-    assert_eq!(summary.not_given_back.len(), 1, "{summary:?}");
+    assert_eq!(summary.sweep.failed.len(), 1, "{summary:?}");
     let problems = summary.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
@@ -236,7 +236,8 @@ async fn an_own_value_the_object_may_not_hold_is_not_written_back() {
     }
     // Each refused value is reported with the object, for the Warning and the command's output.
     let mut refused: Vec<(String, Option<String>)> = summary
-        .floors
+        .sweep
+        .released
         .iter()
         .map(|r| (r.object.to_string(), r.refused.clone()))
         .filter(|(_, r)| r.is_some())
@@ -314,7 +315,7 @@ async fn a_list_not_read_gives_back_the_rest_and_removes_no_finalizer() {
     assert_eq!(get_so(&api, "jobs", "queue")["spec"]["minReplicaCount"], 0);
     assert_eq!(hpa_min(&api, "shop", "web"), 6);
     assert!(has_prescaler_finalizer(&api, "shop", "web"));
-    assert_eq!(summary.unlisted.len(), 1, "{summary:?}");
+    assert_eq!(summary.sweep.unlisted.len(), 1, "{summary:?}");
     assert!(summary.finalizers.is_empty());
     assert_eq!(summary.finalizers_kept.len(), 1);
     assert!(!summary.is_complete());

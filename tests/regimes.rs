@@ -34,19 +34,7 @@ fn after_changes(regime: Regime, startup: i64) -> Vec<(f64, f64)> {
         ((t - trace.start).num_minutes().max(0) as usize).min(trace.minutes())
     };
     let share = |from: usize, to: usize| {
-        let (mut n, mut short) = (0, 0);
-        let within = from..to.max(from);
-        for ((&scored, &ready), &needed) in outcome.scored[within.clone()]
-            .iter()
-            .zip(&ready[within.clone()])
-            .zip(&outcome.needed[within])
-        {
-            if scored {
-                n += 1;
-                short += usize::from(ready < needed);
-            }
-        }
-        100.0 * short as f64 / n.max(1) as f64
+        score::short_percent(&outcome.scored, &ready, &outcome.needed, from..to).unwrap_or(0.0)
     };
     changes
         .iter()

@@ -8,30 +8,13 @@
 //!   and decays over 40 minutes — the ramp a reactive autoscaler always meets under-provisioned;
 //! - slow growth (2 % a week) and Poisson-like noise.
 //!
-//! The noise comes from a SplitMix64 generator written out here (eight lines) rather than the
-//! `rand` crate, so that the bundled file can never change with a dependency's algorithm.
+//! The noise comes from the project's own SplitMix64 (`backtest::synthetic::SplitMix64`, eight
+//! lines) rather than the `rand` crate, so that the bundled file can never change with a
+//! dependency's algorithm.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Europe::Berlin;
-
-/// SplitMix64: a tiny, well-known, deterministic generator.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A standard normal sample (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
+use prescaler::backtest::synthetic::SplitMix64;
 
 /// The noiseless load at `t`, in requests per second.
 pub fn expected_load(start: DateTime<Utc>, t: DateTime<Utc>) -> f64 {

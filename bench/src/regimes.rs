@@ -68,20 +68,7 @@ pub fn after_change(regime: Regime, trace: &Trace, outcome: &Outcome, delay: usi
     for (n, &change) in changes.iter().enumerate() {
         let from = index(change + chrono::Duration::days(1));
         let to = changes.get(n + 1).map_or(trace.minutes(), |&c| index(c));
-        let (mut minutes, mut short) = (0usize, 0usize);
-        let within = from..to.max(from);
-        for ((&scored, &ready), &needed) in outcome.scored[within.clone()]
-            .iter()
-            .zip(&ready[within.clone()])
-            .zip(&outcome.needed[within])
-        {
-            if scored {
-                minutes += 1;
-                short += usize::from(ready < needed);
-            }
-        }
-        if minutes > 0 {
-            let p = 100.0 * short as f64 / minutes as f64;
+        if let Some(p) = score::short_percent(&outcome.scored, &ready, &outcome.needed, from..to) {
             worst = Some(worst.map_or(p, |w: f64| w.max(p)));
         }
     }

@@ -19,6 +19,30 @@ pub fn needed(trace: &Trace, target_per_replica: f64, min: u32, max: u32) -> Vec
         .collect()
 }
 
+/// The share (%) of the scored minutes in `minutes` whose ready replicas fell short of the
+/// needed ones; `None` when none of them is scored. `scored` and `needed` as in `Outcome`,
+/// `ready` from `ready`.
+pub fn short_percent(
+    scored: &[bool],
+    ready: &[u32],
+    needed: &[u32],
+    minutes: std::ops::Range<usize>,
+) -> Option<f64> {
+    let within = minutes.start..minutes.end.max(minutes.start);
+    let (mut n, mut short) = (0usize, 0usize);
+    for ((&scored, &ready), &needed) in scored[within.clone()]
+        .iter()
+        .zip(&ready[within.clone()])
+        .zip(&needed[within])
+    {
+        if scored {
+            n += 1;
+            short += usize::from(ready < needed);
+        }
+    }
+    (n > 0).then(|| 100.0 * short as f64 / n as f64)
+}
+
 /// Ready replicas per minute: what was asked for `delay` minutes ago and has not been removed
 /// since (`min(desired(u) for u in [t - delay, t])`). Before the trace started, the fleet is taken
 /// as steady at its first size.

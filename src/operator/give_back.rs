@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use super::controller::FINALIZER;
 use super::leader::{Leadership, LeaseSettings};
-use crate::adapters::kubernetes::{self, NotReleased, Owners, Released, call};
+use crate::adapters::kubernetes::{self, Owners, Sweep, call};
 use crate::api::PredictiveScaler;
 use crate::{Error, Result};
 
@@ -47,13 +47,10 @@ pub struct StopOperator {
 #[derive(Debug, Default)]
 #[must_use]
 pub struct Summary {
-    pub floors: Vec<Released>,
+    /// The floors: given back, not given back (each with why), and the lists not read.
+    pub sweep: Sweep,
     /// PredictiveScalers whose finalizer was removed.
     pub finalizers: Vec<String>,
-    /// Floors found but not given back, each with why.
-    pub not_given_back: Vec<NotReleased>,
-    /// Lists that could not be read: the floors there were not looked at.
-    pub unlisted: Vec<Error>,
     /// PredictiveScalers whose finalizer was kept, each with why: a floor of theirs was not given
     /// back (or could not be looked for), or the finalizer could not be removed.
     pub finalizers_kept: Vec<(String, String)>,
@@ -62,18 +59,18 @@ pub struct Summary {
 impl Summary {
     /// Whether everything was given back.
     pub fn is_complete(&self) -> bool {
-        self.not_given_back.is_empty()
-            && self.unlisted.is_empty()
-            && self.finalizers_kept.is_empty()
+        self.sweep.is_complete() && self.finalizers_kept.is_empty()
     }
 
     /// One line for each thing not given back, naming it.
     pub fn problems(&self) -> Vec<String> {
         let floors = self
-            .not_given_back
+            .sweep
+            .failed
             .iter()
             .map(|f| format!("floor not given back: {f}"));
         let lists = self
+            .sweep
             .unlisted
             .iter()
             .map(|e| format!("floors not looked for: {e}"));
@@ -161,9 +158,7 @@ async fn give_back(client: &kube::Client) -> Result<Summary> {
     }
     // Each failure was logged by the sweep, naming its object.
     let mut summary = Summary {
-        floors: sweep.released,
-        not_given_back: sweep.failed,
-        unlisted: sweep.unlisted,
+        sweep,
         ..Default::default()
     };
     let api: Api<PredictiveScaler> = Api::all(client.clone());
@@ -177,7 +172,8 @@ async fn give_back(client: &kube::Client) -> Result<Summary> {
         let full = format!("{namespace}/{name}");
         let uid = ps.uid().unwrap_or_default();
         let held: Vec<String> = summary
-            .not_given_back
+            .sweep
+            .failed
             .iter()
             .filter(|f| f.owner.as_deref() == Some(uid.as_str()))
             .map(|f| format!("{}/{}", f.namespace, f.object))
@@ -188,7 +184,7 @@ async fn give_back(client: &kube::Client) -> Result<Summary> {
             summary.finalizers_kept.push((full, why));
             continue;
         }
-        if !summary.unlisted.is_empty() {
+        if !summary.sweep.unlisted.is_empty() {
             let why = "floors could not all be listed, so whether it holds one is unknown".into();
             summary.finalizers_kept.push((full, why));
             continue;
