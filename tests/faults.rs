@@ -2039,8 +2039,12 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
         baseline as f64 / 1024.0,
         large as f64 / 1024.0
     );
+    // Pages in flight at once (each scaler's ScaledObject list, both watches' lists, a pod
+    // survey: 2–5 MiB of JSON each, and their parsed objects) and the allocator's arenas vary
+    // from run to run: 31–35 MiB above the baseline measured. Held whole, the same objects cost
+    // hundreds of MiB (480 MiB for the ScaledObjects alone), so 64 MiB still tells the two apart.
     assert!(
-        large < baseline + 32 * 1024,
+        large < baseline + 64 * 1024,
         "peak RSS {large} KiB against {baseline} KiB without the large objects"
     );
 }
