@@ -781,6 +781,60 @@ fn one_bogus_sample_after_a_gap_and_before_zeros_keeps_the_scale_up_limit() {
 }
 
 #[test]
+fn one_bogus_sample_before_the_series_goes_quiet_moves_the_count_once() {
+    // One sample of 1e6 (10 000 replicas' worth), then the series absent (no sample, not zero)
+    // for forty minutes. Before: the sample stayed the live load for the five minutes it
+    // counts as fresh, and each minute asked again within the scale-up limit (2, 4, 8, 16, 32,
+    // 64, 100); then the hold kept maxReplicas for as long as the series stayed absent. Now it
+    // moves the count once: the next minutes stand on the sustained load (the level two samples
+    // confirm: none after believed zeros, a hold at the count reached; 100 after a steady 100).
+    for before in [0.0, 100.0] {
+        let mut v = vec![before; 120];
+        v.push(1e6);
+        v.extend([f64::NAN; 40]);
+        let run = from_two(v);
+        let (from, spike) = &run[120];
+        assert!(within_default_limit(*from, spike), "{from} → {spike:?}");
+        for (from, d) in &run[121..] {
+            assert!(
+                d.desired_replicas <= spike.desired_replicas,
+                "after {before}: {from} → {d:?}"
+            );
+        }
+    }
+    // A load two samples confirm is still followed while the series is quiet (an exporter that
+    // crashed under real load): 4 000 (40 replicas) from 2, the climb goes on after the last
+    // sample until it is stale.
+    let mut v = vec![100.0; 120];
+    v.extend([4000.0; 2]);
+    v.extend([f64::NAN; 10]);
+    let run = from_two(v);
+    let reached = run[121..].iter().map(|(_, d)| d.desired_replicas).max();
+    assert!(reached >= Some(40), "{reached:?}: {:?}", &run[120..]);
+}
+
+#[test]
+fn two_bogus_samples_half_an_hour_apart_are_no_level_to_hold_zeros_at() {
+    // Believed zeros, one sample of 1e6, half an hour with no sample, another 1e6, then zeros.
+    // Before: the hold after the first sample granted its whole ask at once (5 → 100 replicas,
+    // past the scale-up limit), and the two samples made a level together across the gap: the
+    // zeros after the second were held at 1e6, read as a sustained load — a live floor of
+    // maxReplicas. Now the hold keeps the count reached, and a gap of more than five minutes
+    // starts the level afresh: the second sample is alone, the zeros are believed.
+    let mut v = vec![0.0; 120];
+    v.push(1e6);
+    v.extend([f64::NAN; 30]);
+    v.push(1e6);
+    v.extend([0.0; 20]);
+    let run = from_two(v);
+    for (from, d) in &run[120..] {
+        assert!(d.live_replicas.is_none_or(|n| n <= 2), "{from} → {d:?}");
+        assert!(within_default_limit(*from, d), "{from} → {d:?}");
+        assert!(d.desired_replicas <= 25, "{from} → {d:?}");
+    }
+}
+
+#[test]
 fn a_sustained_surge_above_every_forecast_is_served_within_the_hpas_reaction() {
     // Day 15, 12:00: the load doubles (8 000, 80 replicas) for two hours, which no profile
     // foresees. The HPA would see it at 12:01 (the metric's minute of lag) and ask for 80 at

@@ -1778,6 +1778,45 @@ async fn selective_hang(
     upstream: &str,
     passed: Arc<std::sync::atomic::AtomicUsize>,
 ) -> (String, tokio::task::JoinHandle<()>) {
+    let stats = Arc::new(ProxyStats {
+        passed,
+        ..ProxyStats::default()
+    });
+    stand_in(upstream, stats, |line| {
+        if line.contains("evil") {
+            Pass::Hang
+        } else {
+            Pass::After(StdDuration::ZERO)
+        }
+    })
+    .await
+}
+
+/// What the stand-in (`stand_in`) does with a request.
+enum Pass {
+    /// Held open, never answered, until the client gives up.
+    Hang,
+    /// Passed through after this long.
+    After(StdDuration),
+}
+
+/// What the stand-in (`stand_in`) saw: requests passed, and reads in flight (now and at most).
+#[derive(Default)]
+struct ProxyStats {
+    passed: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// A stand-in for Prometheus in front of a real one, which does with each request what `rule`
+/// says of its request line, one request per upstream connection so that no request rides a
+/// pooled one.
+async fn stand_in(
+    upstream: &str,
+    stats: Arc<ProxyStats>,
+    rule: fn(&str) -> Pass,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering::SeqCst;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = upstream.trim_start_matches("http://").to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1785,7 +1824,7 @@ async fn selective_hang(
     let task = tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
             let upstream = upstream.clone();
-            let passed = passed.clone();
+            let stats = stats.clone();
             tokio::spawn(async move {
                 let mut pending = Vec::new();
                 loop {
@@ -1803,23 +1842,28 @@ async fn selective_hang(
                     let head: Vec<u8> = pending.drain(..end).collect();
                     let text = String::from_utf8_lossy(&head).into_owned();
                     let line = text.lines().next().unwrap_or_default();
-                    if line.contains("evil") {
-                        // Held open, never answered, until the client gives up.
-                        let _ = client.read(&mut buf).await;
-                        return;
-                    }
-                    passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
+                    let delay = match rule(line) {
+                        Pass::Hang => {
+                            let _ = client.read(&mut buf).await;
+                            return;
+                        }
+                        Pass::After(delay) => delay,
                     };
-                    let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
-                    if up.write_all(head.as_bytes()).await.is_err() {
-                        return;
+                    stats.passed.fetch_add(1, SeqCst);
+                    let now = stats.in_flight.fetch_add(1, SeqCst) + 1;
+                    stats.peak.fetch_max(now, SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let answered = async {
+                        let mut up = tokio::net::TcpStream::connect(&upstream).await.ok()?;
+                        let head = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                        up.write_all(head.as_bytes()).await.ok()?;
+                        let mut answer = Vec::new();
+                        up.read_to_end(&mut answer).await.ok()?;
+                        client.write_all(&answer).await.ok()
                     }
-                    let mut answer = Vec::new();
-                    if up.read_to_end(&mut answer).await.is_err()
-                        || client.write_all(&answer).await.is_err()
-                    {
+                    .await;
+                    stats.in_flight.fetch_sub(1, SeqCst);
+                    if answered.is_none() {
                         return;
                     }
                 }
@@ -1880,11 +1924,25 @@ async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
     tokio::time::sleep(StdDuration::from_secs(3)).await;
     // Only the victim's reads pass the stand-in: with a 1 s sync, about one a second.
     let read_before = passed.load(std::sync::atomic::Ordering::SeqCst);
+    let window = std::time::Instant::now();
     tokio::time::sleep(StdDuration::from_secs(10)).await;
     let reads = passed.load(std::sync::atomic::Ordering::SeqCst) - read_before;
     assert!(
         reads >= 5,
         "the other tenant read {reads} times in 10 s of the hostile tenant's churn"
+    );
+    // A reconcile deferred for its share reads nothing of the API either: of the ~320 the
+    // churn brings in 10 s, only those that read Prometheus (four slots, 2 s a timeout) read
+    // their workload. (Before: every deferred reconcile read its workload's /scale first.)
+    let workload_reads = api
+        .requests()
+        .iter()
+        .filter(|r| r.at >= window && r.method == Method::GET && r.path.contains("/evil-"))
+        .filter(|r| r.path.contains("/deployments/"))
+        .count();
+    assert!(
+        workload_reads <= 80,
+        "{workload_reads} reads of the hostile tenant's workloads in 10 s"
     );
     // 5 000/s needs 100 replicas: it is scaled up as soon as a minute's sample shows it.
     prom.set_live("victim", Some(5_000.0));
@@ -1899,6 +1957,39 @@ async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
     .await;
     churn.abort();
     proxy.abort();
+}
+
+/// A Prometheus slow for everyone (every read 1.2 s, past half the 2 s timeout) makes every
+/// namespace suspect. The suspects' caps protect the namespaces whose reads answer; when there
+/// are none to protect they must not throttle the only tenant there is. Before: a cluster whose
+/// scalers all live in one namespace was read two at a time (a quarter of the eight slots),
+/// each scaler a sync in four. Now a suspect namespace's own share binds only while the pool is
+/// busy; the suspects together still hold at most half of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_slow_for_everyone_is_read_with_half_the_slots_not_a_quarter() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let prom = steady_prometheus();
+    let stats = Arc::new(ProxyStats::default());
+    let (url, proxy) = stand_in(&prom.url(), stats.clone(), |_| {
+        Pass::After(StdDuration::from_millis(1200))
+    })
+    .await;
+    let api = FakeApi::new();
+    for i in 0..24 {
+        api.put(deployment(&format!("w{i}"), 2));
+        api.put(scaler(&format!("w{i}"), "steady", json!({})));
+    }
+    let _op = start_operator(&api, &url);
+    // The first reads of each scaler (a probe and the history) make the namespace suspect.
+    tokio::time::sleep(StdDuration::from_secs(8)).await;
+    stats.peak.store(stats.in_flight.load(SeqCst), SeqCst);
+    tokio::time::sleep(StdDuration::from_secs(12)).await;
+    let peak = stats.peak.load(SeqCst);
+    proxy.abort();
+    assert!(
+        (3..=5).contains(&peak),
+        "{peak} reads in flight at most, with every namespace suspect (8 slots)"
+    );
 }
 
 /// A scaler that holds no floor carries no finalizer, so its deletion brings no last reconcile:

@@ -28,9 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::forecast::{self, Adjustments, History, ModelConfig, Predictor, View};
 
-/// How stale the newest sample may be before the load counts as unobserved: nothing is recorded
-/// (and `plan` holds) without a recent sample.
-pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
+pub use super::forecast::MAX_LOAD_AGE;
 
 /// Whether `view`'s newest sample is recent enough at `at` for the load to count as observed.
 fn is_fresh(view: &View<'_>, at: DateTime<Utc>) -> bool {
@@ -89,13 +87,23 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
         recent[n] = v;
         n += 1;
     }
+    let sustained = if n >= CONFIRMING_SAMPLES.min(wanted) {
+        forecast::lower_median(&mut recent[..n])
+    } else {
+        None
+    };
+    // A newest sample the series has gone quiet after (no sample at the view's last step, or
+    // a view that ended a step or more ago) is the live load only as far as the sustained
+    // load confirms it. Followed as it is, minute after minute, one bogus sample before the
+    // series vanished asked for its replicas again at every step of `MAX_LOAD_AGE`, and the
+    // scale-up limit, which paces a climb, let it climb to `maxReplicas` in five minutes
+    // (and the hold that follows kept it there). So one new sample moves the count once,
+    // within the limit; a load that two samples confirm is still followed while it is fresh
+    // (an exporter that crashed under real load), and nothing confirmed is a hold.
+    let quiet = age >= h.step() || values.last().is_none_or(|v| !v.is_finite());
     LiveReading {
-        load: Some(load),
-        sustained: if n >= CONFIRMING_SAMPLES.min(wanted) {
-            forecast::lower_median(&mut recent[..n])
-        } else {
-            None
-        },
+        load: if quiet { sustained } else { Some(load) },
+        sustained,
     }
 }
 
@@ -407,7 +415,9 @@ impl Calibrator {
         // A sudden drop to zero that did not persist is a missing sample to the decisions, and
         // to the score: what the load really was then is not known.
         let persist = cfg.zero_persistence.num_minutes().max(0) as usize;
-        for (a, b, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples) {
+        // In minutes, as `sample` is; never closer than the history's own samples.
+        let apart = (MAX_LOAD_AGE.num_seconds().max(step) / 60) as usize;
+        for (a, b, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples, apart) {
             for v in &mut sample[a..=b] {
                 *v = f64::NAN;
             }
@@ -809,6 +819,15 @@ mod tests {
         // … the level before it, not one bogus sample just before it.
         let r = read(&[100.0, 100.0, 100.0, 1e6, 0.0, 0.0]);
         assert_eq!((r.load, r.sustained), (Some(100.0), Some(100.0)));
+        // A series gone quiet after its newest sample: that sample is the live load only as
+        // far as the sustained load confirms it.
+        let r = read(&[100.0, 100.0, 100.0, 1e6, f64::NAN]);
+        assert_eq!((r.load, r.sustained), (Some(100.0), Some(100.0)));
+        let r = read(&[0.0, 0.0, 0.0, 1e6, f64::NAN]);
+        assert_eq!(r, LiveReading::default());
+        let h = History::new(t0(), Duration::minutes(1), vec![100.0, 100.0, 1e6]);
+        let quiet = live_reading(&cfg, h.view(2), h.time(2) + Duration::minutes(1));
+        assert_eq!((quiet.load, quiet.sustained), (Some(100.0), Some(100.0)));
         // Nothing recent: nothing read.
         let h = History::new(t0(), Duration::minutes(1), vec![100.0; 3]);
         let stale = live_reading(&cfg, h.view(2), h.time(2) + Duration::minutes(6));

@@ -214,7 +214,8 @@ impl<'a> View<'a> {
             return (lo, Cow::Borrowed(&read[lo - from..]));
         }
         let mut values = read.to_vec();
-        for (a, b, fill) in zero_blips(&values, persist.max(0) as usize, level) {
+        let apart = self.history.steps(MAX_LOAD_AGE).max(1) as usize;
+        for (a, b, fill) in zero_blips(&values, persist.max(0) as usize, level, apart) {
             for v in &mut values[a..=b] {
                 if *v == 0.0 {
                     *v = fill;
@@ -256,6 +257,11 @@ impl<'a> View<'a> {
     }
 }
 
+/// How stale the newest sample may be before the load counts as unobserved: nothing is recorded
+/// (and `plan` holds) without a recent sample. Samples further apart than this, with nothing
+/// between, do not make a level together either (`zero_blips`).
+pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
+
 /// The sudden drops to zero in `values` (samples in order, NaN for a gap) that have not
 /// persisted: each run of zeros (gaps within it included) that follows a non-zero level and
 /// spans fewer than `persist` samples from its first zero to its last, as `(first, last, the
@@ -269,12 +275,20 @@ impl<'a> View<'a> {
 /// A level stands on at least `LEVEL_SAMPLES` samples (fewer when `level` is smaller): after a
 /// gap, one sample is all that is read before a run, and a bogus one would otherwise be held
 /// over every zero that follows and read as a sustained load — the zeros are believed then, as
-/// the HPA believes them. A held run counts as its level for the runs after it, a level that
-/// stood on enough samples itself.
-pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, usize, f64)> {
+/// the HPA believes them. A gap of more than `apart` steps (the series absent, not zero) ends a
+/// run and starts the level afresh: two bogus samples half an hour apart are not a level that
+/// confirms itself. A held run counts as its level for the runs after it, a level that stood on enough
+/// samples itself.
+pub fn zero_blips(
+    values: &[f64],
+    persist: usize,
+    level: usize,
+    apart: usize,
+) -> Vec<(usize, usize, f64)> {
     let mut blips = Vec::new();
-    // The newest samples as read, oldest first.
+    // The newest samples as read, oldest first, and where the last of them was.
     let mut before = Recent::new(level);
+    let mut last_sample: Option<usize> = None;
     let mut run: Option<(usize, usize)> = None;
     let mut close = |run: &mut Option<(usize, usize)>, before: &mut Recent| {
         let Some((a, b)) = run.take() else {
@@ -293,9 +307,17 @@ pub fn zero_blips(values: &[f64], persist: usize, level: usize) -> Vec<(usize, u
         }
     };
     for (i, &v) in values.iter().enumerate() {
+        if !v.is_finite() {
+            continue;
+        }
+        if last_sample.is_some_and(|j| i - j > apart) {
+            close(&mut run, &mut before);
+            before = Recent::new(level);
+        }
+        last_sample = Some(i);
         if v == 0.0 {
             run = Some(run.map_or((i, i), |(a, _)| (a, i)));
-        } else if v.is_finite() {
+        } else {
             close(&mut run, &mut before);
             before.push(v);
         }
@@ -865,39 +887,53 @@ mod tests {
         let n = f64::NAN;
         // A blip of three zeros (a gap inside) after load: held, with the load before it.
         assert_eq!(
-            zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3),
+            zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5),
             vec![(2, 4, 5.0)]
         );
         // Zeros from the start have nothing before them: believed.
-        assert!(zero_blips(&[0.0, 0.0, 3.0], 15, 3).is_empty());
+        assert!(zero_blips(&[0.0, 0.0, 3.0], 15, 3, 5).is_empty());
         // A run as long as the persistence is believed; one step shorter is not.
         let long: Vec<f64> = [4.0, 4.0].into_iter().chain([0.0; 15]).collect();
-        assert!(zero_blips(&long, 15, 3).is_empty());
-        assert_eq!(zero_blips(&long[..16], 15, 3), vec![(2, 15, 4.0)]);
+        assert!(zero_blips(&long, 15, 3, 5).is_empty());
+        assert_eq!(zero_blips(&long[..16], 15, 3, 5), vec![(2, 15, 4.0)]);
         // Held at the level before the drop (the lower median of the three samples before it,
         // as read), not at one odd sample just before it.
         assert_eq!(
-            zero_blips(&[150.0, 150.0, 1e6, 0.0, 0.0], 15, 3),
+            zero_blips(&[150.0, 150.0, 1e6, 0.0, 0.0], 15, 3, 5),
             vec![(3, 4, 150.0)]
         );
-        assert_eq!(zero_blips(&[150.0, 1e6, 0.0], 15, 3), vec![(2, 2, 150.0)]);
+        assert_eq!(
+            zero_blips(&[150.0, 1e6, 0.0], 15, 3, 5),
+            vec![(2, 2, 150.0)]
+        );
         // One sample after a gap is no level to hold a drop at (a bogus one would be read as a
         // sustained load over every zero): the zeros are believed. Two samples are a level.
-        assert!(zero_blips(&[n, n, 1e6, 0.0, 0.0], 15, 3).is_empty());
+        assert!(zero_blips(&[n, n, 1e6, 0.0, 0.0], 15, 3, 5).is_empty());
         assert_eq!(
-            zero_blips(&[n, 5.0, 6.0, 0.0, 0.0], 15, 3),
+            zero_blips(&[n, 5.0, 6.0, 0.0, 0.0], 15, 3, 5),
             vec![(3, 4, 5.0)]
+        );
+        // Samples further apart than `apart` with nothing between make no level together: the
+        // second starts afresh, alone, and the zeros after it are believed.
+        let mut apart = vec![0.0; 3];
+        apart.push(1e6);
+        apart.extend([n; 30]);
+        apart.extend([1e6, 0.0, 0.0]);
+        assert!(zero_blips(&apart, 15, 3, 5).is_empty());
+        assert_eq!(
+            zero_blips(&[5.0, 5.0, n, n, n, 5.0, 0.0], 15, 3, 5),
+            vec![(6, 6, 5.0)]
         );
         // An earlier drop counts as held: two blips in a row are held at the same level.
         assert_eq!(
-            zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3),
+            zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3, 5),
             vec![(3, 5, 150.0), (7, 7, 150.0)]
         );
         // Zeros after one sample that follows believed zeros: the level before them is zero,
         // no drop to hold.
         let mut lone: Vec<f64> = vec![0.0; 20];
         lone.extend([1e6, 0.0, 0.0]);
-        assert!(zero_blips(&lone, 15, 3).is_empty());
+        assert!(zero_blips(&lone, 15, 3, 5).is_empty());
         // The level and the live load read the held value, not the zeros.
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);

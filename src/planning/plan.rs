@@ -100,7 +100,7 @@ pub struct ExpectedEvent {
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     behavior: behavior::Memory,
-    /// The last decision's forecast-or-reactive count, held through a metrics outage.
+    /// The count a metrics outage holds: the last decision's, or what it knew ahead (`decide`).
     last_trusted: Option<(DateTime<Utc>, u32)>,
     /// The last decision's forecast alone: the floor an HPA keeps through an outage.
     last_forecast: Option<(DateTime<Utc>, u32)>,
@@ -368,7 +368,17 @@ pub fn decide(
     {
         reason = Reason::ScheduledMaximum(c.source.clone());
     }
-    memory.last_trusted = Some((now, recommendation));
+    // What an outage holds (`hold`): the count granted and, where the default scale-up limit
+    // lets it through anyway, what was known ahead or confirmed (`foresight`). The rest of the
+    // ask stood on the newest sample alone: remembered whole, one bogus sample's ask (its
+    // replicas, up to maxReplicas) was granted in full the minute the series went quiet, past
+    // the limit that had paced it.
+    let held = if spec.behavior.scale_up.default_policies {
+        desired.max(foresight)
+    } else {
+        desired
+    };
+    memory.last_trusted = Some((now, held));
     if let Some(f) = forecast_replicas {
         memory.last_forecast = Some((now, f));
     }

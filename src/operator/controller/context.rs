@@ -139,8 +139,9 @@ pub struct Context {
 /// queries keep hanging is still suspect when its scalers try again.
 pub(super) const SUSPECT_FOR: StdDuration = crate::operator::backoff::MAX_DELAY;
 
-/// What a reconcile of a suspect namespace holds while it reads Prometheus: its namespace's
-/// slot and one of the suspects' slots, given back when it is dropped (see `read_share`).
+/// What a reconcile of a suspect namespace holds while it reads Prometheus: one of the suspects'
+/// slots and, unless the pool was quiet, its namespace's, given back when it is dropped (see
+/// `read_share`).
 pub(super) struct ReadShare {
     _namespace: Option<OwnedSemaphorePermit>,
     _suspect: Option<OwnedSemaphorePermit>,
@@ -221,7 +222,11 @@ impl Context {
     /// query), held every slot and stopped every other tenant's scaling; so did four such
     /// namespaces under a share per namespace alone. So a namespace whose read was slow (half
     /// the timeout or more, or timed out) in the last `SUSPECT_FOR` is suspect:
-    /// - a suspect namespace may have a quarter of the slots in reads (at least one);
+    /// - a suspect namespace may have a quarter of the slots in reads (at least one) while
+    ///   more than half of them are in use, and more while the pool is quieter: the share keeps
+    ///   one suspect from crowding out the others, and need not throttle a Prometheus slow for
+    ///   everyone (a cluster whose scalers all live in one suspect namespace was read two at
+    ///   a time);
     /// - all suspect namespaces together may have half of them (at least one): a tenant with
     ///   several namespaces (or several careless tenants) cannot hold more, and the other half
     ///   stays for the namespaces whose reads answer.
@@ -237,28 +242,51 @@ impl Context {
     /// and the controller's queue serves newly triggered objects first, so the busy tenant's
     /// edits would again crowd everyone else out.
     pub(super) fn read_share(&self, namespace: &str) -> Option<ReadShare> {
-        let suspect = locked(&self.suspects)
-            .get(namespace)
-            .is_some_and(|at| at.elapsed() < SUSPECT_FOR);
-        if !suspect {
+        let Some(share) = self.suspect_share(namespace) else {
             return Some(ReadShare {
                 _namespace: None,
                 _suspect: None,
             });
+        };
+        let namespace_slot = share.try_acquire_owned().ok();
+        if namespace_slot.is_none() && !self.reads_quiet() {
+            return None;
         }
-        let share = {
+        let suspect_slot = self.suspect_reads.clone().try_acquire_owned().ok()?;
+        Some(ReadShare {
+            _namespace: namespace_slot,
+            _suspect: Some(suspect_slot),
+        })
+    }
+
+    /// Whether `read_share` would give `namespace` its slots now, without taking them: a
+    /// reconcile that would be deferred is deferred before it reads the workload, so that a
+    /// scaler waiting for its share costs the API server nothing each time it comes back.
+    pub(super) fn read_share_free(&self, namespace: &str) -> bool {
+        self.suspect_share(namespace).is_none_or(|share| {
+            (share.available_permits() > 0 || self.reads_quiet())
+                && self.suspect_reads.available_permits() > 0
+        })
+    }
+
+    /// The share of reads of `namespace` if it is suspect (see `read_share`).
+    fn suspect_share(&self, namespace: &str) -> Option<Arc<Semaphore>> {
+        let suspect = locked(&self.suspects)
+            .get(namespace)
+            .is_some_and(|at| at.elapsed() < SUSPECT_FOR);
+        suspect.then(|| {
             let mut all = locked(&self.namespace_reads);
             let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
             all.entry(namespace.to_string())
                 .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
                 .clone()
-        };
-        let namespace_slot = share.try_acquire_owned().ok()?;
-        let suspect_slot = self.suspect_reads.clone().try_acquire_owned().ok()?;
-        Some(ReadShare {
-            _namespace: Some(namespace_slot),
-            _suspect: Some(suspect_slot),
         })
+    }
+
+    /// Whether more than half of the read slots are free: a suspect namespace's own share
+    /// binds only when they are not (see `read_share`).
+    fn reads_quiet(&self) -> bool {
+        self.queries.available_permits() > usize::from(self.settings.concurrency) / 2
     }
 
     /// A read of `namespace` was slow or timed out: it is suspect for `SUSPECT_FOR` (see

@@ -228,6 +228,10 @@ async fn observe_decide_act(
     ctx: &Context,
     now: DateTime<Utc>,
 ) -> Result<Applied> {
+    if !ctx.read_share_free(&ps.namespace().unwrap_or_default()) {
+        // As below, before the workload is read (see `Context::read_share_free`).
+        return Ok(Applied::Deferred);
+    }
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
