@@ -93,7 +93,7 @@ async fn five_hundred_hostile_calendars_delay_neither_the_lease_nor_a_bystander(
     let metrics = Arc::new(Metrics::default());
     let controller = tokio::spawn(operator::run_controller(
         api.client(),
-        Prometheus::new(&config).unwrap(),
+        Arc::new(Prometheus::new(&config).unwrap()),
         metrics.clone(),
         Arc::new(Health::default()),
         Settings {

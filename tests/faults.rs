@@ -740,7 +740,7 @@ async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
         async move {
             let controller = operator::run_controller(
                 client,
-                prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap(),
+                Arc::new(prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap()),
                 Arc::new(Metrics::default()),
                 Arc::new(Health::default()),
                 prescaler::operator::controller::Settings {
@@ -1026,7 +1026,7 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
     prometheus.timeout = StdDuration::from_secs(2);
     let controller = tokio::spawn(operator::run_controller(
         api.client(),
-        prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap(),
+        Arc::new(prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap()),
         Arc::new(Metrics::default()),
         Arc::new(Health::default()),
         prescaler::operator::controller::Settings {

@@ -12,6 +12,7 @@ mod support;
 mod backtest;
 mod budget;
 mod cli;
+mod controller;
 mod crd;
 mod decide;
 mod faults;

@@ -9,6 +9,8 @@
 //! kept as missing and counted: they are not load.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -28,6 +30,12 @@ pub struct BlockMean {
 
 /// Where the samples come from: Prometheus, or (in tests) a recorded trace.
 pub trait RangeSource {
+    /// How long one read may take: the operator counts a read past half of it as slow (its
+    /// namespace is then suspect, `Context::read_share`). A recorded trace has no limit.
+    fn timeout(&self) -> StdDuration {
+        StdDuration::MAX
+    }
+
     /// Samples of `query` on the grid `start, start + step, …, ≤ end`; missing steps absent.
     fn range(
         &self,
@@ -54,6 +62,98 @@ pub trait RangeSource {
     /// has nothing to refuse.
     fn probe(&self, _query: &str, _at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+}
+
+/// A future a `LoadSource` returns: boxed, so that the trait can be held as `dyn LoadSource`.
+pub type BoxedRead<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A `RangeSource` the operator can hold behind a pointer (`Arc<dyn LoadSource>`): Prometheus
+/// in production, a scripted source in the controller's tests, without making every function of
+/// the controller generic over its source (and compiled again for each). Every `RangeSource`
+/// that can be shared between threads is one.
+pub trait LoadSource: Send + Sync {
+    fn range_boxed<'a>(
+        &'a self,
+        query: &'a str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> BoxedRead<'a, Vec<(DateTime<Utc>, f64)>>;
+
+    fn block_means_boxed<'a>(
+        &'a self,
+        query: &'a str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        block: Duration,
+        step: Duration,
+    ) -> BoxedRead<'a, Vec<BlockMean>>;
+
+    fn probe_boxed<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> BoxedRead<'a, ()>;
+
+    fn read_timeout(&self) -> StdDuration;
+}
+
+impl<S: RangeSource + Send + Sync> LoadSource for S {
+    fn range_boxed<'a>(
+        &'a self,
+        query: &'a str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> BoxedRead<'a, Vec<(DateTime<Utc>, f64)>> {
+        Box::pin(self.range(query, start, end, step))
+    }
+
+    fn block_means_boxed<'a>(
+        &'a self,
+        query: &'a str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        block: Duration,
+        step: Duration,
+    ) -> BoxedRead<'a, Vec<BlockMean>> {
+        Box::pin(self.block_means(query, start, end, block, step))
+    }
+
+    fn probe_boxed<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> BoxedRead<'a, ()> {
+        Box::pin(self.probe(query, at))
+    }
+
+    fn read_timeout(&self) -> StdDuration {
+        self.timeout()
+    }
+}
+
+impl RangeSource for dyn LoadSource + '_ {
+    fn timeout(&self) -> StdDuration {
+        self.read_timeout()
+    }
+
+    async fn range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>> {
+        self.range_boxed(query, start, end, step).await
+    }
+
+    async fn block_means(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        block: Duration,
+        step: Duration,
+    ) -> Result<Vec<BlockMean>> {
+        self.block_means_boxed(query, start, end, block, step).await
+    }
+
+    async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
+        self.probe_boxed(query, at).await
     }
 }
 
@@ -194,7 +294,7 @@ impl HistoryCache {
     /// means), then the newest minutes.
     pub async fn refresh(
         &mut self,
-        source: &impl RangeSource,
+        source: &(impl RangeSource + ?Sized),
         now: DateTime<Utc>,
     ) -> Result<Refresh> {
         let end = align(now, STEP);

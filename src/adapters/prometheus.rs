@@ -151,13 +151,6 @@ pub struct Prometheus {
     client: Mutex<(Client, Vec<Option<SystemTime>>)>,
 }
 
-impl Prometheus {
-    /// How long one request may take (`PrometheusConfig::timeout`).
-    pub fn timeout(&self) -> StdDuration {
-        self.config.timeout
-    }
-}
-
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -543,6 +536,11 @@ fn snippet(body: &[u8]) -> String {
 }
 
 impl RangeSource for Prometheus {
+    /// How long one request may take (`PrometheusConfig::timeout`).
+    fn timeout(&self) -> StdDuration {
+        self.config.timeout
+    }
+
     /// Samples of the query on the grid `start, start + step, …, ≤ end`, in as many range queries
     /// as Prometheus' per-series limit needs. Missing steps are absent.
     async fn range(

@@ -19,6 +19,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use tracing::{error, info, warn};
 
+use crate::adapters::history::LoadSource;
 use crate::adapters::kubernetes;
 use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
 use crate::api::PredictiveScaler;
@@ -67,7 +68,7 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
             source: e,
         })?;
     let (client, address) = connect().await?;
-    let prometheus = Prometheus::new(&config.prometheus)?;
+    let prometheus: Arc<dyn LoadSource> = Arc::new(Prometheus::new(&config.prometheus)?);
     let leadership = config
         .lease
         .map(|s| Arc::new(Leadership::new(client.clone(), s)));
@@ -231,7 +232,7 @@ impl Caches {
 /// `run`).
 pub fn run_controller(
     client: kube::Client,
-    prometheus: Prometheus,
+    source: Arc<dyn LoadSource>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     settings: Settings,
@@ -239,14 +240,14 @@ pub fn run_controller(
     caches: Caches,
 ) -> BoxFuture<'static, ()> {
     controller_until_signal(
-        client, prometheus, metrics, health, settings, leadership, caches,
+        client, source, metrics, health, settings, leadership, caches,
     )
     .boxed()
 }
 
 async fn controller_until_signal(
     client: kube::Client,
-    prometheus: Prometheus,
+    source: Arc<dyn LoadSource>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     settings: Settings,
@@ -279,7 +280,7 @@ async fn controller_until_signal(
     .predicate_filter(predicates::generation, Default::default());
     let ctx = Arc::new(Context::new(
         client,
-        prometheus,
+        source,
         metrics,
         health,
         settings,

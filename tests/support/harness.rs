@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use prescaler::adapters::history::LoadSource;
 use prescaler::adapters::prometheus::{Prometheus, PrometheusConfig};
 use prescaler::operator::controller::Settings;
 use prescaler::operator::telemetry::{Health, Metrics};
@@ -85,6 +86,18 @@ pub fn start_operator_with(
     prometheus_url: &str,
     edit: impl FnOnce(&mut Settings),
 ) -> Operator {
+    let mut cfg = PrometheusConfig::new(prometheus_url);
+    cfg.timeout = StdDuration::from_secs(2);
+    start_operator_on(api, Arc::new(Prometheus::new(&cfg).unwrap()), edit)
+}
+
+/// Starts the operator reading its load from `source` (Prometheus, or a `ScriptedSource`),
+/// with its settings edited (a 1-second sync period by default).
+pub fn start_operator_on(
+    api: &FakeApi,
+    source: Arc<dyn LoadSource>,
+    edit: impl FnOnce(&mut Settings),
+) -> Operator {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter(
@@ -92,9 +105,6 @@ pub fn start_operator_with(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    let mut cfg = PrometheusConfig::new(prometheus_url);
-    cfg.timeout = StdDuration::from_secs(2);
-    let prometheus = Prometheus::new(&cfg).unwrap();
     let metrics = Arc::new(Metrics::default());
     let mut settings = Settings {
         sync_period: StdDuration::from_secs(1),
@@ -104,7 +114,7 @@ pub fn start_operator_with(
     Operator {
         task: tokio::spawn(operator::run_controller(
             api.client(),
-            prometheus,
+            source,
             metrics.clone(),
             Arc::new(Health::default()),
             settings,

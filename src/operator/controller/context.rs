@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 
 use crate::adapters::history::HistoryCache;
+use crate::adapters::history::LoadSource;
 use crate::adapters::kubernetes::FloorObject;
-use crate::adapters::prometheus::Prometheus;
 use crate::api::{PlanStatus, PredictiveScaler, ValidatedSpec};
 use crate::operator::backoff::ReadBackoff;
 use crate::operator::event_filter::EventFilter;
@@ -100,7 +100,8 @@ pub(super) type Validated = (Option<i64>, std::result::Result<ValidatedSpec, Str
 /// Shared by all reconciles.
 pub struct Context {
     pub client: kube::Client,
-    pub prometheus: Prometheus,
+    /// Where the load is read: Prometheus, or a scripted source in tests.
+    pub source: Arc<dyn LoadSource>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub settings: Settings,
@@ -151,7 +152,7 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: kube::Client,
-        prometheus: Prometheus,
+        source: Arc<dyn LoadSource>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         settings: Settings,
@@ -172,7 +173,7 @@ impl Context {
         ));
         Self {
             client,
-            prometheus,
+            source,
             metrics,
             health,
             settings,

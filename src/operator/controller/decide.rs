@@ -88,7 +88,7 @@ pub(super) async fn decide(
                 .failure
                 .as_ref()
                 .is_some_and(|f| f.kind == FailureKind::TimedOut);
-            if timed_out || started.elapsed() >= ctx.prometheus.timeout() / 2 {
+            if timed_out || started.elapsed() >= ctx.source.read_timeout() / 2 {
                 ctx.suspect(&namespace);
             }
             load
@@ -154,7 +154,7 @@ pub(super) async fn read_load(
     let refreshed = {
         let _slot = ctx.queries.acquire().await;
         let started = Instant::now();
-        let r = state.cache.refresh(&ctx.prometheus, now).await;
+        let r = state.cache.refresh(&*ctx.source, now).await;
         ctx.metrics
             .query_duration
             .observe(started.elapsed().as_secs_f64());

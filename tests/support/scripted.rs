@@ -1,0 +1,106 @@
+//! A load source scripted by the test, in place of Prometheus, for controller tests that are
+//! about Kubernetes and the decisions rather than about reading Prometheus: the operator holds
+//! its source as `Arc<dyn LoadSource>` and reads this one as it reads Prometheus.
+//!
+//! What it stands for: Prometheus' range queries on a step grid up to the present (nothing
+//! later than now), a query's series absent where the script says `None`, `avg_over_time` and
+//! `count_over_time` of the steps of each block, and an instant probe that finds the series.
+//! What it does not: PromQL, namespace confinement, the byte and series limits, timeouts (tests
+//! of those run against a real Prometheus).
+
+use std::future::{Future, ready};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use prescaler::adapters::history::{BlockMean, RangeSource};
+
+/// The load of each query at each instant, and how many reads were made.
+pub struct ScriptedSource {
+    load: fn(&str, DateTime<Utc>) -> Option<f64>,
+    reads: AtomicUsize,
+}
+
+impl ScriptedSource {
+    pub fn new(load: fn(&str, DateTime<Utc>) -> Option<f64>) -> Self {
+        Self {
+            load,
+            reads: AtomicUsize::new(0),
+        }
+    }
+
+    /// Range reads, block reads and probes made so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    fn at(&self, query: &str, t: DateTime<Utc>) -> Option<f64> {
+        (t <= Utc::now())
+            .then(|| (self.load)(query, t))
+            .flatten()
+            .filter(|v| v.is_finite())
+    }
+
+    fn grid(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> Vec<DateTime<Utc>> {
+        let step = step.max(Duration::seconds(1));
+        let mut out = Vec::new();
+        let mut t = start;
+        while t <= end {
+            out.push(t);
+            t += step;
+        }
+        out
+    }
+}
+
+impl RangeSource for ScriptedSource {
+    fn range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let samples = Self::grid(start, end, step)
+            .into_iter()
+            .filter_map(|t| self.at(query, t).map(|v| (t, v)))
+            .collect();
+        ready(Ok(samples))
+    }
+
+    fn block_means(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        block: Duration,
+        step: Duration,
+    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        // Over the steps of (at - block, at], as `avg_over_time((q)[block:step])` at `at`.
+        let points = (block.num_seconds() / step.num_seconds().max(1)).max(1);
+        let means = Self::grid(start, end, block)
+            .into_iter()
+            .filter_map(|at| {
+                let seen: Vec<f64> = (0..points)
+                    .filter_map(|k| self.at(query, at - step * k as i32))
+                    .collect();
+                (!seen.is_empty()).then(|| BlockMean {
+                    at,
+                    mean: seen.iter().sum::<f64>() / seen.len() as f64,
+                    count: seen.len() as u32,
+                })
+            })
+            .collect();
+        ready(Ok(means))
+    }
+
+    fn probe(
+        &self,
+        _query: &str,
+        _at: DateTime<Utc>,
+    ) -> impl Future<Output = prescaler::Result<()>> + Send {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        ready(Ok(()))
+    }
+}
