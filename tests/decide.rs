@@ -814,13 +814,53 @@ fn one_bogus_sample_before_the_series_goes_quiet_moves_the_count_once() {
 }
 
 #[test]
+fn a_metric_back_from_a_gap_as_a_zero_blip_is_held_at_the_level_before_the_gap() {
+    // The load stays at 4 000 (40 replicas); the metric has no sample for G minutes (a scrape
+    // outage, the exporter down), then reads 0 for ten minutes, then 4 000 again. Before: after
+    // a gap of 20 minutes or more the level before the zeros lay outside what the decision read
+    // back, the zeros were believed at once, and the workload went from 40 to 3 on the live
+    // load, to 4 on the default model of a young scaler. Now the read reaches back over the gap
+    // to the level the series had: no decision below 40, on every basis. (After gaps of three
+    // and ten hours, which began before the 09:00 step to 4 000, the level before the gap is
+    // 1 000; then no decision during the zeros is below the count the gap was held at.)
+    const BLIP_AT: i64 = 15 * 1440 + 600;
+    let s = spec(|_| {});
+    for gap in [5i64, 20, 30, 180, 600] {
+        let metric = move |t: DateTime<Utc>| {
+            let m = (t - t0()).num_minutes();
+            if (BLIP_AT - gap..BLIP_AT).contains(&m) {
+                f64::NAN
+            } else if (BLIP_AT..BLIP_AT + 10).contains(&m) {
+                0.0
+            } else {
+                daily_step(t)
+            }
+        };
+        for basis in BASES {
+            let run = decisions(&s, forced(basis), metric, BLIP_AT - gap, BLIP_AT + 30);
+            let held = run
+                .iter()
+                .find(|(m, _)| *m == BLIP_AT)
+                .map_or(0, |(_, d)| d.desired_replicas);
+            let need = if gap <= 60 { 40 } else { held.max(10) };
+            let below: Vec<_> = run
+                .iter()
+                .filter(|(m, d)| *m >= BLIP_AT && d.desired_replicas < need)
+                .map(|(m, d)| (m - BLIP_AT, d.desired_replicas))
+                .collect();
+            assert!(below.is_empty(), "gap {gap}, {basis:?}, need {need}: {below:?}");
+        }
+    }
+}
+
+#[test]
 fn two_bogus_samples_half_an_hour_apart_are_no_level_to_hold_zeros_at() {
     // Believed zeros, one sample of 1e6, half an hour with no sample, another 1e6, then zeros.
     // Before: the hold after the first sample granted its whole ask at once (5 → 100 replicas,
     // past the scale-up limit), and the two samples made a level together across the gap: the
     // zeros after the second were held at 1e6, read as a sustained load — a live floor of
-    // maxReplicas. Now the hold keeps the count reached, and a gap of more than five minutes
-    // starts the level afresh: the second sample is alone, the zeros are believed.
+    // maxReplicas. Now the hold keeps the count reached, and two samples more than five
+    // minutes apart do not confirm each other: no level, the zeros are believed.
     let mut v = vec![0.0; 120];
     v.push(1e6);
     v.extend([f64::NAN; 30]);

@@ -203,16 +203,28 @@ impl<'a> View<'a> {
     /// steps), its zeros read as the level before it (the lower median of the `level` samples
     /// before it, as read). Returns the first index and the values, NaN where nothing was
     /// observed. Reads back `persist + level` further than `lo`, so that a run of zeros that
-    /// began before `lo` is judged whole, with the level before it.
+    /// began before `lo` is judged whole, with the level before it — and, when the series was
+    /// absent before the zeros, further, as far as that many samples (within `HELD_REACH`): a
+    /// series back from half an hour's gap as zeros is judged against the level it had, as
+    /// after a gap of a minute. (It was judged against nothing, and believed: a busy workload
+    /// whose metric came back as ten minutes of zeros was scaled from 40 to 4.)
     pub fn held_tail(&self, lo: i64, persist: i64, level: usize) -> (usize, Cow<'a, [f64]>) {
         let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
         let back = persist.max(0) + level as i64;
-        let from = (lo as i64 - back).max(self.lo as i64) as usize;
-        let read = &self.history.values[from..=self.end];
+        let mut from = (lo as i64 - back).max(self.lo as i64) as usize;
+        let all = &self.history.values;
         // Most of the time there is no zero to judge: the samples as they are.
-        if !read.contains(&0.0) {
-            return (lo, Cow::Borrowed(&read[lo - from..]));
+        if !all[from..=self.end].contains(&0.0) {
+            return (lo, Cow::Borrowed(&all[lo..=self.end]));
         }
+        let reach = (lo as i64 - self.history.steps(HELD_REACH)).max(self.lo as i64) as usize;
+        let wanted = back as usize;
+        let mut samples = all[from..lo].iter().filter(|v| v.is_finite()).count();
+        while samples < wanted && from > reach {
+            from -= 1;
+            samples += usize::from(all[from].is_finite());
+        }
+        let read = &all[from..=self.end];
         let mut values = read.to_vec();
         let apart = self.history.steps(MAX_LOAD_AGE).max(1) as usize;
         for (a, b, fill) in zero_blips(&values, persist.max(0) as usize, level, apart) {
@@ -272,13 +284,14 @@ pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 /// at the very start has nothing before it and is believed; a run at the end is judged by what
 /// has been seen of it so far, so a drop that goes on is believed once it has lasted `persist`.
 ///
-/// A level stands on at least `LEVEL_SAMPLES` samples (fewer when `level` is smaller): after a
-/// gap, one sample is all that is read before a run, and a bogus one would otherwise be held
-/// over every zero that follows and read as a sustained load — the zeros are believed then, as
-/// the HPA believes them. A gap of more than `apart` steps (the series absent, not zero) ends a
-/// run and starts the level afresh: two bogus samples half an hour apart are not a level that
-/// confirms itself. A held run counts as its level for the runs after it, a level that stood on enough
-/// samples itself.
+/// A level stands on at least `LEVEL_SAMPLES` samples at or above it (fewer when `level` is
+/// smaller) that are no more than `apart` steps from each other: after a gap, one sample is all
+/// that is read before a run, and a bogus one would otherwise be held over every zero that
+/// follows and read as a sustained load; nor do two bogus samples half an hour apart, with
+/// the series absent between them, confirm each other. The zeros are believed then, as the HPA
+/// believes them. A level that stood before a gap still stands after it: the series' absence
+/// says nothing of its load. A held run counts as its level for the runs after it, a level that
+/// stood itself.
 pub fn zero_blips(
     values: &[f64],
     persist: usize,
@@ -286,40 +299,31 @@ pub fn zero_blips(
     apart: usize,
 ) -> Vec<(usize, usize, f64)> {
     let mut blips = Vec::new();
-    // The newest samples as read, oldest first, and where the last of them was.
+    // The newest samples as read, oldest first.
     let mut before = Recent::new(level);
-    let mut last_sample: Option<usize> = None;
     let mut run: Option<(usize, usize)> = None;
     let mut close = |run: &mut Option<(usize, usize)>, before: &mut Recent| {
         let Some((a, b)) = run.take() else {
             return;
         };
-        let fill = before.level().filter(|l| {
-            *l != 0.0 && b - a + 1 < persist && before.len >= LEVEL_SAMPLES.min(before.cap)
-        });
+        let fill = before
+            .standing_level(apart)
+            .filter(|l| *l != 0.0 && b - a + 1 < persist);
         if let Some(fill) = fill {
             blips.push((a, b, fill));
         }
-        for v in &values[a..=b] {
+        for (i, v) in values.iter().enumerate().take(b + 1).skip(a) {
             if v.is_finite() {
-                before.push(fill.unwrap_or(0.0));
+                before.push(fill.unwrap_or(0.0), i);
             }
         }
     };
     for (i, &v) in values.iter().enumerate() {
-        if !v.is_finite() {
-            continue;
-        }
-        if last_sample.is_some_and(|j| i - j > apart) {
-            close(&mut run, &mut before);
-            before = Recent::new(level);
-        }
-        last_sample = Some(i);
         if v == 0.0 {
             run = Some(run.map_or((i, i), |(a, _)| (a, i)));
-        } else {
+        } else if v.is_finite() {
             close(&mut run, &mut before);
-            before.push(v);
+            before.push(v, i);
         }
     }
     close(&mut run, &mut before);
@@ -330,9 +334,15 @@ pub fn zero_blips(
 /// sustained load (one sample alone is no sustained load).
 const LEVEL_SAMPLES: usize = 2;
 
-/// The newest few samples of a sequence, for `zero_blips`: a fixed window without allocation.
+/// How far back a decision looks for the level a series had before it went absent
+/// (`View::held_tail`): a day. Zeros after a longer absence are believed.
+const HELD_REACH: Duration = Duration::days(1);
+
+/// The newest few samples of a sequence and where they were, for `zero_blips`: a fixed window
+/// without allocation.
 struct Recent {
     values: [f64; 8],
+    at: [usize; 8],
     len: usize,
     cap: usize,
 }
@@ -341,25 +351,47 @@ impl Recent {
     fn new(cap: usize) -> Self {
         Self {
             values: [0.0; 8],
+            at: [0; 8],
             len: 0,
             cap: cap.clamp(1, 8),
         }
     }
 
-    fn push(&mut self, v: f64) {
+    fn push(&mut self, v: f64, at: usize) {
         if self.len == self.cap {
             self.values.copy_within(1..self.cap, 0);
+            self.at.copy_within(1..self.cap, 0);
             self.values[self.cap - 1] = v;
+            self.at[self.cap - 1] = at;
         } else {
             self.values[self.len] = v;
+            self.at[self.len] = at;
             self.len += 1;
         }
     }
 
-    /// Their lower median, `None` before any.
-    fn level(&self) -> Option<f64> {
+    /// Their lower median, if it stands: at least `LEVEL_SAMPLES` of them (fewer when the
+    /// window is smaller) are at or above it, each within `apart` steps of the one before.
+    fn standing_level(&self, apart: usize) -> Option<f64> {
         let mut xs = self.values;
-        lower_median(&mut xs[..self.len])
+        let level = lower_median(&mut xs[..self.len])?;
+        let needed = LEVEL_SAMPLES.min(self.cap);
+        let mut streak = 0;
+        let mut last: Option<usize> = None;
+        for (v, at) in self.values[..self.len].iter().zip(&self.at[..self.len]) {
+            if *v < level {
+                continue;
+            }
+            streak = match last {
+                Some(j) if at - j <= apart => streak + 1,
+                _ => 1,
+            };
+            last = Some(*at);
+            if streak >= needed {
+                return Some(level);
+            }
+        }
+        None
     }
 }
 
@@ -913,8 +945,9 @@ mod tests {
             zero_blips(&[n, 5.0, 6.0, 0.0, 0.0], 15, 3, 5),
             vec![(3, 4, 5.0)]
         );
-        // Samples further apart than `apart` with nothing between make no level together: the
-        // second starts afresh, alone, and the zeros after it are believed.
+        // Samples further apart than `apart` with nothing between do not confirm each other:
+        // no level, and the zeros after the second are believed. A level that stood before a
+        // gap still stands after it.
         let mut apart = vec![0.0; 3];
         apart.push(1e6);
         apart.extend([n; 30]);
@@ -924,6 +957,10 @@ mod tests {
             zero_blips(&[5.0, 5.0, n, n, n, 5.0, 0.0], 15, 3, 5),
             vec![(6, 6, 5.0)]
         );
+        let mut after_gap = vec![4000.0; 3];
+        after_gap.extend([n; 30]);
+        after_gap.extend([0.0; 10]);
+        assert_eq!(zero_blips(&after_gap, 15, 3, 5), vec![(33, 42, 4000.0)]);
         // An earlier drop counts as held: two blips in a row are held at the same level.
         assert_eq!(
             zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3, 5),
