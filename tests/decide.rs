@@ -848,7 +848,10 @@ fn a_metric_back_from_a_gap_as_a_zero_blip_is_held_at_the_level_before_the_gap()
                 .filter(|(m, d)| *m >= BLIP_AT && d.desired_replicas < need)
                 .map(|(m, d)| (m - BLIP_AT, d.desired_replicas))
                 .collect();
-            assert!(below.is_empty(), "gap {gap}, {basis:?}, need {need}: {below:?}");
+            assert!(
+                below.is_empty(),
+                "gap {gap}, {basis:?}, need {need}: {below:?}"
+            );
         }
     }
 }

@@ -1992,6 +1992,96 @@ async fn a_prometheus_slow_for_everyone_is_read_with_half_the_slots_not_a_quarte
     );
 }
 
+/// What the stand-in holds a hostile tenant's reads for, in milliseconds (0 at first).
+static HOSTILE_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A tenant whose reads take just under half the timeout (0.9 s of 2 s) is never suspect, and
+/// edits nothing: its 96 scalers in one namespace simply keep the read slots busy. Before: they
+/// held every slot, and another tenant read nothing in 20 s and was still at 2 replicas
+/// 120 s into its surge. Now, while the pool is busy, no namespace holds more than an equal
+/// part of the slots among those reading (`Context::read_share`): the other tenant reads at
+/// about every sync and follows its surge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_another() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
+    let stats = Arc::new(ProxyStats::default());
+    let (url, proxy) = stand_in(&prom.url(), stats.clone(), |line| {
+        let delay = if line.contains("evil") {
+            HOSTILE_DELAY_MS.load(SeqCst)
+        } else {
+            0
+        };
+        Pass::After(StdDuration::from_millis(delay))
+    })
+    .await;
+    let api = FakeApi::new();
+    api.put(deployment("victim", 2));
+    api.put(scaler("victim", "victim", json!({})));
+    const HOSTILE: usize = 96;
+    for i in 0..HOSTILE {
+        let mut d = deployment(&format!("h{i}"), 2);
+        d["metadata"]["namespace"] = json!("evil");
+        api.put(d);
+        // `evil=""` matches the victim's series (it has no such label): real data, and a
+        // request the stand-in can tell apart.
+        let mut s = scaler(&format!("h{i}"), "x", json!({}));
+        s["metadata"]["namespace"] = json!("evil");
+        s["spec"]["metric"]["query"] =
+            json!("sum(shop_requests_per_second{service=\"victim\", evil=\"\"})");
+        api.put(s);
+    }
+    let _op = start_operator(&api, &url);
+    // Every scaler's first (cold) read quick, so that no namespace is suspect.
+    eventually(120, "every scaler read once", || {
+        let read = api
+            .list("prescaler.dev/v1alpha1", "PredictiveScaler")
+            .iter()
+            .filter(|s| {
+                s["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "MetricsAvailable" && c["status"] == "True")
+                })
+            })
+            .count();
+        if read == HOSTILE + 1 {
+            Ok(())
+        } else {
+            Err(format!("{read} of {} read", HOSTILE + 1))
+        }
+    })
+    .await;
+    HOSTILE_DELAY_MS.store(900, SeqCst);
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let victim_reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| {
+                r.method == Method::GET && r.path.ends_with("/shop/deployments/victim/scale")
+            })
+            .count()
+    };
+    let before = victim_reads();
+    tokio::time::sleep(StdDuration::from_secs(20)).await;
+    let reads = victim_reads() - before;
+    assert!(
+        reads >= 8,
+        "the other tenant was reconciled {reads} times in 20 s"
+    );
+    prom.set_live("victim", Some(5_000.0));
+    eventually(90, "the victim follows its surge", || {
+        let r = replicas(&api, "victim");
+        if r > 2 {
+            Ok(())
+        } else {
+            Err(format!("{r} replicas: {}", status(&api, "victim")))
+        }
+    })
+    .await;
+    HOSTILE_DELAY_MS.store(0, SeqCst);
+    proxy.abort();
+}
+
 /// A scaler that holds no floor carries no finalizer, so its deletion brings no last reconcile:
 /// what the operator keeps of it (planner, history, memos, metrics) must still go, or a tenant
 /// that creates and deletes scalers grows the operator's memory without bound (measured before:

@@ -131,6 +131,8 @@ pub struct Context {
     pub(super) suspect_reads: Arc<Semaphore>,
     /// Per namespace, when a read of it was last slow (see `read_share`).
     pub(super) suspects: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Per namespace, its reads in flight (see `read_share`).
+    pub(super) in_flight: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Per uid, the labels its metrics carry: what to remove when it is gone.
     pub(super) seen: std::sync::Mutex<HashMap<String, ScalerLabels>>,
 }
@@ -146,6 +148,35 @@ pub(super) const SUSPECT_FOR: StdDuration = crate::operator::backoff::MAX_DELAY;
 pub(super) struct ReadShare {
     _namespace: Option<OwnedSemaphorePermit>,
     _suspect: Option<OwnedSemaphorePermit>,
+    _in_flight: InFlight,
+}
+
+/// One read of a namespace in flight, counted while it lasts (see `read_share`).
+struct InFlight {
+    all: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    namespace: String,
+}
+
+impl InFlight {
+    fn new(all: &Arc<std::sync::Mutex<HashMap<String, usize>>>, namespace: &str) -> Self {
+        *locked(all).entry(namespace.to_string()).or_default() += 1;
+        Self {
+            all: all.clone(),
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut all = locked(&self.all);
+        if let Some(n) = all.get_mut(&self.namespace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                all.remove(&self.namespace);
+            }
+        }
+    }
 }
 
 impl Context {
@@ -190,6 +221,7 @@ impl Context {
             namespace_reads: Default::default(),
             suspect_reads,
             suspects: Default::default(),
+            in_flight: Default::default(),
             seen: Default::default(),
         }
     }
@@ -243,10 +275,14 @@ impl Context {
     /// and the controller's queue serves newly triggered objects first, so the busy tenant's
     /// edits would again crowd everyone else out.
     pub(super) fn read_share(&self, namespace: &str) -> Option<ReadShare> {
+        if !self.within_fair_share(namespace) {
+            return None;
+        }
         let Some(share) = self.suspect_share(namespace) else {
             return Some(ReadShare {
                 _namespace: None,
                 _suspect: None,
+                _in_flight: InFlight::new(&self.in_flight, namespace),
             });
         };
         let namespace_slot = share.try_acquire_owned().ok();
@@ -257,6 +293,7 @@ impl Context {
         Some(ReadShare {
             _namespace: namespace_slot,
             _suspect: Some(suspect_slot),
+            _in_flight: InFlight::new(&self.in_flight, namespace),
         })
     }
 
@@ -264,10 +301,30 @@ impl Context {
     /// reconcile that would be deferred is deferred before it reads the workload, so that a
     /// scaler waiting for its share costs the API server nothing each time it comes back.
     pub(super) fn read_share_free(&self, namespace: &str) -> bool {
-        self.suspect_share(namespace).is_none_or(|share| {
-            (share.available_permits() > 0 || self.reads_quiet())
-                && self.suspect_reads.available_permits() > 0
-        })
+        self.within_fair_share(namespace)
+            && self.suspect_share(namespace).is_none_or(|share| {
+                (share.available_permits() > 0 || self.reads_quiet())
+                    && self.suspect_reads.available_permits() > 0
+            })
+    }
+
+    /// Whether `namespace` may start one more read while the pool is busy: any namespace, slow
+    /// or not, then holds at most an equal part of the slots among the namespaces reading
+    /// (and never more than three quarters of them). Suspicion alone was a threshold, and a
+    /// tenant whose reads took just under it (0.9 s of a 2 s timeout) was never capped: its
+    /// 128 scalers held every slot and another tenant read nothing in 20 s. What counts here
+    /// is how many slots a namespace holds, however quick its reads; a quiet pool caps no one,
+    /// and a namespace reading alone keeps a quarter free only while the pool is busy.
+    fn within_fair_share(&self, namespace: &str) -> bool {
+        if self.reads_quiet() {
+            return true;
+        }
+        let concurrency = usize::from(self.settings.concurrency).max(1);
+        let all = locked(&self.in_flight);
+        let holds = all.get(namespace).copied().unwrap_or(0);
+        let reading = all.len() + usize::from(holds == 0);
+        let fair = (concurrency / reading).min(concurrency * 3 / 4).max(1);
+        holds < fair
     }
 
     /// The share of reads of `namespace` if it is suspect (see `read_share`).
