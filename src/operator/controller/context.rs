@@ -133,6 +133,9 @@ pub struct Context {
     pub(super) suspects: std::sync::Mutex<HashMap<String, Instant>>,
     /// Per uid, the labels its metrics carry: what to remove when it is gone.
     pub(super) seen: std::sync::Mutex<HashMap<String, ScalerLabels>>,
+    /// Every KEDA ScaledObject, kept by a watch with KEDA support on (see
+    /// `Context::with_scaled_objects`, beside its reader in `observe`).
+    pub(super) scaled_objects: Option<Store<kube::api::DynamicObject>>,
 }
 
 /// How long a namespace whose read timed out shares the suspects' slots (`Context::read_share`):
@@ -191,6 +194,7 @@ impl Context {
             suspect_reads,
             suspects: Default::default(),
             seen: Default::default(),
+            scaled_objects: None,
         }
     }
 
