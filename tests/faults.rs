@@ -2293,6 +2293,9 @@ async fn with_keda_support_a_reconcile_does_not_list_the_namespaces_scaled_objec
             })
             .count()
     };
+    // The one-off lists of the start (the watch's first, the start-up sweep for orphaned
+    // floors, a lookup before the watch had synced) are over before the window.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
     let (lists_before, reconciles_before) = (lists(&api), op.reconciles());
     tokio::time::sleep(StdDuration::from_secs(8)).await;
     let (listed, reconciled) = (
@@ -2301,10 +2304,10 @@ async fn with_keda_support_a_reconcile_does_not_list_the_namespaces_scaled_objec
     );
     eprintln!("{listed} ScaledObject LIST requests in {reconciled} reconciles");
     assert!(reconciled >= 20, "only {reconciled} reconciles in 8 s");
-    // None is needed once the watch has synced; a watch's re-list (one per ten ScaledObjects)
-    // is allowed once.
+    // None is needed once the watch has synced; two whole lists (31 pages each: a watch's
+    // re-list, a sweep) are allowed. Listing at each reconcile was 24 per reconcile.
     assert!(
-        listed <= 31,
+        listed <= 62,
         "{listed} ScaledObject LIST requests in {reconciled} reconciles"
     );
     // A ScaledObject made while the operator runs is seen.
