@@ -24,13 +24,14 @@ use chrono::DateTime;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
 use crate::api::{PredictiveScaler, ScaleTargetRef};
+use crate::operator::controller::FINALIZER;
 use crate::planning::startup::PodStart;
 use crate::{Error, Result};
 
@@ -635,7 +636,7 @@ fn scaled_objects(client: &kube::Client, namespace: &str) -> Api<DynamicObject> 
     Api::namespaced_with(client.clone(), namespace, &scaled_object_resource())
 }
 
-fn scaled_object_resource() -> ApiResource {
+pub fn scaled_object_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
     ApiResource::from_gvk_with_plural(&gvk, "scaledobjects")
 }
@@ -675,7 +676,7 @@ pub fn keda_paused(so: &DynamicObject) -> Option<String> {
 }
 
 /// Whether a ScaledObject scales `target` (KEDA defaults `scaleTargetRef.kind` to Deployment).
-fn scaled_object_scales(so: &DynamicObject, target: &ScaleTargetRef) -> bool {
+pub fn scaled_object_scales(so: &DynamicObject, target: &ScaleTargetRef) -> bool {
     let r = &so.data["spec"]["scaleTargetRef"];
     r["name"].as_str() == Some(target.name.as_str())
         && r["kind"].as_str().unwrap_or("Deployment") == target.kind
@@ -735,7 +736,8 @@ async fn list_scaled_objects(
 pub const LIST_PAGE: u32 = 10;
 
 /// Lists `api` page by page (`limit` and `continue`), keeping the objects `keep` keeps,
-/// `slim`med; with `first`, stops at the first one kept.
+/// `slim`med; with `first`, stops at the first one kept. `keep` sees the slimmed object, as the
+/// watches hold it: a field beyond its bound means the same in a list as in a watch.
 async fn list_paged<K>(
     api: &Api<K>,
     what: &str,
@@ -751,8 +753,8 @@ where
     loop {
         let page = call(what, api.list(&params)).await?;
         for mut item in page.items {
+            slim(&mut item);
             if keep(&item) {
-                slim(&mut item);
                 kept.push(item);
                 if first {
                     return Ok(kept);
@@ -766,21 +768,113 @@ where
     }
 }
 
-/// Whether an annotation is one prescaler reads: its own, and KEDA's pause.
-fn read_by_prescaler(key: &str) -> bool {
-    key.starts_with("prescaler.dev/") || key.starts_with("autoscaling.keda.sh/")
+/// The longest annotation value kept of a tenant's object. Prescaler's own values are an
+/// integer or a uid (at most 36 characters) and KEDA's pause a boolean or an integer: a
+/// kibibyte is far above any of them, and 300 objects' worth of it is a few hundred KiB, where
+/// the API server lets one object carry 256 KiB of annotations.
+pub const KEPT_VALUE_MAX: usize = 1024;
+
+/// Kubernetes' bounds on what names an object: a DNS subdomain (an object's name, an API
+/// group), a DNS label (a kind, a version), a uid (a UUID, 36 characters; some room above it).
+const NAME_MAX: usize = 253;
+const LABEL_MAX: usize = 63;
+const API_VERSION_MAX: usize = NAME_MAX + 1 + LABEL_MAX;
+const UID_MAX: usize = 128;
+
+/// The floor's bookkeeping, as `FloorHolder` reads it.
+const FLOOR_ANNOTATIONS: [&str; 3] = [ORIGINAL_MIN_ANNOTATION, OWNER_ANNOTATION, FLOOR_ANNOTATION];
+
+/// Of a tenant's annotations, the floor's bookkeeping and, with `keda_pause`, KEDA's pause —
+/// nothing else is read. A floor record with any value longer than `KEPT_VALUE_MAX` is dropped
+/// whole: prescaler never wrote it (it writes integers and a uid), so the object holds no floor
+/// of prescaler's (a floor prescaler sets there later overwrites it). KEDA's pause annotations
+/// are cut to `KEPT_VALUE_MAX` instead: KEDA pauses on any `paused` value but a false one and
+/// on any `paused-replicas`, and a value that long is neither a false value nor any shorter
+/// once cut, so the cut value means what the whole one meant.
+fn slim_annotations(
+    annotations: Option<BTreeMap<String, String>>,
+    keda_pause: bool,
+) -> Option<BTreeMap<String, String>> {
+    let mut all = annotations?;
+    let mut kept = BTreeMap::new();
+    let record: Vec<(String, String)> = FLOOR_ANNOTATIONS
+        .iter()
+        .filter_map(|k| all.remove_entry(*k))
+        .collect();
+    if record.iter().all(|(_, v)| v.len() <= KEPT_VALUE_MAX) {
+        kept.extend(record);
+    }
+    if keda_pause {
+        for key in [KEDA_PAUSED_ANNOTATION, KEDA_PAUSED_REPLICAS_ANNOTATION] {
+            if let Some(mut v) = all.remove(key) {
+                if v.len() > KEPT_VALUE_MAX {
+                    let cut = (0..=KEPT_VALUE_MAX)
+                        .rev()
+                        .find(|i| v.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    v.truncate(cut);
+                }
+                kept.insert(key.to_string(), v);
+            }
+        }
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
-/// Keeps of an HPA what prescaler reads — its identity, owners, target, bounds and the
-/// annotations it reads — for the cluster-wide HPA watch and the floor sweeps: a tenant's large
-/// HPAs (annotations, labels, metrics) are not held whole. Writes are merge patches of single
-/// fields, so what is dropped here is never written back.
+/// The metadata prescaler reads of any object: identity, generation, creation and deletion
+/// marks. The rest (labels, managed fields, generateName …) is dropped; each caller adds back
+/// what it reads of the tenant's own fields, bounded.
+fn slim_meta(meta: &mut ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        generation: meta.generation.take(),
+        creation_timestamp: meta.creation_timestamp.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Of an object's owner references, the controller reference (what `keda_controller` reads;
+/// the API server lets an object have one), when its fields are within Kubernetes' bounds:
+/// one beyond them names no object that can exist, so it controls nothing.
+fn slim_owner_references(refs: Option<Vec<OwnerReference>>) -> Option<Vec<OwnerReference>> {
+    let controller = refs?.into_iter().find(|o| o.controller == Some(true))?;
+    (controller.kind.len() <= LABEL_MAX
+        && controller.name.len() <= NAME_MAX
+        && controller.api_version.len() <= API_VERSION_MAX
+        && controller.uid.len() <= UID_MAX)
+        .then(|| vec![controller])
+}
+
+/// Whether a `scaleTargetRef`'s fields are within Kubernetes' bounds (a kind is a DNS label, a
+/// name a DNS subdomain): one beyond them names no workload that can exist.
+fn target_within_bounds(kind: &str, name: &str, api_version: &str) -> bool {
+    kind.len() <= LABEL_MAX && name.len() <= NAME_MAX && api_version.len() <= API_VERSION_MAX
+}
+
+/// Keeps of an HPA what prescaler reads — its identity, controller reference, target, bounds
+/// and the floor's annotations — each bounded, for the cluster-wide HPA watch and the floor
+/// sweeps: a tenant's HPAs are not held whole, whatever it writes in them (annotations,
+/// labels, metrics, owner references, finalizers, a target's name, none of which the API
+/// server bounds but by the object's 1.5 MiB). A target beyond Kubernetes' bounds is made
+/// empty: it matches no workload (every target is read before its HPA is looked for, and no
+/// workload has an empty kind or name), so such an HPA raises no floor. Writes are merge
+/// patches of single fields, so what is dropped here is never written back.
 pub fn slim_hpa(hpa: &mut HorizontalPodAutoscaler) {
-    let meta = &mut hpa.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| read_by_prescaler(k));
+    let mut meta = slim_meta(&mut hpa.metadata);
+    meta.annotations = slim_annotations(hpa.metadata.annotations.take(), false);
+    meta.owner_references = slim_owner_references(hpa.metadata.owner_references.take());
+    hpa.metadata = meta;
+    let target = &mut hpa.spec.scale_target_ref;
+    if !target_within_bounds(
+        &target.kind,
+        &target.name,
+        target.api_version.as_deref().unwrap_or(""),
+    ) {
+        *target = Default::default();
     }
     hpa.spec.metrics = None;
     hpa.spec.behavior = None;
@@ -788,33 +882,52 @@ pub fn slim_hpa(hpa: &mut HorizontalPodAutoscaler) {
 }
 
 /// `slim_hpa` for a PredictiveScaler in the controller's watch: the CRD bounds the spec, not the
-/// metadata, and 300 scalers with 700 KiB of annotations each took the operator to 430 MiB. Its
-/// identity, generation, deletion mark, finalizers, spec and status stay; of its annotations,
-/// prescaler's own. Status is written by server-side apply and finalizers by a merge patch, so
-/// nothing dropped here is written back.
+/// metadata, and 300 scalers with 700 KiB of annotations each took the operator to 430 MiB
+/// (6,000 finalizers each, 479 MiB; 1.2 MiB of owner references, 454 MiB). Its identity,
+/// generation, deletion mark, spec and status stay, and of its finalizers only prescaler's
+/// (whether it is there is all the controller reads); no annotation or owner reference of a
+/// scaler is read. Status is written by server-side apply, and finalizers by
+/// `write_finalizers`, which writes the change to the API server's whole list, so nothing
+/// dropped here is written back.
 pub fn slim_scaler(ps: &mut PredictiveScaler) {
-    let meta = &mut ps.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k.starts_with("prescaler.dev/"));
-    }
+    let mut meta = slim_meta(&mut ps.metadata);
+    meta.finalizers = ps
+        .metadata
+        .finalizers
+        .take()
+        .filter(|f| f.iter().any(|f| f == FINALIZER))
+        .map(|_| vec![FINALIZER.to_string()]);
+    ps.metadata = meta;
 }
 
-/// `slim_hpa` for a ScaledObject: its identity, the annotations prescaler reads, and of its
-/// spec the target and the replica bounds.
-fn slim_scaled_object(so: &mut DynamicObject) {
-    let meta = &mut so.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| read_by_prescaler(k));
-    }
+/// `slim_hpa` for a ScaledObject: its identity, the annotations prescaler reads (the floor's,
+/// KEDA's pause), and of its spec the target (bounded as an HPA's is) and the replica bounds.
+pub fn slim_scaled_object(so: &mut DynamicObject) {
+    let mut meta = slim_meta(&mut so.metadata);
+    meta.annotations = slim_annotations(so.metadata.annotations.take(), true);
+    so.metadata = meta;
     let spec = &so.data["spec"];
     let mut slim = serde_json::Map::new();
-    for field in ["scaleTargetRef", "minReplicaCount", "maxReplicaCount"] {
-        if let Some(v) = spec.get(field) {
-            slim.insert(field.into(), v.clone());
+    let target = &spec["scaleTargetRef"];
+    let field = |f: &str| target[f].as_str();
+    if target.is_object()
+        && target_within_bounds(
+            field("kind").unwrap_or(""),
+            field("name").unwrap_or(""),
+            field("apiVersion").unwrap_or(""),
+        )
+    {
+        let mut kept = serde_json::Map::new();
+        for f in ["name", "kind", "apiVersion"] {
+            if let Some(v) = field(f) {
+                kept.insert(f.into(), v.into());
+            }
+        }
+        slim.insert("scaleTargetRef".into(), kept.into());
+    }
+    for f in ["minReplicaCount", "maxReplicaCount"] {
+        if let Some(v) = spec.get(f).filter(|v| v.is_number()) {
+            slim.insert(f.into(), v.clone());
         }
     }
     so.data = json!({ "spec": slim });
@@ -838,7 +951,12 @@ pub async fn scaled_object_for(
 
 /// Writes a PredictiveScaler's finalizers, guarded by the resourceVersion `ps` was read at: a
 /// concurrent change to the list is a 409 Conflict (for the caller to read again), never a lost
-/// finalizer.
+/// finalizer. `ps` may be the watch's slimmed copy, which holds only prescaler's finalizer
+/// (see `slim_scaler`): what is written is the API server's whole list, read again, with the
+/// change from `ps`'s list to `finalizers` made to it — the finalizers `ps` has and `finalizers`
+/// has not removed, the others added — so the finalizers the copy does not hold are kept. The
+/// list read is the one `ps` was slimmed from whenever the guarded write succeeds (the same
+/// resourceVersion).
 pub async fn write_finalizers(
     client: &kube::Client,
     ps: &PredictiveScaler,
@@ -846,8 +964,25 @@ pub async fn write_finalizers(
 ) -> Result<()> {
     let api: Api<PredictiveScaler> =
         Api::namespaced(client.clone(), &ps.namespace().unwrap_or_default());
+    let current = call(
+        "reading a PredictiveScaler",
+        api.get_metadata(&ps.name_any()),
+    )
+    .await?;
+    let mut written: Vec<String> = current
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| !ps.finalizers().contains(f) || finalizers.contains(f))
+        .collect();
+    for f in finalizers {
+        if !written.contains(&f) {
+            written.push(f);
+        }
+    }
     let patch = json!({ "metadata": {
-        "resourceVersion": ps.resource_version(), "finalizers": finalizers } });
+        "resourceVersion": ps.resource_version(), "finalizers": written } });
     call(
         "writing finalizers",
         api.patch(

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
+use kube::api::DynamicObject;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use tracing::{error, info, warn};
 
@@ -205,13 +206,16 @@ pub async fn wait_for_api_server(client: &kube::Client, address: &str) {
     }
 }
 
-/// The caches the controller reads: every PredictiveScaler and every HPA, each kept by a watch
-/// that `run_controller` starts. They exist before it, so that `/healthz` can see the scalers.
+/// The caches the controller reads: every PredictiveScaler, every HPA and (with KEDA support
+/// on) every KEDA ScaledObject, each kept by a watch that `run_controller` starts. They exist
+/// before it, so that `/healthz` can see the scalers.
 pub struct Caches {
     pub scalers: reflector::Store<PredictiveScaler>,
     scaler_writer: reflector::store::Writer<PredictiveScaler>,
     pub hpas: reflector::Store<HorizontalPodAutoscaler>,
     hpa_writer: reflector::store::Writer<HorizontalPodAutoscaler>,
+    pub scaled_objects: reflector::Store<DynamicObject>,
+    scaled_object_writer: reflector::store::Writer<DynamicObject>,
 }
 
 impl Caches {
@@ -219,11 +223,15 @@ impl Caches {
     pub fn new() -> Self {
         let (scalers, scaler_writer) = reflector::store();
         let (hpas, hpa_writer) = reflector::store();
+        let scaled_object_writer =
+            reflector::store::Writer::new(kubernetes::scaled_object_resource());
         Self {
             scalers,
             scaler_writer,
             hpas,
             hpa_writer,
+            scaled_objects: scaled_object_writer.as_reader(),
+            scaled_object_writer,
         }
     }
 }
@@ -266,6 +274,25 @@ async fn controller_until_signal(
         .reflect(caches.hpa_writer)
         .for_each(|_| async {}),
     );
+    // With KEDA support on, whether a ScaledObject scales a target is read from a watch of
+    // them, slimmed and paged as the HPAs are: listing a namespace's at each reconcile was a
+    // request per ten of them per reconcile. Where KEDA is not installed the watch fails and
+    // retries with backoff, and the lookup lists instead (see `observe::scaled_object_for`).
+    let scaled_object_watch = settings.keda.then(|| {
+        tokio::spawn(
+            watcher(
+                Api::<DynamicObject>::all_with(
+                    client.clone(),
+                    &kubernetes::scaled_object_resource(),
+                ),
+                watcher::Config::default().page_size(kubernetes::LIST_PAGE),
+            )
+            .default_backoff()
+            .modify(kubernetes::slim_scaled_object)
+            .reflect(caches.scaled_object_writer)
+            .for_each(|_| async {}),
+        )
+    });
     // Reconcile on spec changes (and the deletion mark) — not on the controller's own status
     // writes, which would double every sync. The sync period's requeue brings everything else.
     // Slimmed before they are stored, and listed in pages (see `kubernetes::slim_scaler`).
@@ -278,7 +305,8 @@ async fn controller_until_signal(
     .reflect(caches.scaler_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
-    let ctx = Arc::new(Context::new(
+    let keda = settings.keda;
+    let mut ctx = Context::new(
         client,
         source,
         metrics,
@@ -287,7 +315,13 @@ async fn controller_until_signal(
         caches.hpas,
         caches.scalers,
         leadership,
-    ));
-    controller::run(ctx, changes).await;
+    );
+    if keda {
+        ctx = ctx.with_scaled_objects(caches.scaled_objects);
+    }
+    controller::run(Arc::new(ctx), changes).await;
     hpa_watch.abort();
+    if let Some(watch) = scaled_object_watch {
+        watch.abort();
+    }
 }

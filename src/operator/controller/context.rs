@@ -135,6 +135,9 @@ pub struct Context {
     pub(super) in_flight: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Per uid, the labels its metrics carry: what to remove when it is gone.
     pub(super) seen: std::sync::Mutex<HashMap<String, ScalerLabels>>,
+    /// Every KEDA ScaledObject, kept by a watch with KEDA support on (see
+    /// `Context::with_scaled_objects`, beside its reader in `observe`).
+    pub(super) scaled_objects: Option<Store<kube::api::DynamicObject>>,
 }
 
 /// How long a namespace whose read timed out shares the suspects' slots (`Context::read_share`):
@@ -223,6 +226,7 @@ impl Context {
             suspects: Default::default(),
             in_flight: Default::default(),
             seen: Default::default(),
+            scaled_objects: None,
         }
     }
 

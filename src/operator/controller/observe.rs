@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::DynamicObject;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use crate::Result;
 use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::kubernetes::{self, TargetProblem, Workload};
-use crate::api::{Mode, PredictiveScaler, ValidatedSpec};
+use crate::api::{Mode, PredictiveScaler, ScaleTargetRef, ValidatedSpec};
 use crate::planning::conditions::{Finding, READY};
 use crate::planning::startup;
 
@@ -114,11 +117,10 @@ pub(super) async fn observe(
         );
     }
     // KEDA deletes its HPA while a ScaledObject is paused: a target a ScaledObject scales is
-    // never scaled through `/scale` beside it, HPA or not. (One list of the namespace's
-    // ScaledObjects per reconcile, with KEDA support on.)
+    // never scaled through `/scale` beside it, HPA or not.
     if ctx.settings.keda
         && scaled_object.is_none()
-        && let Some(so) = kubernetes::scaled_object_for(&ctx.client, &namespace, target_ref).await?
+        && let Some(so) = scaled_object_for(ctx, &namespace, target_ref).await?
     {
         let name = so.name_any();
         return match kubernetes::keda_paused(&so) {
@@ -155,6 +157,41 @@ pub(super) async fn observe(
         hpa,
         scaled_object,
     }))
+}
+
+impl Context {
+    /// The watched store of KEDA ScaledObjects `scaled_object_for` reads (the operator runs the
+    /// watch with KEDA support on; see `operator::run_controller`). Without it, each lookup
+    /// lists the namespace's ScaledObjects.
+    pub fn with_scaled_objects(mut self, store: Store<DynamicObject>) -> Self {
+        self.scaled_objects = Some(store);
+        self
+    }
+}
+
+/// The ScaledObject that scales `target`, looked up in the watched store once it has synced:
+/// listing the namespace's ScaledObjects at each reconcile was a paged LIST per ten of them per
+/// reconcile (29,000 requests in 20 s with 2,000 ScaledObjects and 8 scalers at a 1 s sync).
+/// Until the watch has synced — at start-up, or never where KEDA is not installed (its watch
+/// then fails and retries) — the namespace is listed as before: an empty store must not mean
+/// "no ScaledObject" while one may exist, and where the API does not serve them the list says
+/// so at once (a 404, one request).
+async fn scaled_object_for(
+    ctx: &Context,
+    namespace: &str,
+    target: &ScaleTargetRef,
+) -> Result<Option<DynamicObject>> {
+    if let Some(store) = &ctx.scaled_objects
+        && matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+    {
+        return Ok(store
+            .find(|so| {
+                so.metadata.namespace.as_deref() == Some(namespace)
+                    && kubernetes::scaled_object_scales(so, target)
+            })
+            .map(|so| (*so).clone()));
+    }
+    kubernetes::scaled_object_for(&ctx.client, namespace, target).await
 }
 
 /// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets
