@@ -22,7 +22,7 @@
 //! compute the same one. Only the forecasts are kept (two `f32` a minute for a week: half
 //! precision, tried first, overflows at 65 504, well within the range of a byte-rate metric).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -294,7 +294,6 @@ impl Calibrator {
     /// Minutes of record a calibration at a boundary reads before it.
     fn reach(cfg: &ModelConfig, objective: &Objective) -> i64 {
         cfg.calibration_window.num_minutes()
-            + adaptive_walk(cfg)
             + objective.lead.num_minutes()
             + objective.stabilization.num_minutes()
     }
@@ -447,18 +446,9 @@ impl Calibrator {
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
         }
-        // The minutes before the window that the adaptive walk's first windows read.
-        let lead_in: Vec<usize> = (0..span)
-            .filter(|&k| span_lo + k as i64 >= scored_lo - adaptive_walk(cfg))
-            .filter(|&k| span_lo + (k as i64) < scored_lo && sample[k].is_finite())
-            .filter(|&k| !adjust.is_unusual(minute_time(span_lo + k as i64)))
-            .collect();
-        // The share of minutes the margin may leave short: the objective's, with the safety
-        // factor; with adaptive conformal inference (`ModelConfig::adaptive_rate`) moved online
-        // from it, but never looser than the objective itself.
-        let target = objective.max_underprovisioned / cfg.objective_safety;
-        let ceiling = objective.max_underprovisioned.max(target);
-        let allowed = (target * scored.len() as f64).floor() as usize;
+        let allowed = ((objective.max_underprovisioned / cfg.objective_safety)
+            * scored.len() as f64)
+            .floor() as usize;
 
         /// One basis replayed: what each scored minute needed, and what it held.
         struct Replayed {
@@ -467,8 +457,6 @@ impl Calibrator {
             requirement: Vec<f64>,
             /// `c / ready` at each scored minute: how much margin one more replica is.
             per_ready: Vec<f64>,
-            /// `requirement` and `per_ready` for the minutes of `lead_in`.
-            earlier: Vec<(f64, f64)>,
             /// The basis held over the stabilization window, in replicas, summed over the scored
             /// minutes that had one, and how many they are; the live floor summed over those
             /// that had none.
@@ -495,8 +483,7 @@ impl Calibrator {
             let mut per_ready = Vec::with_capacity(scored.len());
             let (mut held, mut kept, mut floor_alone) = (0.0, 0usize, 0.0);
             let mut floor_above = Vec::new();
-            // The margin minute k needed, and how much margin one more replica is then.
-            let requirement_at = |k: usize| {
+            for &k in &scored {
                 let n = needed(sample[k]);
                 // The load shown at minute k happened `lag` before; what was ready then was
                 // asked for over the start-up time before that. The least basis among the
@@ -523,20 +510,14 @@ impl Calibrator {
                     short = true;
                 }
                 let usable = r.is_finite() && r > 0.0;
-                let requirement = if n <= objective.min_replicas || !short {
+                requirement.push(if n <= objective.min_replicas || !short {
                     f64::NEG_INFINITY
                 } else if usable {
                     c * (n - 1) as f64 / r - 1.0
                 } else {
                     f64::INFINITY
-                };
-                (requirement, if usable { c / r } else { 0.0 })
-            };
-            let earlier = lead_in.iter().map(|&k| requirement_at(k)).collect();
-            for &k in &scored {
-                let (x, per) = requirement_at(k);
-                requirement.push(x);
-                per_ready.push(per);
+                });
+                per_ready.push(if usable { c / r } else { 0.0 });
                 let b = stab[k] / c;
                 if b.is_finite() {
                     held += b;
@@ -552,7 +533,6 @@ impl Calibrator {
                 basis,
                 requirement,
                 per_ready,
-                earlier,
                 held,
                 kept,
                 floor_alone,
@@ -561,7 +541,12 @@ impl Calibrator {
         }
         // The margin minute `i` of a replay needed with `extra` whole replicas.
         let need = |r: &Replayed, i: usize, extra: f64| {
-            with_extra((r.requirement[i], r.per_ready[i]), extra)
+            let m = r.requirement[i];
+            if m.is_finite() {
+                m - extra * r.per_ready[i]
+            } else {
+                m
+            }
         };
         // Minutes beyond `max_margin` are short whatever the margin. Those that no basis could
         // have covered (a flash crowd, an outage's end) do not count against the objective;
@@ -576,38 +561,14 @@ impl Calibrator {
                     .all(|r| need(r, i, most_extra) > cfg.max_margin)
             })
             .collect();
-        // The same for the adaptive walk's lead-in, and the minute of each minute it reads.
-        let skip: Vec<bool> = (0..lead_in.len())
-            .map(|i| {
-                replayed
-                    .iter()
-                    .all(|r| with_extra(r.earlier[i], most_extra) > cfg.max_margin)
-            })
-            .chain(unavoidable.iter().copied())
-            .collect();
-        let minutes: Vec<i64> = lead_in
-            .iter()
-            .chain(&scored)
-            .map(|&k| span_lo + k as i64)
-            .collect();
-        let adaptive = Adaptive {
-            target,
-            ceiling,
-            rate: cfg.adaptive_rate,
-            window,
-            walk_from: boundary - adaptive_walk(cfg) + 1,
-            end: boundary,
-            max_margin: cfg.max_margin,
-        };
         let unavoidable_count = unavoidable.iter().filter(|&&u| u).count();
 
         let mut best: Option<(usize, Margins, usize, f64)> = None;
         let mut xs = Vec::with_capacity(scored.len());
-        let mut series = Vec::with_capacity(minutes.len());
         for (index, r) in replayed.iter().enumerate() {
             for &extra in cfg.extra_replicas {
                 xs.clear();
-                let mut short = 0usize;
+                let mut short = 0;
                 for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
                     let x = need(r, i, extra);
                     if x > cfg.max_margin {
@@ -618,14 +579,17 @@ impl Calibrator {
                 }
                 // A basis that misses more minutes than allowed, even at the largest margin, is
                 // ranked after every one that meets the objective, by how many it misses.
-                let over = short.saturating_sub(allowed);
-                let margin = if cfg.adaptive_rate > 0.0 {
-                    series.clear();
-                    series.extend(r.earlier.iter().map(|&e| with_extra(e, extra)));
-                    series.extend((0..scored.len()).map(|i| need(r, i, extra)));
-                    adaptive.margin(&series, &skip, &minutes)
-                } else {
-                    select_margin(&mut xs, short, allowed, cfg.max_margin)
+                let (margin, over) = match allowed.checked_sub(short) {
+                    Some(left) if xs.len() > left => {
+                        let i = xs.len() - 1 - left;
+                        let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
+                        ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
+                    }
+                    Some(_) => (0.0, 0),
+                    None => {
+                        let largest = xs.iter().copied().fold(0.0, f64::max);
+                        ((largest + 1e-9).min(cfg.max_margin), short - allowed)
+                    }
                 };
                 // Replayed cost in replica-minutes; a ceil adds half a replica on average. The
                 // live floor is paid for where it is above the basis with its margins.
@@ -697,152 +661,6 @@ impl Calibrator {
             error_percent,
             scored_minutes: scored.len(),
         })
-    }
-}
-
-/// The least margin that leaves at most `allowed` of a replay's minutes short, `xs` being the
-/// margins its coverable minutes needed (reordered) and `short` how many more no margin up to
-/// `max_margin` covers: a selection, O(n).
-fn select_margin(xs: &mut [f64], short: usize, allowed: usize, max_margin: f64) -> f64 {
-    match allowed.checked_sub(short) {
-        Some(left) if xs.len() > left => {
-            let i = xs.len() - 1 - left;
-            let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-            (*v + 1e-9).clamp(0.0, max_margin)
-        }
-        Some(_) => 0.0,
-        None => (xs.iter().copied().fold(0.0, f64::max) + 1e-9).min(max_margin),
-    }
-}
-
-/// A needed margin less what `extra` whole replicas give, from `(requirement, per_ready)`.
-fn with_extra((requirement, per_ready): (f64, f64), extra: f64) -> f64 {
-    if requirement.is_finite() {
-        requirement - extra * per_ready
-    } else {
-        requirement
-    }
-}
-
-/// The minutes of record before the window that adaptive conformal inference's walk reads
-/// (none without it): each minute of its last day is judged against the margin the week before
-/// that minute gave, so a day of record more.
-fn adaptive_walk(cfg: &ModelConfig) -> i64 {
-    if cfg.adaptive_rate > 0.0 { 1440 } else { 0 }
-}
-
-/// Adaptive conformal inference (Gibbs & Candès, 2021) on the replay of one basis and margin.
-struct Adaptive {
-    /// The share of minutes the margin may leave short that the walk starts at and aims for.
-    target: f64,
-    /// The share is kept within `[0, ceiling]`.
-    ceiling: f64,
-    /// How far one minute moves the share (γ).
-    rate: f64,
-    /// The window, in minutes, whose needed margins set the margin.
-    window: i64,
-    /// The first minute of the walk, and the boundary.
-    walk_from: i64,
-    end: i64,
-    max_margin: f64,
-}
-
-impl Adaptive {
-    /// The margin for after `end`. Each minute of the walk is judged, out of sample, against the
-    /// margin the window before it gave at the share then in force (`select_margin` at that
-    /// share); after it the share moves by `rate · (target − short)`, `short` being 1 when that
-    /// margin left the minute short: short minutes lower the share (a higher margin), a stretch
-    /// without raises it, so that the share of short minutes tracks `target` even when the
-    /// load's regime changes. The margin after `end` is the last window's at the share reached.
-    /// `needs`, `skip` (unpreventable minutes, which do not count) and `minutes` are per scored
-    /// minute, in time order.
-    fn margin(&self, needs: &[f64], skip: &[bool], minutes: &[i64]) -> f64 {
-        let mut window = Window::default();
-        let (mut oldest, mut share) = (0, self.target);
-        for (j, (&x, &t)) in needs.iter().zip(minutes).enumerate() {
-            while minutes[oldest] < t - self.window {
-                window.remove(needs[oldest], skip[oldest]);
-                oldest += 1;
-            }
-            if t >= self.walk_from && !skip[j] {
-                let short = x > window.margin(share, self.max_margin);
-                share += self.rate * (self.target - f64::from(u8::from(short)));
-                share = share.clamp(0.0, self.ceiling);
-            }
-            window.add(x, skip[j]);
-        }
-        while oldest < needs.len() && minutes[oldest] <= self.end - self.window {
-            window.remove(needs[oldest], skip[oldest]);
-            oldest += 1;
-        }
-        window.margin(share, self.max_margin)
-    }
-}
-
-/// The needed margins of the minutes of a sliding window, as a multiset, for `select_margin` at
-/// any share in O(allowed + short); minutes that cannot be short (-inf) are only counted.
-#[derive(Default)]
-struct Window {
-    needs: BTreeMap<u64, u32>,
-    minutes: usize,
-}
-
-impl Window {
-    /// `x`'s bits, ordered as the numbers are.
-    fn key(x: f64) -> u64 {
-        let b = x.to_bits();
-        if b >> 63 == 1 { !b } else { b | (1 << 63) }
-    }
-
-    fn value(key: u64) -> f64 {
-        f64::from_bits(if key >> 63 == 1 {
-            key & !(1 << 63)
-        } else {
-            !key
-        })
-    }
-
-    fn add(&mut self, x: f64, skip: bool) {
-        self.minutes += 1;
-        if !skip && x > f64::NEG_INFINITY {
-            *self.needs.entry(Self::key(x)).or_default() += 1;
-        }
-    }
-
-    fn remove(&mut self, x: f64, skip: bool) {
-        self.minutes -= 1;
-        if !skip
-            && x > f64::NEG_INFINITY
-            && let Some(n) = self.needs.get_mut(&Self::key(x))
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.needs.remove(&Self::key(x));
-            }
-        }
-    }
-
-    /// `select_margin` over the window with `share` of its minutes allowed short.
-    fn margin(&self, share: f64, max_margin: f64) -> f64 {
-        let allowed = (share * self.minutes as f64).floor() as usize;
-        let mut short = 0;
-        let descending = self.needs.iter().rev();
-        let values =
-            descending.flat_map(|(&k, &n)| std::iter::repeat_n(Self::value(k), n as usize));
-        for (i, x) in values.enumerate() {
-            if x > max_margin {
-                short += 1;
-            } else if allowed < short {
-                return (x.max(0.0) + 1e-9).min(max_margin);
-            } else if i == allowed {
-                return (x + 1e-9).clamp(0.0, max_margin);
-            }
-        }
-        if allowed < short {
-            1e-9f64.min(max_margin)
-        } else {
-            0.0
-        }
     }
 }
 

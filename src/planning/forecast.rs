@@ -520,10 +520,6 @@ pub struct ModelConfig {
     /// The calibration aims this many times below the objective: a margin fitted on the past week
     /// is optimistic about the next hours, most of all in the tail.
     pub objective_safety: f64,
-    /// Adaptive conformal inference's step (`calibration::Selection::adaptive_share`): how far
-    /// one replayed minute moves the share of minutes the margin may leave short; 0 keeps it at
-    /// the objective's.
-    pub adaptive_rate: f64,
     /// Whether a sharp rise that recurs at the same minute of most past periods is kept sharp
     /// in the profile (`Past::recurring_sharp`) rather than smoothed into a ramp.
     pub recurring_steps: bool,
@@ -558,7 +554,6 @@ impl Default for ModelConfig {
             max_margin: 1.0,
             extra_replicas: &[0.0, 0.5, 1.0, 2.0],
             objective_safety: 1.5,
-            adaptive_rate: 0.0,
             recurring_steps: false,
             metric_delay: Duration::minutes(1),
             zero_persistence: Duration::minutes(15),
@@ -729,9 +724,10 @@ impl Past<'_> {
     }
 
     /// A rise sharper than the ±`half` smoothing that recurs at the same minute: where, in most
-    /// of the past periods, the mean over the block around `i` (`COARSE_BLOCK`, the finest the
-    /// older periods are kept at) stands above the ±`half` mean by more than `SHARP_TEXTURE`
-    /// times that period's texture (`texture`), the median of those block means. A step or
+    /// of the past periods, the mean over the block that holds `i` (`COARSE_BLOCK`, the finest the
+    /// older periods are kept at) stands above both the ±`half` mean and the lowest block of
+    /// the `half` before it by more than `SHARP_TEXTURE` times that period's texture
+    /// (`texture`), the median of those block means. A step or
     /// spike at 09:00 every day is then forecast at its height, not as the ramp the smoothing
     /// makes of it; a burst on one day, or the texture, is not.
     fn recurring_sharp(&self, i: i64, half: i64) -> Option<f64> {
@@ -742,23 +738,33 @@ impl Past<'_> {
             if c + half > self.view.end() as i64 {
                 continue;
             }
-            let (Some(smooth), Some(here), Some(texture)) = (
+            let (Some(smooth), Some(here)) = (
                 self.period_mean(k, c - half, c + half),
                 self.block_mean(k, c),
-                self.texture(k, c),
             ) else {
                 continue;
             };
+            // A rise: above the smoothed mean, and above the lowest block of the half-width
+            // before it (a plateau or a smooth bump is above its mean too, but rose slowly).
+            let least_before = (1..=half / self.block)
+                .filter_map(|j| self.block_mean(k, c - j * self.block))
+                .fold(here, f64::min);
+            let rise = (here - smooth).min(here - least_before);
+            // The texture, hours of blocks, is read only where there is a rise to judge.
+            let beyond = |texture: f64| rise > SHARP_TEXTURE * texture * smooth;
             sharp[n] = here;
             n += 1;
-            agree += usize::from(here - smooth > SHARP_TEXTURE * texture * smooth);
+            agree += usize::from(rise > 0.0 && self.texture(k, c).is_some_and(beyond));
         }
         (2 * agree > n).then(|| median(&mut sharp[..n])).flatten()
     }
 
-    /// The mean over the block around `c`, `k` periods back.
+    /// The mean over the block (on the epoch's grid of `COARSE_BLOCK`s) that holds `c`, `k`
+    /// periods back: the same block in recent and in older periods, and blocks a block apart
+    /// that do not overlap, so that their differences are the texture's and no less.
     fn block_mean(&self, k: i64, c: i64) -> Option<f64> {
-        self.period_mean(k, c - self.block / 2, c + (self.block - 1) / 2)
+        let lo = c - (c + self.block_phase).rem_euclid(self.block);
+        self.period_mean(k, lo, lo + self.block - 1)
     }
 
     /// The relative texture of the load around `c`, `k` periods back: the median, over the
@@ -895,12 +901,11 @@ mod tests {
 
     #[test]
     fn a_step_that_recurs_at_the_same_minute_is_forecast_at_its_height() {
-        // The daily step at 09:00 within one minute, with a texture of ±5 %, and on day 13 a
-        // five-minute burst at 03:00 that is not repeated.
-        let texture = |t: DateTime<Utc>| {
-            let m = (t - t0()).num_minutes();
-            1.0 + 0.05 * ((m * 7919 % 101) as f64 / 50.0 - 1.0)
-        };
+        // The daily step at 09:00 within one minute, with a Gaussian texture of 5 %, and on
+        // day 13 a five-minute burst at 03:00 that is not repeated.
+        let mut rng = crate::backtest::synthetic::SplitMix64(18);
+        let noise: Vec<f64> = (0..15 * 1440).map(|_| 1.0 + 0.05 * rng.normal()).collect();
+        let texture = |t: DateTime<Utc>| noise[(t - t0()).num_minutes() as usize];
         let burst = t0() + Duration::days(13) + Duration::hours(3);
         let h = history(15, |t| {
             let b = if (burst..burst + Duration::minutes(5)).contains(&t) {
