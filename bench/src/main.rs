@@ -226,6 +226,7 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "recalibrate_interval_min" => model.recalibrate_interval = minutes()?,
             "max_margin" => model.max_margin = number()?,
             "objective_safety" => model.objective_safety = number()?,
+            "recurring_steps" => model.recurring_steps = number()? != 0.0,
             "zero_persistence_min" => model.zero_persistence = minutes()?,
             "sustained_samples" => model.sustained_samples = number()? as usize,
             _ => return Err(bad(format!("unknown key {key:?}"))),

@@ -574,6 +574,9 @@ pub struct ModelConfig {
     /// The calibration aims this many times below the objective: a margin fitted on the past week
     /// is optimistic about the next hours, most of all in the tail.
     pub objective_safety: f64,
+    /// Whether a sharp rise that recurs at the same minute of most past periods is kept sharp
+    /// in the profile (`Past::recurring_sharp`) rather than smoothed into a ramp.
+    pub recurring_steps: bool,
     /// How late the metric shows the load (a scrape and a rate window): the start-up time the
     /// calibration replays is the lead time less this.
     pub metric_delay: Duration,
@@ -605,6 +608,7 @@ impl Default for ModelConfig {
             max_margin: 1.0,
             extra_replicas: &[0.0, 0.5, 1.0, 2.0],
             objective_safety: 1.5,
+            recurring_steps: false,
             metric_delay: Duration::minutes(1),
             zero_persistence: Duration::minutes(15),
             sustained_samples: 3,
@@ -690,6 +694,10 @@ pub fn predict_peak(
     let mut i = lo;
     loop {
         if let Some(p) = past.median_at(i, |c| (c - half, c + half)) {
+            let p = match cfg.recurring_steps {
+                true => past.recurring_sharp(i, half).map_or(p, |s| s.max(p)),
+                false => p,
+            };
             let p = if adjust.multipliers.is_empty() {
                 p
             } else {
@@ -748,23 +756,112 @@ impl Past<'_> {
             if hi > self.view.end() as i64 {
                 continue;
             }
-            let mean = if k * self.period >= self.coarse_lag {
-                // Whole blocks: from the start of lo's block to the end of hi's.
-                let lo = lo - (lo + self.block_phase).rem_euclid(self.block);
-                let hi = hi - (hi + self.block_phase).rem_euclid(self.block) + self.block - 1;
-                self.view
-                    .usual_mean(lo, hi.min(self.view.end() as i64), self.adjust)
-            } else {
-                self.view.usual_mean(lo, hi, self.adjust)
-            };
-            if let Some(m) = mean {
+            if let Some(m) = self.period_mean(k, lo, hi) {
                 samples[n] = m;
                 n += 1;
             }
         }
         median(&mut samples[..n])
     }
+
+    /// The mean over `[lo, hi]` in the past period `k` periods back.
+    fn period_mean(&self, k: i64, lo: i64, hi: i64) -> Option<f64> {
+        if k * self.period >= self.coarse_lag {
+            // Whole blocks: from the start of lo's block to the end of hi's.
+            let lo = lo - (lo + self.block_phase).rem_euclid(self.block);
+            let hi = hi - (hi + self.block_phase).rem_euclid(self.block) + self.block - 1;
+            self.view
+                .usual_mean(lo, hi.min(self.view.end() as i64), self.adjust)
+        } else {
+            self.view.usual_mean(lo, hi, self.adjust)
+        }
+    }
+
+    /// A rise sharper than the ±`half` smoothing that recurs at the same minute: where, in most
+    /// of the past periods, the mean over the block that holds `i` (`COARSE_BLOCK`, the finest the
+    /// older periods are kept at) stands above both the ±`half` mean and the lowest block of
+    /// the `half` before it by more than `SHARP_TEXTURE` times that period's texture
+    /// (`texture`), the median of those block means. A step or
+    /// spike at 09:00 every day is then forecast at its height, not as the ramp the smoothing
+    /// makes of it; a burst on one day, or the texture, is not.
+    fn recurring_sharp(&self, i: i64, half: i64) -> Option<f64> {
+        let mut sharp = [0.0f64; 8];
+        let (mut n, mut agree) = (0, 0);
+        for k in 1..=self.periods.min(sharp.len() as i64) {
+            let c = i - k * self.period;
+            if c + half > self.view.end() as i64 {
+                continue;
+            }
+            let (Some(smooth), Some(here)) = (
+                self.period_mean(k, c - half, c + half),
+                self.block_mean(k, c),
+            ) else {
+                continue;
+            };
+            // A rise: above the smoothed mean, and above the lowest block of the half-width
+            // before it (a plateau or a smooth bump is above its mean too, but rose slowly).
+            let least_before = (1..=half / self.block)
+                .filter_map(|j| self.block_mean(k, c - j * self.block))
+                .fold(here, f64::min);
+            let rise = (here - smooth).min(here - least_before);
+            // The texture, hours of blocks, is read only where there is a rise to judge.
+            let beyond = |texture: f64| rise > SHARP_TEXTURE * texture * smooth;
+            sharp[n] = here;
+            n += 1;
+            agree += usize::from(rise > 0.0 && self.texture(k, c).is_some_and(beyond));
+        }
+        (2 * agree > n).then(|| median(&mut sharp[..n])).flatten()
+    }
+
+    /// The mean over the block (on the epoch's grid of `COARSE_BLOCK`s) that holds `c`, `k`
+    /// periods back: the same block in recent and in older periods, and blocks a block apart
+    /// that do not overlap, so that their differences are the texture's and no less.
+    fn block_mean(&self, k: i64, c: i64) -> Option<f64> {
+        let lo = c - (c + self.block_phase).rem_euclid(self.block);
+        self.period_mean(k, lo, lo + self.block - 1)
+    }
+
+    /// The relative texture of the load around `c`, `k` periods back: the median, over the
+    /// blocks of `TEXTURE_SPAN` on each side, of the absolute second difference of consecutive
+    /// block means relative to the block's mean. Second differences ignore ramps, and a median
+    /// over hours one step or spike does not move.
+    fn texture(&self, k: i64, c: i64) -> Option<f64> {
+        let blocks = TEXTURE_SPAN.num_minutes() / COARSE_BLOCK.num_minutes();
+        let end = self.view.end() as i64;
+        let at = |j: i64| {
+            let mid = c + j * self.block;
+            (mid + self.block <= end)
+                .then(|| self.block_mean(k, mid))
+                .flatten()
+        };
+        let mut changes = [0.0f64; 64];
+        let mut m = 0;
+        let (mut a, mut b) = (at(-blocks), at(1 - blocks));
+        for j in (2 - blocks)..=blocks {
+            let next = at(j);
+            if let (Some(x), Some(y), Some(z)) = (a, b, next)
+                && y > 0.0
+                && m < changes.len()
+            {
+                changes[m] = (x - 2.0 * y + z).abs() / y;
+                m += 1;
+            }
+            (a, b) = (b, next);
+        }
+        median(&mut changes[..m])
+    }
 }
+
+/// How far above the smoothed mean, relative to it and in units of a period's texture
+/// (`Past::texture`), a block must stand to count as a sharp rise. For Gaussian texture the
+/// median absolute second difference of block means is about 1.65 standard deviations of one
+/// block mean, so two of it is a rise of about 3.3: one the texture alone gives about once in
+/// two thousand blocks, and in most periods at once practically never.
+const SHARP_TEXTURE: f64 = 2.0;
+
+/// How far on each side of a minute its texture is read (`Past::texture`): hours, so that one
+/// step or spike is a few of the second differences the median is taken of.
+const TEXTURE_SPAN: Duration = Duration::hours(2);
 
 /// The median of `xs` (sorted in place), `None` when empty.
 pub(crate) fn median(xs: &mut [f64]) -> Option<f64> {
@@ -854,6 +951,49 @@ mod tests {
         let night = t0() + Duration::days(14) + Duration::hours(3);
         let f = peak(&h, Predictor::Daily, night, 6).unwrap();
         assert!((f - 100.0).abs() < 1e-6, "{f}");
+    }
+
+    #[test]
+    fn a_step_that_recurs_at_the_same_minute_is_forecast_at_its_height() {
+        // The daily step at 09:00 within one minute, with a Gaussian texture of 5 %, and on
+        // day 13 a five-minute burst at 03:00 that is not repeated.
+        let mut rng = crate::backtest::synthetic::SplitMix64(18);
+        let noise: Vec<f64> = (0..15 * 1440).map(|_| 1.0 + 0.05 * rng.normal()).collect();
+        let texture = |t: DateTime<Utc>| noise[(t - t0()).num_minutes() as usize];
+        let burst = t0() + Duration::days(13) + Duration::hours(3);
+        let h = history(15, |t| {
+            let b = if (burst..burst + Duration::minutes(5)).contains(&t) {
+                5.0
+            } else {
+                1.0
+            };
+            daily_load(t) * texture(t) * b
+        });
+        let sharp = ModelConfig {
+            recurring_steps: true,
+            ..ModelConfig::default()
+        };
+        let forecast = |cfg: &ModelConfig, p: Predictor, now: DateTime<Utc>| {
+            let view = h.view_at(now - Duration::minutes(1)).unwrap();
+            let adjust = Adjustments::default();
+            predict_peak(cfg, p, view, &adjust, now, now + Duration::minutes(6)).unwrap()
+        };
+        // At 08:56 on day 14 the step comes within the lead time: the smoothed profile reads a
+        // ramp well below it, the step kept sharp reads its height.
+        let now = t0() + Duration::days(14) + Duration::minutes(536);
+        for p in [Predictor::Daily, Predictor::Weekly] {
+            let smooth = forecast(&ModelConfig::default(), p, now);
+            let kept = forecast(&sharp, p, now);
+            assert!(smooth < 700.0, "{p:?}: {smooth}");
+            assert!(kept > 900.0, "{p:?}: {kept}");
+        }
+        // The burst of one day is not a recurring step, nor is the texture: at 03:00 and at
+        // 12:00 the forecast is the smoothed one.
+        for minute in [180, 720] {
+            let at = t0() + Duration::days(14) + Duration::minutes(minute);
+            let smooth = forecast(&ModelConfig::default(), Predictor::Daily, at);
+            assert_eq!(forecast(&sharp, Predictor::Daily, at), smooth, "{minute}");
+        }
     }
 
     #[test]
