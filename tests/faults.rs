@@ -2082,6 +2082,67 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
     proxy.abort();
 }
 
+/// A scaler's finalizer removed by hand while the operator runs (as people do when a deletion
+/// hangs), then the scaler deleted: no last reconcile gives its HPA floor back. Before: the
+/// floor (9, the HPA's own 2) and prescaler's annotations stayed until the next operator start
+/// (30 syncs later, still there: the start-up sweep had already completed). Now the scaler's
+/// going is noticed at the next sync, and the sweep for orphaned floors runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_is_given_back_when_its_scalers_finalizer_is_removed_by_hand() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    api.put(deployment("web", 2));
+    api.put(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": "web", "namespace": NS },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
+                  "minReplicas": 2, "maxReplicas": 30 },
+    }));
+    api.put(scaler(
+        "web",
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 9 }] }),
+    ));
+    let _op = start_operator(&api, &prom.url());
+    let hpa = |api: &FakeApi| get(api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
+    eventually(
+        30,
+        "the floor set",
+        || match hpa(&api)["spec"]["minReplicas"].as_i64() {
+            Some(9) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    // Long after the start-up sweep has completed.
+    tokio::time::sleep(StdDuration::from_secs(5)).await;
+    let mut s = get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", "web");
+    s["metadata"]["finalizers"] = json!([]);
+    api.put(s);
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web");
+    assert!(
+        api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "web")
+            .is_none()
+    );
+    eventually(15, "the floor given back", || {
+        let h = hpa(&api);
+        let kept: Vec<_> = h["metadata"]["annotations"]
+            .as_object()
+            .map(|a| {
+                a.keys()
+                    .filter(|k| k.starts_with("prescaler.dev/"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        match h["spec"]["minReplicas"].as_i64() {
+            Some(2) if kept.is_empty() => Ok(()),
+            other => Err(format!("minReplicas {other:?}, annotations {kept:?}")),
+        }
+    })
+    .await;
+}
+
 /// A scaler that holds no floor carries no finalizer, so its deletion brings no last reconcile:
 /// what the operator keeps of it (planner, history, memos, metrics) must still go, or a tenant
 /// that creates and deletes scalers grows the operator's memory without bound (measured before:

@@ -133,6 +133,8 @@ pub struct Context {
     pub(super) suspects: std::sync::Mutex<HashMap<String, Instant>>,
     /// Per namespace, its reads in flight (see `read_share`).
     pub(super) in_flight: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    /// How many namespaces have scalers, as of the last `forget_gone` (see `read_share`).
+    pub(super) namespaces: std::sync::atomic::AtomicUsize,
     /// Per uid, the labels its metrics carry: what to remove when it is gone.
     pub(super) seen: std::sync::Mutex<HashMap<String, ScalerLabels>>,
     /// Every KEDA ScaledObject, kept by a watch with KEDA support on (see
@@ -225,6 +227,7 @@ impl Context {
             suspect_reads,
             suspects: Default::default(),
             in_flight: Default::default(),
+            namespaces: Default::default(),
             seen: Default::default(),
             scaled_objects: None,
         }
@@ -313,22 +316,21 @@ impl Context {
     }
 
     /// Whether `namespace` may start one more read while the pool is busy: any namespace, slow
-    /// or not, then holds at most an equal part of the slots among the namespaces reading
-    /// (and never more than three quarters of them). Suspicion alone was a threshold, and a
-    /// tenant whose reads took just under it (0.9 s of a 2 s timeout) was never capped: its
-    /// 128 scalers held every slot and another tenant read nothing in 20 s. What counts here
-    /// is how many slots a namespace holds, however quick its reads; a quiet pool caps no one,
-    /// and a namespace reading alone keeps a quarter free only while the pool is busy.
+    /// or not, then holds at most an equal part of the slots among the namespaces that have
+    /// scalers. Suspicion alone was a threshold, and a tenant whose reads took just under it
+    /// (0.9 s of a 2 s timeout) was never capped: its 96 scalers held every slot and another
+    /// tenant read nothing in 20 s. What counts here is how many slots a namespace holds,
+    /// however quick its reads. A quiet pool caps no one, and a cluster whose scalers all live
+    /// in one namespace is not capped at all (a cap of three quarters, counted among the
+    /// namespaces reading, slowed the cold start of 550 scalers past a peak window's floor).
     fn within_fair_share(&self, namespace: &str) -> bool {
         if self.reads_quiet() {
             return true;
         }
         let concurrency = usize::from(self.settings.concurrency).max(1);
-        let all = locked(&self.in_flight);
-        let holds = all.get(namespace).copied().unwrap_or(0);
-        let reading = all.len() + usize::from(holds == 0);
-        let fair = (concurrency / reading).min(concurrency * 3 / 4).max(1);
-        holds < fair
+        let namespaces = self.namespaces.load(std::sync::atomic::Ordering::Relaxed);
+        let fair = (concurrency / namespaces.max(1)).max(1);
+        locked(&self.in_flight).get(namespace).copied().unwrap_or(0) < fair
     }
 
     /// The share of reads of `namespace` if it is suspect (see `read_share`).
@@ -419,15 +421,23 @@ impl Context {
     /// would grow the operator's memory without bound. Also drops the read shares of namespaces
     /// without scalers, and suspicions once they expire — not before, even when the namespace
     /// has no scaler left: deleting and re-creating its scalers must not clear a suspicion.
-    pub(super) async fn forget_gone(&self) {
+    /// Returns whether a scaler that went had set a floor: its finalizer was removed by hand
+    /// (or the object went without its last reconcile), so the floor may still be raised.
+    pub(super) async fn forget_gone(&self) -> bool {
         let scalers = self.scalers.state();
         let live: HashSet<String> = scalers.iter().filter_map(|s| s.uid()).collect();
         let namespaces: HashSet<String> = scalers.iter().filter_map(|s| s.namespace()).collect();
+        self.namespaces
+            .store(namespaces.len(), std::sync::atomic::Ordering::Relaxed);
         let gone: Vec<String> = locked(&self.seen)
             .keys()
             .filter(|uid| !live.contains(*uid))
             .cloned()
             .collect();
+        let held_floor = {
+            let sweeps = locked(&self.floor_sweeps);
+            gone.iter().any(|uid| sweeps.contains_key(uid))
+        };
         for uid in &gone {
             self.forget_uid(uid).await;
         }
@@ -441,5 +451,6 @@ impl Context {
                 "forgot the PredictiveScalers that are gone"
             );
         }
+        held_floor
     }
 }

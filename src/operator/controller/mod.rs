@@ -24,7 +24,7 @@ use actuate::actuate;
 pub use context::{Context, Settings};
 use decide::decide;
 pub use floors::FINALIZER;
-use floors::{give_back_floor, release_orphaned_floors};
+use floors::{give_back_floor, release_orphaned_floors, sweep_orphaned_floors};
 use observe::{learn_lead_time, observe};
 use report::{Decided, publish_metrics, publish_plan_metrics, write_status};
 
@@ -70,9 +70,16 @@ pub async fn run(
         let ctx = ctx.clone();
         async move {
             let mut every = tokio::time::interval(ctx.settings.sync_period);
+            // A scaler that set a floor and went without its last reconcile (its finalizer
+            // removed by hand while the operator ran) left the floor raised: the start-up sweep
+            // for orphaned floors runs again, each sync until it completes.
+            let mut sweep_owed = false;
             loop {
                 every.tick().await;
-                ctx.forget_gone().await;
+                sweep_owed |= ctx.forget_gone().await;
+                if sweep_owed && ctx.may_write() {
+                    sweep_owed = !sweep_orphaned_floors(&ctx).await;
+                }
             }
         }
     });
