@@ -857,6 +857,37 @@ fn a_metric_back_from_a_gap_as_a_zero_blip_is_held_at_the_level_before_the_gap()
 }
 
 #[test]
+fn a_level_from_before_a_long_absence_keeps_a_count_on_zeros_but_does_not_raise_it() {
+    // Believed zeros, two adjacent samples of 1e6, the series absent for 2 to 23 hours, then
+    // real zeros. The read reaches back over the gap to the level the series had (so that a
+    // busy workload's count does not fall on a blip of zeros), and that level is the two
+    // samples. Before: the held zeros became a live floor the scale-up limit does not hold
+    // back: 2 → 6 → 100 (maxReplicas) on zeros. Now a held zero keeps the count, never raises
+    // it.
+    for gap in [120usize, 720, 1380] {
+        let mut v = vec![0.0; 120];
+        v.extend([1e6; 2]);
+        v.extend(vec![f64::NAN; gap]);
+        v.extend([0.0; 10]);
+        let first_zero = v.len() - 10;
+        let history = History::new(t0(), Duration::minutes(1), v.clone());
+        let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
+        let mut current = 2;
+        let mut seen = Vec::new();
+        for m in first_zero..v.len() {
+            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
+            current = d.desired_replicas;
+            seen.push((m - first_zero, current, d.live_replicas));
+        }
+        assert!(
+            seen.iter()
+                .all(|(_, n, live)| *n <= 2 && live.is_none_or(|l| l <= 2)),
+            "gap {gap}: {seen:?}"
+        );
+    }
+}
+
+#[test]
 fn two_bogus_samples_half_an_hour_apart_are_no_level_to_hold_zeros_at() {
     // Believed zeros, one sample of 1e6, half an hour with no sample, another 1e6, then zeros.
     // Before: the hold after the first sample granted its whole ask at once (5 → 100 replicas,
@@ -948,6 +979,7 @@ fn the_live_floor_holds_on_every_basis_in_the_pure_decision() {
                     scheduled: &scheduled,
                     event: None,
                     current_replicas: 44,
+                    held_zero: false,
                 },
                 &mut Memory::default(),
                 t0(),

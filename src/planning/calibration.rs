@@ -48,6 +48,9 @@ pub struct LiveReading {
     /// after believed zeros, after a gap — is never a sustained load (`plan::decide` then
     /// follows the newest sample within the scale-up limit, as the HPA would).
     pub sustained: Option<f64>,
+    /// The newest sample is a held zero (a drop that has not persisted, read as the level
+    /// before it): the decision keeps its count on it but does not raise it (`plan::decide`).
+    pub held_zero: bool,
 }
 
 /// How many samples a sustained load needs (at most `ModelConfig::sustained_samples`): one
@@ -68,11 +71,15 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
         return LiveReading::default();
     }
     let h = view.history();
-    let (_, values) = view.held_tail(
+    let (first, values) = view.held_tail(
         view.end() as i64 - h.steps(MAX_LOAD_AGE),
         h.steps(cfg.zero_persistence),
         cfg.sustained_samples,
     );
+    let held_zero = values
+        .iter()
+        .rposition(|v| v.is_finite())
+        .is_some_and(|i| h.values()[first + i] == 0.0 && values[i] != 0.0);
     let mut newest = values.iter().rev().copied().filter(|v| v.is_finite());
     let Some(load) = newest.next() else {
         return LiveReading::default();
@@ -104,6 +111,7 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
     LiveReading {
         load: if quiet { sustained } else { Some(load) },
         sustained,
+        held_zero,
     }
 }
 

@@ -274,6 +274,7 @@ pub fn outlook(
                     } else {
                         current
                     },
+                    held_zero: false,
                 },
                 &mut memory,
                 m,

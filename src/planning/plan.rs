@@ -86,6 +86,8 @@ pub struct Inputs<'a> {
     pub event: Option<&'a ExpectedEvent>,
     /// The replica count the target has now.
     pub current_replicas: u32,
+    /// The newest sample is a held zero (`calibration::LiveReading::held_zero`).
+    pub held_zero: bool,
 }
 
 /// What a calendar event is expected to bring.
@@ -282,7 +284,7 @@ pub fn decide(
             }
         };
     // The live floor: whatever the basis, never below what the sustained live load needs.
-    let live_replicas = inputs
+    let mut live_replicas = inputs
         .sustained
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(replicas_for);
@@ -300,6 +302,15 @@ pub fn decide(
     {
         recommendation = n;
         reason = Reason::Reactive;
+    }
+    // A held zero reads as the level before it so that the count does not fall on a drop that
+    // has not persisted; it is no reason to raise the count. A level from before a day's
+    // absence (two bogus samples, say) otherwise became a live floor the scale-up limit does not
+    // hold back: 2 → 100 on zeros. What is known ahead still raises it.
+    if inputs.held_zero {
+        let keep = inputs.current_replicas.max(forecast_replicas.unwrap_or(0));
+        recommendation = recommendation.min(keep);
+        live_replicas = live_replicas.map(|n| n.min(keep));
     }
     // An event the SRE declared with a multiplier is provisioned for even when the calibration
     // chose the live load (which cannot see it coming), with the same margins.

@@ -294,6 +294,7 @@ impl Planner {
                 scheduled: &scheduled,
                 event: event.as_ref(),
                 current_replicas,
+                held_zero: live.held_zero,
             },
             &mut self.memory,
             minute,
