@@ -2092,27 +2092,13 @@ async fn a_floor_is_given_back_when_its_scalers_finalizer_is_removed_by_hand() {
     let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("web", 2));
-    api.put(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": { "name": "web", "namespace": NS },
-        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
-                  "minReplicas": 2, "maxReplicas": 30 },
-    }));
-    api.put(scaler(
-        "web",
-        "steady",
-        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 9 }] }),
-    ));
+    api.put(hpa("web", 2, json!({})));
+    api.put(scaler("web", "steady", floor(9)));
     let _op = start_operator(&api, &prom.url());
-    let hpa = |api: &FakeApi| get(api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
-    eventually(
-        30,
-        "the floor set",
-        || match hpa(&api)["spec"]["minReplicas"].as_i64() {
-            Some(9) => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
+    eventually(30, "the floor set", || match hpa_min(&api, "web") {
+        9 => Ok(()),
+        other => Err(format!("{other}")),
+    })
     .await;
     // Long after the start-up sweep has completed.
     tokio::time::sleep(StdDuration::from_secs(5)).await;
@@ -2125,19 +2111,10 @@ async fn a_floor_is_given_back_when_its_scalers_finalizer_is_removed_by_hand() {
             .is_none()
     );
     eventually(15, "the floor given back", || {
-        let h = hpa(&api);
-        let kept: Vec<_> = h["metadata"]["annotations"]
-            .as_object()
-            .map(|a| {
-                a.keys()
-                    .filter(|k| k.starts_with("prescaler.dev/"))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        match h["spec"]["minReplicas"].as_i64() {
-            Some(2) if kept.is_empty() => Ok(()),
-            other => Err(format!("minReplicas {other:?}, annotations {kept:?}")),
+        let h = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
+        match hpa_min(&api, "web") {
+            2 if clean(&h) => Ok(()),
+            other => Err(format!("minReplicas {other}: {h}")),
         }
     })
     .await;
@@ -2184,6 +2161,29 @@ async fn a_deleted_scaler_without_a_floor_is_forgotten() {
     assert!(series_of("kept") > 2, "the live scaler keeps its series");
 }
 
+/// Four ordinary scalers, `web0`…`web3`, and their Deployments: the baseline of the memory tests.
+fn four_ordinary_scalers(api: &FakeApi) {
+    for i in 0..4 {
+        api.put(deployment(&format!("web{i}"), 2));
+        api.put(scaler(&format!("web{i}"), "steady", json!({})));
+    }
+}
+
+/// Whether the four ordinary scalers have each decided.
+fn four_decided(api: &FakeApi) -> impl FnMut() -> Result<(), String> + use<> {
+    let api = api.clone();
+    move || {
+        let n = (0..4)
+            .filter(|i| status(&api, &format!("web{i}"))["desiredReplicas"].is_number())
+            .count();
+        if n == 4 {
+            Ok(())
+        } else {
+            Err(format!("{n} of 4 decided"))
+        }
+    }
+}
+
 /// HPAs and ScaledObjects are the tenants' to write, and may be large (annotations up to the API
 /// server's object limit). The cluster-wide HPA watch and the lists of a namespace's
 /// ScaledObjects (made at every sync of a target without an HPA, with KEDA support on) held them
@@ -2195,25 +2195,8 @@ async fn a_deleted_scaler_without_a_floor_is_forgotten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_memory() {
     let prom = steady_prometheus();
-    let scalers = |api: &FakeApi| {
-        for i in 0..4 {
-            api.put(deployment(&format!("web{i}"), 2));
-            api.put(scaler(&format!("web{i}"), "steady", json!({})));
-        }
-    };
-    let decided = |api: &FakeApi| {
-        let api = api.clone();
-        move || {
-            let n = (0..4)
-                .filter(|i| status(&api, &format!("web{i}"))["desiredReplicas"].is_number())
-                .count();
-            if n == 4 {
-                Ok(())
-            } else {
-                Err(format!("{n} of 4 decided"))
-            }
-        }
-    };
+    let scalers = four_ordinary_scalers;
+    let decided = four_decided;
     let keda = ["--keda"];
     let api = FakeApi::new();
     scalers(&api);
@@ -2266,7 +2249,7 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
     ));
     let surveyed = {
         let api = api.clone();
-        let four = decided(&api);
+        let mut four = decided(&api);
         move || {
             four()?;
             match status(&api, "pods")["leadTime"]["observations"].as_i64() {
@@ -2302,25 +2285,8 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_large_fields_that_prescaler_reads_do_not_cost_the_operator_its_memory() {
     let prom = steady_prometheus();
-    let scalers = |api: &FakeApi| {
-        for i in 0..4 {
-            api.put(deployment(&format!("web{i}"), 2));
-            api.put(scaler(&format!("web{i}"), "steady", json!({})));
-        }
-    };
-    let decided = |api: &FakeApi| {
-        let api = api.clone();
-        move || {
-            let n = (0..4)
-                .filter(|i| status(&api, &format!("web{i}"))["desiredReplicas"].is_number())
-                .count();
-            if n == 4 {
-                Ok(())
-            } else {
-                Err(format!("{n} of 4 decided"))
-            }
-        }
-    };
+    let scalers = four_ordinary_scalers;
+    let decided = four_decided;
     let keda = ["--keda"];
     let api = FakeApi::new();
     scalers(&api);

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::future::ready;
 use std::path::PathBuf;
 
+use crate::support::scripted::{block_means_of, grid};
 use chrono::{DateTime, Duration, Utc};
 use prescaler::adapters::history::{BlockMean, HistoryCache, RangeSource};
 use prescaler::backtest::trace::Trace;
@@ -29,16 +30,6 @@ impl TraceSource {
         let m = usize::try_from((t - self.start).num_minutes()).ok()?;
         self.values.get(m).copied().filter(|v| v.is_finite())
     }
-
-    fn grid(&self, start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::new();
-        let mut t = start;
-        while t <= end {
-            out.push(t);
-            t += step;
-        }
-        out
-    }
 }
 
 impl RangeSource for TraceSource {
@@ -49,8 +40,7 @@ impl RangeSource for TraceSource {
         end: DateTime<Utc>,
         step: Duration,
     ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
-        let samples = self
-            .grid(start, end, step)
+        let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(t).map(|v| (t, v)))
             .collect();
@@ -65,24 +55,7 @@ impl RangeSource for TraceSource {
         block: Duration,
         step: Duration,
     ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
-        // `avg_over_time` and `count_over_time` of `(q)[block:step]` at `t`: over the steps of
-        // (t - block, t].
-        let points = block.num_seconds() / step.num_seconds();
-        let samples = self
-            .grid(start, end, block)
-            .into_iter()
-            .filter_map(|at| {
-                let seen: Vec<f64> = (0..points)
-                    .filter_map(|k| self.at(at - step * k as i32))
-                    .collect();
-                (!seen.is_empty()).then(|| BlockMean {
-                    at,
-                    mean: seen.iter().sum::<f64>() / seen.len() as f64,
-                    count: seen.len() as u32,
-                })
-            })
-            .collect();
-        ready(Ok(samples))
+        ready(Ok(block_means_of(|t| self.at(t), start, end, block, step)))
     }
 }
 

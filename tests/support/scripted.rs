@@ -39,17 +39,6 @@ impl ScriptedSource {
             .flatten()
             .filter(|v| v.is_finite())
     }
-
-    fn grid(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> Vec<DateTime<Utc>> {
-        let step = step.max(Duration::seconds(1));
-        let mut out = Vec::new();
-        let mut t = start;
-        while t <= end {
-            out.push(t);
-            t += step;
-        }
-        out
-    }
 }
 
 impl RangeSource for ScriptedSource {
@@ -61,7 +50,7 @@ impl RangeSource for ScriptedSource {
         step: Duration,
     ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        let samples = Self::grid(start, end, step)
+        let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(query, t).map(|v| (t, v)))
             .collect();
@@ -77,21 +66,7 @@ impl RangeSource for ScriptedSource {
         step: Duration,
     ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        // Over the steps of (at - block, at], as `avg_over_time((q)[block:step])` at `at`.
-        let points = (block.num_seconds() / step.num_seconds().max(1)).max(1);
-        let means = Self::grid(start, end, block)
-            .into_iter()
-            .filter_map(|at| {
-                let seen: Vec<f64> = (0..points)
-                    .filter_map(|k| self.at(query, at - step * k as i32))
-                    .collect();
-                (!seen.is_empty()).then(|| BlockMean {
-                    at,
-                    mean: seen.iter().sum::<f64>() / seen.len() as f64,
-                    count: seen.len() as u32,
-                })
-            })
-            .collect();
+        let means = block_means_of(|t| self.at(query, t), start, end, block, step);
         ready(Ok(means))
     }
 
@@ -103,4 +78,42 @@ impl RangeSource for ScriptedSource {
         self.reads.fetch_add(1, Ordering::SeqCst);
         ready(Ok(()))
     }
+}
+
+/// The instants `start, start + step, …, ≤ end`.
+pub fn grid(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> Vec<DateTime<Utc>> {
+    let step = step.max(Duration::seconds(1));
+    let mut out = Vec::new();
+    let mut t = start;
+    while t <= end {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+/// What `avg_over_time` and `count_over_time` of `(q)[block:step]` give at each block's end on
+/// the grid `start, start + block, …, ≤ end`, the samples of `q` being `sample`: the mean and
+/// count over the steps of `(at - block, at]`, blocks without a sample absent.
+pub fn block_means_of(
+    sample: impl Fn(DateTime<Utc>) -> Option<f64>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    block: Duration,
+    step: Duration,
+) -> Vec<BlockMean> {
+    let points = (block.num_seconds() / step.num_seconds().max(1)).max(1);
+    grid(start, end, block)
+        .into_iter()
+        .filter_map(|at| {
+            let seen: Vec<f64> = (0..points)
+                .filter_map(|k| sample(at - step * k as i32))
+                .collect();
+            (!seen.is_empty()).then(|| BlockMean {
+                at,
+                mean: seen.iter().sum::<f64>() / seen.len() as f64,
+                count: seen.len() as u32,
+            })
+        })
+        .collect()
 }
