@@ -1995,12 +1995,15 @@ async fn a_prometheus_slow_for_everyone_is_read_with_half_the_slots_not_a_quarte
 /// What the stand-in holds a hostile tenant's reads for, in milliseconds (0 at first).
 static HOSTILE_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// A tenant whose reads take just under half the timeout (0.9 s of 2 s) is never suspect, and
-/// edits nothing: its 96 scalers in one namespace simply keep the read slots busy. Before: they
-/// held every slot, and another tenant read nothing in 20 s and was still at 2 replicas
-/// 120 s into its surge. Now, while the pool is busy, no namespace holds more than an equal
-/// part of the slots among those reading (`Context::read_share`): the other tenant reads at
-/// about every sync and follows its surge.
+/// A tenant whose reads take just under half the timeout (0.9 s of 2 s) is never suspect: its
+/// 96 scalers keep the read slots busy. Review 4: in one namespace, they held every slot, and
+/// another tenant read nothing in 20 s and was still at 2 replicas 120 s into its surge. Review
+/// 5, against a share per namespace: spread over four namespaces, and each spec edited every
+/// half second, the tenant held every slot again — the shares summed to all of them, and the
+/// controller started the next object in its pending set's hash order, kept full by the edits.
+/// Now every reconcile waits in the fair queue (`fair_queue`), where slots go to the namespace
+/// that has used the least slot time: the other tenant is reconciled at about every sync and
+/// follows its surge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_another() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -2019,17 +2022,25 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
     api.put(deployment("victim", 2));
     api.put(scaler("victim", "victim", json!({})));
     const HOSTILE: usize = 96;
-    for i in 0..HOSTILE {
-        let mut d = deployment(&format!("h{i}"), 2);
-        d["metadata"]["namespace"] = json!("evil");
-        api.put(d);
-        // `evil=""` matches the victim's series (it has no such label): real data, and a
-        // request the stand-in can tell apart.
-        let mut s = scaler(&format!("h{i}"), "x", json!({}));
-        s["metadata"]["namespace"] = json!("evil");
+    const NAMESPACES: usize = 4;
+    // `evil=""` matches the victim's series (it has no such label): real data, and a request
+    // the stand-in can tell apart. `version` is the edit: a new generation, reconciled at once.
+    let hostile = |i: usize, version: usize| {
+        let mut s = scaler(
+            &format!("h{i}"),
+            "x",
+            json!({ "maxReplicas": 40 + version % 2 }),
+        );
+        s["metadata"]["namespace"] = json!(format!("evil-{}", i % NAMESPACES));
         s["spec"]["metric"]["query"] =
             json!("sum(shop_requests_per_second{service=\"victim\", evil=\"\"})");
-        api.put(s);
+        s
+    };
+    for i in 0..HOSTILE {
+        let mut d = deployment(&format!("h{i}"), 2);
+        d["metadata"]["namespace"] = json!(format!("evil-{}", i % NAMESPACES));
+        api.put(d);
+        api.put(hostile(i, 0));
     }
     let _op = start_operator(&api, &url);
     // Every scaler's first (cold) read quick, so that no namespace is suspect.
@@ -2052,6 +2063,17 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
     })
     .await;
     HOSTILE_DELAY_MS.store(900, SeqCst);
+    let churn = tokio::spawn({
+        let api = api.clone();
+        async move {
+            for version in 1.. {
+                for i in 0..HOSTILE {
+                    api.put(hostile(i, version));
+                }
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+        }
+    });
     tokio::time::sleep(StdDuration::from_secs(3)).await;
     let victim_reads = || {
         api.requests()
@@ -2064,9 +2086,11 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
     let before = victim_reads();
     tokio::time::sleep(StdDuration::from_secs(20)).await;
     let reads = victim_reads() - before;
+    // 0 before; 11 measured with a benchmark running beside it (the bound leaves room for a
+    // loaded CI machine: a read every few seconds is still a scaler that follows its load).
     assert!(
-        reads >= 8,
-        "the other tenant was reconciled {reads} times in 20 s"
+        reads >= 6,
+        "the other tenant was reconciled {reads} times in 20 s (a sync is 1 s)"
     );
     prom.set_live("victim", Some(5_000.0));
     eventually(90, "the victim follows its surge", || {
@@ -2078,6 +2102,7 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
         }
     })
     .await;
+    churn.abort();
     HOSTILE_DELAY_MS.store(0, SeqCst);
     proxy.abort();
 }
@@ -2271,6 +2296,65 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
     assert!(
         large < baseline + 64 * 1024,
         "peak RSS {large} KiB against {baseline} KiB without the large objects"
+    );
+}
+
+/// Eight `leadTime: Auto` scalers over the same 50 pods of 1,000 KiB each (pods as large as the
+/// API server lets a spec grow): their surveys ran at once, one per reconcile, each holding a
+/// page of 25 pods three times over in kube's client (chunks, joined bytes, a `String` copy)
+/// and once parsed — 253–298 MiB, against the chart's limit of 384 MiB. Now two surveys run at
+/// once (`context::SURVEYS_AT_ONCE`: 178–197 MiB with that alone), and a page is read into one
+/// buffer and parsed into the few fields a start-up needs: 87 MiB. Measured on the real
+/// `prescaler run` process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_surveys_of_large_pods_at_once_do_not_cost_the_operator_its_memory() {
+    let prom = steady_prometheus();
+    let api = FakeApi::new();
+    let pad = "x".repeat(1000 * 1024);
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for i in 0..50 {
+        let created = Utc::now() - Duration::minutes(10 + i);
+        api.put(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": format!("web-{i}"), "namespace": NS, "labels": { "app": "web" },
+                          "creationTimestamp": at(created), "annotations": { "pad": pad } },
+            "spec": { "containers": [{ "name": "app", "image": "app" }] },
+            "status": { "conditions": [
+                { "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) },
+                { "type": "Ready", "status": "True",
+                  "lastTransitionTime": at(created + Duration::minutes(3)) } ] },
+        }));
+    }
+    for j in 0..8 {
+        let mut d = deployment(&format!("web{j}"), 2);
+        d["spec"]["selector"]["matchLabels"]["app"] = json!("web");
+        api.put(d);
+        api.put(scaler(
+            &format!("web{j}"),
+            "steady",
+            json!({ "forecast": { "leadTime": "Auto" } }),
+        ));
+    }
+    let surveyed = {
+        let api = api.clone();
+        move || {
+            let learned = (0..8)
+                .filter(|j| {
+                    status(&api, &format!("web{j}"))["leadTime"]["observations"].as_i64()
+                        == Some(50)
+                })
+                .count();
+            match learned {
+                8 => Ok(()),
+                n => Err(format!("{n} of 8 surveyed")),
+            }
+        }
+    };
+    let peak = peak_rss_of_the_operator(&api, &prom.url(), &[], surveyed).await;
+    assert!(
+        peak < 160 * 1024,
+        "peak RSS {} MiB with eight surveys of 48 MiB of pods",
+        peak / 1024
     );
 }
 

@@ -23,7 +23,6 @@ use std::time::Duration;
 use chrono::DateTime;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
@@ -571,18 +570,22 @@ const POD_PAGES: usize = 50;
 
 /// The start-up of the pods `selector` selects in `namespace` (the target's `/scale`
 /// `status.selector`), for `leadTime: Auto`: a paged list (`limit` and `continue`, as
-/// client-go's pager reads large lists), each page bounded by `API_TIMEOUT`, of which only the
-/// few fields of `PodStart` are kept.
+/// client-go's pager reads large lists), each page bounded by `API_TIMEOUT`, read into the few
+/// fields of `SurveyedPod` — not whole pods: a page's text is all that is held of the pods'
+/// specs and annotations, and only while it is parsed.
 pub async fn pod_starts(
     client: &kube::Client,
     namespace: &str,
     selector: &str,
 ) -> Result<Vec<PodStart>> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"));
     let mut starts = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(POD_PAGE);
     for _ in 0..POD_PAGES {
-        let page = call("listing the target's pods", api.list(&params)).await?;
+        let request = pods
+            .list(&params)
+            .map_err(|e| Error::from(kube::Error::BuildRequest(e)))?;
+        let page = call("listing the target's pods", read_pod_page(client, request)).await?;
         starts.extend(page.items.iter().filter_map(pod_start));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -592,9 +595,76 @@ pub async fn pod_starts(
     Ok(starts)
 }
 
+/// Most bytes of one page of pods: 25 pods of the API server's largest object (1.5 MiB), with
+/// room to spare. A larger page is refused, not read.
+const POD_PAGE_BYTES: u64 = 64 << 20;
+
+/// One page of pods, read into one buffer and parsed from it: kube's `Client::request` holds
+/// the body three times at once (its chunks, the joined bytes, a `String` copy), which for pages
+/// of large pods was 75 MiB per survey.
+async fn read_pod_page(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+) -> kube::Result<PodPage> {
+    use futures::AsyncReadExt;
+    let body = client.request_stream(request).await?;
+    let mut bytes = Vec::new();
+    body.take(POD_PAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    if bytes.len() as u64 > POD_PAGE_BYTES {
+        return Err(kube::Error::ReadEvents(std::io::Error::other(format!(
+            "a page of {POD_PAGE} pods is larger than {} MiB",
+            POD_PAGE_BYTES >> 20
+        ))));
+    }
+    serde_json::from_slice(&bytes).map_err(kube::Error::SerdeError)
+}
+
+/// A page of the pod list, as far as `pod_starts` reads it.
+#[derive(serde::Deserialize)]
+struct PodPage {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta,
+    #[serde(default)]
+    items: Vec<SurveyedPod>,
+}
+
+/// The fields of a pod that its start-up is read from; the others are skipped while parsing.
+#[derive(serde::Deserialize)]
+struct SurveyedPod {
+    metadata: SurveyedMeta,
+    status: Option<SurveyedStatus>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SurveyedMeta {
+    uid: Option<String>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SurveyedStatus {
+    phase: Option<String>,
+    #[serde(default)]
+    conditions: Vec<k8s_openapi::api::core::v1::PodCondition>,
+    #[serde(default)]
+    container_statuses: Vec<SurveyedContainer>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SurveyedContainer {
+    #[serde(default)]
+    restart_count: i32,
+}
+
 /// A pod's creation, its Ready time (the `Ready` condition's `lastTransitionTime`, when True),
 /// whether it is unschedulable (`PodScheduled=False`), restarted or terminating.
-fn pod_start(pod: &Pod) -> Option<PodStart> {
+fn pod_start(pod: &SurveyedPod) -> Option<PodStart> {
     let time =
         |t: &Time| DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32);
     let created = time(pod.metadata.creation_timestamp.as_ref()?)?;
@@ -606,9 +676,7 @@ fn pod_start(pod: &Pod) -> Option<PodStart> {
     {
         return None;
     }
-    let conditions = status
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
     let ready_at = condition("Ready")
         .filter(|c| c.status == "True")
@@ -616,7 +684,7 @@ fn pod_start(pod: &Pod) -> Option<PodStart> {
         .and_then(time);
     let unschedulable = condition("PodScheduled").is_some_and(|c| c.status == "False");
     let restarted = status
-        .and_then(|s| s.container_statuses.as_deref())
+        .map(|s| s.container_statuses.as_slice())
         .unwrap_or_default()
         .iter()
         .any(|c| c.restart_count > 0);
@@ -1168,6 +1236,7 @@ pub async fn release_floors(
     namespace: Option<&str>,
     owners: Owners<'_>,
     keda: bool,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Sweep {
     let mut sweep = Sweep::default();
     let hpas: Api<HorizontalPodAutoscaler> = match namespace {
@@ -1202,7 +1271,10 @@ pub async fn release_floors(
         let holder = FloorHolder::hpa(&hpa);
         let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
-        let written = patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await;
+        let written = match may_write() {
+            true => patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await,
+            false => Err(Error::NotLeader),
+        };
         sweep.record(namespace, object, holder.owner(), written);
     }
     let all_scaled_objects = match namespace {
@@ -1229,10 +1301,15 @@ pub async fn release_floors(
         let namespace = so.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
         let api = scaled_objects(client, &namespace);
-        let written = patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
-            restore(FloorHolder::scaled_object(s))
-        })
-        .await;
+        let written = match may_write() {
+            true => {
+                patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
+                    restore(FloorHolder::scaled_object(s))
+                })
+                .await
+            }
+            false => Err(Error::NotLeader),
+        };
         sweep.record(namespace, object, holder.owner(), written);
     }
     sweep
@@ -1269,7 +1346,7 @@ mod tests {
 
     #[test]
     fn evicted_and_finished_pods_are_not_starting() {
-        let pod = |phase: &str| -> Pod {
+        let pod = |phase: &str| -> SurveyedPod {
             serde_json::from_value(json!({
                 "metadata": { "name": "p", "uid": "u", "creationTimestamp": "2026-11-20T10:00:00Z" },
                 "status": { "phase": phase,

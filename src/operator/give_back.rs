@@ -145,7 +145,9 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
 /// which scalers still hold floors is unknown.
 async fn give_back(client: &kube::Client) -> Result<Summary> {
     // 403 on ScaledObjects is not an error here: without the permission no floor was set there.
-    let sweep = kubernetes::release_floors(client, None, Owners::NotLive(&|_| false), false).await;
+    let sweep =
+        kubernetes::release_floors(client, None, Owners::NotLive(&|_| false), false, &|| true)
+            .await;
     for r in &sweep.released {
         match &r.refused {
             None => {

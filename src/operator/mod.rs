@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod controller;
 pub mod event_filter;
+pub mod fair_queue;
 pub mod give_back;
 pub mod leader;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::ResourceExt;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::adapters::history::HistoryCache;
@@ -19,6 +19,7 @@ use crate::adapters::kubernetes::FloorObject;
 use crate::api::{PlanStatus, PredictiveScaler, ValidatedSpec};
 use crate::operator::backoff::ReadBackoff;
 use crate::operator::event_filter::EventFilter;
+use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
 use crate::operator::telemetry::{Health, Metrics, ScalerLabels};
 use crate::planning::forecast::ModelConfig;
@@ -32,7 +33,8 @@ use super::{labels, locked};
 pub struct Settings {
     /// How often every PredictiveScaler is reconciled, changed or not.
     pub sync_period: StdDuration,
-    /// Reconciles running at once (and so Prometheus queries in flight).
+    /// Reconciles holding a slot at once (and so Prometheus queries in flight), shared fairly
+    /// among namespaces (see `fair_queue`).
     pub concurrency: u16,
     pub model: ModelConfig,
     /// The name Events are reported under, usually the pod's.
@@ -123,18 +125,10 @@ pub struct Context {
     pub(super) validated: std::sync::Mutex<HashMap<String, Validated>>,
     /// Condition Events told in the last ten minutes (see `event_filter`).
     pub(super) told: std::sync::Mutex<EventFilter>,
-    /// Prometheus reads in flight, all namespaces together.
-    pub(super) queries: Semaphore,
-    /// Per suspect namespace, its share of `queries` (see `read_share`).
-    pub(super) namespace_reads: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// The read slots that namespaces whose reads time out share (see `read_share`).
-    pub(super) suspect_reads: Arc<Semaphore>,
-    /// Per namespace, when a read of it was last slow (see `read_share`).
-    pub(super) suspects: std::sync::Mutex<HashMap<String, Instant>>,
-    /// Per namespace, its reads in flight (see `read_share`).
-    pub(super) in_flight: Arc<std::sync::Mutex<HashMap<String, usize>>>,
-    /// How many namespaces have scalers, as of the last `forget_gone` (see `read_share`).
-    pub(super) namespaces: std::sync::atomic::AtomicUsize,
+    /// The reconcile slots, shared fairly among namespaces (see `fair_queue`).
+    pub(super) admission: Arc<FairQueue>,
+    /// Pod surveys (`leadTime: Auto`) running at once (see `observe::learn_lead_time`).
+    pub(super) surveys: tokio::sync::Semaphore,
     /// Per uid, the labels its metrics carry: what to remove when it is gone.
     pub(super) seen: std::sync::Mutex<HashMap<String, ScalerLabels>>,
     /// Every KEDA ScaledObject, kept by a watch with KEDA support on (see
@@ -142,47 +136,8 @@ pub struct Context {
     pub(super) scaled_objects: Option<Store<kube::api::DynamicObject>>,
 }
 
-/// How long a namespace whose read timed out shares the suspects' slots (`Context::read_share`):
-/// as long as the read backoff's longest wait (`backoff::MAX_DELAY`), so that a namespace whose
-/// queries keep hanging is still suspect when its scalers try again.
-pub(super) const SUSPECT_FOR: StdDuration = crate::operator::backoff::MAX_DELAY;
-
-/// What a reconcile of a suspect namespace holds while it reads Prometheus: one of the suspects'
-/// slots and, unless the pool was quiet, its namespace's, given back when it is dropped (see
-/// `read_share`).
-pub(super) struct ReadShare {
-    _namespace: Option<OwnedSemaphorePermit>,
-    _suspect: Option<OwnedSemaphorePermit>,
-    _in_flight: InFlight,
-}
-
-/// One read of a namespace in flight, counted while it lasts (see `read_share`).
-struct InFlight {
-    all: Arc<std::sync::Mutex<HashMap<String, usize>>>,
-    namespace: String,
-}
-
-impl InFlight {
-    fn new(all: &Arc<std::sync::Mutex<HashMap<String, usize>>>, namespace: &str) -> Self {
-        *locked(all).entry(namespace.to_string()).or_default() += 1;
-        Self {
-            all: all.clone(),
-            namespace: namespace.to_string(),
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut all = locked(&self.all);
-        if let Some(n) = all.get_mut(&self.namespace) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                all.remove(&self.namespace);
-            }
-        }
-    }
-}
+/// Pod surveys at once, all scalers together: each holds a page of pods in memory.
+pub(super) const SURVEYS_AT_ONCE: usize = 2;
 
 impl Context {
     #[allow(clippy::too_many_arguments)]
@@ -203,10 +158,7 @@ impl Context {
                 instance: Some(settings.instance.clone()),
             },
         );
-        let queries = Semaphore::new(settings.concurrency.max(1) as usize);
-        let suspect_reads = Arc::new(Semaphore::new(
-            (usize::from(settings.concurrency) / 2).max(1),
-        ));
+        let admission = FairQueue::new(usize::from(settings.concurrency));
         Self {
             client,
             source,
@@ -222,12 +174,8 @@ impl Context {
             floor_sweeps: Default::default(),
             validated: Default::default(),
             told: Default::default(),
-            queries,
-            namespace_reads: Default::default(),
-            suspect_reads,
-            suspects: Default::default(),
-            in_flight: Default::default(),
-            namespaces: Default::default(),
+            admission,
+            surveys: tokio::sync::Semaphore::new(SURVEYS_AT_ONCE),
             seen: Default::default(),
             scaled_objects: None,
         }
@@ -253,110 +201,10 @@ impl Context {
         }
     }
 
-    /// The slots for one Prometheus read of a scaler in `namespace`, or `None` when the
-    /// namespace is suspect and its share, or the suspects' slots, are all in use.
-    ///
-    /// Reads and reconciles share `concurrency` slots across the cluster, and a read that hangs
-    /// holds its slot until the query timeout. One tenant whose queries hang, and who edits its
-    /// scalers so that each new spec is read at once (the backoff starts again with a new
-    /// query), held every slot and stopped every other tenant's scaling; so did four such
-    /// namespaces under a share per namespace alone. So a namespace whose read was slow (half
-    /// the timeout or more, or timed out) in the last `SUSPECT_FOR` is suspect:
-    /// - a suspect namespace may have a quarter of the slots in reads (at least one) while
-    ///   more than half of them are in use, and more while the pool is quieter: the share keeps
-    ///   one suspect from crowding out the others, and need not throttle a Prometheus slow for
-    ///   everyone (a cluster whose scalers all live in one suspect namespace was read two at
-    ///   a time);
-    /// - all suspect namespaces together may have half of them (at least one): a tenant with
-    ///   several namespaces (or several careless tenants) cannot hold more, and the other half
-    ///   stays for the namespaces whose reads answer.
-    ///
-    /// A suspect stays one for that time whatever its other reads do: a tenant's one good query
-    /// must not clear its hanging ones. A namespace whose reads answer has no share: its reads
-    /// are quick, and a share would only cap a cluster whose scalers all live in one namespace
-    /// (a hundred scalers read two at a time). What is left open: a new namespace's first slow
-    /// reads hold slots for one timeout before it is suspect.
-    ///
-    /// A reconcile that finds its slots busy does not wait: it does nothing and frees its
-    /// reconcile slot at once, to come back soon — a reconcile that waited would keep the slot,
-    /// and the controller's queue serves newly triggered objects first, so the busy tenant's
-    /// edits would again crowd everyone else out.
-    pub(super) fn read_share(&self, namespace: &str) -> Option<ReadShare> {
-        if !self.within_fair_share(namespace) {
-            return None;
-        }
-        let Some(share) = self.suspect_share(namespace) else {
-            return Some(ReadShare {
-                _namespace: None,
-                _suspect: None,
-                _in_flight: InFlight::new(&self.in_flight, namespace),
-            });
-        };
-        let namespace_slot = share.try_acquire_owned().ok();
-        if namespace_slot.is_none() && !self.reads_quiet() {
-            return None;
-        }
-        let suspect_slot = self.suspect_reads.clone().try_acquire_owned().ok()?;
-        Some(ReadShare {
-            _namespace: namespace_slot,
-            _suspect: Some(suspect_slot),
-            _in_flight: InFlight::new(&self.in_flight, namespace),
-        })
-    }
-
-    /// Whether `read_share` would give `namespace` its slots now, without taking them: a
-    /// reconcile that would be deferred is deferred before it reads the workload, so that a
-    /// scaler waiting for its share costs the API server nothing each time it comes back.
-    pub(super) fn read_share_free(&self, namespace: &str) -> bool {
-        self.within_fair_share(namespace)
-            && self.suspect_share(namespace).is_none_or(|share| {
-                (share.available_permits() > 0 || self.reads_quiet())
-                    && self.suspect_reads.available_permits() > 0
-            })
-    }
-
-    /// Whether `namespace` may start one more read while the pool is busy: any namespace, slow
-    /// or not, then holds at most an equal part of the slots among the namespaces that have
-    /// scalers. Suspicion alone was a threshold, and a tenant whose reads took just under it
-    /// (0.9 s of a 2 s timeout) was never capped: its 96 scalers held every slot and another
-    /// tenant read nothing in 20 s. What counts here is how many slots a namespace holds,
-    /// however quick its reads. A quiet pool caps no one, and a cluster whose scalers all live
-    /// in one namespace is not capped at all (a cap of three quarters, counted among the
-    /// namespaces reading, slowed the cold start of 550 scalers past a peak window's floor).
-    fn within_fair_share(&self, namespace: &str) -> bool {
-        if self.reads_quiet() {
-            return true;
-        }
-        let concurrency = usize::from(self.settings.concurrency).max(1);
-        let namespaces = self.namespaces.load(std::sync::atomic::Ordering::Relaxed);
-        let fair = (concurrency / namespaces.max(1)).max(1);
-        locked(&self.in_flight).get(namespace).copied().unwrap_or(0) < fair
-    }
-
-    /// The share of reads of `namespace` if it is suspect (see `read_share`).
-    fn suspect_share(&self, namespace: &str) -> Option<Arc<Semaphore>> {
-        let suspect = locked(&self.suspects)
-            .get(namespace)
-            .is_some_and(|at| at.elapsed() < SUSPECT_FOR);
-        suspect.then(|| {
-            let mut all = locked(&self.namespace_reads);
-            let per_namespace = (usize::from(self.settings.concurrency) / 4).max(1);
-            all.entry(namespace.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(per_namespace)))
-                .clone()
-        })
-    }
-
-    /// Whether more than half of the read slots are free: a suspect namespace's own share
-    /// binds only when they are not (see `read_share`).
-    fn reads_quiet(&self) -> bool {
-        self.queries.available_permits() > usize::from(self.settings.concurrency) / 2
-    }
-
-    /// A read of `namespace` was slow or timed out: it is suspect for `SUSPECT_FOR` (see
-    /// `read_share`).
+    /// A read of `namespace` was slow (half the read timeout or more) or timed out: its
+    /// reconciles hold fewer slots for a while (see `fair_queue`).
     pub(super) fn suspect(&self, namespace: &str) {
-        locked(&self.suspects).insert(namespace.to_string(), Instant::now());
+        self.admission.suspect(namespace);
     }
 
     /// Whether this replica may write to workloads and HPAs now.
@@ -418,17 +266,12 @@ impl Context {
     /// Forgets the scalers that are gone from the watch. A scaler without a finalizer (one that
     /// holds no floor) is deleted without a last reconcile, so nothing else would drop its
     /// planner, history (a few hundred KiB) and metrics: a tenant creating and deleting scalers
-    /// would grow the operator's memory without bound. Also drops the read shares of namespaces
-    /// without scalers, and suspicions once they expire — not before, even when the namespace
-    /// has no scaler left: deleting and re-creating its scalers must not clear a suspicion.
+    /// would grow the operator's memory without bound.
     /// Returns whether a scaler that went had set a floor: its finalizer was removed by hand
     /// (or the object went without its last reconcile), so the floor may still be raised.
     pub(super) async fn forget_gone(&self) -> bool {
         let scalers = self.scalers.state();
         let live: HashSet<String> = scalers.iter().filter_map(|s| s.uid()).collect();
-        let namespaces: HashSet<String> = scalers.iter().filter_map(|s| s.namespace()).collect();
-        self.namespaces
-            .store(namespaces.len(), std::sync::atomic::Ordering::Relaxed);
         let gone: Vec<String> = locked(&self.seen)
             .keys()
             .filter(|uid| !live.contains(*uid))
@@ -441,10 +284,6 @@ impl Context {
         for uid in &gone {
             self.forget_uid(uid).await;
         }
-        // A share in use is kept (its reconcile still runs); a new one is made when needed.
-        locked(&self.namespace_reads)
-            .retain(|ns, share| namespaces.contains(ns) || Arc::strong_count(share) > 1);
-        locked(&self.suspects).retain(|_, at| at.elapsed() < SUSPECT_FOR);
         if !gone.is_empty() {
             info!(
                 count = gone.len(),

@@ -54,14 +54,13 @@ impl LoadRead {
 }
 
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec. `None` when the namespace's
-/// share of reads is busy: nothing is read or decided then.
+/// is older than its quarter hour or was made for another spec.
 pub(super) async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> Option<(Decision, LoadRead, Option<PlanStatus>)> {
+) -> (Decision, LoadRead, Option<PlanStatus>) {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
@@ -81,7 +80,6 @@ pub(super) async fn decide(
         },
         None => {
             let namespace = ps.namespace().unwrap_or_default();
-            let _share = ctx.read_share(&namespace)?;
             let started = Instant::now();
             let load = read_load(ps, ctx, &mut state, now).await;
             let timed_out = load
@@ -136,15 +134,15 @@ pub(super) async fn decide(
     })
     .await;
     match planned {
-        Ok((decision, plan)) => Some((decision, load, plan)),
+        Ok((decision, plan)) => (decision, load, plan),
         // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("the planner's task did not finish: {e}"),
     }
 }
 
-/// Reads the load history up to `now` into the scaler's cache, within the global limit of
-/// reads in flight, and records the outcome in its backoff.
+/// Reads the load history up to `now` into the scaler's cache (within the reconcile's slot, see
+/// `fair_queue`), and records the outcome in its backoff.
 pub(super) async fn read_load(
     ps: &PredictiveScaler,
     ctx: &Context,
@@ -152,7 +150,6 @@ pub(super) async fn read_load(
     now: DateTime<Utc>,
 ) -> LoadRead {
     let refreshed = {
-        let _slot = ctx.queries.acquire().await;
         let started = Instant::now();
         let r = state.cache.refresh(&*ctx.source, now).await;
         ctx.metrics

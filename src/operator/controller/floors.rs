@@ -63,6 +63,8 @@ pub(super) async fn sweep_orphaned_floors(ctx: &Context) -> bool {
         None,
         Owners::NotLive(&is_live),
         ctx.settings.keda,
+        // Checked before each write: a long sweep outlasts a lost Lease.
+        &|| ctx.may_write(),
     )
     .await;
     for r in &sweep.released {
@@ -127,6 +129,7 @@ pub(super) async fn release_floors_but(
         Some(&namespace),
         Owners::One { uid: &uid, keep },
         ctx.settings.keda,
+        &|| ctx.may_write(),
     )
     .await;
     for r in &sweep.released {

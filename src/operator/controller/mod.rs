@@ -83,10 +83,17 @@ pub async fn run(
             }
         }
     });
-    let concurrency = ctx.settings.concurrency;
+    // Every reconcile starts at once and waits for its slot in the fair queue: the controller's
+    // own limit would start the next object in its pending set's hash order (see `fair_queue`).
+    let admission = ctx.admission.clone();
     Controller::for_stream(changes, ctx.scalers.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .shutdown_on_signal()
+        .graceful_shutdown_on(async move {
+            stop_signal().await;
+            // The waiting reconciles end at once rather than work through the queue.
+            admission.close();
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -96,6 +103,23 @@ pub async fn run(
         .await;
     orphans.abort();
     forgetting.abort();
+}
+
+/// SIGTERM or Ctrl+C, as kube-runtime's `shutdown_on_signal` listens for them (both listen:
+/// a signal reaches every listener).
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 /// A std mutex's guard, poisoned or not: a reconcile that panicked while holding one (the
@@ -159,19 +183,22 @@ async fn catch_panic<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action> {
+    // Every reconcile waits for its slot here, before it reads anything (see `fair_queue`).
+    let Some(_slot) = ctx
+        .admission
+        .acquire(&ps.namespace().unwrap_or_default())
+        .await
+    else {
+        // The process is stopping: nothing is read or written.
+        return Ok(Action::await_change());
+    };
     if ps.meta().deletion_timestamp.is_some() {
         give_back_floor(ps, ctx).await?;
         ctx.forget(ps).await;
         return Ok(Action::await_change());
     }
-    match apply(ps, ctx).await? {
-        Applied::Done => Ok(Action::requeue(ctx.settings.sync_period)),
-        // Soon, not at once: a quarter of a sync (at least a second), so that a busy share is
-        // not polled in a hot loop.
-        Applied::Deferred => Ok(Action::requeue(
-            (ctx.settings.sync_period / 4).max(StdDuration::from_secs(1)),
-        )),
-    }
+    apply(ps, ctx).await?;
+    Ok(Action::requeue(ctx.settings.sync_period))
 }
 
 /// Retries after a failure, sooner at first and later while it keeps failing (up to 5 minutes),
@@ -203,14 +230,7 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
     Action::requeue(delay)
 }
 
-/// What a reconcile of a live scaler came to.
-enum Applied {
-    Done,
-    /// Nothing read, decided or written: the namespace's share of Prometheus reads was busy.
-    Deferred,
-}
-
-async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<Applied> {
+async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     let now = Utc::now();
     match observe_decide_act(ps, ctx, now).await {
         // RBAC lacks a permission: say so on the object; the error policy backs off.
@@ -234,11 +254,7 @@ async fn observe_decide_act(
     ps: &PredictiveScaler,
     ctx: &Context,
     now: DateTime<Utc>,
-) -> Result<Applied> {
-    if !ctx.read_share_free(&ps.namespace().unwrap_or_default()) {
-        // As below, before the workload is read (see `Context::read_share_free`).
-        return Ok(Applied::Deferred);
-    }
+) -> Result<()> {
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
@@ -246,18 +262,14 @@ async fn observe_decide_act(
             publish_plan_metrics(ctx, ps, None);
             give_back_floor(ps, ctx).await?;
             write_status(ps, ctx, None, vec![refusal], now).await?;
-            return Ok(Applied::Done);
+            return Ok(());
         }
     };
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let Some((decision, load, plan)) = decide(ps, ctx, &target, now).await else {
-        // The namespace's share of reads is busy: this reconcile did not happen, and the
-        // next comes sooner than a sync (see `Context::read_share`).
-        return Ok(Applied::Deferred);
-    };
+    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     if load.tells_nothing_new(ps) {
         // One failed read after a success is held (as any failure is) but not published: a
@@ -269,7 +281,7 @@ async fn observe_decide_act(
             "a first failed read: status stays as the last read left it"
         );
         publish_metrics(ctx, ps, &decision, ready.current);
-        return Ok(Applied::Done);
+        return Ok(());
     }
     let mut findings = vec![
         ready.finding,
@@ -323,7 +335,7 @@ async fn observe_decide_act(
         now,
     )
     .await?;
-    Ok(Applied::Done)
+    Ok(())
 }
 
 #[cfg(test)]
