@@ -814,6 +814,66 @@ fn one_bogus_sample_before_the_series_goes_quiet_moves_the_count_once() {
 }
 
 #[test]
+fn two_adjacent_bogus_samples_are_given_back_when_the_stabilization_window_ends() {
+    // A counter reset read by `rate` over two steps: two samples of 1e6 where the load is 0 or
+    // 100 (one or two replicas' worth). The second sets a live floor of maxReplicas (two samples
+    // confirm a level, as two would of a real step), as the HPA's syncs reach it. Before: the
+    // zeros after the pair were held at 1e6 for a level window (15 minutes, the count kept on
+    // them), then the stabilization window, then the default scale-down limit walked down at
+    // 20 % a minute: 21 minutes at maxReplicas after 0, 8 after 100 and back at two only 21
+    // minutes after the pair. Now the zeros are held no longer than the level before them lasted
+    // (one minute), and a rise that did not last the stabilization window is given back when
+    // the window ends: at most 7 minutes at maxReplicas, at the need 7 minutes after the last
+    // bogus sample. (The HPA, 5-minute window and 100 % per 15 s down, is there at 6: the minute
+    // after the pair still reads it — the median of three, or the one zero it holds — and the
+    // window counts from that minute.)
+    for bogus in [1usize, 2] {
+        for before in [0.0, 100.0] {
+            let mut v = vec![before; 120];
+            v.extend(vec![1e6; bogus]);
+            v.extend([before; 20]);
+            let run = from_two(v);
+            let after: Vec<(usize, u32)> = run[120..]
+                .iter()
+                .enumerate()
+                .map(|(m, (_, d))| (m, d.desired_replicas))
+                .collect();
+            let at_max = after.iter().filter(|(_, n)| *n >= 90).count();
+            assert!(at_max <= 7, "{bogus} after {before}: {after:?}");
+            let last = 120 + bogus - 1;
+            for (m, (_, d)) in run.iter().enumerate().skip(last + 7) {
+                assert!(
+                    d.desired_replicas <= 2,
+                    "{bogus} after {before}, minute {}: {after:?}",
+                    m - last
+                );
+            }
+        }
+    }
+    // The rule is the default limit's: a policy the spec writes paces the same descent as
+    // written (20 % a minute from maxReplicas after the window).
+    let written = spec(|s| {
+        s.behavior.scale_down.policies = vec![ScalingPolicy {
+            type_: PolicyType::Percent,
+            value: 20,
+            period_seconds: 120,
+        }]
+    });
+    let mut v = vec![100.0; 120];
+    v.extend([1e6; 2]);
+    v.extend([100.0; 20]);
+    let history = History::new(t0(), Duration::minutes(1), v.clone());
+    let mut planner = Planner::new(written, ModelConfig::default());
+    let mut current = 2;
+    for m in 0..v.len() {
+        current = planner
+            .decide(Some(&history), current, t0() + Duration::minutes(m as i64))
+            .desired_replicas;
+    }
+    assert!(current >= 10, "{current}");
+}
+
+#[test]
 fn a_metric_back_from_a_gap_as_a_zero_blip_is_held_at_the_level_before_the_gap() {
     // The load stays at 4 000 (40 replicas); the metric has no sample for G minutes (a scrape
     // outage, the exporter down), then reads 0 for ten minutes, then 4 000 again. Before: after

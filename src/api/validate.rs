@@ -63,7 +63,9 @@ pub struct Rules {
     pub stabilization_window: Duration,
     pub policies: Vec<Policy>,
     pub select_policy: SelectPolicy,
-    /// The spec set no policies: these are the direction's defaults.
+    /// The spec set no policies: these are the direction's defaults. Down, also the default
+    /// policy as written (20 % a minute, `selectPolicy: Max`): the CRD's schema fills it in
+    /// where `scaleDown` is left out, so an object read from the API server has it written.
     pub default_policies: bool,
 }
 
@@ -234,17 +236,21 @@ impl PredictiveScalerSpec {
                 ));
             }
         }
+        let default_down = ScalingRules::default_down();
+        let mut scale_down = parse_rules(
+            "spec.behavior.scaleDown",
+            &self.behavior.scale_down,
+            &default_down.policies,
+        )?;
+        scale_down.default_policies |= self.behavior.scale_down.policies == default_down.policies
+            && self.behavior.scale_down.select_policy == default_down.select_policy;
         let behavior = Behavior {
             scale_up: parse_rules(
                 "spec.behavior.scaleUp",
                 &self.behavior.scale_up,
                 &ScalingRules::hpa_default_up_policies(),
             )?,
-            scale_down: parse_rules(
-                "spec.behavior.scaleDown",
-                &self.behavior.scale_down,
-                &ScalingRules::default_down().policies,
-            )?,
+            scale_down,
         };
         Ok(ValidatedSpec {
             min_replicas: min_replicas as u32,

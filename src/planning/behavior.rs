@@ -9,12 +9,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::api::{Policy, PolicyType, Rules, SelectPolicy, ValidBehavior};
 
-/// What the rules remember between decisions: recent recommendations (for stabilization) and
-/// recent changes of the replica count (for rate limits). Lost on a restart without harm:
-/// stabilization then starts afresh, as it does for the HPA.
+/// What the rules remember between decisions: recent recommendations (for stabilization, with
+/// the count each was made at, for `passing_rise`) and recent changes of the replica count (for
+/// rate limits). Lost on a restart without harm: stabilization then starts afresh, as it does
+/// for the HPA.
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
-    recommendations: VecDeque<(DateTime<Utc>, u32)>,
+    recommendations: VecDeque<(DateTime<Utc>, (u32, u32))>,
     changes: VecDeque<(DateTime<Utc>, i64)>,
 }
 
@@ -50,7 +51,8 @@ pub fn shape(
     now: DateTime<Utc>,
 ) -> (u32, Option<Limited>) {
     let (up, down) = (&behavior.scale_up, &behavior.scale_down);
-    let keep = up.stabilization_window.max(down.stabilization_window);
+    // Two scale-down windows: one to stabilize, one before it to see where a rise began.
+    let keep = up.stabilization_window.max(down.stabilization_window * 2);
     while memory
         .recommendations
         .front()
@@ -62,7 +64,7 @@ pub fn shape(
     // Stabilization: up to the lowest recommendation of the up window, down to the highest of
     // the down window.
     let (mut up_rec, mut down_rec) = (recommendation, recommendation);
-    for &(t, r) in &memory.recommendations {
+    for &(t, (r, _)) in &memory.recommendations {
         if t == now {
             continue; // being revised
         }
@@ -73,7 +75,17 @@ pub fn shape(
             down_rec = down_rec.max(r);
         }
     }
-    record(&mut memory.recommendations, now, recommendation);
+    let passing = (down.default_policies && current > recommendation)
+        .then(|| {
+            passing_rise(
+                &memory.recommendations,
+                now,
+                down.stabilization_window,
+                down_rec,
+            )
+        })
+        .flatten();
+    record(&mut memory.recommendations, now, (recommendation, current));
     let stabilized = current.max(up_rec).min(down_rec);
     let mut limited = (stabilized != recommendation).then_some(Limited::Stabilized);
 
@@ -106,7 +118,11 @@ pub fn shape(
             limited = Some(Limited::RateLimited);
         }
     } else if stabilized < current {
-        let limit = policy_limit(down, current, &memory.changes, now, Direction::Down).min(current);
+        let mut limit =
+            policy_limit(down, current, &memory.changes, now, Direction::Down).min(current);
+        if let Some(before) = passing {
+            limit = limit.min(before.max(stabilized));
+        }
         if stabilized < limit {
             desired = limit;
             limited = Some(Limited::RateLimited);
@@ -117,6 +133,37 @@ pub fn shape(
         record(&mut memory.changes, now, desired as i64 - current as i64);
     }
     (desired, limited)
+}
+
+/// A rise that did not last the scale-down stabilization window is not a level the default
+/// scale-down limit paces a descent from: when every remembered recommendation above `target`
+/// (the stabilized one, lower than the count) falls within less than `window`, after one at or
+/// below it, the count the first of them was made at is returned — the count may go back to it
+/// (or to `target`, if higher) at once, and the limit paces any descent from there.
+///
+/// The default limit (20 % a minute) paces a descent from a load the workload carried, so that a
+/// level that fades is not dropped at once. Two samples of a counter reset (1e6 where the load is
+/// 100) are a level to the live floor, which follows them past the default scale-up limit as the
+/// HPA's four syncs a minute would; the stabilization window then keeps the count for its five
+/// minutes, as the HPA's does. But the HPA, whose default scale-down is 100 % per 15 s, is back
+/// at the load's need when its window ends, where the 20 % limit walked down from `maxReplicas`
+/// for a quarter of an hour more: replicas no load ever needed for longer than two minutes.
+/// A rise the window outlasted is, like a drop to zero shorter than a level window
+/// (`forecast::zero_blips`), one that did not persist; a policy the spec writes is applied as
+/// written.
+fn passing_rise(
+    recommendations: &VecDeque<(DateTime<Utc>, (u32, u32))>,
+    now: DateTime<Utc>,
+    window: Duration,
+    target: u32,
+) -> Option<u32> {
+    let mut above = recommendations
+        .iter()
+        .enumerate()
+        .filter(|(_, (t, (r, _)))| *t != now && *r > target);
+    let (first, &(began, (_, before))) = above.next()?;
+    let ended = above.next_back().map_or(began, |(_, (t, _))| *t);
+    (first > 0 && ended - began < window).then_some(before)
 }
 
 /// How many one-minute decisions the scale-up rules take to bring `from` replicas to `to`, with

@@ -202,15 +202,17 @@ impl<'a> View<'a> {
     /// to zero is held like a missing sample until it persists (`zero_blips`, with `persist` in
     /// steps), its zeros read as the level before it (the lower median of the `level` samples
     /// before it, as read). Returns the first index and the values, NaN where nothing was
-    /// observed. Reads back `persist + level` further than `lo`, so that a run of zeros that
-    /// began before `lo` is judged whole, with the level before it — and, when the series was
+    /// observed. Reads back `2·persist + level` further than `lo`, so that a run of zeros that
+    /// began before `lo` is judged whole, with the level before it and how long that level
+    /// lasted (up to `persist`) — and, when the series was
     /// absent before the zeros, further, as far as that many samples (within `HELD_REACH`): a
     /// series back from half an hour's gap as zeros is judged against the level it had, as
     /// after a gap of a minute. (It was judged against nothing, and believed: a busy workload
     /// whose metric came back as ten minutes of zeros was scaled from 40 to 4.)
     pub fn held_tail(&self, lo: i64, persist: i64, level: usize) -> (usize, Cow<'a, [f64]>) {
         let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
-        let back = persist.max(0) + level as i64;
+        // The run, and before it as much of the level as holds it (`zero_blips`).
+        let back = 2 * persist.max(0) + level as i64;
         let mut from = (lo as i64 - back).max(self.lo as i64) as usize;
         let all = &self.history.values;
         // Most of the time there is no zero to judge: the samples as they are.
@@ -284,6 +286,13 @@ pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 /// at the very start has nothing before it and is believed; a run at the end is judged by what
 /// has been seen of it so far, so a drop that goes on is believed once it has lasted `persist`.
 ///
+/// Nor is a drop held longer than the level it interrupts had lasted, from that level's first
+/// sample after believed zeros (or the first read) to its last before the run: zeros are a
+/// level once they have lasted as long as the load before them did. Two samples of a counter
+/// reset (1e6 where the load was 0), then zeros, held one zero, not a quarter hour of them
+/// read as 1e6 (the count kept at `maxReplicas` through them, then for the stabilization window).
+/// A busy level lasted far longer than `persist`: its drops are held as before.
+///
 /// A level stands on at least `LEVEL_SAMPLES` samples at or above it (fewer when `level` is
 /// smaller) that are no more than `apart` steps from each other: after a gap, one sample is all
 /// that is read before a run, and a bogus one would otherwise be held over every zero that
@@ -301,32 +310,43 @@ pub fn zero_blips(
     let mut blips = Vec::new();
     // The newest samples as read, oldest first.
     let mut before = Recent::new(level);
+    // Where the level before a run began: its first sample after believed zeros (or the first).
+    let mut since: Option<usize> = None;
     let mut run: Option<(usize, usize)> = None;
-    let mut close = |run: &mut Option<(usize, usize)>, before: &mut Recent| {
-        let Some((a, b)) = run.take() else {
-            return;
-        };
-        let fill = before
-            .standing_level(apart)
-            .filter(|l| *l != 0.0 && b - a + 1 < persist);
-        if let Some(fill) = fill {
-            blips.push((a, b, fill));
-        }
-        for (i, v) in values.iter().enumerate().take(b + 1).skip(a) {
-            if v.is_finite() {
-                before.push(fill.unwrap_or(0.0), i);
+    let mut close =
+        |run: &mut Option<(usize, usize)>, before: &mut Recent, since: &mut Option<usize>| {
+            let Some((a, b)) = run.take() else {
+                return;
+            };
+            // A drop is held no longer than the level it interrupts had lasted.
+            let lasted = match (*since, before.newest_at()) {
+                (Some(s), Some(e)) => e - s + 1,
+                _ => 0,
+            };
+            let fill = before
+                .standing_level(apart)
+                .filter(|l| *l != 0.0 && b - a + 1 < persist.min(lasted));
+            if let Some(fill) = fill {
+                blips.push((a, b, fill));
+            } else {
+                *since = None;
             }
-        }
-    };
+            for (i, v) in values.iter().enumerate().take(b + 1).skip(a) {
+                if v.is_finite() {
+                    before.push(fill.unwrap_or(0.0), i);
+                }
+            }
+        };
     for (i, &v) in values.iter().enumerate() {
         if v == 0.0 {
             run = Some(run.map_or((i, i), |(a, _)| (a, i)));
         } else if v.is_finite() {
-            close(&mut run, &mut before);
+            close(&mut run, &mut before, &mut since);
+            since.get_or_insert(i);
             before.push(v, i);
         }
     }
-    close(&mut run, &mut before);
+    close(&mut run, &mut before, &mut since);
     blips
 }
 
@@ -368,6 +388,11 @@ impl Recent {
             self.at[self.len] = at;
             self.len += 1;
         }
+    }
+
+    /// Where the newest of them was.
+    fn newest_at(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|i| self.at[i])
     }
 
     /// Their lower median, if it stands: at least `LEVEL_SAMPLES` of them (fewer when the
@@ -1059,15 +1084,23 @@ mod tests {
         let n = f64::NAN;
         // A blip of three zeros (a gap inside) after load: held, with the load before it.
         assert_eq!(
-            zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5),
-            vec![(2, 4, 5.0)]
+            zero_blips(&[5.0, 5.0, 5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5),
+            vec![(4, 6, 5.0)]
         );
+        // … but no longer than the load before it had lasted: two samples (a counter reset
+        // read by `rate` over two steps) hold one zero, not a quarter hour of them.
+        assert_eq!(
+            zero_blips(&[0.0, 1e6, 1e6, 0.0], 15, 3, 5),
+            vec![(3, 3, 1e6)]
+        );
+        assert!(zero_blips(&[0.0, 1e6, 1e6, 0.0, 0.0], 15, 3, 5).is_empty());
+        assert!(zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5).is_empty());
         // Zeros from the start have nothing before them: believed.
         assert!(zero_blips(&[0.0, 0.0, 3.0], 15, 3, 5).is_empty());
         // A run as long as the persistence is believed; one step shorter is not.
-        let long: Vec<f64> = [4.0, 4.0].into_iter().chain([0.0; 15]).collect();
+        let long: Vec<f64> = [4.0; 20].into_iter().chain([0.0; 15]).collect();
         assert!(zero_blips(&long, 15, 3, 5).is_empty());
-        assert_eq!(zero_blips(&long[..16], 15, 3, 5), vec![(2, 15, 4.0)]);
+        assert_eq!(zero_blips(&long[..34], 15, 3, 5), vec![(20, 33, 4.0)]);
         // Held at the level before the drop (the lower median of the three samples before it,
         // as read), not at one odd sample just before it.
         assert_eq!(
@@ -1082,8 +1115,8 @@ mod tests {
         // sustained load over every zero): the zeros are believed. Two samples are a level.
         assert!(zero_blips(&[n, n, 1e6, 0.0, 0.0], 15, 3, 5).is_empty());
         assert_eq!(
-            zero_blips(&[n, 5.0, 6.0, 0.0, 0.0], 15, 3, 5),
-            vec![(3, 4, 5.0)]
+            zero_blips(&[n, 5.0, 6.0, 5.0, 0.0, 0.0], 15, 3, 5),
+            vec![(4, 5, 5.0)]
         );
         // Samples further apart than `apart` with nothing between do not confirm each other:
         // no level, and the zeros after the second are believed. A level that stood before a
@@ -1097,14 +1130,24 @@ mod tests {
             zero_blips(&[5.0, 5.0, n, n, n, 5.0, 0.0], 15, 3, 5),
             vec![(6, 6, 5.0)]
         );
-        let mut after_gap = vec![4000.0; 3];
+        let mut after_gap = vec![4000.0; 20];
         after_gap.extend([n; 30]);
         after_gap.extend([0.0; 10]);
-        assert_eq!(zero_blips(&after_gap, 15, 3, 5), vec![(33, 42, 4000.0)]);
+        assert_eq!(zero_blips(&after_gap, 15, 3, 5), vec![(50, 59, 4000.0)]);
+        // The gap is no part of how long the level lasted: three samples hold two zeros.
+        let mut short = vec![4000.0; 3];
+        short.extend([n; 30]);
+        short.extend([0.0; 10]);
+        assert!(zero_blips(&short, 15, 3, 5).is_empty());
         // An earlier drop counts as held: two blips in a row are held at the same level.
         assert_eq!(
-            zero_blips(&[150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0], 15, 3, 5),
-            vec![(3, 5, 150.0), (7, 7, 150.0)]
+            zero_blips(
+                &[150.0, 150.0, 150.0, 150.0, 0.0, 0.0, 0.0, 1e6, 0.0],
+                15,
+                3,
+                5
+            ),
+            vec![(4, 6, 150.0), (8, 8, 150.0)]
         );
         // Zeros after one sample that follows believed zeros: the level before them is zero,
         // no drop to hold.
