@@ -2573,3 +2573,55 @@ async fn another_finalizer_on_a_scaler_is_kept_when_prescaler_adds_and_removes_i
     )
     .await;
 }
+
+/// A sweep of floors checks the leader's gate before each write, not once before it starts: a
+/// replica that loses its Lease in the middle of giving back thousands of floors must stop
+/// writing there. Here the gate closes after the first write: the second floor is left for the
+/// next leader, counted as not given back (so the sweep runs again), and not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_floors_stops_writing_when_leadership_is_lost_midway() {
+    use prescaler::adapters::kubernetes::{Owners, release_floors};
+    let api = FakeApi::new();
+    let orphaned = |name: &str| {
+        hpa(
+            name,
+            7,
+            json!({ "metadata": { "annotations": {
+                "prescaler.dev/original-min-replicas": "2",
+                "prescaler.dev/floor-owner": "uid-of-a-deleted-scaler",
+                "prescaler.dev/floor-min-replicas": "7" } },
+                "spec": { "minReplicas": 7 } }),
+        )
+    };
+    api.put(orphaned("first"));
+    api.put(orphaned("second"));
+    let writes = || api.writes_to("horizontalpodautoscalers");
+    let leading = std::sync::atomic::AtomicBool::new(true);
+    let gate = || {
+        // Leads for one write only: the Lease is lost once a floor has been written.
+        let lead = leading.load(std::sync::atomic::Ordering::SeqCst) && writes() == 0;
+        leading.store(lead, std::sync::atomic::Ordering::SeqCst);
+        lead
+    };
+    let sweep = release_floors(
+        &api.client(),
+        None,
+        Owners::NotLive(&|_| false),
+        false,
+        &gate,
+    )
+    .await;
+    assert_eq!(writes(), 1, "one floor written while leading, none after");
+    assert_eq!(sweep.released.len(), 1);
+    assert_eq!(
+        sweep.failed.len(),
+        1,
+        "the other is left for the next leader"
+    );
+    assert!(!sweep.is_complete());
+    let mins: Vec<i64> = ["first", "second"]
+        .iter()
+        .map(|n| hpa_min(&api, n))
+        .collect();
+    assert!(mins.contains(&2) && mins.contains(&7), "{mins:?}");
+}

@@ -85,6 +85,10 @@ pub struct Metrics {
     /// costs, which finds the one tenant whose spec is expensive.
     pub scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
     pub reconcile_duration: Histogram,
+    /// How long reconciles waited for their slot in the fair queue (`fair_queue`).
+    pub reconcile_wait: Histogram,
+    /// Reconciles waiting for a slot now.
+    pub reconciles_waiting: Gauge,
     pub decision_duration: Histogram,
     pub plan_duration: Histogram,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
@@ -109,6 +113,8 @@ impl Default for Metrics {
             planned_replicas: Family::default(),
             scaler_reconcile_seconds: Family::default(),
             reconcile_duration: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            reconcile_wait: Histogram::new([0.001, 0.01, 0.1, 1.0, 5.0, 30.0, 120.0]),
+            reconciles_waiting: Gauge::default(),
             decision_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
             plan_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
             reconcile_errors: Family::default(),
@@ -164,8 +170,18 @@ impl Default for Metrics {
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Time of one reconcile, Prometheus and Kubernetes calls included",
+            "Time of one reconcile, Prometheus and Kubernetes calls included (its wait for a slot not)",
             m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_wait_seconds",
+            "Time a reconcile waited for its slot (--concurrency, shared fairly among namespaces)",
+            m.reconcile_wait.clone(),
+        );
+        registry.register(
+            "reconciles_waiting",
+            "Reconciles waiting for a slot now",
+            m.reconciles_waiting.clone(),
         );
         registry.register(
             "decision_duration_seconds",

@@ -131,6 +131,20 @@ fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
 /// condition on this object and a retry with backoff, and the process carries on.
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    // Every reconcile waits for its slot here, before it reads anything (see `fair_queue`).
+    let queued = Instant::now();
+    let namespace = ps.namespace().unwrap_or_default();
+    let Some(_slot) = ctx.admission.acquire(&namespace).await else {
+        // The process is stopping: nothing is read or written.
+        return Ok(Action::await_change());
+    };
+    ctx.metrics
+        .reconcile_wait
+        .observe(queued.elapsed().as_secs_f64());
+    // As each reconcile is admitted: the queue behind it.
+    ctx.metrics
+        .reconciles_waiting
+        .set(ctx.admission.waiting() as i64);
     let started = Instant::now();
     let result = catch_panic(reconcile_inner(&ps, &ctx)).await;
     if let Err(Error::Panicked(message)) = &result {
