@@ -90,7 +90,7 @@ struct RunArgs {
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     sync_period: std::time::Duration,
-    /// Reconciles (and Prometheus queries) in flight at once.
+    /// Reconciles (and Prometheus queries) in flight at once, shared fairly among namespaces.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
     /// Address of /metrics, /healthz and /readyz.

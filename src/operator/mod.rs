@@ -35,7 +35,7 @@ pub struct OperatorConfig {
     pub prometheus: PrometheusConfig,
     /// How often every PredictiveScaler is reconciled.
     pub sync_period: Duration,
-    /// Reconciles (and Prometheus queries) in flight at once.
+    /// Reconciles (and Prometheus queries) in flight at once, shared fairly among namespaces.
     pub concurrency: u16,
     /// This replica's name in Events.
     pub instance: String,

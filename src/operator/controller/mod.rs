@@ -129,7 +129,9 @@ fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reconciles one PredictiveScaler. A panic anywhere below is caught here: it becomes an error
-/// condition on this object and a retry with backoff, and the process carries on.
+/// condition on this object and a retry with backoff, and the process carries on. Everything
+/// logged below carries the scaler's namespace and name (the span, as controller-rs does).
+#[tracing::instrument(skip_all, fields(namespace = ps.namespace(), name = ps.name_any()))]
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     // Every reconcile waits for its slot here, before it reads anything (see `fair_queue`).
     let queued = Instant::now();
