@@ -35,6 +35,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -147,6 +148,12 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .reconciles_waiting
         .set(ctx.admission.waiting() as i64);
+    // The object as it is now, not as it was when the reconcile was queued: a spec edited while
+    // it waited (maxReplicas lowered, mode Off) must not be acted on in its old form. Gone from
+    // the watch: nothing to do (what is kept of it is forgotten at the next sync).
+    let Some(ps) = ctx.scalers.get(&ObjectRef::from_obj(&*ps)) else {
+        return Ok(Action::await_change());
+    };
     let started = Instant::now();
     let result = catch_panic(reconcile_inner(&ps, &ctx)).await;
     if let Err(Error::Panicked(message)) = &result {
