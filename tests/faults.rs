@@ -2204,7 +2204,7 @@ fn four_decided(api: &FakeApi) -> impl FnMut() -> Result<(), String> + use<> {
         if n == 4 {
             Ok(())
         } else {
-            Err(format!("{n} of 4 decided"))
+            Err(format!("{n} of 4 decided: {}", status(&api, "web0")))
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct BlockMean {
 /// Where the samples come from: Prometheus, or (in tests) a recorded trace.
 pub trait RangeSource {
     /// How long one read may take: the operator counts a read past half of it as slow (its
-    /// namespace is then suspect, `Context::read_share`). A recorded trace has no limit.
+    /// namespace is then suspect, see `operator::fair_queue`). A recorded trace has no limit.
     fn timeout(&self) -> StdDuration {
         StdDuration::MAX
     }

@@ -67,6 +67,9 @@ struct Inner {
     tickets: u64,
     /// The typical slot time of all flows: a new flow's first estimate.
     typical: Option<f64>,
+    /// The virtual clock: the slot time used by the flow last given a slot, when it was
+    /// picked (never going back). A flow that comes back from idle starts at it.
+    clock: f64,
 }
 
 struct Flow {
@@ -175,9 +178,11 @@ impl FairQueue {
                 return; // next_flow picks only flows that wait
             };
             let charged = flow.estimate;
+            let picked_at = flow.used;
             flow.holding += 1;
             flow.used += charged;
             inner.free -= 1;
+            inner.clock = inner.clock.max(picked_at);
             inner.suspects_holding += usize::from(suspect);
             let slot = Slot {
                 queue: self.clone(),
@@ -201,26 +206,23 @@ impl Inner {
         let ticket = self.tickets;
         self.tickets += 1;
         let typical = self.typical.unwrap_or(FIRST_ESTIMATE);
-        // A flow back from idle starts level with the least-served flow still active: an idle
-        // spell is not credit to spend against the flows that kept working.
-        let level = self
-            .flows
-            .iter()
-            .filter(|(ns, f)| ns.as_str() != namespace && (f.holding > 0 || !f.waiting.is_empty()))
-            .map(|(_, f)| f.used)
-            .min_by(f64::total_cmp)
-            .unwrap_or(0.0);
+        // A flow back from idle starts at the virtual clock (start-time fair queuing, as APF's
+        // queueset): an idle spell is not credit to spend against the flows that kept working,
+        // and what it used before is still counted while it is ahead of the clock. (Starting at
+        // the least-served active flow instead let flows of one reconcile each, idle after each,
+        // come back level with each other forever: a namespace of forty scalers got no slot.)
+        let clock = self.clock;
         let flow = self
             .flows
             .entry(namespace.to_string())
             .or_insert_with(|| Flow {
                 waiting: VecDeque::new(),
                 holding: 0,
-                used: level,
+                used: clock,
                 estimate: typical,
             });
         if flow.holding == 0 && flow.waiting.is_empty() {
-            flow.used = flow.used.max(level);
+            flow.used = flow.used.max(clock);
         }
         flow.waiting.push_back((ticket, waiter));
     }
@@ -266,8 +268,15 @@ impl Inner {
             let typical = self.typical.get_or_insert(took);
             *typical += ESTIMATE_WEIGHT * (took - *typical);
         }
-        if flow.holding == 0 && flow.waiting.is_empty() {
+        // An idle flow is dropped once the clock has caught up with it: until then it is ahead,
+        // and coming back it must start where it was, not at the clock.
+        if flow.holding == 0 && flow.waiting.is_empty() && flow.used <= self.clock {
             self.flows.remove(namespace);
+        }
+        let clock = self.clock;
+        if self.flows.len() > 64 {
+            self.flows
+                .retain(|_, f| f.holding > 0 || !f.waiting.is_empty() || f.used > clock);
         }
     }
 }
@@ -339,6 +348,38 @@ mod tests {
         assert!((150..=200).contains(&a), "{a}");
         assert!((150..=200).contains(&b), "{b}");
         assert!(quick > 10_000, "{quick}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn namespaces_of_one_scaler_each_do_not_starve_a_namespace_of_many() {
+        // Twelve namespaces of one reconcile each (idle between two), against one of forty: each
+        // of the thirteen is owed 8/13 of a slot. Review 6: the forty got none, as the twelve
+        // came back from idle level with each other, below the forty's used time, forever.
+        let queue = FairQueue::new(8);
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        let names: Vec<&'static str> = (0..12)
+            .map(|i| &*Box::leak(format!("one-{i}").into_boxed_str()))
+            .collect();
+        let small: Vec<_> = names
+            .iter()
+            .map(|n| {
+                tokio::spawn(tenant(
+                    queue.clone(),
+                    n,
+                    1,
+                    Duration::from_millis(100),
+                    until,
+                ))
+            })
+            .collect();
+        let many = tenant(queue.clone(), "many", 40, Duration::from_millis(100), until).await;
+        let mut each = Vec::new();
+        for s in small {
+            each.push(s.await.unwrap());
+        }
+        // 60 s × 8/13 / 0.1 s ≈ 369 each.
+        assert!(many >= 300, "the namespace of forty: {many}");
+        assert!(each.iter().all(|&n| n >= 300), "{each:?}");
     }
 
     #[tokio::test(start_paused = true)]
