@@ -1111,3 +1111,162 @@ fn a_calendar_edit_keeps_the_record_unless_it_touches_what_the_record_read() {
         }
     }
 }
+
+/// Nine days of a daily wave (500 to 1 500, five to fifteen replicas' worth), `edit`ed, decided
+/// every minute from 30 minutes before `WAVE_AT` (day 9, 10:00) and acted on from 20 replicas,
+/// with the default spec and model: every decision from `WAVE_AT` on.
+fn wave_run(edit: impl Fn(&mut Vec<f64>)) -> Vec<Decision> {
+    let mut v: Vec<f64> = (0..9 * 1440)
+        .map(|m| 1000.0 + 500.0 * (std::f64::consts::TAU * (m % 1440) as f64 / 1440.0).sin())
+        .collect();
+    edit(&mut v);
+    v.truncate(WAVE_AT + 40);
+    let history = History::new(t0(), Duration::minutes(1), v.clone());
+    let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
+    let mut current = 20;
+    let mut out = Vec::new();
+    for m in WAVE_AT - 30..v.len() {
+        let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
+        current = d.desired_replicas;
+        if m >= WAVE_AT {
+            out.push(d);
+        }
+    }
+    out
+}
+
+const WAVE_AT: usize = 8 * 1440 + 600;
+
+#[test]
+fn a_bogus_sample_does_not_inflate_the_forecasts_level() {
+    // A calibrated forecast (nine days of a daily wave, the load about 1 250 at 10:00: 13
+    // replicas), then one or two samples of 1e6 (a counter reset read by `rate`). Before: the
+    // forecast's level, a quarter hour's mean, read the sample ~66 times the load, and the
+    // forecast is exempt from the scale-up limit: maxReplicas at once and for 28 minutes (the
+    // level window, the stabilization window, the 20 %-a-minute walk). Now the window's two
+    // highest samples count at most twice the third (`1 + max_margin`): one sample moves the
+    // forecast by a replica at most; two adjacent ones set the live floor (two samples confirm
+    // a level) and are given back when the stabilization window ends.
+    let clean = wave_run(|_| {});
+    for bogus in [1usize, 2] {
+        let run = wave_run(|v| v[WAVE_AT..WAVE_AT + bogus].fill(1e6));
+        let seen: Vec<(usize, u32, Option<u32>)> = run
+            .iter()
+            .enumerate()
+            .map(|(m, d)| (m, d.desired_replicas, d.forecast_replicas))
+            .collect();
+        let at_max = seen.iter().filter(|(_, n, _)| *n >= 90).count();
+        assert!(
+            at_max <= 7 * (bogus - 1),
+            "{bogus}: {at_max} min at max: {seen:?}"
+        );
+        // The forecast reads each sample as twice the load at most: a sample's share (a
+        // fifteenth) of twice the level, a replica or two here.
+        let most = |c: u32| (f64::from(c) * (1.0 + 2.0 * bogus as f64 / 15.0)).ceil() as u32;
+        for ((m, d), c) in run.iter().enumerate().zip(&clean) {
+            let (f, c) = (d.forecast_replicas.unwrap(), c.forecast_replicas.unwrap());
+            assert!(f <= most(c), "{bogus}, minute {m}: {seen:?}");
+        }
+        // Near the need once the stabilization window has passed.
+        let last = bogus - 1;
+        for (m, (d, c)) in run.iter().zip(&clean).enumerate().skip(last + 7) {
+            assert!(
+                d.desired_replicas <= most(c.desired_replicas),
+                "{bogus}, minute {}: {seen:?}",
+                m - last
+            );
+        }
+    }
+}
+
+#[test]
+fn a_level_shift_is_followed_by_the_forecast_as_fast_as_the_mean_follows_it() {
+    // The load triples at 10:00 and stays: from its second sample the live floor serves it
+    // (three times 1 250: 38 replicas), and the forecast's level follows the shift: at once by
+    // twice the level, in full from its third sample.
+    let run = wave_run(|v| {
+        for x in &mut v[WAVE_AT..] {
+            *x *= 3.0;
+        }
+    });
+    let seen: Vec<(u32, Option<u32>)> = run
+        .iter()
+        .map(|d| (d.desired_replicas, d.forecast_replicas))
+        .collect();
+    for (m, d) in run.iter().enumerate().skip(1) {
+        let need = d.load.map_or(0, |l| (l / 100.0).ceil() as u32);
+        assert!(d.desired_replicas >= need, "minute {m}: {seen:?}");
+        // The forecast rises from the third sample and reads the whole new level once the
+        // plain mean would (the window all new samples, minute 14).
+        let forecast = d.forecast_replicas.unwrap_or(0);
+        if m >= 2 {
+            assert!(forecast > seen[0].1.unwrap_or(0), "minute {m}: {seen:?}");
+        }
+        if m >= 14 {
+            assert!(forecast + 1 >= need, "minute {m}: {seen:?}");
+        }
+    }
+}
+
+#[test]
+fn a_held_zero_of_a_lasting_level_is_a_floor_under_a_count_reset_below_it() {
+    // Two hours at 4 000 (40 replicas), then ten minutes of zeros (a metric blip) and 4 000
+    // again; a deploy resets the count to 2 at the first zero. Before: the held zeros kept the
+    // current count (2) and never raised it, though the load before them needed 40: 2 for ten
+    // minutes. Now a held level that lasted a level window (and that the zeros followed without
+    // a gap) is a live floor like the samples it stands for: 40 at once.
+    let mut v = vec![4000.0; 120];
+    v.extend([0.0; 10]);
+    v.extend([4000.0; 5]);
+    let history = History::new(t0(), Duration::minutes(1), v.clone());
+    let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
+    let mut current = 40;
+    let mut seen = Vec::new();
+    for m in 100..v.len() {
+        if m == 120 {
+            current = 2;
+        }
+        let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
+        current = d.desired_replicas;
+        if m >= 120 {
+            seen.push((m - 120, current, d.live_replicas));
+        }
+    }
+    assert!(
+        seen.iter()
+            .all(|(_, n, live)| *n >= 40 && *live == Some(40)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_held_level_that_did_not_last_never_raises_the_count() {
+    // Believed zeros, three (or five) samples of 1e6, the series absent for 23 hours, two
+    // zeros (held at the samples' level, read back over the gap), then a real 5. Before: only
+    // a held newest sample was kept from raising the count, and at the real sample the sustained
+    // load (the median of three) read the two held zeros as 1e6: 2 → 100 (maxReplicas). Now
+    // zeros held at a level that lasted less than a level window count as missing samples
+    // under a real one: the 5 alone is no sustained load.
+    for n in [3usize, 5] {
+        let mut v = vec![0.0; 120];
+        v.extend(vec![1e6; n]);
+        v.extend(vec![f64::NAN; 1380]);
+        let first = v.len();
+        v.extend([0.0; 2]);
+        v.extend([5.0; 5]);
+        let history = History::new(t0(), Duration::minutes(1), v.clone());
+        let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
+        let mut current = 2;
+        let mut seen = Vec::new();
+        for m in first..v.len() {
+            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
+            current = d.desired_replicas;
+            seen.push((m - first, current, d.live_replicas));
+        }
+        assert!(
+            seen.iter()
+                .all(|(_, r, live)| *r <= 2 && live.is_none_or(|l| l <= 2)),
+            "{n}: {seen:?}"
+        );
+    }
+}

@@ -48,8 +48,11 @@ pub struct LiveReading {
     /// after believed zeros, after a gap — is never a sustained load (`plan::decide` then
     /// follows the newest sample within the scale-up limit, as the HPA would).
     pub sustained: Option<f64>,
-    /// The newest sample is a held zero (a drop that has not persisted, read as the level
-    /// before it): the decision keeps its count on it but does not raise it (`plan::decide`).
+    /// The newest sample is a zero held at a passing level (`forecast::zero_blips`: a drop that
+    /// has not persisted, after a level that did not last `ModelConfig::zero_persistence` or
+    /// that the drop did not directly follow): the decision keeps its count on it but does not
+    /// raise it (`plan::decide`). Zeros held at a lasting level read as that level throughout,
+    /// as the samples they stand for would: a floor under a count reset below it.
     pub held_zero: bool,
 }
 
@@ -71,25 +74,35 @@ fn live_reading_after(cfg: &ModelConfig, view: View<'_>, age: Duration) -> LiveR
         return LiveReading::default();
     }
     let h = view.history();
-    let (first, values) = view.held_tail(
+    let (_, values, passing) = view.held_tail(
         view.end() as i64 - h.steps(MAX_LOAD_AGE),
         h.steps(cfg.zero_persistence),
         cfg.sustained_samples,
     );
-    let held_zero = values
+    let held_passing = |i: usize| passing.iter().any(|&(a, b)| (a..=b).contains(&i));
+    let mut newest = values
         .iter()
-        .rposition(|v| v.is_finite())
-        .is_some_and(|i| h.values()[first + i] == 0.0 && values[i] != 0.0);
-    let mut newest = values.iter().rev().copied().filter(|v| v.is_finite());
-    let Some(load) = newest.next() else {
+        .copied()
+        .enumerate()
+        .rev()
+        .filter(|(_, v)| v.is_finite());
+    let Some((at, load)) = newest.next() else {
         return LiveReading::default();
     };
+    let held_zero = held_passing(at);
     let mut recent = [load; 8];
     let wanted = cfg.sustained_samples.clamp(1, recent.len());
     let mut n = 1;
-    for v in newest.take(wanted - 1) {
-        if load > 0.0 && v == 0.0 {
+    for (i, v) in newest {
+        if n == wanted || (load > 0.0 && v == 0.0) {
             break;
+        }
+        // Under a sample that is not held at a passing level, the zeros held at one are
+        // missing samples: not zeros (the drop has not persisted), nor the level (it did not
+        // last). Read as the level, three samples of 1e6 a day old, held over two zeros, made
+        // the first real sample after them a sustained load of 1e6.
+        if !held_zero && held_passing(i) {
+            continue;
         }
         recent[n] = v;
         n += 1;
@@ -425,7 +438,7 @@ impl Calibrator {
         let persist = cfg.zero_persistence.num_minutes().max(0) as usize;
         // In minutes, as `sample` is; never closer than the history's own samples.
         let apart = (MAX_LOAD_AGE.num_seconds().max(step) / 60) as usize;
-        for (a, b, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples, apart) {
+        for (a, b, _, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples, apart) {
             for v in &mut sample[a..=b] {
                 *v = f64::NAN;
             }

@@ -201,15 +201,21 @@ impl<'a> View<'a> {
     /// The samples of `[lo, end]` (clipped to the view) as a decision reads them: a sudden drop
     /// to zero is held like a missing sample until it persists (`zero_blips`, with `persist` in
     /// steps), its zeros read as the level before it (the lower median of the `level` samples
-    /// before it, as read). Returns the first index and the values, NaN where nothing was
-    /// observed. Reads back `2·persist + level` further than `lo`, so that a run of zeros that
+    /// before it, as read). Returns the first index, the values (NaN where nothing was
+    /// observed), and where in them zeros are held at a level that did not last (`zero_blips`:
+    /// not `lasting`), as inclusive ranges of positions in the values. Reads back `2·persist + level` further than `lo`, so that a run of zeros that
     /// began before `lo` is judged whole, with the level before it and how long that level
     /// lasted (up to `persist`) — and, when the series was
     /// absent before the zeros, further, as far as that many samples (within `HELD_REACH`): a
     /// series back from half an hour's gap as zeros is judged against the level it had, as
     /// after a gap of a minute. (It was judged against nothing, and believed: a busy workload
     /// whose metric came back as ten minutes of zeros was scaled from 40 to 4.)
-    pub fn held_tail(&self, lo: i64, persist: i64, level: usize) -> (usize, Cow<'a, [f64]>) {
+    pub fn held_tail(
+        &self,
+        lo: i64,
+        persist: i64,
+        level: usize,
+    ) -> (usize, Cow<'a, [f64]>, Vec<(usize, usize)>) {
         let lo = lo.clamp(self.lo as i64, self.end as i64) as usize;
         // The run, and before it as much of the level as holds it (`zero_blips`).
         let back = 2 * persist.max(0) + level as i64;
@@ -217,7 +223,7 @@ impl<'a> View<'a> {
         let all = &self.history.values;
         // Most of the time there is no zero to judge: the samples as they are.
         if !all[from..=self.end].contains(&0.0) {
-            return (lo, Cow::Borrowed(&all[lo..=self.end]));
+            return (lo, Cow::Borrowed(&all[lo..=self.end]), Vec::new());
         }
         let reach = (lo as i64 - self.history.steps(HELD_REACH)).max(self.lo as i64) as usize;
         let wanted = back as usize;
@@ -229,45 +235,63 @@ impl<'a> View<'a> {
         let read = &all[from..=self.end];
         let mut values = read.to_vec();
         let apart = self.history.steps(MAX_LOAD_AGE).max(1) as usize;
-        for (a, b, fill) in zero_blips(&values, persist.max(0) as usize, level, apart) {
+        let mut passing = Vec::new();
+        for (a, b, fill, lasting) in zero_blips(&values, persist.max(0) as usize, level, apart) {
             for v in &mut values[a..=b] {
                 if *v == 0.0 {
                     *v = fill;
                 }
             }
+            let skip = lo - from;
+            if !lasting && b >= skip {
+                passing.push((a.saturating_sub(skip), b - skip));
+            }
         }
         values.drain(..lo - from);
-        (lo, Cow::Owned(values))
+        (lo, Cow::Owned(values), passing)
     }
 
     /// The level over the last `w` steps, with sudden drops to zero held (`held_tail`): its
     /// mean as the routine would have had it (each minute of an event divided by the event's
     /// multiplier, so that an event's expected surge is not read as a new level and counted
-    /// twice) and its plain mean.
+    /// twice) and its plain mean — each with its `level − 1` highest samples counted at most
+    /// `rise` times the `level`-th highest (`capped_mean`). A rise beyond `rise` moves the level
+    /// once it has lasted as many samples as the sustained live load reads
+    /// (`ModelConfig::sustained_samples`, three); one or two odd samples move it by at most
+    /// `rise` times the level each, a sample's share of a quarter hour's mean. (The plain mean
+    /// read one sample of 1e6, a counter reset seen by `rate`, as a level 66 times the load:
+    /// the forecast, which the scale-up limit does not hold back, asked for `maxReplicas` for
+    /// the whole level window.) Rises within `rise`, the noise and the ordinary steps of a
+    /// load, are read at once as before. The live floor follows a larger step from its second
+    /// sample; the forecast's level follows it from its third, as the plain mean did from then.
     fn held_level(
         &self,
         w: i64,
         persist: i64,
         level: usize,
+        rise: f64,
         adjust: &Adjustments,
     ) -> Option<(f64, f64)> {
         let end = self.end as i64;
-        let (first, values) = self.held_tail(end - w + 1, persist, level);
+        let (first, values, _) = self.held_tail(end - w + 1, persist, level);
         let h = self.history;
         let multiplies = adjust.multiplies(h.time(first), h.time(self.end));
-        let (mut routine, mut plain, mut n) = (0.0, 0.0, 0u32);
-        for (i, v) in values.iter().enumerate() {
-            if v.is_finite() {
-                plain += v;
-                routine += if multiplies {
-                    v / adjust.multiplier_at(h.time(first + i))
-                } else {
-                    *v
-                };
-                n += 1;
-            }
+        let mut plain: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let trim = level.saturating_sub(1);
+        if !multiplies {
+            let mean = capped_mean(&mut plain, trim, rise)?;
+            return Some((mean, mean));
         }
-        (n > 0).then(|| (routine / f64::from(n), plain / f64::from(n)))
+        let mut routine: Vec<f64> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| v / adjust.multiplier_at(h.time(first + i)))
+            .collect();
+        Some((
+            capped_mean(&mut routine, trim, rise)?,
+            capped_mean(&mut plain, trim, rise)?,
+        ))
     }
 }
 
@@ -279,7 +303,7 @@ pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 /// The sudden drops to zero in `values` (samples in order, NaN for a gap) that have not
 /// persisted: each run of zeros (gaps within it included) that follows a non-zero level and
 /// spans fewer than `persist` samples from its first zero to its last, as `(first, last, the
-/// level before it)`. The level before a run is the lower median (`lower_median`) of the
+/// level before it, lasting)`. The level before a run is the lower median (`lower_median`) of the
 /// newest `level` samples before it as they are read — earlier drops held, believed zeros as
 /// zeros — so that one odd sample before a drop (a bogus spike, a lone sample after believed
 /// zeros) is not what the drop is held at; a run whose level before is zero is no drop. A run
@@ -301,12 +325,19 @@ pub const MAX_LOAD_AGE: Duration = Duration::minutes(5);
 /// believes them. A level that stood before a gap still stands after it: the series' absence
 /// says nothing of its load. A held run counts as its level for the runs after it, a level that
 /// stood itself.
+///
+/// A level is `lasting` when it had lasted at least `persist` (as long as zeros must last to be
+/// believed) and the run followed its newest sample within `apart` steps: a load the workload
+/// carried up to the drop. The held zeros of a lasting level stand for it in every respect (a
+/// decision's live floor reads them, and may raise the count to what they need); those of a
+/// passing level (two samples of a counter reset, a level from before an absence of hours)
+/// only keep a count from falling (`plan::decide`, `calibration::LiveReading::held_zero`).
 pub fn zero_blips(
     values: &[f64],
     persist: usize,
     level: usize,
     apart: usize,
-) -> Vec<(usize, usize, f64)> {
+) -> Vec<(usize, usize, f64, bool)> {
     let mut blips = Vec::new();
     // The newest samples as read, oldest first.
     let mut before = Recent::new(level);
@@ -319,7 +350,8 @@ pub fn zero_blips(
                 return;
             };
             // A drop is held no longer than the level it interrupts had lasted.
-            let lasted = match (*since, before.newest_at()) {
+            let newest = before.newest_at();
+            let lasted = match (*since, newest) {
                 (Some(s), Some(e)) => e - s + 1,
                 _ => 0,
             };
@@ -327,7 +359,8 @@ pub fn zero_blips(
                 .standing_level(apart)
                 .filter(|l| *l != 0.0 && b - a + 1 < persist.min(lasted));
             if let Some(fill) = fill {
-                blips.push((a, b, fill));
+                let lasting = lasted >= persist && newest.is_some_and(|e| a - e <= apart);
+                blips.push((a, b, fill, lasting));
             } else {
                 *since = None;
             }
@@ -697,6 +730,7 @@ pub fn predict_peak(
         w,
         h.steps(cfg.zero_persistence),
         cfg.sustained_samples,
+        1.0 + cfg.max_margin,
         adjust,
     )?;
     // Once an event is over, a surge that did not come as declared must not read as a drop of
@@ -902,6 +936,23 @@ pub(crate) fn median(xs: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The mean of `xs` (sorted in place) with each of its `k` highest samples counted at most
+/// `rise` times the `k + 1`-th highest (fewer than `k` of them when there are fewer than
+/// `2k + 1` samples, so that the cap stands on the middle); `None` when empty. Samples within
+/// `rise` of each other, whatever their noise, keep their plain mean.
+pub(crate) fn capped_mean(xs: &mut [f64], k: usize, rise: f64) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_unstable_by(f64::total_cmp);
+    let n = xs.len();
+    let k = k.min((n - 1) / 2);
+    let reference = xs[n - 1 - k];
+    let cap = (reference * rise).max(reference);
+    let sum: f64 = xs.iter().map(|v| v.min(cap)).sum();
+    Some(sum / n as f64)
+}
+
 /// The lower median of `xs` (sorted in place): the middle one of an odd count, the lower of the
 /// two middle ones of an even count; `None` when empty. Unlike the median it is always one of
 /// the samples, and of two or more it is never above the second-highest: one sample alone,
@@ -1085,13 +1136,13 @@ mod tests {
         // A blip of three zeros (a gap inside) after load: held, with the load before it.
         assert_eq!(
             zero_blips(&[5.0, 5.0, 5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5),
-            vec![(4, 6, 5.0)]
+            vec![(4, 6, 5.0, false)]
         );
         // … but no longer than the load before it had lasted: two samples (a counter reset
         // read by `rate` over two steps) hold one zero, not a quarter hour of them.
         assert_eq!(
             zero_blips(&[0.0, 1e6, 1e6, 0.0], 15, 3, 5),
-            vec![(3, 3, 1e6)]
+            vec![(3, 3, 1e6, false)]
         );
         assert!(zero_blips(&[0.0, 1e6, 1e6, 0.0, 0.0], 15, 3, 5).is_empty());
         assert!(zero_blips(&[5.0, 5.0, 0.0, n, 0.0, 7.0], 15, 3, 5).is_empty());
@@ -1100,23 +1151,23 @@ mod tests {
         // A run as long as the persistence is believed; one step shorter is not.
         let long: Vec<f64> = [4.0; 20].into_iter().chain([0.0; 15]).collect();
         assert!(zero_blips(&long, 15, 3, 5).is_empty());
-        assert_eq!(zero_blips(&long[..34], 15, 3, 5), vec![(20, 33, 4.0)]);
+        assert_eq!(zero_blips(&long[..34], 15, 3, 5), vec![(20, 33, 4.0, true)]);
         // Held at the level before the drop (the lower median of the three samples before it,
         // as read), not at one odd sample just before it.
         assert_eq!(
             zero_blips(&[150.0, 150.0, 1e6, 0.0, 0.0], 15, 3, 5),
-            vec![(3, 4, 150.0)]
+            vec![(3, 4, 150.0, false)]
         );
         assert_eq!(
             zero_blips(&[150.0, 1e6, 0.0], 15, 3, 5),
-            vec![(2, 2, 150.0)]
+            vec![(2, 2, 150.0, false)]
         );
         // One sample after a gap is no level to hold a drop at (a bogus one would be read as a
         // sustained load over every zero): the zeros are believed. Two samples are a level.
         assert!(zero_blips(&[n, n, 1e6, 0.0, 0.0], 15, 3, 5).is_empty());
         assert_eq!(
             zero_blips(&[n, 5.0, 6.0, 5.0, 0.0, 0.0], 15, 3, 5),
-            vec![(4, 5, 5.0)]
+            vec![(4, 5, 5.0, false)]
         );
         // Samples further apart than `apart` with nothing between do not confirm each other:
         // no level, and the zeros after the second are believed. A level that stood before a
@@ -1128,12 +1179,15 @@ mod tests {
         assert!(zero_blips(&apart, 15, 3, 5).is_empty());
         assert_eq!(
             zero_blips(&[5.0, 5.0, n, n, n, 5.0, 0.0], 15, 3, 5),
-            vec![(6, 6, 5.0)]
+            vec![(6, 6, 5.0, false)]
         );
         let mut after_gap = vec![4000.0; 20];
         after_gap.extend([n; 30]);
         after_gap.extend([0.0; 10]);
-        assert_eq!(zero_blips(&after_gap, 15, 3, 5), vec![(50, 59, 4000.0)]);
+        assert_eq!(
+            zero_blips(&after_gap, 15, 3, 5),
+            vec![(50, 59, 4000.0, false)]
+        );
         // The gap is no part of how long the level lasted: three samples hold two zeros.
         let mut short = vec![4000.0; 3];
         short.extend([n; 30]);
@@ -1147,7 +1201,7 @@ mod tests {
                 3,
                 5
             ),
-            vec![(4, 6, 150.0), (8, 8, 150.0)]
+            vec![(4, 6, 150.0, false), (8, 8, 150.0, false)]
         );
         // Zeros after one sample that follows believed zeros: the level before them is zero,
         // no drop to hold.
@@ -1159,7 +1213,7 @@ mod tests {
         values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);
         let h = History::new(t0(), Duration::minutes(1), values);
         for end in [2 * 1440 + 105, 2 * 1440 + 112] {
-            let (_, held) = h.view(end).held_tail(end as i64 - 14, 15, 3);
+            let (_, held, _) = h.view(end).held_tail(end as i64 - 14, 15, 3);
             assert!(held.iter().all(|v| *v == 400.0), "{end}: {held:?}");
             assert!(matches!(held, Cow::Owned(_)));
         }
@@ -1170,8 +1224,38 @@ mod tests {
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 120].fill(0.0);
         let h = History::new(t0(), Duration::minutes(1), values);
-        let (_, held) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15, 3);
+        let (_, held, _) = h.view(2 * 1440 + 116).held_tail(2 * 1440 + 116, 15, 3);
         assert_eq!(held[..], [0.0]);
+    }
+
+    #[test]
+    fn the_level_caps_a_rise_that_has_not_lasted_three_samples() {
+        // The two highest count at most twice the third: one or two odd samples move the mean
+        // by a sample's share of twice the level at most, a third moves it.
+        let mean = |xs: &[f64]| capped_mean(&mut xs.to_vec(), 2, 2.0).unwrap();
+        let mut steady = vec![100.0; 15];
+        assert_eq!(mean(&steady), 100.0);
+        steady[14] = 1e6;
+        assert!((mean(&steady) - 1600.0 / 15.0).abs() < 1e-9);
+        steady[13] = 1e6;
+        assert!((mean(&steady) - 1700.0 / 15.0).abs() < 1e-9);
+        steady[12] = 1e6;
+        assert!(mean(&steady) > 1e5);
+        // Noise and steps within twice the level keep their plain mean, as does a ramp.
+        assert_eq!(mean(&[90.0, 110.0, 100.0, 80.0, 190.0]), 114.0);
+        let ramp: Vec<f64> = (1..=15).map(f64::from).collect();
+        assert_eq!(mean(&ramp), 8.0);
+        // Fewer than five samples: one capped of three or four, none of two.
+        assert_eq!(mean(&[1.0, 2.0, 30.0]), 7.0 / 3.0);
+        assert_eq!(mean(&[1.0, 30.0]), 15.5);
+        assert_eq!(capped_mean(&mut [], 2, 2.0), None);
+        // The forecast's level reads it: one sample of 1e6 where the load is 400.
+        let mut values = vec![400.0; 3 * 1440];
+        values[2 * 1440 + 100] = 1e6;
+        let h = History::new(t0(), Duration::minutes(1), values);
+        let now = t0() + Duration::days(2) + Duration::minutes(105);
+        let f = peak(&h, Predictor::Daily, now, 6).unwrap();
+        assert!((f - 400.0 * 16.0 / 15.0).abs() < 1e-9, "{f}");
     }
 
     #[test]

@@ -86,7 +86,8 @@ pub struct Inputs<'a> {
     pub event: Option<&'a ExpectedEvent>,
     /// The replica count the target has now.
     pub current_replicas: u32,
-    /// The newest sample is a held zero (`calibration::LiveReading::held_zero`).
+    /// The newest sample is a zero held at a passing level
+    /// (`calibration::LiveReading::held_zero`).
     pub held_zero: bool,
 }
 
@@ -304,9 +305,13 @@ pub fn decide(
         reason = Reason::Reactive;
     }
     // A held zero reads as the level before it so that the count does not fall on a drop that
-    // has not persisted; it is no reason to raise the count. A level from before a day's
-    // absence (two bogus samples, say) otherwise became a live floor the scale-up limit does not
-    // hold back: 2 → 100 on zeros. What is known ahead still raises it.
+    // has not persisted. Held at a passing level (one that did not last a level window, or that
+    // the zeros did not directly follow: `forecast::zero_blips`), it is no reason to raise the
+    // count: a level from before a day's absence (two bogus samples, say) otherwise became a
+    // live floor the scale-up limit does not hold back, 2 → 100 on zeros. What is known ahead
+    // still raises it. Held at a lasting level, it is that level, and its live floor stands: a
+    // busy workload whose count a deploy reset to 2 at the first zero is at 40 at once, not
+    // after the zeros.
     if inputs.held_zero {
         let keep = inputs.current_replicas.max(forecast_replicas.unwrap_or(0));
         recommendation = recommendation.min(keep);
