@@ -679,12 +679,18 @@ fn a_metric_back_from_a_believed_zero_is_followed_from_its_second_sample() {
 /// `values` (one a minute from `t0()`), decided every minute from two replicas and acted on;
 /// every decision with the count it was made for.
 fn from_two(values: Vec<f64>) -> Vec<(u32, Decision)> {
+    from_two_at(values, 0)
+}
+
+/// As `from_two`, with the first decision at minute `first` (the planner has seen nothing
+/// before it); the decisions from there on.
+fn from_two_at(values: Vec<f64>, first: usize) -> Vec<(u32, Decision)> {
     let n = values.len();
     let history = History::new(t0(), Duration::minutes(1), values);
     let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
     let mut current = 2;
     let mut out = Vec::new();
-    for m in 0..n {
+    for m in first..n {
         let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
         out.push((current, d.clone()));
         current = d.desired_replicas;
@@ -930,15 +936,11 @@ fn a_level_from_before_a_long_absence_keeps_a_count_on_zeros_but_does_not_raise_
         v.extend(vec![f64::NAN; gap]);
         v.extend([0.0; 10]);
         let first_zero = v.len() - 10;
-        let history = History::new(t0(), Duration::minutes(1), v.clone());
-        let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
-        let mut current = 2;
-        let mut seen = Vec::new();
-        for m in first_zero..v.len() {
-            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
-            current = d.desired_replicas;
-            seen.push((m - first_zero, current, d.live_replicas));
-        }
+        let seen: Vec<_> = from_two_at(v, first_zero)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, d))| (i, d.desired_replicas, d.live_replicas))
+            .collect();
         assert!(
             seen.iter()
                 .all(|(_, n, live)| *n <= 2 && live.is_none_or(|l| l <= 2)),
@@ -1254,15 +1256,11 @@ fn a_held_level_that_did_not_last_never_raises_the_count() {
         let first = v.len();
         v.extend([0.0; 2]);
         v.extend([5.0; 5]);
-        let history = History::new(t0(), Duration::minutes(1), v.clone());
-        let mut planner = Planner::new(spec(|_| {}), ModelConfig::default());
-        let mut current = 2;
-        let mut seen = Vec::new();
-        for m in first..v.len() {
-            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m as i64));
-            current = d.desired_replicas;
-            seen.push((m - first, current, d.live_replicas));
-        }
+        let seen: Vec<_> = from_two_at(v, first)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, d))| (i, d.desired_replicas, d.live_replicas))
+            .collect();
         assert!(
             seen.iter()
                 .all(|(_, r, live)| *r <= 2 && live.is_none_or(|l| l <= 2)),

@@ -1155,6 +1155,20 @@ async fn a_tenant_reads_only_its_own_namespace() {
     }
 }
 
+/// A Ready pod of `app`, created `10 + i` minutes ago and Ready three minutes later, carrying
+/// `pad` as an annotation (a template's annotations are copied into every pod).
+fn padded_pod(name: &str, app: &str, i: i64, pad: &str) -> Value {
+    let mut p = pod(
+        name,
+        app,
+        Duration::minutes(10 + i),
+        Some(Duration::minutes(3)),
+        false,
+    );
+    p["metadata"]["annotations"] = json!({ "pad": pad });
+    p
+}
+
 /// A pod of Deployment `app` created `created_ago` before now, Ready `ready_after` after its
 /// creation (not Ready without one), and unschedulable when asked: what the scheduler and the
 /// kubelet would have written.
@@ -2253,19 +2267,8 @@ async fn a_tenants_large_hpas_and_scaled_objects_do_not_cost_the_operator_its_me
         api.put(s);
     }
     api.put(deployment("pods", 2));
-    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for i in 0..100 {
-        let created = Utc::now() - Duration::minutes(10 + i);
-        api.put(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": { "name": format!("pods-{i}"), "namespace": NS, "labels": { "app": "pods" },
-                          "creationTimestamp": at(created), "annotations": { "pad": pad } },
-            "spec": { "containers": [{ "name": "app", "image": "app" }] },
-            "status": { "conditions": [
-                { "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) },
-                { "type": "Ready", "status": "True",
-                  "lastTransitionTime": at(created + Duration::minutes(3)) } ] },
-        }));
+        api.put(padded_pod(&format!("pods-{i}"), "pods", i, &pad));
     }
     api.put(scaler(
         "pods",
@@ -2311,19 +2314,8 @@ async fn many_surveys_of_large_pods_at_once_do_not_cost_the_operator_its_memory(
     let prom = steady_prometheus();
     let api = FakeApi::new();
     let pad = "x".repeat(1000 * 1024);
-    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for i in 0..50 {
-        let created = Utc::now() - Duration::minutes(10 + i);
-        api.put(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": { "name": format!("web-{i}"), "namespace": NS, "labels": { "app": "web" },
-                          "creationTimestamp": at(created), "annotations": { "pad": pad } },
-            "spec": { "containers": [{ "name": "app", "image": "app" }] },
-            "status": { "conditions": [
-                { "type": "PodScheduled", "status": "True", "lastTransitionTime": at(created) },
-                { "type": "Ready", "status": "True",
-                  "lastTransitionTime": at(created + Duration::minutes(3)) } ] },
-        }));
+        api.put(padded_pod(&format!("web-{i}"), "web", i, &pad));
     }
     for j in 0..8 {
         let mut d = deployment(&format!("web{j}"), 2);

@@ -65,6 +65,8 @@ struct Inner {
     suspects: HashMap<String, Instant>,
     /// Arrival order, to break ties between flows that used the same time.
     tickets: u64,
+    /// Reconciles waiting, all flows together (a gauge read at every admission).
+    waiting: usize,
     /// The typical slot time of all flows: a new flow's first estimate.
     typical: Option<f64>,
     /// The virtual clock: the slot time used by the flow last given a slot, when it was
@@ -147,6 +149,7 @@ impl FairQueue {
     pub fn close(&self) {
         let mut inner = self.lock();
         inner.closed = true;
+        inner.waiting = 0;
         for flow in inner.flows.values_mut() {
             flow.waiting.clear();
         }
@@ -155,7 +158,7 @@ impl FairQueue {
 
     /// Reconciles waiting for a slot, all namespaces together.
     pub fn waiting(&self) -> usize {
-        self.lock().flows.values().map(|f| f.waiting.len()).sum()
+        self.lock().waiting
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -177,6 +180,7 @@ impl FairQueue {
             let Some((_, waiter)) = flow.waiting.pop_front() else {
                 return; // next_flow picks only flows that wait
             };
+            inner.waiting -= 1;
             let charged = flow.estimate;
             let picked_at = flow.used;
             flow.holding += 1;
@@ -225,6 +229,7 @@ impl Inner {
             flow.used = flow.used.max(clock);
         }
         flow.waiting.push_back((ticket, waiter));
+        self.waiting += 1;
     }
 
     /// The waiting flow that has used the least slot time (the earliest waiter on a tie), among

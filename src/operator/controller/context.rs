@@ -201,12 +201,6 @@ impl Context {
         }
     }
 
-    /// A read of `namespace` was slow (half the read timeout or more) or timed out: its
-    /// reconciles hold fewer slots for a while (see `fair_queue`).
-    pub(super) fn suspect(&self, namespace: &str) {
-        self.admission.suspect(namespace);
-    }
-
     /// Whether this replica may write to workloads and HPAs now.
     pub(super) fn may_write(&self) -> bool {
         self.leadership.as_ref().is_none_or(|l| l.may_write())

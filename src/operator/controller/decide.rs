@@ -87,7 +87,8 @@ pub(super) async fn decide(
                 .as_ref()
                 .is_some_and(|f| f.kind == FailureKind::TimedOut);
             if timed_out || started.elapsed() >= ctx.source.read_timeout() / 2 {
-                ctx.suspect(&namespace);
+                // Its reconciles hold fewer slots for a while (see `fair_queue`).
+                ctx.admission.suspect(&namespace);
             }
             load
         }
