@@ -2617,3 +2617,205 @@ async fn a_sweep_of_floors_stops_writing_when_leadership_is_lost_midway() {
         .collect();
     assert!(mins.contains(&2) && mins.contains(&7), "{mins:?}");
 }
+
+/// Sixteen namespaces of one scaler each, whose reads take 0.9 s (under half the 2 s timeout:
+/// never suspect) and whose specs are edited twice a second with a new query, against a namespace
+/// of twenty scalers: each hostile namespace goes idle between two of its reconciles and comes
+/// back. Before the fair queue kept a virtual clock, a namespace back from idle started level
+/// with the least-served flow, ahead of the busy namespace whose every reconcile had been charged:
+/// its scalers sent 0 queries in 20 s and none followed a surge within a minute. Now the busy
+/// namespace keeps its turn (680 queries in 20 s for forty scalers, measured) and every scaler
+/// follows the surge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_of_one_scaler_each_do_not_starve_a_namespace_of_many() {
+    let prom = TestPrometheus::steady("victim", 50.0, Duration::hours(6));
+    let stats = Arc::new(ProxyStats::default());
+    let (url, proxy) = stand_in(&prom.url(), stats.clone(), |line| {
+        if line.contains("evil") {
+            Pass::After(StdDuration::from_millis(900))
+        } else {
+            Pass::After(StdDuration::ZERO)
+        }
+    })
+    .await;
+    const VICTIMS: usize = 20;
+    const HOSTILE: usize = 16;
+    let api = FakeApi::new();
+    for j in 0..VICTIMS {
+        api.put(deployment(&format!("v{j}"), 2));
+        api.put(scaler(&format!("v{j}"), "victim", json!({})));
+    }
+    // A label the victim's series lacks (`evilN=""` matches it): real data, a request the stand-in
+    // can tell apart, and a new query at every edit (read at once, whatever the backoff).
+    let hostile = |i: usize, version: usize| {
+        let mut s = scaler("h", "x", json!({}));
+        s["metadata"]["namespace"] = json!(format!("evil-{i}"));
+        s["spec"]["metric"]["query"] = json!(format!(
+            "sum({METRIC}{{service=\"victim\", evil{version}=\"\"}})"
+        ));
+        s
+    };
+    for i in 0..HOSTILE {
+        let mut d = deployment("h", 2);
+        d["metadata"]["namespace"] = json!(format!("evil-{i}"));
+        api.put(d);
+        api.put(hostile(i, 0));
+    }
+    let _op = start_operator(&api, &url);
+    eventually(90, "every victim scaler read", || {
+        (0..VICTIMS).try_for_each(|j| {
+            expect_condition(
+                &api,
+                &format!("v{j}"),
+                "MetricsAvailable",
+                "True",
+                "QuerySucceeded",
+            )
+        })
+    })
+    .await;
+    let churn = tokio::spawn({
+        let api = api.clone();
+        async move {
+            for version in 1.. {
+                for i in 0..HOSTILE {
+                    api.put(hostile(i, version));
+                }
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+        }
+    });
+    tokio::time::sleep(StdDuration::from_secs(5)).await;
+    let victim_scale_reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| {
+                r.method == Method::GET
+                    && r.path.contains("/shop/deployments/v")
+                    && r.path.ends_with("/scale")
+            })
+            .count()
+    };
+    let before = victim_scale_reads();
+    tokio::time::sleep(StdDuration::from_secs(20)).await;
+    let reads = victim_scale_reads() - before;
+    eprintln!(
+        "{VICTIMS} scalers beside {HOSTILE} one-scaler namespaces: reconciled {reads} times in 20 s"
+    );
+    // A 1 s sync: 400 reconciles in 20 s if nothing waited. A quarter of that is a namespace
+    // whose scalers are each reconciled every few seconds.
+    assert!(
+        reads >= 100,
+        "the busy namespace's twenty scalers were reconciled {reads} times in 20 s"
+    );
+    prom.set_live("victim", Some(5_000.0));
+    eventually(60, "every victim scaler follows its surge", || {
+        let behind: Vec<_> = (0..VICTIMS)
+            .filter(|j| replicas(&api, &format!("v{j}")) <= 2)
+            .collect();
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still at 2: {behind:?}"))
+        }
+    })
+    .await;
+    churn.abort();
+    proxy.abort();
+}
+
+/// SIGTERM to `prescaler run` while hundreds of reconciles wait for a slot (queries slowed to
+/// 200 ms each): the queue closes and the process exits at once, as a pod's termination grace
+/// period needs. Before, the closing signal lost the race to kube-runtime's own and the waiting
+/// reconciles ran on (1,000 of them for 119 s after SIGTERM); a pod would have been killed by
+/// SIGKILL mid-write and its Lease left to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_hundreds_of_reconciles_waiting_stops_the_operator_at_once() {
+    let prom = TestPrometheus::steady("web", 50.0, Duration::hours(6));
+    let stats = Arc::new(ProxyStats::default());
+    let (url, proxy) = stand_in(&prom.url(), stats.clone(), |_| {
+        Pass::After(StdDuration::from_millis(200))
+    })
+    .await;
+    const SCALERS: usize = 400;
+    let api = FakeApi::new();
+    for i in 0..SCALERS {
+        api.put(deployment(&format!("w{i}"), 2));
+        api.put(scaler(&format!("w{i}"), "web", json!({})));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+        .args(["run", "--prometheus-url", &url, "--no-leader-election"])
+        .args([
+            "--sync-period",
+            "30s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let decided = |api: &FakeApi| {
+        api.list("prescaler.dev/v1alpha1", "PredictiveScaler")
+            .iter()
+            .filter(|s| s["status"]["desiredReplicas"].is_number())
+            .count()
+    };
+    eventually(
+        60,
+        "the operator at work, most scalers still waiting",
+        || match decided(&api) {
+            0 => Err("no scaler decided yet".into()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    let waiting_at_sigterm = SCALERS - decided(&api);
+    assert!(
+        waiting_at_sigterm >= SCALERS / 2,
+        "only {waiting_at_sigterm} reconciles left waiting: the test would not show the queue"
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let t0 = std::time::Instant::now();
+    let exited = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break Some(code);
+        }
+        if t0.elapsed() > StdDuration::from_secs(30) {
+            break None;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    let took = t0.elapsed();
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let after = SCALERS - decided(&api);
+    proxy.abort();
+    eprintln!(
+        "SIGTERM with {waiting_at_sigterm} of {SCALERS} reconciles waiting: exited after {took:?}, {after} never decided"
+    );
+    let code = exited.unwrap_or_else(|| {
+        panic!("still running 30 s after SIGTERM ({waiting_at_sigterm} were waiting, {after} still undecided)")
+    });
+    // The reconciles in their slots finish their reads (a few 200 ms queries); nothing more.
+    assert!(
+        took < StdDuration::from_secs(10),
+        "exited {took:?} after SIGTERM ({waiting_at_sigterm} were waiting, {after} never decided)"
+    );
+    assert!(code.success(), "exit status after SIGTERM: {code}");
+}
