@@ -1,6 +1,7 @@
 //! What the two commands, `prescaler` and `kubectl prescaler`, share on their command lines: the
 //! Prometheus flags (one name each, with the credentials the operator takes), the kubeconfig
-//! flags as kubectl spells them, and the exit codes. Parsing with clap; nothing here runs.
+//! flags as kubectl spells them, the duration flags, printing to standard output, and the exit
+//! codes. Parsing with clap; nothing here runs.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,29 @@ standard error; 2 a usage error (a bad flag or argument).";
 
 /// An error (exit code 1); a usage error exits with 2 (clap's own code).
 pub const FAILURE: u8 = 1;
+
+/// A duration flag, in the spec's grammar (`90s`, `5m`, `1h30m`, `28d`).
+pub fn duration(text: &str) -> std::result::Result<chrono::Duration, String> {
+    crate::api::parse_duration(text)
+}
+
+/// A duration flag for a timer of the process.
+pub fn std_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    duration(text)?.to_std().map_err(|e| e.to_string())
+}
+
+/// Writes to stdout; a closed pipe comes back as an error that `exit_code` ends quietly on
+/// (`… | head` is a success).
+pub fn print(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io {
+            context: "writing to standard output".into(),
+            source,
+        })
+}
 
 /// How to reach Prometheus: the same flags, environment variables and client in `prescaler run`,
 /// `prescaler backtest` and `kubectl prescaler`. Credentials come from files, so that they never

@@ -2,7 +2,6 @@
 //! `backtest` replays a load through the planner and scores it. Parsing and dispatch only; what
 //! each command does lives in the library.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +14,8 @@ use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, chart, report};
-use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs};
+use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
+use prescaler::operator::controller::Settings;
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
@@ -68,16 +68,6 @@ struct GiveBackArgs {
     /// in-cluster service account, which the chart's hook runs with).
     #[command(flatten)]
     kube: KubeconfigArgs,
-}
-
-/// A duration flag, in the spec's grammar (`90s`, `5m`, `1h30m`, `28d`).
-fn duration(text: &str) -> Result<Duration, String> {
-    prescaler::api::parse_duration(text)
-}
-
-/// A duration flag for a timer of the process.
-fn std_duration(text: &str) -> Result<std::time::Duration, String> {
-    duration(text)?.to_std().map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -274,13 +264,16 @@ fn run_operator(args: RunArgs) -> Result<()> {
         .then(|| LeaseSettings::new(args.lease_name, args.lease_namespace, identity.clone()));
     let config = OperatorConfig {
         prometheus,
-        sync_period: args.sync_period,
-        concurrency: args.concurrency,
-        instance: identity,
-        namespace_label: args
-            .confine_queries_to_namespace
-            .then_some(args.namespace_label),
-        keda: args.keda,
+        settings: Settings {
+            sync_period: args.sync_period,
+            concurrency: args.concurrency,
+            instance: identity,
+            namespace_label: args
+                .confine_queries_to_namespace
+                .then_some(args.namespace_label),
+            keda: args.keda,
+            ..Settings::default()
+        },
         listen: args.listen,
         lease,
     };
@@ -348,17 +341,6 @@ fn print_crd() -> Result<()> {
     print(&prescaler::api::crd_yaml())
 }
 
-/// Writes to stdout; a closed pipe comes back as an error `main` ends quietly on.
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Io {
-            context: "writing to standard output".into(),
-            source,
-        })
-}
-
 fn run_backtest(args: &BacktestArgs) -> Result<()> {
     // The manifest: from a file, from the cluster, or none (the defaults).
     let scaler: Option<PredictiveScaler> = match (&args.spec, &args.scaler) {
@@ -372,7 +354,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         (None, Some(name)) => Some(runtime()?.block_on(async {
             let (client, namespace, address) = cli::kube_client(&args.kube).await?;
             let namespace = args.namespace.clone().unwrap_or(namespace);
-            prescaler::plugin::get_scaler(&client, &namespace, name)
+            prescaler::adapters::kubernetes::get_predictive_scaler(&client, &namespace, name)
                 .await
                 .map_err(|e| cli::name_the_server(e, &address))
         })?),
@@ -428,20 +410,17 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
             ))?
         }
     };
-    let mut setup = Setup::for_trace(&trace);
+    let mut setup = match args.trace {
+        Some(_) => Setup::for_trace(&trace),
+        None => Setup::for_recent(&trace, args.range),
+    };
     setup.startup_delay = args.startup_delay;
     setup.metric_lag = args.metric_lag;
     if let Some(t) = args.eval_start {
         setup.eval_start = t;
-    } else if args.trace.is_none() {
-        setup.eval_start = trace.start + (args.range - Duration::days(7)).max(Duration::zero());
     }
-    if validated.lead_time_auto {
-        backtest::resolve_auto_lead_time(&mut validated, &setup);
-        eprintln!(
-            "note: spec.forecast.leadTime is Auto: replayed with {} (the simulated start-up, --startup-delay, plus --metric-lag, rounded up to a minute), as the operator would learn it",
-            prescaler::api::format_duration(validated.lead_time)
-        );
+    if let Some(note) = backtest::resolve_auto_lead_time(&mut validated, &setup) {
+        eprintln!("note: {note}");
     }
     let outcome = backtest::run_all(&trace, &setup, &validated, &ModelConfig::default())?;
 

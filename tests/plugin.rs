@@ -190,6 +190,35 @@ async fn an_auto_lead_time_is_planned_with_the_learned_figure() {
     );
 }
 
+/// `kubectl prescaler backtest` replays a `leadTime: Auto` spec as `prescaler backtest` does:
+/// with the simulated start-up plus the metric's delay (5m + 1m), said on standard error, and
+/// the last 7 days of the range scored. (The plugin once replayed it with the spec's default
+/// lead time and said nothing: the two commands answered differently for one scaler.)
+#[tokio::test]
+async fn the_plugins_backtest_replays_an_auto_lead_time_as_the_cli_does() {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["spec"]["forecast"]["leadTime"] = json!("Auto");
+    api.put(scaler);
+    let range = chrono::Duration::days(14);
+    let report = plugin::backtest(&api.client(), &demo_source(), NS, "checkout", range, now())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("leadTime is Auto: replayed with 6m")),
+        "{:?}",
+        report.notes
+    );
+    // 14 days read: the first 7 warm the forecast up, the last 7 are scored.
+    assert_eq!(
+        report.setup.eval_start,
+        report.trace.start + chrono::Duration::days(7)
+    );
+}
+
 #[tokio::test]
 async fn a_missing_scaler_names_the_namespace() {
     let api = FakeApi::new();

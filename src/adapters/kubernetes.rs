@@ -224,18 +224,21 @@ pub async fn resolve(
     }
 }
 
-/// A PredictiveScaler read from the cluster of the current kubeconfig (for `backtest --scaler`).
+/// Reads a PredictiveScaler (`prescaler backtest --scaler`, `kubectl prescaler`); a missing one
+/// is an error that names the namespace (the usual mistake is the wrong one).
 pub async fn get_predictive_scaler(
+    client: &kube::Client,
     namespace: &str,
     name: &str,
 ) -> Result<crate::api::PredictiveScaler> {
-    let client = kube::Client::try_default().await?;
-    let api: Api<crate::api::PredictiveScaler> = Api::namespaced(client, namespace);
+    let api: Api<crate::api::PredictiveScaler> = Api::namespaced(client.clone(), namespace);
     match call("reading the PredictiveScaler", api.get_opt(name)).await? {
         Some(scaler) => Ok(scaler),
         None => Err(Error::Config {
-            what: format!("PredictiveScaler {namespace}/{name}"),
-            message: "does not exist".into(),
+            what: format!("PredictiveScaler {name:?}"),
+            message: format!(
+                "not found in namespace {namespace:?} (kubectl get psc -A lists them all)"
+            ),
         }),
     }
 }

@@ -65,6 +65,16 @@ impl Setup {
         Self::minutes(self.metric_lag)
     }
 
+    /// The setup for the last `range` of a live metric read up to now, as `prescaler backtest
+    /// --prometheus-url` and `kubectl prescaler backtest` replay it: the last 7 days scored,
+    /// what comes before them warms the forecast up.
+    pub fn for_recent(trace: &Trace, range: Duration) -> Self {
+        Self {
+            eval_start: trace.start + (range - Duration::days(7)).max(Duration::zero()),
+            ..Self::for_trace(trace)
+        }
+    }
+
     /// The index of the first scored minute of `trace`.
     pub fn eval_index(&self, trace: &Trace) -> usize {
         Self::minutes(self.eval_start - trace.start).min(trace.minutes())
@@ -154,12 +164,19 @@ impl Outcome {
 /// `setup.startup_delay`, so the operator would learn that, plus the metric's delay
 /// (`setup.metric_lag`), rounded up to a whole minute and bounded as it does
 /// (`startup::lead_time_for`). Backtest and operator so read `Auto` alike. A spec with a fixed
-/// lead time is left as it is.
-pub fn resolve_auto_lead_time(spec: &mut ValidatedSpec, setup: &Setup) {
-    if spec.lead_time_auto {
-        spec.lead_time =
-            crate::planning::startup::lead_time_for(setup.startup_delay, setup.metric_lag);
+/// lead time is left as it is. Returns what to tell the reader when it was `Auto`.
+pub fn resolve_auto_lead_time(spec: &mut ValidatedSpec, setup: &Setup) -> Option<String> {
+    if !spec.lead_time_auto {
+        return None;
     }
+    spec.lead_time = crate::planning::startup::lead_time_for(setup.startup_delay, setup.metric_lag);
+    Some(format!(
+        "spec.forecast.leadTime is Auto: replayed with {} (the simulated start-up, {}, plus the \
+         metric's delay, {}, rounded up to a minute), as the operator would learn it",
+        crate::api::format_duration(spec.lead_time),
+        crate::api::format_duration(setup.startup_delay),
+        crate::api::format_duration(setup.metric_lag),
+    ))
 }
 
 /// Runs prescaler, the HPA sweep and the oracle on `trace`, and scores them. An error when no

@@ -33,16 +33,9 @@ use telemetry::{Health, Metrics, Probes};
 /// Everything `prescaler run` is configured with.
 pub struct OperatorConfig {
     pub prometheus: PrometheusConfig,
-    /// How often every PredictiveScaler is reconciled.
-    pub sync_period: Duration,
-    /// Reconciles (and Prometheus queries) in flight at once, shared fairly among namespaces.
-    pub concurrency: u16,
-    /// This replica's name in Events.
-    pub instance: String,
-    /// Confine every scaler's query to its namespace by this label (`None`: queries as written).
-    pub namespace_label: Option<String>,
-    /// Hold the floor of KEDA-managed targets on their ScaledObject (see `Settings::keda`).
-    pub keda: bool,
+    /// What the controller runs with (sync period, concurrency, confinement, KEDA, …), as the
+    /// command line set it.
+    pub settings: Settings,
     pub listen: SocketAddr,
     /// `None` runs without leader election (one replica only).
     pub lease: Option<LeaseSettings>,
@@ -76,7 +69,7 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
         .map(|s| Arc::new(Leadership::new(client.clone(), s)));
     let caches = Caches::new();
     let probes = Probes {
-        stall_after: config.sync_period * 4 + Duration::from_secs(60),
+        stall_after: config.settings.sync_period * 4 + Duration::from_secs(60),
         lease: leadership.clone(),
         idle: {
             let scalers = caches.scalers.clone();
@@ -103,20 +96,12 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
     }
     health.set_leading();
 
-    let settings = Settings {
-        sync_period: config.sync_period,
-        concurrency: config.concurrency,
-        instance: config.instance,
-        namespace_label: config.namespace_label,
-        keda: config.keda,
-        ..Settings::default()
-    };
     let controller = run_controller(
         client,
         prometheus,
         metrics,
         health,
-        settings,
+        config.settings,
         leadership.clone(),
         caches,
     );

@@ -18,32 +18,13 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::adapters::history::RangeSource;
-use crate::adapters::kubernetes::{self, call};
-use crate::api::{Limits, PredictiveScaler, PredictiveScalerStatus, ValidatedSpec};
+use crate::adapters::kubernetes::{self, call, get_predictive_scaler};
+use crate::api::{Limits, PredictiveScalerStatus, ValidatedSpec};
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
 use crate::{Error, Result};
-
-/// Reads a PredictiveScaler; a missing one is an error that names the namespace (the usual
-/// mistake is the wrong one).
-pub async fn get_scaler(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> Result<PredictiveScaler> {
-    let api: Api<PredictiveScaler> = Api::namespaced(client.clone(), namespace);
-    match call("reading the PredictiveScaler", api.get_opt(name)).await? {
-        Some(scaler) => Ok(scaler),
-        None => Err(Error::Config {
-            what: format!("PredictiveScaler {name:?}"),
-            message: format!(
-                "not found in namespace {namespace:?} (kubectl get psc -A lists them all)"
-            ),
-        }),
-    }
-}
 
 /// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus-url` reads
 /// it (one-minute steps; gaps stay gaps), as far back as the planner needs.
@@ -83,7 +64,7 @@ pub async fn plan(
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<PlanReport> {
-    let scaler = get_scaler(client, namespace, name).await?;
+    let scaler = get_predictive_scaler(client, namespace, name).await?;
     let mut spec = scaler.spec.validate()?;
     let target_ref = &scaler.spec.scale_target_ref;
     let target = format!("{} {}", target_ref.kind, target_ref.name);
@@ -288,7 +269,7 @@ pub async fn why(
     name: &str,
     limit: usize,
 ) -> Result<WhyReport> {
-    let scaler = get_scaler(client, namespace, name).await?;
+    let scaler = get_predictive_scaler(client, namespace, name).await?;
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     // The server filters by the object; the check below keeps a server that does not (or an
     // Event about a namespace-mate of the same name and another kind) out.
@@ -325,6 +306,8 @@ pub struct BacktestReport {
     pub setup: Setup,
     pub outcome: Outcome,
     pub warnings: Vec<String>,
+    /// How the replay read the spec (`leadTime: Auto`), for standard error.
+    pub notes: Vec<String>,
 }
 
 /// `prescaler backtest --prometheus-url … --scaler NAME`: the last `range` of the scaler's query
@@ -337,18 +320,21 @@ pub async fn backtest(
     range: Duration,
     now: DateTime<Utc>,
 ) -> Result<BacktestReport> {
-    let scaler = get_scaler(client, namespace, name).await?;
+    let scaler = get_predictive_scaler(client, namespace, name).await?;
     let warnings = manifest::warnings(&scaler);
-    let spec = scaler.spec.validate()?;
+    let mut spec = scaler.spec.validate()?;
     let trace =
         backtest::trace::from_prometheus(source, &scaler.spec.metric.query, range, now).await?;
-    let mut setup = Setup::for_trace(&trace);
-    setup.eval_start = trace.start + (range - Duration::days(7)).max(Duration::zero());
+    let setup = Setup::for_recent(&trace, range);
+    let notes = backtest::resolve_auto_lead_time(&mut spec, &setup)
+        .into_iter()
+        .collect();
     let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
     Ok(BacktestReport {
         trace,
         setup,
         outcome,
         warnings,
+        notes,
     })
 }

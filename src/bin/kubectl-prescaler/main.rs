@@ -1,7 +1,6 @@
 //! `kubectl prescaler`: a kubectl plugin (kubectl runs any `kubectl-prescaler` on the PATH).
 //! Flag parsing, the clients and printing only; what each command does is `prescaler::plugin`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
@@ -9,7 +8,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use prescaler::adapters::prometheus::Prometheus;
 use prescaler::backtest::report;
-use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs};
+use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
 use prescaler::plugin::{self, render};
 use prescaler::{Error, Result};
 
@@ -138,14 +137,6 @@ fn backtest_range(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    prescaler::api::parse_duration(text)
-}
-
-fn std_duration(text: &str) -> Result<std::time::Duration, String> {
-    duration(text)?.to_std().map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
     // clap exits with 2 on a usage error, 0 for --help and --version.
     let cli = Cli::parse();
@@ -222,6 +213,9 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
             for w in &r.warnings {
                 eprintln!("warning: {w}");
             }
+            for n in &r.notes {
+                eprintln!("note: {n}");
+            }
             match output {
                 Output::Table => print(&format!(
                     "{}: {} minutes, scored from {} ({} minutes scored)\n{}",
@@ -250,14 +244,4 @@ fn structured(output: Output, value: &impl serde::Serialize) -> Result<()> {
         _ => serde_json::to_string_pretty(value).expect("a report serializes") + "\n",
     };
     print(&text)
-}
-
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Io {
-            context: "writing to standard output".into(),
-            source,
-        })
 }
