@@ -202,8 +202,7 @@ async fn metrics_health_and_readiness_are_served() {
         namespace: "shop".into(),
         name: "checkout".into(),
     };
-    metrics.desired_replicas.get_or_create(&labels).set(12);
-    metrics.forecast_load.get_or_create(&labels).set(950.5);
+    metrics.reconcile_finished(&labels, Duration::from_millis(250), false);
     let lease = candidate(&api, "a");
     let idle = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(telemetry::serve(
@@ -224,11 +223,13 @@ async fn metrics_health_and_readiness_are_served() {
     let (code, body) = get(port, "/metrics").await;
     assert_eq!(code, 200);
     assert!(
-        body.contains("prescaler_desired_replicas{namespace=\"shop\",name=\"checkout\"} 12"),
+        body.contains(
+            "prescaler_scaler_reconcile_seconds_total{namespace=\"shop\",name=\"checkout\"} 0.25"
+        ),
         "{body}"
     );
     assert!(
-        body.contains("prescaler_forecast_load{namespace=\"shop\",name=\"checkout\"} 950.5"),
+        body.contains("prescaler_reconcile_duration_seconds_count 1"),
         "{body}"
     );
 

@@ -18,6 +18,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::leader::Leadership;
+use crate::api::PlanStatus;
+use crate::planning::outlook::HORIZONS;
+use crate::planning::plan::Decision;
 
 /// Log format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -70,171 +73,329 @@ pub struct ErrorLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// The operator's metrics, all prefixed `prescaler_`.
+/// The operator's metrics, all prefixed `prescaler_`. The controller records through the
+/// methods below (as kube-rs' controller-rs does), each named for what happened; the families
+/// and their names stay here.
 pub struct Metrics {
-    pub registry: Registry,
-    pub load: Family<ScalerLabels, FloatGauge>,
-    pub forecast_load: Family<ScalerLabels, FloatGauge>,
-    pub forecast_replicas: Family<ScalerLabels, Gauge>,
-    pub reactive_replicas: Family<ScalerLabels, Gauge>,
-    pub desired_replicas: Family<ScalerLabels, Gauge>,
-    pub current_replicas: Family<ScalerLabels, Gauge>,
-    pub forecast_error_percent: Family<ScalerLabels, FloatGauge>,
-    pub planned_replicas: Family<PlanLabels, Gauge>,
+    registry: Registry,
+    /// Series of one PredictiveScaler each, removed when it is deleted.
+    scaler: PerScaler,
+    /// The operator's work, all scalers together.
+    work: Work,
+}
+
+/// The per-scaler series.
+struct PerScaler {
+    load: Family<ScalerLabels, FloatGauge>,
+    forecast_load: Family<ScalerLabels, FloatGauge>,
+    forecast_replicas: Family<ScalerLabels, Gauge>,
+    reactive_replicas: Family<ScalerLabels, Gauge>,
+    desired_replicas: Family<ScalerLabels, Gauge>,
+    current_replicas: Family<ScalerLabels, Gauge>,
+    forecast_error_percent: Family<ScalerLabels, FloatGauge>,
+    planned_replicas: Family<PlanLabels, Gauge>,
     /// Reconcile time per PredictiveScaler: `rate()` of it is the share of a core each one
     /// costs, which finds the one tenant whose spec is expensive.
-    pub scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
-    pub reconcile_duration: Histogram,
+    scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
+}
+
+/// The operator-wide series.
+struct Work {
+    reconcile_duration: Histogram,
     /// How long reconciles waited for their slot in the fair queue (`fair_queue`).
-    pub reconcile_wait: Histogram,
+    reconcile_wait: Histogram,
     /// Reconciles waiting for a slot now.
-    pub reconciles_waiting: Gauge,
-    pub decision_duration: Histogram,
-    pub plan_duration: Histogram,
-    pub reconcile_errors: Family<ErrorLabels, Counter>,
-    pub query_duration: Histogram,
-    pub query_errors: Counter,
-    pub queries: Counter,
-    pub status_writes: Counter,
+    reconciles_waiting: Gauge,
+    decision_duration: Histogram,
+    plan_duration: Histogram,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    query_duration: Histogram,
+    query_errors: Counter,
+    queries: Counter,
+    status_writes: Counter,
+}
+
+/// `metric`, registered in `registry` under `name` with `help`.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("prescaler");
-        let m = Self {
-            registry: Registry::default(),
-            load: Family::default(),
-            forecast_load: Family::default(),
-            forecast_replicas: Family::default(),
-            reactive_replicas: Family::default(),
-            desired_replicas: Family::default(),
-            current_replicas: Family::default(),
-            forecast_error_percent: Family::default(),
-            planned_replicas: Family::default(),
-            scaler_reconcile_seconds: Family::default(),
-            reconcile_duration: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
-            reconcile_wait: Histogram::new([0.001, 0.01, 0.1, 1.0, 5.0, 30.0, 120.0]),
-            reconciles_waiting: Gauge::default(),
-            decision_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
-            plan_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
-            reconcile_errors: Family::default(),
-            query_duration: Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
-            query_errors: Counter::default(),
-            queries: Counter::default(),
-            status_writes: Counter::default(),
-        };
-        registry.register(
-            "load",
-            "The live load, in the metric's unit",
-            m.load.clone(),
-        );
-        registry.register(
-            "forecast_load",
-            "The forecast peak load for the lead-time window, without margin",
-            m.forecast_load.clone(),
-        );
-        registry.register(
-            "forecast_replicas",
-            "Replicas the forecast needs within the lead time, margin included",
-            m.forecast_replicas.clone(),
-        );
-        registry.register(
-            "reactive_replicas",
-            "Replicas the live load needs",
-            m.reactive_replicas.clone(),
-        );
-        registry.register(
-            "desired_replicas",
-            "Replicas prescaler asks for",
-            m.desired_replicas.clone(),
-        );
-        registry.register(
-            "current_replicas",
-            "Replicas the target has",
-            m.current_replicas.clone(),
-        );
-        registry.register(
-            "forecast_error_percent",
-            "Mean absolute percentage error of the forecast over the last day",
-            m.forecast_error_percent.clone(),
-        );
-        registry.register(
-            "planned_replicas",
-            "Replicas prescaler expects to ask for at a horizon ahead (15m, 1h, 3h, 6h, 24h): its plan",
-            m.planned_replicas.clone(),
-        );
-        registry.register(
-            "scaler_reconcile_seconds",
-            "Time spent reconciling each PredictiveScaler (rate() is its share of a core)",
-            m.scaler_reconcile_seconds.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time of one reconcile, Prometheus and Kubernetes calls included (its wait for a slot not)",
-            m.reconcile_duration.clone(),
-        );
-        registry.register(
-            "reconcile_wait_seconds",
-            "Time a reconcile waited for its slot (--concurrency, shared fairly among namespaces)",
-            m.reconcile_wait.clone(),
-        );
-        registry.register(
-            "reconciles_waiting",
-            "Reconciles waiting for a slot now",
-            m.reconciles_waiting.clone(),
-        );
-        registry.register(
-            "decision_duration_seconds",
-            "Time of the decision alone (forecast, floors, behaviour)",
-            m.decision_duration.clone(),
-        );
-        registry.register(
-            "plan_duration_seconds",
-            "Time of one plan (the decisions of the next 24 hours, made every 15 minutes)",
-            m.plan_duration.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed, by kind of failure",
-            m.reconcile_errors.clone(),
-        );
-        registry.register(
-            "prometheus_query_duration_seconds",
-            "Time of the history refresh of one PredictiveScaler",
-            m.query_duration.clone(),
-        );
-        registry.register(
-            "prometheus_query_errors",
-            "History refreshes that failed",
-            m.query_errors.clone(),
-        );
-        registry.register(
-            "prometheus_queries",
-            "Range queries sent to Prometheus",
-            m.queries.clone(),
-        );
-        registry.register(
-            "status_writes",
-            "PredictiveScaler status writes (only changes are written)",
-            m.status_writes.clone(),
-        );
-        Self { registry, ..m }
+        let scaler = PerScaler::registered(&mut registry);
+        let work = Work::registered(&mut registry);
+        Self {
+            registry,
+            scaler,
+            work,
+        }
+    }
+}
+
+impl PerScaler {
+    fn registered(r: &mut Registry) -> Self {
+        Self {
+            load: registered(
+                r,
+                "load",
+                "The live load, in the metric's unit",
+                Family::default(),
+            ),
+            forecast_load: registered(
+                r,
+                "forecast_load",
+                "The forecast peak load for the lead-time window, without margin",
+                Family::default(),
+            ),
+            forecast_replicas: registered(
+                r,
+                "forecast_replicas",
+                "Replicas the forecast needs within the lead time, margin included",
+                Family::default(),
+            ),
+            reactive_replicas: registered(
+                r,
+                "reactive_replicas",
+                "Replicas the live load needs",
+                Family::default(),
+            ),
+            desired_replicas: registered(
+                r,
+                "desired_replicas",
+                "Replicas prescaler asks for",
+                Family::default(),
+            ),
+            current_replicas: registered(
+                r,
+                "current_replicas",
+                "Replicas the target has",
+                Family::default(),
+            ),
+            forecast_error_percent: registered(
+                r,
+                "forecast_error_percent",
+                "Mean absolute percentage error of the forecast over the last day",
+                Family::default(),
+            ),
+            planned_replicas: registered(
+                r,
+                "planned_replicas",
+                "Replicas prescaler expects to ask for at a horizon ahead (15m, 1h, 3h, 6h, 24h): its plan",
+                Family::default(),
+            ),
+            scaler_reconcile_seconds: registered(
+                r,
+                "scaler_reconcile_seconds",
+                "Time spent reconciling each PredictiveScaler (rate() is its share of a core)",
+                Family::default(),
+            ),
+        }
+    }
+}
+
+impl Work {
+    fn registered(r: &mut Registry) -> Self {
+        Self {
+            reconcile_duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Time of one reconcile, Prometheus and Kubernetes calls included (its wait for a slot not)",
+                Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            ),
+            reconcile_wait: registered(
+                r,
+                "reconcile_wait_seconds",
+                "Time a reconcile waited for its slot (--concurrency, shared fairly among namespaces)",
+                Histogram::new([0.001, 0.01, 0.1, 1.0, 5.0, 30.0, 120.0]),
+            ),
+            reconciles_waiting: registered(
+                r,
+                "reconciles_waiting",
+                "Reconciles waiting for a slot now",
+                Gauge::default(),
+            ),
+            decision_duration: registered(
+                r,
+                "decision_duration_seconds",
+                "Time of the decision alone (forecast, floors, behaviour)",
+                Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
+            ),
+            plan_duration: registered(
+                r,
+                "plan_duration_seconds",
+                "Time of one plan (the decisions of the next 24 hours, made every 15 minutes)",
+                Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05]),
+            ),
+            reconcile_errors: registered(
+                r,
+                "reconcile_errors",
+                "Reconciles that failed, by kind of failure",
+                Family::default(),
+            ),
+            query_duration: registered(
+                r,
+                "prometheus_query_duration_seconds",
+                "Time of the history refresh of one PredictiveScaler",
+                Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            ),
+            query_errors: registered(
+                r,
+                "prometheus_query_errors",
+                "History refreshes that failed",
+                Counter::default(),
+            ),
+            queries: registered(
+                r,
+                "prometheus_queries",
+                "Range queries sent to Prometheus",
+                Counter::default(),
+            ),
+            status_writes: registered(
+                r,
+                "status_writes",
+                "PredictiveScaler status writes (only changes are written)",
+                Counter::default(),
+            ),
+        }
     }
 }
 
 impl Metrics {
+    /// A reconcile got its slot after `waited`, with `waiting` others still queued.
+    pub fn reconcile_admitted(&self, waited: Duration, waiting: usize) {
+        self.work.reconcile_wait.observe(waited.as_secs_f64());
+        self.work.reconciles_waiting.set(waiting as i64);
+    }
+
+    /// A reconcile of `scaler` took `took` (its wait not included); a scaler being deleted
+    /// gets no per-scaler series back.
+    pub fn reconcile_finished(&self, scaler: &ScalerLabels, took: Duration, deleting: bool) {
+        self.work.reconcile_duration.observe(took.as_secs_f64());
+        if !deleting {
+            self.scaler
+                .scaler_reconcile_seconds
+                .get_or_create(scaler)
+                .inc_by(took.as_secs_f64());
+        }
+    }
+
+    /// A reconcile failed; `kind` is `kubernetes`, `prometheus`, `panic` or `other`.
+    pub fn reconcile_failure(&self, kind: &str) {
+        self.work
+            .reconcile_errors
+            .get_or_create(&ErrorLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// A history refresh that took `took` and sent `queries` range queries, or failed.
+    pub fn history_refreshed(&self, took: Duration, queries: Option<usize>) {
+        self.work.query_duration.observe(took.as_secs_f64());
+        match queries {
+            Some(n) => self.work.queries.inc_by(n as u64),
+            None => self.work.query_errors.inc(),
+        };
+    }
+
+    /// The planner's decision took `took`.
+    pub fn decision_timed(&self, took: Duration) {
+        self.work.decision_duration.observe(took.as_secs_f64());
+    }
+
+    /// A plan of the next 24 hours took `took`.
+    pub fn plan_timed(&self, took: Duration) {
+        self.work.plan_duration.observe(took.as_secs_f64());
+    }
+
+    /// A PredictiveScaler's status was written.
+    pub fn status_written(&self) {
+        self.work.status_writes.inc();
+    }
+
+    /// `scaler`'s decision and the replicas its target has: the figures behind it, those the
+    /// decision did not use removed rather than left stale.
+    pub fn observe_decision(&self, scaler: &ScalerLabels, d: &Decision, current: u32) {
+        self.scaler
+            .current_replicas
+            .get_or_create(scaler)
+            .set(current as i64);
+        self.scaler
+            .desired_replicas
+            .get_or_create(scaler)
+            .set(d.desired_replicas as i64);
+        if let Some(load) = d.load {
+            self.scaler.load.get_or_create(scaler).set(load);
+        }
+        if let Some(r) = d.reactive_replicas {
+            self.scaler
+                .reactive_replicas
+                .get_or_create(scaler)
+                .set(r as i64);
+        }
+        match (d.forecast_load, d.forecast_replicas) {
+            (Some(load), Some(r)) => {
+                self.scaler.forecast_load.get_or_create(scaler).set(load);
+                self.scaler
+                    .forecast_replicas
+                    .get_or_create(scaler)
+                    .set(r as i64);
+            }
+            _ => {
+                self.scaler.forecast_load.remove(scaler);
+                self.scaler.forecast_replicas.remove(scaler);
+            }
+        }
+        match d.calibration.and_then(|c| c.error_percent) {
+            Some(e) => {
+                self.scaler
+                    .forecast_error_percent
+                    .get_or_create(scaler)
+                    .set(e);
+            }
+            None => {
+                self.scaler.forecast_error_percent.remove(scaler);
+            }
+        }
+    }
+
+    /// `prescaler_planned_replicas` at the plan's fixed horizons (a bounded set of label
+    /// values); no plan removes them.
+    pub fn observe_plan(&self, scaler: &ScalerLabels, plan: Option<&PlanStatus>) {
+        for (horizon, _) in HORIZONS {
+            let key = PlanLabels::new(scaler, horizon);
+            match plan.and_then(|p| p.ahead.iter().find(|a| a.r#in.as_deref() == Some(horizon))) {
+                Some(a) => {
+                    self.scaler
+                        .planned_replicas
+                        .get_or_create(&key)
+                        .set(a.replicas.into());
+                }
+                None => {
+                    self.scaler.planned_replicas.remove(&key);
+                }
+            }
+        }
+    }
+
     /// Forgets a PredictiveScaler that was deleted.
     pub fn remove(&self, labels: &ScalerLabels) {
-        self.load.remove(labels);
-        self.forecast_load.remove(labels);
-        self.forecast_replicas.remove(labels);
-        self.reactive_replicas.remove(labels);
-        self.desired_replicas.remove(labels);
-        self.current_replicas.remove(labels);
-        self.forecast_error_percent.remove(labels);
-        self.scaler_reconcile_seconds.remove(labels);
-        for (horizon, _) in crate::planning::outlook::HORIZONS {
-            self.planned_replicas
+        self.scaler.load.remove(labels);
+        self.scaler.forecast_load.remove(labels);
+        self.scaler.forecast_replicas.remove(labels);
+        self.scaler.reactive_replicas.remove(labels);
+        self.scaler.desired_replicas.remove(labels);
+        self.scaler.current_replicas.remove(labels);
+        self.scaler.forecast_error_percent.remove(labels);
+        self.scaler.scaler_reconcile_seconds.remove(labels);
+        for (horizon, _) in HORIZONS {
+            self.scaler
+                .planned_replicas
                 .remove(&PlanLabels::new(labels, horizon));
         }
     }

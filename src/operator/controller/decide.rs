@@ -108,9 +108,7 @@ pub(super) async fn decide(
         let history = read.then(|| state.cache.history()).flatten();
         let decided_at = Instant::now();
         let decision = state.planner.decide(history.as_ref(), replicas, now);
-        metrics
-            .decision_duration
-            .observe(decided_at.elapsed().as_secs_f64());
+        metrics.decision_timed(decided_at.elapsed());
         // Without the history (Prometheus failed this time) the last plan stands until a
         // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
         if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
@@ -122,9 +120,7 @@ pub(super) async fn decide(
                 outlook::STEP,
                 outlook::HORIZON,
             );
-            metrics
-                .plan_duration
-                .observe(planned_at.elapsed().as_secs_f64());
+            metrics.plan_timed(planned_at.elapsed());
             state.plan = plan.map(|o| PlanMemo {
                 made_for,
                 status: o.summary(),
@@ -150,17 +146,14 @@ pub(super) async fn read_load(
     state: &mut ScalerState,
     now: DateTime<Utc>,
 ) -> LoadRead {
-    let refreshed = {
-        let started = Instant::now();
-        let r = state.cache.refresh(&*ctx.source, now).await;
-        ctx.metrics
-            .query_duration
-            .observe(started.elapsed().as_secs_f64());
-        r
-    };
+    let started = Instant::now();
+    let refreshed = state.cache.refresh(&*ctx.source, now).await;
+    ctx.metrics.history_refreshed(
+        started.elapsed(),
+        refreshed.as_ref().ok().map(|r| r.queries),
+    );
     match refreshed {
         Ok(refresh) => {
-            ctx.metrics.queries.inc_by(refresh.queries as u64);
             state.reads.succeeded();
             LoadRead {
                 failure: None,
@@ -168,7 +161,6 @@ pub(super) async fn read_load(
             }
         }
         Err(e) => {
-            ctx.metrics.query_errors.inc();
             let failure = state
                 .reads
                 .failed(FailureKind::of(&e), e.to_string(), Instant::now());

@@ -26,7 +26,7 @@ use decide::decide;
 pub use floors::FINALIZER;
 use floors::{give_back_floor, release_orphaned_floors, sweep_orphaned_floors};
 use observe::{learn_lead_time, observe};
-use report::{Decided, publish_metrics, publish_plan_metrics, write_status};
+use report::{Decided, write_status};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::telemetry::{ErrorLabels, ScalerLabels};
+use super::telemetry::ScalerLabels;
 use crate::api::PredictiveScaler;
 use crate::planning::conditions::{self, Finding, READY};
 use crate::{Error, Result};
@@ -143,13 +143,9 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
         // The process is stopping: nothing is read or written.
         return Ok(Action::await_change());
     };
+    // As each reconcile is admitted: its wait, and the queue behind it.
     ctx.metrics
-        .reconcile_wait
-        .observe(queued.elapsed().as_secs_f64());
-    // As each reconcile is admitted: the queue behind it.
-    ctx.metrics
-        .reconciles_waiting
-        .set(ctx.admission.waiting() as i64);
+        .reconcile_admitted(queued.elapsed(), ctx.admission.waiting());
     // The object as it is now, not as it was when the reconcile was queued: a spec edited while
     // it waited (maxReplicas lowered, mode Off) must not be acted on in its old form. Gone from
     // the watch: nothing to do (what is kept of it is forgotten at the next sync).
@@ -178,14 +174,11 @@ async fn admitted(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action
         );
         let _ = write_status(&ps, &ctx, None, vec![finding], Utc::now()).await;
     }
-    let took = started.elapsed().as_secs_f64();
-    ctx.metrics.reconcile_duration.observe(took);
-    if ps.meta().deletion_timestamp.is_none() {
-        ctx.metrics
-            .scaler_reconcile_seconds
-            .get_or_create(&labels(&ps))
-            .inc_by(took);
-    }
+    ctx.metrics.reconcile_finished(
+        &labels(&ps),
+        started.elapsed(),
+        ps.meta().deletion_timestamp.is_some(),
+    );
     // After the reconcile, whose metrics it records: a deletion seen while it ran is then still
     // forgotten at the next round (`Context::forget_gone`).
     ctx.note(&ps);
@@ -233,10 +226,7 @@ pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>)
         Error::Panicked(_) => "panic",
         _ => "other",
     };
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ErrorLabels { kind: kind.into() })
-        .inc();
+    ctx.metrics.reconcile_failure(kind);
     let failures = {
         let mut all = locked(&ctx.failures);
         let n = all.entry(ps.uid().unwrap_or_default()).or_insert(0);
@@ -282,7 +272,7 @@ async fn observe_decide_act(
         Ok(target) => target,
         Err(refusal) => {
             // A refused scaler plans nothing: its planned replicas must not linger in metrics.
-            publish_plan_metrics(ctx, ps, None);
+            ctx.metrics.observe_plan(&labels(ps), None);
             give_back_floor(ps, ctx).await?;
             write_status(ps, ctx, None, vec![refusal], now).await?;
             return Ok(());
@@ -303,7 +293,8 @@ async fn observe_decide_act(
             name = ps.name_any(),
             "a first failed read: status stays as the last read left it"
         );
-        publish_metrics(ctx, ps, &decision, ready.current);
+        ctx.metrics
+            .observe_decision(&labels(ps), &decision, ready.current);
         return Ok(());
     }
     let mut findings = vec![
@@ -339,8 +330,9 @@ async fn observe_decide_act(
         }
         None => {}
     }
-    publish_metrics(ctx, ps, &decision, ready.current);
-    publish_plan_metrics(ctx, ps, plan.as_ref());
+    ctx.metrics
+        .observe_decision(&labels(ps), &decision, ready.current);
+    ctx.metrics.observe_plan(&labels(ps), plan.as_ref());
     write_status(
         ps,
         ctx,

@@ -15,13 +15,11 @@ use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject, call};
 use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus};
 use crate::operator::event_filter::EventKey;
-use crate::operator::telemetry::PlanLabels;
 use crate::planning::conditions::{self, Finding};
-use crate::planning::outlook;
 use crate::planning::plan::Decision;
 
 use super::context::Context;
-use super::{labels, locked};
+use super::locked;
 
 /// The field manager of prescaler's status writes (server-side apply).
 pub(super) const FIELD_MANAGER: &str = "prescaler";
@@ -101,7 +99,7 @@ pub(super) async fn write_status(
             ),
         )
         .await?;
-        ctx.metrics.status_writes.inc();
+        ctx.metrics.status_written();
     }
     let previous = ps
         .status
@@ -141,64 +139,6 @@ pub(super) async fn write_status(
         }
     }
     Ok(())
-}
-
-pub(super) fn publish_metrics(ctx: &Context, ps: &PredictiveScaler, d: &Decision, current: u32) {
-    let labels = labels(ps);
-    let m = &ctx.metrics;
-    m.current_replicas
-        .get_or_create(&labels)
-        .set(current as i64);
-    m.desired_replicas
-        .get_or_create(&labels)
-        .set(d.desired_replicas as i64);
-    if let Some(load) = d.load {
-        m.load.get_or_create(&labels).set(load);
-    }
-    if let Some(r) = d.reactive_replicas {
-        m.reactive_replicas.get_or_create(&labels).set(r as i64);
-    }
-    match (d.forecast_load, d.forecast_replicas) {
-        (Some(load), Some(r)) => {
-            m.forecast_load.get_or_create(&labels).set(load);
-            m.forecast_replicas.get_or_create(&labels).set(r as i64);
-        }
-        _ => {
-            m.forecast_load.remove(&labels);
-            m.forecast_replicas.remove(&labels);
-        }
-    }
-    match d.calibration.and_then(|c| c.error_percent) {
-        Some(e) => {
-            m.forecast_error_percent.get_or_create(&labels).set(e);
-        }
-        None => {
-            m.forecast_error_percent.remove(&labels);
-        }
-    }
-}
-
-/// `prescaler_planned_replicas` at the plan's fixed horizons (a bounded set of label values).
-pub(super) fn publish_plan_metrics(
-    ctx: &Context,
-    ps: &PredictiveScaler,
-    plan: Option<&PlanStatus>,
-) {
-    let labels = labels(ps);
-    for (horizon, _) in outlook::HORIZONS {
-        let key = PlanLabels::new(&labels, horizon);
-        match plan.and_then(|p| p.ahead.iter().find(|a| a.r#in.as_deref() == Some(horizon))) {
-            Some(a) => {
-                ctx.metrics
-                    .planned_replicas
-                    .get_or_create(&key)
-                    .set(a.replicas.into());
-            }
-            None => {
-                ctx.metrics.planned_replicas.remove(&key);
-            }
-        }
-    }
 }
 
 pub(super) async fn publish(
