@@ -2,6 +2,7 @@
 //! KEDA ScaledObject that manages that HPA, with KEDA support on) — only while this replica
 //! leads, never a paused workload.
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use tracing::info;
@@ -37,144 +38,152 @@ pub(super) async fn actuate(
         "{} {}",
         ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
     );
-    let desired = decision.desired_replicas;
-    let done = |finding: Finding, current: u32, scaled: bool| {
-        Ok(Actuated {
+    if let Some(finding) = held_back(ps, ctx, target, decision, &target_name).await? {
+        return Ok(Actuated {
             finding,
             current,
-            scaled,
-        })
-    };
-    if ps.spec.mode == Mode::ForecastOnly {
-        give_back_floor(ps, ctx).await?;
-        return done(
-            Finding::new(
-                READY,
-                true,
-                "ForecastOnly",
-                format!(
-                    "mode is ForecastOnly: {target_name} would be set to {desired} replicas; nothing is written"
-                ),
-            ),
-            current,
-            false,
-        );
-    }
-    if let Some(why) = &target.workload.paused {
-        give_back_floor(ps, ctx).await?;
-        return done(
-            Finding::new(
-                READY,
-                false,
-                "ScalingDisabled",
-                format!("{why}: prescaler does not scale it"),
-            ),
-            current,
-            false,
-        );
-    }
-    if current == 0 && target.hpa.is_none() {
-        // The HPA's convention: a workload scaled to zero has scaling disabled.
-        return done(
-            Finding::new(
-                READY,
-                false,
-                "ScalingDisabled",
-                format!(
-                    "{target_name} has 0 replicas: scaling is disabled until someone scales it up"
-                ),
-            ),
-            current,
-            false,
-        );
-    }
-    if !ctx.may_write() {
-        return done(
-            Finding::new(
-                READY,
-                false,
-                "NotLeader",
-                "this replica lost the Lease; the new leader acts",
-            ),
-            current,
-            false,
-        );
+            scaled: false,
+        });
     }
     if let Some(name) = target.scaled_object.clone() {
         return actuate_keda(ps, ctx, target, &name, &target_name, decision, current).await;
     }
     match target.hpa.clone() {
-        Some(hpa) => {
-            let uid = ps.uid().unwrap_or_default();
-            add_finalizer(ps, ctx).await?;
-            release_other_floors(ps, ctx, &FloorObject::Hpa(hpa.name_any())).await?;
-            let set =
-                kubernetes::set_hpa_floor(&ctx.client, &hpa, &uid, decision.floor_replicas).await?;
-            if let Some(floor) = set {
-                let holder = FloorObject::Hpa(hpa.name_any());
-                let note = format!(
-                    "set {holder}'s minReplicas to {floor} ({})",
-                    decision.explain()
-                );
-                publish_floor(ctx, ps, "FloorSet", &holder, note).await;
-            }
-            done(
-                Finding::new(
-                    READY,
-                    true,
-                    "FloorOnHPA",
-                    format!(
-                        "HorizontalPodAutoscaler {} scales {target_name}; prescaler holds its minReplicas at the forecast floor",
-                        hpa.name_any()
-                    ),
-                ),
-                current,
-                set.is_some(),
-            )
-        }
-        None => {
-            give_back_floor(ps, ctx).await?;
-            let mut scaled = false;
-            if desired != current {
-                target.workload.set_replicas(desired).await?;
-                scaled = true;
-                let verb = if desired > current {
-                    "ScaledUp"
-                } else {
-                    "ScaledDown"
-                };
-                info!(
-                    namespace = ps.namespace(),
-                    name = ps.name_any(),
-                    current,
-                    desired,
-                    reason = decision.reason.as_str(),
-                    "scaling"
-                );
-                publish(
-                    ctx,
-                    ps,
-                    EventType::Normal,
-                    verb,
-                    format!(
-                        "{target_name} from {current} to {desired} replicas ({})",
-                        decision.explain()
-                    ),
-                )
-                .await;
-            }
-            done(
-                Finding::new(
-                    READY,
-                    true,
-                    "Scaling",
-                    format!("prescaler scales {target_name}"),
-                ),
-                target.workload.replicas(),
-                scaled,
-            )
-        }
+        Some(hpa) => floor_on_hpa(ps, ctx, &hpa, decision, &target_name, current).await,
+        None => scale(ps, ctx, target, decision, &target_name).await,
     }
+}
+
+/// Why nothing is written this time, if nothing is: ForecastOnly mode, a paused workload or
+/// one scaled to zero, or a replica that no longer leads. A floor held before is given back
+/// (except by a replica that may not write).
+async fn held_back(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &Target,
+    decision: &Decision,
+    target_name: &str,
+) -> Result<Option<Finding>> {
+    let desired = decision.desired_replicas;
+    if ps.spec.mode == Mode::ForecastOnly {
+        give_back_floor(ps, ctx).await?;
+        return Ok(Some(Finding::new(
+            READY,
+            true,
+            "ForecastOnly",
+            format!(
+                "mode is ForecastOnly: {target_name} would be set to {desired} replicas; nothing is written"
+            ),
+        )));
+    }
+    if let Some(why) = &target.workload.paused {
+        give_back_floor(ps, ctx).await?;
+        return Ok(Some(Finding::new(
+            READY,
+            false,
+            "ScalingDisabled",
+            format!("{why}: prescaler does not scale it"),
+        )));
+    }
+    if target.workload.replicas() == 0 && target.hpa.is_none() {
+        // The HPA's convention: a workload scaled to zero has scaling disabled.
+        return Ok(Some(Finding::new(
+            READY,
+            false,
+            "ScalingDisabled",
+            format!("{target_name} has 0 replicas: scaling is disabled until someone scales it up"),
+        )));
+    }
+    if !ctx.may_write() {
+        return Ok(Some(Finding::new(
+            READY,
+            false,
+            "NotLeader",
+            "this replica lost the Lease; the new leader acts",
+        )));
+    }
+    Ok(None)
+}
+
+/// An HPA scales the target: prescaler holds its `minReplicas` at the decision's floor.
+async fn floor_on_hpa(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    hpa: &HorizontalPodAutoscaler,
+    decision: &Decision,
+    target_name: &str,
+    current: u32,
+) -> Result<Actuated> {
+    let holder = FloorObject::Hpa(hpa.name_any());
+    add_finalizer(ps, ctx).await?;
+    release_other_floors(ps, ctx, &holder).await?;
+    let uid = ps.uid().unwrap_or_default();
+    let set = kubernetes::set_hpa_floor(&ctx.client, hpa, &uid, decision.floor_replicas).await?;
+    if let Some(floor) = set {
+        let note = format!(
+            "set {holder}'s minReplicas to {floor} ({})",
+            decision.explain()
+        );
+        publish_floor(ctx, ps, "FloorSet", &holder, note).await;
+    }
+    Ok(Actuated {
+        finding: Finding::new(
+            READY,
+            true,
+            "FloorOnHPA",
+            format!(
+                "HorizontalPodAutoscaler {} scales {target_name}; prescaler holds its minReplicas at the forecast floor",
+                hpa.name_any()
+            ),
+        ),
+        current,
+        scaled: set.is_some(),
+    })
+}
+
+/// prescaler owns the target's `/scale`: it writes the decision there.
+async fn scale(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &mut Target,
+    decision: &Decision,
+    target_name: &str,
+) -> Result<Actuated> {
+    give_back_floor(ps, ctx).await?;
+    let current = target.workload.replicas();
+    let desired = decision.desired_replicas;
+    let scaled = desired != current;
+    if scaled {
+        target.workload.set_replicas(desired).await?;
+        let verb = if desired > current {
+            "ScaledUp"
+        } else {
+            "ScaledDown"
+        };
+        info!(
+            namespace = ps.namespace(),
+            name = ps.name_any(),
+            current,
+            desired,
+            reason = decision.reason.as_str(),
+            "scaling"
+        );
+        let note = format!(
+            "{target_name} from {current} to {desired} replicas ({})",
+            decision.explain()
+        );
+        publish(ctx, ps, EventType::Normal, verb, note).await;
+    }
+    Ok(Actuated {
+        finding: Finding::new(
+            READY,
+            true,
+            "Scaling",
+            format!("prescaler scales {target_name}"),
+        ),
+        current: target.workload.replicas(),
+        scaled,
+    })
 }
 
 /// Holds the floor on the KEDA ScaledObject `name` that manages the target's HPA: KEDA copies

@@ -36,63 +36,20 @@ pub(super) async fn observe(
     ps: &PredictiveScaler,
     ctx: &Context,
 ) -> Result<Result<Target, Finding>> {
-    let refuse =
-        |reason: &str, message: String| Ok(Err(Finding::new(READY, false, reason, message)));
     let namespace = ps.namespace().unwrap_or_default();
     let spec = match ctx.validated(ps) {
         Ok(spec) => spec,
         Err(e) => {
-            return refuse(
+            return Ok(Err(refused(
                 "InvalidSpec",
                 format!("{e}; nothing is scaled until it is fixed"),
-            );
+            )));
         }
     };
-    if ps.spec.mode == Mode::Off {
-        return Ok(Err(Finding::new(
-            READY,
-            true,
-            "Off",
-            "mode is Off: prescaler computes nothing and changes nothing",
-        )));
+    if let Some(finding) = not_to_be_read(ps, ctx, &namespace) {
+        return Ok(Err(finding));
     }
     let target_ref = &ps.spec.scale_target_ref;
-    if let Some(elsewhere) = target_ref.namespace.as_deref().filter(|n| *n != namespace) {
-        return refuse(
-            "CrossNamespaceTarget",
-            format!(
-                "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
-            ),
-        );
-    }
-    // Two PredictiveScalers on one target would fight; the oldest keeps it, as the HPA
-    // controller refuses ambiguous selectors rather than guess.
-    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
-    if let Some(first) = ctx
-        .scalers
-        .state()
-        .iter()
-        .filter(|other| {
-            other.namespace().as_deref() == Some(namespace.as_str())
-                && other.uid() != ps.uid()
-                && other.meta().deletion_timestamp.is_none()
-                && other.spec.scale_target_ref.kind == target_ref.kind
-                && other.spec.scale_target_ref.name == target_ref.name
-                && other.spec.mode != Mode::Off
-        })
-        .min_by_key(|other| key(other))
-        && key(first) < key(ps)
-    {
-        return refuse(
-            "AmbiguousTarget",
-            format!(
-                "PredictiveScaler {} already scales {} {}; this one does nothing while both exist",
-                first.name_any(),
-                target_ref.kind,
-                target_ref.name
-            ),
-        );
-    }
     let workload = match kubernetes::resolve(&ctx.client, &namespace, target_ref).await? {
         Ok(w) => w,
         Err(problem) => {
@@ -100,52 +57,30 @@ pub(super) async fn observe(
                 TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
                 TargetProblem::NoScaleSubresource(m) => m.clone(),
             };
-            return refuse(problem.reason(), message);
+            return Ok(Err(refused(problem.reason(), message)));
         }
     };
     let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
     let scaled_object = hpa.as_deref().and_then(kubernetes::keda_owner);
-    if let Some(name) = scaled_object.as_deref()
-        && !ctx.settings.keda
+    if let Some(finding) = keda_refusal(
+        ps,
+        ctx,
+        &namespace,
+        hpa.as_deref(),
+        scaled_object.as_deref(),
+    )
+    .await?
     {
-        return refuse(
-            "KedaManagedTarget",
-            format!(
-                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
-                hpa.as_ref().map(|h| h.name_any()).unwrap_or_default()
-            ),
-        );
-    }
-    // KEDA deletes its HPA while a ScaledObject is paused: a target a ScaledObject scales is
-    // never scaled through `/scale` beside it, HPA or not.
-    if ctx.settings.keda
-        && scaled_object.is_none()
-        && let Some(so) = scaled_object_for(ctx, &namespace, target_ref).await?
-    {
-        let name = so.name_any();
-        return match kubernetes::keda_paused(&so) {
-            Some(why) => refuse(
-                "ScalingDisabled",
-                format!(
-                    "{why}: KEDA's scaling of the target is paused, so is prescaler's; nothing is written"
-                ),
-            ),
-            None => refuse(
-                "WaitingForKedaHpa",
-                format!(
-                    "KEDA ScaledObject {name} scales this target but its HorizontalPodAutoscaler does not exist yet; prescaler waits for it rather than scale the target beside KEDA"
-                ),
-            ),
-        };
+        return Ok(Err(finding));
     }
     let query = match &ctx.settings.namespace_label {
         Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
             Ok(q) => q,
             Err(e) => {
-                return refuse(
+                return Ok(Err(refused(
                     "InvalidSpec",
                     format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
-                );
+                )));
             }
         },
         None => ps.spec.metric.query.clone(),
@@ -156,6 +91,106 @@ pub(super) async fn observe(
         workload,
         hpa,
         scaled_object,
+    }))
+}
+
+/// `Ready=False` for `reason`.
+fn refused(reason: &str, message: String) -> Finding {
+    Finding::new(READY, false, reason, message)
+}
+
+/// Why the scaler's target is not even read, if it is not: mode Off, a target in another
+/// namespace, or a target an older PredictiveScaler already scales.
+fn not_to_be_read(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Option<Finding> {
+    if ps.spec.mode == Mode::Off {
+        return Some(Finding::new(
+            READY,
+            true,
+            "Off",
+            "mode is Off: prescaler computes nothing and changes nothing",
+        ));
+    }
+    let target_ref = &ps.spec.scale_target_ref;
+    if let Some(elsewhere) = target_ref.namespace.as_deref().filter(|n| *n != namespace) {
+        return Some(refused(
+            "CrossNamespaceTarget",
+            format!(
+                "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
+            ),
+        ));
+    }
+    // Two PredictiveScalers on one target would fight; the oldest keeps it, as the HPA
+    // controller refuses ambiguous selectors rather than guess.
+    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    let first = ctx
+        .scalers
+        .state()
+        .iter()
+        .filter(|other| {
+            other.namespace().as_deref() == Some(namespace)
+                && other.uid() != ps.uid()
+                && other.meta().deletion_timestamp.is_none()
+                && other.spec.scale_target_ref.kind == target_ref.kind
+                && other.spec.scale_target_ref.name == target_ref.name
+                && other.spec.mode != Mode::Off
+        })
+        .min_by_key(|other| key(other))
+        .cloned()?;
+    (key(&first) < key(ps)).then(|| {
+        refused(
+            "AmbiguousTarget",
+            format!(
+                "PredictiveScaler {} already scales {} {}; this one does nothing while both exist",
+                first.name_any(),
+                target_ref.kind,
+                target_ref.name
+            ),
+        )
+    })
+}
+
+/// Why a target that KEDA scales is not scaled, if it is not: KEDA support off, KEDA's own
+/// scaling paused, or its HPA not there yet.
+async fn keda_refusal(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    namespace: &str,
+    hpa: Option<&HorizontalPodAutoscaler>,
+    scaled_object: Option<&str>,
+) -> Result<Option<Finding>> {
+    if let Some(name) = scaled_object
+        && !ctx.settings.keda
+    {
+        return Ok(Some(refused(
+            "KedaManagedTarget",
+            format!(
+                "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
+                hpa.map(|h| h.name_any()).unwrap_or_default()
+            ),
+        )));
+    }
+    // KEDA deletes its HPA while a ScaledObject is paused: a target a ScaledObject scales is
+    // never scaled through `/scale` beside it, HPA or not.
+    if !ctx.settings.keda || scaled_object.is_some() {
+        return Ok(None);
+    }
+    let Some(so) = scaled_object_for(ctx, namespace, &ps.spec.scale_target_ref).await? else {
+        return Ok(None);
+    };
+    Ok(Some(match kubernetes::keda_paused(&so) {
+        Some(why) => refused(
+            "ScalingDisabled",
+            format!(
+                "{why}: KEDA's scaling of the target is paused, so is prescaler's; nothing is written"
+            ),
+        ),
+        None => refused(
+            "WaitingForKedaHpa",
+            format!(
+                "KEDA ScaledObject {} scales this target but its HorizontalPodAutoscaler does not exist yet; prescaler waits for it rather than scale the target beside KEDA",
+                so.name_any()
+            ),
+        ),
     }))
 }
 
