@@ -10,10 +10,10 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use prescaler::adapters::prometheus::Prometheus;
-use prescaler::api::{PredictiveScaler, PredictiveScalerSpec};
+use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, ValidatedSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
-use prescaler::backtest::{self, Setup, chart, report};
+use prescaler::backtest::{self, Outcome, Setup, chart, report};
 use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
 use prescaler::operator::controller::Settings;
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
@@ -342,74 +342,15 @@ fn print_crd() -> Result<()> {
 }
 
 fn run_backtest(args: &BacktestArgs) -> Result<()> {
-    // The manifest: from a file, from the cluster, or none (the defaults).
-    let scaler: Option<PredictiveScaler> = match (&args.spec, &args.scaler) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                context: format!("reading {}", path.display()),
-                source,
-            })?;
-            Some(manifest::parse(&path.display().to_string(), &text)?)
-        }
-        (None, Some(name)) => Some(runtime()?.block_on(async {
-            let (client, namespace, address) = cli::kube_client(&args.kube).await?;
-            let namespace = args.namespace.clone().unwrap_or(namespace);
-            prescaler::adapters::kubernetes::get_predictive_scaler(&client, &namespace, name)
-                .await
-                .map_err(|e| cli::name_the_server(e, &address))
-        })?),
-        (None, None) => None,
-    };
+    let scaler = backtest_scaler(args)?;
     let warnings = scaler.as_ref().map(manifest::warnings).unwrap_or_default();
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let mut spec = match &scaler {
-        Some(s) => s.spec.clone(),
-        None => {
-            let c = args.target_per_replica.ok_or_else(|| Error::InvalidSpec {
-                field: "--target-per-replica".into(),
-                message: "is needed without --spec or --scaler: the load one replica carries"
-                    .into(),
-            })?;
-            let mut spec = PredictiveScalerSpec::new(c, 1000);
-            spec.forecast.lead_time =
-                prescaler::api::format_duration(args.startup_delay + args.metric_lag)
-                    .as_str()
-                    .into();
-            spec
-        }
-    };
-    Overrides {
-        target_per_replica: args.target_per_replica,
-        min_replicas: args.min,
-        max_replicas: args.max,
-        lead_time: args.lead_time,
-        max_underprovisioned_percent: args.objective,
-    }
-    .apply(&mut spec);
+    let spec = backtest_spec(args, scaler.as_ref())?;
     let mut validated = spec.validate()?;
 
-    let trace = match &args.trace {
-        Some(path) => Trace::load(path)?,
-        None => {
-            if scaler.is_none() {
-                return Err(Error::InvalidSpec {
-                    field: "--prometheus-url".into(),
-                    message:
-                        "needs --spec or --scaler: the spec's metric.query is what is replayed"
-                            .into(),
-                });
-            }
-            let prometheus = Prometheus::new(&args.prometheus.config(args.prometheus_timeout)?)?;
-            runtime()?.block_on(backtest::trace::from_prometheus(
-                &prometheus,
-                &spec.metric.query,
-                args.range,
-                Utc::now(),
-            ))?
-        }
-    };
+    let trace = backtest_trace(args, scaler.as_ref(), &spec.metric.query)?;
     let mut setup = match args.trace {
         Some(_) => Setup::for_trace(&trace),
         None => Setup::for_recent(&trace, args.range),
@@ -439,50 +380,156 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         ))?;
     }
     if let Some(path) = &args.csv {
-        let file = std::fs::File::create(path).map_err(|source| Error::Io {
-            context: format!("creating {}", path.display()),
-            source,
-        })?;
-        report::write_csv(
-            std::io::BufWriter::new(file),
-            &trace,
-            setup.delay_minutes(),
-            &outcome,
-        )
-        .map_err(|source| Error::Csv {
-            context: format!("writing {}", path.display()),
-            source,
-        })?;
-        eprintln!("wrote {} (one row a minute)", path.display());
+        write_csv(path, &trace, &setup, &outcome)?;
     }
     if let Some(path) = &args.svg {
-        let span = args.chart_span.num_minutes().max(1) as usize;
-        let from = match args.chart_from {
-            Some(t) => (t - trace.start).num_minutes().max(0) as usize,
-            None => {
-                let scored = (setup.eval_start - trace.start).num_minutes().max(0) as usize;
-                chart::around_steepest_rise(&trace.demand, scored, span)
-            }
-        };
-        chart::write_svg(
-            path,
-            &trace,
-            &outcome,
-            &validated,
-            setup.delay_minutes(),
-            chart::Span {
-                from,
-                to: from + span,
-            },
-        )?;
-        eprintln!(
-            "wrote {} ({} from {})",
-            path.display(),
-            prescaler::api::format_duration(args.chart_span),
-            trace
-                .time(from.min(trace.minutes() - 1))
-                .format("%Y-%m-%d %H:%M UTC")
-        );
+        write_chart(args, path, &trace, &setup, &outcome, &validated)?;
     }
+    Ok(())
+}
+
+/// The manifest a backtest replays: from a file, from the cluster, or none (the defaults).
+fn backtest_scaler(args: &BacktestArgs) -> Result<Option<PredictiveScaler>> {
+    Ok(match (&args.spec, &args.scaler) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            Some(manifest::parse(&path.display().to_string(), &text)?)
+        }
+        (None, Some(name)) => Some(runtime()?.block_on(async {
+            let (client, namespace, address) = cli::kube_client(&args.kube).await?;
+            let namespace = args.namespace.clone().unwrap_or(namespace);
+            prescaler::adapters::kubernetes::get_predictive_scaler(&client, &namespace, name)
+                .await
+                .map_err(|e| cli::name_the_server(e, &address))
+        })?),
+        (None, None) => None,
+    })
+}
+
+/// The spec a backtest replays: the manifest's, else the defaults for --target-per-replica,
+/// with the flags' overrides.
+fn backtest_spec(
+    args: &BacktestArgs,
+    scaler: Option<&PredictiveScaler>,
+) -> Result<PredictiveScalerSpec> {
+    let mut spec = match scaler {
+        Some(s) => s.spec.clone(),
+        None => {
+            let c = args.target_per_replica.ok_or_else(|| Error::InvalidSpec {
+                field: "--target-per-replica".into(),
+                message: "is needed without --spec or --scaler: the load one replica carries"
+                    .into(),
+            })?;
+            let mut spec = PredictiveScalerSpec::new(c, 1000);
+            spec.forecast.lead_time =
+                prescaler::api::format_duration(args.startup_delay + args.metric_lag)
+                    .as_str()
+                    .into();
+            spec
+        }
+    };
+    Overrides {
+        target_per_replica: args.target_per_replica,
+        min_replicas: args.min,
+        max_replicas: args.max,
+        lead_time: args.lead_time,
+        max_underprovisioned_percent: args.objective,
+    }
+    .apply(&mut spec);
+    Ok(spec)
+}
+
+/// The load a backtest replays: the trace file, else the spec's query read from Prometheus.
+fn backtest_trace(
+    args: &BacktestArgs,
+    scaler: Option<&PredictiveScaler>,
+    query: &str,
+) -> Result<Trace> {
+    match &args.trace {
+        Some(path) => Trace::load(path),
+        None => {
+            if scaler.is_none() {
+                return Err(Error::InvalidSpec {
+                    field: "--prometheus-url".into(),
+                    message:
+                        "needs --spec or --scaler: the spec's metric.query is what is replayed"
+                            .into(),
+                });
+            }
+            let prometheus = Prometheus::new(&args.prometheus.config(args.prometheus_timeout)?)?;
+            runtime()?.block_on(backtest::trace::from_prometheus(
+                &prometheus,
+                query,
+                args.range,
+                Utc::now(),
+            ))
+        }
+    }
+}
+
+/// `--csv`: one row a minute.
+fn write_csv(
+    path: &std::path::Path,
+    trace: &Trace,
+    setup: &Setup,
+    outcome: &Outcome,
+) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        context: format!("creating {}", path.display()),
+        source,
+    })?;
+    report::write_csv(
+        std::io::BufWriter::new(file),
+        trace,
+        setup.delay_minutes(),
+        outcome,
+    )
+    .map_err(|source| Error::Csv {
+        context: format!("writing {}", path.display()),
+        source,
+    })?;
+    eprintln!("wrote {} (one row a minute)", path.display());
+    Ok(())
+}
+
+/// `--svg`: the chart, around the steepest rise of the scored range unless --chart-from says.
+fn write_chart(
+    args: &BacktestArgs,
+    path: &std::path::Path,
+    trace: &Trace,
+    setup: &Setup,
+    outcome: &Outcome,
+    spec: &ValidatedSpec,
+) -> Result<()> {
+    let span = args.chart_span.num_minutes().max(1) as usize;
+    let from = match args.chart_from {
+        Some(t) => (t - trace.start).num_minutes().max(0) as usize,
+        None => {
+            let scored = (setup.eval_start - trace.start).num_minutes().max(0) as usize;
+            chart::around_steepest_rise(&trace.demand, scored, span)
+        }
+    };
+    chart::write_svg(
+        path,
+        trace,
+        outcome,
+        spec,
+        setup.delay_minutes(),
+        chart::Span {
+            from,
+            to: from + span,
+        },
+    )?;
+    eprintln!(
+        "wrote {} ({} from {})",
+        path.display(),
+        prescaler::api::format_duration(args.chart_span),
+        trace
+            .time(from.min(trace.minutes() - 1))
+            .format("%Y-%m-%d %H:%M UTC")
+    );
     Ok(())
 }
