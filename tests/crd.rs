@@ -241,6 +241,61 @@ fn semantic_errors_name_the_field() {
     assert!(err(&|s| s.max_replicas = 2_000_000).contains("spec.maxReplicas"));
 }
 
+/// `scaleTargetRef`'s names become a request's path: anything but Kubernetes names is refused
+/// by the schema's patterns (the API server) and by `validate()` (objects that did not pass
+/// it), naming the field. `apps/v1/namespaces/payments/deployments/ledger/scale?` read and wrote
+/// another namespace's Deployment before.
+#[test]
+fn a_target_that_is_not_made_of_kubernetes_names_is_refused() {
+    let s = schema();
+    let target = &s["properties"]["scaleTargetRef"]["properties"];
+    let pattern =
+        |field: &str| regex::Regex::new(target[field]["pattern"].as_str().unwrap()).unwrap();
+    let hostile = [
+        (
+            "apiVersion",
+            "apps/v1/namespaces/payments/deployments/ledger/scale?",
+        ),
+        (
+            "apiVersion",
+            "apps/v1/namespaces/kube-system/statefulsets/etcd/scale?",
+        ),
+        ("apiVersion", "apps/v1#"),
+        ("apiVersion", "../v1"),
+        ("kind", "Deployment/../../x"),
+        ("kind", "Deployment?"),
+        ("name", "ledger/scale?"),
+        ("name", ".."),
+        ("name", "a%2Fb"),
+        ("namespace", "payments/x"),
+    ];
+    for (field, value) in hostile {
+        assert!(
+            !pattern(field).is_match(value),
+            "the schema lets {field}: {value:?} through"
+        );
+        let mut spec = PredictiveScalerSpec::new(10.0, 10);
+        let r = &mut spec.scale_target_ref;
+        match field {
+            "apiVersion" => r.api_version = value.into(),
+            "kind" => r.kind = value.into(),
+            "name" => r.name = value.into(),
+            _ => r.namespace = Some(value.into()),
+        }
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains(&format!("spec.scaleTargetRef.{field}")), "{e}");
+    }
+    for (field, value) in [
+        ("apiVersion", "apps/v1"),
+        ("apiVersion", "argoproj.io/v1alpha1"),
+        ("kind", "Rollout"),
+        ("name", "checkout-v2.eu"),
+        ("namespace", "shop"),
+    ] {
+        assert!(pattern(field).is_match(value), "{field}: {value:?}");
+    }
+}
+
 #[test]
 fn unknown_enum_values_are_refused() {
     let yaml = std::fs::read_to_string(concat!(

@@ -2819,3 +2819,80 @@ async fn sigterm_with_hundreds_of_reconciles_waiting_stops_the_operator_at_once(
     );
     assert!(code.success(), "exit status after SIGTERM: {code}");
 }
+
+/// A tenant's `scaleTargetRef.apiVersion` written as a path (`apps/v1/namespaces/payments/
+/// deployments/ledger/scale?`: the `?` makes the rest of the URL, the scaler's own namespace in
+/// it, a query string) — on a cluster whose CRD predates the schema's patterns. Before: another
+/// namespace's Deployment went from 20 replicas to 1 in 0.1 s (its pause annotation unseen: the
+/// metadata read was the Scale's), a kube-system StatefulSet to 100,000 in 3 s. Now the spec is
+/// refused (`InvalidSpec`, naming the field) and no request reaches another namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_written_as_a_path_reaches_no_other_namespace() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    let mut ledger = deployment("ledger", 20);
+    ledger["metadata"]["namespace"] = json!("payments");
+    api.put(ledger);
+    api.put(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": { "name": "etcd-backup", "namespace": "kube-system" },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "x" } } },
+        "status": { "replicas": 1 },
+    }));
+    api.put(deployment("mine", 2));
+    let hostile = |name: &str, api_version: &str, replicas: i64| {
+        scaler(
+            name,
+            "web",
+            json!({
+                "scaleTargetRef": { "apiVersion": api_version, "kind": "Deployment", "name": "mine" },
+                "minReplicas": replicas, "maxReplicas": replicas,
+            }),
+        )
+    };
+    api.put(hostile(
+        "down",
+        "apps/v1/namespaces/payments/deployments/ledger/scale?",
+        1,
+    ));
+    api.put(hostile(
+        "up",
+        "apps/v1/namespaces/kube-system/statefulsets/etcd-backup/scale?",
+        100_000,
+    ));
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(100.0)));
+    let _op = start_operator_on(&api, source, |_| {});
+    eventually(30, "both refused", || {
+        for name in ["down", "up"] {
+            expect_condition(&api, name, "Ready", "False", "InvalidSpec")?;
+        }
+        Ok(())
+    })
+    .await;
+    // A few syncs more: still nothing elsewhere.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let elsewhere: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/namespaces/payments") || r.path.contains("/kube-system"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "requests into other namespaces: {elsewhere:?}"
+    );
+    let replicas_of = |kind: &str, ns: &str, name: &str| {
+        api.get("apps/v1", kind, ns, name).unwrap()["spec"]["replicas"].clone()
+    };
+    assert_eq!(replicas_of("Deployment", "payments", "ledger"), json!(20));
+    assert_eq!(
+        replicas_of("StatefulSet", "kube-system", "etcd-backup"),
+        json!(1)
+    );
+    assert_eq!(replicas(&api, "mine"), 2, "its own target untouched too");
+    let message = status(&api, "down").to_string();
+    assert!(
+        message.contains("spec.scaleTargetRef.apiVersion"),
+        "{message}"
+    );
+}

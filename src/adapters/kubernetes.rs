@@ -29,7 +29,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::api::{PredictiveScaler, ScaleTargetRef};
+use crate::api::{PredictiveScaler, ScaleTargetRef, names};
 use crate::operator::controller::FINALIZER;
 use crate::planning::startup::PodStart;
 use crate::{Error, Result};
@@ -186,6 +186,19 @@ pub async fn resolve(
     namespace: &str,
     target: &ScaleTargetRef,
 ) -> Result<Result<Workload, TargetProblem>> {
+    // The spec was validated; this is the last guard before the names become a path (kube puts
+    // them into the URL as they are: `apps/v1/namespaces/other/…/scale?` reached another
+    // namespace's workload).
+    if !(names::is_api_version(&target.api_version)
+        && names::is_kind(&target.kind)
+        && names::is_dns_subdomain(&target.name)
+        && names::is_dns_label(namespace))
+    {
+        return Err(Error::InvalidSpec {
+            field: "spec.scaleTargetRef".into(),
+            message: "is not made of Kubernetes names; nothing is read or written".into(),
+        });
+    }
     let resource = match resource_for(client, target).await? {
         Ok(r) => r,
         Err(problem) => return Ok(Err(problem)),
@@ -208,6 +221,22 @@ pub async fn resolve(
             )
         });
     match call("reading /scale", api.get_scale(&target.name)).await {
+        // What answered must be the object asked for, in the scaler's namespace: a path that
+        // reached anything else is never written to.
+        Ok(scale)
+            if scale.metadata.namespace.as_deref() != Some(namespace)
+                || scale.metadata.name.as_deref() != Some(&target.name) =>
+        {
+            Err(Error::InvalidSpec {
+                field: "spec.scaleTargetRef".into(),
+                message: format!(
+                    "reached {}/{}, not {namespace}/{}; nothing is written",
+                    scale.metadata.namespace.unwrap_or_default(),
+                    scale.metadata.name.unwrap_or_default(),
+                    target.name
+                ),
+            })
+        }
         Ok(scale) => Ok(Ok(Workload {
             api,
             name: target.name.clone(),
@@ -278,10 +307,13 @@ pub fn keda_owner(hpa: &HorizontalPodAutoscaler) -> Option<String> {
 fn keda_controller(
     hpa: &HorizontalPodAutoscaler,
 ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    // An owner reference's name is not checked by the API server and goes into request paths
+    // (the ScaledObject is read and patched by it): only a Kubernetes name counts.
     hpa.metadata.owner_references.iter().flatten().find(|o| {
         o.kind == "ScaledObject"
             && o.api_version.starts_with("keda.sh/")
             && o.controller == Some(true)
+            && names::is_dns_subdomain(&o.name)
     })
 }
 
@@ -718,6 +750,11 @@ pub async fn get_scaled_object(
     namespace: &str,
     name: &str,
 ) -> Result<Option<DynamicObject>> {
+    // `name` comes from an HPA's owner reference, which the API server does not check and a
+    // tenant may write: not a name, no such ScaledObject (and no path built from it).
+    if !names::is_dns_subdomain(name) {
+        return Ok(None);
+    }
     call(
         "reading a KEDA ScaledObject",
         scaled_objects(client, namespace).get_opt(name),

@@ -7,6 +7,7 @@
 
 mod calendar;
 mod duration;
+pub mod names;
 mod validate;
 mod window;
 
@@ -179,19 +180,19 @@ fn default_min_replicas() -> i32 {
 pub struct ScaleTargetRef {
     /// API version of the target, e.g. `apps/v1`.
     #[serde(default = "default_target_api_version")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = 253), regex(pattern = names::API_VERSION_PATTERN))]
     pub api_version: String,
     /// Kind of the target, e.g. `Deployment` or `StatefulSet`.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = names::KIND_PATTERN))]
     pub kind: String,
     /// Name of the target, in the PredictiveScaler's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = names::DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     /// Only the PredictiveScaler's own namespace is allowed (the operator's permission to scale
     /// must not become a tenant's); a target elsewhere is refused with a condition. Optional: it
     /// exists so that a manifest naming another namespace is refused, not silently retargeted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 63))]
+    #[schemars(length(max = 63), regex(pattern = names::DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
 }
 

@@ -127,6 +127,48 @@ pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> E
     }
 }
 
+/// `scaleTargetRef`'s names go into request paths: each must be what Kubernetes calls such a
+/// name (see `names`), or a `?` or a `/` in one would reach another object.
+fn check_target(target: &super::ScaleTargetRef) -> Result<(), Error> {
+    use super::names;
+    type Check<'a> = (&'a str, Option<&'a str>, fn(&str) -> bool, &'a str);
+    let checks: [Check; 4] = [
+        (
+            "spec.scaleTargetRef.apiVersion",
+            Some(&target.api_version),
+            names::is_api_version,
+            "an API version such as apps/v1",
+        ),
+        (
+            "spec.scaleTargetRef.kind",
+            Some(&target.kind),
+            names::is_kind,
+            "a kind such as Deployment (letters and digits)",
+        ),
+        (
+            "spec.scaleTargetRef.name",
+            Some(&target.name),
+            names::is_dns_subdomain,
+            "an object name (lowercase letters, digits, '-' and '.')",
+        ),
+        (
+            "spec.scaleTargetRef.namespace",
+            target.namespace.as_deref(),
+            names::is_dns_label,
+            "a namespace name",
+        ),
+    ];
+    for (field, value, is_name, what) in checks {
+        if let Some(value) = value
+            && !is_name(value)
+        {
+            let shown: String = value.chars().take(64).collect();
+            return Err(invalid(field, format!("{shown:?} is not {what}")));
+        }
+    }
+    Ok(())
+}
+
 fn check_range<T: PartialOrd + std::fmt::Display>(
     field: &str,
     value: T,
@@ -162,6 +204,7 @@ impl PredictiveScalerSpec {
             ));
         }
         check_query(&self.metric.query)?;
+        check_target(&self.scale_target_ref)?;
         let forecast = &self.forecast;
         let history = forecast.history.parse(
             "spec.forecast.history",
