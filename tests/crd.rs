@@ -296,6 +296,31 @@ fn a_target_that_is_not_made_of_kubernetes_names_is_refused() {
     }
 }
 
+/// A status the operator cannot decode field by field (an integer past `int32`, a time that is
+/// not one) is read with those fields absent, the rest kept, never as an error: one scaler's
+/// status must not fail the decoding of a whole list.
+#[test]
+fn a_status_field_that_does_not_decode_is_read_as_absent() {
+    let mut object = serde_json::to_value(PredictiveScaler::new(
+        "web",
+        PredictiveScalerSpec::new(10.0, 10),
+    ))
+    .unwrap();
+    object["status"] = serde_json::json!({
+        "currentReplicas": 3_000_000_000u64,
+        "desiredReplicas": 7,
+        "reason": "Forecast",
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "Scaling",
+                         "message": "", "lastTransitionTime": "yesterday" }],
+    });
+    let read: PredictiveScaler = serde_json::from_value(object).unwrap();
+    let status = read.status.unwrap();
+    assert_eq!(status.current_replicas, None);
+    assert!(status.conditions.is_empty());
+    assert_eq!(status.desired_replicas, Some(7));
+    assert_eq!(status.reason.as_deref(), Some("Forecast"));
+}
+
 #[test]
 fn unknown_enum_values_are_refused() {
     let yaml = std::fs::read_to_string(concat!(

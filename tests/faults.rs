@@ -2896,3 +2896,56 @@ async fn a_target_written_as_a_path_reaches_no_other_namespace() {
         "{message}"
     );
 }
+
+/// One scaler whose status holds what its schema allows but an `int32` does not
+/// (`currentReplicas: 3000000000`: the API server does not check `format: int32` on a custom
+/// resource) and a condition time that is not a time, written by anyone who may write
+/// `predictivescalers/status`, present when the operator starts. Before: every list of the
+/// scalers' watch failed to decode and was retried for ever; no scaler in the cluster was
+/// reconciled (another tenant's stayed at 2 for 30 s of a surge). Now the values are read as
+/// absent, the other tenant is scaled, and the poisoned status is rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_no_int32_holds_stops_no_scaler() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    let mut poisoned = scaler("poison", "web", json!({}));
+    poisoned["metadata"]["namespace"] = json!("evil");
+    poisoned["status"] = json!({
+        "currentReplicas": 3_000_000_000u64,
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "Scaling",
+                         "message": "", "lastTransitionTime": "yesterday" }],
+    });
+    api.put(poisoned);
+    api.put(deployment("victim", 2));
+    api.put(scaler("victim", "web", json!({})));
+    // 1,000/s: 20 replicas at 50 a replica.
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(1_000.0)));
+    let _op = start_operator_on(&api, source, |_| {});
+    eventually(30, "the other tenant follows its load", || {
+        match replicas(&api, "victim") {
+            r if r >= 20 => Ok(()),
+            r => Err(format!("{r} replicas: {}", status(&api, "victim"))),
+        }
+    })
+    .await;
+    eventually(30, "the poisoned status is rewritten", || {
+        let s = api
+            .get(
+                "prescaler.dev/v1alpha1",
+                "PredictiveScaler",
+                "evil",
+                "poison",
+            )
+            .unwrap()["status"]
+            .clone();
+        // (Its target does not exist: the status says so, with no count.)
+        let count_gone = s["currentReplicas"].as_i64().is_none_or(|r| r < 1_000);
+        let time_written = s["conditions"][0]["lastTransitionTime"] != "yesterday";
+        if count_gone && time_written {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+}

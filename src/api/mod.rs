@@ -657,58 +657,136 @@ pub struct LeadTimeStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerStatus {
     /// The spec generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub observed_generation: Option<i64>,
     /// Replicas the target had at the last reconcile.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_replicas: Option<i32>,
     /// Replicas prescaler asked for (or would have, in ForecastOnly mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_replicas: Option<i32>,
     /// Replicas the live load needs now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reactive_replicas: Option<i32>,
     /// Replicas the forecast needs within the lead time, margin included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub forecast_replicas: Option<i32>,
     /// The floor of the peak window or event that is in force or starts within the lead time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduled_min_replicas: Option<i32>,
     /// The ceiling of the peak window or event in force now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduled_max_replicas: Option<i32>,
     /// What the schedule holds now, e.g. `event "black-friday" min 20` or
     /// `excluded (thanksgiving)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub schedule: Option<String>,
     /// Which term decided `desiredReplicas`: `Reactive`, `Forecast`, `PeakWindow`, `Event`,
     /// `MinReplicas`, `MaxReplicas`, `ScheduledMaximum`, `Stabilized`, `RateLimited` or `Hold`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason: Option<String>,
     /// The forecast load (in the metric's unit) for the lead-time window, without margin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub forecast_load: Option<f64>,
     /// The forecast's mean absolute percentage error over the last day, in percent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub forecast_error_percent: Option<f64>,
     /// What the margins are and what they achieve, from the last calibration (every 3 hours).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub calibration: Option<CalibrationStatus>,
     /// With `spec.forecast.leadTime: Auto`: the lead time learned from the pods and in use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lead_time: Option<LeadTimeStatus>,
     /// When prescaler last changed the target's replica count (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_scale_time: Option<String>,
     /// The replicas prescaler expects to ask for over the next 24 hours, in brief (the whole
     /// plan, every 15 minutes: `kubectl prescaler plan`). Recomputed every 15 minutes and when
     /// the spec changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub plan: Option<PlanStatus>,
     /// `Ready`, `MetricsAvailable`, `ForecastReliable`, `ObjectiveMet`, `MaxReplicasSufficient`,
     /// `ScalingLimited`, and with `leadTime: Auto` `PodsPending`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conditions: Vec<Condition>,
+}
+
+/// A status field as the operator's watch reads it back: a value it cannot decode is read as
+/// absent, and the next status write replaces it. The API server does not check `format: int32`
+/// or a condition's time format on a custom resource, so anyone who may write a scaler's status
+/// could store `currentReplicas: 3000000000`; decoded strictly, that failed every list of the
+/// watch, and no scaler in the cluster was reconciled after the next restart.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
 }
 
 /// The plan in brief: the next peak, the most replicas ahead, and the replicas at a few
