@@ -312,10 +312,11 @@ impl Prometheus {
             ("success", Some(data)) => read(data),
             ("error", _) => {
                 let kind = envelope.error_type.as_deref().unwrap_or("error");
-                let message = format!(
-                    "{kind}: {}",
-                    envelope.error.as_deref().unwrap_or("(no message)")
-                );
+                // Prometheus' own words, cut as a page's are: they reach logs, the status and
+                // Events (a 3 MiB error text made a 3 MiB status and Event note, and 9 MB of log
+                // in 5 s). Prometheus' real errors fit in far less.
+                let error = envelope.error.as_deref().unwrap_or("(no message)");
+                let message = format!("{kind}: {}", snippet(error.as_bytes()));
                 Err(match kind {
                     "timeout" => QueryError::TimedOut { message },
                     _ => QueryError::Refused { message },
@@ -522,9 +523,12 @@ fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, QueryError> {
     })
 }
 
-/// The start of a body that is not Prometheus' JSON (a proxy's error page), on one line.
+/// The most of another system's text (a page, an error message) that is repeated.
+const SNIPPET_BYTES: usize = 512;
+
+/// At most `SNIPPET_BYTES` of `body`, control characters as spaces, on one line.
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]);
     let line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -807,6 +811,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("returned 3 series"), "{err}");
+
+        // Megabytes of error text (within the answer's byte limit) are cut to a snippet: they
+        // reach logs, the status and Events.
+        let huge: &'static str = Box::leak(
+            format!(
+                r#"{{"status":"error","errorType":"execution","error":"{}"}}"#,
+                "x".repeat(3 << 20)
+            )
+            .into_boxed_str(),
+        );
+        let (url, _) = serve(
+            "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json",
+            huge,
+            false,
+        )
+        .await;
+        let err = query_error(read(&client(&url, 8 << 20)).await.unwrap_err()).to_string();
+        assert!(
+            err.starts_with("Prometheus refused it: execution: xxx"),
+            "{err:.80}"
+        );
+        assert!(err.len() < 1024, "{} bytes", err.len());
     }
 
     #[test]

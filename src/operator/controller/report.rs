@@ -68,18 +68,43 @@ pub(super) fn new_status(
     (status, changed)
 }
 
+/// The longest condition message the API server takes (`metav1.Condition`'s maxLength).
+const MAX_CONDITION_MESSAGE: usize = 32 * 1024;
+
+/// The longest Event note `events.k8s.io/v1` takes (1 KiB); a longer one is refused whole.
+const MAX_EVENT_NOTE: usize = 1024;
+
+/// Cuts `text` to at most `max` bytes, on a character boundary, ending in `…` when cut.
+fn truncate(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let ellipsis = '…';
+    let mut end = max - ellipsis.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push(ellipsis);
+}
+
 /// Writes the status when it changed (server-side apply: fields this reconcile did not set are
 /// removed), and an Event for every condition whose status or reason changed.
 pub(super) async fn write_status(
     ps: &PredictiveScaler,
     ctx: &Context,
     decided: Option<Decided<'_>>,
-    findings: Vec<Finding>,
+    mut findings: Vec<Finding>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     // One writer: a replica that may no longer lead writes nothing, not even status.
     if !ctx.may_write() {
         return Ok(());
+    }
+    // A message may carry what another system said (Prometheus' error text, megabytes of it from
+    // a hostile or broken one): a condition holds at most what the API server takes.
+    for f in &mut findings {
+        truncate(&mut f.message, MAX_CONDITION_MESSAGE);
     }
     let (status, changed) = new_status(ps, decided.as_ref(), &findings, now);
     if ps.status.as_ref() != Some(&status) {
@@ -177,6 +202,8 @@ pub(super) async fn publish_about(
     if !ctx.may_write() {
         return;
     }
+    let mut note = note;
+    truncate(&mut note, MAX_EVENT_NOTE);
     let event = Event {
         type_,
         reason: reason.into(),
@@ -192,5 +219,25 @@ pub(super) async fn publish_about(
     if !matches!(sent, Ok(Ok(()))) {
         // An Event is information, not state: failing to record one must not stop scaling.
         warn!(reason, "could not record an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary_within_the_limit() {
+        let mut short = "fine".to_string();
+        truncate(&mut short, MAX_EVENT_NOTE);
+        assert_eq!(short, "fine");
+        for len in [1023, 1024, 1025, 3 * 1024 * 1024] {
+            let mut text = "é".repeat(len);
+            truncate(&mut text, MAX_EVENT_NOTE);
+            assert!(text.len() <= MAX_EVENT_NOTE, "{len}: {}", text.len());
+            if len * 2 > MAX_EVENT_NOTE {
+                assert!(text.ends_with('…') && text.len() >= MAX_EVENT_NOTE - 4);
+            }
+        }
     }
 }
