@@ -29,10 +29,16 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::api::{PredictiveScaler, ScaleTargetRef};
-use crate::operator::controller::FINALIZER;
-use crate::planning::startup::PodStart;
+use prescaler_api::{PredictiveScaler, ScaleTargetRef};
+use prescaler_planning::startup::PodStart;
+
 use crate::{Error, Result};
+
+/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
+/// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
+/// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
+/// (The operator's controller adds and removes it; it is here because `slim_scaler` keeps it.)
+pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
 
 /// The longest any one Kubernetes request may take.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,9 +234,9 @@ pub async fn resolve(
 pub async fn get_predictive_scaler(
     namespace: &str,
     name: &str,
-) -> Result<crate::api::PredictiveScaler> {
+) -> Result<prescaler_api::PredictiveScaler> {
     let client = kube::Client::try_default().await?;
-    let api: Api<crate::api::PredictiveScaler> = Api::namespaced(client, namespace);
+    let api: Api<prescaler_api::PredictiveScaler> = Api::namespaced(client, namespace);
     match call("reading the PredictiveScaler", api.get_opt(name)).await? {
         Some(scaler) => Ok(scaler),
         None => Err(Error::Config {
