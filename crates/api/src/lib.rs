@@ -11,16 +11,18 @@
 //! resource: the `PredictiveScaler` CustomResource, the CEL rules its CRD carries (on the same
 //! types: `KubeSchema` instead of `JsonSchema`), the status with its Conditions, and `crd_yaml`.
 
+mod bounds;
 mod calendar;
 mod duration;
 mod error;
 mod validate;
 mod window;
 
+pub use bounds::Limits;
 pub use calendar::{Calendar, Dated, Event};
 pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
 pub use error::Error;
-pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec};
+pub use validate::{Behavior as ValidBehavior, Policy, Rules, ValidatedSpec};
 pub use window::Window;
 
 #[cfg(feature = "resource")]
