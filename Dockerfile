@@ -7,6 +7,8 @@ FROM docker.io/library/rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The layers prescaler is built from (prescaler-api, -planning, -adapters).
+COPY crates ./crates
 # The workspace's other member (prescaler-bench): cargo reads it, the image does not contain it.
 COPY bench ./bench
 RUN cargo build --release --locked --bin prescaler \

@@ -83,8 +83,8 @@ cargo cyclonedx --quiet --format json --spec-version 1.5 --target x86_64-unknown
   --override-filename "prescaler_v${version}.cdx" >/dev/null
 mv "prescaler_v${version}.cdx.json" "$out/"
 # cargo-cyclonedx writes one SBOM per workspace member, into its folder: the benchmarks'
-# (bench/) is not a release artefact.
-rm -f "bench/prescaler_v${version}.cdx.json"
+# (bench/) and the layers' (crates/*/, whose crates prescaler's lists) are not release artefacts.
+rm -f "bench/prescaler_v${version}.cdx.json" crates/*/"prescaler_v${version}.cdx.json"
 
 echo "== the krew manifest"
 sha=$(sha256sum "$out/$plugin_archive" | cut -d' ' -f1)

@@ -3,8 +3,9 @@
 # command lines and their messages, the Prometheus source and the operator against a real
 # Prometheus and the fake Kubernetes API, kubectl against that API, the container image built and
 # run with podman, the README's demo table, prescaler-bench with its `mstl` feature), the Helm
-# chart, the dependency policy (cargo deny), and the release artefacts checked against the krew
-# manifest.
+# chart, the dependency policy (cargo deny), the layering (prescaler-planning builds alone, with
+# no kube, tokio or k8s-openapi below it: docs/architecture.md), and the release artefacts checked
+# against the krew manifest.
 #
 # One release build serves everything: `cargo test --workspace --all-features --no-run` compiles
 # the product's binaries exactly as `cargo build --release` (the README's first command, the
@@ -134,6 +135,16 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (the workspace: every target, every feature)"
 cargo clippy --release --workspace --all-targets --all-features --locked -- -D warnings
+# The pure core alone, with the features it asks for itself (in the workspace's builds cargo
+# unifies prescaler-api's `resource` into it, which would hide a use of the resource's types).
+step "prescaler-planning is pure: no kube, tokio or k8s-openapi below it, and it builds alone"
+impure=$(cargo tree --locked -p prescaler-planning -e normal | grep -E "kube|tokio|k8s-openapi" || true)
+if [ -n "$impure" ]; then
+  echo "prescaler-planning depends on kube, tokio or k8s-openapi (docs/architecture.md):"
+  echo "$impure"
+  exit 1
+fi
+cargo check --locked -p prescaler-planning --all-targets
 step "build (one release build: the product's binaries, the test binaries, prescaler-bench with mstl)"
 cargo test --release --locked --workspace --all-features --no-run
 step "the build is the release's: cargo build --release compiles nothing again"

@@ -170,7 +170,9 @@ pub async fn kube_client(args: &KubeconfigArgs) -> Result<(kube::Client, String,
 /// was sent: "the Kubernetes API server at https://…: unreachable: …". Other errors are kept.
 pub fn name_the_server(error: Error, address: &str) -> Error {
     match &error {
-        Error::Kube(e) if matches!(**e, kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+        Error::Adapters(crate::adapters::Error::Kube(e))
+            if matches!(**e, kube::Error::HyperError(_) | kube::Error::Service(_)) =>
+        {
             Error::Config {
                 what: format!("the Kubernetes API server at {address}"),
                 message: format!("unreachable: {}", crate::error::chain(&**e)),

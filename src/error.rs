@@ -1,10 +1,12 @@
-//! The one error type of the crate. Each variant names what it concerns (a spec field, a file, a
-//! query) and keeps its cause as a typed source.
+//! The application's error type. Each variant names what it concerns (a spec field, a file, a
+//! query) and keeps its cause as a typed source; the layers' own errors are wrapped whole
+//! (`Api`, `Adapters`), their text unchanged.
 
 /// Everything that can go wrong, with the field, file or query it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A spec value the schema let through but prescaler cannot use; `field` is its path.
+    /// A spec value the command line or a manifest file gets wrong (a missing flag, an unknown
+    /// field); `field` is its path. What the spec's validation refuses is `Api`.
     #[error("invalid {field}: {message}")]
     InvalidSpec { field: String, message: String },
 
@@ -33,31 +35,18 @@ pub enum Error {
         source: serde_yaml_ng::Error,
     },
 
-    #[error("query {query:?}: {source}")]
-    Prometheus {
-        query: String,
-        #[source]
-        source: crate::adapters::prometheus::QueryError,
-    },
-
     /// A command-line setting or a file it names that cannot be used.
     #[error("{what}: {message}")]
     Config { what: String, message: String },
 
-    #[error("Kubernetes API: {}", chain(&**.0))]
-    Kube(#[source] Box<kube::Error>),
+    /// A spec that fails validation (prescaler-api's error).
+    #[error(transparent)]
+    Api(#[from] crate::api::Error),
 
-    /// A request that got no answer in time.
-    #[error("{what}: no answer within {after:?}")]
-    Timeout {
-        what: String,
-        after: std::time::Duration,
-    },
-
-    /// A write was due while this replica may no longer write (past its Lease's renew
-    /// deadline): the new leader does it.
-    #[error("this replica lost the Lease; the new leader acts")]
-    NotLeader,
+    /// What Prometheus or the Kubernetes API answered, or did not (prescaler-adapters' error:
+    /// `Prometheus`, `Kube`, `Timeout`, `NotLeader`, `Config`).
+    #[error(transparent)]
+    Adapters(#[from] crate::adapters::Error),
 
     /// A reconcile panicked; the process carries on (see `operator::controller`).
     #[error("internal error while reconciling: {0}")]
@@ -70,40 +59,27 @@ pub enum Error {
 
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
-        Error::Kube(Box::new(e))
+        Error::Adapters(e.into())
     }
 }
 
 impl Error {
     /// Whether the Kubernetes API answered 409 Conflict (a stale resourceVersion).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Kube(e) if matches!(&**e, kube::Error::Api(s) if s.is_conflict()))
+        matches!(self, Error::Adapters(e) if e.is_conflict())
     }
 
     /// Whether the Kubernetes API refused the request for lack of permission (RBAC).
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, Error::Kube(e) if matches!(&**e, kube::Error::Api(s) if s.is_forbidden()))
+        matches!(self, Error::Adapters(e) if e.is_forbidden())
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes on one line (`client error (Connect): tcp connect error: Connection
-/// refused (os error 111)`): a wrapper's own text often leaves out what went wrong. A cause whose
-/// text the line already holds is not repeated.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
+/// An error and its causes on one line (prescaler-adapters' `chain`, which its `Kube` variant
+/// prints with).
+pub use crate::adapters::chain;
 
 /// A command's exit: success, also when the reader of its output went away (`… | head`);
 /// otherwise the error on stderr and `failure` as the exit code.

@@ -403,7 +403,7 @@ fn backtest_scaler(args: &BacktestArgs) -> Result<Option<PredictiveScaler>> {
             let namespace = args.namespace.clone().unwrap_or(namespace);
             prescaler::adapters::kubernetes::get_predictive_scaler(&client, &namespace, name)
                 .await
-                .map_err(|e| cli::name_the_server(e, &address))
+                .map_err(|e| cli::name_the_server(e.into(), &address))
         })?),
         (None, None) => None,
     })

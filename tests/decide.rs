@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use prescaler::api::{PolicyType, PredictiveScalerSpec, ScalingPolicy, ValidatedSpec};
+use prescaler::operator::conditions;
 use prescaler::planning::calibration::{BASES, Basis, Calibration, Margins};
-use prescaler::planning::conditions;
 use prescaler::planning::forecast::{Adjustments, History, ModelConfig, Predictor, predict_peak};
 use prescaler::planning::plan::{self, Decision, Inputs, Memory, Reason};
 use prescaler::planning::planner::Planner;

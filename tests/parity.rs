@@ -39,7 +39,7 @@ impl RangeSource for TraceSource {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
         let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(t).map(|v| (t, v)))
@@ -54,7 +54,7 @@ impl RangeSource for TraceSource {
         end: DateTime<Utc>,
         block: Duration,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
         ready(Ok(block_means_of(|t| self.at(t), start, end, block, step)))
     }
 }

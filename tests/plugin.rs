@@ -33,7 +33,7 @@ impl RangeSource for TraceSource {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
         let metric = self.trace.metric();
         let mut out = Vec::new();
         let mut t = start;
@@ -55,9 +55,9 @@ impl RangeSource for TraceSource {
         _end: DateTime<Utc>,
         _block: Duration,
         _step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
         // The plugin reads history as the backtest does, by range queries only.
-        ready(Err(prescaler::Error::Config {
+        ready(Err(prescaler::adapters::Error::Config {
             what: "the test source".into(),
             message: "block means are not read by the plugin".into(),
         }))

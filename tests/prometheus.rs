@@ -254,7 +254,7 @@ async fn tls_and_basic_auth_are_used() {
         client: &Prometheus,
         query: &str,
         now: chrono::DateTime<Utc>,
-    ) -> prescaler::Result<Vec<(chrono::DateTime<Utc>, f64)>> {
+    ) -> prescaler::adapters::Result<Vec<(chrono::DateTime<Utc>, f64)>> {
         client
             .range(
                 query,

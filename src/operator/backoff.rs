@@ -18,7 +18,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::adapters::Error;
 use crate::adapters::prometheus::QueryError;
 
 /// The longest wait after failures of the query itself.

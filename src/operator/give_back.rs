@@ -130,7 +130,7 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
     }
     let outcome = tokio::select! {
         outcome = give_back(client) => outcome,
-        () = lease.hold() => Err(Error::NotLeader),
+        () = lease.hold() => Err(crate::adapters::Error::NotLeader.into()),
     };
     lease.release().await;
     outcome
@@ -222,7 +222,7 @@ async fn remove_finalizer(client: &kube::Client, namespace: &str, name: &str) ->
         match kubernetes::write_finalizers(client, &ps, rest).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_conflict() => warn!(namespace, name, "conflict; reading again"),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(Error::Config {

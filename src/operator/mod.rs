@@ -2,6 +2,7 @@
 //! leadership, and runs the controller (with the watches it reads) while it leads.
 
 pub mod backoff;
+pub mod conditions;
 pub mod controller;
 pub mod event_filter;
 pub mod fair_queue;

@@ -48,7 +48,7 @@ impl RangeSource for ScriptedSource {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let samples = grid(start, end, step)
             .into_iter()
@@ -64,7 +64,7 @@ impl RangeSource for ScriptedSource {
         end: DateTime<Utc>,
         block: Duration,
         step: Duration,
-    ) -> impl Future<Output = prescaler::Result<Vec<BlockMean>>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let means = block_means_of(|t| self.at(query, t), start, end, block, step);
         ready(Ok(means))
@@ -74,7 +74,7 @@ impl RangeSource for ScriptedSource {
         &self,
         _query: &str,
         _at: DateTime<Utc>,
-    ) -> impl Future<Output = prescaler::Result<()>> + Send {
+    ) -> impl Future<Output = prescaler::adapters::Result<()>> + Send {
         self.reads.fetch_add(1, Ordering::SeqCst);
         ready(Ok(()))
     }

@@ -235,7 +235,9 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
 }
 
 fn prometheus(flags: &PrometheusFlags) -> Result<Prometheus> {
-    Prometheus::new(&flags.prometheus.config(flags.prometheus_timeout)?)
+    Ok(Prometheus::new(
+        &flags.prometheus.config(flags.prometheus_timeout)?,
+    )?)
 }
 
 fn structured(output: Output, value: &impl serde::Serialize) -> Result<()> {

@@ -10,7 +10,7 @@ use tracing::info;
 use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject};
 use crate::api::{Mode, PredictiveScaler};
-use crate::planning::conditions::{Finding, READY};
+use crate::operator::conditions::{Finding, READY};
 use crate::planning::plan::Decision;
 
 use super::context::Context;

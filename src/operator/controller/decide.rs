@@ -10,7 +10,7 @@ use tracing::warn;
 use crate::adapters::history::{HistoryCache, Refresh};
 use crate::api::{PlanStatus, PredictiveScaler};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
-use crate::planning::conditions::{self, Finding};
+use crate::operator::conditions::{self, Finding};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
 

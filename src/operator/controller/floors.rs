@@ -8,18 +8,17 @@ use std::time::Duration as StdDuration;
 use kube::ResourceExt;
 use tracing::{info, warn};
 
+use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject, Owners};
 use crate::api::PredictiveScaler;
-use crate::{Error, Result};
 
 use super::context::Context;
 use super::locked;
 use super::report::publish_floor;
 
-/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
-/// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
-/// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
-pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
+/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor (defined with
+/// the Kubernetes adapter, which keeps it when it slims a scaler).
+pub use crate::adapters::kubernetes::FINALIZER;
 /// Gives back, when the controller starts, the floors whose PredictiveScaler is gone (it was
 /// deleted while no operator ran, or its finalizer was removed by hand): a floor with no owner
 /// would stay raised for good. Whether an owner lives is read from the scalers' store after the
@@ -90,7 +89,7 @@ pub(super) async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Resul
     }
     // No floor may be set without the finalizer that guards it.
     if !ctx.may_write() {
-        return Err(Error::NotLeader);
+        return Err(crate::adapters::Error::NotLeader.into());
     }
     let mut all = ps.finalizers().to_vec();
     all.push(FINALIZER.into());
@@ -150,7 +149,7 @@ pub(super) async fn release_floors_but(
     // Every other floor was given back; one not given back fails the reconcile (retried with
     // backoff, the finalizer kept), with its error; the sweep logged each.
     match sweep.take_error() {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
@@ -188,5 +187,5 @@ pub(super) async fn set_finalizers(
     if !ctx.may_write() {
         return Ok(());
     }
-    kubernetes::write_finalizers(&ctx.client, ps, finalizers).await
+    Ok(kubernetes::write_finalizers(&ctx.client, ps, finalizers).await?)
 }

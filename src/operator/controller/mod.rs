@@ -41,8 +41,8 @@ use tracing::{info, warn};
 
 use super::telemetry::ScalerLabels;
 use crate::api::PredictiveScaler;
-use crate::planning::conditions::{self, Finding, READY};
-use crate::{Error, Result};
+use crate::operator::conditions::{self, Finding, READY};
+use crate::{Error, Result, adapters};
 
 fn labels(ps: &PredictiveScaler) -> ScalerLabels {
     ScalerLabels {
@@ -221,8 +221,8 @@ async fn reconcile_inner(ps: &PredictiveScaler, ctx: &Context) -> Result<Action>
 /// so that a missing permission or an overloaded API server does not make a hot loop.
 pub fn error_policy(ps: Arc<PredictiveScaler>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = match error {
-        Error::Kube(_) | Error::Timeout { .. } => "kubernetes",
-        Error::Prometheus { .. } => "prometheus",
+        Error::Adapters(adapters::Error::Kube(_) | adapters::Error::Timeout { .. }) => "kubernetes",
+        Error::Adapters(adapters::Error::Prometheus { .. }) => "prometheus",
         Error::Panicked(_) => "panic",
         _ => "other",
     };

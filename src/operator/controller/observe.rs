@@ -15,7 +15,7 @@ use crate::Result;
 use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::kubernetes::{self, TargetProblem, Workload};
 use crate::api::{Mode, PredictiveScaler, ScaleTargetRef, ValidatedSpec};
-use crate::planning::conditions::{Finding, READY};
+use crate::operator::conditions::{Finding, READY};
 use crate::planning::startup;
 
 use super::context::Context;
@@ -226,7 +226,7 @@ async fn scaled_object_for(
             })
             .map(|so| (*so).clone()));
     }
-    kubernetes::scaled_object_for(&ctx.client, namespace, target).await
+    Ok(kubernetes::scaled_object_for(&ctx.client, namespace, target).await?)
 }
 
 /// `leadTime: Auto`: surveys the target's pods (at most every `pod_survey_interval`) and sets

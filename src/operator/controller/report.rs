@@ -14,8 +14,8 @@ use tracing::warn;
 use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject, call};
 use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus};
+use crate::operator::conditions::{self, Finding};
 use crate::operator::event_filter::EventKey;
-use crate::planning::conditions::{self, Finding};
 use crate::planning::plan::Decision;
 
 use super::context::Context;

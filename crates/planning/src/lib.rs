@@ -3,17 +3,22 @@
 //!
 //! `planner` drives the rest: `forecast` predicts, `calibration` measures how far to trust each
 //! prediction, `schedule` knows the peak windows, `plan` decides and `behavior` shapes the
-//! decision as the HPA would; `outlook` plays the decision ahead over the coming hours; `conditions` says what a decision means for the status.
+//! decision as the HPA would; `outlook` plays the decision ahead over the coming hours. What a
+//! decision means for the status's conditions is the operator's (`prescaler::operator::conditions`).
+//!
+//! No kube, tokio or k8s-openapi, not even through a dependency (scripts/test.sh checks it).
 
 pub mod behavior;
 pub mod calibration;
-pub mod conditions;
 pub mod forecast;
 pub mod outlook;
 pub mod plan;
 pub mod planner;
 pub mod schedule;
 pub mod startup;
+
+#[cfg(test)]
+mod test_rng;
 
 /// The replicas `load` needs at `per_replica` each: `ceil(load / per_replica)`, saturating at
 /// `u32::MAX` (and 0 for a load that is not a number, which the callers never pass on).

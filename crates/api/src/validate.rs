@@ -5,57 +5,15 @@
 //! the same `Limits`: the operator serves many tenants, and one object must not be able to make it
 //! allocate, loop or overflow for everyone. The bounds are what real use needs, with room.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
 
+use super::bounds::{Limits, check_range, invalid, parse_bounds, parse_time_zone};
 use super::window::Window;
 use super::{
     Calendar, PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
 };
 use crate::Error;
-
-/// The bounds of every spec value; the CRD schema carries the same numbers.
-pub struct Limits;
-
-impl Limits {
-    /// A Deployment's replicas are an int32; no workload needs more than this.
-    pub const MAX_REPLICAS: i32 = 100_000;
-    /// A PromQL query longer than this is a mistake or an attack, not a load metric.
-    pub const MAX_QUERY_LENGTH: usize = 2_048;
-    /// Brackets nested deeper than this are refused before parsing: the parser recurses.
-    pub const MAX_QUERY_NESTING: usize = 32;
-    /// The forecast reads four weekly periods; more history is never used.
-    pub const MIN_HISTORY: Duration = Duration::hours(1);
-    pub const MAX_HISTORY: Duration = Duration::days(35);
-    /// Provisioning for load more than six hours away is not forecasting, it is guessing.
-    pub const MIN_LEAD_TIME: Duration = Duration::minutes(1);
-    pub const MAX_LEAD_TIME: Duration = Duration::hours(6);
-    /// The default lead time (`6m`), and `leadTime: Auto`'s until enough pods have been seen.
-    pub const DEFAULT_LEAD_TIME: Duration = Duration::minutes(6);
-    pub const MAX_PEAK_WINDOWS: usize = 32;
-    pub const MIN_WINDOW: Duration = Duration::minutes(1);
-    pub const MAX_WINDOW: Duration = Duration::days(7);
-    pub const MAX_SCHEDULE_LENGTH: usize = 128;
-    pub const MAX_TIME_ZONE_LENGTH: usize = 64;
-    pub const MAX_POLICIES: usize = 8;
-    /// A Pods policy adding more than this per period is no limit at all.
-    pub const MAX_POLICY_PODS: i32 = 100_000;
-    pub const MAX_POLICY_PERCENT: i32 = 1_000;
-    pub const MAX_EXCLUSIONS: usize = 128;
-    pub const MAX_EVENTS: usize = 64;
-    /// `2026-11-27T08:00:00.000000000+05:45` is 35 characters.
-    pub const MAX_DATE_LENGTH: usize = 40;
-    /// The longest exclusion or event: a holiday season, a month-long campaign (31 local days,
-    /// plus the hour a DST change adds, with room).
-    pub const MAX_DATED_SPAN: Duration = Duration::days(32);
-    /// Dated entries are refused outside these years: a typo (`20266-…`, `1026-…`) must not
-    /// become an interval no date computation can handle.
-    pub const MIN_YEAR: i32 = 2000;
-    pub const MAX_YEAR: i32 = 2200;
-}
 
 /// One direction of `behavior`, with its durations as durations.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,13 +78,6 @@ impl ValidatedSpec {
     }
 }
 
-pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::InvalidSpec {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 /// `scaleTargetRef`'s names go into request paths: each must be what Kubernetes calls such a
 /// name (see `names`), or a `?` or a `/` in one would reach another object.
 fn check_target(target: &super::ScaleTargetRef) -> Result<(), Error> {
@@ -167,21 +118,6 @@ fn check_target(target: &super::ScaleTargetRef) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-fn check_range<T: PartialOrd + std::fmt::Display>(
-    field: &str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<T, Error> {
-    if value < min || value > max {
-        return Err(invalid(
-            field,
-            format!("must be between {min} and {max}, is {value}"),
-        ));
-    }
-    Ok(value)
 }
 
 impl PredictiveScalerSpec {
@@ -356,46 +292,6 @@ fn check_query(query: &str) -> Result<(), Error> {
     promql_parser::parser::parse(query)
         .map(|_| ())
         .map_err(|e| invalid(field, format!("is not valid PromQL: {}", e.trim())))
-}
-
-/// An IANA time zone by name; the error names `field`.
-pub(super) fn parse_time_zone(field: &str, name: &str) -> Result<Tz, Error> {
-    if name.len() > Limits::MAX_TIME_ZONE_LENGTH {
-        return Err(invalid(field, "is too long"));
-    }
-    Tz::from_str(name).map_err(|_| {
-        invalid(
-            field,
-            format!("{name:?} is not an IANA time zone name (like Europe/Berlin or UTC)"),
-        )
-    })
-}
-
-/// An optional replica bound of a window or an event.
-pub(super) fn parse_bound(field: &str, value: Option<i32>) -> Result<Option<u32>, Error> {
-    value
-        .map(|v| check_range(field, v, 1, Limits::MAX_REPLICAS).map(|v| v as u32))
-        .transpose()
-}
-
-/// A floor and a ceiling of one window or event: at least one, and the floor not above the
-/// ceiling.
-pub(super) fn parse_bounds(
-    field: &str,
-    min: Option<i32>,
-    max: Option<i32>,
-) -> Result<(Option<u32>, Option<u32>), Error> {
-    let min_replicas = parse_bound(&format!("{field}.minReplicas"), min)?;
-    let max_replicas = parse_bound(&format!("{field}.maxReplicas"), max)?;
-    if let (Some(lo), Some(hi)) = (min_replicas, max_replicas)
-        && lo > hi
-    {
-        return Err(invalid(
-            format!("{field}.minReplicas"),
-            format!("{lo} exceeds the same entry's maxReplicas {hi}"),
-        ));
-    }
-    Ok((min_replicas, max_replicas))
 }
 
 fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::api::{Calendar, Window};
+use prescaler_api::{Calendar, Window};
 
 /// Who asks for a floor or a ceiling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,10 +198,10 @@ pub fn highest_floor(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::PeakWindow;
+    use prescaler_api::PeakWindow;
 
     fn window(schedule: &str, duration: &str, tz: &str) -> Window {
-        let mut spec = crate::api::PredictiveScalerSpec::new(1.0, 100);
+        let mut spec = prescaler_api::PredictiveScalerSpec::new(1.0, 100);
         spec.peak_windows = vec![PeakWindow {
             name: "peak".into(),
             schedule: schedule.into(),
@@ -288,7 +288,7 @@ mod tests {
     }
 
     fn calendar(yaml: &str) -> Calendar {
-        let mut spec = crate::api::PredictiveScalerSpec::new(1.0, 100);
+        let mut spec = prescaler_api::PredictiveScalerSpec::new(1.0, 100);
         spec.calendar = serde_yaml_ng::from_str(yaml).unwrap();
         spec.validate().unwrap().calendar
     }
@@ -386,7 +386,7 @@ mod tests {
             (e.start, e.end),
             (utc("2026-12-25T11:00:00Z"), utc("2026-12-26T11:00:00Z"))
         );
-        let adjust = crate::planning::forecast::Adjustments::new(&cal);
+        let adjust = crate::forecast::Adjustments::new(&cal);
         assert_eq!(adjust.multiplier_at(utc("2026-12-25T10:59:00Z")), 1.0);
         assert_eq!(adjust.multiplier_at(utc("2026-12-25T11:00:00Z")), 3.0);
     }

@@ -5,18 +5,30 @@
 //! `stabilizationWindowSeconds`, `policies`) so that the resource reads like one SREs already know.
 //! Every doc comment becomes the field's description in the CRD, and so what `kubectl explain` shows.
 
+//!
+//! The pure spec types, `ValidatedSpec`, the calendar and the windows build without kube and
+//! k8s-openapi (prescaler-planning uses them so). The `resource` feature adds the Kubernetes
+//! resource: the `PredictiveScaler` CustomResource, the CEL rules its CRD carries (on the same
+//! types: `KubeSchema` instead of `JsonSchema`), the status with its Conditions, and `crd_yaml`.
+
+mod bounds;
 mod calendar;
 mod duration;
+mod error;
 pub mod names;
 mod validate;
 mod window;
 
+pub use bounds::Limits;
 pub use calendar::{Calendar, Dated, Event};
 pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
-pub use validate::{Behavior as ValidBehavior, Limits, Policy, Rules, ValidatedSpec};
+pub use error::Error;
+pub use validate::{Behavior as ValidBehavior, Policy, Rules, ValidatedSpec};
 pub use window::Window;
 
+#[cfg(feature = "resource")]
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+#[cfg(feature = "resource")]
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -26,67 +38,72 @@ use serde::{Deserialize, Serialize};
 /// when a spike arrives, and holds minimum replicas during known peak windows.
 // kube's `printcolumn(...)` entries repeat `type_ = ...` by design; clippy reads them as duplicates.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[kube(
-    group = "prescaler.dev",
-    version = "v1alpha1",
-    kind = "PredictiveScaler",
-    plural = "predictivescalers",
-    shortname = "psc",
-    category = "autoscaling",
-    namespaced,
-    status = "PredictiveScalerStatus",
-    printcolumn(
-        name = "Target",
-        type_ = "string",
-        json_path = ".spec.scaleTargetRef.name",
-        description = "The workload being scaled"
-    ),
-    printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
-    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
-    printcolumn(
-        name = "Current",
-        type_ = "integer",
-        json_path = ".status.currentReplicas",
-        description = "Replicas the target has now"
-    ),
-    printcolumn(
-        name = "Desired",
-        type_ = "integer",
-        json_path = ".status.desiredReplicas",
-        description = "Replicas prescaler asks for"
-    ),
-    printcolumn(
-        name = "Forecast",
-        type_ = "integer",
-        json_path = ".status.forecastReplicas",
-        description = "Replicas the forecast needs within the lead time"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.reason",
-        description = "Which term decided the desired replicas",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Schedule",
-        type_ = "string",
-        json_path = ".status.schedule",
-        description = "What the peak windows and the calendar hold now",
-        priority = 1
-    ),
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
+#[cfg_attr(feature = "resource", derive(CustomResource, KubeSchema))]
+#[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(
+    feature = "resource",
+    kube(
+        group = "prescaler.dev",
+        version = "v1alpha1",
+        kind = "PredictiveScaler",
+        plural = "predictivescalers",
+        shortname = "psc",
+        category = "autoscaling",
+        namespaced,
+        status = "PredictiveScalerStatus",
+        printcolumn(
+            name = "Target",
+            type_ = "string",
+            json_path = ".spec.scaleTargetRef.name",
+            description = "The workload being scaled"
+        ),
+        printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
+        printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
+        printcolumn(
+            name = "Current",
+            type_ = "integer",
+            json_path = ".status.currentReplicas",
+            description = "Replicas the target has now"
+        ),
+        printcolumn(
+            name = "Desired",
+            type_ = "integer",
+            json_path = ".status.desiredReplicas",
+            description = "Replicas prescaler asks for"
+        ),
+        printcolumn(
+            name = "Forecast",
+            type_ = "integer",
+            json_path = ".status.forecastReplicas",
+            description = "Replicas the forecast needs within the lead time"
+        ),
+        printcolumn(
+            name = "Reason",
+            type_ = "string",
+            json_path = ".status.reason",
+            description = "Which term decided the desired replicas",
+            priority = 1
+        ),
+        printcolumn(
+            name = "Schedule",
+            type_ = "string",
+            json_path = ".status.schedule",
+            description = "What the peak windows and the calendar hold now",
+            priority = 1
+        ),
+        printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
     )
 )]
-#[x_kube(
+#[cfg_attr(feature = "resource", x_kube(
     cel,
     validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
-)]
+))]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerSpec {
     /// The workload to scale. It must be in the PredictiveScaler's own namespace and expose the
@@ -137,6 +154,7 @@ pub struct PredictiveScalerSpec {
 }
 
 /// The CustomResourceDefinition as YAML, as `crds/predictivescaler.yaml` holds it.
+#[cfg(feature = "resource")]
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     serde_yaml_ng::to_string(&PredictiveScaler::crd())
@@ -341,10 +359,12 @@ impl Seasonality {
 }
 
 /// A recurring window with a replica floor, a replica ceiling, or both.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(cel)]
-#[x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas)").message("a peak window needs minReplicas, maxReplicas or both").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"))]
-#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas"))]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "resource", derive(KubeSchema))]
+#[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
+#[cfg_attr(feature = "resource", x_kube(cel))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas)").message("a peak window needs minReplicas, maxReplicas or both").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")))]
 #[serde(rename_all = "camelCase")]
 pub struct PeakWindow {
     /// A name for the window, shown in status and Events when it decides the replica count.
@@ -417,10 +437,12 @@ impl Default for CalendarSpec {
 }
 
 /// A day or an interval left out.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(cel)]
-#[x_kube(validation = Rule::new("has(self.date) != (has(self.start) && has(self.end))").message("an exclusion needs either date, or start and end").reason(kube::core::Reason::FieldValueRequired).field_path(".date"))]
-#[x_kube(validation = Rule::new("has(self.start) == has(self.end)").message("start and end go together").reason(kube::core::Reason::FieldValueRequired).field_path(".end"))]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "resource", derive(KubeSchema))]
+#[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
+#[cfg_attr(feature = "resource", x_kube(cel))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("has(self.date) != (has(self.start) && has(self.end))").message("an exclusion needs either date, or start and end").reason(kube::core::Reason::FieldValueRequired).field_path(".date")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("has(self.start) == has(self.end)").message("start and end go together").reason(kube::core::Reason::FieldValueRequired).field_path(".end")))]
 #[serde(rename_all = "camelCase")]
 pub struct Exclusion {
     /// A name, shown in status when it applies, e.g. `thanksgiving`.
@@ -447,11 +469,13 @@ pub struct Exclusion {
 }
 
 /// A dated window to prepare for.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(cel)]
-#[x_kube(validation = Rule::new("has(self.end) != has(self.duration)").message("an event needs end or duration, not both").reason(kube::core::Reason::FieldValueRequired).field_path(".end"))]
-#[x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("an event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas"))]
-#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas"))]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "resource", derive(KubeSchema))]
+#[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
+#[cfg_attr(feature = "resource", x_kube(cel))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("has(self.end) != has(self.duration)").message("an event needs end or duration, not both").reason(kube::core::Reason::FieldValueRequired).field_path(".end")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("an event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")))]
 #[serde(rename_all = "camelCase")]
 pub struct CalendarEvent {
     /// A name, shown in status and Events when it decides the replica count, e.g. `black-friday`.
@@ -653,6 +677,7 @@ pub struct LeadTimeStatus {
 }
 
 /// What prescaler observed and decided. Written by the operator.
+#[cfg(feature = "resource")]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerStatus {

@@ -53,7 +53,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::behavior::{self, Limited};
 use super::calibration::{Basis, Calibration, Margins};
 use super::schedule::{Scheduled, ScheduledCap, ScheduledFloor, Source};
-use crate::api::ValidatedSpec;
+use prescaler_api::ValidatedSpec;
 
 /// Margin on the reactive term while no forecast is calibrated yet: the HPA's customary 80 %
 /// utilization target, so that a new PredictiveScaler is no worse than the HPA it replaces.

@@ -11,7 +11,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use super::validate::{Limits, invalid, parse_bounds, parse_time_zone};
+use super::bounds::{Limits, invalid, parse_bounds, parse_time_zone};
 use super::window::Window;
 use super::{CalendarEvent, CalendarSpec, Exclusion};
 use crate::Error;

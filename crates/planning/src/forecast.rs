@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use super::calibration::{BASES, Basis};
-use crate::api::{Calendar, Seasonality};
+use prescaler_api::{Calendar, Seasonality};
 
 /// A regularly sampled series: `values[i]` is the load at `start + i * step`; NaN marks a gap.
 /// Prefix sums make the windowed means the predictors need O(1).
@@ -1033,7 +1033,7 @@ mod tests {
     fn a_step_that_recurs_at_the_same_minute_is_forecast_at_its_height() {
         // The daily step at 09:00 within one minute, with a Gaussian texture of 5 %, and on
         // day 13 a five-minute burst at 03:00 that is not repeated.
-        let mut rng = crate::backtest::synthetic::SplitMix64(18);
+        let mut rng = crate::test_rng::SplitMix64(18);
         let noise: Vec<f64> = (0..15 * 1440).map(|_| 1.0 + 0.05 * rng.normal()).collect();
         let texture = |t: DateTime<Utc>| noise[(t - t0()).num_minutes() as usize];
         let burst = t0() + Duration::days(13) + Duration::hours(3);

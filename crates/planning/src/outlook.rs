@@ -20,7 +20,7 @@ use super::forecast::{self, History, Predictor};
 use super::plan::{self, Decision, Inputs, Reason};
 use super::planner::Planner;
 use super::schedule::{self, ScheduledFloor};
-use crate::api::{PlanStatus, PlannedReplicas};
+use prescaler_api::{PlanStatus, PlannedReplicas};
 
 /// The outlook's step, and the grid its steps are aligned to.
 pub const STEP: Duration = Duration::minutes(15);
@@ -137,7 +137,7 @@ impl Outlook {
     pub fn summary(&self) -> PlanStatus {
         PlanStatus {
             computed_at: rfc3339(self.from),
-            horizon: crate::api::format_duration(self.horizon),
+            horizon: prescaler_api::format_duration(self.horizon),
             held: self.held,
             next_peak: self.next_peak().map(|s| planned(s, None)),
             max: self.max().map(|s| planned(s, None)),
@@ -303,9 +303,9 @@ pub fn outlook(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{PeakWindow, PredictiveScalerSpec};
-    use crate::planning::forecast::ModelConfig;
+    use crate::forecast::ModelConfig;
     use chrono::TimeZone;
+    use prescaler_api::{PeakWindow, PredictiveScalerSpec};
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
@@ -332,16 +332,16 @@ mod tests {
         )
     }
 
-    fn spec(windows: Vec<PeakWindow>) -> crate::api::ValidatedSpec {
+    fn spec(windows: Vec<PeakWindow>) -> prescaler_api::ValidatedSpec {
         let mut spec = PredictiveScalerSpec::new(50.0, 40);
         spec.min_replicas = 2;
         spec.forecast.history = "14d".into();
-        spec.forecast.seasonality = vec![crate::api::Seasonality::Daily];
+        spec.forecast.seasonality = vec![prescaler_api::Seasonality::Daily];
         spec.peak_windows = windows;
         spec.validate().unwrap()
     }
 
-    fn decided(spec: crate::api::ValidatedSpec, h: &History, now: DateTime<Utc>) -> Planner {
+    fn decided(spec: prescaler_api::ValidatedSpec, h: &History, now: DateTime<Utc>) -> Planner {
         let mut p = Planner::new(spec, ModelConfig::default());
         p.decide(Some(h), 2, now);
         p
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn events_and_ceilings_are_named_in_the_plan() {
-        use crate::planning::schedule::Source;
+        use crate::schedule::Source;
         assert_eq!(
             decided_by(&Reason::Event("sale".into())).as_deref(),
             Some("sale")

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::api::{Policy, PolicyType, Rules, SelectPolicy, ValidBehavior};
+use prescaler_api::{Policy, PolicyType, Rules, SelectPolicy, ValidBehavior};
 
 /// What the rules remember between decisions: recent recommendations (for stabilization, with
 /// the count each was made at, for `passing_rise`) and recent changes of the replica count (for

@@ -29,10 +29,16 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::api::{PredictiveScaler, ScaleTargetRef, names};
-use crate::operator::controller::FINALIZER;
-use crate::planning::startup::PodStart;
+use prescaler_api::{PredictiveScaler, ScaleTargetRef, names};
+use prescaler_planning::startup::PodStart;
+
 use crate::{Error, Result};
+
+/// Kept on a PredictiveScaler while it holds an HPA's (or a ScaledObject's) floor, so that the floor is given back
+/// before the object goes. Only then: a scaler that writes `/scale` directly has nothing to give
+/// back and carries no finalizer, so uninstalling the operator never leaves objects stuck.
+/// (The operator's controller adds and removes it; it is here because `slim_scaler` keeps it.)
+pub const FINALIZER: &str = "prescaler.dev/hpa-floor";
 
 /// The longest any one Kubernetes request may take.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,8 +200,7 @@ pub async fn resolve(
         && names::is_dns_subdomain(&target.name)
         && names::is_dns_label(namespace))
     {
-        return Err(Error::InvalidSpec {
-            field: "spec.scaleTargetRef".into(),
+        return Err(Error::UnsafeTarget {
             message: "is not made of Kubernetes names; nothing is read or written".into(),
         });
     }
@@ -227,8 +232,7 @@ pub async fn resolve(
             if scale.metadata.namespace.as_deref() != Some(namespace)
                 || scale.metadata.name.as_deref() != Some(&target.name) =>
         {
-            Err(Error::InvalidSpec {
-                field: "spec.scaleTargetRef".into(),
+            Err(Error::UnsafeTarget {
                 message: format!(
                     "reached {}/{}, not {namespace}/{}; nothing is written",
                     scale.metadata.namespace.unwrap_or_default(),
@@ -259,8 +263,8 @@ pub async fn get_predictive_scaler(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-) -> Result<crate::api::PredictiveScaler> {
-    let api: Api<crate::api::PredictiveScaler> = Api::namespaced(client.clone(), namespace);
+) -> Result<prescaler_api::PredictiveScaler> {
+    let api: Api<prescaler_api::PredictiveScaler> = Api::namespaced(client.clone(), namespace);
     match call("reading the PredictiveScaler", api.get_opt(name)).await? {
         Some(scaler) => Ok(scaler),
         None => Err(Error::Config {

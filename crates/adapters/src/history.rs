@@ -15,8 +15,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::Result;
-use crate::planning::forecast::{COARSE_BLOCK, History};
-use crate::planning::planner::HistoryNeeds;
+use prescaler_planning::forecast::{COARSE_BLOCK, History};
+use prescaler_planning::planner::HistoryNeeds;
 
 /// One block of samples, as `avg_over_time` and `count_over_time` give it.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -13,7 +13,7 @@ use super::calibration::{self, Calibrator, Objective};
 use super::forecast::{self, Adjustments, COARSE_BLOCK, History, ModelConfig, View};
 use super::plan::{self, Decision, ExpectedEvent, Inputs, Memory};
 use super::{behavior, schedule};
-use crate::api::ValidatedSpec;
+use prescaler_api::ValidatedSpec;
 
 /// How much history a planner reads: `span` up to now, the newest `fine` of it minute by minute
 /// (older history only through whole `COARSE_BLOCK`s).

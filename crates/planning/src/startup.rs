@@ -21,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 /// backtest's default `--metric-lag`, one scrape and one rate window step).
 pub const METRIC_DELAY: Duration = Duration::minutes(1);
 /// The lead time until enough pods have been seen: the spec's default.
-pub const DEFAULT_LEAD_TIME: Duration = crate::api::Limits::DEFAULT_LEAD_TIME;
+pub const DEFAULT_LEAD_TIME: Duration = prescaler_api::Limits::DEFAULT_LEAD_TIME;
 /// The learned lead time is kept within these: a minute is the planner's step; beyond half an
 /// hour the start-up is broken (an image pull loop, no capacity) rather than slow, and a
 /// forecast that far ahead only over-provisions while it stays broken.
