@@ -805,6 +805,7 @@ pub struct PredictiveScalerStatus {
 /// or a condition's time format on a custom resource, so anyone who may write a scaler's status
 /// could store `currentReplicas: 3000000000`; decoded strictly, that failed every list of the
 /// watch, and no scaler in the cluster was reconciled after the next restart.
+#[cfg(feature = "resource")]
 fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
