@@ -76,8 +76,14 @@ impl Trace {
             let v: f64 = value
                 .parse()
                 .map_err(|_| err(line, format!("value {value:?} is not a number")))?;
-            if !v.is_finite() || v < 0.0 {
-                return Err(err(line, format!("value {v} must be a finite number ≥ 0")));
+            if !crate::planning::forecast::is_load(v) {
+                return Err(err(
+                    line,
+                    format!(
+                        "value {v} must be a finite number from 0 to {:e}",
+                        crate::planning::forecast::MAX_LOAD
+                    ),
+                ));
             }
             if let Some((prev, _)) = samples.last() {
                 if t == *prev {

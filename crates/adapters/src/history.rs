@@ -231,7 +231,7 @@ fn align(t: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
 
 /// A usable load sample, or the count of a rejected one.
 fn accept(v: f64, rejected: &mut usize) -> f32 {
-    if v.is_finite() && v >= 0.0 {
+    if prescaler_planning::forecast::is_load(v) {
         v as f32
     } else {
         *rejected += 1;

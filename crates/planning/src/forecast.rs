@@ -30,12 +30,24 @@ pub struct History {
     counts: Vec<u32>,
 }
 
+/// The largest sample that is load. Above it (a petabyte a second; an exporter's unsigned
+/// counter that wrapped reads 1.8e19) a sample is a fault, and a gap: the history's means are
+/// differences of running `f64` sums, and one sample of 1e19 left every later window of loads in
+/// the thousands lost in rounding — the forecast was off, silently, for the history's span.
+/// Below it, a window of ordinary loads beside such a sample keeps its precision.
+pub const MAX_LOAD: f64 = 1e15;
+
+/// Whether `v` is load: finite, not negative, at most `MAX_LOAD`.
+pub fn is_load(v: f64) -> bool {
+    v.is_finite() && (0.0..=MAX_LOAD).contains(&v)
+}
+
 impl History {
-    /// A series from `values`; a negative or non-finite value is not load and becomes a gap.
+    /// A series from `values`; a value that is not load (`is_load`) becomes a gap.
     pub fn new(start: DateTime<Utc>, step: Duration, mut values: Vec<f64>) -> Self {
         assert!(step > Duration::zero(), "a series needs a positive step");
         for v in &mut values {
-            if !(v.is_finite() && *v >= 0.0) {
+            if !is_load(*v) {
                 *v = f64::NAN;
             }
         }
@@ -990,6 +1002,24 @@ mod tests {
         } else {
             100.0
         }
+    }
+
+    /// One sample of 1.8e19 (an unsigned counter that wrapped) on the first day is a gap, not
+    /// load: a window of ordinary loads nine days later has its mean to the unit. (Taken as
+    /// load, it left the running sums so large that such a window's mean was lost in rounding,
+    /// and the forecast was off for the history's span.)
+    #[test]
+    fn a_sample_no_load_reaches_is_a_gap_and_later_means_keep_their_precision() {
+        let mut values: Vec<f64> = (0..10 * 1440)
+            .map(|m| daily_load(t0() + Duration::minutes(m)))
+            .collect();
+        values[100] = u64::MAX as f64;
+        let h = History::new(t0(), Duration::minutes(1), values);
+        assert!(h.values()[100].is_nan());
+        let at = t0() + Duration::days(9) + Duration::hours(10);
+        let mean = h.view_at(at).unwrap().recent_mean(Duration::minutes(30));
+        assert_eq!(mean, Some(1000.0));
+        assert!(is_load(MAX_LOAD) && !is_load(MAX_LOAD * 1.01) && !is_load(-1.0));
     }
 
     fn history(days: i64, load: impl Fn(DateTime<Utc>) -> f64) -> History {
