@@ -596,12 +596,14 @@ impl FakeApi {
         // etcd, which is what its `continue` token resumes from.
         let mut listed = Vec::new();
         let mut last = None;
+        // Stop at the limit without taking the next item: taken and dropped, it was lost when it
+        // was the last one (a list of 41 in pages of 10 ended without it, and without a token).
         for ((_, ns, name), v) in items.by_ref() {
+            listed.push(v.clone());
+            last = Some(continue_token(ns, name));
             if page.limit.is_some_and(|l| l > 0 && listed.len() >= l) {
                 break;
             }
-            listed.push(v.clone());
-            last = Some(continue_token(ns, name));
         }
         let more = items.next().is_some();
         let mut metadata = json!({ "resourceVersion": store.revision.to_string() });
