@@ -2949,3 +2949,58 @@ async fn a_status_no_int32_holds_stops_no_scaler() {
     })
     .await;
 }
+
+/// A tenant's scalers over workloads whose scaling is disabled (scaled to zero without an HPA:
+/// no pods, no quota; or paused) read and keep no history: 1,000 of them at `history: 35d` held
+/// 337 KiB each (358 MiB, near the chart's limit: one tenant's objects could run the operator
+/// out of memory for everyone). They are told `ScalingDisabled`, and once a workload is scaled
+/// up again its scaler reads and scales as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalers_of_disabled_workloads_read_and_keep_no_history() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    // 40 and the paused one: 41, one more than four pages of the operator's lists (10), which
+    // is how a paging bug of the fake API (the last object dropped) was found.
+    const ZERO: usize = 40;
+    let long = json!({ "forecast": { "history": "35d", "seasonality": ["daily", "weekly"] } });
+    for i in 0..ZERO {
+        api.put(deployment(&format!("z{i}"), 0));
+        api.put(scaler(&format!("z{i}"), "web", long.clone()));
+    }
+    let mut paused = deployment("paused", 3);
+    paused["metadata"]["annotations"] = json!({ "prescaler.dev/paused": "true" });
+    api.put(paused);
+    api.put(scaler("paused", "web", long.clone()));
+    // 1,000/s: 20 replicas at 50 a replica.
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(1_000.0)));
+    let op = start_operator_on(&api, source, |_| {});
+    eventually(30, "every scaler told why it does nothing", || {
+        (0..ZERO)
+            .map(|i| format!("z{i}"))
+            .chain(["paused".to_string()])
+            .try_for_each(|name| {
+                expect_condition(&api, &name, "Ready", "False", "ScalingDisabled")
+                    .map_err(|e| format!("{name}: {e}: {}", status(&api, &name)))
+            })
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let queries = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("prescaler_prometheus_queries_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(queries(&op.metrics.encode()), 0.0, "no history read");
+    // Someone scales one up: its scaler reads and scales.
+    api.put(deployment("z0", 2));
+    eventually(30, "scaled once its workload runs", || {
+        match replicas(&api, "z0") {
+            20 => Ok(()),
+            r => Err(format!("{r} replicas: {}", status(&api, "z0"))),
+        }
+    })
+    .await;
+    assert!(queries(&op.metrics.encode()) > 0.0);
+    assert_eq!(replicas(&api, "paused"), 3);
+}

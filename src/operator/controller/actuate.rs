@@ -76,23 +76,9 @@ async fn held_back(
             ),
         )));
     }
-    if let Some(why) = &target.workload.paused {
+    if let Some(finding) = scaling_disabled(target, target_name) {
         give_back_floor(ps, ctx).await?;
-        return Ok(Some(Finding::new(
-            READY,
-            false,
-            "ScalingDisabled",
-            format!("{why}: prescaler does not scale it"),
-        )));
-    }
-    if target.workload.replicas() == 0 && target.hpa.is_none() {
-        // The HPA's convention: a workload scaled to zero has scaling disabled.
-        return Ok(Some(Finding::new(
-            READY,
-            false,
-            "ScalingDisabled",
-            format!("{target_name} has 0 replicas: scaling is disabled until someone scales it up"),
-        )));
+        return Ok(Some(finding));
     }
     if !ctx.may_write() {
         return Ok(Some(Finding::new(
@@ -103,6 +89,27 @@ async fn held_back(
         )));
     }
     Ok(None)
+}
+
+/// Why the target's scaling is disabled, if it is: a pause annotation, or (the HPA's
+/// convention) a workload someone scaled to zero without an HPA.
+pub(super) fn scaling_disabled(target: &Target, target_name: &str) -> Option<Finding> {
+    if let Some(why) = &target.workload.paused {
+        return Some(Finding::new(
+            READY,
+            false,
+            "ScalingDisabled",
+            format!("{why}: prescaler does not scale it"),
+        ));
+    }
+    (target.workload.replicas() == 0 && target.hpa.is_none()).then(|| {
+        Finding::new(
+            READY,
+            false,
+            "ScalingDisabled",
+            format!("{target_name} has 0 replicas: scaling is disabled until someone scales it up"),
+        )
+    })
 }
 
 /// An HPA scales the target: prescaler holds its `minReplicas` at the decision's floor.

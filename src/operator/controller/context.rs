@@ -239,6 +239,14 @@ impl Context {
         }
     }
 
+    /// Drops what the scaler's reconciles keep (its planner and history) and nothing else: for a
+    /// scaler that reads nothing while its target's scaling is disabled.
+    pub(super) async fn drop_state(&self, ps: &PredictiveScaler) {
+        if let Some(uid) = ps.uid() {
+            self.states.lock().await.remove(&uid);
+        }
+    }
+
     async fn forget_uid(&self, uid: &str) {
         self.states.lock().await.remove(uid);
         locked(&self.failures).remove(uid);

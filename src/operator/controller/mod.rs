@@ -20,7 +20,7 @@ mod floors;
 mod observe;
 mod report;
 
-use actuate::actuate;
+use actuate::{actuate, scaling_disabled};
 pub use context::{Context, Settings};
 use decide::decide;
 pub use floors::FINALIZER;
@@ -40,9 +40,15 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::telemetry::ScalerLabels;
-use crate::api::PredictiveScaler;
+use crate::api::{Mode, PredictiveScaler};
 use crate::operator::conditions::{self, Finding, READY};
 use crate::{Error, Result, adapters};
+
+/// `Deployment checkout`: the target as Events and conditions name it.
+fn target_name(ps: &PredictiveScaler) -> String {
+    let target = &ps.spec.scale_target_ref;
+    format!("{} {}", target.kind, target.name)
+}
 
 fn labels(ps: &PredictiveScaler) -> ScalerLabels {
     ScalerLabels {
@@ -278,6 +284,18 @@ async fn observe_decide_act(
             return Ok(());
         }
     };
+    if ps.spec.mode != Mode::ForecastOnly
+        && let Some(disabled) = scaling_disabled(&target, &target_name(ps))
+    {
+        // Nothing will be written, so nothing is read or kept for it: a thousand scalers over
+        // workloads scaled to zero (no pods, no quota) held 337 KiB of history each, enough
+        // for one tenant to run the operator out of memory.
+        ctx.drop_state(ps).await;
+        ctx.metrics.observe_plan(&labels(ps), None);
+        give_back_floor(ps, ctx).await?;
+        write_status(ps, ctx, None, vec![disabled], now).await?;
+        return Ok(());
+    }
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
@@ -305,10 +323,7 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
-    let target_name = format!(
-        "{} {}",
-        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
-    );
+    let target_name = target_name(ps);
     match &lead {
         Some((_, survey)) => findings.push(conditions::pods_pending_finding(
             survey.as_ref().map_err(String::as_str),
