@@ -850,10 +850,20 @@ impl Past<'_> {
     /// (the demo's newsletter on its first day: the block from 09:00 averages 462 requests/s,
     /// the load is 562 at 09:02 and the next block averages 517); the block after it holds only
     /// minutes after the step, the height the load reached. Where the rise is a spike shorter
-    /// than a block, the next block is lower and the block's own mean stands, as before. Only
-    /// the height is read further: whether a minute is sharp at all is judged as before, so
-    /// nothing the gate did not sharpen is sharpened. The price is that the minutes of the
-    /// step's block before the step are provisioned for it: a few minutes early, not short.
+    /// than a block, the next block is lower and the block's own mean stands, as before. The
+    /// price is that the minutes of the step's block before the step are provisioned for it: a
+    /// few minutes early, not short.
+    ///
+    /// A step in the last minutes of its block leaves that block's mean below the ±`half` mean
+    /// (a spike from 100 to 1000 at minute 3 of a block: the block averages 460, the mean
+    /// about 540), so the block alone is not a rise. It is counted as one where it has left the
+    /// blocks before it and the next block is a rise: its rise is then the lesser of the two,
+    /// judged against the texture as any other. Otherwise the step's first minutes are read at
+    /// the smoothed mean by every decision that readies replicas for them, and the calibration
+    /// buys them back with a margin on every minute of the day, the step's height included
+    /// (that spike, at 50 per replica: a 72 % margin and 35 replicas for a spike that needs
+    /// 20). A block that has not risen before a step (the step at its next block's start) is
+    /// not counted: a step is provisioned at most its own block early, never a block more.
     fn recurring_sharp(&self, i: i64, half: i64) -> Option<f64> {
         const MOST: usize = 8;
         let mut heights = [0.0f64; MOST];
@@ -866,21 +876,23 @@ impl Past<'_> {
             if c + half + self.block > self.view.end() as i64 {
                 continue;
             }
-            let (Some(smooth), Some(here)) = (
-                self.period_mean(k, c - half, c + half),
-                self.block_mean(k, c),
-            ) else {
+            let Some((rise, from_below, here)) = self.rise(k, c, half) else {
                 continue;
             };
-            // A rise: above the smoothed mean, and above the lowest block of the half-width
-            // before it (a plateau or a smooth bump is above its mean too, but rose slowly).
-            let least_before = (1..=half / self.block)
-                .filter_map(|j| self.block_mean(k, c - j * self.block))
-                .fold(here, f64::min);
-            let rise = (here - smooth).min(here - least_before) / smooth.max(f64::MIN_POSITIVE);
             let next = self.block_mean(k, c + self.block);
             heights[n] = next.map_or(here, |next| next.max(here));
             rises[n] = (rise, k, c);
+            // The step's own block, when the step falls late in it: its mean, mostly minutes
+            // from before the step, stays below the ±half mean, but it has left the blocks
+            // before it, and the next block (all after the step) is a rise. Its rise is the
+            // lesser of the two; a flat block before a step (nothing risen yet) is not one.
+            if rise <= 0.0
+                && from_below > 0.0
+                && let Some((next_rise, _, _)) = self.rise(k, c + self.block, half)
+                && next_rise > 0.0
+            {
+                rises[n].0 = next_rise.min(from_below);
+            }
             n += 1;
         }
         // The texture (hours of blocks) is read only where most periods rise at all, and only
@@ -898,6 +910,21 @@ impl Past<'_> {
             }
         }
         None
+    }
+
+    /// How far the block that holds `c`, `k` periods back, rises, relative to the ±`half`
+    /// mean: the lesser of its height above that mean and above the lowest block of the `half`
+    /// before it (a plateau or a smooth bump is above its mean too, but rose slowly); with the
+    /// latter alone, and the block's mean.
+    fn rise(&self, k: i64, c: i64, half: i64) -> Option<(f64, f64, f64)> {
+        let smooth = self.period_mean(k, c - half, c + half)?;
+        let here = self.block_mean(k, c)?;
+        let least_before = (1..=half / self.block)
+            .filter_map(|j| self.block_mean(k, c - j * self.block))
+            .fold(here, f64::min);
+        let scale = smooth.max(f64::MIN_POSITIVE);
+        let from_below = (here - least_before) / scale;
+        Some((((here - smooth) / scale).min(from_below), from_below, here))
     }
 
     /// The mean over the block (on the epoch's grid of `COARSE_BLOCK`s) that holds `c`, `k`
@@ -1140,6 +1167,43 @@ mod tests {
             let (kept, _) = sharp_and_smooth(&h, p, now);
             assert!(kept > 490.0, "{p:?}: {kept}");
         }
+    }
+
+    #[test]
+    fn a_step_late_in_its_block_is_read_at_its_height_from_the_blocks_start() {
+        // A daily half-hour spike from 100 to 1000 at 09:03, 3 % texture: the block from 09:00
+        // holds three minutes before the spike and averages about 460, below the ±15-minute
+        // mean (about 540). Unread there, the spike's first minutes are forecast at the ramp by
+        // every decision that readies replicas for them (a decision at 08:58 readies them at
+        // 09:03 and reads up to 09:04), and the calibration makes up for those minutes with a
+        // margin on every minute of the day — the height included.
+        let h = textured(0.03, |t| {
+            let since = (t - t0()).num_minutes().rem_euclid(1440) - 543;
+            if (0..30).contains(&since) {
+                1000.0
+            } else {
+                100.0
+            }
+        });
+        let minute = |m: i64| t0() + Duration::days(14) + Duration::minutes(m);
+        let at = |cfg: &ModelConfig, m: i64| {
+            let view = h.view_at(minute(m) - Duration::hours(1)).unwrap();
+            let adjust = Adjustments::default();
+            predict_peak(cfg, Predictor::Daily, view, &adjust, minute(m), minute(m)).unwrap()
+        };
+        let sharp = ModelConfig::default();
+        let smooth = ModelConfig {
+            recurring_steps: false,
+            ..ModelConfig::default()
+        };
+        // 09:00 to 09:02, the step's block before the step: its height, as the block after.
+        for m in [540, 541, 542] {
+            assert!(at(&sharp, m) > 900.0, "{m}: {}", at(&sharp, m));
+            assert!(at(&smooth, m) < 700.0, "{m}: {}", at(&smooth, m));
+        }
+        assert!(at(&sharp, 545) > 900.0, "{}", at(&sharp, 545));
+        // The block before it, which has not risen, is the smoothed profile.
+        assert_eq!(at(&sharp, 538), at(&smooth, 538));
     }
 
     #[test]
