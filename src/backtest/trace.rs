@@ -80,7 +80,7 @@ impl Trace {
                 return Err(err(
                     line,
                     format!(
-                        "value {v} must be a finite number from 0 to {:e}",
+                        "value {v} must be a finite number ≥ 0 and at most {:e}",
                         crate::planning::forecast::MAX_LOAD
                     ),
                 ));
@@ -286,5 +286,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("≥ 0"), "{e}");
+        // A wrapped unsigned counter is not load either.
+        let e = Trace::parse(
+            "x.csv",
+            "timestamp,value\n2026-01-01T00:00:00Z,18446744073709551615\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 2") && e.contains("at most 1e15"), "{e}");
     }
 }
