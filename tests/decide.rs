@@ -698,6 +698,21 @@ fn from_two_at(values: Vec<f64>, first: usize) -> Vec<(u32, Decision)> {
     out
 }
 
+/// Replayed from minute `first` at two replicas (`from_two_at`): neither the count nor the live
+/// floor ever rises above two; `case` names the replay in the failure.
+fn stays_at_two(values: Vec<f64>, first: usize, case: &str) {
+    let seen: Vec<_> = from_two_at(values, first)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, d))| (i, d.desired_replicas, d.live_replicas))
+        .collect();
+    assert!(
+        seen.iter()
+            .all(|(_, r, live)| *r <= 2 && live.is_none_or(|l| l <= 2)),
+        "{case}: {seen:?}"
+    );
+}
+
 /// Whether `d`, made at `from` replicas, stayed within the default scale-up limit (the HPA's
 /// 100 % or 4 pods a period).
 fn within_default_limit(from: u32, d: &Decision) -> bool {
@@ -936,16 +951,7 @@ fn a_level_from_before_a_long_absence_keeps_a_count_on_zeros_but_does_not_raise_
         v.extend(vec![f64::NAN; gap]);
         v.extend([0.0; 10]);
         let first_zero = v.len() - 10;
-        let seen: Vec<_> = from_two_at(v, first_zero)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, d))| (i, d.desired_replicas, d.live_replicas))
-            .collect();
-        assert!(
-            seen.iter()
-                .all(|(_, n, live)| *n <= 2 && live.is_none_or(|l| l <= 2)),
-            "gap {gap}: {seen:?}"
-        );
+        stays_at_two(v, first_zero, &format!("gap {gap}"));
     }
 }
 
@@ -1256,15 +1262,6 @@ fn a_held_level_that_did_not_last_never_raises_the_count() {
         let first = v.len();
         v.extend([0.0; 2]);
         v.extend([5.0; 5]);
-        let seen: Vec<_> = from_two_at(v, first)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, d))| (i, d.desired_replicas, d.live_replicas))
-            .collect();
-        assert!(
-            seen.iter()
-                .all(|(_, r, live)| *r <= 2 && live.is_none_or(|l| l <= 2)),
-            "{n}: {seen:?}"
-        );
+        stays_at_two(v, first, &n.to_string());
     }
 }

@@ -1574,6 +1574,63 @@ async fn a_query_that_keeps_timing_out_is_retried_with_backoff() {
     assert_eq!(status(&api, "slow")["reactiveReplicas"], 2);
 }
 
+/// `prescaler run` (the release binary, its own process) against `api` served over HTTP and
+/// `prometheus`, without leader election, serving its metrics on a free port, with `args`
+/// added; killed when dropped.
+async fn operator_process(api: &FakeApi, prometheus: &str, args: &[&str]) -> OperatorProcess {
+    let kubeconfig_dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.serve_http(kubeconfig_dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+        .args([
+            "run",
+            "--prometheus-url",
+            prometheus,
+            "--no-leader-election",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    OperatorProcess {
+        child,
+        _kubeconfig_dir: kubeconfig_dir,
+    }
+}
+
+struct OperatorProcess {
+    child: std::process::Child,
+    _kubeconfig_dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for OperatorProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for OperatorProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.child
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs `prescaler run` (the release binary, its own process) against `api` served over HTTP and
 /// `prometheus`, until `done` holds and three syncs more; returns its peak RSS (VmHWM) in KiB.
 async fn peak_rss_of_the_operator(
@@ -1582,50 +1639,23 @@ async fn peak_rss_of_the_operator(
     args: &[&str],
     done: impl FnMut() -> Result<(), String>,
 ) -> u64 {
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.serve_http(dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Running(
-        std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
-            .args([
-                "run",
-                "--prometheus-url",
-                prometheus,
-                "--no-leader-election",
-            ])
-            .args([
-                "--sync-period",
-                "2s",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                // What is measured is the byte limit, not Prometheus' speed: on a loaded machine
-                // the 1,000-series range read took over the default 10 s (QueryTimeout instead
-                // of ResponseTooLarge).
-                "--prometheus-timeout",
-                "60s",
-            ])
-            .args(args)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = operator_process(
+        api,
+        prometheus,
+        &[
+            &["--sync-period", "2s"],
+            // What is measured is the byte limit, not Prometheus' speed: on a loaded machine the
+            // 1,000-series range read took over the default 10 s (QueryTimeout instead of
+            // ResponseTooLarge).
+            &["--prometheus-timeout", "60s"],
+            args,
+        ]
+        .concat(),
+    )
+    .await;
     eventually(60, "the operator got there", done).await;
     tokio::time::sleep(StdDuration::from_secs(6)).await;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -1806,6 +1836,24 @@ async fn selective_hang(
     .await
 }
 
+/// A tenant editing its `count` scalers twice a second, `spec(i, version)` each, version 1, 2, …
+/// (a new generation is reconciled at once, whatever the backoff), until the task is aborted.
+fn edit_twice_a_second(
+    api: &FakeApi,
+    count: usize,
+    spec: impl Fn(usize, usize) -> Value + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        for version in 1.. {
+            for i in 0..count {
+                api.put(spec(i, version));
+            }
+            tokio::time::sleep(StdDuration::from_millis(500)).await;
+        }
+    })
+}
+
 /// What the stand-in (`stand_in`) does with a request.
 enum Pass {
     /// Held open, never answered, until the client gives up.
@@ -1924,17 +1972,7 @@ async fn one_tenants_hanging_queries_do_not_stop_another_tenants_scaling() {
         expect_condition(&api, "victim", "MetricsAvailable", "True", "QuerySucceeded")
     })
     .await;
-    let churn = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            for version in 1.. {
-                for i in 0..HOSTILE {
-                    api.put(hostile(i, version));
-                }
-                tokio::time::sleep(StdDuration::from_millis(500)).await;
-            }
-        })
-    };
+    let churn = edit_twice_a_second(&api, HOSTILE, hostile);
     tokio::time::sleep(StdDuration::from_secs(3)).await;
     // Only the victim's reads pass the stand-in: with a 1 s sync, about one a second.
     let read_before = passed.load(std::sync::atomic::Ordering::SeqCst);
@@ -2077,17 +2115,7 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
     })
     .await;
     HOSTILE_DELAY_MS.store(900, SeqCst);
-    let churn = tokio::spawn({
-        let api = api.clone();
-        async move {
-            for version in 1.. {
-                for i in 0..HOSTILE {
-                    api.put(hostile(i, version));
-                }
-                tokio::time::sleep(StdDuration::from_millis(500)).await;
-            }
-        }
-    });
+    let churn = edit_twice_a_second(&api, HOSTILE, hostile);
     tokio::time::sleep(StdDuration::from_secs(3)).await;
     let victim_reads = || {
         api.requests()
@@ -2674,17 +2702,7 @@ async fn namespaces_of_one_scaler_each_do_not_starve_a_namespace_of_many() {
         })
     })
     .await;
-    let churn = tokio::spawn({
-        let api = api.clone();
-        async move {
-            for version in 1.. {
-                for i in 0..HOSTILE {
-                    api.put(hostile(i, version));
-                }
-                tokio::time::sleep(StdDuration::from_millis(500)).await;
-            }
-        }
-    });
+    let churn = edit_twice_a_second(&api, HOSTILE, hostile);
     tokio::time::sleep(StdDuration::from_secs(5)).await;
     let victim_scale_reads = || {
         api.requests()
@@ -2743,27 +2761,7 @@ async fn sigterm_with_hundreds_of_reconciles_waiting_stops_the_operator_at_once(
         api.put(deployment(&format!("w{i}"), 2));
         api.put(scaler(&format!("w{i}"), "web", json!({})));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.serve_http(dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
-        .args(["run", "--prometheus-url", &url, "--no-leader-election"])
-        .args([
-            "--sync-period",
-            "30s",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = operator_process(&api, &url, &["--sync-period", "30s"]).await;
     let decided = |api: &FakeApi| {
         api.list("prescaler.dev/v1alpha1", "PredictiveScaler")
             .iter()
@@ -2800,10 +2798,6 @@ async fn sigterm_with_hundreds_of_reconciles_waiting_stops_the_operator_at_once(
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     };
     let took = t0.elapsed();
-    if exited.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     let after = SCALERS - decided(&api);
     proxy.abort();
     eprintln!(

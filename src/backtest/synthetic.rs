@@ -7,13 +7,14 @@
 //! as scenario files; `tests/regimes.rs` replays them in process. Described in
 //! `docs/simulation.md`.
 //!
-//! The random numbers come from SplitMix64, written out here (`SplitMix64`, also the demo
-//! trace's generator's) rather than from the `rand` crate, so that a seed means the same suite
-//! whatever a dependency does.
+//! The random numbers come from SplitMix64 (`planning::rng`, also the demo trace's generator)
+//! rather than from the `rand` crate, so that a seed means the same suite whatever a dependency
+//! does.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 
 use super::trace::Trace;
+pub use crate::planning::rng::SplitMix64;
 
 /// A trace's samples, one a minute, as (time, load).
 pub type Samples = Vec<(DateTime<Utc>, f64)>;
@@ -214,26 +215,6 @@ pub fn csv(samples: &[(DateTime<Utc>, f64)]) -> String {
         out.push_str(&format!("{},{v:.2}\n", t.format("%Y-%m-%dT%H:%M:%SZ")));
     }
     out
-}
-
-/// SplitMix64: a tiny, well-known, deterministic generator, seeded by its state.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A standard normal sample (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
 }
 
 #[cfg(test)]

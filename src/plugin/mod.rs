@@ -67,7 +67,7 @@ pub async fn plan(
     let scaler = get_predictive_scaler(client, namespace, name).await?;
     let mut spec = scaler.spec.validate()?;
     let target_ref = &scaler.spec.scale_target_ref;
-    let target = format!("{} {}", target_ref.kind, target_ref.name);
+    let target = target_ref.to_string();
     let mut notes = Vec::new();
     // `leadTime: Auto`: the lead time the operator learned and uses (its status says), within
     // the bounds any lead time has.
@@ -293,7 +293,7 @@ pub async fn why(
     Ok(WhyReport {
         namespace: namespace.into(),
         name: name.into(),
-        target: format!("{} {}", target_ref.kind, target_ref.name),
+        target: target_ref.to_string(),
         mode: format!("{:?}", scaler.spec.mode),
         status: scaler.status.clone().unwrap_or_default(),
         events,

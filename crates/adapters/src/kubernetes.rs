@@ -754,11 +754,6 @@ pub async fn get_scaled_object(
     namespace: &str,
     name: &str,
 ) -> Result<Option<DynamicObject>> {
-    // `name` comes from an HPA's owner reference, which the API server does not check and a
-    // tenant may write: not a name, no such ScaledObject (and no path built from it).
-    if !names::is_dns_subdomain(name) {
-        return Ok(None);
-    }
     call(
         "reading a KEDA ScaledObject",
         scaled_objects(client, namespace).get_opt(name),

@@ -214,6 +214,13 @@ pub struct ScaleTargetRef {
     pub namespace: Option<String>,
 }
 
+/// `Deployment checkout`: the target as Events, conditions and `kubectl prescaler` name it.
+impl std::fmt::Display for ScaleTargetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
 fn default_target_api_version() -> String {
     "apps/v1".into()
 }

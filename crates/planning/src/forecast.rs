@@ -1117,7 +1117,7 @@ mod tests {
     /// A daily series with a Gaussian texture of `sd` (relative), and the forecast of the peak
     /// over the 6 minutes from `now` with steps kept sharp or not.
     fn textured(sd: f64, load: impl Fn(DateTime<Utc>) -> f64) -> History {
-        let mut rng = crate::test_rng::SplitMix64(18);
+        let mut rng = crate::rng::SplitMix64(18);
         let noise: Vec<f64> = (0..15 * 1440).map(|_| 1.0 + sd * rng.normal()).collect();
         history(15, |t| load(t) * noise[(t - t0()).num_minutes() as usize])
     }

@@ -14,11 +14,9 @@ pub mod forecast;
 pub mod outlook;
 pub mod plan;
 pub mod planner;
+pub mod rng;
 pub mod schedule;
 pub mod startup;
-
-#[cfg(test)]
-mod test_rng;
 
 /// The replicas `load` needs at `per_replica` each: `ceil(load / per_replica)`, saturating at
 /// `u32::MAX` (and 0 for a load that is not a number, which the callers never pass on).

@@ -34,11 +34,8 @@ pub(super) async fn actuate(
     decision: &Decision,
 ) -> Result<Actuated> {
     let current = target.workload.replicas();
-    let target_name = format!(
-        "{} {}",
-        ps.spec.scale_target_ref.kind, ps.spec.scale_target_ref.name
-    );
-    if let Some(finding) = held_back(ps, ctx, target, decision, &target_name).await? {
+    let target_name = ps.spec.scale_target_ref.to_string();
+    if let Some(finding) = held_back(ps, ctx, decision, &target_name).await? {
         return Ok(Actuated {
             finding,
             current,
@@ -54,13 +51,12 @@ pub(super) async fn actuate(
     }
 }
 
-/// Why nothing is written this time, if nothing is: ForecastOnly mode, a paused workload or
-/// one scaled to zero, or a replica that no longer leads. A floor held before is given back
-/// (except by a replica that may not write).
+/// Why nothing is written this time, if nothing is: ForecastOnly mode (a floor held before is
+/// given back), or a replica that no longer leads. (A target whose scaling is disabled does
+/// not get this far: see `Target::scaling_disabled`.)
 async fn held_back(
     ps: &PredictiveScaler,
     ctx: &Context,
-    target: &Target,
     decision: &Decision,
     target_name: &str,
 ) -> Result<Option<Finding>> {
@@ -76,10 +72,6 @@ async fn held_back(
             ),
         )));
     }
-    if let Some(finding) = scaling_disabled(target, target_name) {
-        give_back_floor(ps, ctx).await?;
-        return Ok(Some(finding));
-    }
     if !ctx.may_write() {
         return Ok(Some(Finding::new(
             READY,
@@ -89,27 +81,6 @@ async fn held_back(
         )));
     }
     Ok(None)
-}
-
-/// Why the target's scaling is disabled, if it is: a pause annotation, or (the HPA's
-/// convention) a workload someone scaled to zero without an HPA.
-pub(super) fn scaling_disabled(target: &Target, target_name: &str) -> Option<Finding> {
-    if let Some(why) = &target.workload.paused {
-        return Some(Finding::new(
-            READY,
-            false,
-            "ScalingDisabled",
-            format!("{why}: prescaler does not scale it"),
-        ));
-    }
-    (target.workload.replicas() == 0 && target.hpa.is_none()).then(|| {
-        Finding::new(
-            READY,
-            false,
-            "ScalingDisabled",
-            format!("{target_name} has 0 replicas: scaling is disabled until someone scales it up"),
-        )
-    })
 }
 
 /// An HPA scales the target: prescaler holds its `minReplicas` at the decision's floor.

@@ -20,7 +20,7 @@ mod floors;
 mod observe;
 mod report;
 
-use actuate::{actuate, scaling_disabled};
+use actuate::actuate;
 pub use context::{Context, Settings};
 use decide::decide;
 pub use floors::FINALIZER;
@@ -43,12 +43,6 @@ use super::telemetry::ScalerLabels;
 use crate::api::{Mode, PredictiveScaler};
 use crate::operator::conditions::{self, Finding, READY};
 use crate::{Error, Result, adapters};
-
-/// `Deployment checkout`: the target as Events and conditions name it.
-fn target_name(ps: &PredictiveScaler) -> String {
-    let target = &ps.spec.scale_target_ref;
-    format!("{} {}", target.kind, target.name)
-}
 
 fn labels(ps: &PredictiveScaler) -> ScalerLabels {
     ScalerLabels {
@@ -285,7 +279,7 @@ async fn observe_decide_act(
         }
     };
     if ps.spec.mode != Mode::ForecastOnly
-        && let Some(disabled) = scaling_disabled(&target, &target_name(ps))
+        && let Some(disabled) = target.scaling_disabled(&ps.spec.scale_target_ref.to_string())
     {
         // Nothing will be written, so nothing is read or kept for it: a thousand scalers over
         // workloads scaled to zero (no pods, no quota) held 337 KiB of history each, enough
@@ -323,7 +317,7 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
-    let target_name = target_name(ps);
+    let target_name = ps.spec.scale_target_ref.to_string();
     match &lead {
         Some((_, survey)) => findings.push(conditions::pods_pending_finding(
             survey.as_ref().map_err(String::as_str),

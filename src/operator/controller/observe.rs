@@ -194,6 +194,31 @@ async fn keda_refusal(
     }))
 }
 
+impl Target {
+    /// Why the target's scaling is disabled, if it is: a pause annotation, or (the HPA's
+    /// convention) a workload someone scaled to zero without an HPA.
+    pub(super) fn scaling_disabled(&self, target_name: &str) -> Option<Finding> {
+        if let Some(why) = &self.workload.paused {
+            return Some(Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!("{why}: prescaler does not scale it"),
+            ));
+        }
+        (self.workload.replicas() == 0 && self.hpa.is_none()).then(|| {
+            Finding::new(
+                READY,
+                false,
+                "ScalingDisabled",
+                format!(
+                    "{target_name} has 0 replicas: scaling is disabled until someone scales it up"
+                ),
+            )
+        })
+    }
+}
+
 impl Context {
     /// The watched store of KEDA ScaledObjects `scaled_object_for` reads (the operator runs the
     /// watch with KEDA support on; see `operator::run_controller`). Without it, each lookup

@@ -1,5 +1,6 @@
-//! The tests' random numbers: SplitMix64, as `prescaler::backtest::synthetic` writes it out (the
-//! backtest is above this crate; the two must give the same sequence for the same seed).
+//! Deterministic random numbers for generated loads (the backtest's synthetic regime suite, the
+//! demo trace) and the tests: SplitMix64, written out rather than taken from the `rand` crate, so
+//! that a seed means the same load whatever a dependency does. The planner itself draws none.
 
 /// SplitMix64: a tiny, well-known, deterministic generator, seeded by its state.
 pub struct SplitMix64(pub u64);
