@@ -2,6 +2,7 @@
 //! `backtest` replays a load through the planner and scores it. Parsing and dispatch only; what
 //! each command does lives in the library.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Outcome, Setup, chart, report};
 use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
-use prescaler::operator::controller::Settings;
+use prescaler::operator::controller::{DEFAULT_MAX_SCALERS_PER_NAMESPACE, Settings};
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
@@ -114,6 +115,12 @@ struct RunArgs {
     /// patch on scaledobjects.keda.sh (the chart's keda.enabled). Off, such targets are refused.
     #[arg(long, env = "PRESCALER_KEDA")]
     keda: bool,
+    /// The most PredictiveScalers acted on in one namespace, the oldest first; the newer ones
+    /// are refused (`TooManyScalers`) and cost no history. Each scaler keeps its metric's history
+    /// in memory (about a third of a MiB): this keeps one tenant from running the operator out of
+    /// memory for all. 0: no limit.
+    #[arg(long, default_value_t = DEFAULT_MAX_SCALERS_PER_NAMESPACE as u32, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    max_scalers_per_namespace: u32,
 }
 
 #[derive(Args)]
@@ -272,6 +279,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
                 .confine_queries_to_namespace
                 .then_some(args.namespace_label),
             keda: args.keda,
+            max_scalers_per_namespace: NonZeroUsize::new(args.max_scalers_per_namespace as usize),
             ..Settings::default()
         },
         listen: args.listen,

@@ -2998,3 +2998,88 @@ async fn scalers_of_disabled_workloads_read_and_keep_no_history() {
     assert!(queries(&op.metrics.encode()) > 0.0);
     assert_eq!(replicas(&api, "paused"), 3);
 }
+
+/// A tenant creating more scalers than `--max-scalers-per-namespace` allows: the oldest are
+/// acted on (by creation time, not by name), the newer ones are refused before anything is read
+/// for them, another namespace is not counted against it, and a refused one is admitted once an
+/// older one goes.
+#[tokio::test]
+async fn a_namespace_beyond_its_scaler_limit_runs_only_its_oldest() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    // Created in an order their names do not tell: e4 is the oldest, e0 the newest.
+    for (i, created) in ["05", "04", "03", "02", "01"].iter().enumerate() {
+        let name = format!("e{i}");
+        api.put(deployment(&name, 2));
+        let mut s = scaler(&name, &name, json!({}));
+        s["metadata"]["creationTimestamp"] = json!(format!("2026-01-{created}T00:00:00Z"));
+        api.put(s);
+    }
+    // Another tenant's scaler, newer than all of them.
+    let mut other = deployment("elsewhere", 2);
+    other["metadata"]["namespace"] = json!("other");
+    api.put(other);
+    let mut other = scaler("elsewhere", "web", json!({}));
+    other["metadata"]["namespace"] = json!("other");
+    other["metadata"]["creationTimestamp"] = json!("2026-02-01T00:00:00Z");
+    api.put(other);
+    // 1,000/s: 20 replicas at 50 a replica. Reads of the refused two are counted.
+    static REFUSED_READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let source = Arc::new(ScriptedSource::new(|query, _| {
+        if query.contains("\"e0\"") || query.contains("\"e1\"") {
+            REFUSED_READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Some(1_000.0)
+    }));
+    let _op = start_operator_on(&api, source, |s| {
+        s.max_scalers_per_namespace = std::num::NonZeroUsize::new(3)
+    });
+    eventually(
+        30,
+        "the oldest three scaled, the newest two refused",
+        || {
+            for name in ["e4", "e3", "e2"] {
+                match replicas(&api, name) {
+                    20 => {}
+                    r => return Err(format!("{name}: {r} replicas: {}", status(&api, name))),
+                }
+            }
+            for name in ["e1", "e0"] {
+                expect_condition(&api, name, "Ready", "False", "TooManyScalers")
+                    .map_err(|e| format!("{name}: {e}"))?;
+            }
+            match api.get("apps/v1", "Deployment", "other", "elsewhere") {
+                Some(d) if d["spec"]["replicas"] == 20 => Ok(()),
+                d => Err(format!("the other namespace's workload: {d:?}")),
+            }
+        },
+    )
+    .await;
+    let (_, _, message) = condition(&api, "e0", "Ready").unwrap();
+    assert!(
+        message.contains("4 older") && message.contains("at most 3 per namespace"),
+        "{message}"
+    );
+    // Nothing scaled for the refused ones, and nothing read for them.
+    assert_eq!(replicas(&api, "e1"), 2);
+    assert_eq!(replicas(&api, "e0"), 2);
+    assert_eq!(REFUSED_READS.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // One of the oldest goes: the older of the refused two takes its place, the newest stays out.
+    api.delete(
+        "prescaler.dev/v1alpha1",
+        "PredictiveScaler",
+        support::harness::NS,
+        "e3",
+    );
+    eventually(
+        30,
+        "e1 admitted once an older scaler went",
+        || match replicas(&api, "e1") {
+            20 => Ok(()),
+            r => Err(format!("{r} replicas: {}", status(&api, "e1"))),
+        },
+    )
+    .await;
+    expect_condition(&api, "e0", "Ready", "False", "TooManyScalers").unwrap();
+    assert_eq!(replicas(&api, "e0"), 2);
+}

@@ -139,6 +139,9 @@ async fn operator_at_scale() {
             "--no-leader-election",
             "--sync-period",
             "30s",
+            // All in one namespace: the per-namespace limit would refuse most of them.
+            "--max-scalers-per-namespace",
+            "0",
         ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("KUBECONFIG", &kubeconfig)

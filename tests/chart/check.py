@@ -163,6 +163,7 @@ class Chart(unittest.TestCase):
         self.assertIn("--prometheus-ca-file=/etc/prescaler/prometheus-ca/ca.crt", args)
         # Written as an integer, not Helm's float (4.194304e+06), which the flag would refuse.
         self.assertIn("--prometheus-max-response-bytes=4194304", args)
+        self.assertIn("--max-scalers-per-namespace=100", args)
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -277,6 +278,8 @@ class Chart(unittest.TestCase):
 
     def test_bad_values_are_refused_at_install(self):
         for bad in (["--set", "operator.concurrency=0"],
+                    ["--set", "operator.maxScalersPerNamespace=-1"],
+                    ["--set", "operator.maxScalersPerNamespace=lots"],
                     ["--set", "prometheus.url=prometheus:9090"],
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],

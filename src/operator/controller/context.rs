@@ -2,6 +2,7 @@
 //! history cache, read backoff, lead-time tracker, plan memo) and the limits on Prometheus reads.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -55,7 +56,15 @@ pub struct Settings {
     /// How long after a start-up sweep for orphaned floors that could not give back every one
     /// (an object the API server refused, a list it did not answer) the sweep runs again.
     pub orphan_sweep_retry: StdDuration,
+    /// The most PredictiveScalers acted on in one namespace, the oldest first (see
+    /// `observe::beyond_namespace_limit`); `None` for no limit.
+    pub max_scalers_per_namespace: Option<NonZeroUsize>,
 }
+
+/// `--max-scalers-per-namespace`'s default: at about a third of a MiB of history each, one
+/// tenant's scalers hold at most about a tenth of the chart's memory limit (384 MiB), and a
+/// namespace rarely has a hundred workloads worth forecasting.
+pub const DEFAULT_MAX_SCALERS_PER_NAMESPACE: usize = 100;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -69,6 +78,7 @@ impl Default for Settings {
             lead_time_settle: StdDuration::from_secs(600),
             pod_survey_interval: StdDuration::from_secs(60),
             orphan_sweep_retry: StdDuration::from_secs(300),
+            max_scalers_per_namespace: NonZeroUsize::new(DEFAULT_MAX_SCALERS_PER_NAMESPACE),
         }
     }
 }
@@ -240,7 +250,7 @@ impl Context {
     }
 
     /// Drops what the scaler's reconciles keep (its planner and history) and nothing else: for a
-    /// scaler that reads nothing while its target's scaling is disabled.
+    /// scaler that reads nothing while it is refused or its target's scaling is disabled.
     pub(super) async fn drop_state(&self, ps: &PredictiveScaler) {
         if let Some(uid) = ps.uid() {
             self.states.lock().await.remove(&uid);

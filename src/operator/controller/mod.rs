@@ -21,7 +21,7 @@ mod observe;
 mod report;
 
 use actuate::actuate;
-pub use context::{Context, Settings};
+pub use context::{Context, DEFAULT_MAX_SCALERS_PER_NAMESPACE, Settings};
 use decide::decide;
 pub use floors::FINALIZER;
 use floors::{give_back_floor, release_orphaned_floors, sweep_orphaned_floors};
@@ -271,7 +271,9 @@ async fn observe_decide_act(
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
         Err(refusal) => {
-            // A refused scaler plans nothing: its planned replicas must not linger in metrics.
+            // A refused scaler plans nothing and keeps nothing: its planned replicas must not
+            // linger in metrics, nor its history in memory (it is read again once admitted).
+            ctx.drop_state(ps).await;
             ctx.metrics.observe_plan(&labels(ps), None);
             give_back_floor(ps, ctx).await?;
             write_status(ps, ctx, None, vec![refusal], now).await?;

@@ -37,6 +37,10 @@ pub(super) async fn observe(
     ctx: &Context,
 ) -> Result<Result<Target, Finding>> {
     let namespace = ps.namespace().unwrap_or_default();
+    // First, before anything is validated, read or kept for it.
+    if let Some(finding) = beyond_namespace_limit(ps, ctx, &namespace) {
+        return Ok(Err(finding));
+    }
     let spec = match ctx.validated(ps) {
         Ok(spec) => spec,
         Err(e) => {
@@ -97,6 +101,41 @@ pub(super) async fn observe(
 /// `Ready=False` for `reason`.
 fn refused(reason: &str, message: String) -> Finding {
     Finding::new(READY, false, reason, message)
+}
+
+/// Why nothing is done for this scaler, if its namespace already holds as many older ones as
+/// `--max-scalers-per-namespace` allows. Each scaler keeps its metric's history in this process
+/// (about a third of a MiB), so one tenant creating thousands would run the operator out of
+/// memory for every tenant. The oldest are kept (creation time, then name: the order the
+/// one-scaler-per-target rule uses), so a new scaler can never stop one that already runs;
+/// scalers in mode Off count too, so that turning one on cannot stop a newer one either.
+fn beyond_namespace_limit(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    namespace: &str,
+) -> Option<Finding> {
+    let limit = ctx.settings.max_scalers_per_namespace?;
+    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    let own = key(ps);
+    let older = ctx
+        .scalers
+        .state()
+        .iter()
+        .filter(|other| {
+            other.namespace().as_deref() == Some(namespace)
+                && other.uid() != ps.uid()
+                && other.meta().deletion_timestamp.is_none()
+                && key(other) < own
+        })
+        .count();
+    (older >= limit.get()).then(|| {
+        refused(
+            "TooManyScalers",
+            format!(
+                "namespace {namespace} holds {older} older PredictiveScalers and prescaler acts on at most {limit} per namespace (the operator's --max-scalers-per-namespace), the oldest first: nothing is read or scaled for this one until an older one is deleted or the limit is raised"
+            ),
+        )
+    })
 }
 
 /// Why the scaler's target is not even read, if it is not: mode Off, a target in another
