@@ -21,6 +21,112 @@ pub const MAX_REPLICAS_SUFFICIENT: &str = "MaxReplicasSufficient";
 /// time — the cluster, not the forecast, is late.
 pub const PODS_PENDING: &str = "PodsPending";
 
+/// Every reason of the `Ready` condition: whether prescaler acts on the target, and how, or why
+/// not. One list, so that each is written the same everywhere and documented (the README names
+/// each; a test checks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyReason {
+    /// True: prescaler writes the target's `/scale`.
+    Scaling,
+    /// True: an HPA scales the target; prescaler holds its `minReplicas` at the forecast floor.
+    FloorOnHpa,
+    /// True: a KEDA ScaledObject scales the target; prescaler holds its `minReplicaCount`.
+    FloorOnScaledObject,
+    /// True: mode ForecastOnly; what would be written is told, nothing is.
+    ForecastOnly,
+    /// True: mode Off; nothing is computed or changed.
+    Off,
+    /// False: this replica lost the Lease; the new leader acts.
+    NotLeader,
+    /// False: the spec is out of bounds or does not parse.
+    InvalidSpec,
+    /// False: the namespace holds `--max-scalers-per-namespace` older scalers.
+    TooManyScalers,
+    /// False: `scaleTargetRef.namespace` names another namespace.
+    CrossNamespaceTarget,
+    /// False: an older PredictiveScaler scales the same target.
+    AmbiguousTarget,
+    /// False: KEDA manages the target's HPA and KEDA support is off.
+    KedaManagedTarget,
+    /// False: a KEDA ScaledObject scales the target but its HPA does not exist yet.
+    WaitingForKedaHpa,
+    /// False: the HPA names a KEDA ScaledObject as its owner that does not exist.
+    ScaledObjectNotFound,
+    /// False: the HPA's owning ScaledObject does not scale this target.
+    ScaledObjectMismatch,
+    /// False: the target does not exist.
+    TargetNotFound,
+    /// False: the target's kind has no `/scale` subresource.
+    ScaleNotSupported,
+    /// False: the target is scaled to zero (without an HPA) or paused.
+    ScalingDisabled,
+    /// False: the operator's service account lacks a permission.
+    Forbidden,
+    /// False: the reconcile failed unexpectedly (a panic, caught); retried with backoff.
+    InternalError,
+}
+
+impl ReadyReason {
+    pub const ALL: [ReadyReason; 19] = [
+        Self::Scaling,
+        Self::FloorOnHpa,
+        Self::FloorOnScaledObject,
+        Self::ForecastOnly,
+        Self::Off,
+        Self::NotLeader,
+        Self::InvalidSpec,
+        Self::TooManyScalers,
+        Self::CrossNamespaceTarget,
+        Self::AmbiguousTarget,
+        Self::KedaManagedTarget,
+        Self::WaitingForKedaHpa,
+        Self::ScaledObjectNotFound,
+        Self::ScaledObjectMismatch,
+        Self::TargetNotFound,
+        Self::ScaleNotSupported,
+        Self::ScalingDisabled,
+        Self::Forbidden,
+        Self::InternalError,
+    ];
+
+    /// As written in the condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scaling => "Scaling",
+            Self::FloorOnHpa => "FloorOnHPA",
+            Self::FloorOnScaledObject => "FloorOnScaledObject",
+            Self::ForecastOnly => "ForecastOnly",
+            Self::Off => "Off",
+            Self::NotLeader => "NotLeader",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::TooManyScalers => "TooManyScalers",
+            Self::CrossNamespaceTarget => "CrossNamespaceTarget",
+            Self::AmbiguousTarget => "AmbiguousTarget",
+            Self::KedaManagedTarget => "KedaManagedTarget",
+            Self::WaitingForKedaHpa => "WaitingForKedaHpa",
+            Self::ScaledObjectNotFound => "ScaledObjectNotFound",
+            Self::ScaledObjectMismatch => "ScaledObjectMismatch",
+            Self::TargetNotFound => "TargetNotFound",
+            Self::ScaleNotSupported => "ScaleNotSupported",
+            Self::ScalingDisabled => "ScalingDisabled",
+            Self::Forbidden => "Forbidden",
+            Self::InternalError => "InternalError",
+        }
+    }
+
+    /// Whether the condition is True with this reason: prescaler acts, or was told not to.
+    pub fn is_ready(self) -> bool {
+        matches!(
+            self,
+            Self::Scaling
+                | Self::FloorOnHpa
+                | Self::FloorOnScaledObject
+                | Self::ForecastOnly
+                | Self::Off
+        )
+    }
+}
+
 /// One condition as the reconcile found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -43,6 +149,11 @@ impl Finding {
             reason: reason.into(),
             message: message.into(),
         }
+    }
+
+    /// The `Ready` condition, its status following from `reason`.
+    pub fn ready(reason: ReadyReason, message: impl Into<String>) -> Self {
+        Self::new(READY, reason.is_ready(), reason.as_str(), message)
     }
 
     /// Whether an Event should tell about this finding: a problem is a Warning.
@@ -461,6 +572,18 @@ fn significant3(v: f64) -> f64 {
 mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn every_ready_reason_is_told_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for reason in ReadyReason::ALL {
+            let written = format!("`{}`", reason.as_str());
+            assert!(
+                readme.contains(&written),
+                "the README does not name {written}"
+            );
+        }
+    }
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())

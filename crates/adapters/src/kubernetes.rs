@@ -77,12 +77,6 @@ pub enum TargetProblem {
 }
 
 impl TargetProblem {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TargetProblem::NotFound(_) => "TargetNotFound",
-            TargetProblem::NoScaleSubresource(_) => "ScaleNotSupported",
-        }
-    }
     pub fn message(&self) -> &str {
         match self {
             TargetProblem::NotFound(m) | TargetProblem::NoScaleSubresource(m) => m,

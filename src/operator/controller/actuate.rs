@@ -10,7 +10,7 @@ use tracing::info;
 use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject};
 use crate::api::{Mode, PredictiveScaler};
-use crate::operator::conditions::{Finding, READY};
+use crate::operator::conditions::{Finding, ReadyReason};
 use crate::planning::plan::Decision;
 
 use super::context::Context;
@@ -27,6 +27,7 @@ pub(super) struct Actuated {
     pub(super) scaled: bool,
 }
 
+#[tracing::instrument(skip_all)]
 pub(super) async fn actuate(
     ps: &PredictiveScaler,
     ctx: &Context,
@@ -63,20 +64,16 @@ async fn held_back(
     let desired = decision.desired_replicas;
     if ps.spec.mode == Mode::ForecastOnly {
         give_back_floor(ps, ctx).await?;
-        return Ok(Some(Finding::new(
-            READY,
-            true,
-            "ForecastOnly",
+        return Ok(Some(Finding::ready(
+            ReadyReason::ForecastOnly,
             format!(
                 "mode is ForecastOnly: {target_name} would be set to {desired} replicas; nothing is written"
             ),
         )));
     }
     if !ctx.may_write() {
-        return Ok(Some(Finding::new(
-            READY,
-            false,
-            "NotLeader",
+        return Ok(Some(Finding::ready(
+            ReadyReason::NotLeader,
             "this replica lost the Lease; the new leader acts",
         )));
     }
@@ -105,10 +102,8 @@ async fn floor_on_hpa(
         publish_floor(ctx, ps, "FloorSet", &holder, note).await;
     }
     Ok(Actuated {
-        finding: Finding::new(
-            READY,
-            true,
-            "FloorOnHPA",
+        finding: Finding::ready(
+            ReadyReason::FloorOnHpa,
             format!(
                 "HorizontalPodAutoscaler {} scales {target_name}; prescaler holds its minReplicas at the forecast floor",
                 hpa.name_any()
@@ -153,10 +148,8 @@ async fn scale(
         publish(ctx, ps, EventType::Normal, verb, note).await;
     }
     Ok(Actuated {
-        finding: Finding::new(
-            READY,
-            true,
-            "Scaling",
+        finding: Finding::ready(
+            ReadyReason::Scaling,
             format!("prescaler scales {target_name}"),
         ),
         current: target.workload.replicas(),
@@ -177,16 +170,15 @@ pub(super) async fn actuate_keda(
     current: u32,
 ) -> Result<Actuated> {
     let namespace = ps.namespace().unwrap_or_default();
-    let finding = |status: bool, reason: &str, message: String| Actuated {
-        finding: Finding::new(READY, status, reason, message),
+    let finding = |reason: ReadyReason, message: String| Actuated {
+        finding: Finding::ready(reason, message),
         current,
         scaled: false,
     };
     let Some(so) = kubernetes::get_scaled_object(&ctx.client, &namespace, name).await? else {
         give_back_floor(ps, ctx).await?;
         return Ok(finding(
-            false,
-            "ScaledObjectNotFound",
+            ReadyReason::ScaledObjectNotFound,
             format!(
                 "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its owner, which does not exist; nothing is scaled"
             ),
@@ -196,8 +188,7 @@ pub(super) async fn actuate_keda(
     if !hpa.is_some_and(|h| kubernetes::keda_manages(&so, h, &ps.spec.scale_target_ref)) {
         give_back_floor(ps, ctx).await?;
         return Ok(finding(
-            false,
-            "ScaledObjectMismatch",
+            ReadyReason::ScaledObjectMismatch,
             format!(
                 "the HorizontalPodAutoscaler of {target_name} names KEDA ScaledObject {name} as its controller, but {name} is not that object or does not scale {target_name}; nothing is written"
             ),
@@ -206,8 +197,7 @@ pub(super) async fn actuate_keda(
     if let Some(why) = kubernetes::keda_paused(&so) {
         give_back_floor(ps, ctx).await?;
         return Ok(finding(
-            false,
-            "ScalingDisabled",
+            ReadyReason::ScalingDisabled,
             format!("{why}: prescaler does not scale it"),
         ));
     }
@@ -227,8 +217,7 @@ pub(super) async fn actuate_keda(
     Ok(Actuated {
         scaled: set.is_some(),
         ..finding(
-            true,
-            "FloorOnScaledObject",
+            ReadyReason::FloorOnScaledObject,
             format!(
                 "KEDA ScaledObject {name} scales {target_name}; prescaler holds its minReplicaCount at the forecast floor"
             ),

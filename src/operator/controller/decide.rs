@@ -55,6 +55,7 @@ impl LoadRead {
 
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
 /// is older than its quarter hour or was made for another spec.
+#[tracing::instrument(skip_all)]
 pub(super) async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
@@ -70,40 +71,67 @@ pub(super) async fn decide(
     if state.cache.query() != target.query || state.cache.needs() != needs {
         state.cache = HistoryCache::new(target.query.clone(), needs);
     }
-    // After failed reads, nothing is sent until the backoff says so (see `backoff`): a query
-    // Prometheus cannot answer in time is not sent again at every sync.
-    let key = read_key(ps.metadata.generation, &target.query);
-    let load = match state.reads.gate(key, Instant::now()).cloned() {
-        Some(waiting) => LoadRead {
-            failure: Some(waiting),
-            refresh: Refresh::default(),
-        },
-        None => {
-            let namespace = ps.namespace().unwrap_or_default();
-            let started = Instant::now();
-            let load = read_load(ps, ctx, &mut state, now).await;
-            let timed_out = load
-                .failure
-                .as_ref()
-                .is_some_and(|f| f.kind == FailureKind::TimedOut);
-            if timed_out || started.elapsed() >= ctx.source.read_timeout() / 2 {
-                // Its reconciles hold fewer slots for a while (see `fair_queue`).
-                ctx.admission.suspect(&namespace);
-            }
-            load
-        }
-    };
+    let load = gated_read(ps, ctx, &mut state, &target.query, now).await;
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
         target.spec.lead_time.num_seconds(),
     );
-    let read = load.failure.is_none();
     let replicas = target.workload.replicas();
-    let metrics = ctx.metrics.clone();
-    // The planner's work (the history's series, the decision, a plan of 96 decisions ahead) is
-    // CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
-    // the runtime's workers, which renew the Lease and read the watches.
+    let (decision, plan) = plan(
+        state,
+        load.failure.is_none(),
+        replicas,
+        now,
+        made_for,
+        ctx.metrics.clone(),
+    )
+    .await;
+    (decision, load, plan)
+}
+
+/// Reads the load unless the backoff after failed reads says to wait (see `backoff`): a query
+/// Prometheus cannot answer in time is not sent again at every sync. A read that timed out or
+/// took half the timeout marks its namespace as slow (see `fair_queue`).
+async fn gated_read(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    state: &mut ScalerState,
+    query: &str,
+    now: DateTime<Utc>,
+) -> LoadRead {
+    let key = read_key(ps.metadata.generation, query);
+    if let Some(waiting) = state.reads.gate(key, Instant::now()).cloned() {
+        return LoadRead {
+            failure: Some(waiting),
+            refresh: Refresh::default(),
+        };
+    }
+    let started = Instant::now();
+    let load = read_load(ps, ctx, state, now).await;
+    let timed_out = load
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.kind == FailureKind::TimedOut);
+    if timed_out || started.elapsed() >= ctx.source.read_timeout() / 2 {
+        // Its reconciles hold fewer slots for a while.
+        ctx.admission.suspect(&ps.namespace().unwrap_or_default());
+    }
+    load
+}
+
+/// The planner's decision and, when the memo is older than `made_for`, a new plan. The
+/// planner's work (the history's series, the decision, a plan of 96 decisions ahead) is CPU
+/// only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up the
+/// runtime's workers, which renew the Lease and read the watches.
+async fn plan(
+    mut state: tokio::sync::OwnedMutexGuard<ScalerState>,
+    read: bool,
+    replicas: u32,
+    now: DateTime<Utc>,
+    made_for: (DateTime<Utc>, Option<i64>, i64),
+    metrics: std::sync::Arc<crate::operator::telemetry::Metrics>,
+) -> (Decision, Option<PlanStatus>) {
     let planned = tokio::task::spawn_blocking(move || {
         let history = read.then(|| state.cache.history()).flatten();
         let decided_at = Instant::now();
@@ -131,7 +159,7 @@ pub(super) async fn decide(
     })
     .await;
     match planned {
-        Ok((decision, plan)) => (decision, load, plan),
+        Ok(decided) => decided,
         // A panic in the planner is this reconcile's, caught and reported by `catch_panic`.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("the planner's task did not finish: {e}"),

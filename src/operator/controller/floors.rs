@@ -97,6 +97,7 @@ pub(super) async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Resul
 }
 
 /// Gives back every floor this scaler holds, then drops the finalizer that guarded them.
+#[tracing::instrument(skip_all)]
 pub(super) async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write() {
         return Ok(());

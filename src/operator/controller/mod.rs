@@ -8,6 +8,9 @@
 //!   while this replica leads, never a paused workload, never on a failure's account;
 //! - **report**: status (written only when it changed), conditions, Events and metrics.
 //!
+//! Each step is a tracing span (`#[instrument]`) inside the reconcile's, which carries the
+//! scaler's namespace and name, as kube-rs' controller-rs does.
+//!
 //! The per-scaler memory kept here (history cache, planner) is rebuilt from Prometheus after a
 //! restart; nothing that matters lives only in this process. A reconcile can fail, but not take
 //! the process down: a panic is caught and reported on its object, and every other scaler keeps
@@ -41,7 +44,7 @@ use tracing::{info, warn};
 
 use super::telemetry::ScalerLabels;
 use crate::api::{Mode, PredictiveScaler};
-use crate::operator::conditions::{self, Finding, READY};
+use crate::operator::conditions::{self, Finding, ReadyReason};
 use crate::{Error, Result, adapters};
 
 fn labels(ps: &PredictiveScaler) -> ScalerLabels {
@@ -164,10 +167,8 @@ async fn admitted(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action
     if let Err(Error::Panicked(message)) = &result {
         // Whatever the planner held may be inconsistent: start it afresh.
         ctx.forget(&ps).await;
-        let finding = Finding::new(
-            READY,
-            false,
-            "InternalError",
+        let finding = Finding::ready(
+            ReadyReason::InternalError,
             format!(
                 "prescaler failed on this object ({message}); retrying with backoff, nothing is scaled meanwhile"
             ),
@@ -248,10 +249,8 @@ async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     match observe_decide_act(ps, ctx, now).await {
         // RBAC lacks a permission: say so on the object; the error policy backs off.
         Err(e) if e.is_forbidden() => {
-            let finding = Finding::new(
-                READY,
-                false,
-                "Forbidden",
+            let finding = Finding::ready(
+                ReadyReason::Forbidden,
                 format!(
                     "{e}: prescaler's service account lacks this permission (see the chart's rbac.scaleTargets); retrying with backoff"
                 ),
@@ -319,28 +318,11 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
-    let target_name = ps.spec.scale_target_ref.to_string();
-    match &lead {
-        Some((_, survey)) => findings.push(conditions::pods_pending_finding(
-            survey.as_ref().map_err(String::as_str),
-            &target_name,
-        )),
-        // Back to a fixed lead time: a PodsPending from the Auto days must not linger.
-        None if ps.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == conditions::PODS_PENDING && c.status == "True")
-        }) =>
-        {
-            findings.push(Finding::new(
-                conditions::PODS_PENDING,
-                false,
-                "FixedLeadTime",
-                "spec.forecast.leadTime is fixed: the pods' start-up is not watched",
-            ))
-        }
-        None => {}
-    }
+    findings.extend(pods_pending(
+        ps,
+        lead.as_ref()
+            .map(|(_, survey)| survey.as_ref().map_err(String::as_str)),
+    ));
     ctx.metrics
         .observe_decision(&labels(ps), &decision, ready.current);
     ctx.metrics.observe_plan(&labels(ps), plan.as_ref());
@@ -362,6 +344,34 @@ async fn observe_decide_act(
     )
     .await?;
     Ok(())
+}
+
+/// `PodsPending`, from the pods' survey with `leadTime: Auto` (`None`: a fixed lead time).
+fn pods_pending(
+    ps: &PredictiveScaler,
+    survey: Option<std::result::Result<&crate::planning::startup::Survey, &str>>,
+) -> Option<Finding> {
+    match survey {
+        Some(survey) => Some(conditions::pods_pending_finding(
+            survey,
+            &ps.spec.scale_target_ref.to_string(),
+        )),
+        // Back to a fixed lead time: a PodsPending from the Auto days must not linger.
+        None if ps.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::PODS_PENDING && c.status == "True")
+        }) =>
+        {
+            Some(Finding::new(
+                conditions::PODS_PENDING,
+                false,
+                "FixedLeadTime",
+                "spec.forecast.leadTime is fixed: the pods' start-up is not watched",
+            ))
+        }
+        None => None,
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::Result;
 use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::kubernetes::{self, TargetProblem, Workload};
 use crate::api::{Mode, PredictiveScaler, ScaleTargetRef, ValidatedSpec};
-use crate::operator::conditions::{Finding, READY};
+use crate::operator::conditions::{Finding, ReadyReason};
 use crate::planning::startup;
 
 use super::context::Context;
@@ -32,6 +32,7 @@ pub(super) struct Target {
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
+#[tracing::instrument(skip_all)]
 pub(super) async fn observe(
     ps: &PredictiveScaler,
     ctx: &Context,
@@ -45,7 +46,7 @@ pub(super) async fn observe(
         Ok(spec) => spec,
         Err(e) => {
             return Ok(Err(refused(
-                "InvalidSpec",
+                ReadyReason::InvalidSpec,
                 format!("{e}; nothing is scaled until it is fixed"),
             )));
         }
@@ -57,11 +58,13 @@ pub(super) async fn observe(
     let workload = match kubernetes::resolve(&ctx.client, &namespace, target_ref).await? {
         Ok(w) => w,
         Err(problem) => {
-            let message = match &problem {
-                TargetProblem::NotFound(m) => format!("{m}; nothing is scaled until it exists"),
-                TargetProblem::NoScaleSubresource(m) => m.clone(),
-            };
-            return Ok(Err(refused(problem.reason(), message)));
+            return Ok(Err(match problem {
+                TargetProblem::NotFound(m) => refused(
+                    ReadyReason::TargetNotFound,
+                    format!("{m}; nothing is scaled until it exists"),
+                ),
+                TargetProblem::NoScaleSubresource(m) => refused(ReadyReason::ScaleNotSupported, m),
+            }));
         }
     };
     let hpa = kubernetes::hpa_for(&ctx.hpas.state(), &namespace, target_ref);
@@ -82,7 +85,7 @@ pub(super) async fn observe(
             Ok(q) => q,
             Err(e) => {
                 return Ok(Err(refused(
-                    "InvalidSpec",
+                    ReadyReason::InvalidSpec,
                     format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
                 )));
             }
@@ -99,8 +102,8 @@ pub(super) async fn observe(
 }
 
 /// `Ready=False` for `reason`.
-fn refused(reason: &str, message: String) -> Finding {
-    Finding::new(READY, false, reason, message)
+fn refused(reason: ReadyReason, message: String) -> Finding {
+    Finding::ready(reason, message)
 }
 
 /// Why nothing is done for this scaler, if its namespace already holds as many older ones as
@@ -129,8 +132,7 @@ fn beyond_namespace_limit(
         })
         .count();
     (older >= limit.get()).then(|| {
-        refused(
-            "TooManyScalers",
+        refused(ReadyReason::TooManyScalers,
             format!(
                 "namespace {namespace} holds {older} older PredictiveScalers and prescaler acts on at most {limit} per namespace (the operator's --max-scalers-per-namespace), the oldest first: nothing is read or scaled for this one until an older one is deleted or the limit is raised"
             ),
@@ -142,17 +144,15 @@ fn beyond_namespace_limit(
 /// namespace, or a target an older PredictiveScaler already scales.
 fn not_to_be_read(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Option<Finding> {
     if ps.spec.mode == Mode::Off {
-        return Some(Finding::new(
-            READY,
-            true,
-            "Off",
+        return Some(Finding::ready(
+            ReadyReason::Off,
             "mode is Off: prescaler computes nothing and changes nothing",
         ));
     }
     let target_ref = &ps.spec.scale_target_ref;
     if let Some(elsewhere) = target_ref.namespace.as_deref().filter(|n| *n != namespace) {
         return Some(refused(
-            "CrossNamespaceTarget",
+            ReadyReason::CrossNamespaceTarget,
             format!(
                 "spec.scaleTargetRef.namespace is {elsewhere:?}: a PredictiveScaler may scale only targets in its own namespace ({namespace:?}); nothing is scaled"
             ),
@@ -177,7 +177,7 @@ fn not_to_be_read(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Opti
         .cloned()?;
     (key(&first) < key(ps)).then(|| {
         refused(
-            "AmbiguousTarget",
+            ReadyReason::AmbiguousTarget,
             format!(
                 "PredictiveScaler {} already scales {} {}; this one does nothing while both exist",
                 first.name_any(),
@@ -201,7 +201,7 @@ async fn keda_refusal(
         && !ctx.settings.keda
     {
         return Ok(Some(refused(
-            "KedaManagedTarget",
+            ReadyReason::KedaManagedTarget,
             format!(
                 "HorizontalPodAutoscaler {} is managed by KEDA ScaledObject {name}, which would undo any floor prescaler sets on it; enable KEDA support (the chart's keda.enabled, or `prescaler run --keda`) to have prescaler hold the ScaledObject's minReplicaCount, or scale with prescaler alone",
                 hpa.map(|h| h.name_any()).unwrap_or_default()
@@ -218,13 +218,13 @@ async fn keda_refusal(
     };
     Ok(Some(match kubernetes::keda_paused(&so) {
         Some(why) => refused(
-            "ScalingDisabled",
+            ReadyReason::ScalingDisabled,
             format!(
                 "{why}: KEDA's scaling of the target is paused, so is prescaler's; nothing is written"
             ),
         ),
         None => refused(
-            "WaitingForKedaHpa",
+            ReadyReason::WaitingForKedaHpa,
             format!(
                 "KEDA ScaledObject {} scales this target but its HorizontalPodAutoscaler does not exist yet; prescaler waits for it rather than scale the target beside KEDA",
                 so.name_any()
@@ -238,18 +238,14 @@ impl Target {
     /// convention) a workload someone scaled to zero without an HPA.
     pub(super) fn scaling_disabled(&self, target_name: &str) -> Option<Finding> {
         if let Some(why) = &self.workload.paused {
-            return Some(Finding::new(
-                READY,
-                false,
-                "ScalingDisabled",
+            return Some(Finding::ready(
+                ReadyReason::ScalingDisabled,
                 format!("{why}: prescaler does not scale it"),
             ));
         }
         (self.workload.replicas() == 0 && self.hpa.is_none()).then(|| {
-            Finding::new(
-                READY,
-                false,
-                "ScalingDisabled",
+            Finding::ready(
+                ReadyReason::ScalingDisabled,
                 format!(
                     "{target_name} has 0 replicas: scaling is disabled until someone scales it up"
                 ),
@@ -297,6 +293,7 @@ async fn scaled_object_for(
 /// the spec's lead time to the one the tracker says to use. When the pods cannot be read the
 /// lead time in use stays (the last survey's, else the default), and the error is returned for
 /// the `PodsPending` condition. With it, the survey to show in status (this one, else the last).
+#[tracing::instrument(skip_all)]
 pub(super) async fn learn_lead_time(
     ps: &PredictiveScaler,
     ctx: &Context,

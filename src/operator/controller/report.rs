@@ -90,6 +90,7 @@ fn truncate(text: &mut String, max: usize) {
 
 /// Writes the status when it changed (server-side apply: fields this reconcile did not set are
 /// removed), and an Event for every condition whose status or reason changed.
+#[tracing::instrument(skip_all)]
 pub(super) async fn write_status(
     ps: &PredictiveScaler,
     ctx: &Context,
