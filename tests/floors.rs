@@ -372,3 +372,89 @@ async fn the_start_up_sweep_retries_a_floor_it_could_not_give_back() {
     assert_eq!(api.writes_to("horizontalpodautoscalers/refused-once"), 2);
     assert_eq!(api.writes_to("horizontalpodautoscalers/fine"), 1);
 }
+
+/// A scaler holding an HPA floor whose operator-side scaler `shop/web` (sync period `sync`).
+/// Returns the operator; the floor is 9 over the HPA's own 2.
+async fn a_floor_held_by_web(api: &FakeApi, sync: StdDuration) -> support::harness::Operator {
+    use support::harness::{deployment, scaler, start_operator_on};
+    use support::scripted::ScriptedSource;
+    api.put(deployment("web", 2));
+    api.put(hpa("shop", "web", 2, 30, json!({})));
+    let source = std::sync::Arc::new(ScriptedSource::new(|_, _| Some(60.0)));
+    let op = start_operator_on(api, source, |s| s.sync_period = sync);
+    // Created once the operator runs (its start-up sweep done), as a tenant would.
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    api.put(scaler(
+        "web",
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 9 }] }),
+    ));
+    eventually(20, "the floor set", || match hpa_min(api, "shop", "web") {
+        9 => Ok(()),
+        n => Err(format!("minReplicas {n}")),
+    })
+    .await;
+    op
+}
+
+/// Removes the scaler's finalizer by hand and deletes it: it goes without a last reconcile.
+fn delete_by_hand(api: &FakeApi, name: &str) {
+    api.delete_past_finalizers("prescaler.dev/v1alpha1", "PredictiveScaler", "shop", name);
+}
+
+/// A scaler deleted by hand (finalizer removed) right after the reconcile that set its floor,
+/// before any other: the operator still gives the floor back. The reconcile that set it noted
+/// no floor held (the object it read had no finalizer yet), so the floor stayed raised until
+/// the operator's next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_set_by_a_first_reconcile_is_given_back_when_its_scaler_goes_by_hand() {
+    let api = FakeApi::new();
+    // The default sync: no second reconcile comes before the deletion.
+    let _op = a_floor_held_by_web(&api, StdDuration::from_secs(30)).await;
+    delete_by_hand(&api, "web");
+    // Gone scalers are forgotten, and the sweep they owe made, once a sync.
+    eventually(40, "the floor given back", || {
+        match hpa_min(&api, "shop", "web") {
+            2 => Ok(()),
+            n => Err(format!("minReplicas {n}")),
+        }
+    })
+    .await;
+    assert!(clean(&get_hpa(&api, "shop", "web")));
+}
+
+/// A floor elsewhere in the cluster that the API server keeps refusing to give back (an
+/// admission webhook's 422), and a floor-holding scaler deleted by hand: the sweep for orphaned
+/// floors that this owes runs at once, then waits `orphan_sweep_retry` between tries, as the
+/// start-up sweep does — not at every sync, each a list of every HPA in the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floor_never_given_back_is_retried_on_the_sweep_schedule_not_at_every_sync() {
+    let api = FakeApi::new();
+    api.put(hpa("elsewhere", "stuck", 6, 30, floor(2, 6, "gone")));
+    api.fail_next(
+        Method::PATCH,
+        "horizontalpodautoscalers/stuck",
+        422,
+        1_000_000,
+    );
+    let _op = a_floor_held_by_web(&api, StdDuration::from_secs(1)).await;
+    delete_by_hand(&api, "web");
+    eventually(10, "web's floor given back", || {
+        match hpa_min(&api, "shop", "web") {
+            2 => Ok(()),
+            n => Err(format!("minReplicas {n}")),
+        }
+    })
+    .await;
+    // The owed sweep tried the stuck floor too; the next try is 5 minutes away.
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let tried = api.writes_to("horizontalpodautoscalers/stuck");
+    assert!(tried >= 1);
+    tokio::time::sleep(StdDuration::from_secs(10)).await;
+    let retried = api.writes_to("horizontalpodautoscalers/stuck") - tried;
+    assert_eq!(
+        retried, 0,
+        "the refused floor was tried {retried} times in 10 s at a 1 s sync"
+    );
+    assert_eq!(hpa_min(&api, "elsewhere", "stuck"), 6);
+}

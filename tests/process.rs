@@ -283,3 +283,72 @@ async fn metrics_health_and_readiness_are_served() {
         "a deleted scaler's series are gone"
     );
 }
+
+/// A renewal the API server applies at once but answers late (within the renewal's own
+/// timeout), then a partition of the leader (its Lease writes unanswered): the leader must stop
+/// writing before the standby may start, however late the answer came. Counted from the answer,
+/// both could write for about half a second in every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_answered_late_never_makes_two_writers() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // How the leader's Lease PUTs fare: passed, answered late once (then unanswered), unanswered.
+    const PASS: u8 = 0;
+    const LATE_ONCE: u8 = 1;
+    const UNANSWERED: u8 = 2;
+    let api = FakeApi::new();
+    let mode = Arc::new(AtomicU8::new(PASS));
+    // The leader's client: the fake API behind a layer that delays or swallows Lease PUTs, as a
+    // slow or partitioned network between the replica and the API server would.
+    let client = {
+        let inner = api.client();
+        let mode = mode.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let (inner, mode) = (inner.clone(), mode.clone());
+            async move {
+                if req.method() == Method::PUT && req.uri().path().contains("/leases/") {
+                    match mode.load(Ordering::SeqCst) {
+                        LATE_ONCE => {
+                            mode.store(UNANSWERED, Ordering::SeqCst);
+                            let answer = inner.send(req).await;
+                            tokio::time::sleep(Duration::from_millis(1750)).await;
+                            return answer;
+                        }
+                        UNANSWERED => futures::future::pending::<()>().await,
+                        _ => {}
+                    }
+                }
+                inner.send(req).await
+            }
+        });
+        kube::Client::new(service, "default")
+    };
+    let settings = |identity: &str| {
+        let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
+        s.lease_duration = Duration::from_millis(3000);
+        s.renew_deadline = Duration::from_millis(2000);
+        s.retry = Duration::from_millis(100);
+        s
+    };
+    let a = Arc::new(Leadership::new(client, settings("a")));
+    let b = Arc::new(Leadership::new(api.client(), settings("b")));
+    a.acquire().await;
+    let holding = in_background(&a, |a| async move { a.hold().await });
+    let standby = in_background(&b, |b| async move { b.acquire().await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(a.may_write() && !b.may_write());
+    mode.store(LATE_ONCE, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (mut both, mut b_took_over) = (0, false);
+    while started.elapsed() < Duration::from_secs(8) {
+        both += usize::from(a.may_write() && b.may_write());
+        b_took_over |= b.may_write();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holding.abort();
+    standby.abort();
+    assert!(b_took_over, "the standby never took over");
+    assert_eq!(
+        both, 0,
+        "both replicas could write at {both} looks 5 ms apart"
+    );
+}

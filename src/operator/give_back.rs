@@ -97,7 +97,7 @@ pub fn give_back_everything(
 
 async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) -> Result<Summary> {
     let Some(stop) = stop else {
-        return give_back(client).await;
+        return give_back(client, &|| true).await;
     };
     if let Some(name) = &stop.deployment {
         let api: Api<Deployment> = Api::namespaced(client.clone(), &stop.lease.namespace);
@@ -128,8 +128,9 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
             ),
         });
     }
+    let leads = || lease.may_write();
     let outcome = tokio::select! {
-        outcome = give_back(client) => outcome,
+        outcome = give_back(client, &leads) => outcome,
         () = lease.hold() => Err(crate::adapters::Error::NotLeader.into()),
     };
     lease.release().await;
@@ -143,10 +144,17 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
 /// or an operator's start, finds the floor again by its annotations. Every other scaler's
 /// finalizer is removed. When a list of floors could not be read, no finalizer is removed:
 /// which scalers still hold floors is unknown.
-async fn give_back(client: &kube::Client) -> Result<Summary> {
+///
+/// Every write waits on `may_write`, the Lease's own gate when this command holds it: `hold`
+/// notices a renewal gone past its deadline only a `retry` later, and the sweep must not write
+/// in between.
+async fn give_back(
+    client: &kube::Client,
+    may_write: &(dyn Fn() -> bool + Sync),
+) -> Result<Summary> {
     // 403 on ScaledObjects is not an error here: without the permission no floor was set there.
     let sweep =
-        kubernetes::release_floors(client, None, Owners::NotLive(&|_| false), false, &|| true)
+        kubernetes::release_floors(client, None, Owners::NotLive(&|_| false), false, may_write)
             .await;
     for r in &sweep.released {
         match &r.refused {
@@ -190,6 +198,9 @@ async fn give_back(client: &kube::Client) -> Result<Summary> {
             let why = "floors could not all be listed, so whether it holds one is unknown".into();
             summary.finalizers_kept.push((full, why));
             continue;
+        }
+        if !may_write() {
+            return Err(crate::adapters::Error::NotLeader.into());
         }
         match remove_finalizer(client, &namespace, &name).await {
             Ok(()) => summary.finalizers.push(full),

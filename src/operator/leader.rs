@@ -129,9 +129,10 @@ impl Leadership {
                 },
                 spec: Some(ours.clone()),
             };
+            let sent_at = Instant::now();
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => {
-                    self.won(ours);
+                    self.won(ours, sent_at);
                     Ok(true)
                 }
                 Err(kube::Error::Api(e)) if e.is_already_exists() || e.is_conflict() => Ok(false),
@@ -165,13 +166,14 @@ impl Leadership {
         }
         lease.spec = Some(ours.clone());
         // `replace` carries the resourceVersion read: two candidates cannot both win a round.
+        let sent_at = Instant::now();
         match self
             .api
             .replace(&s.name, &PostParams::default(), &lease)
             .await
         {
             Ok(_) => {
-                self.won(ours);
+                self.won(ours, sent_at);
                 Ok(true)
             }
             Err(kube::Error::Api(e)) if e.is_conflict() => Ok(false),
@@ -179,12 +181,17 @@ impl Leadership {
         }
     }
 
-    fn won(&self, record: LeaseSpec) {
+    /// Records a won round, as of `sent_at`, when its write was sent — not when its answer came.
+    /// The API server applied the write at some instant after `sent_at`, and a standby counts
+    /// `lease_duration` from when it saw that write, later still; so `renew_deadline` counted
+    /// from `sent_at` ends before any standby may take over, however late the answer. Counted
+    /// from the answer (as client-go's `observedTime` is, which gates no writes), a renewal
+    /// answered 1.75 s late left two replicas free to write for half a second.
+    fn won(&self, record: LeaseSpec, sent_at: Instant) {
         let mut seen = self.observed();
         seen.record = Some(record);
-        let now = Instant::now();
-        seen.changed_at = Some(now);
-        seen.renewed_at = Some(now);
+        seen.changed_at = Some(sent_at);
+        seen.renewed_at = Some(sent_at);
     }
 
     /// Waits until this replica holds the Lease.

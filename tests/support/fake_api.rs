@@ -225,6 +225,28 @@ impl FakeApi {
         self.delete_locked(&mut store, key);
     }
 
+    /// Removes the object's finalizers and deletes it in one step: one `DELETED` event. Stands
+    /// for a person's `kubectl patch` of the finalizers and `kubectl delete` landing before a
+    /// watcher has seen the first: the controller never reconciles the object without them.
+    pub fn delete_past_finalizers(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) {
+        let key = (
+            format!("{api_version}/{}", plural(kind)),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let mut store = self.store.lock().unwrap();
+        if let Some(mut object) = store.objects.get(&key).cloned() {
+            object["metadata"]["finalizers"] = json!([]);
+            self.commit(&mut store, key, object, "DELETED");
+        }
+    }
+
     /// The next `times` requests with this method whose path contains `path_contains` fail with `code`.
     pub fn fail_next(&self, method: Method, path_contains: &str, code: u16, times: usize) {
         self.store.lock().unwrap().faults.push(Fault {

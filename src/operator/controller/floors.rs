@@ -170,10 +170,15 @@ pub(super) async fn release_other_floors(
     let swept = locked(&ctx.floor_sweeps)
         .get(&uid)
         .is_some_and(|(g, h)| *g == generation && h == holder);
-    if swept || !ps.finalizers().iter().any(|f| f == FINALIZER) {
+    if swept {
         return Ok(());
     }
-    release_floors_but(ps, ctx, Some(holder)).await?;
+    // Without the finalizer (this reconcile has just added it) the scaler held no floor before:
+    // nothing to sweep. Noted all the same: the entry is also how `forget_gone` knows that a
+    // scaler deleted without its last reconcile may have left this floor raised.
+    if ps.finalizers().iter().any(|f| f == FINALIZER) {
+        release_floors_but(ps, ctx, Some(holder)).await?;
+    }
     locked(&ctx.floor_sweeps).insert(uid, (generation, holder.clone()));
     Ok(())
 }
