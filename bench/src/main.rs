@@ -20,11 +20,12 @@ use std::time::Instant;
 
 use chrono::Duration;
 use clap::{Parser, Subcommand};
-use prescaler::api::PredictiveScalerSpec;
+use prescaler::api::{PredictiveScalerSpec, ValidatedSpec};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup};
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
+use scenarios::Scenario;
 
 #[derive(Parser)]
 #[command(
@@ -235,6 +236,8 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
     Ok(model)
 }
 
+/// Backtests every scenario of `file` (traces in `dir`) as `options` say, and prints their table
+/// (or JSON).
 fn run_scenarios(file: &Path, dir: &Path, options: Options<'_>) -> Result<()> {
     let Options {
         only,
@@ -245,133 +248,24 @@ fn run_scenarios(file: &Path, dir: &Path, options: Options<'_>) -> Result<()> {
         model,
         manifest,
     } = options;
-    let manifest = manifest
-        .map(|path| -> Result<_> {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                context: format!("reading {}", path.display()),
-                source,
-            })?;
-            Ok(prescaler::backtest::manifest::parse(&path.display().to_string(), &text)?.spec)
-        })
-        .transpose()?;
+    let manifest = manifest.map(read_manifest_spec).transpose()?;
     let list = scenarios::load(file, dir)?;
-    let calendar: Option<prescaler::api::CalendarSpec> = calendar
-        .map(|path| -> Result<_> {
-            let bad = |e: String| Error::Config {
-                what: path.display().to_string(),
-                message: e,
-            };
-            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-            serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))
-        })
-        .transpose()?;
+    let calendar = calendar.map(read_calendar).transpose()?;
     let mut rows = Vec::new();
     if !json {
-        println!(
-            "{:<46} {:>5} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
-            "trace",
-            "delay",
-            "viol%",
-            "hpa80%",
-            "saving",
-            "hpa%@cost",
-            "/oracle",
-            "bound",
-            "secs",
-            "replica·h"
-        );
+        print_header();
     }
     for sc in list
         .iter()
         .filter(|s| only.is_none_or(|o| s.trace.to_string_lossy().contains(o)))
     {
         let trace = Trace::load(&sc.trace)?;
-        let mut setup = Setup::for_trace(&trace);
-        setup.startup_delay = Duration::minutes(sc.startup_delay_min.into());
-        setup.metric_lag = Duration::minutes(sc.metric_lag_min.into());
-        if let Some(t) = sc.eval_start {
-            setup.eval_start = t;
-        }
-        // The scenario file's `capacity` is the load one replica carries.
-        let mut spec = PredictiveScalerSpec::new(sc.capacity, sc.max_replicas as i32);
-        spec.min_replicas = sc.min_replicas as i32;
-        if let Some(m) = &manifest {
-            spec = m.clone();
-        }
-        if let Some(p) = objective {
-            spec.objective.max_underprovisioned_percent = p;
-        }
-        if let Some(c) = &calendar {
-            spec.calendar = c.clone();
-        }
-        spec.forecast.lead_time =
-            prescaler::api::format_duration(setup.startup_delay + setup.metric_lag)
-                .as_str()
-                .into();
+        let setup = setup_for(sc, &trace);
+        let spec = spec_for(sc, &setup, manifest.as_ref(), objective, calendar.as_ref());
         let spec = spec.validate()?;
-        let started = Instant::now();
-        let own = backtest::prescaler(&trace, &setup, &spec, &model);
-        let replay_seconds = started.elapsed().as_secs_f64();
-        let outcome = backtest::compare(&trace, &setup, &spec, own)?;
-        let own = outcome.score("prescaler").cloned().expect("prescaler runs");
-        let hpa80 = outcome.score("hpa80").cloned().expect("hpa80 runs");
-        let bound_saving = bound::original_of(&sc.trace)
-            .map(|original| -> Result<Option<f64>> {
-                let smooth = Trace::load(&original)?;
-                Ok(bound::saving_at(
-                    &trace,
-                    &smooth,
-                    &setup,
-                    &spec,
-                    &outcome,
-                    own.violation_percent,
-                ))
-            })
-            .transpose()?
-            .flatten();
-        let name = sc
-            .trace
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let row = Row {
-            trace: name,
-            startup_delay_minutes: sc.startup_delay_min,
-            violation_percent: own.violation_percent,
-            hpa80_violation_percent: hpa80.violation_percent,
-            saving_at_equal_violations: outcome.comparison.saving_at_equal_violations,
-            hpa_violation_percent_at_equal_cost: outcome
-                .comparison
-                .hpa_violation_percent_at_equal_cost,
-            cost_vs_oracle: own.cost_vs_oracle,
-            cost_vs_hpa80: own.cost / hpa80.cost,
-            replica_hours: own.cost,
-            bound_saving,
-            replay_seconds,
-            violation_percent_after_change: regimes::regime_of(&sc.trace)
-                .and_then(|r| regimes::after_change(r, &trace, &outcome, setup.delay_minutes())),
-        };
+        let (row, outcome) = replay(sc, &trace, &setup, &spec, &model)?;
         if !json {
-            println!(
-                "{:<46} {:>5} {:>7.2}% {:>7.2}% {:>7.1}% {:>8.2}% {:>8.3} {:>8} {:>7.2} {:>9.0}",
-                row.trace,
-                row.startup_delay_minutes,
-                row.violation_percent,
-                row.hpa80_violation_percent,
-                100.0 * row.saving_at_equal_violations,
-                row.hpa_violation_percent_at_equal_cost,
-                row.cost_vs_oracle,
-                row.bound_saving
-                    .map_or("–".into(), |b| format!("{:.1}%", 100.0 * b)),
-                row.replay_seconds,
-                row.replica_hours
-            );
-            if let Some(after) = row.violation_percent_after_change {
-                println!(
-                    "{:<46} a day after each change of regime: {after:.3}% violation minutes",
-                    ""
-                );
-            }
+            print_row(&row);
             if explain {
                 explain::print(&trace, &setup, &spec, &model, &outcome);
             }
@@ -387,14 +281,171 @@ fn run_scenarios(file: &Path, dir: &Path, options: Options<'_>) -> Result<()> {
             })?
         );
     } else {
-        println!(
-            "viol%: prescaler's violation minutes; hpa80%: the HPA's at an 80 % target; saving: prescaler's saving at equal violations against the HPA frontier (targets 40–100 %)"
-        );
-        println!(
-            "hpa%@cost: the frontier's violation minutes at prescaler's cost; bound: the foresight bound's saving at prescaler's violation %; secs: prescaler's replay alone"
-        );
+        print_key();
     }
     Ok(())
+}
+
+/// The spec of the PredictiveScaler manifest at `path`.
+fn read_manifest_spec(path: &Path) -> Result<PredictiveScalerSpec> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
+    Ok(prescaler::backtest::manifest::parse(&path.display().to_string(), &text)?.spec)
+}
+
+/// The `spec.calendar` in the YAML file at `path`.
+fn read_calendar(path: &Path) -> Result<prescaler::api::CalendarSpec> {
+    let bad = |e: String| Error::Config {
+        what: path.display().to_string(),
+        message: e,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// The simulated world of scenario `sc`: its start-up, metric delay and first scored minute.
+fn setup_for(sc: &Scenario, trace: &Trace) -> Setup {
+    let mut setup = Setup::for_trace(trace);
+    setup.startup_delay = Duration::minutes(sc.startup_delay_min.into());
+    setup.metric_lag = Duration::minutes(sc.metric_lag_min.into());
+    if let Some(t) = sc.eval_start {
+        setup.eval_start = t;
+    }
+    setup
+}
+
+/// The spec scenario `sc` runs with: the default one for its capacity and replica bounds (or
+/// `manifest`'s), with the command line's objective and calendar, and a lead time covering the
+/// setup's start-up and metric delay.
+fn spec_for(
+    sc: &Scenario,
+    setup: &Setup,
+    manifest: Option<&PredictiveScalerSpec>,
+    objective: Option<f64>,
+    calendar: Option<&prescaler::api::CalendarSpec>,
+) -> PredictiveScalerSpec {
+    // The scenario file's `capacity` is the load one replica carries.
+    let mut spec = PredictiveScalerSpec::new(sc.capacity, sc.max_replicas as i32);
+    spec.min_replicas = sc.min_replicas as i32;
+    if let Some(m) = manifest {
+        spec = m.clone();
+    }
+    if let Some(p) = objective {
+        spec.objective.max_underprovisioned_percent = p;
+    }
+    if let Some(c) = calendar {
+        spec.calendar = c.clone();
+    }
+    spec.forecast.lead_time =
+        prescaler::api::format_duration(setup.startup_delay + setup.metric_lag)
+            .as_str()
+            .into();
+    spec
+}
+
+/// Replays scenario `sc` with prescaler (timed) and the strategies it is compared with, and
+/// scores it.
+fn replay(
+    sc: &Scenario,
+    trace: &Trace,
+    setup: &Setup,
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+) -> Result<(Row, backtest::Outcome)> {
+    let started = Instant::now();
+    let own = backtest::prescaler(trace, setup, spec, model);
+    let replay_seconds = started.elapsed().as_secs_f64();
+    let outcome = backtest::compare(trace, setup, spec, own)?;
+    let own = outcome.score("prescaler").cloned().expect("prescaler runs");
+    let hpa80 = outcome.score("hpa80").cloned().expect("hpa80 runs");
+    let bound_saving = bound::original_of(&sc.trace)
+        .map(|original| -> Result<Option<f64>> {
+            let smooth = Trace::load(&original)?;
+            Ok(bound::saving_at(
+                trace,
+                &smooth,
+                setup,
+                spec,
+                &outcome,
+                own.violation_percent,
+            ))
+        })
+        .transpose()?
+        .flatten();
+    let name = sc
+        .trace
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let row = Row {
+        trace: name,
+        startup_delay_minutes: sc.startup_delay_min,
+        violation_percent: own.violation_percent,
+        hpa80_violation_percent: hpa80.violation_percent,
+        saving_at_equal_violations: outcome.comparison.saving_at_equal_violations,
+        hpa_violation_percent_at_equal_cost: outcome.comparison.hpa_violation_percent_at_equal_cost,
+        cost_vs_oracle: own.cost_vs_oracle,
+        cost_vs_hpa80: own.cost / hpa80.cost,
+        replica_hours: own.cost,
+        bound_saving,
+        replay_seconds,
+        violation_percent_after_change: regimes::regime_of(&sc.trace)
+            .and_then(|r| regimes::after_change(r, trace, &outcome, setup.delay_minutes())),
+    };
+    Ok((row, outcome))
+}
+
+/// The table's header.
+fn print_header() {
+    println!(
+        "{:<46} {:>5} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9}",
+        "trace",
+        "delay",
+        "viol%",
+        "hpa80%",
+        "saving",
+        "hpa%@cost",
+        "/oracle",
+        "bound",
+        "secs",
+        "replica·h"
+    );
+}
+
+/// A scenario's line of the table (and, for the regime suite, the violations after a change).
+fn print_row(row: &Row) {
+    println!(
+        "{:<46} {:>5} {:>7.2}% {:>7.2}% {:>7.1}% {:>8.2}% {:>8.3} {:>8} {:>7.2} {:>9.0}",
+        row.trace,
+        row.startup_delay_minutes,
+        row.violation_percent,
+        row.hpa80_violation_percent,
+        100.0 * row.saving_at_equal_violations,
+        row.hpa_violation_percent_at_equal_cost,
+        row.cost_vs_oracle,
+        row.bound_saving
+            .map_or("–".into(), |b| format!("{:.1}%", 100.0 * b)),
+        row.replay_seconds,
+        row.replica_hours
+    );
+    if let Some(after) = row.violation_percent_after_change {
+        println!(
+            "{:<46} a day after each change of regime: {after:.3}% violation minutes",
+            ""
+        );
+    }
+}
+
+/// What the table's columns mean.
+fn print_key() {
+    println!(
+        "viol%: prescaler's violation minutes; hpa80%: the HPA's at an 80 % target; saving: prescaler's saving at equal violations against the HPA frontier (targets 40–100 %)"
+    );
+    println!(
+        "hpa%@cost: the frontier's violation minutes at prescaler's cost; bound: the foresight bound's saving at prescaler's violation %; secs: prescaler's replay alone"
+    );
 }
 
 #[cfg(feature = "mstl")]

@@ -14,14 +14,60 @@ const KIND: &str = "PredictiveScaler";
 /// Reads the one PredictiveScaler in `text` (a YAML stream that may hold other objects, such as
 /// the Deployment it scales); `name` is used in messages.
 pub fn parse(name: &str, text: &str) -> Result<PredictiveScaler> {
-    let yaml_error = |source| Error::Yaml {
-        context: format!("{name} is not YAML"),
-        source,
-    };
+    let value = the_one_scaler(name, text)?;
+    let (read, unknown) = read_noting_unknown(value);
+    let scaler = read.map_err(|failure| read_error(name, failure, &unknown))?;
+    if let Some(first) = unknown.first() {
+        return Err(Error::InvalidSpec {
+            field: first.clone(),
+            message: format!(
+                "unknown field in {name} (misspelled?){}",
+                also_unknown(&unknown[1..])
+            ),
+        });
+    }
+    Ok(scaler)
+}
+
+/// The error for a scaler that could not be read: the first unknown field when there is one
+/// (the missing field is usually the unknown one, misspelled), else where the read failed.
+fn read_error(name: &str, failure: ReadFailure, unknown: &[String]) -> Error {
+    let path = failure.path().to_string();
+    let cause = failure.into_inner();
+    match unknown.split_first() {
+        Some((first, rest)) => Error::InvalidSpec {
+            field: first.clone(),
+            message: format!(
+                "unknown field in {name} (misspelled?), and at {path}: {cause}{}",
+                also_unknown(rest)
+            ),
+        },
+        None => Error::InvalidSpec {
+            field: path,
+            message: format!("{cause} (in {name})"),
+        },
+    }
+}
+
+/// The unknown fields after the one an error names, as the end of its message.
+fn also_unknown(rest: &[String]) -> String {
+    if rest.is_empty() {
+        String::new()
+    } else {
+        format!("; also unknown: {}", rest.join(", "))
+    }
+}
+
+/// The document of `text` that is a PredictiveScaler of this API version: an error unless there
+/// is exactly one (naming what there is when there is none).
+fn the_one_scaler(name: &str, text: &str) -> Result<serde_yaml_ng::Value> {
     let mut found = Vec::new();
     let mut kinds = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = serde_yaml_ng::Value::deserialize(document).map_err(yaml_error)?;
+        let value = serde_yaml_ng::Value::deserialize(document).map_err(|source| Error::Yaml {
+            context: format!("{name} is not YAML"),
+            source,
+        })?;
         if value.is_null() {
             continue;
         }
@@ -33,37 +79,47 @@ pub fn parse(name: &str, text: &str) -> Result<PredictiveScaler> {
             kinds.push(format!("{api_version} {kind}"));
         }
     }
-    let value = match found.len() {
-        1 => found.remove(0),
-        0 => {
-            return Err(Error::Config {
-                what: name.into(),
-                message: format!(
-                    "holds no {API_VERSION} {KIND} (found: {})",
-                    if kinds.is_empty() {
-                        "nothing".into()
-                    } else {
-                        kinds.join(", ")
-                    }
-                ),
-            });
-        }
-        n => {
-            return Err(Error::Config {
-                what: name.into(),
-                message: format!("holds {n} PredictiveScalers; a backtest replays one"),
-            });
-        }
-    };
-    // Unknown keys are collected as the value is read (serde_ignored), and a failure names the
-    // path where it happened (serde_path_to_error): a misspelled *required* field fails as a
-    // missing one, and the misspelling is what the user needs to see.
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Error::Config {
+            what: name.into(),
+            message: format!(
+                "holds no {API_VERSION} {KIND} (found: {})",
+                if kinds.is_empty() {
+                    "nothing".into()
+                } else {
+                    kinds.join(", ")
+                }
+            ),
+        }),
+        n => Err(Error::Config {
+            what: name.into(),
+            message: format!("holds {n} PredictiveScalers; a backtest replays one"),
+        }),
+    }
+}
+
+/// A failure to read the scaler, with the path where it happened.
+type ReadFailure = serde_path_to_error::Error<serde_yaml_ng::Error>;
+
+/// `value` read as a PredictiveScaler, and the paths of the keys it has that the type does not
+/// know.
+///
+/// Unknown keys are collected as the value is read (serde_ignored), and a failure names the
+/// path where it happened (serde_path_to_error): a misspelled *required* field fails as a
+/// missing one, and the misspelling is what the user needs to see.
+fn read_noting_unknown(
+    value: serde_yaml_ng::Value,
+) -> (
+    std::result::Result<PredictiveScaler, ReadFailure>,
+    Vec<String>,
+) {
     let mut unknown = Vec::new();
     let read = {
         let mut note = |path: serde_ignored::Path| {
-            // `apiVersion` and `kind` were checked above (the derived type reads them itself);
-            // `status` is what the operator writes, which a manifest copied from the cluster
-            // carries.
+            // `apiVersion` and `kind` were checked already (the derived type reads them
+            // itself); `status` is what the operator writes, which a manifest copied from the
+            // cluster carries.
             let path = path.to_string();
             if !(path == "apiVersion" || path == "kind" || path.starts_with("status")) {
                 unknown.push(path);
@@ -72,41 +128,7 @@ pub fn parse(name: &str, text: &str) -> Result<PredictiveScaler> {
         let ignored = serde_ignored::Deserializer::new(value, &mut note);
         serde_path_to_error::deserialize::<_, PredictiveScaler>(ignored)
     };
-    let also = |from: usize| {
-        if unknown.len() > from {
-            format!("; also unknown: {}", unknown[from..].join(", "))
-        } else {
-            String::new()
-        }
-    };
-    let scaler = match read {
-        Ok(scaler) => scaler,
-        Err(e) => {
-            let path = e.path().to_string();
-            let cause = e.into_inner();
-            return Err(match unknown.first() {
-                // The missing field is usually the unknown one, misspelled.
-                Some(first) => Error::InvalidSpec {
-                    field: first.clone(),
-                    message: format!(
-                        "unknown field in {name} (misspelled?), and at {path}: {cause}{}",
-                        also(1)
-                    ),
-                },
-                None => Error::InvalidSpec {
-                    field: path,
-                    message: format!("{cause} (in {name})"),
-                },
-            });
-        }
-    };
-    if let Some(first) = unknown.first() {
-        return Err(Error::InvalidSpec {
-            field: first.clone(),
-            message: format!("unknown field in {name} (misspelled?){}", also(1)),
-        });
-    }
-    Ok(scaler)
+    (read, unknown)
 }
 
 /// What the command line changes in the spec.

@@ -6,7 +6,8 @@ use chrono::{DateTime, Local, Utc};
 use chrono_tz::Tz;
 
 use super::{PlanReport, WhyReport};
-use crate::planning::outlook::{self, Step};
+use crate::api::PredictiveScalerStatus;
+use crate::planning::outlook::{self, Outlook, Step};
 use crate::planning::plan::Reason;
 
 /// The time zone times are shown in.
@@ -88,7 +89,16 @@ fn window(s: &Step) -> String {
 
 /// `kubectl prescaler plan`'s table.
 pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
-    let o = &r.outlook;
+    let mut out = plan_heading(r, zone);
+    out.push('\n');
+    out.push_str(&plan_rows(r, zone));
+    out.push('\n');
+    out.push_str(&plan_summary(&r.outlook, zone));
+    out
+}
+
+/// Whose plan it is, from when, on what grid, and the notes on where the numbers came from.
+fn plan_heading(r: &PlanReport, zone: Zone) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -98,7 +108,7 @@ pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
     let _ = writeln!(
         out,
         "Plan from {} every {} for {} (times in {}); ■ peak window open, ▸ floor asked ahead of it",
-        zone.show(o.from, "%Y-%m-%d %H:%M"),
+        zone.show(r.outlook.from, "%Y-%m-%d %H:%M"),
         crate::api::format_duration(outlook::STEP),
         crate::api::format_duration(outlook::HORIZON),
         zone.name()
@@ -106,11 +116,43 @@ pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    out.push('\n');
+    out
+}
+
+/// The plan's columns aligned, the header first, each row ending in its replicas as a bar of
+/// the maximum.
+fn plan_rows(r: &PlanReport, zone: Zone) -> String {
+    let o = &r.outlook;
     let rows: Vec<&Step> = std::iter::once(&o.now).chain(&o.steps).collect();
+    let cells = plan_cells(&rows, zone);
+    let table = PlanColumns::fitting(&cells);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        table.line(
+            PlanColumns::HEADERS,
+            &format!("REPLICAS / MAX {}", r.spec.max_replicas)
+        )
+    );
+    for (s, c) in rows.iter().zip(&cells) {
+        let b = bar(s.replicas, r.spec.max_replicas, 40);
+        let cells = [
+            c[0].as_str(),
+            c[1].as_str(),
+            c[2].as_str(),
+            c[3].as_str(),
+            c[4].as_str(),
+        ];
+        let _ = writeln!(out, "{}", table.line(cells, &b));
+    }
+    out
+}
+
+/// Each step's cells: time (the first marked `now`), replicas, term, load, window.
+fn plan_cells(rows: &[&Step], zone: Zone) -> Vec<[String; 5]> {
     let format = zone.row_format(rows.iter().map(|s| s.at));
-    let cells: Vec<[String; 5]> = rows
-        .iter()
+    rows.iter()
         .enumerate()
         .map(|(i, s)| {
             let time = zone.show(s.at, format);
@@ -122,51 +164,51 @@ pub fn plan_table(r: &PlanReport, zone: Zone) -> String {
                 window(s),
             ]
         })
-        .collect();
-    let headers = ["TIME", "REPLICAS", "TERM", "LOAD", "WINDOW"];
-    let mut widths = headers.map(|h| h.chars().count());
-    for c in &cells {
-        for (w, v) in widths.iter_mut().zip(c) {
-            *w = (*w).max(v.chars().count());
+        .collect()
+}
+
+/// The plan's five columns, as wide as their widest cell; numbers right-aligned.
+struct PlanColumns {
+    widths: [usize; 5],
+}
+
+impl PlanColumns {
+    const HEADERS: [&'static str; 5] = ["TIME", "REPLICAS", "TERM", "LOAD", "WINDOW"];
+    const RIGHT: [bool; 5] = [false, true, false, true, false];
+
+    fn fitting(cells: &[[String; 5]]) -> Self {
+        let mut widths = Self::HEADERS.map(|h| h.chars().count());
+        for c in cells {
+            for (w, v) in widths.iter_mut().zip(c) {
+                *w = (*w).max(v.chars().count());
+            }
         }
+        Self { widths }
     }
-    let pad = |v: &str, w: usize, right: bool| {
-        let n = w.saturating_sub(v.chars().count());
-        if right {
-            format!("{}{v}", " ".repeat(n))
-        } else {
-            format!("{v}{}", " ".repeat(n))
-        }
-    };
-    let right = [false, true, false, true, false];
-    let line = |cells: [&str; 5], last: &str| {
+
+    /// `cells` padded to the columns, then `last` (unpadded), without trailing spaces.
+    fn line(&self, cells: [&str; 5], last: &str) -> String {
         let mut l = String::new();
-        for i in 0..5 {
-            l.push_str(&pad(cells[i], widths[i], right[i]));
+        for (i, cell) in cells.iter().enumerate() {
+            let n = self.widths[i].saturating_sub(cell.chars().count());
+            if Self::RIGHT[i] {
+                l.push_str(&" ".repeat(n));
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(n));
+            }
             l.push_str("  ");
         }
         l.push_str(last);
         l.trim_end().to_string()
-    };
-    let _ = writeln!(
-        out,
-        "{}",
-        line(headers, &format!("REPLICAS / MAX {}", r.spec.max_replicas))
-    );
-    for (s, c) in rows.iter().zip(&cells) {
-        let b = bar(s.replicas, r.spec.max_replicas, 40);
-        let cells = [
-            c[0].as_str(),
-            c[1].as_str(),
-            c[2].as_str(),
-            c[3].as_str(),
-            c[4].as_str(),
-        ];
-        let _ = writeln!(out, "{}", line(cells, &b));
     }
-    let summary = o.summary();
-    out.push('\n');
-    match (&summary.next_peak, o.next_peak()) {
+}
+
+/// The plan's next peak and its largest step.
+fn plan_summary(o: &Outlook, zone: Zone) -> String {
+    let mut out = String::new();
+    match (&o.summary().next_peak, o.next_peak()) {
         (Some(p), Some(s)) => {
             let _ = writeln!(
                 out,
@@ -198,13 +240,27 @@ fn since(t: Option<DateTime<Utc>>, zone: Zone) -> String {
 
 /// `kubectl prescaler why`'s report.
 pub fn why_text(r: &WhyReport, zone: Zone) -> String {
-    let s = &r.status;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "PredictiveScaler {}/{} scales {} (mode {})",
         r.namespace, r.name, r.target, r.mode
     );
+    out.push_str(&why_status(&r.status));
+    out.push_str("\nCONDITIONS\n");
+    out.push_str(&conditions_table(&r.status, zone));
+    let _ = writeln!(out, "\nEVENTS (newest first, times in {})", zone.name());
+    if r.events.is_empty() {
+        out.push_str("none\n");
+    } else {
+        out.push_str(&events_table(r, zone));
+    }
+    out
+}
+
+/// What the status says of the last decision, the calibration, the last scaling and the plan.
+fn why_status(s: &PredictiveScalerStatus) -> String {
+    let mut out = String::new();
     let num = |v: Option<i32>| v.map_or("-".to_string(), |v| v.to_string());
     match &s.reason {
         Some(reason) => {
@@ -251,7 +307,11 @@ pub fn why_text(r: &WhyReport, zone: Zone) -> String {
         });
         let _ = writeln!(out, "Plan ({}): next peak {peak}", p.computed_at);
     }
-    out.push_str("\nCONDITIONS\n");
+    out
+}
+
+/// The status' conditions, with a header.
+fn conditions_table(s: &PredictiveScalerStatus, zone: Zone) -> String {
     let mut table = vec![[
         "TYPE".to_string(),
         "STATUS".into(),
@@ -268,8 +328,11 @@ pub fn why_text(r: &WhyReport, zone: Zone) -> String {
             printable(&c.message),
         ]);
     }
-    out.push_str(&columns(&table));
-    let _ = writeln!(out, "\nEVENTS (newest first, times in {})", zone.name());
+    columns(&table)
+}
+
+/// The scaler's Events, with a header.
+fn events_table(r: &WhyReport, zone: Zone) -> String {
     let mut table = vec![[
         "TIME".to_string(),
         "TYPE".into(),
@@ -286,12 +349,7 @@ pub fn why_text(r: &WhyReport, zone: Zone) -> String {
             printable(&e.note),
         ]);
     }
-    if r.events.is_empty() {
-        out.push_str("none\n");
-    } else {
-        out.push_str(&columns(&table));
-    }
-    out
+    columns(&table)
 }
 
 /// Left-aligned columns, the last one unpadded.

@@ -266,6 +266,13 @@ fn index(t: DateTime<Utc>, start: DateTime<Utc>, step: Duration) -> Option<usize
     (d >= 0).then(|| (d / step.num_seconds()) as usize)
 }
 
+/// How many range queries a read of `[from, to]` every `step` takes: the Prometheus source
+/// splits a read into queries of at most 10 000 points (`prometheus::POINTS_PER_QUERY`).
+fn chunks(from: DateTime<Utc>, to: DateTime<Utc>, step: Duration) -> usize {
+    let points = (to - from).num_seconds() / step.num_seconds() + 1;
+    (points.max(0) as u64).div_ceil(10_000) as usize
+}
+
 impl HistoryCache {
     pub fn new(query: impl Into<String>, needs: HistoryNeeds) -> Self {
         Self {
@@ -297,87 +304,130 @@ impl HistoryCache {
         source: &(impl RangeSource + ?Sized),
         now: DateTime<Utc>,
     ) -> Result<Refresh> {
-        let end = align(now, STEP);
-        let oldest = align(now - self.needs.span, COARSE_BLOCK);
         let mut done = Refresh::default();
-        let chunks = |from: DateTime<Utc>, to: DateTime<Utc>, step: Duration| {
-            let points = (to - from).num_seconds() / step.num_seconds() + 1;
-            (points.max(0) as u64).div_ceil(10_000) as usize
-        };
-
         if self.fine.values.is_empty() {
-            // Cold: a probe first (the weeks of history are the big read), then the coarse
-            // part, then the fine part; kept only if every read succeeds. The probe reads at
-            // `now`, the freshest view: a gap at the last whole minute must not let it pass.
-            source.probe(&self.query, now).await?;
-            done.queries += 1;
-            let fine_start = self.fine_from(now);
-            let mut coarse = Coarse::default();
-            if oldest < fine_start {
-                let blocks =
-                    ((fine_start - oldest).num_seconds() / COARSE_BLOCK.num_seconds()) as usize;
-                coarse = Coarse::with_blocks(oldest, blocks);
-                // A block is evaluated at its last minute.
-                let last_minute = STEP * (COARSEN as i32 - 1);
-                let (from, to) = (oldest + last_minute, fine_start - STEP);
-                let blocks_read = source
-                    .block_means(&self.query, from, to, COARSE_BLOCK, STEP)
-                    .await?;
-                for b in &blocks_read {
-                    if let Some(i) = index(b.at - last_minute, oldest, COARSE_BLOCK)
-                        && i < blocks
-                    {
-                        let mean = accept(b.mean, &mut done.rejected);
-                        if mean.is_finite() && b.count > 0 {
-                            coarse.means[i] = mean;
-                            coarse.counts[i] = b.count.min(COARSEN as u32) as u8;
-                        }
-                    }
-                }
-                // Two queries (mean and count) per chunk.
-                done.queries += 2 * chunks(from, to, COARSE_BLOCK);
-                done.samples += blocks_read.len();
-            }
-            let samples = source.range(&self.query, fine_start, end, STEP).await?;
-            let len = ((end - fine_start).num_seconds() / STEP.num_seconds()) as usize + 1;
-            let mut fine = Fine {
-                start: Some(fine_start),
-                values: with_slack(len, FINE_SLACK),
-            };
-            for (t, v) in &samples {
-                if let Some(i) = index(*t, fine_start, STEP)
-                    && i < len
-                {
-                    fine.values[i] = accept(*v, &mut done.rejected);
-                }
-            }
-            done.queries += chunks(fine_start, end, STEP);
-            done.samples += samples.len();
-            self.coarse = coarse;
-            self.fine = fine;
+            self.read_cold(source, now, &mut done).await?;
         } else {
-            let start = self.fine.start.expect("set with values");
-            let cached = self.fine.values.len().saturating_sub(REREAD_STEPS);
-            let from = start + STEP * cached as i32;
-            if from <= end {
-                let samples = source.range(&self.query, from, end, STEP).await?;
-                let len = ((end - start).num_seconds() / STEP.num_seconds()) as usize + 1;
-                if len > self.fine.values.len() {
-                    self.fine.values.resize(len, f32::NAN);
-                }
-                for (t, v) in &samples {
-                    if let Some(i) = index(*t, start, STEP)
-                        && i < self.fine.values.len()
-                    {
-                        self.fine.values[i] = accept(*v, &mut done.rejected);
-                    }
-                }
-                done.queries += chunks(from, end, STEP);
-                done.samples += samples.len();
-            }
+            self.read_newest(source, align(now, STEP), &mut done)
+                .await?;
         }
         self.fold(now);
         Ok(done)
+    }
+
+    /// Cold: a probe first (the weeks of history are the big read), then the coarse part, then
+    /// the fine part; kept only if every read succeeds. The probe reads at `now`, the freshest
+    /// view: a gap at the last whole minute must not let it pass.
+    async fn read_cold(
+        &mut self,
+        source: &(impl RangeSource + ?Sized),
+        now: DateTime<Utc>,
+        done: &mut Refresh,
+    ) -> Result<()> {
+        source.probe(&self.query, now).await?;
+        done.queries += 1;
+        let oldest = align(now - self.needs.span, COARSE_BLOCK);
+        let fine_start = self.fine_from(now);
+        let mut coarse = Coarse::default();
+        if oldest < fine_start {
+            coarse = self.read_coarse(source, oldest, fine_start, done).await?;
+        }
+        let fine = self
+            .read_fine(source, fine_start, align(now, STEP), done)
+            .await?;
+        self.coarse = coarse;
+        self.fine = fine;
+        Ok(())
+    }
+
+    /// The block means of `[oldest, fine_start)`, the part of the span older than the fine tier.
+    async fn read_coarse(
+        &self,
+        source: &(impl RangeSource + ?Sized),
+        oldest: DateTime<Utc>,
+        fine_start: DateTime<Utc>,
+        done: &mut Refresh,
+    ) -> Result<Coarse> {
+        let blocks = ((fine_start - oldest).num_seconds() / COARSE_BLOCK.num_seconds()) as usize;
+        let mut coarse = Coarse::with_blocks(oldest, blocks);
+        // A block is evaluated at its last minute.
+        let last_minute = STEP * (COARSEN as i32 - 1);
+        let (from, to) = (oldest + last_minute, fine_start - STEP);
+        let blocks_read = source
+            .block_means(&self.query, from, to, COARSE_BLOCK, STEP)
+            .await?;
+        for b in &blocks_read {
+            if let Some(i) = index(b.at - last_minute, oldest, COARSE_BLOCK)
+                && i < blocks
+            {
+                let mean = accept(b.mean, &mut done.rejected);
+                if mean.is_finite() && b.count > 0 {
+                    coarse.means[i] = mean;
+                    coarse.counts[i] = b.count.min(COARSEN as u32) as u8;
+                }
+            }
+        }
+        // Two queries (mean and count) per chunk.
+        done.queries += 2 * chunks(from, to, COARSE_BLOCK);
+        done.samples += blocks_read.len();
+        Ok(coarse)
+    }
+
+    /// The minutes `[fine_start, end]`, as a new fine tier.
+    async fn read_fine(
+        &self,
+        source: &(impl RangeSource + ?Sized),
+        fine_start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        done: &mut Refresh,
+    ) -> Result<Fine> {
+        let samples = source.range(&self.query, fine_start, end, STEP).await?;
+        let len = ((end - fine_start).num_seconds() / STEP.num_seconds()) as usize + 1;
+        let mut fine = Fine {
+            start: Some(fine_start),
+            values: with_slack(len, FINE_SLACK),
+        };
+        for (t, v) in &samples {
+            if let Some(i) = index(*t, fine_start, STEP)
+                && i < len
+            {
+                fine.values[i] = accept(*v, &mut done.rejected);
+            }
+        }
+        done.queries += chunks(fine_start, end, STEP);
+        done.samples += samples.len();
+        Ok(fine)
+    }
+
+    /// Warm: the minutes after the cached ones up to `end`, and the last `REREAD_STEPS` cached
+    /// ones again.
+    async fn read_newest(
+        &mut self,
+        source: &(impl RangeSource + ?Sized),
+        end: DateTime<Utc>,
+        done: &mut Refresh,
+    ) -> Result<()> {
+        let start = self.fine.start.expect("set with values");
+        let cached = self.fine.values.len().saturating_sub(REREAD_STEPS);
+        let from = start + STEP * cached as i32;
+        if from > end {
+            return Ok(());
+        }
+        let samples = source.range(&self.query, from, end, STEP).await?;
+        let len = ((end - start).num_seconds() / STEP.num_seconds()) as usize + 1;
+        if len > self.fine.values.len() {
+            self.fine.values.resize(len, f32::NAN);
+        }
+        for (t, v) in &samples {
+            if let Some(i) = index(*t, start, STEP)
+                && i < self.fine.values.len()
+            {
+                self.fine.values[i] = accept(*v, &mut done.rejected);
+            }
+        }
+        done.queries += chunks(from, end, STEP);
+        done.samples += samples.len();
+        Ok(())
     }
 
     /// Moves fine values older than the fine span into block means, and drops what has left

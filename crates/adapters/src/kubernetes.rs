@@ -1272,6 +1272,19 @@ pub async fn release_floors(
     may_write: &(dyn Fn() -> bool + Sync),
 ) -> Sweep {
     let mut sweep = Sweep::default();
+    release_hpa_floors(client, namespace, owners, may_write, &mut sweep).await;
+    release_scaled_object_floors(client, namespace, owners, keda, may_write, &mut sweep).await;
+    sweep
+}
+
+/// `release_floors` on the HPAs: those not KEDA's whose floors `owners` names.
+async fn release_hpa_floors(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    owners: Owners<'_>,
+    may_write: &(dyn Fn() -> bool + Sync),
+    sweep: &mut Sweep,
+) {
     let hpas: Api<HorizontalPodAutoscaler> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -1310,6 +1323,17 @@ pub async fn release_floors(
         };
         sweep.record(namespace, object, holder.owner(), written);
     }
+}
+
+/// `release_floors` on the KEDA ScaledObjects whose floors `owners` names.
+async fn release_scaled_object_floors(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    owners: Owners<'_>,
+    keda: bool,
+    may_write: &(dyn Fn() -> bool + Sync),
+    sweep: &mut Sweep,
+) {
     let all_scaled_objects = match namespace {
         Some(ns) => scaled_objects(client, ns),
         None => Api::all_with(client.clone(), &scaled_object_resource()),
@@ -1345,7 +1369,6 @@ pub async fn release_floors(
         };
         sweep.record(namespace, object, holder.owner(), written);
     }
-    sweep
 }
 
 /// The patch that gives a floor back, with the value restored and the kept own value that was

@@ -50,21 +50,57 @@ pub fn shape(
     memory: &mut Memory,
     now: DateTime<Utc>,
 ) -> (u32, Option<Limited>) {
+    let (stabilized, passing) = stabilize(
+        behavior,
+        current,
+        recommendation,
+        &mut memory.recommendations,
+        now,
+    );
+    let mut limited = (stabilized != recommendation).then_some(Limited::Stabilized);
+    forget_changes(behavior, &mut memory.changes, now);
+    let mut desired = stabilized;
+    let limit = rate_limit(
+        behavior,
+        current,
+        stabilized,
+        foresight,
+        passing,
+        &memory.changes,
+        now,
+    );
+    if let Some(limit) = limit {
+        desired = limit;
+        limited = Some(Limited::RateLimited);
+    }
+    let desired = desired.clamp(bounds.0, bounds.1.max(bounds.0));
+    if desired != current {
+        record(&mut memory.changes, now, desired as i64 - current as i64);
+    }
+    (desired, limited)
+}
+
+/// Stabilization: up to the lowest recommendation of the up window, down to the highest of the
+/// down window; records `recommendation` (made at `current`). Also the count before a passing
+/// rise (`passing_rise`), looked for when the default scale-down rules lower the count.
+fn stabilize(
+    behavior: &ValidBehavior,
+    current: u32,
+    recommendation: u32,
+    recommendations: &mut VecDeque<(DateTime<Utc>, (u32, u32))>,
+    now: DateTime<Utc>,
+) -> (u32, Option<u32>) {
     let (up, down) = (&behavior.scale_up, &behavior.scale_down);
     // Two scale-down windows: one to stabilize, one before it to see where a rise began.
     let keep = up.stabilization_window.max(down.stabilization_window * 2);
-    while memory
-        .recommendations
+    while recommendations
         .front()
         .is_some_and(|(t, _)| now - *t > keep)
     {
-        memory.recommendations.pop_front();
+        recommendations.pop_front();
     }
-
-    // Stabilization: up to the lowest recommendation of the up window, down to the highest of
-    // the down window.
     let (mut up_rec, mut down_rec) = (recommendation, recommendation);
-    for &(t, (r, _)) in &memory.recommendations {
+    for &(t, (r, _)) in recommendations.iter() {
         if t == now {
             continue; // being revised
         }
@@ -76,20 +112,20 @@ pub fn shape(
         }
     }
     let passing = (down.default_policies && current > recommendation)
-        .then(|| {
-            passing_rise(
-                &memory.recommendations,
-                now,
-                down.stabilization_window,
-                down_rec,
-            )
-        })
+        .then(|| passing_rise(recommendations, now, down.stabilization_window, down_rec))
         .flatten();
-    record(&mut memory.recommendations, now, (recommendation, current));
-    let stabilized = current.max(up_rec).min(down_rec);
-    let mut limited = (stabilized != recommendation).then_some(Limited::Stabilized);
+    record(recommendations, now, (recommendation, current));
+    (current.max(up_rec).min(down_rec), passing)
+}
 
-    // Rate limits, relative to the replicas at the start of each policy's period.
+/// Drops the changes older than the longest policy period, and one made at `now` (being
+/// revised).
+fn forget_changes(
+    behavior: &ValidBehavior,
+    changes: &mut VecDeque<(DateTime<Utc>, i64)>,
+    now: DateTime<Utc>,
+) {
+    let (up, down) = (&behavior.scale_up, &behavior.scale_down);
     let longest = up
         .policies
         .iter()
@@ -97,42 +133,42 @@ pub fn shape(
         .map(|p| p.period)
         .max()
         .unwrap_or(Duration::zero());
-    while memory
-        .changes
-        .front()
-        .is_some_and(|(t, _)| now - *t > longest)
-    {
-        memory.changes.pop_front();
+    while changes.front().is_some_and(|(t, _)| now - *t > longest) {
+        changes.pop_front();
     }
-    if memory.changes.back().is_some_and(|(t, _)| *t == now) {
-        memory.changes.pop_back(); // being revised
+    if changes.back().is_some_and(|(t, _)| *t == now) {
+        changes.pop_back(); // being revised
     }
-    let mut desired = stabilized;
+}
+
+/// Rate limits, relative to the replicas at the start of each policy's period: the count the
+/// rules hold `stabilized` to, when they hold it back. The default scale-up limit lets
+/// `foresight` through; a `passing` rise's count bounds the default scale-down limit.
+fn rate_limit(
+    behavior: &ValidBehavior,
+    current: u32,
+    stabilized: u32,
+    foresight: u32,
+    passing: Option<u32>,
+    changes: &VecDeque<(DateTime<Utc>, i64)>,
+    now: DateTime<Utc>,
+) -> Option<u32> {
+    let (up, down) = (&behavior.scale_up, &behavior.scale_down);
     if stabilized > current {
-        let mut limit = policy_limit(up, current, &memory.changes, now, Direction::Up).max(current);
+        let mut limit = policy_limit(up, current, changes, now, Direction::Up).max(current);
         if up.default_policies {
             limit = limit.max(foresight.min(stabilized));
         }
-        if stabilized > limit {
-            desired = limit;
-            limited = Some(Limited::RateLimited);
-        }
+        (stabilized > limit).then_some(limit)
     } else if stabilized < current {
-        let mut limit =
-            policy_limit(down, current, &memory.changes, now, Direction::Down).min(current);
+        let mut limit = policy_limit(down, current, changes, now, Direction::Down).min(current);
         if let Some(before) = passing {
             limit = limit.min(before.max(stabilized));
         }
-        if stabilized < limit {
-            desired = limit;
-            limited = Some(Limited::RateLimited);
-        }
+        (stabilized < limit).then_some(limit)
+    } else {
+        None
     }
-    let desired = desired.clamp(bounds.0, bounds.1.max(bounds.0));
-    if desired != current {
-        record(&mut memory.changes, now, desired as i64 - current as i64);
-    }
-    (desired, limited)
 }
 
 /// A rise that did not last the scale-down stabilization window is not a level the default

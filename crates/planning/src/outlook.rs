@@ -16,8 +16,8 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
-use super::forecast::{self, History, Predictor};
-use super::plan::{self, Decision, Inputs, Reason};
+use super::forecast::{self, History, Predictor, View};
+use super::plan::{self, Decision, Inputs, Memory, Reason};
 use super::planner::Planner;
 use super::schedule::{self, ScheduledFloor};
 use prescaler_api::{PlanStatus, PlannedReplicas};
@@ -215,79 +215,25 @@ pub fn outlook(
         return None;
     }
     let step = step.max(Duration::minutes(1));
-    let spec = planner.spec();
     let view = history.and_then(|h| planner.view(h, minute));
     let calibrated = planner.calibration().is_some() && view.is_some();
-    let mut memory = planner.memory().clone();
-    let mut current = decision.desired_replicas;
+    let mut ahead = Ahead {
+        planner,
+        memory: planner.memory().clone(),
+        current: decision.desired_replicas,
+        decided_now: decision.desired_replicas,
+        minute,
+    };
     let first = minute.duration_trunc(step).unwrap_or(minute) + step;
     let mut steps =
         Vec::with_capacity((horizon.num_minutes() / step.num_minutes()).max(0) as usize);
     let mut t = first;
     while t <= minute + horizon {
-        // The forecasts a decision at `t` would read: the peak within its lead time, predicted
-        // from what is observed now.
-        let (mut daily, mut weekly) = (f64::NAN, f64::NAN);
-        if let Some(view) = view.filter(|_| calibrated) {
-            for p in planner.predictors() {
-                let f = forecast::predict_peak(
-                    planner.model(),
-                    *p,
-                    view,
-                    planner.adjustments(),
-                    t,
-                    t + spec.lead_time,
-                )
-                .map_or(f64::NAN, |v| v.max(0.0));
-                match p {
-                    Predictor::Daily => daily = f,
-                    Predictor::Weekly => weekly = f,
-                }
-            }
-        }
-        let load = expected_load(planner, daily, weekly);
-        let held = !load.is_finite();
-        // The step's inputs held over the minutes that lead to it, one decision a minute as the
-        // operator makes them, while the behaviour still moves the count (a rate limit, a
-        // stabilization window): the step shows where the operator will be, not one rate-limited
-        // move from where the last step was. Once a decision leaves the count where it was,
-        // unlimited, the minutes up to the step would repeat it: the step's own minute decides
-        // next. Held steps keep the decision now: one decision, at the step's minute.
-        let span = if held { 1 } else { step.num_minutes().max(1) };
-        // Never before the live decision's minute: those minutes are decided, and in the memory.
-        let mut m = (t - Duration::minutes(span - 1)).max(minute + Duration::minutes(1));
-        let d = loop {
-            let scheduled = planner.scheduled_at(m, current);
-            let event = planner.expected_event(m, (!held).then_some(load), daily, weekly);
-            let d = plan::decide(
-                spec,
-                Inputs {
-                    load: (!held).then_some(load),
-                    sustained: (!held).then_some(load),
-                    daily,
-                    weekly,
-                    calibration: if held { None } else { planner.calibration() },
-                    scheduled: &scheduled,
-                    event: event.as_ref(),
-                    current_replicas: if held {
-                        decision.desired_replicas
-                    } else {
-                        current
-                    },
-                    held_zero: false,
-                },
-                &mut memory,
-                m,
-            );
-            let settled = d.desired_replicas == current
-                && !matches!(d.reason, Reason::RateLimited | Reason::Stabilized);
-            current = d.desired_replicas;
-            if m >= t {
-                break d;
-            }
-            m = if settled { t } else { m + Duration::minutes(1) };
+        let (daily, weekly) = match view.filter(|_| calibrated) {
+            Some(view) => forecasts_at(planner, view, t),
+            None => (f64::NAN, f64::NAN),
         };
-        steps.push(step_of(planner, &d, t, held));
+        steps.push(ahead.step_at(t, step, daily, weekly));
         t += step;
     }
     let held = steps.iter().all(|s| s.held);
@@ -298,6 +244,98 @@ pub fn outlook(
         held,
         horizon,
     })
+}
+
+/// The forecasts a decision at `t` would read, `(daily, weekly)`: the peak within its lead
+/// time, predicted from what is observed now (NaN for a predictor not in use or without one).
+fn forecasts_at(planner: &Planner, view: View<'_>, t: DateTime<Utc>) -> (f64, f64) {
+    let (mut daily, mut weekly) = (f64::NAN, f64::NAN);
+    for p in planner.predictors() {
+        let f = forecast::predict_peak(
+            planner.model(),
+            *p,
+            view,
+            planner.adjustments(),
+            t,
+            t + planner.spec().lead_time,
+        )
+        .map_or(f64::NAN, |v| v.max(0.0));
+        match p {
+            Predictor::Daily => daily = f,
+            Predictor::Weekly => weekly = f,
+        }
+    }
+    (daily, weekly)
+}
+
+/// The decisions after the live one, played on a copy of the planner's memory.
+struct Ahead<'a> {
+    planner: &'a Planner,
+    memory: Memory,
+    /// The replicas the last decision played asked for.
+    current: u32,
+    /// The live decision's replicas, which a held step keeps.
+    decided_now: u32,
+    /// The live decision's minute.
+    minute: DateTime<Utc>,
+}
+
+impl Ahead<'_> {
+    /// The step at `t` of the `step` grid, with the forecasts `daily` and `weekly` for it.
+    fn step_at(&mut self, t: DateTime<Utc>, step: Duration, daily: f64, weekly: f64) -> Step {
+        let load = expected_load(self.planner, daily, weekly);
+        let held = !load.is_finite();
+        // The step's inputs held over the minutes that lead to it, one decision a minute as the
+        // operator makes them, while the behaviour still moves the count (a rate limit, a
+        // stabilization window): the step shows where the operator will be, not one rate-limited
+        // move from where the last step was. Once a decision leaves the count where it was,
+        // unlimited, the minutes up to the step would repeat it: the step's own minute decides
+        // next. Held steps keep the decision now: one decision, at the step's minute.
+        let span = if held { 1 } else { step.num_minutes().max(1) };
+        // Never before the live decision's minute: those minutes are decided, and in the memory.
+        let mut m = (t - Duration::minutes(span - 1)).max(self.minute + Duration::minutes(1));
+        let d = loop {
+            let d = self.decide_at(m, (!held).then_some(load), daily, weekly);
+            let settled = d.desired_replicas == self.current
+                && !matches!(d.reason, Reason::RateLimited | Reason::Stabilized);
+            self.current = d.desired_replicas;
+            if m >= t {
+                break d;
+            }
+            m = if settled { t } else { m + Duration::minutes(1) };
+        };
+        step_of(self.planner, &d, t, held)
+    }
+
+    /// The decision at minute `m` with the step's expected `load` (`None`: the step is held).
+    fn decide_at(
+        &mut self,
+        m: DateTime<Utc>,
+        load: Option<f64>,
+        daily: f64,
+        weekly: f64,
+    ) -> Decision {
+        let planner = self.planner;
+        let held = load.is_none();
+        let scheduled = planner.scheduled_at(m, self.current);
+        let event = planner.expected_event(m, load, daily, weekly);
+        plan::decide(
+            planner.spec(),
+            Inputs {
+                load,
+                sustained: load,
+                daily,
+                weekly,
+                calibration: if held { None } else { planner.calibration() },
+                scheduled: &scheduled,
+                event: event.as_ref(),
+                current_replicas: if held { self.decided_now } else { self.current },
+                held_zero: false,
+            },
+            &mut self.memory,
+            m,
+        )
+    }
 }
 
 #[cfg(test)]
