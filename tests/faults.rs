@@ -3086,3 +3086,95 @@ async fn a_namespace_beyond_its_scaler_limit_runs_only_its_oldest() {
     expect_condition(&api, "e0", "Ready", "False", "TooManyScalers").unwrap();
     assert_eq!(replicas(&api, "e0"), 2);
 }
+
+/// One namespace whose requests hang (`hang`: a path of its own, e.g. its pod lists or its
+/// targets' reads) with 16 `leadTime: Auto` scalers, beside 8 ordinary scalers in `shop` and one
+/// `leadTime: Auto` scaler in `other`: how often `shop`'s scalers are reconciled (reads of their
+/// `/scale`) in `secs`, and when `other`'s first decision was written.
+async fn beside_a_hanging_namespace(hang: Option<&str>, secs: u64) -> (usize, Option<StdDuration>) {
+    use support::scripted::ScriptedSource;
+    let in_namespace = |mut object: Value, namespace: &str| {
+        object["metadata"]["namespace"] = json!(namespace);
+        object
+    };
+    let auto = json!({ "forecast": { "leadTime": "Auto" } });
+    let api = FakeApi::new();
+    if let Some(path) = hang {
+        api.hang_next(Method::GET, path, 1_000_000);
+    }
+    for i in 0..16 {
+        let name = format!("h{i}");
+        api.put(in_namespace(deployment(&name, 2), "hostile"));
+        api.put(in_namespace(scaler(&name, "web", auto.clone()), "hostile"));
+    }
+    for i in 0..8 {
+        let name = format!("v{i}");
+        api.put(deployment(&name, 2));
+        api.put(scaler(&name, "web", json!({})));
+    }
+    api.put(in_namespace(deployment("auto", 2), "other"));
+    api.put(in_namespace(scaler("auto", "web", auto), "other"));
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(60.0)));
+    let started = tokio::time::Instant::now();
+    let _op = start_operator_on(&api, source, |_| {});
+    let mut other_decided = None;
+    while started.elapsed() < StdDuration::from_secs(secs) {
+        let status = api
+            .get(
+                "prescaler.dev/v1alpha1",
+                "PredictiveScaler",
+                "other",
+                "auto",
+            )
+            .map(|o| o["status"].clone())
+            .unwrap_or_default();
+        if other_decided.is_none() && status["desiredReplicas"].is_number() {
+            other_decided = Some(started.elapsed());
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let reconciled = api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == Method::GET
+                && r.path.contains("/namespaces/shop/deployments/")
+                && r.path.ends_with("/scale")
+        })
+        .count();
+    (reconciled, other_decided)
+}
+
+/// A namespace whose pod lists hang (`leadTime: Auto` scalers whose surveys cannot finish), or
+/// whose targets' reads hang: every other namespace is still reconciled, and another
+/// namespace's `leadTime: Auto` scaler decides at once. A first survey used to wait for its turn
+/// (two at a time) while holding its reconcile slot, a failed one was tried again at every
+/// sync, and a namespace was marked slow only for slow Prometheus reads, once they ended: `shop`
+/// got 31 reconciles in 30 s against 240 (pod lists hanging) and 24 against 240 (target reads
+/// hanging), and `other` no decision at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_whose_requests_hang_does_not_stall_the_others() {
+    const SECS: u64 = 20;
+    let (base, base_other) = beside_a_hanging_namespace(None, SECS).await;
+    assert!(base_other.is_some());
+    for hang in [
+        "/namespaces/hostile/pods",
+        "/namespaces/hostile/deployments",
+    ] {
+        let (reconciled, other) = beside_a_hanging_namespace(Some(hang), SECS).await;
+        eprintln!(
+            "{hang} hanging: shop reconciled {reconciled} times in {SECS} s (answered: {base}); other decided after {other:?} (answered: {base_other:?})"
+        );
+        // A third: a hanging namespace's first reconciles still take their slots until they
+        // are marked slow (5 s), a share of the run.
+        assert!(
+            reconciled * 3 > base,
+            "{hang} hanging: shop reconciled {reconciled} times against {base}"
+        );
+        let other = other.unwrap_or_else(|| panic!("{hang} hanging: other never decided"));
+        assert!(
+            other < StdDuration::from_secs(5),
+            "{hang} hanging: other decided after {other:?}"
+        );
+    }
+}

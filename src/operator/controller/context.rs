@@ -93,6 +93,8 @@ pub(super) struct ScalerState {
     pub(super) startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
     pub(super) survey: Option<(Instant, startup::Survey)>,
+    /// When the last survey failed, and why, while no survey has succeeded since.
+    pub(super) survey_failed: Option<(Instant, String)>,
     /// The last plan (`status.plan`), the quarter hour and the spec generation it was made for.
     pub(super) plan: Option<PlanMemo>,
 }
@@ -234,6 +236,7 @@ impl Context {
                 reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,
+                survey_failed: None,
                 plan: None,
             }))
         });

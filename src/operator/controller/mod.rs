@@ -169,7 +169,25 @@ pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<A
 /// The reconcile once it holds its slot.
 async fn admitted(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = catch_panic(reconcile_inner(&ps, &ctx)).await;
+    let work = catch_panic(reconcile_inner(&ps, &ctx));
+    tokio::pin!(work);
+    // A reconcile that holds its slot for half a request's timeout (the shorter of Prometheus'
+    // and the API server's) marks its namespace suspect at that moment, whatever it waits on (a
+    // target read or a pod list that hangs, not only a Prometheus read): the namespace's next
+    // reconciles then hold fewer slots (`fair_queue`). Marked only for slow Prometheus reads
+    // once they ended, sixteen hanging target reads took every slot for their timeout.
+    let slow = ctx
+        .source
+        .read_timeout()
+        .min(adapters::kubernetes::API_TIMEOUT)
+        / 2;
+    let result = tokio::select! {
+        result = &mut work => result,
+        () = tokio::time::sleep(slow) => {
+            ctx.admission.suspect(&ps.namespace().unwrap_or_default());
+            work.await
+        }
+    };
     if let Err(Error::Panicked(message)) = &result {
         // Whatever the planner held may be inconsistent: start it afresh.
         ctx.forget(&ps).await;

@@ -18,7 +18,7 @@ use crate::api::{Mode, PredictiveScaler, ScaleTargetRef, ValidatedSpec};
 use crate::operator::conditions::{Finding, ReadyReason};
 use crate::planning::startup;
 
-use super::context::Context;
+use super::context::{Context, SURVEYS_AT_ONCE};
 
 /// What the reconcile found out about the target, when it can act on it.
 pub(super) struct Target {
@@ -312,49 +312,93 @@ pub(super) async fn learn_lead_time(
         .as_ref()
         .filter(|(at, _)| at.elapsed() < ctx.settings.pod_survey_interval)
         .map(|(_, s)| s.clone());
+    let last = state.survey.as_ref().map(|(_, s)| s.clone());
+    // The lead time in use when no survey is made now: the last survey's, else the default.
+    let put_off = |target: &mut Target, why: String| {
+        if let Some(last) = &last {
+            target.spec.lead_time = last.lead_time;
+        }
+        (last.clone(), Err(why))
+    };
+    if fresh.is_none()
+        && let Some((at, why)) = &state.survey_failed
+        && at.elapsed() < ctx.settings.pod_survey_interval
+    {
+        // A failed survey is tried again a survey interval later, not at every sync: pods that
+        // cannot be listed in time would hold a reconcile slot for `SURVEY_TIMEOUT` each time.
+        return put_off(target, why.clone());
+    }
     // A survey holds a page of pods, whose size the tenants decide (see `kubernetes::POD_PAGE`):
     // eight at once over pods of a MiB of annotations took the operator to 298 MiB. A survey
-    // that finds `SURVEYS_AT_ONCE` running is put off to the next reconcile when there is a
-    // last one to go on, and waits for its turn when there is not.
-    let surveying = match (&fresh, &state.survey) {
-        (Some(_), _) => None,
-        (None, Some((_, last))) => match ctx.surveys.try_acquire() {
+    // that finds `SURVEYS_AT_ONCE` running is put off to a later reconcile; it never waits for
+    // its turn while it holds a reconcile slot (sixteen scalers whose pod lists hung, each
+    // waiting so, took every slot from every other namespace).
+    let surveying = match &fresh {
+        Some(_) => None,
+        None => match ctx.surveys.try_acquire() {
             Ok(permit) => Some(permit),
-            Err(_) => {
-                target.spec.lead_time = last.lead_time;
-                return (Some(last.clone()), Ok(last.clone()));
-            }
+            Err(_) => match &last {
+                Some(last) => {
+                    target.spec.lead_time = last.lead_time;
+                    return (Some(last.clone()), Ok(last.clone()));
+                }
+                None => {
+                    return put_off(
+                        target,
+                        format!(
+                            "not surveyed yet: {SURVEYS_AT_ONCE} surveys run at once across all scalers, and this one waits for a later reconcile"
+                        ),
+                    );
+                }
+            },
         },
-        (None, None) => ctx.surveys.acquire().await.ok(),
     };
     let survey = match fresh {
         Some(s) => Ok(s),
-        None => {
-            let namespace = ps.namespace().unwrap_or_default();
-            match target.workload.selector() {
-                None => Err(format!(
-                    "{} reports no pod selector on its /scale (status.selector)",
-                    target.workload.name
-                )),
-                Some(selector) => kubernetes::pod_starts(&ctx.client, &namespace, selector)
-                    .await
-                    .map(|pods| state.startup.survey(&pods, now))
-                    .map_err(|e| e.to_string()),
-            }
-        }
+        None => survey_pods(ps, ctx, target)
+            .await
+            .map(|pods| state.startup.survey(&pods, now)),
     };
     drop(surveying);
     match &survey {
         Ok(s) => {
             target.spec.lead_time = s.lead_time;
             state.survey = Some((Instant::now(), s.clone()));
+            state.survey_failed = None;
         }
-        Err(_) => {
-            if let Some((_, last)) = &state.survey {
+        Err(why) => {
+            if let Some(last) = &last {
                 target.spec.lead_time = last.lead_time;
             }
+            state.survey_failed = Some((Instant::now(), why.clone()));
         }
     }
     let shown = state.survey.as_ref().map(|(_, s)| s.clone());
     (shown, survey)
+}
+
+/// The most a whole survey of a target's pods may take (each page is bounded too): it holds a
+/// reconcile slot meanwhile.
+const SURVEY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The start-ups of the target's pods, within `SURVEY_TIMEOUT`.
+async fn survey_pods(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    target: &Target,
+) -> std::result::Result<Vec<startup::PodStart>, String> {
+    let namespace = ps.namespace().unwrap_or_default();
+    let Some(selector) = target.workload.selector() else {
+        return Err(format!(
+            "{} reports no pod selector on its /scale (status.selector)",
+            target.workload.name
+        ));
+    };
+    let listing = kubernetes::pod_starts(&ctx.client, &namespace, selector);
+    match tokio::time::timeout(SURVEY_TIMEOUT, listing).await {
+        Ok(listed) => listed.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "listing the pods took longer than {SURVEY_TIMEOUT:?}; tried again in a survey interval"
+        )),
+    }
 }
