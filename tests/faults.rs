@@ -3147,7 +3147,8 @@ async fn beside_a_hanging_namespace(hang: Option<&str>, secs: u64) -> (usize, Op
 
 /// A namespace whose pod lists hang (`leadTime: Auto` scalers whose surveys cannot finish), or
 /// whose targets' reads hang: every other namespace is still reconciled, and another
-/// namespace's `leadTime: Auto` scaler decides at once. A first survey used to wait for its turn
+/// namespace's `leadTime: Auto` scaler decides within a request's timeout. A first survey used
+/// to wait for its turn
 /// (two at a time) while holding its reconcile slot, a failed one was tried again at every
 /// sync, and a namespace was marked slow only for slow Prometheus reads, once they ended: `shop`
 /// got 31 reconciles in 30 s against 240 (pod lists hanging) and 24 against 240 (target reads
@@ -3171,9 +3172,12 @@ async fn a_namespace_whose_requests_hang_does_not_stall_the_others() {
             reconciled * 3 > base,
             "{hang} hanging: shop reconciled {reconciled} times against {base}"
         );
+        // At worst a request's timeout (10 s): the slots the hanging namespace took before it
+        // was marked slow are held until their requests time out (on a loaded machine its 16
+        // reconciles were admitted before the others had asked).
         let other = other.unwrap_or_else(|| panic!("{hang} hanging: other never decided"));
         assert!(
-            other < StdDuration::from_secs(5),
+            other < StdDuration::from_secs(13),
             "{hang} hanging: other decided after {other:?}"
         );
     }

@@ -194,11 +194,7 @@ impl FakeApi {
 
     /// The stored object, if any.
     pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        let key = (
-            format!("{api_version}/{}", plural(kind)),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(api_version, kind, namespace, name);
         self.store.lock().unwrap().objects.get(&key).cloned()
     }
 
@@ -216,11 +212,7 @@ impl FakeApi {
 
     /// Deletes as `kubectl delete` would: finalizers first.
     pub fn delete(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
-        let key = (
-            format!("{api_version}/{}", plural(kind)),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(api_version, kind, namespace, name);
         let mut store = self.store.lock().unwrap();
         self.delete_locked(&mut store, key);
     }
@@ -235,11 +227,7 @@ impl FakeApi {
         namespace: &str,
         name: &str,
     ) {
-        let key = (
-            format!("{api_version}/{}", plural(kind)),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(api_version, kind, namespace, name);
         let mut store = self.store.lock().unwrap();
         if let Some(mut object) = store.objects.get(&key).cloned() {
             object["metadata"]["finalizers"] = json!([]);
@@ -274,11 +262,7 @@ impl FakeApi {
     /// Writes an object's status without touching its spec, as a controller's status update
     /// does (the HPA controller writes an HPA's status every sync): a new resourceVersion.
     pub fn touch_status(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
-        let key = (
-            format!("{api_version}/{}", plural(kind)),
-            namespace.to_string(),
-            name.to_string(),
-        );
+        let key = object_key(api_version, kind, namespace, name);
         let mut store = self.store.lock().unwrap();
         if let Some(mut object) = store.objects.get(&key).cloned() {
             let n = object["status"]["observedWrites"].as_u64().unwrap_or(0) + 1;
@@ -1008,6 +992,20 @@ impl Route {
             self.name.clone().unwrap_or_default(),
         )
     }
+}
+
+/// The store's key of an object: its collection, namespace and name.
+fn object_key(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> (Collection, String, String) {
+    (
+        format!("{api_version}/{}", plural(kind)),
+        namespace.to_string(),
+        name.to_string(),
+    )
 }
 
 fn plural(kind: &str) -> String {

@@ -106,6 +106,23 @@ fn refused(reason: ReadyReason, message: String) -> Finding {
     Finding::ready(reason, message)
 }
 
+/// The other PredictiveScalers of `namespace` that are not being deleted.
+fn siblings(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Vec<Arc<PredictiveScaler>> {
+    let mut all = ctx.scalers.state();
+    all.retain(|other| {
+        other.namespace().as_deref() == Some(namespace)
+            && other.uid() != ps.uid()
+            && other.meta().deletion_timestamp.is_none()
+    });
+    all
+}
+
+/// The order in which scalers claim things (a target, a place under the namespace's limit):
+/// creation time, then name.
+fn age(ps: &PredictiveScaler) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
+    (ps.creation_timestamp().map(|t| t.0), ps.name_any())
+}
+
 /// Why nothing is done for this scaler, if its namespace already holds as many older ones as
 /// `--max-scalers-per-namespace` allows. Each scaler keeps its metric's history in this process
 /// (about a third of a MiB), so one tenant creating thousands would run the operator out of
@@ -118,18 +135,10 @@ fn beyond_namespace_limit(
     namespace: &str,
 ) -> Option<Finding> {
     let limit = ctx.settings.max_scalers_per_namespace?;
-    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
-    let own = key(ps);
-    let older = ctx
-        .scalers
-        .state()
+    let own = age(ps);
+    let older = siblings(ps, ctx, namespace)
         .iter()
-        .filter(|other| {
-            other.namespace().as_deref() == Some(namespace)
-                && other.uid() != ps.uid()
-                && other.meta().deletion_timestamp.is_none()
-                && key(other) < own
-        })
+        .filter(|other| age(other) < own)
         .count();
     (older >= limit.get()).then(|| {
         refused(ReadyReason::TooManyScalers,
@@ -160,22 +169,15 @@ fn not_to_be_read(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Opti
     }
     // Two PredictiveScalers on one target would fight; the oldest keeps it, as the HPA
     // controller refuses ambiguous selectors rather than guess.
-    let key = |p: &PredictiveScaler| (p.creation_timestamp().map(|t| t.0), p.name_any());
-    let first = ctx
-        .scalers
-        .state()
-        .iter()
+    let first = siblings(ps, ctx, namespace)
+        .into_iter()
         .filter(|other| {
-            other.namespace().as_deref() == Some(namespace)
-                && other.uid() != ps.uid()
-                && other.meta().deletion_timestamp.is_none()
-                && other.spec.scale_target_ref.kind == target_ref.kind
+            other.spec.scale_target_ref.kind == target_ref.kind
                 && other.spec.scale_target_ref.name == target_ref.name
                 && other.spec.mode != Mode::Off
         })
-        .min_by_key(|other| key(other))
-        .cloned()?;
-    (key(&first) < key(ps)).then(|| {
+        .min_by_key(|other| age(other))?;
+    (age(&first) < age(ps)).then(|| {
         refused(
             ReadyReason::AmbiguousTarget,
             format!(
