@@ -199,10 +199,7 @@ async fn give_back(
             summary.finalizers_kept.push((full, why));
             continue;
         }
-        if !may_write() {
-            return Err(crate::adapters::Error::NotLeader.into());
-        }
-        match remove_finalizer(client, &namespace, &name).await {
+        match remove_finalizer(client, &namespace, &name, may_write).await {
             Ok(()) => summary.finalizers.push(full),
             Err(e) => {
                 warn!(namespace, name, error = %e, "could not remove prescaler's finalizer; going on with the others");
@@ -214,10 +211,19 @@ async fn give_back(
 }
 
 /// Removes prescaler's finalizer, guarded by the resourceVersion read and read again after a
-/// conflict (another controller may add or remove its own meanwhile).
-async fn remove_finalizer(client: &kube::Client, namespace: &str, name: &str) -> Result<()> {
+/// conflict (another controller may add or remove its own meanwhile); each attempt only while
+/// `may_write` says so.
+async fn remove_finalizer(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    may_write: &(dyn Fn() -> bool + Sync),
+) -> Result<()> {
     let api: Api<PredictiveScaler> = Api::namespaced(client.clone(), namespace);
     for _ in 0..5 {
+        if !may_write() {
+            return Err(crate::adapters::Error::NotLeader.into());
+        }
         let Some(ps) = call("reading a PredictiveScaler", api.get_opt(name)).await? else {
             return Ok(());
         };

@@ -534,8 +534,10 @@ pub async fn set_hpa_floor(
     hpa: &HorizontalPodAutoscaler,
     owner_uid: &str,
     floor: u32,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<i32>> {
-    let written = patch_hpa_guarded(client, hpa, |h| floor_patch(h, owner_uid, floor)).await?;
+    let written =
+        patch_hpa_guarded(client, hpa, |h| floor_patch(h, owner_uid, floor), may_write).await?;
     Ok(written.flatten())
 }
 
@@ -550,22 +552,25 @@ async fn patch_hpa_guarded<T>(
     client: &kube::Client,
     cached: &HorizontalPodAutoscaler,
     plan: impl Fn(&HorizontalPodAutoscaler) -> Option<(serde_json::Value, T)>,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<T>> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
         client.clone(),
         cached.metadata.namespace.as_deref().unwrap_or("default"),
     );
-    patch_guarded(&api, "a HorizontalPodAutoscaler", cached, plan).await
+    patch_guarded(&api, "a HorizontalPodAutoscaler", cached, plan, may_write).await
 }
 
 /// Writes the patch `plan` computes from `cached`, guarded by its resourceVersion; after a
 /// conflict, computed again from the API server's copy (up to `CONFLICT_RETRIES` times). `None`
-/// when `plan` had nothing to write.
+/// when `plan` had nothing to write. Each attempt asks `may_write` first: the read between two
+/// attempts may take up to `API_TIMEOUT`, long enough for a Lease to be lost.
 async fn patch_guarded<K, T>(
     api: &Api<K>,
     what: &str,
     cached: &K,
     plan: impl Fn(&K) -> Option<(serde_json::Value, T)>,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<T>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -577,6 +582,9 @@ where
         let Some((patch, outcome)) = plan(&current) else {
             return Ok(None);
         };
+        if !may_write() {
+            return Err(Error::NotLeader);
+        }
         match call(
             &format!("writing {what}"),
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
@@ -790,14 +798,19 @@ pub async fn set_scaled_object_floor(
     so: &DynamicObject,
     owner_uid: &str,
     floor: u32,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<i32>> {
     let api = scaled_objects(
         client,
         so.metadata.namespace.as_deref().unwrap_or("default"),
     );
-    let written = patch_guarded(&api, "a KEDA ScaledObject", so, |s| {
-        FloorHolder::scaled_object(s).floor_patch(owner_uid, floor)
-    })
+    let written = patch_guarded(
+        &api,
+        "a KEDA ScaledObject",
+        so,
+        |s| FloorHolder::scaled_object(s).floor_patch(owner_uid, floor),
+        may_write,
+    )
     .await?;
     Ok(written.flatten())
 }
@@ -1318,7 +1331,9 @@ async fn release_hpa_floors(
         let namespace = hpa.metadata.namespace.clone().unwrap_or_default();
         warn_refused(&namespace, &object, &holder);
         let written = match may_write() {
-            true => patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h))).await,
+            true => {
+                patch_hpa_guarded(client, &hpa, |h| restore(FloorHolder::hpa(h)), may_write).await
+            }
             false => Err(Error::NotLeader),
         };
         sweep.record(namespace, object, holder.owner(), written);
@@ -1360,9 +1375,13 @@ async fn release_scaled_object_floors(
         let api = scaled_objects(client, &namespace);
         let written = match may_write() {
             true => {
-                patch_guarded(&api, "a KEDA ScaledObject", &so, |s| {
-                    restore(FloorHolder::scaled_object(s))
-                })
+                patch_guarded(
+                    &api,
+                    "a KEDA ScaledObject",
+                    &so,
+                    |s| restore(FloorHolder::scaled_object(s)),
+                    may_write,
+                )
                 .await
             }
             false => Err(Error::NotLeader),

@@ -93,7 +93,10 @@ async fn floor_on_hpa(
     add_finalizer(ps, ctx).await?;
     release_other_floors(ps, ctx, &holder).await?;
     let uid = ps.uid().unwrap_or_default();
-    let set = kubernetes::set_hpa_floor(&ctx.client, hpa, &uid, decision.floor_replicas).await?;
+    let set = kubernetes::set_hpa_floor(&ctx.client, hpa, &uid, decision.floor_replicas, &|| {
+        ctx.may_write()
+    })
+    .await?;
     if let Some(floor) = set {
         let note = format!(
             "set {holder}'s minReplicas to {floor} ({})",
@@ -204,8 +207,14 @@ pub(super) async fn actuate_keda(
     add_finalizer(ps, ctx).await?;
     release_other_floors(ps, ctx, &FloorObject::ScaledObject(name.to_string())).await?;
     let uid = ps.uid().unwrap_or_default();
-    let set = kubernetes::set_scaled_object_floor(&ctx.client, &so, &uid, decision.floor_replicas)
-        .await?;
+    let set = kubernetes::set_scaled_object_floor(
+        &ctx.client,
+        &so,
+        &uid,
+        decision.floor_replicas,
+        &|| ctx.may_write(),
+    )
+    .await?;
     if let Some(floor) = set {
         let holder = FloorObject::ScaledObject(name.to_string());
         let note = format!(
