@@ -3182,3 +3182,39 @@ async fn a_namespace_whose_requests_hang_does_not_stall_the_others() {
         );
     }
 }
+
+/// A scaler created in the same second as a running one (the API server's creation time has a
+/// second's resolution: a batch `kubectl apply` makes many), with a name earlier in the
+/// alphabet, beyond the namespace's limit: the running one keeps its place and its floor.
+/// Ranked by name alone, the newer one took the place and the running one gave its floor back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaler_created_in_the_same_second_does_not_stop_a_running_one() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    let second = "2026-01-01T00:00:00Z";
+    api.put(deployment("zz", 2));
+    api.put(hpa("zz", 2, json!({})));
+    let mut s = scaler("zz", "zz", floor(20));
+    s["metadata"]["creationTimestamp"] = json!(second);
+    api.put(s);
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(60.0)));
+    let _op = start_operator_on(&api, source, |s| {
+        s.max_scalers_per_namespace = std::num::NonZeroUsize::new(1)
+    });
+    eventually(30, "zz's floor raised", || match hpa_min(&api, "zz") {
+        20 => Ok(()),
+        m => Err(format!("minReplicas {m}: {}", status(&api, "zz"))),
+    })
+    .await;
+    api.put(deployment("aa", 2));
+    let mut s = scaler("aa", "aa", json!({}));
+    s["metadata"]["creationTimestamp"] = json!(second);
+    api.put(s);
+    eventually(30, "the newer one refused", || {
+        expect_condition(&api, "aa", "Ready", "False", "TooManyScalers")
+    })
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(hpa_min(&api, "zz"), 20, "{}", status(&api, "zz"));
+    expect_condition(&api, "zz", "Ready", "True", "FloorOnHPA").unwrap();
+}

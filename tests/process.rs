@@ -352,3 +352,31 @@ async fn a_renewal_answered_late_never_makes_two_writers() {
         "both replicas could write at {both} looks 5 ms apart"
     );
 }
+
+/// The Lease deleted under a leader (by a person, a namespace clean-up, an etcd restore): the
+/// standby does not create a new one and lead at once while the leader, which notices only at
+/// its next renewal, still writes. Created at once, both were free to write for about 7 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lease_never_makes_two_writers() {
+    let api = FakeApi::new();
+    let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
+    a.acquire().await;
+    let holding = in_background(&a, |a| async move { a.hold().await });
+    let standby = in_background(&b, |b| async move { b.acquire().await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(a.may_write() && !b.may_write());
+    api.delete("coordination.k8s.io/v1", "Lease", "ops", "prescaler");
+    let started = std::time::Instant::now();
+    let mut both = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        both += usize::from(a.may_write() && b.may_write());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holding.abort();
+    standby.abort();
+    assert_eq!(
+        both, 0,
+        "both replicas could write at {both} looks 5 ms apart"
+    );
+    assert!(holder(&api).is_some(), "someone holds the Lease again");
+}

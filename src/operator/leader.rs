@@ -121,6 +121,13 @@ impl Leadership {
             ..Default::default()
         };
         let Some(mut lease) = self.api.get_opt(&s.name).await? else {
+            // A Lease another replica held when this one last looked, and that is gone now
+            // (deleted by a person, a namespace clean-up, an etcd restore), is treated as still
+            // held until its duration has passed since then: its holder may not have noticed
+            // yet and still writes. Created at once, both wrote for about 7 s.
+            if self.held_by_other_within_duration() {
+                return Ok(false);
+            }
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(s.name.clone()),
@@ -181,6 +188,21 @@ impl Leadership {
         }
     }
 
+    /// Whether the last Lease this replica saw named another holder, less than a lease duration
+    /// ago.
+    fn held_by_other_within_duration(&self) -> bool {
+        let seen = self.observed();
+        let other = seen
+            .record
+            .as_ref()
+            .and_then(|r| r.holder_identity.as_deref())
+            .is_some_and(|h| !h.is_empty() && h != self.settings.identity);
+        other
+            && seen
+                .changed_at
+                .is_some_and(|t| t.elapsed() < self.settings.lease_duration)
+    }
+
     /// Records a won round, as of `sent_at`, when its write was sent — not when its answer came.
     /// The API server applied the write at some instant after `sent_at`, and a standby counts
     /// `lease_duration` from when it saw that write, later still; so `renew_deadline` counted
@@ -231,6 +253,8 @@ impl Leadership {
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(lease = s.name, "another replica holds the Lease now");
+                    // Not one more write: `may_write` would say yes until the renew deadline.
+                    self.observed().renewed_at = None;
                     return;
                 }
                 Err(e) => warn!(error = %e, "leader election: renewal failed"),

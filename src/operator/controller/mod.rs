@@ -76,16 +76,14 @@ pub async fn run(
             let mut every = tokio::time::interval(ctx.settings.sync_period);
             // A scaler that set a floor and went without its last reconcile (its finalizer
             // removed by hand while the operator ran) left the floor raised: the start-up sweep
-            // for orphaned floors runs again, at once, and after a sweep that did not complete
-            // (an object the API server keeps refusing) every `orphan_sweep_retry`, as the
-            // start-up sweep does: each lists every HPA and ScaledObject of the cluster.
+            // for orphaned floors runs again, at most once every `orphan_sweep_retry`, as the
+            // start-up sweep does, whatever owes it: each lists every HPA and ScaledObject of
+            // the cluster, and a tenant deleting scalers by hand in a loop made one per sync.
             let mut sweep_owed = false;
             let mut not_before = tokio::time::Instant::now();
             loop {
                 every.tick().await;
-                if ctx.forget_gone().await {
-                    (sweep_owed, not_before) = (true, tokio::time::Instant::now());
-                }
+                sweep_owed |= ctx.forget_gone().await;
                 if sweep_owed && ctx.may_write() && tokio::time::Instant::now() >= not_before {
                     sweep_owed = !sweep_orphaned_floors(&ctx).await;
                     not_before = tokio::time::Instant::now() + ctx.settings.orphan_sweep_retry;

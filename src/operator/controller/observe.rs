@@ -118,9 +118,28 @@ fn siblings(ps: &PredictiveScaler, ctx: &Context, namespace: &str) -> Vec<Arc<Pr
 }
 
 /// The order in which scalers claim things (a target, a place under the namespace's limit):
-/// creation time, then name.
-fn age(ps: &PredictiveScaler) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
-    (ps.creation_timestamp().map(|t| t.0), ps.name_any())
+/// creation time, then, among scalers created in the same second (the API server's resolution:
+/// a batch `kubectl apply` makes many), one that already acts before one that does not, then
+/// name. Without the middle term a scaler created in the same second as a running one, with a
+/// name earlier in the alphabet, took its place and the running one gave its floor back.
+fn age(ps: &PredictiveScaler) -> (Option<k8s_openapi::jiff::Timestamp>, bool, String) {
+    (
+        ps.creation_timestamp().map(|t| t.0),
+        !acts(ps),
+        ps.name_any(),
+    )
+}
+
+/// Whether the scaler's status says it acts (or was told not to): `Ready` with a reason other
+/// than a refusal for its place (the limit, or another scaler on its target).
+fn acts(ps: &PredictiveScaler) -> bool {
+    ps.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == crate::operator::conditions::READY
+                && c.reason != ReadyReason::TooManyScalers.as_str()
+                && c.reason != ReadyReason::AmbiguousTarget.as_str()
+        })
+    })
 }
 
 /// Why nothing is done for this scaler, if its namespace already holds as many older ones as
