@@ -3218,3 +3218,29 @@ async fn a_scaler_created_in_the_same_second_does_not_stop_a_running_one() {
     assert_eq!(hpa_min(&api, "zz"), 20, "{}", status(&api, "zz"));
     expect_condition(&api, "zz", "Ready", "True", "FloorOnHPA").unwrap();
 }
+
+/// `leadTime: Auto` surveys the pods again every `pod_survey_interval`, however often the
+/// scaler is reconciled in between: a survey still fresh used to be stamped anew at each
+/// reconcile, so with a sync shorter than the interval the pods were listed once per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_are_surveyed_again_every_survey_interval() {
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    api.put(deployment("web", 3));
+    api.put(scaler("web", "web", auto_lead_time()));
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(60.0)));
+    let _op = start_operator_on(&api, source, |s| {
+        s.sync_period = StdDuration::from_millis(500);
+        s.pod_survey_interval = StdDuration::from_secs(2);
+    });
+    tokio::time::sleep(StdDuration::from_secs(9)).await;
+    let surveys = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::GET && r.path == "/api/v1/namespaces/shop/pods")
+        .count();
+    assert!(
+        (3..=6).contains(&surveys),
+        "{surveys} surveys in 9 s at one per 2 s"
+    );
+}

@@ -328,74 +328,57 @@ pub(super) async fn learn_lead_time(
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
     let mut state = state.lock().await;
-    let fresh = state
-        .survey
-        .as_ref()
-        .filter(|(at, _)| at.elapsed() < ctx.settings.pod_survey_interval)
-        .map(|(_, s)| s.clone());
     let last = state.survey.as_ref().map(|(_, s)| s.clone());
-    // The lead time in use when no survey is made now: the last survey's, else the default.
-    let put_off = |target: &mut Target, why: String| {
+    // No survey now: the lead time stays the last survey's, else the default.
+    let keep = |target: &mut Target, result| {
         if let Some(last) = &last {
             target.spec.lead_time = last.lead_time;
         }
-        (last.clone(), Err(why))
+        (last.clone(), result)
     };
-    if fresh.is_none()
-        && let Some((at, why)) = &state.survey_failed
-        && at.elapsed() < ctx.settings.pod_survey_interval
+    let interval = ctx.settings.pod_survey_interval;
+    if let Some((at, last)) = &state.survey
+        && at.elapsed() < interval
+    {
+        let last = last.clone();
+        return keep(target, Ok(last));
+    }
+    if let Some((at, why)) = &state.survey_failed
+        && at.elapsed() < interval
     {
         // A failed survey is tried again a survey interval later, not at every sync: pods that
         // cannot be listed in time would hold a reconcile slot for `SURVEY_TIMEOUT` each time.
-        return put_off(target, why.clone());
+        let why = why.clone();
+        return keep(target, Err(why));
     }
     // A survey holds a page of pods, whose size the tenants decide (see `kubernetes::POD_PAGE`):
     // eight at once over pods of a MiB of annotations took the operator to 298 MiB. A survey
     // that finds `SURVEYS_AT_ONCE` running is put off to a later reconcile; it never waits for
     // its turn while it holds a reconcile slot (sixteen scalers whose pod lists hung, each
     // waiting so, took every slot from every other namespace).
-    let surveying = match &fresh {
-        Some(_) => None,
-        None => match ctx.surveys.try_acquire() {
-            Ok(permit) => Some(permit),
-            Err(_) => match &last {
-                Some(last) => {
-                    target.spec.lead_time = last.lead_time;
-                    return (Some(last.clone()), Ok(last.clone()));
-                }
-                None => {
-                    return put_off(
-                        target,
-                        format!(
-                            "not surveyed yet: {SURVEYS_AT_ONCE} surveys run at once across all scalers, and this one waits for a later reconcile"
-                        ),
-                    );
-                }
-            },
-        },
+    let Ok(_surveying) = ctx.surveys.try_acquire() else {
+        let put_off = last.clone().ok_or_else(|| {
+            format!(
+                "not surveyed yet: {SURVEYS_AT_ONCE} surveys run at once across all scalers, and this one waits for a later reconcile"
+            )
+        });
+        return keep(target, put_off);
     };
-    let survey = match fresh {
-        Some(s) => Ok(s),
-        None => survey_pods(ps, ctx, target)
-            .await
-            .map(|pods| state.startup.survey(&pods, now)),
-    };
-    drop(surveying);
-    match &survey {
-        Ok(s) => {
-            target.spec.lead_time = s.lead_time;
-            state.survey = Some((Instant::now(), s.clone()));
+    match survey_pods(ps, ctx, target)
+        .await
+        .map(|pods| state.startup.survey(&pods, now))
+    {
+        Ok(survey) => {
+            target.spec.lead_time = survey.lead_time;
+            state.survey = Some((Instant::now(), survey.clone()));
             state.survey_failed = None;
+            (Some(survey.clone()), Ok(survey))
         }
         Err(why) => {
-            if let Some(last) = &last {
-                target.spec.lead_time = last.lead_time;
-            }
             state.survey_failed = Some((Instant::now(), why.clone()));
+            keep(target, Err(why))
         }
     }
-    let shown = state.survey.as_ref().map(|(_, s)| s.clone());
-    (shown, survey)
 }
 
 /// The most a whole survey of a target's pods may take (each page is bounded too): it holds a
