@@ -1035,6 +1035,7 @@ fn the_live_floor_holds_on_every_basis_in_the_pure_decision() {
                 above_max_percent: 0.0,
                 error_percent: None,
                 scored_minutes: 10_080,
+                level_change: None,
             };
             let d = plan::decide(
                 &s,

@@ -8,6 +8,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, ValidatedSpec};
+use crate::planning::calibration::Calibration;
 use crate::planning::plan::{Decision, Reason};
 use crate::planning::startup;
 
@@ -319,19 +320,22 @@ fn history_in_hours(history: chrono::Duration) -> String {
 /// first calibration.
 pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> {
     let cal = d.calibration.as_ref()?;
-    let objective = spec.max_underprovisioned * 100.0;
+    Some(objective_verdict(
+        cal,
+        spec.max_underprovisioned * 100.0,
+        spec.max_replicas,
+    ))
+}
+
+/// `objective_finding` for a calibration, the objective in percent and the spec's `maxReplicas`.
+fn objective_verdict(cal: &Calibration, objective: f64, max_replicas: u32) -> Finding {
     let week = cal.underprovisioned_week_percent;
     let figures = format!(
         "{:.2}% of the last week's minutes and {:.2}% of the last day's would have been under-provisioned with the current margins; the objective is {objective}%",
         week, cal.underprovisioned_day_percent
     );
     if week <= objective {
-        return Some(Finding::new(
-            OBJECTIVE_MET,
-            true,
-            "WithinObjective",
-            figures,
-        ));
+        return Finding::new(OBJECTIVE_MET, true, "WithinObjective", figures);
     }
     let (reason, why) = if cal.above_max_percent >= cal.unpreventable_percent
         && cal.above_max_percent > 0.0
@@ -340,7 +344,14 @@ pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> 
             "MaxReplicasTooLow",
             format!(
                 "{:.2}% of the minutes needed more than maxReplicas {}; raise it to meet the objective",
-                cal.above_max_percent, spec.max_replicas
+                cal.above_max_percent, max_replicas
+            ),
+        )
+    } else if let Some(change) = cal.level_change.filter(|&r| is_regime_change(r)) {
+        (
+            "RecalibratingAfterShift",
+            format!(
+                "the last day's load is {change:.1}x the same day's a week before; the week the margins are fitted on straddles the change, and they are relearned as the days after it fill it (within a week)"
             ),
         )
     } else if cal.unpreventable_percent > 0.0 {
@@ -357,12 +368,17 @@ pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> 
             "the margins are being raised".to_string(),
         )
     };
-    Some(Finding::new(
-        OBJECTIVE_MET,
-        false,
-        reason,
-        format!("{figures}: {why}"),
-    ))
+    Finding::new(OBJECTIVE_MET, false, reason, format!("{figures}: {why}"))
+}
+
+/// A level at least this many times higher, or lower, than the same day's a week before is a
+/// change of regime to the status (a ×3 shift, a term's end at a third): day-to-day swings of
+/// the same weekday are well within it, and a week of margins fitted across such a change is
+/// not what the forecast will face next. It only names the reason; no decision reads it.
+const REGIME_CHANGE: f64 = 2.0;
+
+fn is_regime_change(level_change: f64) -> bool {
+    level_change >= REGIME_CHANGE || level_change <= 1.0 / REGIME_CHANGE
 }
 
 pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
@@ -587,6 +603,61 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn a_missed_objective_says_why_and_a_shift_is_told_apart_from_bursts() {
+        use crate::planning::calibration::{BASES, Margins};
+        let cal = |week: f64, unpreventable: f64, above: f64, change: Option<f64>| Calibration {
+            margins: Margins {
+                basis: BASES[0],
+                margin: 0.2,
+                extra: 0.0,
+            },
+            underprovisioned_day_percent: week,
+            underprovisioned_week_percent: week,
+            unpreventable_percent: unpreventable,
+            above_max_percent: above,
+            error_percent: None,
+            scored_minutes: 10_080,
+            level_change: change,
+        };
+        let reason = |c: Calibration| {
+            let f = objective_verdict(&c, 0.1, 40);
+            format!("{} {}", f.status, f.reason)
+        };
+        assert_eq!(
+            reason(cal(0.05, 0.2, 0.0, Some(3.0))),
+            "true WithinObjective"
+        );
+        // A level three times, or a third of, the same day's a week before is a shift, even
+        // with bursts among the short minutes (the shift's own first minutes are some).
+        for change in [3.0, 0.3] {
+            assert_eq!(
+                reason(cal(0.5, 0.2, 0.0, Some(change))),
+                "false RecalibratingAfterShift",
+                "{change}"
+            );
+        }
+        // A weekday against the same weekday, moving by a third, is no shift.
+        assert_eq!(
+            reason(cal(0.5, 0.2, 0.0, Some(1.3))),
+            "false UnforecastableBursts"
+        );
+        assert_eq!(
+            reason(cal(0.5, 0.2, 0.0, None)),
+            "false UnforecastableBursts"
+        );
+        assert_eq!(
+            reason(cal(0.5, 0.0, 0.0, Some(0.8))),
+            "false ObjectiveNotMet"
+        );
+        // Minutes above maxReplicas are the first thing to fix.
+        let f = objective_verdict(&cal(0.5, 0.2, 0.3, Some(3.0)), 0.1, 40);
+        assert_eq!(f.reason, "MaxReplicasTooLow");
+        assert!(f.message.contains("maxReplicas 40"), "{}", f.message);
+        let f = objective_verdict(&cal(0.5, 0.2, 0.0, Some(2.94)), 0.1, 40);
+        assert!(f.message.contains("2.9x"), "{}", f.message);
     }
 
     #[test]

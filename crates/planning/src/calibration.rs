@@ -28,6 +28,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::forecast::{self, Adjustments, History, ModelConfig, Predictor, View};
 
+mod replay;
+
 pub use super::forecast::MAX_LOAD_AGE;
 
 /// Whether `view`'s newest sample is recent enough at `at` for the load to count as observed.
@@ -229,6 +231,11 @@ pub struct Calibration {
     pub error_percent: Option<f64>,
     /// How many minutes the calibration was scored on.
     pub scored_minutes: usize,
+    /// The last day's mean load against the same day's a week before, where both were mostly
+    /// observed: far from 1, the week the margins were fitted on straddles a change of regime
+    /// (a level shift, a term's start or end), and a status that reports the objective missed
+    /// says so rather than blaming the forecast.
+    pub level_change: Option<f64>,
 }
 
 /// What the calibration aims for, from the spec.
@@ -376,323 +383,6 @@ impl Calibrator {
             self.first += 1;
         }
     }
-
-    /// Replays the window before `boundary` for every basis and keeps the cheapest margins that
-    /// meet the objective.
-    fn recalibrate(
-        &self,
-        cfg: &ModelConfig,
-        history: &History,
-        boundary: i64,
-        objective: &Objective,
-        adjust: &Adjustments,
-    ) -> Option<Calibration> {
-        let c = objective.target_per_replica;
-        let lead = objective.lead.num_minutes().max(1);
-        let delay = (objective.lead - cfg.metric_delay)
-            .num_minutes()
-            .clamp(0, lead);
-        let stabilization = objective.stabilization.num_minutes().max(0);
-        let window = cfg.calibration_window.num_minutes();
-        let span_lo = boundary - Self::reach(cfg, objective);
-        let span = (boundary - span_lo + 1) as usize;
-        let scored_lo = boundary - window + 1;
-
-        // What each minute of the span saw: the live load and the sustained live load (as
-        // `Planner::decide` reads them), the forecasts, and the sample itself. Read by index, not through `view_at`: this runs over
-        // a week of minutes at every boundary. (The spec's history, which `view_at` also
-        // applies, is an hour at least: it never hides the few minutes the live load reads.)
-        let view = history.view_at(minute_time(boundary))?;
-        let mut live = vec![f64::NAN; span];
-        let mut sustained = vec![f64::NAN; span];
-        let mut sample = vec![f64::NAN; span];
-        let mut daily = vec![f64::NAN; span];
-        let mut weekly = vec![f64::NAN; span];
-        let values = history.values();
-        let offset = (minute_time(span_lo) - history.start()).num_seconds();
-        let step = history.step().num_seconds();
-        for k in 0..span {
-            if let Some(r) = usize::try_from(span_lo + k as i64 - self.first)
-                .ok()
-                .and_then(|i| self.records.get(i))
-            {
-                (daily[k], weekly[k]) = (f64::from(r[0]), f64::from(r[1]));
-            }
-            let d = offset + 60 * k as i64;
-            if d < 0 {
-                continue;
-            }
-            // The sample at or before minute k (on it, for a history aligned to the minute).
-            let i = (d / step) as usize;
-            if d % step == 0 && i <= view.end() {
-                sample[k] = values[i];
-            }
-            let end = i.min(view.end());
-            let age = Duration::seconds(d - end as i64 * step);
-            let reading = live_reading_after(cfg, history.view(end), age);
-            live[k] = reading.load.unwrap_or(f64::NAN);
-            sustained[k] = reading.sustained.unwrap_or(f64::NAN);
-        }
-        // A sudden drop to zero that did not persist is a missing sample to the decisions, and
-        // to the score: what the load really was then is not known.
-        let persist = cfg.zero_persistence.num_minutes().max(0) as usize;
-        // In minutes, as `sample` is; never closer than the history's own samples.
-        let apart = (MAX_LOAD_AGE.num_seconds().max(step) / 60) as usize;
-        for (a, b, _, _) in forecast::zero_blips(&sample, persist, cfg.sustained_samples, apart) {
-            for v in &mut sample[a..=b] {
-                *v = f64::NAN;
-            }
-        }
-        let needed = |load: f64| {
-            super::replicas_for(load, c).clamp(objective.min_replicas, objective.max_replicas)
-        };
-        // The live floor every decision keeps (`plan::decide`): what the sustained live load
-        // needs, held over the stabilization window like any recommendation. A minute is short
-        // only if some minute of its start-up time asked for less than it needed on both the
-        // basis with its margins and this floor.
-        let floor: Vec<f64> = sustained
-            .iter()
-            .map(|&s| {
-                if s.is_finite() {
-                    f64::from(needed(s))
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
-        let floor: Vec<f64> = sliding::<true>(&floor, stabilization as usize, 0)
-            .into_iter()
-            .map(|f| if f.is_finite() { f } else { 0.0 })
-            .collect();
-        let lag = (lead - delay) as usize;
-        // The least and the highest floor over each start-up time: most minutes are covered by
-        // the floor throughout it, or by none of it, and need no look at each minute.
-        let floor_least = sliding::<false>(&floor, delay as usize, 0);
-        let floor_most = sliding::<true>(&floor, delay as usize, 0);
-        // The calendar's unusual days (holidays, events) do not set the margins of ordinary ones.
-        let scored: Vec<usize> = (0..span)
-            .filter(|&k| span_lo + k as i64 >= scored_lo && sample[k].is_finite())
-            .filter(|&k| !adjust.is_unusual(minute_time(span_lo + k as i64)))
-            .collect();
-        if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
-            return None;
-        }
-        let allowed = ((objective.max_underprovisioned / cfg.objective_safety)
-            * scored.len() as f64)
-            .floor() as usize;
-
-        /// One basis replayed: what each scored minute needed, and what it held.
-        struct Replayed {
-            basis: Basis,
-            /// The relative margin each scored minute needed (-inf: it cannot be short).
-            requirement: Vec<f64>,
-            /// `c / ready` at each scored minute: how much margin one more replica is.
-            per_ready: Vec<f64>,
-            /// The basis held over the stabilization window, in replicas, summed over the scored
-            /// minutes that had one, and how many they are; the live floor summed over those
-            /// that had none.
-            held: f64,
-            kept: usize,
-            floor_alone: f64,
-            /// The scored minutes whose live floor was above the basis held plus half a replica,
-            /// as (basis, floor): the only ones where some margin leaves the floor the higher.
-            floor_above: Vec<(f64, f64)>,
-        }
-        let mut replayed = Vec::with_capacity(BASES.len());
-        for &basis in cfg.bases {
-            let base: Vec<f64> = (0..span)
-                .map(|k| basis.load(live[k], daily[k], weekly[k]))
-                .collect();
-            // A basis that saw less than half the scored minutes (a forecast without enough
-            // history yet) is not judged on the rest.
-            if scored.iter().filter(|&&k| base[k].is_finite()).count() < scored.len() / 2 {
-                continue;
-            }
-            let stab = sliding::<true>(&base, stabilization as usize, 0);
-            let stab_least = sliding::<false>(&stab, delay as usize, 0);
-            let mut requirement = Vec::with_capacity(scored.len());
-            let mut per_ready = Vec::with_capacity(scored.len());
-            let (mut held, mut kept, mut floor_alone) = (0.0, 0usize, 0.0);
-            let mut floor_above = Vec::new();
-            for &k in &scored {
-                let n = needed(sample[k]);
-                // The load shown at minute k happened `lag` before; what was ready then was
-                // asked for over the start-up time before that. The least basis among the
-                // minutes whose live floor fell short of the need sets the margin.
-                let (mut short, mut r) = (false, f64::NAN);
-                if let Some(last) = k.checked_sub(lag) {
-                    let n = f64::from(n);
-                    if floor_least[last] >= n {
-                        // Covered by the floor throughout.
-                    } else if floor_most[last] < n {
-                        (short, r) = (true, stab_least[last]);
-                    } else {
-                        for u in last.saturating_sub(delay as usize)..=last {
-                            if floor[u] >= n {
-                                continue;
-                            }
-                            short = true;
-                            if stab[u].is_finite() && (r.is_nan() || stab[u] < r) {
-                                r = stab[u];
-                            }
-                        }
-                    }
-                } else {
-                    short = true;
-                }
-                let usable = r.is_finite() && r > 0.0;
-                requirement.push(if n <= objective.min_replicas || !short {
-                    f64::NEG_INFINITY
-                } else if usable {
-                    c * (n - 1) as f64 / r - 1.0
-                } else {
-                    f64::INFINITY
-                });
-                per_ready.push(if usable { c / r } else { 0.0 });
-                let b = stab[k] / c;
-                if b.is_finite() {
-                    held += b;
-                    kept += 1;
-                    if floor[k] > b + 0.5 {
-                        floor_above.push((b, floor[k]));
-                    }
-                } else {
-                    floor_alone += floor[k];
-                }
-            }
-            replayed.push(Replayed {
-                basis,
-                requirement,
-                per_ready,
-                held,
-                kept,
-                floor_alone,
-                floor_above,
-            });
-        }
-        // The margin minute `i` of a replay needed with `extra` whole replicas.
-        let need = |r: &Replayed, i: usize, extra: f64| {
-            let m = r.requirement[i];
-            if m.is_finite() {
-                m - extra * r.per_ready[i]
-            } else {
-                m
-            }
-        };
-        // Minutes beyond `max_margin` are short whatever the margin. Those that no basis could
-        // have covered (a flash crowd, an outage's end) do not count against the objective;
-        // those another basis would have covered do: a sharp recurring spike that only the
-        // forecast sees is not "unpreventable" for the live load. (The most whole replicas
-        // ask the least margin.)
-        let most_extra = cfg.extra_replicas.iter().copied().fold(0.0, f64::max);
-        let unavoidable: Vec<bool> = (0..scored.len())
-            .map(|i| {
-                replayed
-                    .iter()
-                    .all(|r| need(r, i, most_extra) > cfg.max_margin)
-            })
-            .collect();
-        let unavoidable_count = unavoidable.iter().filter(|&&u| u).count();
-
-        let mut best: Option<(usize, Margins, usize, f64)> = None;
-        let mut xs = Vec::with_capacity(scored.len());
-        for (index, r) in replayed.iter().enumerate() {
-            for &extra in cfg.extra_replicas {
-                xs.clear();
-                let mut short = 0;
-                for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
-                    let x = need(r, i, extra);
-                    if x > cfg.max_margin {
-                        short += 1;
-                    } else if x > f64::NEG_INFINITY {
-                        xs.push(x);
-                    }
-                }
-                // A basis that misses more minutes than allowed, even at the largest margin, is
-                // ranked after every one that meets the objective, by how many it misses.
-                let (margin, over) = match allowed.checked_sub(short) {
-                    Some(left) if xs.len() > left => {
-                        let i = xs.len() - 1 - left;
-                        let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-                        ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
-                    }
-                    Some(_) => (0.0, 0),
-                    None => {
-                        let largest = xs.iter().copied().fold(0.0, f64::max);
-                        ((largest + 1e-9).min(cfg.max_margin), short - allowed)
-                    }
-                };
-                // Replayed cost in replica-minutes; a ceil adds half a replica on average. The
-                // live floor is paid for where it is above the basis with its margins.
-                let provision = |b: f64| (1.0 + margin) * b + extra + 0.5;
-                let cost = (1.0 + margin) * r.held
-                    + (0.5 + extra) * r.kept as f64
-                    + r.floor_alone
-                    + r.floor_above
-                        .iter()
-                        .map(|&(b, f)| (f - provision(b)).max(0.0))
-                        .sum::<f64>();
-                if best
-                    .as_ref()
-                    .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
-                {
-                    let margins = Margins {
-                        basis: r.basis,
-                        margin,
-                        extra,
-                    };
-                    best = Some((index, margins, over, cost));
-                }
-            }
-        }
-        let (index, margins, _, _) = best?;
-        let chosen = &replayed[index];
-        let Margins {
-            basis,
-            margin,
-            extra,
-        } = margins;
-
-        // The figures behind the choice, for the status.
-        let day_lo = boundary - 1440 + 1;
-        let percent = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
-        let (mut short_week, mut short_day, mut day, mut above) = (0, 0, 0, 0);
-        for (i, &k) in scored.iter().enumerate() {
-            let x = need(chosen, i, extra);
-            let in_day = span_lo + k as i64 >= day_lo;
-            day += usize::from(in_day);
-            if x > margin {
-                short_week += 1;
-                short_day += usize::from(in_day);
-            }
-            if (sample[k] / c).ceil() > objective.max_replicas as f64 {
-                above += 1;
-            }
-        }
-        let error_percent = basis.forecasts().then(|| {
-            // The forecast against the peak that came in its window, over the last day.
-            let peaks = sliding::<true>(&sample, 0, lead as usize);
-            let (mut sum, mut n) = (0.0, 0);
-            for k in 0..span {
-                let m = span_lo + k as i64;
-                let f = basis.foresight(daily[k], weekly[k]);
-                if m >= day_lo && m + lead <= boundary && f.is_finite() && peaks[k] > 0.0 {
-                    sum += ((peaks[k] - f).abs() / peaks[k]).min(10.0);
-                    n += 1;
-                }
-            }
-            100.0 * sum / n.max(1) as f64
-        });
-        Some(Calibration {
-            margins,
-            underprovisioned_day_percent: percent(short_day, day),
-            underprovisioned_week_percent: percent(short_week, scored.len()),
-            unpreventable_percent: percent(unavoidable_count, scored.len()),
-            above_max_percent: percent(above, scored.len()),
-            error_percent,
-            scored_minutes: scored.len(),
-        })
-    }
 }
 
 /// For each index `k`, the highest (`MAX`) or lowest of the finite values of `xs` in
@@ -799,6 +489,36 @@ mod tests {
         // The replayed week meets the objective it was fitted for.
         assert!(strict.underprovisioned_week_percent <= 0.1, "{strict:?}");
         assert!(loose.underprovisioned_week_percent <= 5.0, "{loose:?}");
+    }
+
+    #[test]
+    fn a_level_shift_is_read_against_the_same_day_a_week_before() {
+        let o = objective(0.001);
+        let shifted = |days: i64, from_day: i64, by: f64| {
+            let mut v = wave(days, 0.05).values().to_vec();
+            for x in &mut v[(from_day * 1440) as usize..] {
+                *x *= by;
+            }
+            History::new(t0(), Duration::minutes(1), v)
+        };
+        let change = |h: &History| calibrate(h, &o).level_change;
+        let steady = change(&shifted(10, 0, 1.0)).expect("a day a week before");
+        assert!((steady - 1.0).abs() < 0.02, "{steady}");
+        // Three days after a ×3 shift, and after a fall to a third.
+        let up = change(&shifted(10, 7, 3.0)).unwrap();
+        assert!((up - 3.0).abs() < 0.05, "{up}");
+        let down = change(&shifted(10, 7, 0.3)).unwrap();
+        assert!((down - 0.3).abs() < 0.01, "{down}");
+        // A week after it, the same day before was shifted too.
+        let later = change(&shifted(16, 7, 3.0)).unwrap();
+        assert!((later - 1.0).abs() < 0.02, "{later}");
+        // Without a mostly observed day a week before, nothing is said.
+        let mut v = wave(10, 0.05).values().to_vec();
+        for x in &mut v[2 * 1440..3 * 1440 - 600] {
+            *x = f64::NAN;
+        }
+        let gap = History::new(t0(), Duration::minutes(1), v);
+        assert_eq!(change(&gap), None);
     }
 
     #[test]
