@@ -64,6 +64,17 @@ async fn a_history_ending_in_a_zero_blip_is_answered_at_once() {
     for name in ["busy", "fallen"] {
         let s = status(&api, name);
         assert_eq!(s["calibration"]["basis"], "daily forecast", "{name}: {s}");
+        // The week's only short minutes were its blips, which no basis foresaw: the status
+        // says so (they do not set the margins, which stay at zero).
+        let c = &s["calibration"];
+        assert!(
+            c["underprovisionedPercentLastWeek"].as_f64() > Some(0.0),
+            "{name}: {s}"
+        );
+        assert_eq!(
+            c["unforeseeablePercentLastWeek"], c["underprovisionedPercentLastWeek"],
+            "{name}: {s}"
+        );
         assert!(s["desiredReplicas"].as_i64().unwrap() >= 40, "{name}: {s}");
     }
     // And it stays there: a few more seconds of reconciles (one a second) scale nothing down.

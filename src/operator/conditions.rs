@@ -501,6 +501,7 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
         extra_replicas: c.margins.extra,
         underprovisioned_percent_last_day: significant3(c.underprovisioned_day_percent),
         underprovisioned_percent_last_week: significant3(c.underprovisioned_week_percent),
+        unforeseeable_percent_last_week: significant3(c.unpreventable_percent),
     });
 }
 

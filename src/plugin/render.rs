@@ -284,12 +284,13 @@ fn why_status(s: &PredictiveScalerStatus) -> String {
     if let Some(c) = &s.calibration {
         let _ = writeln!(
             out,
-            "Calibration: {} +{}% +{} replicas; short {}% of the last day's minutes, {}% of the last week's",
+            "Calibration: {} +{}% +{} replicas; short {}% of the last day's minutes, {}% of the last week's ({}% bursts no forecast saw)",
             c.basis,
             c.margin_percent,
             c.extra_replicas,
             c.underprovisioned_percent_last_day,
-            c.underprovisioned_percent_last_week
+            c.underprovisioned_percent_last_week,
+            c.unforeseeable_percent_last_week
         );
     }
     if let Some(t) = &s.last_scale_time {

@@ -660,6 +660,12 @@ pub struct CalibrationStatus {
     pub underprovisioned_percent_last_day: f64,
     /// The same over the last week: what `spec.objective` is about.
     pub underprovisioned_percent_last_week: f64,
+    /// Of the last week's minutes, the share (%) that were bursts no basis foresaw and no margin
+    /// up to +100 % would have covered (flash crowds, a recovery after an outage): they are
+    /// counted in `underprovisionedPercentLastWeek` but do not set the margins, so with them the
+    /// objective can be missed at any margin worth paying for.
+    #[serde(default)]
+    pub unforeseeable_percent_last_week: f64,
 }
 
 /// The lead time in use, with `spec.forecast.leadTime: Auto`.
