@@ -70,3 +70,71 @@ async fn a_recurring_spike_is_scaled_for_before_it_arrives_without_a_prometheus(
     .unwrap();
     assert!(source.reads() >= 3, "{} reads", source.reads());
 }
+
+/// Eight days of steady traffic whose every minute differs from the one before: 100/s and
+/// 160/s by turns, which two replicas carry at any of them.
+fn alternating(_query: &str, t: DateTime<Utc>) -> Option<f64> {
+    Some(if t.minute().is_multiple_of(2) { 100.0 } else { 160.0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_whose_only_changes_are_figures_is_written_once_a_refresh() {
+    // Two operators on the same traffic, one writing every change of the status, one with the
+    // refresh an operator runs with: over a minute's turn the figures move (the first writes
+    // again) while the replicas, the reason and the conditions stay (the second does not).
+    let start = |refresh: u64| {
+        let api = FakeApi::new();
+        api.put(deployment("web", 2));
+        api.put(scaler(
+            "web",
+            "steady",
+            json!({ "metric": { "targetPerReplica": 1000 } }),
+        ));
+        let op = start_operator_on(&api, Arc::new(ScriptedSource::new(alternating)), |s| {
+            s.status_refresh = std::time::Duration::from_secs(refresh);
+        });
+        (api, op)
+    };
+    let (eager, _eager_op) = start(0);
+    let (gentle, _gentle_op) = start(300);
+    let writes = |api: &FakeApi| api.writes_to("/predictivescalers/web/status");
+    eventually(20, "a first status from both", || {
+        match (writes(&eager), writes(&gentle)) {
+            (1.., 1..) => Ok(()),
+            w => Err(format!("{w:?}")),
+        }
+    })
+    .await;
+    let first = status(&gentle, "web");
+    assert!(
+        first["forecastLoad"].is_number(),
+        "the first status has its figures: {first}"
+    );
+    let minute = |t: DateTime<Utc>| t.duration_trunc(Duration::minutes(1)).unwrap();
+    let turned = minute(Utc::now()) + Duration::minutes(1);
+    eventually(
+        90,
+        "the eager operator writes the next minute's figures",
+        || {
+            if Utc::now() > turned + Duration::seconds(5) && writes(&eager) >= 2 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} writes: {}",
+                    writes(&eager),
+                    status(&eager, "web")
+                ))
+            }
+        },
+    )
+    .await;
+    let (e, g) = (status(&eager, "web"), status(&gentle, "web"));
+    assert_eq!(e["desiredReplicas"], g["desiredReplicas"], "{e}\n{g}");
+    assert_eq!(e["reason"], g["reason"], "{e}\n{g}");
+    assert_eq!(
+        writes(&gentle),
+        1,
+        "figures alone are not written within the refresh: {g}"
+    );
+    assert_eq!(g, first, "the status seen is the first one");
+}

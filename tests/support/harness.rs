@@ -108,6 +108,8 @@ pub fn start_operator_on(
     let metrics = Arc::new(Metrics::default());
     let mut settings = Settings {
         sync_period: StdDuration::from_secs(1),
+        // Tests look for figures in the status within seconds; the refresh has its own test.
+        status_refresh: StdDuration::ZERO,
         ..Settings::default()
     };
     edit(&mut settings);

@@ -59,6 +59,11 @@ pub struct Settings {
     /// The most PredictiveScalers acted on in one namespace, the oldest first (see
     /// `observe::beyond_namespace_limit`); `None` for no limit.
     pub max_scalers_per_namespace: Option<NonZeroUsize>,
+    /// A status whose only changes are figures (forecast load, calibration, the plan's steps,
+    /// condition messages) is written at most this often per scaler (plus up to a tenth more,
+    /// spread by uid); a change of what an SRE acts on is written at once (see
+    /// `report::status_write_due`).
+    pub status_refresh: StdDuration,
 }
 
 /// `--max-scalers-per-namespace`'s default: at about a third of a MiB of history each, one
@@ -79,6 +84,7 @@ impl Default for Settings {
             pod_survey_interval: StdDuration::from_secs(60),
             orphan_sweep_retry: StdDuration::from_secs(300),
             max_scalers_per_namespace: NonZeroUsize::new(DEFAULT_MAX_SCALERS_PER_NAMESPACE),
+            status_refresh: StdDuration::from_secs(300),
         }
     }
 }
@@ -137,6 +143,8 @@ pub struct Context {
     pub(super) validated: std::sync::Mutex<HashMap<String, Validated>>,
     /// Condition Events told in the last ten minutes (see `event_filter`).
     pub(super) told: std::sync::Mutex<EventFilter>,
+    /// Per uid, when this process last wrote its status (see `report::status_write_due`).
+    pub(super) status_written: std::sync::Mutex<HashMap<String, Instant>>,
     /// The reconcile slots, shared fairly among namespaces (see `fair_queue`).
     pub(super) admission: Arc<FairQueue>,
     /// Pod surveys (`leadTime: Auto`) running at once (see `observe::learn_lead_time`).
@@ -186,6 +194,7 @@ impl Context {
             floor_sweeps: Default::default(),
             validated: Default::default(),
             told: Default::default(),
+            status_written: Default::default(),
             admission,
             surveys: tokio::sync::Semaphore::new(SURVEYS_AT_ONCE),
             seen: Default::default(),
@@ -265,6 +274,7 @@ impl Context {
         locked(&self.failures).remove(uid);
         locked(&self.floor_sweeps).remove(uid);
         locked(&self.validated).remove(uid);
+        locked(&self.status_written).remove(uid);
         locked(&self.told).forget(uid);
         if let Some(labels) = locked(&self.seen).remove(uid) {
             self.metrics.remove(&labels);

@@ -1,7 +1,8 @@
-//! **report**: status (written only when it changed), conditions, Events (at most one per
+//! **report**: status (written when what an SRE acts on changed, its figures at most every
+//! `Settings::status_refresh`), conditions, Events (at most one per
 //! condition news in ten minutes) and metrics.
 
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -88,8 +89,91 @@ fn truncate(text: &mut String, max: usize) {
     text.push(ellipsis);
 }
 
+/// What an SRE acts on in a status: the generation seen, the replica counts asked for and in
+/// force, what decided, the schedule, the lead time in use, the last scale, each condition's
+/// status and reason, and the plan's next peak and highest step. Everything else is a figure
+/// (the forecast load and its replicas, the calibration, the plan's other steps, condition
+/// messages) that moves with the minute's load.
+#[derive(PartialEq)]
+struct Material<'a> {
+    generation: Option<i64>,
+    replicas: [Option<i32>; 4],
+    reason: Option<&'a str>,
+    schedule: Option<&'a str>,
+    lead_time: Option<i64>,
+    last_scale_time: Option<&'a str>,
+    conditions: Vec<(&'a str, &'a str, &'a str)>,
+    plan_held: Option<bool>,
+    next_peak: Option<(&'a str, i32)>,
+    plan_max: Option<i32>,
+}
+
+fn material(s: &PredictiveScalerStatus) -> Material<'_> {
+    Material {
+        generation: s.observed_generation,
+        replicas: [
+            s.current_replicas,
+            s.desired_replicas,
+            s.scheduled_min_replicas,
+            s.scheduled_max_replicas,
+        ],
+        reason: s.reason.as_deref(),
+        schedule: s.schedule.as_deref(),
+        lead_time: s.lead_time.as_ref().map(|l| l.seconds),
+        last_scale_time: s.last_scale_time.as_deref(),
+        conditions: s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect(),
+        plan_held: s.plan.as_ref().map(|p| p.held),
+        next_peak: s
+            .plan
+            .as_ref()
+            .and_then(|p| p.next_peak.as_ref())
+            .map(|n| (n.at.as_str(), n.replicas)),
+        plan_max: s
+            .plan
+            .as_ref()
+            .and_then(|p| p.max.as_ref())
+            .map(|m| m.replicas),
+    }
+}
+
+/// Whether a status that differs from the one last seen is written now: at once when what an SRE
+/// acts on changed (`material`) or nothing was written yet by this process, otherwise (figures
+/// only) once `refresh` has passed since this process last wrote it. With a thousand scalers a
+/// status that moved with every minute's load was a write a minute each; the API server, and
+/// every watcher of PredictiveScalers, paid for figures nobody acts on within minutes.
+pub(super) fn status_write_due(
+    seen: Option<&PredictiveScalerStatus>,
+    new: &PredictiveScalerStatus,
+    last_written: Option<Instant>,
+    refresh: StdDuration,
+    now: Instant,
+) -> bool {
+    match seen {
+        Some(seen) if seen == new => false,
+        Some(seen) if material(seen) == material(new) => {
+            last_written.is_none_or(|at| now.saturating_duration_since(at) >= refresh)
+        }
+        _ => true,
+    }
+}
+
+/// `Settings::status_refresh` for one scaler: up to a tenth more, by its uid, so that scalers
+/// that started together do not refresh together.
+fn refresh_for(uid: &str, refresh: StdDuration) -> StdDuration {
+    let spread = uid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1000;
+    refresh + refresh.mul_f64(f64::from(spread) / 10_000.0)
+}
+
 /// Writes the status when it changed (server-side apply: fields this reconcile did not set are
-/// removed), and an Event for every condition whose status or reason changed.
+/// removed) and `status_write_due` says so, and an Event for every condition whose status or
+/// reason changed.
 #[tracing::instrument(skip_all)]
 pub(super) async fn write_status(
     ps: &PredictiveScaler,
@@ -108,7 +192,16 @@ pub(super) async fn write_status(
         truncate(&mut f.message, MAX_CONDITION_MESSAGE);
     }
     let (status, changed) = new_status(ps, decided.as_ref(), &findings, now);
-    if ps.status.as_ref() != Some(&status) {
+    let uid = ps.uid().unwrap_or_default();
+    let last_written = locked(&ctx.status_written).get(&uid).copied();
+    let refresh = refresh_for(&uid, ctx.settings.status_refresh);
+    if status_write_due(
+        ps.status.as_ref(),
+        &status,
+        last_written,
+        refresh,
+        Instant::now(),
+    ) {
         let api: Api<PredictiveScaler> =
             Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
         let patch = json!({
@@ -126,6 +219,7 @@ pub(super) async fn write_status(
         )
         .await?;
         ctx.metrics.status_written();
+        locked(&ctx.status_written).insert(uid, Instant::now());
     }
     let previous = ps
         .status
@@ -226,6 +320,102 @@ pub(super) async fn publish_about(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_alone_are_written_once_a_refresh_and_what_an_sre_acts_on_at_once() {
+        use crate::api::{CalibrationStatus, PlannedReplicas};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let refresh = StdDuration::from_secs(300);
+        let t0 = Instant::now();
+        let seen = PredictiveScalerStatus {
+            observed_generation: Some(1),
+            current_replicas: Some(10),
+            desired_replicas: Some(10),
+            forecast_load: Some(512.0),
+            reason: Some("Forecast".into()),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "Scaling".into(),
+                message: "prescaler scales Deployment web".into(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: Some(1),
+            }],
+            plan: Some(PlanStatus {
+                next_peak: Some(PlannedReplicas {
+                    at: "2026-12-07T09:00:00Z".into(),
+                    replicas: 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let due = |new: &PredictiveScalerStatus, last: Option<Instant>, at: u64| {
+            status_write_due(
+                Some(&seen),
+                new,
+                last,
+                refresh,
+                t0 + StdDuration::from_secs(at),
+            )
+        };
+        let written = Some(t0);
+        assert!(!due(&seen, written, 0), "the same status");
+        assert!(!due(&seen, None, 1000), "the same status, even long after");
+        // Figures: the forecast load, the calibration, a message, the plan's other steps.
+        let mut figures = seen.clone();
+        figures.forecast_load = Some(515.0);
+        figures.forecast_replicas = Some(11);
+        figures.calibration = Some(CalibrationStatus::default());
+        figures.conditions[0].message = "another message".into();
+        figures.plan.as_mut().unwrap().computed_at = "2026-12-07T08:15:00Z".into();
+        assert!(!due(&figures, written, 60), "figures within the refresh");
+        assert!(!due(&figures, written, 299));
+        assert!(
+            due(&figures, written, 300),
+            "figures once the refresh has passed"
+        );
+        assert!(
+            due(&figures, None, 0),
+            "nothing written by this process yet"
+        );
+        // What an SRE acts on: written at once.
+        let acted_on: [fn(&mut PredictiveScalerStatus); 6] = [
+            |s| s.desired_replicas = Some(12),
+            |s| s.current_replicas = Some(12),
+            |s| s.conditions[0].status = "False".into(),
+            |s| s.conditions[0].reason = "TargetNotFound".into(),
+            |s| {
+                s.plan
+                    .as_mut()
+                    .unwrap()
+                    .next_peak
+                    .as_mut()
+                    .unwrap()
+                    .replicas = 25
+            },
+            |s| s.observed_generation = Some(2),
+        ];
+        for (i, change) in acted_on.iter().enumerate() {
+            let mut new = figures.clone();
+            change(&mut new);
+            assert!(due(&new, written, 1), "change {i}");
+        }
+        // With no status seen, it is written.
+        assert!(status_write_due(None, &seen, written, refresh, t0));
+    }
+
+    #[test]
+    fn the_refresh_is_spread_by_uid_within_a_tenth() {
+        let refresh = StdDuration::from_secs(300);
+        let spread: std::collections::HashSet<_> = (0..50)
+            .map(|i| refresh_for(&format!("uid-{i}"), refresh))
+            .inspect(|r| assert!(*r >= refresh && *r <= refresh.mul_f64(1.1), "{r:?}"))
+            .collect();
+        assert!(spread.len() > 25, "{spread:?}");
+        assert_eq!(refresh_for("x", StdDuration::ZERO), StdDuration::ZERO);
+    }
 
     #[test]
     fn long_text_is_cut_on_a_character_boundary_within_the_limit() {
