@@ -1,13 +1,19 @@
 //! Trust under faults, end to end: what a careless tenant, a person, another autoscaler, a lost
 //! Lease or an unhealthy API server does, and that no workload is hurt by it. Each test is a row
 //! of `docs/reliability.md`.
+//!
+//! The tests about Kubernetes and the decisions read their load from a scripted source
+//! (`support/scripted.rs`): `steady_source`, or a script of their own. Those about reading
+//! Prometheus (a query it refuses, timeouts and slow reads through a stand-in in front of it,
+//! an outage, namespace confinement, the byte and series limits) and those that run the
+//! `prescaler run` process read a real one.
 
 use crate::support;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use http::Method;
 use prescaler::adapters::kubernetes::POD_PAGE;
 use prescaler::operator::leader::{Leadership, LeaseSettings};
@@ -17,8 +23,11 @@ use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::harness::*;
 use support::prometheus::{METRIC, TestPrometheus, samples};
+use support::scripted::ScriptedSource;
 
-/// A steady 100/s for two days, live too; and the same in two namespaces' own series.
+/// A steady 100/s for two days, live too; and the same in two namespaces' own series. Read by
+/// the tests about reading Prometheus and by the process tests; `steady_source` stands for it
+/// in the others.
 fn steady_prometheus() -> &'static TestPrometheus {
     static PROM: OnceLock<TestPrometheus> = OnceLock::new();
     PROM.get_or_init(|| {
@@ -40,6 +49,26 @@ fn steady_prometheus() -> &'static TestPrometheus {
         prom.wait_for_live("steady", 100.0);
         prom
     })
+}
+
+/// When `steady_prometheus` would have started: the first time a test asks, to the minute.
+fn steady_origin() -> DateTime<Utc> {
+    static ORIGIN: OnceLock<DateTime<Utc>> = OnceLock::new();
+    *ORIGIN.get_or_init(|| Utc::now().duration_trunc(Duration::minutes(1)).unwrap())
+}
+
+/// What `steady_prometheus` answers for `steady`, scripted: 100/s from two days before it
+/// started up to now. Its other series (two namespaces' own) are for the tests of namespace
+/// confinement, which read the real one; a query of any other service finds no series.
+fn steady_load(query: &str, t: DateTime<Utc>) -> Option<f64> {
+    let steady = query.contains(r#"service="steady""#);
+    (steady && t >= steady_origin() - Duration::days(2)).then_some(100.0)
+}
+
+/// `steady_prometheus` as the operator's client sees it (its timeout too), scripted: for the
+/// tests about Kubernetes and the decisions, not about reading Prometheus.
+fn steady_source() -> Arc<ScriptedSource> {
+    Arc::new(ScriptedSource::new(steady_load).with_timeout(PROMETHEUS_TIMEOUT))
 }
 
 /// A floor of `min` replicas from a peak window that is always open.
@@ -64,7 +93,6 @@ fn scale_writes(api: &FakeApi, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_or_scaled_to_zero_workload_is_never_written() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     let mut paused = deployment("paused", 3);
     paused["metadata"]["annotations"] = json!({ "prescaler.dev/paused": "true" });
@@ -72,7 +100,7 @@ async fn a_paused_or_scaled_to_zero_workload_is_never_written() {
     api.put(deployment("zero", 0));
     api.put(scaler("paused", "steady", floor(6)));
     api.put(scaler("zero", "steady", floor(6)));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     for name in ["paused", "zero"] {
         eventually(20, "the reason is told", || {
             expect_condition(&api, name, "Ready", "False", "ScalingDisabled")
@@ -95,14 +123,13 @@ async fn a_paused_or_scaled_to_zero_workload_is_never_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_scaler_on_one_target_does_nothing() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("web", 2));
     api.put(scaler("web", "steady", floor(5)));
     let mut second = scaler("web", "steady", floor(9));
     second["metadata"]["name"] = json!("web-2");
     api.put(second);
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "the second is refused", || {
         expect_condition(&api, "web-2", "Ready", "False", "AmbiguousTarget")
     })
@@ -147,7 +174,6 @@ fn keda_scaled(api: &FakeApi, name: &str, min: i64) {
 /// also a made-up uid) must not make prescaler raise that ScaledObject's floor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hpa_that_names_another_workloads_scaled_object_raises_no_floor_there() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("platform-worker", 2));
     keda_scaled(&api, "platform-worker", 1);
@@ -163,7 +189,7 @@ async fn an_hpa_that_names_another_workloads_scaled_object_raises_no_floor_there
             "uid": real_uid, "controller": true }] } }),
     ));
     api.put(scaler("web", "steady", floor(30)));
-    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let _op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(30, "refused", || {
         expect_condition(&api, "web", "Ready", "False", "ScaledObjectMismatch")
     })
@@ -202,12 +228,11 @@ fn keda_hpa_min(api: &FakeApi, name: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hpa_owned_by_keda_is_refused_without_keda_support() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("queue", 2));
     keda_scaled(&api, "queue", 2);
     api.put(scaler("queue", "steady", floor(6)));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "refused", || {
         expect_condition(&api, "queue", "Ready", "False", "KedaManagedTarget")
     })
@@ -229,14 +254,13 @@ async fn an_hpa_owned_by_keda_is_refused_without_keda_support() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_keda_support_the_floor_goes_to_the_scaled_object_and_survives_keda_syncs() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("queue", 2));
     // minReplicaCount 0 (KEDA's scale to zero): the HPA's minReplicas is 1.
     keda_scaled(&api, "queue", 0);
     assert_eq!(keda_hpa_min(&api, "queue"), 1);
     api.put(scaler("queue", "steady", floor(6)));
-    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let _op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(
         20,
         "the floor reaches the ScaledObject",
@@ -316,7 +340,6 @@ async fn with_keda_support_the_floor_goes_to_the_scaled_object_and_survives_keda
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_edit_of_min_replica_count_is_adopted_and_given_back() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("jobs", 2));
     keda_scaled(&api, "jobs", 2);
@@ -332,7 +355,7 @@ async fn a_persons_edit_of_min_replica_count_is_adopted_and_given_back() {
         })
     };
     api.put(scaler("jobs", "steady", floor(6)));
-    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let _op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(20, "the floor is set", || {
         match (min_replica_count(&api, "jobs"), keda_hpa_min(&api, "jobs")) {
             (6, 6) => Ok(()),
@@ -377,12 +400,11 @@ async fn a_persons_edit_of_min_replica_count_is_adopted_and_given_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_scaled_object_gets_its_own_floor_back() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("batch", 2));
     keda_scaled(&api, "batch", 3);
     api.put(scaler("batch", "steady", floor(6)));
-    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let _op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(20, "the floor is set", || {
         match min_replica_count(&api, "batch") {
             6 => Ok(()),
@@ -414,7 +436,6 @@ async fn a_paused_scaled_object_gets_its_own_floor_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_edit_of_the_hpa_floor_is_adopted_and_given_back() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("api", 2));
     api.put(hpa("api", 2, json!({})));
@@ -429,7 +450,7 @@ async fn a_persons_edit_of_the_hpa_floor_is_adopted_and_given_back() {
             }
         })
     };
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     let the_hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "api");
     let min = |h: &Value| h["spec"]["minReplicas"].as_i64().unwrap();
     eventually(20, "the floor is set", || match min(&the_hpa()) {
@@ -475,14 +496,13 @@ async fn a_persons_edit_of_the_hpa_floor_is_adopted_and_given_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizers_only_while_a_floor_is_held_and_nothing_is_left_stuck() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("direct", 2));
     api.put(deployment("floored", 2));
     api.put(hpa("floored", 2, json!({})));
     api.put(scaler("direct", "steady", floor(4)));
     api.put(scaler("floored", "steady", floor(4)));
-    let op = start_operator(&api, &prom.url());
+    let op = start_operator_on(&api, steady_source(), |_| {});
     let finalizers = |name: &str| {
         get(&api, "prescaler.dev/v1alpha1", "PredictiveScaler", name)["metadata"]["finalizers"]
             .as_array()
@@ -552,7 +572,6 @@ fn finalizers(api: &FakeApi, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_target_gives_its_old_floor_back() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     for name in ["web", "api", "plain"] {
         api.put(deployment(name, 2));
@@ -565,7 +584,7 @@ async fn a_changed_target_gives_its_old_floor_back() {
         s
     };
     api.put(aimed_at("web"));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "web's HPA holds the floor", || {
         match hpa_min(&api, "web") {
             6 => Ok(()),
@@ -616,12 +635,11 @@ async fn a_changed_target_gives_its_old_floor_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turning_keda_support_off_gives_the_scaled_object_floor_back() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("queue", 2));
     keda_scaled(&api, "queue", 2);
     api.put(scaler("queue", "steady", floor(6)));
-    let with_keda = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let with_keda = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(
         20,
         "the floor on the ScaledObject",
@@ -634,7 +652,7 @@ async fn turning_keda_support_off_gives_the_scaled_object_floor_back() {
     // The operator restarts with KEDA support off: the target is refused, and the floor the
     // ScaledObject carries is given back before the finalizer goes.
     drop(with_keda);
-    let _without = start_operator(&api, &prom.url());
+    let _without = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "given back", || {
         let so = scaled_object(&api, "queue");
         let refused = expect_condition(&api, "queue", "Ready", "False", "KedaManagedTarget");
@@ -663,7 +681,6 @@ async fn turning_keda_support_off_gives_the_scaled_object_floor_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_floor_whose_scaler_is_gone_is_given_back_when_the_operator_starts() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("left", 7));
     api.put(deployment("kept", 6));
@@ -685,7 +702,7 @@ async fn a_floor_whose_scaler_is_gone_is_given_back_when_the_operator_starts() {
     ));
     // ... and one a live scaler holds.
     api.put(hpa("kept", 6, annotated(1, kept_uid, 6)));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "the orphan given back", || {
         let left = get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "left");
         match (hpa_min(&api, "left"), clean(&left)) {
@@ -707,7 +724,6 @@ async fn a_floor_whose_scaler_is_gone_is_given_back_when_the_operator_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
     use prescaler::operator::give_back::{StopOperator, give_back_everything};
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("floored", 2));
     api.put(hpa("floored", 2, json!({})));
@@ -733,14 +749,12 @@ async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
         lease_settings("operator-pod"),
     ));
     lease.acquire().await;
-    let mut prometheus = prescaler::adapters::prometheus::PrometheusConfig::new(prom.url());
-    prometheus.timeout = StdDuration::from_secs(2);
     let operator_pod = tokio::spawn({
         let (lease, client) = (lease.clone(), api.client());
         async move {
             let controller = operator::run_controller(
                 client,
-                Arc::new(prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap()),
+                steady_source(),
                 Arc::new(Metrics::default()),
                 Arc::new(Health::default()),
                 prescaler::operator::controller::Settings {
@@ -830,12 +844,11 @@ async fn uninstalling_gives_every_floor_back_and_leaves_nothing_stuck() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_reported_and_retried_with_backoff() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("locked", 2));
     api.put(scaler("locked", "steady", floor(4)));
     api.fail_next(Method::PATCH, "/deployments/locked/scale", 403, 1000);
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "reported", || {
         expect_condition(&api, "locked", "Ready", "False", "Forbidden")
     })
@@ -897,11 +910,10 @@ async fn one_bad_scaler_among_a_hundred_stops_none_of_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_written_only_when_it_changes_and_stale_fields_go() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("calm", 2));
     api.put(scaler("calm", "steady", floor(3)));
-    let op = start_operator(&api, &prom.url());
+    let op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "settled", || match replicas(&api, "calm") {
         3 => Ok(()),
         r => Err(format!("{r}")),
@@ -941,11 +953,10 @@ async fn status_is_written_only_when_it_changes_and_stale_fields_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_watch_lists_again_and_replication_controllers_scale() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("first", 2));
     api.put(scaler("first", "steady", floor(3)));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(20, "first", || match replicas(&api, "first") {
         3 => Ok(()),
         r => Err(format!("{r}")),
@@ -975,7 +986,6 @@ async fn an_expired_watch_lists_again_and_replication_controllers_scale() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_returns_holds_up_only_its_own_scaler() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("stuck", 2));
     api.put(deployment("free", 2));
@@ -983,7 +993,7 @@ async fn a_request_that_never_returns_holds_up_only_its_own_scaler() {
     api.put(scaler("stuck", "steady", floor(3)));
     api.put(scaler("free", "steady", floor(3)));
     let started = tokio::time::Instant::now();
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(8, "the other scaler goes on", || {
         match replicas(&api, "free") {
             3 => Ok(()),
@@ -1005,7 +1015,6 @@ async fn a_request_that_never_returns_holds_up_only_its_own_scaler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_renew_deadline_a_leader_writes_nothing() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("led", 2));
     api.put(scaler("led", "steady", floor(3)));
@@ -1022,11 +1031,9 @@ async fn after_the_renew_deadline_a_leader_writes_nothing() {
         let lease = lease.clone();
         async move { lease.hold().await }
     });
-    let mut prometheus = prescaler::adapters::prometheus::PrometheusConfig::new(prom.url());
-    prometheus.timeout = StdDuration::from_secs(2);
     let controller = tokio::spawn(operator::run_controller(
         api.client(),
-        Arc::new(prescaler::adapters::prometheus::Prometheus::new(&prometheus).unwrap()),
+        steady_source(),
         Arc::new(Metrics::default()),
         Arc::new(Health::default()),
         prescaler::operator::controller::Settings {
@@ -1211,8 +1218,8 @@ fn auto_lead_time() -> Value {
 
 /// The operator with `leadTime: Auto` surveys at every sync and takes a new figure on the second
 /// consecutive survey that shows it (the default waits 10 minutes).
-fn start_learning(api: &FakeApi, prom: &TestPrometheus) -> Operator {
-    start_operator_with(api, &prom.url(), |s| {
+fn start_learning(api: &FakeApi) -> Operator {
+    start_operator_on(api, steady_source(), |s| {
         s.pod_survey_interval = StdDuration::ZERO;
         s.lead_time_settle = StdDuration::ZERO;
     })
@@ -1220,7 +1227,6 @@ fn start_learning(api: &FakeApi, prom: &TestPrometheus) -> Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lead_time_auto_learns_the_pods_start_up() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     // Pods that took 2m50s to 3m (fast) and 7m50s to 8m (slow) from creation to Ready, created
     // over the last hours; and a pod of another app that must not count.
@@ -1245,7 +1251,7 @@ async fn lead_time_auto_learns_the_pods_start_up() {
         Some(Duration::minutes(25)),
         false,
     ));
-    let _op = start_learning(&api, prom);
+    let _op = start_learning(&api);
     let metric_delay = 60;
     for (app, startup) in [("fast", 180), ("slow", 480)] {
         eventually(20, "learned", || {
@@ -1291,7 +1297,6 @@ async fn lead_time_auto_learns_the_pods_start_up() {
 /// every page is read (the newest 1,000 start-ups are kept, more than one page holds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_workloads_pods_are_listed_in_pages() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("big", 3));
     for i in 0..1_200 {
@@ -1304,7 +1309,7 @@ async fn a_large_workloads_pods_are_listed_in_pages() {
         ));
     }
     api.put(scaler("big", "steady", auto_lead_time()));
-    let _op = start_learning(&api, prom);
+    let _op = start_learning(&api);
     eventually(30, "learned from every page", || {
         let lead = &status(&api, "big")["leadTime"];
         match lead["observations"].as_i64() {
@@ -1337,7 +1342,6 @@ async fn a_large_workloads_pods_are_listed_in_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("tight", 3));
     for i in 0..5 {
@@ -1352,7 +1356,7 @@ async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
     // No node takes this one: pending for 20 minutes.
     api.put(pod("tight-new", "tight", Duration::minutes(20), None, true));
     api.put(scaler("tight", "steady", auto_lead_time()));
-    let _op = start_learning(&api, prom);
+    let _op = start_learning(&api);
     eventually(20, "pending pods reported", || {
         expect_condition(&api, "tight", "PodsPending", "True", "Unschedulable")
     })
@@ -1419,7 +1423,6 @@ async fn a_pod_pending_past_the_lead_time_is_reported_until_it_is_ready() {
 /// KEDA's operator does on a pause.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_scaled_object_without_its_hpa_is_never_scaled_around() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("jobs", 2));
     keda_scaled(&api, "jobs", 0);
@@ -1433,7 +1436,7 @@ async fn a_paused_scaled_object_without_its_hpa_is_never_scaled_around() {
         "keda-hpa-jobs",
     );
     api.put(scaler("jobs", "steady", floor(6)));
-    let _op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let _op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(20, "the pause is reported", || {
         expect_condition(&api, "jobs", "Ready", "False", "ScalingDisabled")
     })
@@ -2159,12 +2162,11 @@ async fn a_tenant_whose_reads_stay_just_under_the_slow_mark_does_not_stop_anothe
 /// going is noticed at the next sync, and the sweep for orphaned floors runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_floor_is_given_back_when_its_scalers_finalizer_is_removed_by_hand() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("web", 2));
     api.put(hpa("web", 2, json!({})));
     api.put(scaler("web", "steady", floor(9)));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     eventually(30, "the floor set", || match hpa_min(&api, "web") {
         9 => Ok(()),
         other => Err(format!("{other}")),
@@ -2196,13 +2198,12 @@ async fn a_floor_is_given_back_when_its_scalers_finalizer_is_removed_by_hand() {
 /// about 230 KiB per deleted scaler, and its metrics kept for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_scaler_without_a_floor_is_forgotten() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     for name in ["kept", "gone"] {
         api.put(deployment(name, 2));
         api.put(scaler(name, "steady", json!({})));
     }
-    let op = start_operator(&api, &prom.url());
+    let op = start_operator_on(&api, steady_source(), |_| {});
     let series_of = |name: &str| {
         op.metrics
             .encode()
@@ -2470,7 +2471,6 @@ async fn a_tenants_large_fields_that_prescaler_reads_do_not_cost_the_operator_it
 /// and sees a ScaledObject created while the operator runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_keda_support_a_reconcile_does_not_list_the_namespaces_scaled_objects() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     for i in 0..300 {
         api.put(json!({
@@ -2492,7 +2492,7 @@ async fn with_keda_support_a_reconcile_does_not_list_the_namespaces_scaled_objec
                       "annotations": { "autoscaling.keda.sh/paused": "true" } },
         "spec": { "scaleTargetRef": { "name": "jobs" } },
     }));
-    let op = start_operator_with(&api, &prom.url(), |s| s.keda = true);
+    let op = start_operator_on(&api, steady_source(), |s| s.keda = true);
     eventually(30, "every scaler reconciled", || {
         expect_condition(&api, "jobs", "Ready", "False", "ScalingDisabled")?;
         match (0..4)
@@ -2551,14 +2551,13 @@ async fn with_keda_support_a_reconcile_does_not_list_the_namespaces_scaled_objec
 /// watch's copy does not hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_finalizer_on_a_scaler_is_kept_when_prescaler_adds_and_removes_its_own() {
-    let prom = steady_prometheus();
     let api = FakeApi::new();
     api.put(deployment("floored", 2));
     api.put(hpa("floored", 2, json!({})));
     let mut s = scaler("floored", "steady", floor(4));
     s["metadata"]["finalizers"] = json!(["example.com/backup"]);
     api.put(s);
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, steady_source(), |_| {});
     let finalizers = || {
         get(
             &api,
@@ -2825,7 +2824,6 @@ async fn sigterm_with_hundreds_of_reconciles_waiting_stops_the_operator_at_once(
 /// refused (`InvalidSpec`, naming the field) and no request reaches another namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_written_as_a_path_reaches_no_other_namespace() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     let mut ledger = deployment("ledger", 20);
     ledger["metadata"]["namespace"] = json!("payments");
@@ -2903,7 +2901,6 @@ async fn a_target_written_as_a_path_reaches_no_other_namespace() {
 /// absent, the other tenant is scaled, and the poisoned status is rewritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_no_int32_holds_stops_no_scaler() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     let mut poisoned = scaler("poison", "web", json!({}));
     poisoned["metadata"]["namespace"] = json!("evil");
@@ -2954,7 +2951,6 @@ async fn a_status_no_int32_holds_stops_no_scaler() {
 /// up again its scaler reads and scales as any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalers_of_disabled_workloads_read_and_keep_no_history() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     // 40 and the paused one: 41, one more than four pages of the operator's lists (10), which
     // is how a paging bug of the fake API (the last object dropped) was found.
@@ -3008,7 +3004,6 @@ async fn scalers_of_disabled_workloads_read_and_keep_no_history() {
 /// older one goes.
 #[tokio::test]
 async fn a_namespace_beyond_its_scaler_limit_runs_only_its_oldest() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     // Created in an order their names do not tell: e4 is the oldest, e0 the newest.
     for (i, created) in ["05", "04", "03", "02", "01"].iter().enumerate() {
@@ -3092,7 +3087,6 @@ async fn a_namespace_beyond_its_scaler_limit_runs_only_its_oldest() {
 /// `leadTime: Auto` scaler in `other`: how often `shop`'s scalers are reconciled (reads of their
 /// `/scale`) in `secs`, and when `other`'s first decision was written.
 async fn beside_a_hanging_namespace(hang: Option<&str>, secs: u64) -> (usize, Option<StdDuration>) {
-    use support::scripted::ScriptedSource;
     let in_namespace = |mut object: Value, namespace: &str| {
         object["metadata"]["namespace"] = json!(namespace);
         object
@@ -3189,7 +3183,6 @@ async fn a_namespace_whose_requests_hang_does_not_stall_the_others() {
 /// Ranked by name alone, the newer one took the place and the running one gave its floor back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scaler_created_in_the_same_second_does_not_stop_a_running_one() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     let second = "2026-01-01T00:00:00Z";
     api.put(deployment("zz", 2));
@@ -3224,7 +3217,6 @@ async fn a_scaler_created_in_the_same_second_does_not_stop_a_running_one() {
 /// reconcile, so with a sync shorter than the interval the pods were listed once per process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pods_are_surveyed_again_every_survey_interval() {
-    use support::scripted::ScriptedSource;
     let api = FakeApi::new();
     api.put(deployment("web", 3));
     api.put(scaler("web", "web", auto_lead_time()));

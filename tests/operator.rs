@@ -1,10 +1,13 @@
-//! The controller end to end: a real Prometheus with weeks of backfilled history and a live
-//! exporter, the fake Kubernetes API (`support/fake_api.rs`), and the operator's own reconcile
-//! loop (`controller::run`) between them.
+//! The controller end to end: the operator's own reconcile loop (`controller::run`) between the
+//! fake Kubernetes API (`support/fake_api.rs`) and weeks of history. The history is a real
+//! Prometheus's (backfilled, with a live exporter) in the tests that are about reading it: the
+//! forecast of a recurring spike end to end, an outage, the backtest's process. The tests of
+//! modes, floors, specs, writes and plans read the same history from a scripted source
+//! (`support/scripted.rs`).
 
 use crate::support;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Timelike, Utc};
@@ -13,6 +16,7 @@ use serde_json::json;
 use support::fake_api::FakeApi;
 use support::harness::*;
 use support::prometheus::{TestPrometheus, samples};
+use support::scripted::ScriptedSource;
 
 const BASE: f64 = 100.0;
 const SPIKE: f64 = 1000.0;
@@ -68,6 +72,28 @@ fn shared_prometheus() -> &'static TestPrometheus {
         prom.wait_for_live("steady", BASE);
         prom
     })
+}
+
+/// What `shared_prometheus` answers, scripted: `spiky` and `steady` from 8 days before it
+/// started up to two minutes before (its backfill), then the live value, `BASE` (its exporter);
+/// a query of any other service finds no series.
+fn shared_load(query: &str, t: DateTime<Utc>) -> Option<f64> {
+    let started = spike_start() - Duration::minutes(4);
+    let recorded = t <= started - Duration::minutes(2);
+    let load = if query.contains(r#"service="spiky""#) && recorded {
+        spiky(t)
+    } else if query.contains(r#"service="spiky""#) || query.contains(r#"service="steady""#) {
+        BASE
+    } else {
+        return None;
+    };
+    (t >= started - Duration::days(8)).then_some(load)
+}
+
+/// `shared_prometheus` as the operator's client sees it (its timeout too), scripted: for the
+/// tests about Kubernetes and the decisions, not about reading Prometheus.
+fn shared_source() -> Arc<ScriptedSource> {
+    Arc::new(ScriptedSource::new(shared_load).with_timeout(PROMETHEUS_TIMEOUT))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +163,6 @@ async fn a_recurring_spike_is_scaled_for_before_it_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forecast_only_publishes_and_never_writes_the_target() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("trial", 2));
     api.put(scaler(
@@ -145,7 +170,7 @@ async fn forecast_only_publishes_and_never_writes_the_target() {
         "spiky",
         every_minute(json!({ "mode": "ForecastOnly" })),
     ));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, shared_source(), |_| {});
 
     eventually(30, "ForecastOnly publishes the decision", || {
         let desired = status(&api, "trial")["desiredReplicas"]
@@ -172,7 +197,6 @@ async fn forecast_only_publishes_and_never_writes_the_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peak_window_holds_its_floor() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("lunch", 2));
     // A window that is always open: every minute, for an hour.
@@ -182,7 +206,7 @@ async fn a_peak_window_holds_its_floor() {
         json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h",
                                    "timeZone": "Europe/Berlin", "minReplicas": 7 }] }),
     ));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, shared_source(), |_| {});
     eventually(30, "the floor is applied", || {
         let r = replicas(&api, "lunch");
         if r == 7 {
@@ -199,7 +223,6 @@ async fn a_peak_window_holds_its_floor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hpa_gets_its_floor_raised_and_restored() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("web", 2));
     api.put(json!({
@@ -211,7 +234,7 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
     api.put(scaler("web", "spiky", every_minute(json!({}))));
     // The HPA controller writes the HPA's status between prescaler's read and its write.
     api.fail_next(Method::PATCH, "/horizontalpodautoscalers/web", 409, 1);
-    let op = start_operator(&api, &prom.url());
+    let op = start_operator_on(&api, shared_source(), |_| {});
 
     let hpa = || get(&api, "autoscaling/v2", "HorizontalPodAutoscaler", "web");
     eventually(30, "the HPA's floor is raised", || {
@@ -278,7 +301,6 @@ async fn an_hpa_gets_its_floor_raised_and_restored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_makes_the_same_decision() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("restart", 2));
     api.put(scaler(
@@ -286,7 +308,7 @@ async fn a_restarted_operator_makes_the_same_decision() {
         "spiky",
         json!({ "mode": "ForecastOnly" }),
     ));
-    let mut running = start_operator(&api, &prom.url());
+    let mut running = start_operator_on(&api, shared_source(), |_| {});
     eventually(30, "a first decision", || {
         let s = status(&api, "restart");
         if s["forecastReplicas"].is_number() {
@@ -303,7 +325,7 @@ async fn a_restarted_operator_makes_the_same_decision() {
         let before = status(&api, "restart");
         drop(running);
         // A new process: no memory but what is in the cluster and Prometheus.
-        let restarted = start_operator(&api, &prom.url());
+        let restarted = start_operator_on(&api, shared_source(), |_| {});
         eventually(30, "the restarted operator decides", || {
             if restarted.reconciles() >= 2 {
                 Ok(())
@@ -331,7 +353,6 @@ async fn a_restarted_operator_makes_the_same_decision() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("typo", 5));
     api.put(scaler(
@@ -361,7 +382,7 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
         "steady",
         json!({ "scaleTargetRef": { "namespace": "payments", "name": "typo" } }),
     ));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, shared_source(), |_| {});
 
     let cases = [
         (
@@ -407,7 +428,6 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_write_is_retried() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("busy", 2));
     api.put(scaler(
@@ -417,7 +437,7 @@ async fn a_conflicting_write_is_retried() {
     ));
     // Someone else writes the Deployment between prescaler's read and its write, twice.
     api.fail_next(Method::PATCH, "/deployments/busy/scale", 409, 2);
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, shared_source(), |_| {});
     eventually(30, "scaled despite the conflicts", || {
         let r = replicas(&api, "busy");
         if r == 4 {
@@ -559,7 +579,6 @@ async fn backtest_replays_a_scaler_from_prometheus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     let now = Utc::now();
     let rfc = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -606,7 +625,7 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
         "spiky",
         every_minute(json!({ "maxReplicas": 8 })),
     ));
-    let _op = start_operator(&api, &prom.url());
+    let _op = start_operator_on(&api, shared_source(), |_| {});
 
     // Every scaler asserted below is waited for, the holiday's exclusion too: under load its
     // first reconcile can come after the other four have settled.
@@ -682,7 +701,6 @@ async fn the_calendar_and_scheduled_ceilings_drive_the_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_shows_a_peak_window_ahead_in_status_and_metrics() {
-    let prom = shared_prometheus();
     let api = FakeApi::new();
     api.put(deployment("planned", 2));
     // A window opening on the quarter hour two to two and a quarter hours from now, for 2 hours.
@@ -695,7 +713,7 @@ async fn the_plan_shows_a_peak_window_ahead_in_status_and_metrics() {
                 "peakWindows": [{ "name": "launch", "schedule": schedule, "duration": "2h",
                                   "minReplicas": 33 }] }),
     ));
-    let op = start_operator(&api, &prom.url());
+    let op = start_operator_on(&api, shared_source(), |_| {});
     eventually(30, "status.plan", || {
         let s = status(&api, "planned");
         if s["plan"]["max"].is_object() {

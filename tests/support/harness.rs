@@ -16,6 +16,9 @@ use super::prometheus::METRIC;
 
 pub const NS: &str = "shop";
 pub const PER_REPLICA: f64 = 50.0;
+/// The request timeout of the operator's Prometheus client in these tests, and of the scripted
+/// sources that stand for it (`ScriptedSource::with_timeout`).
+pub const PROMETHEUS_TIMEOUT: StdDuration = StdDuration::from_secs(2);
 
 pub fn deployment(name: &str, replicas: i64) -> Value {
     json!({
@@ -87,7 +90,7 @@ pub fn start_operator_with(
     edit: impl FnOnce(&mut Settings),
 ) -> Operator {
     let mut cfg = PrometheusConfig::new(prometheus_url);
-    cfg.timeout = StdDuration::from_secs(2);
+    cfg.timeout = PROMETHEUS_TIMEOUT;
     start_operator_on(api, Arc::new(Prometheus::new(&cfg).unwrap()), edit)
 }
 

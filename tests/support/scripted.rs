@@ -7,9 +7,18 @@
 //! `count_over_time` of the steps of each block, and an instant probe that finds the series.
 //! What it does not: PromQL, namespace confinement, the byte and series limits, timeouts (tests
 //! of those run against a real Prometheus).
+//!
+//! A query's load is whatever the script's function gives for it: a function that tells queries
+//! apart (by the `service` label in them, say) stands for a Prometheus holding several series;
+//! `None` before some instant, for a series whose recorded history starts there.
+//! `with_timeout` stands for the request timeout of a Prometheus client (`PrometheusConfig::
+//! timeout`): the operator marks a namespace suspect when a reconcile holds its slot for half of
+//! it, so a test about slots and namespaces gives the timeout the Prometheus it stands for had.
+//! The scripted source itself answers at once and never times out.
 
 use std::future::{Future, ready};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use prescaler::adapters::history::{BlockMean, RangeSource};
@@ -18,14 +27,23 @@ use prescaler::adapters::history::{BlockMean, RangeSource};
 pub struct ScriptedSource {
     load: fn(&str, DateTime<Utc>) -> Option<f64>,
     reads: AtomicUsize,
+    timeout: StdDuration,
 }
 
 impl ScriptedSource {
+    /// A source with no timeout (`RangeSource::timeout`'s default: a recorded trace's).
     pub fn new(load: fn(&str, DateTime<Utc>) -> Option<f64>) -> Self {
         Self {
             load,
             reads: AtomicUsize::new(0),
+            timeout: StdDuration::MAX,
         }
+    }
+
+    /// The same, telling the operator that a read may take `timeout`, as a Prometheus client
+    /// with that timeout does.
+    pub fn with_timeout(self, timeout: StdDuration) -> Self {
+        Self { timeout, ..self }
     }
 
     /// Range reads, block reads and probes made so far.
@@ -42,6 +60,10 @@ impl ScriptedSource {
 }
 
 impl RangeSource for ScriptedSource {
+    fn timeout(&self) -> StdDuration {
+        self.timeout
+    }
+
     fn range(
         &self,
         query: &str,
