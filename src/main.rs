@@ -121,6 +121,12 @@ struct RunArgs {
     /// memory for all. 0: no limit.
     #[arg(long, default_value_t = DEFAULT_MAX_SCALERS_PER_NAMESPACE as u32, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     max_scalers_per_namespace: u32,
+    /// How often a status whose only changes are figures (the forecast load, the calibration,
+    /// the plan's steps, condition messages) is written per scaler; a change of replicas,
+    /// reason, schedule, a condition's status or reason, or the plan's next peak is written at
+    /// once. 0s: every change at once (a write a minute per scaler).
+    #[arg(long, default_value = "5m", value_parser = std_duration)]
+    status_refresh: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -280,6 +286,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
                 .then_some(args.namespace_label),
             keda: args.keda,
             max_scalers_per_namespace: NonZeroUsize::new(args.max_scalers_per_namespace as usize),
+            status_refresh: args.status_refresh,
             ..Settings::default()
         },
         listen: args.listen,

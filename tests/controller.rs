@@ -74,7 +74,11 @@ async fn a_recurring_spike_is_scaled_for_before_it_arrives_without_a_prometheus(
 /// Eight days of steady traffic whose every minute differs from the one before: 100/s and
 /// 160/s by turns, which two replicas carry at any of them.
 fn alternating(_query: &str, t: DateTime<Utc>) -> Option<f64> {
-    Some(if t.minute().is_multiple_of(2) { 100.0 } else { 160.0 })
+    Some(if t.minute().is_multiple_of(2) {
+        100.0
+    } else {
+        160.0
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

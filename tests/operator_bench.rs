@@ -7,7 +7,7 @@
 //! cargo test --release --test integration operator_bench -- --ignored --nocapture
 //! ```
 //! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
-//! window, default 120.)
+//! window, default 120; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`.)
 //!
 //! Prometheus holds 20 backfilled series; scaler `i` queries series `i % 20` through a query of
 //! its own (`sum(...) * (1 + i/100000)`), so every scaler sends its own queries and gets its own
@@ -144,6 +144,12 @@ async fn operator_at_scale() {
             "0",
         ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // More flags, e.g. `--status-refresh 0s` to measure the status writes without the refresh.
+        .args(
+            std::env::var("PRESCALER_BENCH_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

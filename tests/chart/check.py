@@ -164,6 +164,7 @@ class Chart(unittest.TestCase):
         # Written as an integer, not Helm's float (4.194304e+06), which the flag would refuse.
         self.assertIn("--prometheus-max-response-bytes=4194304", args)
         self.assertIn("--max-scalers-per-namespace=100", args)
+        self.assertIn("--status-refresh=5m", args)
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
         self.assertEqual(dep["spec"]["replicas"], 2)
@@ -283,6 +284,7 @@ class Chart(unittest.TestCase):
                     ["--set", "prometheus.url=prometheus:9090"],
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],
+                    ["--set", "operator.statusRefresh=often"],
                     ["--set", "prometheus.maxResponseBytes=1000"],
                     ["--set", "prometheus.maxResponseBytes=4Mi"],
                     ["--set", "keda.enabled=yes"],
