@@ -124,9 +124,18 @@ struct RunArgs {
     /// How often a status whose only changes are figures (the forecast load, the calibration,
     /// the plan's steps, condition messages) is written per scaler; a change of replicas,
     /// reason, schedule, a condition's status or reason, or the plan's next peak is written at
-    /// once. 0s: every change at once (a write a minute per scaler).
-    #[arg(long, default_value = "5m", value_parser = std_duration)]
+    /// once. 0s: every change at once (about a write a minute per scaler).
+    #[arg(long, default_value = "5m", value_parser = refresh_duration)]
     status_refresh: std::time::Duration,
+}
+
+/// A duration flag where zero (`0`, `0s`, `0m`) means no wait: the spec's durations refuse it.
+fn refresh_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let unit = text.trim_start_matches('0');
+    if text.starts_with('0') && unit.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Ok(std::time::Duration::ZERO);
+    }
+    std_duration(text)
 }
 
 #[derive(Args)]

@@ -102,6 +102,14 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
         err.contains("--prometheus-url <URL> (or PROMETHEUS_URL) is required"),
         "{err}"
     );
+    // A status refresh of 0 writes every change: it parses (the run stops at the missing URL);
+    // one that is not a duration is a usage error naming the flag.
+    let (code, _, err) = run(prescaler().args(["run", "--status-refresh", "0s"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--prometheus-url"), "{err}");
+    let (code, _, err) = run(prescaler().args(["run", "--status-refresh", "soon"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--status-refresh"), "{err}");
     // An error: a file that is not there.
     let (code, _, err) = run(prescaler().args([
         "backtest",
