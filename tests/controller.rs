@@ -142,3 +142,39 @@ async fn a_status_whose_only_changes_are_figures_is_written_once_a_refresh() {
     );
     assert_eq!(g, first, "the status seen is the first one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scalers_whose_history_is_held_are_counted_while_they_last() {
+    // Three scalers: each counts once its history is read, and a deleted one no longer does.
+    let api = FakeApi::new();
+    for name in ["a", "b", "c"] {
+        api.put(deployment(name, 2));
+        api.put(scaler(
+            name,
+            "steady",
+            json!({ "metric": { "targetPerReplica": 1000 } }),
+        ));
+    }
+    let op = start_operator_on(&api, Arc::new(ScriptedSource::new(alternating)), |_| {});
+    let held = || {
+        op.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix("prescaler_histories_held "))
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    eventually(30, "three histories held", || match held() {
+        Some(3) => Ok(()),
+        h => Err(format!("{h:?}")),
+    })
+    .await;
+    api.delete("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "b");
+    eventually(30, "two once one is deleted", || match held() {
+        Some(2) => Ok(()),
+        h => Err(format!(
+            "{h:?}: {:?}",
+            api.get("prescaler.dev/v1alpha1", "PredictiveScaler", NS, "b")
+        )),
+    })
+    .await;
+}

@@ -99,6 +99,19 @@ struct PerScaler {
     scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
 }
 
+/// How often `Metrics::history_held` logs the count.
+const HELD_LOGGED_EVERY: i64 = 100;
+
+/// One scaler counted in `prescaler_histories_held` while this lives.
+#[derive(Debug)]
+pub struct HeldHistory(Gauge);
+
+impl Drop for HeldHistory {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The operator-wide series.
 struct Work {
     reconcile_duration: Histogram,
@@ -113,6 +126,8 @@ struct Work {
     query_errors: Counter,
     queries: Counter,
     status_writes: Counter,
+    /// Scalers whose load history this process holds (see `HeldHistory`).
+    histories_held: Gauge,
 }
 
 /// `metric`, registered in `registry` under `name` with `help`.
@@ -263,6 +278,12 @@ impl Work {
                 "PredictiveScaler status writes (only changes are written)",
                 Counter::default(),
             ),
+            histories_held: registered(
+                r,
+                "histories_held",
+                "PredictiveScalers whose load history this process has read and holds: after a start, how many are warm",
+                Gauge::default(),
+            ),
         }
     }
 }
@@ -316,6 +337,17 @@ impl Metrics {
     /// A PredictiveScaler's status was written.
     pub fn status_written(&self) {
         self.work.status_writes.inc();
+    }
+
+    /// A scaler's history was read whole: counted in `histories_held` until the returned
+    /// guard is dropped (with the scaler's state, or when its query changes and the history is
+    /// read anew). Every hundredth is logged, so that a cold start of thousands shows progress.
+    pub fn history_held(&self) -> HeldHistory {
+        let held = self.work.histories_held.inc() + 1;
+        if held % HELD_LOGGED_EVERY == 0 {
+            tracing::info!(scalers = held, "load history held for {held} scalers");
+        }
+        HeldHistory(self.work.histories_held.clone())
     }
 
     /// `scaler`'s decision and the replicas its target has: the figures behind it, those the

@@ -22,7 +22,7 @@ use crate::operator::backoff::ReadBackoff;
 use crate::operator::event_filter::EventFilter;
 use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
-use crate::operator::telemetry::{Health, Metrics, ScalerLabels};
+use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
 use crate::planning::forecast::ModelConfig;
 use crate::planning::planner::Planner;
 use crate::planning::startup;
@@ -103,6 +103,8 @@ pub(super) struct ScalerState {
     pub(super) survey_failed: Option<(Instant, String)>,
     /// The last plan (`status.plan`), the quarter hour and the spec generation it was made for.
     pub(super) plan: Option<PlanMemo>,
+    /// Counted in `prescaler_histories_held` once the history has been read whole.
+    pub(super) held: Option<HeldHistory>,
 }
 
 /// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
@@ -247,6 +249,7 @@ impl Context {
                 survey: None,
                 survey_failed: None,
                 plan: None,
+                held: None,
             }))
         });
         entry.clone()

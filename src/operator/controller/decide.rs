@@ -70,6 +70,7 @@ pub(super) async fn decide(
     let needs = state.planner.history_needs();
     if state.cache.query() != target.query || state.cache.needs() != needs {
         state.cache = HistoryCache::new(target.query.clone(), needs);
+        state.held = None;
     }
     let load = gated_read(ps, ctx, &mut state, &target.query, now).await;
     let made_for = (
@@ -183,6 +184,9 @@ pub(super) async fn read_load(
     match refreshed {
         Ok(refresh) => {
             state.reads.succeeded();
+            if state.held.is_none() {
+                state.held = Some(ctx.metrics.history_held());
+            }
             LoadRead {
                 failure: None,
                 refresh,
