@@ -284,6 +284,20 @@ async fn apply(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
     }
 }
 
+/// A scaler that will not act (refused, or its workload not to be scaled): its state and
+/// planned-replica metrics dropped, its floor given back, and `why` in its status.
+async fn stand_down(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    why: Finding,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    ctx.drop_state(ps).await;
+    ctx.metrics.observe_plan(&labels(ps), None);
+    give_back_floor(ps, ctx).await?;
+    write_status(ps, ctx, None, vec![why], now).await
+}
+
 async fn observe_decide_act(
     ps: &PredictiveScaler,
     ctx: &Context,
@@ -291,15 +305,9 @@ async fn observe_decide_act(
 ) -> Result<()> {
     let mut target = match observe(ps, ctx).await? {
         Ok(target) => target,
-        Err(refusal) => {
-            // A refused scaler plans nothing and keeps nothing: its planned replicas must not
-            // linger in metrics, nor its history in memory (it is read again once admitted).
-            ctx.drop_state(ps).await;
-            ctx.metrics.observe_plan(&labels(ps), None);
-            give_back_floor(ps, ctx).await?;
-            write_status(ps, ctx, None, vec![refusal], now).await?;
-            return Ok(());
-        }
+        // A refused scaler plans nothing and keeps nothing: its planned replicas must not
+        // linger in metrics, nor its history in memory (it is read again once admitted).
+        Err(refusal) => return stand_down(ps, ctx, refusal, now).await,
     };
     if ps.spec.mode != Mode::ForecastOnly
         && let Some(disabled) = target.scaling_disabled(&ps.spec.scale_target_ref.to_string())
@@ -307,11 +315,7 @@ async fn observe_decide_act(
         // Nothing will be written, so nothing is read or kept for it: a thousand scalers over
         // workloads scaled to zero (no pods, no quota) held 337 KiB of history each, enough
         // for one tenant to run the operator out of memory.
-        ctx.drop_state(ps).await;
-        ctx.metrics.observe_plan(&labels(ps), None);
-        give_back_floor(ps, ctx).await?;
-        write_status(ps, ctx, None, vec![disabled], now).await?;
-        return Ok(());
+        return stand_down(ps, ctx, disabled, now).await;
     }
     let lead = match target.spec.lead_time_auto {
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),

@@ -195,32 +195,50 @@ pub(super) async fn write_status(
     let uid = ps.uid().unwrap_or_default();
     let last_written = locked(&ctx.status_written).get(&uid).copied();
     let refresh = refresh_for(&uid, ctx.settings.status_refresh);
-    if status_write_due(
+    let due = status_write_due(
         ps.status.as_ref(),
         &status,
         last_written,
         refresh,
         Instant::now(),
-    ) {
-        let api: Api<PredictiveScaler> =
-            Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
-        let patch = json!({
-            "apiVersion": "prescaler.dev/v1alpha1",
-            "kind": "PredictiveScaler",
-            "status": status,
-        });
-        call(
-            "writing status",
-            api.patch_status(
-                &ps.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            ),
-        )
-        .await?;
-        ctx.metrics.status_written();
+    );
+    if due {
+        patch_status(ps, ctx, &status).await?;
         locked(&ctx.status_written).insert(uid, Instant::now());
     }
+    tell_news(ps, ctx, changed).await;
+    Ok(())
+}
+
+/// The status written by server-side apply, as prescaler's field manager.
+async fn patch_status(
+    ps: &PredictiveScaler,
+    ctx: &Context,
+    status: &PredictiveScalerStatus,
+) -> Result<()> {
+    let api: Api<PredictiveScaler> =
+        Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "prescaler.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "status": status,
+    });
+    call(
+        "writing status",
+        api.patch_status(
+            &ps.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        ),
+    )
+    .await?;
+    ctx.metrics.status_written();
+    Ok(())
+}
+
+/// An Event for each condition in `changed` that is news: a problem, a recovery from one, or a
+/// limit reached; at most one per condition, status and reason in ten minutes (`event_filter`).
+async fn tell_news(ps: &PredictiveScaler, ctx: &Context, changed: Vec<Finding>) {
     let previous = ps
         .status
         .as_ref()
@@ -231,34 +249,27 @@ pub(super) async fn write_status(
         let recovered = previous
             .iter()
             .any(|c| c.type_ == f.type_ && conditions::is_problem(&c.type_, c.status == "True"));
-        if f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status {
-            let key = EventKey {
-                scaler: ps.uid().unwrap_or_default(),
-                condition: f.type_.to_string(),
-                status: f.status,
-                reason: f.reason.clone(),
-            };
-            let news = locked(&ctx.told).admit(key, Instant::now());
-            if !news {
-                // Told within the last ten minutes: the condition says it; the Event would not.
-                continue;
-            }
-            let kind = if f.is_warning() {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            publish(
-                ctx,
-                ps,
-                kind,
-                &f.reason,
-                format!("{}: {}", f.type_, f.message),
-            )
-            .await;
+        if !(f.is_warning() || recovered || f.type_ == conditions::SCALING_LIMITED && f.status) {
+            continue;
         }
+        let key = EventKey {
+            scaler: ps.uid().unwrap_or_default(),
+            condition: f.type_.to_string(),
+            status: f.status,
+            reason: f.reason.clone(),
+        };
+        if !locked(&ctx.told).admit(key, Instant::now()) {
+            // Told within the last ten minutes: the condition says it; the Event would not.
+            continue;
+        }
+        let kind = if f.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = format!("{}: {}", f.type_, f.message);
+        publish(ctx, ps, kind, &f.reason, note).await;
     }
-    Ok(())
 }
 
 pub(super) async fn publish(
