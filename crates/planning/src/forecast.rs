@@ -1423,6 +1423,10 @@ mod tests {
         let mut lone: Vec<f64> = vec![0.0; 20];
         lone.extend([1e6, 0.0, 0.0]);
         assert!(zero_blips(&lone, 15, 3, 5).is_empty());
+    }
+
+    #[test]
+    fn the_level_and_the_live_load_hold_a_drop_to_zero_until_it_persists() {
         // The level and the live load read the held value, not the zeros.
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);
