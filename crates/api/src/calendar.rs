@@ -414,8 +414,31 @@ fn first_overlap(
 /// cron pattern names recurs within a year), at most `OPENINGS_CHECKED` of them, so that the
 /// check stays cheap for any spec: it runs at every reconcile.
 pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> Result<(), Error> {
-    let involved = |min: Option<u32>, max: Option<u32>| min.is_some() || max.is_some();
-    let mut bounds: Vec<Bound<'_>> = Vec::new();
+    // Nothing can contradict without a floor above some ceiling.
+    if !a_floor_exceeds_a_ceiling(windows, calendar) {
+        return Ok(());
+    }
+    let budget = Budget::new(windows);
+    let bounds = bounds_in_force(windows, calendar, &budget)?;
+    for (fi, floor) in bounds.iter().enumerate() {
+        for (ci, ceiling) in bounds.iter().enumerate() {
+            let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
+                continue;
+            };
+            if fi == ci || lo <= hi {
+                continue;
+            }
+            if let Some(at) = overlap(floor, ceiling, calendar, &budget)? {
+                return Err(contradiction(floor, ceiling, lo, hi, at));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the highest floor any window or event sets is above the lowest ceiling any sets: if
+/// not, no pair can contradict, and no schedule need be searched.
+fn a_floor_exceeds_a_ceiling(windows: &[Window], calendar: &Calendar) -> bool {
     let (lowest_ceiling, highest_floor) = (
         windows
             .iter()
@@ -428,11 +451,18 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             .chain(calendar.events.iter().filter_map(|e| e.min_replicas))
             .max(),
     );
-    // Nothing can contradict without a floor above some ceiling.
-    if !matches!((highest_floor, lowest_ceiling), (Some(f), Some(c)) if f > c) {
-        return Ok(());
-    }
-    let budget = Budget::new(windows);
+    matches!((highest_floor, lowest_ceiling), (Some(f), Some(c)) if f > c)
+}
+
+/// Every floor and ceiling with when it is in force: the recurring windows that set one, through
+/// their openings (searched within `budget`), then the calendar's events.
+fn bounds_in_force<'a>(
+    windows: &'a [Window],
+    calendar: &'a Calendar,
+    budget: &Budget<'_>,
+) -> Result<Vec<Bound<'a>>, Error> {
+    let involved = |min: Option<u32>, max: Option<u32>| min.is_some() || max.is_some();
+    let mut bounds: Vec<Bound<'_>> = Vec::new();
     for (i, w) in windows.iter().enumerate() {
         if involved(w.min_replicas, w.max_replicas) {
             bounds.push(Bound {
@@ -440,7 +470,7 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
                 name: &w.name,
                 min: w.min_replicas,
                 max: w.max_replicas,
-                intervals: openings(w, &budget)?,
+                intervals: openings(w, budget)?,
                 window: Some(w),
             });
         }
@@ -455,54 +485,71 @@ pub(super) fn check_contradictions(windows: &[Window], calendar: &Calendar) -> R
             window: None,
         });
     }
+    Ok(bounds)
+}
+
+/// An instant at which `floor` and `ceiling` are both in force, if there is one: through a
+/// recurring window's own arithmetic where the listed openings would not show it, through the
+/// listed intervals otherwise.
+fn overlap(
+    floor: &Bound<'_>,
+    ceiling: &Bound<'_>,
+    calendar: &Calendar,
+    budget: &Budget<'_>,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    // A dated entry against a recurring window: the window's own arithmetic over the
+    // entry's span, exact in any year.
+    // Exclusions switch a window's floor off, never a ceiling.
+    Ok(match (floor.window, ceiling.window) {
+        (Some(w), None) => overlap_in(w, &ceiling.intervals, Some(calendar), budget)?,
+        (None, Some(w)) => overlap_in(w, &floor.intervals, None, budget)?,
+        // A window opening more often than `OPENINGS_CHECKED` times a year against a
+        // sparser one: the frequent one's arithmetic over each of the other's openings.
+        (Some(f), Some(_)) if floor.intervals.len() >= OPENINGS_CHECKED => {
+            overlap_in(f, &ceiling.intervals, Some(calendar), budget)?
+        }
+        (Some(_), Some(c)) if ceiling.intervals.len() >= OPENINGS_CHECKED => {
+            overlap_in(c, &floor.intervals, None, budget)?
+        }
+        _ => first_overlap(&floor.intervals, &ceiling.intervals),
+    })
+}
+
+/// The first instant of `intervals` at which `w` is open (`dated_overlap`), if any.
+fn overlap_in(
+    w: &Window,
+    intervals: &[Interval],
+    calendar: Option<&Calendar>,
+    budget: &Budget<'_>,
+) -> Result<Option<DateTime<Utc>>, Error> {
     // The pairs' window arithmetic, beyond the openings listed above, counts against the same
     // budget: a spec crafted with many frequent windows must stay cheap.
-    let overlap_in = |w: &Window, intervals: &[Interval], calendar| {
-        intervals.iter().try_fold(None, |found, &i| match found {
-            Some(at) => Ok(Some(at)),
-            None => dated_overlap(w, i, calendar, &budget),
-        })
-    };
-    for (fi, floor) in bounds.iter().enumerate() {
-        for (ci, ceiling) in bounds.iter().enumerate() {
-            let (Some(lo), Some(hi)) = (floor.min, ceiling.max) else {
-                continue;
-            };
-            if fi == ci || lo <= hi {
-                continue;
-            }
-            // A dated entry against a recurring window: the window's own arithmetic over the
-            // entry's span, exact in any year.
-            // Exclusions switch a window's floor off, never a ceiling.
-            let at = match (floor.window, ceiling.window) {
-                (Some(w), None) => overlap_in(w, &ceiling.intervals, Some(calendar))?,
-                (None, Some(w)) => overlap_in(w, &floor.intervals, None)?,
-                // A window opening more often than `OPENINGS_CHECKED` times a year against a
-                // sparser one: the frequent one's arithmetic over each of the other's openings.
-                (Some(f), Some(_)) if floor.intervals.len() >= OPENINGS_CHECKED => {
-                    overlap_in(f, &ceiling.intervals, Some(calendar))?
-                }
-                (Some(_), Some(c)) if ceiling.intervals.len() >= OPENINGS_CHECKED => {
-                    overlap_in(c, &floor.intervals, None)?
-                }
-                _ => first_overlap(&floor.intervals, &ceiling.intervals),
-            };
-            if let Some(at) = at {
-                return Err(invalid(
-                    format!("{}.minReplicas", floor.field),
-                    format!(
-                        "{} ({lo}) is in force while {} ({}) caps replicas at {hi}, e.g. at {}: \
-                         lower the floor, raise the ceiling, or move one of them",
-                        floor.name,
-                        ceiling.name,
-                        ceiling.field,
-                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
+    intervals.iter().try_fold(None, |found, &i| match found {
+        Some(at) => Ok(Some(at)),
+        None => dated_overlap(w, i, calendar, budget),
+    })
+}
+
+/// The error naming the floor, the ceiling it contradicts and an instant at which both are in
+/// force, so that the SRE can see which to move.
+fn contradiction(
+    floor: &Bound<'_>,
+    ceiling: &Bound<'_>,
+    lo: u32,
+    hi: u32,
+    at: DateTime<Utc>,
+) -> Error {
+    invalid(
+        format!("{}.minReplicas", floor.field),
+        format!(
+            "{} ({lo}) is in force while {} ({}) caps replicas at {hi}, e.g. at {}: \
+             lower the floor, raise the ceiling, or move one of them",
+            floor.name,
+            ceiling.name,
+            ceiling.field,
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    )
 }
 
 /// An instant of `[start, end)` at which `w` is open, if there is one; with `calendar`, through

@@ -125,127 +125,183 @@ impl PredictiveScalerSpec {
     /// query's grammar) and what it can, for objects that did not pass through an API server
     /// (a backtest's manifest, an older CRD). The error names the offending field.
     pub fn validate(&self) -> Result<ValidatedSpec, Error> {
-        let max_replicas = check_range(
-            "spec.maxReplicas",
-            self.max_replicas,
-            1,
-            Limits::MAX_REPLICAS,
-        )?;
-        let min_replicas = check_range("spec.minReplicas", self.min_replicas, 1, max_replicas)?;
-        let c = self.metric.target_per_replica;
-        if !(c.is_finite() && c >= 0.001) {
-            return Err(invalid(
-                "spec.metric.targetPerReplica",
-                format!("must be a number of at least 0.001, is {c}"),
-            ));
-        }
+        let (min_replicas, max_replicas) = check_replicas(self.min_replicas, self.max_replicas)?;
+        let target_per_replica = check_target_per_replica(self.metric.target_per_replica)?;
         check_query(&self.metric.query)?;
         check_target(&self.scale_target_ref)?;
-        let forecast = &self.forecast;
-        let history = forecast.history.parse(
-            "spec.forecast.history",
-            Limits::MIN_HISTORY,
-            Limits::MAX_HISTORY,
-        )?;
-        let lead_time_auto = forecast.lead_time.as_str() == super::AUTO_LEAD_TIME;
-        let lead_time = if lead_time_auto {
-            Limits::DEFAULT_LEAD_TIME
-        } else {
-            forecast.lead_time.parse(
-                "spec.forecast.leadTime",
-                Limits::MIN_LEAD_TIME,
-                Limits::MAX_LEAD_TIME,
-            )?
-        };
-        if forecast.seasonality.is_empty() || forecast.seasonality.len() > 2 {
-            return Err(invalid(
-                "spec.forecast.seasonality",
-                "needs one or both of daily, weekly",
-            ));
-        }
-        let percent = |field: &str, value: i32, min: i32, max: i32| {
-            check_range(field, value, min, max).map(|v| v as f64 / 100.0)
-        };
-        let headroom = percent(
-            "spec.forecast.headroomPercent",
-            forecast.headroom_percent,
-            0,
-            500,
-        )?;
-        let objective = self.objective.max_underprovisioned_percent;
-        if !(objective.is_finite() && (0.01..=50.0).contains(&objective)) {
-            return Err(invalid(
-                "spec.objective.maxUnderprovisionedPercent",
-                format!("must be between 0.01 and 50, is {objective}"),
-            ));
-        }
-        if self.peak_windows.len() > Limits::MAX_PEAK_WINDOWS {
-            return Err(invalid(
-                "spec.peakWindows",
-                format!("at most {} windows", Limits::MAX_PEAK_WINDOWS),
-            ));
-        }
-        let peak_windows = self
-            .peak_windows
-            .iter()
-            .enumerate()
-            .map(|(i, w)| parse_window(&format!("spec.peakWindows[{i}]"), w))
-            .collect::<Result<Vec<_>, _>>()?;
+        let forecast = parse_forecast(&self.forecast)?;
+        let max_underprovisioned = parse_objective(self.objective.max_underprovisioned_percent)?;
+        let peak_windows = parse_peak_windows(&self.peak_windows)?;
         let calendar = super::calendar::parse(&self.calendar)?;
         super::calendar::check_contradictions(&peak_windows, &calendar)?;
-        // A schedule's ceiling below minReplicas contradicts the spec's own floor.
-        let ceilings = peak_windows
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("spec.peakWindows[{i}]"), w.max_replicas))
-            .chain(
-                calendar
-                    .events
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (format!("spec.calendar.events[{i}]"), e.max_replicas)),
-            );
-        for (field, max) in ceilings {
-            if let Some(max) = max
-                && max < min_replicas as u32
-            {
-                return Err(invalid(
-                    format!("{field}.maxReplicas"),
-                    format!("{max} is below spec.minReplicas {min_replicas}"),
-                ));
-            }
-        }
-        let default_down = ScalingRules::default_down();
-        let mut scale_down = parse_rules(
-            "spec.behavior.scaleDown",
-            &self.behavior.scale_down,
-            &default_down.policies,
-        )?;
-        scale_down.default_policies |= self.behavior.scale_down.policies == default_down.policies
-            && self.behavior.scale_down.select_policy == default_down.select_policy;
-        let behavior = Behavior {
-            scale_up: parse_rules(
-                "spec.behavior.scaleUp",
-                &self.behavior.scale_up,
-                &ScalingRules::hpa_default_up_policies(),
-            )?,
-            scale_down,
-        };
+        check_ceilings(&peak_windows, &calendar, min_replicas)?;
+        let behavior = parse_behavior(&self.behavior)?;
         Ok(ValidatedSpec {
-            min_replicas: min_replicas as u32,
-            max_replicas: max_replicas as u32,
-            target_per_replica: c,
-            history,
-            seasonality: forecast.seasonality.clone(),
-            lead_time,
-            lead_time_auto,
-            headroom,
-            max_underprovisioned: objective / 100.0,
+            min_replicas,
+            max_replicas,
+            target_per_replica,
+            history: forecast.history,
+            seasonality: self.forecast.seasonality.clone(),
+            lead_time: forecast.lead_time,
+            lead_time_auto: forecast.lead_time_auto,
+            headroom: forecast.headroom,
+            max_underprovisioned,
             peak_windows,
             calendar,
             behavior,
         })
     }
+}
+
+/// `maxReplicas` within what one object may ask for, and `minReplicas` at least one and at most
+/// `maxReplicas`: `(minReplicas, maxReplicas)`.
+fn check_replicas(min_replicas: i32, max_replicas: i32) -> Result<(u32, u32), Error> {
+    let max_replicas = check_range("spec.maxReplicas", max_replicas, 1, Limits::MAX_REPLICAS)?;
+    let min_replicas = check_range("spec.minReplicas", min_replicas, 1, max_replicas)?;
+    Ok((min_replicas as u32, max_replicas as u32))
+}
+
+/// The load one replica carries divides every load the planner turns into replicas: a finite
+/// number of at least 0.001.
+fn check_target_per_replica(c: f64) -> Result<f64, Error> {
+    if !(c.is_finite() && c >= 0.001) {
+        return Err(invalid(
+            "spec.metric.targetPerReplica",
+            format!("must be a number of at least 0.001, is {c}"),
+        ));
+    }
+    Ok(c)
+}
+
+/// `spec.forecast`'s fields the planner reads as durations and fractions (its seasonality it
+/// reads as written).
+struct ParsedForecast {
+    history: Duration,
+    lead_time: Duration,
+    lead_time_auto: bool,
+    headroom: f64,
+}
+
+/// `spec.forecast`, checked field by field in the order they are written.
+fn parse_forecast(forecast: &super::ForecastSpec) -> Result<ParsedForecast, Error> {
+    let history = forecast.history.parse(
+        "spec.forecast.history",
+        Limits::MIN_HISTORY,
+        Limits::MAX_HISTORY,
+    )?;
+    let lead_time_auto = forecast.lead_time.as_str() == super::AUTO_LEAD_TIME;
+    let lead_time = if lead_time_auto {
+        Limits::DEFAULT_LEAD_TIME
+    } else {
+        forecast.lead_time.parse(
+            "spec.forecast.leadTime",
+            Limits::MIN_LEAD_TIME,
+            Limits::MAX_LEAD_TIME,
+        )?
+    };
+    if forecast.seasonality.is_empty() || forecast.seasonality.len() > 2 {
+        return Err(invalid(
+            "spec.forecast.seasonality",
+            "needs one or both of daily, weekly",
+        ));
+    }
+    let percent = |field: &str, value: i32, min: i32, max: i32| {
+        check_range(field, value, min, max).map(|v| v as f64 / 100.0)
+    };
+    let headroom = percent(
+        "spec.forecast.headroomPercent",
+        forecast.headroom_percent,
+        0,
+        500,
+    )?;
+    Ok(ParsedForecast {
+        history,
+        lead_time,
+        lead_time_auto,
+        headroom,
+    })
+}
+
+/// `spec.objective.maxUnderprovisionedPercent` as a fraction, the share of minutes the
+/// calibration aims to keep under-provisioned: between 0.01 % and 50 %.
+fn parse_objective(objective: f64) -> Result<f64, Error> {
+    if !(objective.is_finite() && (0.01..=50.0).contains(&objective)) {
+        return Err(invalid(
+            "spec.objective.maxUnderprovisionedPercent",
+            format!("must be between 0.01 and 50, is {objective}"),
+        ));
+    }
+    Ok(objective / 100.0)
+}
+
+/// `spec.peakWindows`, at most `Limits::MAX_PEAK_WINDOWS` of them so that one object cannot
+/// make every decision search many schedules.
+fn parse_peak_windows(windows: &[PeakWindow]) -> Result<Vec<Window>, Error> {
+    if windows.len() > Limits::MAX_PEAK_WINDOWS {
+        return Err(invalid(
+            "spec.peakWindows",
+            format!("at most {} windows", Limits::MAX_PEAK_WINDOWS),
+        ));
+    }
+    windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| parse_window(&format!("spec.peakWindows[{i}]"), w))
+        .collect()
+}
+
+/// No peak window's or event's `maxReplicas` below `spec.minReplicas`: a ceiling the spec's own
+/// floor would always break is a mistake to name, not a bound to guess about.
+fn check_ceilings(
+    peak_windows: &[Window],
+    calendar: &Calendar,
+    min_replicas: u32,
+) -> Result<(), Error> {
+    // A schedule's ceiling below minReplicas contradicts the spec's own floor.
+    let ceilings = peak_windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("spec.peakWindows[{i}]"), w.max_replicas))
+        .chain(
+            calendar
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("spec.calendar.events[{i}]"), e.max_replicas)),
+        );
+    for (field, max) in ceilings {
+        if let Some(max) = max
+            && max < min_replicas
+        {
+            return Err(invalid(
+                format!("{field}.maxReplicas"),
+                format!("{max} is below spec.minReplicas {min_replicas}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `spec.behavior`, each direction with its defaults where the spec sets no policies. A
+/// `scaleDown` that writes out the default policies is the default: the CRD's schema fills them
+/// in where `scaleDown` is left out.
+fn parse_behavior(behavior: &super::Behavior) -> Result<Behavior, Error> {
+    let default_down = ScalingRules::default_down();
+    let mut scale_down = parse_rules(
+        "spec.behavior.scaleDown",
+        &behavior.scale_down,
+        &default_down.policies,
+    )?;
+    scale_down.default_policies |= behavior.scale_down.policies == default_down.policies
+        && behavior.scale_down.select_policy == default_down.select_policy;
+    Ok(Behavior {
+        scale_up: parse_rules(
+            "spec.behavior.scaleUp",
+            &behavior.scale_up,
+            &ScalingRules::hpa_default_up_policies(),
+        )?,
+        scale_down,
+    })
 }
 
 /// The query must be PromQL, of bounded size and nesting. Checked with the parser Prometheus'

@@ -711,6 +711,19 @@ pub fn predict_peak(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Option<f64> {
+    let past = whole_periods(cfg, predictor, view, adjust)?;
+    let ratio = level_ratio(cfg, &past)?;
+    profile_peak(cfg, &past, from, to).map(|p| p * ratio)
+}
+
+/// The past periods of `predictor`'s season the view has observed whole, at most as many as
+/// `cfg` takes the median of; `None` before the first whole one.
+fn whole_periods<'a>(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'a>,
+    adjust: &'a Adjustments,
+) -> Option<Past<'a>> {
     let h = view.history();
     let period = h.steps(predictor.season().period());
     if period == 0 {
@@ -727,7 +740,7 @@ pub fn predict_peak(
     if periods == 0 {
         return None;
     }
-    let past = Past {
+    Some(Past {
         view,
         adjust,
         period,
@@ -735,8 +748,15 @@ pub fn predict_peak(
         coarse_lag: h.steps(COARSE_AFTER),
         block,
         block_phase,
-    };
-    let half = h.steps(cfg.smoothing_half_width);
+    })
+}
+
+/// The ratio of the current level to the profile's over the same minutes of past periods: what
+/// scales the profile to this period's load. `None` when the past periods show no load there
+/// and the level does.
+fn level_ratio(cfg: &ModelConfig, past: &Past<'_>) -> Option<f64> {
+    let (view, adjust) = (past.view, past.adjust);
+    let h = view.history();
     let w = h.steps(cfg.level_window).max(1);
     // The level: a sudden drop to zero that has not persisted is held like a missing sample.
     let (mut now, plain) = view.held_level(
@@ -752,13 +772,26 @@ pub fn predict_peak(
         now = now.max(plain);
     }
     let then = past.median(|c| (c - w + 1, c))?;
-    let ratio = if then > 0.0 {
-        now / then
+    if then > 0.0 {
+        Some(now / then)
     } else if now == 0.0 {
-        1.0
+        Some(1.0)
     } else {
-        return None;
-    };
+        None
+    }
+}
+
+/// The profile's highest point in `[from, to]`, read every `profile_step` and at `to`: the
+/// median over past periods around each instant, kept sharp where a rise recurs, scaled by the
+/// calendar's multipliers. `None` where no past period covers the window.
+fn profile_peak(
+    cfg: &ModelConfig,
+    past: &Past<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<f64> {
+    let (h, adjust) = (past.view.history(), past.adjust);
+    let half = h.steps(cfg.smoothing_half_width);
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
     let step = h.steps(cfg.profile_step).max(1);
@@ -782,7 +815,7 @@ pub fn predict_peak(
         }
         i = (i + step).min(hi);
     }
-    peak.map(|p| p * ratio)
+    peak
 }
 
 pub(crate) fn index_ceil(h: &History, t: DateTime<Utc>) -> i64 {
@@ -1390,6 +1423,10 @@ mod tests {
         let mut lone: Vec<f64> = vec![0.0; 20];
         lone.extend([1e6, 0.0, 0.0]);
         assert!(zero_blips(&lone, 15, 3, 5).is_empty());
+    }
+
+    #[test]
+    fn the_level_and_the_live_load_hold_a_drop_to_zero_until_it_persists() {
         // The level and the live load read the held value, not the zeros.
         let mut values = vec![400.0; 3 * 1440];
         values[2 * 1440 + 100..2 * 1440 + 110].fill(0.0);

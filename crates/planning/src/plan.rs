@@ -227,18 +227,9 @@ pub fn decide(
     memory: &mut Memory,
     now: DateTime<Utc>,
 ) -> Decision {
-    let c = spec.target_per_replica;
-    let replicas_for = |load: f64| super::replicas_for(load, c);
     let scheduled = inputs.scheduled.floor.clone();
     let cap = inputs.scheduled.cap.clone();
-    // The schedule's ceiling is a bound like `maxReplicas` while it is in force (validation
-    // keeps it at or above `minReplicas`).
-    let bounds = (
-        spec.min_replicas,
-        cap.as_ref()
-            .map_or(spec.max_replicas, |c| c.max_replicas.min(spec.max_replicas))
-            .max(spec.min_replicas),
-    );
+    let bounds = bounds_in_force(spec, cap.as_ref());
     let Some(load) = inputs.load else {
         let mut d = hold(
             spec,
@@ -253,39 +244,141 @@ pub fn decide(
         return d;
     };
 
+    let ask = basis_ask(spec, &inputs, load);
+    let ask = serve_live_load(spec, &inputs, load, ask);
+    let ask = hold_zero_at_passing_level(&inputs, ask);
+    let ask = provision_event(spec, &inputs, ask);
+    let ask = raise_to_schedule(scheduled.as_ref(), ask);
+    let (bounded, bound_reason) = clamp(spec, ask.replicas);
+    let bounded = bounded.min(bounds.1);
+    let foresight = unlimited(spec, &ask, scheduled.as_ref(), bounds);
+    let (desired, limited) = behavior::shape(
+        &spec.behavior,
+        bounds,
+        inputs.current_replicas,
+        bounded,
+        foresight,
+        &mut memory.behavior,
+        now,
+    );
+    let reason = shaped_reason(
+        spec,
+        bounds,
+        cap.as_ref(),
+        &ask,
+        bound_reason,
+        desired,
+        limited,
+    );
+    remember(spec, memory, desired, foresight, ask.forecast_replicas, now);
+    let floor_replicas = floor(spec, ask.forecast_replicas, scheduled.as_ref()).min(bounds.1);
+    Decision {
+        desired_replicas: desired,
+        reason,
+        floor_replicas,
+        load: Some(load),
+        reactive_replicas: Some(ask.reactive),
+        live_replicas: ask.live_replicas,
+        forecast_replicas: ask.forecast_replicas,
+        forecast_load: ask.forecast_load,
+        calibration: inputs.calibration.copied(),
+        scheduled,
+        cap,
+        excluded: inputs.scheduled.excluded.clone(),
+        metrics_available: true,
+        observed_history: Duration::zero(),
+    }
+}
+
+/// What the terms of a decision ask for before the bounds and `behavior` shape it, and the
+/// figures behind it: `decide` builds it a term at a time, each term a step of its own, so that
+/// the order in which they may override each other reads top to bottom.
+struct Ask {
+    /// The replica count asked for so far.
+    replicas: u32,
+    /// The term that asked for it.
+    reason: Reason,
+    /// What the live load needs with the basis' margins.
+    reactive: u32,
+    /// What the sustained live load needs: the live floor.
+    live_replicas: Option<u32>,
+    /// What the forecast (or an event's expected load) needs with its margins.
+    forecast_replicas: Option<u32>,
+    /// The load behind `forecast_replicas`, without margin.
+    forecast_load: Option<f64>,
+}
+
+/// The bounds a decision is held within: `minReplicas` and `maxReplicas`, lowered to the
+/// schedule's ceiling while one is in force, so that the ceiling holds at once like
+/// `maxReplicas` does.
+fn bounds_in_force(spec: &ValidatedSpec, cap: Option<&ScheduledCap>) -> (u32, u32) {
+    // The schedule's ceiling is a bound like `maxReplicas` while it is in force (validation
+    // keeps it at or above `minReplicas`).
+    (
+        spec.min_replicas,
+        cap.map_or(spec.max_replicas, |c| c.max_replicas.min(spec.max_replicas))
+            .max(spec.min_replicas),
+    )
+}
+
+/// The replicas `load` needs before a calibration has chosen margins: what an HPA at its
+/// customary target would give it, so that a new PredictiveScaler starts no worse than one.
+fn uncalibrated_replicas(spec: &ValidatedSpec, load: f64) -> u32 {
+    let headroom = 1.0 + spec.headroom;
+    super::replicas_for(
+        load * headroom.max(UNCALIBRATED_MARGIN),
+        spec.target_per_replica,
+    )
+}
+
+/// Where a decision starts: what the calibrated basis asks for with its margins, or the live
+/// load with an HPA-like margin until there is a calibration.
+fn basis_ask(spec: &ValidatedSpec, inputs: &Inputs<'_>, load: f64) -> Ask {
+    let replicas_for = |load: f64| super::replicas_for(load, spec.target_per_replica);
     // The basis and margins the objective calls for; until they are calibrated, the live load
     // with an HPA-like margin.
-    let headroom = 1.0 + spec.headroom;
-    let (mut recommendation, mut reason, reactive, mut forecast_replicas, mut forecast_load) =
-        match inputs.calibration {
-            Some(cal) => {
-                let m = cal.margins;
-                let provision = |load: f64| replicas_for(provisioned_load(spec, &m, load));
-                let foresight = m.basis.foresight(inputs.daily, inputs.weekly);
-                let base = m.basis.load(load, inputs.daily, inputs.weekly);
-                // A forecast missing this minute (a gap in its history): the live load.
-                let base = if base.is_finite() { base } else { load };
-                let reason = if foresight.is_finite() && foresight >= load {
-                    Reason::Forecast(m.basis)
-                } else {
-                    Reason::Reactive
-                };
-                let forecast = foresight.is_finite().then(|| provision(foresight));
-                (
-                    provision(base),
-                    reason,
-                    provision(load),
-                    forecast,
-                    foresight.is_finite().then_some(foresight),
-                )
+    match inputs.calibration {
+        Some(cal) => {
+            let m = cal.margins;
+            let provision = |load: f64| replicas_for(provisioned_load(spec, &m, load));
+            let foresight = m.basis.foresight(inputs.daily, inputs.weekly);
+            let base = m.basis.load(load, inputs.daily, inputs.weekly);
+            // A forecast missing this minute (a gap in its history): the live load.
+            let base = if base.is_finite() { base } else { load };
+            let reason = if foresight.is_finite() && foresight >= load {
+                Reason::Forecast(m.basis)
+            } else {
+                Reason::Reactive
+            };
+            Ask {
+                replicas: provision(base),
+                reason,
+                reactive: provision(load),
+                live_replicas: None,
+                forecast_replicas: foresight.is_finite().then(|| provision(foresight)),
+                forecast_load: foresight.is_finite().then_some(foresight),
             }
-            None => {
-                let r = replicas_for(load * headroom.max(UNCALIBRATED_MARGIN));
-                (r, Reason::Reactive, r, None, None)
+        }
+        None => {
+            let r = uncalibrated_replicas(spec, load);
+            Ask {
+                replicas: r,
+                reason: Reason::Reactive,
+                reactive: r,
+                live_replicas: None,
+                forecast_replicas: None,
+                forecast_load: None,
             }
-        };
+        }
+    }
+}
+
+/// The live load is always served (see the module's documentation): the ask is raised to the
+/// live floor, or to what a newest sample alone needs, whatever the basis chose.
+fn serve_live_load(spec: &ValidatedSpec, inputs: &Inputs<'_>, load: f64, mut ask: Ask) -> Ask {
+    let replicas_for = |load: f64| super::replicas_for(load, spec.target_per_replica);
     // The live floor: whatever the basis, never below what the sustained live load needs.
-    let mut live_replicas = inputs
+    ask.live_replicas = inputs
         .sustained
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(replicas_for);
@@ -298,12 +391,18 @@ pub fn decide(
         .then_some(load)
         .filter(|l| l.is_finite() && *l >= 0.0)
         .map(replicas_for);
-    if let Some(n) = live_replicas.or(unconfirmed)
-        && n > recommendation
+    if let Some(n) = ask.live_replicas.or(unconfirmed)
+        && n > ask.replicas
     {
-        recommendation = n;
-        reason = Reason::Reactive;
+        ask.replicas = n;
+        ask.reason = Reason::Reactive;
     }
+    ask
+}
+
+/// A zero held at the level before it keeps the count from falling on a drop that has not
+/// persisted, but is no reason on its own to raise it.
+fn hold_zero_at_passing_level(inputs: &Inputs<'_>, mut ask: Ask) -> Ask {
     // A held zero reads as the level before it so that the count does not fall on a drop that
     // has not persisted. Held at a passing level (one that did not last a level window, or that
     // the zeros did not directly follow: `forecast::zero_blips`), it is no reason to raise the
@@ -313,77 +412,116 @@ pub fn decide(
     // busy workload whose count a deploy reset to 2 at the first zero is at 40 at once, not
     // after the zeros.
     if inputs.held_zero {
-        let keep = inputs.current_replicas.max(forecast_replicas.unwrap_or(0));
-        recommendation = recommendation.min(keep);
-        live_replicas = live_replicas.map(|n| n.min(keep));
+        let keep = inputs
+            .current_replicas
+            .max(ask.forecast_replicas.unwrap_or(0));
+        ask.replicas = ask.replicas.min(keep);
+        ask.live_replicas = ask.live_replicas.map(|n| n.min(keep));
     }
+    ask
+}
+
+/// An event the SRE declared with a `loadMultiplier` is provisioned for whatever basis the
+/// calibration chose; it decides the count when it asks for at least as much as the rest.
+fn provision_event(spec: &ValidatedSpec, inputs: &Inputs<'_>, mut ask: Ask) -> Ask {
     // An event the SRE declared with a multiplier is provisioned for even when the calibration
     // chose the live load (which cannot see it coming), with the same margins.
     if let Some(e) = inputs.event.filter(|e| e.load.is_finite()) {
         let r = match inputs.calibration {
-            Some(cal) => replicas_for(provisioned_load(spec, &cal.margins, e.load)),
-            None => replicas_for(e.load * headroom.max(UNCALIBRATED_MARGIN)),
+            Some(cal) => super::replicas_for(
+                provisioned_load(spec, &cal.margins, e.load),
+                spec.target_per_replica,
+            ),
+            None => uncalibrated_replicas(spec, e.load),
         };
-        if r > forecast_replicas.unwrap_or(0) {
-            forecast_replicas = Some(r);
-            forecast_load = Some(e.load);
+        if r > ask.forecast_replicas.unwrap_or(0) {
+            ask.forecast_replicas = Some(r);
+            ask.forecast_load = Some(e.load);
         }
-        if r >= recommendation {
-            recommendation = r;
-            reason = Reason::Event(e.name.clone());
+        if r >= ask.replicas {
+            ask.replicas = r;
+            ask.reason = Reason::Event(e.name.clone());
         }
     }
+    ask
+}
+
+/// A peak window's or an event's floor raises the ask, and decides it when it asks for at least
+/// as much as the rest.
+fn raise_to_schedule(scheduled: Option<&ScheduledFloor>, mut ask: Ask) -> Ask {
     // The schedule's floor wins a tie: it is the reason the SRE wrote down.
-    if let Some(s) = &scheduled
-        && s.min_replicas >= recommendation
+    if let Some(s) = scheduled
+        && s.min_replicas >= ask.replicas
     {
-        recommendation = s.min_replicas;
-        reason = match &s.source {
+        ask.replicas = s.min_replicas;
+        ask.reason = match &s.source {
             Source::PeakWindow(w) => Reason::PeakWindow(w.clone()),
             Source::Event(e) => Reason::Event(e.clone()),
         };
     }
-    let (bounded, bound_reason) = clamp(spec, recommendation);
-    if let Some(r) = bound_reason {
-        reason = r;
-    }
-    let bounded = bounded.min(bounds.1);
+    ask
+}
 
+/// The part of the ask `behavior::shape` lets through at once, within the bounds: the terms a
+/// bogus sample cannot move.
+fn unlimited(
+    spec: &ValidatedSpec,
+    ask: &Ask,
+    scheduled: Option<&ScheduledFloor>,
+    bounds: (u32, u32),
+) -> u32 {
     // What the default scale-up limit (a guard against one bogus sample) does not hold back: a
     // peak window's floor, a seasonal forecast (its level is a quarter hour's mean, not one
     // sample), and the live floor (a level two samples confirm, which one bogus sample does
     // not move — not even after zeros or a gap).
-    let foresight = clamp(
+    clamp(
         spec,
-        forecast_replicas
+        ask.forecast_replicas
             .unwrap_or(0)
-            .max(scheduled.as_ref().map_or(0, |s| s.min_replicas))
-            .max(live_replicas.unwrap_or(0)),
+            .max(scheduled.map_or(0, |s| s.min_replicas))
+            .max(ask.live_replicas.unwrap_or(0)),
     )
     .0
-    .min(bounds.1);
-    let (desired, limited) = behavior::shape(
-        &spec.behavior,
-        bounds,
-        inputs.current_replicas,
-        bounded,
-        foresight,
-        &mut memory.behavior,
-        now,
-    );
+    .min(bounds.1)
+}
+
+/// The reason shown for the shaped count: the term that asked for it, unless a bound, a
+/// stabilization window, a rate limit or the schedule's ceiling is what held it where it is.
+fn shaped_reason(
+    spec: &ValidatedSpec,
+    bounds: (u32, u32),
+    cap: Option<&ScheduledCap>,
+    ask: &Ask,
+    bound_reason: Option<Reason>,
+    desired: u32,
+    limited: Option<Limited>,
+) -> Reason {
+    let mut reason = bound_reason.unwrap_or_else(|| ask.reason.clone());
     match limited {
         Some(Limited::Stabilized) => reason = Reason::Stabilized,
         Some(Limited::RateLimited) => reason = Reason::RateLimited,
         None => {}
     }
     // The ceiling decided if it holds the count below what the other terms asked for.
-    if let Some(c) = &cap
+    if let Some(c) = cap
         && desired == bounds.1
-        && (recommendation > bounds.1 || limited.is_some())
+        && (ask.replicas > bounds.1 || limited.is_some())
         && bounds.1 < spec.max_replicas
     {
         reason = Reason::ScheduledMaximum(c.source.clone());
     }
+    reason
+}
+
+/// Remembers what a metrics outage is to hold (`hold`).
+fn remember(
+    spec: &ValidatedSpec,
+    memory: &mut Memory,
+    desired: u32,
+    foresight: u32,
+    forecast_replicas: Option<u32>,
+    now: DateTime<Utc>,
+) {
     // What an outage holds (`hold`): the count granted and, where the default scale-up limit
     // lets it through anyway, what was known ahead or confirmed (`foresight`). The rest of the
     // ask stood on the newest sample alone: remembered whole, one bogus sample's ask (its
@@ -397,23 +535,6 @@ pub fn decide(
     memory.last_trusted = Some((now, held));
     if let Some(f) = forecast_replicas {
         memory.last_forecast = Some((now, f));
-    }
-    let floor_replicas = floor(spec, forecast_replicas, scheduled.as_ref()).min(bounds.1);
-    Decision {
-        desired_replicas: desired,
-        reason,
-        floor_replicas,
-        load: Some(load),
-        reactive_replicas: Some(reactive),
-        live_replicas,
-        forecast_replicas,
-        forecast_load,
-        calibration: inputs.calibration.copied(),
-        scheduled,
-        cap,
-        excluded: inputs.scheduled.excluded.clone(),
-        metrics_available: true,
-        observed_history: Duration::zero(),
     }
 }
 
