@@ -575,6 +575,8 @@ fn a_contradiction_check_too_expensive_for_its_budget_is_refused_naming_it() {
             && e.contains("budget"),
         "{e}"
     );
+    // One sentence, as it reads in `kubectl describe`: no run of spaces from a line break.
+    assert!(!e.contains("  "), "{e}");
     assert!(took.as_secs_f64() < 2.0, "refused in {took:?}");
     eprintln!("refused in {took:?}");
 }

@@ -357,7 +357,10 @@ impl<'a> Budget<'a> {
             return Err(invalid(
                 "spec.peakWindows",
                 format!(
-                    "checking whether a floor is in force while a lower ceiling is (peak windows                      and calendar events) takes more than {CHECK_SEARCHES} schedule searches,                      the budget of one spec: use fewer windows with both floors and ceilings, or                      windows that open less often"
+                    "checking whether a floor is in force while a lower ceiling is (peak windows \
+                     and calendar events) takes more than {CHECK_SEARCHES} schedule searches, \
+                     the budget of one spec: use fewer windows with both floors and ceilings, or \
+                     windows that open less often"
                 ),
             ));
         }
