@@ -178,3 +178,49 @@ async fn the_scalers_whose_history_is_held_are_counted_while_they_last() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalers_on_the_same_query_read_it_once_a_minute_together() {
+    // Two workloads scaled on one series (say, one ingress' rate), beside two on series of
+    // their own: the first pair's history is read once for both, and held once.
+    let start = |services: [&str; 2]| {
+        let api = FakeApi::new();
+        for (name, service) in ["a", "b"].into_iter().zip(services) {
+            api.put(deployment(name, 2));
+            api.put(scaler(
+                name,
+                service,
+                json!({ "metric": { "targetPerReplica": 1000 } }),
+            ));
+        }
+        let source = Arc::new(ScriptedSource::new(alternating));
+        let op = start_operator_on(&api, source.clone(), |_| {});
+        (api, source, op)
+    };
+    let (shared, shared_reads, _shared_op) = start(["ingress", "ingress"]);
+    let (apart, apart_reads, _apart_op) = start(["ingress", "other"]);
+    for api in [&shared, &apart] {
+        eventually(30, "both decided", || {
+            match (
+                status(api, "a")["desiredReplicas"].as_i64(),
+                status(api, "b")["desiredReplicas"].as_i64(),
+            ) {
+                (Some(_), Some(_)) => Ok(()),
+                d => Err(format!("{d:?}")),
+            }
+        })
+        .await;
+    }
+    // Some seconds of reconciles, one a second each.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let (once, twice) = (shared_reads.reads(), apart_reads.reads());
+    assert!(
+        once * 2 <= twice,
+        "{once} reads for one query, {twice} for two"
+    );
+    // The same history, the same decision.
+    assert_eq!(
+        status(&shared, "a")["desiredReplicas"],
+        status(&shared, "b")["desiredReplicas"]
+    );
+}
