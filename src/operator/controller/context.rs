@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,8 +14,8 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Mutex;
 use tracing::info;
 
+use crate::adapters::history::HistoryCache;
 use crate::adapters::history::LoadSource;
-use crate::adapters::history::{HistoryCache, Refresh};
 use crate::adapters::kubernetes::FloorObject;
 use crate::api::{PlanStatus, PredictiveScaler, ValidatedSpec};
 use crate::operator::backoff::ReadBackoff;
@@ -24,7 +24,7 @@ use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
 use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
 use crate::planning::forecast::ModelConfig;
-use crate::planning::planner::{HistoryNeeds, Planner};
+use crate::planning::planner::Planner;
 use crate::planning::startup;
 
 use super::{labels, locked};
@@ -92,9 +92,7 @@ impl Default for Settings {
 /// What one PredictiveScaler's reconciles share.
 pub(super) struct ScalerState {
     pub(super) planner: Planner,
-    /// The history of its (confined) query, shared with any scaler whose query and needs are
-    /// the same (`Context::history_for`); set by the first decision.
-    pub(super) history: Option<HistoryHandle>,
+    pub(super) cache: HistoryCache,
     /// When the history is read again after a failed read.
     pub(super) reads: ReadBackoff,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
@@ -108,19 +106,6 @@ pub(super) struct ScalerState {
     /// Counted in `prescaler_histories_held` once the history has been read whole.
     pub(super) held: Option<HeldHistory>,
 }
-
-/// One history cache, shared by the scalers whose (confined) query and needs are the same: held
-/// once, and read once a minute for all of them (`decide::read_load`).
-pub(super) struct SharedHistory {
-    pub(super) cache: HistoryCache,
-    /// The minute it was last brought up to, and what that read found.
-    pub(super) read: Option<(DateTime<Utc>, Refresh)>,
-}
-
-pub(super) type HistoryHandle = Arc<Mutex<SharedHistory>>;
-
-/// A shared history's (confined) query and needs.
-pub(super) type HistoryKey = (String, HistoryNeeds);
 
 /// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
 /// not cheap enough to make for a thousand scalers at every sync.
@@ -160,8 +145,6 @@ pub struct Context {
     pub(super) validated: std::sync::Mutex<HashMap<String, Validated>>,
     /// Condition Events told in the last ten minutes (see `event_filter`).
     pub(super) told: std::sync::Mutex<EventFilter>,
-    /// The history caches by query and needs, while some scaler holds one (`history_for`).
-    pub(super) histories: std::sync::Mutex<HashMap<HistoryKey, Weak<Mutex<SharedHistory>>>>,
     /// Per uid, when this process last wrote its status (see `report::status_write_due`).
     pub(super) status_written: std::sync::Mutex<HashMap<String, Instant>>,
     /// The reconcile slots, shared fairly among namespaces (see `fair_queue`).
@@ -213,7 +196,6 @@ impl Context {
             floor_sweeps: Default::default(),
             validated: Default::default(),
             told: Default::default(),
-            histories: Default::default(),
             status_written: Default::default(),
             admission,
             surveys: tokio::sync::Semaphore::new(SURVEYS_AT_ONCE),
@@ -242,27 +224,6 @@ impl Context {
         }
     }
 
-    /// The history cache of `query` with `needs`: the one another scaler holds, if any, so that
-    /// scalers on the same series (a ForecastOnly trial beside the scaler that acts, several
-    /// workloads scaled on one ingress' rate) read and hold it once.
-    pub(super) fn history_for(&self, query: &str, needs: HistoryNeeds) -> HistoryHandle {
-        let mut all = locked(&self.histories);
-        let key = (query.to_string(), needs);
-        if let Some(held) = all.get(&key).and_then(Weak::upgrade) {
-            return held;
-        }
-        // Entries whose scalers are gone are dropped as the map doubles: at most half are dead.
-        if all.len() >= 64 && all.len().is_power_of_two() {
-            all.retain(|_, h| h.strong_count() > 0);
-        }
-        let shared = Arc::new(Mutex::new(SharedHistory {
-            cache: HistoryCache::new(query, needs),
-            read: None,
-        }));
-        all.insert(key, Arc::downgrade(&shared));
-        shared
-    }
-
     /// Whether this replica may write to workloads and HPAs now.
     pub(super) fn may_write(&self) -> bool {
         self.leadership.as_ref().is_none_or(|l| l.may_write())
@@ -271,16 +232,18 @@ impl Context {
     pub(super) async fn state_for(
         &self,
         uid: &str,
+        ps: &PredictiveScaler,
         spec: &ValidatedSpec,
     ) -> Arc<Mutex<ScalerState>> {
         let mut states = self.states.lock().await;
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
             let planner = Planner::new(spec.clone(), self.settings.model.clone());
+            let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
             let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
                 .unwrap_or(startup::DEFAULT_SETTLE);
             Arc::new(Mutex::new(ScalerState {
                 planner,
-                history: None,
+                cache,
                 reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,

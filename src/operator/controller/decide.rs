@@ -7,14 +7,14 @@ use chrono::{DateTime, DurationRound, Utc};
 use kube::ResourceExt;
 use tracing::warn;
 
-use crate::adapters::history::Refresh;
+use crate::adapters::history::{HistoryCache, Refresh};
 use crate::api::{PlanStatus, PredictiveScaler};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
 use crate::operator::conditions::{self, Finding};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
 
-use super::context::{Context, PlanMemo, ScalerState, SharedHistory};
+use super::context::{Context, PlanMemo, ScalerState};
 use super::observe::Target;
 
 /// What the history refresh found.
@@ -63,20 +63,13 @@ pub(super) async fn decide(
     now: DateTime<Utc>,
 ) -> (Decision, LoadRead, Option<PlanStatus>) {
     let state = ctx
-        .state_for(&ps.uid().unwrap_or_default(), &target.spec)
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
     let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
     let needs = state.planner.history_needs();
-    let current = match &state.history {
-        Some(h) => {
-            let shared = h.lock().await;
-            shared.cache.query() == target.query && shared.cache.needs() == needs
-        }
-        None => false,
-    };
-    if !current {
-        state.history = Some(ctx.history_for(&target.query, needs));
+    if state.cache.query() != target.query || state.cache.needs() != needs {
+        state.cache = HistoryCache::new(target.query.clone(), needs);
         state.held = None;
     }
     let load = gated_read(ps, ctx, &mut state, &target.query, now).await;
@@ -141,11 +134,7 @@ async fn plan(
     metrics: std::sync::Arc<crate::operator::telemetry::Metrics>,
 ) -> (Decision, Option<PlanStatus>) {
     let planned = tokio::task::spawn_blocking(move || {
-        let history = state
-            .history
-            .as_ref()
-            .filter(|_| read)
-            .and_then(|h| h.blocking_lock().cache.history());
+        let history = read.then(|| state.cache.history()).flatten();
         let decided_at = Instant::now();
         let decision = state.planner.decide(history.as_ref(), replicas, now);
         metrics.decision_timed(decided_at.elapsed());
@@ -178,32 +167,6 @@ async fn plan(
     }
 }
 
-/// Brings a shared history up to `now`, unless a scaler on the same query did within this
-/// minute: then what that read found, without its queries.
-async fn read_once_a_minute(
-    shared: &mut SharedHistory,
-    ctx: &Context,
-    now: DateTime<Utc>,
-) -> crate::adapters::Result<Refresh> {
-    let minute = now
-        .duration_trunc(chrono::Duration::minutes(1))
-        .unwrap_or(now);
-    if let Some((at, found)) = shared.read
-        && at == minute
-    {
-        return Ok(Refresh {
-            queries: 0,
-            samples: 0,
-            ..found
-        });
-    }
-    let refreshed = shared.cache.refresh(&*ctx.source, now).await;
-    if let Ok(found) = &refreshed {
-        shared.read = Some((minute, *found));
-    }
-    refreshed
-}
-
 /// Reads the load history up to `now` into the scaler's cache (within the reconcile's slot, see
 /// `fair_queue`), and records the outcome in its backoff.
 pub(super) async fn read_load(
@@ -213,10 +176,7 @@ pub(super) async fn read_load(
     now: DateTime<Utc>,
 ) -> LoadRead {
     let started = Instant::now();
-    let refreshed = match state.history.clone() {
-        Some(shared) => read_once_a_minute(&mut *shared.lock().await, ctx, now).await,
-        None => Ok(Refresh::default()),
-    };
+    let refreshed = state.cache.refresh(&*ctx.source, now).await;
     ctx.metrics.history_refreshed(
         started.elapsed(),
         refreshed.as_ref().ok().map(|r| r.queries),

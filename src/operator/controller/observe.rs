@@ -325,7 +325,7 @@ pub(super) async fn learn_lead_time(
     std::result::Result<startup::Survey, String>,
 ) {
     let state = ctx
-        .state_for(&ps.uid().unwrap_or_default(), &target.spec)
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
     let mut state = state.lock().await;
     let last = state.survey.as_ref().map(|(_, s)| s.clone());
