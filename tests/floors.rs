@@ -65,6 +65,15 @@ fn hpa_min(api: &FakeApi, ns: &str, name: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits up to `secs` for the HPA `ns/name` to have `minReplicas` `want`.
+async fn hpa_min_becomes(api: &FakeApi, secs: u64, what: &str, ns: &str, name: &str, want: i64) {
+    eventually(secs, what, || match hpa_min(api, ns, name) {
+        n if n == want => Ok(()),
+        n => Err(format!("minReplicas {n}")),
+    })
+    .await;
+}
+
 fn get_so(api: &FakeApi, ns: &str, name: &str) -> Value {
     api.get("keda.sh/v1alpha1", "ScaledObject", ns, name)
         .unwrap()
@@ -339,12 +348,14 @@ async fn the_start_up_sweep_retries_a_floor_it_could_not_give_back() {
     let _op = start_operator_with(&api, "http://127.0.0.1:9", |s| {
         s.orphan_sweep_retry = StdDuration::from_secs(2);
     });
-    eventually(10, "the other floor given back at once", || {
-        match hpa_min(&api, "shop", "fine") {
-            3 => Ok(()),
-            n => Err(format!("minReplicas {n}")),
-        }
-    })
+    hpa_min_becomes(
+        &api,
+        10,
+        "the other floor given back at once",
+        "shop",
+        "fine",
+        3,
+    )
     .await;
     let first = std::time::Instant::now();
     assert_eq!(
@@ -352,13 +363,13 @@ async fn the_start_up_sweep_retries_a_floor_it_could_not_give_back() {
         1,
         "tried once"
     );
-    eventually(
+    hpa_min_becomes(
+        &api,
         10,
         "the refused floor given back at the retry",
-        || match hpa_min(&api, "shop", "refused-once") {
-            2 => Ok(()),
-            n => Err(format!("minReplicas {n}")),
-        },
+        "shop",
+        "refused-once",
+        2,
     )
     .await;
     assert!(
@@ -389,11 +400,7 @@ async fn a_floor_held_by_web(api: &FakeApi, sync: StdDuration) -> support::harne
         "steady",
         json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 9 }] }),
     ));
-    eventually(20, "the floor set", || match hpa_min(api, "shop", "web") {
-        9 => Ok(()),
-        n => Err(format!("minReplicas {n}")),
-    })
-    .await;
+    hpa_min_becomes(api, 20, "the floor set", "shop", "web", 9).await;
     op
 }
 
@@ -413,13 +420,7 @@ async fn a_floor_set_by_a_first_reconcile_is_given_back_when_its_scaler_goes_by_
     let _op = a_floor_held_by_web(&api, StdDuration::from_secs(30)).await;
     delete_by_hand(&api, "web");
     // Gone scalers are forgotten, and the sweep they owe made, once a sync.
-    eventually(40, "the floor given back", || {
-        match hpa_min(&api, "shop", "web") {
-            2 => Ok(()),
-            n => Err(format!("minReplicas {n}")),
-        }
-    })
-    .await;
+    hpa_min_becomes(&api, 40, "the floor given back", "shop", "web", 2).await;
     assert!(clean(&get_hpa(&api, "shop", "web")));
 }
 
@@ -439,13 +440,7 @@ async fn a_floor_never_given_back_is_retried_on_the_sweep_schedule_not_at_every_
     );
     let _op = a_floor_held_by_web(&api, StdDuration::from_secs(1)).await;
     delete_by_hand(&api, "web");
-    eventually(10, "web's floor given back", || {
-        match hpa_min(&api, "shop", "web") {
-            2 => Ok(()),
-            n => Err(format!("minReplicas {n}")),
-        }
-    })
-    .await;
+    hpa_min_becomes(&api, 10, "web's floor given back", "shop", "web", 2).await;
     // The owed sweep tried the stuck floor too; the next try is 5 minutes away.
     tokio::time::sleep(StdDuration::from_secs(2)).await;
     let tried = api.writes_to("horizontalpodautoscalers/stuck");

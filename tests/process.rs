@@ -33,6 +33,32 @@ where
     tokio::spawn(step(c.clone()))
 }
 
+/// `a` acquires and holds the Lease and `b` waits for it, each on its own task, for `settle`:
+/// a leader with a standby. Returns the two tasks.
+async fn leader_and_standby(
+    a: &Arc<Leadership>,
+    b: &Arc<Leadership>,
+    settle: Duration,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    a.acquire().await;
+    let holding = in_background(a, |a| async move { a.hold().await });
+    let standby = in_background(b, |b| async move { b.acquire().await });
+    tokio::time::sleep(settle).await;
+    (holding, standby)
+}
+
+/// Looks every 5 ms for `span`: how many looks found both free to write, and whether `b` ever was.
+async fn watch_writers(a: &Leadership, b: &Leadership, span: Duration) -> (usize, bool) {
+    let started = std::time::Instant::now();
+    let (mut both, mut b_wrote) = (0, false);
+    while started.elapsed() < span {
+        both += usize::from(a.may_write() && b.may_write());
+        b_wrote |= b.may_write();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (both, b_wrote)
+}
+
 fn holder(api: &FakeApi) -> Option<String> {
     api.get("coordination.k8s.io/v1", "Lease", "ops", "prescaler")
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
@@ -82,10 +108,7 @@ async fn one_leader_at_a_time_and_a_standby_takes_over() {
 async fn a_hung_renewal_stops_the_leader_before_a_standby_starts() {
     let api = FakeApi::new();
     let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
-    a.acquire().await;
-    let a_holds = in_background(&a, |c| async move { c.hold().await });
-    let b_acquires = in_background(&b, |c| async move { c.acquire().await });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (a_holds, b_acquires) = leader_and_standby(&a, &b, Duration::from_millis(600)).await;
     api.hang_next(Method::PUT, "/leases/prescaler", 1_000);
     let started = tokio::time::Instant::now();
     let mut a_stopped_at = None;
@@ -331,19 +354,10 @@ async fn a_renewal_answered_late_never_makes_two_writers() {
     };
     let a = Arc::new(Leadership::new(client, settings("a")));
     let b = Arc::new(Leadership::new(api.client(), settings("b")));
-    a.acquire().await;
-    let holding = in_background(&a, |a| async move { a.hold().await });
-    let standby = in_background(&b, |b| async move { b.acquire().await });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (holding, standby) = leader_and_standby(&a, &b, Duration::from_millis(1000)).await;
     assert!(a.may_write() && !b.may_write());
     mode.store(LATE_ONCE, Ordering::SeqCst);
-    let started = std::time::Instant::now();
-    let (mut both, mut b_took_over) = (0, false);
-    while started.elapsed() < Duration::from_secs(8) {
-        both += usize::from(a.may_write() && b.may_write());
-        b_took_over |= b.may_write();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (both, b_took_over) = watch_writers(&a, &b, Duration::from_secs(8)).await;
     holding.abort();
     standby.abort();
     assert!(b_took_over, "the standby never took over");
@@ -360,18 +374,10 @@ async fn a_renewal_answered_late_never_makes_two_writers() {
 async fn a_deleted_lease_never_makes_two_writers() {
     let api = FakeApi::new();
     let (a, b) = (candidate(&api, "a"), candidate(&api, "b"));
-    a.acquire().await;
-    let holding = in_background(&a, |a| async move { a.hold().await });
-    let standby = in_background(&b, |b| async move { b.acquire().await });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (holding, standby) = leader_and_standby(&a, &b, Duration::from_millis(1000)).await;
     assert!(a.may_write() && !b.may_write());
     api.delete("coordination.k8s.io/v1", "Lease", "ops", "prescaler");
-    let started = std::time::Instant::now();
-    let mut both = 0;
-    while started.elapsed() < Duration::from_secs(5) {
-        both += usize::from(a.may_write() && b.may_write());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (both, _) = watch_writers(&a, &b, Duration::from_secs(5)).await;
     holding.abort();
     standby.abort();
     assert_eq!(
