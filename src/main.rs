@@ -71,6 +71,45 @@ struct GiveBackArgs {
     kube: KubeconfigArgs,
 }
 
+/// client-go's three durations, named as kube-controller-manager names them.
+#[derive(Args)]
+struct ElectionArgs {
+    /// How long a replica waits after a Lease last changed before taking it over.
+    #[arg(long, default_value = "15s", value_parser = std_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long a holder keeps trying to renew before it stops writing; shorter than the lease
+    /// duration.
+    #[arg(long, default_value = "10s", value_parser = std_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How often a holder renews and a candidate tries; shorter than the renew deadline.
+    #[arg(long, default_value = "2s", value_parser = std_duration)]
+    leader_elect_retry_period: std::time::Duration,
+}
+
+impl ElectionArgs {
+    /// The Lease settings, once the durations are known to be in client-go's order.
+    fn lease(&self, name: String, namespace: String, identity: String) -> Result<LeaseSettings> {
+        let (lease, renew, retry) = (
+            self.leader_elect_lease_duration,
+            self.leader_elect_renew_deadline,
+            self.leader_elect_retry_period,
+        );
+        if !(retry < renew && renew < lease) || retry.is_zero() || lease.as_secs() > 600 {
+            return Err(Error::Config {
+                what: "leader election".into(),
+                message: format!(
+                    "need 0 < --leader-elect-retry-period ({retry:?}) < --leader-elect-renew-deadline ({renew:?}) < --leader-elect-lease-duration ({lease:?}) <= 10m, as client-go does"
+                ),
+            });
+        }
+        let mut settings = LeaseSettings::new(name, namespace, identity);
+        settings.lease_duration = lease;
+        settings.renew_deadline = renew;
+        settings.retry = retry;
+        Ok(settings)
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -102,6 +141,14 @@ struct RunArgs {
     /// This replica's identity in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Split the PredictiveScalers into this many shards (a stable hash of namespace/name), a
+    /// Lease each (<--lease-name>-shard-<i>): each replica reconciles and writes only the
+    /// scalers of the shards it holds, and takes over a stopped replica's shards. 1: one leader
+    /// for all. Needs leader election.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=operator::shards::MAX_SHARDS as i64))]
+    shards: u32,
+    #[command(flatten)]
+    election: ElectionArgs,
     /// Confine every PredictiveScaler's query to its own namespace: each selector gets
     /// `<--namespace-label>="<the scaler's namespace>"` (as prom-label-proxy enforces it), so that
     /// a tenant reads only its own series with the operator's Prometheus credentials.
@@ -282,8 +329,20 @@ fn run_operator(args: RunArgs) -> Result<()> {
     let identity = args.identity.unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("prescaler-{}", std::process::id()))
     });
-    let lease = (!args.no_leader_election)
-        .then(|| LeaseSettings::new(args.lease_name, args.lease_namespace, identity.clone()));
+    if args.no_leader_election && args.shards > 1 {
+        return Err(Error::Config {
+            what: "--shards".into(),
+            message: "shards are held through Leases: --shards above 1 needs leader election (drop --no-leader-election)".into(),
+        });
+    }
+    let lease = match args.no_leader_election {
+        true => None,
+        false => Some(args.election.lease(
+            args.lease_name,
+            args.lease_namespace,
+            identity.clone(),
+        )?),
+    };
     let config = OperatorConfig {
         prometheus,
         settings: Settings {
@@ -300,6 +359,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
         },
         listen: args.listen,
         lease,
+        shards: args.shards,
     };
     runtime()?.block_on(operator::run(config))
 }

@@ -110,6 +110,26 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
     let (code, _, err) = run(prescaler().args(["run", "--status-refresh", "soon"]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--status-refresh"), "{err}");
+    // Shards are held through Leases: without leader election they are refused, and so are
+    // election durations out of client-go's order — before anything is contacted.
+    let run_with = |extra: &[&str]| {
+        let mut cmd = prescaler();
+        cmd.args(["run", "--prometheus-url", "http://127.0.0.1:1"])
+            .args(extra);
+        run(&mut cmd)
+    };
+    let (code, _, err) = run_with(&["--shards", "2", "--no-leader-election"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("needs leader election"), "{err}");
+    let (code, _, err) = run_with(&["--leader-elect-renew-deadline", "20s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--leader-elect-renew-deadline (20s) < --leader-elect-lease-duration (15s)"),
+        "{err}"
+    );
+    let (code, _, err) = run_with(&["--shards", "65"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--shards"), "{err}");
     // An error: a file that is not there.
     let (code, _, err) = run(prescaler().args([
         "backtest",

@@ -22,6 +22,7 @@ use prescaler::operator::{self, Caches};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::harness::*;
+use support::process::operator_process;
 use support::prometheus::{METRIC, TestPrometheus, samples};
 use support::scripted::ScriptedSource;
 
@@ -1575,63 +1576,6 @@ async fn a_query_that_keeps_timing_out_is_retried_with_backoff() {
     })
     .await;
     assert_eq!(status(&api, "slow")["reactiveReplicas"], 2);
-}
-
-/// `prescaler run` (the release binary, its own process) against `api` served over HTTP and
-/// `prometheus`, without leader election, serving its metrics on a free port, with `args`
-/// added; killed when dropped.
-async fn operator_process(api: &FakeApi, prometheus: &str, args: &[&str]) -> OperatorProcess {
-    let kubeconfig_dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.serve_http(kubeconfig_dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
-        .args([
-            "run",
-            "--prometheus-url",
-            prometheus,
-            "--no-leader-election",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    OperatorProcess {
-        child,
-        _kubeconfig_dir: kubeconfig_dir,
-    }
-}
-
-struct OperatorProcess {
-    child: std::process::Child,
-    _kubeconfig_dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for OperatorProcess {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.child
-    }
-}
-
-impl std::ops::DerefMut for OperatorProcess {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.child
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs `prescaler run` (the release binary, its own process) against `api` served over HTTP and

@@ -29,6 +29,7 @@ mod prometheus;
 mod properties;
 mod readme;
 mod regimes;
+mod shards;
 
 /// `autotests = false` (Cargo.toml) compiles only this file: a test file not declared above would
 /// be silently left out.

@@ -7,7 +7,9 @@
 //! cargo test --release --test integration operator_bench -- --ignored --nocapture
 //! ```
 //! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
-//! window, default 120; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`.)
+//! window, default 120; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`;
+//! `PRESCALER_BENCH_REPLICAS` R > 1 runs R processes with `--shards R`, each reported, the
+//! rates summed.)
 //!
 //! Prometheus holds 20 backfilled series; scaler `i` queries series `i % 20` through a query of
 //! its own (`sum(...) * (1 + i/100000)`), so every scaler sends its own queries and gets its own
@@ -122,41 +124,13 @@ async fn operator_at_scale() {
             },
         }));
     }
+    let replicas = env_or("PRESCALER_BENCH_REPLICAS", 1).max(1) as usize;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.serve_http(dir.path()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
     let start = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
-        .args([
-            "run",
-            "--prometheus-url",
-            &prom.url(),
-            "--no-leader-election",
-            "--sync-period",
-            "30s",
-            // All in one namespace: the per-namespace limit would refuse most of them.
-            "--max-scalers-per-namespace",
-            "0",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        // More flags, e.g. `--status-refresh 0s` to measure the status writes without the refresh.
-        .args(
-            std::env::var("PRESCALER_BENCH_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let mut operators: Vec<Replica> = (0..replicas)
+        .map(|r| spawn_replica(r, replicas, &prom.url(), &kubeconfig, dir.path()))
+        .collect();
 
     // Cold start: until every scaler has a status with a decision.
     let decided = || {
@@ -172,15 +146,18 @@ async fn operator_at_scale() {
             "only {} of {n} decided in 10 minutes",
             decided()
         );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the operator exited: {}",
-            std::fs::read_to_string(dir.path().join("operator.log")).unwrap_or_default()
-        );
+        for (r, op) in operators.iter_mut().enumerate() {
+            assert!(
+                op.child.try_wait().unwrap().is_none(),
+                "operator {r} exited: {}",
+                std::fs::read_to_string(dir.path().join(format!("operator-{r}.log")))
+                    .unwrap_or_default()
+            );
+        }
         tokio::time::sleep(StdDuration::from_millis(250)).await;
     }
     let cold = start.elapsed().as_secs_f64();
-    let rss_cold = rss_kib(pid, "VmRSS:");
+    let rss_cold: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmRSS:")).collect();
 
     // Steady state.
     let writes = |what: &str| {
@@ -190,10 +167,10 @@ async fn operator_at_scale() {
             .count() as f64
     };
     let writes_before = ["/status", "/scale", "/events", "/leases", ""].map(writes);
-    let before = scrape(port).await;
+    let before = scrape_all(&operators).await;
     let t0 = Instant::now();
     tokio::time::sleep(StdDuration::from_secs(steady)).await;
-    let after = scrape(port).await;
+    let after = scrape_all(&operators).await;
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
     let queries_per_min = delta("prescaler_prometheus_queries_total") / minutes;
@@ -213,21 +190,27 @@ async fn operator_at_scale() {
     let errors = metric(&after, "prescaler_reconcile_errors_total") + 0.0;
     let writes_after = ["/status", "/scale", "/events", "/leases", ""].map(writes);
     let per_minute = |i: usize| (writes_after[i] - writes_before[i]) / minutes;
-    let rss = rss_kib(pid, "VmRSS:");
-    let hwm = rss_kib(pid, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    let rss: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmRSS:")).collect();
+    let hwm: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmHWM:")).collect();
+    for op in &mut operators {
+        let _ = op.child.kill();
+        let _ = op.child.wait();
+    }
+    let mib = |kib: &[u64]| {
+        kib.iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
 
     println!("scalers                         {n}");
+    println!("replicas (--shards)             {replicas}");
     println!("cold start (all decided)        {cold:.1} s");
+    println!("RSS after cold start            {} MiB", mib(&rss_cold));
     println!(
-        "RSS after cold start            {:.1} MiB",
-        rss_cold as f64 / 1024.0
-    );
-    println!(
-        "RSS in steady state             {:.1} MiB (peak {:.1} MiB)",
-        rss as f64 / 1024.0,
-        hwm as f64 / 1024.0
+        "RSS in steady state             {} MiB (peak {} MiB)",
+        mib(&rss),
+        mib(&hwm)
     );
     println!(
         "reconciles per minute           {:.0}",
@@ -249,4 +232,79 @@ async fn operator_at_scale() {
         per_minute(3)
     );
     assert!(reconciles > 0.0, "the operator reconciled in steady state");
+}
+
+/// One `prescaler run` of the benchmark.
+struct Replica {
+    child: std::process::Child,
+    pid: u32,
+    port: u16,
+}
+
+/// Replica `r` of `replicas`: alone without leader election, else one of `replicas` sharing as
+/// many shards.
+fn spawn_replica(
+    r: usize,
+    replicas: usize,
+    prometheus: &str,
+    kubeconfig: &std::path::Path,
+    dir: &std::path::Path,
+) -> Replica {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join(format!("operator-{r}.log"))).unwrap();
+    let election: Vec<String> = match replicas {
+        1 => vec!["--no-leader-election".into()],
+        _ => vec![
+            "--shards".into(),
+            replicas.to_string(),
+            "--identity".into(),
+            format!("bench-{r}"),
+            "--lease-namespace".into(),
+            "ops".into(),
+        ],
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_prescaler"))
+        .args([
+            "run",
+            "--prometheus-url",
+            prometheus,
+            "--sync-period",
+            "30s",
+            // All in one namespace: the per-namespace limit would refuse most of them.
+            "--max-scalers-per-namespace",
+            "0",
+        ])
+        .args(election)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        // More flags, e.g. `--status-refresh 0s` to measure the status writes without the refresh.
+        .args(
+            std::env::var("PRESCALER_BENCH_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Replica {
+        pid: child.id(),
+        child,
+        port,
+    }
+}
+
+/// Every replica's `/metrics`, one after the other (the sums are what is read).
+async fn scrape_all(operators: &[Replica]) -> String {
+    let mut all = String::new();
+    for op in operators {
+        all += &scrape(op.port).await;
+        all.push('\n');
+    }
+    all
 }

@@ -234,7 +234,7 @@ async fn metrics_health_and_readiness_are_served() {
         health.clone(),
         Probes {
             stall_after: Duration::from_secs(2),
-            lease: Some(lease.clone()),
+            lease: Some(lease.clone()).into(),
             idle: {
                 let idle = idle.clone();
                 Arc::new(move || idle.load(std::sync::atomic::Ordering::Relaxed))

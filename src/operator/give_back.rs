@@ -21,13 +21,15 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::controller::FINALIZER;
 use super::leader::{Leadership, LeaseSettings};
+use super::shards;
 use crate::adapters::kubernetes::{self, Owners, Sweep, call};
 use crate::api::PredictiveScaler;
 use crate::{Error, Result};
@@ -115,26 +117,51 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
             "scaled the operator to 0; waiting for its Lease"
         );
     }
-    let lease = Leadership::new(client.clone(), stop.lease.clone());
-    if tokio::time::timeout(stop.wait, lease.acquire())
-        .await
-        .is_err()
-    {
+    let leases = operator_leases(client, &stop.lease).await?;
+    let acquire_all = futures::future::join_all(leases.iter().map(Leadership::acquire));
+    if tokio::time::timeout(stop.wait, acquire_all).await.is_err() {
         return Err(Error::Config {
             what: "giving back floors".into(),
             message: format!(
-                "the operator's Lease {}/{} is still renewed after {:?}: an operator replica still runs, and giving back beside it would race it; stop it and run this again",
+                "the operator's Lease {}/{} (or a shard's) is still renewed after {:?}: an operator replica still runs, and giving back beside it would race it; stop it and run this again",
                 stop.lease.namespace, stop.lease.name, stop.wait
             ),
         });
     }
-    let leads = || lease.may_write();
+    let leads = || leases.iter().all(Leadership::may_write);
+    let any_lost = futures::future::select_all(leases.iter().map(|l| l.hold().boxed()));
     let outcome = tokio::select! {
         outcome = give_back(client, &leads) => outcome,
-        () = lease.hold() => Err(crate::adapters::Error::NotLeader.into()),
+        _ = any_lost => Err(crate::adapters::Error::NotLeader.into()),
     };
-    lease.release().await;
+    futures::future::join_all(leases.iter().map(Leadership::release)).await;
     outcome
+}
+
+/// The operator's Lease and every shard Lease it has made (found by their labels, so that the
+/// shard count need not be given here): all are held while giving back, so that no replica of
+/// any shard writes meanwhile.
+async fn operator_leases(client: &kube::Client, base: &LeaseSettings) -> Result<Vec<Leadership>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &base.namespace);
+    let selector = format!(
+        "{}={},{}=shard",
+        shards::GROUP_LABEL,
+        base.name,
+        shards::ROLE_LABEL
+    );
+    let listed = call(
+        "listing the operator's shard Leases",
+        api.list(&ListParams::default().labels(&selector)),
+    )
+    .await?;
+    let shard_leases = listed.items.iter().map(|l| LeaseSettings {
+        name: l.name_any(),
+        ..base.clone()
+    });
+    Ok(std::iter::once(base.clone())
+        .chain(shard_leases)
+        .map(|s| Leadership::new(client.clone(), s))
+        .collect())
 }
 
 /// Every floor first (a scaler without its finalizer must hold none), then the finalizers.

@@ -13,6 +13,7 @@
 //! Written here (about 150 lines) rather than taken from `kube-leader-election` or
 //! `kube-lease-manager`, whose releases pin older kube versions.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct LeaseSettings {
     pub renew_deadline: Duration,
     /// How often the leader renews and a standby retries.
     pub retry: Duration,
+    /// Labels the Lease is created with (the shards' and members' Leases are found by them).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl LeaseSettings {
@@ -49,6 +52,7 @@ impl LeaseSettings {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry: Duration::from_secs(2),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -102,7 +106,7 @@ impl Leadership {
 
     /// One round of client-go's `tryAcquireOrRenew`, bounded by `timeout`. Whether this replica
     /// holds the Lease afterwards.
-    async fn try_acquire_or_renew(&self, timeout: Duration) -> Result<bool, String> {
+    pub(super) async fn try_acquire_or_renew(&self, timeout: Duration) -> Result<bool, String> {
         match tokio::time::timeout(timeout, self.acquire_or_renew()).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
@@ -120,7 +124,9 @@ impl Leadership {
             lease_transitions: Some(0),
             ..Default::default()
         };
-        let Some(mut lease) = self.api.get_opt(&s.name).await? else {
+        let found = self.api.get_opt(&s.name).await?;
+        let Some(mut lease) = found else {
+            self.saw(None);
             // A Lease another replica held when this one last looked, and that is gone now
             // (deleted by a person, a namespace clean-up, an etcd restore), is treated as still
             // held until its duration has passed since then: its holder may not have noticed
@@ -132,6 +138,7 @@ impl Leadership {
                 metadata: ObjectMeta {
                     name: Some(s.name.clone()),
                     namespace: Some(s.namespace.clone()),
+                    labels: (!s.labels.is_empty()).then(|| s.labels.clone()),
                     ..Default::default()
                 },
                 spec: Some(ours.clone()),
@@ -148,22 +155,9 @@ impl Leadership {
         };
         let current = lease.spec.clone().unwrap_or_default();
         let holds = current.holder_identity.as_deref() == Some(s.identity.as_str());
-        {
-            let mut seen = self.observed();
-            if seen.record.as_ref() != Some(&current) {
-                seen.record = Some(current.clone());
-                seen.changed_at = Some(Instant::now());
-            }
-            let held_by_other = current
-                .holder_identity
-                .as_deref()
-                .is_some_and(|h| !h.is_empty());
-            let valid = seen
-                .changed_at
-                .is_some_and(|t| t.elapsed() < s.lease_duration);
-            if held_by_other && valid && !holds {
-                return Ok(false);
-            }
+        self.saw(Some(&current));
+        if !holds && self.other_holder().is_some() {
+            return Ok(false);
         }
         if holds {
             ours.acquire_time = current.acquire_time;
@@ -186,6 +180,85 @@ impl Leadership {
             Err(kube::Error::Api(e)) if e.is_conflict() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Records the Lease as read now (`None`: there is none). A change restarts the lease
+    /// duration a candidate waits, as client-go's `observedTime`; a Lease that is gone keeps the
+    /// record of the last one seen (see `held_by_other_within_duration`), and one never seen
+    /// starts its wait at the first look.
+    fn saw(&self, current: Option<&LeaseSpec>) {
+        let mut seen = self.observed();
+        match current {
+            Some(current) if seen.record.as_ref() != Some(current) => {
+                seen.record = Some(current.clone());
+                seen.changed_at = Some(Instant::now());
+            }
+            None if seen.changed_at.is_none() => seen.changed_at = Some(Instant::now()),
+            _ => {}
+        }
+    }
+
+    /// Reads the Lease and records it, without trying to take it; bounded by `timeout`.
+    pub(super) async fn look(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, self.api.get_opt(&self.settings.name)).await {
+            Ok(Ok(found)) => {
+                self.saw(found.as_ref().and_then(|l| l.spec.as_ref()));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    /// Who holds the Lease as this replica sees it: itself while it may write, else the holder
+    /// named in the last record, while that record is less than a lease duration old by this
+    /// replica's clock. `None`: free to take.
+    pub(super) fn holder(&self) -> Option<String> {
+        match self.may_write() {
+            true => Some(self.settings.identity.clone()),
+            false => self.other_holder(),
+        }
+    }
+
+    /// Another replica named as the holder in the last record, less than a lease duration after
+    /// this replica saw that record change.
+    fn other_holder(&self) -> Option<String> {
+        let seen = self.observed();
+        let named = seen
+            .record
+            .as_ref()
+            .and_then(|r| r.holder_identity.clone())
+            .filter(|h| !h.is_empty() && *h != self.settings.identity)?;
+        let valid = seen
+            .changed_at
+            .is_some_and(|t| t.elapsed() < self.settings.lease_duration);
+        valid.then_some(named)
+    }
+
+    /// How long the Lease has been free to take as this replica sees it (`None`: held, or
+    /// never read).
+    pub(super) fn free_for(&self) -> Option<Duration> {
+        if self.holder().is_some() {
+            return None;
+        }
+        let seen = self.observed();
+        let since = seen.changed_at?.elapsed();
+        let named = seen
+            .record
+            .as_ref()
+            .and_then(|r| r.holder_identity.as_deref())
+            .is_some_and(|h| !h.is_empty() && h != self.settings.identity);
+        // A named holder's claim runs out a lease duration after its last change.
+        Some(match named {
+            true => since.saturating_sub(self.settings.lease_duration),
+            false => since,
+        })
+    }
+
+    /// Stops writing at once: the Lease was found held by another, or its renewal deadline
+    /// passed.
+    pub(super) fn lost(&self) {
+        self.observed().renewed_at = None;
     }
 
     /// Whether the last Lease this replica saw named another holder, less than a lease duration
@@ -268,6 +341,10 @@ impl Leadership {
         if !self.may_write() {
             return;
         }
+        // Not one more write from here: once the release lands, another replica may take the
+        // Lease at its next try, while this one would still be free to write until it had the
+        // answer.
+        self.lost();
         let s = &self.settings;
         let release = async {
             let mut lease = self.api.get(&s.name).await?;
@@ -294,6 +371,5 @@ impl Leadership {
             Ok(Err(e)) => warn!(error = %e, "could not release the Lease"),
             Err(_) => warn!("could not release the Lease in time"),
         }
-        self.observed().renewed_at = None;
     }
 }

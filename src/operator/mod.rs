@@ -8,6 +8,7 @@ pub mod event_filter;
 pub mod fair_queue;
 pub mod give_back;
 pub mod leader;
+pub mod shards;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use crate::api::PredictiveScaler;
 use crate::{Error, Result};
 use controller::{Context, Settings};
 use leader::{Leadership, LeaseSettings};
+use shards::{Election, ShardSet};
 use telemetry::{Health, Metrics, Probes};
 
 /// Everything `prescaler run` is configured with.
@@ -40,6 +42,9 @@ pub struct OperatorConfig {
     pub listen: SocketAddr,
     /// `None` runs without leader election (one replica only).
     pub lease: Option<LeaseSettings>,
+    /// With leader election, more than 1 splits the scalers into this many shards, a Lease
+    /// each (see `shards`); 1 is one leader for all.
+    pub shards: u32,
 }
 
 /// Runs until a signal (then releases the Lease), or until leadership is lost (the process then
@@ -65,13 +70,19 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
         })?;
     let (client, address) = connect().await?;
     let prometheus: Arc<dyn LoadSource> = Arc::new(Prometheus::new(&config.prometheus)?);
-    let leadership = config
-        .lease
-        .map(|s| Arc::new(Leadership::new(client.clone(), s)));
+    let election = match config.lease {
+        Some(lease) if config.shards > 1 => Election::Shards(Arc::new(ShardSet::new(
+            client.clone(),
+            lease,
+            config.shards,
+        ))),
+        Some(lease) => Election::Leader(Arc::new(Leadership::new(client.clone(), lease))),
+        None => Election::Alone,
+    };
     let caches = Caches::new();
     let probes = Probes {
         stall_after: config.settings.sync_period * 4 + Duration::from_secs(60),
-        lease: leadership.clone(),
+        lease: election.clone(),
         idle: {
             let scalers = caches.scalers.clone();
             Arc::new(move || scalers.state().is_empty())
@@ -87,27 +98,25 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
     health.set_started();
     wait_for_api_server(&client, &address).await;
 
-    if let Some(lease) = &leadership {
-        info!(
-            lease = lease.settings().name,
-            identity = lease.settings().identity,
-            "waiting for leadership"
-        );
-        lease.acquire().await;
-    }
-    health.set_leading();
-
-    let controller = run_controller(
-        client,
-        prometheus,
-        metrics,
-        health,
-        config.settings,
-        leadership.clone(),
-        caches,
-    );
-    let outcome = match &leadership {
-        Some(lease) => {
+    let outcome = match election {
+        Election::Leader(lease) => {
+            info!(
+                lease = lease.settings().name,
+                identity = lease.settings().identity,
+                "waiting for leadership"
+            );
+            lease.acquire().await;
+            health.set_leading();
+            let election = Election::Leader(lease.clone());
+            let controller = run_controller(
+                client,
+                prometheus,
+                metrics,
+                health,
+                config.settings,
+                election,
+                caches,
+            );
             tokio::select! {
                 _ = controller => {
                     info!("controller stopped");
@@ -123,13 +132,81 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
                 }
             }
         }
-        None => {
-            controller.await;
+        Election::Shards(shards) => {
+            run_sharded(
+                shards,
+                client,
+                prometheus,
+                metrics,
+                health,
+                config.settings,
+                caches,
+            )
+            .await;
+            Ok(())
+        }
+        Election::Alone => {
+            health.set_leading();
+            run_controller(
+                client,
+                prometheus,
+                metrics,
+                health,
+                config.settings,
+                Election::Alone,
+                caches,
+            )
+            .await;
             Ok(())
         }
     };
     server.abort();
     outcome
+}
+
+/// With shards: every replica runs the controller at once and writes only for the shards it
+/// holds, which it takes, renews and gives up beside it (see `shards`). A lost shard does not
+/// end the process, as a lost Lease does for the one leader: its scalers are forgotten and
+/// another replica takes them. On a signal, every shard is given up for the others to take at
+/// once.
+async fn run_sharded(
+    shards: Arc<ShardSet>,
+    client: kube::Client,
+    source: Arc<dyn LoadSource>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    settings: Settings,
+    caches: Caches,
+) {
+    info!(
+        shards = shards.count(),
+        identity = shards.settings().identity,
+        "taking part in the shards"
+    );
+    shards.round().await;
+    health.set_leading();
+    let holding = tokio::spawn({
+        let shards = shards.clone();
+        async move { shards.run().await }
+    });
+    let counting = tokio::spawn({
+        let (shards, metrics) = (shards.clone(), metrics.clone());
+        let mut changes = shards.changes();
+        async move {
+            loop {
+                metrics.shards_held(shards.held().len());
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let election = Election::Shards(shards.clone());
+    run_controller(client, source, metrics, health, settings, election, caches).await;
+    info!("controller stopped");
+    holding.abort();
+    counting.abort();
+    shards.release_all().await;
 }
 
 /// A client for the API server of the in-cluster service account, else of the kubeconfig, and
@@ -231,11 +308,17 @@ pub fn run_controller(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     settings: Settings,
-    leadership: Option<Arc<Leadership>>,
+    election: impl Into<Election>,
     caches: Caches,
 ) -> BoxFuture<'static, ()> {
     controller_until_signal(
-        client, source, metrics, health, settings, leadership, caches,
+        client,
+        source,
+        metrics,
+        health,
+        settings,
+        election.into(),
+        caches,
     )
     .boxed()
 }
@@ -246,7 +329,7 @@ async fn controller_until_signal(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     settings: Settings,
-    leadership: Option<Arc<Leadership>>,
+    election: Election,
     caches: Caches,
 ) {
     let hpa_watch = tokio::spawn(
@@ -293,6 +376,11 @@ async fn controller_until_signal(
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
     let keda = settings.keda;
+    let (leadership, shards) = match election {
+        Election::Leader(lease) => (Some(lease), None),
+        Election::Shards(shards) => (None, Some(shards)),
+        Election::Alone => (None, None),
+    };
     let mut ctx = Context::new(
         client,
         source,
@@ -305,6 +393,9 @@ async fn controller_until_signal(
     );
     if keda {
         ctx = ctx.with_scaled_objects(caches.scaled_objects);
+    }
+    if let Some(shards) = shards {
+        ctx = ctx.with_shards(shards);
     }
     controller::run(Arc::new(ctx), changes).await;
     hpa_watch.abort();

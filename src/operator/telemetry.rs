@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::leader::Leadership;
+use super::shards::Election;
 use crate::api::PlanStatus;
 use crate::planning::outlook::HORIZONS;
 use crate::planning::plan::Decision;
@@ -128,6 +128,8 @@ struct Work {
     status_writes: Counter,
     /// Scalers whose load history this process holds (see `HeldHistory`).
     histories_held: Gauge,
+    /// With `--shards`: the shards this replica holds.
+    shards_held: Gauge,
 }
 
 /// `metric`, registered in `registry` under `name` with `help`.
@@ -284,11 +286,22 @@ impl Work {
                 "PredictiveScalers whose load history this process has read and holds: after a start, how many are warm",
                 Gauge::default(),
             ),
+            shards_held: registered(
+                r,
+                "shards_held",
+                "With --shards: the shards whose Lease this replica holds (and whose scalers it reconciles)",
+                Gauge::default(),
+            ),
         }
     }
 }
 
 impl Metrics {
+    /// This replica holds `held` shards now.
+    pub fn shards_held(&self, held: usize) {
+        self.work.shards_held.set(held as i64);
+    }
+
     /// A reconcile got its slot after `waited`, with `waiting` others still queued.
     pub fn reconcile_admitted(&self, waited: Duration, waiting: usize) {
         self.work.reconcile_wait.observe(waited.as_secs_f64());
@@ -477,21 +490,35 @@ impl Health {
     pub fn problem(
         &self,
         stall_after: Duration,
-        lease: Option<&Leadership>,
+        election: &Election,
         idle: bool,
     ) -> Option<String> {
         if !self.leading.load(Ordering::Relaxed) {
             return None;
         }
         let now = unix_now();
-        if let Some(lease) = lease {
-            let age = lease.renewed_at().map(|t| t.elapsed());
-            if age.is_none_or(|a| a > lease.settings().lease_duration) {
-                return Some(match age {
-                    Some(a) => format!("the Lease was last renewed {} s ago", a.as_secs()),
-                    None => "leading without a renewed Lease".into(),
-                });
+        match election {
+            Election::Leader(lease) => {
+                let age = lease.renewed_at().map(|t| t.elapsed());
+                if age.is_none_or(|a| a > lease.settings().lease_duration) {
+                    return Some(match age {
+                        Some(a) => format!("the Lease was last renewed {} s ago", a.as_secs()),
+                        None => "leading without a renewed Lease".into(),
+                    });
+                }
             }
+            // A replica may hold no shard (more replicas than shards); one it holds must be
+            // renewed, or the loop that renews them is stuck.
+            Election::Shards(shards) => {
+                let age = shards.oldest_renewal().map(|t| t.elapsed());
+                if let Some(age) = age.filter(|a| *a > shards.settings().lease_duration) {
+                    return Some(format!(
+                        "a shard's Lease was last renewed {} s ago",
+                        age.as_secs()
+                    ));
+                }
+            }
+            Election::Alone => {}
         }
         let progressed = self.last_progress.load(Ordering::Relaxed);
         if !idle
@@ -543,8 +570,8 @@ struct ServerState {
 pub struct Probes {
     /// How long without a finished reconcile means the controller is stuck.
     pub stall_after: Duration,
-    /// The Lease, whose renewals `/healthz` watches; `None` without election.
-    pub lease: Option<Arc<Leadership>>,
+    /// The Lease (or the shards' Leases), whose renewals `/healthz` watches.
+    pub lease: Election,
     pub idle: IdleCheck,
 }
 
@@ -580,10 +607,7 @@ async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
 
 async fn healthz(State(s): State<ServerState>) -> impl IntoResponse {
     let p = &s.probes;
-    match s
-        .health
-        .problem(p.stall_after, p.lease.as_deref(), (p.idle)())
-    {
+    match s.health.problem(p.stall_after, &p.lease, (p.idle)()) {
         None => (StatusCode::OK, "ok".to_string()),
         Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, problem),
     }

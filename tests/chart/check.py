@@ -208,7 +208,7 @@ class Chart(unittest.TestCase):
         expected.add(("ClusterRole", "", "pods", "list"))
         expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
         expected |= {("Role", "coordination.k8s.io", "leases", v)
-                     for v in ("get", "create", "update")}
+                     for v in ("get", "list", "create", "update")}
         # The uninstall hook scales the operator's own Deployment (and nothing else) to 0.
         expected.add(("Role", "apps", "deployments/scale", "patch"))
         (scale_rule,) = [r for role in by_kind(docs, "Role") for r in role["rules"]
@@ -277,6 +277,29 @@ class Chart(unittest.TestCase):
                         "helm.sh/chart"):
                 self.assertIn(key, labels, f"{d['kind']} {d['metadata']['name']}")
 
+    def test_shards_reach_the_operator_with_what_their_leases_need(self):
+        def lease_verbs(docs):
+            (rule,) = [r for role in by_kind(docs, "Role") for r in role["rules"]
+                       if "leases" in r["resources"]]
+            return set(rule["verbs"])
+
+        def args(docs):
+            (dep,) = by_kind(docs, "Deployment")
+            return dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        one = render()
+        self.assertIn("--shards=1", args(one))
+        self.assertNotIn("delete", lease_verbs(one))
+        three = render("--set", "operator.shards=3", "--set", "replicaCount=3")
+        self.assertIn("--shards=3", args(three))
+        # Stale member Leases (replicas long gone) are deleted, only with shards.
+        self.assertEqual(lease_verbs(three), {"get", "list", "create", "update", "delete"})
+        binary = os.path.join(ROOT, "target", "release", "prescaler")
+        if not os.path.exists(binary):
+            binary = os.path.join(ROOT, "target", "debug", "prescaler")
+        usage = subprocess.run([binary, "run", "--help"], capture_output=True, text=True).stdout
+        self.assertIn("--shards", usage)
+
     def test_bad_values_are_refused_at_install(self):
         for bad in (["--set", "operator.concurrency=0"],
                     ["--set", "operator.maxScalersPerNamespace=-1"],
@@ -285,6 +308,8 @@ class Chart(unittest.TestCase):
                     ["--set", "operator.logFormat=xml"],
                     ["--set", "operator.syncPeriod=30 seconds"],
                     ["--set", "operator.statusRefresh=often"],
+                    ["--set", "operator.shards=0"],
+                    ["--set", "operator.shards=65"],
                     ["--set", "prometheus.maxResponseBytes=1000"],
                     ["--set", "prometheus.maxResponseBytes=4Mi"],
                     ["--set", "keda.enabled=yes"],

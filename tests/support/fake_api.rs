@@ -93,6 +93,9 @@ pub struct Logged {
     pub query: BTreeMap<String, String>,
     /// When the request arrived.
     pub at: std::time::Instant,
+    /// Which client sent it: the name given to `serve_http_as` (`None`: in-process, or
+    /// `serve_http`). A real API server tells clients apart by their credentials.
+    pub via: Option<String>,
 }
 
 struct Fault {
@@ -358,12 +361,23 @@ impl FakeApi {
     /// Serves the fake over HTTP on 127.0.0.1, for processes (the `prescaler` binary) that
     /// connect with a kubeconfig; returns that kubeconfig's path in `dir`.
     pub async fn serve_http(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        self.serve_http_as(dir, None).await
+    }
+
+    /// `serve_http` on a port of its own, whose requests are logged as `via` this client.
+    pub async fn serve_http_as(
+        &self,
+        dir: &std::path::Path,
+        via: Option<&str>,
+    ) -> std::path::PathBuf {
+        let via = via.map(String::from);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let api = self.clone();
         let app = axum::Router::new().fallback(move |req: Request<axum::body::Body>| {
             let api = api.clone();
-            async move { api.handle(req).await }
+            let via = via.clone();
+            async move { api.handle_via(req, via).await }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let path = dir.join("kubeconfig");
@@ -382,6 +396,13 @@ impl FakeApi {
     }
 
     async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body,
+    {
+        self.handle_via(req, None).await
+    }
+
+    async fn handle_via<B>(&self, req: Request<B>, via: Option<String>) -> Response<Body>
     where
         B: http_body::Body,
     {
@@ -419,6 +440,7 @@ impl FakeApi {
                 path: path.clone(),
                 query: query.clone(),
                 at: std::time::Instant::now(),
+                via: via.clone(),
             });
             store
                 .faults

@@ -4,5 +4,6 @@
 
 pub mod fake_api;
 pub mod harness;
+pub mod process;
 pub mod prometheus;
 pub mod scripted;

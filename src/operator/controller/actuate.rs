@@ -71,7 +71,7 @@ async fn held_back(
             ),
         )));
     }
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return Ok(Some(Finding::ready(
             ReadyReason::NotLeader,
             "this replica lost the Lease; the new leader acts",
@@ -94,7 +94,7 @@ async fn floor_on_hpa(
     release_other_floors(ps, ctx, &holder).await?;
     let uid = ps.uid().unwrap_or_default();
     let set = kubernetes::set_hpa_floor(&ctx.client, hpa, &uid, decision.floor_replicas, &|| {
-        ctx.may_write()
+        ctx.may_write(ps)
     })
     .await?;
     if let Some(floor) = set {
@@ -212,7 +212,7 @@ pub(super) async fn actuate_keda(
         &so,
         &uid,
         decision.floor_replicas,
-        &|| ctx.may_write(),
+        &|| ctx.may_write(ps),
     )
     .await?;
     if let Some(floor) = set {

@@ -22,6 +22,7 @@ use crate::operator::backoff::ReadBackoff;
 use crate::operator::event_filter::EventFilter;
 use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
+use crate::operator::shards::ShardSet;
 use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
 use crate::planning::forecast::ModelConfig;
 use crate::planning::planner::Planner;
@@ -156,6 +157,8 @@ pub struct Context {
     /// Every KEDA ScaledObject, kept by a watch with KEDA support on (see
     /// `Context::with_scaled_objects`, beside its reader in `observe`).
     pub(super) scaled_objects: Option<Store<kube::api::DynamicObject>>,
+    /// With `--shards`: the shards this replica holds (see `Context::with_shards`).
+    pub(super) shards: Option<Arc<ShardSet>>,
 }
 
 /// Pod surveys at once, all scalers together: each holds a page of pods in memory.
@@ -201,7 +204,14 @@ impl Context {
             surveys: tokio::sync::Semaphore::new(SURVEYS_AT_ONCE),
             seen: Default::default(),
             scaled_objects: None,
+            shards: None,
         }
+    }
+
+    /// With shards: this replica reconciles and writes only the scalers of the shards it holds.
+    pub fn with_shards(mut self, shards: Arc<ShardSet>) -> Self {
+        self.shards = Some(shards);
+        self
     }
 
     /// The scaler's spec validated, once per generation: validation parses cron schedules and
@@ -224,9 +234,40 @@ impl Context {
         }
     }
 
-    /// Whether this replica may write to workloads and HPAs now.
-    pub(super) fn may_write(&self) -> bool {
+    /// Whether this replica may write for `ps` now: it leads (or runs without election), and,
+    /// with shards, it holds the shard of `ps`.
+    pub(super) fn may_write(&self, ps: &PredictiveScaler) -> bool {
         self.leadership.as_ref().is_none_or(|l| l.may_write())
+            && self
+                .shards
+                .as_ref()
+                .is_none_or(|s| s.may_write(self.shard_of(s, ps)))
+    }
+
+    /// Whether this replica may do what concerns every scaler (the sweep for floors whose
+    /// scaler is gone, found by uid, so no shard of theirs is known): the leader, or with shards
+    /// the holder of shard 0.
+    pub(super) fn may_sweep(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.may_write())
+            && self.shards.as_ref().is_none_or(|s| s.may_write(0))
+    }
+
+    /// Whether `ps` is this replica's to reconcile: without shards every scaler is (the writes
+    /// are gated by the Lease), with shards only those of the shards it holds.
+    pub(super) fn owns(&self, ps: &PredictiveScaler) -> bool {
+        self.shards
+            .as_ref()
+            .is_none_or(|s| s.may_write(self.shard_of(s, ps)))
+    }
+
+    fn shard_of(&self, shards: &ShardSet, ps: &PredictiveScaler) -> u32 {
+        shards.shard_of(&ps.namespace().unwrap_or_default(), &ps.name_any())
+    }
+
+    /// Whether this process keeps anything of `ps` (a planner, a history).
+    pub(super) fn keeps(&self, ps: &PredictiveScaler) -> bool {
+        ps.uid()
+            .is_some_and(|uid| locked(&self.seen).contains_key(&uid))
     }
 
     pub(super) async fn state_for(

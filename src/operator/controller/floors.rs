@@ -42,7 +42,7 @@ pub(super) async fn release_orphaned_floors(ctx: Arc<Context>) {
         }
     }
     loop {
-        if ctx.may_write() && sweep_orphaned_floors(&ctx).await {
+        if ctx.may_sweep() && sweep_orphaned_floors(&ctx).await {
             return;
         }
         tokio::time::sleep(ctx.settings.orphan_sweep_retry).await;
@@ -63,7 +63,7 @@ pub(super) async fn sweep_orphaned_floors(ctx: &Context) -> bool {
         Owners::NotLive(&is_live),
         ctx.settings.keda,
         // Checked before each write: a long sweep outlasts a lost Lease.
-        &|| ctx.may_write(),
+        &|| ctx.may_sweep(),
     )
     .await;
     for r in &sweep.released {
@@ -88,7 +88,7 @@ pub(super) async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Resul
         return Ok(());
     }
     // No floor may be set without the finalizer that guards it.
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return Err(crate::adapters::Error::NotLeader.into());
     }
     let mut all = ps.finalizers().to_vec();
@@ -99,7 +99,7 @@ pub(super) async fn add_finalizer(ps: &PredictiveScaler, ctx: &Context) -> Resul
 /// Gives back every floor this scaler holds, then drops the finalizer that guarded them.
 #[tracing::instrument(skip_all)]
 pub(super) async fn give_back_floor(ps: &PredictiveScaler, ctx: &Context) -> Result<()> {
-    if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write() {
+    if !ps.finalizers().iter().any(|f| f == FINALIZER) || !ctx.may_write(ps) {
         return Ok(());
     }
     release_floors_but(ps, ctx, None).await?;
@@ -119,7 +119,7 @@ pub(super) async fn release_floors_but(
     ctx: &Context,
     keep: Option<&FloorObject>,
 ) -> Result<()> {
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return Ok(());
     }
     let namespace = ps.namespace().unwrap_or_default();
@@ -129,7 +129,7 @@ pub(super) async fn release_floors_but(
         Some(&namespace),
         Owners::One { uid: &uid, keep },
         ctx.settings.keda,
-        &|| ctx.may_write(),
+        &|| ctx.may_write(ps),
     )
     .await;
     for r in &sweep.released {
@@ -190,7 +190,7 @@ pub(super) async fn set_finalizers(
     ctx: &Context,
     finalizers: Vec<String>,
 ) -> Result<()> {
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return Ok(());
     }
     Ok(kubernetes::write_finalizers(&ctx.client, ps, finalizers).await?)

@@ -84,7 +84,7 @@ pub async fn run(
             loop {
                 every.tick().await;
                 sweep_owed |= ctx.forget_gone().await;
-                if sweep_owed && ctx.may_write() && tokio::time::Instant::now() >= not_before {
+                if sweep_owed && ctx.may_sweep() && tokio::time::Instant::now() >= not_before {
                     sweep_owed = !sweep_orphaned_floors(&ctx).await;
                     not_before = tokio::time::Instant::now() + ctx.settings.orphan_sweep_retry;
                 }
@@ -95,6 +95,9 @@ pub async fn run(
     // own limit would start the next object in its pending set's hash order (see `fair_queue`).
     let admission = ctx.admission.clone();
     Controller::for_stream(changes, ctx.scalers.clone())
+        // With shards, every scaler is looked at again when the shards held change: those of a
+        // shard taken are reconciled at once, those of a shard lost forgotten.
+        .reconcile_all_on(shard_changes(&ctx))
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         // One trigger, not kube-runtime's `shutdown_on_signal` beside it: both race in one
         // `select_all`, and when its trigger won, this one was dropped before it closed the
@@ -113,6 +116,16 @@ pub async fn run(
         .await;
     orphans.abort();
     forgetting.abort();
+}
+
+/// A unit each time the shards this replica holds change; without shards, nothing, ever.
+fn shard_changes(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
+    let changes = ctx.shards.as_ref().map(|s| s.changes());
+    futures::stream::unfold(changes, |changes| async move {
+        let mut changes = changes?;
+        changes.changed().await.ok()?;
+        Some(((), Some(changes)))
+    })
 }
 
 /// SIGTERM or Ctrl+C, as kube-runtime's `shutdown_on_signal` listens for them (both listen:
@@ -143,6 +156,18 @@ fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// logged below carries the scaler's namespace and name (the span, as controller-rs does).
 #[tracing::instrument(skip_all, fields(namespace = ps.namespace(), name = ps.name_any()))]
 pub async fn reconcile(ps: Arc<PredictiveScaler>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.owns(&ps) {
+        // Another replica's shard, or one this replica lost: nothing is read or written, and
+        // what this process kept of the scaler (its history, its metrics) goes — the holder
+        // publishes them now. Looked at again each sync, and at once when the shards held change.
+        if ctx.keeps(&ps) {
+            ctx.forget(&ps).await;
+        }
+        // Progress all the same: a replica that holds no shard (more replicas than shards) is
+        // healthy, not stalled (`/healthz`).
+        ctx.health.progress();
+        return Ok(Action::requeue(ctx.settings.sync_period));
+    }
     // Every reconcile waits for its slot here, before it reads anything (see `fair_queue`).
     let queued = Instant::now();
     let namespace = ps.namespace().unwrap_or_default();

@@ -183,7 +183,7 @@ pub(super) async fn write_status(
     now: DateTime<Utc>,
 ) -> Result<()> {
     // One writer: a replica that may no longer lead writes nothing, not even status.
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return Ok(());
     }
     // A message may carry what another system said (Prometheus' error text, megabytes of it from
@@ -305,7 +305,7 @@ pub(super) async fn publish_about(
     related: Option<k8s_openapi::api::core::v1::ObjectReference>,
 ) {
     // An Event is a write too: a replica past its renew deadline records nothing.
-    if !ctx.may_write() {
+    if !ctx.may_write(ps) {
         return;
     }
     let mut note = note;
