@@ -377,3 +377,57 @@ async fn three_processes_one_writer_per_scaler_across_a_kill_and_a_pause() {
 fn replicas_of(api: &FakeApi, i: usize) -> i64 {
     replicas(api, &format!("s{i}"))
 }
+
+/// `prescaler give-back` (the uninstall hook) beside a sharded operator: it finds every shard's
+/// Lease by its labels and gives nothing back while a replica renews one; once the replica has
+/// stopped and released them, it holds every shard Lease while it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_back_waits_for_every_shard_lease() {
+    use prescaler::operator::give_back::{StopOperator, give_back_everything};
+    let api = FakeApi::new();
+    let operator = replica(&api, "operator-pod");
+    let runs = start(&operator);
+    until(5, "the operator holds its shards", &[&operator], |n| {
+        n == [6]
+    })
+    .await;
+    let hook = |wait_ms: u64| {
+        let mut lease = LeaseSettings::new("prescaler".into(), "ops".into(), "hook".into());
+        lease.lease_duration = StdDuration::from_millis(1500);
+        lease.renew_deadline = StdDuration::from_millis(1000);
+        lease.retry = StdDuration::from_millis(200);
+        Some(StopOperator {
+            deployment: None,
+            lease,
+            wait: StdDuration::from_millis(wait_ms),
+        })
+    };
+    let early = give_back_everything(&api.client(), hook(3000)).await;
+    let message = early
+        .expect_err("a replica still renews its shards")
+        .to_string();
+    assert!(message.contains("still renewed"), "{message}");
+
+    runs.abort();
+    operator.release_all().await;
+    let summary = give_back_everything(&api.client(), hook(5000))
+        .await
+        .expect("every Lease is free");
+    assert!(summary.is_complete(), "{:?}", summary.problems());
+    for k in 0..SHARDS {
+        let lease = api
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "ops",
+                &shard_lease_name("prescaler", k),
+            )
+            .unwrap();
+        // Taken by the hook (one transition from the operator), then released.
+        assert_eq!(lease["spec"]["leaseTransitions"], 1, "shard {k}: {lease}");
+        assert!(
+            lease["spec"]["holderIdentity"].is_null(),
+            "shard {k}: {lease}"
+        );
+    }
+}
