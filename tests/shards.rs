@@ -431,3 +431,406 @@ async fn giving_back_waits_for_every_shard_lease() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review of the shards (branch `shards-review`): each test below states a property the design
+// claims ("one writer per scaler", "a lost shard's scalers are forgotten at once", "the orphan
+// sweep runs") and fails on the code as it is. Named `review_*`.
+// ---------------------------------------------------------------------------------------------
+
+/// A replica of `shards` shards, with the same scaled-down durations as `replica`.
+fn replica_of(api: &FakeApi, identity: &str, shards: u32) -> Arc<ShardSet> {
+    let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
+    s.lease_duration = StdDuration::from_millis(1500);
+    s.renew_deadline = StdDuration::from_millis(1000);
+    s.retry = StdDuration::from_millis(200);
+    Arc::new(ShardSet::new(api.client(), s, shards))
+}
+
+/// Writes as the controller makes them: `may_write` asked, then the request in flight for
+/// `in_flight` before the API server applies it (network, API Priority and Fairness queueing, a
+/// GET before the PATCH as in `write_finalizers`, `give_back_floor` between `held_back`'s check
+/// and `set_replicas`). When each lands, counts a landing while another replica may write for
+/// the same shard: two writers at that instant.
+fn writers(
+    sets: Vec<(&'static str, Arc<ShardSet>)>,
+    shards: u32,
+    in_flight: StdDuration,
+    stop: Arc<AtomicBool>,
+    doubles: Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            for (id, set) in &sets {
+                for shard in 0..shards {
+                    if !set.may_write(shard) {
+                        continue;
+                    }
+                    let (id, others, doubles) = (
+                        *id,
+                        sets.iter()
+                            .filter(|(o, _)| o != id)
+                            .map(|(o, s)| (*o, s.clone()))
+                            .collect::<Vec<_>>(),
+                        doubles.clone(),
+                    );
+                    tokio::spawn(async move {
+                        tokio::time::sleep(in_flight).await;
+                        for (o, other) in &others {
+                            if other.may_write(shard) {
+                                doubles.lock().unwrap().push(format!(
+                                    "shard {shard}: {id}'s write (checked {in_flight:?} earlier) landed while {o} may write"
+                                ));
+                            }
+                        }
+                    });
+                }
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    })
+}
+
+/// A write checked `in_flight` before it lands is safe under the Lease rules whenever
+/// `in_flight` < lease duration − renew deadline (here 500 ms): a taker waits a lease duration
+/// from the last renewal it saw, the holder stops a renew deadline after it sent it. That is
+/// the single leader's margin, and the kill below keeps it. A give-up (`round()`'s `release`)
+/// has no margin: `lost()` stops new checks, but writes already past their check are still in
+/// flight when the release lands and the taker writes at its next round (200 ms here). 300 ms
+/// of flight is enough for two writers on every handed-over shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_shard_given_up_has_two_writers_while_the_givers_writes_are_in_flight() {
+    let api = FakeApi::new();
+    let (a, b) = (replica(&api, "a"), replica(&api, "b"));
+    let in_flight = StdDuration::from_millis(300);
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_kill = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let on_give_up = Arc::new(std::sync::Mutex::new(Vec::new()));
+
+    // Control: the kill path (expiry), same flight time. b holds everything, is killed, a
+    // takes over a lease duration later.
+    let b_runs = start(&b);
+    until(5, "b alone", &[&b], |n| n == [6]).await;
+    let w = writers(
+        vec![("a", a.clone()), ("b", b.clone())],
+        SHARDS,
+        in_flight,
+        stop.clone(),
+        on_kill.clone(),
+    );
+    b_runs.abort();
+    let a_runs = start(&a);
+    until(8, "a takes b's shards after b's death", &[&a], |n| n == [6]).await;
+    tokio::time::sleep(in_flight * 2).await;
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    tokio::time::sleep(in_flight * 2).await;
+
+    // The give-up path: b comes back, a gives three shards up to it by release.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writers(
+        vec![("a", a.clone()), ("b", b.clone())],
+        SHARDS,
+        in_flight,
+        stop.clone(),
+        on_give_up.clone(),
+    );
+    let b_runs = start(&b);
+    until(8, "a gives b its share", &[&a, &b], |n| n == [3, 3]).await;
+    tokio::time::sleep(in_flight * 2).await;
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    tokio::time::sleep(in_flight * 2).await;
+    a_runs.abort();
+    b_runs.abort();
+
+    let on_kill = on_kill.lock().unwrap().clone();
+    let on_give_up = on_give_up.lock().unwrap().clone();
+    assert!(on_kill.is_empty(), "control (kill, expiry): {on_kill:?}");
+    assert!(
+        on_give_up.is_empty(),
+        "{} writes landed while another replica could write the same shard after a give-up \
+         (none after a kill): {:?}",
+        on_give_up.len(),
+        &on_give_up[..on_give_up.len().min(6)]
+    );
+}
+
+/// `--shards 1` → `--shards N` by `helm upgrade` (the chart's Deployment rolls with the default
+/// RollingUpdate: the new pod runs beside the old one until it is ready and the old one has
+/// stopped). The old pod leads on the base Lease `prescaler` and writes for every scaler; the
+/// new pod never looks at that Lease, takes every shard Lease (all free) and writes for every
+/// scaler too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_shards_1_to_n_in_a_rolling_upgrade_has_two_writers_for_every_scaler() {
+    use prescaler::operator::leader::Leadership;
+    let api = FakeApi::new();
+    let mut base = LeaseSettings::new("prescaler".into(), "ops".into(), "old-pod".into());
+    base.lease_duration = StdDuration::from_millis(1500);
+    base.renew_deadline = StdDuration::from_millis(1000);
+    base.retry = StdDuration::from_millis(200);
+    let old = Arc::new(Leadership::new(api.client(), base));
+    old.acquire().await;
+    let holding = tokio::spawn({
+        let old = old.clone();
+        async move { old.hold().await }
+    });
+    let new = replica(&api, "new-pod");
+    let new_runs = start(&new);
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let both: Vec<String> = (0..20)
+        .map(|i| format!("web{i}"))
+        .filter(|n| old.may_write() && new.may_write(shard_of(NS, n, SHARDS)))
+        .collect();
+    new_runs.abort();
+    holding.abort();
+    assert!(
+        both.is_empty(),
+        "the old leader (--shards 1) and the new replica (--shards {SHARDS}) may both write for {} of 20 scalers: {both:?}",
+        both.len()
+    );
+}
+
+/// `--shards 4` → `--shards 8` (the chart's values say to follow `replicaCount`) in a rolling
+/// upgrade: both generations use the same Lease names `prescaler-shard-<i>` but hash a scaler
+/// to different shards (`% 4` vs `% 8`); the new pod takes the free Leases 4..7 at once, while
+/// the old pod still holds 0..3. A scaler in old shard k and new shard k+4 has two writers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_shards_4_to_8_in_a_rolling_upgrade_has_two_writers() {
+    let api = FakeApi::new();
+    let old = replica_of(&api, "old-pod", 4);
+    let old_runs = start(&old);
+    until(5, "the old pod holds its 4", &[&old], |n| n == [4]).await;
+    let new = replica_of(&api, "new-pod", 8);
+    let new_runs = start(&new);
+    let t0 = Instant::now();
+    let mut both = std::collections::BTreeSet::new();
+    while t0.elapsed() < StdDuration::from_secs(3) {
+        for i in 0..40 {
+            let n = format!("web{i}");
+            if old.may_write(shard_of(NS, &n, 4)) && new.may_write(shard_of(NS, &n, 8)) {
+                both.insert(n);
+            }
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    old_runs.abort();
+    new_runs.abort();
+    assert!(
+        both.is_empty(),
+        "{} of 40 scalers writable by both the --shards 4 and the --shards 8 pod: {both:?}",
+        both.len()
+    );
+}
+
+/// A Lease of `name` in `ops`, named for `holder`, renewed now (as another client writes it).
+fn lease_held_by(name: &str, holder: &str) -> serde_json::Value {
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": { "name": name, "namespace": "ops" },
+        "spec": { "holderIdentity": holder, "leaseDurationSeconds": 2,
+                  "acquireTime": now, "renewTime": now, "leaseTransitions": 0 },
+    })
+}
+
+/// Takes are made one after another in `round()`, each bounded by the whole renew deadline,
+/// and the held shards are renewed only at the start of the next round. Two writes that get no
+/// answer (a lost request, a stuck HTTP/2 stream, one API server replica stalling) while taking
+/// two free shards keep the round going for two renew deadlines: every shard already held
+/// passes its renew deadline mid-round and nothing is written for them until the next round
+/// takes them back — about a renew deadline later. In production (15 s / 10 s / 2 s) the next
+/// renewal comes 22 s after the last, past the lease duration: another replica takes them all.
+/// The single leader's `hold()` had nothing but its own renewal in its loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_hung_takes_of_free_shards_stop_every_held_shard() {
+    let api = FakeApi::new();
+    // Shards 4 and 5 are held by someone else, who renews them every 200 ms.
+    let others = [
+        shard_lease_name("prescaler", 4),
+        shard_lease_name("prescaler", 5),
+    ];
+    for o in &others {
+        api.put(lease_held_by(o, "elsewhere"));
+    }
+    let keep = Arc::new(AtomicBool::new(true));
+    let renewing = tokio::spawn({
+        let (api, others, keep) = (api.clone(), others.clone(), keep.clone());
+        async move {
+            while keep.load(Ordering::Relaxed) {
+                tokio::time::sleep(StdDuration::from_millis(200)).await;
+                for o in &others {
+                    let mut l = api
+                        .get("coordination.k8s.io/v1", "Lease", "ops", o)
+                        .unwrap();
+                    l["spec"] = lease_held_by(o, "elsewhere")["spec"].clone();
+                    api.put(l);
+                }
+            }
+        }
+    });
+    let a = replica(&api, "a");
+    let a_runs = start(&a);
+    until(5, "a holds the 4 free shards", &[&a], |n| n == [4]).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    // The other holder releases 4 and 5 (as client-go releases); a's writes taking them get no
+    // answer.
+    keep.store(false, Ordering::Relaxed);
+    renewing.await.unwrap();
+    for o in &others {
+        api.hang_next(Method::PUT, &format!("leases/{o}"), 1);
+        let mut l = api
+            .get("coordination.k8s.io/v1", "Lease", "ops", o)
+            .unwrap();
+        l["spec"]["holderIdentity"] = serde_json::Value::Null;
+        l["spec"]["leaseDurationSeconds"] = json!(1);
+        api.put(l);
+    }
+    let t0 = Instant::now();
+    let mut seen: Vec<(StdDuration, usize)> = Vec::new();
+    let mut without = StdDuration::ZERO;
+    let mut since: Option<Instant> = None;
+    while t0.elapsed() < StdDuration::from_secs(5) {
+        let h = a.held().iter().filter(|&&s| s < 4).count();
+        if seen.last().is_none_or(|(_, l)| *l != h) {
+            seen.push((t0.elapsed(), h));
+        }
+        match (h, since) {
+            (0, None) => since = Some(Instant::now()),
+            (n, Some(t)) if n > 0 => {
+                without = without.max(t.elapsed());
+                since = None;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    a_runs.abort();
+    assert!(
+        without < StdDuration::from_millis(100),
+        "a wrote for none of the 4 shards it held for {without:?} (renew deadline 1 s, lease \
+         duration 1.5 s) because two takes of other shards hung; held over time: {seen:?}"
+    );
+}
+
+/// A shard lost by its renew deadline is announced (`changes`) only when `held()` differs
+/// between the start and the end of one round. With renewals failing fast (API server 500s,
+/// 429s, connection refused), the deadline passes while `run()` sleeps between rounds: the
+/// next round starts without the shard in `before` and ends without it in `held()`, so nothing
+/// is sent — the lost shards' scalers are not re-looked at (their history and metrics stay
+/// until each one's next sync) and `prescaler_shards_held` (updated only on a change) keeps
+/// saying 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_shards_lost_between_rounds_are_not_announced() {
+    let api = FakeApi::new();
+    let a = replica(&api, "a");
+    let a_runs = start(&a);
+    until(5, "a alone", &[&a], |n| n == [6]).await;
+    let mut changes = a.changes();
+    changes.borrow_and_update();
+    // Every Lease write fails at once from now on (reads still answer).
+    api.fail_next(Method::PUT, "leases", 500, 1_000_000);
+    api.fail_next(Method::POST, "leases", 500, 1_000_000);
+    until(5, "a's renew deadline passed", &[&a], |n| n == [0]).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let announced = changes.has_changed().unwrap();
+    a_runs.abort();
+    assert!(
+        announced,
+        "a stopped writing for its 6 shards, and the controller was never told (changes not sent)"
+    );
+}
+
+/// The sweep for orphaned floors runs only where shard 0 is held (`may_sweep`), but the sweep
+/// a scaler deleted by hand *owes* (`forget_gone` → `sweep_owed`) is noticed only by the
+/// replica that reconciled it, i.e. the holder of its own shard. A floor-holding scaler of
+/// shard 1 deleted by hand (finalizer removed) leaves its floor raised for good: its holder
+/// may not sweep, the holder of shard 0 never knew the scaler and ran its start-up sweep long
+/// before. (Unsharded, the same test passes: `floors::a_floor_set_by_a_first_reconcile_…`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_floor_orphaned_in_a_shard_other_than_0_is_never_given_back() {
+    use prescaler::operator::controller::Settings;
+    use prescaler::operator::shards::Election;
+    use prescaler::operator::telemetry::{Health, Metrics};
+    use prescaler::operator::{Caches, run_controller};
+    use support::scripted::ScriptedSource;
+    let api = FakeApi::new();
+    let (a, b) = (replica_of(&api, "a", 2), replica_of(&api, "b", 2));
+    let (a_runs, b_runs) = (start(&a), start(&b));
+    until(8, "one shard each", &[&a, &b], |n| n == [1, 1]).await;
+    let name = (0..)
+        .map(|i| format!("web{i}"))
+        .find(|n| shard_of(NS, n, 2) == 1)
+        .unwrap();
+    let source = Arc::new(ScriptedSource::new(|_, _| Some(60.0)));
+    let controllers: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|set| {
+            let settings = Settings {
+                sync_period: StdDuration::from_secs(1),
+                status_refresh: StdDuration::ZERO,
+                ..Settings::default()
+            };
+            tokio::spawn(run_controller(
+                api.client(),
+                source.clone(),
+                Arc::new(Metrics::default()),
+                Arc::new(Health::default()),
+                settings,
+                Election::Shards(set),
+                Caches::new(),
+            ))
+        })
+        .collect();
+    // Created once both run (their start-up sweeps done), as a tenant would.
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    api.put(deployment(&name, 2));
+    api.put(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+                  "minReplicas": 2, "maxReplicas": 30 },
+    }));
+    api.put(scaler(
+        &name,
+        "steady",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": 9 }] }),
+    ));
+    let min = |api: &FakeApi| {
+        api.get("autoscaling/v2", "HorizontalPodAutoscaler", NS, &name)
+            .unwrap()["spec"]["minReplicas"]
+            .as_i64()
+            .unwrap()
+    };
+    eventually(20, "the floor set by shard 1's holder", || {
+        match min(&api) {
+            9 => Ok(()),
+            n => Err(format!("minReplicas {n}")),
+        }
+    })
+    .await;
+    api.delete_past_finalizers("prescaler.dev/v1alpha1", "PredictiveScaler", NS, &name);
+    let given_back = {
+        let t0 = Instant::now();
+        loop {
+            if min(&api) == 2 {
+                break true;
+            }
+            if t0.elapsed() > StdDuration::from_secs(20) {
+                break false;
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+    };
+    for c in controllers {
+        c.abort();
+    }
+    a_runs.abort();
+    b_runs.abort();
+    assert!(
+        given_back,
+        "{name}'s floor (9 over the HPA's own 2) still set 20 s after its scaler went by hand (1 s syncs)"
+    );
+}
