@@ -121,6 +121,94 @@ impl PrometheusArgs {
     }
 }
 
+/// A long-term store for the history's reads, beside Prometheus (`prescaler run`): Thanos Query,
+/// Mimir, VictoriaMetrics, anything that answers Prometheus' HTTP API. Its own credentials, CA,
+/// timeout and byte limit (none is taken from Prometheus': a token for one is not sent to the
+/// other); the live load still comes from Prometheus (see `adapters::long_term`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct HistoryPrometheusArgs {
+    /// A long-term store's base URL (Thanos Query, Mimir's Prometheus API, VictoriaMetrics), e.g.
+    /// http://thanos-query.monitoring:9090: each scaler's history (its first read of
+    /// forecast.history) comes from it; the live load, each sync's newest minutes and the last 6
+    /// hours of the first read still from --prometheus-url.
+    #[arg(
+        id = "history_url",
+        long = "history-prometheus-url",
+        env = "HISTORY_PROMETHEUS_URL",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+    /// A file holding a bearer token for the long-term store (re-read when it changes).
+    #[arg(
+        id = "history_bearer_token_file",
+        long = "history-prometheus-bearer-token-file",
+        env = "HISTORY_PROMETHEUS_BEARER_TOKEN_FILE",
+        requires = "history_url",
+        value_name = "FILE"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
+    /// A user name for basic auth to the long-term store (with --history-prometheus-password-file).
+    #[arg(
+        id = "history_username",
+        long = "history-prometheus-username",
+        env = "HISTORY_PROMETHEUS_USERNAME",
+        requires_all = ["history_url", "history_password_file"],
+        value_name = "NAME"
+    )]
+    pub username: Option<String>,
+    /// A file holding the long-term store's basic-auth password (re-read when it changes).
+    #[arg(
+        id = "history_password_file",
+        long = "history-prometheus-password-file",
+        env = "HISTORY_PROMETHEUS_PASSWORD_FILE",
+        requires = "history_username",
+        value_name = "FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// A PEM CA bundle to trust for the long-term store's TLS certificate.
+    #[arg(
+        id = "history_ca_file",
+        long = "history-prometheus-ca-file",
+        env = "HISTORY_PROMETHEUS_CA_FILE",
+        requires = "history_url",
+        value_name = "FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of each request to the long-term store: longer than Prometheus' by default, as a
+    /// read of weeks from object storage is slower.
+    #[arg(
+        id = "history_timeout",
+        long = "history-prometheus-timeout",
+        default_value = "30s",
+        value_parser = std_duration,
+        value_name = "DURATION"
+    )]
+    pub timeout: std::time::Duration,
+    /// The most of one answer of the long-term store that is read (512 KiB to 1 GiB), as
+    /// --prometheus-max-response-bytes.
+    #[arg(
+        id = "history_max_response_bytes",
+        long = "history-prometheus-max-response-bytes",
+        default_value_t = DEFAULT_MAX_RESPONSE_BYTES,
+        value_parser = response_bytes,
+        value_name = "BYTES"
+    )]
+    pub max_response_bytes: u64,
+}
+
+impl HistoryPrometheusArgs {
+    /// The long-term store's client settings; `None` when no URL was given.
+    pub fn config(&self) -> Option<PrometheusConfig> {
+        let mut config = PrometheusConfig::new(self.url.as_deref()?);
+        config.timeout = self.timeout;
+        config.bearer_token_file = self.bearer_token_file.clone();
+        config.basic_auth = self.username.clone().zip(self.password_file.clone());
+        config.ca_file = self.ca_file.clone();
+        config.max_response_bytes = self.max_response_bytes;
+        Some(config)
+    }
+}
+
 /// Which cluster, as kubectl's flags say it.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KubeconfigArgs {

@@ -15,7 +15,9 @@ use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, ValidatedSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Outcome, Setup, chart, report};
-use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
+use prescaler::cli::{
+    self, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print, std_duration,
+};
 use prescaler::operator::controller::{DEFAULT_MAX_SCALERS_PER_NAMESPACE, Settings};
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
 use prescaler::planning::forecast::ModelConfig;
@@ -117,6 +119,8 @@ struct RunArgs {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "10s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    #[command(flatten)]
+    history: HistoryPrometheusArgs,
     /// How often every PredictiveScaler is reconciled.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     sync_period: std::time::Duration,
@@ -345,6 +349,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
     };
     let config = OperatorConfig {
         prometheus,
+        long_term: args.history.config(),
         settings: Settings {
             sync_period: args.sync_period,
             concurrency: args.concurrency,
@@ -355,6 +360,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
             keda: args.keda,
             max_scalers_per_namespace: NonZeroUsize::new(args.max_scalers_per_namespace as usize),
             status_refresh: args.status_refresh,
+            long_term_history: args.history.url.is_some(),
             ..Settings::default()
         },
         listen: args.listen,

@@ -209,6 +209,67 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
     assert_eq!(code, Some(2), "{err}");
 }
 
+/// `prescaler run` takes a long-term history store with credentials of its own; a credential
+/// without the store's URL, or a bound out of range, is a usage error naming the flag.
+#[test]
+fn the_long_term_history_flags_are_the_prometheus_ones_for_a_second_endpoint() {
+    let (_, help, _) = run(prescaler().args(["run", "--help"]));
+    for flag in [
+        "--history-prometheus-url",
+        "--history-prometheus-bearer-token-file",
+        "--history-prometheus-username",
+        "--history-prometheus-password-file",
+        "--history-prometheus-ca-file",
+        "--history-prometheus-timeout",
+        "--history-prometheus-max-response-bytes",
+    ] {
+        assert!(help.contains(flag), "prescaler run has no {flag}");
+    }
+    let live = ["run", "--prometheus-url", "http://127.0.0.1:9"];
+    for (extra, names) in [
+        (
+            &["--history-prometheus-bearer-token-file", "/t"][..],
+            "--history-prometheus-url",
+        ),
+        (
+            &["--history-prometheus-username", "u"][..],
+            "--history-prometheus-password-file",
+        ),
+        (
+            &[
+                "--history-prometheus-url",
+                "http://127.0.0.1:9",
+                "--history-prometheus-max-response-bytes",
+                "1000",
+            ][..],
+            "1000 is outside",
+        ),
+        (
+            &[
+                "--history-prometheus-url",
+                "http://127.0.0.1:9",
+                "--history-prometheus-timeout",
+                "soon",
+            ][..],
+            "--history-prometheus-timeout",
+        ),
+    ] {
+        let (code, _, err) = run(prescaler().args(live).args(extra));
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+        assert!(err.contains(names), "{extra:?}: {err}");
+    }
+    // A URL that is none is refused at start, naming it (exit 1), before the API server is
+    // waited for.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(prescaler()
+        .args(live)
+        .args(["--listen", "127.0.0.1:0", "--no-leader-election"])
+        .args(["--history-prometheus-url", "thanos:9090"])
+        .env("KUBECONFIG", unreachable_kubeconfig(dir.path())));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("\"thanos:9090\" is not a usable URL"), "{err}");
+}
+
 #[test]
 fn a_misspelled_required_field_names_the_key_and_its_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ mod crd;
 mod decide;
 mod faults;
 mod floors;
+mod history_source;
 mod image;
 mod kubectl;
 mod live_load;

@@ -7,14 +7,20 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{
+    CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, Seasonality, ValidatedSpec,
+};
 use crate::planning::calibration::Calibration;
+use crate::planning::coverage::{self, Coverage};
+use crate::planning::forecast::{ModelConfig, Predictor};
 use crate::planning::plan::{Decision, Reason};
 use crate::planning::startup;
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 pub const FORECAST_RELIABLE: &str = "ForecastReliable";
+/// Whether the history read holds all of `forecast.history` (see `planning::coverage`).
+pub const HISTORY_AVAILABLE: &str = "HistoryAvailable";
 pub const SCALING_LIMITED: &str = "ScalingLimited";
 pub const OBJECTIVE_MET: &str = "ObjectiveMet";
 pub const MAX_REPLICAS_SUFFICIENT: &str = "MaxReplicasSufficient";
@@ -212,6 +218,7 @@ pub fn merge(
         READY,
         METRICS_AVAILABLE,
         FORECAST_RELIABLE,
+        HISTORY_AVAILABLE,
         OBJECTIVE_MET,
         MAX_REPLICAS_SUFFICIENT,
         SCALING_LIMITED,
@@ -301,6 +308,115 @@ pub fn forecast_finding(d: &Decision) -> Finding {
             history_in_hours(d.observed_history)
         ),
     )
+}
+
+/// `HistoryAvailable`: whether the history read holds all of `forecast.history`, counted from
+/// its first sample, and if not what the forecast rests on and what to do. Assess it only when
+/// the history was read: a failed read knows nothing of its span (`MetricsAvailable` tells).
+/// `long_term`: whether a long-term source (`--history-prometheus-url`) is set. The figures are
+/// whole days (or hours), so that the message changes at most once a day.
+pub fn history_finding(
+    d: &Decision,
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+    long_term: bool,
+) -> Finding {
+    history_verdict(
+        coverage::coverage(d.observed_history, spec.history),
+        &spec.seasonality,
+        model,
+        long_term,
+    )
+}
+
+fn history_verdict(
+    cov: Coverage,
+    seasonality: &[Seasonality],
+    model: &ModelConfig,
+    long_term: bool,
+) -> Finding {
+    let asked = match cov {
+        Coverage::Complete { requested }
+        | Coverage::Short { requested, .. }
+        | Coverage::Empty { requested } => requested,
+    };
+    let requested = span_words(cov.observed(), asked);
+    let hint = if long_term {
+        "the long-term source (--history-prometheus-url) holds no more either: the metric is newer, or the store's retention is shorter"
+    } else {
+        "the metric is newer, or Prometheus keeps less (15 days by default): set a long-term source (--history-prometheus-url) or raise its retention (--storage.tsdb.retention.time)"
+    };
+    match cov {
+        Coverage::Complete { .. } => Finding::new(
+            HISTORY_AVAILABLE,
+            true,
+            "HistoryComplete",
+            format!("{requested} of history (forecast.history) were read"),
+        ),
+        Coverage::Empty { .. } => Finding::new(
+            HISTORY_AVAILABLE,
+            false,
+            "NoHistory",
+            format!(
+                "the query returned no sample in the last {}; {hint}",
+                span_words(asked, asked).trim_start_matches("all ")
+            ),
+        ),
+        Coverage::Short { observed, .. } => {
+            let rests_on = profiles_words(seasonality, model, observed);
+            Finding::new(
+                HISTORY_AVAILABLE,
+                false,
+                "ShortRetention",
+                format!("{requested} of history: {rests_on}; {hint}"),
+            )
+        }
+    }
+}
+
+/// "14 of 28 days" (or "all 28 days" for the whole span, "20h of 28 days" under a day; spans
+/// under two days in hours): in whole units, rounded down.
+fn span_words(observed: chrono::Duration, requested: chrono::Duration) -> String {
+    let whole = observed >= requested;
+    if requested < chrono::Duration::days(2) {
+        let r = crate::api::format_duration(requested);
+        return match (whole, observed.num_hours()) {
+            (true, _) => format!("all {r}"),
+            (false, 0) => format!("less than an hour of {r}"),
+            (false, h) => format!("{h}h of {r}"),
+        };
+    }
+    let days = requested.num_days();
+    match (whole, observed.num_days()) {
+        (true, _) => format!("all {days} days"),
+        (false, 0) => format!("{}h of {days} days", observed.num_hours()),
+        (false, n) => format!("{n} of {days} days"),
+    }
+}
+
+/// What the spec's profiles rest on with `observed` of history: "the weekly profile rests on 2
+/// weeks", "no whole week for the weekly profile, the daily profile rests on 3 days".
+fn profiles_words(
+    seasonality: &[Seasonality],
+    model: &ModelConfig,
+    observed: chrono::Duration,
+) -> String {
+    let words = |p: Predictor, unit: &str| match coverage::profile_periods(model, p, observed) {
+        0 => format!("no whole {unit} for the {} profile", p.name()),
+        1 => format!("the {} profile rests on 1 {unit}", p.name()),
+        n => format!("the {} profile rests on {n} {unit}s", p.name()),
+    };
+    let mut parts = Vec::new();
+    if seasonality.contains(&Seasonality::Weekly) {
+        parts.push(words(Predictor::Weekly, "week"));
+    }
+    let daily = coverage::profile_periods(model, Predictor::Daily, observed);
+    if seasonality.contains(&Seasonality::Daily)
+        && (parts.is_empty() || daily < coverage::most_periods(model, Predictor::Daily))
+    {
+        parts.push(words(Predictor::Daily, "day"));
+    }
+    parts.join(", ")
 }
 
 /// The history's length in whole hours: a message that changed every minute would rewrite the
@@ -659,6 +775,71 @@ mod tests {
         assert!(f.message.contains("maxReplicas 40"), "{}", f.message);
         let f = objective_verdict(&cal(0.5, 0.2, 0.0, Some(2.94)), 0.1, 40);
         assert!(f.message.contains("2.9x"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_short_history_says_how_short_and_what_the_profiles_rest_on() {
+        use chrono::Duration;
+        let model = ModelConfig::default();
+        let both = [Seasonality::Daily, Seasonality::Weekly];
+        let told = |observed: Duration, requested: Duration, long_term: bool| {
+            let f = history_verdict(
+                coverage::coverage(observed, requested),
+                &both,
+                &model,
+                long_term,
+            );
+            assert_eq!(f.type_, HISTORY_AVAILABLE);
+            (f.status, f.reason, f.message)
+        };
+        let (status, reason, message) = told(Duration::days(14), Duration::days(28), false);
+        assert_eq!((status, reason.as_str()), (false, "ShortRetention"));
+        assert!(
+            message.starts_with("14 of 28 days of history: the weekly profile rests on 2 weeks;"),
+            "{message}"
+        );
+        assert!(message.contains("--history-prometheus-url"), "{message}");
+        assert!(message.contains("retention"), "{message}");
+        // Within the day the message does not move (it is in the status).
+        assert_eq!(
+            told(
+                Duration::days(14) + Duration::hours(23),
+                Duration::days(28),
+                false
+            )
+            .2,
+            message
+        );
+        let (_, _, message) = told(
+            Duration::days(3) + Duration::hours(2),
+            Duration::days(14),
+            true,
+        );
+        assert!(
+            message.starts_with(
+                "3 of 14 days of history: no whole week for the weekly profile, the daily profile rests on 3 days;"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("the long-term source"), "{message}");
+        let (status, reason, message) = told(Duration::days(28), Duration::days(28), false);
+        assert_eq!((status, reason.as_str()), (true, "HistoryComplete"));
+        assert!(message.starts_with("all 28 days of history"), "{message}");
+        let (status, reason, message) = told(Duration::zero(), Duration::days(28), false);
+        assert_eq!((status, reason.as_str()), (false, "NoHistory"));
+        assert!(
+            message.contains("no sample in the last 28 days"),
+            "{message}"
+        );
+        assert_eq!(
+            told(Duration::hours(20), Duration::days(7), false).2[..14],
+            *"20h of 7 days "
+        );
+        assert!(
+            told(Duration::hours(20), Duration::hours(36), false)
+                .2
+                .starts_with("20h of 1d12h of history")
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ use tracing::{error, info, warn};
 
 use crate::adapters::history::LoadSource;
 use crate::adapters::kubernetes;
-use crate::adapters::prometheus::{Prometheus, PrometheusConfig};
+use crate::adapters::long_term;
+use crate::adapters::prometheus::PrometheusConfig;
 use crate::api::PredictiveScaler;
 use crate::{Error, Result};
 use controller::{Context, Settings};
@@ -36,6 +37,8 @@ use telemetry::{Health, Metrics, Probes};
 /// Everything `prescaler run` is configured with.
 pub struct OperatorConfig {
     pub prometheus: PrometheusConfig,
+    /// A long-term store for the history's reads (`--history-prometheus-url`), beside Prometheus.
+    pub long_term: Option<PrometheusConfig>,
     /// What the controller runs with (sync period, concurrency, confinement, KEDA, …), as the
     /// command line set it.
     pub settings: Settings,
@@ -69,7 +72,7 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
             source: e,
         })?;
     let (client, address) = connect().await?;
-    let prometheus: Arc<dyn LoadSource> = Arc::new(Prometheus::new(&config.prometheus)?);
+    let prometheus = long_term::source(&config.prometheus, config.long_term.as_ref())?;
     let election = match config.lease {
         Some(lease) if config.shards > 1 => Election::Shards(Arc::new(ShardSet::new(
             client.clone(),

@@ -71,7 +71,11 @@ ALL_ON_VALUES = {
     "grafanaDashboard": {"enabled": True},
     "prometheus": {"url": "https://prometheus.monitoring:9090",
                    "auth": {"existingSecret": "prometheus-auth", "bearerTokenKey": "token"},
-                   "caBundle": {"configMap": "prometheus-ca"}},
+                   "caBundle": {"configMap": "prometheus-ca"},
+                   "history": {"url": "https://thanos-query.monitoring:10902",
+                               "auth": {"existingSecret": "thanos-auth",
+                                        "bearerTokenKey": "token"},
+                               "caBundle": {"configMap": "thanos-ca"}}},
     "keda": {"enabled": True},
     "rbac": {"scaleTargets": [{"apiGroup": "apps", "resources": ["deployments", "statefulsets"]},
                               {"apiGroup": "example.com", "resources": ["webapps"]}]},
@@ -166,7 +170,8 @@ class Chart(unittest.TestCase):
         self.assertIn("--max-scalers-per-namespace=100", args)
         self.assertIn("--status-refresh=5m", args)
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
-        self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca"})
+        self.assertEqual(mounts, {"/etc/prescaler/prometheus-auth", "/etc/prescaler/prometheus-ca",
+                                  "/etc/prescaler/history-auth", "/etc/prescaler/history-ca"})
         self.assertEqual(dep["spec"]["replicas"], 2)
 
     def test_every_flag_the_chart_passes_exists(self):
@@ -180,6 +185,52 @@ class Chart(unittest.TestCase):
         usage = subprocess.run([binary, "run", "--help"], capture_output=True, text=True).stdout
         for flag in flags:
             self.assertIn(flag, usage, f"`prescaler run` has no {flag}")
+
+    def test_a_long_term_history_source_renders_to_its_own_flags_and_mounts(self):
+        def pod(*values):
+            (dep,) = by_kind(render(*values), "Deployment")
+            return dep["spec"]["template"]["spec"]
+
+        # Off by default: no flag, no volume.
+        default = pod()
+        self.assertFalse([a for a in default["containers"][0]["args"] if "history" in a])
+        self.assertNotIn("volumes", default)
+        # The example values file: the store's URL, timeout and limit, its own token and CA,
+        # mounted from its own Secret and ConfigMap (Prometheus' credentials are not shared).
+        example = pod("-f", os.path.join(ROOT, "examples", "values-long-term-history.yaml"))
+        (c,) = example["containers"]
+        for arg in ("--history-prometheus-url=https://thanos-query.monitoring.svc:10902",
+                    "--history-prometheus-timeout=30s",
+                    "--history-prometheus-max-response-bytes=4194304",
+                    "--history-prometheus-bearer-token-file=/etc/prescaler/history-auth/token",
+                    "--history-prometheus-ca-file=/etc/prescaler/history-ca/ca.crt"):
+            self.assertIn(arg, c["args"])
+        self.assertFalse([a for a in c["args"] if a.startswith("--prometheus-bearer")])
+        volumes = {v["name"]: v for v in example["volumes"]}
+        self.assertEqual(volumes["history-auth"]["secret"]["secretName"], "thanos-query-token")
+        self.assertEqual(volumes["history-ca"]["configMap"]["name"], "thanos-query-ca")
+        self.assertEqual({m["mountPath"] for m in c["volumeMounts"]},
+                         {"/etc/prescaler/history-auth", "/etc/prescaler/history-ca"})
+        # Basic auth, as for Prometheus.
+        (c,) = pod("--set", "prometheus.history.url=http://mimir:8080/prometheus",
+                   "--set", "prometheus.history.auth.existingSecret=mimir",
+                   "--set", "prometheus.history.auth.username=prescaler",
+                   "--set", "prometheus.history.auth.passwordKey=pw")["containers"]
+        self.assertIn("--history-prometheus-username=prescaler", c["args"])
+        self.assertIn("--history-prometheus-password-file=/etc/prescaler/history-auth/pw",
+                      c["args"])
+        # Credentials without a store's URL mount and pass nothing.
+        quiet = pod("--set", "prometheus.history.auth.existingSecret=s",
+                    "--set", "prometheus.history.auth.bearerTokenKey=t")
+        self.assertFalse([a for a in quiet["containers"][0]["args"] if "history" in a])
+        self.assertNotIn("volumes", quiet)
+        for bad in (["--set", "prometheus.history.url=thanos:9090"],
+                    ["--set", "prometheus.history.timeout=30 seconds"],
+                    ["--set", "prometheus.history.maxResponseBytes=1000"],
+                    ["--set", "prometheus.history.token=x"]):
+            p = helm("template", "psc", CHART, *bad, check=False)
+            self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")
+            self.assertIn("schema", p.stderr.lower(), p.stderr)
 
     def test_rbac_is_exactly_what_the_operator_uses(self):
         docs = render(*ALL_ON)

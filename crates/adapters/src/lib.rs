@@ -8,6 +8,7 @@ pub mod confine;
 mod error;
 pub mod history;
 pub mod kubernetes;
+pub mod long_term;
 pub mod prometheus;
 
 pub use error::{Error, Result, chain};

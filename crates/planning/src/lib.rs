@@ -10,6 +10,7 @@
 
 pub mod behavior;
 pub mod calibration;
+pub mod coverage;
 pub mod forecast;
 pub mod outlook;
 pub mod plan;

@@ -65,6 +65,10 @@ pub struct Settings {
     /// spread by uid); a change of what an SRE acts on is written at once (see
     /// `report::status_write_due`).
     pub status_refresh: StdDuration,
+    /// Whether the history is read from a long-term store beside Prometheus
+    /// (`--history-prometheus-url`, see `adapters::long_term`): `HistoryAvailable` then says
+    /// what to do about a short history differently.
+    pub long_term_history: bool,
 }
 
 /// `--max-scalers-per-namespace`'s default: at about a third of a MiB of history each, one
@@ -86,6 +90,7 @@ impl Default for Settings {
             orphan_sweep_retry: StdDuration::from_secs(300),
             max_scalers_per_namespace: NonZeroUsize::new(DEFAULT_MAX_SCALERS_PER_NAMESPACE),
             status_refresh: StdDuration::from_secs(300),
+            long_term_history: false,
         }
     }
 }

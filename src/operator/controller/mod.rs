@@ -369,6 +369,14 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
+    if load.failure.is_none() {
+        findings.push(conditions::history_finding(
+            &decision,
+            &target.spec,
+            &ctx.settings.model,
+            ctx.settings.long_term_history,
+        ));
+    }
     findings.extend(pods_pending(
         ps,
         lead.as_ref()
