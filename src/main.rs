@@ -67,6 +67,10 @@ struct GiveBackArgs {
     /// How long to wait for the operator to stop and its Lease to be free.
     #[arg(long, default_value = "2m", value_parser = std_duration)]
     wait: std::time::Duration,
+    /// The operator's election durations: a Lease is taken only a lease duration after it last
+    /// changed, as the operator's own replicas take it.
+    #[command(flatten)]
+    election: ElectionArgs,
     /// The cluster, as kubectl reaches it (default: $KUBECONFIG or ~/.kube/config, else the
     /// in-cluster service account, which the chart's hook runs with).
     #[command(flatten)]
@@ -372,13 +376,14 @@ fn run_operator(args: RunArgs) -> Result<()> {
 
 fn give_back(args: GiveBackArgs) -> Result<()> {
     prescaler::operator::telemetry::init_logging(LogFormat::Text);
-    let stop = (!args.no_leader_election).then(|| operator::give_back::StopOperator {
+    let lease = args.election.lease(
+        args.lease_name,
+        args.lease_namespace,
+        format!("prescaler-give-back-{}", std::process::id()),
+    )?;
+    let stop = (!args.no_leader_election).then_some(operator::give_back::StopOperator {
         deployment: args.stop_deployment,
-        lease: LeaseSettings::new(
-            args.lease_name,
-            args.lease_namespace,
-            format!("prescaler-give-back-{}", std::process::id()),
-        ),
+        lease,
         wait: args.wait,
     });
     let summary = runtime()?.block_on(async {

@@ -159,7 +159,7 @@ fn holders(api: &FakeApi, shards: u32) -> Vec<Option<String>> {
                 "coordination.k8s.io/v1",
                 "Lease",
                 "ops",
-                &shard_lease_name("prescaler", k),
+                &shard_lease_name("prescaler", k, shards),
             )
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
         })
@@ -420,7 +420,7 @@ async fn giving_back_waits_for_every_shard_lease() {
                 "coordination.k8s.io/v1",
                 "Lease",
                 "ops",
-                &shard_lease_name("prescaler", k),
+                &shard_lease_name("prescaler", k, SHARDS),
             )
             .unwrap();
         // Taken by the hook (one transition from the operator), then released.
@@ -433,9 +433,9 @@ async fn giving_back_waits_for_every_shard_lease() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Review of the shards (branch `shards-review`): each test below states a property the design
-// claims ("one writer per scaler", "a lost shard's scalers are forgotten at once", "the orphan
-// sweep runs") and fails on the code as it is. Named `review_*`.
+// What a hostile review found (each test failed before its fix, as its comment says): one writer
+// per scaler across a give-up and a change of the shard count, renewals that nothing delays,
+// lost shards announced, and the sweep a deleted scaler owes.
 // ---------------------------------------------------------------------------------------------
 
 /// A replica of `shards` shards, with the same scaled-down durations as `replica`.
@@ -493,13 +493,11 @@ fn writers(
 
 /// A write checked `in_flight` before it lands is safe under the Lease rules whenever
 /// `in_flight` < lease duration − renew deadline (here 500 ms): a taker waits a lease duration
-/// from the last renewal it saw, the holder stops a renew deadline after it sent it. That is
-/// the single leader's margin, and the kill below keeps it. A give-up (`round()`'s `release`)
-/// has no margin: `lost()` stops new checks, but writes already past their check are still in
-/// flight when the release lands and the taker writes at its next round (200 ms here). 300 ms
-/// of flight is enough for two writers on every handed-over shard.
+/// from the last renewal it saw, the holder stops a renew deadline after it sent it. A give-up
+/// keeps the same margin: it stops writing, waits that long, then releases. (Before, it
+/// released at once: with 300 ms of flight, 35 writes landed while the taker could write.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_shard_given_up_has_two_writers_while_the_givers_writes_are_in_flight() {
+async fn a_shard_given_up_waits_out_the_givers_writes_in_flight() {
     let api = FakeApi::new();
     let (a, b) = (replica(&api, "a"), replica(&api, "b"));
     let in_flight = StdDuration::from_millis(300);
@@ -556,13 +554,11 @@ async fn review_a_shard_given_up_has_two_writers_while_the_givers_writes_are_in_
     );
 }
 
-/// `--shards 1` → `--shards N` by `helm upgrade` (the chart's Deployment rolls with the default
-/// RollingUpdate: the new pod runs beside the old one until it is ready and the old one has
-/// stopped). The old pod leads on the base Lease `prescaler` and writes for every scaler; the
-/// new pod never looks at that Lease, takes every shard Lease (all free) and writes for every
-/// scaler too.
+/// `--shards 1` → `--shards N` in a rolling upgrade: the new pod runs beside the old leader of
+/// the base Lease, and takes no shard while that Lease is renewed. (Before, it never looked at
+/// it: both could write for 20 of 20 scalers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_shards_1_to_n_in_a_rolling_upgrade_has_two_writers_for_every_scaler() {
+async fn shards_wait_for_a_single_leader_of_shards_1_to_stop() {
     use prescaler::operator::leader::Leadership;
     let api = FakeApi::new();
     let mut base = LeaseSettings::new("prescaler".into(), "ops".into(), "old-pod".into());
@@ -591,12 +587,11 @@ async fn review_shards_1_to_n_in_a_rolling_upgrade_has_two_writers_for_every_sca
     );
 }
 
-/// `--shards 4` → `--shards 8` (the chart's values say to follow `replicaCount`) in a rolling
-/// upgrade: both generations use the same Lease names `prescaler-shard-<i>` but hash a scaler
-/// to different shards (`% 4` vs `% 8`); the new pod takes the free Leases 4..7 at once, while
-/// the old pod still holds 0..3. A scaler in old shard k and new shard k+4 has two writers.
+/// `--shards 4` → `--shards 8` in a rolling upgrade: the count is in the shard Leases' names,
+/// and the new pod takes nothing while a shard Lease of another count is renewed. (Before, both
+/// counts shared the names and hashed scalers differently: 22 of 40 scalers writable by both.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_shards_4_to_8_in_a_rolling_upgrade_has_two_writers() {
+async fn a_change_of_shard_count_waits_for_the_old_count_to_stop() {
     let api = FakeApi::new();
     let old = replica_of(&api, "old-pod", 4);
     let old_runs = start(&old);
@@ -636,21 +631,16 @@ fn lease_held_by(name: &str, holder: &str) -> serde_json::Value {
     })
 }
 
-/// Takes are made one after another in `round()`, each bounded by the whole renew deadline,
-/// and the held shards are renewed only at the start of the next round. Two writes that get no
-/// answer (a lost request, a stuck HTTP/2 stream, one API server replica stalling) while taking
-/// two free shards keep the round going for two renew deadlines: every shard already held
-/// passes its renew deadline mid-round and nothing is written for them until the next round
-/// takes them back — about a renew deadline later. In production (15 s / 10 s / 2 s) the next
-/// renewal comes 22 s after the last, past the lease duration: another replica takes them all.
-/// The single leader's `hold()` had nothing but its own renewal in its loop.
+/// The held shards are renewed beside the takes, not after them: two takes whose writes get no
+/// answer (each bounded by the renew deadline) do not hold the renewals back. (Before, in one
+/// loop, every held shard passed its renew deadline: 1.2 s with none writable.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_hung_takes_of_free_shards_stop_every_held_shard() {
+async fn hung_takes_of_free_shards_do_not_stop_the_renewals() {
     let api = FakeApi::new();
     // Shards 4 and 5 are held by someone else, who renews them every 200 ms.
     let others = [
-        shard_lease_name("prescaler", 4),
-        shard_lease_name("prescaler", 5),
+        shard_lease_name("prescaler", 4, SHARDS),
+        shard_lease_name("prescaler", 5, SHARDS),
     ];
     for o in &others {
         api.put(lease_held_by(o, "elsewhere"));
@@ -715,15 +705,11 @@ async fn review_hung_takes_of_free_shards_stop_every_held_shard() {
     );
 }
 
-/// A shard lost by its renew deadline is announced (`changes`) only when `held()` differs
-/// between the start and the end of one round. With renewals failing fast (API server 500s,
-/// 429s, connection refused), the deadline passes while `run()` sleeps between rounds: the
-/// next round starts without the shard in `before` and ends without it in `held()`, so nothing
-/// is sent — the lost shards' scalers are not re-looked at (their history and metrics stay
-/// until each one's next sync) and `prescaler_shards_held` (updated only on a change) keeps
-/// saying 6.
+/// A shard lost to its renew deadline while the rounds sleep (renewals failing fast: 500s) is
+/// announced: the controller forgets its scalers and `prescaler_shards_held` follows. (Before,
+/// only a change within one round was sent: a replica that lost all six said nothing.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_shards_lost_between_rounds_are_not_announced() {
+async fn shards_lost_between_rounds_are_announced() {
     let api = FakeApi::new();
     let a = replica(&api, "a");
     let a_runs = start(&a);
@@ -743,14 +729,11 @@ async fn review_shards_lost_between_rounds_are_not_announced() {
     );
 }
 
-/// The sweep for orphaned floors runs only where shard 0 is held (`may_sweep`), but the sweep
-/// a scaler deleted by hand *owes* (`forget_gone` → `sweep_owed`) is noticed only by the
-/// replica that reconciled it, i.e. the holder of its own shard. A floor-holding scaler of
-/// shard 1 deleted by hand (finalizer removed) leaves its floor raised for good: its holder
-/// may not sweep, the holder of shard 0 never knew the scaler and ran its start-up sweep long
-/// before. (Unsharded, the same test passes: `floors::a_floor_set_by_a_first_reconcile_…`.)
+/// A floor-holding scaler of shard 1 deleted by hand (its finalizer removed): the sweep it owes
+/// is run by the replica that saw it go, the holder of its shard. (Before, only the holder of
+/// shard 0 could sweep, and it never knew the scaler: the floor stayed at 9.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_a_floor_orphaned_in_a_shard_other_than_0_is_never_given_back() {
+async fn a_floor_orphaned_in_a_shard_other_than_0_is_given_back() {
     use prescaler::operator::controller::Settings;
     use prescaler::operator::shards::Election;
     use prescaler::operator::telemetry::{Health, Metrics};
@@ -833,4 +816,38 @@ async fn review_a_floor_orphaned_in_a_shard_other_than_0_is_never_given_back() {
         given_back,
         "{name}'s floor (9 over the HPA's own 2) still set 20 s after its scaler went by hand (1 s syncs)"
     );
+}
+
+/// `--shards N` → `--shards 1` in a rolling upgrade: the new single leader waits, before it
+/// takes its Lease, until no shard Lease is renewed; the sharded replica stops (releasing its
+/// shards) and the leader goes on at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_leader_waits_for_the_sharded_replicas_to_stop() {
+    use prescaler::operator::shards::wait_until_no_shard_is_held;
+    let api = FakeApi::new();
+    let old = replica(&api, "old-pod");
+    let old_runs = start(&old);
+    until(5, "the sharded replica holds its shards", &[&old], |n| {
+        n == [6]
+    })
+    .await;
+    let mut base = LeaseSettings::new("prescaler".into(), "ops".into(), "new-pod".into());
+    base.lease_duration = StdDuration::from_millis(1500);
+    base.renew_deadline = StdDuration::from_millis(1000);
+    base.retry = StdDuration::from_millis(200);
+    let waiting = tokio::spawn({
+        let client = api.client();
+        async move { wait_until_no_shard_is_held(client, &base).await }
+    });
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the single leader went ahead beside a replica renewing six shards"
+    );
+    old_runs.abort();
+    old.release_all().await;
+    tokio::time::timeout(StdDuration::from_secs(2), waiting)
+        .await
+        .expect("released shards let the single leader go on")
+        .unwrap();
 }

@@ -117,9 +117,17 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
             "scaled the operator to 0; waiting for its Lease"
         );
     }
-    let leases = operator_leases(client, &stop.lease).await?;
-    let acquire_all = futures::future::join_all(leases.iter().map(Leadership::acquire));
-    if tokio::time::timeout(stop.wait, acquire_all).await.is_err() {
+    let (base, shard_leases) = operator_leases(client, &stop.lease).await?;
+    // The shards' Leases first, then the single leader's: sharded replicas give their shards
+    // up to a live single leader's Lease (`shards::ShardSet::stand_aside`), so taking it first
+    // would have them yield to this command rather than make it wait for them to stop.
+    let acquire_all = async {
+        futures::future::join_all(shard_leases.iter().map(Leadership::acquire)).await;
+        base.acquire().await;
+    };
+    let timed_out = tokio::time::timeout(stop.wait, acquire_all).await.is_err();
+    let leases: Vec<Leadership> = std::iter::once(base).chain(shard_leases).collect();
+    if timed_out {
         return Err(Error::Config {
             what: "giving back floors".into(),
             message: format!(
@@ -141,7 +149,10 @@ async fn stop_then_give_back(client: &kube::Client, stop: Option<StopOperator>) 
 /// The operator's Lease and every shard Lease it has made (found by their labels, so that the
 /// shard count need not be given here): all are held while giving back, so that no replica of
 /// any shard writes meanwhile.
-async fn operator_leases(client: &kube::Client, base: &LeaseSettings) -> Result<Vec<Leadership>> {
+async fn operator_leases(
+    client: &kube::Client,
+    base: &LeaseSettings,
+) -> Result<(Leadership, Vec<Leadership>)> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &base.namespace);
     let selector = format!(
         "{}={},{}=shard",
@@ -154,14 +165,17 @@ async fn operator_leases(client: &kube::Client, base: &LeaseSettings) -> Result<
         api.list(&ListParams::default().labels(&selector)),
     )
     .await?;
-    let shard_leases = listed.items.iter().map(|l| LeaseSettings {
-        name: l.name_any(),
-        ..base.clone()
+    let shard_leases = listed.items.iter().map(|l| {
+        let settings = LeaseSettings {
+            name: l.name_any(),
+            ..base.clone()
+        };
+        Leadership::new(client.clone(), settings)
     });
-    Ok(std::iter::once(base.clone())
-        .chain(shard_leases)
-        .map(|s| Leadership::new(client.clone(), s))
-        .collect())
+    Ok((
+        Leadership::new(client.clone(), base.clone()),
+        shard_leases.collect(),
+    ))
 }
 
 /// Every floor first (a scaler without its finalizer must hold none), then the finalizers.

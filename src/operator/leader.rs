@@ -345,6 +345,12 @@ impl Leadership {
         // Lease at its next try, while this one would still be free to write until it had the
         // answer.
         self.lost();
+        self.release_held().await;
+    }
+
+    /// The release itself, once this replica has stopped writing (`lost`): only if the Lease
+    /// still names it.
+    pub(super) async fn release_held(&self) {
         let s = &self.settings;
         let release = async {
             let mut lease = self.api.get(&s.name).await?;

@@ -108,6 +108,9 @@ async fn run_operator(config: OperatorConfig) -> Result<()> {
                 identity = lease.settings().identity,
                 "waiting for leadership"
             );
+            // Not beside replicas of a sharded configuration still running (a `--shards`
+            // change rolling out): they write for the scalers of the shards they hold.
+            shards::wait_until_no_shard_is_held(client.clone(), lease.settings()).await;
             lease.acquire().await;
             health.set_leading();
             let election = Election::Leader(lease.clone());

@@ -24,7 +24,7 @@
 //! after its death may make another give up a shard it then takes back after a lease duration and
 //! a half. None of these makes two writers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,10 +64,13 @@ pub const MAX_SHARDS: u32 = 64;
 pub const GROUP_LABEL: &str = "prescaler.io/lease-group";
 /// `shard` or `member`.
 pub const ROLE_LABEL: &str = "prescaler.io/lease-role";
+/// The shard count of the replica that made the Lease (a shard's or a member's).
+pub const SHARDS_LABEL: &str = "prescaler.io/shards";
 
-/// A member Lease unchanged for this many lease durations belongs to a replica that is gone
-/// (its pod name will not come back): it is deleted, so that restarts do not pile them up.
-const STALE_MEMBER_DURATIONS: u32 = 10;
+/// A member Lease, or another shard count's shard Lease, unchanged for this many lease
+/// durations belongs to replicas that are gone (their pod names will not come back): it is
+/// deleted, so that restarts and changes of `--shards` do not pile them up.
+const STALE_LEASE_DURATIONS: u32 = 10;
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -84,16 +87,19 @@ pub fn shard_of(namespace: &str, name: &str, shards: u32) -> u32 {
     (hasher.finish() % u64::from(shards.max(1))) as u32
 }
 
-/// The name of shard `shard`'s Lease.
-pub fn shard_lease_name(base: &str, shard: u32) -> String {
-    format!("{base}-shard-{shard}")
+/// The name of shard `shard`'s Lease among `shards`. The count is in the name: replicas of
+/// another count (a `--shards` change rolling out) hash scalers to other shards, and must never
+/// hold a Lease of the same name as if it were the same shard.
+pub fn shard_lease_name(base: &str, shard: u32, shards: u32) -> String {
+    format!("{base}-shard-{shard}-of-{shards}")
 }
 
-/// Labels of the shard Leases (`role` = `shard`) and member Leases (`member`).
-fn lease_labels(base: &str, role: &str) -> BTreeMap<String, String> {
+/// Labels of the shard Leases (`role` = `shard`) and member Leases (`member`) of `shards`.
+fn lease_labels(base: &str, role: &str, shards: u32) -> BTreeMap<String, String> {
     BTreeMap::from([
         (GROUP_LABEL.to_string(), base.to_string()),
         (ROLE_LABEL.to_string(), role.to_string()),
+        (SHARDS_LABEL.to_string(), shards.to_string()),
     ])
 }
 
@@ -102,8 +108,8 @@ fn lease_labels(base: &str, role: &str) -> BTreeMap<String, String> {
 pub fn shard_leases(base: &LeaseSettings, shards: u32) -> Vec<LeaseSettings> {
     (0..shards)
         .map(|shard| LeaseSettings {
-            name: shard_lease_name(&base.name, shard),
-            labels: lease_labels(&base.name, "shard"),
+            name: shard_lease_name(&base.name, shard, shards),
+            labels: lease_labels(&base.name, "shard", shards),
             ..base.clone()
         })
         .collect()
@@ -200,15 +206,40 @@ fn preference(me: &str, shards: u32) -> Vec<u32> {
     order.into_iter().map(|(_, s)| s).collect()
 }
 
+/// What this replica saw of a Lease it does not hold (a member's, another shard count's, the
+/// single leader's): its holder and renew time, and when, by this replica's clock, they last
+/// changed.
+struct Seen {
+    holder: Option<String>,
+    renewed: Option<String>,
+    changed_at: Instant,
+}
+
+/// What one look at the group's Leases found.
+struct Group {
+    /// The live members of this shard count, this replica among them.
+    members: Vec<String>,
+    /// The lowest shard count of another configuration with a live Lease (1: the single
+    /// leader's Lease, `--shards 1`).
+    foreign: Option<u32>,
+    /// Leases of replicas long gone, to delete.
+    stale: Vec<Lease>,
+}
+
 /// This replica's shards: a Lease per shard, its own member Lease, and what it saw of the
-/// other members.
+/// others.
 pub struct ShardSet {
     base: LeaseSettings,
+    count: u32,
     shards: Vec<Leadership>,
     member: Leadership,
     leases: Api<Lease>,
-    /// Per member Lease name: its last renew time seen, and when (by this clock) it changed.
-    members: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    /// Per Lease name, what this replica saw of the Leases it does not hold.
+    seen: Mutex<HashMap<String, Seen>>,
+    /// Shards being given up: no longer written for, not yet released; not to be taken back.
+    giving_up: Mutex<HashSet<u32>>,
+    /// The shards held as last sent on `changes`.
+    announced: Mutex<Vec<u32>>,
     /// Bumped whenever the shards held change: the controller reconciles everything then.
     changes: watch::Sender<u64>,
 }
@@ -219,7 +250,7 @@ impl ShardSet {
     pub fn new(client: kube::Client, base: LeaseSettings, shards: u32) -> Self {
         let member = LeaseSettings {
             name: format!("{}-member-{}", base.name, base.identity),
-            labels: lease_labels(&base.name, "member"),
+            labels: lease_labels(&base.name, "member", shards),
             ..base.clone()
         };
         Self {
@@ -230,18 +261,21 @@ impl ShardSet {
             member: Leadership::new(client.clone(), member),
             leases: Api::namespaced(client, &base.namespace),
             base,
-            members: Mutex::default(),
+            count: shards,
+            seen: Mutex::default(),
+            giving_up: Mutex::default(),
+            announced: Mutex::default(),
             changes: watch::channel(0).0,
         }
     }
 
     pub fn count(&self) -> u32 {
-        self.shards.len() as u32
+        self.count
     }
 
     /// The shard of `namespace/name`.
     pub fn shard_of(&self, namespace: &str, name: &str) -> u32 {
-        shard_of(namespace, name, self.count())
+        shard_of(namespace, name, self.count)
     }
 
     /// Whether this replica may write for `shard` now: it holds its Lease and renewed it less
@@ -254,7 +288,7 @@ impl ShardSet {
 
     /// The shards this replica may write for now.
     pub fn held(&self) -> Vec<u32> {
-        (0..self.count()).filter(|&s| self.may_write(s)).collect()
+        (0..self.count).filter(|&s| self.may_write(s)).collect()
     }
 
     /// Notified whenever the shards held change.
@@ -271,65 +305,57 @@ impl ShardSet {
         &self.base
     }
 
-    /// Takes, renews and gives up shards every retry period, until the caller stops it.
+    /// Renews the shards held, and takes and gives up shards, every retry period, until the
+    /// caller stops it. The two run side by side, so that a take or a look that hangs (each is
+    /// bounded by the renew deadline) never delays a renewal: in one loop, two hung takes
+    /// held every shard past its renew deadline.
     pub async fn run(&self) {
-        loop {
-            self.round().await;
-            tokio::time::sleep(self.base.retry).await;
-        }
+        let renewing = async {
+            loop {
+                self.renew_held().await;
+                self.announce();
+                tokio::time::sleep(self.base.retry).await;
+            }
+        };
+        let coordinating = async {
+            loop {
+                self.coordinate().await;
+                self.announce();
+                tokio::time::sleep(self.base.retry).await;
+            }
+        };
+        tokio::join!(renewing, coordinating);
     }
 
-    /// One round: the member Lease renewed, the held shards renewed (or lost), the members
-    /// counted, and the moves made.
+    /// One round of both: the held shards renewed (or lost), then the members counted and the
+    /// moves made.
     pub async fn round(&self) {
-        let before = self.held();
-        if let Err(e) = self
-            .member
-            .try_acquire_or_renew(self.base.renew_deadline)
-            .await
-        {
-            warn!(error = %e, "shards: could not renew this replica's member Lease");
-        }
-        futures::future::join_all(self.shards.iter().map(|s| self.renew_or_look(s))).await;
-        let members = self.live_members().await;
-        let holders: Vec<Option<String>> = self.shards.iter().map(Leadership::holder).collect();
-        let free_for: Vec<Option<Duration>> =
-            self.shards.iter().map(Leadership::free_for).collect();
-        let moves = View {
-            shards: self.count(),
-            me: &self.base.identity,
-            members: &members,
-            holders: &holders,
-            free_for: &free_for,
-            unclaimed_after: self.base.lease_duration,
-        }
-        .moves();
-        for shard in moves.take {
-            let lease = &self.shards[shard as usize];
-            if let Ok(true) = lease.try_acquire_or_renew(self.base.renew_deadline).await {
-                info!(shard, identity = self.base.identity, "took a shard");
-            }
-        }
-        if let Some(shard) = moves.give_up {
-            info!(
-                shard,
-                members = members.len(),
-                "giving a shard up to a member with fewer"
-            );
-            self.shards[shard as usize].release().await;
-        }
-        if self.held() != before {
+        self.renew_held().await;
+        self.coordinate().await;
+        self.announce();
+    }
+
+    /// Sends a change when the shards that may be written for differ from those last sent:
+    /// whenever they changed (a renew deadline that passed between two rounds included).
+    fn announce(&self) {
+        let held = self.held();
+        let mut announced = locked(&self.announced);
+        if *announced != held {
+            *announced = held;
             self.changes.send_modify(|n| *n += 1);
         }
     }
 
-    /// A held shard renewed within what is left of its deadline (else lost); any other read.
-    async fn renew_or_look(&self, lease: &Leadership) {
+    /// Renews every shard held, each within what is left of its renew deadline; a shard not
+    /// renewed in time, or found held by another, is lost (nothing more is written for it).
+    async fn renew_held(&self) {
+        let held = self.shards.iter().filter(|l| l.renewed_at().is_some());
+        futures::future::join_all(held.map(|lease| self.renew(lease))).await;
+    }
+
+    async fn renew(&self, lease: &Leadership) {
         let name = &lease.settings().name;
         let Some(renewed) = lease.renewed_at() else {
-            if let Err(e) = lease.look(self.base.renew_deadline).await {
-                warn!(lease = name, error = %e, "shards: could not read a shard's Lease");
-            }
             return;
         };
         let left = (renewed + self.base.renew_deadline).saturating_duration_since(Instant::now());
@@ -353,82 +379,206 @@ impl ShardSet {
         }
     }
 
-    /// The identities of the live members: this replica, and every member Lease whose renewal
-    /// this replica saw change less than a lease duration ago. Member Leases unchanged for
-    /// `STALE_MEMBER_DURATIONS` are deleted.
-    async fn live_members(&self) -> Vec<String> {
-        let me = self.base.identity.clone();
-        let selector = format!("{GROUP_LABEL}={},{ROLE_LABEL}=member", self.base.name);
-        let listed = tokio::time::timeout(
-            self.base.renew_deadline,
-            self.leases.list(&ListParams::default().labels(&selector)),
-        )
-        .await;
-        let leases = match listed {
-            Ok(Ok(list)) => list.items,
-            Ok(Err(e)) => {
-                warn!(error = %e, "shards: could not list the member Leases");
-                return self.members_as_last_seen();
+    /// The member Lease renewed, the shards not held looked at, the group's Leases read, and
+    /// the moves made: none while replicas of another shard count still hold a live Lease.
+    async fn coordinate(&self) {
+        if let Err(e) = self
+            .member
+            .try_acquire_or_renew(self.base.renew_deadline)
+            .await
+        {
+            warn!(error = %e, "shards: could not renew this replica's member Lease");
+        }
+        let not_held = self.shards.iter().filter(|l| l.renewed_at().is_none());
+        futures::future::join_all(not_held.map(|l| async {
+            if let Err(e) = l.look(self.base.renew_deadline).await {
+                warn!(lease = l.settings().name, error = %e, "shards: could not read a shard's Lease");
             }
-            Err(_) => {
-                warn!("shards: the member Leases were not listed in time");
-                return self.members_as_last_seen();
+        }))
+        .await;
+        let Some(group) = self.read_group().await else {
+            // Who else runs is unknown: renew what is held (the other loop does), take nothing.
+            return;
+        };
+        for lease in &group.stale {
+            self.delete_stale(lease).await;
+        }
+        if let Some(foreign) = group.foreign {
+            self.stand_aside(foreign).await;
+            return;
+        }
+        let holders: Vec<Option<String>> = self.shards.iter().map(Leadership::holder).collect();
+        let free_for: Vec<Option<Duration>> =
+            self.shards.iter().map(Leadership::free_for).collect();
+        let moves = View {
+            shards: self.count,
+            me: &self.base.identity,
+            members: &group.members,
+            holders: &holders,
+            free_for: &free_for,
+            unclaimed_after: self.base.lease_duration,
+        }
+        .moves();
+        let giving_up = locked(&self.giving_up).clone();
+        let takes = moves.take.into_iter().filter(|s| !giving_up.contains(s));
+        futures::future::join_all(takes.map(|shard| async move {
+            let lease = &self.shards[shard as usize];
+            if let Ok(true) = lease.try_acquire_or_renew(self.base.renew_deadline).await {
+                info!(shard, identity = self.base.identity, "took a shard");
+            }
+        }))
+        .await;
+        if let Some(shard) = moves.give_up {
+            info!(
+                shard,
+                members = group.members.len(),
+                "giving a shard up to a member with fewer"
+            );
+            self.give_up(shard).await;
+        }
+    }
+
+    /// Replicas of another shard count hold a live Lease (a `--shards` change rolling out, or
+    /// `--shards 1`'s single leader): they hash scalers to other shards, so both writing would
+    /// make two writers. This replica takes nothing meanwhile; and should both hold shards
+    /// (both started while neither held any), the larger count gives all of its up, so that
+    /// one side always goes on.
+    async fn stand_aside(&self, foreign: u32) {
+        let held = self.held();
+        if foreign < self.count && !held.is_empty() {
+            warn!(
+                shards = self.count,
+                other = foreign,
+                "replicas with another --shards hold Leases too: giving every shard up to them"
+            );
+            futures::future::join_all(held.into_iter().map(|s| self.give_up(s))).await;
+        } else {
+            info!(
+                shards = self.count,
+                other = foreign,
+                "waiting for the replicas with another --shards to stop"
+            );
+        }
+    }
+
+    /// Stops writing for `shard` at once, then waits out the writes already past their check
+    /// before it releases the Lease: the lease duration less the renew deadline, the margin
+    /// that a replica taking a shard after its holder stopped renewing leaves as well. Released
+    /// at once, a write checked before the give-up and still in flight landed after the taker's
+    /// first.
+    async fn give_up(&self, shard: u32) {
+        let lease = &self.shards[shard as usize];
+        if !lease.may_write() {
+            return;
+        }
+        locked(&self.giving_up).insert(shard);
+        lease.lost();
+        self.announce();
+        let margin = self
+            .base
+            .lease_duration
+            .saturating_sub(self.base.renew_deadline);
+        tokio::time::sleep(margin).await;
+        lease.release_held().await;
+        locked(&self.giving_up).remove(&shard);
+    }
+
+    /// Lists the group's Leases (members and the shard Leases of every count) and reads the
+    /// single leader's: the live members of this count, the lowest other count with a live
+    /// Lease, and the Leases long gone. `None` when either read failed.
+    async fn read_group(&self) -> Option<Group> {
+        let selector = format!("{GROUP_LABEL}={}", self.base.name);
+        let timeout = self.base.renew_deadline;
+        let params = ListParams::default().labels(&selector);
+        let listed = tokio::time::timeout(timeout, self.leases.list(&params));
+        let single = tokio::time::timeout(timeout, self.leases.get_opt(&self.base.name));
+        let (listed, single) = futures::join!(listed, single);
+        let (leases, single) = match (listed, single) {
+            (Ok(Ok(list)), Ok(Ok(single))) => (list.items, single),
+            (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
+                warn!(error = %e, "shards: could not read the group's Leases");
+                return None;
+            }
+            _ => {
+                warn!("shards: the group's Leases were not read in time");
+                return None;
             }
         };
-        let stale_after = self.base.lease_duration * STALE_MEMBER_DURATIONS;
-        let mut stale = Vec::new();
-        {
-            let mut seen = locked(&self.members);
-            seen.retain(|name, _| leases.iter().any(|l| l.name_any() == *name));
-            for lease in &leases {
-                let renewed = lease
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.renew_time.as_ref())
-                    .map(|t| t.0.to_string());
-                let entry = seen
-                    .entry(lease.name_any())
-                    .or_insert_with(|| (renewed.clone(), Instant::now()));
-                if entry.0 != renewed {
-                    *entry = (renewed, Instant::now());
-                }
-                if entry.1.elapsed() >= stale_after {
-                    stale.push(lease.clone());
-                }
-            }
-        }
-        for lease in stale {
-            self.delete_stale(&lease).await;
-        }
-        self.live_among(&leases, me)
+        Some(self.judge(leases.iter().chain(single.as_ref())))
     }
 
-    /// The live members from the leases listed.
-    fn live_among(&self, leases: &[Lease], me: String) -> Vec<String> {
-        let seen = locked(&self.members);
-        let mut live: Vec<String> = leases
+    /// What the Leases read say (see `read_group`).
+    fn judge<'l>(&self, leases: impl Iterator<Item = &'l Lease>) -> Group {
+        let mine: HashSet<&str> = self
+            .shards
             .iter()
-            .filter(|l| {
-                seen.get(&l.name_any())
-                    .is_some_and(|(_, at)| at.elapsed() < self.base.lease_duration)
-            })
-            .filter_map(|l| l.spec.as_ref()?.holder_identity.clone())
-            .filter(|h| !h.is_empty() && *h != me)
+            .map(|l| l.settings().name.as_str())
             .collect();
-        live.push(me);
-        live.sort();
-        live.dedup();
-        live
+        let stale_after = self.base.lease_duration * STALE_LEASE_DURATIONS;
+        let mut group = Group {
+            members: vec![self.base.identity.clone()],
+            foreign: None,
+            stale: Vec::new(),
+        };
+        let mut seen = locked(&self.seen);
+        let mut present = HashSet::new();
+        for lease in leases {
+            let name = lease.name_any();
+            if mine.contains(name.as_str()) || name == self.member.settings().name {
+                continue;
+            }
+            let spec = lease.spec.as_ref();
+            let holder = spec
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty());
+            let renewed = spec
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| t.0.to_string());
+            let entry = seen.entry(name.clone()).or_insert_with(|| Seen {
+                holder: holder.clone(),
+                renewed: renewed.clone(),
+                changed_at: Instant::now(),
+            });
+            if entry.holder != holder || entry.renewed != renewed {
+                *entry = Seen {
+                    holder: holder.clone(),
+                    renewed,
+                    changed_at: Instant::now(),
+                };
+            }
+            let age = entry.changed_at.elapsed();
+            let live = holder.is_some() && age < self.base.lease_duration;
+            let label = |key: &str| lease.labels().get(key).cloned();
+            let count = label(SHARDS_LABEL).and_then(|c| c.parse::<u32>().ok());
+            match (name == self.base.name, label(ROLE_LABEL).as_deref()) {
+                (true, _) if live => group.foreign = Some(1),
+                (true, _) => {}
+                (false, Some("member")) if count == Some(self.count) => {
+                    if let Some(h) = holder.filter(|_| live) {
+                        group.members.push(h);
+                    }
+                }
+                // Another count's shard Lease, held: its replicas write. (Their members alone
+                // do not count: they run, but hold nothing yet.)
+                (false, Some("shard")) if live => {
+                    let other = count.unwrap_or(0);
+                    group.foreign = Some(group.foreign.map_or(other, |f| f.min(other)));
+                }
+                _ => {}
+            }
+            if name != self.base.name && !live && age >= stale_after {
+                group.stale.push(lease.clone());
+            }
+            present.insert(name);
+        }
+        seen.retain(|name, _| present.contains(name));
+        group.members.sort();
+        group.members.dedup();
+        group
     }
 
-    /// When the members cannot be listed: this replica alone, so that it takes only shards
-    /// nobody holds (it renews what it holds, and gives nothing up on a guess).
-    fn members_as_last_seen(&self) -> Vec<String> {
-        vec![self.base.identity.clone()]
-    }
-
-    /// Deletes a member Lease that has not changed for `STALE_MEMBER_DURATIONS`, on the
-    /// condition that it is still the version read (a member that came back keeps its Lease).
+    /// Deletes a Lease of replicas long gone, on the condition that it is still the version
+    /// read (a replica that came back keeps its Lease).
     async fn delete_stale(&self, lease: &Lease) {
         let name = lease.name_any();
         let params = DeleteParams {
@@ -441,20 +591,15 @@ impl ShardSet {
         match tokio::time::timeout(self.base.renew_deadline, self.leases.delete(&name, &params))
             .await
         {
-            Ok(Ok(_)) => info!(
-                lease = name,
-                "deleted the member Lease of a replica long gone"
-            ),
-            Ok(Err(e)) => warn!(lease = name, error = %e, "could not delete a stale member Lease"),
-            Err(_) => warn!(
-                lease = name,
-                "could not delete a stale member Lease in time"
-            ),
+            Ok(Ok(_)) => info!(lease = name, "deleted the Lease of a replica long gone"),
+            Ok(Err(e)) => warn!(lease = name, error = %e, "could not delete a stale Lease"),
+            Err(_) => warn!(lease = name, "could not delete a stale Lease in time"),
         }
     }
 
-    /// Gives every shard up and deletes this replica's member Lease (on a graceful stop), so
-    /// that the other replicas take the shards at once and count one member fewer.
+    /// Gives every shard up and deletes this replica's member Lease (on a graceful stop, the
+    /// controller stopped), so that the other replicas take the shards at once and count one
+    /// member fewer.
     pub async fn release_all(&self) {
         futures::future::join_all(self.shards.iter().map(Leadership::release)).await;
         let name = &self.member.settings().name;
@@ -463,7 +608,42 @@ impl ShardSet {
             self.leases.delete(name, &DeleteParams::default()),
         )
         .await;
-        self.changes.send_modify(|n| *n += 1);
+        self.announce();
+    }
+}
+
+/// Before the single leader (`--shards 1`) takes its Lease: waits until no shard Lease of any
+/// count has changed for a lease duration while held, so that it never writes beside replicas
+/// of a sharded configuration still running (a `--shards` change rolling out). Should both
+/// start at once, the sharded replicas give their shards up (`ShardSet::stand_aside`).
+pub async fn wait_until_no_shard_is_held(client: kube::Client, base: &LeaseSettings) {
+    let set = ShardSet::new(client, base.clone(), 1);
+    let mut told = false;
+    loop {
+        let selector = format!("{GROUP_LABEL}={},{ROLE_LABEL}=shard", base.name);
+        let listed = tokio::time::timeout(
+            base.renew_deadline,
+            set.leases.list(&ListParams::default().labels(&selector)),
+        )
+        .await;
+        match listed {
+            Ok(Ok(list)) => {
+                let group = set.judge(list.items.iter());
+                let Some(count) = group.foreign else {
+                    return;
+                };
+                if !told {
+                    info!(
+                        shards = count,
+                        "waiting for the replicas with --shards to stop"
+                    );
+                    told = true;
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "could not list the shard Leases"),
+            Err(_) => warn!("the shard Leases were not listed in time"),
+        }
+        tokio::time::sleep(base.retry).await;
     }
 }
 

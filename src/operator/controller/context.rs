@@ -257,6 +257,14 @@ impl Context {
             && self.shards.as_ref().is_none_or(|s| s.may_write(0))
     }
 
+    /// Whether this replica may run a sweep for floors that a scaler it reconciled left when
+    /// it went by hand (`forget_gone`): the leader, or with shards a holder of any shard — the
+    /// one that saw the scaler go is the holder of its shard, not necessarily of shard 0.
+    pub(super) fn may_sweep_owed(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.may_write())
+            && self.shards.as_ref().is_none_or(|s| !s.held().is_empty())
+    }
+
     /// Whether `ps` is this replica's to reconcile: without shards every scaler is (the writes
     /// are gated by the Lease), with shards only those of the shards it holds.
     pub(super) fn owns(&self, ps: &PredictiveScaler) -> bool {

@@ -42,15 +42,19 @@ pub(super) async fn release_orphaned_floors(ctx: Arc<Context>) {
         }
     }
     loop {
-        if ctx.may_sweep() && sweep_orphaned_floors(&ctx).await {
+        if ctx.may_sweep() && sweep_orphaned_floors(&ctx, &|| ctx.may_sweep()).await {
             return;
         }
         tokio::time::sleep(ctx.settings.orphan_sweep_retry).await;
     }
 }
 
-/// One sweep for orphaned floors; whether it gave back every one it found.
-pub(super) async fn sweep_orphaned_floors(ctx: &Context) -> bool {
+/// One sweep for orphaned floors, each write gated by `may_write`; whether it gave back every
+/// one it found.
+pub(super) async fn sweep_orphaned_floors(
+    ctx: &Context,
+    may_write: &(dyn Fn() -> bool + Sync),
+) -> bool {
     let live_uids = || -> std::collections::HashSet<String> {
         ctx.scalers.state().iter().filter_map(|s| s.uid()).collect()
     };
@@ -63,7 +67,7 @@ pub(super) async fn sweep_orphaned_floors(ctx: &Context) -> bool {
         Owners::NotLive(&is_live),
         ctx.settings.keda,
         // Checked before each write: a long sweep outlasts a lost Lease.
-        &|| ctx.may_sweep(),
+        may_write,
     )
     .await;
     for r in &sweep.released {

@@ -84,8 +84,8 @@ pub async fn run(
             loop {
                 every.tick().await;
                 sweep_owed |= ctx.forget_gone().await;
-                if sweep_owed && ctx.may_sweep() && tokio::time::Instant::now() >= not_before {
-                    sweep_owed = !sweep_orphaned_floors(&ctx).await;
+                if sweep_owed && ctx.may_sweep_owed() && tokio::time::Instant::now() >= not_before {
+                    sweep_owed = !sweep_orphaned_floors(&ctx, &|| ctx.may_sweep_owed()).await;
                     not_before = tokio::time::Instant::now() + ctx.settings.orphan_sweep_retry;
                 }
             }
