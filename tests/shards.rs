@@ -22,13 +22,19 @@ use support::prometheus::TestPrometheus;
 
 const SHARDS: u32 = 6;
 
-/// A replica's shards, with client-go's 15 s / 10 s / 2 s scaled down.
-fn replica(api: &FakeApi, identity: &str) -> Arc<ShardSet> {
+/// The operator's Lease settings for `identity`, with client-go's 15 s / 10 s / 2 s scaled
+/// down.
+fn scaled(identity: &str) -> LeaseSettings {
     let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
     s.lease_duration = StdDuration::from_millis(1500);
     s.renew_deadline = StdDuration::from_millis(1000);
     s.retry = StdDuration::from_millis(200);
-    Arc::new(ShardSet::new(api.client(), s, SHARDS))
+    s
+}
+
+/// A replica's shards, with the durations scaled down.
+fn replica(api: &FakeApi, identity: &str) -> Arc<ShardSet> {
+    replica_of(api, identity, SHARDS)
 }
 
 /// Runs a replica's rounds on a task: aborting it is a kill (nothing given up), or a pause
@@ -392,13 +398,9 @@ async fn giving_back_waits_for_every_shard_lease() {
     })
     .await;
     let hook = |wait_ms: u64| {
-        let mut lease = LeaseSettings::new("prescaler".into(), "ops".into(), "hook".into());
-        lease.lease_duration = StdDuration::from_millis(1500);
-        lease.renew_deadline = StdDuration::from_millis(1000);
-        lease.retry = StdDuration::from_millis(200);
         Some(StopOperator {
             deployment: None,
-            lease,
+            lease: scaled("hook"),
             wait: StdDuration::from_millis(wait_ms),
         })
     };
@@ -438,13 +440,9 @@ async fn giving_back_waits_for_every_shard_lease() {
 // lost shards announced, and the sweep a deleted scaler owes.
 // ---------------------------------------------------------------------------------------------
 
-/// A replica of `shards` shards, with the same scaled-down durations as `replica`.
+/// A replica of `shards` shards, with the durations scaled down.
 fn replica_of(api: &FakeApi, identity: &str, shards: u32) -> Arc<ShardSet> {
-    let mut s = LeaseSettings::new("prescaler".into(), "ops".into(), identity.into());
-    s.lease_duration = StdDuration::from_millis(1500);
-    s.renew_deadline = StdDuration::from_millis(1000);
-    s.retry = StdDuration::from_millis(200);
-    Arc::new(ShardSet::new(api.client(), s, shards))
+    Arc::new(ShardSet::new(api.client(), scaled(identity), shards))
 }
 
 /// Writes as the controller makes them: `may_write` asked, then the request in flight for
@@ -561,11 +559,7 @@ async fn a_shard_given_up_waits_out_the_givers_writes_in_flight() {
 async fn shards_wait_for_a_single_leader_of_shards_1_to_stop() {
     use prescaler::operator::leader::Leadership;
     let api = FakeApi::new();
-    let mut base = LeaseSettings::new("prescaler".into(), "ops".into(), "old-pod".into());
-    base.lease_duration = StdDuration::from_millis(1500);
-    base.renew_deadline = StdDuration::from_millis(1000);
-    base.retry = StdDuration::from_millis(200);
-    let old = Arc::new(Leadership::new(api.client(), base));
+    let old = Arc::new(Leadership::new(api.client(), scaled("old-pod")));
     old.acquire().await;
     let holding = tokio::spawn({
         let old = old.clone();
@@ -831,10 +825,7 @@ async fn a_single_leader_waits_for_the_sharded_replicas_to_stop() {
         n == [6]
     })
     .await;
-    let mut base = LeaseSettings::new("prescaler".into(), "ops".into(), "new-pod".into());
-    base.lease_duration = StdDuration::from_millis(1500);
-    base.renew_deadline = StdDuration::from_millis(1000);
-    base.retry = StdDuration::from_millis(200);
+    let base = scaled("new-pod");
     let waiting = tokio::spawn({
         let client = api.client();
         async move { wait_until_no_shard_is_held(client, &base).await }
