@@ -74,6 +74,24 @@ fn on_grid(start: DateTime<Utc>, step: Duration, t: DateTime<Utc>) -> DateTime<U
     start + Duration::seconds((offset.div_ceil(step_s as u64) * step_s as u64) as i64)
 }
 
+impl Tiered {
+    /// A read the long-term store failed (down, slow, refusing), made from Prometheus instead:
+    /// what Prometheus keeps is less history, and `HistoryAvailable` says how much; failing the
+    /// whole read would leave the scaler without its live load, holding whatever it has while
+    /// the load rises.
+    async fn live_instead<T>(
+        &self,
+        failed: crate::Error,
+        live: crate::history::BoxedRead<'_, T>,
+    ) -> Result<T> {
+        tracing::warn!(
+            error = %failed,
+            "the long-term history source failed; reading from Prometheus alone"
+        );
+        live.await
+    }
+}
+
 impl RangeSource for Tiered {
     /// Prometheus' own: a read that takes half of it marks its namespace slow
     /// (`operator::fair_queue`), and the reads at every sync are Prometheus'. A history's first
@@ -92,7 +110,14 @@ impl RangeSource for Tiered {
         if end - start <= LIVE_SPAN {
             return self.live.range_boxed(query, start, end, step).await;
         }
-        let older = self.long_term.range_boxed(query, start, end, step).await?;
+        let older = match self.long_term.range_boxed(query, start, end, step).await {
+            Ok(older) => older,
+            Err(e) => {
+                return self
+                    .live_instead(e, self.live.range_boxed(query, start, end, step))
+                    .await;
+            }
+        };
         let live_from = on_grid(start, step, end - LIVE_SPAN);
         let newer = self.live.range_boxed(query, live_from, end, step).await?;
         Ok(overlay(older, newer))
@@ -106,9 +131,17 @@ impl RangeSource for Tiered {
         block: Duration,
         step: Duration,
     ) -> Result<Vec<BlockMean>> {
-        self.long_term
+        match self
+            .long_term
             .block_means_boxed(query, start, end, block, step)
             .await
+        {
+            Ok(means) => Ok(means),
+            Err(e) => {
+                let live = self.live.block_means_boxed(query, start, end, block, step);
+                self.live_instead(e, live).await
+            }
+        }
     }
 
     async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
@@ -236,6 +269,69 @@ mod tests {
         );
         assert_eq!(
             store.reads(),
+            [format!("range {q} 168h"), format!("blocks {q}")]
+        );
+    }
+
+    /// A long-term store that answers nothing but errors (down, or refusing).
+    struct Down;
+
+    impl RangeSource for Down {
+        async fn range(
+            &self,
+            query: &str,
+            _start: DateTime<Utc>,
+            _end: DateTime<Utc>,
+            _step: Duration,
+        ) -> Result<Vec<(DateTime<Utc>, f64)>> {
+            Err(crate::Error::Config {
+                what: format!("the store, for {query}"),
+                message: "connection refused".into(),
+            })
+        }
+
+        async fn block_means(
+            &self,
+            query: &str,
+            start: DateTime<Utc>,
+            end: DateTime<Utc>,
+            _block: Duration,
+            step: Duration,
+        ) -> Result<Vec<BlockMean>> {
+            self.range(query, start, end, step)
+                .await
+                .map(|_| Vec::new())
+        }
+
+        async fn probe(&self, _query: &str, _at: DateTime<Utc>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_fails_leaves_the_history_to_prometheus() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap();
+        let live = Store::new(now - Duration::days(3), 2.0);
+        let tiered = Tiered::new(live.clone(), Arc::new(Down));
+        let q = "sum(x{namespace=\"shop\"})";
+        let week = tiered
+            .range(q, now - Duration::days(7), now, Duration::minutes(1))
+            .await
+            .expect("Prometheus answers what it keeps");
+        assert_eq!(week.len(), 3 * 1440 + 1, "Prometheus' three days");
+        assert!(week.iter().all(|(_, v)| *v == 2.0));
+        tiered
+            .block_means(
+                q,
+                now - Duration::days(28),
+                now - Duration::days(2),
+                Duration::minutes(5),
+                Duration::minutes(1),
+            )
+            .await
+            .expect("from Prometheus");
+        assert_eq!(
+            live.reads(),
             [format!("range {q} 168h"), format!("blocks {q}")]
         );
     }
