@@ -334,8 +334,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run_operator(args: RunArgs) -> Result<()> {
     prescaler::operator::telemetry::init_logging(args.log_format);
     let prometheus = args.prometheus.config(args.prometheus_timeout)?;
+    // Two replicas with one identity would both hold the Lease (each renews the other's), so
+    // the last fallback is random too: a process id alone repeats across containers (pid 1).
     let identity = args.identity.unwrap_or_else(|| {
-        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("prescaler-{}", std::process::id()))
+        std::env::var("HOSTNAME").unwrap_or_else(|_| {
+            format!("prescaler-{}-{:08x}", std::process::id(), fastrand::u32(..))
+        })
     });
     if args.no_leader_election && args.shards > 1 {
         return Err(Error::Config {
