@@ -131,7 +131,7 @@ impl Leadership {
             // (deleted by a person, a namespace clean-up, an etcd restore), is treated as still
             // held until its duration has passed since then: its holder may not have noticed
             // yet and still writes. Created at once, both wrote for about 7 s.
-            if self.held_by_other_within_duration() {
+            if self.other_holder().is_some() {
                 return Ok(false);
             }
             let lease = Lease {
@@ -184,7 +184,7 @@ impl Leadership {
 
     /// Records the Lease as read now (`None`: there is none). A change restarts the lease
     /// duration a candidate waits, as client-go's `observedTime`; a Lease that is gone keeps the
-    /// record of the last one seen (see `held_by_other_within_duration`), and one never seen
+    /// record of the last one seen (see `acquire_or_renew`), and one never seen
     /// starts its wait at the first look.
     fn saw(&self, current: Option<&LeaseSpec>) {
         let mut seen = self.observed();
@@ -261,21 +261,6 @@ impl Leadership {
         self.observed().renewed_at = None;
     }
 
-    /// Whether the last Lease this replica saw named another holder, less than a lease duration
-    /// ago.
-    fn held_by_other_within_duration(&self) -> bool {
-        let seen = self.observed();
-        let other = seen
-            .record
-            .as_ref()
-            .and_then(|r| r.holder_identity.as_deref())
-            .is_some_and(|h| !h.is_empty() && h != self.settings.identity);
-        other
-            && seen
-                .changed_at
-                .is_some_and(|t| t.elapsed() < self.settings.lease_duration)
-    }
-
     /// Records a won round, as of `sent_at`, when its write was sent — not when its answer came.
     /// The API server applied the write at some instant after `sent_at`, and a standby counts
     /// `lease_duration` from when it saw that write, later still; so `renew_deadline` counted
@@ -308,29 +293,42 @@ impl Leadership {
     /// Renews the Lease every `retry` until a renewal has not succeeded within `renew_deadline`
     /// or another replica holds it; then returns, and the caller must stop acting.
     pub async fn hold(&self) {
-        let s = &self.settings;
         loop {
-            tokio::time::sleep(s.retry).await;
-            let deadline = self
-                .renewed_at()
-                .map_or(Instant::now(), |t| t + s.renew_deadline);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                warn!(
-                    lease = s.name,
-                    "could not renew the Lease within the renew deadline"
-                );
+            tokio::time::sleep(self.settings.retry).await;
+            if !self.renew_once().await {
                 return;
             }
-            match self.try_acquire_or_renew(left).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(lease = s.name, "another replica holds the Lease now");
-                    // Not one more write: `may_write` would say yes until the renew deadline.
-                    self.observed().renewed_at = None;
-                    return;
-                }
-                Err(e) => warn!(error = %e, "leader election: renewal failed"),
+        }
+    }
+
+    /// One renewal, within what is left of the renew deadline. `false` when the Lease is lost
+    /// (the deadline passed, or another replica holds it): nothing more may be written from
+    /// then on. A renewal that failed within the deadline is only logged; the next one retries.
+    pub(super) async fn renew_once(&self) -> bool {
+        let s = &self.settings;
+        let deadline = self
+            .renewed_at()
+            .map_or(Instant::now(), |t| t + s.renew_deadline);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            warn!(
+                lease = s.name,
+                "could not renew the Lease within the renew deadline"
+            );
+            self.lost();
+            return false;
+        }
+        match self.try_acquire_or_renew(left).await {
+            Ok(true) => true,
+            Ok(false) => {
+                warn!(lease = s.name, "another replica holds the Lease now");
+                // Not one more write: `may_write` would say yes until the renew deadline.
+                self.lost();
+                false
+            }
+            Err(e) => {
+                warn!(lease = s.name, error = %e, "leader election: renewal failed");
+                true
             }
         }
     }

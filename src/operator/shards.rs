@@ -350,33 +350,7 @@ impl ShardSet {
     /// renewed in time, or found held by another, is lost (nothing more is written for it).
     async fn renew_held(&self) {
         let held = self.shards.iter().filter(|l| l.renewed_at().is_some());
-        futures::future::join_all(held.map(|lease| self.renew(lease))).await;
-    }
-
-    async fn renew(&self, lease: &Leadership) {
-        let name = &lease.settings().name;
-        let Some(renewed) = lease.renewed_at() else {
-            return;
-        };
-        let left = (renewed + self.base.renew_deadline).saturating_duration_since(Instant::now());
-        let renewed = match left.is_zero() {
-            true => Err("the renew deadline passed".to_string()),
-            false => lease.try_acquire_or_renew(left).await,
-        };
-        match renewed {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(lease = name, "another replica holds this shard now");
-                lease.lost();
-            }
-            Err(e) if lease.may_write() => {
-                warn!(lease = name, error = %e, "shards: renewal failed; retrying")
-            }
-            Err(e) => {
-                warn!(lease = name, error = %e, "shards: lost a shard: not renewed in time");
-                lease.lost();
-            }
-        }
+        futures::future::join_all(held.map(Leadership::renew_once)).await;
     }
 
     /// The member Lease renewed, the shards not held looked at, the group's Leases read, and

@@ -239,34 +239,35 @@ impl Context {
         }
     }
 
-    /// Whether this replica may write for `ps` now: it leads (or runs without election), and,
-    /// with shards, it holds the shard of `ps`.
-    pub(super) fn may_write(&self, ps: &PredictiveScaler) -> bool {
+    /// Whether this replica leads: it holds the Lease (or runs without election, or with
+    /// shards, whose Leases the checks below read).
+    fn leads(&self) -> bool {
         self.leadership.as_ref().is_none_or(|l| l.may_write())
-            && self
-                .shards
-                .as_ref()
-                .is_none_or(|s| s.may_write(self.shard_of(s, ps)))
+    }
+
+    /// Whether this replica may write for `ps` now: it leads and, with shards, holds the shard
+    /// of `ps`.
+    pub(super) fn may_write(&self, ps: &PredictiveScaler) -> bool {
+        self.leads() && self.owns(ps)
     }
 
     /// Whether this replica may do what concerns every scaler (the sweep for floors whose
     /// scaler is gone, found by uid, so no shard of theirs is known): the leader, or with shards
     /// the holder of shard 0.
     pub(super) fn may_sweep(&self) -> bool {
-        self.leadership.as_ref().is_none_or(|l| l.may_write())
-            && self.shards.as_ref().is_none_or(|s| s.may_write(0))
+        self.leads() && self.shards.as_ref().is_none_or(|s| s.may_write(0))
     }
 
     /// Whether this replica may run a sweep for floors that a scaler it reconciled left when
     /// it went by hand (`forget_gone`): the leader, or with shards a holder of any shard — the
     /// one that saw the scaler go is the holder of its shard, not necessarily of shard 0.
     pub(super) fn may_sweep_owed(&self) -> bool {
-        self.leadership.as_ref().is_none_or(|l| l.may_write())
-            && self.shards.as_ref().is_none_or(|s| !s.held().is_empty())
+        self.leads() && self.shards.as_ref().is_none_or(|s| !s.held().is_empty())
     }
 
     /// Whether `ps` is this replica's to reconcile: without shards every scaler is (the writes
-    /// are gated by the Lease), with shards only those of the shards it holds.
+    /// are gated by the Lease), with shards only those of the shards it holds (and may write
+    /// for now).
     pub(super) fn owns(&self, ps: &PredictiveScaler) -> bool {
         self.shards
             .as_ref()
