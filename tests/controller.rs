@@ -68,7 +68,8 @@ async fn a_recurring_spike_is_scaled_for_before_it_arrives_without_a_prometheus(
         "QuerySucceeded",
     )
     .unwrap();
-    assert!(source.reads() >= 3, "{} reads", source.reads());
+    // Read through the scripted source: at least the cold read (a probe and the span).
+    assert!(source.reads() >= 2, "{} reads", source.reads());
 }
 
 /// Eight days of steady traffic whose every minute differs from the one before: 100/s and

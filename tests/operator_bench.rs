@@ -9,7 +9,9 @@
 //! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
 //! window, default 120; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`;
 //! `PRESCALER_BENCH_REPLICAS` R > 1 runs R processes with `--shards R`, each reported, the
-//! rates summed; `PRESCALER_BENCH_COLD_SECS` how long the cold start may take, default 600.)
+//! rates summed; `PRESCALER_BENCH_COLD_SECS` how long the cold start may take, default 600.) The CPU seconds
+//! each process spent on the cold start are printed beside its wall time: on a shared machine
+//! they are the steadier figure.
 //!
 //! Prometheus holds 20 backfilled series; scaler `i` queries series `i % 20` through a query of
 //! its own (`sum(...) * (1 + i/100000)`), so every scaler sends its own queries and gets its own
@@ -38,6 +40,26 @@ fn metric(text: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// User and system CPU seconds a process has used so far (`/proc/<pid>/stat`, in clock ticks of
+/// 1/100 s): what a cold start cost each process, whatever else shared the cores.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields; the command name was the 2nd.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -103,6 +125,7 @@ async fn operator_at_scale() {
         started.elapsed().as_secs_f64()
     );
 
+    let prometheus_pid = prom.pid().expect("Prometheus runs");
     let api = FakeApi::new();
     for i in 0..n {
         let name = format!("svc-{i}");
@@ -128,6 +151,7 @@ async fn operator_at_scale() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.serve_http(dir.path()).await;
     let start = Instant::now();
+    let prometheus_cpu_before = cpu_secs(prometheus_pid);
     let mut operators: Vec<Replica> = (0..replicas)
         .map(|r| spawn_replica(r, replicas, &prom.url(), &kubeconfig, dir.path()))
         .collect();
@@ -162,6 +186,8 @@ async fn operator_at_scale() {
         tokio::time::sleep(StdDuration::from_millis(250)).await;
     }
     let cold = start.elapsed().as_secs_f64();
+    let operators_cpu_cold: f64 = operators.iter().map(|o| cpu_secs(o.pid)).sum();
+    let prometheus_cpu_cold = cpu_secs(prometheus_pid) - prometheus_cpu_before;
     let rss_cold: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmRSS:")).collect();
 
     // Steady state.
@@ -211,6 +237,9 @@ async fn operator_at_scale() {
     println!("scalers                         {n}");
     println!("replicas (--shards)             {replicas}");
     println!("cold start (all decided)        {cold:.1} s");
+    println!(
+        "CPU during cold start           operator {operators_cpu_cold:.1} s, Prometheus {prometheus_cpu_cold:.1} s"
+    );
     println!("RSS after cold start            {} MiB", mib(&rss_cold));
     println!(
         "RSS in steady state             {} MiB (peak {} MiB)",

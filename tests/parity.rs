@@ -6,9 +6,9 @@ use std::cell::Cell;
 use std::future::ready;
 use std::path::PathBuf;
 
-use crate::support::scripted::{block_means_of, grid};
+use crate::support::scripted::grid;
 use chrono::{DateTime, Duration, Utc};
-use prescaler::adapters::history::{BlockMean, HistoryCache, RangeSource};
+use prescaler::adapters::history::{HistoryCache, RangeSource};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, manifest};
 use prescaler::planning::forecast::ModelConfig;
@@ -45,17 +45,6 @@ impl RangeSource for TraceSource {
             .filter_map(|t| self.at(t).map(|v| (t, v)))
             .collect();
         ready(Ok(samples))
-    }
-
-    fn block_means(
-        &self,
-        _query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
-        ready(Ok(block_means_of(|t| self.at(t), start, end, block, step)))
     }
 }
 

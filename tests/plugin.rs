@@ -8,7 +8,7 @@ use std::future::ready;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use prescaler::adapters::history::{BlockMean, RangeSource};
+use prescaler::adapters::history::RangeSource;
 use prescaler::backtest::trace::Trace;
 use prescaler::planning::plan::Reason;
 use prescaler::plugin::{self, render};
@@ -46,21 +46,6 @@ impl RangeSource for TraceSource {
             t += step;
         }
         ready(Ok(out))
-    }
-
-    fn block_means(
-        &self,
-        _query: &str,
-        _start: DateTime<Utc>,
-        _end: DateTime<Utc>,
-        _block: Duration,
-        _step: Duration,
-    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
-        // The plugin reads history as the backtest does, by range queries only.
-        ready(Err(prescaler::adapters::Error::Config {
-            what: "the test source".into(),
-            message: "block means are not read by the plugin".into(),
-        }))
     }
 }
 

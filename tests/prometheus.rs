@@ -62,8 +62,8 @@ async fn history_is_read_in_chunks_then_incrementally() {
         .await
         .unwrap();
     assert_eq!(
-        first.queries, 4,
-        "an instant probe, the coarse part (means and counts) and the fine part: {first:?}"
+        first.queries, 3,
+        "an instant probe, and the week at one-minute steps in two chunks: {first:?}"
     );
     let h = cache.history().unwrap();
     assert_eq!(

@@ -111,6 +111,17 @@ impl TestPrometheus {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// The Prometheus process's pid (the child of its watchdog shell), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let shell = self.child.as_ref()?.id();
+        std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// The temporary directory (certificates live there).
     pub fn dir(&self) -> &Path {
         self.dir.path()

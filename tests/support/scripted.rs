@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use prescaler::adapters::history::{BlockMean, RangeSource};
+use prescaler::adapters::history::RangeSource;
 
 /// The load of each query at each instant, and how many reads were made.
 pub struct ScriptedSource {
@@ -79,19 +79,6 @@ impl RangeSource for ScriptedSource {
         ready(Ok(samples))
     }
 
-    fn block_means(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> impl Future<Output = prescaler::adapters::Result<Vec<BlockMean>>> + Send {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        let means = block_means_of(|t| self.at(query, t), start, end, block, step);
-        ready(Ok(means))
-    }
-
     fn probe(
         &self,
         _query: &str,
@@ -112,30 +99,4 @@ pub fn grid(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> Vec<Dat
         t += step;
     }
     out
-}
-
-/// What `avg_over_time` and `count_over_time` of `(q)[block:step]` give at each block's end on
-/// the grid `start, start + block, …, ≤ end`, the samples of `q` being `sample`: the mean and
-/// count over the steps of `(at - block, at]`, blocks without a sample absent.
-pub fn block_means_of(
-    sample: impl Fn(DateTime<Utc>) -> Option<f64>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    block: Duration,
-    step: Duration,
-) -> Vec<BlockMean> {
-    let points = (block.num_seconds() / step.num_seconds().max(1)).max(1);
-    grid(start, end, block)
-        .into_iter()
-        .filter_map(|at| {
-            let seen: Vec<f64> = (0..points)
-                .filter_map(|k| sample(at - step * k as i32))
-                .collect();
-            (!seen.is_empty()).then(|| BlockMean {
-                at,
-                mean: seen.iter().sum::<f64>() / seen.len() as f64,
-                count: seen.len() as u32,
-            })
-        })
-        .collect()
 }

@@ -18,16 +18,6 @@ use crate::Result;
 use prescaler_planning::forecast::{COARSE_BLOCK, History};
 use prescaler_planning::planner::HistoryNeeds;
 
-/// One block of samples, as `avg_over_time` and `count_over_time` give it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BlockMean {
-    /// The block's last step.
-    pub at: DateTime<Utc>,
-    pub mean: f64,
-    /// How many steps of the block had a sample.
-    pub count: u32,
-}
-
 /// Where the samples come from: Prometheus, or (in tests) a recorded trace.
 pub trait RangeSource {
     /// How long one read may take: the operator counts a read past half of it as slow (its
@@ -44,18 +34,6 @@ pub trait RangeSource {
         end: DateTime<Utc>,
         step: Duration,
     ) -> impl Future<Output = Result<Vec<(DateTime<Utc>, f64)>>> + Send;
-
-    /// The mean and count of `query` evaluated every `step` over each `block` (the steps of
-    /// `(at - block, at]`), one per block, on the grid `start, start + block, …, ≤ end`; blocks
-    /// without a sample absent.
-    fn block_means(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> impl Future<Output = Result<Vec<BlockMean>>> + Send;
 
     /// A cheap read of `query` at `at` before any range read, refusing what no range read should
     /// ask for (Prometheus: a query of several series, from one instant read). A recorded trace
@@ -81,15 +59,6 @@ pub trait LoadSource: Send + Sync {
         step: Duration,
     ) -> BoxedRead<'a, Vec<(DateTime<Utc>, f64)>>;
 
-    fn block_means_boxed<'a>(
-        &'a self,
-        query: &'a str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> BoxedRead<'a, Vec<BlockMean>>;
-
     fn probe_boxed<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> BoxedRead<'a, ()>;
 
     fn read_timeout(&self) -> StdDuration;
@@ -104,17 +73,6 @@ impl<S: RangeSource + Send + Sync> LoadSource for S {
         step: Duration,
     ) -> BoxedRead<'a, Vec<(DateTime<Utc>, f64)>> {
         Box::pin(self.range(query, start, end, step))
-    }
-
-    fn block_means_boxed<'a>(
-        &'a self,
-        query: &'a str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> BoxedRead<'a, Vec<BlockMean>> {
-        Box::pin(self.block_means(query, start, end, block, step))
     }
 
     fn probe_boxed<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> BoxedRead<'a, ()> {
@@ -139,17 +97,6 @@ impl RangeSource for dyn LoadSource + '_ {
         step: Duration,
     ) -> Result<Vec<(DateTime<Utc>, f64)>> {
         self.range_boxed(query, start, end, step).await
-    }
-
-    async fn block_means(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> Result<Vec<BlockMean>> {
-        self.block_means_boxed(query, start, end, block, step).await
     }
 
     async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
@@ -315,9 +262,16 @@ impl HistoryCache {
         Ok(done)
     }
 
-    /// Cold: a probe first (the weeks of history are the big read), then the coarse part, then
-    /// the fine part; kept only if every read succeeds. The probe reads at `now`, the freshest
-    /// view: a gap at the last whole minute must not let it pass.
+    /// Cold: a probe first (the weeks of history are the big read), then the whole span at
+    /// one-minute steps, its part older than the fine tier folded into block means here, as the
+    /// minutes of a warm cache are (`fold`); kept only if every read succeeds. The probe reads at
+    /// `now`, the freshest view: a gap at the last whole minute must not let it pass.
+    ///
+    /// One plain range read, not the block means computed by the source: Prometheus evaluates a
+    /// block mean as a subquery (`avg_over_time((q)[5m:1m])`, and `count_over_time` beside it),
+    /// each of its minutes once per function, so the old weeks cost it about four times what the
+    /// same minutes cost as a range, and the means then differed from the ones a warm cache folds
+    /// (samples that are not load were counted in them).
     async fn read_cold(
         &mut self,
         source: &(impl RangeSource + ?Sized),
@@ -328,49 +282,35 @@ impl HistoryCache {
         done.queries += 1;
         let oldest = align(now - self.needs.span, COARSE_BLOCK);
         let fine_start = self.fine_from(now);
-        let mut coarse = Coarse::default();
-        if oldest < fine_start {
-            coarse = self.read_coarse(source, oldest, fine_start, done).await?;
-        }
-        let fine = self
-            .read_fine(source, fine_start, align(now, STEP), done)
+        let whole = self
+            .read_fine(source, oldest, align(now, STEP), done)
             .await?;
-        self.coarse = coarse;
-        self.fine = fine;
-        Ok(())
-    }
-
-    /// The block means of `[oldest, fine_start)`, the part of the span older than the fine tier.
-    async fn read_coarse(
-        &self,
-        source: &(impl RangeSource + ?Sized),
-        oldest: DateTime<Utc>,
-        fine_start: DateTime<Utc>,
-        done: &mut Refresh,
-    ) -> Result<Coarse> {
-        let blocks = ((fine_start - oldest).num_seconds() / COARSE_BLOCK.num_seconds()) as usize;
+        let old_minutes = index(fine_start, oldest, STEP)
+            .unwrap_or(0)
+            .min(whole.values.len());
+        let blocks = old_minutes / COARSEN;
         let mut coarse = Coarse::with_blocks(oldest, blocks);
-        // A block is evaluated at its last minute.
-        let last_minute = STEP * (COARSEN as i32 - 1);
-        let (from, to) = (oldest + last_minute, fine_start - STEP);
-        let blocks_read = source
-            .block_means(&self.query, from, to, COARSE_BLOCK, STEP)
-            .await?;
-        for b in &blocks_read {
-            if let Some(i) = index(b.at - last_minute, oldest, COARSE_BLOCK)
-                && i < blocks
-            {
-                let mean = accept(b.mean, &mut done.rejected);
-                if mean.is_finite() && b.count > 0 {
-                    coarse.means[i] = mean;
-                    coarse.counts[i] = b.count.min(COARSEN as u32) as u8;
-                }
-            }
+        for (i, block) in whole.values[..blocks * COARSEN]
+            .chunks_exact(COARSEN)
+            .enumerate()
+        {
+            let (mean, count) = block_of(block);
+            coarse.means[i] = mean;
+            coarse.counts[i] = count;
         }
-        // Two queries (mean and count) per chunk.
-        done.queries += 2 * chunks(from, to, COARSE_BLOCK);
-        done.samples += blocks_read.len();
-        Ok(coarse)
+        let recent = &whole.values[blocks * COARSEN..];
+        let mut values = with_slack(recent.len(), FINE_SLACK);
+        values.copy_from_slice(recent);
+        self.coarse = if blocks > 0 {
+            coarse
+        } else {
+            Coarse::default()
+        };
+        self.fine = Fine {
+            start: Some(oldest + COARSE_BLOCK * blocks as i32),
+            values,
+        };
+        Ok(())
     }
 
     /// The minutes `[fine_start, end]`, as a new fine tier.
@@ -553,6 +493,96 @@ mod tests {
         // A week later the coarse blocks have left the 7-day span.
         cache.fold(now + Duration::days(7));
         assert!(cache.coarse.len() == 0 || cache.coarse.start.unwrap() >= now);
+    }
+
+    /// A load on the minute grid from a function of the minute's index since `t0` (`None`:
+    /// no sample), read as Prometheus would: every step of a range.
+    struct Minutes<F>(DateTime<Utc>, F);
+
+    impl<F: Fn(i64) -> Option<f64> + Send + Sync> RangeSource for Minutes<F> {
+        async fn range(
+            &self,
+            _query: &str,
+            start: DateTime<Utc>,
+            end: DateTime<Utc>,
+            step: Duration,
+        ) -> Result<Vec<(DateTime<Utc>, f64)>> {
+            let mut out = Vec::new();
+            let mut t = start;
+            while t <= end {
+                if let Some(v) = (self.1)((t - self.0).num_minutes()) {
+                    out.push((t, v));
+                }
+                t += step;
+            }
+            Ok(out)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cold_read_holds_what_a_cache_kept_warm_would() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        // Loads with digits an `f32` rounds, a gap, and a negative sample (not load) in blocks
+        // that are old by the end.
+        let load = |m: i64| match m {
+            ..0 | 400..=404 => None,
+            503 => Some(-5.0),
+            m => Some(100.1 + (m * 7919 % 97) as f64 / 7.0),
+        };
+        let source = Minutes(t0, load);
+        let needs = HistoryNeeds {
+            span: Duration::days(5),
+            fine: Duration::days(2),
+        };
+        let end = t0 + Duration::days(5) + Duration::minutes(17);
+
+        let mut cold = HistoryCache::new("q", needs);
+        let done = cold.refresh(&source, end).await.unwrap();
+        assert_eq!(done.rejected, 1, "the negative sample");
+        assert_eq!(
+            done.queries, 2,
+            "a probe and one range read of 7 218 minutes"
+        );
+
+        // Read cold early, then kept up an hour at a time: its old blocks were folded here.
+        let mut warm = HistoryCache::new("q", needs);
+        let mut t = t0 + Duration::hours(3);
+        while t < end {
+            warm.refresh(&source, t).await.unwrap();
+            t += Duration::hours(1);
+        }
+        warm.refresh(&source, end).await.unwrap();
+
+        let (cold_h, warm_h) = (cold.history().unwrap(), warm.history().unwrap());
+        assert_eq!(
+            cold_h.start(),
+            t0 + Duration::minutes(15),
+            "the span, in whole blocks"
+        );
+        assert_eq!(cold_h.start(), warm_h.start());
+        let bits = |h: &History| h.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&cold_h), bits(&warm_h), "the same history, to the bit");
+        // The block with the negative sample: the mean of its four loads, on four minutes.
+        assert!(
+            cold_h.values()[400 - 15..405 - 15]
+                .iter()
+                .all(|v| v.is_nan())
+        );
+        let block = &cold_h.values()[500 - 15..505 - 15];
+        let mean = ((500..=502)
+            .chain([504])
+            .map(|m| f64::from(load(m).unwrap() as f32))
+            .sum::<f64>()
+            / 4.0) as f32;
+        assert_eq!(block.iter().filter(|v| v.is_nan()).count(), 1);
+        assert!(
+            block[..4].iter().all(|&v| v == f64::from(mean)),
+            "{block:?}"
+        );
+        assert_eq!(
+            cold.fine.start,
+            Some(end - Duration::days(2) - Duration::minutes(2))
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::Result;
-use crate::history::{BlockMean, LoadSource, RangeSource};
+use crate::history::{LoadSource, RangeSource};
 use crate::prometheus::{Prometheus, PrometheusConfig};
 
 /// The newest part of the time a read covers that is read from Prometheus: a few hours, more
@@ -123,27 +123,6 @@ impl RangeSource for Tiered {
         Ok(overlay(older, newer))
     }
 
-    async fn block_means(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> Result<Vec<BlockMean>> {
-        match self
-            .long_term
-            .block_means_boxed(query, start, end, block, step)
-            .await
-        {
-            Ok(means) => Ok(means),
-            Err(e) => {
-                let live = self.live.block_means_boxed(query, start, end, block, step);
-                self.live_instead(e, live).await
-            }
-        }
-    }
-
     async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
         self.live.probe_boxed(query, at).await
     }
@@ -199,18 +178,6 @@ mod tests {
             Ok(out)
         }
 
-        async fn block_means(
-            &self,
-            query: &str,
-            _start: DateTime<Utc>,
-            _end: DateTime<Utc>,
-            _block: Duration,
-            _step: Duration,
-        ) -> Result<Vec<BlockMean>> {
-            self.reads.lock().unwrap().push(format!("blocks {query}"));
-            Ok(Vec::new())
-        }
-
         async fn probe(&self, query: &str, _at: DateTime<Utc>) -> Result<()> {
             self.reads.lock().unwrap().push(format!("probe {query}"));
             Ok(())
@@ -247,17 +214,6 @@ mod tests {
                 .all(|(t, v)| *v == if *t >= live_from { 2.0 } else { 1.0 }),
             "Prometheus' samples win over its last {LIVE_SPAN}"
         );
-        tiered
-            .block_means(
-                q,
-                now - Duration::days(28),
-                now - Duration::days(2),
-                Duration::minutes(5),
-                Duration::minutes(1),
-            )
-            .await
-            .unwrap();
-
         // The same (confined) query everywhere; the store gets the long reads only.
         assert_eq!(
             live.reads(),
@@ -267,10 +223,7 @@ mod tests {
                 format!("range {q} 6h")
             ]
         );
-        assert_eq!(
-            store.reads(),
-            [format!("range {q} 168h"), format!("blocks {q}")]
-        );
+        assert_eq!(store.reads(), [format!("range {q} 168h")]);
     }
 
     /// A long-term store that answers nothing but errors (down, or refusing).
@@ -290,19 +243,6 @@ mod tests {
             })
         }
 
-        async fn block_means(
-            &self,
-            query: &str,
-            start: DateTime<Utc>,
-            end: DateTime<Utc>,
-            _block: Duration,
-            step: Duration,
-        ) -> Result<Vec<BlockMean>> {
-            self.range(query, start, end, step)
-                .await
-                .map(|_| Vec::new())
-        }
-
         async fn probe(&self, _query: &str, _at: DateTime<Utc>) -> Result<()> {
             Ok(())
         }
@@ -320,20 +260,7 @@ mod tests {
             .expect("Prometheus answers what it keeps");
         assert_eq!(week.len(), 3 * 1440 + 1, "Prometheus' three days");
         assert!(week.iter().all(|(_, v)| *v == 2.0));
-        tiered
-            .block_means(
-                q,
-                now - Duration::days(28),
-                now - Duration::days(2),
-                Duration::minutes(5),
-                Duration::minutes(1),
-            )
-            .await
-            .expect("from Prometheus");
-        assert_eq!(
-            live.reads(),
-            [format!("range {q} 168h"), format!("blocks {q}")]
-        );
+        assert_eq!(live.reads(), [format!("range {q} 168h")]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::history::{BlockMean, RangeSource};
+use super::history::RangeSource;
 use crate::{Error, Result};
 
 /// Prometheus refuses range queries with more points than this per series.
@@ -607,54 +607,6 @@ impl RangeSource for Prometheus {
                 source: QueryError::SeveralSeries(n),
             }),
         }
-    }
-
-    async fn block_means(
-        &self,
-        query: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        block: Duration,
-        step: Duration,
-    ) -> Result<Vec<BlockMean>> {
-        // `[299s:60s]` for a 5-minute block: the 5 steps of (t - 300s, t], whether the range is
-        // closed (Prometheus 2) or open (Prometheus 3) on the left. The newlines keep a trailing
-        // `# comment` in the query from swallowing the bracket.
-        let over = |function: &str| {
-            format!(
-                "{function}((\n{query}\n)[{}s:{}s])",
-                block.num_seconds() - 1,
-                step.num_seconds()
-            )
-        };
-        let as_the_query = |e: Error| match e {
-            Error::Prometheus { source, .. } => Error::Prometheus {
-                query: query.into(),
-                source,
-            },
-            other => other,
-        };
-        let means = self
-            .range(&over("avg_over_time"), start, end, block)
-            .await
-            .map_err(as_the_query)?;
-        let counts: std::collections::HashMap<DateTime<Utc>, f64> = self
-            .range(&over("count_over_time"), start, end, block)
-            .await
-            .map_err(as_the_query)?
-            .into_iter()
-            .collect();
-        Ok(means
-            .into_iter()
-            .filter_map(|(at, mean)| {
-                let count = *counts.get(&at)?;
-                (count >= 1.0).then(|| BlockMean {
-                    at,
-                    mean,
-                    count: count.min(f64::from(u32::MAX)) as u32,
-                })
-            })
-            .collect())
     }
 }
 
