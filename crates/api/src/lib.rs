@@ -472,8 +472,8 @@ pub enum IcsAs {
 #[cfg_attr(feature = "resource", derive(KubeSchema))]
 #[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
 #[cfg_attr(feature = "resource", x_kube(cel))]
-#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self['as'] == 'Event' || !(has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier))").message("minReplicas, maxReplicas and loadMultiplier are an event's: an exclusion has none").reason(kube::core::Reason::FieldValueForbidden).field_path(".minReplicas")))]
-#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self['as'] == 'Exclusion' || has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("as: Event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self.__as__ == 'Event' || !(has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier))").message("minReplicas, maxReplicas and loadMultiplier are an event's: an exclusion has none").reason(kube::core::Reason::FieldValueForbidden).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self.__as__ == 'Exclusion' || has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("as: Event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas")))]
 #[cfg_attr(feature = "resource", x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapCalendar {
