@@ -104,20 +104,39 @@ mod tests {
     use super::*;
 
     fn scaler() -> PredictiveScaler {
-        crate::backtest::manifest::parse(
-            "s.yaml",
-            "apiVersion: prescaler.dev/v1alpha1\nkind: PredictiveScaler\n\
-metadata: { name: s, namespace: shop }\n\
-spec:\n  scaleTargetRef: { kind: Deployment, name: s }\n  maxReplicas: 10\n\
-  metric: { query: 'sum(x)', targetPerReplica: 1 }\n\
-  calendar:\n    configMapRefs: [{ name: cal, key: h.ics, as: Exclusion }]\n",
-        )
-        .unwrap()
+        let manifest = [
+            "apiVersion: prescaler.dev/v1alpha1",
+            "kind: PredictiveScaler",
+            "metadata: { name: s, namespace: shop }",
+            "spec:",
+            "  scaleTargetRef: { kind: Deployment, name: s }",
+            "  maxReplicas: 10",
+            "  metric: { query: 'sum(x)', targetPerReplica: 1 }",
+            "  calendar:",
+            "    configMapRefs: [{ name: cal, key: h.ics, as: Exclusion }]",
+        ]
+        .join("\n");
+        crate::backtest::manifest::parse("s.yaml", &manifest).unwrap()
     }
 
-    const CAL: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: cal, namespace: NS }\n\
-data:\n  h.ics: |\n    BEGIN:VCALENDAR\n    BEGIN:VEVENT\n    SUMMARY:day-off\n    \
-DTSTART;VALUE=DATE:20260302\n    RRULE:FREQ=WEEKLY;COUNT=2\n    END:VEVENT\n    END:VCALENDAR\n";
+    /// A ConfigMap manifest in namespace `NS`, with an all-day event on two Mondays.
+    fn cal() -> String {
+        [
+            "apiVersion: v1",
+            "kind: ConfigMap",
+            "metadata: { name: cal, namespace: NS }",
+            "data:",
+            "  h.ics: |",
+            "    BEGIN:VCALENDAR",
+            "    BEGIN:VEVENT",
+            "    SUMMARY:day-off",
+            "    DTSTART;VALUE=DATE:20260302",
+            "    RRULE:FREQ=WEEKLY;COUNT=2",
+            "    END:VEVENT",
+            "    END:VCALENDAR",
+        ]
+        .join("\n")
+    }
 
     fn utc(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
@@ -130,7 +149,7 @@ DTSTART;VALUE=DATE:20260302\n    RRULE:FREQ=WEEKLY;COUNT=2\n    END:VEVENT\n    
     fn the_scalers_configmap_is_read_from_a_manifest_and_no_other() {
         let s = scaler();
         let spec = s.spec.validate().unwrap();
-        let files = vec![("cal.yaml".to_string(), CAL.replace("NS", "shop"))];
+        let files = vec![("cal.yaml".to_string(), cal().replace("NS", "shop"))];
         let got = apply(
             &s,
             spec.clone(),
@@ -147,7 +166,7 @@ DTSTART;VALUE=DATE:20260302\n    RRULE:FREQ=WEEKLY;COUNT=2\n    END:VEVENT\n    
             .collect();
         assert_eq!(starts, ["day-off 2026-03-02", "day-off 2026-03-09"]);
 
-        let elsewhere = vec![("cal.yaml".to_string(), CAL.replace("NS", "other-team"))];
+        let elsewhere = vec![("cal.yaml".to_string(), cal().replace("NS", "other-team"))];
         let e = apply(
             &s,
             spec,

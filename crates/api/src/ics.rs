@@ -188,7 +188,7 @@ pub fn expand_text(
     let parsed_events = vevents
         .iter()
         .enumerate()
-        .map(|(i, c)| read_vevent(i, c, tz).map_err(|m| bad(m)))
+        .map(|(i, c)| read_vevent(i, c, tz).map_err(bad))
         .collect::<Result<Vec<_>, _>>()?;
     // A VEVENT with a RECURRENCE-ID replaces (or, cancelled, removes) one occurrence of the
     // series with its UID: that occurrence is taken out of the series.
@@ -213,7 +213,7 @@ pub fn expand_text(
         } else {
             Vec::new()
         };
-        for start in e.starts(after, to, &removed).map_err(|m| bad(m))? {
+        for start in e.starts(after, to, &removed).map_err(bad)? {
             let end = e.end_for(start);
             if end <= start {
                 return Err(bad(format!("VEVENT {:?} ends before it starts", e.name)));
