@@ -214,6 +214,10 @@ struct BacktestArgs {
     /// A PredictiveScaler manifest whose spec to replay; the flags below override it.
     #[arg(long, conflicts_with = "scaler")]
     spec: Option<PathBuf>,
+    /// A file of ConfigMap manifests holding the `.ics` files the spec's
+    /// `calendar.configMapRefs` name (repeatable; the --spec file's own ConfigMaps are read too).
+    #[arg(long, value_name = "FILE")]
+    calendar_file: Vec<PathBuf>,
     /// Replay the spec of this PredictiveScaler, read from the cluster (as kubectl reads it:
     /// --kubeconfig, --context, -n).
     #[arg(long, value_name = "NAME")]
@@ -450,6 +454,18 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     let mut validated = spec.validate()?;
 
     let trace = backtest_trace(args, scaler.as_ref(), &spec.metric.query)?;
+    if let Some(scaler) = &scaler {
+        // The .ics files over the trace's span, and a day after it (a floor ahead of its end).
+        let from = trace.start;
+        let to = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
+        validated = backtest::calendar_files::apply(
+            scaler,
+            validated,
+            &calendar_manifests(args)?,
+            from,
+            to,
+        )?;
+    }
     let mut setup = match args.trace {
         Some(_) => Setup::for_trace(&trace),
         None => Setup::for_recent(&trace, args.range),
@@ -485,6 +501,22 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         write_chart(args, path, &trace, &setup, &outcome, &validated)?;
     }
     Ok(())
+}
+
+/// The files a backtest looks for calendar ConfigMaps in: the --spec file, then each
+/// --calendar-file.
+fn calendar_manifests(args: &BacktestArgs) -> Result<Vec<(String, String)>> {
+    args.spec
+        .iter()
+        .chain(&args.calendar_file)
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            Ok((path.display().to_string(), text))
+        })
+        .collect()
 }
 
 /// The manifest a backtest replays: from a file, from the cluster, or none (the defaults).

@@ -471,7 +471,19 @@ fn calendar_and_window_rules_are_in_the_schema_for_the_api_server() {
     assert!(CalendarEvent::validate_cel(&nothing, None).is_err());
     let sale = serde_json::json!({"name": "e", "start": "2026-11-27T08:00", "duration": "1h", "loadMultiplier": 3});
     assert!(CalendarEvent::validate_cel(&sale, None).is_ok());
+    // `as` is a CEL reserved word: the rules name it `__as__`, as the API server escapes it.
+    use prescaler::api::ConfigMapCalendar;
+    let excluded = serde_json::json!({"name": "h", "key": "h.ics", "as": "Exclusion"});
+    assert!(ConfigMapCalendar::validate_cel(&excluded, None).is_ok());
+    let excluded_with_floor =
+        serde_json::json!({"name": "h", "key": "h.ics", "as": "Exclusion", "minReplicas": 3});
+    assert!(ConfigMapCalendar::validate_cel(&excluded_with_floor, None).is_err());
+    let bare_event = serde_json::json!({"name": "c", "key": "c.ics", "as": "Event"});
+    assert!(ConfigMapCalendar::validate_cel(&bare_event, None).is_err());
+    let event = serde_json::json!({"name": "c", "key": "c.ics", "as": "Event", "minReplicas": 30});
+    assert!(ConfigMapCalendar::validate_cel(&event, None).is_ok());
     let calendar = &schema()["properties"]["calendar"]["properties"];
+    assert_eq!(calendar["configMapRefs"]["maxItems"], 4);
     assert_eq!(calendar["events"]["maxItems"], 64);
     assert_eq!(calendar["exclusions"]["maxItems"], 128);
     assert!(

@@ -11,6 +11,7 @@ mod support;
 
 mod backtest;
 mod budget;
+mod calendar_files;
 mod cli;
 mod controller;
 mod crd;

@@ -7,6 +7,7 @@
 //! - the oracle: perfect foresight, the physical limit.
 
 pub mod baselines;
+pub mod calendar_files;
 pub mod chart;
 pub mod frontier;
 pub mod manifest;

@@ -27,6 +27,9 @@ pub const MAX_REPLICAS_SUFFICIENT: &str = "MaxReplicasSufficient";
 /// With `leadTime: Auto`: True when the target's pods stay not Ready for longer than the lead
 /// time — the cluster, not the forecast, is late.
 pub const PODS_PENDING: &str = "PodsPending";
+/// With `spec.calendar.configMapRefs`: whether the `.ics` files were read and expanded (see
+/// `controller::calendar_files`).
+pub const CALENDAR_AVAILABLE: &str = "CalendarAvailable";
 
 /// Every reason of the `Ready` condition: whether prescaler acts on the target, and how, or why
 /// not. One list, so that each is written the same everywhere and documented (the README names
@@ -223,6 +226,7 @@ pub fn merge(
         MAX_REPLICAS_SUFFICIENT,
         SCALING_LIMITED,
         PODS_PENDING,
+        CALENDAR_AVAILABLE,
     ];
     conditions.sort_by_key(|c| {
         order

@@ -257,6 +257,7 @@ class Chart(unittest.TestCase):
         expected |= {("ClusterRole", "keda.sh", "scaledobjects", v)
                      for v in ("get", "list", "patch")}
         expected.add(("ClusterRole", "", "pods", "list"))
+        expected.add(("ClusterRole", "", "configmaps", "get"))
         expected |= {("ClusterRole", "events.k8s.io", "events", v) for v in ("create", "patch")}
         expected |= {("Role", "coordination.k8s.io", "leases", v)
                      for v in ("get", "list", "create", "update")}
@@ -431,6 +432,31 @@ class Examples(unittest.TestCase):
         doc["spec"]["mode"] = "Sometimes"
         with self.assertRaises(jsonschema.ValidationError):
             jsonschema.validate(doc, schema)
+
+    def test_the_schema_catches_a_bad_configmap_calendar(self):
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:
+            schema = yaml.safe_load(f)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        with open(os.path.join(ROOT, "examples", "calendar-ics.yaml")) as f:
+            doc = next(d for d in yaml.safe_load_all(f) if d and d.get("kind") == "PredictiveScaler")
+        self.assertTrue(doc["spec"]["calendar"]["configMapRefs"])
+        jsonschema.validate(doc, schema)
+        # No namespace field (the API server refuses unknown fields): a ConfigMap is read in the
+        # scaler's own namespace only.
+        ref = schema["properties"]["spec"]["properties"]["calendar"]["properties"]["configMapRefs"]
+        self.assertNotIn("namespace", ref["items"]["properties"])
+        self.assertEqual(ref["maxItems"], 4)
+        for edit in (
+            lambda s: s["calendar"]["configMapRefs"][0].update(name="../other-team/x"),
+            lambda s: s["calendar"]["configMapRefs"][0].update(key="a/b.ics"),
+            lambda s: s["calendar"]["configMapRefs"][0].update({"as": "Holiday"}),
+            lambda s: s["calendar"]["configMapRefs"][0].pop("key"),
+            lambda s: s["calendar"]["configMapRefs"].extend(s["calendar"]["configMapRefs"] * 4),
+            lambda s: s["calendar"]["configMapRefs"][1].update(loadMultiplier=1000),
+        ):
+            bad = copy.deepcopy(doc)
+            edit(bad["spec"])
+            with self.assertRaises(jsonschema.ValidationError):
+                jsonschema.validate(bad, schema)
 
     def test_the_schema_catches_a_bad_calendar(self):
         with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:

@@ -45,6 +45,10 @@
 //!   `maxReplicaCount` (100 when unset) — KEDA's `getHPAMinReplicas`/`getHPAMaxReplicas` in
 //!   controllers/keda/hpa.go; any other edit of those two HPA fields is undone, as KEDA undoes it
 //!   (kedacore/keda#6061);
+//! - ConfigMaps (`v1`) are ordinary objects too: a GET in a namespace returns the one of that
+//!   name there (with `data`, `binaryData` and the `resourceVersion` of its last write) or 404,
+//!   as the real server does; what a ConfigMap in another namespace holds is never in the answer
+//!   (a calendar's `.ics`, `spec.calendar.configMapRefs`);
 //! - `/version` answers as the API server does (the operator waits for it before it starts);
 //! - for kubectl, a real client on a port (`serve_http`): `/api` and `/apis` list the served
 //!   groups (legacy discovery, which kubectl falls back to when the answer is plain JSON), and

@@ -1415,6 +1415,50 @@ fn warn_refused(namespace: &str, object: &FloorObject, holder: &FloorHolder<'_>)
     }
 }
 
+/// A ConfigMap's text under one key (a calendar's `.ics`, `spec.calendar.configMapRefs`), or
+/// why there is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigMapText {
+    /// The text, and the ConfigMap's `resourceVersion` (what a cache compares).
+    Found {
+        text: String,
+        resource_version: Option<String>,
+    },
+    /// No ConfigMap of that name in the namespace.
+    NotFound,
+    /// The ConfigMap has no such key in `data` (`in_binary`: it is in `binaryData`).
+    NoKey { in_binary: bool },
+}
+
+/// The text under `key` of the ConfigMap `name` in `namespace` (always the scaler's own: the
+/// caller has no other to give), within `API_TIMEOUT`.
+pub async fn config_map_text(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<ConfigMapText> {
+    // The name goes into the request's path: the spec's check allows only a ConfigMap name.
+    if !names::is_dns_subdomain(name) {
+        return Ok(ConfigMapText::NotFound);
+    }
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
+    let Some(cm) = call("reading a calendar ConfigMap", api.get_opt(name)).await? else {
+        return Ok(ConfigMapText::NotFound);
+    };
+    let resource_version = cm.metadata.resource_version.clone();
+    match cm.data.and_then(|mut d| d.remove(key)) {
+        Some(text) => Ok(ConfigMapText::Found {
+            text,
+            resource_version,
+        }),
+        None => Ok(ConfigMapText::NoKey {
+            in_binary: cm.binary_data.is_some_and(|b| b.contains_key(key)),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,14 @@ impl Limits {
     /// become an interval no date computation can handle.
     pub const MIN_YEAR: i32 = 2000;
     pub const MAX_YEAR: i32 = 2200;
+    /// `.ics` files a calendar may read from ConfigMaps.
+    pub const MAX_CONFIG_MAP_CALENDARS: usize = 4;
+    /// The most of one `.ics` that is read: a year of a team's holidays and campaigns is a few
+    /// KiB; a ConfigMap may hold up to 1 MiB, which would be parsed at every change.
+    pub const MAX_ICS_BYTES: usize = 256 * 1024;
+    /// The most occurrences one `.ics` may have within the span expanded (see `ics`): the
+    /// planner looks at every event at each decision.
+    pub const MAX_ICS_OCCURRENCES: usize = 256;
 }
 
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {

@@ -42,6 +42,9 @@ pub struct Event {
     pub min_replicas: Option<u32>,
     pub max_replicas: Option<u32>,
     pub load_multiplier: Option<f64>,
+    /// Where it comes from when not from `spec.calendar.events` (an `.ics` in a ConfigMap, see
+    /// `ics`): named so in errors.
+    pub origin: Option<String>,
 }
 
 /// `spec.calendar`, parsed.
@@ -96,6 +99,17 @@ impl Calendar {
             })
         }));
         key
+    }
+}
+
+impl Calendar {
+    /// This calendar with the exclusions and events an `.ics` adds (`ics::expand`).
+    pub fn with(&self, extra: &crate::ics::IcsEntries) -> Calendar {
+        let mut merged = self.clone();
+        merged.exclusions.extend(extra.exclusions.iter().cloned());
+        merged.exclusions.sort_by_key(|x| x.start);
+        merged.events.extend(extra.events.iter().cloned());
+        merged
     }
 }
 
@@ -154,7 +168,7 @@ fn parse_instant(
 /// A local time in `tz`: the first of two at a fall-back; at a spring-forward, the first
 /// instant after the jump (the first local minute that exists, within the few hours any zone's
 /// jump lasts).
-fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
@@ -276,6 +290,7 @@ fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, 
         min_replicas,
         max_replicas,
         load_multiplier,
+        origin: None,
     })
 }
 
@@ -307,6 +322,18 @@ pub(super) fn parse(spec: &CalendarSpec) -> Result<Calendar, Error> {
         .map(|(i, e)| parse_event(&format!("spec.calendar.events[{i}]"), e, tz))
         .collect::<Result<Vec<_>, _>>()?;
     exclusions.sort_by_key(|x| x.start);
+    if spec.config_map_refs.len() > Limits::MAX_CONFIG_MAP_CALENDARS {
+        return Err(invalid(
+            "spec.calendar.configMapRefs",
+            format!(
+                "at most {} ConfigMap calendars",
+                Limits::MAX_CONFIG_MAP_CALENDARS
+            ),
+        ));
+    }
+    for (i, r) in spec.config_map_refs.iter().enumerate() {
+        crate::ics::check_ref(&format!("spec.calendar.configMapRefs[{i}]"), r)?;
+    }
     Ok(Calendar { exclusions, events })
 }
 
@@ -480,7 +507,10 @@ fn bounds_in_force<'a>(
     }
     for (i, e) in calendar.events.iter().enumerate() {
         bounds.push(Bound {
-            field: format!("spec.calendar.events[{i}]"),
+            field: e
+                .origin
+                .clone()
+                .unwrap_or_else(|| format!("spec.calendar.events[{i}]")),
             name: &e.when.name,
             min: e.min_replicas,
             max: e.max_replicas,

@@ -15,6 +15,7 @@ mod bounds;
 mod calendar;
 mod duration;
 mod error;
+pub mod ics;
 pub mod names;
 mod validate;
 mod window;
@@ -425,11 +426,22 @@ pub struct CalendarSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = Limits::MAX_EVENTS))]
     pub events: Vec<CalendarEvent>,
+    /// iCalendar (`.ics`) files kept in ConfigMaps of the PredictiveScaler's own namespace: each
+    /// VEVENT (its RRULE, RDATE and EXDATE honoured) becomes an exclusion, or an event with the
+    /// replicas and load multiplier written here (an `.ics` has none). Read at most every 5
+    /// minutes; a ConfigMap that is missing, larger than 256 KiB or does not parse is told in
+    /// the `CalendarAvailable` condition, and the last calendar read from it stays in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = Limits::MAX_CONFIG_MAP_CALENDARS))]
+    pub config_map_refs: Vec<ConfigMapCalendar>,
 }
 
 impl CalendarSpec {
     pub fn is_empty(&self) -> bool {
-        self.exclusions.is_empty() && self.events.is_empty() && self.time_zone == "UTC"
+        self.exclusions.is_empty()
+            && self.events.is_empty()
+            && self.config_map_refs.is_empty()
+            && self.time_zone == "UTC"
     }
 }
 
@@ -439,8 +451,61 @@ impl Default for CalendarSpec {
             time_zone: default_time_zone(),
             exclusions: Vec::new(),
             events: Vec::new(),
+            config_map_refs: Vec::new(),
         }
     }
+}
+
+/// What the VEVENTs of an `.ics` become.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IcsAs {
+    /// Exclusions: peak windows' floors do not apply in them, and their load is left out of
+    /// the seasonal history (a holiday calendar).
+    Exclusion,
+    /// Events, each with the `minReplicas`, `maxReplicas` and `loadMultiplier` of the reference
+    /// (a campaign or release calendar).
+    Event,
+}
+
+/// An `.ics` in a ConfigMap of the PredictiveScaler's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "resource", derive(KubeSchema))]
+#[cfg_attr(not(feature = "resource"), derive(JsonSchema))]
+#[cfg_attr(feature = "resource", x_kube(cel))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self.__as__ == 'Event' || !(has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier))").message("minReplicas, maxReplicas and loadMultiplier are an event's: an exclusion has none").reason(kube::core::Reason::FieldValueForbidden).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("self.__as__ == 'Exclusion' || has(self.minReplicas) || has(self.maxReplicas) || has(self.loadMultiplier)").message("as: Event needs minReplicas, maxReplicas or loadMultiplier").reason(kube::core::Reason::FieldValueRequired).field_path(".minReplicas")))]
+#[cfg_attr(feature = "resource", x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")))]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapCalendar {
+    /// The ConfigMap's name. It is always read in the PredictiveScaler's own namespace: there
+    /// is no namespace field, so the operator's permission to read ConfigMaps cannot become a
+    /// tenant's way into another namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = names::DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+    /// The key of the ConfigMap's `data` that holds the `.ics` text (at most 256 KiB).
+    #[schemars(length(min = 1, max = 253), regex(pattern = names::CONFIG_MAP_KEY_PATTERN))]
+    pub key: String,
+    /// `Exclusion` or `Event`: what each VEVENT's occurrences become.
+    #[serde(rename = "as")]
+    pub as_: IcsAs,
+    /// The IANA time zone of floating times and of all-day (DATE) VEVENTs; the calendar's by
+    /// default. Times with a `TZID` (an IANA name) or in UTC (`Z`) keep their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
+    pub time_zone: Option<String>,
+    /// With `as: Event`: the floor during each occurrence, reached `forecast.leadTime` before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    pub min_replicas: Option<i32>,
+    /// With `as: Event`: the ceiling during each occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    pub max_replicas: Option<i32>,
+    /// With `as: Event`: the load expected during each occurrence as a multiple of the usual
+    /// (0.05–100), as for `events[].loadMultiplier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.05, max = 100.0))]
+    pub load_multiplier: Option<f64>,
 }
 
 /// A day or an interval left out.

@@ -19,6 +19,18 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
 /// An API version: `v1`, or a group (a DNS-1123 subdomain) and a version (a DNS-1035 label).
 pub const API_VERSION_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z]([-a-z0-9]*[a-z0-9])?$";
 
+/// A ConfigMap's key: letters, digits, `-`, `_` and `.` (apimachinery's `IsConfigMapKey`).
+pub const CONFIG_MAP_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// Whether `s` is a ConfigMap key, as `CONFIG_MAP_KEY_PATTERN` says (the key is looked up in
+/// the ConfigMap's `data`, never put into a request's path).
+pub fn is_config_map_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
 /// A kind: a letter, then letters and digits (`Deployment`, `Rollout`, `CloneSet`).
 pub const KIND_PATTERN: &str = "^[A-Za-z][A-Za-z0-9]*$";
 
@@ -117,6 +129,7 @@ mod tests {
         check(DNS_SUBDOMAIN_PATTERN, is_dns_subdomain);
         check(API_VERSION_PATTERN, is_api_version);
         check(KIND_PATTERN, is_kind);
+        check(CONFIG_MAP_KEY_PATTERN, is_config_map_key);
     }
 
     #[test]

@@ -65,6 +65,18 @@ pub struct ValidatedSpec {
 }
 
 impl ValidatedSpec {
+    /// This spec with what the calendar's `.ics` files add (`ics::expand`), checked as the
+    /// spec's own entries are: an occurrence whose floor is in force while a lower ceiling is
+    /// is refused, naming both.
+    pub fn with_ics(&self, extra: &crate::ics::IcsEntries) -> Result<ValidatedSpec, Error> {
+        let calendar = self.calendar.with(extra);
+        super::calendar::check_contradictions(&self.peak_windows, &calendar)?;
+        Ok(ValidatedSpec {
+            calendar,
+            ..self.clone()
+        })
+    }
+
     /// The fields the forecasts recorded for the calibration depend on: when one of them
     /// changes, the record no longer applies (the calendar's dates change what the seasonal
     /// history holds, and its multipliers the forecasts themselves).
@@ -134,7 +146,12 @@ impl PredictiveScalerSpec {
         let peak_windows = parse_peak_windows(&self.peak_windows)?;
         let calendar = super::calendar::parse(&self.calendar)?;
         super::calendar::check_contradictions(&peak_windows, &calendar)?;
-        check_ceilings(&peak_windows, &calendar, min_replicas)?;
+        check_ceilings(
+            &peak_windows,
+            &calendar,
+            &self.calendar.config_map_refs,
+            min_replicas,
+        )?;
         let behavior = parse_behavior(&self.behavior)?;
         Ok(ValidatedSpec {
             min_replicas,
@@ -255,6 +272,7 @@ fn parse_peak_windows(windows: &[PeakWindow]) -> Result<Vec<Window>, Error> {
 fn check_ceilings(
     peak_windows: &[Window],
     calendar: &Calendar,
+    config_map_refs: &[super::ConfigMapCalendar],
     min_replicas: u32,
 ) -> Result<(), Error> {
     // A schedule's ceiling below minReplicas contradicts the spec's own floor.
@@ -268,7 +286,13 @@ fn check_ceilings(
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (format!("spec.calendar.events[{i}]"), e.max_replicas)),
-        );
+        )
+        .chain(config_map_refs.iter().enumerate().map(|(i, r)| {
+            (
+                format!("spec.calendar.configMapRefs[{i}]"),
+                r.max_replicas.map(|m| m.max(0) as u32),
+            )
+        }));
     for (field, max) in ceilings {
         if let Some(max) = max
             && max < min_replicas

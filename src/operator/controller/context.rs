@@ -69,6 +69,9 @@ pub struct Settings {
     /// (`--history-prometheus-url`, see `adapters::long_term`): `HistoryAvailable` then says
     /// what to do about a short history differently.
     pub long_term_history: bool,
+    /// How often a scaler's calendar ConfigMaps (`spec.calendar.configMapRefs`) are read again
+    /// while its spec stays the same (see `calendar_files`).
+    pub calendar_reread: StdDuration,
 }
 
 /// `--max-scalers-per-namespace`'s default: at about a third of a MiB of history each, one
@@ -91,6 +94,7 @@ impl Default for Settings {
             max_scalers_per_namespace: NonZeroUsize::new(DEFAULT_MAX_SCALERS_PER_NAMESPACE),
             status_refresh: StdDuration::from_secs(300),
             long_term_history: false,
+            calendar_reread: StdDuration::from_secs(300),
         }
     }
 }
@@ -164,6 +168,8 @@ pub struct Context {
     pub(super) scaled_objects: Option<Store<kube::api::DynamicObject>>,
     /// With `--shards`: the shards this replica holds (see `Context::with_shards`).
     pub(super) shards: Option<Arc<ShardSet>>,
+    /// Per uid, what its calendar ConfigMaps last gave (see `calendar_files`).
+    pub(super) calendars: std::sync::Mutex<HashMap<String, super::calendar_files::CalendarMemo>>,
 }
 
 /// Pod surveys at once, all scalers together: each holds a page of pods in memory.
@@ -210,6 +216,7 @@ impl Context {
             seen: Default::default(),
             scaled_objects: None,
             shards: None,
+            calendars: Default::default(),
         }
     }
 
@@ -332,6 +339,7 @@ impl Context {
         locked(&self.failures).remove(uid);
         locked(&self.floor_sweeps).remove(uid);
         locked(&self.validated).remove(uid);
+        locked(&self.calendars).remove(uid);
         locked(&self.status_written).remove(uid);
         locked(&self.told).forget(uid);
         if let Some(labels) = locked(&self.seen).remove(uid) {

@@ -17,6 +17,7 @@
 //! its schedule.
 
 mod actuate;
+mod calendar_files;
 mod context;
 mod decide;
 mod floors;
@@ -377,6 +378,7 @@ async fn observe_decide_act(
             ctx.settings.long_term_history,
         ));
     }
+    findings.extend(target.calendar.clone());
     findings.extend(pods_pending(
         ps,
         lead.as_ref()

@@ -29,6 +29,8 @@ pub(super) struct Target {
     pub(super) hpa: Option<Arc<HorizontalPodAutoscaler>>,
     /// The KEDA ScaledObject that manages `hpa` (with KEDA support on): the floor goes there.
     pub(super) scaled_object: Option<String>,
+    /// `CalendarAvailable`, when the spec reads `.ics` files from ConfigMaps (or did).
+    pub(super) calendar: Option<Finding>,
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
@@ -92,12 +94,16 @@ pub(super) async fn observe(
         },
         None => ps.spec.metric.query.clone(),
     };
+    // Last, once the scaler is known to act: a refused one reads no ConfigMap.
+    let (spec, calendar) =
+        super::calendar_files::with_calendar_files(ps, ctx, spec, Utc::now()).await;
     Ok(Ok(Target {
         spec,
         query,
         workload,
         hpa,
         scaled_object,
+        calendar,
     }))
 }
 
