@@ -13,6 +13,7 @@ pub mod calibration;
 pub mod coverage;
 pub mod forecast;
 pub mod hpa;
+pub mod ledger;
 pub mod outlook;
 pub mod plan;
 pub mod planner;
