@@ -896,10 +896,15 @@ pub struct SavingsDay {
     /// `YYYY-MM-DD`.
     #[schemars(length(max = 10))]
     pub date: String,
+    /// Minutes counted: those with a load sample.
     pub minutes: i64,
+    /// Replicas prescaler asked for, summed over the minutes.
     pub replica_minutes: i64,
+    /// Minutes prescaler's simulated pods were fewer than the load needed.
     pub short_minutes: i64,
+    /// Replicas the model HPA asked for, summed over the minutes.
     pub hpa_replica_minutes: i64,
+    /// Minutes the model HPA's simulated pods were fewer than the load needed.
     pub hpa_short_minutes: i64,
 }
 
