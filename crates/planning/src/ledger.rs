@@ -475,7 +475,7 @@ pub fn span_words(span: Duration) -> String {
 }
 
 /// `x` to `digits` significant digits, without trailing zeros: 312, 45.6, 0.04.
-fn significant(x: f64, digits: i32) -> String {
+pub fn significant(x: f64, digits: i32) -> String {
     if !x.is_finite() || x == 0.0 {
         return "0".into();
     }
