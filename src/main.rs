@@ -18,7 +18,9 @@ use prescaler::backtest::{self, Outcome, Setup, chart, report};
 use prescaler::cli::{
     self, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print, std_duration,
 };
-use prescaler::operator::controller::{DEFAULT_MAX_SCALERS_PER_NAMESPACE, Settings};
+use prescaler::operator::controller::{
+    DEFAULT_MAX_SCALERS_PER_NAMESPACE, DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION, Settings,
+};
 use prescaler::operator::{self, OperatorConfig, leader::LeaseSettings, telemetry::LogFormat};
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
@@ -182,6 +184,11 @@ struct RunArgs {
     /// once. 0s: every change at once (about a write a minute per scaler).
     #[arg(long, default_value = "5m", value_parser = refresh_duration)]
     status_refresh: std::time::Duration,
+    /// The target utilization (%, of targetPerReplica) of the HPA each scaler is compared with
+    /// on the live metric (status.savings, prescaler_replica_seconds_total{strategy="hpa"}): a
+    /// model estimate, run as `prescaler backtest` scores its hpa80 row.
+    #[arg(long, default_value_t = DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION, value_parser = clap::value_parser!(u8).range(10..=100))]
+    savings_hpa_target_utilization: u8,
 }
 
 /// A duration flag where zero (`0`, `0s`, `0m`) means no wait: the spec's durations refuse it.
@@ -373,6 +380,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
             max_scalers_per_namespace: NonZeroUsize::new(args.max_scalers_per_namespace as usize),
             status_refresh: args.status_refresh,
             long_term_history: args.history.url.is_some(),
+            savings_hpa_target_utilization: args.savings_hpa_target_utilization,
             ..Settings::default()
         },
         listen: args.listen,

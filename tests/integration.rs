@@ -31,6 +31,7 @@ mod prometheus;
 mod properties;
 mod readme;
 mod regimes;
+mod savings;
 mod shards;
 
 /// `autotests = false` (Cargo.toml) compiles only this file: a test file not declared above would

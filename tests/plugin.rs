@@ -364,3 +364,59 @@ async fn the_binary_exits_with_codes_a_script_can_use() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit codes: 0 success; 1"));
 }
+
+/// `kubectl prescaler savings`: every scaler of the namespace, its figures from its status (the
+/// operator counts, the plugin prints), said to be a model estimate; one scaler with its summary.
+#[tokio::test]
+async fn savings_prints_each_scalers_account_against_the_hpa_from_its_status() {
+    let api = FakeApi::new();
+    let mut counted = checkout();
+    let day = |date: &str, short: i64, hpa_short: i64| {
+        json!({ "date": date, "minutes": 1440, "replicaMinutes": 2674, "shortMinutes": short,
+                "hpaReplicaMinutes": 3437, "hpaShortMinutes": hpa_short })
+    };
+    counted["status"] = json!({ "savings": {
+        "summary": "7d: prescaler asked for 312 replica-hours, 0.04 % of minutes short; an HPA at 80 % on the same metric: 401 replica-hours, 0.9 % short. A model estimate",
+        "hpaTargetUtilization": 80, "startupSeconds": 300,
+        "from": "2026-02-14T00:00:00Z", "through": "2026-02-21T00:00:00Z",
+        "days": (14..21).map(|d| day(&format!("2026-02-{d}"), i64::from(d == 15) * 4, 13)).collect::<Vec<_>>(),
+    }});
+    api.put(counted);
+    let mut fresh = checkout();
+    fresh["metadata"]["name"] = json!("api");
+    api.put(fresh);
+    let rows = plugin::savings(&api.client(), NS, None).await.unwrap();
+    let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["api", "checkout"]);
+    let text = render::savings_table(&rows);
+    assert!(
+        text.contains("A model estimate, not a measurement"),
+        "{text}"
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}: {text}"))
+            .to_string()
+    };
+    assert!(line("api").contains("nothing counted yet"), "{text}");
+    let checkout = line("checkout");
+    // 7 days of 2 674 replica-minutes is 312 replica-hours; 4 of 10 080 minutes short.
+    assert!(checkout.contains("7d"), "{checkout}");
+    assert!(
+        checkout.contains("312 replica-hours, 0.04 % short"),
+        "{checkout}"
+    );
+    assert!(
+        checkout.contains("at 80 %: 401 replica-hours, 0.9 % short"),
+        "{checkout}"
+    );
+    assert!(checkout.contains("22 % fewer replica-hours"), "{checkout}");
+    // One scaler: its summary too.
+    let one = plugin::savings(&api.client(), NS, Some("checkout"))
+        .await
+        .unwrap();
+    assert!(render::savings_table(&one).contains("0.9 % short. A model estimate"));
+    let missing = plugin::savings(&api.client(), NS, Some("nope")).await;
+    assert!(missing.is_err());
+}

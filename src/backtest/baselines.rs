@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use super::Run;
 use super::trace::Trace;
+use crate::planning::hpa::{Hpa, HpaConfig};
 use crate::planning::replicas_for;
 
 /// How the HPA is simulated: its algorithm and defaults (kubernetes/pkg/controller/podautoscaler).
@@ -20,58 +21,21 @@ pub struct HpaModel {
     pub initial: u32,
 }
 
-/// Changes within 10 % of the target are ignored (`--horizontal-pod-autoscaler-tolerance`).
-const TOLERANCE: f64 = 0.1;
-/// The HPA syncs every 15 seconds (`--horizontal-pod-autoscaler-sync-period`).
-const SYNC_SECONDS: i64 = 15;
-/// Scale-down stabilization: the highest recommendation of the last 5 minutes.
-const DOWN_STABILIZATION_SECONDS: i64 = 300;
-
-/// The HPA v2 with the default `behavior`: scale up by at most max(+4 pods, +100 %) per 15 s,
-/// scale down to the highest recommendation of the last 5 minutes (unlimited in rate). Without a
-/// metric it does not scale.
-///
-/// The default policies' periods equal the sync period, so each sync's limit is relative to the
-/// count at that sync, and the stabilization window is a sliding maximum: O(1) per sync, which
-/// lets the backtest sweep the HPA over many targets (a test checks it against the general
-/// `behavior` code).
+/// The HPA v2 with the default `behavior` (`planning::hpa`, the model the operator also runs on
+/// the live metric), one minute at a time over the trace.
 pub fn hpa(model: &HpaModel, utilization: f64) -> Run {
-    let target = model.target_per_replica * utilization;
-    let mut current = model.initial;
-    // Recent recommendations (second, value), values decreasing: the front is the window's max.
-    let mut window: VecDeque<(i64, u32)> = VecDeque::new();
-    let mut desired = Vec::with_capacity(model.seen.len());
-    for (minute, &load) in model.seen.iter().enumerate() {
-        if load.is_finite() {
-            for sync in 0..60 / SYNC_SECONDS {
-                let now = minute as i64 * 60 + sync * SYNC_SECONDS;
-                let ratio = load / (target * current as f64);
-                let recommendation = if (ratio - 1.0).abs() <= TOLERANCE {
-                    current
-                } else {
-                    replicas_for(load, target)
-                }
-                .clamp(model.min_replicas, model.max_replicas);
-                while window
-                    .front()
-                    .is_some_and(|&(t, _)| now - t > DOWN_STABILIZATION_SECONDS)
-                {
-                    window.pop_front();
-                }
-                let down = window
-                    .front()
-                    .map_or(recommendation, |&(_, r)| r.max(recommendation));
-                while window.back().is_some_and(|&(_, r)| r <= recommendation) {
-                    window.pop_back();
-                }
-                window.push_back((now, recommendation));
-                let stabilized = current.max(recommendation).min(down);
-                let up_limit = (current.saturating_add(4)).max(current.saturating_mul(2));
-                current = stabilized.min(up_limit);
-            }
-        }
-        desired.push(current);
-    }
+    let config = HpaConfig {
+        target_per_replica: model.target_per_replica,
+        utilization,
+        min_replicas: model.min_replicas,
+        max_replicas: model.max_replicas,
+    };
+    let mut hpa = Hpa::new(model.initial);
+    let desired = model
+        .seen
+        .iter()
+        .map(|&load| hpa.minute(&config, load))
+        .collect();
     Run {
         name: format!("hpa{}", (utilization * 100.0).round()),
         desired,

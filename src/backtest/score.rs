@@ -43,26 +43,9 @@ pub fn short_percent(
     (n > 0).then(|| 100.0 * short as f64 / n as f64)
 }
 
-/// Ready replicas per minute: what was asked for `delay` minutes ago and has not been removed
-/// since (`min(desired(u) for u in [t - delay, t])`). Before the trace started, the fleet is taken
-/// as steady at its first size.
-pub fn ready(desired: &[u32], delay: usize) -> Vec<u32> {
-    // Sliding-window minimum with a monotonic deque: O(n).
-    let mut out = Vec::with_capacity(desired.len());
-    let mut window: std::collections::VecDeque<usize> = Default::default();
-    for (t, &d) in desired.iter().enumerate() {
-        while window.back().is_some_and(|&i| desired[i] >= d) {
-            window.pop_back();
-        }
-        window.push_back(t);
-        while window.front().is_some_and(|&i| i + delay < t) {
-            window.pop_front();
-        }
-        let steady_start = if t < delay { desired[0] } else { u32::MAX };
-        out.push(desired[window[0]].min(steady_start));
-    }
-    out
-}
+/// Ready replicas per minute (`planning::pods`, the simulated pods the operator's live
+/// accounting also runs): what was asked for `delay` minutes ago and has not been removed since.
+pub use crate::planning::pods::ready;
 
 /// One strategy's scores over the scored minutes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -149,13 +132,6 @@ pub fn score_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ready_lags_scale_ups_and_follows_scale_downs_at_once() {
-        let desired = [2, 2, 5, 5, 5, 5, 5, 5, 3, 3];
-        assert_eq!(ready(&desired, 3), vec![2, 2, 2, 2, 2, 5, 5, 5, 3, 3]);
-        assert_eq!(ready(&desired, 0), desired.to_vec());
-    }
 
     #[test]
     fn a_gap_minute_counts_for_neither_cost_nor_violations() {

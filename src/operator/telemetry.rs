@@ -66,6 +66,28 @@ impl PlanLabels {
     }
 }
 
+/// One PredictiveScaler's figures against the HPA on the same metric: `strategy` is
+/// `prescaler` or `hpa` (two values, so two series per scaler and family).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StrategyLabels {
+    pub namespace: String,
+    pub name: String,
+    pub strategy: String,
+}
+
+impl StrategyLabels {
+    pub fn new(scaler: &ScalerLabels, strategy: &str) -> Self {
+        Self {
+            namespace: scaler.namespace.clone(),
+            name: scaler.name.clone(),
+            strategy: strategy.to_string(),
+        }
+    }
+}
+
+/// The strategies of `StrategyLabels`.
+const STRATEGIES: [&str; 2] = ["prescaler", "hpa"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
@@ -94,6 +116,13 @@ struct PerScaler {
     current_replicas: Family<ScalerLabels, Gauge>,
     forecast_error_percent: Family<ScalerLabels, FloatGauge>,
     planned_replicas: Family<PlanLabels, Gauge>,
+    /// Replicas asked for, in replica-seconds, by prescaler and by the model HPA
+    /// (`planning::ledger`), over the minutes that had a load sample.
+    replica_seconds: Family<StrategyLabels, Counter<f64, AtomicU64>>,
+    /// Minutes short of ready replicas, by strategy, in the same model.
+    underprovisioned_minutes: Family<StrategyLabels, Counter>,
+    /// The minutes counted: the denominator of the share short.
+    savings_minutes: Family<ScalerLabels, Counter>,
     /// Reconcile time per PredictiveScaler: `rate()` of it is the share of a core each one
     /// costs, which finds the one tenant whose spec is expensive.
     scaler_reconcile_seconds: Family<ScalerLabels, Counter<f64, AtomicU64>>,
@@ -205,6 +234,24 @@ impl PerScaler {
                 r,
                 "planned_replicas",
                 "Replicas prescaler expects to ask for at a horizon ahead (15m, 1h, 3h, 6h, 24h): its plan",
+                Family::default(),
+            ),
+            replica_seconds: registered(
+                r,
+                "replica_seconds",
+                "Replicas asked for, in replica-seconds, by prescaler and by an HPA on the same metric (strategy=\"hpa\", at --savings-hpa-target-utilization): a model estimate, the backtest's simulated pods and HPA run on the live metric",
+                Family::default(),
+            ),
+            underprovisioned_minutes: registered(
+                r,
+                "underprovisioned_minutes",
+                "Minutes with fewer ready replicas than the load needed, for prescaler and for an HPA on the same metric, in the backtest's model of simulated pods (a model estimate)",
+                Family::default(),
+            ),
+            savings_minutes: registered(
+                r,
+                "savings_minutes",
+                "Minutes counted in prescaler_replica_seconds_total and prescaler_underprovisioned_minutes_total (those with a load sample)",
                 Family::default(),
             ),
             scaler_reconcile_seconds: registered(
@@ -409,6 +456,25 @@ impl Metrics {
         }
     }
 
+    /// The minutes `added` counted against the HPA (`planning::ledger`).
+    pub fn observe_savings(&self, scaler: &ScalerLabels, added: &crate::planning::ledger::Tally) {
+        for (strategy, cost) in STRATEGIES.into_iter().zip([added.prescaler, added.hpa]) {
+            let key = StrategyLabels::new(scaler, strategy);
+            self.scaler
+                .replica_seconds
+                .get_or_create(&key)
+                .inc_by(cost.replica_minutes as f64 * 60.0);
+            self.scaler
+                .underprovisioned_minutes
+                .get_or_create(&key)
+                .inc_by(cost.short_minutes);
+        }
+        self.scaler
+            .savings_minutes
+            .get_or_create(scaler)
+            .inc_by(added.minutes);
+    }
+
     /// `prescaler_planned_replicas` at the plan's fixed horizons (a bounded set of label
     /// values); no plan removes them.
     pub fn observe_plan(&self, scaler: &ScalerLabels, plan: Option<&PlanStatus>) {
@@ -438,6 +504,12 @@ impl Metrics {
         self.scaler.current_replicas.remove(labels);
         self.scaler.forecast_error_percent.remove(labels);
         self.scaler.scaler_reconcile_seconds.remove(labels);
+        self.scaler.savings_minutes.remove(labels);
+        for strategy in STRATEGIES {
+            let key = StrategyLabels::new(labels, strategy);
+            self.scaler.replica_seconds.remove(&key);
+            self.scaler.underprovisioned_minutes.remove(&key);
+        }
         for (horizon, _) in HORIZONS {
             self.scaler
                 .planned_replicas

@@ -8,7 +8,9 @@
 //!   `prescaler backtest --prometheus-url` reads it, and the target's replicas from its `/scale`;
 //! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
 //!   newest first;
-//! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus.
+//! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus;
+//! - `savings`: what the operator counted on the live metric against an HPA (`status.savings`),
+//!   for one scaler or every one in a namespace.
 
 pub mod render;
 
@@ -19,7 +21,7 @@ use serde::Serialize;
 
 use crate::adapters::history::RangeSource;
 use crate::adapters::kubernetes::{self, call, get_predictive_scaler};
-use crate::api::{Limits, PredictiveScalerStatus, ValidatedSpec};
+use crate::api::{Limits, PredictiveScaler, PredictiveScalerStatus, SavingsStatus, ValidatedSpec};
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
@@ -337,4 +339,44 @@ pub async fn backtest(
         warnings,
         notes,
     })
+}
+
+/// One scaler's account against the HPA, as its status holds it (`None`: nothing counted yet).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavingsRow {
+    pub namespace: String,
+    pub name: String,
+    pub savings: Option<SavingsStatus>,
+}
+
+/// `status.savings` of PredictiveScaler `namespace/name`, or of every one in `namespace` (by
+/// name). Read from the cluster: the operator counts, this prints.
+pub async fn savings(
+    client: &kube::Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Vec<SavingsRow>> {
+    let scalers = match name {
+        Some(name) => vec![get_predictive_scaler(client, namespace, name).await?],
+        None => {
+            let api: Api<PredictiveScaler> = Api::namespaced(client.clone(), namespace);
+            let listed = call(
+                "listing PredictiveScalers",
+                api.list(&ListParams::default()),
+            )
+            .await?;
+            listed.items
+        }
+    };
+    let mut rows: Vec<SavingsRow> = scalers
+        .into_iter()
+        .map(|s| SavingsRow {
+            namespace: namespace.to_string(),
+            name: kube::ResourceExt::name_any(&s),
+            savings: s.status.and_then(|st| st.savings),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
 }

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Local, Utc};
 use chrono_tz::Tz;
 
-use super::{PlanReport, WhyReport};
+use super::{PlanReport, SavingsRow, WhyReport};
 use crate::api::PredictiveScalerStatus;
+use crate::planning::ledger;
 use crate::planning::outlook::{self, Outlook, Step};
 use crate::planning::plan::Reason;
 
@@ -351,6 +352,82 @@ fn events_table(r: &WhyReport, zone: Zone) -> String {
         ]);
     }
     columns(&table)
+}
+
+/// `kubectl prescaler savings`: each scaler's account against the HPA, what it is and how it
+/// is computed.
+pub fn savings_table(rows: &[SavingsRow]) -> String {
+    let mut out = String::from(
+        "prescaler against an HPA on the same live metric, over the last 7 days (UTC days) the \
+         operator counted.\nA model estimate, not a measurement: the backtest's model run on the \
+         live metric, minute by minute — simulated pods with a start-up time, prescaler's \
+         decisions against the HPA's algorithm at the operator's --savings-hpa-target-utilization; \
+         a minute is short when fewer replicas are ready than ceil(load / targetPerReplica).\n\n",
+    );
+    let mut cells = vec![[
+        "NAME".to_string(),
+        "OVER".to_string(),
+        "PRESCALER".to_string(),
+        "HPA".to_string(),
+        "PRESCALER VS HPA".to_string(),
+    ]];
+    for r in rows {
+        let name = printable(&r.name);
+        let Some(s) = &r.savings else {
+            cells.push([
+                name,
+                "-".into(),
+                "nothing counted yet".into(),
+                "".into(),
+                "".into(),
+            ]);
+            continue;
+        };
+        let total = ledger::totals(s);
+        let span = match (
+            DateTime::parse_from_rfc3339(&s.from),
+            DateTime::parse_from_rfc3339(&s.through),
+        ) {
+            (Ok(from), Ok(through)) => ledger::span_words(through - from),
+            _ => "-".into(),
+        };
+        let cost = |c: &ledger::Cost| {
+            format!(
+                "{} replica-hours, {} % short",
+                ledger::replica_hours(c),
+                ledger::short_percent(&total, c)
+            )
+        };
+        let (ours, theirs) = (total.prescaler.replica_minutes, total.hpa.replica_minutes);
+        let versus = match theirs {
+            0 => "-".to_string(),
+            _ => {
+                let change = 100.0 * (theirs as f64 - ours as f64) / theirs as f64;
+                let words = if change >= 0.0 { "fewer" } else { "more" };
+                format!(
+                    "{} % {words} replica-hours",
+                    ledger::significant(change.abs(), 2)
+                )
+            }
+        };
+        cells.push([
+            name,
+            span,
+            cost(&total.prescaler),
+            format!("at {} %: {}", s.hpa_target_utilization, cost(&total.hpa)),
+            versus,
+        ]);
+    }
+    out.push_str(&columns(&cells));
+    if let [
+        SavingsRow {
+            savings: Some(s), ..
+        },
+    ] = rows
+    {
+        let _ = writeln!(out, "\n{}", printable(&s.summary));
+    }
+    out
 }
 
 /// Left-aligned columns, the last one unpadded.

@@ -352,6 +352,15 @@ class Chart(unittest.TestCase):
         usage = subprocess.run([binary, "run", "--help"], capture_output=True, text=True).stdout
         self.assertIn("--shards", usage)
 
+    def test_the_savings_hpa_target_reaches_the_operator(self):
+        def args(docs):
+            (dep,) = by_kind(docs, "Deployment")
+            return dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        self.assertIn("--savings-hpa-target-utilization=80", args(render()))
+        example = os.path.join(ROOT, "examples", "values-savings.yaml")
+        self.assertIn("--savings-hpa-target-utilization=70", args(render("-f", example)))
+
     def test_bad_values_are_refused_at_install(self):
         for bad in (["--set", "operator.concurrency=0"],
                     ["--set", "operator.maxScalersPerNamespace=-1"],
@@ -362,6 +371,10 @@ class Chart(unittest.TestCase):
                     ["--set", "operator.statusRefresh=often"],
                     ["--set", "operator.shards=0"],
                     ["--set", "operator.shards=65"],
+                    ["--set", "savings.hpaTargetUtilization=5"],
+                    ["--set", "savings.hpaTargetUtilization=101"],
+                    ["--set", "savings.hpaTargetUtilization=eighty"],
+                    ["--set", "savings.hpaTarget=80"],
                     ["--set", "prometheus.maxResponseBytes=1000"],
                     ["--set", "prometheus.maxResponseBytes=4Mi"],
                     ["--set", "keda.enabled=yes"],
@@ -401,7 +414,9 @@ class Chart(unittest.TestCase):
         dash = json.loads(cm["data"]["prescaler.json"])
         exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
         for metric in ("prescaler_load", "prescaler_forecast_load", "prescaler_desired_replicas",
-                       "prescaler_current_replicas", "prescaler_forecast_error_percent"):
+                       "prescaler_current_replicas", "prescaler_forecast_error_percent",
+                       "prescaler_replica_seconds_total",
+                       "prescaler_underprovisioned_minutes_total"):
             self.assertIn(metric, exprs)
         with open(os.path.join(ROOT, "src", "operator", "telemetry.rs")) as f:
             source = f.read()

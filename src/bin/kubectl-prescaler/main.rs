@@ -68,6 +68,16 @@ enum Command {
     /// Replay the last weeks of the scaler's metric through its spec, the HPA and perfect
     /// foresight, and score them (`prescaler backtest` on the cluster's spec).
     Backtest(BacktestArgs),
+    /// What the scaler's decisions cost against an HPA on the same live metric over the last 7
+    /// days, as the operator counted it (status.savings): a model estimate. Every scaler of the
+    /// namespace without a NAME.
+    Savings(SavingsArgs),
+}
+
+#[derive(Args)]
+struct SavingsArgs {
+    /// The PredictiveScaler (default: every one in the namespace).
+    name: Option<String>,
 }
 
 #[derive(Args)]
@@ -143,7 +153,7 @@ fn main() -> ExitCode {
     let needs_prometheus = match &cli.command {
         Command::Plan(a) => Some((&a.prometheus, "plan")),
         Command::Backtest(a) => Some((&a.prometheus, "backtest")),
-        Command::Why(_) => None,
+        Command::Why(_) | Command::Savings(_) => None,
     };
     if let Some((flags, sub)) = needs_prometheus
         && flags.prometheus.url.is_none()
@@ -190,6 +200,13 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
             match output {
                 Output::Table => print(&render::plan_table(&report, args.zone.zone())),
                 _ => structured(output, &report.document()),
+            }
+        }
+        Command::Savings(args) => {
+            let rows = plugin::savings(&client, &namespace, args.name.as_deref()).await?;
+            match output {
+                Output::Table => print(&render::savings_table(&rows)),
+                _ => structured(output, &rows),
             }
         }
         Command::Why(args) => {

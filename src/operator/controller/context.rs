@@ -25,6 +25,7 @@ use crate::operator::leader::Leadership;
 use crate::operator::shards::ShardSet;
 use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
 use crate::planning::forecast::ModelConfig;
+use crate::planning::ledger::Ledger;
 use crate::planning::planner::Planner;
 use crate::planning::startup;
 
@@ -72,7 +73,14 @@ pub struct Settings {
     /// How often a scaler's calendar ConfigMaps (`spec.calendar.configMapRefs`) are read again
     /// while its spec stays the same (see `calendar_files`).
     pub calendar_reread: StdDuration,
+    /// The target utilization (%) of the HPA each scaler's decisions are compared with on the
+    /// live metric (`status.savings`, `prescaler_replica_seconds_total{strategy="hpa"}`).
+    pub savings_hpa_target_utilization: u8,
 }
+
+/// `--savings-hpa-target-utilization`'s default: the HPA the backtest's table shows beside the
+/// HPA at 100 %.
+pub const DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION: u8 = 80;
 
 /// `--max-scalers-per-namespace`'s default: at about a third of a MiB of history each, one
 /// tenant's scalers hold at most about a tenth of the chart's memory limit (384 MiB), and a
@@ -95,6 +103,7 @@ impl Default for Settings {
             status_refresh: StdDuration::from_secs(300),
             long_term_history: false,
             calendar_reread: StdDuration::from_secs(300),
+            savings_hpa_target_utilization: DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION,
         }
     }
 }
@@ -115,6 +124,8 @@ pub(super) struct ScalerState {
     pub(super) plan: Option<PlanMemo>,
     /// Counted in `prescaler_histories_held` once the history has been read whole.
     pub(super) held: Option<HeldHistory>,
+    /// What the decisions cost against an HPA on the same live metric (`status.savings`).
+    pub(super) ledger: Ledger,
 }
 
 /// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
@@ -312,6 +323,15 @@ impl Context {
                 survey_failed: None,
                 plan: None,
                 held: None,
+                ledger: {
+                    // After a restart or a failover the days counted so far come back from the
+                    // status; the HPA's state is rebuilt from the metric's history.
+                    let mut ledger = Ledger::new(self.settings.savings_hpa_target_utilization);
+                    if let Some(saved) = ps.status.as_ref().and_then(|s| s.savings.as_ref()) {
+                        ledger.restore(saved);
+                    }
+                    ledger
+                },
             }))
         });
         entry.clone()

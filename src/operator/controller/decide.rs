@@ -8,9 +8,10 @@ use kube::ResourceExt;
 use tracing::warn;
 
 use crate::adapters::history::{HistoryCache, Refresh};
-use crate::api::{PlanStatus, PredictiveScaler};
+use crate::api::{PlanStatus, PredictiveScaler, SavingsStatus, ValidatedSpec};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
 use crate::operator::conditions::{self, Finding};
+use crate::planning::ledger::{self, Tally};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
 
@@ -53,15 +54,23 @@ impl LoadRead {
     }
 }
 
+/// What a decision did to the scaler's account against the HPA (`planning::ledger`): the minutes
+/// it counted, for the metrics, and `status.savings`.
+pub(super) struct Savings {
+    pub(super) added: Tally,
+    pub(super) status: Option<SavingsStatus>,
+}
+
 /// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec.
+/// is older than its quarter hour or was made for another spec. The decision is entered in the
+/// scaler's account against the HPA, and the minutes whose load has settled are counted.
 #[tracing::instrument(skip_all)]
 pub(super) async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead, Option<PlanStatus>) {
+) -> (Decision, LoadRead, Option<PlanStatus>, Savings) {
     let state = ctx
         .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
@@ -79,16 +88,37 @@ pub(super) async fn decide(
         target.spec.lead_time.num_seconds(),
     );
     let replicas = target.workload.replicas();
-    let (decision, plan) = plan(
+    let model = savings_model(
+        &target.spec,
+        state.survey.as_ref().and_then(|(_, s)| s.startup),
+    );
+    let (decision, plan, savings) = plan(
         state,
         load.failure.is_none(),
         replicas,
         now,
         made_for,
+        model,
         ctx.metrics.clone(),
     )
     .await;
-    (decision, load, plan)
+    (decision, load, plan, savings)
+}
+
+/// The model the scaler's account runs: the spec's bounds, and pods that start in what
+/// `leadTime: Auto` learned (the start-ups' 90th percentile, rounded up to a minute), else in
+/// the backtest's default.
+fn savings_model(spec: &ValidatedSpec, learned: Option<chrono::Duration>) -> ledger::Model {
+    let startup = learned.map_or(ledger::DEFAULT_STARTUP, |s| {
+        let minutes = (s.num_seconds().max(0) + 59) / 60;
+        chrono::Duration::minutes(minutes).min(ledger::MAX_STARTUP)
+    });
+    ledger::Model {
+        target_per_replica: spec.target_per_replica,
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        startup,
+    }
 }
 
 /// Reads the load unless the backoff after failed reads says to wait (see `backoff`): a query
@@ -131,8 +161,9 @@ async fn plan(
     replicas: u32,
     now: DateTime<Utc>,
     made_for: (DateTime<Utc>, Option<i64>, i64),
+    model: ledger::Model,
     metrics: std::sync::Arc<crate::operator::telemetry::Metrics>,
-) -> (Decision, Option<PlanStatus>) {
+) -> (Decision, Option<PlanStatus>, Savings) {
     let planned = tokio::task::spawn_blocking(move || {
         let history = read.then(|| state.cache.history()).flatten();
         let decided_at = Instant::now();
@@ -156,7 +187,17 @@ async fn plan(
             });
         }
         let plan = state.plan.as_ref().map(|p| p.status.clone());
-        (decision, plan)
+        // Minutes are counted only on a history read now: without one, they wait for the next.
+        state.ledger.decided(now, decision.desired_replicas);
+        let added = match &history {
+            Some(history) => state.ledger.account(history, &model, now),
+            None => Tally::default(),
+        };
+        let savings = Savings {
+            added,
+            status: state.ledger.status(&model),
+        };
+        (decision, plan, savings)
     })
     .await;
     match planned {

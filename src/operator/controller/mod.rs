@@ -25,7 +25,9 @@ mod observe;
 mod report;
 
 use actuate::actuate;
-pub use context::{Context, DEFAULT_MAX_SCALERS_PER_NAMESPACE, Settings};
+pub use context::{
+    Context, DEFAULT_MAX_SCALERS_PER_NAMESPACE, DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION, Settings,
+};
 use decide::decide;
 pub use floors::FINALIZER;
 use floors::{give_back_floor, release_orphaned_floors, sweep_orphaned_floors};
@@ -347,7 +349,8 @@ async fn observe_decide_act(
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load, plan) = decide(ps, ctx, &target, now).await;
+    let (decision, load, plan, savings) = decide(ps, ctx, &target, now).await;
+    ctx.metrics.observe_savings(&labels(ps), &savings.added);
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     if load.tells_nothing_new(ps) {
         // One failed read after a success is held (as any failure is) but not published: a
@@ -399,6 +402,7 @@ async fn observe_decide_act(
                 .and_then(|(shown, _)| shown.as_ref())
                 .map(conditions::lead_time_status),
             plan: plan.as_ref(),
+            savings: savings.status.as_ref(),
         }),
         findings,
         now,

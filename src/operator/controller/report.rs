@@ -14,7 +14,7 @@ use tracing::warn;
 
 use crate::Result;
 use crate::adapters::kubernetes::{self, FloorObject, call};
-use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus};
+use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus, SavingsStatus};
 use crate::operator::conditions::{self, Finding};
 use crate::operator::event_filter::EventKey;
 use crate::planning::plan::Decision;
@@ -34,6 +34,9 @@ pub(super) struct Decided<'a> {
     pub(super) lead_time: Option<crate::api::LeadTimeStatus>,
     /// The plan in brief (`status.plan`).
     pub(super) plan: Option<&'a PlanStatus>,
+    /// Against the HPA on the same live metric (`status.savings`); `None` until a minute has
+    /// been counted.
+    pub(super) savings: Option<&'a SavingsStatus>,
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -65,6 +68,11 @@ pub(super) fn new_status(
             status.last_scale_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
         status.plan = d.plan.cloned();
+        status.savings = d.savings.cloned();
+    } else {
+        // No decision this time (refused, paused, an error): the days counted so far stay, as
+        // the last scale time does; they come back into the account when it runs again.
+        status.savings = previous.savings.clone();
     }
     (status, changed)
 }
@@ -140,6 +148,24 @@ fn material(s: &PredictiveScalerStatus) -> Material<'_> {
     }
 }
 
+/// `status` without what moves with every minute counted against the HPA: its days and the
+/// end of its span, which ride along with writes made for other reasons (a restart loses at
+/// most the minutes since the last write). Its summary, rounded, is a figure like any other.
+fn quiet(status: &PredictiveScalerStatus) -> std::borrow::Cow<'_, PredictiveScalerStatus> {
+    match &status.savings {
+        None => std::borrow::Cow::Borrowed(status),
+        Some(savings) => {
+            let mut quiet = status.clone();
+            quiet.savings = Some(SavingsStatus {
+                days: Vec::new(),
+                through: String::new(),
+                ..savings.clone()
+            });
+            std::borrow::Cow::Owned(quiet)
+        }
+    }
+}
+
 /// Whether a status that differs from the one last seen is written now: at once when what an SRE
 /// acts on changed (`material`) or nothing was written yet by this process, otherwise (figures
 /// only) once `refresh` has passed since this process last wrote it. With a thousand scalers a
@@ -153,7 +179,7 @@ pub(super) fn status_write_due(
     now: Instant,
 ) -> bool {
     match seen {
-        Some(seen) if seen == new => false,
+        Some(seen) if quiet(seen) == quiet(new) => false,
         Some(seen) if material(seen) == material(new) => {
             last_written.is_none_or(|at| now.saturating_duration_since(at) >= refresh)
         }
@@ -415,6 +441,50 @@ mod tests {
         }
         // With no status seen, it is written.
         assert!(status_write_due(None, &seen, written, refresh, t0));
+    }
+
+    #[test]
+    fn minutes_counted_against_the_hpa_ride_along_and_only_their_rounded_summary_is_a_figure() {
+        use crate::api::{SavingsDay, SavingsStatus};
+        let refresh = StdDuration::from_secs(300);
+        let t0 = Instant::now();
+        let day = |minutes| SavingsDay {
+            date: "2026-12-07".into(),
+            minutes,
+            replica_minutes: 2 * minutes,
+            ..Default::default()
+        };
+        let seen = PredictiveScalerStatus {
+            desired_replicas: Some(2),
+            savings: Some(SavingsStatus {
+                summary: "2h: prescaler asked for 4 replica-hours".into(),
+                through: "2026-12-07T02:00:00Z".into(),
+                days: vec![day(120)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut counted = seen.clone();
+        let savings = counted.savings.as_mut().unwrap();
+        savings.through = "2026-12-07T02:07:00Z".into();
+        savings.days = vec![day(127)];
+        assert!(
+            !status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh * 10),
+            "minutes counted alone are not written, however long"
+        );
+        counted.savings.as_mut().unwrap().summary =
+            "2h: prescaler asked for 4.2 replica-hours".into();
+        assert!(!status_write_due(
+            Some(&seen),
+            &counted,
+            Some(t0),
+            refresh,
+            t0 + refresh / 2
+        ));
+        assert!(
+            status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh),
+            "a new summary is a figure: written once the refresh has passed"
+        );
     }
 
     #[test]
