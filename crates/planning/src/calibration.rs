@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::forecast::{self, Adjustments, History, ModelConfig, Predictor, View};
+use super::forecast::{self, Adjustments, History, ModelConfig, Predictor, ProfileMemo, View};
 
 mod replay;
 
@@ -361,14 +361,24 @@ impl Calibrator {
             self.records = VecDeque::with_capacity(longest);
             self.first = oldest_needed;
         }
+        // A rebuild forecasts a week of minutes through views of one history: the profile's
+        // points read by one minute's forecast are read again by the next minutes'.
+        let mut memos = [ProfileMemo::default(), ProfileMemo::default()];
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
             let mut record = [f32::NAN; 2];
             if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
-                    if let Some(v) =
-                        forecast::predict_peak(cfg, *p, view, adjust, t, t + objective.lead)
-                    {
+                    let memo = &mut memos[slot(*p)];
+                    if let Some(v) = forecast::predict_peak_reusing(
+                        cfg,
+                        *p,
+                        view,
+                        adjust,
+                        t,
+                        t + objective.lead,
+                        memo,
+                    ) {
                         record[slot(*p)] = v.max(0.0) as f32;
                     }
                 }

@@ -711,9 +711,76 @@ pub fn predict_peak(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Option<f64> {
+    predict_peak_reusing(
+        cfg,
+        predictor,
+        view,
+        adjust,
+        from,
+        to,
+        &mut ProfileMemo::default(),
+    )
+}
+
+/// `predict_peak`, reusing the profile's points that `memo` holds from forecasts of nearby
+/// minutes read through views of the same history (the calibration's record, rebuilt a week
+/// of minutes at a time, reads each point about `lead / profile_step` times).
+pub fn predict_peak_reusing(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'_>,
+    adjust: &Adjustments,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    memo: &mut ProfileMemo,
+) -> Option<f64> {
     let past = whole_periods(cfg, predictor, view, adjust)?;
     let ratio = level_ratio(cfg, &past)?;
-    profile_peak(cfg, &past, from, to).map(|p| p * ratio)
+    profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
+}
+
+/// The profile's points (`profile_point`) computed by recent forecasts, for one predictor over
+/// one history and one set of adjustments: hold one per predictor, and a new one for another
+/// history. A point depends on the view it is read through only where its reads reach past the
+/// view's ends, or when the number of past periods differs; a point is kept and reused only
+/// where neither is so (`Past::reads_within`), so reusing it changes nothing.
+#[derive(Clone, Debug)]
+pub struct ProfileMemo {
+    periods: i64,
+    /// `(index, point)` by `index mod MEMO_SLOTS`; an index of `i64::MIN` is empty.
+    slots: [(i64, Option<f64>); MEMO_SLOTS],
+}
+
+/// More than the points one forecast reads (a lead time over `profile_step`), so that those
+/// of the minutes before are still there.
+const MEMO_SLOTS: usize = 64;
+
+impl Default for ProfileMemo {
+    fn default() -> Self {
+        Self {
+            periods: 0,
+            slots: [(i64::MIN, None); MEMO_SLOTS],
+        }
+    }
+}
+
+impl ProfileMemo {
+    fn point(&mut self, cfg: &ModelConfig, past: &Past<'_>, i: i64, half: i64) -> Option<f64> {
+        if !past.reads_within(i, half) {
+            return profile_point(cfg, past, i, half);
+        }
+        if past.periods != self.periods {
+            *self = Self {
+                periods: past.periods,
+                ..Self::default()
+            };
+        }
+        let slot = &mut self.slots[i.rem_euclid(MEMO_SLOTS as i64) as usize];
+        if slot.0 != i {
+            *slot = (i, profile_point(cfg, past, i, half));
+        }
+        slot.1
+    }
 }
 
 /// The past periods of `predictor`'s season the view has observed whole, at most as many as
@@ -789,8 +856,9 @@ fn profile_peak(
     past: &Past<'_>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    memo: &mut ProfileMemo,
 ) -> Option<f64> {
-    let (h, adjust) = (past.view.history(), past.adjust);
+    let h = past.view.history();
     let half = h.steps(cfg.smoothing_half_width);
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
@@ -798,16 +866,7 @@ fn profile_peak(
     let mut peak: Option<f64> = None;
     let mut i = lo;
     loop {
-        if let Some(p) = past.median_at(i, |c| (c - half, c + half)) {
-            let p = match cfg.recurring_steps {
-                true => past.recurring_sharp(i, half).map_or(p, |s| s.max(p)),
-                false => p,
-            };
-            let p = if adjust.multipliers.is_empty() {
-                p
-            } else {
-                p * adjust.multiplier_at(h.time(i.max(0) as usize))
-            };
+        if let Some(p) = memo.point(cfg, past, i, half) {
             peak = Some(peak.map_or(p, |b| b.max(p)));
         }
         if i >= hi {
@@ -816,6 +875,22 @@ fn profile_peak(
         i = (i + step).min(hi);
     }
     peak
+}
+
+/// The profile at index `i`: the median over past periods around it, kept sharp where a rise
+/// recurs, scaled by the calendar's multiplier.
+fn profile_point(cfg: &ModelConfig, past: &Past<'_>, i: i64, half: i64) -> Option<f64> {
+    let (h, adjust) = (past.view.history(), past.adjust);
+    let p = past.median_at(i, |c| (c - half, c + half))?;
+    let p = match cfg.recurring_steps {
+        true => past.recurring_sharp(i, half).map_or(p, |s| s.max(p)),
+        false => p,
+    };
+    Some(if adjust.multipliers.is_empty() {
+        p
+    } else {
+        p * adjust.multiplier_at(h.time(i.max(0) as usize))
+    })
 }
 
 pub(crate) fn index_ceil(h: &History, t: DateTime<Utc>) -> i64 {
@@ -845,6 +920,17 @@ struct Past<'a> {
 }
 
 impl Past<'_> {
+    /// Whether every read of the profile's point at `i` (`profile_point`: the ±`half` means of
+    /// the past periods, the blocks around them and their texture) falls within the view, so
+    /// that the point is the same through any view with as many past periods that does too.
+    fn reads_within(&self, i: i64, half: i64) -> bool {
+        let texture = self.view.history().steps(TEXTURE_SPAN);
+        // Whole blocks around each end, the block after the rise's, and one step to spare.
+        let reach = texture + half + 3 * self.block + 1;
+        i - self.periods * self.period - reach >= self.view.lo as i64
+            && i - self.period + reach <= self.view.end as i64
+    }
+
     /// The median over past periods of the mean over `window(c)`, where `c` is the index one
     /// period back, two periods back, …, relative to the view's end.
     fn median(&self, window: impl Fn(i64) -> (i64, i64)) -> Option<f64> {
@@ -1022,17 +1108,25 @@ const SHARP_TEXTURE: f64 = 2.0;
 /// step or spike is a few of the second differences the median is taken of.
 const TEXTURE_SPAN: Duration = Duration::hours(2);
 
-/// The median of `xs` (sorted in place), `None` when empty.
+/// The median of `xs` (reordered in place), `None` when empty.
 pub(crate) fn median(xs: &mut [f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
-    xs.sort_unstable_by(f64::total_cmp);
+    // A selection, not a sort: the same order statistics (values equal under `total_cmp` are
+    // the same bits), in linear time; the texture takes the median of dozens of blocks for
+    // every instant a forecast reads, a week of forecasts at each start.
     let n = xs.len();
+    let (below, &mut upper, _) = xs.select_nth_unstable_by(n / 2, f64::total_cmp);
     Some(if n % 2 == 1 {
-        xs[n / 2]
+        upper
     } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+        let lower = below
+            .iter()
+            .copied()
+            .max_by(f64::total_cmp)
+            .unwrap_or(upper);
+        (lower + upper) / 2.0
     })
 }
 
@@ -1053,7 +1147,7 @@ pub(crate) fn capped_mean(xs: &mut [f64], k: usize, rise: f64) -> Option<f64> {
     Some(sum / n as f64)
 }
 
-/// The lower median of `xs` (sorted in place): the middle one of an odd count, the lower of the
+/// The lower median of `xs` (reordered in place): the middle one of an odd count, the lower of the
 /// two middle ones of an even count; `None` when empty. Unlike the median it is always one of
 /// the samples, and of two or more it is never above the second-highest: one sample alone,
 /// however high, cannot raise it above every other.
@@ -1061,8 +1155,8 @@ pub(crate) fn lower_median(xs: &mut [f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
-    xs.sort_unstable_by(f64::total_cmp);
-    Some(xs[(xs.len() - 1) / 2])
+    let (_, &mut lower, _) = xs.select_nth_unstable_by((xs.len() - 1) / 2, f64::total_cmp);
+    Some(lower)
 }
 
 /// The predictors a spec's seasonalities ask for.
@@ -1080,6 +1174,90 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap() // a Monday
+    }
+
+    #[test]
+    fn profile_points_reused_across_minutes_change_no_forecast() {
+        // Fifteen days with a recurring 09:00 step, texture, gaps (the first six hours: past
+        // periods are counted from the first sample, so the count grows at a minute when the
+        // views reach back before it), and a calendar with
+        // an exclusion and a multiplied event: every minute's forecast through views of the
+        // history, reusing one memo per predictor from minute to minute, against each
+        // forecast made alone. Views of 28 and 8 days read within their ends; views ten
+        // minutes longer than whole periods clip their oldest period's window at their start,
+        // differently at each minute, so that their points must not be reused.
+        let minutes = 15 * 1440;
+        let values: Vec<f64> = (0..minutes)
+            .map(|m| {
+                let day = m % 1440;
+                let base = if (540..1020).contains(&day) {
+                    900.0
+                } else {
+                    150.0
+                };
+                if m < 360 || (4 * 1440 + 300..5 * 1440).contains(&m) {
+                    f64::NAN
+                } else {
+                    base + ((m * 7919) % 101) as f64
+                }
+            })
+            .collect();
+        let h = History::new(t0(), Duration::minutes(1), values);
+        let at = |d: i64, hh: i64| t0() + Duration::days(d) + Duration::hours(hh);
+        let adjustments = [
+            Adjustments::default(),
+            Adjustments {
+                gaps: vec![(at(2, 8), at(2, 20))],
+                multipliers: vec![(at(9, 10), at(9, 12), 2.5)],
+            },
+        ];
+        let cfg = ModelConfig::default();
+        let lead = Duration::minutes(7);
+        let ten = Duration::minutes(10);
+        let spans = [
+            Duration::days(28),
+            Duration::days(8),
+            Duration::days(2) + ten,
+            Duration::days(14) + ten,
+        ];
+        for span in spans {
+            for adjust in &adjustments {
+                for p in [Predictor::Daily, Predictor::Weekly] {
+                    let mut memo = ProfileMemo::default();
+                    let (mut reused, mut forecasts) = (0, 0);
+                    for m in 2 * 1440..minutes {
+                        let t = h.time(m);
+                        let Some(view) = h.view_at(t).map(|v| v.since(t - span)) else {
+                            continue;
+                        };
+                        let alone = predict_peak(&cfg, p, view, adjust, t, t + lead);
+                        let before = memo.slots;
+                        let with =
+                            predict_peak_reusing(&cfg, p, view, adjust, t, t + lead, &mut memo);
+                        assert_eq!(
+                            alone.map(f64::to_bits),
+                            with.map(f64::to_bits),
+                            "{p:?} at minute {m}, span {span}"
+                        );
+                        forecasts += usize::from(alone.is_some());
+                        // Four points a forecast (every 3 minutes of the 7, and the last):
+                        // reused, only the newest is computed.
+                        let computed = before
+                            .iter()
+                            .zip(&memo.slots)
+                            .filter(|(a, b)| a != b)
+                            .count();
+                        reused += usize::from(computed == 1);
+                    }
+                    if span > p.season().period() {
+                        assert!(forecasts > 1000, "{p:?}, {span}: {forecasts} forecasts");
+                    }
+                    if span == Duration::days(28) {
+                        assert!(reused > 1000, "{p:?}: {reused} forecasts reused points");
+                    }
+                }
+            }
+        }
     }
 
     /// A daily pattern: 100 at night, a ramp to 1000 at 09:00 that holds until 17:00.
