@@ -151,6 +151,64 @@ async fn a_target_without_scale_is_planned_from_the_status_and_said_so() {
     );
 }
 
+/// The calendar's `.ics` files are planned with, read from the scaler's own namespace as the
+/// operator reads them; one that is missing is said, and the plan made without it.
+#[tokio::test]
+async fn the_plan_holds_the_calendars_ics_events_and_says_when_one_is_missing() {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["spec"]["calendar"] = json!({ "configMapRefs": [
+        { "name": "campaigns", "key": "sale.ics", "as": "Event", "minReplicas": 30 }] });
+    api.put(scaler.clone());
+    api.put(deployment("checkout", 4));
+    let sale = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:sale@shop\nSUMMARY:sale\n\
+DTSTART:20260220T160000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n";
+    let campaigns = |namespace: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "campaigns", "namespace": namespace },
+            "data": { "sale.ics": sale },
+        })
+    };
+    // Only in another namespace: not read.
+    api.put(campaigns("elsewhere"));
+    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("campaigns not found")
+                && n.contains("planned without the calendar's .ics files")),
+        "{:?}",
+        report.notes
+    );
+    let at_the_sale = |report: &plugin::PlanReport| {
+        report
+            .outlook
+            .steps
+            .iter()
+            .find(|s| s.at == "2026-02-20T16:15:00Z".parse::<DateTime<Utc>>().unwrap())
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        at_the_sale(&report).replicas < 30,
+        "{:?}",
+        at_the_sale(&report)
+    );
+
+    api.put(campaigns(NS));
+    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let step = at_the_sale(&report);
+    assert!(step.replicas >= 30, "{step:?}");
+    assert!(matches!(step.reason, Reason::Event(_)), "{step:?}");
+}
+
 /// With `leadTime: Auto` the plan uses the lead time the operator learned, as its status
 /// says, not the default.
 #[tokio::test]

@@ -14,14 +14,16 @@
 
 pub mod render;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::adapters::history::RangeSource;
 use crate::adapters::kubernetes::{self, call, get_predictive_scaler};
-use crate::api::{Limits, PredictiveScaler, PredictiveScalerStatus, SavingsStatus, ValidatedSpec};
+use crate::api::{
+    Limits, PredictiveScaler, PredictiveScalerStatus, SavingsStatus, ValidatedSpec, ics,
+};
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
@@ -86,6 +88,17 @@ pub async fn plan(
             "leadTime is Auto: planned with the {} the operator learned",
             crate::api::format_duration(learned)
         ));
+    }
+    // The calendar's `.ics` files, merged as the operator merges them; one that cannot be read
+    // or expanded is said, and the plan made without the files (as the operator plans after a
+    // start with a broken one: the spec's own calendar alone).
+    if !scaler.spec.calendar.config_map_refs.is_empty() {
+        match with_calendar_files(client, namespace, &scaler, &spec, now).await {
+            Ok(merged) => spec = merged,
+            Err(problem) => notes.push(format!(
+                "{problem}: planned without the calendar's .ics files"
+            )),
+        }
     }
     let current_replicas = match kubernetes::resolve(client, namespace, target_ref).await? {
         Ok(workload) => workload.replicas(),
@@ -172,6 +185,43 @@ pub struct PlanDocument {
     /// The decision now, then every step.
     pub steps: Vec<PlanRow>,
     pub summary: crate::api::PlanStatus,
+}
+
+/// `spec` with the `.ics` files of `scaler`'s ConfigMaps (in its own namespace) expanded over
+/// the operator's span around `now`, or why not.
+async fn with_calendar_files(
+    client: &kube::Client,
+    namespace: &str,
+    scaler: &PredictiveScaler,
+    spec: &ValidatedSpec,
+    now: DateTime<Utc>,
+) -> std::result::Result<ValidatedSpec, String> {
+    let mut texts = Vec::new();
+    for r in &scaler.spec.calendar.config_map_refs {
+        let read = kubernetes::config_map_text(client, namespace, &r.name, &r.key).await;
+        match read.map_err(|e| e.to_string())? {
+            kubernetes::ConfigMapText::Found { text, .. } => texts.push(text),
+            kubernetes::ConfigMapText::NotFound => {
+                return Err(format!("ConfigMap {namespace}/{} not found", r.name));
+            }
+            kubernetes::ConfigMapText::NoKey { .. } => {
+                return Err(format!(
+                    "ConfigMap {namespace}/{} has no key {:?}",
+                    r.name, r.key
+                ));
+            }
+        }
+    }
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
+    ics::expand(
+        &scaler.spec.calendar,
+        &texts,
+        day - ics::SPAN_BEFORE,
+        day + ics::SPAN_AFTER,
+    )
+    .and_then(|entries| spec.with_ics(&entries))
+    .map_err(|e| e.to_string())
 }
 
 fn row(s: &outlook::Step) -> PlanRow {

@@ -104,6 +104,14 @@ fn shown(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// The span the operator (and `kubectl prescaler plan`) expands, around the start of the
+/// current UTC day: back far enough for every history the planner reads (`forecast.history` up
+/// to 35 days, plus the calibration's replay), ahead for the plan's 24 hours and the longest
+/// lead time, with room. Whole days, so that the expanded calendar (and what the planner's
+/// record depends on) changes once a day, not at every sync.
+pub const SPAN_BEFORE: Duration = Duration::weeks(8);
+pub const SPAN_AFTER: Duration = Duration::days(8);
+
 /// The entries of every reference of `calendar`, `texts[i]` being the text of
 /// `calendar.configMapRefs[i]`, expanded over `[from, to)`: the occurrences that meet it.
 pub fn expand(

@@ -19,20 +19,12 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use kube::ResourceExt;
 
 use crate::adapters::kubernetes::{self, ConfigMapText};
-use crate::api::ics::{self, IcsEntries};
+use crate::api::ics::{self, IcsEntries, SPAN_AFTER, SPAN_BEFORE};
 use crate::api::{Limits, PredictiveScaler, ValidatedSpec};
 use crate::operator::conditions::{self, Finding};
 
 use super::context::Context;
 use super::locked;
-
-/// The span expanded, around the start of the current UTC day: back far enough for every
-/// history the planner reads (`forecast.history` up to 35 days, plus the calibration's replay),
-/// ahead for the plan's 24 hours and the longest lead time, with room. Whole days, so that the
-/// expanded calendar (and what the planner's record depends on) changes once a day, not at
-/// every sync.
-pub const SPAN_BEFORE: Duration = Duration::weeks(8);
-pub const SPAN_AFTER: Duration = Duration::days(8);
 
 /// What the last read of one scaler's ConfigMaps left.
 pub(super) struct CalendarMemo {
