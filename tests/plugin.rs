@@ -262,6 +262,45 @@ async fn the_plugins_backtest_replays_an_auto_lead_time_as_the_cli_does() {
     );
 }
 
+/// `kubectl prescaler backtest` replays the calendar's `.ics` files, read from the scaler's own
+/// namespace, over the trace's span: a sale's floor holds in the replay; without the ConfigMap
+/// it is said, and replayed without.
+#[tokio::test]
+async fn the_plugins_backtest_replays_the_calendars_ics_events() {
+    let api = FakeApi::new();
+    let mut scaler = checkout();
+    scaler["spec"]["calendar"] = json!({ "configMapRefs": [
+        { "name": "campaigns", "key": "sale.ics", "as": "Event", "minReplicas": 40 }] });
+    api.put(scaler);
+    let range = chrono::Duration::days(14);
+    let replay = || plugin::backtest(&api.client(), &demo_source(), NS, "checkout", range, now());
+    let without = replay().await.unwrap();
+    assert!(
+        without
+            .notes
+            .iter()
+            .any(|n| n.contains("campaigns not found") && n.contains("replayed without")),
+        "{:?}",
+        without.notes
+    );
+    // A sale on the scored days, at 03:00 UTC, when the demo's load is low.
+    api.put(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "campaigns", "namespace": NS },
+        "data": { "sale.ics": "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:s@shop\n\
+    SUMMARY:sale\nDTSTART:20260218T030000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n" },
+    }));
+    let with = replay().await.unwrap();
+    assert!(with.notes.is_empty(), "{:?}", with.notes);
+    let at = |report: &plugin::BacktestReport| {
+        let minute = ("2026-02-18T03:30:00Z".parse::<DateTime<Utc>>().unwrap() - report.trace.start)
+            .num_minutes() as usize;
+        report.outcome.runs[0].desired[minute]
+    };
+    assert!(at(&without) < 40, "{}", at(&without));
+    assert_eq!(at(&with), 40, "the sale's floor");
+}
+
 #[tokio::test]
 async fn a_missing_scaler_names_the_namespace() {
     let api = FakeApi::new();

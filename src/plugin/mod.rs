@@ -93,7 +93,9 @@ pub async fn plan(
     // or expanded is said, and the plan made without the files (as the operator plans after a
     // start with a broken one: the spec's own calendar alone).
     if !scaler.spec.calendar.config_map_refs.is_empty() {
-        match with_calendar_files(client, namespace, &scaler, &spec, now).await {
+        let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
+        let span = (day - ics::SPAN_BEFORE, day + ics::SPAN_AFTER);
+        match with_calendar_files(client, namespace, &scaler, &spec, span).await {
             Ok(merged) => spec = merged,
             Err(problem) => notes.push(format!(
                 "{problem}: planned without the calendar's .ics files"
@@ -188,13 +190,13 @@ pub struct PlanDocument {
 }
 
 /// `spec` with the `.ics` files of `scaler`'s ConfigMaps (in its own namespace) expanded over
-/// the operator's span around `now`, or why not.
+/// `[from, to)`, or why not.
 async fn with_calendar_files(
     client: &kube::Client,
     namespace: &str,
     scaler: &PredictiveScaler,
     spec: &ValidatedSpec,
-    now: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> std::result::Result<ValidatedSpec, String> {
     let mut texts = Vec::new();
     for r in &scaler.spec.calendar.config_map_refs {
@@ -213,15 +215,9 @@ async fn with_calendar_files(
         }
     }
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
-    ics::expand(
-        &scaler.spec.calendar,
-        &texts,
-        day - ics::SPAN_BEFORE,
-        day + ics::SPAN_AFTER,
-    )
-    .and_then(|entries| spec.with_ics(&entries))
-    .map_err(|e| e.to_string())
+    ics::expand(&scaler.spec.calendar, &texts, from, to)
+        .and_then(|entries| spec.with_ics(&entries))
+        .map_err(|e| e.to_string())
 }
 
 fn row(s: &outlook::Step) -> PlanRow {
@@ -378,9 +374,20 @@ pub async fn backtest(
     let trace =
         backtest::trace::from_prometheus(source, &scaler.spec.metric.query, range, now).await?;
     let setup = Setup::for_recent(&trace, range);
-    let notes = backtest::resolve_auto_lead_time(&mut spec, &setup)
+    let mut notes: Vec<String> = backtest::resolve_auto_lead_time(&mut spec, &setup)
         .into_iter()
         .collect();
+    // The calendar's `.ics` files over the trace's span and a day after it, as `prescaler
+    // backtest` expands a manifest's (a floor ahead of the trace's end).
+    if !scaler.spec.calendar.config_map_refs.is_empty() {
+        let end = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
+        match with_calendar_files(client, namespace, &scaler, &spec, (trace.start, end)).await {
+            Ok(merged) => spec = merged,
+            Err(problem) => notes.push(format!(
+                "{problem}: replayed without the calendar's .ics files"
+            )),
+        }
+    }
     let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
     Ok(BacktestReport {
         trace,
