@@ -273,7 +273,8 @@ async fn the_plugins_backtest_replays_the_calendars_ics_events() {
         { "name": "campaigns", "key": "sale.ics", "as": "Event", "minReplicas": 40 }] });
     api.put(scaler);
     let range = chrono::Duration::days(14);
-    let replay = || plugin::backtest(&api.client(), &demo_source(), NS, "checkout", range, now());
+    let (client, source) = (api.client(), demo_source());
+    let replay = || plugin::backtest(&client, &source, NS, "checkout", range, now());
     let without = replay().await.unwrap();
     assert!(
         without
