@@ -19,14 +19,6 @@ fn steady(_: &str, _: DateTime<Utc>) -> Option<f64> {
     Some(100.0)
 }
 
-fn config_map(namespace: &str, name: &str, key: &str, text: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": name, "namespace": namespace },
-        "data": { key: text },
-    })
-}
-
 fn ics_time(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }

@@ -14,7 +14,7 @@ use prescaler::planning::plan::Reason;
 use prescaler::plugin::{self, render};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use support::harness::{NS, deployment};
+use support::harness::{NS, config_map, deployment};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -163,13 +163,7 @@ async fn the_plan_holds_the_calendars_ics_events_and_says_when_one_is_missing() 
     api.put(deployment("checkout", 4));
     let sale = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:sale@shop\nSUMMARY:sale\n\
 DTSTART:20260220T160000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n";
-    let campaigns = |namespace: &str| {
-        json!({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": "campaigns", "namespace": namespace },
-            "data": { "sale.ics": sale },
-        })
-    };
+    let campaigns = |namespace: &str| config_map(namespace, "campaigns", "sale.ics", sale);
     // Only in another namespace: not read.
     api.put(campaigns("elsewhere"));
     let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
@@ -285,12 +279,9 @@ async fn the_plugins_backtest_replays_the_calendars_ics_events() {
         without.notes
     );
     // A sale on the scored days, at 03:00 UTC, when the demo's load is low.
-    api.put(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": "campaigns", "namespace": NS },
-        "data": { "sale.ics": "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:s@shop\n\
-    SUMMARY:sale\nDTSTART:20260218T030000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n" },
-    }));
+    let sale = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:s@shop\n\
+    SUMMARY:sale\nDTSTART:20260218T030000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n";
+    api.put(config_map(NS, "campaigns", "sale.ics", sale));
     let with = replay().await.unwrap();
     assert!(with.notes.is_empty(), "{:?}", with.notes);
     let at = |report: &plugin::BacktestReport| {

@@ -92,16 +92,10 @@ pub async fn plan(
     // The calendar's `.ics` files, merged as the operator merges them; one that cannot be read
     // or expanded is said, and the plan made without the files (as the operator plans after a
     // start with a broken one: the spec's own calendar alone).
-    if !scaler.spec.calendar.config_map_refs.is_empty() {
-        let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
-        let span = (day - ics::SPAN_BEFORE, day + ics::SPAN_AFTER);
-        match with_calendar_files(client, namespace, &scaler, &spec, span).await {
-            Ok(merged) => spec = merged,
-            Err(problem) => notes.push(format!(
-                "{problem}: planned without the calendar's .ics files"
-            )),
-        }
-    }
+    let day = now.duration_trunc(Duration::days(1)).unwrap_or(now);
+    let span = (day - ics::SPAN_BEFORE, day + ics::SPAN_AFTER);
+    notes
+        .extend(merge_calendar_files(client, namespace, &scaler, &mut spec, span, "planned").await);
     let current_replicas = match kubernetes::resolve(client, namespace, target_ref).await? {
         Ok(workload) => workload.replicas(),
         Err(problem) => {
@@ -189,9 +183,34 @@ pub struct PlanDocument {
     pub summary: crate::api::PlanStatus,
 }
 
-/// `spec` with the `.ics` files of `scaler`'s ConfigMaps (in its own namespace) expanded over
-/// `[from, to)`, or why not.
-async fn with_calendar_files(
+/// Merges into `spec` the `.ics` files of `scaler`'s ConfigMaps (in its own namespace),
+/// expanded over `span`; when they cannot be read or expanded, leaves `spec` as it is (as the
+/// operator does after a start with a broken one) and returns a note saying so and what was
+/// `done` without them.
+async fn merge_calendar_files(
+    client: &kube::Client,
+    namespace: &str,
+    scaler: &PredictiveScaler,
+    spec: &mut ValidatedSpec,
+    span: (DateTime<Utc>, DateTime<Utc>),
+    done: &str,
+) -> Option<String> {
+    if scaler.spec.calendar.config_map_refs.is_empty() {
+        return None;
+    }
+    match calendar_files(client, namespace, scaler, spec, span).await {
+        Ok(merged) => {
+            *spec = merged;
+            None
+        }
+        Err(problem) => Some(format!(
+            "{problem}: {done} without the calendar's .ics files"
+        )),
+    }
+}
+
+/// `spec` with the `.ics` files of `scaler`'s ConfigMaps expanded over `[from, to)`, or why not.
+async fn calendar_files(
     client: &kube::Client,
     namespace: &str,
     scaler: &PredictiveScaler,
@@ -379,15 +398,11 @@ pub async fn backtest(
         .collect();
     // The calendar's `.ics` files over the trace's span and a day after it, as `prescaler
     // backtest` expands a manifest's (a floor ahead of the trace's end).
-    if !scaler.spec.calendar.config_map_refs.is_empty() {
-        let end = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
-        match with_calendar_files(client, namespace, &scaler, &spec, (trace.start, end)).await {
-            Ok(merged) => spec = merged,
-            Err(problem) => notes.push(format!(
-                "{problem}: replayed without the calendar's .ics files"
-            )),
-        }
-    }
+    let end = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
+    let span = (trace.start, end);
+    notes.extend(
+        merge_calendar_files(client, namespace, &scaler, &mut spec, span, "replayed").await,
+    );
     let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
     Ok(BacktestReport {
         trace,

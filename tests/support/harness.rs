@@ -29,6 +29,15 @@ pub fn deployment(name: &str, replicas: i64) -> Value {
     })
 }
 
+/// A ConfigMap of `namespace` holding `text` under `key` (a calendar's `.ics`).
+pub fn config_map(namespace: &str, name: &str, key: &str, text: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": name, "namespace": namespace },
+        "data": { key: text },
+    })
+}
+
 pub fn scaler(name: &str, service: &str, extra: Value) -> Value {
     let mut spec = json!({
         "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
