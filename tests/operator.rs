@@ -492,8 +492,10 @@ async fn prometheus_down_holds_the_replicas_and_recovers() {
     })
     .await;
     let (_, _, message) = condition(&api, "steady", "MetricsAvailable").unwrap();
+    // The endpoint by name and URL: beside a long-term store, which one is down matters.
+    let down = format!("Prometheus at {} could not be reached", prom.url());
     assert!(
-        message.contains("could not be reached") && message.contains("holding"),
+        message.contains(&down) && message.contains("holding"),
         "{message}"
     );
     assert_eq!(status(&api, "steady")["reason"], "Hold");
@@ -503,14 +505,16 @@ async fn prometheus_down_holds_the_replicas_and_recovers() {
         settled,
         "no scaling because of the outage"
     );
-    let outage_events = events(&api, "steady")
+    let outage_events: Vec<_> = events(&api, "steady")
         .into_iter()
         .filter(|(_, r, _)| r == "PrometheusUnavailable")
-        .count();
+        .collect();
     assert_eq!(
-        outage_events, 1,
+        outage_events.len(),
+        1,
         "one Event for the outage, not one per sync"
     );
+    assert!(outage_events[0].2.contains(&down), "{outage_events:?}");
 
     prom.restart();
     eventually(60, "recovered by itself", || {

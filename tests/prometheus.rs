@@ -171,7 +171,11 @@ async fn bad_values_and_failures_are_explained() {
         0
     );
     let bad = range("sum(".into()).await.unwrap_err().to_string();
-    assert!(bad.contains("Prometheus refused it"), "{bad}");
+    // Named by its URL: beside a long-term store, the SRE must know which endpoint refused.
+    assert!(
+        bad.contains(&format!("Prometheus at {} refused it", prom.url())),
+        "{bad}"
+    );
 
     // Not-a-number and negative values are not load: kept as missing, and counted.
     for query in ["0/0", "-1 * sum(shop_requests_per_second)"] {
@@ -203,7 +207,10 @@ async fn bad_values_and_failures_are_explained() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(down.contains("could not be reached"), "{down}");
+    assert!(
+        down.contains("Prometheus at http://127.0.0.1:1 could not be reached"),
+        "{down}"
+    );
 }
 
 /// Prometheus behind TLS (a self-signed CA made with openssl) and basic auth (a bcrypt hash of

@@ -5,9 +5,12 @@
 /// Everything that can go wrong talking to Prometheus or Kubernetes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("query {query:?}: {source}")]
+    /// A read that failed: the query, the endpoint that failed it ("Prometheus at http://…",
+    /// "the long-term store at http://…"), and what it did.
+    #[error("query {query:?}: {server} {source}")]
     Prometheus {
         query: String,
+        server: String,
         #[source]
         source: crate::prometheus::QueryError,
     },

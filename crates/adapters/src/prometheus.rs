@@ -13,9 +13,14 @@
 //! (used until 0.1): its `get()` reads and parses the whole body, with no bound, and its response
 //! envelope is private to it, so its types would not spare the small ones below.
 //!
-//! Every failure comes back as `Error::Prometheus` naming the query and what went wrong in words
-//! an SRE can act on (Prometheus' own error text, the HTTP status, the connection's or the
+//! Every failure comes back as `Error::Prometheus` naming the query, the endpoint that failed
+//! ("Prometheus at http://…" or "the long-term store at http://…", see `Role`: with a long-term
+//! store beside Prometheus, an SRE must know which of the two to look at) and what went wrong in
+//! words an SRE can act on (the server's own error text, the HTTP status, the connection's or the
 //! certificate's cause); the caller decides what it means for scaling (the planner holds).
+//!
+//! A multi-tenant store (Mimir, Cortex, Thanos behind a tenancy proxy) answers only with a tenant
+//! named in the `X-Scope-OrgID` header: `PrometheusConfig::tenant`.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -60,29 +65,89 @@ pub fn response_bytes(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
-/// Why a query failed.
+/// The header a multi-tenant store (Mimir, Cortex, Thanos behind a tenancy proxy) reads the
+/// tenant from.
+pub const TENANT_HEADER: &str = "X-Scope-OrgID";
+/// The longest tenant accepted: Mimir and Cortex take 150 characters a tenant, and a federated
+/// query names several joined by `|`; far more is a mistake (a file's contents, a token), and
+/// a proxy would refuse a header of kilobytes anyway.
+pub const MAX_TENANT_BYTES: usize = 1024;
+
+/// Parses `--prometheus-tenant` and `--history-prometheus-tenant`: visible ASCII (no spaces or
+/// control characters, which a header cannot carry or a proxy would trim), at most
+/// `MAX_TENANT_BYTES`. Checked at start-up, so that a bad value is refused there, by name,
+/// rather than by the store at every read.
+pub fn tenant(text: &str) -> std::result::Result<String, String> {
+    if text.is_empty() {
+        return Err("is empty: name the tenant, or leave the flag out".into());
+    }
+    if text.len() > MAX_TENANT_BYTES {
+        return Err(format!(
+            "is {} bytes long, more than the {MAX_TENANT_BYTES} a tenant (or several joined by |) needs",
+            text.len()
+        ));
+    }
+    match text.chars().find(|c| !c.is_ascii_graphic()) {
+        Some(c) => Err(format!(
+            "holds {c:?}: a tenant is sent as the {TENANT_HEADER} header, printable ASCII without spaces"
+        )),
+        None => Ok(text.to_string()),
+    }
+}
+
+/// Which endpoint a client reads: its name in every message and the flags that configure it, so
+/// that an error says which of the two failed and which flag to change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Prometheus: the live load (`--prometheus-*`).
+    #[default]
+    Live,
+    /// A long-term store for the history (`--history-prometheus-*`, see `long_term`).
+    LongTerm,
+}
+
+impl Role {
+    /// What the endpoint is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Role::Live => "Prometheus",
+            Role::LongTerm => "the long-term store",
+        }
+    }
+
+    /// The flag that sets `setting` (`timeout`, `max-response-bytes`) for this endpoint.
+    pub fn flag(self, setting: &str) -> String {
+        match self {
+            Role::Live => format!("--prometheus-{setting}"),
+            Role::LongTerm => format!("--history-prometheus-{setting}"),
+        }
+    }
+}
+
+/// Why a query failed. The text says what the endpoint did; `Error::Prometheus` puts the
+/// endpoint's name in front of it ("Prometheus at http://… refused it: …").
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// Prometheus answered with an error (bad PromQL, too many samples, an execution error).
-    #[error("Prometheus refused it: {message}")]
+    #[error("refused it: {message}")]
     Refused { message: String },
     /// No answer in time: the client's timeout, or Prometheus' own (`--query.timeout`, or the
     /// `timeout` parameter prescaler sends).
-    #[error("Prometheus gave no answer in time: {message}")]
+    #[error("gave no answer in time: {message}")]
     TimedOut { message: String },
     /// No answer, or not one Prometheus' API gives (connection refused, TLS, 401, a proxy's page).
-    #[error("Prometheus could not be reached or answered badly: {message}")]
+    #[error("could not be reached or answered badly: {message}")]
     Unreachable { message: String },
-    /// The answer passed the byte limit; it was not read further.
+    /// The answer passed the byte limit (set by `flag`); it was not read further.
     #[error(
-        "the answer is larger than {limit} bytes (--prometheus-max-response-bytes): a query for the total load, one series, needs far less; prescaler stopped reading it"
+        "sent an answer larger than {limit} bytes ({flag}): a query for the total load, one series, needs far less; prescaler stopped reading it"
     )]
-    ResponseTooLarge { limit: u64 },
+    ResponseTooLarge { limit: u64, flag: String },
     #[error("returned {0} series; it must return one, the total load (wrap it in sum(...))")]
     SeveralSeries(usize),
     #[error("returned {0}, not a number or one series")]
     NotANumber(String),
-    #[error("reading {}: {source}", path.display())]
+    #[error("could not be given its credentials: reading {}: {source}", path.display())]
     Credentials {
         path: PathBuf,
         #[source]
@@ -112,6 +177,10 @@ pub struct PrometheusConfig {
     pub timeout: StdDuration,
     /// The most of one answer that is read; a larger one is a `ResponseTooLarge` error.
     pub max_response_bytes: u64,
+    /// Sent as `X-Scope-OrgID` (see `tenant`), for a multi-tenant store or gateway.
+    pub tenant: Option<String>,
+    /// Prometheus, or a long-term store: how messages name it.
+    pub role: Role,
 }
 
 impl PrometheusConfig {
@@ -123,6 +192,25 @@ impl PrometheusConfig {
             ca_file: None,
             timeout: StdDuration::from_secs(10),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            tenant: None,
+            role: Role::Live,
+        }
+    }
+
+    /// The endpoint as messages name it: "Prometheus at http://prometheus:9090", "the long-term
+    /// store at http://thanos-query:9090". Credentials in the URL (`user:pass@`) and its query
+    /// string are left out: the name reaches logs, the status and Events.
+    pub fn server(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(mut url) if url.has_host() => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.set_query(None);
+                url.set_fragment(None);
+                let shown = url.to_string();
+                format!("{} at {}", self.role.noun(), shown.trim_end_matches('/'))
+            }
+            _ => format!("{} ({})", self.role.noun(), self.role.flag("url")),
         }
     }
 
@@ -147,6 +235,8 @@ struct Client {
 /// A Prometheus HTTP API client.
 pub struct Prometheus {
     config: PrometheusConfig,
+    /// `PrometheusConfig::server`, once.
+    server: String,
     /// The client, and the modification times of the credential files it was built with.
     client: Mutex<(Client, Vec<Option<SystemTime>>)>,
 }
@@ -155,9 +245,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn config_error(message: String) -> Error {
+fn config_error(config: &PrometheusConfig, message: String) -> Error {
     Error::Config {
-        what: "Prometheus client".into(),
+        what: config.server(),
         message,
     }
 }
@@ -179,11 +269,12 @@ impl Prometheus {
             .map(modified)
             .collect();
         let client = Self::build(config).map_err(|e| match e {
-            BuildError::Query(source) => config_error(source.to_string()),
-            BuildError::Config(message) => config_error(message),
+            BuildError::Query(source) => config_error(config, source.to_string()),
+            BuildError::Config(message) => config_error(config, message),
         })?;
         Ok(Self {
             config: config.clone(),
+            server: config.server(),
             client: Mutex::new((client, stamps)),
         })
     }
@@ -224,6 +315,20 @@ impl Prometheus {
             })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(t) = &cfg.tenant {
+            // Checked at the flag already; a config made in code is held to the same rule.
+            let value = tenant(t)
+                .ok()
+                .and_then(|t| reqwest::header::HeaderValue::from_str(&t).ok())
+                .ok_or_else(|| {
+                    BuildError::Config(format!(
+                        "the tenant {t:?} ({}) {}",
+                        cfg.role.flag("tenant"),
+                        tenant(t).err().unwrap_or_default()
+                    ))
+                })?;
+            headers.insert(TENANT_HEADER, value);
         }
         let mut builder = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -332,7 +437,10 @@ impl Prometheus {
     /// the limit (and one chunk) is ever held.
     async fn read_bounded(&self, mut response: reqwest::Response) -> Result<Vec<u8>, QueryError> {
         let limit = self.config.max_response_bytes;
-        let too_large = QueryError::ResponseTooLarge { limit };
+        let too_large = QueryError::ResponseTooLarge {
+            limit,
+            flag: self.config.role.flag("max-response-bytes"),
+        };
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(too_large);
         }
@@ -366,8 +474,9 @@ impl Prometheus {
         if e.is_timeout() {
             QueryError::TimedOut {
                 message: format!(
-                    "no answer within {} (--prometheus-timeout): {message}",
-                    humantime::format_duration(self.config.timeout)
+                    "no answer within {} ({}): {message}",
+                    humantime::format_duration(self.config.timeout),
+                    self.config.role.flag("timeout")
                 ),
             }
         } else {
@@ -380,6 +489,7 @@ impl Prometheus {
     pub async fn series_count(&self, query: &str, at: DateTime<Utc>) -> Result<usize> {
         let fail = |source| Error::Prometheus {
             query: query.into(),
+            server: self.server.clone(),
             source,
         };
         let params = [
@@ -556,6 +666,7 @@ impl RangeSource for Prometheus {
     ) -> Result<Vec<(DateTime<Utc>, f64)>> {
         let fail = |source| Error::Prometheus {
             query: query.into(),
+            server: self.server.clone(),
             source,
         };
         let step_s = step.num_seconds().max(1);
@@ -604,6 +715,7 @@ impl RangeSource for Prometheus {
             0 | 1 => Ok(()),
             n => Err(Error::Prometheus {
                 query: query.into(),
+                server: self.server.clone(),
                 source: QueryError::SeveralSeries(n),
             }),
         }
@@ -625,13 +737,26 @@ mod tests {
         body: &'static str,
         endless: bool,
     ) -> (String, Arc<AtomicU64>) {
+        let (url, sent, _) = serve_recording(head, body, endless).await;
+        (url, sent)
+    }
+
+    /// `serve`, also keeping the head of every request it was sent (request line and headers).
+    async fn serve_recording(
+        head: &'static str,
+        body: &'static str,
+        endless: bool,
+    ) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<String>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = heads.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let counter = counter.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -641,6 +766,9 @@ mod tests {
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
                     }
+                    log.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&request).into_owned());
                     let mut out = format!("{head}\r\n\r\n").into_bytes();
                     out.extend_from_slice(body.as_bytes());
                     if socket.write_all(&out).await.is_err() {
@@ -656,7 +784,7 @@ mod tests {
                 });
             }
         });
-        (url, sent)
+        (url, sent, heads)
     }
 
     fn client(url: &str, limit: u64) -> Prometheus {
@@ -692,7 +820,7 @@ mod tests {
         let started = std::time::Instant::now();
         let err = query_error(read(&client(&url, 1 << 20)).await.unwrap_err());
         assert!(
-            matches!(err, QueryError::ResponseTooLarge { limit } if limit == 1 << 20),
+            matches!(err, QueryError::ResponseTooLarge { limit, .. } if limit == 1 << 20),
             "{err}"
         );
         assert!(
@@ -724,13 +852,13 @@ mod tests {
             (
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json",
                 r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#,
-                "Prometheus gave no answer in time: timeout: query timed out in expression evaluation",
+                "gave no answer in time: timeout: query timed out in expression evaluation",
                 true,
             ),
             (
                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json",
                 r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unclosed left parenthesis"}"#,
-                "Prometheus refused it: bad_data: 1:5: parse error",
+                "refused it: bad_data: 1:5: parse error",
                 false,
             ),
             (
@@ -747,9 +875,14 @@ mod tests {
             ),
         ] {
             let (url, _) = serve(head, body, false).await;
-            let err = query_error(read(&client(&url, 1 << 20)).await.unwrap_err());
-            assert!(err.to_string().contains(want), "{err}");
-            assert_eq!(err.is_timeout(), timeout, "{err}");
+            // The whole error, as logs, the status and Events tell it: the endpoint by name.
+            let err = read(&client(&url, 1 << 20)).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("query \"q\": Prometheus at {url} {want}")),
+                "{text}"
+            );
+            assert_eq!(query_error(err).is_timeout(), timeout, "{text}");
         }
         let (url, _) = serve(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json",
@@ -780,10 +913,7 @@ mod tests {
         )
         .await;
         let err = query_error(read(&client(&url, 8 << 20)).await.unwrap_err()).to_string();
-        assert!(
-            err.starts_with("Prometheus refused it: execution: xxx"),
-            "{err:.80}"
-        );
+        assert!(err.starts_with("refused it: execution: xxx"), "{err:.80}");
         assert!(err.len() < 1024, "{} bytes", err.len());
     }
 
@@ -821,6 +951,109 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("not a number"), "{err}");
+    }
+
+    /// With a long-term store beside Prometheus, a failure names the one that failed, by its
+    /// URL (without the credentials it may carry), and the flags that set it.
+    #[tokio::test]
+    async fn a_failure_names_the_endpoint_and_its_flags() {
+        let (url, _) = serve(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10737418240",
+            "",
+            false,
+        )
+        .await;
+        let mut cfg = PrometheusConfig::new(url.replace("http://", "http://reader:secret@"));
+        cfg.role = Role::LongTerm;
+        let err = read(&Prometheus::new(&cfg).unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "query \"q\": the long-term store at {url} sent an answer larger than"
+            )) && err.contains("(--history-prometheus-max-response-bytes)"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+
+        // Nothing listens on port 1: refused, and said of Prometheus.
+        let err = read(&client("http://127.0.0.1:1/prom/", 1 << 20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "query \"q\": Prometheus at http://127.0.0.1:1/prom could not be reached"
+            ),
+            "{err}"
+        );
+        // A bad setting names the endpoint and its flag.
+        let mut cfg = PrometheusConfig::new("thanos:9090");
+        cfg.role = Role::LongTerm;
+        let err = Prometheus::new(&cfg).err().unwrap().to_string();
+        assert!(
+            err.starts_with("the long-term store (--history-prometheus-url): \"thanos:9090\""),
+            "{err}"
+        );
+    }
+
+    /// A multi-tenant store reads the tenant from `X-Scope-OrgID`: it is on every request, the
+    /// instant probe and each chunk of a range read.
+    #[tokio::test]
+    async fn the_tenant_is_sent_on_every_request() {
+        let (url, _, heads) = serve_recording(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            false,
+        )
+        .await;
+        let mut cfg = PrometheusConfig::new(&url);
+        cfg.tenant = Some("team-a|team-b".into());
+        let p = Prometheus::new(&cfg).unwrap();
+        p.probe("q", Utc::now()).await.unwrap();
+        let _ = read(&p).await;
+        let heads = heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        for head in &heads {
+            let tenant = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-scope-orgid: "))
+                .or_else(|| head.lines().find_map(|l| l.strip_prefix("X-Scope-OrgID: ")));
+            assert_eq!(tenant, Some("team-a|team-b"), "{head}");
+        }
+        // Without one, no header.
+        let (url, _, heads) = serve_recording(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json",
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            false,
+        )
+        .await;
+        client(&url, 1 << 20).probe("q", Utc::now()).await.unwrap();
+        let head = heads.lock().unwrap()[0].to_ascii_lowercase();
+        assert!(!head.contains("x-scope-orgid"), "{head}");
+    }
+
+    #[test]
+    fn a_tenant_is_printable_ascii_and_bounded() {
+        assert_eq!(tenant("anonymous"), Ok("anonymous".into()));
+        assert_eq!(tenant("team-a|team-b"), Ok("team-a|team-b".into()));
+        assert!(tenant("").unwrap_err().contains("empty"));
+        for bad in ["team a", "team\n", "tëam", "team\t"] {
+            let err = tenant(bad).unwrap_err();
+            assert!(
+                err.contains("printable ASCII without spaces"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(tenant(&"t".repeat(MAX_TENANT_BYTES)).is_ok());
+        let err = tenant(&"t".repeat(MAX_TENANT_BYTES + 1)).unwrap_err();
+        assert!(err.contains("1025 bytes long"), "{err}");
+        // A config made in code is held to the same rule, naming the flag.
+        let mut cfg = PrometheusConfig::new("http://127.0.0.1:9");
+        cfg.tenant = Some("a b".into());
+        let err = Prometheus::new(&cfg).err().unwrap().to_string();
+        assert!(err.contains("(--prometheus-tenant)"), "{err}");
     }
 
     #[test]
