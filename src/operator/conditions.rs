@@ -11,8 +11,9 @@ use crate::api::{
     CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, Seasonality, ValidatedSpec,
 };
 use crate::planning::calibration::Calibration;
+pub use crate::planning::coverage::HistoryFrom;
 use crate::planning::coverage::{self, Coverage};
-use crate::planning::forecast::{ModelConfig, Predictor};
+use crate::planning::forecast::ModelConfig;
 use crate::planning::plan::{Decision, Reason};
 use crate::planning::startup;
 
@@ -317,110 +318,31 @@ pub fn forecast_finding(d: &Decision) -> Finding {
 /// `HistoryAvailable`: whether the history read holds all of `forecast.history`, counted from
 /// its first sample, and if not what the forecast rests on and what to do. Assess it only when
 /// the history was read: a failed read knows nothing of its span (`MetricsAvailable` tells).
-/// `long_term`: whether a long-term source (`--history-prometheus-url`) is set. The figures are
-/// whole days (or hours), so that the message changes at most once a day.
+/// `from`: where the history came from. The figures are whole days (or hours), so that the
+/// message changes at most once a day.
 pub fn history_finding(
     d: &Decision,
     spec: &ValidatedSpec,
     model: &ModelConfig,
-    long_term: bool,
+    from: HistoryFrom<'_>,
 ) -> Finding {
     history_verdict(
         coverage::coverage(d.observed_history, spec.history),
         &spec.seasonality,
         model,
-        long_term,
+        from,
     )
 }
 
+/// `HistoryAvailable` from `coverage::verdict`.
 fn history_verdict(
     cov: Coverage,
     seasonality: &[Seasonality],
     model: &ModelConfig,
-    long_term: bool,
+    from: HistoryFrom<'_>,
 ) -> Finding {
-    let asked = match cov {
-        Coverage::Complete { requested }
-        | Coverage::Short { requested, .. }
-        | Coverage::Empty { requested } => requested,
-    };
-    let requested = span_words(cov.observed(), asked);
-    let hint = if long_term {
-        "the long-term source (--history-prometheus-url) holds no more either: the metric is newer, or the store's retention is shorter"
-    } else {
-        "the metric is newer, or Prometheus keeps less (15 days by default): set a long-term source (--history-prometheus-url) or raise its retention (--storage.tsdb.retention.time)"
-    };
-    match cov {
-        Coverage::Complete { .. } => Finding::new(
-            HISTORY_AVAILABLE,
-            true,
-            "HistoryComplete",
-            format!("{requested} of history (forecast.history) were read"),
-        ),
-        Coverage::Empty { .. } => Finding::new(
-            HISTORY_AVAILABLE,
-            false,
-            "NoHistory",
-            format!(
-                "the query returned no sample in the last {}; {hint}",
-                span_words(asked, asked).trim_start_matches("all ")
-            ),
-        ),
-        Coverage::Short { observed, .. } => {
-            let rests_on = profiles_words(seasonality, model, observed);
-            Finding::new(
-                HISTORY_AVAILABLE,
-                false,
-                "ShortRetention",
-                format!("{requested} of history: {rests_on}; {hint}"),
-            )
-        }
-    }
-}
-
-/// "14 of 28 days" (or "all 28 days" for the whole span, "20h of 28 days" under a day; spans
-/// under two days in hours): in whole units, rounded down.
-fn span_words(observed: chrono::Duration, requested: chrono::Duration) -> String {
-    let whole = observed >= requested;
-    if requested < chrono::Duration::days(2) {
-        let r = crate::api::format_duration(requested);
-        return match (whole, observed.num_hours()) {
-            (true, _) => format!("all {r}"),
-            (false, 0) => format!("less than an hour of {r}"),
-            (false, h) => format!("{h}h of {r}"),
-        };
-    }
-    let days = requested.num_days();
-    match (whole, observed.num_days()) {
-        (true, _) => format!("all {days} days"),
-        (false, 0) => format!("{}h of {days} days", observed.num_hours()),
-        (false, n) => format!("{n} of {days} days"),
-    }
-}
-
-/// What the spec's profiles rest on with `observed` of history: "the weekly profile rests on 2
-/// weeks", "no whole week for the weekly profile, the daily profile rests on 3 days".
-fn profiles_words(
-    seasonality: &[Seasonality],
-    model: &ModelConfig,
-    observed: chrono::Duration,
-) -> String {
-    let words = |p: Predictor, unit: &str| match coverage::profile_periods(model, p, observed) {
-        0 => format!("no whole {unit} for the {} profile", p.name()),
-        1 => format!("the {} profile rests on 1 {unit}", p.name()),
-        n => format!("the {} profile rests on {n} {unit}s", p.name()),
-    };
-    let mut parts = Vec::new();
-    if seasonality.contains(&Seasonality::Weekly) {
-        parts.push(words(Predictor::Weekly, "week"));
-    }
-    let daily = coverage::profile_periods(model, Predictor::Daily, observed);
-    if seasonality.contains(&Seasonality::Daily)
-        && (parts.is_empty() || daily < coverage::most_periods(model, Predictor::Daily))
-    {
-        parts.push(words(Predictor::Daily, "day"));
-    }
-    parts.join(", ")
+    let v = coverage::verdict(cov, seasonality, model, from);
+    Finding::new(HISTORY_AVAILABLE, v.complete, v.reason, v.message)
 }
 
 /// The history's length in whole hours: a message that changed every minute would rewrite the
@@ -791,7 +713,7 @@ mod tests {
                 coverage::coverage(observed, requested),
                 &both,
                 &model,
-                long_term,
+                HistoryFrom::of(long_term, None),
             );
             assert_eq!(f.type_, HISTORY_AVAILABLE);
             (f.status, f.reason, f.message)
@@ -844,6 +766,44 @@ mod tests {
                 .2
                 .starts_with("20h of 1d12h of history")
         );
+    }
+
+    /// A long-term store that failed is blamed, by the words of its error (which name it), not
+    /// a retention: the two call for different fixes.
+    #[test]
+    fn a_history_short_because_the_store_failed_says_so() {
+        use chrono::Duration;
+        let error = "query \"sum(x)\": the long-term store at http://thanos:9090 could not be reached or answered badly: HTTP 502";
+        let verdict = |observed: Duration| {
+            history_verdict(
+                coverage::coverage(observed, Duration::days(28)),
+                &[Seasonality::Daily, Seasonality::Weekly],
+                &ModelConfig::default(),
+                HistoryFrom::of(true, Some(error)),
+            )
+        };
+        let f = verdict(Duration::days(14));
+        assert_eq!(
+            (f.status, f.reason.as_str()),
+            (false, "LongTermStoreFailed")
+        );
+        assert!(
+            f.message.starts_with(
+                "14 of 28 days of history: the weekly profile rests on 2 weeks; the history was read from Prometheus alone, as query"
+            ),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message
+                .contains("the long-term store at http://thanos:9090"),
+            "{}",
+            f.message
+        );
+        assert!(!f.message.contains("retention"), "{}", f.message);
+        assert_eq!(verdict(Duration::zero()).reason, "LongTermStoreFailed");
+        // Prometheus kept it all: nothing is missing, whatever the store did.
+        assert_eq!(verdict(Duration::days(28)).reason, "HistoryComplete");
     }
 
     #[test]

@@ -41,6 +41,19 @@ pub trait RangeSource {
     fn probe(&self, _query: &str, _at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
+
+    /// Why the last long read of `query` came from Prometheus alone though a long-term store is
+    /// set: the store's error (`long_term::Tiered`, which reads on without it). `None` for a
+    /// single source, or when the store answered.
+    fn fallback(&self, _query: &str) -> Option<String> {
+        None
+    }
+
+    /// Whether a long-term store is read beside Prometheus: a short history is then the
+    /// store's to explain.
+    fn has_long_term(&self) -> bool {
+        false
+    }
 }
 
 /// A future a `LoadSource` returns: boxed, so that the trait can be held as `dyn LoadSource`.
@@ -62,6 +75,10 @@ pub trait LoadSource: Send + Sync {
     fn probe_boxed<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> BoxedRead<'a, ()>;
 
     fn read_timeout(&self) -> StdDuration;
+
+    fn fallback_of(&self, query: &str) -> Option<String>;
+
+    fn reads_long_term(&self) -> bool;
 }
 
 impl<S: RangeSource + Send + Sync> LoadSource for S {
@@ -82,6 +99,14 @@ impl<S: RangeSource + Send + Sync> LoadSource for S {
     fn read_timeout(&self) -> StdDuration {
         self.timeout()
     }
+
+    fn fallback_of(&self, query: &str) -> Option<String> {
+        self.fallback(query)
+    }
+
+    fn reads_long_term(&self) -> bool {
+        self.has_long_term()
+    }
 }
 
 impl RangeSource for dyn LoadSource + '_ {
@@ -101,6 +126,14 @@ impl RangeSource for dyn LoadSource + '_ {
 
     async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
         self.probe_boxed(query, at).await
+    }
+
+    fn fallback(&self, query: &str) -> Option<String> {
+        self.fallback_of(query)
+    }
+
+    fn has_long_term(&self) -> bool {
+        self.reads_long_term()
     }
 }
 

@@ -16,41 +16,81 @@
 //!
 //! Both get the same query: a scaler's query is confined to its namespace before it reaches any
 //! source (`confine`), so the long-term store reads exactly what Prometheus would.
+//!
+//! A long read the store fails is made from Prometheus alone (see `live_instead`), and the
+//! store's error kept for the query (`RangeSource::fallback`): `HistoryAvailable`, the backtest
+//! and the plugin say that the history is short because the store failed, and which store, not
+//! that its retention is short.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 
 use crate::Result;
 use crate::history::{LoadSource, RangeSource};
-use crate::prometheus::{Prometheus, PrometheusConfig};
+use crate::prometheus::{Prometheus, PrometheusConfig, Role};
 
 /// The newest part of the time a read covers that is read from Prometheus: a few hours, more
 /// than a long-term store lags in any common set-up, and a single range query (360 points).
 pub const LIVE_SPAN: Duration = Duration::hours(6);
 
+/// The most queries whose store failure is kept: one per scaler whose history's first read the
+/// store failed; past it (scalers come and go) the oldest words are forgotten, not the memory
+/// grown.
+const FAILURES_KEPT: usize = 4096;
+
 /// Prometheus for the live load, a long-term store for the history (see the module's text).
 pub struct Tiered {
     live: Arc<dyn LoadSource>,
     long_term: Arc<dyn LoadSource>,
+    /// The store's error for each query whose last long read it failed.
+    failures: Mutex<HashMap<String, String>>,
 }
 
 impl Tiered {
     pub fn new(live: Arc<dyn LoadSource>, long_term: Arc<dyn LoadSource>) -> Self {
-        Self { live, long_term }
+        Self {
+            live,
+            long_term,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Keeps the store's failure of `query`'s long read (`None`: it answered).
+    fn note(&self, query: &str, failure: Option<String>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failure {
+            Some(error) => {
+                if failures.len() >= FAILURES_KEPT && !failures.contains_key(query) {
+                    failures.clear();
+                }
+                failures.insert(query.to_string(), error);
+            }
+            None => {
+                failures.remove(query);
+            }
+        }
     }
 }
 
-/// The operator's load source: Prometheus, with the long-term store beside it when one is set.
+/// The load source of the operator, the backtest and the plugin: Prometheus, with the long-term
+/// store beside it when one is set (named "the long-term store" in its errors, whatever its
+/// config said).
 pub fn source(
     prometheus: &PrometheusConfig,
     long_term: Option<&PrometheusConfig>,
 ) -> Result<Arc<dyn LoadSource>> {
     let live: Arc<dyn LoadSource> = Arc::new(Prometheus::new(prometheus)?);
     Ok(match long_term {
-        Some(config) => Arc::new(Tiered::new(live, Arc::new(Prometheus::new(config)?))),
+        Some(config) => {
+            let config = PrometheusConfig {
+                role: Role::LongTerm,
+                ..config.clone()
+            };
+            Arc::new(Tiered::new(live, Arc::new(Prometheus::new(&config)?)))
+        }
         None => live,
     })
 }
@@ -81,13 +121,16 @@ impl Tiered {
     /// the load rises.
     async fn live_instead<T>(
         &self,
+        query: &str,
         failed: crate::Error,
         live: crate::history::BoxedRead<'_, T>,
     ) -> Result<T> {
+        // The error names the store and its URL ("the long-term store at http://…").
         tracing::warn!(
             error = %failed,
             "the long-term history source failed; reading from Prometheus alone"
         );
+        self.note(query, Some(failed.to_string()));
         live.await
     }
 }
@@ -114,10 +157,11 @@ impl RangeSource for Tiered {
             Ok(older) => older,
             Err(e) => {
                 return self
-                    .live_instead(e, self.live.range_boxed(query, start, end, step))
+                    .live_instead(query, e, self.live.range_boxed(query, start, end, step))
                     .await;
             }
         };
+        self.note(query, None);
         let live_from = on_grid(start, step, end - LIVE_SPAN);
         let newer = self.live.range_boxed(query, live_from, end, step).await?;
         Ok(overlay(older, newer))
@@ -125,6 +169,15 @@ impl RangeSource for Tiered {
 
     async fn probe(&self, query: &str, at: DateTime<Utc>) -> Result<()> {
         self.live.probe_boxed(query, at).await
+    }
+
+    fn fallback(&self, query: &str) -> Option<String> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.get(query).cloned()
+    }
+
+    fn has_long_term(&self) -> bool {
+        true
     }
 }
 
@@ -261,6 +314,56 @@ mod tests {
         assert_eq!(week.len(), 3 * 1440 + 1, "Prometheus' three days");
         assert!(week.iter().all(|(_, v)| *v == 2.0));
         assert_eq!(live.reads(), [format!("range {q} 168h")]);
+        // The store's failure is kept for that query, to be said where the short history is.
+        let said = tiered.fallback(q).expect("the store's failure is kept");
+        assert!(said.contains("connection refused"), "{said}");
+        assert_eq!(
+            tiered.fallback("sum(y)"),
+            None,
+            "another query was not read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_answers_again_is_no_longer_said_to_fail() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 12, 0, 0).unwrap();
+        let live = Store::new(now - Duration::days(3), 2.0);
+        let store = Store::new(now - Duration::days(30), 1.0);
+        let tiered = Tiered::new(live, store);
+        let q = "sum(x{namespace=\"shop\"})";
+        tiered.note(q, Some("the long-term store at http://t refused it".into()));
+        tiered
+            .range(q, now - Duration::days(7), now, Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(tiered.fallback(q), None);
+    }
+
+    /// The operator's source names the store as the store in its errors, whatever role its
+    /// config was given: an SRE must see which endpoint failed.
+    #[tokio::test]
+    async fn the_store_is_named_as_the_store() {
+        let live = PrometheusConfig::new("http://127.0.0.1:1");
+        let mut store = PrometheusConfig::new("http://127.0.0.1:1/thanos");
+        store.timeout = StdDuration::from_secs(2);
+        let source = source(&live, Some(&store)).unwrap();
+        let now = Utc::now();
+        let q = "sum(x)";
+        let err = source
+            .range_boxed(q, now - Duration::days(7), now, Duration::minutes(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        // The store failed first, then Prometheus: the read's error is Prometheus'.
+        assert!(
+            err.contains("Prometheus at http://127.0.0.1:1 could not be reached"),
+            "{err}"
+        );
+        let said = source.fallback_of(q).unwrap();
+        assert!(
+            said.contains("the long-term store at http://127.0.0.1:1/thanos could not be reached"),
+            "{said}"
+        );
     }
 
     #[test]

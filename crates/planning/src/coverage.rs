@@ -7,6 +7,7 @@
 //! shorten it, and a metric that began last Tuesday is as short as a retention that ends there.
 
 use chrono::Duration;
+use prescaler_api::Seasonality;
 
 use crate::forecast::{COARSE_BLOCK, ModelConfig, Predictor};
 
@@ -76,6 +77,143 @@ pub fn most_periods(cfg: &ModelConfig, predictor: Predictor) -> usize {
         Predictor::Daily => cfg.daily_periods,
         Predictor::Weekly => cfg.weekly_periods,
     }
+}
+
+/// Where a history was read from: what a short one is blamed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryFrom<'a> {
+    /// Prometheus alone: no long-term store is set.
+    Prometheus,
+    /// The long-term store (`--history-prometheus-url`), Prometheus for the newest hours.
+    LongTerm,
+    /// A long-term store is set but failed the read (its error, naming it): the history came
+    /// from Prometheus alone (`adapters::long_term`).
+    LongTermFailed(&'a str),
+}
+
+impl<'a> HistoryFrom<'a> {
+    /// From whether a long-term store is set and the source's `fallback` for the query.
+    pub fn of(long_term: bool, fallback: Option<&'a str>) -> Self {
+        match (long_term, fallback) {
+            (true, Some(error)) => HistoryFrom::LongTermFailed(error),
+            (true, None) => HistoryFrom::LongTerm,
+            (false, _) => HistoryFrom::Prometheus,
+        }
+    }
+}
+
+/// What a coverage tells, in words an SRE acts on: the operator's `HistoryAvailable` condition
+/// (status, reason, message), and the note `prescaler backtest` and `kubectl prescaler
+/// plan|backtest` print for a short history, in the same words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub complete: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The verdict on `cov` for a spec of `seasonality`, the history read `from`.
+pub fn verdict(
+    cov: Coverage,
+    seasonality: &[Seasonality],
+    model: &ModelConfig,
+    from: HistoryFrom<'_>,
+) -> Verdict {
+    let asked = match cov {
+        Coverage::Complete { requested }
+        | Coverage::Short { requested, .. }
+        | Coverage::Empty { requested } => requested,
+    };
+    let requested = span_words(cov.observed(), asked);
+    let failed;
+    let (reason, hint) = match from {
+        HistoryFrom::LongTerm => (
+            "ShortRetention",
+            "the long-term source (--history-prometheus-url) holds no more either: the metric is newer, or the store's retention is shorter",
+        ),
+        HistoryFrom::Prometheus => (
+            "ShortRetention",
+            "the metric is newer, or Prometheus keeps less (15 days by default): set a long-term source (--history-prometheus-url) or raise its retention (--storage.tsdb.retention.time)",
+        ),
+        HistoryFrom::LongTermFailed(error) => {
+            // Not the store's retention: the store did not answer. Its error names it.
+            failed = format!(
+                "the history was read from Prometheus alone, as {error}; the store is read again when the history is read whole (a new query or forecast.history, a restart of the operator)"
+            );
+            ("LongTermStoreFailed", failed.as_str())
+        }
+    };
+    match cov {
+        Coverage::Complete { .. } => Verdict {
+            complete: true,
+            reason: "HistoryComplete",
+            message: format!("{requested} of history (forecast.history) were read"),
+        },
+        Coverage::Empty { .. } => Verdict {
+            complete: false,
+            reason: match from {
+                HistoryFrom::LongTermFailed(_) => reason,
+                _ => "NoHistory",
+            },
+            message: format!(
+                "the query returned no sample in the last {}; {hint}",
+                span_words(asked, asked).trim_start_matches("all ")
+            ),
+        },
+        Coverage::Short { observed, .. } => {
+            let rests_on = profiles_words(seasonality, model, observed);
+            Verdict {
+                complete: false,
+                reason,
+                message: format!("{requested} of history: {rests_on}; {hint}"),
+            }
+        }
+    }
+}
+
+/// "14 of 28 days" (or "all 28 days" for the whole span, "20h of 28 days" under a day; spans
+/// under two days in hours): in whole units, rounded down.
+fn span_words(observed: chrono::Duration, requested: chrono::Duration) -> String {
+    let whole = observed >= requested;
+    if requested < chrono::Duration::days(2) {
+        let r = prescaler_api::format_duration(requested);
+        return match (whole, observed.num_hours()) {
+            (true, _) => format!("all {r}"),
+            (false, 0) => format!("less than an hour of {r}"),
+            (false, h) => format!("{h}h of {r}"),
+        };
+    }
+    let days = requested.num_days();
+    match (whole, observed.num_days()) {
+        (true, _) => format!("all {days} days"),
+        (false, 0) => format!("{}h of {days} days", observed.num_hours()),
+        (false, n) => format!("{n} of {days} days"),
+    }
+}
+
+/// What the spec's profiles rest on with `observed` of history: "the weekly profile rests on 2
+/// weeks", "no whole week for the weekly profile, the daily profile rests on 3 days".
+fn profiles_words(
+    seasonality: &[Seasonality],
+    model: &ModelConfig,
+    observed: chrono::Duration,
+) -> String {
+    let words = |p: Predictor, unit: &str| match profile_periods(model, p, observed) {
+        0 => format!("no whole {unit} for the {} profile", p.name()),
+        1 => format!("the {} profile rests on 1 {unit}", p.name()),
+        n => format!("the {} profile rests on {n} {unit}s", p.name()),
+    };
+    let mut parts = Vec::new();
+    if seasonality.contains(&Seasonality::Weekly) {
+        parts.push(words(Predictor::Weekly, "week"));
+    }
+    let daily = profile_periods(model, Predictor::Daily, observed);
+    if seasonality.contains(&Seasonality::Daily)
+        && (parts.is_empty() || daily < most_periods(model, Predictor::Daily))
+    {
+        parts.push(words(Predictor::Daily, "day"));
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]

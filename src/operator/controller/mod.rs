@@ -374,11 +374,12 @@ async fn observe_decide_act(
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
     if load.failure.is_none() {
+        let fallback = ctx.source.fallback_of(&target.query);
         findings.push(conditions::history_finding(
             &decision,
             &target.spec,
             &ctx.settings.model,
-            ctx.settings.long_term_history,
+            conditions::HistoryFrom::of(ctx.settings.long_term_history, fallback.as_deref()),
         ));
     }
     findings.extend(target.calendar.clone());
