@@ -7,7 +7,13 @@ use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::adapters::prometheus::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, response_bytes};
+use std::sync::Arc;
+
+use crate::adapters::history::LoadSource;
+use crate::adapters::long_term;
+use crate::adapters::prometheus::{
+    DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, Role, response_bytes, tenant,
+};
 use crate::{Error, Result};
 
 /// The exit codes of both commands.
@@ -89,6 +95,16 @@ pub struct PrometheusArgs {
         value_name = "BYTES"
     )]
     pub max_response_bytes: u64,
+    /// The tenant to read as, sent as the X-Scope-OrgID header: for Prometheus behind a
+    /// multi-tenant gateway (Mimir, Cortex, a Thanos tenancy proxy). Printable ASCII, at most
+    /// 1024 bytes.
+    #[arg(
+        long = "prometheus-tenant",
+        env = "PROMETHEUS_TENANT",
+        value_parser = tenant,
+        value_name = "TENANT"
+    )]
+    pub tenant: Option<String>,
 }
 
 impl Default for PrometheusArgs {
@@ -100,6 +116,7 @@ impl Default for PrometheusArgs {
             password_file: None,
             ca_file: None,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            tenant: None,
         }
     }
 }
@@ -117,11 +134,13 @@ impl PrometheusArgs {
         config.basic_auth = self.username.clone().zip(self.password_file.clone());
         config.ca_file = self.ca_file.clone();
         config.max_response_bytes = self.max_response_bytes;
+        config.tenant = self.tenant.clone();
         Ok(config)
     }
 }
 
-/// A long-term store for the history's reads, beside Prometheus (`prescaler run`): Thanos Query,
+/// A long-term store for the history's reads, beside Prometheus (`prescaler run`, `prescaler
+/// backtest` and `kubectl prescaler plan|backtest`): Thanos Query,
 /// Mimir, VictoriaMetrics, anything that answers Prometheus' HTTP API. Its own credentials, CA,
 /// timeout and byte limit (none is taken from Prometheus': a token for one is not sent to the
 /// other); the live load still comes from Prometheus (see `adapters::long_term`).
@@ -194,6 +213,17 @@ pub struct HistoryPrometheusArgs {
         value_name = "BYTES"
     )]
     pub max_response_bytes: u64,
+    /// The tenant to read the long-term store as, sent as the X-Scope-OrgID header (Mimir,
+    /// Cortex, Thanos behind a tenancy proxy). Printable ASCII, at most 1024 bytes.
+    #[arg(
+        id = "history_tenant",
+        long = "history-prometheus-tenant",
+        env = "HISTORY_PROMETHEUS_TENANT",
+        requires = "history_url",
+        value_parser = tenant,
+        value_name = "TENANT"
+    )]
+    pub tenant: Option<String>,
 }
 
 impl HistoryPrometheusArgs {
@@ -205,8 +235,24 @@ impl HistoryPrometheusArgs {
         config.basic_auth = self.username.clone().zip(self.password_file.clone());
         config.ca_file = self.ca_file.clone();
         config.max_response_bytes = self.max_response_bytes;
+        config.tenant = self.tenant.clone();
+        config.role = Role::LongTerm;
         Some(config)
     }
+}
+
+/// The load's source for a command that reads history (`prescaler backtest`, `kubectl
+/// prescaler plan|backtest`): Prometheus, with the long-term store beside it when one is set,
+/// as the operator reads them (`long_term::source`).
+pub fn load_source(
+    prometheus: &PrometheusArgs,
+    timeout: std::time::Duration,
+    history: &HistoryPrometheusArgs,
+) -> Result<Arc<dyn LoadSource>> {
+    Ok(long_term::source(
+        &prometheus.config(timeout)?,
+        history.config().as_ref(),
+    )?)
 }
 
 /// Which cluster, as kubectl's flags say it.

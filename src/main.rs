@@ -10,8 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use prescaler::adapters::prometheus::Prometheus;
-use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, ValidatedSpec};
+use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, Seasonality, ValidatedSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Outcome, Setup, chart, report};
@@ -214,6 +213,11 @@ struct BacktestArgs {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    /// With --prometheus-url: a long-term store beside Prometheus for the older weeks (Thanos
+    /// Query, Mimir, VictoriaMetrics), read as `prescaler run` reads it, so that a replay of 28
+    /// days works when Prometheus keeps 15: --history-prometheus-url and its credentials.
+    #[command(flatten)]
+    history: HistoryPrometheusArgs,
     /// With --prometheus-url: how much history up to now to read (the last 7 days are scored unless
     /// --eval-start says otherwise).
     #[arg(long, default_value = "21d", value_parser = duration)]
@@ -312,6 +316,16 @@ fn main() -> ExitCode {
                     "--trace <FILE> or --prometheus-url <URL> (or PROMETHEUS_URL) is required",
                 ),
                 _ => {}
+            }
+            if args.trace.is_some() && args.history.url.is_some() {
+                // As PROMETHEUS_URL: the environment's is `run`'s, the command line's a mistake.
+                match sub.value_source("history_url") {
+                    Some(ValueSource::EnvVariable) => args.history.url = None,
+                    _ => usage_error(
+                        "backtest",
+                        "--trace and --history-prometheus-url cannot be used together: the long-term store is read with --prometheus-url",
+                    ),
+                }
             }
             run_backtest(&args)
         }
@@ -461,7 +475,12 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     let spec = backtest_spec(args, scaler.as_ref())?;
     let mut validated = spec.validate()?;
 
-    let trace = backtest_trace(args, scaler.as_ref(), &spec.metric.query)?;
+    let trace = backtest_trace(
+        args,
+        scaler.as_ref(),
+        &spec.metric.query,
+        &validated.seasonality,
+    )?;
     if let Some(scaler) = &scaler {
         // The .ics files over the trace's span, and a day after it (a floor ahead of its end).
         let from = trace.start;
@@ -581,11 +600,14 @@ fn backtest_spec(
     Ok(spec)
 }
 
-/// The load a backtest replays: the trace file, else the spec's query read from Prometheus.
+/// The load a backtest replays: the trace file, else the spec's query read from Prometheus (and
+/// the long-term store beside it), with a note on standard error when less history came back
+/// than `--range` asks for.
 fn backtest_trace(
     args: &BacktestArgs,
     scaler: Option<&PredictiveScaler>,
     query: &str,
+    seasonality: &[Seasonality],
 ) -> Result<Trace> {
     match &args.trace {
         Some(path) => Trace::load(path),
@@ -598,13 +620,22 @@ fn backtest_trace(
                             .into(),
                 });
             }
-            let prometheus = Prometheus::new(&args.prometheus.config(args.prometheus_timeout)?)?;
-            runtime()?.block_on(backtest::trace::from_prometheus(
-                &prometheus,
-                query,
+            let source =
+                cli::load_source(&args.prometheus, args.prometheus_timeout, &args.history)?;
+            let now = Utc::now();
+            let trace = runtime()?.block_on(backtest::trace::from_prometheus(
+                &*source, query, args.range, now,
+            ))?;
+            let fallback = source.fallback_of(query);
+            if let Some(note) = backtest::trace::short_history_note(
+                backtest::trace::observed_span(&trace, now),
                 args.range,
-                Utc::now(),
-            ))
+                seasonality,
+                backtest::trace::history_from(&*source, fallback.as_deref()),
+            ) {
+                eprintln!("note: {note}");
+            }
+            Ok(trace)
         }
     }
 }

@@ -209,22 +209,51 @@ fn exit_codes_are_zero_one_and_two_as_documented() {
     assert_eq!(code, Some(2), "{err}");
 }
 
-/// `prescaler run` takes a long-term history store with credentials of its own; a credential
-/// without the store's URL, or a bound out of range, is a usage error naming the flag.
+/// `prescaler run`, `prescaler backtest` and `kubectl prescaler plan|backtest` take a long-term
+/// history store with credentials of its own; a credential without the store's URL, or a bound
+/// out of range, is a usage error naming the flag.
 #[test]
 fn the_long_term_history_flags_are_the_prometheus_ones_for_a_second_endpoint() {
-    let (_, help, _) = run(prescaler().args(["run", "--help"]));
-    for flag in [
-        "--history-prometheus-url",
-        "--history-prometheus-bearer-token-file",
-        "--history-prometheus-username",
-        "--history-prometheus-password-file",
-        "--history-prometheus-ca-file",
-        "--history-prometheus-timeout",
-        "--history-prometheus-max-response-bytes",
-    ] {
-        assert!(help.contains(flag), "prescaler run has no {flag}");
+    let plugin = || Command::new(env!("CARGO_BIN_EXE_kubectl-prescaler"));
+    let helps = [
+        ("prescaler run", run(prescaler().args(["run", "--help"])).1),
+        (
+            "prescaler backtest",
+            run(prescaler().args(["backtest", "--help"])).1,
+        ),
+        (
+            "kubectl prescaler plan",
+            run(plugin().args(["plan", "--help"])).1,
+        ),
+        (
+            "kubectl prescaler backtest",
+            run(plugin().args(["backtest", "--help"])).1,
+        ),
+    ];
+    for (command, help) in &helps {
+        for flag in [
+            "--prometheus-tenant",
+            "--history-prometheus-url",
+            "--history-prometheus-bearer-token-file",
+            "--history-prometheus-username",
+            "--history-prometheus-password-file",
+            "--history-prometheus-ca-file",
+            "--history-prometheus-timeout",
+            "--history-prometheus-max-response-bytes",
+            "--history-prometheus-tenant",
+        ] {
+            assert!(help.contains(flag), "{command} has no {flag}");
+        }
     }
+    // A trace is replayed as it is: a long-term store named with it is a mistake.
+    let (code, _, err) = run(demo_backtest().args(["--history-prometheus-url", "http://t:9090"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--trace and --history-prometheus-url cannot be used together"),
+        "{err}"
+    );
+    let (code, _, err) = run(demo_backtest().env("HISTORY_PROMETHEUS_URL", "http://t:9090"));
+    assert_eq!(code, Some(0), "the environment's is run's: {err}");
     let live = ["run", "--prometheus-url", "http://127.0.0.1:9"];
     for (extra, names) in [
         (
@@ -542,4 +571,122 @@ fn the_backtest_reads_an_authenticated_prometheus() {
             && (err.contains("401") || err.contains("Unauthorized")),
         "{err}"
     );
+}
+
+/// A server standing for Prometheus or a store behind a multi-tenant gateway: it answers every
+/// request with an empty matrix and keeps each request's head. Its URL and those heads.
+fn recording_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut head, mut line) = (String::new(), String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                head.push_str(&line);
+                line.clear();
+            }
+            kept.lock().unwrap().push(head.to_ascii_lowercase());
+            let body = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, heads)
+}
+
+/// `--prometheus-tenant` and `--history-prometheus-tenant` reach their own endpoint as
+/// `X-Scope-OrgID` (Mimir, Cortex, a Thanos tenancy proxy), on every request and not the other's;
+/// a value a header cannot carry is refused at start-up, naming the flag, in every command.
+#[test]
+fn each_endpoint_is_sent_its_own_tenant() {
+    let (live, live_heads) = recording_server();
+    let (store, store_heads) = recording_server();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("web.yaml");
+    std::fs::write(
+        &spec,
+        "apiVersion: prescaler.dev/v1alpha1\nkind: PredictiveScaler\nmetadata: { name: web }\n\
+         spec:\n  scaleTargetRef: { apiVersion: apps/v1, kind: Deployment, name: web }\n  \
+         maxReplicas: 10\n  metric: { query: 'sum(x)', targetPerReplica: 10 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(prescaler()
+        .args([
+            "backtest",
+            "--prometheus-url",
+            &live,
+            "--prometheus-tenant",
+            "live-team",
+        ])
+        .args(["--history-prometheus-url", &store])
+        .args(["--history-prometheus-tenant", "team-a|team-b", "--spec"])
+        .arg(&spec));
+    // Both answered nothing: there is nothing to replay, but every request was made.
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nothing to replay"), "{err}");
+    let tenant_of = |head: &String| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-scope-orgid: "))
+            .map(str::to_string)
+    };
+    let live_heads = live_heads.lock().unwrap().clone();
+    let store_heads = store_heads.lock().unwrap().clone();
+    // The probe and the newest hours from Prometheus; the weeks from the store.
+    assert!(live_heads.len() >= 2, "{live_heads:?}");
+    assert!(!store_heads.is_empty(), "{store_heads:?}");
+    for head in &live_heads {
+        assert_eq!(tenant_of(head).as_deref(), Some("live-team"), "{head}");
+    }
+    for head in &store_heads {
+        assert_eq!(tenant_of(head).as_deref(), Some("team-a|team-b"), "{head}");
+    }
+
+    // Refused at start-up with what is wrong, before anything is read, in every command.
+    let bad = [
+        ("--prometheus-tenant", "team a"),
+        ("--history-prometheus-tenant", "t\u{e9}am"),
+        ("--prometheus-tenant", ""),
+    ];
+    for (flag, value) in bad {
+        for sub in ["run", "backtest"] {
+            let (code, _, err) = run(prescaler()
+                .args([sub, "--prometheus-url", "http://127.0.0.1:9"])
+                .args([
+                    "--history-prometheus-url",
+                    "http://127.0.0.1:9",
+                    flag,
+                    value,
+                ]));
+            assert_eq!(code, Some(2), "{sub} {flag} {value:?}: {err}");
+            assert!(err.contains(flag), "{sub} {flag} {value:?}: {err}");
+        }
+    }
+    let long = "t".repeat(1025);
+    let (code, _, err) = run(Command::new(env!("CARGO_BIN_EXE_kubectl-prescaler")).args([
+        "plan",
+        "web",
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--prometheus-tenant",
+        &long,
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("1025 bytes long"), "{err}");
+    let (code, _, err) = run(prescaler().args([
+        "run",
+        "--prometheus-url",
+        "http://127.0.0.1:9",
+        "--prometheus-tenant",
+        "team a",
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("printable ASCII without spaces"), "{err}");
 }

@@ -11,6 +11,10 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::adapters::history::RangeSource;
+use crate::api::Seasonality;
+use crate::planning::coverage::{self, HistoryFrom};
+use crate::planning::forecast::ModelConfig;
 use crate::{Error, Result};
 
 /// A trace resampled to one-minute steps.
@@ -178,10 +182,11 @@ impl Trace {
     }
 }
 
-/// The last `range` of `query` up to `now`, at one-minute steps, read from Prometheus: "what would
-/// this spec have done last week?".
+/// The last `range` of `query` up to `now`, at one-minute steps, read from Prometheus (and a
+/// long-term store beside it, `adapters::long_term`): "what would this spec have done last
+/// week?".
 pub async fn from_prometheus(
-    prometheus: &impl crate::adapters::history::RangeSource,
+    prometheus: &(impl RangeSource + ?Sized),
     query: &str,
     range: Duration,
     now: DateTime<Utc>,
@@ -196,13 +201,48 @@ pub async fn from_prometheus(
         return Err(Error::Trace {
             path: format!("query {query:?}"),
             message: format!(
-                "Prometheus returned {} samples over the last {}; nothing to replay",
+                "{} samples came back over the last {}; nothing to replay",
                 samples.len(),
                 crate::api::format_duration(range)
             ),
         });
     }
     Ok(Trace::from_samples(&format!("query {query:?}"), &samples))
+}
+
+/// Where the history of `query` came from, as `source` tells it: Prometheus alone, a long-term
+/// store beside it, or a store that failed (and Prometheus alone instead).
+pub fn history_from<'a>(
+    source: &(impl RangeSource + ?Sized),
+    fallback: Option<&'a str>,
+) -> HistoryFrom<'a> {
+    HistoryFrom::of(source.has_long_term(), fallback)
+}
+
+/// A note for a history shorter than `asked` (`observed` from its first sample to now), in the
+/// operator's `HistoryAvailable` words ("14 of 21 days of history: the weekly profile rests on 2
+/// weeks; … set a long-term source (--history-prometheus-url) …") and with its reason: a replay
+/// or a plan on less history than asked is of another situation, and why it is short (Prometheus'
+/// retention, a store that failed) decides what to do. `None` for a whole history.
+pub fn short_history_note(
+    observed: Duration,
+    asked: Duration,
+    seasonality: &[Seasonality],
+    from: HistoryFrom<'_>,
+) -> Option<String> {
+    let cov = coverage::coverage(observed, asked);
+    let verdict = coverage::verdict(cov, seasonality, &ModelConfig::default(), from);
+    (!verdict.complete).then(|| {
+        format!(
+            "{} (the operator's HistoryAvailable=False {})",
+            verdict.message, verdict.reason
+        )
+    })
+}
+
+/// How much history a trace read up to `now` holds: from its first minute.
+pub fn observed_span(trace: &Trace, now: DateTime<Utc>) -> Duration {
+    floor_minute(now) - trace.start
 }
 
 fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {

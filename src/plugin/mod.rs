@@ -9,6 +9,10 @@
 //! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
 //!   newest first;
 //! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus;
+//!
+//! `plan` and `backtest` read the history as the operator does, from Prometheus and the long-term
+//! store beside it when one is set (`--history-prometheus-url`, `adapters::long_term`), and say
+//! so, in the operator's `HistoryAvailable` words, when less came back than they asked for.
 //! - `savings`: what the operator counted on the live metric against an HPA (`status.savings`),
 //!   for one scaler or every one in a namespace.
 
@@ -33,7 +37,7 @@ use crate::{Error, Result};
 /// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus-url` reads
 /// it (one-minute steps; gaps stay gaps), as far back as the planner needs.
 pub async fn read_history(
-    source: &impl RangeSource,
+    source: &(impl RangeSource + ?Sized),
     spec: &ValidatedSpec,
     query: &str,
     now: DateTime<Utc>,
@@ -63,7 +67,7 @@ pub struct PlanReport {
 /// minutes of the next 24 hours, by the operator's planner.
 pub async fn plan(
     client: &kube::Client,
-    source: &impl RangeSource,
+    source: &(impl RangeSource + ?Sized),
     namespace: &str,
     name: &str,
     now: DateTime<Utc>,
@@ -112,9 +116,18 @@ pub async fn plan(
             seen
         }
     };
-    let history = read_history(source, &spec, &scaler.spec.metric.query, now).await?;
+    let query = &scaler.spec.metric.query;
+    let history = read_history(source, &spec, query, now).await?;
     let mut planner = Planner::new(spec.clone(), ModelConfig::default());
-    planner.decide(Some(&history), current_replicas, now);
+    let decision = planner.decide(Some(&history), current_replicas, now);
+    // As the operator's condition says it: of forecast.history, from the planner's first sample.
+    let fallback = source.fallback(query);
+    notes.extend(backtest::trace::short_history_note(
+        decision.observed_history,
+        spec.history,
+        &spec.seasonality,
+        backtest::trace::history_from(source, fallback.as_deref()),
+    ));
     let outlook = outlook::outlook(
         &planner,
         Some(&history),
@@ -381,7 +394,7 @@ pub struct BacktestReport {
 /// replayed through its spec, the last 7 days of it scored.
 pub async fn backtest(
     client: &kube::Client,
-    source: &impl RangeSource,
+    source: &(impl RangeSource + ?Sized),
     namespace: &str,
     name: &str,
     range: Duration,
@@ -393,9 +406,15 @@ pub async fn backtest(
     let trace =
         backtest::trace::from_prometheus(source, &scaler.spec.metric.query, range, now).await?;
     let setup = Setup::for_recent(&trace, range);
-    let mut notes: Vec<String> = backtest::resolve_auto_lead_time(&mut spec, &setup)
-        .into_iter()
-        .collect();
+    let fallback = source.fallback(&scaler.spec.metric.query);
+    let short = backtest::trace::short_history_note(
+        backtest::trace::observed_span(&trace, now),
+        range,
+        &spec.seasonality,
+        backtest::trace::history_from(source, fallback.as_deref()),
+    );
+    let mut notes: Vec<String> = short.iter().cloned().collect();
+    notes.extend(backtest::resolve_auto_lead_time(&mut spec, &setup));
     // The calendar's `.ics` files over the trace's span and a day after it, as `prescaler
     // backtest` expands a manifest's (a floor ahead of the trace's end).
     let end = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
@@ -403,7 +422,8 @@ pub async fn backtest(
     notes.extend(
         merge_calendar_files(client, namespace, &scaler, &mut spec, span, "replayed").await,
     );
-    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
+    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())
+        .map_err(|e| with_history_note(e, short.as_deref()))?;
     Ok(BacktestReport {
         trace,
         setup,
@@ -411,6 +431,18 @@ pub async fn backtest(
         warnings,
         notes,
     })
+}
+
+/// A replay that could not be scored ("nothing to score") on a history that came back short
+/// says why it is short: the error is all the user sees, and the notes would be lost with it.
+fn with_history_note(error: Error, note: Option<&str>) -> Error {
+    match (error, note) {
+        (Error::Trace { path, message }, Some(note)) => Error::Trace {
+            path,
+            message: format!("{message}; {note}"),
+        },
+        (error, _) => error,
+    }
 }
 
 /// One scaler's account against the HPA, as its status holds it (`None`: nothing counted yet).

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use prescaler::adapters::prometheus::Prometheus;
+use std::sync::Arc;
+
+use prescaler::adapters::history::LoadSource;
 use prescaler::backtest::report;
-use prescaler::cli::{self, KubeconfigArgs, PrometheusArgs, duration, print, std_duration};
+use prescaler::cli::{
+    self, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print, std_duration,
+};
 use prescaler::plugin::{self, render};
 use prescaler::{Error, Result};
 
@@ -47,7 +51,8 @@ enum Output {
     Yaml,
 }
 
-/// How to reach Prometheus (the same client, flags and credentials as the operator's).
+/// How to reach Prometheus, and the long-term store beside it (the same client, flags and
+/// credentials as the operator's).
 #[derive(Args)]
 struct PrometheusFlags {
     #[command(flatten)]
@@ -55,6 +60,10 @@ struct PrometheusFlags {
     /// Timeout of each Prometheus request.
     #[arg(long, default_value = "30s", value_parser = std_duration)]
     prometheus_timeout: std::time::Duration,
+    /// A long-term store for the older weeks (Thanos Query, Mimir, VictoriaMetrics), read as
+    /// the operator reads it: --history-prometheus-url and its credentials.
+    #[command(flatten)]
+    history: HistoryPrometheusArgs,
 }
 
 #[derive(Subcommand)]
@@ -194,9 +203,9 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
     let output = cli.kube.output;
     match &cli.command {
         Command::Plan(args) => {
-            let prometheus = prometheus(&args.prometheus)?;
+            let source = source(&args.prometheus)?;
             let now = args.now.unwrap_or_else(Utc::now);
-            let report = plugin::plan(&client, &prometheus, &namespace, &args.name, now).await?;
+            let report = plugin::plan(&client, &*source, &namespace, &args.name, now).await?;
             match output {
                 Output::Table => print(&render::plan_table(&report, args.zone.zone())),
                 _ => structured(output, &report.document()),
@@ -217,10 +226,10 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
             }
         }
         Command::Backtest(args) => {
-            let prometheus = prometheus(&args.prometheus)?;
+            let source = source(&args.prometheus)?;
             let r = plugin::backtest(
                 &client,
-                &prometheus,
+                &*source,
                 &namespace,
                 &args.name,
                 args.range,
@@ -251,10 +260,8 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
     }
 }
 
-fn prometheus(flags: &PrometheusFlags) -> Result<Prometheus> {
-    Ok(Prometheus::new(
-        &flags.prometheus.config(flags.prometheus_timeout)?,
-    )?)
+fn source(flags: &PrometheusFlags) -> Result<Arc<dyn LoadSource>> {
+    cli::load_source(&flags.prometheus, flags.prometheus_timeout, &flags.history)
 }
 
 fn structured(output: Output, value: &impl serde::Serialize) -> Result<()> {
