@@ -232,6 +232,37 @@ class Chart(unittest.TestCase):
             self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")
             self.assertIn("schema", p.stderr.lower(), p.stderr)
 
+    def test_a_tenant_reaches_its_flag_and_a_bad_one_is_refused(self):
+        def args(*values):
+            (dep,) = by_kind(render(*values), "Deployment")
+            return dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        # None by default: no header is sent.
+        self.assertFalse([a for a in args() if "tenant" in a])
+        # Each endpoint its own (a multi-tenant gateway before Prometheus, a store's tenants
+        # federated with |); the store's only with the store.
+        given = args("--set", "prometheus.tenant=live-team",
+                     "--set", "prometheus.history.url=http://mimir:8080/prometheus",
+                     "--set-string", "prometheus.history.tenant=team-a|team-b")
+        self.assertIn("--prometheus-tenant=live-team", given)
+        self.assertIn("--history-prometheus-tenant=team-a|team-b", given)
+        self.assertFalse([a for a in args("--set", "prometheus.history.tenant=t")
+                          if "tenant" in a])
+        # The binary takes what the chart renders, and the flag is `run`'s.
+        binary = os.path.join(ROOT, "target", "release", "prescaler")
+        if os.path.exists(binary):
+            usage = subprocess.run([binary, "run", "--help"], capture_output=True,
+                                   text=True).stdout
+            for flag in ("--prometheus-tenant", "--history-prometheus-tenant"):
+                self.assertIn(flag, usage)
+        # What a header cannot carry, or far too much, is refused by the schema.
+        for bad in (["--set", "prometheus.tenant=team a"],
+                    ["--set", "prometheus.history.tenant=t" + "x" * 1024],
+                    ["--set-string", "prometheus.tenant=t\u00e9"]):
+            p = helm("template", "psc", CHART, *bad, check=False)
+            self.assertNotEqual(p.returncode, 0, f"{bad} was accepted")
+            self.assertIn("schema", p.stderr.lower(), p.stderr)
+
     def test_rbac_is_exactly_what_the_operator_uses(self):
         docs = render(*ALL_ON)
         granted = set()
