@@ -112,6 +112,16 @@ pub struct Memory {
     quiet: quiet::Memory,
 }
 
+impl Memory {
+    /// A memory for a model whose quiet windows wait `zero_cooldown` (`ModelConfig`).
+    pub fn with_zero_cooldown(zero_cooldown: Duration) -> Self {
+        Self {
+            quiet: quiet::Memory::with_cooldown(zero_cooldown),
+            ..Self::default()
+        }
+    }
+}
+
 /// Which term decided the replica count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {

@@ -44,6 +44,18 @@ pub const COOLDOWN: Duration = Duration::minutes(5);
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     quiet_since: Option<DateTime<Utc>>,
+    /// The cooldown, when not `COOLDOWN` (`ModelConfig::zero_cooldown`).
+    cooldown: Option<Duration>,
+}
+
+impl Memory {
+    /// A memory whose cooldown is `cooldown` (at least zero).
+    pub fn with_cooldown(cooldown: Duration) -> Self {
+        Self {
+            quiet_since: None,
+            cooldown: Some(cooldown.max(Duration::zero())),
+        }
+    }
 }
 
 /// Why a workload in a quiet window is not (or no longer) at zero.
@@ -135,7 +147,7 @@ pub fn assess(
     };
     let cooled = memory
         .quiet_since
-        .is_some_and(|since| now - since >= COOLDOWN);
+        .is_some_and(|since| now - since >= memory.cooldown.unwrap_or(COOLDOWN));
     Some(QuietHours {
         source: zero.source.clone(),
         until: zero.until,
