@@ -434,3 +434,57 @@ fn lead_time_auto_is_the_simulated_start_up_plus_the_metric_lag() {
         "{stderr}"
     );
 }
+
+/// A quiet window (`minReplicas: 0`) in a replay: the same planner goes to zero in the quiet
+/// hours and is back before the load, and the scoring counts a quiet minute without load as
+/// needing no replica (the oracle is at zero there too) — a minute with load and none ready
+/// would be short.
+#[test]
+fn the_backtest_scales_to_zero_in_a_quiet_window_and_scores_it() {
+    use chrono::{Duration, TimeZone, Timelike, Utc};
+    // 21 days: 200 (4 replicas at 50) all day, nothing from 01:00 to 06:00 UTC.
+    let start = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
+    let samples: Vec<_> = (0..21 * 1440)
+        .map(|m| start + Duration::minutes(m))
+        .map(|t| {
+            (
+                t,
+                if (1..6).contains(&t.hour()) {
+                    0.0
+                } else {
+                    200.0
+                },
+            )
+        })
+        .collect();
+    let trace = Trace::from_samples("quiet.csv", &samples);
+    let mut spec = prescaler::api::PredictiveScalerSpec::new(50.0, 40);
+    spec.min_replicas = 2;
+    spec.peak_windows = vec![prescaler::api::PeakWindow {
+        name: "night".into(),
+        schedule: "0 0 * * *".into(),
+        duration: "7h".into(),
+        time_zone: "UTC".into(),
+        min_replicas: Some(0),
+        max_replicas: None,
+    }];
+    let spec = spec.validate().unwrap();
+    let outcome = run_all(&trace, &spec);
+    let own = &outcome.runs[0];
+    let minute = |day: i64, h: i64, m: i64| ((day * 24 + h) * 60 + m) as usize;
+    for day in 15..21 {
+        assert_eq!(own.desired[minute(day, 3, 0)], 0, "day {day}");
+        assert_eq!(outcome.needed[minute(day, 3, 0)], 0, "day {day}");
+        // Awake for the 06:00 load: the forecast sees it within the lead time.
+        assert!(own.desired[minute(day, 6, 0)] >= 4, "day {day}");
+    }
+    // Outside the window minReplicas holds in the scoring as before.
+    assert_eq!(outcome.needed[minute(16, 12, 0)], 4);
+    let prescaler = outcome.score("prescaler").unwrap();
+    let hpa = outcome.score("hpa80").unwrap();
+    let oracle = outcome.score("oracle").unwrap();
+    // Zero minutes without load are not short: a handful of minutes at most, around a wake.
+    assert!(prescaler.violation_minutes < 60, "{prescaler:?}");
+    assert!(prescaler.cost < hpa.cost, "{prescaler:?} {hpa:?}");
+    assert!(oracle.cost < hpa.cost, "{oracle:?} {hpa:?}");
+}

@@ -592,3 +592,61 @@ fn a_contradiction_check_too_expensive_for_its_budget_is_refused_naming_it() {
     assert!(took.as_secs_f64() < 2.0, "refused in {took:?}");
     eprintln!("refused in {took:?}");
 }
+
+/// A quiet window (`minReplicas: 0` on a peak window or an event) and the activation threshold:
+/// the schema takes 0 and bounds both, `validate()` refuses what is out of bounds naming the
+/// field, and an `.ics` reference's occurrences (floors) still start at 1.
+#[test]
+fn quiet_windows_and_the_activation_threshold_are_bounded() {
+    let s = schema();
+    let p = &s["properties"];
+    assert_eq!(
+        p["peakWindows"]["items"]["properties"]["minReplicas"]["minimum"],
+        0.0
+    );
+    assert_eq!(
+        p["calendar"]["properties"]["events"]["items"]["properties"]["minReplicas"]["minimum"],
+        0.0
+    );
+    assert_eq!(
+        p["calendar"]["properties"]["configMapRefs"]["items"]["properties"]["minReplicas"]["minimum"],
+        1.0
+    );
+    assert_eq!(p["minReplicas"]["minimum"], 1.0, "zero only in a window");
+    let threshold = &p["metric"]["properties"]["activationThreshold"];
+    assert_eq!(threshold["minimum"], 0.0);
+    assert_eq!(threshold["maximum"], Limits::MAX_ACTIVATION_THRESHOLD);
+
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/scale-to-zero.yaml"
+    ))
+    .unwrap();
+    let base: PredictiveScaler = serde_yaml_ng::from_str(&yaml).unwrap();
+    let valid = base.spec.validate().unwrap();
+    assert!(valid.allows_zero());
+    assert_eq!(valid.activation_threshold, 0.05);
+    assert!(!valid.without_zero().allows_zero());
+    let err = |edit: &dyn Fn(&mut PredictiveScalerSpec)| {
+        let mut s = base.spec.clone();
+        edit(&mut s);
+        s.validate().unwrap_err().to_string()
+    };
+    for bad in [-1.0, f64::NAN, f64::INFINITY, 2e15] {
+        let e = err(&|s| s.metric.activation_threshold = bad);
+        assert!(e.contains("spec.metric.activationThreshold"), "{bad}: {e}");
+    }
+    let e = err(&|s| s.peak_windows[0].min_replicas = Some(-1));
+    assert!(e.contains("spec.peakWindows[0].minReplicas"), "{e}");
+    let e = err(&|s| s.calendar.events[0].min_replicas = Some(-1));
+    assert!(e.contains("spec.calendar.events[0].minReplicas"), "{e}");
+    let e = err(&|s| s.min_replicas = 0);
+    assert!(e.contains("spec.minReplicas"), "{e}");
+    // A quiet window alone (no ceiling) is a window: its zero is what it sets.
+    let mut alone = base.spec.clone();
+    alone.peak_windows[0].max_replicas = None;
+    assert!(alone.validate().is_ok());
+    assert!(
+        PredictiveScalerSpec::validate_cel(&serde_json::to_value(&alone).unwrap(), None).is_ok()
+    );
+}

@@ -32,6 +32,7 @@ mod properties;
 mod readme;
 mod regimes;
 mod savings;
+mod scale_to_zero;
 mod shards;
 
 /// `autotests = false` (Cargo.toml) compiles only this file: a test file not declared above would

@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::api::ValidatedSpec;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::planner::Planner;
+use crate::planning::schedule::zero_window;
 use crate::planning::{plan, replicas_for};
 use crate::{Error, Result};
 use baselines::HpaModel;
@@ -211,17 +212,34 @@ fn scored_minutes(trace: &Trace, setup: &Setup) -> Result<Vec<bool>> {
     Ok(scored)
 }
 
+/// In the minutes a quiet window (`minReplicas: 0`) is open the load is not raised to
+/// `minReplicas`: no load needs no replica (the oracle scales to zero there too), and any load
+/// at least one, so that a minute with load and no ready replica is short. As the operator's
+/// live account counts them (`planning::ledger`).
+fn quiet_needs(trace: &Trace, spec: &ValidatedSpec, needed: &mut [u32]) {
+    if !spec.allows_zero() {
+        return;
+    }
+    for (t, n) in needed.iter_mut().enumerate() {
+        let at = trace.time(t);
+        if zero_window(&spec.peak_windows, &spec.calendar, at).is_some() {
+            *n = replicas_for(trace.demand[t], spec.target_per_replica).min(spec.max_replicas);
+        }
+    }
+}
+
 /// Scores prescaler's replay `own` (from `prescaler`) against the HPA sweep and the oracle on
 /// the same trace: `run_all` for a caller that has replayed already (the benchmark times it).
 pub fn compare(trace: &Trace, setup: &Setup, spec: &ValidatedSpec, own: Run) -> Result<Outcome> {
     let scored = scored_minutes(trace, setup)?;
     let delay = setup.delay_minutes();
-    let needed = score::needed(
+    let mut needed = score::needed(
         trace,
         spec.target_per_replica,
         spec.min_replicas,
         spec.max_replicas,
     );
+    quiet_needs(trace, spec, &mut needed);
     let hpa_model = HpaModel::new(
         trace,
         setup.lag_minutes(),

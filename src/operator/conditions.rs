@@ -31,6 +31,10 @@ pub const PODS_PENDING: &str = "PodsPending";
 /// With `spec.calendar.configMapRefs`: whether the `.ics` files were read and expanded (see
 /// `controller::calendar_files`).
 pub const CALENDAR_AVAILABLE: &str = "CalendarAvailable";
+/// `ScalingLimited`'s reason when a quiet window (`minReplicas: 0`) cannot be honoured: an HPA
+/// (or KEDA's) scales the target, and an HPA cannot run at zero. A Warning: the spec asks for
+/// what prescaler will not do on this target.
+pub const SCALE_TO_ZERO_REFUSED: &str = "ScaleToZeroRefused";
 
 /// Every reason of the `Ready` condition: whether prescaler acts on the target, and how, or why
 /// not. One list, so that each is written the same everywhere and documented (the README names
@@ -167,9 +171,11 @@ impl Finding {
         Self::new(READY, reason.is_ready(), reason.as_str(), message)
     }
 
-    /// Whether an Event should tell about this finding: a problem is a Warning.
+    /// Whether an Event should tell about this finding: a problem is a Warning, and so is a
+    /// quiet window refused on this target (the spec asks for what will not be done).
     pub fn is_warning(&self) -> bool {
         is_problem(self.type_, self.status)
+            || (self.type_ == SCALING_LIMITED && self.reason == SCALE_TO_ZERO_REFUSED)
     }
 }
 
@@ -467,6 +473,32 @@ pub fn limit_finding(d: &Decision, spec: &ValidatedSpec) -> Finding {
     }
 }
 
+/// `ScalingLimited=True ScaleToZeroRefused`: the spec's quiet windows allow zero, but `hpa`
+/// (managed by the KEDA ScaledObject `scaled_object`, if named) scales the target. The HPA
+/// controller reads a workload at 0 replicas as scaling disabled and would never scale it up
+/// again, so prescaler keeps the floor it gives the HPA at `minReplicas` (at least 1) instead.
+pub fn zero_refused_finding(
+    spec: &ValidatedSpec,
+    hpa: &str,
+    scaled_object: Option<&str>,
+    target_name: &str,
+) -> Finding {
+    let entries = spec.zero_entries().join(", ");
+    let scaler = match scaled_object {
+        Some(so) => format!("KEDA ScaledObject {so} (through HorizontalPodAutoscaler {hpa})"),
+        None => format!("HorizontalPodAutoscaler {hpa}"),
+    };
+    Finding::new(
+        SCALING_LIMITED,
+        true,
+        SCALE_TO_ZERO_REFUSED,
+        format!(
+            "{entries} allows 0 replicas, but {scaler} scales {target_name}, and an HPA cannot run at zero (it takes 0 replicas for scaling disabled): prescaler keeps the floor it holds at {} or more; to scale to zero in quiet windows, let prescaler scale {target_name} alone",
+            spec.min_replicas
+        ),
+    )
+}
+
 /// `MaxReplicasSufficient`: False while the forecast needs more than the bound in force
 /// (`maxReplicas`, or a schedule's ceiling) within the lead time, so that an SRE hears of it a
 /// lead time before the peak, from an Event, and can raise the bound. The message changes only
@@ -516,6 +548,19 @@ pub fn schedule_summary(d: &Decision) -> Option<String> {
     }
     if let Some(c) = &d.cap {
         parts.push(format!("{} max {}", c.source, c.max_replicas));
+    }
+    // A quiet window: whether the workload is at zero, and when it is woken at the latest. No
+    // figure that moves with the minute: this is in the status, written when it changes.
+    if let Some(q) = &d.quiet {
+        let wake = q.wake_at.format("%Y-%m-%d %H:%M UTC");
+        parts.push(match (d.desired_replicas, &q.awake) {
+            (0, _) => format!(
+                "{} min 0: scaled to zero, woken by {wake} or on load",
+                q.source
+            ),
+            (_, None) => format!("{} min 0: quiet, to zero after the cooldown", q.source),
+            (_, Some(_)) => format!("{} min 0: awake", q.source),
+        });
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }

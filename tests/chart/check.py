@@ -521,6 +521,31 @@ class Examples(unittest.TestCase):
             with self.assertRaises(jsonschema.ValidationError):
                 jsonschema.validate(bad, schema)
 
+    def test_the_schema_bounds_a_quiet_window(self):
+        # minReplicas: 0 (scale to zero in a window or an event) and activationThreshold are
+        # taken; below 0, a threshold out of its bounds, or a zero on a ConfigMap calendar's
+        # occurrences are refused by the API server.
+        with open(os.path.join(ROOT, "crds", "predictivescaler.yaml")) as f:
+            schema = yaml.safe_load(f)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        with open(os.path.join(ROOT, "examples", "scale-to-zero.yaml")) as f:
+            doc = yaml.safe_load(f)
+        self.assertEqual(doc["spec"]["peakWindows"][0]["minReplicas"], 0)
+        jsonschema.validate(doc, schema)
+        for edit in (
+            lambda s: s["peakWindows"][0].update(minReplicas=-1),
+            lambda s: s["calendar"]["events"][0].update(minReplicas=-1),
+            lambda s: s["metric"].update(activationThreshold=-0.5),
+            lambda s: s["metric"].update(activationThreshold=1e16),
+            lambda s: s["metric"].update(activationThreshold="low"),
+            lambda s: s.update(minReplicas=0),
+            lambda s: s["calendar"].update(configMapRefs=[
+                {"name": "holidays", "key": "h.ics", "as": "Event", "minReplicas": 0}]),
+        ):
+            bad = copy.deepcopy(doc)
+            edit(bad["spec"])
+            with self.assertRaises(jsonschema.ValidationError):
+                jsonschema.validate(bad, schema)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -55,6 +55,9 @@ impl Limits {
     /// The most occurrences one `.ics` may have within the span expanded (see `ics`): the
     /// planner looks at every event at each decision.
     pub const MAX_ICS_OCCURRENCES: usize = 256;
+    /// The largest `metric.activationThreshold`: the largest load a sample may carry
+    /// (`planning::forecast::MAX_LOAD`); a threshold above it would never be crossed.
+    pub const MAX_ACTIVATION_THRESHOLD: f64 = 1e15;
 }
 
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
@@ -97,6 +100,21 @@ pub(crate) fn parse_bound(field: &str, value: Option<i32>) -> Result<Option<u32>
     value
         .map(|v| check_range(field, v, 1, Limits::MAX_REPLICAS).map(|v| v as u32))
         .transpose()
+}
+
+/// A floor and a ceiling of a peak window or a dated event, where `minReplicas: 0` allows the
+/// workload to be scaled to zero while the entry is in force (quiet hours) instead of setting a
+/// floor: `(floor, ceiling, allows zero)`. The floor is `None` when it is 0: a floor of 0 asks
+/// for nothing, and the planner reads the zero from the flag alone.
+pub(crate) fn parse_bounds_or_zero(
+    field: &str,
+    min: Option<i32>,
+    max: Option<i32>,
+) -> Result<(Option<u32>, Option<u32>, bool), Error> {
+    let zero = min == Some(0);
+    let min = min.filter(|m| *m != 0);
+    let (floor, ceiling) = parse_bounds(field, min, max)?;
+    Ok((floor, ceiling, zero))
 }
 
 /// A floor and a ceiling of one window or event: at least one, and the floor not above the

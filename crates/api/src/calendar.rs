@@ -11,7 +11,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use super::bounds::{Limits, invalid, parse_bounds, parse_time_zone};
+use super::bounds::{Limits, invalid, parse_bounds_or_zero, parse_time_zone};
 use super::window::Window;
 use super::{CalendarEvent, CalendarSpec, Exclusion};
 use crate::Error;
@@ -42,6 +42,8 @@ pub struct Event {
     pub min_replicas: Option<u32>,
     pub max_replicas: Option<u32>,
     pub load_multiplier: Option<f64>,
+    /// `minReplicas: 0`: during the event the workload may be scaled to zero.
+    pub scale_to_zero: bool,
     /// Where it comes from when not from `spec.calendar.events` (an `.ics` in a ConfigMap, see
     /// `ics`): named so in errors.
     pub origin: Option<String>,
@@ -265,7 +267,8 @@ fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, 
         }
     };
     check_span(&sub("end"), start, end)?;
-    let (min_replicas, max_replicas) = parse_bounds(field, e.min_replicas, e.max_replicas)?;
+    let (min_replicas, max_replicas, scale_to_zero) =
+        parse_bounds_or_zero(field, e.min_replicas, e.max_replicas)?;
     let load_multiplier = match e.load_multiplier {
         Some(m) if !(m.is_finite() && (0.05..=100.0).contains(&m)) => {
             return Err(invalid(
@@ -275,7 +278,11 @@ fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, 
         }
         m => m,
     };
-    if min_replicas.is_none() && max_replicas.is_none() && load_multiplier.is_none() {
+    if min_replicas.is_none()
+        && max_replicas.is_none()
+        && load_multiplier.is_none()
+        && !scale_to_zero
+    {
         return Err(invalid(
             sub("minReplicas"),
             "an event needs minReplicas, maxReplicas or loadMultiplier",
@@ -290,6 +297,7 @@ fn parse_event(field: &str, e: &CalendarEvent, default_tz: Tz) -> Result<Event, 
         min_replicas,
         max_replicas,
         load_multiplier,
+        scale_to_zero,
         origin: None,
     })
 }

@@ -148,6 +148,9 @@ pub fn expand(
                         min_replicas,
                         max_replicas,
                         load_multiplier: r.load_multiplier,
+                        // An `.ics` reference's minReplicas is at least 1 (its schema): its
+                        // occurrences set floors, never a zero.
+                        scale_to_zero: false,
                     }));
             }
         }

@@ -138,8 +138,9 @@ pub struct PredictiveScalerSpec {
     pub objective: ObjectiveSpec,
 
     /// Recurring windows with a replica floor (a weekday lunch rush: prescaler reaches the floor
-    /// `forecast.leadTime` before each opening) or a replica ceiling (quiet hours, a cost cap at
-    /// night, a freeze: it holds while the window is open).
+    /// `forecast.leadTime` before each opening), a replica ceiling (quiet hours, a cost cap at
+    /// night, a freeze: it holds while the window is open), or `minReplicas: 0`: quiet hours in
+    /// which the workload may be scaled to zero while there is no load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = Limits::MAX_PEAK_WINDOWS))]
     pub peak_windows: Vec<PeakWindow>,
@@ -179,6 +180,7 @@ impl PredictiveScalerSpec {
             metric: MetricSpec {
                 query: "load".into(),
                 target_per_replica,
+                activation_threshold: 0.0,
             },
             forecast: ForecastSpec::default(),
             objective: ObjectiveSpec::default(),
@@ -250,6 +252,18 @@ pub struct MetricSpec {
     /// The replicas needed for a load are `ceil(load / targetPerReplica)`.
     #[schemars(range(min = 0.001))]
     pub target_per_replica: f64,
+    /// Where a peak window or an event allows `minReplicas: 0`: the load, in the query's unit,
+    /// at or below which the workload may be scaled to zero, and above which (the live load, or
+    /// the forecast within the lead time) it is woken at once. `0`, the default, means any load
+    /// wakes it. As KEDA's `activationThreshold`: active when the load is above it. Between 0
+    /// and 1e15; read only while such a window is in force.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0.0, max = Limits::MAX_ACTIVATION_THRESHOLD))]
+    pub activation_threshold: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// How the forecast is learned and used.
@@ -393,9 +407,14 @@ pub struct PeakWindow {
     #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: String,
     /// The minimum replica count while the window is open (still capped by `maxReplicas`),
-    /// reached `forecast.leadTime` before it opens.
+    /// reached `forecast.leadTime` before it opens. `0` makes it a quiet window instead: while
+    /// it is open the workload may be scaled to zero once the live load and the forecast within
+    /// the lead time are at or below `metric.activationThreshold` (for the scale-down
+    /// stabilization window, and at least 5 minutes), and it is woken at once when either goes
+    /// above it, and `forecast.leadTime` before the window closes. Only where prescaler writes
+    /// the target's `/scale` (an HPA cannot run at zero: refused there, the floor kept at 1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    #[schemars(range(min = 0, max = Limits::MAX_REPLICAS))]
     pub min_replicas: Option<i32>,
     /// The maximum replica count while the window is open: quiet hours, a cost ceiling at night,
     /// a freeze (with `minReplicas` equal to it). It wins over every floor and the forecast, and
@@ -571,9 +590,10 @@ pub struct CalendarEvent {
     #[schemars(length(min = 1, max = Limits::MAX_TIME_ZONE_LENGTH))]
     pub time_zone: Option<String>,
     /// The minimum replica count during the event, reached `forecast.leadTime` before it starts
-    /// (still capped by `maxReplicas`).
+    /// (still capped by `maxReplicas`). `0` allows scaling to zero during the event, as a peak
+    /// window's `minReplicas: 0` does (a shutdown, a quiet holiday).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = Limits::MAX_REPLICAS))]
+    #[schemars(range(min = 0, max = Limits::MAX_REPLICAS))]
     pub min_replicas: Option<i32>,
     /// The maximum replica count during the event (a freeze, a budget); it wins over every floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]

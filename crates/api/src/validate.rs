@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds};
 
-use super::bounds::{Limits, check_range, invalid, parse_bounds, parse_time_zone};
+use super::bounds::{Limits, check_range, invalid, parse_bounds_or_zero, parse_time_zone};
 use super::window::Window;
 use super::{
     Calendar, PeakWindow, PolicyType, PredictiveScalerSpec, ScalingRules, Seasonality, SelectPolicy,
@@ -49,6 +49,9 @@ pub struct ValidatedSpec {
     pub max_replicas: u32,
     /// The load one replica carries (`spec.metric.targetPerReplica`).
     pub target_per_replica: f64,
+    /// The load above which a workload a quiet window scaled to zero is woken
+    /// (`spec.metric.activationThreshold`).
+    pub activation_threshold: f64,
     pub history: Duration,
     pub seasonality: Vec<Seasonality>,
     pub lead_time: Duration,
@@ -75,6 +78,41 @@ impl ValidatedSpec {
             calendar,
             ..self.clone()
         })
+    }
+
+    /// Whether a peak window or an event allows scaling to zero (`minReplicas: 0`).
+    pub fn allows_zero(&self) -> bool {
+        self.peak_windows.iter().any(|w| w.scale_to_zero)
+            || self.calendar.events.iter().any(|e| e.scale_to_zero)
+    }
+
+    /// The entries that allow scaling to zero, by field and name: `peak window "night"`.
+    pub fn zero_entries(&self) -> Vec<String> {
+        self.peak_windows
+            .iter()
+            .filter(|w| w.scale_to_zero)
+            .map(|w| format!("peak window {:?}", w.name))
+            .chain(
+                self.calendar
+                    .events
+                    .iter()
+                    .filter(|e| e.scale_to_zero)
+                    .map(|e| format!("event {:?}", e.when.name)),
+            )
+            .collect()
+    }
+
+    /// This spec with no window or event allowing zero: what is decided for a target that an
+    /// HPA (or KEDA) scales, which cannot run at zero. Their ceilings stay.
+    pub fn without_zero(&self) -> ValidatedSpec {
+        let mut spec = self.clone();
+        for w in &mut spec.peak_windows {
+            w.scale_to_zero = false;
+        }
+        for e in &mut spec.calendar.events {
+            e.scale_to_zero = false;
+        }
+        spec
     }
 
     /// The fields the forecasts recorded for the calibration depend on: when one of them
@@ -139,6 +177,7 @@ impl PredictiveScalerSpec {
     pub fn validate(&self) -> Result<ValidatedSpec, Error> {
         let (min_replicas, max_replicas) = check_replicas(self.min_replicas, self.max_replicas)?;
         let target_per_replica = check_target_per_replica(self.metric.target_per_replica)?;
+        let activation_threshold = check_activation_threshold(self.metric.activation_threshold)?;
         check_query(&self.metric.query)?;
         check_target(&self.scale_target_ref)?;
         let forecast = parse_forecast(&self.forecast)?;
@@ -157,6 +196,7 @@ impl PredictiveScalerSpec {
             min_replicas,
             max_replicas,
             target_per_replica,
+            activation_threshold,
             history: forecast.history,
             seasonality: self.forecast.seasonality.clone(),
             lead_time: forecast.lead_time,
@@ -188,6 +228,21 @@ fn check_target_per_replica(c: f64) -> Result<f64, Error> {
         ));
     }
     Ok(c)
+}
+
+/// The load a quiet window wakes a workload on: a finite number between 0 and
+/// `Limits::MAX_ACTIVATION_THRESHOLD`.
+fn check_activation_threshold(t: f64) -> Result<f64, Error> {
+    if !(t.is_finite() && (0.0..=Limits::MAX_ACTIVATION_THRESHOLD).contains(&t)) {
+        return Err(invalid(
+            "spec.metric.activationThreshold",
+            format!(
+                "must be a number between 0 and {:e}, is {t}",
+                Limits::MAX_ACTIVATION_THRESHOLD
+            ),
+        ));
+    }
+    Ok(t)
 }
 
 /// `spec.forecast`'s fields the planner reads as durations and fractions (its seasonality it
@@ -409,8 +464,9 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
     let duration = spec
         .duration
         .parse(&sub("duration"), Limits::MIN_WINDOW, Limits::MAX_WINDOW)?;
-    let (min_replicas, max_replicas) = parse_bounds(field, spec.min_replicas, spec.max_replicas)?;
-    if min_replicas.is_none() && max_replicas.is_none() {
+    let (min_replicas, max_replicas, zero) =
+        parse_bounds_or_zero(field, spec.min_replicas, spec.max_replicas)?;
+    if min_replicas.is_none() && max_replicas.is_none() && !zero {
         return Err(invalid(
             sub("minReplicas"),
             "a peak window needs minReplicas, maxReplicas or both",
@@ -423,7 +479,8 @@ fn parse_window(field: &str, spec: &PeakWindow) -> Result<Window, Error> {
         duration,
         min_replicas,
         max_replicas,
-    ))
+    )
+    .scaling_to_zero(zero))
 }
 
 /// The five fields of a cron expression, with what each accepts.

@@ -28,6 +28,8 @@ pub struct Window {
     pub duration: Duration,
     pub min_replicas: Option<u32>,
     pub max_replicas: Option<u32>,
+    /// `minReplicas: 0`: while open, the workload may be scaled to zero (quiet hours).
+    pub scale_to_zero: bool,
     /// Shared by the clones of one parsed spec: the planner's, the plan's and the controller's
     /// copies all profit from one search.
     memory: Arc<Memory>,
@@ -76,8 +78,22 @@ impl Window {
             duration,
             min_replicas,
             max_replicas,
+            scale_to_zero: false,
             memory: Arc::default(),
         }
+    }
+
+    /// This window as a quiet one (`minReplicas: 0`), or not.
+    pub fn scaling_to_zero(mut self, zero: bool) -> Self {
+        self.scale_to_zero = zero;
+        self
+    }
+
+    /// The end of the opening `at` lies in, if the window is open at `at`.
+    pub fn open_until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.opening_before(at)
+            .and_then(|start| start.checked_add_signed(self.duration))
+            .filter(|end| at < *end)
     }
 
     /// How many of croner's searches this window (and its clones) has made.

@@ -663,6 +663,10 @@ pub struct ModelConfig {
     /// The bases the calibration may choose among (all five by default; fewer to force one, as
     /// the tests do).
     pub bases: &'static [Basis],
+    /// How long the load must have been quiet in a quiet window before the workload may be at
+    /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
+    /// run on the wall clock).
+    pub zero_cooldown: Duration,
 }
 
 impl Default for ModelConfig {
@@ -684,6 +688,7 @@ impl Default for ModelConfig {
             zero_persistence: Duration::minutes(15),
             sustained_samples: 3,
             bases: &BASES,
+            zero_cooldown: crate::quiet::COOLDOWN,
         }
     }
 }

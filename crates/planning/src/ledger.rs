@@ -71,6 +71,16 @@ impl Model {
         replicas_for(load, self.target_per_replica).clamp(self.min_replicas, self.max_replicas)
     }
 
+    /// What the load of a minute needs in a quiet window (`minReplicas: 0`): not raised to
+    /// `minReplicas`, so that no load needs no replica, and any load at least one — a minute
+    /// with load and no ready replica is short, as the backtest scores it.
+    fn needed_in(&self, load: f64, quiet: bool) -> u32 {
+        match quiet {
+            true => replicas_for(load, self.target_per_replica).min(self.max_replicas),
+            false => self.needed(load),
+        }
+    }
+
     fn hpa(&self, utilization: f64) -> HpaConfig {
         HpaConfig {
             target_per_replica: self.target_per_replica,
@@ -127,10 +137,11 @@ pub struct Ledger {
     utilization: f64,
     /// The next minute to count; `None` before the first decision.
     next: Option<DateTime<Utc>>,
-    /// The last decision of each recent minute, oldest first.
-    decisions: VecDeque<(DateTime<Utc>, u32)>,
+    /// The last decision of each recent minute, oldest first, and whether a quiet window was
+    /// in force then.
+    decisions: VecDeque<(DateTime<Utc>, u32, bool)>,
     /// The decision before those kept.
-    earlier: Option<u32>,
+    earlier: Option<(u32, bool)>,
     /// The HPA, once warmed up.
     hpa: Option<Hpa>,
     prescaler_pods: Pods,
@@ -212,28 +223,35 @@ impl Ledger {
 
     /// prescaler asked for `desired` replicas at `now`; the minute's last decision counts.
     pub fn decided(&mut self, now: DateTime<Utc>, desired: u32) {
+        self.decided_in(now, desired, false);
+    }
+
+    /// `decided`, saying whether a quiet window (`minReplicas: 0`) was in force: its minutes'
+    /// load is not raised to `minReplicas` to count them (`Model::needed_in`).
+    pub fn decided_in(&mut self, now: DateTime<Utc>, desired: u32, quiet: bool) {
         let minute = minute_of(now);
         if self.next.is_none() {
             // The first minute counted: not one a restored status counted already.
             self.next = Some(self.through.map_or(minute, |t| t.max(minute)));
         }
         match self.decisions.back_mut() {
-            Some((m, d)) if *m == minute => *d = desired,
-            Some((m, _)) if *m > minute => {}
-            _ => self.decisions.push_back((minute, desired)),
+            Some((m, d, q)) if *m == minute => (*d, *q) = (desired, quiet),
+            Some((m, _, _)) if *m > minute => {}
+            _ => self.decisions.push_back((minute, desired, quiet)),
         }
         while self.decisions.len() > DECISIONS_KEPT {
-            self.earlier = self.decisions.pop_front().map(|(_, d)| d);
+            self.earlier = self.decisions.pop_front().map(|(_, d, q)| (d, q));
         }
     }
 
-    /// The decision in force in minute `t`: the last one made in it or before.
-    fn decision_at(&self, t: DateTime<Utc>) -> Option<u32> {
+    /// The decision in force in minute `t` (the last one made in it or before), and whether a
+    /// quiet window was in force then.
+    fn decision_at(&self, t: DateTime<Utc>) -> Option<(u32, bool)> {
         self.decisions
             .iter()
             .rev()
-            .find(|(m, _)| *m <= t)
-            .map(|&(_, d)| d)
+            .find(|(m, _, _)| *m <= t)
+            .map(|&(_, d, q)| (d, q))
             .or(self.earlier)
     }
 
@@ -255,7 +273,7 @@ impl Ledger {
         let hpa = model.hpa(self.utilization);
         let delay = model.delay_minutes();
         while t <= last {
-            let Some(own) = self.decision_at(t) else {
+            let Some((own, quiet)) = self.decision_at(t) else {
                 t += MINUTE;
                 continue;
             };
@@ -269,7 +287,7 @@ impl Ledger {
             let their_ready = self.hpa_pods.minute(theirs, delay);
             let load = sample(history, t + METRIC_LAG);
             if load.is_finite() {
-                let needed = model.needed(load);
+                let needed = model.needed_in(load, quiet);
                 let minute = Tally {
                     minutes: 1,
                     prescaler: Cost {
@@ -288,8 +306,8 @@ impl Ledger {
         }
         self.next = Some(t);
         // The decisions of counted minutes are no longer needed, but the one in force.
-        while self.decisions.len() > 1 && self.decisions.get(1).is_some_and(|(m, _)| *m <= t) {
-            self.earlier = self.decisions.pop_front().map(|(_, d)| d);
+        while self.decisions.len() > 1 && self.decisions.get(1).is_some_and(|(m, _, _)| *m <= t) {
+            self.earlier = self.decisions.pop_front().map(|(_, d, q)| (d, q));
         }
         self.drop_old_days(now);
         added
@@ -513,6 +531,28 @@ mod tests {
         History::new(at(-120), MINUTE, (-120..minutes).map(load).collect())
     }
 
+    /// In a quiet window (`minReplicas: 0`) a minute without load needs no replica, so a
+    /// workload at zero is not short for it; a minute with load and no ready replica is.
+    #[test]
+    fn at_zero_in_a_quiet_window_only_minutes_with_load_are_short() {
+        // No load until minute 40, then 5 (one replica); prescaler at zero until it sees the
+        // load at minute 41 (the sample of minute 40 is the load of 39), then at 1.
+        let load = |m: i64| if m < 40 { 0.0 } else { 5.0 };
+        let h = history(120, load);
+        let mut ledger = Ledger::new(80);
+        for m in 0..=100 {
+            let desired = if m >= 41 { 1 } else { 0 };
+            ledger.decided_in(at(m), desired, true);
+            ledger.account(&h, &MODEL, at(m) + Duration::seconds(30));
+        }
+        let total = ledger.total();
+        assert_eq!(total.minutes, 98);
+        // Load from minute 39 (the sample of 40); the replica asked at 41 is ready at 46:
+        // minutes 39..=45 are short, the quiet ones before are not.
+        assert_eq!(total.prescaler.short_minutes, 7, "{total:?}");
+        assert_eq!(total.prescaler.replica_minutes, 98 - 41);
+    }
+
     #[test]
     fn a_step_the_hpa_meets_late_costs_it_short_minutes_that_prescaler_ahead_of_it_has_not() {
         // 50 until minute 30, then 400 (40 replicas at 100 %, the HPA at 80 % asks for 50).
@@ -606,7 +646,7 @@ mod tests {
             ledger.decided(at(m), (m % 7) as u32 + 1);
         }
         assert!(ledger.decisions.len() <= DECISIONS_KEPT);
-        assert_eq!(ledger.decision_at(at(0)), Some(ledger.earlier.unwrap()));
+        assert_eq!(ledger.decision_at(at(0)), ledger.earlier);
     }
 
     #[test]

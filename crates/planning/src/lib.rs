@@ -2,8 +2,8 @@
 //! The time, the load history and the workload's replica count are passed in.
 //!
 //! `planner` drives the rest: `forecast` predicts, `calibration` measures how far to trust each
-//! prediction, `schedule` knows the peak windows, `plan` decides and `behavior` shapes the
-//! decision as the HPA would; `outlook` plays the decision ahead over the coming hours. What a
+//! prediction, `schedule` knows the peak windows, `plan` decides (`quiet`: scaling to zero in
+//! a quiet window) and `behavior` shapes the decision as the HPA would; `outlook` plays the decision ahead over the coming hours. What a
 //! decision means for the status's conditions is the operator's (`prescaler::operator::conditions`).
 //!
 //! No kube, tokio or k8s-openapi, not even through a dependency (scripts/test.sh checks it).
@@ -18,6 +18,7 @@ pub mod outlook;
 pub mod plan;
 pub mod planner;
 pub mod pods;
+pub mod quiet;
 pub mod rng;
 pub mod schedule;
 pub mod startup;

@@ -52,6 +52,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::behavior::{self, Limited};
 use super::calibration::{Basis, Calibration, Margins};
+use super::quiet::{self, QuietHours};
 use super::schedule::{Scheduled, ScheduledCap, ScheduledFloor, Source};
 use prescaler_api::ValidatedSpec;
 
@@ -107,6 +108,18 @@ pub struct Memory {
     last_trusted: Option<(DateTime<Utc>, u32)>,
     /// The last decision's forecast alone: the floor an HPA keeps through an outage.
     last_forecast: Option<(DateTime<Utc>, u32)>,
+    /// Since when the load has been quiet in a quiet window (`quiet`).
+    quiet: quiet::Memory,
+}
+
+impl Memory {
+    /// A memory for a model whose quiet windows wait `zero_cooldown` (`ModelConfig`).
+    pub fn with_zero_cooldown(zero_cooldown: Duration) -> Self {
+        Self {
+            quiet: quiet::Memory::with_cooldown(zero_cooldown),
+            ..Self::default()
+        }
+    }
 }
 
 /// Which term decided the replica count.
@@ -181,11 +194,18 @@ pub struct Decision {
     pub metrics_available: bool,
     /// How far back the history the forecast learned from reaches (set by the planner).
     pub observed_history: Duration,
+    /// The quiet window (`minReplicas: 0`) in force, and whether and why the workload is at
+    /// zero or awake; `None` outside quiet windows.
+    pub quiet: Option<QuietHours>,
 }
 
 impl Decision {
     /// A sentence on why this count: for Events and logs.
     pub fn explain(&self) -> String {
+        // In a quiet window while the load is quiet: at zero, or on the way there.
+        if let Some(q) = self.quiet.as_ref().filter(|q| q.asks_zero()) {
+            return q.explain();
+        }
         match &self.reason {
             Reason::Reactive => format!(
                 "the live load {:.1} needs it",
@@ -231,6 +251,16 @@ pub fn decide(
     let cap = inputs.scheduled.cap.clone();
     let bounds = bounds_in_force(spec, cap.as_ref());
     let Some(load) = inputs.load else {
+        // Unknown load is not zero load: a hold never goes to zero, and wakes a workload at
+        // zero to `minReplicas` (`quiet`).
+        let quiet = quiet::assess(
+            spec,
+            inputs.scheduled.zero.as_ref(),
+            scheduled.as_ref(),
+            None,
+            &mut memory.quiet,
+            now,
+        );
         let mut d = hold(
             spec,
             bounds,
@@ -241,6 +271,7 @@ pub fn decide(
         );
         d.cap = cap;
         d.excluded = inputs.scheduled.excluded.clone();
+        d.quiet = quiet;
         return d;
     };
 
@@ -249,7 +280,21 @@ pub fn decide(
     let ask = hold_zero_at_passing_level(&inputs, ask);
     let ask = provision_event(spec, &inputs, ask);
     let ask = raise_to_schedule(scheduled.as_ref(), ask);
-    let (bounded, bound_reason) = clamp(spec, ask.replicas);
+    let quiet = quiet::assess(
+        spec,
+        inputs.scheduled.zero.as_ref(),
+        scheduled.as_ref(),
+        Some(quiet_reading(&inputs, load, &ask)),
+        &mut memory.quiet,
+        now,
+    );
+    let (ask, bounds) = ask_for_zero(quiet.as_ref(), ask, bounds);
+    // A zero asked for goes to `behavior` as it is, also while the cooldown keeps the lower
+    // bound up: the stabilization window is to remember the zeros (`ask_for_zero`).
+    let (bounded, bound_reason) = match quiet.as_ref().is_some_and(|q| q.asks_zero()) {
+        true => (0, None),
+        false => clamp(spec, ask.replicas),
+    };
     let bounded = bounded.min(bounds.1);
     let foresight = unlimited(spec, &ask, scheduled.as_ref(), bounds);
     let (desired, limited) = behavior::shape(
@@ -270,6 +315,12 @@ pub fn decide(
         desired,
         limited,
     );
+    // Quiet, on the way to zero: held by the cooldown or the stabilization window.
+    let reason = match quiet.as_ref().is_some_and(|q| q.asks_zero()) && desired > 0 {
+        true if limited == Some(Limited::RateLimited) => Reason::RateLimited,
+        true => Reason::Stabilized,
+        false => reason,
+    };
     remember(spec, memory, desired, foresight, ask.forecast_replicas, now);
     let floor_replicas = floor(spec, ask.forecast_replicas, scheduled.as_ref()).min(bounds.1);
     Decision {
@@ -287,6 +338,46 @@ pub fn decide(
         excluded: inputs.scheduled.excluded.clone(),
         metrics_available: true,
         observed_history: Duration::zero(),
+        quiet,
+    }
+}
+
+/// What the quiet term reads: the live load as the decision read it, and the highest forecast
+/// of the peak load within the lead time — the daily and weekly forecasts whatever basis the
+/// calibration chose (any of them seeing load ahead is reason enough to stay awake), and a
+/// declared event's.
+fn quiet_reading(inputs: &Inputs<'_>, load: f64, ask: &Ask) -> quiet::Reading {
+    let forecast = [inputs.daily, inputs.weekly]
+        .into_iter()
+        .chain(inputs.event.map(|e| e.load))
+        .chain(ask.forecast_load)
+        .filter(|f| f.is_finite())
+        .reduce(f64::max);
+    quiet::Reading {
+        load,
+        sustained: inputs.sustained,
+        held_zero: inputs.held_zero,
+        forecast,
+    }
+}
+
+/// While the quiet term asks for zero (the load is quiet), the ask is zero, so that the
+/// scale-down stabilization window sees zeros from the first quiet minute; the lower bound
+/// drops to zero once the load has been quiet for the cooldown (`quiet::COOLDOWN`), and
+/// `behavior` then shapes the steps to zero as any scale-down (its stabilization window and
+/// rate limits). The term that decides it is the quiet window. Otherwise nothing changes, and
+/// a workload at zero is back at `minReplicas` at once (the lower bound holds at once).
+fn ask_for_zero(quiet: Option<&QuietHours>, mut ask: Ask, bounds: (u32, u32)) -> (Ask, (u32, u32)) {
+    match quiet.filter(|q| q.asks_zero()) {
+        Some(q) => {
+            ask.replicas = 0;
+            ask.reason = match &q.source {
+                Source::PeakWindow(w) => Reason::PeakWindow(w.clone()),
+                Source::Event(e) => Reason::Event(e.clone()),
+            };
+            (ask, (if q.cooled { 0 } else { bounds.0 }, bounds.1))
+        }
+        None => (ask, bounds),
     }
 }
 
@@ -577,6 +668,7 @@ fn hold(
         excluded: None,
         metrics_available: false,
         observed_history: Duration::zero(),
+        quiet: None,
     }
 }
 

@@ -63,12 +63,13 @@ fn view_at(history: &History, t: DateTime<Utc>, span: Duration) -> Option<View<'
 impl Planner {
     pub fn new(spec: ValidatedSpec, model: ModelConfig) -> Self {
         let calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
+        let memory = Memory::with_zero_cooldown(model.zero_cooldown);
         Self {
             adjust: Adjustments::new(&spec.calendar),
             spec,
             model,
             calibrator,
-            memory: Memory::default(),
+            memory,
             last: None,
         }
     }

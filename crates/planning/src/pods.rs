@@ -56,6 +56,14 @@ mod tests {
         assert_eq!(ready(&desired, 0), desired.to_vec());
     }
 
+    /// A fleet scaled to zero (a quiet window) has nothing ready, and a wake takes the whole
+    /// start-up: the minutes between are short whenever they have load (the scorer's part).
+    #[test]
+    fn a_fleet_at_zero_has_nothing_ready_until_a_wake_has_started_up() {
+        assert_eq!(ready(&[3, 0, 0, 2, 2, 2, 2], 2), vec![3, 0, 0, 0, 0, 2, 2]);
+        assert_eq!(ready(&[0, 0, 1], 0), vec![0, 0, 1]);
+    }
+
     #[test]
     fn before_the_first_minute_the_fleet_is_steady_at_its_first_size() {
         // A fleet that starts at 6 and drops to 1: the 6 were there before, ready at once.

@@ -49,6 +49,15 @@ pub struct ScheduledCap {
     pub max_replicas: u32,
 }
 
+/// A quiet window (a peak window or an event with `minReplicas: 0`) in force: the workload may
+/// be scaled to zero until `until`, less the lead time it takes to wake it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZeroWindow {
+    pub source: Source,
+    /// When it closes (the end of the window's opening, or of the event).
+    pub until: DateTime<Utc>,
+}
+
 /// What the schedule asks for at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scheduled {
@@ -58,6 +67,46 @@ pub struct Scheduled {
     pub cap: Option<ScheduledCap>,
     /// The calendar exclusion in force now, which switches the peak windows off.
     pub excluded: Option<String>,
+    /// The quiet window in force now that stays open longest, if any (`zero_window`).
+    pub zero: Option<ZeroWindow>,
+}
+
+/// The quiet window (`minReplicas: 0`) open at `now` that closes last, if any: a peak window
+/// open through an opening outside every exclusion, with `now` outside them too (as a floor, a
+/// window's `minReplicas` does not apply on an excluded day: an odd day is no day to switch a
+/// workload off on the routine's word), or an event under way. Of several, the one that closes
+/// last: the workload may stay at zero while any allows it.
+pub fn zero_window(
+    windows: &[Window],
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+) -> Option<ZeroWindow> {
+    let usual = |t: DateTime<Utc>| calendar.exclusion_at(t).is_none();
+    windows
+        .iter()
+        .filter(|w| w.scale_to_zero && usual(now))
+        .filter_map(|w| {
+            let until = w.open_until(now)?;
+            w.opening_before(now).filter(|t| usual(*t))?;
+            Some(ZeroWindow {
+                source: Source::PeakWindow(w.name.clone()),
+                until,
+            })
+        })
+        .chain(
+            calendar
+                .events
+                .iter()
+                .filter(|e| e.scale_to_zero && e.when.contains(now))
+                .map(|e| ZeroWindow {
+                    source: Source::Event(e.when.name.clone()),
+                    until: e.when.end,
+                }),
+        )
+        .fold(None, |best: Option<ZeroWindow>, z| match best {
+            Some(b) if b.until >= z.until => Some(b),
+            _ => Some(z),
+        })
 }
 
 /// Whether a peak window's floor is asked for at `now`: the window is open now through an
@@ -147,6 +196,7 @@ pub fn scheduled(
         floor,
         cap,
         excluded,
+        zero: zero_window(windows, calendar, now),
     }
 }
 

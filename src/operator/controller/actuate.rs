@@ -144,16 +144,27 @@ async fn scale(
             reason = decision.reason.as_str(),
             "scaling"
         );
-        let note = format!(
-            "{target_name} from {current} to {desired} replicas ({})",
-            decision.explain()
-        );
+        // A wake from a quiet window's zero says what woke it.
+        let why = match &decision.quiet {
+            Some(q) if current == 0 => format!("woken from zero: {}", q.explain()),
+            _ => decision.explain(),
+        };
+        let note = format!("{target_name} from {current} to {desired} replicas ({why})");
         publish(ctx, ps, EventType::Normal, verb, note).await;
     }
+    let at_zero = match &decision.quiet {
+        Some(q) if desired == 0 => format!(
+            "; at zero in {}'s quiet hours, woken when the load or its forecast goes above {}, or by {}",
+            q.source,
+            q.threshold,
+            q.wake_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        _ => String::new(),
+    };
     Ok(Actuated {
         finding: Finding::ready(
             ReadyReason::Scaling,
-            format!("prescaler scales {target_name}"),
+            format!("prescaler scales {target_name}{at_zero}"),
         ),
         current: target.workload.replicas(),
         scaled,

@@ -188,7 +188,9 @@ async fn plan(
         }
         let plan = state.plan.as_ref().map(|p| p.status.clone());
         // Minutes are counted only on a history read now: without one, they wait for the next.
-        state.ledger.decided(now, decision.desired_replicas);
+        state
+            .ledger
+            .decided_in(now, decision.desired_replicas, decision.quiet.is_some());
         let added = match &history {
             Some(history) => state.ledger.account(history, &model, now),
             None => Tally::default(),

@@ -338,7 +338,8 @@ async fn observe_decide_act(
         Err(refusal) => return stand_down(ps, ctx, refusal, now).await,
     };
     if ps.spec.mode != Mode::ForecastOnly
-        && let Some(disabled) = target.scaling_disabled(&ps.spec.scale_target_ref.to_string())
+        && let Some(disabled) =
+            target.scaling_disabled(ps, &ps.spec.scale_target_ref.to_string(), now)
     {
         // Nothing will be written, so nothing is read or kept for it: a thousand scalers over
         // workloads scaled to zero (no pods, no quota) held 337 KiB of history each, enough
@@ -369,7 +370,12 @@ async fn observe_decide_act(
         ready.finding,
         load.finding(&decision),
         conditions::forecast_finding(&decision),
-        conditions::limit_finding(&decision, &target.spec),
+        // Under an HPA a quiet window's zero is refused, and that is the limit to tell: the
+        // desired count's own limits are the HPA's to meet there.
+        target
+            .zero_refused
+            .clone()
+            .unwrap_or_else(|| conditions::limit_finding(&decision, &target.spec)),
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));

@@ -15,7 +15,7 @@ use crate::Result;
 use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::kubernetes::{self, TargetProblem, Workload};
 use crate::api::{Mode, PredictiveScaler, ScaleTargetRef, ValidatedSpec};
-use crate::operator::conditions::{Finding, ReadyReason};
+use crate::operator::conditions::{self, Finding, ReadyReason};
 use crate::planning::startup;
 
 use super::context::{Context, SURVEYS_AT_ONCE};
@@ -31,6 +31,9 @@ pub(super) struct Target {
     pub(super) scaled_object: Option<String>,
     /// `CalendarAvailable`, when the spec reads `.ics` files from ConfigMaps (or did).
     pub(super) calendar: Option<Finding>,
+    /// `ScalingLimited=True ScaleToZeroRefused`: the spec allows zero in a quiet window, but an
+    /// HPA (or KEDA) scales the target; `spec` then allows none.
+    pub(super) zero_refused: Option<Finding>,
 }
 
 /// Refuses with a `Ready=False` finding what must not be acted on, else returns the target.
@@ -97,6 +100,18 @@ pub(super) async fn observe(
     // Last, once the scaler is known to act: a refused one reads no ConfigMap.
     let (spec, calendar) =
         super::calendar_files::with_calendar_files(ps, ctx, spec, Utc::now()).await;
+    let (spec, zero_refused) = match hpa.as_deref() {
+        Some(hpa) if spec.allows_zero() => {
+            let finding = conditions::zero_refused_finding(
+                &spec,
+                &hpa.name_any(),
+                scaled_object.as_deref(),
+                &target_ref.to_string(),
+            );
+            (spec.without_zero(), Some(finding))
+        }
+        _ => (spec, None),
+    };
     Ok(Ok(Target {
         spec,
         query,
@@ -104,6 +119,7 @@ pub(super) async fn observe(
         hpa,
         scaled_object,
         calendar,
+        zero_refused,
     }))
 }
 
@@ -262,15 +278,21 @@ async fn keda_refusal(
 
 impl Target {
     /// Why the target's scaling is disabled, if it is: a pause annotation, or (the HPA's
-    /// convention) a workload someone scaled to zero without an HPA.
-    pub(super) fn scaling_disabled(&self, target_name: &str) -> Option<Finding> {
+    /// convention) a workload someone scaled to zero without an HPA — unless it is at zero in a
+    /// quiet window (`minReplicas: 0`), prescaler's own zero (`Target::quiet_zero`).
+    pub(super) fn scaling_disabled(
+        &self,
+        ps: &PredictiveScaler,
+        target_name: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Finding> {
         if let Some(why) = &self.workload.paused {
             return Some(Finding::ready(
                 ReadyReason::ScalingDisabled,
                 format!("{why}: prescaler does not scale it"),
             ));
         }
-        (self.workload.replicas() == 0 && self.hpa.is_none()).then(|| {
+        (self.workload.replicas() == 0 && self.hpa.is_none() && !self.quiet_zero(ps, now)).then(|| {
             Finding::ready(
                 ReadyReason::ScalingDisabled,
                 format!(
@@ -278,6 +300,24 @@ impl Target {
                 ),
             )
         })
+    }
+}
+
+impl Target {
+    /// Whether a workload at zero is prescaler's to wake: a quiet window of the spec is open
+    /// now (whoever scaled it to zero, the spec says zero is fine now and load must wake it:
+    /// turn scaling off with the pause annotation, as with KEDA), or the status says prescaler
+    /// asked for zero last (a window that closed while the operator was down, or that the spec
+    /// no longer has: the wake is owed). The status is written after the `/scale` write that took the workload to zero, so
+    /// only a process lost between the two, with the window closed before the next start, leaves
+    /// the zero to a person: the window's own opening covers every other case.
+    fn quiet_zero(&self, ps: &PredictiveScaler, now: DateTime<Utc>) -> bool {
+        let spec = &self.spec;
+        crate::planning::schedule::zero_window(&spec.peak_windows, &spec.calendar, now).is_some()
+            || ps
+                .status
+                .as_ref()
+                .is_some_and(|s| s.desired_replicas == Some(0))
     }
 }
 
