@@ -25,6 +25,7 @@ use crate::api::{
     Limits, PredictiveScaler, PredictiveScalerStatus, SavingsStatus, ValidatedSpec, ics,
 };
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
+use crate::placement;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
@@ -113,7 +114,9 @@ pub async fn plan(
         }
     };
     let history = read_history(source, &spec, &scaler.spec.metric.query, now).await?;
-    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+    // Calibrated at the scaler's own boundaries, as the operator calibrates it.
+    let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
+    let mut planner = Planner::new(spec.clone(), model);
     planner.decide(Some(&history), current_replicas, now);
     let outlook = outlook::outlook(
         &planner,
@@ -403,7 +406,8 @@ pub async fn backtest(
     notes.extend(
         merge_calendar_files(client, namespace, &scaler, &mut spec, span, "replayed").await,
     );
-    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())?;
+    let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
+    let outcome = backtest::run_all(&trace, &setup, &spec, &model)?;
     Ok(BacktestReport {
         trace,
         setup,

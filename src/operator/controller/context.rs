@@ -24,6 +24,7 @@ use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
 use crate::operator::shards::ShardSet;
 use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
+use crate::placement;
 use crate::planning::forecast::ModelConfig;
 use crate::planning::ledger::Ledger;
 use crate::planning::planner::Planner;
@@ -310,7 +311,12 @@ impl Context {
     ) -> Arc<Mutex<ScalerState>> {
         let mut states = self.states.lock().await;
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
-            let planner = Planner::new(spec.clone(), self.settings.model.clone());
+            let model = placement::operator_model(
+                &self.settings.model,
+                &ps.namespace().unwrap_or_default(),
+                &ps.name_any(),
+            );
+            let planner = Planner::new(spec.clone(), model);
             let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
             let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
                 .unwrap_or(startup::DEFAULT_SETTLE);
