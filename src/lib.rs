@@ -23,6 +23,7 @@ pub mod backtest;
 pub mod cli;
 mod error;
 pub mod operator;
+pub mod placement;
 pub mod plugin;
 
 pub use error::{Error, Result, chain, exit_code};

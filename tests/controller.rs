@@ -179,3 +179,48 @@ async fn the_scalers_whose_history_is_held_are_counted_while_they_last() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalers_that_send_the_same_query_read_it_once() {
+    // Four scalers of one query and one of another. A sync period of two minutes: reads within
+    // one minute of each other are one read.
+    let api = FakeApi::new();
+    let names = ["a", "b", "c", "d", "solo"];
+    for name in names {
+        let service = if name == "solo" { "alone" } else { "shared" };
+        api.put(deployment(name, 2));
+        api.put(scaler(
+            name,
+            service,
+            json!({ "metric": { "targetPerReplica": 1000 } }),
+        ));
+    }
+    let source = Arc::new(ScriptedSource::new(alternating));
+    let _op = start_operator_on(&api, source.clone(), |s| {
+        s.sync_period = std::time::Duration::from_secs(120);
+    });
+    eventually(60, "every scaler decided", || {
+        let undecided: Vec<&str> = names
+            .into_iter()
+            .filter(|n| status(&api, n)["desiredReplicas"].as_u64().is_none())
+            .collect();
+        if undecided.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{undecided:?} have not decided"))
+        }
+    })
+    .await;
+    let (shared, alone) = (
+        source.reads_of("service=\"shared\""),
+        source.reads_of("service=\"alone\""),
+    );
+    // The history's first read is a probe and range reads of its weeks.
+    assert!(alone >= 2, "the lone query was read {alone} times");
+    // One history for the four: read as often as the lone one's (give or take a refresh that
+    // fell on either side of the count), not four times as often.
+    assert!(
+        shared <= alone + 2,
+        "the shared query was read {shared} times, the lone one {alone}"
+    );
+}

@@ -1,6 +1,8 @@
 //! One decision path: the operator's way of deciding (a history cache refreshed from a source
 //! every reconcile, twice a minute at arbitrary seconds, with a restart in the middle) and
-//! `prescaler backtest` give the same desired replicas every minute of a trace.
+//! `prescaler backtest` give the same desired replicas every minute of a trace (the operator's
+//! calibrations at the scaler's own minutes, from a record forecast again at each boundary; the
+//! backtest's at the same minutes, from a record kept).
 
 use std::cell::Cell;
 use std::future::ready;
@@ -11,6 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use prescaler::adapters::history::{HistoryCache, RangeSource};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, manifest};
+use prescaler::placement;
+use prescaler::planning::calibration::Record;
 use prescaler::planning::forecast::ModelConfig;
 use prescaler::planning::planner::Planner;
 
@@ -68,11 +72,18 @@ fn the_operators_path_and_the_backtest_decide_alike() {
     )
     .unwrap();
     let spec = scaler.spec.validate().unwrap();
-    let model = ModelConfig::default();
+    // The operator calibrates each scaler at its own minutes of the interval and forecasts the
+    // week again at each boundary rather than keeping it; the backtest keeps it, at the same
+    // minutes (as `kubectl prescaler backtest` replays a scaler).
+    let base = ModelConfig::default();
+    let model = placement::operator_model(&base, "shop", "checkout");
+    assert_eq!(model.record, Record::Recomputed);
+    assert_ne!(model.recalibrate_offset, Duration::zero());
     let setup = Setup::for_trace(&trace);
     let lag = setup.lag_minutes();
 
-    let replayed = backtest::prescaler(&trace, &setup, &spec, &model).desired;
+    let backtest_model = placement::scaler_model(&base, "shop", "checkout");
+    let replayed = backtest::prescaler(&trace, &setup, &spec, &backtest_model).desired;
 
     let metric = trace.metric();
     let source = TraceSource {

@@ -76,15 +76,10 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The shard of the scaler `namespace/name` among `shards`: FNV-1a (64 bits) of
-/// `namespace/name`. Every replica, of every version, must agree on it, so neither std's
-/// `DefaultHasher` (its algorithm may change between releases) nor a seeded hash will do.
+/// The shard of the scaler `namespace/name` among `shards`: its stable hash
+/// (`placement::scaler_hash`, on which every replica of every version agrees) modulo the count.
 pub fn shard_of(namespace: &str, name: &str, shards: u32) -> u32 {
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(namespace.as_bytes());
-    hasher.write(b"/");
-    hasher.write(name.as_bytes());
-    (hasher.finish() % u64::from(shards.max(1))) as u32
+    (crate::placement::scaler_hash(namespace, name) % u64::from(shards.max(1))) as u32
 }
 
 /// The name of shard `shard`'s Lease among `shards`. The count is in the name: replicas of

@@ -29,6 +29,7 @@ use crate::api::{
     Limits, PredictiveScaler, PredictiveScalerStatus, SavingsStatus, ValidatedSpec, ics,
 };
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
+use crate::placement;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
@@ -118,7 +119,9 @@ pub async fn plan(
     };
     let query = &scaler.spec.metric.query;
     let history = read_history(source, &spec, query, now).await?;
-    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+    // Calibrated at the scaler's own boundaries, as the operator calibrates it.
+    let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
+    let mut planner = Planner::new(spec.clone(), model);
     let decision = planner.decide(Some(&history), current_replicas, now);
     // As the operator's condition says it: of forecast.history, from the planner's first sample.
     let fallback = source.fallback(query);
@@ -422,7 +425,8 @@ pub async fn backtest(
     notes.extend(
         merge_calendar_files(client, namespace, &scaler, &mut spec, span, "replayed").await,
     );
-    let outcome = backtest::run_all(&trace, &setup, &spec, &ModelConfig::default())
+    let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
+    let outcome = backtest::run_all(&trace, &setup, &spec, &model)
         .map_err(|e| with_history_note(e, short.as_deref()))?;
     Ok(BacktestReport {
         trace,

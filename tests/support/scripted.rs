@@ -27,6 +27,8 @@ use prescaler::adapters::history::RangeSource;
 pub struct ScriptedSource {
     load: fn(&str, DateTime<Utc>) -> Option<f64>,
     reads: AtomicUsize,
+    /// Every query read (range reads and probes), in order.
+    queries: std::sync::Mutex<Vec<String>>,
     timeout: StdDuration,
 }
 
@@ -36,6 +38,7 @@ impl ScriptedSource {
         Self {
             load,
             reads: AtomicUsize::new(0),
+            queries: Default::default(),
             timeout: StdDuration::MAX,
         }
     }
@@ -49,6 +52,18 @@ impl ScriptedSource {
     /// Range reads, block reads and probes made so far.
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Reads so far (range reads and probes) of the queries that contain `needle`.
+    pub fn reads_of(&self, needle: &str) -> usize {
+        let queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        queries.iter().filter(|q| q.contains(needle)).count()
+    }
+
+    fn count(&self, query: &str) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        queries.push(query.to_string());
     }
 
     fn at(&self, query: &str, t: DateTime<Utc>) -> Option<f64> {
@@ -71,7 +86,7 @@ impl RangeSource for ScriptedSource {
         end: DateTime<Utc>,
         step: Duration,
     ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
-        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.count(query);
         let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(query, t).map(|v| (t, v)))
@@ -81,10 +96,10 @@ impl RangeSource for ScriptedSource {
 
     fn probe(
         &self,
-        _query: &str,
+        query: &str,
         _at: DateTime<Utc>,
     ) -> impl Future<Output = prescaler::adapters::Result<()>> + Send {
-        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.count(query);
         ready(Ok(()))
     }
 }

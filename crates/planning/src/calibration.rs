@@ -19,8 +19,14 @@
 //!
 //! A calibration is a pure function of the history up to its boundary: the operator, which starts
 //! at any minute and may restart, and the backtest, which replays from a trace's first minute,
-//! compute the same one. Only the forecasts are kept (two `f32` a minute for a week: half
-//! precision, tried first, overflows at 65 504, well within the range of a byte-rate metric).
+//! compute the same one. Only the forecasts are kept (two `f32` a minute: half precision, tried
+//! first, overflows at 65 504, well within the range of a byte-rate metric), and how many of them
+//! is `ModelConfig::record`: the backtest keeps the week and extends it a minute at a time; the
+//! operator, which holds thousands of scalers, keeps only the minutes since the last boundary and
+//! forecasts the week again from history at each boundary (`Record::Recomputed`). Both give the
+//! same calibration from the same history, as a restart's rebuild always has. So that the
+//! operator's scalers do not all recompute at the same minute, each may take its boundaries at
+//! its own offset on the grid (`ModelConfig::recalibrate_offset`).
 
 use std::collections::VecDeque;
 
@@ -253,6 +259,22 @@ pub struct Objective {
     pub stabilization: Duration,
 }
 
+/// How much of the calibration's record is kept between two boundaries. Neither changes a
+/// calibration; they trade memory against forecasting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Record {
+    /// The week the calibration replays is kept and extended by a minute at each decision:
+    /// about 80 KB a scaler, one forecast of each predictor a minute. What the backtest uses:
+    /// it replays one scaler over weeks, at every boundary.
+    #[default]
+    Kept,
+    /// Only the minutes since the last boundary are kept (about 1.5 KB); at each boundary the
+    /// week is forecast again from history, as a restart rebuilds it, and dropped once the
+    /// calibration is made: a week of forecasts (tens of milliseconds) a scaler per
+    /// `recalibrate_interval`. What the operator uses, for thousands of scalers.
+    Recomputed,
+}
+
 /// The record of recent forecasts and the calibration made from it.
 #[derive(Clone, Debug)]
 pub struct Calibrator {
@@ -350,16 +372,23 @@ impl Calibrator {
     ) {
         let interval = cfg.recalibrate_interval.num_minutes().max(1);
         let now_m = epoch_minute(now);
-        let boundary = now_m - now_m.rem_euclid(interval);
+        let boundary = Self::boundary(cfg, now_m);
         let oldest_needed = boundary - Self::reach(cfg, objective);
+        let calibrating = self.calibrated_at != Some(boundary);
+        // Where the record must begin: at the week the calibration reads, if it is kept or a
+        // calibration is made now; otherwise, for a recomputed one, at the boundary.
+        let needed_from = match cfg.record {
+            Record::Recomputed if !calibrating => boundary,
+            _ => oldest_needed,
+        };
         let next = self.first + self.records.len() as i64;
-        if self.records.is_empty() || next < oldest_needed {
+        if self.records.is_empty() || next < needed_from || self.first > needed_from {
             // Room for the longest the record gets (a reach and an interval, just before the
             // boundary's trim) and no more: grown by doubling, a week's record took 16 384
             // minutes' room for about 10 300, 50 KB more per scaler, for as long as it lives.
-            let longest = (Self::reach(cfg, objective) + interval + 1).max(0) as usize;
+            let longest = (boundary - needed_from + interval + 1).max(0) as usize;
             self.records = VecDeque::with_capacity(longest);
-            self.first = oldest_needed;
+            self.first = needed_from;
         }
         // A rebuild forecasts a week of minutes through views of one history: the profile's
         // points read by one minute's forecast are read again by the next minutes'.
@@ -385,17 +414,36 @@ impl Calibrator {
             }
             self.records.push_back(record);
         }
-        if self.calibrated_at != Some(boundary) && boundary <= now_m {
+        if calibrating {
             self.calibrated_at = Some(boundary);
             self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
         }
-        // What this boundary's calibration reads (again, after `invalidate`), and what a decision
-        // now needs.
-        let keep_from = oldest_needed.min(now_m);
-        while self.first < keep_from && !self.records.is_empty() {
-            self.records.pop_front();
-            self.first += 1;
+        // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
+        // decision now needs. Recomputed: what a decision needs until the next boundary.
+        let keep_from = match cfg.record {
+            Record::Kept => oldest_needed,
+            Record::Recomputed => boundary,
         }
+        .min(now_m);
+        let drop = usize::try_from(keep_from - self.first)
+            .unwrap_or(0)
+            .min(self.records.len());
+        if drop > 0 {
+            self.records.drain(..drop);
+            self.first += drop as i64;
+            if cfg.record == Record::Recomputed {
+                // The week's room goes back once it is calibrated: what stays is an interval's.
+                self.records.shrink_to((interval + 1) as usize);
+            }
+        }
+    }
+
+    /// The last boundary at or before `now_m` (an epoch minute): the multiples of the interval,
+    /// moved by the scaler's offset.
+    fn boundary(cfg: &ModelConfig, now_m: i64) -> i64 {
+        let interval = cfg.recalibrate_interval.num_minutes().max(1);
+        let offset = cfg.recalibrate_offset.num_minutes().rem_euclid(interval);
+        now_m - (now_m - offset).rem_euclid(interval)
     }
 }
 
@@ -662,5 +710,71 @@ mod tests {
         for c in [&steady, &rebuilt] {
             assert!(c.records.capacity() <= longest, "{}", c.records.capacity());
         }
+    }
+
+    #[test]
+    fn a_record_recomputed_at_each_boundary_calibrates_as_one_kept() {
+        // Boundaries 47 minutes after the grid's, as the operator spreads its scalers.
+        let kept_cfg = ModelConfig {
+            recalibrate_offset: Duration::minutes(47),
+            ..ModelConfig::default()
+        };
+        let lean_cfg = ModelConfig {
+            record: Record::Recomputed,
+            ..kept_cfg.clone()
+        };
+        let h = wave(10, 0.1);
+        let o = objective(0.01);
+        let adjust = Adjustments::default();
+        let predictors = vec![Predictor::Daily, Predictor::Weekly];
+        let mut kept = Calibrator::new(predictors.clone());
+        let mut lean = Calibrator::new(predictors);
+        let end = h.time(h.len() - 1);
+        let mut t = t0() + Duration::days(8) + Duration::minutes(13);
+        let mut boundaries = Vec::new();
+        while t <= end {
+            // A pause of two hours across a boundary, as an operator that lost its Lease.
+            let paused = t >= t0() + Duration::days(9) + Duration::minutes(120)
+                && t < t0() + Duration::days(9) + Duration::minutes(240);
+            if !paused {
+                kept.advance(&kept_cfg, &h, |t| h.view_at(t), t, &o, &adjust);
+                lean.advance(&lean_cfg, &h, |t| h.view_at(t), t, &o, &adjust);
+            }
+            if t.timestamp() % (3 * 3600) == 7020 {
+                // An objective changed mid-interval.
+                kept.invalidate();
+                lean.invalidate();
+                kept.advance(&kept_cfg, &h, |t| h.view_at(t), t, &o, &adjust);
+                lean.advance(&lean_cfg, &h, |t| h.view_at(t), t, &o, &adjust);
+            }
+            if !paused {
+                assert_eq!(lean.calibration(), kept.calibration(), "at {t}");
+                assert_eq!(
+                    format!("{:?}", lean.forecasts_at(t)),
+                    format!("{:?}", kept.forecasts_at(t)),
+                    "at {t}"
+                );
+                // Between boundaries the lean record holds an interval at most, and no room for
+                // more.
+                assert!(
+                    lean.records.capacity() <= 181,
+                    "{} at {t}",
+                    lean.records.capacity()
+                );
+            }
+            if let Some(b) = lean.calibrated_at
+                && boundaries.last() != Some(&b)
+            {
+                boundaries.push(b);
+            }
+            t += Duration::minutes(1);
+        }
+        assert!(kept.calibration().is_some());
+        assert!(boundaries.len() >= 10, "{boundaries:?}");
+        // Every boundary is 47 minutes past the grid of three hours.
+        assert!(
+            boundaries.iter().all(|b| b.rem_euclid(180) == 47),
+            "{boundaries:?}"
+        );
     }
 }

@@ -633,8 +633,16 @@ pub struct ModelConfig {
     pub calibration_window: Duration,
     /// How much record the calibration needs before its margin is trusted.
     pub min_calibration: Duration,
-    /// How often the calibration is recomputed (on the minute grid: at every multiple of it).
+    /// How often the calibration is recomputed (on the minute grid: at every multiple of it,
+    /// moved by `recalibrate_offset`).
     pub recalibrate_interval: Duration,
+    /// Where in the interval a scaler's boundaries fall (taken modulo the interval): 0 for a
+    /// backtest; the operator spreads its scalers over the interval by a stable hash of their
+    /// names, so that their recalibrations do not all fall on the same minute.
+    pub recalibrate_offset: Duration,
+    /// What the calibration keeps of its record between boundaries (no calibration depends on
+    /// it: `calibration::Record`).
+    pub record: super::calibration::Record,
     /// The largest relative margin: minutes only a larger one would have covered (an outage's
     /// end, a flash crowd) cannot be prevented by a margin worth paying for and do not set it.
     pub max_margin: f64,
@@ -680,6 +688,8 @@ impl Default for ModelConfig {
             calibration_window: Duration::days(7),
             min_calibration: Duration::days(1),
             recalibrate_interval: Duration::minutes(180),
+            recalibrate_offset: Duration::zero(),
+            record: super::calibration::Record::Kept,
             max_margin: 1.0,
             extra_replicas: &[0.0, 0.5, 1.0, 2.0],
             objective_safety: 1.5,

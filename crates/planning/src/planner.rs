@@ -17,7 +17,7 @@ use prescaler_api::ValidatedSpec;
 
 /// How much history a planner reads: `span` up to now, the newest `fine` of it minute by minute
 /// (older history only through whole `COARSE_BLOCK`s).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HistoryNeeds {
     pub span: Duration,
     pub fine: Duration,

@@ -14,7 +14,6 @@ use kube::runtime::reflector::Store;
 use tokio::sync::Mutex;
 use tracing::info;
 
-use crate::adapters::history::HistoryCache;
 use crate::adapters::history::LoadSource;
 use crate::adapters::kubernetes::FloorObject;
 use crate::api::{PlanStatus, PredictiveScaler, ValidatedSpec};
@@ -24,11 +23,13 @@ use crate::operator::fair_queue::FairQueue;
 use crate::operator::leader::Leadership;
 use crate::operator::shards::ShardSet;
 use crate::operator::telemetry::{Health, HeldHistory, Metrics, ScalerLabels};
+use crate::placement;
 use crate::planning::forecast::ModelConfig;
 use crate::planning::ledger::Ledger;
-use crate::planning::planner::Planner;
+use crate::planning::planner::{HistoryNeeds, Planner};
 use crate::planning::startup;
 
+use super::shared_history::{Histories, HistoryHandle};
 use super::{labels, locked};
 
 /// How the controller runs.
@@ -111,7 +112,11 @@ impl Default for Settings {
 /// What one PredictiveScaler's reconciles share.
 pub(super) struct ScalerState {
     pub(super) planner: Planner,
-    pub(super) cache: HistoryCache,
+    /// The history of the query as sent (confined), shared with the scalers that send the same
+    /// one with the same needs (see `shared_history`).
+    pub(super) history: HistoryHandle,
+    /// The query and needs `history` is for.
+    pub(super) history_for: (String, HistoryNeeds),
     /// When the history is read again after a failed read.
     pub(super) reads: ReadBackoff,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
@@ -181,6 +186,8 @@ pub struct Context {
     pub(super) shards: Option<Arc<ShardSet>>,
     /// Per uid, what its calendar ConfigMaps last gave (see `calendar_files`).
     pub(super) calendars: std::sync::Mutex<HashMap<String, super::calendar_files::CalendarMemo>>,
+    /// The histories held, one per query as sent (see `shared_history`).
+    pub(super) histories: Histories,
 }
 
 /// Pod surveys at once, all scalers together: each holds a page of pods in memory.
@@ -228,6 +235,7 @@ impl Context {
             scaled_objects: None,
             shards: None,
             calendars: Default::default(),
+            histories: Histories::default(),
         }
     }
 
@@ -307,16 +315,24 @@ impl Context {
         uid: &str,
         ps: &PredictiveScaler,
         spec: &ValidatedSpec,
+        query: &str,
     ) -> Arc<Mutex<ScalerState>> {
         let mut states = self.states.lock().await;
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
-            let planner = Planner::new(spec.clone(), self.settings.model.clone());
-            let cache = HistoryCache::new(ps.spec.metric.query.clone(), planner.history_needs());
+            let model = placement::operator_model(
+                &self.settings.model,
+                &ps.namespace().unwrap_or_default(),
+                &ps.name_any(),
+            );
+            let planner = Planner::new(spec.clone(), model);
+            let needs = planner.history_needs();
+            let history = self.histories.handle(query, needs);
             let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
                 .unwrap_or(startup::DEFAULT_SETTLE);
             Arc::new(Mutex::new(ScalerState {
                 planner,
-                cache,
+                history,
+                history_for: (query.to_string(), needs),
                 reads: ReadBackoff::new(self.settings.sync_period),
                 startup: startup::Tracker::new(settle),
                 survey: None,

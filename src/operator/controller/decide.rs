@@ -7,7 +7,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use kube::ResourceExt;
 use tracing::warn;
 
-use crate::adapters::history::{HistoryCache, Refresh};
+use crate::adapters::history::Refresh;
 use crate::api::{PlanStatus, PredictiveScaler, SavingsStatus, ValidatedSpec};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
 use crate::operator::conditions::{self, Finding};
@@ -72,13 +72,19 @@ pub(super) async fn decide(
     now: DateTime<Utc>,
 ) -> (Decision, LoadRead, Option<PlanStatus>, Savings) {
     let state = ctx
-        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .state_for(
+            &ps.uid().unwrap_or_default(),
+            ps,
+            &target.spec,
+            &target.query,
+        )
         .await;
     let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
     let needs = state.planner.history_needs();
-    if state.cache.query() != target.query || state.cache.needs() != needs {
-        state.cache = HistoryCache::new(target.query.clone(), needs);
+    if state.history_for.0 != target.query || state.history_for.1 != needs {
+        state.history = ctx.histories.handle(&target.query, needs);
+        state.history_for = (target.query.clone(), needs);
         state.held = None;
     }
     let load = gated_read(ps, ctx, &mut state, &target.query, now).await;
@@ -165,7 +171,11 @@ async fn plan(
     metrics: std::sync::Arc<crate::operator::telemetry::Metrics>,
 ) -> (Decision, Option<PlanStatus>, Savings) {
     let planned = tokio::task::spawn_blocking(move || {
-        let history = read.then(|| state.cache.history()).flatten();
+        // The series is made under the shared history's lock (on this blocking thread: no
+        // reconcile holds it across an await while it waits), then the lock is let go.
+        let history = read
+            .then(|| state.history.blocking_lock().cache.history())
+            .flatten();
         let decided_at = Instant::now();
         let decision = state.planner.decide(history.as_ref(), replicas, now);
         metrics.decision_timed(decided_at.elapsed());
@@ -219,7 +229,20 @@ pub(super) async fn read_load(
     now: DateTime<Utc>,
 ) -> LoadRead {
     let started = Instant::now();
-    let refreshed = state.cache.refresh(&*ctx.source, now).await;
+    let history = state.history.clone();
+    let mut shared = history.lock().await;
+    // Another scaler with the same query read it within half a sync: its read stands for this
+    // one (`shared_history`).
+    let refreshed = if shared.fresh(now, ctx.settings.sync_period / 2) {
+        Ok(Refresh::default())
+    } else {
+        let refreshed = shared.cache.refresh(&*ctx.source, now).await;
+        if refreshed.is_ok() {
+            shared.read(now);
+        }
+        refreshed
+    };
+    drop(shared);
     ctx.metrics.history_refreshed(
         started.elapsed(),
         refreshed.as_ref().ok().map(|r| r.queries),

@@ -23,6 +23,7 @@ mod decide;
 mod floors;
 mod observe;
 mod report;
+mod shared_history;
 
 use actuate::actuate;
 pub use context::{

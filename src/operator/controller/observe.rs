@@ -371,7 +371,12 @@ pub(super) async fn learn_lead_time(
     std::result::Result<startup::Survey, String>,
 ) {
     let state = ctx
-        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
+        .state_for(
+            &ps.uid().unwrap_or_default(),
+            ps,
+            &target.spec,
+            &target.query,
+        )
         .await;
     let mut state = state.lock().await;
     let last = state.survey.as_ref().map(|(_, s)| s.clone());
