@@ -77,17 +77,6 @@ fn floor(min: i64) -> Value {
     json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h", "minReplicas": min }] })
 }
 
-fn hpa(name: &str, min: i64, extra: Value) -> Value {
-    let mut h = json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": { "name": name, "namespace": NS },
-        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-                  "minReplicas": min, "maxReplicas": 30 },
-    });
-    merge(&mut h, &extra);
-    h
-}
-
 fn scale_writes(api: &FakeApi, name: &str) -> usize {
     api.writes_to(&format!("/{name}/scale"))
 }

@@ -225,12 +225,7 @@ async fn a_peak_window_holds_its_floor() {
 async fn an_hpa_gets_its_floor_raised_and_restored() {
     let api = FakeApi::new();
     api.put(deployment("web", 2));
-    api.put(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": { "name": "web", "namespace": NS },
-        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
-                  "minReplicas": 2, "maxReplicas": 30 },
-    }));
+    api.put(hpa("web", 2, json!({})));
     api.put(scaler("web", "spiky", every_minute(json!({}))));
     // The HPA controller writes the HPA's status between prescaler's read and its write.
     api.fail_next(Method::PATCH, "/horizontalpodautoscalers/web", 409, 1);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use support::fake_api::FakeApi;
 use support::harness::{
-    NS, condition, deployment, events, eventually, expect_condition, get, replicas, scaler,
+    NS, condition, deployment, events, eventually, expect_condition, get, hpa, replicas, scaler,
     start_operator_on, status,
 };
 use support::scripted::ScriptedSource;
@@ -68,12 +68,7 @@ async fn a_quiet_window_scales_to_zero_and_load_wakes_the_workload_but_not_under
     api.put(quiet_scaler("batch", "quiet"));
     // The same spec on a target an HPA scales.
     api.put(deployment("api", 1));
-    api.put(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": { "name": "api", "namespace": NS },
-        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "api" },
-                  "minReplicas": 1, "maxReplicas": 30 },
-    }));
+    api.put(hpa("api", 1, json!({})));
     api.put(quiet_scaler("api", "quiet"));
     let _op = start(&api);
 

@@ -764,12 +764,7 @@ async fn a_floor_orphaned_in_a_shard_other_than_0_is_given_back() {
     // Created once both run (their start-up sweeps done), as a tenant would.
     tokio::time::sleep(StdDuration::from_secs(2)).await;
     api.put(deployment(&name, 2));
-    api.put(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": { "name": name, "namespace": NS },
-        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-                  "minReplicas": 2, "maxReplicas": 30 },
-    }));
+    api.put(hpa(&name, 2, json!({})));
     api.put(scaler(
         &name,
         "steady",

@@ -29,6 +29,18 @@ pub fn deployment(name: &str, replicas: i64) -> Value {
     })
 }
 
+/// An HPA named `name` on Deployment `name`, `minReplicas: min` to 30, with `extra` merged in.
+pub fn hpa(name: &str, min: i64, extra: Value) -> Value {
+    let mut h = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": name, "namespace": NS },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+                  "minReplicas": min, "maxReplicas": 30 },
+    });
+    merge(&mut h, &extra);
+    h
+}
+
 /// A ConfigMap of `namespace` holding `text` under `key` (a calendar's `.ics`).
 pub fn config_map(namespace: &str, name: &str, key: &str, text: &str) -> Value {
     json!({
