@@ -1968,7 +1968,17 @@ async fn a_prometheus_slow_for_everyone_is_read_with_half_the_slots_not_a_quarte
     let api = FakeApi::new();
     for i in 0..24 {
         api.put(deployment(&format!("w{i}"), 2));
-        api.put(scaler(&format!("w{i}"), "steady", json!({})));
+        // A query of its own for each: scalers of one query share its reads (`shared_history`),
+        // and this is about slots for many reads.
+        let query = format!(
+            "sum({METRIC}{{service=\"steady\"}}) * {}",
+            1.0 + f64::from(i) / 100_000.0
+        );
+        api.put(scaler(
+            &format!("w{i}"),
+            "steady",
+            json!({ "metric": { "query": query } }),
+        ));
     }
     let _op = start_operator(&api, &url);
     // The first reads of each scaler (a probe and the history) make the namespace suspect.
