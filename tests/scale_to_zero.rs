@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use support::fake_api::FakeApi;
 use support::harness::{
-    NS, condition, deployment, events, eventually, expect_condition, get, hpa, replicas, scaler,
+    condition, deployment, events, eventually, expect_condition, get, hpa, replicas, scaler,
     start_operator_on, status,
 };
 use support::scripted::ScriptedSource;
