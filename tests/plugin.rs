@@ -68,6 +68,13 @@ fn demo_source() -> TraceSource {
     }
 }
 
+/// `kubectl prescaler plan checkout` on the demo's history at the tests' instant.
+async fn plan_checkout(api: &FakeApi) -> plugin::PlanReport {
+    plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap()
+}
+
 /// The plan's table on a fixed history and instant. Rewrite with `UPDATE_GOLDEN=1 cargo test
 /// --release --test integration plugin::` after a deliberate change, and read the diff.
 #[tokio::test]
@@ -75,9 +82,7 @@ async fn plan_on_the_demo_trace_matches_the_golden_table() {
     let api = FakeApi::new();
     api.put(checkout());
     api.put(deployment("checkout", 4));
-    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
-        .await
-        .unwrap();
+    let report = plan_checkout(&api).await;
     let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
     let table = render::plan_table(&report, render::Zone::Named(tz));
 
@@ -137,9 +142,7 @@ async fn a_target_without_scale_is_planned_from_the_status_and_said_so() {
     let mut scaler = checkout();
     scaler["status"] = json!({ "currentReplicas": 7 });
     api.put(scaler);
-    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
-        .await
-        .unwrap();
+    let report = plan_checkout(&api).await;
     assert_eq!(report.current_replicas, 7);
     assert!(
         report
@@ -166,9 +169,7 @@ DTSTART:20260220T160000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n";
     let campaigns = |namespace: &str| config_map(namespace, "campaigns", "sale.ics", sale);
     // Only in another namespace: not read.
     api.put(campaigns("elsewhere"));
-    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
-        .await
-        .unwrap();
+    let report = plan_checkout(&api).await;
     assert!(
         report
             .notes
@@ -194,9 +195,7 @@ DTSTART:20260220T160000Z\nDURATION:PT1H\nEND:VEVENT\nEND:VCALENDAR\n";
     );
 
     api.put(campaigns(NS));
-    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
-        .await
-        .unwrap();
+    let report = plan_checkout(&api).await;
     // The demo's 18 days of the spec's 28 are said (tests/history_source.rs); nothing else.
     let others: Vec<_> = report
         .notes
@@ -220,9 +219,7 @@ async fn an_auto_lead_time_is_planned_with_the_learned_figure() {
         json!({ "leadTime": { "seconds": 540, "source": "Learned", "observations": 12 } });
     api.put(scaler);
     api.put(deployment("checkout", 4));
-    let report = plugin::plan(&api.client(), &demo_source(), NS, "checkout", now())
-        .await
-        .unwrap();
+    let report = plan_checkout(&api).await;
     assert!(
         report
             .notes

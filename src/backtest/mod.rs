@@ -22,7 +22,7 @@ use crate::api::ValidatedSpec;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::planner::Planner;
 use crate::planning::schedule::zero_window;
-use crate::planning::{plan, replicas_for};
+use crate::planning::{needed_replicas, plan, replicas_for};
 use crate::{Error, Result};
 use baselines::HpaModel;
 use frontier::{Comparison, Frontier};
@@ -212,18 +212,21 @@ fn scored_minutes(trace: &Trace, setup: &Setup) -> Result<Vec<bool>> {
     Ok(scored)
 }
 
-/// In the minutes a quiet window (`minReplicas: 0`) is open the load is not raised to
-/// `minReplicas`: no load needs no replica (the oracle scales to zero there too), and any load
-/// at least one, so that a minute with load and no ready replica is short. As the operator's
-/// live account counts them (`planning::ledger`).
+/// In the minutes a quiet window (`minReplicas: 0`) is open, what the load needs is not raised
+/// to `minReplicas` (`needed_replicas`, as the operator's live account counts it; the oracle
+/// scales to zero there too).
 fn quiet_needs(trace: &Trace, spec: &ValidatedSpec, needed: &mut [u32]) {
     if !spec.allows_zero() {
         return;
     }
+    let (per_replica, min, max) = (
+        spec.target_per_replica,
+        spec.min_replicas,
+        spec.max_replicas,
+    );
     for (t, n) in needed.iter_mut().enumerate() {
-        let at = trace.time(t);
-        if zero_window(&spec.peak_windows, &spec.calendar, at).is_some() {
-            *n = replicas_for(trace.demand[t], spec.target_per_replica).min(spec.max_replicas);
+        if zero_window(&spec.peak_windows, &spec.calendar, trace.time(t)).is_some() {
+            *n = needed_replicas(trace.demand[t], per_replica, min, max, true);
         }
     }
 }

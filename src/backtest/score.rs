@@ -8,14 +8,14 @@ use serde::Serialize;
 
 use super::trace::Trace;
 use super::{Run, Setup};
-use crate::planning::replicas_for;
+use crate::planning::needed_replicas;
 
 /// `clamp(ceil(d / targetPerReplica), min, max)` per minute.
 pub fn needed(trace: &Trace, target_per_replica: f64, min: u32, max: u32) -> Vec<u32> {
     trace
         .demand
         .iter()
-        .map(|&d| replicas_for(d, target_per_replica).clamp(min, max))
+        .map(|&d| needed_replicas(d, target_per_replica, min, max, false))
         .collect()
 }
 

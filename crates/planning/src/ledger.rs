@@ -24,8 +24,8 @@ use prescaler_api::{SavingsDay, SavingsStatus};
 
 use super::forecast::History;
 use super::hpa::{Hpa, HpaConfig};
+use super::needed_replicas;
 use super::pods::Pods;
-use super::replicas_for;
 
 /// How late the metric shows the load: the backtest's default `--metric-lag`.
 pub const METRIC_LAG: Duration = Duration::minutes(1);
@@ -67,18 +67,11 @@ impl Model {
             .num_minutes() as usize
     }
 
-    fn needed(&self, load: f64) -> u32 {
-        replicas_for(load, self.target_per_replica).clamp(self.min_replicas, self.max_replicas)
-    }
-
-    /// What the load of a minute needs in a quiet window (`minReplicas: 0`): not raised to
-    /// `minReplicas`, so that no load needs no replica, and any load at least one — a minute
-    /// with load and no ready replica is short, as the backtest scores it.
+    /// What the load of a minute needs, in a quiet window (`minReplicas: 0`) or not
+    /// (`needed_replicas`, as the backtest scores it).
     fn needed_in(&self, load: f64, quiet: bool) -> u32 {
-        match quiet {
-            true => replicas_for(load, self.target_per_replica).min(self.max_replicas),
-            false => self.needed(load),
-        }
+        let (min, max) = (self.min_replicas, self.max_replicas);
+        needed_replicas(load, self.target_per_replica, min, max, quiet)
     }
 
     fn hpa(&self, utilization: f64) -> HpaConfig {
@@ -332,7 +325,7 @@ impl Ledger {
         let initial = samples()
             .chain(std::iter::once(sample(history, first)))
             .find(|v| v.is_finite())
-            .map_or(model.min_replicas, |v| model.needed(v));
+            .map_or(model.min_replicas, |v| model.needed_in(v, false));
         let mut hpa = Hpa::new(initial);
         let delay = model.delay_minutes();
         // The backtest's HPA holds its first count for the metric lag (it sees nothing yet).

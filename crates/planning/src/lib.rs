@@ -28,3 +28,15 @@ pub mod startup;
 pub fn replicas_for(load: f64, per_replica: f64) -> u32 {
     (load / per_replica).ceil() as u32
 }
+
+/// The replicas a minute's `load` needs, as the backtest scores it and the operator's live
+/// account counts it: `replicas_for` within `[min, max]`; in a quiet window (`minReplicas: 0`)
+/// not raised to `min`, so that no load needs no replica and any load at least one (a minute
+/// with load and no ready replica is short).
+pub fn needed_replicas(load: f64, per_replica: f64, min: u32, max: u32, quiet: bool) -> u32 {
+    let replicas = replicas_for(load, per_replica);
+    match quiet {
+        true => replicas.min(max),
+        false => replicas.clamp(min, max),
+    }
+}
