@@ -58,6 +58,16 @@ impl LoadRead {
     }
 }
 
+/// What a decision reads of the load's history.
+enum Read {
+    /// Nothing: the read failed, or waits after failures.
+    Failed,
+    /// The shared cache, read up to now.
+    Cache,
+    /// A calibration's history, read for it.
+    Calibration(History),
+}
+
 /// What a decision did to the scaler's account against the HPA (`planning::ledger`): the minutes
 /// it counted, for the metrics, and `status.savings`.
 pub(super) struct Savings {
@@ -103,10 +113,14 @@ pub(super) async fn decide(
         &target.spec,
         state.survey.as_ref().and_then(|(_, s)| s.startup),
     );
+    let read = match (&load.failure, deep) {
+        (Some(_), _) => Read::Failed,
+        (None, Some(deep)) => Read::Calibration(deep),
+        (None, None) => Read::Cache,
+    };
     let (decision, plan, savings) = plan(
         state,
-        load.failure.is_none(),
-        deep,
+        read,
         replicas,
         now,
         made_for,
@@ -170,8 +184,7 @@ async fn gated_read(
 /// runtime's workers, which renew the Lease and read the watches.
 async fn plan(
     mut state: tokio::sync::OwnedMutexGuard<ScalerState>,
-    read: bool,
-    deep: Option<History>,
+    read: Read,
     replicas: u32,
     now: DateTime<Utc>,
     made_for: (DateTime<Utc>, Option<i64>, i64),
@@ -183,12 +196,15 @@ async fn plan(
         // reconcile holds it across an await while it waits), then the lock is let go.
         // A calibration's history was read for it; the others are the shared cache's, known
         // to have had samples before it since the last calibration's read.
-        let history = match deep {
-            Some(deep) => Some(deep),
-            None => read
-                .then(|| state.history.blocking_lock().cache.history())
-                .flatten()
+        let history = match read {
+            Read::Calibration(deep) => Some(deep),
+            Read::Cache => state
+                .history
+                .blocking_lock()
+                .cache
+                .history()
                 .map(|h| h.with_samples_before(state.samples_since)),
+            Read::Failed => None,
         };
         let decided_at = Instant::now();
         let decision = state.planner.decide(history.as_ref(), replicas, now);
