@@ -211,16 +211,29 @@ async fn scalers_that_send_the_same_query_read_it_once() {
         }
     })
     .await;
-    let (shared, alone) = (
-        source.reads_of("service=\"shared\""),
-        source.reads_of("service=\"alone\""),
-    );
-    // The history's first read is a probe and range reads of its weeks.
-    assert!(alone >= 2, "the lone query was read {alone} times");
-    // One history for the four: read as often as the lone one's (give or take a refresh that
-    // fell on either side of the count), not four times as often.
+    let (shared, alone) = ("service=\"shared\"", "service=\"alone\"");
+    // The history's first read is a probe and a range read of its weeks.
     assert!(
-        shared <= alone + 2,
-        "the shared query was read {shared} times, the lone one {alone}"
+        source.reads_of(alone) >= 2,
+        "the lone query was read {} times",
+        source.reads_of(alone)
+    );
+    // One history for the four: its newest minutes read as often as the lone one's (give or
+    // take a refresh that fell on either side of the count), not four times as often.
+    let hour = Duration::hours(1);
+    let (newest_shared, newest_alone) = (
+        source.short_reads_of(shared, hour),
+        source.short_reads_of(alone, hour),
+    );
+    assert!(
+        newest_shared <= newest_alone + 2,
+        "the shared query's newest minutes were read {newest_shared} times, the lone one's {newest_alone}"
+    );
+    // Each scaler's first decision calibrates, and reads the calibration's week for itself
+    // (the shared cache holds what decisions between calibrations read): one week's read each.
+    let weeks = source.long_reads_of(shared, hour);
+    assert!(
+        (4..=4 + 2).contains(&weeks),
+        "the shared query's weeks were read {weeks} times"
     );
 }

@@ -27,8 +27,8 @@ use prescaler::adapters::history::RangeSource;
 pub struct ScriptedSource {
     load: fn(&str, DateTime<Utc>) -> Option<f64>,
     reads: AtomicUsize,
-    /// Every query read (range reads and probes), in order.
-    queries: std::sync::Mutex<Vec<String>>,
+    /// Every query read, in order, with the span of a range read (`None` for a probe).
+    queries: std::sync::Mutex<Vec<(String, Option<Duration>)>>,
     timeout: StdDuration,
 }
 
@@ -56,14 +56,32 @@ impl ScriptedSource {
 
     /// Reads so far (range reads and probes) of the queries that contain `needle`.
     pub fn reads_of(&self, needle: &str) -> usize {
-        let queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
-        queries.iter().filter(|q| q.contains(needle)).count()
+        self.reads_where(needle, |_| true)
     }
 
-    fn count(&self, query: &str) {
+    /// How many range reads of a query containing `needle` spanned at most `span` (the newest
+    /// minutes, not a history's weeks).
+    pub fn short_reads_of(&self, needle: &str, span: Duration) -> usize {
+        self.reads_where(needle, |s| s.is_some_and(|s| s <= span))
+    }
+
+    /// How many range reads of a query containing `needle` spanned more than `span`.
+    pub fn long_reads_of(&self, needle: &str, span: Duration) -> usize {
+        self.reads_where(needle, |s| s.is_some_and(|s| s > span))
+    }
+
+    fn reads_where(&self, needle: &str, span: impl Fn(Option<Duration>) -> bool) -> usize {
+        let queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        queries
+            .iter()
+            .filter(|(q, s)| q.contains(needle) && span(*s))
+            .count()
+    }
+
+    fn count(&self, query: &str, span: Option<Duration>) {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
-        queries.push(query.to_string());
+        queries.push((query.to_string(), span));
     }
 
     fn at(&self, query: &str, t: DateTime<Utc>) -> Option<f64> {
@@ -86,7 +104,7 @@ impl RangeSource for ScriptedSource {
         end: DateTime<Utc>,
         step: Duration,
     ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
-        self.count(query);
+        self.count(query, Some(end - start));
         let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(query, t).map(|v| (t, v)))
@@ -99,7 +117,7 @@ impl RangeSource for ScriptedSource {
         query: &str,
         _at: DateTime<Utc>,
     ) -> impl Future<Output = prescaler::adapters::Result<()>> + Send {
-        self.count(query);
+        self.count(query, None);
         ready(Ok(()))
     }
 }
