@@ -490,8 +490,8 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         )?;
     }
     let mut setup = match args.trace {
-        Some(_) => Setup::for_trace(&trace),
-        None => Setup::for_recent(&trace, args.range),
+        Some(_) => Setup::for_trace(trace),
+        None => Setup::for_recent(trace, args.range),
     };
     setup.startup_delay = args.startup_delay;
     setup.metric_lag = args.metric_lag;

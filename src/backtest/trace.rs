@@ -382,6 +382,15 @@ fn usual_step(samples: &[(DateTime<Utc>, f64)]) -> Duration {
     Duration::seconds(best)
 }
 
+/// `"a", "b"`: names as an error message lists them.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,13 +458,4 @@ mod tests {
         .to_string();
         assert!(e.contains("line 2") && e.contains("at most 1e15"), "{e}");
     }
-}
-
-/// `"a", "b"`: names as an error message lists them.
-fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
