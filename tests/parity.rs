@@ -10,13 +10,13 @@ use std::path::PathBuf;
 
 use crate::support::scripted::grid;
 use chrono::{DateTime, Duration, Utc};
-use prescaler::adapters::history::{HistoryCache, RangeSource};
+use prescaler::adapters::history::{Deeper, HistoryCache, RangeSource};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Setup, manifest};
 use prescaler::placement;
 use prescaler::planning::calibration::Record;
 use prescaler::planning::forecast::ModelConfig;
-use prescaler::planning::planner::Planner;
+use prescaler::planning::planner::{self, Planner};
 
 /// The trace as a Prometheus would serve it: the value at minute `m` is the load of minute
 /// `m - lag`, nothing after `now`, nothing inside the trace's gaps.
@@ -58,11 +58,23 @@ fn repo(path: &str) -> PathBuf {
 
 #[test]
 fn the_operators_path_and_the_backtest_decide_alike() {
+    // Eight days of history keep the test quick; the weekly profile still has a period.
+    decide_alike("8d");
+}
+
+#[test]
+fn the_operator_holds_only_what_its_forecasts_read_and_decides_alike() {
+    // Four weeks, the default, of a three-week trace: from its third week the operator holds
+    // (and reads again to calibrate) only as far back as a forecast reads, two weeks and a
+    // little; the backtest reads the trace from its start.
+    decide_alike("28d");
+}
+
+fn decide_alike(history: &str) {
     let trace = Trace::load(&repo("examples/demo-trace.csv")).unwrap();
     let text = std::fs::read_to_string(repo("examples/checkout.yaml")).unwrap();
     let mut scaler = manifest::parse("checkout.yaml", &text).unwrap();
-    // Eight days of history keep the test quick; the weekly profile still has a period.
-    scaler.spec.forecast.history = "8d".into();
+    scaler.spec.forecast.history = history.into();
     // A calendar whose intervals do not fall on the cache's 5-minute blocks: both paths must
     // leave the same load out of the seasonal history, and multiply the same minutes.
     scaler.spec.calendar = serde_yaml_ng::from_str(
@@ -95,7 +107,8 @@ fn the_operators_path_and_the_backtest_decide_alike() {
     };
     let restart_at = 17 * 1440 + 8 * 60 + 17;
     let mut planner = Planner::new(spec.clone(), model.clone());
-    let mut cache = HistoryCache::new("load", planner.history_needs());
+    let mut cache = HistoryCache::new("load", planner.resting_needs());
+    let mut samples_since = None;
     let mut current = replayed[0];
     let mut decided = Vec::with_capacity(trace.minutes());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -105,15 +118,32 @@ fn the_operators_path_and_the_backtest_decide_alike() {
         if m == restart_at {
             // A new operator process: nothing but what the source holds.
             planner = Planner::new(spec.clone(), model.clone());
-            cache = HistoryCache::new("load", planner.history_needs());
+            cache = HistoryCache::new("load", planner.resting_needs());
+            samples_since = None;
         }
         // Reconciles at odd seconds of the minute, sometimes twice in it.
         let seconds: &[i64] = if m % 7 == 0 { &[13, 44] } else { &[31] };
         for &s in seconds {
             let now = trace.time(m) + Duration::seconds(s);
             source.now.set(now);
-            runtime.block_on(cache.refresh(&source, now)).unwrap();
-            let history = cache.history();
+            // As the operator reads: the cache holds what decisions between calibrations
+            // read; a calibration reads the rest of its week again.
+            let deeper = planner.calibrates_at(now).then(|| Deeper {
+                needs: planner.history_needs(),
+                coverage_from: planner::history_start(now, spec.history),
+            });
+            let (_, deep) = runtime
+                .block_on(cache.read(&source, now, true, deeper.as_ref()))
+                .unwrap();
+            let history = match deep {
+                Some(deep) => {
+                    samples_since = deep.samples_since;
+                    Some(deep.history)
+                }
+                None => cache
+                    .history()
+                    .map(|h| h.with_samples_before(samples_since)),
+            };
             let d = planner.decide(history.as_ref(), current, now);
             current = d.desired_replicas;
         }

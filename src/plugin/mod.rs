@@ -30,13 +30,14 @@ use crate::api::{
 };
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::placement;
-use crate::planning::forecast::{History, ModelConfig};
+use crate::planning::forecast::{COARSE_BLOCK, History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
 use crate::{Error, Result};
 
 /// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus-url` reads
-/// it (one-minute steps; gaps stay gaps), as far back as the planner needs.
+/// it (one-minute steps; gaps stay gaps), as far back as the planner's calibration reads, and
+/// at least the spec's whole history, so that `HistoryAvailable` says what the source holds.
 pub async fn read_history(
     source: &(impl RangeSource + ?Sized),
     spec: &ValidatedSpec,
@@ -44,7 +45,8 @@ pub async fn read_history(
     now: DateTime<Utc>,
 ) -> Result<History> {
     let needs = Planner::new(spec.clone(), ModelConfig::default()).history_needs();
-    let trace = backtest::trace::from_prometheus(source, query, needs.span, now).await?;
+    let span = needs.span.max(spec.history + COARSE_BLOCK);
+    let trace = backtest::trace::from_prometheus(source, query, span, now).await?;
     Ok(History::new(
         trace.start,
         Duration::minutes(1),

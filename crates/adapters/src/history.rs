@@ -209,6 +209,12 @@ fn align(t: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
     t.duration_trunc(step).unwrap_or(t)
 }
 
+/// The time of `history`'s first sample.
+fn first_sample(history: &History) -> Option<DateTime<Utc>> {
+    let i = history.values().iter().position(|v| v.is_finite())?;
+    Some(history.time(i))
+}
+
 /// A usable load sample, or the count of a rejected one.
 fn accept(v: f64, rejected: &mut usize) -> f32 {
     if prescaler_planning::forecast::is_load(v) {
@@ -230,6 +236,25 @@ fn block_of(values: &[f32]) -> (f32, u8) {
     } else {
         ((sum / f64::from(n)) as f32, n)
     }
+}
+
+/// What a calibration reads beyond a cache (`HistoryCache::read`): the planner's
+/// `history_needs`, and from where the spec's `forecast.history` begins, to say how much of it
+/// the source holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Deeper {
+    pub needs: HistoryNeeds,
+    pub coverage_from: DateTime<Utc>,
+}
+
+/// The history a calibration reads, made for it and not kept.
+#[derive(Clone, Debug)]
+pub struct Deep {
+    /// Over `Deeper::needs`, known to have had samples before it from `samples_since`.
+    pub history: History,
+    /// The first sample the source holds since `Deeper::coverage_from`: a scaler keeps it for
+    /// the histories between calibrations (`History::with_samples_before`).
+    pub samples_since: Option<DateTime<Utc>>,
 }
 
 /// The history of one query over `needs.span` up to now.
@@ -275,6 +300,132 @@ impl HistoryCache {
     fn fine_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let oldest = align(now - self.needs.span, COARSE_BLOCK);
         align(now - self.needs.fine, COARSE_BLOCK).max(oldest)
+    }
+
+    /// Whether nothing has been read yet.
+    pub fn is_cold(&self) -> bool {
+        self.fine.values.is_empty()
+    }
+
+    /// Brings the cache up to `now` (the newest minutes, unless `newest` is false: another
+    /// scaler's read of the same cache a moment ago stands), and, for a calibration, also reads
+    /// what it needs beyond the cache (`deeper`, see `deepen`). A cold cache that calibrates
+    /// reads the calibration's whole span once and keeps its own part of it.
+    pub async fn read(
+        &mut self,
+        source: &(impl RangeSource + ?Sized),
+        now: DateTime<Utc>,
+        newest: bool,
+        deeper: Option<&Deeper>,
+    ) -> Result<(Refresh, Option<Deep>)> {
+        let mut done = Refresh::default();
+        let Some(deeper) = deeper else {
+            if newest || self.is_cold() {
+                done = self.refresh(source, now).await?;
+            }
+            return Ok((done, None));
+        };
+        let deep = if self.is_cold() {
+            let mut whole = HistoryCache::new(self.query.clone(), deeper.needs);
+            whole.read_cold(source, now, &mut done).await?;
+            whole.fold(now);
+            let history = whole.history();
+            // Its own part: the rest folds into blocks or leaves the span, and the room goes.
+            self.fine = whole.fine;
+            self.coarse = whole.coarse;
+            self.fold(now);
+            self.fine
+                .values
+                .shrink_to(self.fine.values.len() + FINE_SLACK);
+            self.coarse
+                .means
+                .shrink_to(self.coarse.len() + COARSE_SLACK);
+            self.coarse
+                .counts
+                .shrink_to(self.coarse.len() + COARSE_SLACK);
+            history
+        } else {
+            if newest {
+                done = self.refresh(source, now).await?;
+            }
+            self.deepen(source, now, deeper.needs, &mut done).await?
+        };
+        let first = deep.as_ref().and_then(first_sample);
+        let samples_since = self
+            .first_before(source, now, deeper, first, &mut done)
+            .await?
+            .or(first);
+        Ok((
+            done,
+            deep.map(|history| Deep {
+                history: history.with_samples_before(samples_since),
+                samples_since,
+            }),
+        ))
+    }
+
+    /// The history over `needs` (more than the cache holds): the minutes before the cache's
+    /// fine tier read again from `source` at one minute, the cache's own after them, folded as
+    /// a cache over `needs` would hold them — the same history a cold read over `needs` gives.
+    /// The operator holds for each scaler only what its decisions between two calibrations read,
+    /// and reads the calibration's week again at each boundary: a few tens of thousands of
+    /// samples a scaler every `recalibrate_interval`, against four times the memory.
+    async fn deepen(
+        &self,
+        source: &(impl RangeSource + ?Sized),
+        now: DateTime<Utc>,
+        needs: HistoryNeeds,
+        done: &mut Refresh,
+    ) -> Result<Option<History>> {
+        let Some(fine_start) = self.fine.start else {
+            return Ok(None);
+        };
+        let oldest = align(now - needs.span, COARSE_BLOCK);
+        if oldest >= fine_start {
+            return Ok(self.history());
+        }
+        let older = self
+            .read_fine(source, oldest, fine_start - STEP, done)
+            .await?;
+        let mut values = older.values;
+        values.extend_from_slice(&self.fine.values);
+        let mut deep = HistoryCache::new(self.query.clone(), needs);
+        deep.fine = Fine {
+            start: Some(oldest),
+            values,
+        };
+        deep.fold(now);
+        Ok(deep.history())
+    }
+
+    /// The first sample `source` holds from `deeper.coverage_from` to before `first` (the
+    /// first the calibration's history holds), when the spec's history begins before that
+    /// history does: read every half of `coverage::slack` (half an hour for four weeks), which
+    /// is how precisely `HistoryAvailable` counts, so a few hundred samples.
+    async fn first_before(
+        &self,
+        source: &(impl RangeSource + ?Sized),
+        now: DateTime<Utc>,
+        deeper: &Deeper,
+        first: Option<DateTime<Utc>>,
+        done: &mut Refresh,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let before = align(now - deeper.needs.span, COARSE_BLOCK);
+        let from = align(deeper.coverage_from, STEP);
+        if from >= before {
+            return Ok(None);
+        }
+        let slack = prescaler_planning::coverage::slack(now - from);
+        let step = Duration::minutes((slack.num_minutes() / 2).max(1));
+        let end = before - STEP;
+        let samples = source.range(&self.query, from, end, step).await?;
+        done.queries += chunks(from, end, step);
+        done.samples += samples.len();
+        let found = samples
+            .iter()
+            .find(|(_, v)| prescaler_planning::forecast::is_load(*v))
+            .map(|(t, _)| *t);
+        Ok(found.filter(|t| first.is_none_or(|f| *t < f)))
     }
 
     /// Brings the cache up to `now`: the whole span the first time (the old part as block
@@ -616,6 +767,123 @@ mod tests {
             cold.fine.start,
             Some(end - Duration::days(2) - Duration::minutes(2))
         );
+    }
+
+    #[tokio::test]
+    async fn a_calibration_reads_the_history_a_cold_read_of_its_span_holds() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        // The series begins at minute 3 500 (within what the calibration reads, not the cache),
+        // with a gap and a sample that is not load.
+        let load = |m: i64| match m {
+            ..3500 | 4000..=4010 => None,
+            5003 => Some(f64::NAN),
+            m => Some(100.1 + (m * 7919 % 97) as f64 / 7.0),
+        };
+        let source = Minutes(t0, load);
+        let resting = HistoryNeeds {
+            span: Duration::days(3),
+            fine: Duration::days(1),
+        };
+        let deep = HistoryNeeds {
+            span: Duration::days(6),
+            fine: Duration::days(4),
+        };
+        let end = t0 + Duration::days(8) + Duration::minutes(17);
+        let deeper = Deeper {
+            needs: deep,
+            coverage_from: end - Duration::days(9),
+        };
+        let bits = |h: &History| h.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+
+        // What a cache over the calibration's needs would hold.
+        let mut whole = HistoryCache::new("q", deep);
+        whole.refresh(&source, end).await.unwrap();
+        let expected = whole.history().unwrap();
+
+        // A cold cache that calibrates: one read of the whole span, its own part kept.
+        let mut cold = HistoryCache::new("q", resting);
+        let (done, read) = cold.read(&source, end, true, Some(&deeper)).await.unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.history.start(), expected.start());
+        assert_eq!(bits(&read.history), bits(&expected));
+        let mut only_resting = HistoryCache::new("q", resting);
+        only_resting.refresh(&source, end).await.unwrap();
+        let (kept, alone) = (cold.history().unwrap(), only_resting.history().unwrap());
+        assert_eq!(kept.start(), alone.start());
+        assert_eq!(
+            bits(&kept),
+            bits(&alone),
+            "and keeps what a resting read holds"
+        );
+        assert_eq!(
+            cold.held_bytes(),
+            only_resting.held_bytes(),
+            "and no more room"
+        );
+        // A probe, the span, the probe of the spec's history before it.
+        assert_eq!(done.queries, 3);
+
+        // A warm cache kept up an hour at a time, then calibrating: the same history again.
+        let mut warm = HistoryCache::new("q", resting);
+        let mut t = t0 + Duration::days(2);
+        while t < end {
+            warm.read(&source, t, true, None).await.unwrap();
+            t += Duration::hours(1);
+        }
+        let held = warm.held_bytes();
+        let (_, read) = warm.read(&source, end, true, Some(&deeper)).await.unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.history.start(), expected.start());
+        assert_eq!(bits(&read.history), bits(&expected));
+        assert!(
+            warm.held_bytes() <= held + 64,
+            "the calibration's week is not kept"
+        );
+        // The series began after the spec's history did: its first sample, to the minute.
+        assert_eq!(read.samples_since, Some(t0 + Duration::minutes(3500)));
+        assert_eq!(read.history.samples_before(), None, "within what was read");
+    }
+
+    #[tokio::test]
+    async fn how_far_back_the_source_holds_is_read_to_half_the_slack() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let end = t0 + Duration::days(30);
+        let deep = HistoryNeeds {
+            span: Duration::days(20),
+            fine: Duration::days(8),
+        };
+        let deeper = Deeper {
+            needs: deep,
+            coverage_from: end - Duration::days(28),
+        };
+        // From 25 days and 10 minutes before the end: before what the calibration reads.
+        let began = end - Duration::days(25) - Duration::minutes(10);
+        let source = Minutes(t0, |m: i64| {
+            (t0 + Duration::minutes(m) >= began).then_some(50.0)
+        });
+        let mut cache = HistoryCache::new(
+            "q",
+            HistoryNeeds {
+                span: Duration::days(15),
+                fine: Duration::days(2),
+            },
+        );
+        let (_, read) = cache.read(&source, end, true, Some(&deeper)).await.unwrap();
+        let read = read.unwrap();
+        let since = read.samples_since.unwrap();
+        // Read every half hour (half the slack of an hour for four weeks): the first step at or
+        // after the first sample.
+        assert!(
+            since >= began && since - began < Duration::minutes(30),
+            "{since}"
+        );
+        assert_eq!(read.history.samples_before(), Some(since));
+        let view = read
+            .history
+            .view_at(end)
+            .unwrap()
+            .since(end - Duration::days(28));
+        assert_eq!(view.observed_span(), end - since);
     }
 
     #[test]

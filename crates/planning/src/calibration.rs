@@ -349,6 +349,12 @@ impl Calibrator {
         })
     }
 
+    /// Whether `advance` at `now` calibrates: the last boundary is not the one calibrated at
+    /// (a start, a boundary passed, `invalidate`).
+    pub fn calibrates_at(&self, cfg: &ModelConfig, now: DateTime<Utc>) -> bool {
+        self.calibrated_at != Some(Self::boundary(cfg, epoch_minute(now)))
+    }
+
     /// Minutes of record a calibration at a boundary reads before it.
     fn reach(cfg: &ModelConfig, objective: &Objective) -> i64 {
         cfg.calibration_window.num_minutes()

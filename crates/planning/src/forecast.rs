@@ -28,6 +28,9 @@ pub struct History {
     /// `sums[i]` = sum of the non-NaN values before index i; `counts[i]` = how many there are.
     sums: Vec<f64>,
     counts: Vec<u32>,
+    /// Where a series held from a later start than it has (the operator holds only what its
+    /// forecasts read, `reach`) had its first sample: see `with_samples_before`.
+    samples_before: Option<DateTime<Utc>>,
 }
 
 /// The largest sample that is load. Above it (a petabyte a second; an exporter's unsigned
@@ -70,7 +73,24 @@ impl History {
             values,
             sums,
             counts,
+            samples_before: None,
         }
+    }
+
+    /// The same series, known to have had samples before its start, the first at `first`
+    /// (ignored unless before the start). A view that asks for history from before the start
+    /// then counts as observed from `first` (or from where it asks, if later): for how much
+    /// history is held (`View::observed_span`) and for how many whole past periods a forecast
+    /// has (`whole_periods`), as through the whole series. The forecast reads nothing further
+    /// back than `reach`, so the values before the start change nothing else.
+    pub fn with_samples_before(mut self, first: Option<DateTime<Utc>>) -> Self {
+        self.samples_before = first.filter(|f| *f < self.start);
+        self
+    }
+
+    /// The first sample before the start, when the series is known to have had some.
+    pub fn samples_before(&self) -> Option<DateTime<Utc>> {
+        self.samples_before
     }
 
     pub fn start(&self) -> DateTime<Utc> {
@@ -109,6 +129,7 @@ impl History {
             history: self,
             lo: 0,
             end: end.min(self.values.len().saturating_sub(1)),
+            from: None,
         }
     }
 
@@ -136,6 +157,8 @@ pub struct View<'a> {
     history: &'a History,
     lo: usize,
     end: usize,
+    /// Where the view asked to begin (`since`), which may be before the history's start.
+    from: Option<DateTime<Utc>>,
 }
 
 impl<'a> View<'a> {
@@ -158,6 +181,7 @@ impl<'a> View<'a> {
         };
         Self {
             lo: lo.max(self.lo).min(self.end),
+            from: Some(self.from.map_or(t, |f| f.max(t))),
             ..self
         }
     }
@@ -203,10 +227,29 @@ impl<'a> View<'a> {
         Some(self.lo + offset)
     }
 
-    /// How long the view reaches back from its end to its first observed sample.
+    /// The index (negative before the history's start) of the first sample the view knows of:
+    /// its first observed one, or, where the view asks for history from before the start of a
+    /// series known to have had samples there (`History::with_samples_before`), the first of
+    /// those it asks for.
+    fn first_known(&self) -> Option<i64> {
+        let h = self.history;
+        if let (0, Some(before)) = (self.lo, h.samples_before) {
+            let from = self.from.map_or(before, |f| f.max(before));
+            if from < h.start {
+                return Some(
+                    (from - h.start)
+                        .num_seconds()
+                        .div_euclid(h.step.num_seconds()),
+                );
+            }
+        }
+        self.first_observed().map(|i| i as i64)
+    }
+
+    /// How long the view reaches back from its end to its first known sample (`first_known`).
     pub fn observed_span(&self) -> Duration {
-        self.first_observed().map_or(Duration::zero(), |i| {
-            self.history.step * (self.end - i) as i32
+        self.first_known().map_or(Duration::zero(), |i| {
+            self.history.step * (self.end as i64 - i) as i32
         })
     }
 
@@ -611,6 +654,23 @@ pub const COARSE_AFTER: Duration = Duration::days(2);
 /// See `COARSE_AFTER`.
 pub const COARSE_BLOCK: Duration = Duration::minutes(5);
 
+/// How far back from a view's end a forecast through it reads, for `cfg`: the most past
+/// periods either profile takes the median of, and around the oldest, what `Past::reads_within`
+/// allows for (the texture's hours, the smoothing, the blocks), with the level window beside.
+/// History older than this changes no forecast, only how much history is said to be held
+/// (`History::with_samples_before` keeps that): the operator holds no more
+/// (`Planner::history_needs`), though `forecast.history` may ask for more.
+pub fn reach(cfg: &ModelConfig) -> Duration {
+    let periods =
+        Duration::weeks(cfg.weekly_periods as i64).max(Duration::days(cfg.daily_periods as i64));
+    periods
+        + TEXTURE_SPAN
+        + cfg.smoothing_half_width
+        + cfg.level_window
+        + COARSE_BLOCK * 3
+        + Duration::minutes(1)
+}
+
 /// Tunables of the predictors and of the calibration. They are about the physics of load series
 /// (noise, how fast a level moves) and about how much record a margin needs, not about any one
 /// workload; they were chosen by measurement on the whole set of developer traces at once
@@ -815,7 +875,7 @@ fn whole_periods<'a>(
     let block_phase = (h.start().timestamp() / h.step().num_seconds().max(1)).rem_euclid(block);
     // Use only whole periods that have been observed, counted from the block of the first
     // sample: the operator's cache knows old history only as whole blocks.
-    let first = view.first_observed()? as i64;
+    let first = view.first_known()?;
     let first_block = first - (first + block_phase).rem_euclid(block);
     let observed = view.end() as i64 - first_block;
     let periods = (observed / period).min(cfg.periods(predictor) as i64);
@@ -1680,5 +1740,89 @@ mod tests {
         let now = t0() + Duration::days(2) + Duration::minutes(200);
         let f = peak(&h, Predictor::Daily, now, 6).unwrap();
         assert!((f - 500.0).abs() < 1e-9, "{f}");
+    }
+
+    #[test]
+    fn a_forecast_reads_no_further_back_than_its_reach() {
+        // Five weeks of a weekday/weekend shape with texture, a recurring 20-minute step and a
+        // four-hour gap; a calendar with an exclusion and a multiplied event. The forecasts of a
+        // series held only from `reach` before (on the block grid, as the operator's cache holds
+        // it), known to have had samples before, equal those of the whole series (up to the
+        // rounding of the running sums the means are differences of, which start elsewhere) —
+        // also where the cut falls into the gap, so that the held part begins without a sample.
+        let cfg = ModelConfig::default();
+        let mut rng = crate::rng::SplitMix64(7);
+        let at = |d: i64, h: i64| t0() + Duration::days(d) + Duration::hours(h);
+        let gap = (at(20, 5), at(20, 9));
+        let values: Vec<f64> = (0..35 * 1440)
+            .map(|m| {
+                let t = t0() + Duration::minutes(m);
+                if gap.0 <= t && t < gap.1 {
+                    return f64::NAN;
+                }
+                let phase = (m % 1440) as f64 / 1440.0;
+                let weekend = if (m / 1440) % 7 >= 5 { 0.4 } else { 1.0 };
+                let shape = 200.0 + 400.0 * weekend * (std::f64::consts::PI * phase).sin();
+                let step = if (540..560).contains(&(m % 1440)) {
+                    300.0
+                } else {
+                    0.0
+                };
+                (shape + step) * (1.0 + 0.05 * rng.normal())
+            })
+            .collect();
+        let minute = Duration::minutes(1);
+        let whole = History::new(t0(), minute, values.clone());
+        let adjustments = [
+            Adjustments::default(),
+            Adjustments {
+                gaps: vec![(at(27, 8), at(27, 20))],
+                multipliers: vec![(at(33, 10), at(33, 12), 2.5)],
+            },
+        ];
+        let reach = reach(&cfg);
+        // Into the gap: held from an hour into it, its first sample three hours later.
+        let into_gap = gap.0 + Duration::hours(1) + reach;
+        // Every 7 minutes of the last day and a half (the 09:00 step among them), and the cut
+        // into the gap.
+        let nows: Vec<_> = (0..36 * 60 / 7)
+            .map(|k| at(33, 9) - Duration::hours(12) + Duration::minutes(7 * k))
+            .chain([into_gap])
+            .collect();
+        let (mut forecasts, mut cases) = (0, 0);
+        for &now in &nows {
+            let cut = (now - reach).duration_trunc(COARSE_BLOCK).unwrap();
+            let skip = (cut - t0()).num_minutes() as usize;
+            let held =
+                History::new(cut, minute, values[skip..].to_vec()).with_samples_before(Some(t0()));
+            fn view(h: &History, now: DateTime<Utc>) -> View<'_> {
+                let minute = Duration::minutes(1);
+                h.view_at(now - minute)
+                    .unwrap()
+                    .since(now - Duration::days(28))
+            }
+            assert_eq!(
+                view(&whole, now).observed_span(),
+                view(&held, now).observed_span()
+            );
+            for adjust in &adjustments {
+                for p in [Predictor::Daily, Predictor::Weekly] {
+                    for lead in [1, 6, 16, 45] {
+                        let to = now + Duration::minutes(lead);
+                        let f = |h: &History| predict_peak(&cfg, p, view(h, now), adjust, now, to);
+                        let (a, b) = (f(&whole), f(&held));
+                        let same = match (a, b) {
+                            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs(),
+                            (a, b) => a == b,
+                        };
+                        assert!(same, "{p:?} at {now}, lead {lead}: {a:?} whole, {b:?} held");
+                        forecasts += usize::from(a.is_some());
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        // Nearly all exist (not where the calendar's exclusion and the gap leave no past period).
+        assert!(forecasts * 10 > cases * 9, "{forecasts} of {cases}");
     }
 }

@@ -126,18 +126,33 @@ impl Planner {
         objective(&self.spec)
     }
 
-    /// How much history, up to now, the caller must hold, and how much of it at one-minute
-    /// steps. The span: the spec's own history, plus what the calibration replays after a start
-    /// (its window, a lead time, the stabilization window and an interval). At one minute: the
-    /// minutes the calibration scores and the forecasts it replays read at full resolution
-    /// (`forecast::COARSE_AFTER` before each, with the level and smoothing windows) — so that a
-    /// restarted operator rebuilds the same calibration as one that ran all along.
+    /// How much history, up to now, a calibration reads, and how much of it at one-minute steps
+    /// (`calibrates_at`: at a start, at each boundary, after a change of spec). The span: as far
+    /// back as a forecast reads (`forecast::reach`; less if the spec's history is shorter)
+    /// before the oldest minute the calibration replays (its window, a lead time, the
+    /// stabilization window and an interval). At one minute: the minutes the calibration scores
+    /// and the forecasts it replays read at full resolution (`forecast::COARSE_AFTER` before
+    /// each, with the level and smoothing windows) — so that a restarted operator rebuilds the
+    /// same calibration as one that ran all along.
     pub fn history_needs(&self) -> HistoryNeeds {
         let replayed = self.model.calibration_window
             + self.spec.lead_time
             + self.spec.behavior.scale_down.stabilization_window
             + self.model.recalibrate_interval;
-        let span = self.spec.history + replayed + COARSE_BLOCK;
+        self.needs_replaying(replayed)
+    }
+
+    /// What a decision between two calibrations reads: the forecasts of the minutes since the
+    /// last boundary (at most an interval of them, after a pause) and the live load. A week
+    /// less than `history_needs`: the operator holds this much for each scaler, and reads the
+    /// rest again from its source only to calibrate.
+    pub fn resting_needs(&self) -> HistoryNeeds {
+        self.needs_replaying(self.model.recalibrate_interval)
+    }
+
+    /// The history forecasts of the last `replayed` minutes read.
+    fn needs_replaying(&self, replayed: Duration) -> HistoryNeeds {
+        let span = self.spec.history.min(forecast::reach(&self.model)) + replayed + COARSE_BLOCK;
         let fine = replayed
             + forecast::COARSE_AFTER
             + self.model.level_window
@@ -147,6 +162,12 @@ impl Planner {
             span,
             fine: fine.min(span),
         }
+    }
+
+    /// Whether the decision at `now` calibrates, and so reads `history_needs` rather than
+    /// `resting_needs`.
+    pub fn calibrates_at(&self, now: DateTime<Utc>) -> bool {
+        self.calibrator.calibrates_at(&self.model, now)
     }
 
     /// What the peak windows and the calendar ask for at `minute`, for a workload at

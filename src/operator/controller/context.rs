@@ -127,6 +127,10 @@ pub(super) struct ScalerState {
     pub(super) survey_failed: Option<(Instant, String)>,
     /// The last plan (`status.plan`), the quarter hour and the spec generation it was made for.
     pub(super) plan: Option<PlanMemo>,
+    /// The first sample the source holds within the spec's history, as the last calibration's
+    /// read found it: the shared cache holds only what decisions read (`Planner::resting_needs`),
+    /// and `HistoryAvailable` counts from here.
+    pub(super) samples_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Counted in `prescaler_histories_held` once the history has been read whole.
     pub(super) held: Option<HeldHistory>,
     /// What the decisions cost against an HPA on the same live metric (`status.savings`).
@@ -325,7 +329,7 @@ impl Context {
                 &ps.name_any(),
             );
             let planner = Planner::new(spec.clone(), model);
-            let needs = planner.history_needs();
+            let needs = planner.resting_needs();
             let history = self.histories.handle(query, needs);
             let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
                 .unwrap_or(startup::DEFAULT_SETTLE);
@@ -338,6 +342,7 @@ impl Context {
                 survey: None,
                 survey_failed: None,
                 plan: None,
+                samples_since: None,
                 held: None,
                 ledger: {
                     // After a restart or a failover the days counted so far come back from the

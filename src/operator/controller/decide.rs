@@ -7,13 +7,15 @@ use chrono::{DateTime, DurationRound, Utc};
 use kube::ResourceExt;
 use tracing::warn;
 
-use crate::adapters::history::Refresh;
+use crate::adapters::history::{Deeper, Refresh};
 use crate::api::{PlanStatus, PredictiveScaler, SavingsStatus, ValidatedSpec};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
 use crate::operator::conditions::{self, Finding};
+use crate::planning::forecast::History;
 use crate::planning::ledger::{self, Tally};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
+use crate::planning::planner;
 
 use super::context::{Context, PlanMemo, ScalerState};
 use super::observe::Target;
@@ -23,6 +25,8 @@ pub(super) struct LoadRead {
     /// Why there is no history this time: the read failed, or waits after failures.
     pub(super) failure: Option<Failure>,
     pub(super) refresh: Refresh,
+    /// For a decision that calibrates: the history it reads, beyond the shared cache's.
+    pub(super) deep: Option<History>,
 }
 
 impl LoadRead {
@@ -54,6 +58,16 @@ impl LoadRead {
     }
 }
 
+/// What a decision reads of the load's history.
+enum Read {
+    /// Nothing: the read failed, or waits after failures.
+    Failed,
+    /// The shared cache, read up to now.
+    Cache,
+    /// A calibration's history, read for it.
+    Calibration(History),
+}
+
 /// What a decision did to the scaler's account against the HPA (`planning::ledger`): the minutes
 /// it counted, for the metrics, and `status.savings`.
 pub(super) struct Savings {
@@ -81,13 +95,14 @@ pub(super) async fn decide(
         .await;
     let mut state = state.lock_owned().await;
     state.planner.update_spec(target.spec.clone());
-    let needs = state.planner.history_needs();
+    let needs = state.planner.resting_needs();
     if state.history_for.0 != target.query || state.history_for.1 != needs {
         state.history = ctx.histories.handle(&target.query, needs);
         state.history_for = (target.query.clone(), needs);
         state.held = None;
     }
-    let load = gated_read(ps, ctx, &mut state, &target.query, now).await;
+    let mut load = gated_read(ps, ctx, &mut state, &target.query, now).await;
+    let deep = load.deep.take();
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
@@ -98,9 +113,14 @@ pub(super) async fn decide(
         &target.spec,
         state.survey.as_ref().and_then(|(_, s)| s.startup),
     );
+    let read = match (&load.failure, deep) {
+        (Some(_), _) => Read::Failed,
+        (None, Some(deep)) => Read::Calibration(deep),
+        (None, None) => Read::Cache,
+    };
     let (decision, plan, savings) = plan(
         state,
-        load.failure.is_none(),
+        read,
         replicas,
         now,
         made_for,
@@ -142,6 +162,7 @@ async fn gated_read(
         return LoadRead {
             failure: Some(waiting),
             refresh: Refresh::default(),
+            deep: None,
         };
     }
     let started = Instant::now();
@@ -163,7 +184,7 @@ async fn gated_read(
 /// runtime's workers, which renew the Lease and read the watches.
 async fn plan(
     mut state: tokio::sync::OwnedMutexGuard<ScalerState>,
-    read: bool,
+    read: Read,
     replicas: u32,
     now: DateTime<Utc>,
     made_for: (DateTime<Utc>, Option<i64>, i64),
@@ -173,9 +194,18 @@ async fn plan(
     let planned = tokio::task::spawn_blocking(move || {
         // The series is made under the shared history's lock (on this blocking thread: no
         // reconcile holds it across an await while it waits), then the lock is let go.
-        let history = read
-            .then(|| state.history.blocking_lock().cache.history())
-            .flatten();
+        // A calibration's history was read for it; the others are the shared cache's, known
+        // to have had samples before it since the last calibration's read.
+        let history = match read {
+            Read::Calibration(deep) => Some(deep),
+            Read::Cache => state
+                .history
+                .blocking_lock()
+                .cache
+                .history()
+                .map(|h| h.with_samples_before(state.samples_since)),
+            Read::Failed => None,
+        };
         let decided_at = Instant::now();
         let decision = state.planner.decide(history.as_ref(), replicas, now);
         metrics.decision_timed(decided_at.elapsed());
@@ -229,33 +259,41 @@ pub(super) async fn read_load(
     now: DateTime<Utc>,
 ) -> LoadRead {
     let started = Instant::now();
+    // A decision that calibrates reads the calibration's week beyond the shared cache.
+    let deeper = state.planner.calibrates_at(now).then(|| Deeper {
+        needs: state.planner.history_needs(),
+        coverage_from: planner::history_start(now, state.planner.spec().history),
+    });
     let history = state.history.clone();
     let mut shared = history.lock().await;
     // Another scaler with the same query read it within half a sync: its read stands for this
     // one (`shared_history`).
-    let refreshed = if shared.fresh(now, ctx.settings.sync_period / 2) {
-        Ok(Refresh::default())
-    } else {
-        let refreshed = shared.cache.refresh(&*ctx.source, now).await;
-        if refreshed.is_ok() {
-            shared.read(now);
-        }
-        refreshed
-    };
+    let newest = !shared.fresh(now, ctx.settings.sync_period / 2);
+    let refreshed = shared
+        .cache
+        .read(&*ctx.source, now, newest, deeper.as_ref())
+        .await;
+    if refreshed.is_ok() && newest {
+        shared.read(now);
+    }
     drop(shared);
     ctx.metrics.history_refreshed(
         started.elapsed(),
-        refreshed.as_ref().ok().map(|r| r.queries),
+        refreshed.as_ref().ok().map(|(r, _)| r.queries),
     );
     match refreshed {
-        Ok(refresh) => {
+        Ok((refresh, deep)) => {
             state.reads.succeeded();
             if state.held.is_none() {
                 state.held = Some(ctx.metrics.history_held());
             }
+            if let Some(deep) = &deep {
+                state.samples_since = deep.samples_since;
+            }
             LoadRead {
                 failure: None,
                 refresh,
+                deep: deep.map(|d| d.history),
             }
         }
         Err(e) => {
@@ -272,6 +310,7 @@ pub(super) async fn read_load(
             LoadRead {
                 failure: Some(failure.clone()),
                 refresh: Refresh::default(),
+                deep: None,
             }
         }
     }
