@@ -138,9 +138,10 @@ pub struct PredictiveScalerSpec {
 
     /// Several load metrics (at most 5), each forecast and calibrated on its own: the replicas
     /// asked for are the highest any of them needs, as the HorizontalPodAutoscaler does with
-    /// several metrics, and `status.reason` names the metric that decided. Each has a `name`
-    /// (unique; shown in status, `kubectl prescaler why` and as the backtest CSV's column).
-    /// Exactly one of `metric` and `metrics`.
+    /// several metrics. Each has a `name` (unique; the backtest CSV's column for its load).
+    /// Exactly one of `metric` and `metrics`. Replayed by `prescaler backtest`; the operator
+    /// does not decide on several metrics yet: it reports `Ready=False
+    /// SeveralMetricsUnsupported` and scales nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = Limits::MAX_METRICS))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
