@@ -85,7 +85,7 @@ pub enum ReadyReason {
 }
 
 impl ReadyReason {
-    pub const ALL: [ReadyReason; 19] = [
+    pub const ALL: [ReadyReason; 20] = [
         Self::Scaling,
         Self::FloorOnHpa,
         Self::FloorOnScaledObject,
