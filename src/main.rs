@@ -475,12 +475,8 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     let spec = backtest_spec(args, scaler.as_ref())?;
     let mut validated = spec.validate()?;
 
-    let trace = backtest_trace(
-        args,
-        scaler.as_ref(),
-        &spec.metric.query,
-        &validated.seasonality,
-    )?;
+    let traces = backtest_traces(args, scaler.as_ref(), &validated)?;
+    let trace = &traces[0];
     if let Some(scaler) = &scaler {
         // The .ics files over the trace's span, and a day after it (a floor ahead of its end).
         let from = trace.start;
@@ -494,8 +490,8 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
         )?;
     }
     let mut setup = match args.trace {
-        Some(_) => Setup::for_trace(&trace),
-        None => Setup::for_recent(&trace, args.range),
+        Some(_) => Setup::for_trace(trace),
+        None => Setup::for_recent(trace, args.range),
     };
     setup.startup_delay = args.startup_delay;
     setup.metric_lag = args.metric_lag;
@@ -505,7 +501,13 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     if let Some(note) = backtest::resolve_auto_lead_time(&mut validated, &setup) {
         eprintln!("note: {note}");
     }
-    let outcome = backtest::run_all(&trace, &setup, &validated, &ModelConfig::default())?;
+    let name = args
+        .trace
+        .as_ref()
+        .map_or_else(|| trace.name.clone(), |p| p.display().to_string());
+    // Several metrics are scored in replicas (`run_all_metrics`): the report shows that series.
+    let (trace, validated, outcome) =
+        backtest::run_all_metrics(&name, traces, &setup, &validated, &ModelConfig::default())?;
 
     if args.json {
         let json = report::JsonReport::new(&trace, &setup, &outcome, &warnings);
@@ -573,6 +575,16 @@ fn backtest_spec(
     args: &BacktestArgs,
     scaler: Option<&PredictiveScaler>,
 ) -> Result<PredictiveScalerSpec> {
+    if let (Some(_), Some(s)) = (args.target_per_replica, scaler)
+        && !s.spec.metrics.is_empty()
+    {
+        return Err(Error::InvalidSpec {
+            field: "--target-per-replica".into(),
+            message: "sets spec.metric's load per replica; this spec has spec.metrics: edit each \
+                      metric's targetPerReplica in the manifest"
+                .into(),
+        });
+    }
     let mut spec = match scaler {
         Some(s) => s.spec.clone(),
         None => {
@@ -598,6 +610,35 @@ fn backtest_spec(
     }
     .apply(&mut spec);
     Ok(spec)
+}
+
+/// The loads a backtest replays, one per metric of the spec (`spec.metrics`, or `spec.metric`
+/// alone): the trace file's columns (`Trace::parse_columns`), else the query read from
+/// Prometheus (one metric only).
+fn backtest_traces(
+    args: &BacktestArgs,
+    scaler: Option<&PredictiveScaler>,
+    spec: &ValidatedSpec,
+) -> Result<Vec<Trace>> {
+    let names: Vec<String> = spec.metrics.iter().map(|m| m.name.clone()).collect();
+    match &args.trace {
+        Some(path) => Trace::load_columns(path, &names),
+        None if spec.several_metrics() => Err(Error::InvalidSpec {
+            field: "--prometheus-url".into(),
+            message: format!(
+                "replays one metric; this spec has {} (spec.metrics): export their loads as a CSV \
+                 with the columns timestamp,{} and pass it with --trace",
+                names.len(),
+                names.join(",")
+            ),
+        }),
+        None => Ok(vec![backtest_trace(
+            args,
+            scaler,
+            &spec.metrics[0].query,
+            &spec.seasonality,
+        )?]),
+    }
 }
 
 /// The load a backtest replays: the trace file, else the spec's query read from Prometheus (and

@@ -488,3 +488,112 @@ fn the_backtest_scales_to_zero_in_a_quiet_window_and_scores_it() {
     assert!(prescaler.cost < hpa.cost, "{prescaler:?} {hpa:?}");
     assert!(oracle.cost < hpa.cost, "{oracle:?} {hpa:?}");
 }
+
+/// `examples/several-metrics.yaml` over 15 days of two loads: requests (100/s, 4 replicas at
+/// 25) all day, and a queue whose backlog jumps to 10 000 (20 replicas at 500) from 09:00 to
+/// 10:00 UTC every day; as a CSV, `timestamp,queue,requests` (columns in any order).
+fn several_metrics_csv() -> String {
+    use chrono::{Duration, TimeZone, Timelike, Utc};
+    let start = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).unwrap();
+    let mut csv = String::from("timestamp,queue,requests\n");
+    for m in 0..15 * 1440 {
+        let t = start + Duration::minutes(m);
+        let queue = if t.hour() == 9 { 10_000.0 } else { 400.0 };
+        csv.push_str(&format!(
+            "{},{queue},100\n",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    csv
+}
+
+#[test]
+fn several_metrics_are_replayed_each_on_its_column_and_scored_on_the_highest_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loads.csv");
+    std::fs::write(&path, several_metrics_csv()).unwrap();
+    let text = std::fs::read_to_string(repo("examples/several-metrics.yaml")).unwrap();
+    let spec = manifest::parse("several-metrics.yaml", &text)
+        .unwrap()
+        .spec
+        .validate()
+        .unwrap();
+    let names: Vec<String> = spec.metrics.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(names, ["requests", "queue"]);
+    let traces = Trace::load_columns(&path, &names).unwrap();
+    assert_eq!(traces[0].demand[0], 100.0);
+    assert_eq!(traces[1].demand[0], 400.0);
+    let setup = Setup::for_trace(&traces[0]);
+    let (_, _, outcome) =
+        backtest::run_all_metrics("loads.csv", traces, &setup, &spec, &ModelConfig::default())
+            .unwrap();
+    let minute = |day: usize, h: usize, m: usize| (day * 24 + h) * 60 + m;
+    // The need is the highest of the metrics': the requests' 4 at night, the queue's 20 at 09:30.
+    assert_eq!(outcome.needed[minute(14, 3, 0)], 4);
+    assert_eq!(outcome.needed[minute(14, 9, 30)], 20);
+    let own = &outcome.runs[0];
+    // The queue's daily jump is forecast on its own history: ready at 09:00, not after it.
+    assert!(
+        own.desired[minute(14, 8, 57)] >= 20,
+        "{:?}",
+        &own.desired[minute(14, 8, 50)..minute(14, 9, 5)]
+    );
+    assert!(own.desired[minute(14, 3, 0)] >= 4);
+    let prescaler = outcome.score("prescaler").unwrap();
+    let hpa = outcome.score("hpa80").unwrap();
+    assert!(
+        prescaler.violation_minutes < hpa.violation_minutes,
+        "{prescaler:?} {hpa:?}"
+    );
+
+    // The command, with its table.
+    let (ok, out, err) = run(prescaler_cmd()
+        .args(["backtest", "--trace"])
+        .arg(&path)
+        .arg("--spec")
+        .arg(repo("examples/several-metrics.yaml")));
+    assert!(ok, "{err}");
+    assert!(out.contains("prescaler") && out.contains("hpa80"), "{out}");
+}
+
+#[test]
+fn a_csv_whose_columns_are_not_the_metrics_is_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = several_metrics_csv();
+    let cases = [
+        (
+            csv.replacen("timestamp,queue,requests", "timestamp,backlog,requests", 1),
+            "column \"backlog\" is not a metric of the spec",
+        ),
+        (
+            csv.lines()
+                .map(|l| l.rsplit_once(',').map_or(l, |(a, _)| a).to_string() + "\n")
+                .collect(),
+            "no column for spec.metrics[0] \"requests\"",
+        ),
+        (
+            csv.lines().skip(1).map(|l| l.to_string() + "\n").collect(),
+            "needs a header `timestamp,requests,queue`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, text).unwrap();
+        let (ok, _, err) = run(prescaler_cmd()
+            .args(["backtest", "--trace"])
+            .arg(&path)
+            .arg("--spec")
+            .arg(repo("examples/several-metrics.yaml")));
+        assert!(!ok);
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // --target-per-replica would name no metric of several.
+    let (ok, _, err) = run(prescaler_cmd()
+        .args(["backtest", "--trace"])
+        .arg(dir.path().join("bad.csv"))
+        .arg("--spec")
+        .arg(repo("examples/several-metrics.yaml"))
+        .args(["--target-per-replica", "10"]));
+    assert!(!ok);
+    assert!(err.contains("--target-per-replica"), "{err}");
+}

@@ -28,8 +28,9 @@ fn schema() -> serde_json::Value {
 
 #[test]
 fn min_above_max_is_refused_by_a_cel_rule() {
-    let ok = serde_json::json!({"minReplicas": 2, "maxReplicas": 5});
-    let bad = serde_json::json!({"minReplicas": 6, "maxReplicas": 5});
+    let metric = serde_json::json!({"query": "sum(up)", "targetPerReplica": 5});
+    let ok = serde_json::json!({"minReplicas": 2, "maxReplicas": 5, "metric": metric});
+    let bad = serde_json::json!({"minReplicas": 6, "maxReplicas": 5, "metric": metric});
     assert!(PredictiveScalerSpec::validate_cel(&ok, None).is_ok());
     let err = PredictiveScalerSpec::validate_cel(&bad, None).unwrap_err();
     assert!(
@@ -649,4 +650,85 @@ fn quiet_windows_and_the_activation_threshold_are_bounded() {
     assert!(
         PredictiveScalerSpec::validate_cel(&serde_json::to_value(&alone).unwrap(), None).is_ok()
     );
+}
+
+/// `spec.metric` or `spec.metrics`, exactly one: a CEL rule for the API server, and
+/// `validate()` (with the field named) for objects that did not pass one; the list is bounded,
+/// its names unique.
+#[test]
+fn exactly_one_of_metric_and_metrics_is_taken() {
+    let metric = serde_json::json!({"query": "sum(up)", "targetPerReplica": 5});
+    let named =
+        |name: &str| serde_json::json!({"name": name, "query": "sum(up)", "targetPerReplica": 5});
+    let cel = |spec: serde_json::Value| PredictiveScalerSpec::validate_cel(&spec, None);
+    assert!(cel(serde_json::json!({"minReplicas": 1, "maxReplicas": 5, "metrics": [named("a"), named("b")]})).is_ok());
+    for spec in [
+        serde_json::json!({"minReplicas": 1, "maxReplicas": 5}),
+        serde_json::json!({"minReplicas": 1, "maxReplicas": 5, "metric": metric, "metrics": [named("a")]}),
+    ] {
+        let err = format!("{:?}", cel(spec).unwrap_err());
+        assert!(err.contains("set exactly one of metric"), "{err}");
+    }
+    let s = schema();
+    assert_eq!(s["properties"]["metrics"]["maxItems"], 5);
+    assert_eq!(s["properties"]["metrics"]["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        s["properties"]["metrics"]["x-kubernetes-list-map-keys"][0],
+        "name"
+    );
+    assert!(
+        !s["required"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("metric"))
+    );
+
+    let base: PredictiveScaler = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/several-metrics.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let valid = base.spec.validate().unwrap();
+    assert_eq!(valid.metrics.len(), 2);
+    assert_eq!(valid.for_metric(1).unwrap().target_per_replica, 500.0);
+    let err = |edit: &dyn Fn(&mut PredictiveScalerSpec)| {
+        let mut s = base.spec.clone();
+        edit(&mut s);
+        s.validate().unwrap_err().to_string()
+    };
+    let both = err(&|s| {
+        s.metric = prescaler::api::MetricSpec {
+            query: "sum(up)".into(),
+            target_per_replica: 1.0,
+            activation_threshold: 0.0,
+        }
+    });
+    assert!(
+        both.contains("spec.metrics") && both.contains("not both"),
+        "{both}"
+    );
+    assert!(err(&|s| s.metrics.clear()).contains("a load metric is needed"));
+    assert!(err(&|s| s.metrics[1].name = "requests".into()).contains("names must be unique"));
+    assert!(err(&|s| s.metrics[1].name = "Queue".into()).contains("spec.metrics[1].name"));
+    assert!(
+        err(&|s| s.metrics[1].target_per_replica = 0.0)
+            .contains("spec.metrics[1].targetPerReplica")
+    );
+    assert!(err(&|s| s.metrics[0].query = "sum(".into()).contains("spec.metrics[0].query"));
+    assert!(
+        err(&|s| s.metrics[0].activation_threshold = -1.0)
+            .contains("spec.metrics[0].activationThreshold")
+    );
+    let six = err(&|s| {
+        s.metrics = (0..6)
+            .map(|i| prescaler::api::NamedMetricSpec {
+                name: format!("m{i}"),
+                ..s.metrics[0].clone()
+            })
+            .collect()
+    });
+    assert!(six.contains("at most 5"), "{six}");
 }

@@ -22,6 +22,7 @@ use crate::api::ValidatedSpec;
 use crate::planning::forecast::{History, ModelConfig};
 use crate::planning::planner::Planner;
 use crate::planning::schedule::zero_window;
+use crate::planning::several::Several;
 use crate::planning::{needed_replicas, plan, replicas_for};
 use crate::{Error, Result};
 use baselines::HpaModel;
@@ -136,6 +137,95 @@ pub fn prescaler_with(
         desired,
         forecast: Some(forecast),
     }
+}
+
+/// prescaler on several metrics (`spec.metrics`): `planning::several`, one planner per metric
+/// on its own metric (`traces[i]` for `spec.metrics[i]`), the highest proposal shaped once.
+/// The forecast shown is the deciding metric's, in replicas' worth of load (as
+/// `Trace::in_replicas`, on which several metrics are scored).
+pub fn prescaler_several(
+    traces: &[Trace],
+    setup: &Setup,
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+) -> Run {
+    let histories: Vec<History> = traces
+        .iter()
+        .map(|trace| {
+            History::new(
+                trace.start + Duration::minutes(setup.lag_minutes() as i64),
+                Duration::minutes(1),
+                trace
+                    .metric()
+                    .into_iter()
+                    .map(|v| v as f32 as f64)
+                    .collect(),
+            )
+        })
+        .collect();
+    let views: Vec<Option<&History>> = histories.iter().map(Some).collect();
+    let mut several = Several::new(spec, model.clone());
+    let first = &traces[0];
+    let mut current = traces
+        .iter()
+        .zip(&spec.metrics)
+        .map(|(t, m)| replicas_for(t.demand[0], m.target_per_replica))
+        .max()
+        .unwrap_or(0)
+        .clamp(spec.min_replicas, spec.max_replicas);
+    let minutes = traces.iter().map(Trace::minutes).min().unwrap_or(0);
+    let mut desired = Vec::with_capacity(minutes);
+    let mut forecast = Vec::with_capacity(minutes);
+    for t in 0..minutes {
+        let decided = several.decide(&views, current, first.time(t));
+        let decision = &decided.decision;
+        current = decision.desired_replicas;
+        desired.push(current);
+        let metric = &spec.metrics[decided.deciding];
+        forecast.push(match (decision.forecast_load, decision.calibration) {
+            (Some(f), Some(c)) => {
+                let own = spec
+                    .for_metric(decided.deciding)
+                    .unwrap_or_else(|| spec.clone());
+                plan::provisioned_load(&own, &c.margins, f) / metric.target_per_replica
+            }
+            _ => f64::NAN,
+        });
+    }
+    Run {
+        name: "prescaler".into(),
+        desired,
+        forecast: Some(forecast),
+    }
+}
+
+/// `run_all` for a spec with one or several metrics, `traces[i]` the load of `spec.metrics[i]`
+/// (`Trace::parse_columns`). One metric: `run_all` on its trace, as before. Several: prescaler
+/// on each metric's load (`prescaler_several`), scored — with the HPA and the oracle — on the
+/// metrics' need in replicas (`Trace::in_replicas`, a load per replica of 1); the trace
+/// returned is that one, which the report, the CSV and the chart then show.
+pub fn run_all_metrics(
+    name: &str,
+    traces: Vec<Trace>,
+    setup: &Setup,
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+) -> Result<(Trace, ValidatedSpec, Outcome)> {
+    if traces.len() == 1 {
+        let trace = traces.into_iter().next().expect("one trace");
+        let outcome = run_all(&trace, setup, spec, model)?;
+        return Ok((trace, spec.clone(), outcome));
+    }
+    let per_replica: Vec<f64> = spec.metrics.iter().map(|m| m.target_per_replica).collect();
+    let combined = Trace::in_replicas(name, &traces, &per_replica);
+    let in_replicas = ValidatedSpec {
+        target_per_replica: 1.0,
+        ..spec.clone()
+    };
+    scored_minutes(&combined, setup)?;
+    let own = prescaler_several(&traces, setup, spec, model);
+    let outcome = compare(&combined, setup, &in_replicas, own)?;
+    Ok((combined, in_replicas, outcome))
 }
 
 fn initial_replicas(trace: &Trace, spec: &ValidatedSpec) -> u32 {

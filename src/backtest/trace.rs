@@ -120,6 +120,120 @@ impl Trace {
         Ok(Self::from_samples(name, &samples))
     }
 
+    /// A CSV with one load column per metric: the header `timestamp,NAME,…` names each column
+    /// after one of `names` (`spec.metrics[].name`), in any order; one trace per metric, in the
+    /// order of `names`, each checked as `parse` checks a trace (same line numbers). With one
+    /// metric, a two-column CSV is its load whatever its header says (`timestamp,value` as
+    /// before). A metric without a column, or a column no metric names, is an error naming both.
+    pub fn parse_columns(name: &str, text: &str, names: &[String]) -> Result<Vec<Self>> {
+        let err = |message: String| Error::Trace {
+            path: name.to_string(),
+            message,
+        };
+        // The first line that is not a comment or blank: the header.
+        let header: Option<Vec<String>> = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split(',').map(|c| c.trim().to_string()).collect());
+        let columns = match &header {
+            Some(h) if h.first().map(String::as_str) == Some("timestamp") => h[1..].to_vec(),
+            _ if names.len() == 1 => return Ok(vec![Self::parse(name, text)?]),
+            _ => {
+                return Err(err(format!(
+                    "needs a header `timestamp,{}`: one load column per metric of spec.metrics",
+                    names.join(",")
+                )));
+            }
+        };
+        if names.len() == 1 && columns.len() == 1 {
+            return Ok(vec![Self::parse(name, text)?]);
+        }
+        if let Some(extra) = columns.iter().find(|c| !names.contains(c)) {
+            return Err(err(format!(
+                "column {extra:?} is not a metric of the spec (spec.metrics names {})",
+                quoted(names)
+            )));
+        }
+        if let Some(i) = columns
+            .iter()
+            .position(|c| columns.iter().filter(|d| *d == c).count() > 1)
+        {
+            return Err(err(format!("column {:?} appears twice", columns[i])));
+        }
+        let mut traces = Vec::with_capacity(names.len());
+        for (i, metric) in names.iter().enumerate() {
+            let Some(k) = columns.iter().position(|c| c == metric) else {
+                return Err(err(format!(
+                    "no column for spec.metrics[{i}] {metric:?} (the columns are {})",
+                    quoted(&columns)
+                )));
+            };
+            // This metric's column alone, every other line as it was: `parse` then checks it
+            // and names the lines as they are in the file.
+            let one: String = text
+                .lines()
+                .map(|line| {
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        return line.to_string();
+                    }
+                    let fields: Vec<&str> = l.split(',').collect();
+                    match (fields.first(), fields.get(k + 1)) {
+                        (Some(ts), Some(v)) if fields.len() == columns.len() + 1 => {
+                            format!("{ts},{v}")
+                        }
+                        _ => line.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let one = one.replacen(&format!("timestamp,{metric}"), "timestamp,value", 1);
+            traces.push(Self::parse(&format!("{name} ({metric})"), &one)?);
+        }
+        Ok(traces)
+    }
+
+    /// `parse_columns` of the file at `path`.
+    pub fn load_columns(path: &Path, names: &[String]) -> Result<Vec<Self>> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("reading trace {}", path.display()),
+            source,
+        })?;
+        Self::parse_columns(&path.display().to_string(), &text, names)
+    }
+
+    /// The traces of several metrics as one, in replicas: each minute the most replicas any
+    /// metric's load needs at its `per_replica` (`max(load / per_replica)`; its ceiling is the
+    /// highest of the metrics' ceilings), observed where every metric is. What the backtest
+    /// scores several metrics on, with a load per replica of 1: the HPA on several metrics
+    /// takes the highest count of any metric, and the count a load needs rises with it, so the
+    /// HPA and the oracle on this series are those on the metrics. `traces` come from one CSV
+    /// (`parse_columns`): the same minutes.
+    pub fn in_replicas(name: &str, traces: &[Trace], per_replica: &[f64]) -> Trace {
+        let first = &traces[0];
+        let minutes = traces.iter().map(Trace::minutes).min().unwrap_or(0);
+        let demand = (0..minutes)
+            .map(|m| {
+                traces
+                    .iter()
+                    .zip(per_replica)
+                    .map(|(t, c)| t.demand[m] / c)
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        let observed = (0..minutes)
+            .map(|m| traces.iter().all(|t| t.observed[m]))
+            .collect();
+        Trace {
+            name: name.to_string(),
+            start: first.start,
+            demand,
+            observed,
+            native_step: first.native_step,
+        }
+    }
+
     /// Resamples irregular samples (at least two, in time order) onto whole minutes from the
     /// first sample's minute.
     pub fn from_samples(name: &str, samples: &[(DateTime<Utc>, f64)]) -> Self {
@@ -266,6 +380,15 @@ fn usual_step(samples: &[(DateTime<Utc>, f64)]) -> Duration {
         i += j;
     }
     Duration::seconds(best)
+}
+
+/// `"a", "b"`: names as an error message lists them.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

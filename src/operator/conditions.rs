@@ -73,6 +73,9 @@ pub enum ReadyReason {
     TargetNotFound,
     /// False: the target's kind has no `/scale` subresource.
     ScaleNotSupported,
+    /// False: `spec.metrics` lists several metrics, which the operator does not decide on yet
+    /// (the backtest replays them).
+    SeveralMetricsUnsupported,
     /// False: the target is scaled to zero (without an HPA) or paused.
     ScalingDisabled,
     /// False: the operator's service account lacks a permission.
@@ -82,7 +85,7 @@ pub enum ReadyReason {
 }
 
 impl ReadyReason {
-    pub const ALL: [ReadyReason; 19] = [
+    pub const ALL: [ReadyReason; 20] = [
         Self::Scaling,
         Self::FloorOnHpa,
         Self::FloorOnScaledObject,
@@ -99,6 +102,7 @@ impl ReadyReason {
         Self::ScaledObjectMismatch,
         Self::TargetNotFound,
         Self::ScaleNotSupported,
+        Self::SeveralMetricsUnsupported,
         Self::ScalingDisabled,
         Self::Forbidden,
         Self::InternalError,
@@ -123,6 +127,7 @@ impl ReadyReason {
             Self::ScaledObjectMismatch => "ScaledObjectMismatch",
             Self::TargetNotFound => "TargetNotFound",
             Self::ScaleNotSupported => "ScaleNotSupported",
+            Self::SeveralMetricsUnsupported => "SeveralMetricsUnsupported",
             Self::ScalingDisabled => "ScalingDisabled",
             Self::Forbidden => "Forbidden",
             Self::InternalError => "InternalError",

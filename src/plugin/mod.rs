@@ -77,6 +77,7 @@ pub async fn plan(
 ) -> Result<PlanReport> {
     let scaler = get_predictive_scaler(client, namespace, name).await?;
     let mut spec = scaler.spec.validate()?;
+    refuse_several_metrics(&spec, "plan")?;
     let target_ref = &scaler.spec.scale_target_ref;
     let target = target_ref.to_string();
     let mut notes = Vec::new();
@@ -119,7 +120,7 @@ pub async fn plan(
             seen
         }
     };
-    let query = &scaler.spec.metric.query;
+    let query = &spec.metrics[0].query;
     let history = read_history(source, &spec, query, now).await?;
     // Calibrated at the scaler's own boundaries, as the operator calibrates it.
     let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
@@ -385,6 +386,25 @@ pub async fn why(
     })
 }
 
+/// `plan` and `backtest` read one metric from Prometheus; a spec with several (`spec.metrics`)
+/// is refused, saying what does replay them, rather than planned on its first metric alone.
+fn refuse_several_metrics(spec: &ValidatedSpec, command: &str) -> Result<()> {
+    if !spec.several_metrics() {
+        return Ok(());
+    }
+    let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+    Err(Error::InvalidSpec {
+        field: "spec.metrics".into(),
+        message: format!(
+            "kubectl prescaler {command} reads one metric; this scaler has {} ({}): replay them \
+             with `prescaler backtest --trace loads.csv` (columns timestamp,{})",
+            names.len(),
+            names.join(", "),
+            names.join(",")
+        ),
+    })
+}
+
 /// What `backtest` replayed.
 pub struct BacktestReport {
     pub trace: Trace,
@@ -408,10 +428,11 @@ pub async fn backtest(
     let scaler = get_predictive_scaler(client, namespace, name).await?;
     let warnings = manifest::warnings(&scaler);
     let mut spec = scaler.spec.validate()?;
-    let trace =
-        backtest::trace::from_prometheus(source, &scaler.spec.metric.query, range, now).await?;
+    refuse_several_metrics(&spec, "backtest")?;
+    let query = spec.metrics[0].query.clone();
+    let trace = backtest::trace::from_prometheus(source, &query, range, now).await?;
     let setup = Setup::for_recent(&trace, range);
-    let fallback = source.fallback(&scaler.spec.metric.query);
+    let fallback = source.fallback(&query);
     let short = backtest::trace::short_history_note(
         backtest::trace::observed_span(&trace, now),
         range,

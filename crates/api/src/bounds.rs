@@ -27,6 +27,8 @@ impl Limits {
     pub const MAX_LEAD_TIME: Duration = Duration::hours(6);
     /// The default lead time (`6m`), and `leadTime: Auto`'s until enough pods have been seen.
     pub const DEFAULT_LEAD_TIME: Duration = Duration::minutes(6);
+    /// `spec.metrics`: each is read, forecast and calibrated on its own at every decision.
+    pub const MAX_METRICS: usize = 5;
     pub const MAX_PEAK_WINDOWS: usize = 32;
     pub const MIN_WINDOW: Duration = Duration::minutes(1);
     pub const MAX_WINDOW: Duration = Duration::days(7);

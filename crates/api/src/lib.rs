@@ -24,7 +24,9 @@ pub use bounds::Limits;
 pub use calendar::{Calendar, Dated, Event};
 pub use duration::{SpecDuration, format as format_duration, parse as parse_duration};
 pub use error::Error;
-pub use validate::{Behavior as ValidBehavior, Policy, Rules, ValidatedSpec};
+pub use validate::{
+    Behavior as ValidBehavior, Metric, Policy, Rules, SINGLE_METRIC_NAME, ValidatedSpec,
+};
 pub use window::Window;
 
 #[cfg(feature = "resource")]
@@ -103,7 +105,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[cfg_attr(feature = "resource", x_kube(
     cel,
-    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas")
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas").reason(kube::core::Reason::FieldValueInvalid).field_path(".minReplicas"),
+    validation = Rule::new("has(self.metric) != has(self.metrics)").message("set exactly one of metric (one load metric) and metrics (several, the highest need wins)").reason(kube::core::Reason::FieldValueRequired).field_path(".metric")
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveScalerSpec {
@@ -125,8 +128,24 @@ pub struct PredictiveScalerSpec {
     #[serde(default)]
     pub mode: Mode,
 
-    /// The load metric: the total load on the workload and how much of it one replica should carry.
+    /// The load metric: the total load on the workload and how much of it one replica should
+    /// carry. Exactly one of `metric` and `metrics`.
+    // Absent (`MetricSpec::is_unset`) when `metrics` is written. Not an `Option`: the operator
+    // reads `spec.metric` until it decides over several metrics (`ValidatedSpec::metrics`).
+    #[serde(default, skip_serializing_if = "MetricSpec::is_unset")]
+    #[schemars(schema_with = "metric_schema")]
     pub metric: MetricSpec,
+
+    /// Several load metrics (at most 5), each forecast and calibrated on its own: the replicas
+    /// asked for are the highest any of them needs, as the HorizontalPodAutoscaler does with
+    /// several metrics. Each has a `name` (unique; the backtest CSV's column for its load).
+    /// Exactly one of `metric` and `metrics`. Replayed by `prescaler backtest`; the operator
+    /// does not decide on several metrics yet: it reports `Ready=False
+    /// SeveralMetricsUnsupported` and scales nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = Limits::MAX_METRICS))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Vec<NamedMetricSpec>,
 
     /// How the seasonal forecast is learned and how far ahead it provisions.
     #[serde(default)]
@@ -182,6 +201,7 @@ impl PredictiveScalerSpec {
                 target_per_replica,
                 activation_threshold: 0.0,
             },
+            metrics: Vec::new(),
             forecast: ForecastSpec::default(),
             objective: ObjectiveSpec::default(),
             peak_windows: Vec::new(),
@@ -257,6 +277,55 @@ pub struct MetricSpec {
     /// the forecast within the lead time) it is woken at once. `0`, the default, means any load
     /// wakes it. As KEDA's `activationThreshold`: active when the load is above it. Between 0
     /// and 1e15; read only while such a window is in force.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0.0, max = Limits::MAX_ACTIVATION_THRESHOLD))]
+    pub activation_threshold: f64,
+}
+
+impl Default for MetricSpec {
+    /// The metric of a spec that writes `metrics` instead: unset (`is_unset`), never serialized.
+    fn default() -> Self {
+        Self {
+            query: String::new(),
+            target_per_replica: 0.0,
+            activation_threshold: 0.0,
+        }
+    }
+}
+
+impl MetricSpec {
+    /// Not written: the spec has `metrics` (or neither, which validation refuses).
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `spec.metric`'s schema: `MetricSpec`'s, without the default that `#[serde(default)]` would
+/// put in it (the API server would then write an empty `metric` beside `metrics`).
+fn metric_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<MetricSpec>()
+}
+
+/// One of several load metrics (`spec.metrics[]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedMetricSpec {
+    /// A name for the metric, unique in the list: shown in `status.reason`'s explanation, per
+    /// metric in status and `kubectl prescaler why`, and the backtest CSV's column for its load.
+    /// A DNS label (lowercase letters, digits and `-`), e.g. `requests` or `queue-depth`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = names::DNS_LABEL_PATTERN))]
+    pub name: String,
+    /// A PromQL expression for the total load on the workload in this metric, returning one
+    /// series, e.g. `sum(kafka_consumergroup_lag{group="checkout"})`.
+    #[schemars(length(min = 1, max = Limits::MAX_QUERY_LENGTH))]
+    pub query: String,
+    /// The load of this metric one replica should carry, in the query's unit. The replicas this
+    /// metric needs are `ceil(load / targetPerReplica)`.
+    #[schemars(range(min = 0.001))]
+    pub target_per_replica: f64,
+    /// As `metric.activationThreshold`, for this metric: the workload is scaled to zero in a
+    /// quiet window only while every metric is at or below its threshold, and woken when any
+    /// goes above it. Between 0 and 1e15.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0.0, max = Limits::MAX_ACTIVATION_THRESHOLD))]
     pub activation_threshold: f64,

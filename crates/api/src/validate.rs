@@ -42,15 +42,37 @@ pub struct Behavior {
     pub scale_down: Rules,
 }
 
+/// One load metric, checked: `spec.metric`, or one of `spec.metrics`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    /// `spec.metrics[].name`; `SINGLE_METRIC_NAME` for `spec.metric`.
+    pub name: String,
+    /// The PromQL query as written (the operator confines it to the namespace before sending).
+    pub query: String,
+    pub target_per_replica: f64,
+    pub activation_threshold: f64,
+}
+
+/// The name `spec.metric` goes by where metrics are named (a backtest CSV's column, the
+/// plugin's table): `spec.metrics[].name` are DNS labels, so it can be none of theirs only if a
+/// spec has both, which validation refuses.
+pub const SINGLE_METRIC_NAME: &str = "load";
+
 /// A spec with every field checked and parsed: what the planner works with.
 #[derive(Clone, Debug)]
 pub struct ValidatedSpec {
     pub min_replicas: u32,
     pub max_replicas: u32,
-    /// The load one replica carries (`spec.metric.targetPerReplica`).
+    /// The load metrics, in the order written: `spec.metric` as a list of one, or
+    /// `spec.metrics`. A planner decides for one of them (`for_metric`); several are combined
+    /// by `planning::several`.
+    pub metrics: Vec<Metric>,
+    /// The load one replica carries: the first metric's (`metrics[0]`; for a spec with one
+    /// metric, `spec.metric.targetPerReplica`). A `Planner` reads it for the metric it decides
+    /// for (`for_metric`).
     pub target_per_replica: f64,
-    /// The load above which a workload a quiet window scaled to zero is woken
-    /// (`spec.metric.activationThreshold`).
+    /// The load above which a workload a quiet window scaled to zero is woken: the first
+    /// metric's, as `target_per_replica`.
     pub activation_threshold: f64,
     pub history: Duration,
     pub seasonality: Vec<Seasonality>,
@@ -68,6 +90,22 @@ pub struct ValidatedSpec {
 }
 
 impl ValidatedSpec {
+    /// This spec as the planner of its `index`th metric reads it: that metric's load per
+    /// replica and activation threshold (every other field is shared). `None` past the last.
+    pub fn for_metric(&self, index: usize) -> Option<ValidatedSpec> {
+        let m = self.metrics.get(index)?;
+        Some(ValidatedSpec {
+            target_per_replica: m.target_per_replica,
+            activation_threshold: m.activation_threshold,
+            ..self.clone()
+        })
+    }
+
+    /// Whether the spec has several metrics (`spec.metrics` with more than one).
+    pub fn several_metrics(&self) -> bool {
+        self.metrics.len() > 1
+    }
+
     /// This spec with what the calendar's `.ics` files add (`ics::expand`), checked as the
     /// spec's own entries are: an occurrence whose floor is in force while a lower ceiling is
     /// is refused, naming both.
@@ -176,9 +214,11 @@ impl PredictiveScalerSpec {
     /// (a backtest's manifest, an older CRD). The error names the offending field.
     pub fn validate(&self) -> Result<ValidatedSpec, Error> {
         let (min_replicas, max_replicas) = check_replicas(self.min_replicas, self.max_replicas)?;
-        let target_per_replica = check_target_per_replica(self.metric.target_per_replica)?;
-        let activation_threshold = check_activation_threshold(self.metric.activation_threshold)?;
-        check_query(&self.metric.query)?;
+        let metrics = check_metrics(self)?;
+        let (target_per_replica, activation_threshold) = (
+            metrics[0].target_per_replica,
+            metrics[0].activation_threshold,
+        );
         check_target(&self.scale_target_ref)?;
         let forecast = parse_forecast(&self.forecast)?;
         let max_underprovisioned = parse_objective(self.objective.max_underprovisioned_percent)?;
@@ -195,6 +235,7 @@ impl PredictiveScalerSpec {
         Ok(ValidatedSpec {
             min_replicas,
             max_replicas,
+            metrics,
             target_per_replica,
             activation_threshold,
             history: forecast.history,
@@ -218,12 +259,98 @@ fn check_replicas(min_replicas: i32, max_replicas: i32) -> Result<(u32, u32), Er
     Ok((min_replicas as u32, max_replicas as u32))
 }
 
+/// `spec.metric` or `spec.metrics` — exactly one — checked field by field: at most
+/// `Limits::MAX_METRICS` (each is read, forecast and calibrated at every decision), names that
+/// are DNS labels and unique (they key the status, the plugin's table and the backtest's CSV).
+fn check_metrics(spec: &PredictiveScalerSpec) -> Result<Vec<Metric>, Error> {
+    let one = |field: &str, name: &str, query: &str, per_replica: f64, threshold: f64| {
+        Ok::<_, Error>(Metric {
+            name: name.to_string(),
+            // In the order the single metric was always checked, so its errors are as they were.
+            target_per_replica: check_target_per_replica(
+                &format!("{field}.targetPerReplica"),
+                per_replica,
+            )?,
+            activation_threshold: check_activation_threshold(
+                &format!("{field}.activationThreshold"),
+                threshold,
+            )?,
+            query: check_query(&format!("{field}.query"), query).map(|_| query.to_string())?,
+        })
+    };
+    match (spec.metric.is_unset(), spec.metrics.is_empty()) {
+        (false, false) => Err(invalid(
+            "spec.metrics",
+            "set exactly one of spec.metric (one load metric) and spec.metrics (several, the \
+             highest need wins), not both",
+        )),
+        (true, true) => Err(invalid(
+            "spec.metric",
+            "a load metric is needed: spec.metric (query and targetPerReplica), or spec.metrics \
+             (up to 5, each with a name)",
+        )),
+        (false, true) => {
+            let m = &spec.metric;
+            Ok(vec![one(
+                "spec.metric",
+                SINGLE_METRIC_NAME,
+                &m.query,
+                m.target_per_replica,
+                m.activation_threshold,
+            )?])
+        }
+        (true, false) => {
+            if spec.metrics.len() > Limits::MAX_METRICS {
+                return Err(invalid(
+                    "spec.metrics",
+                    format!(
+                        "has {} metrics; at most {} are allowed",
+                        spec.metrics.len(),
+                        Limits::MAX_METRICS
+                    ),
+                ));
+            }
+            let mut checked: Vec<Metric> = Vec::with_capacity(spec.metrics.len());
+            for (i, m) in spec.metrics.iter().enumerate() {
+                let field = format!("spec.metrics[{i}]");
+                if !super::names::is_dns_label(&m.name) {
+                    let shown: String = m.name.chars().take(64).collect();
+                    return Err(invalid(
+                        format!("{field}.name"),
+                        format!(
+                            "{shown:?} is not a name of lowercase letters, digits and '-' \
+                             (at most 63)"
+                        ),
+                    ));
+                }
+                if let Some(j) = checked.iter().position(|c| c.name == m.name) {
+                    return Err(invalid(
+                        format!("{field}.name"),
+                        format!(
+                            "{:?} is also spec.metrics[{j}]'s name: names must be unique",
+                            m.name
+                        ),
+                    ));
+                }
+                checked.push(one(
+                    &field,
+                    &m.name,
+                    &m.query,
+                    m.target_per_replica,
+                    m.activation_threshold,
+                )?);
+            }
+            Ok(checked)
+        }
+    }
+}
+
 /// The load one replica carries divides every load the planner turns into replicas: a finite
 /// number of at least 0.001.
-fn check_target_per_replica(c: f64) -> Result<f64, Error> {
+fn check_target_per_replica(field: &str, c: f64) -> Result<f64, Error> {
     if !(c.is_finite() && c >= 0.001) {
         return Err(invalid(
-            "spec.metric.targetPerReplica",
+            field,
             format!("must be a number of at least 0.001, is {c}"),
         ));
     }
@@ -232,10 +359,10 @@ fn check_target_per_replica(c: f64) -> Result<f64, Error> {
 
 /// The load a quiet window wakes a workload on: a finite number between 0 and
 /// `Limits::MAX_ACTIVATION_THRESHOLD`.
-fn check_activation_threshold(t: f64) -> Result<f64, Error> {
+fn check_activation_threshold(field: &str, t: f64) -> Result<f64, Error> {
     if !(t.is_finite() && (0.0..=Limits::MAX_ACTIVATION_THRESHOLD).contains(&t)) {
         return Err(invalid(
-            "spec.metric.activationThreshold",
+            field,
             format!(
                 "must be a number between 0 and {:e}, is {t}",
                 Limits::MAX_ACTIVATION_THRESHOLD
@@ -386,8 +513,7 @@ fn parse_behavior(behavior: &super::Behavior) -> Result<Behavior, Error> {
 /// The query must be PromQL, of bounded size and nesting. Checked with the parser Prometheus'
 /// own grammar is ported to, so that a typo is reported on the object instead of as a failing
 /// query every sync.
-fn check_query(query: &str) -> Result<(), Error> {
-    let field = "spec.metric.query";
+fn check_query(field: &str, query: &str) -> Result<(), Error> {
     if query.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
     }

@@ -3,7 +3,7 @@
 //!
 //! `planner` drives the rest: `forecast` predicts, `calibration` measures how far to trust each
 //! prediction, `schedule` knows the peak windows, `plan` decides (`quiet`: scaling to zero in
-//! a quiet window) and `behavior` shapes the decision as the HPA would; `outlook` plays the decision ahead over the coming hours. What a
+//! a quiet window; `several`: the highest of several metrics) and `behavior` shapes the decision as the HPA would; `outlook` plays the decision ahead over the coming hours. What a
 //! decision means for the status's conditions is the operator's (`prescaler::operator::conditions`).
 //!
 //! No kube, tokio or k8s-openapi, not even through a dependency (scripts/test.sh checks it).
@@ -21,6 +21,7 @@ pub mod pods;
 pub mod quiet;
 pub mod rng;
 pub mod schedule;
+pub mod several;
 pub mod startup;
 
 /// The replicas `load` needs at `per_replica` each: `ceil(load / per_replica)`, saturating at

@@ -122,6 +122,16 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// Takes what an outage is to hold from `combined`, the memory that shaped the decision of
+    /// several metrics (`several`): each metric's planner holds the count the combination
+    /// decided when its own metric is lost, not a count of its own that was never asked for.
+    pub(crate) fn hold_as(&mut self, combined: &Memory) {
+        self.last_trusted = combined.last_trusted;
+        self.last_forecast = combined.last_forecast;
+    }
+}
+
 /// Which term decided the replica count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -197,11 +207,22 @@ pub struct Decision {
     /// The quiet window (`minReplicas: 0`) in force, and whether and why the workload is at
     /// zero or awake; `None` outside quiet windows.
     pub quiet: Option<QuietHours>,
+    /// With several metrics (`spec.metrics`), the one whose proposal decided (`several`): the
+    /// figures above are its own. `None` for a spec with one metric.
+    pub metric: Option<String>,
 }
 
 impl Decision {
     /// A sentence on why this count: for Events and logs.
     pub fn explain(&self) -> String {
+        match &self.metric {
+            Some(m) => format!("metric {m:?}: {}", self.explain_term()),
+            None => self.explain_term(),
+        }
+    }
+
+    /// `explain` without the metric's name.
+    fn explain_term(&self) -> String {
         // In a quiet window while the load is quiet: at zero, or on the way there.
         if let Some(q) = self.quiet.as_ref().filter(|q| q.asks_zero()) {
             return q.explain();
@@ -240,13 +261,156 @@ pub fn provisioned_load(spec: &ValidatedSpec, margins: &Margins, load: f64) -> f
     margins.provision(load, spec.target_per_replica) * (1.0 + spec.headroom)
 }
 
-/// Decides the replica count at `now`.
+/// Decides the replica count at `now`: what the terms ask for (`propose`), shaped by the
+/// bounds and `behavior` (`shape`).
 pub fn decide(
     spec: &ValidatedSpec,
     inputs: Inputs<'_>,
     memory: &mut Memory,
     now: DateTime<Utc>,
 ) -> Decision {
+    match propose(spec, inputs, memory, now) {
+        Proposal::Hold(d) => *d,
+        Proposal::Ask(asked) => shape(spec, *asked, memory, now),
+    }
+}
+
+/// What one metric's terms ask for at `now`, before the bounds and `behavior` shape it. With
+/// several metrics each proposes on its own and `several` shapes the highest proposal once, as
+/// the HorizontalPodAutoscaler applies its behavior once to the highest metric's count.
+#[derive(Clone, Debug)]
+pub enum Proposal {
+    /// No live load: the hold, final (no behavior applies to it; see `hold`).
+    Hold(Box<Decision>),
+    /// The terms' ask, to be shaped.
+    Ask(Box<Asked>),
+}
+
+impl Proposal {
+    /// The replica count proposed before the bounds and `behavior` (a hold's count as decided;
+    /// 0 while a quiet window asks for zero): what `several` compares across metrics.
+    pub fn replicas(&self) -> u32 {
+        match self {
+            Proposal::Hold(d) => d.desired_replicas,
+            Proposal::Ask(a) => a.replicas(),
+        }
+    }
+}
+
+/// A proposal with a live load (`Proposal::Ask`): the ask and everything `shape` needs.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    ask: Ask,
+    /// The bounds in force (`bounds_in_force`, the lower one 0 once a quiet window has cooled).
+    bounds: (u32, u32),
+    quiet: Option<QuietHours>,
+    /// What `behavior::shape` lets through at once (`unlimited`).
+    foresight: u32,
+    load: f64,
+    calibration: Option<Calibration>,
+    scheduled: Option<ScheduledFloor>,
+    cap: Option<ScheduledCap>,
+    excluded: Option<String>,
+    current_replicas: u32,
+}
+
+impl Asked {
+    /// The count asked for before the bounds: 0 while the quiet term asks for zero.
+    pub fn replicas(&self) -> u32 {
+        match self.asks_zero() {
+            true => 0,
+            false => self.ask.replicas,
+        }
+    }
+
+    fn asks_zero(&self) -> bool {
+        self.quiet.as_ref().is_some_and(|q| q.asks_zero())
+    }
+
+    /// The term that asked for `replicas` (before the bounds and `behavior`).
+    pub fn reason(&self) -> &Reason {
+        &self.ask.reason
+    }
+
+    /// The live load this proposal read.
+    pub fn load(&self) -> f64 {
+        self.load
+    }
+
+    /// What the forecast (or a declared event) needs with its margins, and the load behind it.
+    pub fn forecast(&self) -> (Option<u32>, Option<f64>) {
+        (self.ask.forecast_replicas, self.ask.forecast_load)
+    }
+
+    /// What the live load needs with the basis' margins, and what the sustained load needs.
+    pub fn reactive(&self) -> (u32, Option<u32>) {
+        (self.ask.reactive, self.ask.live_replicas)
+    }
+
+    /// The calibration the proposal was made with.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// A hold (a metric without a live load) among proposals that have one: its count, which
+    /// is never below the current one, asked for and let through at once — so a metric that
+    /// cannot be read never lets the others scale the workload down, as the HPA refuses to
+    /// scale down while a metric is invalid, and never holds back a scale-up they ask for.
+    pub fn of_hold(spec: &ValidatedSpec, hold: &Decision, like: &Asked) -> Asked {
+        let bounds = bounds_in_force(spec, like.cap.as_ref());
+        Asked {
+            ask: Ask {
+                replicas: hold.desired_replicas,
+                reason: Reason::Hold,
+                reactive: 0,
+                live_replicas: None,
+                forecast_replicas: None,
+                forecast_load: None,
+            },
+            // A hold never goes to zero: its lower bound is `minReplicas` whatever the others'.
+            bounds,
+            quiet: None,
+            foresight: hold.desired_replicas.min(bounds.1),
+            load: like.load,
+            calibration: None,
+            scheduled: like.scheduled.clone(),
+            cap: like.cap.clone(),
+            excluded: like.excluded.clone(),
+            current_replicas: like.current_replicas,
+        }
+    }
+
+    /// The proposals of several metrics as one, `deciding` (an index into `all`) the highest:
+    /// its ask and reason; the highest of the others' figures where the combination needs them
+    /// (what is let through at once, the forecast floor an HPA is given); the lower bound the
+    /// highest (a quiet window goes to zero only when every metric is quiet), the upper the
+    /// same for all. `all` must not be empty.
+    pub fn combine(all: &[Asked], deciding: usize) -> Asked {
+        let mut c = all[deciding].clone();
+        c.bounds.0 = all.iter().map(|a| a.bounds.0).max().unwrap_or(c.bounds.0);
+        c.foresight = all.iter().map(|a| a.foresight).max().unwrap_or(c.foresight);
+        c.ask.forecast_replicas = all.iter().filter_map(|a| a.ask.forecast_replicas).max();
+        c.ask.live_replicas = all.iter().filter_map(|a| a.ask.live_replicas).max();
+        // Zero only when every metric asks for it; otherwise the quiet term shown is the first
+        // awake metric's (why the workload is not at zero).
+        if !all.iter().all(Asked::asks_zero) {
+            c.quiet = all
+                .iter()
+                .find(|a| !a.asks_zero())
+                .and_then(|a| a.quiet.clone());
+        }
+        c
+    }
+}
+
+/// What the terms ask for at `now` (`Proposal`): the basis, the live floor, a declared event,
+/// the schedule's floor and the quiet term; without a live load, the hold.
+pub fn propose(
+    spec: &ValidatedSpec,
+    inputs: Inputs<'_>,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> Proposal {
     let scheduled = inputs.scheduled.floor.clone();
     let cap = inputs.scheduled.cap.clone();
     let bounds = bounds_in_force(spec, cap.as_ref());
@@ -272,7 +436,7 @@ pub fn decide(
         d.cap = cap;
         d.excluded = inputs.scheduled.excluded.clone();
         d.quiet = quiet;
-        return d;
+        return Proposal::Hold(Box::new(d));
     };
 
     let ask = basis_ask(spec, &inputs, load);
@@ -289,6 +453,41 @@ pub fn decide(
         now,
     );
     let (ask, bounds) = ask_for_zero(quiet.as_ref(), ask, bounds);
+    let foresight = unlimited(spec, &ask, scheduled.as_ref(), bounds);
+    Proposal::Ask(Box::new(Asked {
+        ask,
+        bounds,
+        quiet,
+        foresight,
+        load,
+        calibration: inputs.calibration.copied(),
+        scheduled,
+        cap,
+        excluded: inputs.scheduled.excluded.clone(),
+        current_replicas: inputs.current_replicas,
+    }))
+}
+
+/// The decision from a proposal: the ask within the bounds, then `behavior` with the HPA's
+/// algorithm, and the reason for what came out.
+pub fn shape(
+    spec: &ValidatedSpec,
+    asked: Asked,
+    memory: &mut Memory,
+    now: DateTime<Utc>,
+) -> Decision {
+    let Asked {
+        ask,
+        bounds,
+        quiet,
+        foresight,
+        load,
+        calibration,
+        scheduled,
+        cap,
+        excluded,
+        current_replicas,
+    } = asked;
     // A zero asked for goes to `behavior` as it is, also while the cooldown keeps the lower
     // bound up: the stabilization window is to remember the zeros (`ask_for_zero`).
     let (bounded, bound_reason) = match quiet.as_ref().is_some_and(|q| q.asks_zero()) {
@@ -296,11 +495,10 @@ pub fn decide(
         false => clamp(spec, ask.replicas),
     };
     let bounded = bounded.min(bounds.1);
-    let foresight = unlimited(spec, &ask, scheduled.as_ref(), bounds);
     let (desired, limited) = behavior::shape(
         &spec.behavior,
         bounds,
-        inputs.current_replicas,
+        current_replicas,
         bounded,
         foresight,
         &mut memory.behavior,
@@ -332,13 +530,14 @@ pub fn decide(
         live_replicas: ask.live_replicas,
         forecast_replicas: ask.forecast_replicas,
         forecast_load: ask.forecast_load,
-        calibration: inputs.calibration.copied(),
+        calibration,
         scheduled,
         cap,
-        excluded: inputs.scheduled.excluded.clone(),
+        excluded,
         metrics_available: true,
         observed_history: Duration::zero(),
         quiet,
+        metric: None,
     }
 }
 
@@ -384,6 +583,7 @@ fn ask_for_zero(quiet: Option<&QuietHours>, mut ask: Ask, bounds: (u32, u32)) ->
 /// What the terms of a decision ask for before the bounds and `behavior` shape it, and the
 /// figures behind it: `decide` builds it a term at a time, each term a step of its own, so that
 /// the order in which they may override each other reads top to bottom.
+#[derive(Clone, Debug)]
 struct Ask {
     /// The replica count asked for so far.
     replicas: u32,
@@ -669,6 +869,7 @@ fn hold(
         metrics_available: false,
         observed_history: Duration::zero(),
         quiet: None,
+        metric: None,
     }
 }
 

@@ -263,24 +263,17 @@ impl Planner {
         view_at(history, t, self.spec.history)
     }
 
-    /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
-    /// Prometheus returns it at each minute up to now, `None` when it could not be read.
-    pub fn decide(
+    /// What this planner's metric asks for at `minute` (`plan::propose`), and how far back the
+    /// history it read reaches: the calibration advanced, the live load read, the forecasts
+    /// and the schedule looked up. `decide` shapes it; with several metrics `several` shapes
+    /// the highest of the planners' proposals once. Advances the calibration and the quiet
+    /// term's memory: call it once a minute, as `decide`.
+    pub fn propose(
         &mut self,
         history: Option<&History>,
         current_replicas: u32,
-        now: DateTime<Utc>,
-    ) -> Decision {
-        let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
-        // Asked again within the minute, by a workload that is where the decision left it (or
-        // still where it was): the same decision, and the memory untouched. Only a change by
-        // someone else revises the minute's decision.
-        if let Some((at, was, d)) = &self.last
-            && *at == minute
-            && (current_replicas == *was || current_replicas == d.desired_replicas)
-        {
-            return d.clone();
-        }
+        minute: DateTime<Utc>,
+    ) -> (plan::Proposal, Duration) {
         let spec = &self.spec;
         let span = spec.history;
         let (mut live, mut observed_history) =
@@ -304,9 +297,8 @@ impl Planner {
         let scheduled = self.scheduled_at(minute, current_replicas);
         let load = live.load;
         let event = self.expected_event(minute, load, daily, weekly);
-        let spec = &self.spec;
-        let mut decision = plan::decide(
-            spec,
+        let proposal = plan::propose(
+            &self.spec,
             Inputs {
                 load,
                 sustained: live.sustained,
@@ -321,6 +313,38 @@ impl Planner {
             &mut self.memory,
             minute,
         );
+        (proposal, observed_history)
+    }
+
+    /// The memory `decide` keeps, for `several`, which shapes the planners' proposals itself
+    /// and tells each what an outage is to hold.
+    pub(crate) fn memory_mut(&mut self) -> &mut Memory {
+        &mut self.memory
+    }
+
+    /// Decides at `now` for a workload at `current_replicas`, from `history`: the metric as
+    /// Prometheus returns it at each minute up to now, `None` when it could not be read.
+    pub fn decide(
+        &mut self,
+        history: Option<&History>,
+        current_replicas: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
+        // Asked again within the minute, by a workload that is where the decision left it (or
+        // still where it was): the same decision, and the memory untouched. Only a change by
+        // someone else revises the minute's decision.
+        if let Some((at, was, d)) = &self.last
+            && *at == minute
+            && (current_replicas == *was || current_replicas == d.desired_replicas)
+        {
+            return d.clone();
+        }
+        let (proposal, observed_history) = self.propose(history, current_replicas, minute);
+        let mut decision = match proposal {
+            plan::Proposal::Hold(d) => *d,
+            plan::Proposal::Ask(asked) => plan::shape(&self.spec, *asked, &mut self.memory, minute),
+        };
         decision.observed_history = observed_history;
         self.last = Some((minute, current_replicas, decision.clone()));
         decision

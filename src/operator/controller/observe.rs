@@ -56,6 +56,21 @@ pub(super) async fn observe(
             )));
         }
     };
+    // Several metrics are validated, forecast and replayed by the planning core and the
+    // backtest (`planning::several`); the reconcile does not read and decide on them yet, and
+    // one metric of several alone would scale below what another needs.
+    if spec.several_metrics() {
+        let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+        return Ok(Err(refused(
+            ReadyReason::SeveralMetricsUnsupported,
+            format!(
+                "spec.metrics lists {} metrics ({}): this operator decides on one metric so far \
+                 (spec.metric); `prescaler backtest` replays several; nothing is scaled",
+                names.len(),
+                names.join(", ")
+            ),
+        )));
+    }
     if let Some(finding) = not_to_be_read(ps, ctx, &namespace) {
         return Ok(Err(finding));
     }
