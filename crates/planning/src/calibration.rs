@@ -286,6 +286,10 @@ pub struct Calibrator {
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
     calibration: Option<Calibration>,
+    /// With `ModelConfig::phase_spread`, the margin of each hour of the UTC day the last
+    /// calibration found; the calibration's margin is that of the hour each decision provisions
+    /// for (its minute plus the lead time).
+    phase_margins: Option<[f64; replay::PHASES]>,
 }
 
 fn epoch_minute(t: DateTime<Utc>) -> i64 {
@@ -311,6 +315,7 @@ impl Calibrator {
             records: VecDeque::new(),
             calibrated_at: None,
             calibration: None,
+            phase_margins: None,
         }
     }
 
@@ -319,6 +324,7 @@ impl Calibrator {
     pub fn invalidate(&mut self) {
         self.calibrated_at = None;
         self.calibration = None;
+        self.phase_margins = None;
     }
 
     /// The predictors whose forecasts are recorded.
@@ -416,7 +422,14 @@ impl Calibrator {
         }
         if calibrating {
             self.calibrated_at = Some(boundary);
-            self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
+            let found = self.recalibrate(cfg, history, boundary, objective, adjust);
+            (self.calibration, self.phase_margins) = match found {
+                Some((c, phased)) => (Some(c), phased),
+                None => (None, None),
+            };
+        }
+        if let (Some(c), Some(m)) = (&mut self.calibration, &self.phase_margins) {
+            c.margins.margin = m[replay::phase_of(now_m + objective.lead.num_minutes())];
         }
         // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
         // decision now needs. Recomputed: what a decision needs until the next boundary.

@@ -675,6 +675,18 @@ pub struct ModelConfig {
     /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
     /// run on the wall clock).
     pub zero_cooldown: Duration,
+    /// Whether the relative margin varies with the hour of the day, as one pooled quantile of
+    /// errors normalized by each hour's error spread (locally weighted conformal prediction:
+    /// Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018, "Distribution-free predictive
+    /// inference for regression"): an experiment, off by default
+    /// (`prescaler-bench --set phase_spread=1`).
+    pub phase_spread: bool,
+    /// Whether the share of minutes the margin may leave short is set by dynamically-tuned
+    /// adaptive conformal inference over the replayed week (Gibbs & Candès 2022, "Conformal
+    /// inference for online prediction with arbitrary distribution shifts"; Zaffran et al. 2022,
+    /// "Adaptive conformal predictions for time series"): an experiment, off by default
+    /// (`prescaler-bench --set dtaci=1`).
+    pub dtaci: bool,
 }
 
 impl Default for ModelConfig {
@@ -699,6 +711,8 @@ impl Default for ModelConfig {
             sustained_samples: 3,
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
+            phase_spread: false,
+            dtaci: false,
         }
     }
 }

@@ -177,6 +177,14 @@ fn scored_minutes(minutes: &Minutes, w: &Window, adjust: &Adjustments) -> Vec<us
         .collect()
 }
 
+/// The hours of the UTC day a margin by phase distinguishes (`ModelConfig::phase_spread`).
+pub(super) const PHASES: usize = 24;
+
+/// The phase (hour of the UTC day) of an epoch minute.
+pub(super) fn phase_of(minute: i64) -> usize {
+    (minute.rem_euclid(1440) / 60) as usize
+}
+
 /// One basis replayed: what each scored minute needed, and what it held.
 struct Replayed {
     basis: Basis,
@@ -191,8 +199,16 @@ struct Replayed {
     kept: usize,
     floor_alone: f64,
     /// The scored minutes whose live floor was above the basis held plus half a replica, as
-    /// (basis, floor): the only ones where some margin leaves the floor the higher.
-    floor_above: Vec<(f64, f64)>,
+    /// (basis, floor, phase): the only ones where some margin leaves the floor the higher.
+    floor_above: Vec<(f64, f64, usize)>,
+    /// Each scored minute's phase, and `held` by phase.
+    phase: Vec<u8>,
+    held_by_phase: [f64; PHASES],
+    /// Each phase's error spread (the median absolute relative error of the basis held against
+    /// the load that came, over the week's minutes of that hour), relative to the median over
+    /// the phases: what a pooled margin is scaled by (`ModelConfig::phase_spread`). All 1 when
+    /// the margin does not depend on the phase.
+    spread: [f64; PHASES],
 }
 
 impl Replayed {
@@ -216,6 +232,7 @@ fn replay(
     scored: &[usize],
     objective: &Objective,
     w: &Window,
+    phase_spread: bool,
 ) -> Option<Replayed> {
     let c = objective.target_per_replica;
     let base: Vec<f64> = (0..w.span)
@@ -234,8 +251,21 @@ fn replay(
         kept: 0,
         floor_alone: 0.0,
         floor_above: Vec::new(),
+        phase: Vec::with_capacity(scored.len()),
+        held_by_phase: [0.0; PHASES],
+        spread: [1.0; PHASES],
     };
+    let mut errors: Vec<Vec<f64>> = vec![Vec::new(); if phase_spread { PHASES } else { 0 }];
     for &k in scored {
+        let p = phase_of(w.minute(k));
+        r.phase.push(p as u8);
+        if phase_spread
+            && let Some(last) = k.checked_sub(w.lag)
+            && stab_least[last].is_finite()
+            && stab_least[last] > 0.0
+        {
+            errors[p].push((minutes.sample[k] / stab_least[last] - 1.0).abs());
+        }
         let n = needed(objective, minutes.sample[k]);
         // The load shown at minute k happened `lag` before; what was ready then was asked for
         // over the start-up time before that. The least basis among the minutes whose live
@@ -275,15 +305,49 @@ fn replay(
         let b = stab[k] / c;
         if b.is_finite() {
             r.held += b;
+            r.held_by_phase[p] += b;
             r.kept += 1;
             if floor.floor[k] > b + 0.5 {
-                r.floor_above.push((b, floor.floor[k]));
+                r.floor_above.push((b, floor.floor[k], p));
             }
         } else {
             r.floor_alone += floor.floor[k];
         }
     }
+    if phase_spread {
+        r.spread = phase_spreads(errors);
+    }
     Some(r)
+}
+
+/// Each phase's error spread relative to the typical phase's, from the absolute relative errors
+/// of each phase: the median, divided by the median of the phases' medians, within
+/// [1/4, 4] (an hour's median of a week's minutes is an estimate, and one near zero must not
+/// take the margin away). A phase with fewer than an hour of minutes is typical.
+fn phase_spreads(mut errors: Vec<Vec<f64>>) -> [f64; PHASES] {
+    let mut medians = [f64::NAN; PHASES];
+    for (m, e) in medians.iter_mut().zip(&mut errors) {
+        if e.len() >= 60 {
+            let mid = e.len() / 2;
+            let (_, v, _) = e.select_nth_unstable_by(mid, f64::total_cmp);
+            *m = *v;
+        }
+    }
+    let mut known: Vec<f64> = medians.iter().copied().filter(|m| m.is_finite()).collect();
+    let mut spread = [1.0; PHASES];
+    if known.is_empty() {
+        return spread;
+    }
+    let mid = known.len() / 2;
+    let (_, &mut typical, _) = known.select_nth_unstable_by(mid, f64::total_cmp);
+    if typical > 0.0 {
+        for (s, m) in spread.iter_mut().zip(medians) {
+            if m.is_finite() {
+                *s = (m / typical).clamp(0.25, 4.0);
+            }
+        }
+    }
+    spread
 }
 
 /// Minutes beyond `max_margin` are short whatever the margin. Those that no basis could have
@@ -301,57 +365,85 @@ fn unavoidable_minutes(cfg: &ModelConfig, replayed: &[Replayed], scored: usize) 
         .collect()
 }
 
+/// The relative margin of each phase: one margin for all of them, unless the margin depends on
+/// the phase (`ModelConfig::phase_spread`).
+type PhaseMargins = [f64; PHASES];
+
 /// The margins of least replayed cost among those that leave at most `allowed` minutes short
 /// (not counting the unavoidable ones), and the replay they were found on. A basis that misses
 /// more than allowed even at the largest margin is ranked after every one that meets the
-/// objective, by how many it misses.
+/// objective, by how many it misses. With `ModelConfig::phase_spread`, the quantile is taken of
+/// each minute's need divided by its phase's spread, and each phase's margin is that quantile
+/// times its spread (locally weighted conformal prediction, Lei et al. 2018): the same minutes
+/// are allowed short over the week as a whole, but the margin is where the errors are.
 fn cheapest<'r>(
     cfg: &ModelConfig,
     replayed: &'r [Replayed],
     unavoidable: &[bool],
     allowed: usize,
-) -> Option<(&'r Replayed, Margins)> {
-    let mut best: Option<(&Replayed, Margins, usize, f64)> = None;
+) -> Option<(&'r Replayed, Margins, Option<PhaseMargins>)> {
+    let mut best: Option<(&Replayed, Margins, Option<PhaseMargins>, usize, f64)> = None;
     let mut xs = Vec::with_capacity(unavoidable.len());
     for r in replayed {
         for &extra in cfg.extra_replicas {
             xs.clear();
-            let mut short = 0;
+            let (mut short, mut largest) = (0, 0.0f64);
             for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
                 let x = r.need(i, extra);
                 if x > cfg.max_margin {
                     short += 1;
                 } else if x > f64::NEG_INFINITY {
-                    xs.push(x);
+                    largest = largest.max(x);
+                    xs.push(if cfg.phase_spread {
+                        x / r.spread[usize::from(r.phase[i])]
+                    } else {
+                        x
+                    });
                 }
             }
-            let (margin, over) = match allowed.checked_sub(short) {
+            // The selected need (of the needs normalized by phase, with `phase_spread`), if
+            // any is to be covered, and how many more minutes are short than allowed.
+            let (quantile, over) = match allowed.checked_sub(short) {
                 Some(left) if xs.len() > left => {
                     let i = xs.len() - 1 - left;
                     let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-                    ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
+                    (Some(*v), 0)
                 }
-                Some(_) => (0.0, 0),
-                None => {
-                    let largest = xs.iter().copied().fold(0.0, f64::max);
-                    ((largest + 1e-9).min(cfg.max_margin), short - allowed)
-                }
+                Some(_) => (None, 0),
+                None => (None, short - allowed),
             };
-            let cost = replayed_cost(r, margin, extra);
+            let uniform = if over == 0 {
+                quantile.map_or(0.0, |v| (v + 1e-9).clamp(0.0, cfg.max_margin))
+            } else {
+                (largest + 1e-9).min(cfg.max_margin)
+            };
+            let phased = (cfg.phase_spread && over == 0).then(|| {
+                let mut m = [0.0; PHASES];
+                if let Some(q) = quantile {
+                    for (m, s) in m.iter_mut().zip(r.spread) {
+                        *m = (q * s + 1e-9).clamp(0.0, cfg.max_margin);
+                    }
+                }
+                m
+            });
+            let (margin, cost) = match &phased {
+                Some(m) => (m[0], replayed_cost_by_phase(r, m, extra)),
+                None => (uniform, replayed_cost(r, uniform, extra)),
+            };
             if best
                 .as_ref()
-                .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
+                .is_none_or(|(_, _, _, b_over, b)| (over, cost) < (*b_over, *b))
             {
                 let margins = Margins {
                     basis: r.basis,
                     margin,
                     extra,
                 };
-                best = Some((r, margins, over, cost));
+                best = Some((r, margins, phased, over, cost));
             }
         }
     }
-    best.map(|(r, margins, _, _)| (r, margins))
+    best.map(|(r, margins, phased, _, _)| (r, margins, phased))
 }
 
 /// A replay's cost in replica-minutes with these margins; a ceil adds half a replica on average.
@@ -363,14 +455,32 @@ fn replayed_cost(r: &Replayed, margin: f64, extra: f64) -> f64 {
         + r.floor_alone
         + r.floor_above
             .iter()
-            .map(|&(b, f)| (f - provision(b)).max(0.0))
+            .map(|&(b, f, _)| (f - provision(b)).max(0.0))
+            .sum::<f64>()
+}
+
+/// `replayed_cost` with a margin for each phase.
+fn replayed_cost_by_phase(r: &Replayed, margins: &PhaseMargins, extra: f64) -> f64 {
+    let provision = |b: f64, p: usize| (1.0 + margins[p]) * b + extra + 0.5;
+    r.held_by_phase
+        .iter()
+        .zip(margins)
+        .map(|(h, m)| (1.0 + m) * h)
+        .sum::<f64>()
+        + (0.5 + extra) * r.kept as f64
+        + r.floor_alone
+        + r.floor_above
+            .iter()
+            .map(|&(b, f, p)| (f - provision(b, p)).max(0.0))
             .sum::<f64>()
 }
 
 /// The figures behind the choice, for the status.
+#[allow(clippy::too_many_arguments)]
 fn figures(
     chosen: &Replayed,
     margins: Margins,
+    phased: Option<&PhaseMargins>,
     minutes: &Minutes,
     scored: &[usize],
     unavoidable: &[bool],
@@ -386,7 +496,8 @@ fn figures(
         let x = chosen.need(i, margins.extra);
         let in_day = w.minute(k) >= day_lo;
         day += usize::from(in_day);
-        if x > margins.margin {
+        let margin = phased.map_or(margins.margin, |m| m[usize::from(chosen.phase[i])]);
+        if x > margin {
             short_week += 1;
             short_day += usize::from(in_day);
         }
@@ -455,7 +566,7 @@ impl Calibrator {
         boundary: i64,
         objective: &Objective,
         adjust: &Adjustments,
-    ) -> Option<Calibration> {
+    ) -> Option<(Calibration, Option<PhaseMargins>)> {
         let w = Window::new(cfg, objective, boundary);
         let minutes = Minutes::read(self, cfg, history, &w)?;
         let floor = live_floor(&minutes, objective, &w);
@@ -468,22 +579,127 @@ impl Calibrator {
             .floor() as usize;
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
-            replayed.extend(replay(basis, &minutes, &floor, &scored, objective, &w));
+            replayed.extend(replay(
+                basis,
+                &minutes,
+                &floor,
+                &scored,
+                objective,
+                &w,
+                cfg.phase_spread,
+            ));
         }
         let unavoidable = unavoidable_minutes(cfg, &replayed, scored.len());
-        let (chosen, margins) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
+        let (mut chosen, mut margins, mut phased) =
+            cheapest(cfg, &replayed, &unavoidable, allowed)?;
+        if cfg.dtaci {
+            // The share of minutes allowed short, walked over the week on the basis chosen at
+            // the objective's share, and the cheapest margins at the share the walk ends on.
+            let needs: Vec<f64> = (0..scored.len())
+                .filter(|&i| !unavoidable[i])
+                .map(|i| chosen.need(i, margins.extra))
+                .collect();
+            let target = objective.max_underprovisioned / cfg.objective_safety;
+            let level = dtaci_level(
+                &needs,
+                target,
+                objective.max_underprovisioned,
+                cfg.max_margin,
+            );
+            let allowed = (level * scored.len() as f64).floor() as usize;
+            (chosen, margins, phased) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
+        }
         let figures = figures(
             chosen,
             margins,
+            phased.as_ref(),
             &minutes,
             &scored,
             &unavoidable,
             objective,
             &w,
         );
-        Some(Calibration {
-            level_change: level_change(history, &w),
-            ..figures
-        })
+        Some((
+            Calibration {
+                level_change: level_change(history, &w),
+                ..figures
+            },
+            phased,
+        ))
     }
+}
+
+/// The share of minutes to allow short, by dynamically-tuned adaptive conformal inference
+/// (DtACI: Gibbs & Candès 2022, "Conformal inference for online prediction with arbitrary
+/// distribution shifts", algorithm 1; Zaffran et al. 2022, "Adaptive conformal predictions for
+/// time series"), walked over `needs` (the margin each minute of the week needed, in time
+/// order): after a day, each minute is judged out of sample against the quantile of the minutes
+/// before it at each expert's level; each expert moves its level by its own step,
+/// `α ← α + γ(target − err)`, and the experts are weighted by their pinball loss with
+/// exponential reweighting. The result is the weighted level at the week's end, in
+/// `[0, cap]`. The steps are multiples of the target, as a miss moves the level by `γ` and a
+/// covered minute by `γ·target`: a day of covered minutes at the target gives back a step
+/// whatever it is, so the experts differ in how far one miss moves them, from a sixteenth of
+/// the target to all of it. `η` and `σ` are the paper's choice for an interval of a day.
+fn dtaci_level(needs: &[f64], target: f64, cap: f64, max_margin: f64) -> f64 {
+    const BURN_IN: usize = 1440;
+    const STEPS: [f64; 5] = [1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0 / 2.0, 1.0];
+    let n = needs.len();
+    if n < 2 * BURN_IN || target <= 0.0 {
+        return target;
+    }
+    let experts = STEPS.len() as f64;
+    let interval = BURN_IN as f64;
+    let sigma = 1.0 / (2.0 * interval);
+    let a = target;
+    let eta = (3.0 / interval).sqrt()
+        * (((interval * experts).ln() + 2.0)
+            / ((1.0 - a).powi(2) * a.powi(3) + a.powi(2) * (1.0 - a).powi(3)))
+        .sqrt();
+    let pinball = |beta: f64, theta: f64| a * (beta - theta) - (beta - theta).min(0.0);
+    let mut alphas = [target; STEPS.len()];
+    let mut weights = [1.0 / experts; STEPS.len()];
+    // The highest needs so far, highest first: enough for any level up to `cap`.
+    let most = (cap * n as f64).ceil() as usize + 1;
+    let mut top: Vec<f64> = Vec::with_capacity(most + 1);
+    for (t, &x) in needs.iter().enumerate() {
+        if t >= BURN_IN {
+            // β: the share of the minutes before with a need at least this one's, the highest
+            // level at which this minute is short (past `most`, above every expert's level).
+            let at_least = top.iter().take_while(|&&v| v >= x).count();
+            let beta = at_least as f64 / t as f64;
+            let margin_at = |alpha: f64| {
+                if alpha <= 0.0 {
+                    return max_margin;
+                }
+                let i = (alpha * t as f64).floor() as usize;
+                top.get(i).copied().unwrap_or(0.0).clamp(0.0, max_margin)
+            };
+            let mut sum = 0.0;
+            for (wt, &alpha) in weights.iter_mut().zip(&alphas) {
+                *wt *= (-eta * pinball(beta, alpha)).exp();
+                sum += *wt;
+            }
+            for wt in &mut weights {
+                *wt = if sum > 0.0 && sum.is_finite() {
+                    (1.0 - sigma) * *wt / sum + sigma / experts
+                } else {
+                    1.0 / experts
+                };
+            }
+            for (alpha, step) in alphas.iter_mut().zip(STEPS) {
+                let err = if x > margin_at(*alpha) { 1.0 } else { 0.0 };
+                *alpha = (*alpha + step * target * (target - err)).clamp(0.0, cap);
+            }
+        }
+        if x > f64::NEG_INFINITY {
+            let at = top.partition_point(|&v| v >= x);
+            if at < most {
+                top.insert(at, x);
+                top.truncate(most);
+            }
+        }
+    }
+    let total: f64 = weights.iter().sum();
+    (alphas.iter().zip(&weights).map(|(a, w)| a * w).sum::<f64>() / total).clamp(0.0, cap)
 }
