@@ -230,7 +230,11 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "recurring_steps" => model.recurring_steps = number()? != 0.0,
             "zero_persistence_min" => model.zero_persistence = minutes()?,
             "sustained_samples" => model.sustained_samples = number()? as usize,
-            "phase_spread" => model.phase_spread = number()? != 0.0,
+            "phase_spread" => {
+                let v = number()?;
+                model.phase_spread = v != 0.0;
+                model.phase_spread_cross_fitted = v == 2.0;
+            }
             "dtaci" => model.dtaci = number()? != 0.0,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }

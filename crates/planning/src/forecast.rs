@@ -681,6 +681,9 @@ pub struct ModelConfig {
     /// inference for regression"): an experiment, off by default
     /// (`prescaler-bench --set phase_spread=1`).
     pub phase_spread: bool,
+    /// With `phase_spread`, whether each day's errors are normalized by a spread fitted on the
+    /// other days of the week (`prescaler-bench --set phase_spread=2`).
+    pub phase_spread_cross_fitted: bool,
     /// Whether the share of minutes the margin may leave short is set by dynamically-tuned
     /// adaptive conformal inference over the replayed week (Gibbs & Candès 2022, "Conformal
     /// inference for online prediction with arbitrary distribution shifts"; Zaffran et al. 2022,
@@ -712,6 +715,7 @@ impl Default for ModelConfig {
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
             phase_spread: false,
+            phase_spread_cross_fitted: false,
             dtaci: false,
         }
     }

@@ -209,6 +209,9 @@ struct Replayed {
     /// the phases: what a pooled margin is scaled by (`ModelConfig::phase_spread`). All 1 when
     /// the margin does not depend on the phase.
     spread: [f64; PHASES],
+    /// Cross-fitted (`ModelConfig::phase_spread_cross_fitted`): each scored minute's spread,
+    /// from the errors of the other days of the week only; empty otherwise.
+    minute_spread: Vec<f64>,
 }
 
 impl Replayed {
@@ -233,6 +236,7 @@ fn replay(
     objective: &Objective,
     w: &Window,
     phase_spread: bool,
+    cross_fitted: bool,
 ) -> Option<Replayed> {
     let c = objective.target_per_replica;
     let base: Vec<f64> = (0..w.span)
@@ -254,8 +258,10 @@ fn replay(
         phase: Vec::with_capacity(scored.len()),
         held_by_phase: [0.0; PHASES],
         spread: [1.0; PHASES],
+        minute_spread: Vec::new(),
     };
-    let mut errors: Vec<Vec<f64>> = vec![Vec::new(); if phase_spread { PHASES } else { 0 }];
+    let day_of = |k: usize| w.minute(k).div_euclid(1440);
+    let mut errors: Vec<Vec<(i64, f64)>> = vec![Vec::new(); if phase_spread { PHASES } else { 0 }];
     for &k in scored {
         let p = phase_of(w.minute(k));
         r.phase.push(p as u8);
@@ -264,7 +270,10 @@ fn replay(
             && stab_least[last].is_finite()
             && stab_least[last] > 0.0
         {
-            errors[p].push((minutes.sample[k] / stab_least[last] - 1.0).abs());
+            errors[p].push((
+                day_of(k),
+                (minutes.sample[k] / stab_least[last] - 1.0).abs(),
+            ));
         }
         let n = needed(objective, minutes.sample[k]);
         // The load shown at minute k happened `lag` before; what was ready then was asked for
@@ -315,33 +324,75 @@ fn replay(
         }
     }
     if phase_spread {
-        r.spread = phase_spreads(errors);
+        let medians = phase_medians(&errors, None);
+        let typical = typical_median(&medians);
+        r.spread = relative_spreads(&medians, typical);
+        if cross_fitted {
+            // Split conformal prediction needs the scale fitted apart from the scores it
+            // normalizes (Lei et al. 2018 fit it on a separate split): a spread fitted on the
+            // same minutes is widest where this week's errors fell, which shrinks their scores
+            // and makes the quantile optimistic. Each day's minutes are normalized by the
+            // spread of the other days (cross-fitting keeps the week's sample for the
+            // quantile); the margins applied are the whole week's.
+            let mut by_day: Vec<(i64, [f64; PHASES])> = Vec::new();
+            for &k in scored {
+                let d = day_of(k);
+                let s = match by_day.iter().find(|(day, _)| *day == d) {
+                    Some((_, s)) => s,
+                    None => {
+                        let s = relative_spreads(&phase_medians(&errors, Some(d)), typical);
+                        by_day.push((d, s));
+                        &by_day[by_day.len() - 1].1
+                    }
+                };
+                r.minute_spread.push(s[phase_of(w.minute(k))]);
+            }
+        }
     }
     Some(r)
 }
 
-/// Each phase's error spread relative to the typical phase's, from the absolute relative errors
-/// of each phase: the median, divided by the median of the phases' medians, within
-/// [1/4, 4] (an hour's median of a week's minutes is an estimate, and one near zero must not
-/// take the margin away). A phase with fewer than an hour of minutes is typical.
-fn phase_spreads(mut errors: Vec<Vec<f64>>) -> [f64; PHASES] {
+/// Each phase's median absolute relative error (NaN for a phase with fewer than an hour of
+/// minutes), leaving out the minutes of day `without`.
+fn phase_medians(errors: &[Vec<(i64, f64)>], without: Option<i64>) -> [f64; PHASES] {
     let mut medians = [f64::NAN; PHASES];
-    for (m, e) in medians.iter_mut().zip(&mut errors) {
+    let mut e = Vec::new();
+    for (m, errors) in medians.iter_mut().zip(errors) {
+        e.clear();
+        e.extend(
+            errors
+                .iter()
+                .filter(|(d, _)| Some(*d) != without)
+                .map(|&(_, x)| x),
+        );
         if e.len() >= 60 {
             let mid = e.len() / 2;
             let (_, v, _) = e.select_nth_unstable_by(mid, f64::total_cmp);
             *m = *v;
         }
     }
+    medians
+}
+
+/// The median of the phases' medians: the typical phase's spread.
+fn typical_median(medians: &[f64; PHASES]) -> f64 {
     let mut known: Vec<f64> = medians.iter().copied().filter(|m| m.is_finite()).collect();
-    let mut spread = [1.0; PHASES];
     if known.is_empty() {
-        return spread;
+        return f64::NAN;
     }
     let mid = known.len() / 2;
     let (_, &mut typical, _) = known.select_nth_unstable_by(mid, f64::total_cmp);
+    typical
+}
+
+/// Each phase's error spread relative to the typical phase's, from the absolute relative errors
+/// of each phase: the median, divided by the median of the phases' medians, within
+/// [1/4, 4] (an hour's median of a week's minutes is an estimate, and one near zero must not
+/// take the margin away). A phase with fewer than an hour of minutes is typical.
+fn relative_spreads(medians: &[f64; PHASES], typical: f64) -> [f64; PHASES] {
+    let mut spread = [1.0; PHASES];
     if typical > 0.0 {
-        for (s, m) in spread.iter_mut().zip(medians) {
+        for (s, &m) in spread.iter_mut().zip(medians) {
             if m.is_finite() {
                 *s = (m / typical).clamp(0.25, 4.0);
             }
@@ -394,7 +445,9 @@ fn cheapest<'r>(
                     short += 1;
                 } else if x > f64::NEG_INFINITY {
                     largest = largest.max(x);
-                    xs.push(if cfg.phase_spread {
+                    xs.push(if !r.minute_spread.is_empty() {
+                        x / r.minute_spread[i]
+                    } else if cfg.phase_spread {
                         x / r.spread[usize::from(r.phase[i])]
                     } else {
                         x
@@ -587,6 +640,7 @@ impl Calibrator {
                 objective,
                 &w,
                 cfg.phase_spread,
+                cfg.phase_spread_cross_fitted,
             ));
         }
         let unavoidable = unavoidable_minutes(cfg, &replayed, scored.len());
