@@ -235,6 +235,12 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
                 model.phase_spread = v != 0.0;
                 model.phase_spread_cross_fitted = v == 2.0;
             }
+            "spread_by_change" => {
+                let on = number()? != 0.0;
+                model.spread_by_change = on;
+                model.phase_spread |= on;
+                model.phase_spread_cross_fitted |= on;
+            }
             "dtaci" => model.dtaci = number()? != 0.0,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }

@@ -684,6 +684,10 @@ pub struct ModelConfig {
     /// With `phase_spread`, whether each day's errors are normalized by a spread fitted on the
     /// other days of the week (`prescaler-bench --set phase_spread=2`).
     pub phase_spread_cross_fitted: bool,
+    /// With `phase_spread`, whether the spread is by the class of the live load's change over
+    /// the lead time at the decision (its quartiles over the week) instead of the hour
+    /// (`prescaler-bench --set spread_by_change=1`, which is cross-fitted).
+    pub spread_by_change: bool,
     /// Whether the share of minutes the margin may leave short is set by dynamically-tuned
     /// adaptive conformal inference over the replayed week (Gibbs & Candès 2022, "Conformal
     /// inference for online prediction with arbitrary distribution shifts"; Zaffran et al. 2022,
@@ -716,6 +720,7 @@ impl Default for ModelConfig {
             zero_cooldown: crate::quiet::COOLDOWN,
             phase_spread: false,
             phase_spread_cross_fitted: false,
+            spread_by_change: false,
             dtaci: false,
         }
     }

@@ -237,6 +237,7 @@ fn replay(
     w: &Window,
     phase_spread: bool,
     cross_fitted: bool,
+    phases: &[u8],
 ) -> Option<Replayed> {
     let c = objective.target_per_replica;
     let base: Vec<f64> = (0..w.span)
@@ -263,7 +264,7 @@ fn replay(
     let day_of = |k: usize| w.minute(k).div_euclid(1440);
     let mut errors: Vec<Vec<(i64, f64)>> = vec![Vec::new(); if phase_spread { PHASES } else { 0 }];
     for &k in scored {
-        let p = phase_of(w.minute(k));
+        let p = usize::from(phases[k]);
         r.phase.push(p as u8);
         if phase_spread
             && let Some(last) = k.checked_sub(w.lag)
@@ -345,7 +346,7 @@ fn replay(
                         &by_day[by_day.len() - 1].1
                     }
                 };
-                r.minute_spread.push(s[phase_of(w.minute(k))]);
+                r.minute_spread.push(s[usize::from(phases[k])]);
             }
         }
     }
@@ -619,10 +620,16 @@ impl Calibrator {
         boundary: i64,
         objective: &Objective,
         adjust: &Adjustments,
-    ) -> Option<(Calibration, Option<PhaseMargins>)> {
+    ) -> Option<(Calibration, Option<(PhaseMargins, Option<[f64; 3]>)>)> {
         let w = Window::new(cfg, objective, boundary);
         let minutes = Minutes::read(self, cfg, history, &w)?;
         let floor = live_floor(&minutes, objective, &w);
+        let (phases, cuts) = if cfg.spread_by_change {
+            change_classes(&minutes, &w)
+        } else {
+            let hours = (0..w.span).map(|k| phase_of(w.minute(k)) as u8);
+            (hours.collect(), None)
+        };
         let scored = scored_minutes(&minutes, &w, adjust);
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
@@ -641,6 +648,7 @@ impl Calibrator {
                 &w,
                 cfg.phase_spread,
                 cfg.phase_spread_cross_fitted,
+                &phases,
             ));
         }
         let unavoidable = unavoidable_minutes(cfg, &replayed, scored.len());
@@ -678,9 +686,58 @@ impl Calibrator {
                 level_change: level_change(history, &w),
                 ..figures
             },
-            phased,
+            phased.map(|m| (m, cuts)),
         ))
     }
+}
+
+/// How many classes of the live load's recent change a margin by change distinguishes
+/// (`ModelConfig::spread_by_change`): its quartiles over the week, and a class of its own for
+/// minutes with no change to read.
+pub(super) const CHANGE_CLASSES: usize = 5;
+
+/// The live load's relative change over the lead time at a decision: what a margin by change
+/// is chosen by. NaN where either reading is missing.
+pub(super) fn relative_change(now: f64, lead_before: f64) -> f64 {
+    if now.is_finite() && lead_before.is_finite() && lead_before > 0.0 {
+        (now / lead_before - 1.0).abs()
+    } else {
+        f64::NAN
+    }
+}
+
+/// The class of a relative change among the week's quartiles `cuts`.
+pub(super) fn change_class(change: f64, cuts: &[f64; 3]) -> u8 {
+    if change.is_finite() {
+        cuts.iter().filter(|&&c| change > c).count() as u8
+    } else {
+        (CHANGE_CLASSES - 1) as u8
+    }
+}
+
+/// Each span minute's class of change, read at the last decision that readied its replicas
+/// (the minute less the metric's lag), and the week's quartiles of the change that set them.
+fn change_classes(minutes: &Minutes, w: &Window) -> (Vec<u8>, Option<[f64; 3]>) {
+    let lead = w.lead as usize;
+    let change = |u: usize| {
+        u.checked_sub(lead).map_or(f64::NAN, |b| {
+            relative_change(minutes.live[u], minutes.live[b])
+        })
+    };
+    let at = |k: usize| k.checked_sub(w.lag).map_or(f64::NAN, change);
+    let scored_lo = (w.scored_lo - w.span_lo).max(0) as usize;
+    let mut seen: Vec<f64> = (scored_lo..w.span)
+        .map(at)
+        .filter(|c| c.is_finite())
+        .collect();
+    if seen.len() < 4 {
+        return (vec![(CHANGE_CLASSES - 1) as u8; w.span], None);
+    }
+    seen.sort_unstable_by(f64::total_cmp);
+    let q = |f: f64| seen[((seen.len() - 1) as f64 * f) as usize];
+    let cuts = [q(0.25), q(0.5), q(0.75)];
+    let classes = (0..w.span).map(|k| change_class(at(k), &cuts)).collect();
+    (classes, Some(cuts))
 }
 
 /// The share of minutes to allow short, by dynamically-tuned adaptive conformal inference
