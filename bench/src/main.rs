@@ -230,18 +230,6 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "recurring_steps" => model.recurring_steps = number()? != 0.0,
             "zero_persistence_min" => model.zero_persistence = minutes()?,
             "sustained_samples" => model.sustained_samples = number()? as usize,
-            "phase_spread" => {
-                let v = number()?;
-                model.phase_spread = v != 0.0;
-                model.phase_spread_cross_fitted = v == 2.0;
-            }
-            "spread_by_change" => {
-                let on = number()? != 0.0;
-                model.spread_by_change = on;
-                model.phase_spread |= on;
-                model.phase_spread_cross_fitted |= on;
-            }
-            "dtaci" => model.dtaci = number()? != 0.0,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }

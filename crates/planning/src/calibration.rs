@@ -286,13 +286,6 @@ pub struct Calibrator {
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
     calibration: Option<Calibration>,
-    /// With `ModelConfig::phase_spread`, the margin of each hour of the UTC day the last
-    /// calibration found; the calibration's margin is that of the hour each decision provisions
-    /// for (its minute plus the lead time).
-    phase_margins: Option<[f64; replay::PHASES]>,
-    /// With `ModelConfig::spread_by_change`, the quartiles of the live load's change that class
-    /// a decision's minute (`phase_margins` is then by class, not by hour).
-    change_cuts: Option<[f64; 3]>,
 }
 
 fn epoch_minute(t: DateTime<Utc>) -> i64 {
@@ -318,8 +311,6 @@ impl Calibrator {
             records: VecDeque::new(),
             calibrated_at: None,
             calibration: None,
-            phase_margins: None,
-            change_cuts: None,
         }
     }
 
@@ -328,8 +319,6 @@ impl Calibrator {
     pub fn invalidate(&mut self) {
         self.calibrated_at = None;
         self.calibration = None;
-        self.phase_margins = None;
-        self.change_cuts = None;
     }
 
     /// The predictors whose forecasts are recorded.
@@ -427,29 +416,7 @@ impl Calibrator {
         }
         if calibrating {
             self.calibrated_at = Some(boundary);
-            let found = self.recalibrate(cfg, history, boundary, objective, adjust);
-            (self.calibration, self.phase_margins, self.change_cuts) = match found {
-                Some((c, Some((m, cuts)))) => (Some(c), Some(m), cuts),
-                Some((c, None)) => (Some(c), None, None),
-                None => (None, None, None),
-            };
-        }
-        if let (Some(c), Some(m)) = (&mut self.calibration, &self.phase_margins) {
-            let class = if cfg.spread_by_change {
-                let live_at = |t: DateTime<Utc>| {
-                    view_at(t)
-                        .and_then(|v| live_reading(cfg, v, t).load)
-                        .unwrap_or(f64::NAN)
-                };
-                let change = replay::relative_change(live_at(now), live_at(now - objective.lead));
-                match &self.change_cuts {
-                    Some(cuts) => usize::from(replay::change_class(change, cuts)),
-                    None => replay::CHANGE_CLASSES - 1,
-                }
-            } else {
-                replay::phase_of(now_m + objective.lead.num_minutes())
-            };
-            c.margins.margin = m[class];
+            self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
         }
         // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
         // decision now needs. Recomputed: what a decision needs until the next boundary.

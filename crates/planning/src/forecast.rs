@@ -675,25 +675,6 @@ pub struct ModelConfig {
     /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
     /// run on the wall clock).
     pub zero_cooldown: Duration,
-    /// Whether the relative margin varies with the hour of the day, as one pooled quantile of
-    /// errors normalized by each hour's error spread (locally weighted conformal prediction:
-    /// Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018, "Distribution-free predictive
-    /// inference for regression"): an experiment, off by default
-    /// (`prescaler-bench --set phase_spread=1`).
-    pub phase_spread: bool,
-    /// With `phase_spread`, whether each day's errors are normalized by a spread fitted on the
-    /// other days of the week (`prescaler-bench --set phase_spread=2`).
-    pub phase_spread_cross_fitted: bool,
-    /// With `phase_spread`, whether the spread is by the class of the live load's change over
-    /// the lead time at the decision (its quartiles over the week) instead of the hour
-    /// (`prescaler-bench --set spread_by_change=1`, which is cross-fitted).
-    pub spread_by_change: bool,
-    /// Whether the share of minutes the margin may leave short is set by dynamically-tuned
-    /// adaptive conformal inference over the replayed week (Gibbs & Candès 2022, "Conformal
-    /// inference for online prediction with arbitrary distribution shifts"; Zaffran et al. 2022,
-    /// "Adaptive conformal predictions for time series"): an experiment, off by default
-    /// (`prescaler-bench --set dtaci=1`).
-    pub dtaci: bool,
 }
 
 impl Default for ModelConfig {
@@ -718,10 +699,6 @@ impl Default for ModelConfig {
             sustained_samples: 3,
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
-            phase_spread: false,
-            phase_spread_cross_fitted: false,
-            spread_by_change: false,
-            dtaci: false,
         }
     }
 }

@@ -177,14 +177,6 @@ fn scored_minutes(minutes: &Minutes, w: &Window, adjust: &Adjustments) -> Vec<us
         .collect()
 }
 
-/// The hours of the UTC day a margin by phase distinguishes (`ModelConfig::phase_spread`).
-pub(super) const PHASES: usize = 24;
-
-/// The phase (hour of the UTC day) of an epoch minute.
-pub(super) fn phase_of(minute: i64) -> usize {
-    (minute.rem_euclid(1440) / 60) as usize
-}
-
 /// One basis replayed: what each scored minute needed, and what it held.
 struct Replayed {
     basis: Basis,
@@ -199,19 +191,8 @@ struct Replayed {
     kept: usize,
     floor_alone: f64,
     /// The scored minutes whose live floor was above the basis held plus half a replica, as
-    /// (basis, floor, phase): the only ones where some margin leaves the floor the higher.
-    floor_above: Vec<(f64, f64, usize)>,
-    /// Each scored minute's phase, and `held` by phase.
-    phase: Vec<u8>,
-    held_by_phase: [f64; PHASES],
-    /// Each phase's error spread (the median absolute relative error of the basis held against
-    /// the load that came, over the week's minutes of that hour), relative to the median over
-    /// the phases: what a pooled margin is scaled by (`ModelConfig::phase_spread`). All 1 when
-    /// the margin does not depend on the phase.
-    spread: [f64; PHASES],
-    /// Cross-fitted (`ModelConfig::phase_spread_cross_fitted`): each scored minute's spread,
-    /// from the errors of the other days of the week only; empty otherwise.
-    minute_spread: Vec<f64>,
+    /// (basis, floor): the only ones where some margin leaves the floor the higher.
+    floor_above: Vec<(f64, f64)>,
 }
 
 impl Replayed {
@@ -235,9 +216,6 @@ fn replay(
     scored: &[usize],
     objective: &Objective,
     w: &Window,
-    phase_spread: bool,
-    cross_fitted: bool,
-    phases: &[u8],
 ) -> Option<Replayed> {
     let c = objective.target_per_replica;
     let base: Vec<f64> = (0..w.span)
@@ -256,26 +234,8 @@ fn replay(
         kept: 0,
         floor_alone: 0.0,
         floor_above: Vec::new(),
-        phase: Vec::with_capacity(scored.len()),
-        held_by_phase: [0.0; PHASES],
-        spread: [1.0; PHASES],
-        minute_spread: Vec::new(),
     };
-    let day_of = |k: usize| w.minute(k).div_euclid(1440);
-    let mut errors: Vec<Vec<(i64, f64)>> = vec![Vec::new(); if phase_spread { PHASES } else { 0 }];
     for &k in scored {
-        let p = usize::from(phases[k]);
-        r.phase.push(p as u8);
-        if phase_spread
-            && let Some(last) = k.checked_sub(w.lag)
-            && stab_least[last].is_finite()
-            && stab_least[last] > 0.0
-        {
-            errors[p].push((
-                day_of(k),
-                (minutes.sample[k] / stab_least[last] - 1.0).abs(),
-            ));
-        }
         let n = needed(objective, minutes.sample[k]);
         // The load shown at minute k happened `lag` before; what was ready then was asked for
         // over the start-up time before that. The least basis among the minutes whose live
@@ -315,91 +275,15 @@ fn replay(
         let b = stab[k] / c;
         if b.is_finite() {
             r.held += b;
-            r.held_by_phase[p] += b;
             r.kept += 1;
             if floor.floor[k] > b + 0.5 {
-                r.floor_above.push((b, floor.floor[k], p));
+                r.floor_above.push((b, floor.floor[k]));
             }
         } else {
             r.floor_alone += floor.floor[k];
         }
     }
-    if phase_spread {
-        let medians = phase_medians(&errors, None);
-        let typical = typical_median(&medians);
-        r.spread = relative_spreads(&medians, typical);
-        if cross_fitted {
-            // Split conformal prediction needs the scale fitted apart from the scores it
-            // normalizes (Lei et al. 2018 fit it on a separate split): a spread fitted on the
-            // same minutes is widest where this week's errors fell, which shrinks their scores
-            // and makes the quantile optimistic. Each day's minutes are normalized by the
-            // spread of the other days (cross-fitting keeps the week's sample for the
-            // quantile); the margins applied are the whole week's.
-            let mut by_day: Vec<(i64, [f64; PHASES])> = Vec::new();
-            for &k in scored {
-                let d = day_of(k);
-                let s = match by_day.iter().find(|(day, _)| *day == d) {
-                    Some((_, s)) => s,
-                    None => {
-                        let s = relative_spreads(&phase_medians(&errors, Some(d)), typical);
-                        by_day.push((d, s));
-                        &by_day[by_day.len() - 1].1
-                    }
-                };
-                r.minute_spread.push(s[usize::from(phases[k])]);
-            }
-        }
-    }
     Some(r)
-}
-
-/// Each phase's median absolute relative error (NaN for a phase with fewer than an hour of
-/// minutes), leaving out the minutes of day `without`.
-fn phase_medians(errors: &[Vec<(i64, f64)>], without: Option<i64>) -> [f64; PHASES] {
-    let mut medians = [f64::NAN; PHASES];
-    let mut e = Vec::new();
-    for (m, errors) in medians.iter_mut().zip(errors) {
-        e.clear();
-        e.extend(
-            errors
-                .iter()
-                .filter(|(d, _)| Some(*d) != without)
-                .map(|&(_, x)| x),
-        );
-        if e.len() >= 60 {
-            let mid = e.len() / 2;
-            let (_, v, _) = e.select_nth_unstable_by(mid, f64::total_cmp);
-            *m = *v;
-        }
-    }
-    medians
-}
-
-/// The median of the phases' medians: the typical phase's spread.
-fn typical_median(medians: &[f64; PHASES]) -> f64 {
-    let mut known: Vec<f64> = medians.iter().copied().filter(|m| m.is_finite()).collect();
-    if known.is_empty() {
-        return f64::NAN;
-    }
-    let mid = known.len() / 2;
-    let (_, &mut typical, _) = known.select_nth_unstable_by(mid, f64::total_cmp);
-    typical
-}
-
-/// Each phase's error spread relative to the typical phase's, from the absolute relative errors
-/// of each phase: the median, divided by the median of the phases' medians, within
-/// [1/4, 4] (an hour's median of a week's minutes is an estimate, and one near zero must not
-/// take the margin away). A phase with fewer than an hour of minutes is typical.
-fn relative_spreads(medians: &[f64; PHASES], typical: f64) -> [f64; PHASES] {
-    let mut spread = [1.0; PHASES];
-    if typical > 0.0 {
-        for (s, &m) in spread.iter_mut().zip(medians) {
-            if m.is_finite() {
-                *s = (m / typical).clamp(0.25, 4.0);
-            }
-        }
-    }
-    spread
 }
 
 /// Minutes beyond `max_margin` are short whatever the margin. Those that no basis could have
@@ -417,87 +301,57 @@ fn unavoidable_minutes(cfg: &ModelConfig, replayed: &[Replayed], scored: usize) 
         .collect()
 }
 
-/// The relative margin of each phase: one margin for all of them, unless the margin depends on
-/// the phase (`ModelConfig::phase_spread`).
-type PhaseMargins = [f64; PHASES];
-
 /// The margins of least replayed cost among those that leave at most `allowed` minutes short
 /// (not counting the unavoidable ones), and the replay they were found on. A basis that misses
 /// more than allowed even at the largest margin is ranked after every one that meets the
-/// objective, by how many it misses. With `ModelConfig::phase_spread`, the quantile is taken of
-/// each minute's need divided by its phase's spread, and each phase's margin is that quantile
-/// times its spread (locally weighted conformal prediction, Lei et al. 2018): the same minutes
-/// are allowed short over the week as a whole, but the margin is where the errors are.
+/// objective, by how many it misses.
 fn cheapest<'r>(
     cfg: &ModelConfig,
     replayed: &'r [Replayed],
     unavoidable: &[bool],
     allowed: usize,
-) -> Option<(&'r Replayed, Margins, Option<PhaseMargins>)> {
-    let mut best: Option<(&Replayed, Margins, Option<PhaseMargins>, usize, f64)> = None;
+) -> Option<(&'r Replayed, Margins)> {
+    let mut best: Option<(&Replayed, Margins, usize, f64)> = None;
     let mut xs = Vec::with_capacity(unavoidable.len());
     for r in replayed {
         for &extra in cfg.extra_replicas {
             xs.clear();
-            let (mut short, mut largest) = (0, 0.0f64);
+            let mut short = 0;
             for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
                 let x = r.need(i, extra);
                 if x > cfg.max_margin {
                     short += 1;
                 } else if x > f64::NEG_INFINITY {
-                    largest = largest.max(x);
-                    xs.push(if !r.minute_spread.is_empty() {
-                        x / r.minute_spread[i]
-                    } else if cfg.phase_spread {
-                        x / r.spread[usize::from(r.phase[i])]
-                    } else {
-                        x
-                    });
+                    xs.push(x);
                 }
             }
-            // The selected need (of the needs normalized by phase, with `phase_spread`), if
-            // any is to be covered, and how many more minutes are short than allowed.
-            let (quantile, over) = match allowed.checked_sub(short) {
+            let (margin, over) = match allowed.checked_sub(short) {
                 Some(left) if xs.len() > left => {
                     let i = xs.len() - 1 - left;
                     let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-                    (Some(*v), 0)
+                    ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
                 }
-                Some(_) => (None, 0),
-                None => (None, short - allowed),
-            };
-            let uniform = if over == 0 {
-                quantile.map_or(0.0, |v| (v + 1e-9).clamp(0.0, cfg.max_margin))
-            } else {
-                (largest + 1e-9).min(cfg.max_margin)
-            };
-            let phased = (cfg.phase_spread && over == 0).then(|| {
-                let mut m = [0.0; PHASES];
-                if let Some(q) = quantile {
-                    for (m, s) in m.iter_mut().zip(r.spread) {
-                        *m = (q * s + 1e-9).clamp(0.0, cfg.max_margin);
-                    }
+                Some(_) => (0.0, 0),
+                None => {
+                    let largest = xs.iter().copied().fold(0.0, f64::max);
+                    ((largest + 1e-9).min(cfg.max_margin), short - allowed)
                 }
-                m
-            });
-            let (margin, cost) = match &phased {
-                Some(m) => (m[0], replayed_cost_by_phase(r, m, extra)),
-                None => (uniform, replayed_cost(r, uniform, extra)),
             };
+            let cost = replayed_cost(r, margin, extra);
             if best
                 .as_ref()
-                .is_none_or(|(_, _, _, b_over, b)| (over, cost) < (*b_over, *b))
+                .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
             {
                 let margins = Margins {
                     basis: r.basis,
                     margin,
                     extra,
                 };
-                best = Some((r, margins, phased, over, cost));
+                best = Some((r, margins, over, cost));
             }
         }
     }
-    best.map(|(r, margins, phased, _, _)| (r, margins, phased))
+    best.map(|(r, margins, _, _)| (r, margins))
 }
 
 /// A replay's cost in replica-minutes with these margins; a ceil adds half a replica on average.
@@ -509,32 +363,14 @@ fn replayed_cost(r: &Replayed, margin: f64, extra: f64) -> f64 {
         + r.floor_alone
         + r.floor_above
             .iter()
-            .map(|&(b, f, _)| (f - provision(b)).max(0.0))
-            .sum::<f64>()
-}
-
-/// `replayed_cost` with a margin for each phase.
-fn replayed_cost_by_phase(r: &Replayed, margins: &PhaseMargins, extra: f64) -> f64 {
-    let provision = |b: f64, p: usize| (1.0 + margins[p]) * b + extra + 0.5;
-    r.held_by_phase
-        .iter()
-        .zip(margins)
-        .map(|(h, m)| (1.0 + m) * h)
-        .sum::<f64>()
-        + (0.5 + extra) * r.kept as f64
-        + r.floor_alone
-        + r.floor_above
-            .iter()
-            .map(|&(b, f, p)| (f - provision(b, p)).max(0.0))
+            .map(|&(b, f)| (f - provision(b)).max(0.0))
             .sum::<f64>()
 }
 
 /// The figures behind the choice, for the status.
-#[allow(clippy::too_many_arguments)]
 fn figures(
     chosen: &Replayed,
     margins: Margins,
-    phased: Option<&PhaseMargins>,
     minutes: &Minutes,
     scored: &[usize],
     unavoidable: &[bool],
@@ -550,8 +386,7 @@ fn figures(
         let x = chosen.need(i, margins.extra);
         let in_day = w.minute(k) >= day_lo;
         day += usize::from(in_day);
-        let margin = phased.map_or(margins.margin, |m| m[usize::from(chosen.phase[i])]);
-        if x > margin {
+        if x > margins.margin {
             short_week += 1;
             short_day += usize::from(in_day);
         }
@@ -620,16 +455,10 @@ impl Calibrator {
         boundary: i64,
         objective: &Objective,
         adjust: &Adjustments,
-    ) -> Option<(Calibration, Option<(PhaseMargins, Option<[f64; 3]>)>)> {
+    ) -> Option<Calibration> {
         let w = Window::new(cfg, objective, boundary);
         let minutes = Minutes::read(self, cfg, history, &w)?;
         let floor = live_floor(&minutes, objective, &w);
-        let (phases, cuts) = if cfg.spread_by_change {
-            change_classes(&minutes, &w)
-        } else {
-            let hours = (0..w.span).map(|k| phase_of(w.minute(k)) as u8);
-            (hours.collect(), None)
-        };
         let scored = scored_minutes(&minutes, &w, adjust);
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
@@ -639,178 +468,22 @@ impl Calibrator {
             .floor() as usize;
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
-            replayed.extend(replay(
-                basis,
-                &minutes,
-                &floor,
-                &scored,
-                objective,
-                &w,
-                cfg.phase_spread,
-                cfg.phase_spread_cross_fitted,
-                &phases,
-            ));
+            replayed.extend(replay(basis, &minutes, &floor, &scored, objective, &w));
         }
         let unavoidable = unavoidable_minutes(cfg, &replayed, scored.len());
-        let (mut chosen, mut margins, mut phased) =
-            cheapest(cfg, &replayed, &unavoidable, allowed)?;
-        if cfg.dtaci {
-            // The share of minutes allowed short, walked over the week on the basis chosen at
-            // the objective's share, and the cheapest margins at the share the walk ends on.
-            let needs: Vec<f64> = (0..scored.len())
-                .filter(|&i| !unavoidable[i])
-                .map(|i| chosen.need(i, margins.extra))
-                .collect();
-            let target = objective.max_underprovisioned / cfg.objective_safety;
-            let level = dtaci_level(
-                &needs,
-                target,
-                objective.max_underprovisioned,
-                cfg.max_margin,
-            );
-            let allowed = (level * scored.len() as f64).floor() as usize;
-            (chosen, margins, phased) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
-        }
+        let (chosen, margins) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
         let figures = figures(
             chosen,
             margins,
-            phased.as_ref(),
             &minutes,
             &scored,
             &unavoidable,
             objective,
             &w,
         );
-        Some((
-            Calibration {
-                level_change: level_change(history, &w),
-                ..figures
-            },
-            phased.map(|m| (m, cuts)),
-        ))
-    }
-}
-
-/// How many classes of the live load's recent change a margin by change distinguishes
-/// (`ModelConfig::spread_by_change`): its quartiles over the week, and a class of its own for
-/// minutes with no change to read.
-pub(super) const CHANGE_CLASSES: usize = 5;
-
-/// The live load's relative change over the lead time at a decision: what a margin by change
-/// is chosen by. NaN where either reading is missing.
-pub(super) fn relative_change(now: f64, lead_before: f64) -> f64 {
-    if now.is_finite() && lead_before.is_finite() && lead_before > 0.0 {
-        (now / lead_before - 1.0).abs()
-    } else {
-        f64::NAN
-    }
-}
-
-/// The class of a relative change among the week's quartiles `cuts`.
-pub(super) fn change_class(change: f64, cuts: &[f64; 3]) -> u8 {
-    if change.is_finite() {
-        cuts.iter().filter(|&&c| change > c).count() as u8
-    } else {
-        (CHANGE_CLASSES - 1) as u8
-    }
-}
-
-/// Each span minute's class of change, read at the last decision that readied its replicas
-/// (the minute less the metric's lag), and the week's quartiles of the change that set them.
-fn change_classes(minutes: &Minutes, w: &Window) -> (Vec<u8>, Option<[f64; 3]>) {
-    let lead = w.lead as usize;
-    let change = |u: usize| {
-        u.checked_sub(lead).map_or(f64::NAN, |b| {
-            relative_change(minutes.live[u], minutes.live[b])
+        Some(Calibration {
+            level_change: level_change(history, &w),
+            ..figures
         })
-    };
-    let at = |k: usize| k.checked_sub(w.lag).map_or(f64::NAN, change);
-    let scored_lo = (w.scored_lo - w.span_lo).max(0) as usize;
-    let mut seen: Vec<f64> = (scored_lo..w.span)
-        .map(at)
-        .filter(|c| c.is_finite())
-        .collect();
-    if seen.len() < 4 {
-        return (vec![(CHANGE_CLASSES - 1) as u8; w.span], None);
     }
-    seen.sort_unstable_by(f64::total_cmp);
-    let q = |f: f64| seen[((seen.len() - 1) as f64 * f) as usize];
-    let cuts = [q(0.25), q(0.5), q(0.75)];
-    let classes = (0..w.span).map(|k| change_class(at(k), &cuts)).collect();
-    (classes, Some(cuts))
-}
-
-/// The share of minutes to allow short, by dynamically-tuned adaptive conformal inference
-/// (DtACI: Gibbs & Candès 2022, "Conformal inference for online prediction with arbitrary
-/// distribution shifts", algorithm 1; Zaffran et al. 2022, "Adaptive conformal predictions for
-/// time series"), walked over `needs` (the margin each minute of the week needed, in time
-/// order): after a day, each minute is judged out of sample against the quantile of the minutes
-/// before it at each expert's level; each expert moves its level by its own step,
-/// `α ← α + γ(target − err)`, and the experts are weighted by their pinball loss with
-/// exponential reweighting. The result is the weighted level at the week's end, in
-/// `[0, cap]`. The steps are multiples of the target, as a miss moves the level by `γ` and a
-/// covered minute by `γ·target`: a day of covered minutes at the target gives back a step
-/// whatever it is, so the experts differ in how far one miss moves them, from a sixteenth of
-/// the target to all of it. `η` and `σ` are the paper's choice for an interval of a day.
-fn dtaci_level(needs: &[f64], target: f64, cap: f64, max_margin: f64) -> f64 {
-    const BURN_IN: usize = 1440;
-    const STEPS: [f64; 5] = [1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0 / 2.0, 1.0];
-    let n = needs.len();
-    if n < 2 * BURN_IN || target <= 0.0 {
-        return target;
-    }
-    let experts = STEPS.len() as f64;
-    let interval = BURN_IN as f64;
-    let sigma = 1.0 / (2.0 * interval);
-    let a = target;
-    let eta = (3.0 / interval).sqrt()
-        * (((interval * experts).ln() + 2.0)
-            / ((1.0 - a).powi(2) * a.powi(3) + a.powi(2) * (1.0 - a).powi(3)))
-        .sqrt();
-    let pinball = |beta: f64, theta: f64| a * (beta - theta) - (beta - theta).min(0.0);
-    let mut alphas = [target; STEPS.len()];
-    let mut weights = [1.0 / experts; STEPS.len()];
-    // The highest needs so far, highest first: enough for any level up to `cap`.
-    let most = (cap * n as f64).ceil() as usize + 1;
-    let mut top: Vec<f64> = Vec::with_capacity(most + 1);
-    for (t, &x) in needs.iter().enumerate() {
-        if t >= BURN_IN {
-            // β: the share of the minutes before with a need at least this one's, the highest
-            // level at which this minute is short (past `most`, above every expert's level).
-            let at_least = top.iter().take_while(|&&v| v >= x).count();
-            let beta = at_least as f64 / t as f64;
-            let margin_at = |alpha: f64| {
-                if alpha <= 0.0 {
-                    return max_margin;
-                }
-                let i = (alpha * t as f64).floor() as usize;
-                top.get(i).copied().unwrap_or(0.0).clamp(0.0, max_margin)
-            };
-            let mut sum = 0.0;
-            for (wt, &alpha) in weights.iter_mut().zip(&alphas) {
-                *wt *= (-eta * pinball(beta, alpha)).exp();
-                sum += *wt;
-            }
-            for wt in &mut weights {
-                *wt = if sum > 0.0 && sum.is_finite() {
-                    (1.0 - sigma) * *wt / sum + sigma / experts
-                } else {
-                    1.0 / experts
-                };
-            }
-            for (alpha, step) in alphas.iter_mut().zip(STEPS) {
-                let err = if x > margin_at(*alpha) { 1.0 } else { 0.0 };
-                *alpha = (*alpha + step * target * (target - err)).clamp(0.0, cap);
-            }
-        }
-        if x > f64::NEG_INFINITY {
-            let at = top.partition_point(|&v| v >= x);
-            if at < most {
-                top.insert(at, x);
-                top.truncate(most);
-            }
-        }
-    }
-    let total: f64 = weights.iter().sum();
-    (alphas.iter().zip(&weights).map(|(a, w)| a * w).sum::<f64>() / total).clamp(0.0, cap)
 }
