@@ -26,6 +26,10 @@ FROM scratch
 COPY --from=build /out/ /
 USER 65532:65532
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# glibc gives each thread that allocates an arena of its own (up to 8 a core), and the planner's
+# blocking threads each keep the room of the calibrations' transient histories: at 10 000
+# scalers about 70 MiB more resident (docs/benchmarks.md). Two arenas were also faster there.
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/prescaler"]
 CMD ["run"]

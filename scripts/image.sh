@@ -65,6 +65,7 @@ buildah config \
   --port 8080 \
   --workingdir / \
   --env SSL_CERT_FILE="$ca" \
+  --env MALLOC_ARENA_MAX=2 \
   --label org.opencontainers.image.title=prescaler \
   --label org.opencontainers.image.description="Predictive autoscaling operator for Kubernetes" \
   --label org.opencontainers.image.version="$version" \

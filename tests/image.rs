@@ -108,6 +108,14 @@ fn the_image_is_small_non_root_and_shell_free() {
         String::from_utf8_lossy(&inspect.stdout).trim(),
         r#"65532:65532 ["/usr/local/bin/prescaler"] ["run"]"#
     );
+    // glibc's allocator held about 70 MiB more at 10 000 scalers with an arena per thread
+    // (docs/benchmarks.md): the image limits them.
+    let env = run(podman().args(["image", "inspect", "--format", "{{json .Config.Env}}", tag]));
+    assert!(
+        String::from_utf8_lossy(&env.stdout).contains("MALLOC_ARENA_MAX=2"),
+        "{}",
+        String::from_utf8_lossy(&env.stdout)
+    );
     // The Dockerfile (for machines that can pull a base image) is the same recipe: its final
     // stage says the same user, entrypoint and command.
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
@@ -117,6 +125,7 @@ fn the_image_is_small_non_root_and_shell_free() {
         "USER 65532:65532",
         r#"ENTRYPOINT ["/usr/local/bin/prescaler"]"#,
         r#"CMD ["run"]"#,
+        "ENV MALLOC_ARENA_MAX=2",
     ] {
         assert!(
             last_stage.lines().any(|l| l == line),

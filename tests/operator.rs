@@ -434,7 +434,11 @@ async fn invalid_specs_and_targets_are_reported_and_nothing_is_scaled() {
     }
     assert_eq!(replicas(&api, "typo"), 5, "an invalid spec scales nothing");
     assert_eq!(replicas(&api, "tz"), 5);
-    assert_eq!(replicas(&api, "several"), 5, "several metrics scale nothing yet");
+    assert_eq!(
+        replicas(&api, "several"),
+        5,
+        "several metrics scale nothing yet"
+    );
     assert_eq!(api.writes_to("/scale"), 0);
 }
 

@@ -3,8 +3,10 @@
 //! Prometheus keeps 15 days by default while `forecast.history` defaults to 28: the forecast
 //! reads whatever is there, and without a word the weekly profile runs on two weeks, or on none.
 //! The verdict here is what the `HistoryAvailable` condition says. It counts from the first
-//! sample the planner's view holds (`View::observed_span`), so a gap inside the history does not
-//! shorten it, and a metric that began last Tuesday is as short as a retention that ends there.
+//! sample the planner's view knows of (`View::observed_span`: one it holds, or the first the
+//! source held before the history the operator keeps, `History::with_samples_before`), so a gap
+//! inside the history does not shorten it, and a metric that began last Tuesday is as short as a
+//! retention that ends there.
 
 use chrono::Duration;
 use prescaler_api::Seasonality;

@@ -151,7 +151,8 @@ impl History {
 /// The part of a history observed by some instant, and no older than the spec's
 /// `forecast.history`: indices `lo..=end`. Predictors only read through it, which is what keeps
 /// decisions causal, and what makes `forecast.history` mean the same in the operator (whose cache
-/// holds that much) and in the backtest (whose trace holds more).
+/// holds that much, or `reach` of it and where it began: `History::with_samples_before`) and in
+/// the backtest (whose trace holds more).
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
     history: &'a History,
