@@ -259,6 +259,48 @@ async fn the_plugins_backtest_replays_an_auto_lead_time_as_the_cli_does() {
     );
 }
 
+/// A scaler with several metrics is neither planned nor replayed on its first metric alone:
+/// both commands refuse it, naming the metrics and what replays them.
+#[tokio::test]
+async fn several_metrics_are_refused_by_plan_and_backtest_with_what_replays_them() {
+    let api = FakeApi::new();
+    api.put(deployment("checkout", 3));
+    let mut scaler = checkout();
+    let spec = scaler["spec"].as_object_mut().unwrap();
+    spec.remove("metric");
+    spec.insert(
+        "metrics".into(),
+        json!([
+            { "name": "requests", "query": "sum(rate(http_requests_total[1m]))", "targetPerReplica": 50 },
+            { "name": "queue", "query": "sum(queue_depth)", "targetPerReplica": 10 },
+        ]),
+    );
+    api.put(scaler);
+    let client = api.client();
+    let planned = plugin::plan(&client, &demo_source(), NS, "checkout", now()).await;
+    let replayed = plugin::backtest(
+        &client,
+        &demo_source(),
+        NS,
+        "checkout",
+        Duration::days(14),
+        now(),
+    )
+    .await;
+    for (command, result) in [("plan", planned.err()), ("backtest", replayed.err())] {
+        let message = result
+            .unwrap_or_else(|| panic!("{command} went ahead on one metric"))
+            .to_string();
+        for words in [
+            format!("kubectl prescaler {command} reads one metric"),
+            "2 (requests, queue)".to_string(),
+            "columns timestamp,requests,queue".to_string(),
+        ] {
+            assert!(message.contains(&words), "{command}: {message}");
+        }
+    }
+}
+
 /// `kubectl prescaler backtest` replays the calendar's `.ics` files, read from the scaler's own
 /// namespace, over the trace's span: a sale's floor holds in the replay; without the ConfigMap
 /// it is said, and replayed without.
