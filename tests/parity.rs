@@ -16,7 +16,7 @@ use prescaler::backtest::{self, Setup, manifest};
 use prescaler::placement;
 use prescaler::planning::calibration::Record;
 use prescaler::planning::forecast::ModelConfig;
-use prescaler::planning::planner::{self, Planner};
+use prescaler::planning::planner::Planner;
 
 /// The trace as a Prometheus would serve it: the value at minute `m` is the load of minute
 /// `m - lag`, nothing after `now`, nothing inside the trace's gaps.
@@ -128,10 +128,7 @@ fn decide_alike(history: &str) {
             source.now.set(now);
             // As the operator reads: the cache holds what decisions between calibrations
             // read; a calibration reads the rest of its week again.
-            let deeper = planner.calibrates_at(now).then(|| Deeper {
-                needs: planner.history_needs(),
-                coverage_from: planner::history_start(now, spec.history),
-            });
+            let deeper = Deeper::for_decision(&planner, now);
             let (_, deep) = runtime
                 .block_on(cache.read(&source, now, true, deeper.as_ref()))
                 .unwrap();

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::Result;
 use prescaler_planning::forecast::{COARSE_BLOCK, History};
-use prescaler_planning::planner::HistoryNeeds;
+use prescaler_planning::planner::{self, HistoryNeeds, Planner};
 
 /// Where the samples come from: Prometheus, or (in tests) a recorded trace.
 pub trait RangeSource {
@@ -247,6 +247,17 @@ pub struct Deeper {
     pub coverage_from: DateTime<Utc>,
 }
 
+impl Deeper {
+    /// What `planner`'s decision at `now` reads beyond its resting cache: `None` unless it
+    /// calibrates (`Planner::calibrates_at`).
+    pub fn for_decision(planner: &Planner, now: DateTime<Utc>) -> Option<Self> {
+        planner.calibrates_at(now).then(|| Self {
+            needs: planner.history_needs(),
+            coverage_from: planner::history_start(now, planner.spec().history),
+        })
+    }
+}
+
 /// The history a calibration reads, made for it and not kept.
 #[derive(Clone, Debug)]
 pub struct Deep {
@@ -327,8 +338,7 @@ impl HistoryCache {
         };
         let deep = if self.is_cold() {
             let mut whole = HistoryCache::new(self.query.clone(), deeper.needs);
-            whole.read_cold(source, now, &mut done).await?;
-            whole.fold(now);
+            done = whole.refresh(source, now).await?;
             let history = whole.history();
             // Its own part: the rest folds into blocks or leaves the span, and the room goes.
             self.fine = whole.fine;

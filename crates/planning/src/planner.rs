@@ -60,6 +60,19 @@ fn view_at(history: &History, t: DateTime<Utc>, span: Duration) -> Option<View<'
     history.view_at(t).map(|v| v.since(history_start(t, span)))
 }
 
+/// The decision `last` made in `minute`, when it is asked again within the minute by a workload
+/// that is where the decision left it (`desired`) or still where it was: the same decision, and
+/// the memory untouched. Only a change by someone else revises the minute's decision.
+pub(crate) fn repeated<T>(
+    last: &Option<(DateTime<Utc>, u32, T)>,
+    minute: DateTime<Utc>,
+    current_replicas: u32,
+    desired: impl Fn(&T) -> u32,
+) -> Option<&T> {
+    let (at, was, d) = last.as_ref()?;
+    (*at == minute && (current_replicas == *was || current_replicas == desired(d))).then_some(d)
+}
+
 impl Planner {
     pub fn new(spec: ValidatedSpec, model: ModelConfig) -> Self {
         let calibrator = Calibrator::new(forecast::predictors_for(&spec.seasonality));
@@ -331,13 +344,7 @@ impl Planner {
         now: DateTime<Utc>,
     ) -> Decision {
         let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
-        // Asked again within the minute, by a workload that is where the decision left it (or
-        // still where it was): the same decision, and the memory untouched. Only a change by
-        // someone else revises the minute's decision.
-        if let Some((at, was, d)) = &self.last
-            && *at == minute
-            && (current_replicas == *was || current_replicas == d.desired_replicas)
-        {
+        if let Some(d) = repeated(&self.last, minute, current_replicas, |d| d.desired_replicas) {
             return d.clone();
         }
         let (proposal, observed_history) = self.propose(history, current_replicas, minute);

@@ -152,10 +152,9 @@ impl Several {
         now: DateTime<Utc>,
     ) -> Decided {
         let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
-        if let Some((at, was, d)) = &self.last
-            && *at == minute
-            && (current_replicas == *was || current_replicas == d.decision.desired_replicas)
-        {
+        if let Some(d) = crate::planner::repeated(&self.last, minute, current_replicas, |d| {
+            d.decision.desired_replicas
+        }) {
             return d.clone();
         }
         let history = |i: usize| histories.get(i).copied().flatten();

@@ -15,7 +15,6 @@ use crate::planning::forecast::History;
 use crate::planning::ledger::{self, Tally};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
-use crate::planning::planner;
 
 use super::context::{Context, PlanMemo, ScalerState};
 use super::observe::Target;
@@ -260,10 +259,7 @@ pub(super) async fn read_load(
 ) -> LoadRead {
     let started = Instant::now();
     // A decision that calibrates reads the calibration's week beyond the shared cache.
-    let deeper = state.planner.calibrates_at(now).then(|| Deeper {
-        needs: state.planner.history_needs(),
-        coverage_from: planner::history_start(now, state.planner.spec().history),
-    });
+    let deeper = Deeper::for_decision(&state.planner, now);
     let history = state.history.clone();
     let mut shared = history.lock().await;
     // Another scaler with the same query read it within half a sync: its read stands for this
