@@ -7,7 +7,8 @@
 //! cargo test --release --test integration operator_bench -- --ignored --nocapture
 //! ```
 //! (`PRESCALER_BENCH_SCALERS` sets N, default 1000; `PRESCALER_BENCH_STEADY_SECS` the steady-state
-//! window, default 120; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`;
+//! window, default 120; `PRESCALER_BENCH_SETTLE_SECS` how long to wait after the cold start before
+//! that window opens, default 0, to measure past the start's transient; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`;
 //! `PRESCALER_BENCH_REPLICAS` R > 1 runs R processes with `--shards R`, each reported, the
 //! rates summed; `PRESCALER_BENCH_COLD_SECS` how long the cold start may take, default 600.) The CPU seconds
 //! each process spent on the cold start are printed beside its wall time: on a shared machine
@@ -190,7 +191,10 @@ async fn operator_at_scale() {
     let prometheus_cpu_cold = cpu_secs(prometheus_pid) - prometheus_cpu_before;
     let rss_cold: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmRSS:")).collect();
 
-    // Steady state.
+    // Steady state, after the start's transient (the decisions' reasons settle in the first
+    // minutes: reactive until the forecast is trusted, then stabilized as it falls) if asked.
+    let settle = env_or("PRESCALER_BENCH_SETTLE_SECS", 0);
+    tokio::time::sleep(StdDuration::from_secs(settle)).await;
     let writes = |what: &str| {
         api.requests()
             .iter()
@@ -198,6 +202,19 @@ async fn operator_at_scale() {
             .count() as f64
     };
     let writes_before = ["/status", "/scale", "/events", "/leases", ""].map(writes);
+    // Each workload's replicas, to tell a scaler that follows its load from one that flaps: the
+    // scales in the window against how far the replicas moved over it.
+    let replicas_now = || -> Vec<i64> {
+        (0..n)
+            .map(|i| {
+                api.get("apps/v1", "Deployment", "bench", &format!("svc-{i}"))
+                    .and_then(|d| d["spec"]["replicas"].as_i64())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let replicas_before = replicas_now();
+    let window_opened = Instant::now();
     let before = scrape_all(&operators).await;
     let t0 = Instant::now();
     tokio::time::sleep(StdDuration::from_secs(steady)).await;
@@ -220,6 +237,19 @@ async fn operator_at_scale() {
     )) / decisions.max(1.0);
     let errors = metric(&after, "prescaler_reconcile_errors_total") + 0.0;
     let writes_after = ["/status", "/scale", "/events", "/leases", ""].map(writes);
+    let replicas_after = replicas_now();
+    let moved: i64 = replicas_before
+        .iter()
+        .zip(&replicas_after)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    let scaled: std::collections::BTreeSet<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.method != http::Method::GET && r.path.ends_with("/scale"))
+        .filter(|r| r.at >= window_opened)
+        .filter_map(|r| r.path.rsplit('/').nth(1).map(str::to_owned))
+        .collect();
     let per_minute = |i: usize| (writes_after[i] - writes_before[i]) / minutes;
     let rss: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmRSS:")).collect();
     let hwm: Vec<u64> = operators.iter().map(|o| rss_kib(o.pid, "VmHWM:")).collect();
@@ -237,6 +267,7 @@ async fn operator_at_scale() {
     println!("scalers                         {n}");
     println!("replicas (--shards)             {replicas}");
     println!("cold start (all decided)        {cold:.1} s");
+    println!("steady window                   {steady} s, {settle} s after the cold start");
     println!(
         "CPU during cold start           operator {operators_cpu_cold:.1} s, Prometheus {prometheus_cpu_cold:.1} s"
     );
@@ -264,6 +295,25 @@ async fn operator_at_scale() {
         per_minute(1),
         per_minute(2),
         per_minute(3)
+    );
+    // Status writes by cause (`prescaler_status_writes_total{cause=…}`), a minute each.
+    let causes: std::collections::BTreeSet<&str> = after
+        .lines()
+        .filter_map(|l| l.strip_prefix("prescaler_status_writes_total{cause=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    let by_cause: Vec<String> = causes
+        .iter()
+        .map(|c| {
+            let series = format!("prescaler_status_writes_total{{cause=\"{c}\"}}");
+            format!("{c} {:.0}", delta(&series) / minutes)
+        })
+        .filter(|s| !s.ends_with(" 0"))
+        .collect();
+    println!("status writes per minute, cause {}", by_cause.join(", "));
+    println!(
+        "scaled in the window            {} scalers, replicas moved {moved} in all (sum of |end - start|)",
+        scaled.len()
     );
     assert!(reconciles > 0.0, "the operator reconciled in steady state");
 }

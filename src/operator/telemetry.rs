@@ -88,6 +88,13 @@ impl StrategyLabels {
 /// The strategies of `StrategyLabels`.
 const STRATEGIES: [&str; 2] = ["prescaler", "hpa"];
 
+/// Why a status was written (`controller::report::status_write_due`): `first`, `refresh`, or
+/// the part of what an SRE acts on that changed (`replicas`, `reason`, `conditions`, `plan`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteCauseLabels {
+    pub cause: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: String,
@@ -154,7 +161,7 @@ struct Work {
     query_duration: Histogram,
     query_errors: Counter,
     queries: Counter,
-    status_writes: Counter,
+    status_writes: Family<WriteCauseLabels, Counter>,
     /// Scalers whose load history this process holds (see `HeldHistory`).
     histories_held: Gauge,
     /// With `--shards`: the shards this replica holds.
@@ -324,8 +331,8 @@ impl Work {
             status_writes: registered(
                 r,
                 "status_writes",
-                "PredictiveScaler status writes (only changes are written)",
-                Counter::default(),
+                "PredictiveScaler status writes (only changes are written), by cause: first, refresh (figures only, once a --status-refresh), or the part an SRE acts on that changed",
+                Family::default(),
             ),
             histories_held: registered(
                 r,
@@ -394,9 +401,12 @@ impl Metrics {
         self.work.plan_duration.observe(took.as_secs_f64());
     }
 
-    /// A PredictiveScaler's status was written.
-    pub fn status_written(&self) {
-        self.work.status_writes.inc();
+    /// A PredictiveScaler's status was written, for `cause` (`WriteCauseLabels`).
+    pub fn status_written(&self, cause: &'static str) {
+        self.work
+            .status_writes
+            .get_or_create(&WriteCauseLabels { cause })
+            .inc();
     }
 
     /// A scaler's history was read whole: counted in `histories_held` until the returned

@@ -98,15 +98,18 @@ fn truncate(text: &mut String, max: usize) {
 }
 
 /// What an SRE acts on in a status: the generation seen, the replica counts asked for and in
-/// force, what decided, the schedule, the lead time in use, the last scale, each condition's
-/// status and reason, and the plan's next peak and highest step. Everything else is a figure
-/// (the forecast load and its replicas, the calibration, the plan's other steps, condition
-/// messages) that moves with the minute's load.
-#[derive(PartialEq)]
+/// force, the schedule, the lead time in use, the last scale, each condition's status and
+/// reason, and the plan's next peak and highest step. Everything else is a figure (the forecast
+/// load and its replicas, the calibration, the plan's other steps, condition messages) that
+/// moves with the minute's load. So is the decision's `reason` while the count stands: with a
+/// count unchanged it only says which term the count now rests on, and it turned over between
+/// `Forecast` and `Stabilized` every few minutes as the forecast dipped under the count and back
+/// (a quarter of the scalers a minute in the operator benchmark, none of them scaled). It is
+/// written with the count that it explains, and a reason that matters without a new count is a
+/// condition too (`Hold`: `MetricsAvailable=False`).
 struct Material<'a> {
     generation: Option<i64>,
     replicas: [Option<i32>; 4],
-    reason: Option<&'a str>,
     schedule: Option<&'a str>,
     lead_time: Option<i64>,
     last_scale_time: Option<&'a str>,
@@ -114,6 +117,28 @@ struct Material<'a> {
     plan_held: Option<bool>,
     next_peak: Option<(&'a str, i32)>,
     plan_max: Option<i32>,
+}
+
+impl Material<'_> {
+    /// The first part that differs from `other`, named as `prescaler_status_writes_total`'s
+    /// `cause` label names it.
+    fn first_difference(&self, other: &Self) -> Option<&'static str> {
+        [
+            ("generation", self.generation != other.generation),
+            ("replicas", self.replicas != other.replicas),
+            ("schedule", self.schedule != other.schedule),
+            ("lead_time", self.lead_time != other.lead_time),
+            ("last_scale", self.last_scale_time != other.last_scale_time),
+            ("conditions", self.conditions != other.conditions),
+            (
+                "plan",
+                (self.plan_held, self.next_peak, self.plan_max)
+                    != (other.plan_held, other.next_peak, other.plan_max),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(part, differs)| differs.then_some(part))
+    }
 }
 
 fn material(s: &PredictiveScalerStatus) -> Material<'_> {
@@ -125,7 +150,6 @@ fn material(s: &PredictiveScalerStatus) -> Material<'_> {
             s.scheduled_min_replicas,
             s.scheduled_max_replicas,
         ],
-        reason: s.reason.as_deref(),
         schedule: s.schedule.as_deref(),
         lead_time: s.lead_time.as_ref().map(|l| l.seconds),
         last_scale_time: s.last_scale_time.as_deref(),
@@ -166,24 +190,33 @@ fn quiet(status: &PredictiveScalerStatus) -> std::borrow::Cow<'_, PredictiveScal
     }
 }
 
-/// Whether a status that differs from the one last seen is written now: at once when what an SRE
-/// acts on changed (`material`) or nothing was written yet by this process, otherwise (figures
-/// only) once `refresh` has passed since this process last wrote it. With a thousand scalers a
-/// status that moved with every minute's load was a write a minute each; the API server, and
-/// every watcher of PredictiveScalers, paid for figures nobody acts on within minutes.
+/// Whether a status that differs from the one last seen is written now, and why (the `cause`
+/// label of `prescaler_status_writes_total`): at once when what an SRE acts on changed
+/// (`material`, named by the part that changed) or nothing was written yet by this process
+/// (`first`), otherwise (figures only) once `refresh` has passed since this process last wrote
+/// it (`refresh`). With a thousand scalers a status that moved with every minute's load was a
+/// write a minute each; the API server, and every watcher of PredictiveScalers, paid for figures
+/// nobody acts on within minutes.
 pub(super) fn status_write_due(
     seen: Option<&PredictiveScalerStatus>,
     new: &PredictiveScalerStatus,
     last_written: Option<Instant>,
     refresh: StdDuration,
     now: Instant,
-) -> bool {
-    match seen {
-        Some(seen) if quiet(seen) == quiet(new) => false,
-        Some(seen) if material(seen) == material(new) => {
-            last_written.is_none_or(|at| now.saturating_duration_since(at) >= refresh)
-        }
-        _ => true,
+) -> Option<&'static str> {
+    let Some(seen) = seen else {
+        return Some("first");
+    };
+    if quiet(seen) == quiet(new) {
+        return None;
+    }
+    if let Some(part) = material(seen).first_difference(&material(new)) {
+        return Some(part);
+    }
+    match last_written {
+        None => Some("first"),
+        Some(at) if now.saturating_duration_since(at) >= refresh => Some("refresh"),
+        Some(_) => None,
     }
 }
 
@@ -228,8 +261,8 @@ pub(super) async fn write_status(
         refresh,
         Instant::now(),
     );
-    if due {
-        patch_status(ps, ctx, &status).await?;
+    if let Some(cause) = due {
+        patch_status(ps, ctx, &status, cause).await?;
         locked(&ctx.status_written).insert(uid, Instant::now());
     }
     tell_news(ps, ctx, changed).await;
@@ -241,6 +274,7 @@ async fn patch_status(
     ps: &PredictiveScaler,
     ctx: &Context,
     status: &PredictiveScalerStatus,
+    cause: &'static str,
 ) -> Result<()> {
     let api: Api<PredictiveScaler> =
         Api::namespaced(ctx.client.clone(), &ps.namespace().unwrap_or_default());
@@ -258,7 +292,7 @@ async fn patch_status(
         ),
     )
     .await?;
-    ctx.metrics.status_written();
+    ctx.metrics.status_written(cause);
     Ok(())
 }
 
@@ -398,8 +432,12 @@ mod tests {
             )
         };
         let written = Some(t0);
-        assert!(!due(&seen, written, 0), "the same status");
-        assert!(!due(&seen, None, 1000), "the same status, even long after");
+        assert_eq!(due(&seen, written, 0), None, "the same status");
+        assert_eq!(
+            due(&seen, None, 1000),
+            None,
+            "the same status, even long after"
+        );
         // Figures: the forecast load, the calibration, a message, the plan's other steps.
         let mut figures = seen.clone();
         figures.forecast_load = Some(515.0);
@@ -407,23 +445,34 @@ mod tests {
         figures.calibration = Some(CalibrationStatus::default());
         figures.conditions[0].message = "another message".into();
         figures.plan.as_mut().unwrap().computed_at = "2026-12-07T08:15:00Z".into();
-        assert!(!due(&figures, written, 60), "figures within the refresh");
-        assert!(!due(&figures, written, 299));
-        assert!(
+        // The term the same count rests on (the forecast dipped under it: held by the window).
+        figures.reason = Some("Stabilized".into());
+        assert_eq!(
+            due(&figures, written, 60),
+            None,
+            "figures within the refresh"
+        );
+        assert_eq!(due(&figures, written, 299), None);
+        assert_eq!(
             due(&figures, written, 300),
+            Some("refresh"),
             "figures once the refresh has passed"
         );
-        assert!(
+        assert_eq!(
             due(&figures, None, 0),
+            Some("first"),
             "nothing written by this process yet"
         );
         // What an SRE acts on: written at once.
-        let acted_on: [fn(&mut PredictiveScalerStatus); 6] = [
-            |s| s.desired_replicas = Some(12),
-            |s| s.current_replicas = Some(12),
-            |s| s.conditions[0].status = "False".into(),
-            |s| s.conditions[0].reason = "TargetNotFound".into(),
-            |s| {
+        // What an SRE acts on: written at once, the write counted by the part that changed.
+        let acted_on: [(&str, fn(&mut PredictiveScalerStatus)); 6] = [
+            ("replicas", |s| s.desired_replicas = Some(12)),
+            ("replicas", |s| s.current_replicas = Some(12)),
+            ("conditions", |s| s.conditions[0].status = "False".into()),
+            ("conditions", |s| {
+                s.conditions[0].reason = "TargetNotFound".into()
+            }),
+            ("plan", |s| {
                 s.plan
                     .as_mut()
                     .unwrap()
@@ -431,16 +480,19 @@ mod tests {
                     .as_mut()
                     .unwrap()
                     .replicas = 25
-            },
-            |s| s.observed_generation = Some(2),
+            }),
+            ("generation", |s| s.observed_generation = Some(2)),
         ];
-        for (i, change) in acted_on.iter().enumerate() {
+        for (cause, change) in acted_on {
             let mut new = figures.clone();
             change(&mut new);
-            assert!(due(&new, written, 1), "change {i}");
+            assert_eq!(due(&new, written, 1), Some(cause));
         }
         // With no status seen, it is written.
-        assert!(status_write_due(None, &seen, written, refresh, t0));
+        assert_eq!(
+            status_write_due(None, &seen, written, refresh, t0),
+            Some("first")
+        );
     }
 
     #[test]
@@ -468,21 +520,20 @@ mod tests {
         let savings = counted.savings.as_mut().unwrap();
         savings.through = "2026-12-07T02:07:00Z".into();
         savings.days = vec![day(127)];
-        assert!(
-            !status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh * 10),
+        assert_eq!(
+            status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh * 10),
+            None,
             "minutes counted alone are not written, however long"
         );
         counted.savings.as_mut().unwrap().summary =
             "2h: prescaler asked for 4.2 replica-hours".into();
-        assert!(!status_write_due(
-            Some(&seen),
-            &counted,
-            Some(t0),
-            refresh,
-            t0 + refresh / 2
-        ));
-        assert!(
+        assert_eq!(
+            status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh / 2),
+            None
+        );
+        assert_eq!(
             status_write_due(Some(&seen), &counted, Some(t0), refresh, t0 + refresh),
+            Some("refresh"),
             "a new summary is a figure: written once the refresh has passed"
         );
     }
