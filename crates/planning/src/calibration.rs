@@ -402,16 +402,19 @@ impl Calibrator {
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
             let mut record = [f32::NAN; 2];
-            if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
+            if let Some(view) = view_at(t).filter(|v| is_fresh(v, t))
+                && let Some(level) = forecast::level_now(cfg, view, adjust)
+            {
                 for p in &self.predictors {
                     let memo = &mut memos[slot(*p)];
-                    if let Some(v) = forecast::predict_peak_reusing(
+                    if let Some(v) = forecast::predict_peak_at_level(
                         cfg,
                         *p,
                         view,
                         adjust,
                         t,
                         t + objective.lead,
+                        level,
                         memo,
                     ) {
                         record[slot(*p)] = v.max(0.0) as f32;

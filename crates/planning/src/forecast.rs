@@ -811,7 +811,26 @@ pub fn predict_peak_reusing(
     memo: &mut ProfileMemo,
 ) -> Option<f64> {
     let past = whole_periods(cfg, predictor, view, adjust)?;
-    let ratio = level_ratio(cfg, &past)?;
+    let ratio = level_ratio(cfg, &past, level_now(cfg, view, adjust)?)?;
+    profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
+}
+
+/// `predict_peak_reusing` with the view's level (`level_now`) read already: it is the same for
+/// every predictor of a view, and the held level was a fifth of a week's rebuild of forecasts
+/// when each predictor read it again.
+#[allow(clippy::too_many_arguments)]
+pub fn predict_peak_at_level(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'_>,
+    adjust: &Adjustments,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    level: f64,
+    memo: &mut ProfileMemo,
+) -> Option<f64> {
+    let past = whole_periods(cfg, predictor, view, adjust)?;
+    let ratio = level_ratio(cfg, &past, level)?;
     profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
 }
 
@@ -825,7 +844,19 @@ pub struct ProfileMemo {
     periods: i64,
     /// `(index, point)` by `index mod MEMO_SLOTS`; an index of `i64::MIN` is empty.
     slots: [(i64, Option<f64>); MEMO_SLOTS],
+    /// The texture (`Past::texture`) of the block the newest point read in each past period.
+    textures: TextureMemo,
 }
+
+/// The texture of one block in each past period (`k - 1` indexes it), as `(the block's first
+/// index, texture)`: a texture is read on the grid of blocks, so it is the same for every point
+/// of a block wherever its reads fall within the view (`Past::reads_within`), and the five
+/// points of a block, computed by five consecutive minutes' forecasts, read it once rather than
+/// five times. It was two fifths of a first calibration's week of forecasts.
+type TextureMemo = [(i64, Option<f64>); PERIODS_READ];
+
+/// The most past periods a profile point reads (`Past::median_at`, `Past::recurring_sharp`).
+const PERIODS_READ: usize = 8;
 
 /// More than the points one forecast reads (a lead time over `profile_step`), so that those
 /// of the minutes before are still there.
@@ -836,6 +867,7 @@ impl Default for ProfileMemo {
         Self {
             periods: 0,
             slots: [(i64::MIN, None); MEMO_SLOTS],
+            textures: [(i64::MIN, None); PERIODS_READ],
         }
     }
 }
@@ -843,7 +875,7 @@ impl Default for ProfileMemo {
 impl ProfileMemo {
     fn point(&mut self, cfg: &ModelConfig, past: &Past<'_>, i: i64, half: i64) -> Option<f64> {
         if !past.reads_within(i, half) {
-            return profile_point(cfg, past, i, half);
+            return profile_point(cfg, past, i, half, None);
         }
         if past.periods != self.periods {
             *self = Self {
@@ -853,7 +885,10 @@ impl ProfileMemo {
         }
         let slot = &mut self.slots[i.rem_euclid(MEMO_SLOTS as i64) as usize];
         if slot.0 != i {
-            *slot = (i, profile_point(cfg, past, i, half));
+            *slot = (
+                i,
+                profile_point(cfg, past, i, half, Some(&mut self.textures)),
+            );
         }
         slot.1
     }
@@ -894,16 +929,14 @@ fn whole_periods<'a>(
     })
 }
 
-/// The ratio of the current level to the profile's over the same minutes of past periods: what
-/// scales the profile to this period's load. `None` when the past periods show no load there
-/// and the level does.
-fn level_ratio(cfg: &ModelConfig, past: &Past<'_>) -> Option<f64> {
-    let (view, adjust) = (past.view, past.adjust);
+/// The current level a forecast scales the profile to: the live level over the level window
+/// as `View::held_level` reads it (a sudden drop to zero that has not persisted is held like a
+/// missing sample), with the calendar's event multipliers taken out. `None` without a sample in
+/// the window. It depends on the view, not on the predictor.
+pub fn level_now(cfg: &ModelConfig, view: View<'_>, adjust: &Adjustments) -> Option<f64> {
     let h = view.history();
-    let w = h.steps(cfg.level_window).max(1);
-    // The level: a sudden drop to zero that has not persisted is held like a missing sample.
     let (mut now, plain) = view.held_level(
-        w,
+        h.steps(cfg.level_window).max(1),
         h.steps(cfg.zero_persistence),
         cfg.sustained_samples,
         1.0 + cfg.max_margin,
@@ -914,6 +947,14 @@ fn level_ratio(cfg: &ModelConfig, past: &Past<'_>) -> Option<f64> {
     if !adjust.multipliers.is_empty() && adjust.multiplier_at(view.end_time()) == 1.0 {
         now = now.max(plain);
     }
+    Some(now)
+}
+
+/// The ratio of the current level (`level_now`) to the profile's over the same minutes of past
+/// periods: what scales the profile to this period's load. `None` when the past periods show no
+/// load there and the level does.
+fn level_ratio(cfg: &ModelConfig, past: &Past<'_>, now: f64) -> Option<f64> {
+    let w = past.view.history().steps(cfg.level_window).max(1);
     let then = past.median(|c| (c - w + 1, c))?;
     if then > 0.0 {
         Some(now / then)
@@ -955,11 +996,19 @@ fn profile_peak(
 
 /// The profile at index `i`: the median over past periods around it, kept sharp where a rise
 /// recurs, scaled by the calendar's multiplier.
-fn profile_point(cfg: &ModelConfig, past: &Past<'_>, i: i64, half: i64) -> Option<f64> {
+fn profile_point(
+    cfg: &ModelConfig,
+    past: &Past<'_>,
+    i: i64,
+    half: i64,
+    textures: Option<&mut TextureMemo>,
+) -> Option<f64> {
     let (h, adjust) = (past.view.history(), past.adjust);
     let p = past.median_at(i, |c| (c - half, c + half))?;
     let p = match cfg.recurring_steps {
-        true => past.recurring_sharp(i, half).map_or(p, |s| s.max(p)),
+        true => past
+            .recurring_sharp(i, half, textures)
+            .map_or(p, |s| s.max(p)),
         false => p,
     };
     Some(if adjust.multipliers.is_empty() {
@@ -1016,7 +1065,7 @@ impl Past<'_> {
     /// The same, relative to index `i`. A past period counts only once its window has been
     /// observed: causality.
     fn median_at(&self, i: i64, window: impl Fn(i64) -> (i64, i64)) -> Option<f64> {
-        let mut samples = [0.0f64; 8];
+        let mut samples = [0.0f64; PERIODS_READ];
         let mut n = 0;
         for k in 1..=self.periods.min(samples.len() as i64) {
             let (lo, hi) = window(i - k * self.period);
@@ -1071,8 +1120,16 @@ impl Past<'_> {
     /// (that spike, at 50 per replica: a 72 % margin and 35 replicas for a spike that needs
     /// 20). A block that has not risen before a step (the step at its next block's start) is
     /// not counted: a step is provisioned at most its own block early, never a block more.
-    fn recurring_sharp(&self, i: i64, half: i64) -> Option<f64> {
-        const MOST: usize = 8;
+    ///
+    /// `textures`, where given, holds the textures of blocks read before (only where every read
+    /// of the point falls within the view: `ProfileMemo`).
+    fn recurring_sharp(
+        &self,
+        i: i64,
+        half: i64,
+        mut textures: Option<&mut TextureMemo>,
+    ) -> Option<f64> {
+        const MOST: usize = PERIODS_READ;
         let mut heights = [0.0f64; MOST];
         // Each period's rise relative to its smoothed mean, and where it was (`k`, `c`).
         let mut rises = [(0.0f64, 0i64, 0i64); MOST];
@@ -1109,7 +1166,21 @@ impl Past<'_> {
         }
         let mut agree = 0;
         for &(rise, k, c) in &rises[..n] {
-            if rise > 0.0 && self.texture(k, c).is_some_and(|t| rise > SHARP_TEXTURE * t) {
+            if rise <= 0.0 {
+                continue;
+            }
+            let texture = match textures.as_deref_mut() {
+                Some(memo) => {
+                    let block = c - (c + self.block_phase).rem_euclid(self.block);
+                    let slot = &mut memo[(k - 1) as usize];
+                    if slot.0 != block {
+                        *slot = (block, self.texture(k, c));
+                    }
+                    slot.1
+                }
+                None => self.texture(k, c),
+            };
+            if texture.is_some_and(|t| rise > SHARP_TEXTURE * t) {
                 agree += 1;
                 if 2 * agree > n {
                     return median(&mut heights[..n]);
@@ -1145,7 +1216,9 @@ impl Past<'_> {
     /// The relative texture of the load around `c`, `k` periods back: the median, over the
     /// blocks of `TEXTURE_SPAN` on each side, of the absolute second difference of consecutive
     /// block means relative to the block's mean. Second differences ignore ramps, and a median
-    /// over hours one step or spike does not move.
+    /// over hours one step or spike does not move. The blocks are those of the grid around
+    /// `c`'s block, so where all of them lie within the view, the texture depends on `c` only
+    /// through its block (`TextureMemo`).
     fn texture(&self, k: i64, c: i64) -> Option<f64> {
         let blocks = TEXTURE_SPAN.num_minutes() / COARSE_BLOCK.num_minutes();
         let end = self.view.end() as i64;
@@ -1333,6 +1406,66 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The texture read once a block (`TextureMemo`) changes no forecast either. The series'
+    /// texture differs by the hour (calm nights, rough afternoons), with the same step of a
+    /// quarter at 03:00 and at 15:00, so that the sharp reading's gate is open at some hours and
+    /// shut at others, and a texture read for another block than the point's turns it (a memo
+    /// that kept the first texture it read fails at minute 4 293).
+    #[test]
+    fn textures_read_once_a_block_change_no_forecast() {
+        let minutes = 15 * 1440;
+        let values: Vec<f64> = (0..minutes)
+            .map(|m| {
+                let day = m % 1440;
+                let rough = if (720..1200).contains(&day) {
+                    0.3
+                } else {
+                    0.01
+                };
+                let step = if (180..240).contains(&day) || (900..960).contains(&day) {
+                    1.25
+                } else {
+                    1.0
+                };
+                let noise = ((m * 7919) % 101) as f64 / 50.0 - 1.0;
+                500.0 * step * (1.0 + rough * noise)
+            })
+            .collect();
+        let h = History::new(t0(), Duration::minutes(1), values);
+        let cfg = ModelConfig::default();
+        let smooth = ModelConfig {
+            recurring_steps: false,
+            ..ModelConfig::default()
+        };
+        let lead = Duration::minutes(7);
+        let adjust = Adjustments::default();
+        for p in [Predictor::Daily, Predictor::Weekly] {
+            let mut memo = ProfileMemo::default();
+            // Minutes of the day whose forecast the sharp reading raised: the night's step.
+            let mut sharp_at = std::collections::BTreeSet::new();
+            for m in 2 * 1440..minutes {
+                let t = h.time(m);
+                let view = h.view_at(t).unwrap();
+                let alone = predict_peak(&cfg, p, view, &adjust, t, t + lead);
+                let with = predict_peak_reusing(&cfg, p, view, &adjust, t, t + lead, &mut memo);
+                assert_eq!(
+                    alone.map(f64::to_bits),
+                    with.map(f64::to_bits),
+                    "{p:?} at minute {m}"
+                );
+                let plain = predict_peak(&smooth, p, view, &adjust, t, t + lead);
+                if alone.zip(plain).is_some_and(|(a, b)| a > b * 1.01) {
+                    sharp_at.insert(m % 1440 / 60);
+                }
+            }
+            // The gate is open at some hours and shut at others: what a texture decides.
+            assert!(
+                sharp_at.contains(&2) && sharp_at.len() < 20,
+                "{p:?}: sharp at {sharp_at:?}"
+            );
         }
     }
 
