@@ -18,6 +18,7 @@ use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus, SavingsSt
 use crate::operator::conditions::{self, Finding};
 use crate::operator::event_filter::EventKey;
 use crate::planning::plan::Decision;
+use crate::planning::several::MetricFigures;
 
 use super::context::Context;
 use super::locked;
@@ -37,6 +38,8 @@ pub(super) struct Decided<'a> {
     /// Against the HPA on the same live metric (`status.savings`); `None` until a minute has
     /// been counted.
     pub(super) savings: Option<&'a SavingsStatus>,
+    /// With several metrics, what each proposed (`status.metrics`); empty with one.
+    pub(super) metrics: &'a [MetricFigures],
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -69,6 +72,7 @@ pub(super) fn new_status(
         }
         status.plan = d.plan.cloned();
         status.savings = d.savings.cloned();
+        status.metrics = conditions::metric_statuses(d.metrics);
     } else {
         // No decision this time (refused, paused, an error): the days counted so far stay, as
         // the last scale time does; they come back into the account when it runs again.
@@ -98,7 +102,7 @@ fn truncate(text: &mut String, max: usize) {
 }
 
 /// What an SRE acts on in a status: the generation seen, the replica counts asked for and in
-/// force, what decided, the schedule, the lead time in use, the last scale, each condition's
+/// force, what decided (the term, and with several metrics the metric), the schedule, the lead time in use, the last scale, each condition's
 /// status and reason, and the plan's next peak and highest step. Everything else is a figure
 /// (the forecast load and its replicas, the calibration, the plan's other steps, condition
 /// messages) that moves with the minute's load.
@@ -107,6 +111,7 @@ struct Material<'a> {
     generation: Option<i64>,
     replicas: [Option<i32>; 4],
     reason: Option<&'a str>,
+    deciding_metric: Option<&'a str>,
     schedule: Option<&'a str>,
     lead_time: Option<i64>,
     last_scale_time: Option<&'a str>,
@@ -126,6 +131,7 @@ fn material(s: &PredictiveScalerStatus) -> Material<'_> {
             s.scheduled_max_replicas,
         ],
         reason: s.reason.as_deref(),
+        deciding_metric: s.deciding_metric.as_deref(),
         schedule: s.schedule.as_deref(),
         lead_time: s.lead_time.as_ref().map(|l| l.seconds),
         last_scale_time: s.last_scale_time.as_deref(),
