@@ -62,8 +62,11 @@ fn after(rise: &OnceLock<DateTime<Utc>>, t: DateTime<Utc>) -> bool {
     rise.get().is_some_and(|r| t >= *r)
 }
 
-/// `status.metrics[]` of `name` as (metric, load, replicas), and `status.decidingMetric`.
-fn per_metric(api: &FakeApi, name: &str) -> (Vec<(String, Option<f64>, i64)>, Option<String>) {
+/// One entry of `status.metrics[]`: the metric's name, live load and replicas.
+type MetricLine = (String, Option<f64>, i64);
+
+/// `status.metrics[]` of `name`, and `status.decidingMetric`.
+fn per_metric(api: &FakeApi, name: &str) -> (Vec<MetricLine>, Option<String>) {
     let s = status(api, name);
     let metrics = s["metrics"]
         .as_array()

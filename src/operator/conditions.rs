@@ -286,12 +286,7 @@ pub fn metrics_finding(d: &Decision, problem: Option<&str>, rejected_samples: us
 /// `silent` (read, but without a live load): the others still raise the count, nothing lowers
 /// it.
 pub fn silent_metrics_finding(silent: &[&str]) -> Finding {
-    let each: Vec<String> = silent
-        .iter()
-        .map(|name| {
-            format!("metric {name:?}: the query returned no usable value in the last 5 minutes")
-        })
-        .collect();
+    let each: Vec<String> = silent.iter().map(|name| silent_metric(name)).collect();
     Finding::new(
         METRICS_AVAILABLE,
         false,
@@ -301,6 +296,11 @@ pub fn silent_metrics_finding(silent: &[&str]) -> Finding {
             each.join("; ")
         ),
     )
+}
+
+/// What `MetricsAvailable` says of one of several metrics that was read but has no live load.
+pub fn silent_metric(name: &str) -> String {
+    format!("metric {name:?}: the query returned no usable value in the last 5 minutes")
 }
 
 /// `ForecastReliable`: whether a forecast takes part in the decisions, and if not, why.

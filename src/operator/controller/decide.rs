@@ -82,11 +82,19 @@ impl LoadRead {
             .iter()
             .filter_map(|m| Some((m.name.as_str(), m.failure.as_ref()?)))
             .collect();
+        // Read, but without a live load in the last minutes.
+        let silent: Vec<&str> = figures
+            .iter()
+            .zip(&self.metrics)
+            .filter(|(f, m)| f.load.is_none() && m.failure.is_none())
+            .map(|(f, _)| f.name.as_str())
+            .collect();
         if let Some((_, first)) = failed.first() {
-            let each: Vec<String> = failed
+            let mut each: Vec<String> = failed
                 .iter()
                 .map(|(name, f)| format!("metric {name:?}: {}", f.message()))
                 .collect();
+            each.extend(silent.iter().map(|name| conditions::silent_metric(name)));
             return Finding::new(
                 conditions::METRICS_AVAILABLE,
                 false,
@@ -94,11 +102,6 @@ impl LoadRead {
                 each.join("; "),
             );
         }
-        let silent: Vec<&str> = figures
-            .iter()
-            .filter(|f| f.load.is_none())
-            .map(|f| f.name.as_str())
-            .collect();
         match silent.is_empty() {
             true => conditions::metrics_finding(decision, None, rejected),
             false => conditions::silent_metrics_finding(&silent),
