@@ -33,6 +33,7 @@ mod readme;
 mod regimes;
 mod savings;
 mod scale_to_zero;
+mod several;
 mod shards;
 
 /// `autotests = false` (Cargo.toml) compiles only this file: a test file not declared above would

@@ -8,13 +8,15 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    CalibrationStatus, LeadTimeStatus, PredictiveScalerStatus, Seasonality, ValidatedSpec,
+    CalibrationStatus, LeadTimeStatus, MetricStatus, PredictiveScalerStatus, Seasonality,
+    ValidatedSpec,
 };
 use crate::planning::calibration::Calibration;
 pub use crate::planning::coverage::HistoryFrom;
 use crate::planning::coverage::{self, Coverage};
 use crate::planning::forecast::ModelConfig;
 use crate::planning::plan::{Decision, Reason};
+use crate::planning::several::MetricFigures;
 use crate::planning::startup;
 
 pub const READY: &str = "Ready";
@@ -73,9 +75,6 @@ pub enum ReadyReason {
     TargetNotFound,
     /// False: the target's kind has no `/scale` subresource.
     ScaleNotSupported,
-    /// False: `spec.metrics` lists several metrics, which the operator does not decide on yet
-    /// (the backtest replays them).
-    SeveralMetricsUnsupported,
     /// False: the target is scaled to zero (without an HPA) or paused.
     ScalingDisabled,
     /// False: the operator's service account lacks a permission.
@@ -85,7 +84,7 @@ pub enum ReadyReason {
 }
 
 impl ReadyReason {
-    pub const ALL: [ReadyReason; 20] = [
+    pub const ALL: [ReadyReason; 19] = [
         Self::Scaling,
         Self::FloorOnHpa,
         Self::FloorOnScaledObject,
@@ -102,7 +101,6 @@ impl ReadyReason {
         Self::ScaledObjectMismatch,
         Self::TargetNotFound,
         Self::ScaleNotSupported,
-        Self::SeveralMetricsUnsupported,
         Self::ScalingDisabled,
         Self::Forbidden,
         Self::InternalError,
@@ -127,7 +125,6 @@ impl ReadyReason {
             Self::ScaledObjectMismatch => "ScaledObjectMismatch",
             Self::TargetNotFound => "TargetNotFound",
             Self::ScaleNotSupported => "ScaleNotSupported",
-            Self::SeveralMetricsUnsupported => "SeveralMetricsUnsupported",
             Self::ScalingDisabled => "ScalingDisabled",
             Self::Forbidden => "Forbidden",
             Self::InternalError => "InternalError",
@@ -283,6 +280,27 @@ pub fn metrics_finding(d: &Decision, problem: Option<&str>, rejected_samples: us
             "the query returns the live load",
         ),
     }
+}
+
+/// `MetricsAvailable=False NoRecentData` for a scaler of several metrics, naming each of
+/// `silent` (read, but without a live load): the others still raise the count, nothing lowers
+/// it.
+pub fn silent_metrics_finding(silent: &[&str]) -> Finding {
+    let each: Vec<String> = silent.iter().map(|name| silent_metric(name)).collect();
+    Finding::new(
+        METRICS_AVAILABLE,
+        false,
+        "NoRecentData",
+        format!(
+            "{}; the other metrics may scale up, nothing scales down until it returns",
+            each.join("; ")
+        ),
+    )
+}
+
+/// What `MetricsAvailable` says of one of several metrics that was read but has no live load.
+pub fn silent_metric(name: &str) -> String {
+    format!("metric {name:?}: the query returned no usable value in the last 5 minutes")
 }
 
 /// `ForecastReliable`: whether a forecast takes part in the decisions, and if not, why.
@@ -582,6 +600,7 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
     status.scheduled_max_replicas = d.cap.as_ref().map(|c| as_i32(c.max_replicas));
     status.schedule = schedule_summary(d);
     status.reason = Some(d.reason.as_str().into());
+    status.deciding_metric = d.metric.clone();
     status.forecast_load = d.forecast_load.map(significant3);
     status.forecast_error_percent = d
         .calibration
@@ -595,6 +614,22 @@ pub fn record_decision(status: &mut PredictiveScalerStatus, d: &Decision, curren
         underprovisioned_percent_last_week: significant3(c.underprovisioned_week_percent),
         unforeseeable_percent_last_week: significant3(c.unpreventable_percent),
     });
+}
+
+/// `status.metrics`: each metric's figures, as `record_decision` writes the decision's (three
+/// significant digits), in the spec's order (at most `Limits::MAX_METRICS`).
+pub fn metric_statuses(figures: &[MetricFigures]) -> Vec<MetricStatus> {
+    figures
+        .iter()
+        .take(crate::api::Limits::MAX_METRICS)
+        .map(|f| MetricStatus {
+            name: f.name.clone(),
+            load: f.load.map(significant3),
+            forecast_load: f.forecast_load.map(significant3),
+            replicas: f.replicas.min(i32::MAX as u32) as i32,
+            reason: f.reason.as_str().into(),
+        })
+        .collect()
 }
 
 /// `PodsPending`, from a survey of the target's pods (`leadTime: Auto`), or the reason the pods

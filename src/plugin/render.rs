@@ -282,6 +282,7 @@ fn why_status(s: &PredictiveScalerStatus) -> String {
     if let Some(l) = s.forecast_load {
         let _ = writeln!(out, "Forecast load within the lead time: {l}");
     }
+    out.push_str(&metrics_table(s));
     if let Some(c) = &s.calibration {
         let _ = writeln!(
             out,
@@ -309,6 +310,38 @@ fn why_status(s: &PredictiveScalerStatus) -> String {
         });
         let _ = writeln!(out, "Plan ({}): next peak {peak}", p.computed_at);
     }
+    out
+}
+
+/// With several metrics: the one that decided, and a line per metric (its live load, its
+/// forecast within the lead time, the replicas it needs and the term that asks for them).
+/// Nothing with one metric.
+fn metrics_table(s: &PredictiveScalerStatus) -> String {
+    if s.metrics.is_empty() {
+        return String::new();
+    }
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut out = String::new();
+    if let Some(m) = &s.deciding_metric {
+        let _ = writeln!(out, "Decided by metric {:?}", printable(m));
+    }
+    let mut table = vec![[
+        "METRIC".to_string(),
+        "LOAD".into(),
+        "FORECAST".into(),
+        "REPLICAS".into(),
+        "TERM".into(),
+    ]];
+    for m in &s.metrics {
+        table.push([
+            printable(&m.name),
+            num(m.load),
+            num(m.forecast_load),
+            m.replicas.to_string(),
+            printable(&m.reason),
+        ]);
+    }
+    out.push_str(&columns(&table));
     out
 }
 
@@ -493,5 +526,48 @@ mod tests {
         // A February day: no offset shown.
         let day = [t("2026-02-20T06:50:00Z"), t("2026-02-21T06:45:00Z")];
         assert_eq!(berlin.row_format(day), "%a %H:%M");
+    }
+
+    #[test]
+    fn why_shows_a_line_per_metric_and_the_one_that_decided() {
+        use crate::api::MetricStatus;
+        let mut status = PredictiveScalerStatus {
+            desired_replicas: Some(8),
+            reason: Some("Reactive".into()),
+            deciding_metric: Some("queue".into()),
+            metrics: vec![
+                MetricStatus {
+                    name: "requests".into(),
+                    load: Some(100.0),
+                    forecast_load: Some(120.0),
+                    replicas: 2,
+                    reason: "Forecast".into(),
+                },
+                MetricStatus {
+                    name: "queue".into(),
+                    load: Some(400.0),
+                    forecast_load: None,
+                    replicas: 8,
+                    reason: "Reactive".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let text = why_status(&status);
+        assert!(text.contains("Decided by metric \"queue\""), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let row = |name: &str| {
+            lines
+                .iter()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("{name}: {text}"))
+        };
+        assert_eq!(row("requests"), ["requests", "100", "120", "2", "Forecast"]);
+        assert_eq!(row("queue"), ["queue", "400", "-", "8", "Reactive"]);
+        // One metric: no table.
+        status.metrics.clear();
+        status.deciding_metric = None;
+        assert!(!why_status(&status).contains("METRIC"));
     }
 }

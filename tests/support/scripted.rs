@@ -30,6 +30,9 @@ pub struct ScriptedSource {
     /// Every query read, in order, with the span of a range read (`None` for a probe).
     queries: std::sync::Mutex<Vec<(String, Option<Duration>)>>,
     timeout: StdDuration,
+    /// Range reads of the queries that contain it are refused, as Prometheus refuses a query
+    /// it cannot run (`with_refused`).
+    refused: std::sync::Mutex<Option<String>>,
 }
 
 impl ScriptedSource {
@@ -40,7 +43,20 @@ impl ScriptedSource {
             reads: AtomicUsize::new(0),
             queries: Default::default(),
             timeout: StdDuration::MAX,
+            refused: Default::default(),
         }
+    }
+
+    /// From now on, range reads of the queries that contain `needle` are refused (an error
+    /// that does not pass with a retry, as bad PromQL); `None` answers them again.
+    pub fn refuse(&self, needle: Option<&str>) {
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = needle.map(str::to_string);
+    }
+
+    /// Every query read so far, in order.
+    pub fn queries(&self) -> Vec<String> {
+        let queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        queries.iter().map(|(q, _)| q.clone()).collect()
     }
 
     /// The same, telling the operator that a read may take `timeout`, as a Prometheus client
@@ -105,6 +121,20 @@ impl RangeSource for ScriptedSource {
         step: Duration,
     ) -> impl Future<Output = prescaler::adapters::Result<Vec<(DateTime<Utc>, f64)>>> + Send {
         self.count(query, Some(end - start));
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(needle) = refused.filter(|n| query.contains(n.as_str())) {
+            return ready(Err(prescaler::adapters::Error::Prometheus {
+                query: query.to_string(),
+                server: "the scripted source".into(),
+                source: prescaler::adapters::prometheus::QueryError::Refused {
+                    message: format!("scripted: queries of {needle} are refused"),
+                },
+            }));
+        }
         let samples = grid(start, end, step)
             .into_iter()
             .filter_map(|t| self.at(query, t).map(|v| (t, v)))

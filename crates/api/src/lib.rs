@@ -130,8 +130,8 @@ pub struct PredictiveScalerSpec {
 
     /// The load metric: the total load on the workload and how much of it one replica should
     /// carry. Exactly one of `metric` and `metrics`.
-    // Absent (`MetricSpec::is_unset`) when `metrics` is written. Not an `Option`: the operator
-    // reads `spec.metric` until it decides over several metrics (`ValidatedSpec::metrics`).
+    // Absent (`MetricSpec::is_unset`) when `metrics` is written. Not an `Option`: a spec of one
+    // metric keeps its shape; what is read and decided on is `ValidatedSpec::metrics`.
     #[serde(default, skip_serializing_if = "MetricSpec::is_unset")]
     #[schemars(schema_with = "metric_schema")]
     pub metric: MetricSpec,
@@ -139,9 +139,8 @@ pub struct PredictiveScalerSpec {
     /// Several load metrics (at most 5), each forecast and calibrated on its own: the replicas
     /// asked for are the highest any of them needs, as the HorizontalPodAutoscaler does with
     /// several metrics. Each has a `name` (unique; the backtest CSV's column for its load).
-    /// Exactly one of `metric` and `metrics`. Replayed by `prescaler backtest`; the operator
-    /// does not decide on several metrics yet: it reports `Ready=False
-    /// SeveralMetricsUnsupported` and scales nothing.
+    /// Exactly one of `metric` and `metrics`. A metric that cannot be read keeps the count from
+    /// going down (the others may still raise it); `status.metrics` shows what each one needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = Limits::MAX_METRICS))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -822,6 +821,28 @@ pub struct CalibrationStatus {
     pub unforeseeable_percent_last_week: f64,
 }
 
+/// One of several metrics (`spec.metrics[]`) as it was last decided on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    /// `spec.metrics[].name`.
+    #[schemars(length(max = 63))]
+    pub name: String,
+    /// The live load read, in the metric's unit; absent when it could not be read recently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
+    /// The forecast peak load within the lead time, without margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_load: Option<f64>,
+    /// The replicas this metric asks for, before the bounds and `behavior` (a hold of the
+    /// current count when it could not be read).
+    pub replicas: i32,
+    /// The term that asked for them: `Reactive`, `Forecast`, `PeakWindow`, `Event`, … or `Hold`
+    /// when it could not be read.
+    #[schemars(length(max = 63))]
+    pub reason: String,
+}
+
 /// The lead time in use, with `spec.forecast.leadTime: Auto`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -913,6 +934,22 @@ pub struct PredictiveScalerStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub reason: Option<String>,
+    /// With several metrics (`spec.metrics`): the metric whose need decided `desiredReplicas`
+    /// (the highest; the first of equals).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deciding_metric: Option<String>,
+    /// With several metrics (`spec.metrics`): what each one needs, in the spec's order.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(length(max = Limits::MAX_METRICS))]
+    pub metrics: Vec<MetricStatus>,
     /// The forecast load (in the metric's unit) for the lead-time window, without margin.
     #[serde(
         default,

@@ -27,6 +27,7 @@ use crate::placement;
 use crate::planning::forecast::ModelConfig;
 use crate::planning::ledger::Ledger;
 use crate::planning::planner::{HistoryNeeds, Planner};
+use crate::planning::several::Several;
 use crate::planning::startup;
 
 use super::shared_history::{Histories, HistoryHandle};
@@ -111,14 +112,10 @@ impl Default for Settings {
 
 /// What one PredictiveScaler's reconciles share.
 pub(super) struct ScalerState {
-    pub(super) planner: Planner,
-    /// The history of the query as sent (confined), shared with the scalers that send the same
-    /// one with the same needs (see `shared_history`).
-    pub(super) history: HistoryHandle,
-    /// The query and needs `history` is for.
-    pub(super) history_for: (String, HistoryNeeds),
-    /// When the history is read again after a failed read.
-    pub(super) reads: ReadBackoff,
+    pub(super) deciding: Deciding,
+    /// Each metric's history and reads, in the spec's order (`decide` keeps it as long as
+    /// `spec.metrics`): one entry for a spec with one metric.
+    pub(super) metrics: Vec<MetricReads>,
     /// `leadTime: Auto`: the pods' start-ups seen, and the lead time in use.
     pub(super) startup: startup::Tracker,
     /// The last survey of the pods and when it was made.
@@ -127,14 +124,67 @@ pub(super) struct ScalerState {
     pub(super) survey_failed: Option<(Instant, String)>,
     /// The last plan (`status.plan`), the quarter hour and the spec generation it was made for.
     pub(super) plan: Option<PlanMemo>,
+    /// Counted in `prescaler_histories_held` once a history has been read whole.
+    pub(super) held: Option<HeldHistory>,
+    /// What the decisions cost against an HPA on the same live metric (`status.savings`).
+    pub(super) ledger: Ledger,
+}
+
+/// What decides for a scaler: its `Planner` with one metric (the path `tests/parity.rs` holds
+/// to the backtest's), or one `Several` over its planners with several (`planning::several`).
+// Unboxed: the enum lives in the scaler's state, already on the heap; boxing the planner of the
+// common case, one metric, would add an allocation per scaler to save a scaler of several
+// metrics some 700 bytes.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Deciding {
+    One(Planner),
+    Several(Several),
+}
+
+impl Deciding {
+    /// What decides for `spec`, with `model`.
+    pub(super) fn new(spec: &ValidatedSpec, model: ModelConfig) -> Self {
+        match spec.several_metrics() {
+            true => Deciding::Several(Several::new(spec, model)),
+            false => Deciding::One(Planner::new(spec.clone(), model)),
+        }
+    }
+
+    /// The planners, one per metric in the spec's order.
+    pub(super) fn planners(&self) -> &[Planner] {
+        match self {
+            Deciding::One(p) => std::slice::from_ref(p),
+            Deciding::Several(s) => s.planners(),
+        }
+    }
+
+    /// Takes a changed spec; a spec that goes from one metric to several (or back) gets a new
+    /// decider, its metrics' planners starting afresh as they would on a new query.
+    pub(super) fn update_spec(&mut self, spec: &ValidatedSpec) {
+        match self {
+            Deciding::One(p) if !spec.several_metrics() => p.update_spec(spec.clone()),
+            Deciding::Several(s) if spec.several_metrics() => s.update_spec(spec),
+            _ => {
+                let model = self.planners().first().map(|p| p.model().clone());
+                *self = Deciding::new(spec, model.unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// One metric's history and the reads of it.
+pub(super) struct MetricReads {
+    /// The history of the metric's query as sent (confined), shared with the scalers that send
+    /// the same one with the same needs (see `shared_history`).
+    pub(super) history: HistoryHandle,
+    /// The query and needs `history` is for.
+    pub(super) history_for: (String, HistoryNeeds),
+    /// When the history is read again after a failed read.
+    pub(super) reads: ReadBackoff,
     /// The first sample the source holds within the spec's history, as the last calibration's
     /// read found it: the shared cache holds only what decisions read (`Planner::resting_needs`),
     /// and `HistoryAvailable` counts from here.
     pub(super) samples_since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Counted in `prescaler_histories_held` once the history has been read whole.
-    pub(super) held: Option<HeldHistory>,
-    /// What the decisions cost against an HPA on the same live metric (`status.savings`).
-    pub(super) ledger: Ledger,
 }
 
 /// A plan, kept until the next quarter hour or a spec change: 96 decisions ahead are cheap, but
@@ -319,7 +369,6 @@ impl Context {
         uid: &str,
         ps: &PredictiveScaler,
         spec: &ValidatedSpec,
-        query: &str,
     ) -> Arc<Mutex<ScalerState>> {
         let mut states = self.states.lock().await;
         let entry = states.entry(uid.to_string()).or_insert_with(|| {
@@ -328,21 +377,16 @@ impl Context {
                 &ps.namespace().unwrap_or_default(),
                 &ps.name_any(),
             );
-            let planner = Planner::new(spec.clone(), model);
-            let needs = planner.resting_needs();
-            let history = self.histories.handle(query, needs);
             let settle = chrono::Duration::from_std(self.settings.lead_time_settle)
                 .unwrap_or(startup::DEFAULT_SETTLE);
             Arc::new(Mutex::new(ScalerState {
-                planner,
-                history,
-                history_for: (query.to_string(), needs),
-                reads: ReadBackoff::new(self.settings.sync_period),
+                deciding: Deciding::new(spec, model),
+                // Each metric's history is taken by `decide`, for the needs of its planner.
+                metrics: Vec::new(),
                 startup: startup::Tracker::new(settle),
                 survey: None,
                 survey_failed: None,
                 plan: None,
-                samples_since: None,
                 held: None,
                 ledger: {
                     // After a restart or a failover the days counted so far come back from the

@@ -1,5 +1,6 @@
-//! **decide**: bring the scaler's history up to date (within the read limits and the backoff)
-//! and ask its `Planner` for the decision and, once a quarter hour, the plan.
+//! **decide**: bring each metric's history up to date (within the read limits and the backoff)
+//! and ask the scaler's `Planner` (one metric) or `Several` (several) for the decision and,
+//! with one metric, once a quarter hour, the plan.
 
 use std::time::Instant;
 
@@ -11,53 +12,104 @@ use crate::adapters::history::{Deeper, Refresh};
 use crate::api::{PlanStatus, PredictiveScaler, SavingsStatus, ValidatedSpec};
 use crate::operator::backoff::{Failure, FailureKind, read_key};
 use crate::operator::conditions::{self, Finding};
+use crate::operator::telemetry::{HeldHistory, Metrics};
 use crate::planning::forecast::History;
 use crate::planning::ledger::{self, Tally};
 use crate::planning::outlook;
 use crate::planning::plan::Decision;
+use crate::planning::planner::Planner;
+use crate::planning::several::MetricFigures;
 
-use super::context::{Context, PlanMemo, ScalerState};
+use super::context::{Context, Deciding, MetricReads, PlanMemo, ScalerState};
 use super::observe::Target;
 
-/// What the history refresh found.
+/// What the history refreshes found, one per metric in the spec's order.
 pub(super) struct LoadRead {
+    pub(super) metrics: Vec<MetricRead>,
+}
+
+/// What one metric's history refresh found.
+pub(super) struct MetricRead {
+    /// `spec.metrics[].name` (`load` for `spec.metric`).
+    pub(super) name: String,
     /// Why there is no history this time: the read failed, or waits after failures.
     pub(super) failure: Option<Failure>,
     pub(super) refresh: Refresh,
     /// For a decision that calibrates: the history it reads, beyond the shared cache's.
-    pub(super) deep: Option<History>,
+    deep: Option<History>,
 }
 
 impl LoadRead {
-    /// Whether this read says nothing new to publish: it is the first failure, of a kind that
-    /// passes (Prometheus unreachable or slow once), of a scaler whose metrics were available
-    /// until now.
+    /// Whether every metric's history was read.
+    pub(super) fn all_read(&self) -> bool {
+        self.metrics.iter().all(|m| m.failure.is_none())
+    }
+
+    /// Whether this read says nothing new to publish: its failures are each the first, of a
+    /// kind that passes (Prometheus unreachable or slow once), of a scaler whose metrics were
+    /// available until now.
     pub(super) fn tells_nothing_new(&self, ps: &PredictiveScaler) -> bool {
         let available_until_now = ps.status.as_ref().is_some_and(|s| {
             s.conditions
                 .iter()
                 .any(|c| c.type_ == conditions::METRICS_AVAILABLE && c.status == "True")
         });
-        self.failure.as_ref().is_some_and(|f| {
+        let mut failures = self.metrics.iter().filter_map(|m| m.failure.as_ref());
+        let passing = |f: &Failure| {
             f.in_a_row == 1 && matches!(f.kind, FailureKind::Unreachable | FailureKind::TimedOut)
-        }) && available_until_now
+        };
+        let first = failures.next();
+        first.is_some_and(passing) && failures.all(passing) && available_until_now
     }
 
-    /// `MetricsAvailable`.
-    pub(super) fn finding(&self, decision: &Decision) -> Finding {
-        match &self.failure {
-            Some(f) => Finding::new(
+    /// `MetricsAvailable`. With several metrics it names each metric that could not be read
+    /// (`metric "queue": …`): the others still scale it up, but nothing scales it down.
+    pub(super) fn finding(&self, decision: &Decision, figures: &[MetricFigures]) -> Finding {
+        let rejected = self.metrics.iter().map(|m| m.refresh.rejected).sum();
+        if let [one] = self.metrics.as_slice() {
+            return match &one.failure {
+                Some(f) => Finding::new(
+                    conditions::METRICS_AVAILABLE,
+                    false,
+                    f.reason(),
+                    f.message(),
+                ),
+                None => conditions::metrics_finding(decision, None, rejected),
+            };
+        }
+        let failed: Vec<(&str, &Failure)> = self
+            .metrics
+            .iter()
+            .filter_map(|m| Some((m.name.as_str(), m.failure.as_ref()?)))
+            .collect();
+        // Read, but without a live load in the last minutes.
+        let silent: Vec<&str> = figures
+            .iter()
+            .zip(&self.metrics)
+            .filter(|(f, m)| f.load.is_none() && m.failure.is_none())
+            .map(|(f, _)| f.name.as_str())
+            .collect();
+        if let Some((_, first)) = failed.first() {
+            let mut each: Vec<String> = failed
+                .iter()
+                .map(|(name, f)| format!("metric {name:?}: {}", f.message()))
+                .collect();
+            each.extend(silent.iter().map(|name| conditions::silent_metric(name)));
+            return Finding::new(
                 conditions::METRICS_AVAILABLE,
                 false,
-                f.reason(),
-                f.message(),
-            ),
-            None => conditions::metrics_finding(decision, None, self.refresh.rejected),
+                first.reason(),
+                each.join("; "),
+            );
+        }
+        match silent.is_empty() {
+            true => conditions::metrics_finding(decision, None, rejected),
+            false => conditions::silent_metrics_finding(&silent),
         }
     }
 }
 
-/// What a decision reads of the load's history.
+/// What a decision reads of a metric's history.
 enum Read {
     /// Nothing: the read failed, or waits after failures.
     Failed,
@@ -74,34 +126,52 @@ pub(super) struct Savings {
     pub(super) status: Option<SavingsStatus>,
 }
 
-/// Brings the scaler's history up to date and asks its planner; and its plan, when the last one
-/// is older than its quarter hour or was made for another spec. The decision is entered in the
-/// scaler's account against the HPA, and the minutes whose load has settled are counted.
+/// What `decide` found and decided.
+pub(super) struct Outcome {
+    pub(super) decision: Decision,
+    /// With several metrics, what each proposed (`status.metrics`); empty with one.
+    pub(super) figures: Vec<MetricFigures>,
+    pub(super) load: LoadRead,
+    pub(super) plan: Option<PlanStatus>,
+    pub(super) savings: Savings,
+}
+
+/// Brings each metric's history up to date and asks the scaler's decider; and, with one
+/// metric, its plan, when the last one is older than its quarter hour or was made for another
+/// spec. The decision is entered in the scaler's account against the HPA, and the minutes whose
+/// load has settled are counted.
 #[tracing::instrument(skip_all)]
 pub(super) async fn decide(
     ps: &PredictiveScaler,
     ctx: &Context,
     target: &Target,
     now: DateTime<Utc>,
-) -> (Decision, LoadRead, Option<PlanStatus>, Savings) {
+) -> Outcome {
     let state = ctx
-        .state_for(
-            &ps.uid().unwrap_or_default(),
-            ps,
-            &target.spec,
-            &target.query,
-        )
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
     let mut state = state.lock_owned().await;
-    state.planner.update_spec(target.spec.clone());
-    let needs = state.planner.resting_needs();
-    if state.history_for.0 != target.query || state.history_for.1 != needs {
-        state.history = ctx.histories.handle(&target.query, needs);
-        state.history_for = (target.query.clone(), needs);
-        state.held = None;
+    state.deciding.update_spec(&target.spec);
+    take_histories(ctx, &mut state, &target.queries);
+    // One metric after the other, each within its own backoff: a reconcile's reads grow with
+    // its metrics (at most `Limits::MAX_METRICS`), and one metric's failure does not keep the
+    // others from being read.
+    let mut load = LoadRead {
+        metrics: Vec::with_capacity(state.metrics.len()),
+    };
+    for i in 0..state.metrics.len() {
+        let read = gated_read(ps, ctx, &mut state, i, now).await;
+        load.metrics.push(read);
     }
-    let mut load = gated_read(ps, ctx, &mut state, &target.query, now).await;
-    let deep = load.deep.take();
+    let reads: Vec<Read> = load
+        .metrics
+        .iter_mut()
+        .map(|m| match (&m.failure, m.deep.take()) {
+            (Some(_), _) => Read::Failed,
+            (None, Some(deep)) => Read::Calibration(deep),
+            (None, None) => Read::Cache,
+        })
+        .collect();
     let made_for = (
         now.duration_trunc(outlook::STEP).unwrap_or(now),
         ps.metadata.generation,
@@ -112,14 +182,9 @@ pub(super) async fn decide(
         &target.spec,
         state.survey.as_ref().and_then(|(_, s)| s.startup),
     );
-    let read = match (&load.failure, deep) {
-        (Some(_), _) => Read::Failed,
-        (None, Some(deep)) => Read::Calibration(deep),
-        (None, None) => Read::Cache,
-    };
-    let (decision, plan, savings) = plan(
+    let (decision, figures, plan, savings) = plan(
         state,
-        read,
+        reads,
         replicas,
         now,
         made_for,
@@ -127,7 +192,47 @@ pub(super) async fn decide(
         ctx.metrics.clone(),
     )
     .await;
-    (decision, load, plan, savings)
+    Outcome {
+        decision,
+        figures,
+        load,
+        plan,
+        savings,
+    }
+}
+
+/// Gives each metric the history of its query as sent and its planner's resting needs, shared
+/// with every scaler that sends the same (`shared_history`): keyed as with one metric, so a
+/// metric's history is one entry of the map whether its scaler has one metric or several.
+fn take_histories(ctx: &Context, state: &mut ScalerState, queries: &[String]) {
+    let ScalerState {
+        deciding,
+        metrics,
+        held,
+        ..
+    } = state;
+    let planners = deciding.planners();
+    metrics.truncate(planners.len().min(queries.len()));
+    for (i, (planner, query)) in planners.iter().zip(queries).enumerate() {
+        let needs = planner.resting_needs();
+        match metrics.get_mut(i) {
+            Some(m) if m.history_for.0 == *query && m.history_for.1 == needs => {}
+            Some(m) => {
+                m.history = ctx.histories.handle(query, needs);
+                m.history_for = (query.clone(), needs);
+                *held = None;
+            }
+            None => {
+                metrics.push(MetricReads {
+                    history: ctx.histories.handle(query, needs),
+                    history_for: (query.clone(), needs),
+                    reads: crate::operator::backoff::ReadBackoff::new(ctx.settings.sync_period),
+                    samples_since: None,
+                });
+                *held = None;
+            }
+        }
+    }
 }
 
 /// The model the scaler's account runs: the spec's bounds, and pods that start in what
@@ -146,26 +251,48 @@ fn savings_model(spec: &ValidatedSpec, learned: Option<chrono::Duration>) -> led
     }
 }
 
-/// Reads the load unless the backoff after failed reads says to wait (see `backoff`): a query
-/// Prometheus cannot answer in time is not sent again at every sync. A read that timed out or
-/// took half the timeout marks its namespace as slow (see `fair_queue`).
+/// Reads metric `i`'s load unless the backoff after its failed reads says to wait (see
+/// `backoff`): a query Prometheus cannot answer in time is not sent again at every sync. A read
+/// that timed out or took half the timeout marks its namespace as slow (see `fair_queue`).
 async fn gated_read(
     ps: &PredictiveScaler,
     ctx: &Context,
     state: &mut ScalerState,
-    query: &str,
+    i: usize,
     now: DateTime<Utc>,
-) -> LoadRead {
-    let key = read_key(ps.metadata.generation, query);
-    if let Some(waiting) = state.reads.gate(key, Instant::now()).cloned() {
-        return LoadRead {
+) -> MetricRead {
+    let ScalerState {
+        deciding,
+        metrics,
+        held,
+        ..
+    } = state;
+    let name = deciding
+        .planners()
+        .get(i)
+        .and_then(|p| p.spec().metrics.get(i))
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let (Some(planner), Some(reads)) = (deciding.planners().get(i), metrics.get_mut(i)) else {
+        // `take_histories` gives every planner its reads: nothing to read otherwise.
+        return MetricRead {
+            name,
+            failure: None,
+            refresh: Refresh::default(),
+            deep: None,
+        };
+    };
+    let key = read_key(ps.metadata.generation, &reads.history_for.0);
+    if let Some(waiting) = reads.reads.gate(key, Instant::now()).cloned() {
+        return MetricRead {
+            name,
             failure: Some(waiting),
             refresh: Refresh::default(),
             deep: None,
         };
     }
     let started = Instant::now();
-    let load = read_load(ps, ctx, state, now).await;
+    let load = read_load(ps, ctx, planner, reads, held, name, now).await;
     let timed_out = load
         .failure
         .as_ref()
@@ -177,68 +304,99 @@ async fn gated_read(
     load
 }
 
-/// The planner's decision and, when the memo is older than `made_for`, a new plan. The
-/// planner's work (the history's series, the decision, a plan of 96 decisions ahead) is CPU
-/// only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up the
-/// runtime's workers, which renew the Lease and read the watches.
+/// The decider's decision and, with one metric, when the memo is older than `made_for`, a new
+/// plan. The planners' work (the histories' series, the decision, a plan of 96 decisions ahead)
+/// is CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
+/// the runtime's workers, which renew the Lease and read the watches.
 async fn plan(
     mut state: tokio::sync::OwnedMutexGuard<ScalerState>,
-    read: Read,
+    reads: Vec<Read>,
     replicas: u32,
     now: DateTime<Utc>,
     made_for: (DateTime<Utc>, Option<i64>, i64),
     model: ledger::Model,
-    metrics: std::sync::Arc<crate::operator::telemetry::Metrics>,
-) -> (Decision, Option<PlanStatus>, Savings) {
+    metrics: std::sync::Arc<Metrics>,
+) -> (Decision, Vec<MetricFigures>, Option<PlanStatus>, Savings) {
     let planned = tokio::task::spawn_blocking(move || {
-        // The series is made under the shared history's lock (on this blocking thread: no
+        let state = &mut *state;
+        // Each series is made under its shared history's lock (on this blocking thread: no
         // reconcile holds it across an await while it waits), then the lock is let go.
         // A calibration's history was read for it; the others are the shared cache's, known
         // to have had samples before it since the last calibration's read.
-        let history = match read {
-            Read::Calibration(deep) => Some(deep),
-            Read::Cache => state
-                .history
-                .blocking_lock()
-                .cache
-                .history()
-                .map(|h| h.with_samples_before(state.samples_since)),
-            Read::Failed => None,
-        };
-        let decided_at = Instant::now();
-        let decision = state.planner.decide(history.as_ref(), replicas, now);
-        metrics.decision_timed(decided_at.elapsed());
-        // Without the history (Prometheus failed this time) the last plan stands until a
-        // reconcile that reads it: a plan of held steps would say nothing for a quarter hour.
-        if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
-            let planned_at = Instant::now();
-            let plan = outlook::outlook(
-                &state.planner,
-                history.as_ref(),
-                now,
-                outlook::STEP,
-                outlook::HORIZON,
-            );
-            metrics.plan_timed(planned_at.elapsed());
-            state.plan = plan.map(|o| PlanMemo {
-                made_for,
-                status: o.summary(),
-            });
+        let histories: Vec<Option<History>> = reads
+            .into_iter()
+            .zip(&state.metrics)
+            .map(|(read, m)| match read {
+                Read::Calibration(deep) => Some(deep),
+                Read::Cache => m
+                    .history
+                    .blocking_lock()
+                    .cache
+                    .history()
+                    .map(|h| h.with_samples_before(m.samples_since)),
+                Read::Failed => None,
+            })
+            .collect();
+        match &mut state.deciding {
+            Deciding::One(planner) => {
+                let history = histories.into_iter().next().flatten();
+                let decided_at = Instant::now();
+                let decision = planner.decide(history.as_ref(), replicas, now);
+                metrics.decision_timed(decided_at.elapsed());
+                // Without the history (Prometheus failed this time) the last plan stands until
+                // a reconcile that reads it: a plan of held steps would say nothing for a
+                // quarter hour.
+                if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+                    let planned_at = Instant::now();
+                    let plan = outlook::outlook(
+                        planner,
+                        history.as_ref(),
+                        now,
+                        outlook::STEP,
+                        outlook::HORIZON,
+                    );
+                    metrics.plan_timed(planned_at.elapsed());
+                    state.plan = plan.map(|o| PlanMemo {
+                        made_for,
+                        status: o.summary(),
+                    });
+                }
+                let plan = state.plan.as_ref().map(|p| p.status.clone());
+                // Minutes are counted only on a history read now: without one, they wait for
+                // the next.
+                state
+                    .ledger
+                    .decided_in(now, decision.desired_replicas, decision.quiet.is_some());
+                let added = match &history {
+                    Some(history) => state.ledger.account(history, &model, now),
+                    None => Tally::default(),
+                };
+                let savings = Savings {
+                    added,
+                    status: state.ledger.status(&model),
+                };
+                (decision, Vec::new(), plan, savings)
+            }
+            Deciding::Several(several) => {
+                let histories: Vec<Option<&History>> =
+                    histories.iter().map(Option::as_ref).collect();
+                let decided_at = Instant::now();
+                // `Several` follows the HPA's `computeReplicasForMetrics` (kubernetes
+                // `pkg/controller/podautoscaler/horizontal.go`): the highest count over the
+                // metrics decides, and a metric that could not be read (`None` here) lets the
+                // others raise the count but keeps it from going down.
+                let decided = several.decide(&histories, replicas, now);
+                metrics.decision_timed(decided_at.elapsed());
+                // No plan and no account against the HPA with several metrics yet: a plan is
+                // one planner's outlook, and the account models an HPA on one metric.
+                state.plan = None;
+                let savings = Savings {
+                    added: Tally::default(),
+                    status: None,
+                };
+                (decided.decision, decided.metrics, None, savings)
+            }
         }
-        let plan = state.plan.as_ref().map(|p| p.status.clone());
-        // Minutes are counted only on a history read now: without one, they wait for the next.
-        state
-            .ledger
-            .decided_in(now, decision.desired_replicas, decision.quiet.is_some());
-        let added = match &history {
-            Some(history) => state.ledger.account(history, &model, now),
-            None => Tally::default(),
-        };
-        let savings = Savings {
-            added,
-            status: state.ledger.status(&model),
-        };
-        (decision, plan, savings)
     })
     .await;
     match planned {
@@ -248,19 +406,22 @@ async fn plan(
         Err(e) => panic!("the planner's task did not finish: {e}"),
     }
 }
-
-/// Reads the load history up to `now` into the scaler's cache (within the reconcile's slot, see
+/// Reads one metric's load history up to `now` into its cache (within the reconcile's slot, see
 /// `fair_queue`), and records the outcome in its backoff.
-pub(super) async fn read_load(
+async fn read_load(
     ps: &PredictiveScaler,
     ctx: &Context,
-    state: &mut ScalerState,
+    planner: &Planner,
+    reads: &mut MetricReads,
+    held: &mut Option<HeldHistory>,
+    name: String,
     now: DateTime<Utc>,
-) -> LoadRead {
+) -> MetricRead {
     let started = Instant::now();
-    // A decision that calibrates reads the calibration's week beyond the shared cache.
-    let deeper = Deeper::for_decision(&state.planner, now);
-    let history = state.history.clone();
+    // A decision that calibrates reads the calibration's week beyond the shared cache: each
+    // metric's planner calibrates on its own metric.
+    let deeper = Deeper::for_decision(planner, now);
+    let history = reads.history.clone();
     let mut shared = history.lock().await;
     // Another scaler with the same query read it within half a sync: its read stands for this
     // one (`shared_history`).
@@ -279,31 +440,34 @@ pub(super) async fn read_load(
     );
     match refreshed {
         Ok((refresh, deep)) => {
-            state.reads.succeeded();
-            if state.held.is_none() {
-                state.held = Some(ctx.metrics.history_held());
+            reads.reads.succeeded();
+            if held.is_none() {
+                *held = Some(ctx.metrics.history_held());
             }
             if let Some(deep) = &deep {
-                state.samples_since = deep.samples_since;
+                reads.samples_since = deep.samples_since;
             }
-            LoadRead {
+            MetricRead {
+                name,
                 failure: None,
                 refresh,
                 deep: deep.map(|d| d.history),
             }
         }
         Err(e) => {
-            let failure = state
+            let failure = reads
                 .reads
                 .failed(FailureKind::of(&e), e.to_string(), Instant::now());
             warn!(
                 namespace = ps.namespace(),
                 name = ps.name_any(),
+                metric = %name,
                 error = %e,
                 retry_in = ?failure.retry_in,
                 "reading the load failed"
             );
-            LoadRead {
+            MetricRead {
+                name,
                 failure: Some(failure.clone()),
                 refresh: Refresh::default(),
                 deep: None,

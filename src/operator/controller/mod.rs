@@ -351,7 +351,13 @@ async fn observe_decide_act(
         true => Some(learn_lead_time(ps, ctx, &mut target, now).await),
         false => None,
     };
-    let (decision, load, plan, savings) = decide(ps, ctx, &target, now).await;
+    let decide::Outcome {
+        decision,
+        figures,
+        load,
+        plan,
+        savings,
+    } = decide(ps, ctx, &target, now).await;
     ctx.metrics.observe_savings(&labels(ps), &savings.added);
     let ready = actuate(ps, ctx, &mut target, &decision).await?;
     if load.tells_nothing_new(ps) {
@@ -369,7 +375,7 @@ async fn observe_decide_act(
     }
     let mut findings = vec![
         ready.finding,
-        load.finding(&decision),
+        load.finding(&decision, &figures),
         conditions::forecast_finding(&decision),
         // Under an HPA a quiet window's zero is refused, and that is the limit to tell: the
         // desired count's own limits are the HPA's to meet there.
@@ -380,8 +386,12 @@ async fn observe_decide_act(
     ];
     findings.extend(conditions::objective_finding(&decision, &target.spec));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
-    if load.failure.is_none() {
-        let fallback = ctx.source.fallback_of(&target.query);
+    if load.all_read() {
+        // The first metric's fallback: metrics of one scaler are read from the same sources.
+        let fallback = target
+            .queries
+            .first()
+            .and_then(|q| ctx.source.fallback_of(q));
         findings.push(conditions::history_finding(
             &decision,
             &target.spec,
@@ -411,6 +421,7 @@ async fn observe_decide_act(
                 .map(conditions::lead_time_status),
             plan: plan.as_ref(),
             savings: savings.status.as_ref(),
+            metrics: &figures,
         }),
         findings,
         now,

@@ -23,8 +23,9 @@ use super::context::{Context, SURVEYS_AT_ONCE};
 /// What the reconcile found out about the target, when it can act on it.
 pub(super) struct Target {
     pub(super) spec: ValidatedSpec,
-    /// The query sent to Prometheus: the spec's, confined to the namespace when so configured.
-    pub(super) query: String,
+    /// The queries sent to Prometheus, one per metric in the spec's order: the spec's, confined
+    /// to the namespace when so configured.
+    pub(super) queries: Vec<String>,
     pub(super) workload: Workload,
     pub(super) hpa: Option<Arc<HorizontalPodAutoscaler>>,
     /// The KEDA ScaledObject that manages `hpa` (with KEDA support on): the floor goes there.
@@ -56,21 +57,6 @@ pub(super) async fn observe(
             )));
         }
     };
-    // Several metrics are validated, forecast and replayed by the planning core and the
-    // backtest (`planning::several`); the reconcile does not read and decide on them yet, and
-    // one metric of several alone would scale below what another needs.
-    if spec.several_metrics() {
-        let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
-        return Ok(Err(refused(
-            ReadyReason::SeveralMetricsUnsupported,
-            format!(
-                "spec.metrics lists {} metrics ({}): this operator decides on one metric so far \
-                 (spec.metric); `prescaler backtest` replays several; nothing is scaled",
-                names.len(),
-                names.join(", ")
-            ),
-        )));
-    }
     if let Some(finding) = not_to_be_read(ps, ctx, &namespace) {
         return Ok(Err(finding));
     }
@@ -100,18 +86,28 @@ pub(super) async fn observe(
     {
         return Ok(Err(finding));
     }
-    let query = match &ctx.settings.namespace_label {
-        Some(label) => match confine_to_namespace(&ps.spec.metric.query, label, &namespace) {
-            Ok(q) => q,
-            Err(e) => {
-                return Ok(Err(refused(
-                    ReadyReason::InvalidSpec,
-                    format!("spec.metric.query {e}; nothing is scaled until it is fixed"),
-                )));
-            }
-        },
-        None => ps.spec.metric.query.clone(),
-    };
+    // Every metric's query is confined as the single metric's is: one metric left unconfined
+    // would read every tenant's series through the operator's credentials.
+    let mut queries = Vec::with_capacity(spec.metrics.len());
+    for (i, metric) in spec.metrics.iter().enumerate() {
+        let query = match &ctx.settings.namespace_label {
+            Some(label) => match confine_to_namespace(&metric.query, label, &namespace) {
+                Ok(q) => q,
+                Err(e) => {
+                    let field = match ps.spec.metrics.is_empty() {
+                        true => "spec.metric.query".to_string(),
+                        false => format!("spec.metrics[{i}].query"),
+                    };
+                    return Ok(Err(refused(
+                        ReadyReason::InvalidSpec,
+                        format!("{field} {e}; nothing is scaled until it is fixed"),
+                    )));
+                }
+            },
+            None => metric.query.clone(),
+        };
+        queries.push(query);
+    }
     // Last, once the scaler is known to act: a refused one reads no ConfigMap.
     let (spec, calendar) =
         super::calendar_files::with_calendar_files(ps, ctx, spec, Utc::now()).await;
@@ -129,7 +125,7 @@ pub(super) async fn observe(
     };
     Ok(Ok(Target {
         spec,
-        query,
+        queries,
         workload,
         hpa,
         scaled_object,
@@ -386,12 +382,7 @@ pub(super) async fn learn_lead_time(
     std::result::Result<startup::Survey, String>,
 ) {
     let state = ctx
-        .state_for(
-            &ps.uid().unwrap_or_default(),
-            ps,
-            &target.spec,
-            &target.query,
-        )
+        .state_for(&ps.uid().unwrap_or_default(), ps, &target.spec)
         .await;
     let mut state = state.lock().await;
     let last = state.survey.as_ref().map(|(_, s)| s.clone());

@@ -18,6 +18,7 @@ use crate::api::{PlanStatus, PredictiveScaler, PredictiveScalerStatus, SavingsSt
 use crate::operator::conditions::{self, Finding};
 use crate::operator::event_filter::EventKey;
 use crate::planning::plan::Decision;
+use crate::planning::several::MetricFigures;
 
 use super::context::Context;
 use super::locked;
@@ -37,6 +38,8 @@ pub(super) struct Decided<'a> {
     /// Against the HPA on the same live metric (`status.savings`); `None` until a minute has
     /// been counted.
     pub(super) savings: Option<&'a SavingsStatus>,
+    /// With several metrics, what each proposed (`status.metrics`); empty with one.
+    pub(super) metrics: &'a [MetricFigures],
 }
 
 /// The status this reconcile found: the decision's figures (or none, when it decided nothing)
@@ -69,6 +72,7 @@ pub(super) fn new_status(
         }
         status.plan = d.plan.cloned();
         status.savings = d.savings.cloned();
+        status.metrics = conditions::metric_statuses(d.metrics);
     } else {
         // No decision this time (refused, paused, an error): the days counted so far stay, as
         // the last scale time does; they come back into the account when it runs again.
@@ -101,11 +105,12 @@ fn truncate(text: &mut String, max: usize) {
 /// force, the schedule, the lead time in use, the last scale, each condition's status and
 /// reason, and the plan's next peak and highest step. Everything else is a figure (the forecast
 /// load and its replicas, the calibration, the plan's other steps, condition messages) that
-/// moves with the minute's load. So is the decision's `reason` while the count stands: with a
-/// count unchanged it only says which term the count now rests on, and it turned over between
+/// moves with the minute's load. So are the decision's `reason` and, with several metrics, its
+/// `decidingMetric` while the count stands: with a count unchanged they only say which term
+/// (and metric) the count now rests on, and the reason turned over between
 /// `Forecast` and `Stabilized` every few minutes as the forecast dipped under the count and back
-/// (a quarter of the scalers a minute in the operator benchmark, none of them scaled). It is
-/// written with the count that it explains, and a reason that matters without a new count is a
+/// (a quarter of the scalers a minute in the operator benchmark, none of them scaled). They are
+/// written with the count that they explain, and a reason that matters without a new count is a
 /// condition too (`Hold`: `MetricsAvailable=False`).
 struct Material<'a> {
     generation: Option<i64>,
