@@ -281,11 +281,15 @@ pub struct Calibrator {
     predictors: Vec<Predictor>,
     /// The epoch minute of `records[0]`.
     first: i64,
-    /// Per minute, the daily and the weekly forecast (NaN where none).
-    records: VecDeque<[f32; 2]>,
+    /// Per minute, the daily and the weekly forecast, and with `ModelConfig::period_spread`
+    /// the spread of each one's past periods (`forecast::period_spread`) (NaN where none).
+    records: VecDeque<[f32; 4]>,
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
     calibration: Option<Calibration>,
+    /// With `ModelConfig::period_spread`, the scaled margin the last calibration found for a
+    /// forecast basis: each decision's margin is its quantile times the scale of its minute.
+    scaled: Option<replay::Scaled>,
 }
 
 fn epoch_minute(t: DateTime<Utc>) -> i64 {
@@ -311,6 +315,7 @@ impl Calibrator {
             records: VecDeque::new(),
             calibrated_at: None,
             calibration: None,
+            scaled: None,
         }
     }
 
@@ -319,6 +324,7 @@ impl Calibrator {
     pub fn invalidate(&mut self) {
         self.calibrated_at = None;
         self.calibration = None;
+        self.scaled = None;
     }
 
     /// The predictors whose forecasts are recorded.
@@ -401,7 +407,7 @@ impl Calibrator {
         let mut memos = [ProfileMemo::default(), ProfileMemo::default()];
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
-            let mut record = [f32::NAN; 2];
+            let mut record = [f32::NAN; 4];
             if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
                 for p in &self.predictors {
                     let memo = &mut memos[slot(*p)];
@@ -416,13 +422,32 @@ impl Calibrator {
                     ) {
                         record[slot(*p)] = v.max(0.0) as f32;
                     }
+                    if cfg.period_spread
+                        && let Some(s) =
+                            forecast::period_spread(cfg, *p, view, adjust, t, t + objective.lead)
+                    {
+                        record[2 + slot(*p)] = s as f32;
+                    }
                 }
             }
             self.records.push_back(record);
         }
         if calibrating {
             self.calibrated_at = Some(boundary);
-            self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
+            (self.calibration, self.scaled) =
+                match self.recalibrate(cfg, history, boundary, objective, adjust) {
+                    Some((c, scaled)) => (Some(c), scaled),
+                    None => (None, None),
+                };
+        }
+        if let (Some(c), Some(scaled)) = (&mut self.calibration, &self.scaled) {
+            let r = usize::try_from(now_m - self.first)
+                .ok()
+                .and_then(|i| self.records.get(i))
+                .copied()
+                .unwrap_or([f32::NAN; 4]);
+            let spread = replay::basis_spread(c.margins.basis, r.map(f64::from));
+            c.margins.margin = scaled.margin(scaled.scale(spread), cfg.max_margin);
         }
         // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
         // decision now needs. Recomputed: what a decision needs until the next boundary.

@@ -736,6 +736,17 @@ pub struct ModelConfig {
     /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
     /// run on the wall clock).
     pub zero_cooldown: Duration,
+    /// Whether a forecast basis' relative margin is scaled, minute by minute, by how much the
+    /// past periods its forecast reads disagree at the phase it forecasts (`period_spread`): a
+    /// locally weighted conformal margin (Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018;
+    /// normalized nonconformity, Papadopoulos et al. 2008), `margin = q · (spread + β)`, `q`
+    /// the quantile of the week's needs divided by the same scale, `β` the week's median
+    /// spread. The scale is known ahead and not fitted on the calibration's errors. An
+    /// experiment (`prescaler-bench --set period_spread=1`).
+    pub period_spread: bool,
+    /// With `period_spread`, whether each forecast basis may also keep one margin for the week
+    /// where that replays cheaper than the scaled one (`prescaler-bench --set period_spread=2`).
+    pub period_spread_or_uniform: bool,
 }
 
 impl Default for ModelConfig {
@@ -760,6 +771,8 @@ impl Default for ModelConfig {
             sustained_samples: 3,
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
+            period_spread: false,
+            period_spread_or_uniform: false,
         }
     }
 }
@@ -813,6 +826,65 @@ pub fn predict_peak_reusing(
     let past = whole_periods(cfg, predictor, view, adjust)?;
     let ratio = level_ratio(cfg, &past)?;
     profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
+}
+
+/// How much the past periods `predictor` reads disagree about the highest load in
+/// `[from, to]`, relative to their level: each whole past period alone forecasts it as its own
+/// ±`smoothing_half_width` mean at the profile's points, divided by its own mean over the level
+/// window (the forecast's level ratio applies the same `now` to all of them); the result is the
+/// median absolute deviation of these single-period forecasts over their median. `None` with
+/// fewer than two periods, or none with a level.
+pub fn period_spread(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'_>,
+    adjust: &Adjustments,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<f64> {
+    let past = whole_periods(cfg, predictor, view, adjust)?;
+    let h = view.history();
+    let w = h.steps(cfg.level_window).max(1);
+    let half = h.steps(cfg.smoothing_half_width);
+    let lo = index_ceil(h, from);
+    let hi = index_floor(h, to).max(lo);
+    let step = h.steps(cfg.profile_step).max(1);
+    let end = view.end() as i64;
+    let mut alone = [0.0f64; 8];
+    let mut n = 0;
+    for k in 1..=past.periods.min(alone.len() as i64) {
+        let c = end - k * past.period;
+        let Some(level) = past.period_mean(k, c - w + 1, c).filter(|l| *l > 0.0) else {
+            continue;
+        };
+        let mut peak: Option<f64> = None;
+        let mut i = lo;
+        loop {
+            let ci = i - k * past.period;
+            if ci + half <= end
+                && let Some(p) = past.period_mean(k, ci - half, ci + half)
+            {
+                peak = Some(peak.map_or(p, |b| b.max(p)));
+            }
+            if i >= hi {
+                break;
+            }
+            i = (i + step).min(hi);
+        }
+        if let Some(p) = peak {
+            alone[n] = p / level;
+            n += 1;
+        }
+    }
+    if n < 2 {
+        return None;
+    }
+    let mid = median(&mut alone[..n]).filter(|m| *m > 0.0)?;
+    let mut deviations = [0.0f64; 8];
+    for (d, a) in deviations.iter_mut().zip(&alone[..n]) {
+        *d = (a - mid).abs();
+    }
+    Some(median(&mut deviations[..n])? / mid)
 }
 
 /// The profile's points (`profile_point`) computed by recent forecasts, for one predictor over
