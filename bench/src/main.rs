@@ -233,7 +233,8 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "period_spread" => {
                 let v = number()?;
                 model.period_spread = v != 0.0;
-                model.period_spread_or_uniform = v == 2.0;
+                model.period_spread_or_uniform = v >= 2.0;
+                model.period_spread_held = v == 3.0;
             }
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }

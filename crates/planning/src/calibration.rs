@@ -441,13 +441,22 @@ impl Calibrator {
                 };
         }
         if let (Some(c), Some(scaled)) = (&mut self.calibration, &self.scaled) {
-            let r = usize::try_from(now_m - self.first)
-                .ok()
-                .and_then(|i| self.records.get(i))
-                .copied()
-                .unwrap_or([f32::NAN; 4]);
-            let spread = replay::basis_spread(c.margins.basis, r.map(f64::from));
-            c.margins.margin = scaled.margin(scaled.scale(spread), cfg.max_margin);
+            let scale_at = |m: i64| {
+                let r = usize::try_from(m - self.first)
+                    .ok()
+                    .and_then(|i| self.records.get(i))
+                    .copied()
+                    .unwrap_or([f32::NAN; 4]);
+                scaled.scale(replay::basis_spread(c.margins.basis, r.map(f64::from)))
+            };
+            let held = match cfg.period_spread_held {
+                true => objective.stabilization.num_minutes().max(0),
+                false => 0,
+            };
+            let scale = (now_m - held..=now_m)
+                .map(scale_at)
+                .fold(f64::NAN, f64::max);
+            c.margins.margin = scaled.margin(scale, cfg.max_margin);
         }
         // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
         // decision now needs. Recomputed: what a decision needs until the next boundary.

@@ -747,6 +747,10 @@ pub struct ModelConfig {
     /// With `period_spread`, whether each forecast basis may also keep one margin for the week
     /// where that replays cheaper than the scaled one (`prescaler-bench --set period_spread=2`).
     pub period_spread_or_uniform: bool,
+    /// With `period_spread`, whether a minute's scale is the highest over the stabilization
+    /// window before it, as the recommendation it sets is held (`--set period_spread=3`, with
+    /// `period_spread_or_uniform`).
+    pub period_spread_held: bool,
 }
 
 impl Default for ModelConfig {
@@ -773,6 +777,7 @@ impl Default for ModelConfig {
             zero_cooldown: crate::quiet::COOLDOWN,
             period_spread: false,
             period_spread_or_uniform: false,
+            period_spread_held: false,
         }
     }
 }

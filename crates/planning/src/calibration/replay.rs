@@ -276,8 +276,10 @@ impl Replayed {
 
 /// `basis` replayed over the scored minutes; `None` for a basis that saw less than half of them
 /// (a forecast without enough history yet), which is not judged on the rest.
+#[allow(clippy::too_many_arguments)]
 fn replay(
     period_spread: bool,
+    held: bool,
     basis: Basis,
     minutes: &Minutes,
     floor: &LiveFloor,
@@ -326,7 +328,10 @@ fn replay(
                 .collect();
             let beta = forecast::median(&mut typical).filter(|b| *b > 0.0)?;
             let scaled = Scaled { q: 0.0, beta };
-            let scale: Vec<f64> = spread.iter().map(|&s| scaled.scale(s)).collect();
+            let mut scale: Vec<f64> = spread.iter().map(|&s| scaled.scale(s)).collect();
+            if held {
+                scale = sliding::<true>(&scale, w.stabilization, 0);
+            }
             let least = sliding::<false>(&scale, w.delay as usize, 0);
             Some((beta, scale, least))
         })
@@ -642,6 +647,7 @@ impl Calibrator {
         for &basis in cfg.bases {
             replayed.extend(replay(
                 cfg.period_spread,
+                cfg.period_spread_held,
                 basis,
                 &minutes,
                 &floor,
