@@ -736,21 +736,17 @@ pub struct ModelConfig {
     /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
     /// run on the wall clock).
     pub zero_cooldown: Duration,
-    /// Whether a forecast basis' relative margin is scaled, minute by minute, by how much the
-    /// past periods its forecast reads disagree at the phase it forecasts (`period_spread`): a
-    /// locally weighted conformal margin (Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018;
-    /// normalized nonconformity, Papadopoulos et al. 2008), `margin = q · (spread + β)`, `q`
-    /// the quantile of the week's needs divided by the same scale, `β` the week's median
-    /// spread. The scale is known ahead and not fitted on the calibration's errors. An
-    /// experiment (`prescaler-bench --set period_spread=1`).
+    /// Whether a forecast basis may scale its relative margin, minute by minute, by how much
+    /// the past periods its forecast reads disagree at the phase it forecasts
+    /// (`period_spread`): a locally weighted conformal margin (Lei, G'Sell, Rinaldo, Tibshirani
+    /// & Wasserman 2018; the normalized nonconformity of Papadopoulos et al.),
+    /// `margin = q · (spread + β)`, `q` the quantile of the week's needs divided by the same
+    /// scale, `β` the week's median spread. The scale is known ahead, not fitted on the
+    /// calibration's errors; a minute's is the highest over the stabilization window before it,
+    /// as the recommendation it sets is held that long. Each forecast basis keeps one margin
+    /// for the week where that replays cheaper. On by default; off only to measure what it does
+    /// (`prescaler-bench --set period_spread=0`).
     pub period_spread: bool,
-    /// With `period_spread`, whether each forecast basis may also keep one margin for the week
-    /// where that replays cheaper than the scaled one (`prescaler-bench --set period_spread=2`).
-    pub period_spread_or_uniform: bool,
-    /// With `period_spread`, whether a minute's scale is the highest over the stabilization
-    /// window before it, as the recommendation it sets is held (`--set period_spread=3`, with
-    /// `period_spread_or_uniform`).
-    pub period_spread_held: bool,
 }
 
 impl Default for ModelConfig {
@@ -775,9 +771,7 @@ impl Default for ModelConfig {
             sustained_samples: 3,
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
-            period_spread: false,
-            period_spread_or_uniform: false,
-            period_spread_held: false,
+            period_spread: true,
         }
     }
 }

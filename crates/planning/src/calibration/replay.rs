@@ -276,10 +276,8 @@ impl Replayed {
 
 /// `basis` replayed over the scored minutes; `None` for a basis that saw less than half of them
 /// (a forecast without enough history yet), which is not judged on the rest.
-#[allow(clippy::too_many_arguments)]
 fn replay(
     period_spread: bool,
-    held: bool,
     basis: Basis,
     minutes: &Minutes,
     floor: &LiveFloor,
@@ -329,9 +327,7 @@ fn replay(
             let beta = forecast::median(&mut typical).filter(|b| *b > 0.0)?;
             let scaled = Scaled { q: 0.0, beta };
             let mut scale: Vec<f64> = spread.iter().map(|&s| scaled.scale(s)).collect();
-            if held {
-                scale = sliding::<true>(&scale, w.stabilization, 0);
-            }
+            scale = sliding::<true>(&scale, w.stabilization, 0);
             let least = sliding::<false>(&scale, w.delay as usize, 0);
             Some((beta, scale, least))
         })
@@ -432,19 +428,14 @@ fn cheapest<'r>(
 ) -> Option<(&'r Replayed, Margins, Option<Scaled>)> {
     let mut best: Option<(&Replayed, Margins, Option<Scaled>, usize, f64)> = None;
     let mut xs = Vec::with_capacity(unavoidable.len());
-    let modes: &[bool] = if cfg.period_spread_or_uniform {
-        &[false, true]
-    } else {
-        &[true]
-    };
+    // A basis with a scale is tried with one margin for the week and with the scaled one.
     for r in replayed {
-        for (&extra, &scale) in cfg
+        for (&extra, scale) in cfg
             .extra_replicas
             .iter()
-            .flat_map(|e| modes.iter().map(move |m| (e, m)))
+            .flat_map(|e| [(e, false), (e, true)])
         {
-            // A basis without a scale has one margin, found once.
-            if scale && r.scaled.is_none() && modes.len() > 1 {
+            if scale && r.scaled.is_none() {
                 continue;
             }
             let sr = r.scaled.as_ref().filter(|_| scale);
@@ -647,7 +638,6 @@ impl Calibrator {
         for &basis in cfg.bases {
             replayed.extend(replay(
                 cfg.period_spread,
-                cfg.period_spread_held,
                 basis,
                 &minutes,
                 &floor,
