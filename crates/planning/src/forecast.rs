@@ -1455,6 +1455,56 @@ mod tests {
     }
 
     #[test]
+    fn the_spread_of_past_periods_is_where_they_disagree() {
+        // A daily step at 09:00; on two of the last four days a surge to 1.5 times the load
+        // from 14:00 to 15:00. The daily forecast's past periods agree at 11:00 and disagree at
+        // 14:00; the weekly one's (two weeks, one surge day between) agree at both.
+        let h = history(15, |t| {
+            let day = (t - t0()).num_days();
+            let minute = (t - t0()).num_minutes().rem_euclid(1440);
+            let surge = (day == 12 || day == 13) && (840..900).contains(&minute);
+            daily_load(t) * if surge { 1.5 } else { 1.0 }
+        });
+        let spread = |p: Predictor, hour: i64| {
+            let now = t0() + Duration::days(14) + Duration::hours(hour);
+            let view = h.view_at(now - Duration::minutes(1)).unwrap();
+            let cfg = ModelConfig::default();
+            let lead = now + Duration::minutes(6);
+            period_spread(&cfg, p, view, &Adjustments::default(), now, lead).unwrap()
+        };
+        assert!(
+            spread(Predictor::Daily, 11) < 1e-9,
+            "{}",
+            spread(Predictor::Daily, 11)
+        );
+        assert!(
+            spread(Predictor::Daily, 14) > 0.1,
+            "{}",
+            spread(Predictor::Daily, 14)
+        );
+        assert!(
+            spread(Predictor::Weekly, 14) < 1e-9,
+            "{}",
+            spread(Predictor::Weekly, 14)
+        );
+        // Known ahead: nothing after the view's end is read.
+        let view = h
+            .view_at(t0() + Duration::days(14) - Duration::minutes(1))
+            .unwrap();
+        let far = t0() + Duration::days(14) + Duration::hours(14);
+        let cfg = ModelConfig::default();
+        let ahead = period_spread(
+            &cfg,
+            Predictor::Daily,
+            view,
+            &Adjustments::default(),
+            far,
+            far,
+        );
+        assert!(ahead.is_some_and(|s| s > 0.1), "{ahead:?}");
+    }
+
+    #[test]
     fn the_profile_foresees_a_recurring_step() {
         let h = history(15, daily_load);
         // At 08:56 on day 14, with data up to 08:55: the step to 1000 comes at 09:00.

@@ -253,7 +253,7 @@ pub(super) fn basis_spread(basis: Basis, record: [f64; 4]) -> f64 {
         Basis::Daily | Basis::DailyOrLiveLoad => sd,
         Basis::Weekly => sw,
         Basis::DailyOrWeekly => {
-            if weekly.is_finite() && !(daily >= weekly) {
+            if weekly.is_finite() && (daily.is_nan() || daily < weekly) {
                 sw
             } else {
                 sd
