@@ -19,7 +19,8 @@
 //!
 //! A calibration is a pure function of the history up to its boundary: the operator, which starts
 //! at any minute and may restart, and the backtest, which replays from a trace's first minute,
-//! compute the same one. Only the forecasts are kept (two `f32` a minute: half precision, tried
+//! compute the same one. Only the forecasts are kept (four `f32` a minute, the two forecasts and
+//! the spread of each one's past periods, `ModelConfig::period_spread`: half precision, tried
 //! first, overflows at 65 504, well within the range of a byte-rate metric), and how many of them
 //! is `ModelConfig::record`: the backtest keeps the week and extends it a minute at a time; the
 //! operator, which holds thousands of scalers, keeps only the minutes since the last boundary and
@@ -264,11 +265,12 @@ pub struct Objective {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Record {
     /// The week the calibration replays is kept and extended by a minute at each decision:
-    /// about 80 KB a scaler, one forecast of each predictor a minute. What the backtest uses:
+    /// about 160 KB a scaler, one forecast of each predictor and its spread a minute. What the backtest uses:
     /// it replays one scaler over weeks, at every boundary.
     #[default]
     Kept,
-    /// Only the minutes since the last boundary are kept (about 1.5 KB); at each boundary the
+    /// Only the minutes since the last boundary (and the stabilization window before it, which
+    /// a scaled margin reads) are kept (about 3 KB); at each boundary the
     /// week is forecast again from history, as a restart rebuilds it, and dropped once the
     /// calibration is made: a week of forecasts (tens of milliseconds) a scaler per
     /// `recalibrate_interval`. What the operator uses, for thousands of scalers.
@@ -281,11 +283,15 @@ pub struct Calibrator {
     predictors: Vec<Predictor>,
     /// The epoch minute of `records[0]`.
     first: i64,
-    /// Per minute, the daily and the weekly forecast (NaN where none).
-    records: VecDeque<[f32; 2]>,
+    /// Per minute, the daily and the weekly forecast, and with `ModelConfig::period_spread`
+    /// the spread of each one's past periods (`forecast::period_spread`) (NaN where none).
+    records: VecDeque<[f32; 4]>,
     /// The boundary (epoch minute) of the last calibration.
     calibrated_at: Option<i64>,
     calibration: Option<Calibration>,
+    /// With `ModelConfig::period_spread`, the scaled margin the last calibration found for a
+    /// forecast basis: each decision's margin is its quantile times the scale of its minute.
+    scaled: Option<replay::Scaled>,
 }
 
 fn epoch_minute(t: DateTime<Utc>) -> i64 {
@@ -311,6 +317,7 @@ impl Calibrator {
             records: VecDeque::new(),
             calibrated_at: None,
             calibration: None,
+            scaled: None,
         }
     }
 
@@ -319,6 +326,7 @@ impl Calibrator {
     pub fn invalidate(&mut self) {
         self.calibrated_at = None;
         self.calibration = None;
+        self.scaled = None;
     }
 
     /// The predictors whose forecasts are recorded.
@@ -381,10 +389,16 @@ impl Calibrator {
         let boundary = Self::boundary(cfg, now_m);
         let oldest_needed = boundary - Self::reach(cfg, objective);
         let calibrating = self.calibrated_at != Some(boundary);
+        // A scaled margin reads the spreads of the stabilization window before a decision.
+        let held = match cfg.period_spread {
+            true => objective.stabilization.num_minutes().max(0),
+            false => 0,
+        };
         // Where the record must begin: at the week the calibration reads, if it is kept or a
-        // calibration is made now; otherwise, for a recomputed one, at the boundary.
+        // calibration is made now; otherwise, for a recomputed one, at the boundary (less the
+        // stabilization window a scaled margin reads).
         let needed_from = match cfg.record {
-            Record::Recomputed if !calibrating => boundary,
+            Record::Recomputed if !calibrating => boundary - held,
             _ => oldest_needed,
         };
         let next = self.first + self.records.len() as i64;
@@ -401,23 +415,31 @@ impl Calibrator {
         let mut memos = [ProfileMemo::default(), ProfileMemo::default()];
         for m in (self.first + self.records.len() as i64)..=now_m {
             let t = minute_time(m);
-            let mut record = [f32::NAN; 2];
-            if let Some(view) = view_at(t).filter(|v| is_fresh(v, t))
-                && let Some(level) = forecast::level_now(cfg, view, adjust)
-            {
+            let mut record = [f32::NAN; 4];
+            if let Some(view) = view_at(t).filter(|v| is_fresh(v, t)) {
+                // The view's level, the same for both predictors: read once.
+                let level = forecast::level_now(cfg, view, adjust);
                 for p in &self.predictors {
                     let memo = &mut memos[slot(*p)];
-                    if let Some(v) = forecast::predict_peak_at_level(
-                        cfg,
-                        *p,
-                        view,
-                        adjust,
-                        t,
-                        t + objective.lead,
-                        level,
-                        memo,
-                    ) {
+                    if let Some(level) = level
+                        && let Some(v) = forecast::predict_peak_at_level(
+                            cfg,
+                            *p,
+                            view,
+                            adjust,
+                            t,
+                            t + objective.lead,
+                            level,
+                            memo,
+                        )
+                    {
                         record[slot(*p)] = v.max(0.0) as f32;
+                    }
+                    if cfg.period_spread
+                        && let Some(s) =
+                            forecast::period_spread(cfg, *p, view, adjust, t, t + objective.lead)
+                    {
+                        record[2 + slot(*p)] = s as f32;
                     }
                 }
             }
@@ -425,13 +447,33 @@ impl Calibrator {
         }
         if calibrating {
             self.calibrated_at = Some(boundary);
-            self.calibration = self.recalibrate(cfg, history, boundary, objective, adjust);
+            (self.calibration, self.scaled) =
+                match self.recalibrate(cfg, history, boundary, objective, adjust) {
+                    Some((c, scaled)) => (Some(c), scaled),
+                    None => (None, None),
+                };
+        }
+        if let (Some(c), Some(scaled)) = (&mut self.calibration, &self.scaled) {
+            let scale_at = |m: i64| {
+                let r = usize::try_from(m - self.first)
+                    .ok()
+                    .and_then(|i| self.records.get(i))
+                    .copied()
+                    .unwrap_or([f32::NAN; 4]);
+                scaled.scale(replay::basis_spread(c.margins.basis, r.map(f64::from)))
+            };
+            // The scale the recommendations held now were set at: the highest over the
+            // stabilization window, as the replay counts it.
+            let scale = (now_m - held..=now_m)
+                .map(scale_at)
+                .fold(f64::NAN, f64::max);
+            c.margins.margin = scaled.margin(scale, cfg.max_margin);
         }
         // Kept: what this boundary's calibration reads (again, after `invalidate`), and what a
         // decision now needs. Recomputed: what a decision needs until the next boundary.
         let keep_from = match cfg.record {
             Record::Kept => oldest_needed,
-            Record::Recomputed => boundary,
+            Record::Recomputed => boundary - held,
         }
         .min(now_m);
         let drop = usize::try_from(keep_from - self.first)
@@ -442,7 +484,7 @@ impl Calibrator {
             self.first += drop as i64;
             if cfg.record == Record::Recomputed {
                 // The week's room goes back once it is calibrated: what stays is an interval's.
-                self.records.shrink_to((interval + 1) as usize);
+                self.records.shrink_to((interval + 1 + held) as usize);
             }
         }
     }
@@ -763,10 +805,10 @@ mod tests {
                     format!("{:?}", kept.forecasts_at(t)),
                     "at {t}"
                 );
-                // Between boundaries the lean record holds an interval at most, and no room for
-                // more.
+                // Between boundaries the lean record holds an interval at most and the
+                // stabilization window before it (the scaled margin's), and no room for more.
                 assert!(
-                    lean.records.capacity() <= 181,
+                    lean.records.capacity() <= 186,
                     "{} at {t}",
                     lean.records.capacity()
                 );

@@ -736,6 +736,17 @@ pub struct ModelConfig {
     /// zero (`quiet::COOLDOWN`, KEDA's default `cooldownPeriod`; shorter only in tests that
     /// run on the wall clock).
     pub zero_cooldown: Duration,
+    /// Whether a forecast basis may scale its relative margin, minute by minute, by how much
+    /// the past periods its forecast reads disagree at the phase it forecasts
+    /// (`period_spread`): a locally weighted conformal margin (Lei, G'Sell, Rinaldo, Tibshirani
+    /// & Wasserman 2018; the normalized nonconformity of Papadopoulos et al.),
+    /// `margin = q · (spread + β)`, `q` the quantile of the week's needs divided by the same
+    /// scale, `β` the week's median spread. The scale is known ahead, not fitted on the
+    /// calibration's errors; a minute's is the highest over the stabilization window before it,
+    /// as the recommendation it sets is held that long. Each forecast basis keeps one margin
+    /// for the week where that replays cheaper. On by default; off only to measure what it does
+    /// (`prescaler-bench --set period_spread=0`).
+    pub period_spread: bool,
 }
 
 impl Default for ModelConfig {
@@ -760,6 +771,7 @@ impl Default for ModelConfig {
             sustained_samples: 3,
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
+            period_spread: true,
         }
     }
 }
@@ -832,6 +844,65 @@ pub fn predict_peak_at_level(
     let past = whole_periods(cfg, predictor, view, adjust)?;
     let ratio = level_ratio(cfg, &past, level)?;
     profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
+}
+
+/// How much the past periods `predictor` reads disagree about the highest load in
+/// `[from, to]`, relative to their level: each whole past period alone forecasts it as its own
+/// ±`smoothing_half_width` mean at the profile's points, divided by its own mean over the level
+/// window (the forecast's level ratio applies the same `now` to all of them); the result is the
+/// median absolute deviation of these single-period forecasts over their median. `None` with
+/// fewer than two periods, or none with a level.
+pub fn period_spread(
+    cfg: &ModelConfig,
+    predictor: Predictor,
+    view: View<'_>,
+    adjust: &Adjustments,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<f64> {
+    let past = whole_periods(cfg, predictor, view, adjust)?;
+    let h = view.history();
+    let w = h.steps(cfg.level_window).max(1);
+    let half = h.steps(cfg.smoothing_half_width);
+    let lo = index_ceil(h, from);
+    let hi = index_floor(h, to).max(lo);
+    let step = h.steps(cfg.profile_step).max(1);
+    let end = view.end() as i64;
+    let mut alone = [0.0f64; 8];
+    let mut n = 0;
+    for k in 1..=past.periods.min(alone.len() as i64) {
+        let c = end - k * past.period;
+        let Some(level) = past.period_mean(k, c - w + 1, c).filter(|l| *l > 0.0) else {
+            continue;
+        };
+        let mut peak: Option<f64> = None;
+        let mut i = lo;
+        loop {
+            let ci = i - k * past.period;
+            if ci + half <= end
+                && let Some(p) = past.period_mean(k, ci - half, ci + half)
+            {
+                peak = Some(peak.map_or(p, |b| b.max(p)));
+            }
+            if i >= hi {
+                break;
+            }
+            i = (i + step).min(hi);
+        }
+        if let Some(p) = peak {
+            alone[n] = p / level;
+            n += 1;
+        }
+    }
+    if n < 2 {
+        return None;
+    }
+    let mid = median(&mut alone[..n]).filter(|m| *m > 0.0)?;
+    let mut deviations = [0.0f64; 8];
+    for (d, a) in deviations.iter_mut().zip(&alone[..n]) {
+        *d = (a - mid).abs();
+    }
+    Some(median(&mut deviations[..n])? / mid)
 }
 
 /// The profile's points (`profile_point`) computed by recent forecasts, for one predictor over
@@ -1514,6 +1585,56 @@ mod tests {
             now,
             now + Duration::minutes(lead),
         )
+    }
+
+    #[test]
+    fn the_spread_of_past_periods_is_where_they_disagree() {
+        // A daily step at 09:00; on two of the last four days a surge to 1.5 times the load
+        // from 14:00 to 15:00. The daily forecast's past periods agree at 11:00 and disagree at
+        // 14:00; the weekly one's (two weeks, one surge day between) agree at both.
+        let h = history(15, |t| {
+            let day = (t - t0()).num_days();
+            let minute = (t - t0()).num_minutes().rem_euclid(1440);
+            let surge = (day == 12 || day == 13) && (840..900).contains(&minute);
+            daily_load(t) * if surge { 1.5 } else { 1.0 }
+        });
+        let spread = |p: Predictor, hour: i64| {
+            let now = t0() + Duration::days(14) + Duration::hours(hour);
+            let view = h.view_at(now - Duration::minutes(1)).unwrap();
+            let cfg = ModelConfig::default();
+            let lead = now + Duration::minutes(6);
+            period_spread(&cfg, p, view, &Adjustments::default(), now, lead).unwrap()
+        };
+        assert!(
+            spread(Predictor::Daily, 11) < 1e-9,
+            "{}",
+            spread(Predictor::Daily, 11)
+        );
+        assert!(
+            spread(Predictor::Daily, 14) > 0.1,
+            "{}",
+            spread(Predictor::Daily, 14)
+        );
+        assert!(
+            spread(Predictor::Weekly, 14) < 1e-9,
+            "{}",
+            spread(Predictor::Weekly, 14)
+        );
+        // Known ahead: nothing after the view's end is read.
+        let view = h
+            .view_at(t0() + Duration::days(14) - Duration::minutes(1))
+            .unwrap();
+        let far = t0() + Duration::days(14) + Duration::hours(14);
+        let cfg = ModelConfig::default();
+        let ahead = period_spread(
+            &cfg,
+            Predictor::Daily,
+            view,
+            &Adjustments::default(),
+            far,
+            far,
+        );
+        assert!(ahead.is_some_and(|s| s > 0.1), "{ahead:?}");
     }
 
     #[test]

@@ -66,6 +66,10 @@ struct Minutes {
     sample: Vec<f64>,
     daily: Vec<f64>,
     weekly: Vec<f64>,
+    /// The spread of the daily and the weekly forecasts' past periods (NaN where none, and
+    /// without `ModelConfig::period_spread`).
+    daily_spread: Vec<f64>,
+    weekly_spread: Vec<f64>,
 }
 
 impl Minutes {
@@ -86,6 +90,8 @@ impl Minutes {
             sample: nan(),
             daily: nan(),
             weekly: nan(),
+            daily_spread: nan(),
+            weekly_spread: nan(),
         };
         let values = history.values();
         let offset = (minute_time(w.span_lo) - history.start()).num_seconds();
@@ -96,6 +102,7 @@ impl Minutes {
                 .and_then(|i| calibrator.records.get(i))
             {
                 (m.daily[k], m.weekly[k]) = (f64::from(r[0]), f64::from(r[1]));
+                (m.daily_spread[k], m.weekly_spread[k]) = (f64::from(r[2]), f64::from(r[3]));
             }
             let d = offset + 60 * k as i64;
             if d < 0 {
@@ -193,6 +200,66 @@ struct Replayed {
     /// The scored minutes whose live floor was above the basis held plus half a replica, as
     /// (basis, floor): the only ones where some margin leaves the floor the higher.
     floor_above: Vec<(f64, f64)>,
+    /// With a scaled margin (`ModelConfig::period_spread`, a forecast basis): the week's median
+    /// spread (β), each scored minute's scale (the least over the decisions that readied it),
+    /// the basis held and its scale at each scored minute that had one, and the scale of each
+    /// `floor_above` minute.
+    scaled: Option<ScaledReplay>,
+}
+
+struct ScaledReplay {
+    beta: f64,
+    scale: Vec<f64>,
+    held: Vec<(f64, f64)>,
+    floor_above: Vec<f64>,
+}
+
+/// A margin scaled minute by minute (`ModelConfig::period_spread`): `q · scale`, where a
+/// minute's scale is the spread of the past periods its basis' forecast reads
+/// (`basis_spread`) plus the week's median spread `β` (a minute without one counts as
+/// typical: `2β`). Locally weighted conformal (Lei et al. 2018): `q` is the quantile of the
+/// week's needs divided by their scale, so the same share of the week's minutes is short as
+/// with one margin, but the margin stands where the periods disagree.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Scaled {
+    q: f64,
+    beta: f64,
+}
+
+impl Scaled {
+    /// The scale of a minute whose basis' spread is `spread`.
+    pub(super) fn scale(&self, spread: f64) -> f64 {
+        if spread.is_finite() {
+            spread + self.beta
+        } else {
+            2.0 * self.beta
+        }
+    }
+
+    /// The relative margin at a minute of scale `scale`.
+    pub(super) fn margin(&self, scale: f64, max_margin: f64) -> f64 {
+        (self.q * scale * (1.0 + 1e-12) + 1e-9).clamp(0.0, max_margin)
+    }
+}
+
+/// The spread of the past periods that `basis`' forecast reads, from a minute's record (daily
+/// and weekly forecast, daily and weekly spread): the daily one's for the daily bases, the
+/// weekly one's for the weekly, and for the higher of the two that of the higher. NaN for the
+/// live load, which no past period forecasts.
+pub(super) fn basis_spread(basis: Basis, record: [f64; 4]) -> f64 {
+    let [daily, weekly, sd, sw] = record;
+    match basis {
+        Basis::LiveLoad => f64::NAN,
+        Basis::Daily | Basis::DailyOrLiveLoad => sd,
+        Basis::Weekly => sw,
+        Basis::DailyOrWeekly => {
+            if weekly.is_finite() && (daily.is_nan() || daily < weekly) {
+                sw
+            } else {
+                sd
+            }
+        }
+    }
 }
 
 impl Replayed {
@@ -210,6 +277,7 @@ impl Replayed {
 /// `basis` replayed over the scored minutes; `None` for a basis that saw less than half of them
 /// (a forecast without enough history yet), which is not judged on the rest.
 fn replay(
+    period_spread: bool,
     basis: Basis,
     minutes: &Minutes,
     floor: &LiveFloor,
@@ -234,8 +302,54 @@ fn replay(
         kept: 0,
         floor_alone: 0.0,
         floor_above: Vec::new(),
+        scaled: None,
     };
+    // The scale of each minute of the span, when the margin is scaled and the week has a
+    // typical spread above zero.
+    let scales = (period_spread && basis.forecasts())
+        .then(|| {
+            let spread: Vec<f64> = (0..w.span)
+                .map(|k| {
+                    let record = [
+                        minutes.daily[k],
+                        minutes.weekly[k],
+                        minutes.daily_spread[k],
+                        minutes.weekly_spread[k],
+                    ];
+                    basis_spread(basis, record)
+                })
+                .collect();
+            let mut typical: Vec<f64> = scored
+                .iter()
+                .map(|&k| spread[k])
+                .filter(|s| s.is_finite())
+                .collect();
+            let beta = forecast::median(&mut typical).filter(|b| *b > 0.0)?;
+            let scaled = Scaled { q: 0.0, beta };
+            let mut scale: Vec<f64> = spread.iter().map(|&s| scaled.scale(s)).collect();
+            scale = sliding::<true>(&scale, w.stabilization, 0);
+            let least = sliding::<false>(&scale, w.delay as usize, 0);
+            Some((beta, scale, least))
+        })
+        .flatten();
+    let mut scaled = scales.as_ref().map(|(beta, _, _)| ScaledReplay {
+        beta: *beta,
+        scale: Vec::with_capacity(scored.len()),
+        held: Vec::with_capacity(scored.len()),
+        floor_above: Vec::new(),
+    });
     for &k in scored {
+        if let (Some(sr), Some((_, scale, least))) = (&mut scaled, &scales) {
+            sr.scale
+                .push(k.checked_sub(w.lag).map_or(scale[k], |last| least[last]));
+            let b = stab[k] / c;
+            if b.is_finite() {
+                sr.held.push((b, scale[k]));
+                if floor.floor[k] > b + 0.5 {
+                    sr.floor_above.push(scale[k]);
+                }
+            }
+        }
         let n = needed(objective, minutes.sample[k]);
         // The load shown at minute k happened `lag` before; what was ready then was asked for
         // over the start-up time before that. The least basis among the minutes whose live
@@ -283,6 +397,7 @@ fn replay(
             r.floor_alone += floor.floor[k];
         }
     }
+    r.scaled = scaled;
     Some(r)
 }
 
@@ -310,48 +425,94 @@ fn cheapest<'r>(
     replayed: &'r [Replayed],
     unavoidable: &[bool],
     allowed: usize,
-) -> Option<(&'r Replayed, Margins)> {
-    let mut best: Option<(&Replayed, Margins, usize, f64)> = None;
+) -> Option<(&'r Replayed, Margins, Option<Scaled>)> {
+    let mut best: Option<(&Replayed, Margins, Option<Scaled>, usize, f64)> = None;
     let mut xs = Vec::with_capacity(unavoidable.len());
+    // A basis with a scale is tried with one margin for the week and with the scaled one.
     for r in replayed {
-        for &extra in cfg.extra_replicas {
+        for (&extra, scale) in cfg
+            .extra_replicas
+            .iter()
+            .flat_map(|e| [(e, false), (e, true)])
+        {
+            if scale && r.scaled.is_none() {
+                continue;
+            }
+            let sr = r.scaled.as_ref().filter(|_| scale);
             xs.clear();
             let mut short = 0;
+            let mut largest = 0.0f64;
             for i in (0..r.requirement.len()).filter(|&i| !unavoidable[i]) {
                 let x = r.need(i, extra);
                 if x > cfg.max_margin {
                     short += 1;
                 } else if x > f64::NEG_INFINITY {
-                    xs.push(x);
+                    largest = largest.max(x);
+                    xs.push(match sr {
+                        Some(s) => x / s.scale[i],
+                        None => x,
+                    });
                 }
             }
-            let (margin, over) = match allowed.checked_sub(short) {
+            let (margin, over, scaled) = match allowed.checked_sub(short) {
                 Some(left) if xs.len() > left => {
                     let i = xs.len() - 1 - left;
                     let (_, v, _) = xs.select_nth_unstable_by(i, f64::total_cmp);
-                    ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0)
+                    match sr {
+                        Some(s) => {
+                            let scaled = Scaled {
+                                q: *v,
+                                beta: s.beta,
+                            };
+                            let typical = scaled.margin(2.0 * s.beta, cfg.max_margin);
+                            (typical, 0, Some(scaled))
+                        }
+                        None => ((*v + 1e-9).clamp(0.0, cfg.max_margin), 0, None),
+                    }
                 }
-                Some(_) => (0.0, 0),
-                None => {
-                    let largest = xs.iter().copied().fold(0.0, f64::max);
-                    ((largest + 1e-9).min(cfg.max_margin), short - allowed)
-                }
+                Some(_) => (0.0, 0, None),
+                None => ((largest + 1e-9).min(cfg.max_margin), short - allowed, None),
             };
-            let cost = replayed_cost(r, margin, extra);
+            let cost = match (&scaled, sr) {
+                (Some(scaled), Some(sr)) => replayed_cost_scaled(r, sr, scaled, cfg, extra),
+                _ => replayed_cost(r, margin, extra),
+            };
             if best
                 .as_ref()
-                .is_none_or(|(_, _, b_over, b)| (over, cost) < (*b_over, *b))
+                .is_none_or(|(_, _, _, b_over, b)| (over, cost) < (*b_over, *b))
             {
                 let margins = Margins {
                     basis: r.basis,
                     margin,
                     extra,
                 };
-                best = Some((r, margins, over, cost));
+                best = Some((r, margins, scaled, over, cost));
             }
         }
     }
-    best.map(|(r, margins, _, _)| (r, margins))
+    best.map(|(r, margins, scaled, _, _)| (r, margins, scaled))
+}
+
+/// `replayed_cost` with a margin scaled minute by minute.
+fn replayed_cost_scaled(
+    r: &Replayed,
+    sr: &ScaledReplay,
+    scaled: &Scaled,
+    cfg: &ModelConfig,
+    extra: f64,
+) -> f64 {
+    let margin = |s: f64| scaled.margin(s, cfg.max_margin);
+    sr.held
+        .iter()
+        .map(|&(b, s)| (1.0 + margin(s)) * b)
+        .sum::<f64>()
+        + (0.5 + extra) * r.kept as f64
+        + r.floor_alone
+        + r.floor_above
+            .iter()
+            .zip(&sr.floor_above)
+            .map(|(&(b, f), &s)| (f - ((1.0 + margin(s)) * b + extra + 0.5)).max(0.0))
+            .sum::<f64>()
 }
 
 /// A replay's cost in replica-minutes with these margins; a ceil adds half a replica on average.
@@ -368,9 +529,12 @@ fn replayed_cost(r: &Replayed, margin: f64, extra: f64) -> f64 {
 }
 
 /// The figures behind the choice, for the status.
+#[allow(clippy::too_many_arguments)]
 fn figures(
+    cfg: &ModelConfig,
     chosen: &Replayed,
     margins: Margins,
+    scaled: Option<&Scaled>,
     minutes: &Minutes,
     scored: &[usize],
     unavoidable: &[bool],
@@ -386,7 +550,11 @@ fn figures(
         let x = chosen.need(i, margins.extra);
         let in_day = w.minute(k) >= day_lo;
         day += usize::from(in_day);
-        if x > margins.margin {
+        let margin = match (scaled, &chosen.scaled) {
+            (Some(scaled), Some(sr)) => scaled.margin(sr.scale[i], cfg.max_margin),
+            _ => margins.margin,
+        };
+        if x > margin {
             short_week += 1;
             short_day += usize::from(in_day);
         }
@@ -455,7 +623,7 @@ impl Calibrator {
         boundary: i64,
         objective: &Objective,
         adjust: &Adjustments,
-    ) -> Option<Calibration> {
+    ) -> Option<(Calibration, Option<Scaled>)> {
         let w = Window::new(cfg, objective, boundary);
         let minutes = Minutes::read(self, cfg, history, &w)?;
         let floor = live_floor(&minutes, objective, &w);
@@ -468,22 +636,35 @@ impl Calibrator {
             .floor() as usize;
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
-            replayed.extend(replay(basis, &minutes, &floor, &scored, objective, &w));
+            replayed.extend(replay(
+                cfg.period_spread,
+                basis,
+                &minutes,
+                &floor,
+                &scored,
+                objective,
+                &w,
+            ));
         }
         let unavoidable = unavoidable_minutes(cfg, &replayed, scored.len());
-        let (chosen, margins) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
+        let (chosen, margins, scaled) = cheapest(cfg, &replayed, &unavoidable, allowed)?;
         let figures = figures(
+            cfg,
             chosen,
             margins,
+            scaled.as_ref(),
             &minutes,
             &scored,
             &unavoidable,
             objective,
             &w,
         );
-        Some(Calibration {
-            level_change: level_change(history, &w),
-            ..figures
-        })
+        Some((
+            Calibration {
+                level_change: level_change(history, &w),
+                ..figures
+            },
+            scaled,
+        ))
     }
 }
