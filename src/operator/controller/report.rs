@@ -470,7 +470,8 @@ mod tests {
         );
         // What an SRE acts on: written at once.
         // What an SRE acts on: written at once, the write counted by the part that changed.
-        let acted_on: [(&str, fn(&mut PredictiveScalerStatus)); 6] = [
+        type Change = fn(&mut PredictiveScalerStatus);
+        let acted_on: [(&str, Change); 6] = [
             ("replicas", |s| s.desired_replicas = Some(12)),
             ("replicas", |s| s.current_replicas = Some(12)),
             ("conditions", |s| s.conditions[0].status = "False".into()),
