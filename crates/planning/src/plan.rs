@@ -123,6 +123,23 @@ impl Memory {
 }
 
 impl Memory {
+    /// The forecast an outage holds (`hold`), with when it was remembered.
+    pub(crate) fn remembered_forecast(&self) -> Option<(DateTime<Utc>, u32)> {
+        self.last_forecast
+    }
+
+    /// Keeps `before` as the remembered forecast, with its own time, where it is higher than
+    /// the one remembered since: while a metric of several is held (`several`), the others'
+    /// lower forecast must not replace the one the hold's floor stands on, nor make it last
+    /// longer than `HOLD_FORECAST_FOR` from when it was trusted.
+    pub(crate) fn keep_higher_forecast(&mut self, before: Option<(DateTime<Utc>, u32)>) {
+        if let Some((at, r)) = before
+            && self.last_forecast.is_none_or(|(_, now)| now < r)
+        {
+            self.last_forecast = Some((at, r));
+        }
+    }
+
     /// Takes what an outage is to hold from `combined`, the memory that shaped the decision of
     /// several metrics (`several`): each metric's planner holds the count the combination
     /// decided when its own metric is lost, not a count of its own that was never asked for.

@@ -226,7 +226,27 @@ impl Several {
                     })
                     .collect();
                 let combined = Asked::combine(&asks, deciding);
+                // What a metric that cannot be read holds alone: the floor its last trustworthy
+                // forecast gives an HPA (or a ScaledObject), for as long as a single metric's
+                // hold keeps it (`HOLD_FORECAST_FOR`). Combined as a hold without a forecast,
+                // a lost metric's floor fell at once to what the others forecast: an HPA free
+                // to scale down before the peak the lost metric foresaw.
+                let held_floor = proposals
+                    .iter()
+                    .filter_map(|p| match p {
+                        Proposal::Hold(d) => Some(d.floor_replicas),
+                        Proposal::Ask(_) => None,
+                    })
+                    .max();
+                let remembered = self.memory.remembered_forecast();
                 let mut d = plan::shape(&spec, combined, &mut self.memory, minute);
+                if let Some(held_floor) = held_floor {
+                    d.floor_replicas = d.floor_replicas.max(held_floor);
+                    // The remembered forecast stays what the hold reads, from when it was
+                    // trusted, until a higher one comes: refreshed each minute by the others'
+                    // lower forecast, the hold's floor would fall from the next minute.
+                    self.memory.keep_higher_forecast(remembered);
+                }
                 d.metrics_available = proposals.iter().all(|p| matches!(p, Proposal::Ask(_)));
                 d
             }
@@ -450,6 +470,48 @@ mod tests {
         let d = several.decide(&[None, None], 20, at(10));
         assert_eq!(d.decision.reason, Reason::Hold);
         assert_eq!(d.decision.desired_replicas, 20);
+    }
+
+    #[test]
+    fn a_metric_that_cannot_be_read_keeps_the_floor_its_forecast_gave_for_the_hold() {
+        // Nine days of a daily wave on the queue (up to 60 replicas at 5 a replica) and a
+        // lighter one on requests: the floor an HPA is given stands on the queue's forecast.
+        let minutes = 9 * 1440 + 600;
+        let wave = |m: i64| {
+            let phase = (m % 1440) as f64 / 1440.0 * std::f64::consts::TAU;
+            150.0 - 140.0 * phase.cos()
+        };
+        let queue = history(minutes, wave);
+        // Requests forecast too (a fifth of the wave, at most 6 replicas): a lower forecast that
+        // must not replace the one the queue's hold stands on.
+        let requests = history(minutes + 60, |m| wave(m) / 5.0);
+        let s = spec(&[("requests", 10.0), ("queue", 5.0)], |_| {});
+        let mut several = Several::new(&s, ModelConfig::default());
+        // At 10:00, the queue near its noon peak (270, 54 replicas).
+        let now = minutes - 1;
+        let read = several.decide(&[Some(&requests), Some(&queue)], 30, at(now));
+        let trusted_floor = read.decision.floor_replicas;
+        assert!(
+            trusted_floor > 10,
+            "the queue's forecast gives the floor: {:?}",
+            read.decision
+        );
+        // The queue is lost: within the hold, the floor stays; requests alone would give 6.
+        for m in [1, 2, 10, 29] {
+            let d = several.decide(&[Some(&requests), None], 30, at(now + m));
+            assert!(
+                d.decision.floor_replicas >= trusted_floor,
+                "minute {m} of the outage: floor {} < {trusted_floor}",
+                d.decision.floor_replicas
+            );
+        }
+        // After the hold, the floor is what the metrics read forecast.
+        let d = several.decide(&[Some(&requests), None], 30, at(now + 45));
+        assert!(
+            d.decision.floor_replicas < trusted_floor,
+            "the hold ends: {:?}",
+            d.decision
+        );
     }
 
     #[test]
