@@ -4,6 +4,7 @@
 //! - `regimes`: writes the synthetic regime suite (`prescaler::backtest::synthetic`) as scenario
 //!   files;
 //! - `demo-trace`: regenerates the bundled synthetic demo trace;
+//! - `outlook`, `first-decision`: time the plan, and a scaler's first decision in the operator;
 //! - `forecast-methods` (feature `mstl`): prescaler's predictors against MSTL.
 
 mod bound;
@@ -101,6 +102,22 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Time a scaler's first decision as the operator makes it after a start: its calibration
+    /// forecasts the week before its boundary again from history (`Record::Recomputed`), which
+    /// is most of a cold start's CPU. Scalers of the spec, each named for its own calibration
+    /// minute, decide once at the trace's end over its whole history.
+    FirstDecision {
+        #[arg(long)]
+        trace: PathBuf,
+        /// A PredictiveScaler manifest (default: the default spec at 50 per replica).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        scalers: usize,
+        /// As `scenarios --set`: one of the model's tunables.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Compare prescaler's predictors with MSTL on every scenario's trace.
     #[cfg(feature = "mstl")]
     ForecastMethods {
@@ -143,6 +160,13 @@ fn main() -> ExitCode {
         }),
         Command::Regimes { seed, out } => regimes::write(seed, &out),
         Command::Outlook { trace, spec } => time_outlook(&trace, &spec),
+        Command::FirstDecision {
+            trace,
+            spec,
+            scalers,
+            set,
+        } => model_with(&set)
+            .and_then(|model| time_first_decision(&trace, spec.as_deref(), scalers, &model)),
         Command::DemoTrace { seed, days } => {
             print!("{}", demo::trace_csv(seed, days));
             Ok(())
@@ -476,6 +500,51 @@ fn forecast_methods(file: &Path, dir: &Path, points: usize) -> Result<()> {
 }
 
 /// Times the decision and the plan on `trace` with the spec of the manifest at `spec`.
+/// `first-decision`: see `Command::FirstDecision`.
+fn time_first_decision(
+    trace: &Path,
+    spec: Option<&Path>,
+    scalers: usize,
+    model: &ModelConfig,
+) -> Result<()> {
+    use prescaler::planning::forecast::History;
+    use prescaler::planning::planner::Planner;
+
+    let trace = Trace::load(trace)?;
+    let spec = match spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+            prescaler::backtest::manifest::parse(&path.display().to_string(), &text)?
+                .spec
+                .validate()?
+        }
+        None => PredictiveScalerSpec::new(50.0, 1000).validate()?,
+    };
+    let history = History::new(trace.start, Duration::minutes(1), trace.metric());
+    let now = trace.time(trace.minutes().saturating_sub(1)) + Duration::seconds(13);
+    let started = Instant::now();
+    let mut replicas = 0u64;
+    for i in 0..scalers {
+        let model = prescaler::placement::operator_model(model, "bench", &format!("svc-{i}"));
+        let mut planner = Planner::new(spec.clone(), model);
+        replicas += u64::from(
+            planner
+                .decide(Some(&history), spec.min_replicas, now)
+                .desired_replicas,
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{scalers} first decisions over {} days of history: {:.2} ms each ({replicas} replicas in all)",
+        trace.minutes() / 1440,
+        1000.0 * secs / scalers.max(1) as f64
+    );
+    Ok(())
+}
+
 fn time_outlook(trace: &Path, spec: &Path) -> Result<()> {
     use prescaler::planning::forecast::{History, ModelConfig};
     use prescaler::planning::outlook;
