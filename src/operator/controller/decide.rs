@@ -218,6 +218,12 @@ fn take_histories(ctx: &Context, state: &mut ScalerState, queries: &[String]) {
         match metrics.get_mut(i) {
             Some(m) if m.history_for.0 == *query && m.history_for.1 == needs => {}
             Some(m) => {
+                // Another query at this place in the list (a metric removed before it, the
+                // list reordered, the query edited): what the last calibration found of the
+                // old series' first sample is not this one's.
+                if m.history_for.0 != *query {
+                    m.samples_since = None;
+                }
                 m.history = ctx.histories.handle(query, needs);
                 m.history_for = (query.clone(), needs);
                 *held = None;
