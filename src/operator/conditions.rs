@@ -304,6 +304,39 @@ pub fn silent_metric(name: &str) -> String {
 }
 
 /// `ForecastReliable`: whether a forecast takes part in the decisions, and if not, why.
+/// `ForecastReliable` of a scaler of several metrics (`figures`, one per metric): true while
+/// any metric's forecast takes part in its proposals, naming them, whichever metric decides the
+/// minute; otherwise as the deciding metric's decision says (`forecast_finding`). Taken from
+/// the deciding metric alone, it turned over with the metric that decided, between
+/// `Calibrated` and `LiveLoadCheaper`, a write and an Event each, where two metrics' needs were
+/// close and nothing about the forecasts had changed. With one metric, `forecast_finding`.
+pub fn forecast_finding_of_metrics(d: &Decision, figures: &[MetricFigures]) -> Finding {
+    if figures.len() < 2 {
+        return forecast_finding(d);
+    }
+    let forecasting: Vec<String> = figures
+        .iter()
+        .filter(|f| {
+            f.calibration
+                .as_ref()
+                .is_some_and(|c| c.margins.basis.forecasts())
+        })
+        .map(|f| format!("{:?}", f.name))
+        .collect();
+    if forecasting.is_empty() {
+        return forecast_finding(d);
+    }
+    Finding::new(
+        FORECAST_RELIABLE,
+        true,
+        "Calibrated",
+        format!(
+            "prescaler provisions for the forecasts of metric(s) {} plus their calibrated margins",
+            forecasting.join(", ")
+        ),
+    )
+}
+
 pub fn forecast_finding(d: &Decision) -> Finding {
     if let Some(cal) = &d.calibration {
         let basis = cal.margins.basis;
@@ -731,6 +764,67 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn with_several_metrics_the_forecast_is_reliable_while_any_metric_forecasts() {
+        use crate::planning::calibration::{BASES, Margins};
+        let on = |forecasts: bool| {
+            let basis = *BASES.iter().find(|b| b.forecasts() == forecasts).unwrap();
+            Calibration {
+                margins: Margins {
+                    basis,
+                    margin: 0.2,
+                    extra: 0.0,
+                },
+                underprovisioned_day_percent: 0.0,
+                underprovisioned_week_percent: 0.0,
+                unpreventable_percent: 0.0,
+                above_max_percent: 0.0,
+                error_percent: None,
+                scored_minutes: 10_080,
+                level_change: None,
+            }
+        };
+        let figures = |name: &str, calibration: Calibration| MetricFigures {
+            name: name.into(),
+            load: Some(10.0),
+            replicas: 2,
+            reason: Reason::Reactive,
+            forecast_load: None,
+            forecast_replicas: None,
+            calibration: Some(calibration),
+            observed_history: chrono::Duration::days(28),
+        };
+        // The queue, on the live load, decides this minute; the requests' forecast takes part.
+        let deciding = Decision {
+            desired_replicas: 2,
+            reason: Reason::Reactive,
+            floor_replicas: 1,
+            load: Some(10.0),
+            reactive_replicas: Some(2),
+            live_replicas: Some(2),
+            forecast_replicas: None,
+            forecast_load: None,
+            calibration: Some(on(false)),
+            scheduled: None,
+            cap: None,
+            excluded: None,
+            metrics_available: true,
+            observed_history: chrono::Duration::days(28),
+            quiet: None,
+            metric: Some("queue".into()),
+        };
+        assert_eq!(forecast_finding(&deciding).reason, "LiveLoadCheaper");
+        let both = [figures("requests", on(true)), figures("queue", on(false))];
+        let f = forecast_finding_of_metrics(&deciding, &both);
+        assert_eq!((f.status, f.reason.as_str()), (true, "Calibrated"));
+        assert!(f.message.contains("\"requests\""), "{}", f.message);
+        assert!(!f.message.contains("queue"), "{}", f.message);
+        // No metric forecasts: as the deciding metric says.
+        let neither = [figures("requests", on(false)), figures("queue", on(false))];
+        let f = forecast_finding_of_metrics(&deciding, &neither);
+        assert_eq!(f.reason, "LiveLoadCheaper");
     }
 
     #[test]

@@ -376,7 +376,7 @@ async fn observe_decide_act(
     let mut findings = vec![
         ready.finding,
         load.finding(&decision, &figures),
-        conditions::forecast_finding(&decision),
+        conditions::forecast_finding_of_metrics(&decision, &figures),
         // Under an HPA a quiet window's zero is refused, and that is the limit to tell: the
         // desired count's own limits are the HPA's to meet there.
         target
