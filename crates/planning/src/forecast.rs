@@ -822,9 +822,8 @@ pub fn predict_peak_reusing(
     to: DateTime<Utc>,
     memo: &mut ProfileMemo,
 ) -> Option<f64> {
-    let past = whole_periods(cfg, predictor, view, adjust)?;
-    let ratio = level_ratio(cfg, &past, level_now(cfg, view, adjust)?)?;
-    profile_peak(cfg, &past, from, to, memo).map(|p| p * ratio)
+    let level = level_now(cfg, view, adjust)?;
+    predict_peak_at_level(cfg, predictor, view, adjust, from, to, level, memo)
 }
 
 /// `predict_peak_reusing` with the view's level (`level_now`) read already: it is the same for
