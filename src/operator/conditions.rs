@@ -766,25 +766,38 @@ mod tests {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
+    /// A week's calibration on `basis` with a margin of 0.2: `week` % of its minutes short (and
+    /// of the last day's), `unpreventable` % bursts no basis foresaw, `above` % above
+    /// maxReplicas, the level `change` against a week before.
+    fn calibration(
+        basis: crate::planning::calibration::Basis,
+        week: f64,
+        unpreventable: f64,
+        above: f64,
+        change: Option<f64>,
+    ) -> Calibration {
+        Calibration {
+            margins: crate::planning::calibration::Margins {
+                basis,
+                margin: 0.2,
+                extra: 0.0,
+            },
+            underprovisioned_day_percent: week,
+            underprovisioned_week_percent: week,
+            unpreventable_percent: unpreventable,
+            above_max_percent: above,
+            error_percent: None,
+            scored_minutes: 10_080,
+            level_change: change,
+        }
+    }
+
     #[test]
     fn with_several_metrics_the_forecast_is_reliable_while_any_metric_forecasts() {
-        use crate::planning::calibration::{BASES, Margins};
+        use crate::planning::calibration::BASES;
         let on = |forecasts: bool| {
             let basis = *BASES.iter().find(|b| b.forecasts() == forecasts).unwrap();
-            Calibration {
-                margins: Margins {
-                    basis,
-                    margin: 0.2,
-                    extra: 0.0,
-                },
-                underprovisioned_day_percent: 0.0,
-                underprovisioned_week_percent: 0.0,
-                unpreventable_percent: 0.0,
-                above_max_percent: 0.0,
-                error_percent: None,
-                scored_minutes: 10_080,
-                level_change: None,
-            }
+            calibration(basis, 0.0, 0.0, 0.0, None)
         };
         let figures = |name: &str, calibration: Calibration| MetricFigures {
             name: name.into(),
@@ -829,20 +842,9 @@ mod tests {
 
     #[test]
     fn a_missed_objective_says_why_and_a_shift_is_told_apart_from_bursts() {
-        use crate::planning::calibration::{BASES, Margins};
-        let cal = |week: f64, unpreventable: f64, above: f64, change: Option<f64>| Calibration {
-            margins: Margins {
-                basis: BASES[0],
-                margin: 0.2,
-                extra: 0.0,
-            },
-            underprovisioned_day_percent: week,
-            underprovisioned_week_percent: week,
-            unpreventable_percent: unpreventable,
-            above_max_percent: above,
-            error_percent: None,
-            scored_minutes: 10_080,
-            level_change: change,
+        use crate::planning::calibration::BASES;
+        let cal = |week: f64, unpreventable: f64, above: f64, change: Option<f64>| {
+            calibration(BASES[0], week, unpreventable, above, change)
         };
         let reason = |c: Calibration| {
             let f = objective_verdict(&c, 0.1, 40);
