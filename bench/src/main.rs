@@ -28,6 +28,43 @@ use prescaler::planning::forecast::ModelConfig;
 use prescaler::{Error, Result};
 use scenarios::Scenario;
 
+/// The heap in use, counted, so that `first-decision` can say what a planner keeps after its
+/// first decision (the operator's per-scaler memory, without the history cache and the
+/// Kubernetes objects). A relaxed counter on the system allocator: no crate for one `AtomicUsize`.
+struct CountingAllocator;
+
+static HEAP_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is the system allocator's, with the same layout; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            HEAP_IN_USE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        HEAP_IN_USE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            HEAP_IN_USE.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+            HEAP_IN_USE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn heap_in_use() -> usize {
+    HEAP_IN_USE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[derive(Parser)]
 #[command(
     name = "prescaler-bench",
@@ -526,7 +563,10 @@ fn time_first_decision(
     let history = History::new(trace.start, Duration::minutes(1), trace.metric());
     let now = trace.time(trace.minutes().saturating_sub(1)) + Duration::seconds(13);
     let started = Instant::now();
+    let heap_before = heap_in_use();
     let mut replicas = 0u64;
+    // Kept, as the operator keeps them, so that the heap after says what each one holds.
+    let mut planners = Vec::with_capacity(scalers);
     for i in 0..scalers {
         let model = prescaler::placement::operator_model(model, "bench", &format!("svc-{i}"));
         let mut planner = Planner::new(spec.clone(), model);
@@ -535,13 +575,18 @@ fn time_first_decision(
                 .decide(Some(&history), spec.min_replicas, now)
                 .desired_replicas,
         );
+        planners.push(planner);
     }
     let secs = started.elapsed().as_secs_f64();
+    let held = heap_in_use().saturating_sub(heap_before);
     println!(
-        "{scalers} first decisions over {} days of history: {:.2} ms each ({replicas} replicas in all)",
+        "{scalers} first decisions over {} days of history: {:.2} ms each ({replicas} replicas in all); \
+         each planner holds {:.1} KB after it",
         trace.minutes() / 1440,
-        1000.0 * secs / scalers.max(1) as f64
+        1000.0 * secs / scalers.max(1) as f64,
+        held as f64 / 1000.0 / scalers.max(1) as f64
     );
+    drop(planners);
     Ok(())
 }
 
