@@ -198,6 +198,19 @@ impl Coarse {
     }
 }
 
+/// Gives back the room of `v` beyond `slack` more values, in a vector of its own. Shrunk in
+/// place (`shrink_to`), what a scaler keeps would stay at the head of the span a cold read took
+/// and split it: the rest, freed, is too small for the next scaler's read and gets filled with
+/// small long-lived allocations, so each cold start took new memory (glibc's arenas do not move
+/// a chunk).
+fn compact<T: Copy>(v: &mut Vec<T>, slack: usize) {
+    if v.capacity() > v.len() + slack {
+        let mut kept = Vec::with_capacity(v.len() + slack);
+        kept.extend_from_slice(v);
+        *v = kept;
+    }
+}
+
 /// `len` NaNs in a vector with room for `slack` more.
 fn with_slack(len: usize, slack: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(len + slack);
@@ -344,15 +357,9 @@ impl HistoryCache {
             self.fine = whole.fine;
             self.coarse = whole.coarse;
             self.fold(now);
-            self.fine
-                .values
-                .shrink_to(self.fine.values.len() + FINE_SLACK);
-            self.coarse
-                .means
-                .shrink_to(self.coarse.len() + COARSE_SLACK);
-            self.coarse
-                .counts
-                .shrink_to(self.coarse.len() + COARSE_SLACK);
+            compact(&mut self.fine.values, FINE_SLACK);
+            compact(&mut self.coarse.means, COARSE_SLACK);
+            compact(&mut self.coarse.counts, COARSE_SLACK);
             history
         } else {
             if newest {

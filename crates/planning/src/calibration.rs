@@ -480,12 +480,21 @@ impl Calibrator {
             .unwrap_or(0)
             .min(self.records.len());
         if drop > 0 {
-            self.records.drain(..drop);
-            self.first += drop as i64;
-            if cfg.record == Record::Recomputed {
-                // The week's room goes back once it is calibrated: what stays is an interval's.
-                self.records.shrink_to((interval + 1 + held) as usize);
+            if cfg.record == Record::Recomputed
+                && self.records.capacity() > (interval + 1 + held) as usize
+            {
+                // The week's room goes back once it is calibrated: what stays is an interval's,
+                // in a deque of its own. Shrunk in place, the small record would stay at the
+                // head of the week's room and split it: the rest, freed, is too small for the
+                // next scaler's week and gets filled by small long-lived allocations, so every
+                // first calibration took new memory (glibc's arenas do not move a chunk).
+                let mut kept = VecDeque::with_capacity((interval + 1 + held) as usize);
+                kept.extend(self.records.range(drop..).copied());
+                self.records = kept;
+            } else {
+                self.records.drain(..drop);
             }
+            self.first += drop as i64;
         }
     }
 
