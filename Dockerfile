@@ -30,6 +30,11 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 # blocking threads each keep the room of the calibrations' transient histories: at 10 000
 # scalers about 70 MiB more resident (docs/benchmarks.md). Two arenas were also faster there.
 ENV MALLOC_ARENA_MAX=2
+# A reconcile's transient buffers (a history of two weeks, a Prometheus answer, a calibration's
+# week) are hundreds of KB. glibc raises its mmap threshold to the largest freed, after which
+# they are carved from the arenas between scalers' long-lived state and their room is not given
+# back; held at 128 KiB, they are mapped and unmapped whole (docs/benchmarks.md).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/prescaler"]
 CMD ["run"]

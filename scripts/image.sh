@@ -66,6 +66,7 @@ buildah config \
   --workingdir / \
   --env SSL_CERT_FILE="$ca" \
   --env MALLOC_ARENA_MAX=2 \
+  --env MALLOC_MMAP_THRESHOLD_=131072 \
   --label org.opencontainers.image.title=prescaler \
   --label org.opencontainers.image.description="Predictive autoscaling operator for Kubernetes" \
   --label org.opencontainers.image.version="$version" \

@@ -10,7 +10,9 @@
 //! window, default 120; `PRESCALER_BENCH_SETTLE_SECS` how long to wait after the cold start before
 //! that window opens, default 0, to measure past the start's transient; `PRESCALER_BENCH_ARGS` more flags for `prescaler run`;
 //! `PRESCALER_BENCH_REPLICAS` R > 1 runs R processes with `--shards R`, each reported, the
-//! rates summed; `PRESCALER_BENCH_COLD_SECS` how long the cold start may take, default 600.) The CPU seconds
+//! rates summed; `PRESCALER_BENCH_COLD_SECS` how long the cold start may take, default 600.) The
+//! operator runs with the image's allocator settings (`support::ALLOCATOR_ENV`) unless the
+//! environment sets them. The CPU seconds
 //! each process spent on the cold start are printed beside its wall time: on a shared machine
 //! they are the steadier figure.
 //!
@@ -381,6 +383,12 @@ fn spawn_replica(
         )
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
+        // As the image runs it, unless the benchmark's own environment says otherwise.
+        .envs(
+            support::ALLOCATOR_ENV
+                .into_iter()
+                .filter(|(name, _)| std::env::var_os(name).is_none()),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
