@@ -168,23 +168,25 @@ struct Fine {
     values: Vec<f32>,
 }
 
-/// The block tier: `means[i]` and `counts[i]` describe the block starting at
-/// `start + i * COARSE_BLOCK` (a count of 0: nothing observed).
+/// The block tier: `means[i]` is the mean of the block starting at `start + i * COARSE_BLOCK`,
+/// NaN where nothing was observed in it. How many minutes it holds (`count`) is kept only for
+/// the few blocks that are neither whole nor empty (at the edges of a gap), in `partial`: a
+/// count for every block was a byte a block, an eighth of a scaler's history, nearly always
+/// `COARSEN`.
 #[derive(Clone, Debug, Default)]
 struct Coarse {
     start: Option<DateTime<Utc>>,
     means: Vec<f32>,
-    counts: Vec<u8>,
+    /// `(block number since the epoch, count)` of the partial blocks, in order.
+    partial: Vec<(i64, u8)>,
 }
 
 impl Coarse {
     fn with_blocks(start: DateTime<Utc>, blocks: usize) -> Self {
-        let mut counts = Vec::with_capacity(blocks + COARSE_SLACK);
-        counts.resize(blocks, 0);
         Self {
             start: Some(start),
             means: with_slack(blocks, COARSE_SLACK),
-            counts,
+            partial: Vec::new(),
         }
     }
 
@@ -192,9 +194,46 @@ impl Coarse {
         self.means.len()
     }
 
+    /// The block number since the epoch of `means[i]`.
+    fn number(&self, i: usize) -> i64 {
+        let start = self.start.map_or(0, |s| s.timestamp());
+        start.div_euclid(COARSE_BLOCK.num_seconds()) + i as i64
+    }
+
+    /// Sets block `i` (within `len`) to a mean of `count` minutes; the blocks are set in order.
+    fn set(&mut self, i: usize, (mean, count): (f32, u8)) {
+        self.means[i] = mean;
+        self.note_partial(i, count);
+    }
+
+    /// Appends a block of `count` minutes.
+    fn push(&mut self, (mean, count): (f32, u8)) {
+        self.means.push(mean);
+        self.note_partial(self.means.len() - 1, count);
+    }
+
+    fn note_partial(&mut self, i: usize, count: u8) {
+        if count > 0 && usize::from(count) < COARSEN {
+            self.partial.push((self.number(i), count));
+        }
+    }
+
+    /// How many minutes block `i` holds: none where its mean is NaN (`block_of`).
+    fn count(&self, i: usize) -> u8 {
+        if self.means[i].is_nan() {
+            return 0;
+        }
+        let number = self.number(i);
+        match self.partial.binary_search_by_key(&number, |&(n, _)| n) {
+            Ok(p) => self.partial[p].1,
+            Err(_) => COARSEN as u8,
+        }
+    }
+
     fn drain_front(&mut self, n: usize) {
         self.means.drain(..n);
-        self.counts.drain(..n);
+        let first = self.number(n);
+        self.partial.retain(|&(number, _)| number >= first);
     }
 }
 
@@ -359,7 +398,7 @@ impl HistoryCache {
             self.fold(now);
             compact(&mut self.fine.values, FINE_SLACK);
             compact(&mut self.coarse.means, COARSE_SLACK);
-            compact(&mut self.coarse.counts, COARSE_SLACK);
+            compact(&mut self.coarse.partial, 0);
             history
         } else {
             if newest {
@@ -495,9 +534,7 @@ impl HistoryCache {
             .chunks_exact(COARSEN)
             .enumerate()
         {
-            let (mean, count) = block_of(block);
-            coarse.means[i] = mean;
-            coarse.counts[i] = count;
+            coarse.set(i, block_of(block));
         }
         let recent = &whole.values[blocks * COARSEN..];
         let mut values = with_slack(recent.len(), FINE_SLACK);
@@ -585,8 +622,7 @@ impl HistoryCache {
             if self.coarse.len() == 0 {
                 self.coarse.start = Some(fine_start);
             }
-            self.coarse.means.push(mean);
-            self.coarse.counts.push(count);
+            self.coarse.push((mean, count));
             folded += COARSEN;
             fine_start += COARSE_BLOCK;
         }
@@ -628,8 +664,8 @@ impl HistoryCache {
         };
         let mut values = Vec::with_capacity(self.coarse.len() * COARSEN + self.fine.values.len());
         if start < fine_start {
-            for (&mean, &count) in self.coarse.means.iter().zip(&self.coarse.counts) {
-                let count = usize::from(count);
+            for (i, &mean) in self.coarse.means.iter().enumerate() {
+                let count = usize::from(self.coarse.count(i));
                 values.extend(std::iter::repeat_n(f64::from(mean), count));
                 values.extend(std::iter::repeat_n(f64::NAN, COARSEN - count));
             }
@@ -642,7 +678,7 @@ impl HistoryCache {
     pub fn held_bytes(&self) -> usize {
         self.fine.values.capacity() * std::mem::size_of::<f32>()
             + self.coarse.means.capacity() * std::mem::size_of::<f32>()
-            + self.coarse.counts.capacity()
+            + self.coarse.partial.capacity() * std::mem::size_of::<(i64, u8)>()
     }
 }
 
@@ -673,9 +709,9 @@ mod tests {
         assert_eq!(folded, 4 * 60, "the first 4 hours are coarse");
         assert_eq!(cache.fine.start, Some(t0 + Duration::hours(4)));
         assert_eq!(cache.coarse.means[0], 2.0, "the mean of 0,1,2,3,4");
-        assert_eq!(cache.coarse.counts[0], 5);
+        assert_eq!(cache.coarse.count(0), 5);
         assert_eq!(cache.coarse.means[1], 3.5, "the mean of 5,6,1,2 (a gap)");
-        assert_eq!(cache.coarse.counts[1], 4);
+        assert_eq!(cache.coarse.count(1), 4);
         let h = cache.history().unwrap();
         assert_eq!(h.start(), t0);
         assert_eq!(h.len(), minutes, "coarse and fine meet without a gap");
