@@ -243,7 +243,8 @@ fn take_histories(ctx: &Context, state: &mut ScalerState, queries: &[String]) {
 
 /// The model the scaler's account runs: the spec's bounds, and pods that start in what
 /// `leadTime: Auto` learned (the start-ups' 90th percentile, rounded up to a minute), else in
-/// the backtest's default.
+/// the backtest's default. (With several metrics the account takes each metric's
+/// `targetPerReplica` from its planner.)
 fn savings_model(spec: &ValidatedSpec, learned: Option<chrono::Duration>) -> ledger::Model {
     let startup = learned.map_or(ledger::DEFAULT_STARTUP, |s| {
         let minutes = (s.num_seconds().max(0) + 59) / 60;
@@ -393,12 +394,29 @@ async fn plan(
                 // others raise the count but keeps it from going down.
                 let decided = several.decide(&histories, replicas, now);
                 metrics.decision_timed(decided_at.elapsed());
-                // No plan and no account against the HPA with several metrics yet: a plan is
-                // one planner's outlook, and the account models an HPA on one metric.
+                // No plan with several metrics yet: a plan is one planner's outlook.
                 state.plan = None;
+                // The account against an HPA on the same metrics (`Ledger::account_metrics`):
+                // counted only on every metric's history read now, as a minute needs every
+                // metric's sample; otherwise the minutes wait for a reconcile that reads them.
+                let decision = &decided.decision;
+                state
+                    .ledger
+                    .decided_in(now, decision.desired_replicas, decision.quiet.is_some());
+                let each: Option<Vec<(&History, f64)>> = histories
+                    .iter()
+                    .zip(several.planners())
+                    .map(|(h, p)| Some(((*h)?, p.spec().target_per_replica)))
+                    .collect();
+                let added = match each {
+                    Some(each) if each.len() == histories.len() => {
+                        state.ledger.account_metrics(&each, &model, now)
+                    }
+                    _ => Tally::default(),
+                };
                 let savings = Savings {
-                    added: Tally::default(),
-                    status: None,
+                    added,
+                    status: state.ledger.status(&model),
                 };
                 (decided.decision, decided.metrics, None, savings)
             }
