@@ -77,10 +77,11 @@ impl LoadRead {
                 None => conditions::metrics_finding(decision, None, rejected),
             };
         }
-        let failed: Vec<(&str, &Failure)> = self
+        let failed: Vec<(usize, &str, &Failure)> = self
             .metrics
             .iter()
-            .filter_map(|m| Some((m.name.as_str(), m.failure.as_ref()?)))
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, m.name.as_str(), m.failure.as_ref()?)))
             .collect();
         // Read, but without a live load in the last minutes.
         let silent: Vec<&str> = figures
@@ -89,10 +90,13 @@ impl LoadRead {
             .filter(|(f, m)| f.load.is_none() && m.failure.is_none())
             .map(|(f, _)| f.name.as_str())
             .collect();
-        if let Some((_, first)) = failed.first() {
+        if let Some((_, _, first)) = failed.first() {
             let mut each: Vec<String> = failed
                 .iter()
-                .map(|(name, f)| format!("metric {name:?}: {}", f.message()))
+                .map(|(i, name, f)| {
+                    let field = format!("spec.metrics[{i}].query");
+                    format!("metric {name:?}: {}", f.message_of(&field))
+                })
                 .collect();
             each.extend(silent.iter().map(|name| conditions::silent_metric(name)));
             return Finding::new(
