@@ -415,3 +415,49 @@ async fn the_account_against_an_hpa_on_both_metrics_is_a_backtest_of_the_same_mi
         ledger::summary_on(&replayed, through - from, 80, ledger::DEFAULT_STARTUP, 2),
     );
 }
+
+static ORIGIN_E: OnceLock<DateTime<Utc>> = OnceLock::new();
+
+fn load_e(query: &str, t: DateTime<Utc>) -> Option<f64> {
+    if !recorded(&ORIGIN_E, t) {
+        return None;
+    }
+    match query.contains("requests_total") {
+        true => Some(100.0),
+        false => Some(20.0),
+    }
+}
+
+/// `status.plan` of a scaler of several metrics: the plan of both (`outlook_of_metrics`), here
+/// the floor of a window that stays open over the whole day ahead, above what either metric
+/// asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_several_metrics_is_published() {
+    let api = FakeApi::new();
+    api.put(deployment("plans", 2));
+    api.put(two_metrics(
+        "plans",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h",
+                                   "minReplicas": FLOOR }] }),
+    ));
+    let source = Arc::new(ScriptedSource::new(load_e).with_timeout(PROMETHEUS_TIMEOUT));
+    let _op = start_operator_on(&api, source, |_| {});
+    eventually(30, "a plan of both metrics", || {
+        let plan = &status(&api, "plans")["plan"];
+        match (plan["max"]["replicas"].as_i64(), plan["ahead"].as_array()) {
+            (Some(FLOOR), Some(ahead)) if ahead.len() == 5 => Ok(()),
+            _ => Err(format!("{plan}")),
+        }
+    })
+    .await;
+    let plan = &status(&api, "plans")["plan"];
+    assert_eq!(plan["max"]["by"], "always", "{plan}");
+    assert!(
+        plan["ahead"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["replicas"] == FLOOR && a["reason"] == "PeakWindow"),
+        "{plan}"
+    );
+}

@@ -1,6 +1,6 @@
 //! **decide**: bring each metric's history up to date (within the read limits and the backoff)
 //! and ask the scaler's `Planner` (one metric) or `Several` (several) for the decision and,
-//! with one metric, once a quarter hour, the plan.
+//! once a quarter hour, the plan.
 
 use std::time::Instant;
 
@@ -140,9 +140,8 @@ pub(super) struct Outcome {
     pub(super) savings: Savings,
 }
 
-/// Brings each metric's history up to date and asks the scaler's decider; and, with one
-/// metric, its plan, when the last one is older than its quarter hour or was made for another
-/// spec. The decision is entered in the scaler's account against the HPA, and the minutes whose
+/// Brings each metric's history up to date and asks the scaler's decider; and its plan, when
+/// the last one is older than its quarter hour or was made for another spec. The decision is entered in the scaler's account against the HPA, and the minutes whose
 /// load has settled are counted.
 #[tracing::instrument(skip_all)]
 pub(super) async fn decide(
@@ -315,8 +314,7 @@ async fn gated_read(
     load
 }
 
-/// The decider's decision and, with one metric, when the memo is older than `made_for`, a new
-/// plan. The planners' work (the histories' series, the decision, a plan of 96 decisions ahead)
+/// The decider's decision and, when the memo is older than `made_for`, a new plan. The planners' work (the histories' series, the decision, a plan of 96 decisions ahead)
 /// is CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
 /// the runtime's workers, which renew the Lease and read the watches.
 async fn plan(
@@ -398,8 +396,26 @@ async fn plan(
                 // others raise the count but keeps it from going down.
                 let decided = several.decide(&histories, replicas, now);
                 metrics.decision_timed(decided_at.elapsed());
-                // No plan with several metrics yet: a plan is one planner's outlook.
-                state.plan = None;
+                // The plan of the metrics (`outlook_of_metrics`), made as with one metric: on
+                // every metric's history read now, else the last plan stands.
+                if histories.iter().all(Option::is_some)
+                    && state.plan.as_ref().is_none_or(|p| p.made_for != made_for)
+                {
+                    let planned_at = Instant::now();
+                    let plan = outlook::outlook_of_metrics(
+                        several,
+                        &histories,
+                        now,
+                        outlook::STEP,
+                        outlook::HORIZON,
+                    );
+                    metrics.plan_timed(planned_at.elapsed());
+                    state.plan = plan.map(|o| PlanMemo {
+                        made_for,
+                        status: o.summary(),
+                    });
+                }
+                let plan = state.plan.as_ref().map(|p| p.status.clone());
                 // The account against an HPA on the same metrics (`Ledger::account_metrics`):
                 // counted only on every metric's history read now, as a minute needs every
                 // metric's sample; otherwise the minutes wait for a reconcile that reads them.
@@ -422,7 +438,7 @@ async fn plan(
                     added,
                     status: state.ledger.status(&model),
                 };
-                (decided.decision, decided.metrics, None, savings)
+                (decided.decision, decided.metrics, plan, savings)
             }
         }
     })
