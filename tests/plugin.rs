@@ -259,10 +259,12 @@ async fn the_plugins_backtest_replays_an_auto_lead_time_as_the_cli_does() {
     );
 }
 
-/// A scaler with several metrics is neither planned nor replayed on its first metric alone:
-/// both commands refuse it, naming the metrics and what replays them.
+/// A scaler with several metrics is not replayed on its first metric alone: `backtest` refuses
+/// it, naming the metrics and what replays them. `plan` plans them all: here both queries read
+/// the same history, so the queue's (10 a replica, five times the requests' need) is the plan
+/// of a scaler of that metric alone, step for step.
 #[tokio::test]
-async fn several_metrics_are_refused_by_plan_and_backtest_with_what_replays_them() {
+async fn several_metrics_are_planned_and_refused_by_backtest_with_what_replays_them() {
     let api = FakeApi::new();
     api.put(deployment("checkout", 3));
     let mut scaler = checkout();
@@ -277,7 +279,6 @@ async fn several_metrics_are_refused_by_plan_and_backtest_with_what_replays_them
     );
     api.put(scaler);
     let client = api.client();
-    let planned = plugin::plan(&client, &demo_source(), NS, "checkout", now()).await;
     let replayed = plugin::backtest(
         &client,
         &demo_source(),
@@ -287,18 +288,41 @@ async fn several_metrics_are_refused_by_plan_and_backtest_with_what_replays_them
         now(),
     )
     .await;
-    for (command, result) in [("plan", planned.err()), ("backtest", replayed.err())] {
-        let message = result
-            .unwrap_or_else(|| panic!("{command} went ahead on one metric"))
-            .to_string();
-        for words in [
-            format!("kubectl prescaler {command} reads one metric"),
-            "2 (requests, queue)".to_string(),
-            "columns timestamp,requests,queue".to_string(),
-        ] {
-            assert!(message.contains(&words), "{command}: {message}");
-        }
+    let message = replayed
+        .err()
+        .expect("backtest went ahead on one metric")
+        .to_string();
+    for words in [
+        "kubectl prescaler backtest reads one metric",
+        "2 (requests, queue)",
+        "columns timestamp,requests,queue",
+    ] {
+        assert!(message.contains(words), "{message}");
     }
+    let planned = plugin::plan(&client, &demo_source(), NS, "checkout", now())
+        .await
+        .unwrap();
+    let mut queue_alone = checkout();
+    queue_alone["spec"]["metric"]["targetPerReplica"] = json!(10);
+    api.put(queue_alone);
+    let alone = plan_checkout(&api).await;
+    assert!(!planned.outlook.held);
+    let replicas = |r: &plugin::PlanReport| -> Vec<u32> {
+        let o = &r.outlook;
+        std::iter::once(&o.now)
+            .chain(&o.steps)
+            .map(|s| s.replicas)
+            .collect()
+    };
+    assert_eq!(replicas(&planned), replicas(&alone));
+    assert!(
+        planned
+            .outlook
+            .steps
+            .iter()
+            .all(|s| s.forecast_load.is_none()),
+        "a forecast load in an unnamed metric's unit is left out"
+    );
 }
 
 /// `kubectl prescaler backtest` replays the calendar's `.ics` files, read from the scaler's own

@@ -35,6 +35,41 @@ fn backtest(
     model: &Model,
     decision: impl Fn(DateTime<Utc>) -> u32,
 ) -> Tally {
+    let trace = trace_of(metric, from, through);
+    score_minutes(&trace, from, model, decision)
+}
+
+/// `backtest` of several metrics, `metrics[i]` a metric's samples and its `targetPerReplica`:
+/// one trace a metric, scored as `prescaler backtest` scores a CSV of their columns
+/// (`run_all_metrics`): on their need in replicas (`Trace::in_replicas`), a load per replica
+/// of 1.
+pub(crate) fn backtest_of_metrics(
+    metrics: &[(&BTreeMap<DateTime<Utc>, f64>, f64)],
+    from: DateTime<Utc>,
+    through: DateTime<Utc>,
+    model: &Model,
+    decision: impl Fn(DateTime<Utc>) -> u32,
+) -> Tally {
+    let traces: Vec<Trace> = metrics
+        .iter()
+        .map(|(metric, _)| trace_of(metric, from, through))
+        .collect();
+    let per_replica: Vec<f64> = metrics.iter().map(|(_, c)| *c).collect();
+    let combined = Trace::in_replicas("the same minutes", &traces, &per_replica);
+    let in_replicas = Model {
+        target_per_replica: 1.0,
+        ..*model
+    };
+    score_minutes(&combined, from, &in_replicas, decision)
+}
+
+/// The backtest's trace of `metric` for the minutes `[from, through)` and the live HPA's
+/// warm-up before them: the load of each minute is the metric's sample a minute later.
+fn trace_of(
+    metric: &BTreeMap<DateTime<Utc>, f64>,
+    from: DateTime<Utc>,
+    through: DateTime<Utc>,
+) -> Trace {
     let lag = ledger::METRIC_LAG;
     let start = from - ledger::WARM_UP - lag;
     let minutes = ((through - start).num_minutes()) as usize;
@@ -42,16 +77,27 @@ fn backtest(
     let demand: Vec<f64> = (0..minutes)
         .map(|i| sample(start + MINUTE * i as i32 + lag))
         .collect();
-    let trace = Trace {
+    Trace {
         name: "the same minutes".into(),
         start,
         observed: demand.iter().map(|d| d.is_finite()).collect(),
         demand,
         native_step: MINUTE,
-    };
+    }
+}
+
+/// The backtest's HPA at 80 %, prescaler's decisions and the oracle's need on `trace`, scored
+/// from `from`.
+fn score_minutes(
+    trace: &Trace,
+    from: DateTime<Utc>,
+    model: &Model,
+    decision: impl Fn(DateTime<Utc>) -> u32,
+) -> Tally {
+    let (start, minutes) = (trace.start, trace.minutes());
     let hpa_model = HpaModel::new(
-        &trace,
-        lag.num_minutes() as usize,
+        trace,
+        ledger::METRIC_LAG.num_minutes() as usize,
         model.target_per_replica,
         model.min_replicas,
         model.max_replicas,
@@ -62,7 +108,7 @@ fn backtest(
         .map(|i| decision((start + MINUTE * i as i32).max(from)))
         .collect();
     let needed = score::needed(
-        &trace,
+        trace,
         model.target_per_replica,
         model.min_replicas,
         model.max_replicas,
@@ -169,6 +215,113 @@ fn the_live_account_matches_a_backtest_of_the_same_minutes() {
     assert_eq!(
         status.summary,
         ledger::summary(&replayed, through - first, 80, MODEL.startup)
+    );
+}
+
+/// `the_live_account_matches_a_backtest_of_the_same_minutes` with two metrics: requests (50 a
+/// replica) and a queue (10 a replica) that take turns needing the most, each with gaps of its
+/// own. The live account (`Ledger::account_metrics`, the HPA on both metrics) is what the
+/// backtest scores for a CSV of their two columns.
+#[test]
+fn on_two_metrics_the_live_account_matches_a_backtest_of_the_same_minutes() {
+    let start = DateTime::parse_from_rfc3339("2026-02-16T20:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut rng = SplitMix64(22);
+    let (mut requests, mut queue) = (BTreeMap::new(), BTreeMap::new());
+    let (mut r, mut q): (f64, f64) = (800.0, 60.0);
+    for m in 0..2 * 1440 {
+        let t = start + MINUTE * m;
+        r = (r * (1.0 + 0.06 * rng.normal())).clamp(100.0, 2500.0);
+        q = (q * (1.0 + 0.1 * rng.normal())).clamp(5.0, 400.0);
+        // The queue backs up for 20 minutes every 5 hours, and each metric loses its own
+        // scrapes (and the queue an outage of 40 minutes).
+        let backlog = if m % 300 > 280 { 250.0 } else { 0.0 };
+        if m % 97 != 5 {
+            requests.insert(t, r as f32 as f64);
+        }
+        if m % 89 != 7 && !(1500..1540).contains(&m) {
+            queue.insert(t, (q + backlog) as f32 as f64);
+        }
+    }
+    let need = |t: DateTime<Utc>| -> Option<f64> {
+        Some(f64::max(requests.get(&t)? / 50.0, queue.get(&t)? / 10.0))
+    };
+    let decision_at = |t: DateTime<Utc>| -> u32 {
+        let m = (t - start).num_minutes();
+        let ahead = need(t + MINUTE * 3).unwrap_or(10.0);
+        let factor = if m % 200 < 30 { 0.7 } else { 1.15 };
+        ((ahead * factor).ceil() as u32).clamp(2, 60)
+    };
+    let first = start + Duration::hours(2);
+    let last = start + Duration::days(2) - Duration::minutes(1);
+    let mut live = Ledger::new(80);
+    let mut added = Tally::default();
+    let mut now = first;
+    let read = |metric: &BTreeMap<DateTime<Utc>, f64>, now: DateTime<Utc>| {
+        let values = (0..=(now - start).num_minutes())
+            .map(|m| {
+                let t = start + MINUTE * m as i32;
+                metric.get(&t).copied().unwrap_or(f64::NAN)
+            })
+            .collect();
+        History::new(start, MINUTE, values)
+    };
+    while now <= last {
+        let (r, q) = (read(&requests, now), read(&queue, now));
+        live.decided(now, decision_at(now.duration_trunc(MINUTE).unwrap()));
+        let tally = live.account_metrics(&[(&r, 50.0), (&q, 10.0)], &MODEL, now);
+        added = Tally {
+            minutes: added.minutes + tally.minutes,
+            prescaler: Cost {
+                replica_minutes: added.prescaler.replica_minutes + tally.prescaler.replica_minutes,
+                short_minutes: added.prescaler.short_minutes + tally.prescaler.short_minutes,
+            },
+            hpa: Cost {
+                replica_minutes: added.hpa.replica_minutes + tally.hpa.replica_minutes,
+                short_minutes: added.hpa.short_minutes + tally.hpa.short_minutes,
+            },
+        };
+        now += Duration::seconds(30);
+    }
+    let status = live.status(&MODEL).unwrap();
+    let through = DateTime::parse_from_rfc3339(&status.through)
+        .unwrap()
+        .to_utc();
+    let replayed = backtest_of_metrics(
+        &[(&requests, 50.0), (&queue, 10.0)],
+        first,
+        through,
+        &MODEL,
+        decision_at,
+    );
+    assert_eq!(live.total(), replayed, "the days in status");
+    assert_eq!(added, replayed, "the counters");
+    assert!(replayed.prescaler.short_minutes > 20, "{replayed:?}");
+    assert!(replayed.hpa.short_minutes > 20, "{replayed:?}");
+    assert!(replayed.minutes > 2000, "{replayed:?}");
+    // Each metric needs the most in many minutes: an HPA on either alone would count others.
+    let by_queue = (0..2 * 1440)
+        .filter_map(|m| {
+            let t = start + MINUTE * m;
+            Some(queue.get(&t)? / 10.0 > requests.get(&t)? / 50.0)
+        })
+        .fold((0, 0), |(q, r), queue_most| match queue_most {
+            true => (q + 1, r),
+            false => (q, r + 1),
+        });
+    assert!(by_queue.0 > 300 && by_queue.1 > 300, "{by_queue:?}");
+    for (alone, per_replica) in [(&requests, 50.0), (&queue, 10.0)] {
+        let one = Model {
+            target_per_replica: per_replica,
+            ..MODEL
+        };
+        let on_one = backtest(alone, first, through, &one, decision_at);
+        assert_ne!(on_one.hpa, replayed.hpa, "an HPA on one metric differs");
+    }
+    assert_eq!(
+        status.summary,
+        ledger::summary_on(&replayed, through - first, 80, MODEL.startup, 2)
     );
 }
 

@@ -1,11 +1,13 @@
 //! Several load metrics (`spec.metrics`) end to end: the operator's reconcile loop between the
 //! fake Kubernetes API and a scripted source, each metric a series of its own. The highest need
 //! over the metrics decides and is named, a metric that cannot be read keeps the count from
-//! going down but not up (the HPA's `computeReplicasForMetrics`), and every metric's query is
-//! confined to the scaler's namespace.
+//! going down but not up (the HPA's `computeReplicasForMetrics`), every metric's query is
+//! confined to the scaler's namespace, and the account against an HPA (`status.savings`) is
+//! the HPA on every metric, as a backtest of the same minutes scores it.
 
 use crate::support;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -13,6 +15,8 @@ use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::harness::*;
 use support::scripted::ScriptedSource;
+
+use prescaler::planning::ledger::{self, Cost, Model, Tally};
 
 /// Requests per second one replica serves, and queue backlog one replica works off.
 const REQUESTS_PER_REPLICA: f64 = 50.0;
@@ -288,5 +292,172 @@ async fn every_metric_query_is_confined_to_the_namespace() {
     assert!(
         unconfined.is_empty(),
         "every query sent is confined to {NS}: {unconfined:?}"
+    );
+}
+
+static ORIGIN_D: OnceLock<DateTime<Utc>> = OnceLock::new();
+static QUEUE_RISE_D: OnceLock<DateTime<Utc>> = OnceLock::new();
+
+/// Requests steady at 100/s (2 replicas; 3 for an HPA at 80 %); the queue at 10 (1 replica)
+/// until `QUEUE_RISE_D`, then 60 (6 replicas; 7 or 8 for the HPA).
+fn load_d(query: &str, t: DateTime<Utc>) -> Option<f64> {
+    if !recorded(&ORIGIN_D, t) {
+        return None;
+    }
+    if query.contains("requests_total") {
+        Some(100.0)
+    } else if query.contains("queue_depth") {
+        Some(if after(&QUEUE_RISE_D, t) { 60.0 } else { 10.0 })
+    } else {
+        None
+    }
+}
+
+/// prescaler's count throughout: the floor of a peak window that is always open, above what
+/// either metric asks for with the largest margins (the queue's 6 replicas doubled, and 2).
+const FLOOR: i64 = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_against_an_hpa_on_both_metrics_is_a_backtest_of_the_same_minutes() {
+    let api = FakeApi::new();
+    api.put(deployment("ledger", 2));
+    api.put(two_metrics(
+        "ledger",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h",
+                                   "minReplicas": FLOOR }] }),
+    ));
+    let source = Arc::new(ScriptedSource::new(load_d).with_timeout(PROMETHEUS_TIMEOUT));
+    let _op = start_operator_on(&api, source, |_| {});
+    eventually(30, "the floor is applied", || {
+        match replicas(&api, "ledger") {
+            FLOOR => Ok(()),
+            r => Err(format!("{r} replicas")),
+        }
+    })
+    .await;
+    // The queue backs up: the HPA on both metrics follows it, 5 minutes late for its pods; on
+    // the requests alone it would never follow.
+    QUEUE_RISE_D.set(next_minute()).unwrap();
+    let mut seen = Value::Null;
+    eventually(420, "minutes counted, the HPA's step among them", || {
+        assert_eq!(
+            replicas(&api, "ledger"),
+            FLOOR,
+            "prescaler's decision stays"
+        );
+        seen = status(&api, "ledger");
+        let sum = |key: &str| {
+            seen["savings"]["days"]
+                .as_array()
+                .map_or(0, |d| d.iter().map(|d| d[key].as_i64().unwrap_or(0)).sum())
+        };
+        match (sum("minutes"), sum("hpaShortMinutes")) {
+            (m, s) if m >= 3 && s >= 2 => Ok(()),
+            other => Err(format!("{other:?}: {seen}")),
+        }
+    })
+    .await;
+    let savings = &seen["savings"];
+    let time = |key: &str| {
+        DateTime::parse_from_rfc3339(savings[key].as_str().unwrap())
+            .unwrap()
+            .to_utc()
+    };
+    let (from, through) = (time("from"), time("through"));
+    let figure = |key: &str| -> u64 {
+        let days = savings["days"].as_array().unwrap();
+        days.iter().map(|d| d[key].as_i64().unwrap() as u64).sum()
+    };
+    let published = Tally {
+        minutes: figure("minutes"),
+        prescaler: Cost {
+            replica_minutes: figure("replicaMinutes"),
+            short_minutes: figure("shortMinutes"),
+        },
+        hpa: Cost {
+            replica_minutes: figure("hpaReplicaMinutes"),
+            short_minutes: figure("hpaShortMinutes"),
+        },
+    };
+
+    // The same minutes of each metric, as the scripted source served them, through the
+    // backtest's model of a CSV with their two columns.
+    let minute = Duration::minutes(1);
+    let series = |query: &str| -> BTreeMap<DateTime<Utc>, f64> {
+        let first = from - Duration::hours(2);
+        (0..=(through - first).num_minutes() + 1)
+            .map(|m| first + minute * m as i32)
+            .filter_map(|t| Some((t, load_d(query, t)?)))
+            .collect()
+    };
+    let requests = series("sum(requests_total{})");
+    let queue = series("sum(queue_depth{})");
+    let model = Model {
+        target_per_replica: 1.0,
+        min_replicas: 2,
+        max_replicas: 40,
+        startup: ledger::DEFAULT_STARTUP,
+    };
+    let replayed = crate::savings::backtest_of_metrics(
+        &[
+            (&requests, REQUESTS_PER_REPLICA),
+            (&queue, QUEUE_PER_REPLICA),
+        ],
+        from,
+        through,
+        &model,
+        |_| FLOOR as u32,
+    );
+    assert_eq!(published, replayed, "{seen}");
+    assert_eq!(replayed.prescaler.short_minutes, 0);
+    assert_eq!(
+        savings["summary"],
+        ledger::summary_on(&replayed, through - from, 80, ledger::DEFAULT_STARTUP, 2),
+    );
+}
+
+static ORIGIN_E: OnceLock<DateTime<Utc>> = OnceLock::new();
+
+fn load_e(query: &str, t: DateTime<Utc>) -> Option<f64> {
+    if !recorded(&ORIGIN_E, t) {
+        return None;
+    }
+    match query.contains("requests_total") {
+        true => Some(100.0),
+        false => Some(20.0),
+    }
+}
+
+/// `status.plan` of a scaler of several metrics: the plan of both (`outlook_of_metrics`), here
+/// the floor of a window that stays open over the whole day ahead, above what either metric
+/// asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_of_several_metrics_is_published() {
+    let api = FakeApi::new();
+    api.put(deployment("plans", 2));
+    api.put(two_metrics(
+        "plans",
+        json!({ "peakWindows": [{ "name": "always", "schedule": "* * * * *", "duration": "1h",
+                                   "minReplicas": FLOOR }] }),
+    ));
+    let source = Arc::new(ScriptedSource::new(load_e).with_timeout(PROMETHEUS_TIMEOUT));
+    let _op = start_operator_on(&api, source, |_| {});
+    eventually(30, "a plan of both metrics", || {
+        let plan = &status(&api, "plans")["plan"];
+        match (plan["max"]["replicas"].as_i64(), plan["ahead"].as_array()) {
+            (Some(FLOOR), Some(ahead)) if ahead.len() == 5 => Ok(()),
+            _ => Err(format!("{plan}")),
+        }
+    })
+    .await;
+    let plan = &status(&api, "plans")["plan"];
+    assert_eq!(plan["max"]["by"], "always", "{plan}");
+    assert!(
+        plan["ahead"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["replicas"] == FLOOR && a["reason"] == "PeakWindow"),
+        "{plan}"
     );
 }

@@ -88,13 +88,18 @@ impl Failure {
     /// The condition's message. It changes with each failure, never while waiting: a status is
     /// written only when it changes.
     pub fn message(&self) -> String {
+        self.message_of("spec.metric.query")
+    }
+
+    /// `message` of the query at `field` (`spec.metrics[1].query` for one of several metrics).
+    pub fn message_of(&self, field: &str) -> String {
         let retry = crate::api::format_duration(
             chrono::Duration::from_std(self.retry_in).unwrap_or(chrono::Duration::MAX),
         );
         let hold = "holding at least the current replicas until the metrics return";
         if self.reason() == "QueryTimeout" {
             return format!(
-                "spec.metric.query timed out {} times in a row ({}); next try in {retry}, then at most every {}; make the query cheaper (a recording rule, a shorter range) — Prometheus' --query.timeout and --query.max-samples bound what it may cost; {hold}",
+                "{field} timed out {} times in a row ({}); next try in {retry}, then at most every {}; make the query cheaper (a recording rule, a shorter range) — Prometheus' --query.timeout and --query.max-samples bound what it may cost; {hold}",
                 self.timeouts_in_a_row,
                 self.error,
                 crate::api::format_duration(chrono::Duration::seconds(MAX_DELAY.as_secs() as i64))
@@ -268,6 +273,16 @@ mod tests {
                 && message.contains("next try in 4s")
                 && message.contains("--query.timeout")
                 && message.contains("holding"),
+            "{message}"
+        );
+        // One of several metrics is named by its place in spec.metrics.
+        let message = b
+            .failure
+            .as_ref()
+            .unwrap()
+            .message_of("spec.metrics[1].query");
+        assert!(
+            message.starts_with("spec.metrics[1].query timed out 3 times in a row"),
             "{message}"
         );
         // Another kind of failure breaks the run of timeouts.

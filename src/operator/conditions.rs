@@ -431,6 +431,56 @@ pub fn objective_finding(d: &Decision, spec: &ValidatedSpec) -> Option<Finding> 
     ))
 }
 
+/// `ObjectiveMet` of a scaler of several metrics (`figures`, one per metric): met while every
+/// calibrated metric's margins meet the objective; otherwise not met, for the first metric that
+/// misses it (its reason), naming each that does (`metric "queue": …`). Taken from the deciding
+/// metric alone, it turned over with the metric that decided, a write and an Event each, while
+/// nothing about the calibrations had changed (as `ForecastReliable` did:
+/// `forecast_finding_of_metrics`). `None` before any metric's first calibration. With one
+/// metric, `objective_finding`.
+pub fn objective_finding_of_metrics(
+    d: &Decision,
+    figures: &[MetricFigures],
+    spec: &ValidatedSpec,
+) -> Option<Finding> {
+    if figures.len() < 2 {
+        return objective_finding(d, spec);
+    }
+    let objective = spec.max_underprovisioned * 100.0;
+    let verdicts: Vec<(&str, Finding)> = figures
+        .iter()
+        .filter_map(|f| {
+            let cal = f.calibration.as_ref()?;
+            Some((
+                f.name.as_str(),
+                objective_verdict(cal, objective, spec.max_replicas),
+            ))
+        })
+        .collect();
+    let missed: Vec<&(&str, Finding)> = verdicts.iter().filter(|(_, v)| !v.status).collect();
+    let each = |of: &[&(&str, Finding)]| {
+        of.iter()
+            .map(|(name, v)| format!("metric {name:?}: {}", v.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match missed.first() {
+        Some((_, first)) => Some(Finding::new(
+            OBJECTIVE_MET,
+            false,
+            &first.reason,
+            each(&missed),
+        )),
+        None if verdicts.is_empty() => None,
+        None => Some(Finding::new(
+            OBJECTIVE_MET,
+            true,
+            "WithinObjective",
+            each(&verdicts.iter().collect::<Vec<_>>()),
+        )),
+    }
+}
+
 /// `objective_finding` for a calibration, the objective in percent and the spec's `maxReplicas`.
 fn objective_verdict(cal: &Calibration, objective: f64, max_replicas: u32) -> Finding {
     let week = cal.underprovisioned_week_percent;
@@ -838,6 +888,85 @@ mod tests {
         let neither = [figures("requests", on(false)), figures("queue", on(false))];
         let f = forecast_finding_of_metrics(&deciding, &neither);
         assert_eq!(f.reason, "LiveLoadCheaper");
+    }
+
+    #[test]
+    fn with_several_metrics_the_objective_is_met_only_while_every_metric_meets_it() {
+        use crate::planning::calibration::BASES;
+        let spec: crate::api::PredictiveScalerSpec = serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": { "kind": "Deployment", "name": "s" },
+            "maxReplicas": 40,
+            "metrics": [
+                { "name": "requests", "query": "sum(r)", "targetPerReplica": 50 },
+                { "name": "queue", "query": "sum(q)", "targetPerReplica": 10 },
+            ],
+        }))
+        .unwrap();
+        let spec = spec.validate().unwrap();
+        let objective = spec.max_underprovisioned * 100.0;
+        let met = calibration(BASES[0], objective / 2.0, 0.0, 0.0, None);
+        let missed = calibration(BASES[0], objective * 5.0, objective, 0.0, None);
+        let figures = |name: &str, calibration: Option<Calibration>| MetricFigures {
+            name: name.into(),
+            load: Some(10.0),
+            replicas: 2,
+            reason: Reason::Reactive,
+            forecast_load: None,
+            forecast_replicas: None,
+            calibration,
+            observed_history: chrono::Duration::days(28),
+        };
+        let deciding = |calibration: &Calibration| Decision {
+            desired_replicas: 2,
+            reason: Reason::Reactive,
+            floor_replicas: 1,
+            load: Some(10.0),
+            reactive_replicas: Some(2),
+            live_replicas: Some(2),
+            forecast_replicas: None,
+            forecast_load: None,
+            calibration: Some(*calibration),
+            scheduled: None,
+            cap: None,
+            excluded: None,
+            metrics_available: true,
+            observed_history: chrono::Duration::days(28),
+            quiet: None,
+            metric: None,
+        };
+        let both = [
+            figures("requests", Some(met)),
+            figures("queue", Some(missed)),
+        ];
+        // Whichever metric decides the minute, the queue misses the objective, and is named.
+        let by_requests = objective_finding_of_metrics(&deciding(&met), &both, &spec).unwrap();
+        let by_queue = objective_finding_of_metrics(&deciding(&missed), &both, &spec).unwrap();
+        assert_eq!(by_requests, by_queue);
+        assert!(objective_finding(&deciding(&met), &spec).unwrap().status);
+        assert_eq!(
+            (by_queue.status, by_queue.reason.as_str()),
+            (false, "UnforecastableBursts")
+        );
+        assert!(
+            by_queue.message.starts_with("metric \"queue\": ")
+                && !by_queue.message.contains("requests"),
+            "{}",
+            by_queue.message
+        );
+        // Every calibrated metric meets it (the queue not calibrated yet): met, naming them.
+        let met_both = [figures("requests", Some(met)), figures("queue", None)];
+        let f = objective_finding_of_metrics(&deciding(&met), &met_both, &spec).unwrap();
+        assert_eq!((f.status, f.reason.as_str()), (true, "WithinObjective"));
+        assert!(
+            f.message.starts_with("metric \"requests\": "),
+            "{}",
+            f.message
+        );
+        // Before any calibration: no finding, as with one metric.
+        let none = [figures("requests", None), figures("queue", None)];
+        let mut uncalibrated = deciding(&met);
+        uncalibrated.calibration = None;
+        assert!(objective_finding_of_metrics(&uncalibrated, &none, &spec).is_none());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! - `plan`: the next 24 hours at 15-minute steps, computed here with the operator's own planner
 //!   and `planning::outlook`, from the cluster's spec, the metric's history read as
-//!   `prescaler backtest --prometheus-url` reads it, and the target's replicas from its `/scale`;
+//!   `prescaler backtest --prometheus-url` reads it (each metric's with several, planned as the
+//!   operator plans them: `outlook_of_metrics`), and the target's replicas from its `/scale`;
 //! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
 //!   newest first;
 //! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus;
@@ -33,6 +34,7 @@ use crate::placement;
 use crate::planning::forecast::{COARSE_BLOCK, History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
+use crate::planning::several::Several;
 use crate::{Error, Result};
 
 /// The metric's history for `spec` up to `now`, read as `prescaler backtest --prometheus-url` reads
@@ -77,7 +79,6 @@ pub async fn plan(
 ) -> Result<PlanReport> {
     let scaler = get_predictive_scaler(client, namespace, name).await?;
     let mut spec = scaler.spec.validate()?;
-    refuse_several_metrics(&spec, "plan")?;
     let target_ref = &scaler.spec.scale_target_ref;
     let target = target_ref.to_string();
     let mut notes = Vec::new();
@@ -120,28 +121,48 @@ pub async fn plan(
             seen
         }
     };
-    let query = &spec.metrics[0].query;
-    let history = read_history(source, &spec, query, now).await?;
+    // Each metric's history, and its decider, as the operator holds them: one planner, or one
+    // `Several` over a planner a metric.
+    let mut histories = Vec::with_capacity(spec.metrics.len());
+    for metric in &spec.metrics {
+        histories.push(read_history(source, &spec, &metric.query, now).await?);
+    }
+    let views: Vec<Option<&History>> = histories.iter().map(Some).collect();
     // Calibrated at the scaler's own boundaries, as the operator calibrates it.
     let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
-    let mut planner = Planner::new(spec.clone(), model);
-    let decision = planner.decide(Some(&history), current_replicas, now);
-    // As the operator's condition says it: of forecast.history, from the planner's first sample.
-    let fallback = source.fallback(query);
+    let (decision, outlook) = match spec.several_metrics() {
+        false => {
+            let mut planner = Planner::new(spec.clone(), model);
+            let decision = planner.decide(views[0], current_replicas, now);
+            let outlook =
+                outlook::outlook(&planner, views[0], now, outlook::STEP, outlook::HORIZON);
+            (decision, outlook)
+        }
+        true => {
+            let mut several = Several::new(&spec, model);
+            let decision = several.decide(&views, current_replicas, now).decision;
+            let outlook =
+                outlook::outlook_of_metrics(&several, &views, now, outlook::STEP, outlook::HORIZON)
+                    .map(|mut o| {
+                        // A step's forecast load is in the unit of the metric that decided it, which
+                        // the plan does not name: left out rather than read in another's unit.
+                        o.steps.iter_mut().for_each(|s| s.forecast_load = None);
+                        o.now.forecast_load = None;
+                        o
+                    });
+            (decision, outlook)
+        }
+    };
+    // As the operator's condition says it: of forecast.history, from the planner's first sample
+    // (the shortest of the metrics'), and the first metric's source.
+    let fallback = source.fallback(&spec.metrics[0].query);
     notes.extend(backtest::trace::short_history_note(
         decision.observed_history,
         spec.history,
         &spec.seasonality,
         backtest::trace::history_from(source, fallback.as_deref()),
     ));
-    let outlook = outlook::outlook(
-        &planner,
-        Some(&history),
-        now,
-        outlook::STEP,
-        outlook::HORIZON,
-    )
-    .ok_or_else(|| Error::Config {
+    let outlook = outlook.ok_or_else(|| Error::Config {
         what: "the plan".into(),
         message: "the planner made no decision to plan from".into(),
     })?;
@@ -386,8 +407,8 @@ pub async fn why(
     })
 }
 
-/// `plan` and `backtest` read one metric from Prometheus; a spec with several (`spec.metrics`)
-/// is refused, saying what does replay them, rather than planned on its first metric alone.
+/// `backtest` reads one metric from Prometheus; a spec with several (`spec.metrics`) is
+/// refused, saying what does replay them, rather than replayed on its first metric alone.
 fn refuse_several_metrics(spec: &ValidatedSpec, command: &str) -> Result<()> {
     if !spec.several_metrics() {
         return Ok(());

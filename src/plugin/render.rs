@@ -395,7 +395,8 @@ pub fn savings_table(rows: &[SavingsRow]) -> String {
          operator counted.\nA model estimate, not a measurement: the backtest's model run on the \
          live metric, minute by minute — simulated pods with a start-up time, prescaler's \
          decisions against the HPA's algorithm at the operator's --savings-hpa-target-utilization; \
-         a minute is short when fewer replicas are ready than ceil(load / targetPerReplica).\n\n",
+         a minute is short when fewer replicas are ready than ceil(load / targetPerReplica) \
+         (with several metrics, the HPA on all of them and the highest count over them).\n\n",
     );
     let mut cells = vec![[
         "NAME".to_string(),

@@ -62,16 +62,9 @@ impl Hpa {
     /// does not scale); returns the replicas it asks for at the minute's end.
     pub fn minute(&mut self, config: &HpaConfig, seen: f64) -> u32 {
         if seen.is_finite() {
-            let target = config.target_per_replica * config.utilization;
             for sync in 0..60 / SYNC_SECONDS {
                 let now = self.clock + sync * SYNC_SECONDS;
-                let ratio = seen / (target * self.current as f64);
-                let recommendation = if (ratio - 1.0).abs() <= TOLERANCE {
-                    self.current
-                } else {
-                    replicas_for(seen, target)
-                }
-                .clamp(config.min_replicas, config.max_replicas);
+                let recommendation = recommend(config, self.current, seen);
                 while self
                     .window
                     .front()
@@ -101,9 +94,24 @@ impl Hpa {
     }
 }
 
+/// The HPA's proposal on one metric for a target at `current` replicas (its
+/// `GetExternalMetricReplicas` with an `AverageValue` target): the count the metric needs at
+/// the target, unless within the tolerance of `current`; within the bounds.
+fn recommend(config: &HpaConfig, current: u32, seen: f64) -> u32 {
+    let target = config.target_per_replica * config.utilization;
+    let ratio = seen / (target * current as f64);
+    if (ratio - 1.0).abs() <= TOLERANCE {
+        current
+    } else {
+        replicas_for(seen, target)
+    }
+    .clamp(config.min_replicas, config.max_replicas)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
     const CONFIG: HpaConfig = HpaConfig {
         target_per_replica: 10.0,
@@ -147,5 +155,52 @@ mod tests {
             hpa.minute(&CONFIG, 10_000.0 - m as f64);
             assert!(hpa.window.len() <= 21, "{}", hpa.window.len());
         }
+    }
+
+    /// The live account and the backtest run the HPA on several metrics' need in replicas
+    /// (`max(load / targetPerReplica)`, a target of 1 a replica). That is the HPA's
+    /// `computeReplicasForMetrics` — each metric's proposal on its own load and target, the
+    /// highest kept — because a proposal rises with its metric's load in replicas and the
+    /// tolerance compares the same ratio with the current count.
+    #[test]
+    fn on_several_metrics_the_highest_proposal_is_the_proposal_on_their_need_in_replicas() {
+        let mut rng = SplitMix64(22);
+        let mut uniform = |below: f64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * below;
+        let mut differ = 0;
+        for _ in 0..20_000 {
+            let current = 1 + uniform(40.0) as u32;
+            let targets = [
+                10.0 + uniform(90.0),
+                1.0 + uniform(20.0),
+                0.5 + uniform(5.0),
+            ];
+            // Loads around what `current` replicas serve, so that tolerance and rounding both
+            // come into play.
+            let loads: Vec<f64> = targets
+                .iter()
+                .map(|t| t * 0.8 * current as f64 * uniform(1.4))
+                .collect();
+            let config = |target_per_replica: f64| HpaConfig {
+                target_per_replica,
+                ..CONFIG
+            };
+            let per_metric = targets
+                .iter()
+                .zip(&loads)
+                .map(|(t, l)| recommend(&config(*t), current, *l))
+                .max()
+                .unwrap();
+            let need = targets
+                .iter()
+                .zip(&loads)
+                .fold(0.0, |m, (t, l)| f64::max(m, l / t));
+            let combined = recommend(&config(1.0), current, need);
+            assert_eq!(
+                per_metric, combined,
+                "{current} replicas, {loads:?} at {targets:?}"
+            );
+            differ += usize::from(recommend(&config(targets[0]), current, loads[0]) != combined);
+        }
+        assert!(differ > 5_000, "the metrics take turns deciding: {differ}");
     }
 }

@@ -16,6 +16,15 @@
 //! 7 days. The buckets go to the status (`SavingsStatus`) and come back from it after a restart
 //! or a failover (`restore`); the HPA's state is rebuilt from the metric's history (an hour of
 //! it is replayed before the first minute counted).
+//!
+//! With several metrics (`spec.metrics`, `account_metrics`) the account runs on their need in
+//! replicas, as the backtest scores them (`Trace::in_replicas`): each minute
+//! `max(load / targetPerReplica)` over the metrics, missing where any metric is, with a load per
+//! replica of 1. The HPA on that series is the HPA on the metrics (`computeReplicasForMetrics`:
+//! each metric's proposal from its own load and target, the highest kept), because a proposal
+//! rises with its metric's load in replicas and the tolerance compares that same ratio with
+//! the current count (`hpa`'s test `on_several_metrics_…` checks it); and a minute needs the
+//! highest count any metric needs.
 
 use std::collections::VecDeque;
 
@@ -144,6 +153,8 @@ pub struct Ledger {
     through: Option<DateTime<Utc>>,
     /// Oldest first, at most `DAYS`.
     days: VecDeque<Day>,
+    /// How many metrics the last minutes were counted on (the summary's words).
+    metrics: usize,
 }
 
 fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -155,6 +166,48 @@ fn sample(history: &History, t: DateTime<Utc>) -> f64 {
     match history.index_at_or_before(t) {
         Some(i) if i < history.len() && history.time(i) == t => history.values()[i],
         _ => f64::NAN,
+    }
+}
+
+/// What the account replays: a sample a minute, in the unit of `Model::target_per_replica`.
+trait Load {
+    /// Where its samples may start.
+    fn start(&self) -> DateTime<Utc>;
+    /// The sample of minute `t`, `NaN` where there is none.
+    fn at(&self, t: DateTime<Utc>) -> f64;
+}
+
+impl Load for History {
+    fn start(&self) -> DateTime<Utc> {
+        History::start(self)
+    }
+
+    fn at(&self, t: DateTime<Utc>) -> f64 {
+        sample(self, t)
+    }
+}
+
+/// Several metrics' histories as their need in replicas: each minute the highest
+/// `load / targetPerReplica`, missing where any metric's sample is (the backtest's
+/// `Trace::in_replicas`, computed the same way so that the figures agree to the bit).
+struct InReplicas<'a>(&'a [(&'a History, f64)]);
+
+impl Load for InReplicas<'_> {
+    fn start(&self) -> DateTime<Utc> {
+        let starts = self.0.iter().map(|(h, _)| h.start());
+        starts.max().unwrap_or(DateTime::UNIX_EPOCH)
+    }
+
+    fn at(&self, t: DateTime<Utc>) -> f64 {
+        let mut need = 0.0;
+        for (history, per_replica) in self.0 {
+            let v = sample(history, t);
+            if !v.is_finite() {
+                return f64::NAN;
+            }
+            need = f64::max(need, v / per_replica);
+        }
+        need
     }
 }
 
@@ -177,6 +230,7 @@ impl Ledger {
             from: None,
             through: None,
             days: VecDeque::new(),
+            metrics: 1,
         }
     }
 
@@ -251,6 +305,37 @@ impl Ledger {
     /// Counts every minute whose load sample in `history` has settled by `now`; returns what
     /// they added.
     pub fn account(&mut self, history: &History, model: &Model, now: DateTime<Utc>) -> Tally {
+        self.metrics = 1;
+        self.account_on(history, model, now)
+    }
+
+    /// `account` for a scaler of several metrics: `metrics[i]` is `spec.metrics[i]`'s history
+    /// and its `targetPerReplica` (`model.target_per_replica` is not read). The HPA and the
+    /// minutes' need follow the highest need in replicas over the metrics (the module's note);
+    /// a minute without every metric's sample is not counted, and the HPA sees nothing in it,
+    /// as in a backtest of the metrics' CSV. With one metric, `account` on it.
+    pub fn account_metrics(
+        &mut self,
+        metrics: &[(&History, f64)],
+        model: &Model,
+        now: DateTime<Utc>,
+    ) -> Tally {
+        if let [(history, per_replica)] = metrics {
+            let one = Model {
+                target_per_replica: *per_replica,
+                ..*model
+            };
+            return self.account(history, &one, now);
+        }
+        self.metrics = metrics.len();
+        let in_replicas = Model {
+            target_per_replica: 1.0,
+            ..*model
+        };
+        self.account_on(&InReplicas(metrics), &in_replicas, now)
+    }
+
+    fn account_on(&mut self, history: &impl Load, model: &Model, now: DateTime<Utc>) -> Tally {
         let mut added = Tally::default();
         let Some(mut t) = self.next else {
             self.drop_old_days(now);
@@ -270,7 +355,7 @@ impl Ledger {
                 t += MINUTE;
                 continue;
             };
-            let seen = sample(history, t);
+            let seen = history.at(t);
             if self.hpa.is_none() {
                 let warmed = self.warmed_up(history, model, &hpa, t);
                 self.hpa = Some(warmed);
@@ -278,7 +363,7 @@ impl Ledger {
             let theirs = self.hpa.as_mut().map_or(0, |h| h.minute(&hpa, seen));
             let own_ready = self.prescaler_pods.minute(own, delay);
             let their_ready = self.hpa_pods.minute(theirs, delay);
-            let load = sample(history, t + METRIC_LAG);
+            let load = history.at(t + METRIC_LAG);
             if load.is_finite() {
                 let needed = model.needed_in(load, quiet);
                 let minute = Tally {
@@ -311,7 +396,7 @@ impl Ledger {
     /// first minute of its trace. Its fleet is fed the same minutes.
     fn warmed_up(
         &mut self,
-        history: &History,
+        history: &impl Load,
         model: &Model,
         config: &HpaConfig,
         first: DateTime<Utc>,
@@ -320,10 +405,10 @@ impl Ledger {
         let samples = || {
             std::iter::successors(Some(start), |t| Some(*t + MINUTE))
                 .take_while(|t| *t < first)
-                .map(|t| sample(history, t))
+                .map(|t| history.at(t))
         };
         let initial = samples()
-            .chain(std::iter::once(sample(history, first)))
+            .chain(std::iter::once(history.at(first)))
             .find(|v| v.is_finite())
             .map_or(model.min_replicas, |v| model.needed_in(v, false));
         let mut hpa = Hpa::new(initial);
@@ -389,7 +474,13 @@ impl Ledger {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let startup = model.startup.clamp(Duration::zero(), MAX_STARTUP);
         Some(SavingsStatus {
-            summary: summary(&total, through - from, self.utilization_percent(), startup),
+            summary: summary_on(
+                &total,
+                through - from,
+                self.utilization_percent(),
+                startup,
+                self.metrics,
+            ),
             hpa_target_utilization: self.utilization_percent(),
             startup_seconds: startup.num_seconds(),
             from: from.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -456,14 +547,34 @@ pub fn summary(
     utilization_percent: i32,
     startup: Duration,
 ) -> String {
+    summary_on(total, span, utilization_percent, startup, 1)
+}
+
+/// `summary` of an account on `metrics` metrics (several: `Ledger::account_metrics`).
+pub fn summary_on(
+    total: &Tally,
+    span: Duration,
+    utilization_percent: i32,
+    startup: Duration,
+    metrics: usize,
+) -> String {
     let hours = replica_hours;
     let short = |c: &Cost| format!("{} %", short_percent(total, c));
+    let (on, needs) = match metrics {
+        0 | 1 => (
+            "metric",
+            "the load needs ceil(load / targetPerReplica) replicas",
+        ),
+        _ => (
+            "metrics",
+            "a minute needs the highest ceil(load / targetPerReplica) over the metrics",
+        ),
+    };
     format!(
         "{}: prescaler asked for {} replica-hours, {} of minutes short; an HPA at {} % on the same \
-         metric: {} replica-hours, {} short. A model estimate, as `prescaler backtest` scores: the \
-         live metric replayed through simulated pods that start in {}, prescaler's decisions \
-         against the HPA's algorithm (the load needs ceil(load / targetPerReplica) replicas; \
-         short: fewer ready than that)",
+         {on}: {} replica-hours, {} short. A model estimate, as `prescaler backtest` scores: the \
+         live {on} replayed through simulated pods that start in {}, prescaler's decisions \
+         against the HPA's algorithm ({needs}; short: fewer ready than that)",
         span_words(span),
         hours(&total.prescaler),
         short(&total.prescaler),
@@ -580,6 +691,70 @@ mod tests {
             "{}",
             status.summary
         );
+    }
+
+    /// Two metrics: requests steady at 100 (50 a replica: 2), a queue at 10 (10 a replica: 1)
+    /// that steps to 60 (6) at minute 30. The HPA follows the queue once it needs the most.
+    #[test]
+    fn on_several_metrics_the_hpa_and_the_need_follow_the_metric_that_needs_most() {
+        let requests = history(120, |_| 100.0);
+        let queue = history(120, |m| if m < 30 { 10.0 } else { 60.0 });
+        let metrics = [(&requests, 50.0), (&queue, 10.0)];
+        let mut ledger = Ledger::new(80);
+        for m in 0..=100 {
+            ledger.decided(at(m), 20);
+            ledger.account_metrics(&metrics, &MODEL, at(m) + Duration::seconds(30));
+        }
+        let total = ledger.total();
+        assert_eq!(total.minutes, 98);
+        // Before the step the requests need 2 and the HPA at 80 % asks 3 for them; from the
+        // queue's sample at 30 it asks 7 (8 for 6 / 0.8, limited to 3 + 4 in a sync, and then
+        // within its tolerance), its pods ready 5 minutes later: the minutes 29..=34 need 6
+        // and have 3.
+        assert_eq!(total.hpa.replica_minutes, 30 * 3 + 68 * 7, "{total:?}");
+        assert_eq!(total.hpa.short_minutes, 6, "{total:?}");
+        assert_eq!(total.prescaler.short_minutes, 0, "{total:?}");
+        let summary = ledger.status(&MODEL).unwrap().summary;
+        assert!(
+            summary.contains("an HPA at 80 % on the same metrics: ")
+                && summary.contains("the highest ceil(load / targetPerReplica) over the metrics"),
+            "{summary}"
+        );
+    }
+
+    /// A minute without every metric's sample is not counted (a backtest does not score it),
+    /// and with one metric the account is `account` on it.
+    #[test]
+    fn on_several_metrics_a_minute_without_every_sample_is_not_counted() {
+        let requests = history(30, |m| {
+            if (10..15).contains(&m) {
+                f64::NAN
+            } else {
+                100.0
+            }
+        });
+        let queue = history(30, |m| if m == 20 { f64::NAN } else { 10.0 });
+        let mut several = Ledger::new(80);
+        let mut one = Ledger::new(80);
+        let mut alone = Ledger::new(80);
+        for m in 0..30 {
+            several.decided(at(m), 5);
+            several.account_metrics(&[(&requests, 50.0), (&queue, 10.0)], &MODEL, at(m));
+            one.decided(at(m), 5);
+            one.account_metrics(&[(&requests, 50.0)], &MODEL, at(m));
+            alone.decided(at(m), 5);
+            let model = Model {
+                target_per_replica: 50.0,
+                ..MODEL
+            };
+            alone.account(&requests, &model, at(m));
+        }
+        // Minutes 0..=26 are due; the loads of 9..=13 and of 19 miss a sample.
+        assert_eq!(several.total().minutes, 27 - 5 - 1);
+        assert_eq!(one.total(), alone.total());
+        assert_eq!(one.total().minutes, 27 - 5);
+        let summary = one.status(&MODEL).unwrap().summary;
+        assert!(summary.contains("on the same metric: "), "{summary}");
     }
 
     #[test]

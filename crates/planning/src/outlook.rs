@@ -20,6 +20,7 @@ use super::forecast::{self, History, Predictor, View};
 use super::plan::{self, Decision, Inputs, Memory, Reason};
 use super::planner::Planner;
 use super::schedule::{self, ScheduledFloor};
+use super::several::{self, Several};
 use prescaler_api::{PlanStatus, PlannedReplicas};
 
 /// The outlook's step, and the grid its steps are aligned to.
@@ -338,6 +339,156 @@ impl Ahead<'_> {
     }
 }
 
+/// The outlook of several metrics (`Several`, after its decision at `now`): at each step,
+/// each metric's terms on its own forecasts, as `outlook` plays one planner's, and the highest
+/// of their proposals shaped once with a copy of the combined memory (`several::shape_highest`),
+/// as `Several::decide` shapes the decision now. `histories[i]` is metric `i`'s, the same the
+/// decision read. A step is held when no metric has a forecast for it; a metric without one
+/// holds the decision now (it stops a fall, not a rise). With one metric, `outlook` of its
+/// planner. `None` without a decision at `now`.
+pub fn outlook_of_metrics(
+    several: &Several,
+    histories: &[Option<&History>],
+    now: DateTime<Utc>,
+    step: Duration,
+    horizon: Duration,
+) -> Option<Outlook> {
+    let planners = several.planners();
+    let history = |i: usize| histories.get(i).copied().flatten();
+    if let [one] = planners {
+        return outlook(one, history(0), now, step, horizon);
+    }
+    let minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
+    let (at, _, decided) = several.last_decided()?;
+    if at != minute || planners.is_empty() {
+        return None;
+    }
+    let step = step.max(Duration::minutes(1));
+    let views: Vec<Option<View<'_>>> = planners
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let view = history(i).and_then(|h| p.view(h, minute));
+            view.filter(|_| p.calibration().is_some())
+        })
+        .collect();
+    let decided_now = decided.decision.desired_replicas;
+    let mut ahead = AheadOfMetrics {
+        planners,
+        memories: planners.iter().map(|p| p.memory().clone()).collect(),
+        memory: several.memory().clone(),
+        current: decided_now,
+        decided_now,
+        minute,
+    };
+    let first = minute.duration_trunc(step).unwrap_or(minute) + step;
+    let mut steps =
+        Vec::with_capacity((horizon.num_minutes() / step.num_minutes()).max(0) as usize);
+    let mut t = first;
+    while t <= minute + horizon {
+        let forecasts: Vec<(f64, f64)> = planners
+            .iter()
+            .zip(&views)
+            .map(|(p, view)| match view {
+                Some(view) => forecasts_at(p, *view, t),
+                None => (f64::NAN, f64::NAN),
+            })
+            .collect();
+        steps.push(ahead.step_at(t, step, &forecasts));
+        t += step;
+    }
+    let held = steps.iter().all(|s| s.held);
+    Some(Outlook {
+        from: minute,
+        now: step_of(
+            &planners[decided.deciding],
+            &decided.decision,
+            minute,
+            false,
+        ),
+        steps,
+        held,
+        horizon,
+    })
+}
+
+/// `Ahead` for several metrics: each planner's memory and the combined one, copies.
+struct AheadOfMetrics<'a> {
+    planners: &'a [Planner],
+    memories: Vec<Memory>,
+    memory: Memory,
+    current: u32,
+    decided_now: u32,
+    minute: DateTime<Utc>,
+}
+
+impl AheadOfMetrics<'_> {
+    /// `Ahead::step_at` with each metric's forecasts `(daily, weekly)` for the step.
+    fn step_at(&mut self, t: DateTime<Utc>, step: Duration, forecasts: &[(f64, f64)]) -> Step {
+        let loads: Vec<Option<f64>> = self
+            .planners
+            .iter()
+            .zip(forecasts)
+            .map(|(p, &(daily, weekly))| {
+                Some(expected_load(p, daily, weekly)).filter(|l| l.is_finite())
+            })
+            .collect();
+        let held = loads.iter().all(Option::is_none);
+        let span = if held { 1 } else { step.num_minutes().max(1) };
+        let mut m = (t - Duration::minutes(span - 1)).max(self.minute + Duration::minutes(1));
+        let (deciding, d) = loop {
+            let (deciding, d) = self.decide_at(m, &loads, forecasts);
+            let settled = d.desired_replicas == self.current
+                && !matches!(d.reason, Reason::RateLimited | Reason::Stabilized);
+            self.current = d.desired_replicas;
+            if m >= t {
+                break (deciding, d);
+            }
+            m = if settled { t } else { m + Duration::minutes(1) };
+        };
+        step_of(&self.planners[deciding], &d, t, held)
+    }
+
+    /// The decision at minute `m`: each metric's proposal on its expected load (`None`: held,
+    /// from the decision now), the highest shaped once.
+    fn decide_at(
+        &mut self,
+        m: DateTime<Utc>,
+        loads: &[Option<f64>],
+        forecasts: &[(f64, f64)],
+    ) -> (usize, Decision) {
+        let mut proposals = Vec::with_capacity(self.planners.len());
+        for (i, planner) in self.planners.iter().enumerate() {
+            let (load, (daily, weekly)) = (loads[i], forecasts[i]);
+            let held = load.is_none();
+            let current = if held { self.decided_now } else { self.current };
+            let scheduled = planner.scheduled_at(m, current);
+            let event = planner.expected_event(m, load, daily, weekly);
+            proposals.push(plan::propose(
+                planner.spec(),
+                Inputs {
+                    load,
+                    sustained: load,
+                    daily,
+                    weekly,
+                    calibration: if held { None } else { planner.calibration() },
+                    scheduled: &scheduled,
+                    event: event.as_ref(),
+                    current_replicas: current,
+                    held_zero: false,
+                },
+                &mut self.memories[i],
+                m,
+            ));
+        }
+        let (deciding, d) = several::shape_highest(self.planners, &proposals, &mut self.memory, m);
+        for memory in &mut self.memories {
+            memory.hold_as(&self.memory);
+        }
+        (deciding, d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +666,74 @@ mod tests {
                 "{offset}: {max:?}"
             );
         }
+    }
+
+    /// Two metrics whose days peak at different hours: the requests at 09:00 (1000, 20
+    /// replicas at 50), the queue at 15:00 (300, 30 replicas at 10). The plan of both has
+    /// each metric's peak, each step the highest of what each metric's own plan asks.
+    #[test]
+    fn with_several_metrics_each_step_is_the_highest_of_the_metrics_plans() {
+        use prescaler_api::{MetricSpec, NamedMetricSpec};
+        let now = t0() + Duration::days(10) + Duration::hours(3);
+        let queue_step = |t: DateTime<Utc>| {
+            let m = (t - t0()).num_minutes().rem_euclid(1440);
+            if (900..960).contains(&m) { 300.0 } else { 10.0 }
+        };
+        let (requests, queue) = (history(now, daily_step), history(now, queue_step));
+        let mut s = PredictiveScalerSpec::new(1.0, 40);
+        s.min_replicas = 2;
+        s.forecast.history = "14d".into();
+        s.forecast.seasonality = vec![prescaler_api::Seasonality::Daily];
+        s.metric = MetricSpec::default();
+        s.metrics = [("requests", 50.0), ("queue", 10.0)]
+            .iter()
+            .map(|(name, per_replica)| NamedMetricSpec {
+                name: name.to_string(),
+                query: format!("sum({name})"),
+                target_per_replica: *per_replica,
+                activation_threshold: 0.0,
+            })
+            .collect();
+        let spec = s.validate().unwrap();
+        let mut several = Several::new(&spec, ModelConfig::default());
+        let histories = [Some(&requests), Some(&queue)];
+        several.decide(&histories, 2, now);
+        let o = outlook_of_metrics(&several, &histories, now, STEP, HORIZON).unwrap();
+        assert!(!o.held);
+        // Each metric's own plan, as a scaler of that metric alone would make it.
+        let alone = |i: usize, h: &History| {
+            let p = decided(spec.for_metric(i).unwrap(), h, now);
+            assert!(p.calibration().is_some(), "calibrated on 10 days");
+            outlook(&p, Some(h), now, STEP, HORIZON).unwrap()
+        };
+        let (by_requests, by_queue) = (alone(0, &requests), alone(1, &queue));
+        for (i, s) in o.steps.iter().enumerate() {
+            let highest = by_requests.steps[i]
+                .replicas
+                .max(by_queue.steps[i].replicas);
+            assert_eq!(s.replicas, highest, "{s:?}");
+        }
+        let at = |hh: i64, mm: i64| {
+            let t = now + Duration::hours(hh) + Duration::minutes(mm);
+            o.steps.iter().find(|s| s.at == t).unwrap()
+        };
+        // 09:15 for the requests, 15:15 for the queue; at night and between, a few.
+        assert!(at(6, 15).replicas >= 18, "{:?}", at(6, 15));
+        assert!(at(12, 15).replicas >= 27, "{:?}", at(12, 15));
+        assert!(
+            matches!(at(12, 15).reason, Reason::Forecast(_)),
+            "{:?}",
+            at(12, 15)
+        );
+        for (hh, mm) in [(3, 0), (9, 0), (14, 0)] {
+            assert!(at(hh, mm).replicas <= 5, "{:?}", at(hh, mm));
+        }
+        // The highest step is the queue's afternoon.
+        let max = o.max().unwrap();
+        assert!(max.at >= at(12, 0).at && max.at <= at(13, 0).at, "{max:?}");
+        // Without the decision at `now`, nothing to plan from.
+        let later = now + Duration::minutes(5);
+        assert!(outlook_of_metrics(&several, &histories, later, STEP, HORIZON).is_none());
     }
 
     #[test]

@@ -102,6 +102,17 @@ impl Several {
         &self.planners
     }
 
+    /// The last decision, its minute and the count it was made for (what an outlook of the
+    /// metrics plays ahead from).
+    pub fn last_decided(&self) -> Option<(DateTime<Utc>, u32, &Decided)> {
+        self.last.as_ref().map(|(t, r, d)| (*t, *r, d))
+    }
+
+    /// The combined decision's memory (the behavior's, and what an outage holds).
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
     /// The metrics' names, in the spec's order.
     pub fn names(&self) -> Vec<&str> {
         self.metrics.iter().map(|m| m.name.as_str()).collect()
@@ -191,13 +202,8 @@ impl Several {
             ));
             proposals.push(proposal);
         }
-        // The highest proposal decides; the first of equals, as the HPA keeps the first.
-        let deciding = proposals.iter().enumerate().fold(0, |best, (i, p)| {
-            match p.replicas() > proposals[best].replicas() {
-                true => i,
-                false => best,
-            }
-        });
+        let (deciding, mut decision) =
+            shape_highest(&self.planners, &proposals, &mut self.memory, minute);
         let name = figures[deciding].name.clone();
         // What the coverage condition warns about: the shortest of the metrics' histories.
         let observed = figures
@@ -205,52 +211,6 @@ impl Several {
             .map(|f| f.observed_history)
             .min()
             .unwrap_or_else(Duration::zero);
-        let spec = self.planners[deciding].spec().clone();
-        let like = proposals.iter().find_map(|p| match p {
-            Proposal::Ask(a) => Some((**a).clone()),
-            Proposal::Hold(_) => None,
-        });
-        let mut decision = match like {
-            // No metric could be read: the highest hold, as a single metric holds.
-            None => match &proposals[deciding] {
-                Proposal::Hold(d) => (**d).clone(),
-                Proposal::Ask(_) => unreachable!("no proposal has a live load"),
-            },
-            Some(like) => {
-                let asks: Vec<Asked> = proposals
-                    .iter()
-                    .zip(&self.planners)
-                    .map(|(p, planner)| match p {
-                        Proposal::Ask(a) => (**a).clone(),
-                        Proposal::Hold(d) => Asked::of_hold(planner.spec(), d, &like),
-                    })
-                    .collect();
-                let combined = Asked::combine(&asks, deciding);
-                // What a metric that cannot be read holds alone: the floor its last trustworthy
-                // forecast gives an HPA (or a ScaledObject), for as long as a single metric's
-                // hold keeps it (`HOLD_FORECAST_FOR`). Combined as a hold without a forecast,
-                // a lost metric's floor fell at once to what the others forecast: an HPA free
-                // to scale down before the peak the lost metric foresaw.
-                let held_floor = proposals
-                    .iter()
-                    .filter_map(|p| match p {
-                        Proposal::Hold(d) => Some(d.floor_replicas),
-                        Proposal::Ask(_) => None,
-                    })
-                    .max();
-                let remembered = self.memory.remembered_forecast();
-                let mut d = plan::shape(&spec, combined, &mut self.memory, minute);
-                if let Some(held_floor) = held_floor {
-                    d.floor_replicas = d.floor_replicas.max(held_floor);
-                    // The remembered forecast stays what the hold reads, from when it was
-                    // trusted, until a higher one comes: refreshed each minute by the others'
-                    // lower forecast, the hold's floor would fall from the next minute.
-                    self.memory.keep_higher_forecast(remembered);
-                }
-                d.metrics_available = proposals.iter().all(|p| matches!(p, Proposal::Ask(_)));
-                d
-            }
-        };
         decision.metric = Some(name);
         decision.observed_history = observed;
         for p in &mut self.planners {
@@ -262,6 +222,73 @@ impl Several {
             metrics: figures,
         }
     }
+}
+
+/// The highest of `proposals` (one per metric, of `planners`) shaped once with the combined
+/// `memory`, as the HPA combines its metrics (the module's note): the index of the metric that
+/// decided, and the decision. Each planner's memory is told what an outage is to hold
+/// (`Memory::hold_as`) by the caller. `Several::decide` and the outlook of several metrics
+/// (`outlook::outlook_of_metrics`, on copies of the memories) both shape through it.
+pub(crate) fn shape_highest(
+    planners: &[Planner],
+    proposals: &[Proposal],
+    memory: &mut Memory,
+    minute: DateTime<Utc>,
+) -> (usize, Decision) {
+    // The highest proposal decides; the first of equals, as the HPA keeps the first.
+    let deciding = proposals.iter().enumerate().fold(0, |best, (i, p)| {
+        match p.replicas() > proposals[best].replicas() {
+            true => i,
+            false => best,
+        }
+    });
+    let spec = planners[deciding].spec().clone();
+    let like = proposals.iter().find_map(|p| match p {
+        Proposal::Ask(a) => Some((**a).clone()),
+        Proposal::Hold(_) => None,
+    });
+    let decision = match like {
+        // No metric could be read: the highest hold, as a single metric holds.
+        None => match &proposals[deciding] {
+            Proposal::Hold(d) => (**d).clone(),
+            Proposal::Ask(_) => unreachable!("no proposal has a live load"),
+        },
+        Some(like) => {
+            let asks: Vec<Asked> = proposals
+                .iter()
+                .zip(planners)
+                .map(|(p, planner)| match p {
+                    Proposal::Ask(a) => (**a).clone(),
+                    Proposal::Hold(d) => Asked::of_hold(planner.spec(), d, &like),
+                })
+                .collect();
+            let combined = Asked::combine(&asks, deciding);
+            // What a metric that cannot be read holds alone: the floor its last trustworthy
+            // forecast gives an HPA (or a ScaledObject), for as long as a single metric's
+            // hold keeps it (`HOLD_FORECAST_FOR`). Combined as a hold without a forecast,
+            // a lost metric's floor fell at once to what the others forecast: an HPA free
+            // to scale down before the peak the lost metric foresaw.
+            let held_floor = proposals
+                .iter()
+                .filter_map(|p| match p {
+                    Proposal::Hold(d) => Some(d.floor_replicas),
+                    Proposal::Ask(_) => None,
+                })
+                .max();
+            let remembered = memory.remembered_forecast();
+            let mut d = plan::shape(&spec, combined, memory, minute);
+            if let Some(held_floor) = held_floor {
+                d.floor_replicas = d.floor_replicas.max(held_floor);
+                // The remembered forecast stays what the hold reads, from when it was
+                // trusted, until a higher one comes: refreshed each minute by the others'
+                // lower forecast, the hold's floor would fall from the next minute.
+                memory.keep_higher_forecast(remembered);
+            }
+            d.metrics_available = proposals.iter().all(|p| matches!(p, Proposal::Ask(_)));
+            d
+        }
+    };
+    (deciding, decision)
 }
 
 fn figures_of_decision(name: &str, d: &Decision) -> MetricFigures {

@@ -1,6 +1,6 @@
 //! **decide**: bring each metric's history up to date (within the read limits and the backoff)
 //! and ask the scaler's `Planner` (one metric) or `Several` (several) for the decision and,
-//! with one metric, once a quarter hour, the plan.
+//! once a quarter hour, the plan.
 
 use std::time::Instant;
 
@@ -77,10 +77,11 @@ impl LoadRead {
                 None => conditions::metrics_finding(decision, None, rejected),
             };
         }
-        let failed: Vec<(&str, &Failure)> = self
+        let failed: Vec<(usize, &str, &Failure)> = self
             .metrics
             .iter()
-            .filter_map(|m| Some((m.name.as_str(), m.failure.as_ref()?)))
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, m.name.as_str(), m.failure.as_ref()?)))
             .collect();
         // Read, but without a live load in the last minutes.
         let silent: Vec<&str> = figures
@@ -89,10 +90,13 @@ impl LoadRead {
             .filter(|(f, m)| f.load.is_none() && m.failure.is_none())
             .map(|(f, _)| f.name.as_str())
             .collect();
-        if let Some((_, first)) = failed.first() {
+        if let Some((_, _, first)) = failed.first() {
             let mut each: Vec<String> = failed
                 .iter()
-                .map(|(name, f)| format!("metric {name:?}: {}", f.message()))
+                .map(|(i, name, f)| {
+                    let field = format!("spec.metrics[{i}].query");
+                    format!("metric {name:?}: {}", f.message_of(&field))
+                })
                 .collect();
             each.extend(silent.iter().map(|name| conditions::silent_metric(name)));
             return Finding::new(
@@ -136,9 +140,8 @@ pub(super) struct Outcome {
     pub(super) savings: Savings,
 }
 
-/// Brings each metric's history up to date and asks the scaler's decider; and, with one
-/// metric, its plan, when the last one is older than its quarter hour or was made for another
-/// spec. The decision is entered in the scaler's account against the HPA, and the minutes whose
+/// Brings each metric's history up to date and asks the scaler's decider; and its plan, when
+/// the last one is older than its quarter hour or was made for another spec. The decision is entered in the scaler's account against the HPA, and the minutes whose
 /// load has settled are counted.
 #[tracing::instrument(skip_all)]
 pub(super) async fn decide(
@@ -243,7 +246,8 @@ fn take_histories(ctx: &Context, state: &mut ScalerState, queries: &[String]) {
 
 /// The model the scaler's account runs: the spec's bounds, and pods that start in what
 /// `leadTime: Auto` learned (the start-ups' 90th percentile, rounded up to a minute), else in
-/// the backtest's default.
+/// the backtest's default. (With several metrics the account takes each metric's
+/// `targetPerReplica` from its planner.)
 fn savings_model(spec: &ValidatedSpec, learned: Option<chrono::Duration>) -> ledger::Model {
     let startup = learned.map_or(ledger::DEFAULT_STARTUP, |s| {
         let minutes = (s.num_seconds().max(0) + 59) / 60;
@@ -310,8 +314,7 @@ async fn gated_read(
     load
 }
 
-/// The decider's decision and, with one metric, when the memo is older than `made_for`, a new
-/// plan. The planners' work (the histories' series, the decision, a plan of 96 decisions ahead)
+/// The decider's decision and, when the memo is older than `made_for`, a new plan. The planners' work (the histories' series, the decision, a plan of 96 decisions ahead)
 /// is CPU only: it runs on the blocking pool, so that one scaler's expensive spec cannot hold up
 /// the runtime's workers, which renew the Lease and read the watches.
 async fn plan(
@@ -393,14 +396,49 @@ async fn plan(
                 // others raise the count but keeps it from going down.
                 let decided = several.decide(&histories, replicas, now);
                 metrics.decision_timed(decided_at.elapsed());
-                // No plan and no account against the HPA with several metrics yet: a plan is
-                // one planner's outlook, and the account models an HPA on one metric.
-                state.plan = None;
-                let savings = Savings {
-                    added: Tally::default(),
-                    status: None,
+                // The plan of the metrics (`outlook_of_metrics`), made as with one metric: on
+                // every metric's history read now, else the last plan stands.
+                if histories.iter().all(Option::is_some)
+                    && state.plan.as_ref().is_none_or(|p| p.made_for != made_for)
+                {
+                    let planned_at = Instant::now();
+                    let plan = outlook::outlook_of_metrics(
+                        several,
+                        &histories,
+                        now,
+                        outlook::STEP,
+                        outlook::HORIZON,
+                    );
+                    metrics.plan_timed(planned_at.elapsed());
+                    state.plan = plan.map(|o| PlanMemo {
+                        made_for,
+                        status: o.summary(),
+                    });
+                }
+                let plan = state.plan.as_ref().map(|p| p.status.clone());
+                // The account against an HPA on the same metrics (`Ledger::account_metrics`):
+                // counted only on every metric's history read now, as a minute needs every
+                // metric's sample; otherwise the minutes wait for a reconcile that reads them.
+                let decision = &decided.decision;
+                state
+                    .ledger
+                    .decided_in(now, decision.desired_replicas, decision.quiet.is_some());
+                let each: Option<Vec<(&History, f64)>> = histories
+                    .iter()
+                    .zip(several.planners())
+                    .map(|(h, p)| Some(((*h)?, p.spec().target_per_replica)))
+                    .collect();
+                let added = match each {
+                    Some(each) if each.len() == histories.len() => {
+                        state.ledger.account_metrics(&each, &model, now)
+                    }
+                    _ => Tally::default(),
                 };
-                (decided.decision, decided.metrics, None, savings)
+                let savings = Savings {
+                    added,
+                    status: state.ledger.status(&model),
+                };
+                (decided.decision, decided.metrics, plan, savings)
             }
         }
     })

@@ -384,7 +384,11 @@ async fn observe_decide_act(
             .clone()
             .unwrap_or_else(|| conditions::limit_finding(&decision, &target.spec)),
     ];
-    findings.extend(conditions::objective_finding(&decision, &target.spec));
+    findings.extend(conditions::objective_finding_of_metrics(
+        &decision,
+        &figures,
+        &target.spec,
+    ));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
     if load.all_read() {
         // The first metric's fallback: metrics of one scaler are read from the same sources.
