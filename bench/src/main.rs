@@ -256,7 +256,6 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "sustained_samples" => model.sustained_samples = number()? as usize,
             "period_spread" => model.period_spread = number()? != 0.0,
             "bursts_left_out" => model.bursts_left_out = number()? != 0.0,
-            "conformal_rank" => model.conformal_rank = number()? != 0.0,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }

@@ -748,17 +748,13 @@ pub struct ModelConfig {
     /// (`prescaler-bench --set period_spread=0`).
     pub period_spread: bool,
     /// Whether a past period whose load around a phase is a burst no basis could have foreseen
-    /// is left out of the median the profile and the level take there (`Past::burst`): more
-    /// than `1 + max_margin` times every other period's there, both as it is and relative to
-    /// its own hours around (so a level shift between periods is not one). A flash crowd a
-    /// week ago then neither lowers the weekly level ratio nor raises the profile a week
-    /// later, where the weekly median of two periods is their mean (`prescaler-bench --set
-    /// bursts_left_out=0|1`).
+    /// is left out of the median the profile and the level take there (`Past::burst`): of
+    /// two periods, one more than `1 + max_margin` times the other, and times its own hours
+    /// around (and, in a week, the same minutes a day later), where the other is not. A flash
+    /// crowd a week ago then neither lowers the weekly level ratio nor raises the profile a
+    /// week later, where the weekly median of two periods is their mean (`prescaler-bench
+    /// --set bursts_left_out=0|1`).
     pub bursts_left_out: bool,
-    /// Whether the calibration leaves short split conformal's count of the week's minutes
-    /// (`⌊α·(n + 1)⌋ − 1`, the rank whose guarantee holds for `n` minutes however few) rather
-    /// than the empirical quantile's `⌊α·n⌋` (`prescaler-bench --set conformal_rank=0|1`).
-    pub conformal_rank: bool,
 }
 
 impl Default for ModelConfig {
@@ -785,7 +781,6 @@ impl Default for ModelConfig {
             zero_cooldown: crate::quiet::COOLDOWN,
             period_spread: true,
             bursts_left_out: false,
-            conformal_rank: false,
         }
     }
 }
@@ -1176,17 +1171,19 @@ impl Past<'_> {
 
     /// Which of the periods' means `samples` (of periods `periods`, over `window` around index
     /// `i`), if any, is a burst no basis could have foreseen (`ModelConfig::bursts_left_out`):
-    /// of two, the higher, where it is more than `burst_above` times the other, both as it is
-    /// and relative to each period's own surroundings (`Past::surroundings`), and, in a season
-    /// longer than a day, times the same window a day later in its own period. A forecast
-    /// basis times `1 + max_margin` is the most the calibration provisions
-    /// (`ModelConfig::max_margin`), so such a load is what a period like the other would have
-    /// left unpreventable, and it says nothing about the phase in the next period: a flash
-    /// crowd. Where one period's whole level is higher (a shift between them) its surroundings
-    /// are higher too; where the other period is the unusual one (a holiday's missing morning
-    /// peak), the peak is there the next day; where both show it (a recurring spike), neither
-    /// is above the other: nothing is left out. The median of three or more is not moved by
-    /// one burst (its highest value is not read); of two it is their mean.
+    /// of two, the higher, where it stands more than `burst_above` times the other as it is,
+    /// more than `burst_above` times its own surroundings (`Past::surroundings`: it rose and
+    /// fell within hours), and that much more above them than the other period stands above
+    /// its own; in a season longer than a day, also more than `burst_above` times the same
+    /// window a day later in its own period. A forecast basis times `1 + max_margin` is the
+    /// most the calibration provisions (`ModelConfig::max_margin`), so such a load is what a
+    /// period like the other would have left unpreventable, and it says nothing about the phase
+    /// in the next period: a flash crowd. Nothing is left out where one period's whole level is
+    /// higher (a shift between them: its surroundings are higher too), where the other period
+    /// is the unusual one (a snowstorm or a holiday: the ordinary one is not far above its own
+    /// hours, and its morning peak is there the next day too), or where both show it (a
+    /// recurring spike: neither is above the other). The median of three or more is not moved
+    /// by one burst (its highest value is not read); of two it is their mean.
     fn burst(
         &self,
         i: i64,
@@ -1209,7 +1206,9 @@ impl Past<'_> {
                 .filter(|r| *r > 0.0)
                 .map(|r| samples[j] / r)
         };
-        if !relative(other).is_some_and(|r| relative(top).is_some_and(|t| t > above * r)) {
+        // Far above its own hours, and above them far more than the other period is.
+        let high = relative(top).filter(|t| *t > above)?;
+        if !relative(other).is_some_and(|r| high > above * r) {
             return None;
         }
         let day = self.view.history().steps(Duration::days(1));
@@ -1795,6 +1794,14 @@ mod tests {
             let h = history(15, every_day(from_day));
             assert_eq!(weekly(&h, false), weekly(&h, true), "from day {from_day}");
         }
+        // Nor where the older week had an hour's dip to a fifth there (a storm): the newer
+        // week is not far above its own hours.
+        let dip = history(15, |t| {
+            let m = (t - t0()).num_minutes();
+            let storm = (14 * 60 + 50..15 * 60 + 50).contains(&m);
+            daily_load(t) * if storm { 0.2 } else { 1.0 }
+        });
+        assert_eq!(weekly(&dip, false), weekly(&dip, true));
     }
 
     #[test]

@@ -590,20 +590,6 @@ fn figures(
     }
 }
 
-/// How many of `n` scored minutes the margin may leave short at the share `alpha`. Plainly,
-/// `⌊α·n⌋`: the empirical quantile. With `conformal_rank`, split conformal's rank (Vovk et al.
-/// 2005; Lei et al. 2018): the margin is the `⌈(1 − α)(n + 1)⌉`-th smallest need, which leaves
-/// `⌊α·(n + 1)⌋ − 1` above it, so that a next minute exchangeable with the `n` is short with
-/// probability at most `α` however few they are. Below `1/α − 1` minutes no need is high enough
-/// for that, and none is left short (the highest need sets the margin).
-fn allowed_short(alpha: f64, n: usize, conformal_rank: bool) -> usize {
-    if conformal_rank {
-        ((alpha * (n + 1) as f64).floor() as usize).saturating_sub(1)
-    } else {
-        (alpha * n as f64).floor() as usize
-    }
-}
-
 /// The mean load of the day that ends at the window's boundary against the mean of the same day
 /// a week before (`Calibration::level_change`): a week apart, so that the weekly season is not
 /// read as a change. `None` unless at least half of each day's minutes were observed.
@@ -645,11 +631,9 @@ impl Calibrator {
         if (scored.len() as i64) < cfg.min_calibration.num_minutes() {
             return None;
         }
-        let allowed = allowed_short(
-            objective.max_underprovisioned / cfg.objective_safety,
-            scored.len(),
-            cfg.conformal_rank,
-        );
+        let allowed = ((objective.max_underprovisioned / cfg.objective_safety)
+            * scored.len() as f64)
+            .floor() as usize;
         let mut replayed = Vec::with_capacity(BASES.len());
         for &basis in cfg.bases {
             replayed.extend(replay(
