@@ -752,8 +752,8 @@ pub struct ModelConfig {
     /// two periods, one more than `1 + max_margin` times the other, and times its own hours
     /// around (and, in a week, the same minutes a day later), where the other is not. A flash
     /// crowd a week ago then neither lowers the weekly level ratio nor raises the profile a
-    /// week later, where the weekly median of two periods is their mean (`prescaler-bench
-    /// --set bursts_left_out=0|1`).
+    /// week later, where the weekly median of two periods is their mean. On by default; off
+    /// only to measure what it does (`prescaler-bench --set bursts_left_out=0`).
     pub bursts_left_out: bool,
 }
 
@@ -780,7 +780,7 @@ impl Default for ModelConfig {
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
             period_spread: true,
-            bursts_left_out: false,
+            bursts_left_out: true,
         }
     }
 }
