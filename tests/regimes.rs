@@ -96,8 +96,10 @@ fn after_an_inverted_week_the_objective_is_met_again_within_a_day() {
     met_again_within_a_day(Regime::WeekendInversion, 15);
 }
 
+/// Met since a burst in one of the two weeks the weekly forecast reads is left out of their
+/// median (`ModelConfig::bursts_left_out`): 0.074 % / 0.052 % at 5 / 15 min on seed 1, from
+/// 0.119 % / 0.126 % (the week after the crowd, its minutes had lowered the weekly level ratio).
 #[test]
-#[ignore = "issue 18, not met yet: 0.119 % / 0.126 % at 5 / 15 min on seed 1"]
 fn after_a_flash_crowd_the_objective_is_met_again_within_a_day() {
     met_again_within_a_day(Regime::FlashCrowd, 5);
     met_again_within_a_day(Regime::FlashCrowd, 15);

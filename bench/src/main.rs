@@ -292,6 +292,7 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "zero_persistence_min" => model.zero_persistence = minutes()?,
             "sustained_samples" => model.sustained_samples = number()? as usize,
             "period_spread" => model.period_spread = number()? != 0.0,
+            "bursts_left_out" => model.bursts_left_out = number()? != 0.0,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }

@@ -747,6 +747,14 @@ pub struct ModelConfig {
     /// for the week where that replays cheaper. On by default; off only to measure what it does
     /// (`prescaler-bench --set period_spread=0`).
     pub period_spread: bool,
+    /// Whether a past period whose load around a phase is a burst no basis could have foreseen
+    /// is left out of the median the profile and the level take there (`Past::burst`): of
+    /// two periods, one more than `1 + max_margin` times the other, and times its own hours
+    /// around (and, in a week, the same minutes a day later), where the other is not. A flash
+    /// crowd a week ago then neither lowers the weekly level ratio nor raises the profile a
+    /// week later, where the weekly median of two periods is their mean. On by default; off
+    /// only to measure what it does (`prescaler-bench --set bursts_left_out=0`).
+    pub bursts_left_out: bool,
 }
 
 impl Default for ModelConfig {
@@ -772,6 +780,7 @@ impl Default for ModelConfig {
             bases: &BASES,
             zero_cooldown: crate::quiet::COOLDOWN,
             period_spread: true,
+            bursts_left_out: true,
         }
     }
 }
@@ -996,6 +1005,7 @@ fn whole_periods<'a>(
         coarse_lag: h.steps(COARSE_AFTER),
         block,
         block_phase,
+        burst_above: cfg.bursts_left_out.then_some(1.0 + cfg.max_margin),
     })
 }
 
@@ -1112,6 +1122,9 @@ struct Past<'a> {
     block: i64,
     /// Where index 0 falls in its block (blocks are aligned to the epoch).
     block_phase: i64,
+    /// With `ModelConfig::bursts_left_out`, how many times every other period's load a burst
+    /// stands (`Past::burst`).
+    burst_above: Option<f64>,
 }
 
 impl Past<'_> {
@@ -1136,6 +1149,7 @@ impl Past<'_> {
     /// observed: causality.
     fn median_at(&self, i: i64, window: impl Fn(i64) -> (i64, i64)) -> Option<f64> {
         let mut samples = [0.0f64; PERIODS_READ];
+        let mut periods = [0i64; PERIODS_READ];
         let mut n = 0;
         for k in 1..=self.periods.min(samples.len() as i64) {
             let (lo, hi) = window(i - k * self.period);
@@ -1144,10 +1158,93 @@ impl Past<'_> {
             }
             if let Some(m) = self.period_mean(k, lo, hi) {
                 samples[n] = m;
+                periods[n] = k;
                 n += 1;
             }
         }
+        if let Some(b) = self.burst(i, &samples[..n], &periods[..n], &window) {
+            samples.copy_within(b + 1..n, b);
+            n -= 1;
+        }
         median(&mut samples[..n])
+    }
+
+    /// Which of the periods' means `samples` (of periods `periods`, over `window` around index
+    /// `i`), if any, is a burst no basis could have foreseen (`ModelConfig::bursts_left_out`):
+    /// of two, the higher, where it stands more than `burst_above` times the other as it is,
+    /// more than `burst_above` times its own surroundings (`Past::surroundings`: it rose and
+    /// fell within hours), and that much more above them than the other period stands above
+    /// its own; in a season longer than a day, also more than `burst_above` times the same
+    /// window a day later in its own period. A forecast basis times `1 + max_margin` is the
+    /// most the calibration provisions (`ModelConfig::max_margin`), so such a load is what a
+    /// period like the other would have left unpreventable, and it says nothing about the phase
+    /// in the next period: a flash crowd. Nothing is left out where one period's whole level is
+    /// higher (a shift between them: its surroundings are higher too), where the other period
+    /// is the unusual one (a snowstorm or a holiday: the ordinary one is not far above its own
+    /// hours, and its morning peak is there the next day too), or where both show it (a
+    /// recurring spike: neither is above the other). The median of three or more is not moved
+    /// by one burst (its highest value is not read); of two it is their mean.
+    fn burst(
+        &self,
+        i: i64,
+        samples: &[f64],
+        periods: &[i64],
+        window: &impl Fn(i64) -> (i64, i64),
+    ) -> Option<usize> {
+        let above = self.burst_above?;
+        let [a, b] = samples else {
+            return None;
+        };
+        let (top, other) = if a > b { (0, 1) } else { (1, 0) };
+        // Cheap first: as it is (most windows of most forecasts stop here).
+        if samples[top] <= above * samples[other] {
+            return None;
+        }
+        let relative = |j: usize| {
+            let k = periods[j];
+            self.surroundings(k, i - k * self.period)
+                .filter(|r| *r > 0.0)
+                .map(|r| samples[j] / r)
+        };
+        // Far above its own hours, and above them far more than the other period is.
+        let high = relative(top).filter(|t| *t > above)?;
+        if !relative(other).is_some_and(|r| high > above * r) {
+            return None;
+        }
+        let day = self.view.history().steps(Duration::days(1));
+        if self.period > day {
+            let k = periods[top];
+            let (lo, hi) = window(i - k * self.period);
+            let next_day = (hi + day <= self.view.end() as i64)
+                .then(|| self.period_mean(k, lo + day, hi + day))
+                .flatten();
+            if !next_day.is_some_and(|d| samples[top] > above * d) {
+                return None;
+            }
+        }
+        Some(top)
+    }
+
+    /// The load around `c`, `k` periods back, that a burst of a few blocks does not move: the
+    /// median of the means of the half hours of `TEXTURE_SPAN` on each side (those observed).
+    fn surroundings(&self, k: i64, c: i64) -> Option<f64> {
+        let half_hour = self.view.history().steps(Duration::minutes(30)).max(1);
+        let span = self.view.history().steps(TEXTURE_SPAN);
+        let end = self.view.end() as i64;
+        let mut means = [0.0f64; 16];
+        let mut m = 0;
+        let mut lo = c - span;
+        while lo + half_hour <= c + span && m < means.len() {
+            let hi = lo + half_hour - 1;
+            if hi <= end
+                && let Some(v) = self.period_mean(k, lo, hi)
+            {
+                means[m] = v;
+                m += 1;
+            }
+            lo += half_hour;
+        }
+        median(&mut means[..m])
     }
 
     /// The mean over `[lo, hi]` in the past period `k` periods back.
@@ -1634,6 +1731,77 @@ mod tests {
             far,
         );
         assert!(ahead.is_some_and(|s| s > 0.1), "{ahead:?}");
+    }
+
+    #[test]
+    fn a_flash_crowd_a_week_ago_is_left_out_of_the_weekly_median() {
+        // The daily load, and on day 7 a crowd of ten times it for twenty minutes from 15:00.
+        // A week later at 15:18, the weekly forecast's two past weeks are the crowd's and an
+        // ordinary one: their median (their mean) read the crowd in the level window (so the
+        // ratio fell to about a fifth) and in the profile (which rose about three times), and
+        // forecast the ordinary afternoon at about two thirds of its load. With the crowd left
+        // out, the ordinary week forecasts it alone.
+        let crowd = |t: DateTime<Utc>| {
+            let m = (t - t0()).num_minutes();
+            let at = 7 * 1440 + 15 * 60;
+            daily_load(t)
+                * if (at..at + 20).contains(&m) {
+                    10.0
+                } else {
+                    1.0
+                }
+        };
+        let weekly = |h: &History, left_out: bool| {
+            let cfg = ModelConfig {
+                bursts_left_out: left_out,
+                ..ModelConfig::default()
+            };
+            let now = t0() + Duration::days(14) + Duration::minutes(15 * 60 + 18);
+            let view = h.view_at(now - Duration::minutes(1)).unwrap();
+            let to = now + Duration::minutes(6);
+            predict_peak(
+                &cfg,
+                Predictor::Weekly,
+                view,
+                &Adjustments::default(),
+                now,
+                to,
+            )
+            .unwrap()
+        };
+        let h = history(15, crowd);
+        let (plain, left_out) = (weekly(&h, false), weekly(&h, true));
+        assert!(plain < 800.0, "{plain}");
+        assert!((left_out - 1000.0).abs() < 1e-6, "{left_out}");
+        // A week at three times the load is a shift, not a burst: it rose in its own hours
+        // too, and the forecast is the same either way (the level ratio scales both weeks).
+        let shifted = history(15, |t| {
+            daily_load(t) * if (t - t0()).num_days() >= 7 { 3.0 } else { 1.0 }
+        });
+        let (plain, left_out) = (weekly(&shifted, false), weekly(&shifted, true));
+        assert!((plain - 3000.0).abs() < 1e-6, "{plain}");
+        assert_eq!(plain, left_out);
+        // A spike every day recurs: nothing is left out, nor where the older week lacked it
+        // (a holiday): the newer week's spike is there the day after it too.
+        let every_day = |from_day: i64| {
+            move |t: DateTime<Utc>| {
+                let m = (t - t0()).num_minutes();
+                let spike = m >= from_day * 1440 && (900..920).contains(&m.rem_euclid(1440));
+                daily_load(t) * if spike { 10.0 } else { 1.0 }
+            }
+        };
+        for from_day in [0, 1] {
+            let h = history(15, every_day(from_day));
+            assert_eq!(weekly(&h, false), weekly(&h, true), "from day {from_day}");
+        }
+        // Nor where the older week had an hour's dip to a fifth there (a storm): the newer
+        // week is not far above its own hours.
+        let dip = history(15, |t| {
+            let m = (t - t0()).num_minutes();
+            let storm = (14 * 60 + 50..15 * 60 + 50).contains(&m);
+            daily_load(t) * if storm { 0.2 } else { 1.0 }
+        });
+        assert_eq!(weekly(&dip, false), weekly(&dip, true));
     }
 
     #[test]
