@@ -352,25 +352,21 @@ async fn plan(
                 let decided_at = Instant::now();
                 let decision = planner.decide(history.as_ref(), replicas, now);
                 metrics.decision_timed(decided_at.elapsed());
-                // Without the history (Prometheus failed this time) the last plan stands until
-                // a reconcile that reads it: a plan of held steps would say nothing for a
-                // quarter hour.
-                if history.is_some() && state.plan.as_ref().is_none_or(|p| p.made_for != made_for) {
-                    let planned_at = Instant::now();
-                    let plan = outlook::outlook(
-                        planner,
-                        history.as_ref(),
-                        now,
-                        outlook::STEP,
-                        outlook::HORIZON,
-                    );
-                    metrics.plan_timed(planned_at.elapsed());
-                    state.plan = plan.map(|o| PlanMemo {
-                        made_for,
-                        status: o.summary(),
-                    });
-                }
-                let plan = state.plan.as_ref().map(|p| p.status.clone());
+                let plan = refresh_plan(
+                    &mut state.plan,
+                    made_for,
+                    history.is_some(),
+                    &metrics,
+                    || {
+                        outlook::outlook(
+                            planner,
+                            history.as_ref(),
+                            now,
+                            outlook::STEP,
+                            outlook::HORIZON,
+                        )
+                    },
+                );
                 // Minutes are counted only on a history read now: without one, they wait for
                 // the next.
                 state
@@ -396,26 +392,22 @@ async fn plan(
                 // others raise the count but keeps it from going down.
                 let decided = several.decide(&histories, replicas, now);
                 metrics.decision_timed(decided_at.elapsed());
-                // The plan of the metrics (`outlook_of_metrics`), made as with one metric: on
-                // every metric's history read now, else the last plan stands.
-                if histories.iter().all(Option::is_some)
-                    && state.plan.as_ref().is_none_or(|p| p.made_for != made_for)
-                {
-                    let planned_at = Instant::now();
-                    let plan = outlook::outlook_of_metrics(
-                        several,
-                        &histories,
-                        now,
-                        outlook::STEP,
-                        outlook::HORIZON,
-                    );
-                    metrics.plan_timed(planned_at.elapsed());
-                    state.plan = plan.map(|o| PlanMemo {
-                        made_for,
-                        status: o.summary(),
-                    });
-                }
-                let plan = state.plan.as_ref().map(|p| p.status.clone());
+                // The plan of the metrics (`outlook_of_metrics`), on every metric's history.
+                let plan = refresh_plan(
+                    &mut state.plan,
+                    made_for,
+                    histories.iter().all(Option::is_some),
+                    &metrics,
+                    || {
+                        outlook::outlook_of_metrics(
+                            several,
+                            &histories,
+                            now,
+                            outlook::STEP,
+                            outlook::HORIZON,
+                        )
+                    },
+                );
                 // The account against an HPA on the same metrics (`Ledger::account_metrics`):
                 // counted only on every metric's history read now, as a minute needs every
                 // metric's sample; otherwise the minutes wait for a reconcile that reads them.
@@ -450,6 +442,29 @@ async fn plan(
         Err(e) => panic!("the planner's task did not finish: {e}"),
     }
 }
+/// The scaler's plan (`status.plan`), made again by `make` (and timed) when the last one was
+/// made for another quarter hour, spec generation or lead time and the histories it reads were
+/// read now (`read_now`). Otherwise the last plan stands until a reconcile that reads them (when
+/// Prometheus failed this time): a plan of held steps would say nothing for a quarter hour.
+fn refresh_plan(
+    plan: &mut Option<PlanMemo>,
+    made_for: (DateTime<Utc>, Option<i64>, i64),
+    read_now: bool,
+    metrics: &Metrics,
+    make: impl FnOnce() -> Option<outlook::Outlook>,
+) -> Option<PlanStatus> {
+    if read_now && plan.as_ref().is_none_or(|p| p.made_for != made_for) {
+        let planned_at = Instant::now();
+        let made = make();
+        metrics.plan_timed(planned_at.elapsed());
+        *plan = made.map(|o| PlanMemo {
+            made_for,
+            status: o.summary(),
+        });
+    }
+    plan.as_ref().map(|p| p.status.clone())
+}
+
 /// Reads one metric's load history up to `now` into its cache (within the reconcile's slot, see
 /// `fair_queue`), and records the outcome in its backoff.
 async fn read_load(
