@@ -872,9 +872,6 @@ pub fn period_spread(
     let h = view.history();
     let w = h.steps(cfg.level_window).max(1);
     let half = h.steps(cfg.smoothing_half_width);
-    let lo = index_ceil(h, from);
-    let hi = index_floor(h, to).max(lo);
-    let step = h.steps(cfg.profile_step).max(1);
     let end = view.end() as i64;
     let mut alone = [0.0f64; 8];
     let mut n = 0;
@@ -883,20 +880,14 @@ pub fn period_spread(
         let Some(level) = past.period_mean(k, c - w + 1, c).filter(|l| *l > 0.0) else {
             continue;
         };
-        let mut peak: Option<f64> = None;
-        let mut i = lo;
-        loop {
-            let ci = i - k * past.period;
-            if ci + half <= end
-                && let Some(p) = past.period_mean(k, ci - half, ci + half)
-            {
-                peak = Some(peak.map_or(p, |b| b.max(p)));
-            }
-            if i >= hi {
-                break;
-            }
-            i = (i + step).min(hi);
-        }
+        let peak = profile_indices(cfg, h, from, to)
+            .filter_map(|i| {
+                let ci = i - k * past.period;
+                (ci + half <= end)
+                    .then(|| past.period_mean(k, ci - half, ci + half))
+                    .flatten()
+            })
+            .reduce(f64::max);
         if let Some(p) = peak {
             alone[n] = p / level;
             n += 1;
@@ -1057,21 +1048,23 @@ fn profile_peak(
 ) -> Option<f64> {
     let h = past.view.history();
     let half = h.steps(cfg.smoothing_half_width);
+    profile_indices(cfg, h, from, to)
+        .filter_map(|i| memo.point(cfg, past, i, half))
+        .reduce(f64::max)
+}
+
+/// The indices of `[from, to]` at which the profile is read: every `profile_step` from the
+/// first, and the last (`to`) whatever the step, so that a peak at the horizon is not missed.
+fn profile_indices(
+    cfg: &ModelConfig,
+    h: &History,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> impl Iterator<Item = i64> {
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
     let step = h.steps(cfg.profile_step).max(1);
-    let mut peak: Option<f64> = None;
-    let mut i = lo;
-    loop {
-        if let Some(p) = memo.point(cfg, past, i, half) {
-            peak = Some(peak.map_or(p, |b| b.max(p)));
-        }
-        if i >= hi {
-            break;
-        }
-        i = (i + step).min(hi);
-    }
-    peak
+    std::iter::successors(Some(lo), move |&i| (i < hi).then(|| (i + step).min(hi)))
 }
 
 /// The profile at index `i`: the median over past periods around it, kept sharp where a rise
