@@ -842,25 +842,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn with_several_metrics_the_forecast_is_reliable_while_any_metric_forecasts() {
-        use crate::planning::calibration::BASES;
-        let on = |forecasts: bool| {
-            let basis = *BASES.iter().find(|b| b.forecasts() == forecasts).unwrap();
-            calibration(basis, 0.0, 0.0, 0.0, None)
-        };
-        let figures = |name: &str, calibration: Calibration| MetricFigures {
+    /// One metric's figures of a minute decided on the live load (10, 2 replicas), over four
+    /// weeks of history, with `calibration`.
+    fn metric_figures(name: &str, calibration: Option<Calibration>) -> MetricFigures {
+        MetricFigures {
             name: name.into(),
             load: Some(10.0),
             replicas: 2,
             reason: Reason::Reactive,
             forecast_load: None,
             forecast_replicas: None,
-            calibration: Some(calibration),
+            calibration,
             observed_history: chrono::Duration::days(28),
-        };
-        // The queue, on the live load, decides this minute; the requests' forecast takes part.
-        let deciding = Decision {
+        }
+    }
+
+    /// The decision that goes with `metric_figures`: 2 replicas on the live load, no metric named.
+    fn reactive_decision(calibration: Option<Calibration>) -> Decision {
+        Decision {
             desired_replicas: 2,
             reason: Reason::Reactive,
             floor_replicas: 1,
@@ -869,14 +868,30 @@ mod tests {
             live_replicas: Some(2),
             forecast_replicas: None,
             forecast_load: None,
-            calibration: Some(on(false)),
+            calibration,
             scheduled: None,
             cap: None,
             excluded: None,
             metrics_available: true,
             observed_history: chrono::Duration::days(28),
             quiet: None,
+            metric: None,
+        }
+    }
+
+    #[test]
+    fn with_several_metrics_the_forecast_is_reliable_while_any_metric_forecasts() {
+        use crate::planning::calibration::BASES;
+        let on = |forecasts: bool| {
+            let basis = *BASES.iter().find(|b| b.forecasts() == forecasts).unwrap();
+            calibration(basis, 0.0, 0.0, 0.0, None)
+        };
+        let figures =
+            |name: &str, calibration: Calibration| metric_figures(name, Some(calibration));
+        // The queue, on the live load, decides this minute; the requests' forecast takes part.
+        let deciding = Decision {
             metric: Some("queue".into()),
+            ..reactive_decision(Some(on(false)))
         };
         assert_eq!(forecast_finding(&deciding).reason, "LiveLoadCheaper");
         let both = [figures("requests", on(true)), figures("queue", on(false))];
@@ -906,34 +921,8 @@ mod tests {
         let objective = spec.max_underprovisioned * 100.0;
         let met = calibration(BASES[0], objective / 2.0, 0.0, 0.0, None);
         let missed = calibration(BASES[0], objective * 5.0, objective, 0.0, None);
-        let figures = |name: &str, calibration: Option<Calibration>| MetricFigures {
-            name: name.into(),
-            load: Some(10.0),
-            replicas: 2,
-            reason: Reason::Reactive,
-            forecast_load: None,
-            forecast_replicas: None,
-            calibration,
-            observed_history: chrono::Duration::days(28),
-        };
-        let deciding = |calibration: &Calibration| Decision {
-            desired_replicas: 2,
-            reason: Reason::Reactive,
-            floor_replicas: 1,
-            load: Some(10.0),
-            reactive_replicas: Some(2),
-            live_replicas: Some(2),
-            forecast_replicas: None,
-            forecast_load: None,
-            calibration: Some(*calibration),
-            scheduled: None,
-            cap: None,
-            excluded: None,
-            metrics_available: true,
-            observed_history: chrono::Duration::days(28),
-            quiet: None,
-            metric: None,
-        };
+        let figures = metric_figures;
+        let deciding = |calibration: &Calibration| reactive_decision(Some(*calibration));
         let both = [
             figures("requests", Some(met)),
             figures("queue", Some(missed)),
