@@ -293,6 +293,7 @@ fn model_with(settings: &[String]) -> Result<ModelConfig> {
             "sustained_samples" => model.sustained_samples = number()? as usize,
             "period_spread" => model.period_spread = number()? != 0.0,
             "bursts_left_out" => model.bursts_left_out = number()? != 0.0,
+            "burst_extra_replicas" => model.burst_extra_replicas = number()?,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }

@@ -732,6 +732,38 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_several_times_a_small_fleet_is_not_paid_for_all_week() {
+        // A fleet of one pod (the load at most half of one), and on the last day two bursts
+        // of ten minutes to three pods' worth: more than twice any basis and another pod,
+        // more minutes than the objective allows short. Counted as preventable, they would
+        // hold two more pods for the week after; they are a burst, as a flash crowd is.
+        let mut h: Vec<f64> = wave(10, 0.05).values().iter().map(|v| v / 100.0).collect();
+        for from in [9 * 1440 + 120, 9 * 1440 + 600] {
+            for v in &mut h[from..from + 10] {
+                *v = 25.0;
+            }
+        }
+        let h = History::new(t0(), Duration::minutes(1), h);
+        let o = objective(0.001);
+        let calibrate_with = |cfg: &ModelConfig| {
+            let mut c = Calibrator::new(vec![Predictor::Daily, Predictor::Weekly]);
+            let now = h.time(h.len() - 1);
+            c.advance(cfg, &h, |t| h.view_at(t), now, &o, &Adjustments::default());
+            *c.calibration().expect("a week of record")
+        };
+        let judged = calibrate_with(&ModelConfig::default());
+        assert!(judged.margins.extra < 1.0, "{judged:?}");
+        assert!(judged.unpreventable_percent > 0.1, "{judged:?}");
+        // Judged with two more pods, the bursts were preventable, and paid for.
+        let paid = calibrate_with(&ModelConfig {
+            burst_extra_replicas: 2.0,
+            ..ModelConfig::default()
+        });
+        assert!(paid.margins.extra >= 2.0, "{paid:?}");
+        assert_eq!(paid.unpreventable_percent, 0.0, "{paid:?}");
+    }
+
+    #[test]
     fn kept_up_minute_by_minute_or_rebuilt_at_once_it_is_the_same() {
         let cfg = ModelConfig::default();
         let h = wave(10, 0.1);

@@ -710,6 +710,14 @@ pub struct ModelConfig {
     /// The absolute margins, in replicas, tried with each relative one: a fleet of a few pods
     /// needs a whole pod of margin more than a percentage.
     pub extra_replicas: &'static [f64],
+    /// The whole replicas beside `max_margin` within which a minute's need still counts as
+    /// preventable (`calibration::replay::unavoidable_minutes`): one, the granularity of a
+    /// fleet (a load just above a pod's worth needs another pod whatever the percentage).
+    /// A minute that needs more than twice its basis and another pod is a burst. Judged with
+    /// the largest of `extra_replicas` (two) instead, a burst to four pods on a fleet of one
+    /// counted against the objective, and the calibration held a second pod for the week
+    /// after it: the whole week's cost doubled to cover minutes of one day that did not recur.
+    pub burst_extra_replicas: f64,
     /// The calibration aims this many times below the objective: a margin fitted on the past week
     /// is optimistic about the next hours, most of all in the tail.
     pub objective_safety: f64,
@@ -772,6 +780,7 @@ impl Default for ModelConfig {
             record: super::calibration::Record::Kept,
             max_margin: 1.0,
             extra_replicas: &[0.0, 0.5, 1.0, 2.0],
+            burst_extra_replicas: 1.0,
             objective_safety: 1.5,
             recurring_steps: true,
             metric_delay: Duration::minutes(1),

@@ -404,9 +404,17 @@ fn replay(
 /// Minutes beyond `max_margin` are short whatever the margin. Those that no basis could have
 /// covered (a flash crowd, an outage's end) do not count against the objective; those another
 /// basis would have covered do: a sharp recurring spike that only the forecast sees is not
-/// "unpreventable" for the live load. (The most whole replicas ask the least margin.)
+/// "unpreventable" for the live load. A minute is judged with at most
+/// `ModelConfig::burst_extra_replicas` whole replicas beside the margin (fewer than the
+/// calibration may choose): more would call preventable a burst of several times a small
+/// fleet's load, and the week's margin would then pay whole replicas for it all week.
 fn unavoidable_minutes(cfg: &ModelConfig, replayed: &[Replayed], scored: usize) -> Vec<bool> {
-    let most_extra = cfg.extra_replicas.iter().copied().fold(0.0, f64::max);
+    let most_extra = cfg
+        .extra_replicas
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .min(cfg.burst_extra_replicas);
     (0..scored)
         .map(|i| {
             replayed
