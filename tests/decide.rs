@@ -1121,6 +1121,49 @@ fn a_calendar_edit_keeps_the_record_unless_it_touches_what_the_record_read() {
     }
 }
 
+#[test]
+fn a_new_lead_time_calibrates_at_once_as_if_it_had_always_been_in_use() {
+    // Ten days of the daily step kept up minute by minute at one lead time; then the lead time
+    // changes, as `leadTime: Auto` changes it when the pods' start-up moves. The forecasts
+    // recorded at the old lead time are meaningless, but the new record is forecast again from
+    // the history at the next decision: that decision is calibrated, on the calibration a
+    // planner that always had the new lead time makes, not on a cold start.
+    let until = 10 * 1440 + 536;
+    let values: Vec<f64> = (0..=until)
+        .map(|m| daily_step(t0() + Duration::minutes(m)))
+        .collect();
+    let history = History::new(t0() + Duration::minutes(1), Duration::minutes(1), values);
+    let with_lead = |minutes: i64| {
+        let mut s = spec(|_| {});
+        s.lead_time = Duration::minutes(minutes);
+        s
+    };
+    let run = |spec: &ValidatedSpec, to: i64| {
+        let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+        let mut current = 10;
+        let mut last = None;
+        for m in 1..=to {
+            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m));
+            current = d.desired_replicas;
+            last = Some(d);
+        }
+        (planner, current, last.unwrap())
+    };
+    let (mut planner, current, before) = run(&with_lead(6), until);
+    assert!(before.calibration.is_some(), "{before:?}");
+    let longer = with_lead(11);
+    planner.update_spec(longer.clone());
+    let now = t0() + Duration::minutes(until + 1);
+    let d = planner.decide(Some(&history), current, now);
+    let (_, _, always) = run(&longer, until + 1);
+    assert!(d.calibration.is_some(), "{d:?}");
+    assert_eq!(d.calibration, always.calibration);
+    assert_ne!(
+        d.calibration, before.calibration,
+        "the lead time is replayed"
+    );
+}
+
 /// Nine days of a daily wave (500 to 1 500, five to fifteen replicas' worth), `edit`ed, decided
 /// every minute from 30 minutes before `WAVE_AT` (day 9, 10:00) and acted on from 20 replicas,
 /// with the default spec and model: every decision from `WAVE_AT` on.

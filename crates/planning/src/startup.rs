@@ -8,10 +8,12 @@
 //! Pure: the pods, as the adapter read them, and the time are passed in.
 //!
 //! The figure changes rarely, on purpose: the planner keys its forecast record on the lead time
-//! (`ValidatedSpec::record_key`), so every change of the lead time in use restarts the
-//! calibration from nothing. A new figure is taken only when it differs from the one in use by at
-//! least a minute (it is rounded to whole minutes) and has been seen on consecutive surveys for
-//! `Tracker::settle` (10 minutes by default), not on one survey's noise.
+//! (`ValidatedSpec::record_key`), so every change of the lead time in use forecasts the week's
+//! record again from history at the next decision (a week of forecasts: a restart's cost, not a
+//! cold calibration; `decide::a_new_lead_time_calibrates_at_once_as_if_it_had_always_been_in_use`).
+//! A new figure is taken only when it differs from the one in use by at least a minute (it is
+//! rounded to whole minutes) and has been seen on consecutive surveys for `Tracker::settle`
+//! (10 minutes by default), not on one survey's noise.
 
 use std::collections::BTreeMap;
 
