@@ -223,6 +223,11 @@ impl<'a> View<'a> {
         if counts[self.end + 1] == before {
             return None;
         }
+        // Nearly always the view's first sample is observed: answered without the search, which
+        // each forecast and spread made again (four times a minute of a week's rebuild).
+        if counts[self.lo + 1] != before {
+            return Some(self.lo);
+        }
         // `counts` never decreases: the first index whose count exceeds `before` is the sample.
         let offset = counts[self.lo + 1..=self.end + 1].partition_point(|&c| c == before);
         Some(self.lo + offset)
