@@ -895,12 +895,15 @@ pub fn period_spread(
     let end = view.end() as i64;
     let mut alone = [0.0f64; 8];
     let mut n = 0;
+    // The same points in every period: their indices found once (from times), not per period.
+    let points = profile_indices(cfg, h, from, to);
     for k in 1..=past.periods.min(alone.len() as i64) {
         let c = end - k * past.period;
         let Some(level) = past.period_mean(k, c - w + 1, c).filter(|l| *l > 0.0) else {
             continue;
         };
-        let peak = profile_indices(cfg, h, from, to)
+        let peak = points
+            .clone()
             .filter_map(|i| {
                 let ci = i - k * past.period;
                 (ci + half <= end)
@@ -1080,7 +1083,7 @@ fn profile_indices(
     h: &History,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> impl Iterator<Item = i64> {
+) -> impl Iterator<Item = i64> + Clone {
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
     let step = h.steps(cfg.profile_step).max(1);
