@@ -223,6 +223,11 @@ impl<'a> View<'a> {
         if counts[self.end + 1] == before {
             return None;
         }
+        // Nearly always the view's first sample is observed: answered without the search, which
+        // each forecast and spread made again (four times a minute of a week's rebuild).
+        if counts[self.lo + 1] != before {
+            return Some(self.lo);
+        }
         // `counts` never decreases: the first index whose count exceeds `before` is the sample.
         let offset = counts[self.lo + 1..=self.end + 1].partition_point(|&c| c == before);
         Some(self.lo + offset)
@@ -332,10 +337,25 @@ impl<'a> View<'a> {
         let (first, values, _) = self.held_tail(end - w + 1, persist, level);
         let h = self.history;
         let multiplies = adjust.multiplies(h.time(first), h.time(self.end));
-        let mut plain: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        // The window's samples (a quarter hour) on the stack: this runs once a minute of a
+        // week's rebuild, and collecting them into a vector grown by doubling took three
+        // allocations each time. The same samples in the same order either way.
+        let mut stack = [0.0f64; 64];
+        let mut heap = Vec::new();
+        let plain = if values.len() <= stack.len() {
+            let mut n = 0;
+            for &v in values.iter().filter(|v| v.is_finite()) {
+                stack[n] = v;
+                n += 1;
+            }
+            &mut stack[..n]
+        } else {
+            heap.extend(values.iter().copied().filter(|v| v.is_finite()));
+            &mut heap[..]
+        };
         let trim = level.saturating_sub(1);
         if !multiplies {
-            let mean = capped_mean(&mut plain, trim, rise)?;
+            let mean = capped_mean(plain, trim, rise)?;
             return Some((mean, mean));
         }
         let mut routine: Vec<f64> = values
@@ -346,7 +366,7 @@ impl<'a> View<'a> {
             .collect();
         Some((
             capped_mean(&mut routine, trim, rise)?,
-            capped_mean(&mut plain, trim, rise)?,
+            capped_mean(plain, trim, rise)?,
         ))
     }
 }
@@ -884,12 +904,15 @@ pub fn period_spread(
     let end = view.end() as i64;
     let mut alone = [0.0f64; 8];
     let mut n = 0;
+    // The same points in every period: their indices found once (from times), not per period.
+    let points = profile_indices(cfg, h, from, to);
     for k in 1..=past.periods.min(alone.len() as i64) {
         let c = end - k * past.period;
         let Some(level) = past.period_mean(k, c - w + 1, c).filter(|l| *l > 0.0) else {
             continue;
         };
-        let peak = profile_indices(cfg, h, from, to)
+        let peak = points
+            .clone()
             .filter_map(|i| {
                 let ci = i - k * past.period;
                 (ci + half <= end)
@@ -925,7 +948,34 @@ pub struct ProfileMemo {
     slots: [(i64, Option<f64>); MEMO_SLOTS],
     /// The texture (`Past::texture`) of the block the newest point read in each past period.
     textures: TextureMemo,
+    /// Points computed since the memo was made (or its periods changed): past `TABLE_AFTER`
+    /// the memo serves a rebuild, and keeps `table`.
+    computed: usize,
+    /// What the points read of each block of the history's grid (by `Past::grid_block`),
+    /// once the memo serves a rebuild; empty before (a minute's forecasts read a few points,
+    /// and would pay for the table without reading it again).
+    table: Vec<BlockReads>,
 }
+
+/// What profile points read of one block of the history's grid that is the same for every
+/// point that reads it, through any view that holds all of its reads (`Past::grid_texture`,
+/// `Past::grid_sharp`): kept in `ProfileMemo::table` and read once a rebuild, not once a past
+/// period. A day later the same block is the next daily period's (and every daily period from
+/// the second on reads it through whole blocks), so a week's rebuild read each block's texture
+/// and rise up to four times, and five times in a period read through whole blocks, where each
+/// point of a block reads the same blocks.
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockReads {
+    /// `Past::texture` of the block, once read.
+    texture: Option<Option<f64>>,
+    /// `Past::sharp_rise` of the block in a period read through whole blocks, once read.
+    sharp: Option<Option<(f64, f64)>>,
+}
+
+/// How many points a memo computes before it keeps a table of blocks (`ProfileMemo::table`):
+/// more than a minute's forecasts read (a lead time over `profile_step`), far fewer than a
+/// week's rebuild.
+const TABLE_AFTER: usize = 64;
 
 /// The texture of one block in each past period (`k - 1` indexes it), as `(the block's first
 /// index, texture)`: a texture is read on the grid of blocks, so it is the same for every point
@@ -933,6 +983,13 @@ pub struct ProfileMemo {
 /// points of a block, computed by five consecutive minutes' forecasts, read it once rather than
 /// five times. It was two fifths of a first calibration's week of forecasts.
 type TextureMemo = [(i64, Option<f64>); PERIODS_READ];
+
+/// What a point computed through a memo may reuse: the textures of the blocks read last, and
+/// the table of blocks once the memo keeps one (`ProfileMemo`).
+struct Blocks<'m> {
+    textures: &'m mut TextureMemo,
+    table: &'m mut [BlockReads],
+}
 
 /// The most past periods a profile point reads (`Past::median_at`, `Past::recurring_sharp`).
 const PERIODS_READ: usize = 8;
@@ -947,6 +1004,8 @@ impl Default for ProfileMemo {
             periods: 0,
             slots: [(i64::MIN, None); MEMO_SLOTS],
             textures: [(i64::MIN, None); PERIODS_READ],
+            computed: 0,
+            table: Vec::new(),
         }
     }
 }
@@ -964,10 +1023,17 @@ impl ProfileMemo {
         }
         let slot = &mut self.slots[i.rem_euclid(MEMO_SLOTS as i64) as usize];
         if slot.0 != i {
-            *slot = (
-                i,
-                profile_point(cfg, past, i, half, Some(&mut self.textures)),
-            );
+            let blocks = Blocks {
+                textures: &mut self.textures,
+                table: &mut self.table,
+            };
+            *slot = (i, profile_point(cfg, past, i, half, Some(blocks)));
+            self.computed += 1;
+            if self.computed == TABLE_AFTER {
+                let h = past.view.history();
+                let blocks = (h.len() as i64 + past.block_phase) / past.block + 1;
+                self.table = vec![BlockReads::default(); blocks as usize];
+            }
         }
         slot.1
     }
@@ -1069,7 +1135,7 @@ fn profile_indices(
     h: &History,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> impl Iterator<Item = i64> {
+) -> impl Iterator<Item = i64> + Clone {
     let lo = index_ceil(h, from);
     let hi = index_floor(h, to).max(lo);
     let step = h.steps(cfg.profile_step).max(1);
@@ -1083,13 +1149,13 @@ fn profile_point(
     past: &Past<'_>,
     i: i64,
     half: i64,
-    textures: Option<&mut TextureMemo>,
+    blocks: Option<Blocks<'_>>,
 ) -> Option<f64> {
     let (h, adjust) = (past.view.history(), past.adjust);
     let p = past.median_at(i, |c| (c - half, c + half))?;
     let p = match cfg.recurring_steps {
         true => past
-            .recurring_sharp(i, half, textures)
+            .recurring_sharp(i, half, blocks)
             .map_or(p, |s| s.max(p)),
         false => p,
     };
@@ -1290,14 +1356,10 @@ impl Past<'_> {
     /// 20). A block that has not risen before a step (the step at its next block's start) is
     /// not counted: a step is provisioned at most its own block early, never a block more.
     ///
-    /// `textures`, where given, holds the textures of blocks read before (only where every read
-    /// of the point falls within the view: `ProfileMemo`).
-    fn recurring_sharp(
-        &self,
-        i: i64,
-        half: i64,
-        mut textures: Option<&mut TextureMemo>,
-    ) -> Option<f64> {
+    /// `blocks`, where given, holds the textures of blocks read before (only where every read
+    /// of the point falls within the view: `ProfileMemo`), and once the memo keeps a table,
+    /// each block's texture and, in a period read through whole blocks, its sharp rise.
+    fn recurring_sharp(&self, i: i64, half: i64, mut blocks: Option<Blocks<'_>>) -> Option<f64> {
         const MOST: usize = PERIODS_READ;
         let mut heights = [0.0f64; MOST];
         // Each period's rise relative to its smoothed mean, and where it was (`k`, `c`).
@@ -1309,23 +1371,15 @@ impl Past<'_> {
             if c + half + self.block > self.view.end() as i64 {
                 continue;
             }
-            let Some((rise, from_below, here)) = self.rise(k, c, half) else {
+            let sharp = match blocks.as_mut() {
+                Some(b) if !b.table.is_empty() => self.grid_sharp(k, c, half, b.table),
+                _ => self.sharp_rise(k, c, half),
+            };
+            let Some((height, rise)) = sharp else {
                 continue;
             };
-            let next = self.block_mean(k, c + self.block);
-            heights[n] = next.map_or(here, |next| next.max(here));
+            heights[n] = height;
             rises[n] = (rise, k, c);
-            // The step's own block, when the step falls late in it: its mean, mostly minutes
-            // from before the step, stays below the ±half mean, but it has left the blocks
-            // before it, and the next block (all after the step) is a rise. Its rise is the
-            // lesser of the two; a flat block before a step (nothing risen yet) is not one.
-            if rise <= 0.0
-                && from_below > 0.0
-                && let Some((next_rise, _, _)) = self.rise(k, c + self.block, half)
-                && next_rise > 0.0
-            {
-                rises[n].0 = next_rise.min(from_below);
-            }
             n += 1;
         }
         // The texture (hours of blocks) is read only where most periods rise at all, and only
@@ -1338,12 +1392,13 @@ impl Past<'_> {
             if rise <= 0.0 {
                 continue;
             }
-            let texture = match textures.as_deref_mut() {
-                Some(memo) => {
+            let texture = match blocks.as_mut() {
+                Some(b) => {
                     let block = c - (c + self.block_phase).rem_euclid(self.block);
-                    let slot = &mut memo[(k - 1) as usize];
+                    let slot = &mut b.textures[(k - 1) as usize];
                     if slot.0 != block {
-                        *slot = (block, self.texture(k, c));
+                        let texture = self.grid_texture(k, c, b.table);
+                        *slot = (block, texture.unwrap_or_else(|| self.texture(k, c)));
                     }
                     slot.1
                 }
@@ -1357,6 +1412,77 @@ impl Past<'_> {
             }
         }
         None
+    }
+
+    /// The period `k` back's part in `recurring_sharp` around `c`: its height (the higher of
+    /// the mean of `c`'s block and of the next) and its rise (`rise`, or where the block has
+    /// left the blocks before it but stays below its ±`half` mean, the lesser of that and the
+    /// next block's rise). `None` where the block or its ±`half` mean was not observed.
+    fn sharp_rise(&self, k: i64, c: i64, half: i64) -> Option<(f64, f64)> {
+        let (rise, from_below, here) = self.rise(k, c, half)?;
+        let next = self.block_mean(k, c + self.block);
+        let height = next.map_or(here, |next| next.max(here));
+        // The step's own block, when the step falls late in it: its mean, mostly minutes
+        // from before the step, stays below the ±half mean, but it has left the blocks
+        // before it, and the next block (all after the step) is a rise. Its rise is the
+        // lesser of the two; a flat block before a step (nothing risen yet) is not one.
+        if rise <= 0.0
+            && from_below > 0.0
+            && let Some((next_rise, _, _)) = self.rise(k, c + self.block, half)
+            && next_rise > 0.0
+        {
+            return Some((height, next_rise.min(from_below)));
+        }
+        Some((height, rise))
+    }
+
+    /// The index in a table of blocks (`ProfileMemo::table`) of the block that holds `c`, and
+    /// that block's first index, where the table has it.
+    fn grid_block(&self, c: i64, table: &[BlockReads]) -> Option<(usize, i64)> {
+        let first = c - (c + self.block_phase).rem_euclid(self.block);
+        let at = usize::try_from((first + self.block_phase) / self.block).ok()?;
+        (at < table.len()).then_some((at, first))
+    }
+
+    /// `sharp_rise` read once a block, where that is what it is: in a period read through
+    /// whole blocks (`period_mean`), with a smoothing of whole blocks, every read of it
+    /// (the ±`half` means of `c`'s block and of the next, the blocks before each) covers the
+    /// same whole blocks for every `c` of the block, whatever the period; and where all of
+    /// them lie within the view, none is clipped, so it is the same through any view.
+    /// Elsewhere read as it is.
+    fn grid_sharp(
+        &self,
+        k: i64,
+        c: i64,
+        half: i64,
+        table: &mut [BlockReads],
+    ) -> Option<(f64, f64)> {
+        let coarse = k * self.period >= self.coarse_lag && half % self.block == 0;
+        let entry = self.grid_block(c, table).filter(|&(_, first)| {
+            first - half >= self.view.lo as i64
+                && first + half + 2 * self.block - 1 <= self.view.end() as i64
+        });
+        match entry {
+            Some((at, _)) if coarse => *table[at]
+                .sharp
+                .get_or_insert_with(|| self.sharp_rise(k, c, half)),
+            _ => self.sharp_rise(k, c, half),
+        }
+    }
+
+    /// `texture` from the table of blocks, where every block it reads around `c`'s lies within
+    /// the view: it reads whole blocks of the grid, the same whatever the period (a block is
+    /// whole in a period read through whole blocks too), so it is then the same for any `c`
+    /// of the block, any period and any such view. `None` (not read) elsewhere.
+    fn grid_texture(&self, k: i64, c: i64, table: &mut [BlockReads]) -> Option<Option<f64>> {
+        let span = (TEXTURE_SPAN.num_minutes() / COARSE_BLOCK.num_minutes()) * self.block;
+        let (at, first) = self.grid_block(c, table)?;
+        // `texture` reads the blocks of `c + j·block` for |j| ≤ its span, each where it ends
+        // within the view (`c + j·block + block ≤ end`): all of them, for every `c` of the
+        // block, when the last `c` of the block's does.
+        let within = first - span >= self.view.lo as i64
+            && first + self.block - 1 + span + self.block <= self.view.end() as i64;
+        within.then(|| *table[at].texture.get_or_insert_with(|| self.texture(k, c)))
     }
 
     /// How far the block that holds `c`, `k` periods back, rises, relative to the ±`half`
@@ -1635,6 +1761,63 @@ mod tests {
                 sharp_at.contains(&2) && sharp_at.len() < 20,
                 "{p:?}: sharp at {sharp_at:?}"
             );
+        }
+    }
+
+    /// The table of blocks a memo keeps for a rebuild (`BlockReads`: a block's texture and,
+    /// in a period read through whole blocks, its sharp rise, shared by every period and view
+    /// that hold all of its reads) changes no forecast either: minute by minute through views
+    /// of sixteen days, as a rebuild reads them, against each forecast alone. Also where a
+    /// block is not read the same by every point of it (a smoothing of 13 minutes, not whole
+    /// blocks) and where a block is one sample (hourly history: the texture reads a day of
+    /// blocks around a point, further than the point's own reads).
+    #[test]
+    fn blocks_read_once_a_rebuild_change_no_forecast() {
+        let load = |m: i64| {
+            let day = m.rem_euclid(1440);
+            let rough = if (720..1200).contains(&day) {
+                0.3
+            } else {
+                0.02
+            };
+            let step = if (180..240).contains(&day) || (900..960).contains(&day) {
+                1.3
+            } else {
+                1.0
+            };
+            let noise = ((m * 7919) % 101) as f64 / 50.0 - 1.0;
+            500.0 * step * (1.0 + rough * noise)
+        };
+        let adjust = Adjustments::default();
+        for (step, half) in [(1, 15), (1, 13), (60, 15)] {
+            let days = 23;
+            let values = (0..days * 1440 / step).map(|i| load(i * step)).collect();
+            let h = History::new(t0(), Duration::minutes(step), values);
+            let cfg = ModelConfig {
+                smoothing_half_width: Duration::minutes(half),
+                ..ModelConfig::default()
+            };
+            for p in [Predictor::Daily, Predictor::Weekly] {
+                let mut memo = ProfileMemo::default();
+                let mut sharp = 0;
+                for m in (days - 7) * 1440..days * 1440 {
+                    let t = t0() + Duration::minutes(m);
+                    let view = h.view_at(t).unwrap().since(t - Duration::days(16));
+                    let lead = Duration::minutes(7);
+                    let alone = predict_peak(&cfg, p, view, &adjust, t, t + lead);
+                    let with = predict_peak_reusing(&cfg, p, view, &adjust, t, t + lead, &mut memo);
+                    assert_eq!(
+                        alone.map(f64::to_bits),
+                        with.map(f64::to_bits),
+                        "{p:?} at minute {m}, step {step}, half {half}"
+                    );
+                    sharp += usize::from(memo.table.iter().any(|b| b.sharp.is_some()));
+                }
+                assert!(!memo.table.is_empty(), "{p:?}, step {step}: no table");
+                if step == 1 && half == 15 {
+                    assert!(sharp > 1000, "{p:?}: the table read no rise");
+                }
+            }
         }
     }
 
