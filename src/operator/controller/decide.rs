@@ -63,8 +63,15 @@ impl LoadRead {
     }
 
     /// `MetricsAvailable`. With several metrics it names each metric that could not be read
-    /// (`metric "queue": …`): the others still scale it up, but nothing scales it down.
-    pub(super) fn finding(&self, decision: &Decision, figures: &[MetricFigures]) -> Finding {
+    /// (`metric "queue": …`): the others still scale it up, but nothing scales it down. `listed`:
+    /// the spec writes its metric as `spec.metrics` (a list of one names `spec.metrics[0].query`,
+    /// the field the user wrote, not `spec.metric.query`).
+    pub(super) fn finding(
+        &self,
+        decision: &Decision,
+        figures: &[MetricFigures],
+        listed: bool,
+    ) -> Finding {
         let rejected = self.metrics.iter().map(|m| m.refresh.rejected).sum();
         if let [one] = self.metrics.as_slice() {
             return match &one.failure {
@@ -72,7 +79,10 @@ impl LoadRead {
                     conditions::METRICS_AVAILABLE,
                     false,
                     f.reason(),
-                    f.message(),
+                    match listed {
+                        true => f.message_of("spec.metrics[0].query"),
+                        false => f.message(),
+                    },
                 ),
                 None => conditions::metrics_finding(decision, None, rejected),
             };
