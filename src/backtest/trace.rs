@@ -616,7 +616,7 @@ mod tests {
         assert_eq!((b.start, b.minutes()), (at(0), 10));
         assert_eq!(
             b.observed,
-            [[false; 3], [true; 3], [true; 3], [false; 1]].concat()
+            [vec![false; 3], vec![true; 6], vec![false; 1]].concat()
         );
         assert!(b.demand.iter().all(|&d| d == 2.0));
         assert!(b.metric()[0].is_nan() && b.metric()[9].is_nan());
@@ -626,7 +626,7 @@ mod tests {
     fn each_query_is_confined_and_named_by_its_field() {
         let spec = |queue: &str| -> crate::api::PredictiveScalerSpec {
             serde_json::from_value(serde_json::json!({
-                "scaleTargetRef": { "name": "orders" },
+                "scaleTargetRef": { "kind": "Deployment", "name": "orders" },
                 "maxReplicas": 10,
                 "metrics": [
                     { "name": "requests", "query": "sum(rate(http_requests_total[1m]))",
