@@ -548,7 +548,7 @@ async fn the_backtest_from_prometheus_replays_every_metric_as_the_csv_of_the_sam
 
     // The same series, exported: each metric's own namespace's series at one-minute steps, as
     // Prometheus serves them, in two columns.
-    let mut cfg = PrometheusConfig::new(&prom.url());
+    let mut cfg = PrometheusConfig::new(prom.url());
     cfg.timeout = std::time::Duration::from_secs(30);
     let client = Prometheus::new(&cfg).unwrap();
     let own = |service: &str| format!("sum({METRIC}{{service=\"{service}\",namespace=\"{NS}\"}})");
