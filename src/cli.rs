@@ -255,6 +255,30 @@ pub fn load_source(
     )?)
 }
 
+/// Confining every query to its scaler's namespace, as prom-label-proxy enforces it
+/// (`adapters::confine`): `prescaler run` confines the queries it sends, and a replay (`prescaler
+/// backtest`, `kubectl prescaler backtest`) given the same flags reads the same series.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConfineArgs {
+    /// Confine every PredictiveScaler's query to its own namespace: each selector gets
+    /// `<--namespace-label>="<the scaler's namespace>"` (as prom-label-proxy enforces it), so that
+    /// a tenant reads only its own series with the operator's Prometheus credentials. A backtest
+    /// given it reads what the operator so configured reads.
+    #[arg(long)]
+    pub confine_queries_to_namespace: bool,
+    /// The label that holds a series' namespace, for --confine-queries-to-namespace.
+    #[arg(long, default_value = "namespace")]
+    pub namespace_label: String,
+}
+
+impl ConfineArgs {
+    /// The label to confine by, when confinement is on.
+    pub fn label(&self) -> Option<&str> {
+        self.confine_queries_to_namespace
+            .then_some(self.namespace_label.as_str())
+    }
+}
+
 /// Which cluster, as kubectl's flags say it.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KubeconfigArgs {

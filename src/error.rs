@@ -10,6 +10,15 @@ pub enum Error {
     #[error("invalid {field}: {message}")]
     InvalidSpec { field: String, message: String },
 
+    /// A read of one metric of a spec that lists its metrics (`spec.metrics[i].query`) that
+    /// failed: the field first, so that the metric is known whatever the cause says.
+    #[error("{field}: {source}")]
+    Metric {
+        field: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A load trace that cannot be replayed.
     #[error("{path}: {message}")]
     Trace { path: String, message: String },

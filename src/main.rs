@@ -10,12 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, Seasonality, ValidatedSpec};
+use prescaler::api::{PredictiveScaler, PredictiveScalerSpec, ValidatedSpec};
 use prescaler::backtest::manifest::{self, Overrides};
 use prescaler::backtest::trace::Trace;
 use prescaler::backtest::{self, Outcome, Setup, chart, report};
 use prescaler::cli::{
-    self, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print, std_duration,
+    self, ConfineArgs, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print,
+    std_duration,
 };
 use prescaler::operator::controller::{
     DEFAULT_MAX_SCALERS_PER_NAMESPACE, DEFAULT_SAVINGS_HPA_TARGET_UTILIZATION, Settings,
@@ -158,14 +159,8 @@ struct RunArgs {
     shards: u32,
     #[command(flatten)]
     election: ElectionArgs,
-    /// Confine every PredictiveScaler's query to its own namespace: each selector gets
-    /// `<--namespace-label>="<the scaler's namespace>"` (as prom-label-proxy enforces it), so that
-    /// a tenant reads only its own series with the operator's Prometheus credentials.
-    #[arg(long)]
-    confine_queries_to_namespace: bool,
-    /// The label that holds a series' namespace, for --confine-queries-to-namespace.
-    #[arg(long, default_value = "namespace")]
-    namespace_label: String,
+    #[command(flatten)]
+    confine: ConfineArgs,
     /// KEDA support: for a target whose HPA a KEDA ScaledObject manages, hold the floor on the
     /// ScaledObject's minReplicaCount (KEDA rewrites its HPA on every sync). Needs get, list and
     /// patch on scaledobjects.keda.sh (the chart's keda.enabled). Off, such targets are refused.
@@ -218,6 +213,10 @@ struct BacktestArgs {
     /// days works when Prometheus keeps 15: --history-prometheus-url and its credentials.
     #[command(flatten)]
     history: HistoryPrometheusArgs,
+    /// With --prometheus-url: each metric's query confined to the scaler's namespace
+    /// (metadata.namespace) as `prescaler run --confine-queries-to-namespace` confines it.
+    #[command(flatten)]
+    confine: ConfineArgs,
     /// With --prometheus-url: how much history up to now to read (the last 7 days are scored unless
     /// --eval-start says otherwise).
     #[arg(long, default_value = "21d", value_parser = duration)]
@@ -387,9 +386,7 @@ fn run_operator(args: RunArgs) -> Result<()> {
             sync_period: args.sync_period,
             concurrency: args.concurrency,
             instance: identity,
-            namespace_label: args
-                .confine_queries_to_namespace
-                .then_some(args.namespace_label),
+            namespace_label: args.confine.label().map(str::to_string),
             keda: args.keda,
             max_scalers_per_namespace: NonZeroUsize::new(args.max_scalers_per_namespace as usize),
             status_refresh: args.status_refresh,
@@ -475,7 +472,7 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     let spec = backtest_spec(args, scaler.as_ref())?;
     let mut validated = spec.validate()?;
 
-    let traces = backtest_traces(args, scaler.as_ref(), &validated)?;
+    let (traces, name) = backtest_traces(args, scaler.as_ref(), &validated)?;
     let trace = &traces[0];
     if let Some(scaler) = &scaler {
         // The .ics files over the trace's span, and a day after it (a floor ahead of its end).
@@ -501,10 +498,6 @@ fn run_backtest(args: &BacktestArgs) -> Result<()> {
     if let Some(note) = backtest::resolve_auto_lead_time(&mut validated, &setup) {
         eprintln!("note: {note}");
     }
-    let name = args
-        .trace
-        .as_ref()
-        .map_or_else(|| trace.name.clone(), |p| p.display().to_string());
     // Several metrics are scored in replicas (`run_all_metrics`): the report shows that series.
     let (trace, validated, outcome) =
         backtest::run_all_metrics(&name, traces, &setup, &validated, &ModelConfig::default())?;
@@ -613,72 +606,58 @@ fn backtest_spec(
 }
 
 /// The loads a backtest replays, one per metric of the spec (`spec.metrics`, or `spec.metric`
-/// alone): the trace file's columns (`Trace::parse_columns`), else the query read from
-/// Prometheus (one metric only).
+/// alone), and the name the report gives them: the trace file's columns
+/// (`Trace::parse_columns`), else every metric's query read from Prometheus (and the long-term
+/// store beside it), with a note on standard error when less history came back than `--range`
+/// asks for.
 fn backtest_traces(
     args: &BacktestArgs,
     scaler: Option<&PredictiveScaler>,
     spec: &ValidatedSpec,
-) -> Result<Vec<Trace>> {
-    let names: Vec<String> = spec.metrics.iter().map(|m| m.name.clone()).collect();
-    match &args.trace {
-        Some(path) => Trace::load_columns(path, &names),
-        None if spec.several_metrics() => Err(Error::InvalidSpec {
+) -> Result<(Vec<Trace>, String)> {
+    if let Some(path) = &args.trace {
+        let names: Vec<String> = spec.metrics.iter().map(|m| m.name.clone()).collect();
+        return Ok((
+            Trace::load_columns(path, &names)?,
+            path.display().to_string(),
+        ));
+    }
+    let Some(scaler) = scaler else {
+        return Err(Error::InvalidSpec {
             field: "--prometheus-url".into(),
-            message: format!(
-                "replays one metric; this spec has {} (spec.metrics): export their loads as a CSV \
-                 with the columns timestamp,{} and pass it with --trace",
-                names.len(),
-                names.join(",")
-            ),
-        }),
-        None => Ok(vec![backtest_trace(
-            args,
-            scaler,
-            &spec.metrics[0].query,
-            &spec.seasonality,
-        )?]),
-    }
-}
-
-/// The load a backtest replays: the trace file, else the spec's query read from Prometheus (and
-/// the long-term store beside it), with a note on standard error when less history came back
-/// than `--range` asks for.
-fn backtest_trace(
-    args: &BacktestArgs,
-    scaler: Option<&PredictiveScaler>,
-    query: &str,
-    seasonality: &[Seasonality],
-) -> Result<Trace> {
-    match &args.trace {
-        Some(path) => Trace::load(path),
-        None => {
-            if scaler.is_none() {
-                return Err(Error::InvalidSpec {
-                    field: "--prometheus-url".into(),
-                    message:
-                        "needs --spec or --scaler: the spec's metric.query is what is replayed"
-                            .into(),
-                });
-            }
-            let source =
-                cli::load_source(&args.prometheus, args.prometheus_timeout, &args.history)?;
-            let now = Utc::now();
-            let trace = runtime()?.block_on(backtest::trace::from_prometheus(
-                &*source, query, args.range, now,
-            ))?;
-            let fallback = source.fallback_of(query);
-            if let Some(note) = backtest::trace::short_history_note(
-                backtest::trace::observed_span(&trace, now),
-                args.range,
-                seasonality,
-                backtest::trace::history_from(&*source, fallback.as_deref()),
-            ) {
-                eprintln!("note: {note}");
-            }
-            Ok(trace)
+            message: "needs --spec or --scaler: the spec's metric.query is what is replayed".into(),
+        });
+    };
+    let namespace = scaler.metadata.namespace.as_deref();
+    let confine = match (args.confine.label(), namespace) {
+        (Some(label), Some(namespace)) => Some((label, namespace)),
+        (Some(_), None) => {
+            return Err(Error::InvalidSpec {
+                field: "--confine-queries-to-namespace".into(),
+                message: "confines the queries to the scaler's namespace, and the manifest names \
+                          none: set its metadata.namespace"
+                    .into(),
+            });
         }
+        (None, _) => None,
+    };
+    let queries = backtest::trace::metric_queries(spec, !scaler.spec.metrics.is_empty(), confine)?;
+    let source = cli::load_source(&args.prometheus, args.prometheus_timeout, &args.history)?;
+    let read = runtime()?.block_on(backtest::trace::metrics_from_prometheus(
+        &*source,
+        &queries,
+        args.range,
+        &spec.seasonality,
+        Utc::now(),
+    ))?;
+    if let Some(note) = &read.note {
+        eprintln!("note: {note}");
     }
+    let name = match read.traces.as_slice() {
+        [one] => one.name.clone(),
+        _ => backtest::trace::metrics_name(&queries),
+    };
+    Ok((read.traces, name))
 }
 
 /// `--csv`: one row a minute.

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::adapters::confine::confine_to_namespace;
 use crate::adapters::history::RangeSource;
-use crate::api::Seasonality;
-use crate::planning::coverage::{self, HistoryFrom};
+use crate::api::{Seasonality, ValidatedSpec};
+use crate::planning::coverage::{self, HistoryFrom, MetricHistory};
 use crate::planning::forecast::ModelConfig;
 use crate::{Error, Result};
 
@@ -324,6 +325,168 @@ pub async fn from_prometheus(
     Ok(Trace::from_samples(&format!("query {query:?}"), &samples))
 }
 
+/// One metric's query as a replay from Prometheus sends it: its name, the spec field it was
+/// written in (what its errors name), and the query itself, confined to the scaler's namespace
+/// when the operator would confine it (`metric_queries`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricQuery {
+    /// `spec.metrics[].name` (`load` for `spec.metric`).
+    pub name: String,
+    /// `spec.metric.query`, or `spec.metrics[i].query` for a spec that lists its metrics (one
+    /// or several).
+    pub field: String,
+    pub query: String,
+}
+
+impl MetricQuery {
+    /// `error` with the field it concerns in front: a spec that lists its metrics says which
+    /// one failed (`spec.metrics[1].query: …`). A spec of `spec.metric` keeps the words it has
+    /// always had: its one query is the query the error names.
+    fn name_error(&self, error: Error) -> Error {
+        match self.field.as_str() {
+            SINGLE_FIELD => error,
+            _ => Error::Metric {
+                field: self.field.clone(),
+                source: Box::new(error),
+            },
+        }
+    }
+}
+
+/// The field of a spec's one `spec.metric`.
+const SINGLE_FIELD: &str = "spec.metric.query";
+
+/// The queries a replay of `spec` sends, one per metric in the spec's order, each confined to
+/// `namespace` by `label` as the operator's `--confine-queries-to-namespace` confines it
+/// (`adapters::confine`), when `confine` is `Some((label, namespace))`: a replay then reads the
+/// series the operator reads, whatever else the query's selectors match. `listed`: the spec
+/// writes `spec.metrics` (rather than `spec.metric`). A query that cannot be confined is refused,
+/// naming its field, as the operator refuses the scaler.
+pub fn metric_queries(
+    spec: &ValidatedSpec,
+    listed: bool,
+    confine: Option<(&str, &str)>,
+) -> Result<Vec<MetricQuery>> {
+    spec.metrics
+        .iter()
+        .enumerate()
+        .map(|(i, metric)| {
+            let field = match listed {
+                true => format!("spec.metrics[{i}].query"),
+                false => SINGLE_FIELD.to_string(),
+            };
+            let query = match confine {
+                Some((label, namespace)) => confine_to_namespace(&metric.query, label, namespace)
+                    .map_err(|message| Error::InvalidSpec {
+                    field: field.clone(),
+                    message: format!("{message} (--confine-queries-to-namespace)"),
+                })?,
+                None => metric.query.clone(),
+            };
+            Ok(MetricQuery {
+                name: metric.name.clone(),
+                field,
+                query,
+            })
+        })
+        .collect()
+}
+
+/// What a replay read from Prometheus: one trace per metric, on the same minutes, and the note
+/// for a history shorter than asked (`short_history_note_of_metrics`).
+pub struct Read {
+    pub traces: Vec<Trace>,
+    pub note: Option<String>,
+}
+
+/// The last `range` of every metric's query up to `now` (`from_prometheus` each, one after the
+/// other: each read is its own requests, each request bounded by the source's timeout, and a
+/// failure names the metric's field), put on the same minutes (`align`), so that they replay
+/// as the columns of a CSV do (`run_all_metrics`). With the long-term store beside Prometheus,
+/// each query's older weeks come from it, as the operator reads each metric's history.
+pub async fn metrics_from_prometheus(
+    source: &(impl RangeSource + ?Sized),
+    queries: &[MetricQuery],
+    range: Duration,
+    seasonality: &[Seasonality],
+    now: DateTime<Utc>,
+) -> Result<Read> {
+    let mut traces = Vec::with_capacity(queries.len());
+    let mut histories = Vec::with_capacity(queries.len());
+    for q in queries {
+        let trace = from_prometheus(source, &q.query, range, now)
+            .await
+            .map_err(|e| q.name_error(e))?;
+        // Each metric's span and source before `align` pads them: a metric that began last
+        // Tuesday is short whatever the others hold.
+        histories.push((observed_span(&trace, now), source.fallback(&q.query)));
+        traces.push(trace);
+    }
+    let metrics: Vec<MetricHistory<'_>> = queries
+        .iter()
+        .zip(&histories)
+        .map(|(q, (observed, fallback))| MetricHistory {
+            name: &q.name,
+            observed: *observed,
+            from: history_from(source, fallback.as_deref()),
+        })
+        .collect();
+    let note = short_history_note_of_metrics(&metrics, range, seasonality);
+    Ok(Read {
+        traces: align(traces),
+        note,
+    })
+}
+
+/// What the report calls several metrics' replay: `spec.metrics (requests, queue)`.
+pub fn metrics_name(queries: &[MetricQuery]) -> String {
+    let names: Vec<&str> = queries.iter().map(|q| q.name.as_str()).collect();
+    format!("spec.metrics ({})", names.join(", "))
+}
+
+/// Traces of several metrics on the same minutes: from the first minute any of them has to the
+/// last, a trace padded where it has no sample — its nearest value held so that the simulation
+/// goes on, and the minute not observed, as a gap is (a metric Prometheus holds less of has no
+/// data there; those minutes are not scored). Traces already on the same minutes (a CSV's
+/// columns) are returned as they are.
+pub fn align(traces: Vec<Trace>) -> Vec<Trace> {
+    let Some(start) = traces.iter().map(|t| t.start).min() else {
+        return traces;
+    };
+    let end = traces
+        .iter()
+        .map(|t| t.start + Duration::minutes(t.minutes() as i64))
+        .max()
+        .unwrap_or(start);
+    let minutes = (end - start).num_minutes().max(0) as usize;
+    traces
+        .into_iter()
+        .map(|t| {
+            if t.start == start && t.minutes() == minutes {
+                return t;
+            }
+            let before = (t.start - start).num_minutes().max(0) as usize;
+            let after = minutes.saturating_sub(before + t.minutes());
+            let first = t.demand.first().copied().unwrap_or(0.0);
+            let last = t.demand.last().copied().unwrap_or(first);
+            let mut demand = Vec::with_capacity(minutes);
+            let mut observed = Vec::with_capacity(minutes);
+            demand.extend(std::iter::repeat_n(first, before));
+            observed.extend(std::iter::repeat_n(false, before));
+            demand.extend(&t.demand);
+            observed.extend(&t.observed);
+            demand.extend(std::iter::repeat_n(last, after));
+            observed.extend(std::iter::repeat_n(false, after));
+            Trace {
+                start,
+                demand,
+                observed,
+                ..t
+            }
+        })
+        .collect()
+}
+
 /// Where the history of `query` came from, as `source` tells it: Prometheus alone, a long-term
 /// store beside it, or a store that failed (and Prometheus alone instead).
 pub fn history_from<'a>(
@@ -346,6 +509,25 @@ pub fn short_history_note(
 ) -> Option<String> {
     let cov = coverage::coverage(observed, asked);
     let verdict = coverage::verdict(cov, seasonality, &ModelConfig::default(), from);
+    (!verdict.complete).then(|| {
+        format!(
+            "{} (the operator's HistoryAvailable=False {})",
+            verdict.message, verdict.reason
+        )
+    })
+}
+
+/// `short_history_note` for every metric of a replay or a plan (`metrics` in the spec's order):
+/// one metric in the words it has always had; several as the operator's `HistoryAvailable`
+/// judges them (`coverage::verdict_of_metrics`), naming each metric that falls short and how
+/// much it holds (`metric "queue": 14 of 28 days of history: …`).
+pub fn short_history_note_of_metrics(
+    metrics: &[MetricHistory<'_>],
+    asked: Duration,
+    seasonality: &[Seasonality],
+) -> Option<String> {
+    let verdict =
+        coverage::verdict_of_metrics(metrics, asked, seasonality, &ModelConfig::default());
     (!verdict.complete).then(|| {
         format!(
             "{} (the operator's HistoryAvailable=False {})",
@@ -412,6 +594,83 @@ mod tests {
         assert!(!t.observed[30] && !t.observed[59]);
         assert!(t.observed[60]);
         assert!(t.metric()[45].is_nan());
+    }
+
+    #[test]
+    fn traces_of_several_metrics_are_put_on_the_same_minutes() {
+        let at = |m: i64| {
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc)
+                + Duration::minutes(m)
+        };
+        let samples = |from: i64, to: i64, v: f64| -> Vec<(DateTime<Utc>, f64)> {
+            (from..=to).map(|m| (at(m), v)).collect()
+        };
+        // The second metric's history begins 3 minutes later and ends 1 minute earlier.
+        let long = Trace::from_samples("a", &samples(0, 9, 1.0));
+        let short = Trace::from_samples("b", &samples(3, 8, 2.0));
+        let aligned = align(vec![long.clone(), short]);
+        assert_eq!(aligned[0].demand, long.demand);
+        let b = &aligned[1];
+        assert_eq!((b.start, b.minutes()), (at(0), 10));
+        assert_eq!(
+            b.observed,
+            [vec![false; 3], vec![true; 6], vec![false; 1]].concat()
+        );
+        assert!(b.demand.iter().all(|&d| d == 2.0));
+        assert!(b.metric()[0].is_nan() && b.metric()[9].is_nan());
+    }
+
+    #[test]
+    fn each_query_is_confined_and_named_by_its_field() {
+        let spec = |queue: &str| -> crate::api::PredictiveScalerSpec {
+            serde_json::from_value(serde_json::json!({
+                "scaleTargetRef": { "kind": "Deployment", "name": "orders" },
+                "maxReplicas": 10,
+                "metrics": [
+                    { "name": "requests", "query": "sum(rate(http_requests_total[1m]))",
+                      "targetPerReplica": 10 },
+                    { "name": "queue", "query": queue, "targetPerReplica": 5 },
+                ],
+            }))
+            .unwrap()
+        };
+        let validated = spec("sum(queue_depth{namespace=\"other\"})")
+            .validate()
+            .unwrap();
+        let queries = metric_queries(&validated, true, Some(("namespace", "shop"))).unwrap();
+        assert_eq!(queries[1].field, "spec.metrics[1].query");
+        for q in &queries {
+            assert!(q.query.contains("namespace=\"shop\""), "{}", q.query);
+            assert!(!q.query.contains("other"), "{}", q.query);
+        }
+        // Unconfined, as written.
+        let as_written = metric_queries(&validated, true, None).unwrap();
+        assert_eq!(as_written[1].query, validated.metrics[1].query);
+        // info() cannot be confined: the field says which metric.
+        let info = spec("info(up)").validate().unwrap();
+        let refused = metric_queries(&info, true, Some(("namespace", "shop")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("invalid spec.metrics[1].query: calls info()"),
+            "{refused}"
+        );
+        // A failed read of one metric of a list names it; `spec.metric`'s keeps its words.
+        let error = || Error::Trace {
+            path: "query \"q\"".into(),
+            message: "0 samples came back".into(),
+        };
+        assert_eq!(
+            queries[1].name_error(error()).to_string(),
+            "spec.metrics[1].query: query \"q\": 0 samples came back"
+        );
+        let single = MetricQuery {
+            field: SINGLE_FIELD.into(),
+            ..queries[0].clone()
+        };
+        assert_eq!(single.name_error(error()).to_string(), error().to_string());
     }
 
     #[test]

@@ -396,6 +396,38 @@ pub fn history_finding(
     )
 }
 
+/// `HistoryAvailable` of a scaler of one or several metrics: each metric is forecast on its own
+/// history, so each is judged on its own (`figures[i].observed_history`, read from the source
+/// `fallbacks[i]` says: `Some` for a long-term store that failed that metric's read). One metric
+/// (`figures` empty or of one): `history_finding`, word for word. Several: a metric short of
+/// `forecast.history` is named with how much it holds (`metric "queue": 14 of 28 days of
+/// history: …`), a store that failed with the metric whose read it failed
+/// (`coverage::verdict_of_metrics`).
+pub fn history_finding_of_metrics(
+    d: &Decision,
+    figures: &[MetricFigures],
+    spec: &ValidatedSpec,
+    model: &ModelConfig,
+    long_term: bool,
+    fallbacks: &[Option<String>],
+) -> Finding {
+    if figures.len() < 2 {
+        let fallback = fallbacks.first().and_then(Option::as_deref);
+        return history_finding(d, spec, model, HistoryFrom::of(long_term, fallback));
+    }
+    let metrics: Vec<coverage::MetricHistory<'_>> = figures
+        .iter()
+        .enumerate()
+        .map(|(i, f)| coverage::MetricHistory {
+            name: &f.name,
+            observed: f.observed_history,
+            from: HistoryFrom::of(long_term, fallbacks.get(i).and_then(Option::as_deref)),
+        })
+        .collect();
+    let v = coverage::verdict_of_metrics(&metrics, spec.history, &spec.seasonality, model);
+    Finding::new(HISTORY_AVAILABLE, v.complete, v.reason, v.message)
+}
+
 /// `HistoryAvailable` from `coverage::verdict`.
 fn history_verdict(
     cov: Coverage,

@@ -9,7 +9,8 @@
 //!   operator plans them: `outlook_of_metrics`), and the target's replicas from its `/scale`;
 //! - `why`: the last decisions and their reasons: status, conditions and the scaler's Events,
 //!   newest first;
-//! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus;
+//! - `backtest`: `prescaler backtest` on the cluster's spec and Prometheus, every metric's query
+//!   read and replayed as the columns of a CSV are (`backtest::trace::metrics_from_prometheus`);
 //!
 //! `plan` and `backtest` read the history as the operator does, from Prometheus and the long-term
 //! store beside it when one is set (`--history-prometheus-url`, `adapters::long_term`), and say
@@ -31,6 +32,7 @@ use crate::api::{
 };
 use crate::backtest::{self, Outcome, Setup, manifest, trace::Trace};
 use crate::placement;
+use crate::planning::coverage::MetricHistory;
 use crate::planning::forecast::{COARSE_BLOCK, History, ModelConfig};
 use crate::planning::outlook::{self, Outlook};
 use crate::planning::planner::Planner;
@@ -130,17 +132,19 @@ pub async fn plan(
     let views: Vec<Option<&History>> = histories.iter().map(Some).collect();
     // Calibrated at the scaler's own boundaries, as the operator calibrates it.
     let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
-    let (decision, outlook) = match spec.several_metrics() {
+    let (observed, outlook) = match spec.several_metrics() {
         false => {
             let mut planner = Planner::new(spec.clone(), model);
             let decision = planner.decide(views[0], current_replicas, now);
             let outlook =
                 outlook::outlook(&planner, views[0], now, outlook::STEP, outlook::HORIZON);
-            (decision, outlook)
+            let observed = vec![decision.observed_history];
+            (observed, outlook)
         }
         true => {
             let mut several = Several::new(&spec, model);
-            let decision = several.decide(&views, current_replicas, now).decision;
+            let decided = several.decide(&views, current_replicas, now);
+            let observed = decided.metrics.iter().map(|m| m.observed_history).collect();
             let outlook =
                 outlook::outlook_of_metrics(&several, &views, now, outlook::STEP, outlook::HORIZON)
                     .map(|mut o| {
@@ -150,17 +154,31 @@ pub async fn plan(
                         o.now.forecast_load = None;
                         o
                     });
-            (decision, outlook)
+            (observed, outlook)
         }
     };
-    // As the operator's condition says it: of forecast.history, from the planner's first sample
-    // (the shortest of the metrics'), and the first metric's source.
-    let fallback = source.fallback(&spec.metrics[0].query);
-    notes.extend(backtest::trace::short_history_note(
-        decision.observed_history,
+    // As the operator's condition says it: of forecast.history, each metric from its planner's
+    // first sample and its own source (a store may fail one query's read and answer another's).
+    let fallbacks: Vec<Option<String>> = spec
+        .metrics
+        .iter()
+        .map(|m| source.fallback(&m.query))
+        .collect();
+    let metrics: Vec<MetricHistory<'_>> = spec
+        .metrics
+        .iter()
+        .zip(&observed)
+        .zip(&fallbacks)
+        .map(|((m, observed), fallback)| MetricHistory {
+            name: &m.name,
+            observed: *observed,
+            from: backtest::trace::history_from(source, fallback.as_deref()),
+        })
+        .collect();
+    notes.extend(backtest::trace::short_history_note_of_metrics(
+        &metrics,
         spec.history,
         &spec.seasonality,
-        backtest::trace::history_from(source, fallback.as_deref()),
     ));
     let outlook = outlook.ok_or_else(|| Error::Config {
         what: "the plan".into(),
@@ -407,25 +425,6 @@ pub async fn why(
     })
 }
 
-/// `backtest` reads one metric from Prometheus; a spec with several (`spec.metrics`) is
-/// refused, saying what does replay them, rather than replayed on its first metric alone.
-fn refuse_several_metrics(spec: &ValidatedSpec, command: &str) -> Result<()> {
-    if !spec.several_metrics() {
-        return Ok(());
-    }
-    let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
-    Err(Error::InvalidSpec {
-        field: "spec.metrics".into(),
-        message: format!(
-            "kubectl prescaler {command} reads one metric; this scaler has {} ({}): replay them \
-             with `prescaler backtest --trace loads.csv` (columns timestamp,{})",
-            names.len(),
-            names.join(", "),
-            names.join(",")
-        ),
-    })
-}
-
 /// What `backtest` replayed.
 pub struct BacktestReport {
     pub trace: Trace,
@@ -436,8 +435,9 @@ pub struct BacktestReport {
     pub notes: Vec<String>,
 }
 
-/// `prescaler backtest --prometheus-url … --scaler NAME`: the last `range` of the scaler's query
-/// replayed through its spec, the last 7 days of it scored.
+/// `prescaler backtest --prometheus-url … --scaler NAME`: the last `range` of the scaler's
+/// queries replayed through its spec, the last 7 days of it scored. Each metric's query is read
+/// as it is written (`backtest_confined` confines them as the operator does).
 pub async fn backtest(
     client: &kube::Client,
     source: &(impl RangeSource + ?Sized),
@@ -446,31 +446,53 @@ pub async fn backtest(
     range: Duration,
     now: DateTime<Utc>,
 ) -> Result<BacktestReport> {
+    backtest_confined(client, source, namespace, name, range, now, None).await
+}
+
+/// `backtest`, each metric's query confined to `namespace` by `namespace_label` when it is
+/// `Some` (`--confine-queries-to-namespace`), as the operator so configured sends it. Every
+/// metric of the spec is read (`backtest::trace::metrics_from_prometheus`) and replayed as the
+/// columns of a CSV are (`backtest::run_all_metrics`): one metric as it always was, several
+/// each on its own history, scored on their need in replicas.
+pub async fn backtest_confined(
+    client: &kube::Client,
+    source: &(impl RangeSource + ?Sized),
+    namespace: &str,
+    name: &str,
+    range: Duration,
+    now: DateTime<Utc>,
+    namespace_label: Option<&str>,
+) -> Result<BacktestReport> {
     let scaler = get_predictive_scaler(client, namespace, name).await?;
     let warnings = manifest::warnings(&scaler);
     let mut spec = scaler.spec.validate()?;
-    refuse_several_metrics(&spec, "backtest")?;
-    let query = spec.metrics[0].query.clone();
-    let trace = backtest::trace::from_prometheus(source, &query, range, now).await?;
-    let setup = Setup::for_recent(&trace, range);
-    let fallback = source.fallback(&query);
-    let short = backtest::trace::short_history_note(
-        backtest::trace::observed_span(&trace, now),
-        range,
-        &spec.seasonality,
-        backtest::trace::history_from(source, fallback.as_deref()),
-    );
+    let queries = backtest::trace::metric_queries(
+        &spec,
+        !scaler.spec.metrics.is_empty(),
+        namespace_label.map(|label| (label, namespace)),
+    )?;
+    let read =
+        backtest::trace::metrics_from_prometheus(source, &queries, range, &spec.seasonality, now)
+            .await?;
+    let traces = read.traces;
+    let trace_name = match traces.as_slice() {
+        [one] => one.name.clone(),
+        _ => backtest::trace::metrics_name(&queries),
+    };
+    let setup = Setup::for_recent(&traces[0], range);
+    let short = read.note;
     let mut notes: Vec<String> = short.iter().cloned().collect();
     notes.extend(backtest::resolve_auto_lead_time(&mut spec, &setup));
     // The calendar's `.ics` files over the trace's span and a day after it, as `prescaler
     // backtest` expands a manifest's (a floor ahead of the trace's end).
-    let end = trace.start + Duration::minutes(trace.minutes() as i64) + Duration::days(1);
-    let span = (trace.start, end);
+    let first = &traces[0];
+    let end = first.start + Duration::minutes(first.minutes() as i64) + Duration::days(1);
+    let span = (first.start, end);
     notes.extend(
         merge_calendar_files(client, namespace, &scaler, &mut spec, span, "replayed").await,
     );
     let model = placement::scaler_model(&ModelConfig::default(), namespace, name);
-    let outcome = backtest::run_all(&trace, &setup, &spec, &model)
+    let (trace, _, outcome) = backtest::run_all_metrics(&trace_name, traces, &setup, &spec, &model)
         .map_err(|e| with_history_note(e, short.as_deref()))?;
     Ok(BacktestReport {
         trace,

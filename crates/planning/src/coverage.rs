@@ -173,6 +173,70 @@ pub fn verdict(
     }
 }
 
+/// One metric's history, for `verdict_of_metrics`: its name (`spec.metrics[].name`), how far
+/// back its first sample is, and where it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricHistory<'a> {
+    pub name: &'a str,
+    pub observed: Duration,
+    pub from: HistoryFrom<'a>,
+}
+
+/// The verdict on every metric's history (`metrics` in the spec's order) against `requested`.
+/// One metric: `verdict` on it, word for word. Several: whole when every metric's history is;
+/// otherwise each metric that falls short says so in `verdict`'s words after its name
+/// (`metric "queue": 14 of 28 days of history: …`), because each metric is forecast on its own
+/// history and the one short is the one to fix. The reason is the most actionable of theirs: a
+/// long-term store that failed (`LongTermStoreFailed`) before a short retention
+/// (`ShortRetention`) before no sample at all (`NoHistory`).
+pub fn verdict_of_metrics(
+    metrics: &[MetricHistory<'_>],
+    requested: Duration,
+    seasonality: &[Seasonality],
+    model: &ModelConfig,
+) -> Verdict {
+    let of = |m: &MetricHistory<'_>| {
+        verdict(coverage(m.observed, requested), seasonality, model, m.from)
+    };
+    if let [one] = metrics {
+        return of(one);
+    }
+    let verdicts: Vec<(&str, Verdict)> = metrics.iter().map(|m| (m.name, of(m))).collect();
+    let short: Vec<&(&str, Verdict)> = verdicts.iter().filter(|(_, v)| !v.complete).collect();
+    if short.is_empty() {
+        // Every metric whole: the shortest's words (all of them say the same span).
+        return match metrics.iter().min_by_key(|m| m.observed) {
+            Some(m) => of(m),
+            None => verdict(
+                Coverage::Empty { requested },
+                seasonality,
+                model,
+                HistoryFrom::Prometheus,
+            ),
+        };
+    }
+    let rank = |reason: &str| match reason {
+        "LongTermStoreFailed" => 0,
+        "ShortRetention" => 1,
+        _ => 2,
+    };
+    let reason = short
+        .iter()
+        .map(|(_, v)| v.reason)
+        .min_by_key(|r| rank(r))
+        .unwrap_or("ShortRetention");
+    let message = short
+        .iter()
+        .map(|(name, v)| format!("metric {name:?}: {}", v.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict {
+        complete: false,
+        reason,
+        message,
+    }
+}
+
 /// "14 of 28 days" (or "all 28 days" for the whole span, "20h of 28 days" under a day; spans
 /// under two days in hours): in whole units, rounded down.
 fn span_words(observed: chrono::Duration, requested: chrono::Duration) -> String {
@@ -258,6 +322,64 @@ mod tests {
             coverage(Duration::zero(), d(28)).observed(),
             Duration::zero()
         );
+    }
+
+    #[test]
+    fn several_metrics_are_judged_each_on_its_own_history_and_named() {
+        let (d, cfg) = (Duration::days, ModelConfig::default());
+        let seasons = [Seasonality::Daily, Seasonality::Weekly];
+        let metric = |name, days, from| MetricHistory {
+            name,
+            observed: d(days),
+            from,
+        };
+        let prometheus = HistoryFrom::Prometheus;
+        // One metric: the words of `verdict`, unchanged.
+        let one = verdict_of_metrics(&[metric("load", 14, prometheus)], d(28), &seasons, &cfg);
+        assert_eq!(
+            one,
+            verdict(coverage(d(14), d(28)), &seasons, &cfg, prometheus)
+        );
+        // Only the second metric is short: it is named, with how much it holds; the first is not.
+        let both = [
+            metric("requests", 28, prometheus),
+            metric("queue", 14, prometheus),
+        ];
+        let v = verdict_of_metrics(&both, d(28), &seasons, &cfg);
+        assert_eq!((v.complete, v.reason), (false, "ShortRetention"));
+        assert!(
+            v.message
+                .starts_with("metric \"queue\": 14 of 28 days of history: the weekly profile"),
+            "{}",
+            v.message
+        );
+        assert!(!v.message.contains("requests"), "{}", v.message);
+        // Every metric whole: whole.
+        let whole = [
+            metric("requests", 28, prometheus),
+            metric("queue", 29, prometheus),
+        ];
+        assert!(verdict_of_metrics(&whole, d(28), &seasons, &cfg).complete);
+        // The store failed the queue's read alone: that metric is named, with the store's
+        // error, and the reason is the store's, though the requests are short too.
+        let error = "query \"q\": the long-term store at http://thanos:9090 could not be reached";
+        let failed = [
+            metric("requests", 14, HistoryFrom::LongTerm),
+            metric("queue", 14, HistoryFrom::LongTermFailed(error)),
+        ];
+        let v = verdict_of_metrics(&failed, d(28), &seasons, &cfg);
+        assert_eq!((v.complete, v.reason), (false, "LongTermStoreFailed"));
+        let (requests, queue) = v
+            .message
+            .split_once("; metric \"queue\": ")
+            .expect(&v.message);
+        assert!(
+            requests.starts_with("metric \"requests\": 14 of 28 days")
+                && !requests.contains("thanos"),
+            "{}",
+            v.message
+        );
+        assert!(queue.contains(error), "{}", v.message);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use prescaler::adapters::history::LoadSource;
 use prescaler::backtest::report;
 use prescaler::cli::{
-    self, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print, std_duration,
+    self, ConfineArgs, HistoryPrometheusArgs, KubeconfigArgs, PrometheusArgs, duration, print,
+    std_duration,
 };
 use prescaler::plugin::{self, render};
 use prescaler::{Error, Result};
@@ -143,6 +144,11 @@ struct BacktestArgs {
     /// what comes before warms the forecast up).
     #[arg(long, default_value = "21d", value_parser = backtest_range)]
     range: Duration,
+    /// Each metric's query confined to the scaler's namespace, as the operator's
+    /// --confine-queries-to-namespace confines it (the chart's
+    /// tenancy.confineQueriesToNamespace).
+    #[command(flatten)]
+    confine: ConfineArgs,
 }
 
 /// A backtest's range: a week scored after at least a day of warm-up, and no more history than
@@ -227,13 +233,14 @@ async fn commands(cli: &Cli, client: kube::Client, default_namespace: String) ->
         }
         Command::Backtest(args) => {
             let source = source(&args.prometheus)?;
-            let r = plugin::backtest(
+            let r = plugin::backtest_confined(
                 &client,
                 &*source,
                 &namespace,
                 &args.name,
                 args.range,
                 Utc::now(),
+                args.confine.label(),
             )
             .await?;
             for w in &r.warnings {

@@ -63,8 +63,15 @@ impl LoadRead {
     }
 
     /// `MetricsAvailable`. With several metrics it names each metric that could not be read
-    /// (`metric "queue": …`): the others still scale it up, but nothing scales it down.
-    pub(super) fn finding(&self, decision: &Decision, figures: &[MetricFigures]) -> Finding {
+    /// (`metric "queue": …`): the others still scale it up, but nothing scales it down. `listed`:
+    /// the spec writes its metric as `spec.metrics` (a list of one names `spec.metrics[0].query`,
+    /// the field the user wrote, not `spec.metric.query`).
+    pub(super) fn finding(
+        &self,
+        decision: &Decision,
+        figures: &[MetricFigures],
+        listed: bool,
+    ) -> Finding {
         let rejected = self.metrics.iter().map(|m| m.refresh.rejected).sum();
         if let [one] = self.metrics.as_slice() {
             return match &one.failure {
@@ -72,7 +79,10 @@ impl LoadRead {
                     conditions::METRICS_AVAILABLE,
                     false,
                     f.reason(),
-                    f.message(),
+                    match listed {
+                        true => f.message_of("spec.metrics[0].query"),
+                        false => f.message(),
+                    },
                 ),
                 None => conditions::metrics_finding(decision, None, rejected),
             };
@@ -532,5 +542,69 @@ async fn read_load(
                 deep: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration as StdDuration;
+
+    /// A metric whose query timed out three times in a row.
+    fn timed_out(name: &str) -> MetricRead {
+        MetricRead {
+            name: name.into(),
+            failure: Some(Failure {
+                kind: FailureKind::TimedOut,
+                error: "no answer within 10s".into(),
+                in_a_row: 3,
+                timeouts_in_a_row: 3,
+                retry_in: StdDuration::from_secs(120),
+            }),
+            refresh: Refresh::default(),
+            deep: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_read_names_the_field_the_spec_wrote() {
+        // What the decision held does not enter a failed read's message.
+        let decision = Decision {
+            desired_replicas: 3,
+            reason: crate::planning::plan::Reason::Reactive,
+            floor_replicas: 1,
+            load: None,
+            reactive_replicas: None,
+            live_replicas: None,
+            forecast_replicas: None,
+            forecast_load: None,
+            calibration: None,
+            scheduled: None,
+            cap: None,
+            excluded: None,
+            metrics_available: false,
+            observed_history: chrono::Duration::zero(),
+            quiet: None,
+            metric: None,
+        };
+        let one = LoadRead {
+            metrics: vec![timed_out("load")],
+        };
+        // `spec.metric`: as it always said.
+        let f = one.finding(&decision, &[], false);
+        assert_eq!(f.reason, "QueryTimeout");
+        assert!(
+            f.message.starts_with("spec.metric.query timed out 3 times"),
+            "{}",
+            f.message
+        );
+        // A list of one in `spec.metrics`: the field written.
+        let f = one.finding(&decision, &[], true);
+        assert!(
+            f.message
+                .starts_with("spec.metrics[0].query timed out 3 times"),
+            "{}",
+            f.message
+        );
     }
 }

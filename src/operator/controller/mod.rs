@@ -375,7 +375,7 @@ async fn observe_decide_act(
     }
     let mut findings = vec![
         ready.finding,
-        load.finding(&decision, &figures),
+        load.finding(&decision, &figures, !ps.spec.metrics.is_empty()),
         conditions::forecast_finding_of_metrics(&decision, &figures),
         // Under an HPA a quiet window's zero is refused, and that is the limit to tell: the
         // desired count's own limits are the HPA's to meet there.
@@ -391,16 +391,19 @@ async fn observe_decide_act(
     ));
     findings.extend(conditions::capacity_finding(&decision, &target.spec));
     if load.all_read() {
-        // The first metric's fallback: metrics of one scaler are read from the same sources.
-        let fallback = target
+        // Each metric's own: a long-term store may fail one query's read and answer another's.
+        let fallbacks: Vec<Option<String>> = target
             .queries
-            .first()
-            .and_then(|q| ctx.source.fallback_of(q));
-        findings.push(conditions::history_finding(
+            .iter()
+            .map(|q| ctx.source.fallback_of(q))
+            .collect();
+        findings.push(conditions::history_finding_of_metrics(
             &decision,
+            &figures,
             &target.spec,
             &ctx.settings.model,
-            conditions::HistoryFrom::of(ctx.settings.long_term_history, fallback.as_deref()),
+            ctx.settings.long_term_history,
+            &fallbacks,
         ));
     }
     findings.extend(target.calendar.clone());
