@@ -1072,26 +1072,38 @@ fn the_live_floor_holds_on_every_basis_in_the_pure_decision() {
     }
 }
 
+/// The last minute of `step_days_history`: ten days and a morning.
+const STEP_DAYS_UNTIL: i64 = 10 * 1440 + 536;
+
+/// The daily step from `t0()` to `STEP_DAYS_UNTIL`, as Prometheus returns it (a minute behind).
+fn step_days_history() -> History {
+    let values: Vec<f64> = (0..=STEP_DAYS_UNTIL)
+        .map(|m| daily_step(t0() + Duration::minutes(m)))
+        .collect();
+    History::new(t0() + Duration::minutes(1), Duration::minutes(1), values)
+}
+
+/// A planner of `spec` kept up minute by minute on `history` up to minute `to`, acting on every
+/// decision from 10 replicas: the planner, the count it left and its last decision.
+fn keep_up(spec: &ValidatedSpec, history: &History, to: i64) -> (Planner, u32, Decision) {
+    let mut planner = Planner::new(spec.clone(), ModelConfig::default());
+    let mut current = 10;
+    let mut last = None;
+    for m in 1..=to {
+        let d = planner.decide(Some(history), current, t0() + Duration::minutes(m));
+        current = d.desired_replicas;
+        last = Some(d);
+    }
+    (planner, current, last.expect("at least one decision"))
+}
+
 #[test]
 fn a_calendar_edit_keeps_the_record_unless_it_touches_what_the_record_read() {
     // Ten days of the daily step, kept up minute by minute; then the calendar is edited.
     let s = spec(|_| {});
-    let until = 10 * 1440 + 536;
-    let values: Vec<f64> = (0..=until)
-        .map(|m| daily_step(t0() + Duration::minutes(m)))
-        .collect();
-    let history = History::new(t0() + Duration::minutes(1), Duration::minutes(1), values);
-    let run = |spec: &ValidatedSpec, to: i64| {
-        let mut planner = Planner::new(spec.clone(), ModelConfig::default());
-        let mut current = 10;
-        let mut last = None;
-        for m in 1..=to {
-            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m));
-            current = d.desired_replicas;
-            last = Some(d);
-        }
-        (planner, current, last.unwrap())
-    };
+    let until = STEP_DAYS_UNTIL;
+    let history = step_days_history();
+    let run = |spec: &ValidatedSpec, to: i64| keep_up(spec, &history, to);
     let past = t0() + Duration::days(8);
     let now = t0() + Duration::minutes(until + 1);
     for (calendar, kept) in [
@@ -1128,27 +1140,14 @@ fn a_new_lead_time_calibrates_at_once_as_if_it_had_always_been_in_use() {
     // recorded at the old lead time are meaningless, but the new record is forecast again from
     // the history at the next decision: that decision is calibrated, on the calibration a
     // planner that always had the new lead time makes, not on a cold start.
-    let until = 10 * 1440 + 536;
-    let values: Vec<f64> = (0..=until)
-        .map(|m| daily_step(t0() + Duration::minutes(m)))
-        .collect();
-    let history = History::new(t0() + Duration::minutes(1), Duration::minutes(1), values);
+    let until = STEP_DAYS_UNTIL;
+    let history = step_days_history();
     let with_lead = |minutes: i64| {
         let mut s = spec(|_| {});
         s.lead_time = Duration::minutes(minutes);
         s
     };
-    let run = |spec: &ValidatedSpec, to: i64| {
-        let mut planner = Planner::new(spec.clone(), ModelConfig::default());
-        let mut current = 10;
-        let mut last = None;
-        for m in 1..=to {
-            let d = planner.decide(Some(&history), current, t0() + Duration::minutes(m));
-            current = d.desired_replicas;
-            last = Some(d);
-        }
-        (planner, current, last.unwrap())
-    };
+    let run = |spec: &ValidatedSpec, to: i64| keep_up(spec, &history, to);
     let (mut planner, current, before) = run(&with_lead(6), until);
     assert!(before.calibration.is_some(), "{before:?}");
     let longer = with_lead(11);
