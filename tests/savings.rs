@@ -183,17 +183,7 @@ fn the_live_account_matches_a_backtest_of_the_same_minutes() {
         let history = History::new(start, MINUTE, read);
         live.decided(now, decision_at(now.duration_trunc(MINUTE).unwrap()));
         let tally = live.account(&history, &MODEL, now);
-        added = Tally {
-            minutes: added.minutes + tally.minutes,
-            prescaler: Cost {
-                replica_minutes: added.prescaler.replica_minutes + tally.prescaler.replica_minutes,
-                short_minutes: added.prescaler.short_minutes + tally.prescaler.short_minutes,
-            },
-            hpa: Cost {
-                replica_minutes: added.hpa.replica_minutes + tally.hpa.replica_minutes,
-                short_minutes: added.hpa.short_minutes + tally.hpa.short_minutes,
-            },
-        };
+        added.add(tally);
         now += Duration::seconds(30);
     }
     let status = live.status(&MODEL).unwrap();
@@ -271,17 +261,7 @@ fn on_two_metrics_the_live_account_matches_a_backtest_of_the_same_minutes() {
         let (r, q) = (read(&requests, now), read(&queue, now));
         live.decided(now, decision_at(now.duration_trunc(MINUTE).unwrap()));
         let tally = live.account_metrics(&[(&r, 50.0), (&q, 10.0)], &MODEL, now);
-        added = Tally {
-            minutes: added.minutes + tally.minutes,
-            prescaler: Cost {
-                replica_minutes: added.prescaler.replica_minutes + tally.prescaler.replica_minutes,
-                short_minutes: added.prescaler.short_minutes + tally.prescaler.short_minutes,
-            },
-            hpa: Cost {
-                replica_minutes: added.hpa.replica_minutes + tally.hpa.replica_minutes,
-                short_minutes: added.hpa.short_minutes + tally.hpa.short_minutes,
-            },
-        };
+        added.add(tally);
         now += Duration::seconds(30);
     }
     let status = live.status(&MODEL).unwrap();
@@ -393,25 +373,7 @@ async fn the_operator_publishes_its_account_against_an_hpa_as_a_backtest_scores_
     };
     let (from, through) = (time("from"), time("through"));
     // Summed over the days (a test that runs across midnight UTC has two).
-    let figure = |key: &str| -> u64 {
-        savings["days"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d[key].as_i64().unwrap() as u64)
-            .sum()
-    };
-    let published = Tally {
-        minutes: figure("minutes"),
-        prescaler: Cost {
-            replica_minutes: figure("replicaMinutes"),
-            short_minutes: figure("shortMinutes"),
-        },
-        hpa: Cost {
-            replica_minutes: figure("hpaReplicaMinutes"),
-            short_minutes: figure("hpaShortMinutes"),
-        },
-    };
+    let published = published_tally(savings);
 
     // The same minutes, read back from Prometheus, through the backtest's model.
     let mut cfg = PrometheusConfig::new(prom.url());
@@ -486,4 +448,27 @@ async fn the_operator_publishes_its_account_against_an_hpa_as_a_backtest_scores_
         ),
         0.0
     );
+}
+
+/// `status.savings` as the counters it publishes, summed over its days.
+pub(crate) fn published_tally(savings: &serde_json::Value) -> Tally {
+    let figure = |key: &str| -> u64 {
+        savings["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d[key].as_i64().unwrap() as u64)
+            .sum()
+    };
+    Tally {
+        minutes: figure("minutes"),
+        prescaler: Cost {
+            replica_minutes: figure("replicaMinutes"),
+            short_minutes: figure("shortMinutes"),
+        },
+        hpa: Cost {
+            replica_minutes: figure("hpaReplicaMinutes"),
+            short_minutes: figure("hpaShortMinutes"),
+        },
+    }
 }

@@ -16,7 +16,7 @@ use support::fake_api::FakeApi;
 use support::harness::*;
 use support::scripted::ScriptedSource;
 
-use prescaler::planning::ledger::{self, Cost, Model, Tally};
+use prescaler::planning::ledger::{self, Model};
 
 /// Requests per second one replica serves, and queue backlog one replica works off.
 const REQUESTS_PER_REPLICA: f64 = 50.0;
@@ -364,21 +364,7 @@ async fn the_account_against_an_hpa_on_both_metrics_is_a_backtest_of_the_same_mi
             .to_utc()
     };
     let (from, through) = (time("from"), time("through"));
-    let figure = |key: &str| -> u64 {
-        let days = savings["days"].as_array().unwrap();
-        days.iter().map(|d| d[key].as_i64().unwrap() as u64).sum()
-    };
-    let published = Tally {
-        minutes: figure("minutes"),
-        prescaler: Cost {
-            replica_minutes: figure("replicaMinutes"),
-            short_minutes: figure("shortMinutes"),
-        },
-        hpa: Cost {
-            replica_minutes: figure("hpaReplicaMinutes"),
-            short_minutes: figure("hpaShortMinutes"),
-        },
-    };
+    let published = crate::savings::published_tally(savings);
 
     // The same minutes of each metric, as the scripted source served them, through the
     // backtest's model of a CSV with their two columns.

@@ -119,7 +119,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, other: Tally) {
+    /// Adds `other`'s minutes and both strategies' figures (saturating, as the counters do).
+    pub fn add(&mut self, other: Tally) {
         self.minutes = self.minutes.saturating_add(other.minutes);
         self.prescaler.add(other.prescaler);
         self.hpa.add(other.hpa);
